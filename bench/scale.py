@@ -1,0 +1,240 @@
+"""Benchmark: many agent pairs connecting at once in one process, iceagent against aioice.
+
+What it measures, for each N in `--n` (default 100 500 1000) and each implementation:
+
+- connect time: N agent pairs (2N agents, one host candidate each on 127.0.0.1, no STUN/TURN) in one
+  process. All agents are opened and have gathered first, and their parameters and candidates are
+  serialized and parsed before the clock starts; then every agent gets its peer's parameters,
+  candidates and end-of-candidates and all 2N `connect()` calls run concurrently. The clock stops when
+  the last one returns ("connected"). For iceagent (`IceConfig(global_pacing=False)`) `connect()`
+  returns once a pair is valid, so the time until all 2N agents are COMPLETED (nomination concluded,
+  which is what aioice's `connect()` waits for) is shown too.
+- memory: peak resident set size of the process (VmHWM from /proc/self/status), and per agent: (peak -
+  RSS before the first agent was created) / 2N.
+
+Every (implementation, N) runs in a fresh subprocess (`--child`), so the peak RSS belongs to that N
+alone; a run that does not finish within `--timeout` seconds (default 120) is killed and shown as a
+timeout. The subprocess raises its RLIMIT_NOFILE soft limit to the hard limit first (each agent holds
+a UDP socket); an N needing more descriptors than that is reported as such.
+
+Run: `.venv/bin/python bench/scale.py [--n 100 500 1000] [--timeout 120] [--impl iceagent aioice]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+LO = ["127.0.0.1"]
+FDS_PER_AGENT = 1  # one UDP socket per agent (host candidate on 127.0.0.1)
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+def proc_status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def report(result: dict[str, object]) -> None:
+    print(json.dumps(result), flush=True)
+
+
+# ---- child: iceagent ----
+
+
+async def iceagent_child(n: int, baseline_kb: int) -> None:
+    import trio
+
+    from iceagent import Candidate, IceConfig, IceState, open_agent
+
+    config = IceConfig(global_pacing=False)
+    t_setup = time.perf_counter()
+    async with AsyncExitStack() as stack:
+        pairs = []
+        for _ in range(n):
+            a = await stack.enter_async_context(open_agent(controlling=True, host_addresses=LO, config=config))
+            b = await stack.enter_async_context(open_agent(controlling=False, host_addresses=LO, config=config))
+            pairs.append((a, b))
+        agents = [x for p in pairs for x in p]
+        signal = {}
+        for agent in agents:
+            signal[agent] = (agent.local_parameters, [Candidate.from_sdp(c.to_sdp()) async for c in agent.gather()])
+        setup = time.perf_counter() - t_setup
+        done: list[float] = []
+        completed: list[float] = []
+
+        async def connect(agent: object) -> None:
+            await agent.connect()  # type: ignore[attr-defined]
+            done.append(time.perf_counter())
+            await agent.state.wait_value(IceState.COMPLETED)  # type: ignore[attr-defined]
+            completed.append(time.perf_counter())
+
+        t0 = time.perf_counter()
+        for a, b in pairs:
+            for x, y in ((a, b), (b, a)):
+                params, cands = signal[y]
+                x.set_remote_parameters(params)
+                for c in cands:
+                    x.add_remote_candidate(c)
+                x.add_remote_candidate(None)
+        async with trio.open_nursery() as nursery:
+            for agent in agents:
+                nursery.start_soon(connect, agent)
+        report({
+            "impl": "iceagent", "n": n, "setup_s": setup, "connect_s": max(done) - t0,
+            "complete_s": max(completed) - t0, "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb,
+            "connected": len(done), "agents": len(agents),
+        })
+
+
+# ---- child: aioice ----
+
+
+async def aioice_child(n: int, baseline_kb: int) -> None:
+    import aioice
+    import aioice.ice
+
+    def loopback_only(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
+        return ["127.0.0.1"] if use_ipv4 else []
+
+    aioice.ice.get_host_addresses = loopback_only  # aioice would otherwise take every interface
+
+    t_setup = time.perf_counter()
+    pairs = [
+        (aioice.Connection(ice_controlling=True, stun_server=None, use_ipv6=False),
+         aioice.Connection(ice_controlling=False, stun_server=None, use_ipv6=False))
+        for _ in range(n)
+    ]
+    agents = [x for p in pairs for x in p]
+    try:
+        await asyncio.gather(*(c.gather_candidates() for c in agents))
+        for a, b in pairs:
+            for x, y in ((a, b), (b, a)):
+                x.remote_username, x.remote_password = y.local_username, y.local_password
+                for c in y.local_candidates:
+                    await x.add_remote_candidate(aioice.Candidate.from_sdp(c.to_sdp()))
+                await x.add_remote_candidate(None)
+        setup = time.perf_counter() - t_setup
+        done: list[float] = []
+
+        async def connect(conn: aioice.Connection) -> None:
+            await conn.connect()
+            done.append(time.perf_counter())
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(connect(c) for c in agents))
+        report({
+            "impl": "aioice", "n": n, "setup_s": setup, "connect_s": max(done) - t0, "complete_s": None,
+            "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb, "connected": len(done),
+            "agents": len(agents),
+        })
+    finally:
+        await asyncio.gather(*(c.close() for c in agents), return_exceptions=True)
+
+
+def child(impl: str, n: int) -> int:
+    limit = raise_nofile()
+    need = 2 * n * FDS_PER_AGENT + 64
+    if limit != resource.RLIM_INFINITY and need > limit:
+        report({"impl": impl, "n": n, "error": f"needs ~{need} file descriptors, RLIMIT_NOFILE is {limit}"})
+        return 0
+    if impl == "iceagent":
+        import trio
+
+        import iceagent  # noqa: F401  (imported before the baseline, as aioice is below)
+
+        baseline = proc_status_kb("VmRSS")
+        trio.run(iceagent_child, n, baseline)
+    else:
+        import aioice  # noqa: F401
+
+        baseline = proc_status_kb("VmRSS")
+        asyncio.run(aioice_child(n, baseline))
+    return 0
+
+
+# ---- parent ----
+
+
+def run_child(impl: str, n: int, timeout: float) -> dict[str, object]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", impl, "--n", str(n)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        for line in reversed(out.splitlines()):
+            if line.startswith("{"):
+                result: dict[str, object] = json.loads(line)
+                result["note"] = f"killed after {timeout:g} s while closing"
+                return result
+        return {"impl": impl, "n": n, "error": f"timeout: not all connected within {timeout:g} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"impl": impl, "n": n, "error": f"exit code {proc.returncode}: {tail}"}
+
+
+def fmt_row(r: dict[str, object]) -> str:
+    name = f"{r['impl']:9} {r['n']:>6}"
+    if "error" in r:
+        return f"{name}   {r['error']}"
+    agents = int(r["agents"])  # type: ignore[call-overload]
+    hwm = int(r["hwm_kb"])  # type: ignore[call-overload]
+    per_agent = (hwm - int(r["baseline_kb"])) / agents  # type: ignore[call-overload]
+    complete = "-" if r["complete_s"] is None else f"{float(r['complete_s']):9.3f}"  # type: ignore[arg-type]
+    note = f"   ({r['note']})" if "note" in r else ""
+    return (f"{name} {float(r['connect_s']):10.3f} {complete:>10} {float(r['setup_s']):9.2f} "  # type: ignore[arg-type]
+            f"{hwm / 1024:9.1f} {per_agent:10.1f}{note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="See the module docstring.")
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000], help="numbers of agent pairs")
+    parser.add_argument("--impl", nargs="+", choices=["iceagent", "aioice"], default=["iceagent", "aioice"])
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per (implementation, N) run")
+    parser.add_argument("--child", choices=["iceagent", "aioice"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args.child, args.n[0])
+
+    print(f"{len(args.n)} sizes x {len(args.impl)} implementations, each in a fresh process on 127.0.0.1 "
+          f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+    print(f"{'impl':9} {'pairs':>6} {'connect s':>10} {'complete s':>10} {'setup s':>9} {'peak MiB':>9} "
+          f"{'KiB/agent':>10}")
+    skip: set[str] = set()
+    for n in args.n:
+        for impl in args.impl:
+            if impl in skip:
+                print(f"{impl:9} {n:>6}   skipped (a smaller N already failed)")
+                continue
+            r = run_child(impl, n, args.timeout)
+            if "error" in r:
+                skip.add(impl)
+            print(fmt_row(r), flush=True)
+    print("connect: until all 2N connect() returned; complete: until all 2N iceagent agents are COMPLETED "
+          "(aioice's connect() returns only then); setup: opening and gathering, not timed in 'connect'; "
+          "KiB/agent: (peak RSS - RSS before the first agent) / 2N")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

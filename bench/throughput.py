@@ -1,0 +1,280 @@
+"""Benchmark: datagram throughput over the selected pair, against a raw UDP socket pair and aioice.
+
+What it measures: how many 1000-byte datagrams per second one side delivers to the other over
+127.0.0.1, both ends in one process (one thread), for
+
+- raw: two trio.socket UDP sockets (`sendto` / `recvfrom`), no ICE at all: the ceiling for Trio here;
+- iceagent: two connected agents (`IceConfig(global_pacing=False)`), `IceStream.send` / `receive`;
+- aioice: two connected `aioice.Connection`s in asyncio, `Connection.send` / `recv`.
+
+The same windowed protocol runs over each, so that datagrams dropped by a full socket buffer are not
+counted as throughput: the sender keeps at most `--window` W datagrams unacknowledged; the receiver
+counts what arrives and sends an ack datagram (its running count) after every W/2 datagrams; the
+sender sends while it has credit and otherwise waits for an ack. An ack that does not come within
+`--ack-timeout` writes the outstanding datagrams off as lost (counted in the table) and restores the
+credit. The sender runs for `--seconds`; the rate is datagrams received / (time of the last one
+received - start). MB/s counts payload bytes (10^6 bytes). "per CPU-s" divides the same count by the
+process's CPU time (user + system, the kernel's loopback work included) over the run: on a shared
+machine it moves less than the wall-clock rate.
+
+Each implementation runs `--repeat` times; the best run is reported, with % of the raw rate.
+Targets: iceagent at least 85% of raw, and above aioice.
+
+Run: `.venv/bin/python bench/throughput.py [--seconds 2] [--repeat 3] [--window 32] [--size 1000]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import aioice
+import aioice.ice
+import trio
+
+from iceagent import Candidate, IceConfig, open_agent
+
+LO = ["127.0.0.1"]
+
+
+def _aioice_loopback_only(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
+    """aioice never gathers 127.0.0.1 by itself and otherwise takes every interface: loopback only."""
+    return ["127.0.0.1"] if use_ipv4 else []
+
+
+aioice.ice.get_host_addresses = _aioice_loopback_only
+
+
+class Result:
+    def __init__(self, delivered: int, lost: int, elapsed: float, cpu: float, size: int) -> None:
+        self.delivered, self.lost, self.elapsed, self.cpu, self.size = delivered, lost, elapsed, cpu, size
+
+    @property
+    def rate(self) -> float:
+        """Delivered datagrams per second of wall-clock time."""
+        return self.delivered / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def cpu_rate(self) -> float:
+        """Delivered datagrams per second of this process's CPU time (user + system)."""
+        return self.delivered / self.cpu if self.cpu > 0 else 0.0
+
+
+# ---- the windowed protocol, on Trio ----
+
+
+async def trio_windowed(
+    send: Callable[[bytes], Awaitable[None]],
+    receive: Callable[[], Awaitable[bytes]],
+    send_ack: Callable[[bytes], Awaitable[None]],
+    receive_ack: Callable[[], Awaitable[bytes]],
+    *,
+    seconds: float,
+    window: int,
+    size: int,
+    ack_timeout: float,
+) -> Result:
+    payload = b"\xab" * size
+    half = max(1, window // 2)
+    received = 0
+    last_rx = 0.0
+    lost = 0
+
+    async def receiver() -> None:
+        nonlocal received, last_rx
+        while True:
+            data = await receive()
+            if len(data) != size:
+                continue
+            received += 1
+            last_rx = time.perf_counter()
+            if received % half == 0:
+                await send_ack(received.to_bytes(8, "big"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receiver)
+        await trio.lowlevel.checkpoint()
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        end = t0 + seconds
+        sent = credited = 0
+        while time.perf_counter() < end:
+            while sent - credited < window:
+                await send(payload)
+                sent += 1
+            with trio.move_on_after(ack_timeout) as scope:
+                ack = int.from_bytes(await receive_ack(), "big")
+                credited = max(credited, ack)
+            if scope.cancelled_caught:
+                lost += sent - max(credited, received)
+                credited = sent
+        await trio.sleep(min(0.05, ack_timeout))  # let the last datagrams in flight arrive
+        nursery.cancel_scope.cancel()
+        cpu = time.process_time() - c0
+    lost = max(lost, sent - received)
+    return Result(received, lost, last_rx - t0, cpu, size)
+
+
+async def run_raw(args: argparse.Namespace) -> Result:
+    a = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    b = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    with a, b:
+        await a.bind(("127.0.0.1", 0))
+        await b.bind(("127.0.0.1", 0))
+        addr_a, addr_b = a.getsockname(), b.getsockname()
+
+        async def send(data: bytes) -> None:
+            await a.sendto(data, addr_b)
+
+        async def receive() -> bytes:
+            return (await b.recvfrom(65536))[0]
+
+        async def send_ack(data: bytes) -> None:
+            await b.sendto(data, addr_a)
+
+        async def receive_ack() -> bytes:
+            return (await a.recvfrom(65536))[0]
+
+        return await trio_windowed(send, receive, send_ack, receive_ack, seconds=args.seconds,
+                                   window=args.window, size=args.size, ack_timeout=args.ack_timeout)
+
+
+async def run_iceagent(args: argparse.Namespace) -> Result:
+    config = IceConfig(global_pacing=False)
+    async with open_agent(controlling=True, host_addresses=LO, config=config) as a, open_agent(
+        controlling=False, host_addresses=LO, config=config
+    ) as b:
+        for x, y in ((a, b), (b, a)):
+            x.set_remote_parameters(y.local_parameters)
+            async for c in y.gather():
+                x.add_remote_candidate(Candidate.from_sdp(c.to_sdp()))
+            x.add_remote_candidate(None)
+        streams = {}
+
+        async def connect(key: str, agent: object) -> None:
+            streams[key] = await agent.connect()  # type: ignore[attr-defined]
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(connect, "a", a)
+                nursery.start_soon(connect, "b", b)
+        sa, sb = streams["a"], streams["b"]
+        return await trio_windowed(sa.send, sb.receive, sb.send, sa.receive, seconds=args.seconds,
+                                   window=args.window, size=args.size, ack_timeout=args.ack_timeout)
+
+
+# ---- the same protocol on asyncio, for aioice ----
+
+
+async def run_aioice(args: argparse.Namespace) -> Result:
+    size, window, half = args.size, args.window, max(1, args.window // 2)
+    a = aioice.Connection(ice_controlling=True, stun_server=None, use_ipv6=False)
+    b = aioice.Connection(ice_controlling=False, stun_server=None, use_ipv6=False)
+    try:
+        await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+        for x, y in ((a, b), (b, a)):
+            x.remote_username, x.remote_password = y.local_username, y.local_password
+            for c in y.local_candidates:
+                await x.add_remote_candidate(aioice.Candidate.from_sdp(c.to_sdp()))
+            await x.add_remote_candidate(None)
+        await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 10)
+
+        payload = b"\xab" * size
+        received = 0
+        last_rx = 0.0
+        lost = 0
+
+        async def receiver() -> None:
+            nonlocal received, last_rx
+            while True:
+                data = await b.recv()
+                if len(data) != size:
+                    continue
+                received += 1
+                last_rx = time.perf_counter()
+                if received % half == 0:
+                    await b.send(received.to_bytes(8, "big"))
+
+        task = asyncio.create_task(receiver())
+        await asyncio.sleep(0)
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        end = t0 + args.seconds
+        sent = credited = 0
+        while time.perf_counter() < end:
+            while sent - credited < window:
+                await a.send(payload)
+                sent += 1
+            try:
+                ack = int.from_bytes(await asyncio.wait_for(a.recv(), args.ack_timeout), "big")
+                credited = max(credited, ack)
+            except asyncio.TimeoutError:
+                lost += sent - max(credited, received)
+                credited = sent
+        await asyncio.sleep(min(0.05, args.ack_timeout))
+        cpu = time.process_time() - c0
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        lost = max(lost, sent - received)
+        return Result(received, lost, last_rx - t0, cpu, size)
+    finally:
+        await a.close()
+        await b.close()
+
+
+# ---- report ----
+
+
+def best(results: list[Result]) -> Result:
+    return max(results, key=lambda r: r.rate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="See the module docstring.")
+    parser.add_argument("--seconds", type=float, default=2.0, help="sending time per run (default 2)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per implementation; best is shown (default 3)")
+    parser.add_argument("--window", type=int, default=32, help="max unacknowledged datagrams (default 32)")
+    parser.add_argument("--size", type=int, default=1000, help="datagram payload size in bytes (default 1000)")
+    parser.add_argument("--ack-timeout", type=float, default=0.05,
+                        help="seconds to wait for an ack before writing the window off as lost (default 0.05)")
+    args = parser.parse_args(argv)
+    if args.size < 9:
+        parser.error("--size must be at least 9 (acks are 8 bytes)")
+
+    results: dict[str, list[Result]] = {"raw trio UDP": [], "iceagent": [], "aioice": []}
+    for _ in range(args.repeat):  # interleaved, so a slow moment of the machine hits all three
+        results["raw trio UDP"].append(trio.run(run_raw, args))
+        results["iceagent"].append(trio.run(run_iceagent, args))
+        results["aioice"].append(asyncio.run(run_aioice(args)))
+
+    raw = best(results["raw trio UDP"]).rate
+    raw_cpu = max(r.cpu_rate for r in results["raw trio UDP"])
+    print(f"throughput on 127.0.0.1, {args.size}-byte datagrams, window {args.window}, "
+          f"{args.seconds:g} s per run, best of {args.repeat} (python {sys.version.split()[0]}, "
+          f"trio {trio.__version__}, aioice {aioice.__version__})")
+    print(f"{'':14} {'datagrams/s':>12} {'MB/s':>7} {'% of raw':>9} {'per CPU-s':>10} {'% of raw':>9} {'lost':>5}"
+          "   all runs (datagrams/s)")
+    for name, rs in results.items():
+        r = best(rs)
+        cpu_rate = max(x.cpu_rate for x in rs)
+        runs = ", ".join(f"{x.rate:,.0f}" for x in rs)
+        print(f"{name:14} {r.rate:12,.0f} {r.rate * r.size / 1e6:7.1f} {100 * r.rate / raw:8.1f}% "
+              f"{cpu_rate:10,.0f} {100 * cpu_rate / raw_cpu:8.1f}% {sum(x.lost for x in rs):5d}   {runs}")
+    ice, aio = best(results["iceagent"]).rate, best(results["aioice"]).rate
+    ice_cpu = max(x.cpu_rate for x in results["iceagent"])
+    print(f"iceagent: {100 * ice / raw:.1f}% of raw by wall clock, {100 * ice_cpu / raw_cpu:.1f}% per CPU-second "
+          f"(target >= 85%: {'met' if ice >= 0.85 * raw else 'NOT met'}); {ice / aio:.2f}x aioice "
+          f"(target > 1: {'met' if ice > aio else 'NOT met'})")
+    print("per CPU-s: delivered datagrams per second of process CPU time (user+system), steadier than wall-clock "
+          "rates when other work shares the machine")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""iceagent: an ICE agent (RFC 8445) on Trio's structured concurrency.
+
+The public API (DESIGN.md "Contract") is re-exported here; everything else is an implementation detail.
+"""
+
+from .agent import Agent, IceStream, open_agent
+from .config import IceConfig
+from .errors import CandidateParseError, IceError, IceFailed, IceServerError, StunTimeout
+from .ice.candidate import Candidate, IceParameters
+from .ice.pair import CandidatePair, PairState
+from .states import GatheringState, IceState
+from .uri import IceServer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "Candidate",
+    "CandidatePair",
+    "CandidateParseError",
+    "GatheringState",
+    "IceConfig",
+    "IceError",
+    "IceFailed",
+    "IceParameters",
+    "IceServer",
+    "IceServerError",
+    "IceState",
+    "IceStream",
+    "PairState",
+    "StunTimeout",
+    "__version__",
+    "open_agent",
+]

@@ -1,0 +1,491 @@
+"""The Agent and `open_agent()`: the public face of iceagent (DESIGN.md "Contract").
+
+The agent nursery holds one SessionRunner per live ICE generation and the supervisor (consent,
+disconnected/failed timers, automatic restart). The agent decides which valid pair the IceStream
+sends on ("selected": the best valid pair, then the nominated one) and its IceState.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import string
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pluggy
+import trio
+from trio_util import AsyncValue
+
+from ..config import IceConfig
+from ..errors import IceError, IceFailed
+from ..gatherers.base import CandidateTransport, GatherOptions
+from ..ice.candidate import Candidate, IceParameters
+from ..ice.pair import CandidatePair, PairState
+from ..net.base import Address, Network
+from ..net.os import OSNetwork
+from ..plugins import get_plugin_manager
+from ..states import GatheringState, IceState
+from ..uri import IceServer
+from .notify import Notifier
+from .runner import SessionRunner
+from .stream import IceStream
+
+log = logging.getLogger("iceagent.agent")
+
+_ICE_CHARS = string.ascii_letters + string.digits + "+/"
+
+Route = tuple[CandidateTransport, Address, CandidatePair]
+
+
+def _random_ice_string(n: int) -> str:
+    return "".join(secrets.choice(_ICE_CHARS) for _ in range(n))
+
+
+def new_parameters() -> IceParameters:
+    """Fresh credentials: 8-char ufrag (>= 4 required) and 24-char pwd (>= 22), RFC 8445 5.3."""
+    return IceParameters(ufrag=_random_ice_string(8), pwd=_random_ice_string(24))
+
+
+class Agent:
+    """An ICE agent; created by `open_agent()`, valid inside its `async with` only."""
+
+    def __init__(
+        self,
+        *,
+        controlling: bool,
+        options: GatherOptions,
+        auto_restart: bool,
+        network: Network,
+        name: str,
+        plugin_manager: pluggy.PluginManager,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self.config: IceConfig = options.config
+        self.network = network
+        self.auto_restart = auto_restart
+        self.controlling = controlling
+        self.tie_breaker = secrets.randbits(64)
+        self._pm = plugin_manager
+        self.state: AsyncValue[IceState] = AsyncValue(IceState.NEW)
+        self.gathering_state: AsyncValue[GatheringState] = AsyncValue(GatheringState.NEW)
+        self.generation: AsyncValue[int] = AsyncValue(0)
+        self._runners: list[SessionRunner] = []
+        self._current: SessionRunner | None = None
+        self._route: Route | None = None
+        self._route_runner: SessionRunner | None = None
+        self._selected_at = 0.0
+        self._changed = Notifier()
+        self._foundations: dict[tuple[str, str, str, str | None], str] = {}
+        self._send_ch, recv_ch = trio.open_memory_channel[bytes](self.config.receive_buffer)
+        self._stream = IceStream(self, recv_ch)
+        self._dropped = 0
+        self._closed = False
+        self._checking_since: float | None = None
+        self._nursery: trio.Nursery | None = None
+        self._rng = random.Random(secrets.randbits(64))
+
+    # ---- public API ----
+
+    @property
+    def local_parameters(self) -> IceParameters:
+        """This generation's ufrag/pwd, to signal to the peer."""
+        return self._runner().ice.local_parameters
+
+    @property
+    def selected_pair(self) -> CandidatePair | None:
+        """The pair the stream sends on now (None before connect() returns and while FAILED)."""
+        return None if self._route is None else self._route[2]
+
+    async def gather(self) -> AsyncIterator[Candidate]:
+        """Yield this generation's local candidates as they are found; ends when gathering completes."""
+        runner = self._runner()
+        i = 0
+        while True:
+            while i < len(runner.candidates):
+                yield runner.candidates[i]
+                i += 1
+            if runner.gathering_state is GatheringState.COMPLETE or runner.closed:
+                return
+            await runner.candidates_changed.wait()
+
+    def set_remote_parameters(self, params: IceParameters) -> None:
+        """The peer's ufrag/pwd (and optional pacing). A new ufrag after the first means the peer restarted."""
+        self._check_open()
+        runner = self._runner()
+        remote = runner.ice.remote_parameters
+        if remote is not None and remote.ufrag != params.ufrag:
+            log.info("%s: peer restarted (new ufrag); restarting too", self.name)
+            runner = self._restart_now()
+        elif remote is not None and remote == params:
+            return
+        runner.ice.set_remote_parameters(params)
+        if self.state.value is IceState.NEW:
+            self._checking_since = trio.current_time()
+            self._set_state(IceState.CHECKING)
+        runner.wake()
+
+    def add_remote_candidate(self, candidate: Candidate | None) -> None:
+        """A remote candidate from signaling, at any time; None = end-of-candidates (RFC 8838)."""
+        self._check_open()
+        runner = self._runner()
+        if candidate is not None:
+            if not isinstance(candidate, Candidate):
+                raise TypeError(f"add_remote_candidate takes a Candidate or None, not {type(candidate).__name__}")
+            remote = runner.ice.remote_parameters
+            if candidate.ufrag is not None and remote is not None and candidate.ufrag != remote.ufrag:
+                log.info("%s: remote candidate of another generation ignored: %s", self.name, candidate.to_sdp())
+                return
+            if candidate.address.lower().endswith(".local"):
+                log.warning("%s: mDNS remote candidates are not resolved yet; ignored: %s", self.name,
+                            candidate.to_sdp())
+                return
+        runner.ice.add_remote_candidate(candidate)
+        runner.wake()
+
+    async def connect(self) -> IceStream:
+        """Wait until a pair is valid and return the IceStream; raises IceFailed if the agent FAILED."""
+        await self._wait_route()
+        return self._stream
+
+    async def restart(self) -> None:
+        """ICE restart (RFC 8445 9): new ufrag/pwd, new session and gathering; signal them again."""
+        self._check_open()
+        self._restart_now()
+        await trio.lowlevel.checkpoint()
+
+    def stats(self) -> dict[str, Any]:
+        """Plain-dict counters: state, generation, selected pair, per-pair counters, gatherers."""
+        pair = self.selected_pair
+        pairs: list[dict[str, Any]] = []
+        for runner in self._runners:
+            pairs.extend(runner.stats_pairs())
+        gatherers: dict[str, Any] = {}
+        current = self._current
+        if current is not None:
+            for ctx in current._contexts:
+                gatherers[ctx.kind] = {
+                    "state": "done" if ctx.is_done else "gathering",
+                    "candidates": current.gatherer_counts.get(ctx.kind, 0),
+                    "errors": list(current.gatherer_errors.get(ctx.kind, [])),
+                }
+        return {
+            "state": self.state.value.value,
+            "generation": self.generation.value,
+            "gathering_state": self.gathering_state.value.value,
+            "controlling": self.controlling,
+            "selected_pair": None
+            if pair is None
+            else {"local": pair.local.to_sdp(), "remote": pair.remote.to_sdp(), "rtt": pair.rtt,
+                  "nominated": pair.nominated},
+            "pairs": pairs,
+            "gatherers": gatherers,
+            "dropped_datagrams": self._dropped,
+        }
+
+    # ---- internals: lifetime ----
+
+    def _runner(self) -> SessionRunner:
+        if self._current is None:
+            raise IceError("the agent is not open (use it inside `async with open_agent(...)`)")
+        return self._current
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError(f"agent {self.name} is closed")
+
+    def _start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self._restart_now(first=True)
+        nursery.start_soon(self._supervisor, name=f"supervisor-{self.name}")
+
+    def _restart_now(self, first: bool = False) -> SessionRunner:
+        assert self._nursery is not None
+        old = self._current
+        generation = 0 if first else self.generation.value + 1
+        runner = SessionRunner(self, generation, new_parameters(), self.controlling)
+        self._runners.append(runner)
+        self._current = runner
+        self._nursery.start_soon(runner.run, name=f"session-{self.name}-{generation}")
+        if old is not None:
+            if self._route_runner is not old:
+                self._close_runner(old)
+            if self.state.value is IceState.FAILED:
+                self._set_state(IceState.NEW)
+            self._checking_since = None
+            self.generation.value = generation
+        self._changed.notify()
+        return runner
+
+    def _close_runner(self, runner: SessionRunner) -> None:
+        runner.close()
+        if runner in self._runners:
+            self._runners.remove(runner)
+
+    def _close(self) -> None:
+        self._closed = True
+        self._route = None
+        self._route_runner = None
+        self._send_ch.close()
+        self._set_state(IceState.CLOSED)
+        self._changed.notify()
+
+    def create_gatherers(self) -> list[Any]:
+        """Ask every plugin for its gatherers (pluggy hook `iceagent_gatherers`)."""
+        out: list[Any] = []
+        for result in reversed(self._pm.hook.iceagent_gatherers(options=self.options)):
+            out.extend(result or [])
+        return out
+
+    def foundation(self, type: str, base_address: str, transport: str, server: str | None) -> str:
+        """Equal (type, base IP, transport, server) give equal foundations (RFC 8445 5.1.1.3)."""
+        key = (type, base_address, transport, server)
+        f = self._foundations.get(key)
+        if f is None:
+            f = self._foundations[key] = str(len(self._foundations) + 1)
+        return f
+
+    # ---- internals: data ----
+
+    def deliver(self, data: bytes) -> None:
+        """Queue a received datagram for the application (dropped and counted when the queue is full)."""
+        try:
+            self._send_ch.send_nowait(data)
+        except trio.WouldBlock:
+            self._dropped += 1
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def _wait_route(self) -> Route:
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError(f"agent {self.name} is closed")
+            if self._route is not None:
+                await trio.lowlevel.checkpoint()
+                return self._route
+            if self.state.value is IceState.FAILED and not self.auto_restart:
+                raise IceFailed(self._failure_reason or "ICE failed: no candidate pair works")
+            await self._changed.wait()
+
+    _failure_reason: str | None = None
+
+    # ---- events from runners ----
+
+    def _hook(self, name: str, **kwargs: Any) -> None:
+        try:
+            getattr(self._pm.hook, name)(agent=self, **kwargs)
+        except Exception:
+            log.exception("%s: observer hook %s raised", self.name, name)
+
+    def runner_gathering_changed(self, runner: SessionRunner) -> None:
+        if runner is self._current:
+            self.gathering_state.value = runner.gathering_state
+
+    def candidate_gathered(self, runner: SessionRunner, candidate: Candidate) -> None:
+        log.info("%s: gathered %s", self.name, candidate.to_sdp())
+        self._hook("iceagent_candidate_gathered", candidate=candidate)
+
+    def pair_state_changed(self, runner: SessionRunner, pair: CandidatePair, old: Any, new: Any) -> None:
+        log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), new)
+        self._hook("iceagent_pair_state_changed", pair=pair, old=old, new=new)
+
+    def pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
+        if runner is not self._current:
+            return
+        if self._route_runner is not None and self._route_runner is not runner:
+            return  # restart in progress: the old pair carries data until the new one is nominated (12.1)
+        if runner.nominated is not None:
+            return
+        best = runner.ice.valid_pairs[0] if runner.ice.valid_pairs else pair
+        self._select(runner, best)
+        if self.state.value in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
+            self._set_state(IceState.CONNECTED)
+
+    def pair_nominated(self, runner: SessionRunner, pair: CandidatePair) -> None:
+        if runner is not self._current:
+            return
+        self._select(runner, pair)
+        for other in list(self._runners):
+            if other is not runner:
+                self._close_runner(other)
+        self._set_state(IceState.COMPLETED)
+
+    def role_changed(self, runner: SessionRunner, controlling: bool) -> None:
+        if runner is self._current:
+            log.info("%s: role conflict resolved: now %s", self.name, "controlling" if controlling else "controlled")
+            self.controlling = controlling
+
+    def checklist_failed(self, runner: SessionRunner) -> None:
+        if runner is self._current and self._route is None:
+            self._fail("every candidate pair failed")
+
+    def consent_refreshed(self, runner: SessionRunner, pair: CandidatePair, now: float) -> None:
+        pass  # pair.last_consent is updated by the session; the supervisor reads it
+
+    def _select(self, runner: SessionRunner, pair: CandidatePair) -> None:
+        transport = runner.transport_for(pair)
+        if transport is None:
+            log.warning("%s: no transport for the valid pair %s", self.name, pair.local.to_sdp())
+            return
+        old = self._route
+        self._route = (transport, (pair.remote.address, pair.remote.port), pair)
+        if self._route_runner is not runner:
+            self._route_runner = runner
+        if old is None or old[2] is not pair:
+            self._selected_at = trio.current_time()
+            log.info("%s: selected pair %s <-> %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp())
+            self._hook("iceagent_selected_pair_changed", pair=pair)
+        self._changed.notify()
+
+    def _set_state(self, new: IceState) -> None:
+        old = self.state.value
+        if old is new:
+            return
+        if old is IceState.CLOSED:
+            return
+        log.info("%s: %s -> %s", self.name, old.value, new.value)
+        self.state.value = new
+        self._hook("iceagent_state_changed", old=old, new=new)
+        self._changed.notify()
+
+    def _fail(self, reason: str) -> None:
+        if self.state.value in (IceState.FAILED, IceState.CLOSED):
+            return
+        log.warning("%s: ICE failed: %s", self.name, reason)
+        self._failure_reason = f"ICE failed: {reason}"
+        if self._route is not None:
+            self._route = None
+            self._route_runner = None
+            self._hook("iceagent_selected_pair_changed", pair=None)
+        self._set_state(IceState.FAILED)
+
+    # ---- the supervisor: consent, disconnected/failed timers, auto restart ----
+
+    async def _supervisor(self) -> None:
+        cfg = self.config
+        tick = min(1.0, cfg.disconnected_timeout / 4)
+        next_consent = 0.0
+        consent_pair: CandidatePair | None = None
+        last_rx = -1
+        last_rx_at = 0.0
+        backoff = cfg.restart_backoff
+        while True:
+            now = trio.current_time()
+            state = self.state.value
+            wake_at = now + tick
+            if state is IceState.FAILED:
+                if self.auto_restart:
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, cfg.restart_backoff * 16)
+                    if self.state.value is IceState.FAILED:
+                        self._restart_now()
+                    continue
+                await self._changed.wait()
+                continue
+            if state is IceState.CHECKING and self._route is None:
+                if self._checking_since is None:
+                    self._checking_since = now
+                elif now - self._checking_since > cfg.failed_timeout:
+                    self._fail(f"no candidate pair succeeded within failed_timeout={cfg.failed_timeout:g} s")
+                    continue
+            route, runner = self._route, self._route_runner
+            if route is not None and runner is not None:
+                backoff = cfg.restart_backoff
+                pair = route[2]
+                if pair is not consent_pair:
+                    consent_pair = pair
+                    next_consent = now + cfg.consent_interval * self._rng.uniform(0.8, 1.2)
+                    last_rx, last_rx_at = -1, now
+                if now >= next_consent:
+                    await runner.send_consent(pair)
+                    next_consent = now + cfg.consent_interval * self._rng.uniform(0.8, 1.2)
+                last_ok = max(pair.last_consent or 0.0, self._selected_at)
+                if now - last_ok > cfg.consent_timeout:
+                    self._fail(f"consent expired: no answer to consent checks for {cfg.consent_timeout:g} s "
+                               "(RFC 7675)")
+                    continue
+                rx = pair.bytes_received + pair.responses_received + pair.requests_received
+                if rx != last_rx:
+                    last_rx, last_rx_at = rx, now
+                    if state is IceState.DISCONNECTED:
+                        self._set_state(IceState.COMPLETED if pair.nominated else IceState.CONNECTED)
+                elif now - last_rx_at > cfg.disconnected_timeout and state in (
+                    IceState.CONNECTED, IceState.COMPLETED
+                ):
+                    self._set_state(IceState.DISCONNECTED)
+                wake_at = min(wake_at, next_consent)
+            elif state in (IceState.NEW, IceState.CLOSED):
+                await self._changed.wait()
+                continue
+            with trio.move_on_at(wake_at):
+                await self._changed.wait()
+
+
+def _validate_servers(ice_servers: Sequence[IceServer] | None) -> tuple[IceServer, ...]:
+    servers = tuple(ice_servers or ())
+    for s in servers:
+        if not isinstance(s, IceServer):
+            raise TypeError(f"ice_servers takes IceServer objects, not {type(s).__name__}")
+        for uri in s.uris:
+            if uri.scheme in ("turn", "turns"):
+                raise NotImplementedError(
+                    f"{uri.scheme}: servers (relay candidates) arrive with the TURN issue; not available yet"
+                )
+    return servers
+
+
+@asynccontextmanager
+async def open_agent(
+    *,
+    controlling: bool = True,
+    ice_servers: Sequence[IceServer] | None = None,
+    host_addresses: Sequence[str] | None = None,
+    ice_transport_policy: str = "all",
+    mdns: bool = False,
+    tcp: bool = False,
+    auto_restart: bool = False,
+    config: IceConfig | None = None,
+    network: Network | None = None,
+    name: str | None = None,
+    plugin_manager: pluggy.PluginManager | None = None,
+) -> AsyncIterator[Agent]:
+    """Open an ICE agent; gathering starts at once. Every task it runs ends with the `async with`."""
+    if ice_transport_policy not in ("all", "relay"):
+        raise ValueError(f"ice_transport_policy must be 'all' or 'relay', not {ice_transport_policy!r}")
+    if ice_transport_policy == "relay":
+        raise NotImplementedError("ice_transport_policy='relay' needs TURN relay candidates (not available yet)")
+    if mdns:
+        raise NotImplementedError("mdns=True (mDNS host candidates) is not available yet")
+    if tcp:
+        raise NotImplementedError("tcp=True (ICE-TCP candidates) is not available yet")
+    if isinstance(host_addresses, str):
+        host_addresses = [host_addresses]
+    options = GatherOptions(
+        ice_servers=_validate_servers(ice_servers),
+        ice_transport_policy=ice_transport_policy,
+        host_addresses=None if host_addresses is None else tuple(host_addresses),
+        mdns=mdns,
+        tcp=tcp,
+        config=config or IceConfig(),
+    )
+    agent = Agent(
+        controlling=controlling,
+        options=options,
+        auto_restart=auto_restart,
+        network=network or OSNetwork(),
+        name=name or secrets.token_hex(2),
+        plugin_manager=plugin_manager or get_plugin_manager(),
+    )
+    async with trio.open_nursery() as nursery:
+        agent._start(nursery)
+        try:
+            yield agent
+        finally:
+            agent._close()
+            nursery.cancel_scope.cancel()
+
+
+__all__ = ["Agent", "IceStream", "PairState", "new_parameters", "open_agent"]

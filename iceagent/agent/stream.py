@@ -1,0 +1,53 @@
+"""IceStream: the application's datagram channel over the selected candidate pair (RFC 8445 12)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..errors import IceFailed
+
+if TYPE_CHECKING:
+    from .core import Agent
+
+
+class IceStream(trio.abc.Channel[bytes]):
+    """One datagram per message, in both directions, over whatever pair the agent has selected.
+
+    `send` waits until a pair is selected, raises IceFailed while the agent is FAILED, and
+    trio.ClosedResourceError once the agent (or this stream) is closed. `receive` returns datagrams
+    from any known remote candidate; when the application does not read, at most
+    `IceConfig.receive_buffer` datagrams are queued and newer ones are dropped (as a UDP socket's
+    buffer would), counted in `agent.stats()["dropped_datagrams"]`. The stream outlives restarts.
+    """
+
+    def __init__(self, agent: Agent, receive_channel: trio.MemoryReceiveChannel[bytes]) -> None:
+        self._agent = agent
+        self._receive = receive_channel
+        self._closed = False
+
+    async def send(self, data: bytes) -> None:
+        """Send one datagram to the peer on the selected pair."""
+        if self._closed:
+            raise trio.ClosedResourceError("the IceStream is closed")
+        route = self._agent._route
+        if route is None:
+            route = await self._agent._wait_route()
+        transport, remote, pair = route
+        await transport.send(data, remote)
+        pair.bytes_sent += len(data)
+
+    async def receive(self) -> bytes:
+        """The next datagram from the peer; trio.EndOfChannel once the agent has closed."""
+        if self._closed:
+            raise trio.ClosedResourceError("the IceStream is closed")
+        return await self._receive.receive()
+
+    async def aclose(self) -> None:
+        """Close this stream (the agent stays open); further send/receive raise ClosedResourceError."""
+        self._closed = True
+        await trio.lowlevel.checkpoint()
+
+
+__all__ = ["IceFailed", "IceStream"]

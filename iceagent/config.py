@@ -1,0 +1,60 @@
+"""IceConfig: every timer and limit the RFCs leave to the implementation, with the RFC defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"IceConfig.{attribute.name} must be > 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class IceConfig:
+    """Knobs of the agent. Defaults follow the RFCs; each field's comment cites the section."""
+
+    #: Pacing interval Ta in seconds between new check transactions (RFC 8445 14.2: 50 ms default).
+    ta: float = attrs.field(default=0.05, validator=_positive)
+    #: Process-wide cap of one new STUN transaction per 5 ms across all agents (RFC 8445 14.2).
+    global_pacing: bool = True
+    #: Upper bound on the number of candidate pairs per check list (RFC 8445 6.1.2.5: 100).
+    max_pairs: int = attrs.field(default=100, validator=_positive)
+    #: Initial STUN retransmission timeout in seconds (RFC 8489 6.2.1: 500 ms; ICE checks use it too).
+    rto: float = attrs.field(default=0.5, validator=_positive)
+    #: Number of STUN request transmissions over UDP (RFC 8489 6.2.1: Rc = 7).
+    rc: int = attrs.field(default=7, validator=_positive)
+    #: Multiplier of RTO for the wait after the last transmission (RFC 8489 6.2.1: Rm = 16).
+    rm: int = attrs.field(default=16, validator=_positive)
+    #: Transaction timeout over TCP/TLS, where nothing is retransmitted (RFC 8489 6.2.2: 39.5 s).
+    reliable_timeout: float = attrs.field(default=39.5, validator=_positive)
+    #: Controlling side: how long to wait for a better pair to succeed before nominating the best valid
+    #: one (regular nomination, RFC 8445 8.1.1 leaves the moment to the agent). Nominates at once when
+    #: no higher-priority pair is still pending.
+    nomination_delay: float = attrs.field(default=0.5, validator=_positive)
+    #: Gathering is declared COMPLETE after this many seconds even if a gatherer has not finished.
+    gather_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Keepalive interval on the selected pair when idle (RFC 8445 11: 15 s by default).
+    keepalive_interval: float = attrs.field(default=15.0, validator=_positive)
+    #: Mean interval of consent freshness checks, randomized to 0.8-1.2 times this (RFC 7675 5.1: 5 s).
+    consent_interval: float = attrs.field(default=5.0, validator=_positive)
+    #: Consent is lost after this long without a successful consent check (RFC 7675 5.1: 30 s).
+    consent_timeout: float = attrs.field(default=30.0, validator=_positive)
+    #: Time without any traffic on the selected pair before DISCONNECTED (implementation choice, as browsers).
+    disconnected_timeout: float = attrs.field(default=5.0, validator=_positive)
+    #: Time spent DISCONNECTED or CHECKING without a valid pair before FAILED (implementation choice).
+    failed_timeout: float = attrs.field(default=30.0, validator=_positive)
+    #: Initial back-off between automatic restarts of a FAILED agent (doubles up to 16 times this).
+    restart_backoff: float = attrs.field(default=1.0, validator=_positive)
+    #: TURN permission refresh interval (RFC 8656 9: permissions last 300 s; refresh at 240 s).
+    permission_refresh: float = attrs.field(default=240.0, validator=_positive)
+    #: TURN channel refresh interval (RFC 8656 12: bindings last 600 s; refresh at 540 s).
+    channel_refresh: float = attrs.field(default=540.0, validator=_positive)
+    #: How long to wait for an mDNS answer when resolving a remote `.local` candidate.
+    mdns_timeout: float = attrs.field(default=3.0, validator=_positive)
+    #: Maximum simultaneous inbound ICE-TCP connections per passive candidate.
+    tcp_max_inbound: int = attrs.field(default=64, validator=_positive)
+    #: Datagrams queued for the application before the oldest ones are dropped (see IceStream).
+    receive_buffer: int = attrs.field(default=256, validator=_positive)

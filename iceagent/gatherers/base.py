@@ -1,0 +1,85 @@
+"""What a gatherer plugin sees: its options, the GatherContext the agent hands it, and the Gatherer protocol.
+
+Gatherers never see the agent. They open or find transports, emit candidates with the transport that
+carries their data, report errors, and say when their initial gathering is done (DESIGN.md "Plugins").
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import attrs
+
+from ..config import IceConfig
+from ..ice.candidate import Candidate
+from ..net.base import Address, Network, UdpSocket
+
+if TYPE_CHECKING:
+    from ..stun.message import Message
+    from ..uri import IceServer
+
+
+@runtime_checkable
+class CandidateTransport(Protocol):
+    """What data for a local candidate goes through: a UDP socket, a TURN allocation, a TCP endpoint."""
+
+    async def send(self, data: bytes, remote: Address) -> None: ...
+
+    async def receive(self) -> tuple[bytes, Address]: ...
+
+
+@attrs.frozen
+class GatherOptions:
+    """The agent options a gatherer may act on."""
+
+    ice_servers: Sequence[IceServer] = ()
+    ice_transport_policy: str = "all"
+    host_addresses: Sequence[str] | None = None
+    mdns: bool = False
+    tcp: bool = False
+    config: IceConfig = attrs.field(factory=IceConfig)
+
+
+class GatherContext(Protocol):
+    """The agent-side services a gatherer uses while it runs in the session nursery."""
+
+    options: GatherOptions
+    network: Network
+
+    def bases(self) -> AsyncIterator[UdpSocket]:
+        """The host sockets as the host gatherer opens them; ends when the host gatherer is done."""
+        ...
+
+    def add_base(self, sock: UdpSocket) -> None:
+        """Register a host socket: the agent starts receiving on it (the host gatherer calls this)."""
+
+    def emit(self, candidate: Candidate, transport: CandidateTransport) -> None:
+        """Hand a gathered local candidate to the agent, with the transport its data goes through."""
+
+    def error(self, message: str) -> None:
+        """Report a non-fatal problem (shown in `agent.stats()` and logged)."""
+
+    def done(self) -> None:
+        """This gatherer's initial gathering is over (it may keep running to refresh what it owns)."""
+
+    def foundation(self, type: str, base_address: str, transport: str, server: str | None = None) -> str:
+        """The foundation for a candidate (RFC 8445 5.1.1.3): equal inputs give equal foundations."""
+        ...
+
+    async def stun_request(self, sock: UdpSocket, server: Address, message: Message) -> Message:
+        """Send a STUN request from a base socket and wait for its response (RFC 8489 retransmissions).
+
+        The agent's receive loop owns the socket, so responses are routed here by transaction id.
+        Raises StunTimeout when no response arrives.
+        """
+        ...
+
+
+@runtime_checkable
+class Gatherer(Protocol):
+    """A candidate gatherer: runs in the session nursery until the session ends."""
+
+    kind: str
+
+    async def run(self, ctx: GatherContext) -> None: ...

@@ -1,0 +1,104 @@
+"""The built-in server-reflexive gatherer: a STUN Binding from each host socket to each `stun:` server
+(RFC 8445 5.1.1.2); one srflx candidate per distinct mapped address, related address = the base."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import trio
+
+from ..errors import StunTimeout
+from ..hookspecs import hookimpl
+from ..ice.candidate import Candidate
+from ..ice.priority import candidate_priority, local_preferences
+from ..net.base import Address, UdpSocket
+from ..stun.attributes import Attr
+from ..stun.message import Message, MessageClass, Method
+from .base import GatherContext, GatherOptions
+from .host import host_addresses
+
+log = logging.getLogger("iceagent.gather.srflx")
+
+
+def _family(host: str) -> int:
+    return ipaddress.ip_address(host).version
+
+
+class SrflxGatherer:
+    """Learns this host's public mappings from STUN servers, over UDP."""
+
+    kind = "srflx"
+
+    def __init__(self, servers: list[tuple[str, int]]) -> None:
+        self.servers = servers
+
+    async def run(self, ctx: GatherContext) -> None:
+        resolved: list[Address] = []
+        for host, port in self.servers:
+            try:
+                addrs = await ctx.network.resolve(host, port)
+            except OSError as exc:
+                ctx.error(f"cannot resolve STUN server {host}:{port}: {exc}")
+                continue
+            resolved.extend(a for a in addrs if a not in resolved)
+        async with trio.open_nursery() as nursery:
+            async for sock in ctx.bases():
+                base_family = _family(sock.local_address[0])
+                for server in resolved:
+                    if _family(server[0]) == base_family:
+                        nursery.start_soon(self._query, ctx, sock, server)
+        ctx.done()
+
+    async def _query(self, ctx: GatherContext, sock: UdpSocket, server: Address) -> None:
+        request = Message(Method.BINDING, MessageClass.REQUEST)
+        try:
+            response = await ctx.stun_request(sock, server, request)
+        except StunTimeout as exc:
+            ctx.error(str(exc))
+            return
+        if response.message_class is not MessageClass.SUCCESS:
+            error = response.get(Attr.ERROR_CODE)
+            ctx.error(f"STUN server {server[0]}:{server[1]} answered with an error: {error}")
+            return
+        mapped = response.get(Attr.XOR_MAPPED_ADDRESS) or response.get(Attr.MAPPED_ADDRESS)
+        if mapped is None:
+            ctx.error(f"STUN server {server[0]}:{server[1]} sent no mapped address")
+            return
+        host, port = mapped
+        base_host, base_port = sock.local_address
+        if (host, port) == (base_host, base_port):
+            return  # no NAT between us and the server: the host candidate says it all
+        cand = Candidate(
+            foundation=ctx.foundation("srflx", base_host, "udp", server[0]),
+            component=1,
+            transport="udp",
+            priority=candidate_priority("srflx", 1, local_pref=_local_pref(ctx, sock)),
+            address=host,
+            port=port,
+            type="srflx",
+            related_address=base_host,
+            related_port=base_port,
+        )
+        ctx.emit(cand, sock)
+
+
+def _local_pref(ctx: GatherContext, sock: UdpSocket) -> int:
+    """The base's local preference, as the host gatherer assigned it (RFC 8421)."""
+    address = sock.local_address[0]
+    try:
+        addresses = host_addresses(ctx.network, ctx.options.host_addresses)
+    except ValueError:
+        addresses = []
+    return local_preferences(addresses or [address]).get(address, 65535)
+
+
+@hookimpl
+def iceagent_gatherers(options: GatherOptions) -> list[object]:
+    """One srflx gatherer when `stun:` servers are configured (UDP; TCP arrives with ICE-TCP)."""
+    servers: list[tuple[str, int]] = []
+    for server in options.ice_servers:
+        for uri in server.uris:
+            if uri.scheme == "stun" and uri.transport == "udp":
+                servers.append((uri.host, uri.port))
+    return [SrflxGatherer(servers)] if servers else []

@@ -1,0 +1,1 @@
+"""Sans-IO ICE: candidates, SDP, priorities, candidate pairs, the check list and the ICE session."""

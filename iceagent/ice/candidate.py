@@ -1,0 +1,335 @@
+"""ICE candidates (RFC 8445 5.1) and their SDP `a=candidate` form (RFC 8839 5.1).
+
+Grammar (RFC 8839 5.1, with RFC 6544 4.5 `tcptype`)::
+
+    candidate-attribute = "candidate" ":" foundation SP component-id SP transport SP priority SP
+                          connection-address SP port SP "typ" SP cand-type
+                          [SP "raddr" SP connection-address] [SP "rport" SP port] *(SP cand-extension)
+
+Parsing is strict about the fields ICE needs and lenient where browsers differ:
+
+- `a=` and `candidate:` are optional; surrounding whitespace (a trailing CRLF) is ignored, and tokens
+  may be separated by any run of whitespace.
+- keywords (`candidate`, `typ`, the candidate types, `UDP`/`TCP`, `raddr`, `rport`, `tcptype` and its
+  values) are case-insensitive, as ABNF literals are (RFC 5234 2.3), and stored in lower case.
+- `raddr`/`rport`, `tcptype`, `generation` and `ufrag` may appear anywhere after the type, each at most
+  once; every other name/value pair is kept, in order, in `extensions`.
+- `connection-address` is an IPv4 or IPv6 literal or a host name (an mDNS `<uuid>.local` name), kept
+  exactly as given.  `raddr`/`rport` are optional for every type (browsers hide them behind
+  `0.0.0.0 0` or leave them out).
+
+Canonical form, the one `to_sdp()` writes: single spaces, keywords in lower case, numbers without
+leading zeros, and after the type: raddr, rport, tcptype, generation, ufrag, then the extensions in
+order.  That is what Chrome, Firefox (apart from its upper-case `UDP`/`TCP`) and Safari emit.  A line
+whose known attributes come in another order is remembered as parsed, so `to_sdp()` gives exactly the
+same line back; the remembered order is not part of equality and is dropped by `attrs.evolve()`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+
+import attrs
+
+from ..errors import CandidateParseError
+
+__all__ = ["CANDIDATE_TYPES", "TCP_TYPES", "TRANSPORTS", "Candidate", "CandidateParseError", "IceParameters"]
+
+#: Candidate types (RFC 8445 5.1.1, RFC 8839 5.1 `candidate-types`).
+CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
+#: Transports this agent can use (RFC 8839 5.1 `transport`, RFC 6544).
+TRANSPORTS = frozenset({"udp", "tcp"})
+#: ICE-TCP connection directions (RFC 6544 4.5).
+TCP_TYPES = frozenset({"active", "passive", "so"})
+
+_MAX_PRIORITY = 2**32 - 1
+# The attributes after `typ` that have their own fields, in canonical order.
+_KNOWN = ("raddr", "rport", "tcptype", "generation", "ufrag")
+_FIELD_NAMES = (
+    "foundation",
+    "component-id",
+    "transport",
+    "priority",
+    "connection-address",
+    "port",
+    "'typ'",
+    "candidate type",
+)
+_ICE_CHARS = re.compile(r"[A-Za-z0-9+/]{1,32}")  # foundation = 1*32ice-char
+_DIGITS = re.compile(r"[0-9]+")
+_IPV4ISH = re.compile(r"[0-9.]+")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+# RFC 3261 token: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"
+_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_VCHARS = re.compile(r"[\x21-\x7e]+")  # extension-att-value = *VCHAR
+
+# A parsed order of the attributes after `typ`: a known name, or None for "the next extension".
+_Layout = tuple[str | None, ...]
+
+
+def _to_extensions(value: Iterable[Iterable[str]]) -> tuple[tuple[str, str], ...]:
+    pairs: list[tuple[str, str]] = []
+    for pair in value:
+        name, val = pair
+        pairs.append((str(name), str(val)))
+    return tuple(pairs)
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+def _number(what: str, token: str, low: int, high: int | None) -> int:
+    if not _DIGITS.fullmatch(token):
+        raise CandidateParseError(f"{what} {token!r} is not a number")
+    value = int(token)
+    if value < low or (high is not None and value > high):
+        upper = "" if high is None else str(high)
+        raise CandidateParseError(f"{what} {token!r} out of range ({low}..{upper})")
+    return value
+
+
+def _address(what: str, token: str) -> str:
+    """Check a `connection-address` (RFC 8839 5.1, RFC 4566): an IP literal or a host name, kept as given."""
+    if ":" in token:
+        try:
+            ipaddress.IPv6Address(token)
+        except ValueError:
+            raise CandidateParseError(f"{what} {token!r} is not a valid IPv6 address") from None
+        return token
+    if _IPV4ISH.fullmatch(token):
+        try:
+            ipaddress.IPv4Address(token)
+        except ValueError:
+            raise CandidateParseError(f"{what} {token!r} is not a valid IPv4 address") from None
+        return token
+    labels = token[:-1].split(".") if token.endswith(".") else token.split(".")
+    if len(token) > 254 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise CandidateParseError(f"{what} {token!r} is not an IP address or a host name")
+    return token
+
+
+@attrs.frozen
+class Candidate:
+    """One transport address a peer may be reached at (RFC 8445 5.1); immutable and hashable.
+
+    `to_sdp()` of a line parsed by `from_sdp()` in canonical form gives the same line back (see the
+    module docstring for what canonical means and for lines in another order).
+    """
+
+    foundation: str
+    component: int
+    transport: str = attrs.field(converter=_lower)  # "udp" | "tcp" (lower case)
+    priority: int
+    address: str  # an IP literal, or a `<uuid>.local` name (mDNS)
+    port: int
+    type: str = attrs.field(converter=_lower)  # "host" | "srflx" | "prflx" | "relay"
+    related_address: str | None = None
+    related_port: int | None = None
+    tcptype: str | None = None  # "active" | "passive" | "so"
+    generation: int | None = None
+    ufrag: str | None = None
+    # unknown extension attributes, in order
+    extensions: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_to_extensions)
+    # The order of the attributes after `typ` as parsed, when not canonical (not compared, not hashed).
+    _layout: _Layout | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    # ---- derived helpers ----
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        """The transport address `(address, port)`."""
+        return (self.address, self.port)
+
+    @property
+    def related_addr(self) -> tuple[str, int] | None:
+        """The related address `(raddr, rport)` (RFC 8839 5.1), or None unless both are present."""
+        if self.related_address is None or self.related_port is None:
+            return None
+        return (self.related_address, self.related_port)
+
+    @property
+    def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """The address as an `ipaddress` object, or None for a host name (an mDNS candidate)."""
+        try:
+            return ipaddress.ip_address(self.address)
+        except ValueError:
+            return None
+
+    @property
+    def family(self) -> int | None:
+        """4 or 6 for an IP address, None for a host name (resolve it first, RFC 8839 5.1)."""
+        ip = self.ip
+        return None if ip is None else ip.version
+
+    @property
+    def is_mdns(self) -> bool:
+        """True for an mDNS host name such as `<uuid>.local` (draft-ietf-mmusic-mdns-ice-candidates)."""
+        return self.address.rstrip(".").lower().endswith(".local")
+
+    @property
+    def type_preference(self) -> int:
+        """The type preference encoded in the priority: its top 8 bits (RFC 8445 5.1.2.1)."""
+        return (self.priority >> 24) & 0xFF
+
+    @property
+    def local_preference(self) -> int:
+        """The local preference encoded in the priority: bits 8..23 (RFC 8445 5.1.2.1)."""
+        return (self.priority >> 8) & 0xFFFF
+
+    # ---- SDP ----
+
+    @classmethod
+    def from_sdp(cls, line: str) -> Candidate:
+        """Parse an `a=candidate` value, with or without `a=` and `candidate:` (RFC 8839 5.1).
+
+        Raises CandidateParseError, naming the offending token, for a malformed line, an unknown
+        transport or candidate type, or a value out of range.
+        """
+        if not isinstance(line, str):
+            raise CandidateParseError(f"a candidate line is a str, not {type(line).__name__}")
+        text = line.strip()
+        if text[:2].lower() == "a=":
+            text = text[2:]
+        if text[:10].lower() == "candidate:":
+            text = text[10:]
+        tokens = text.split()
+        if len(tokens) > 6 and tokens[6].lower() != "typ":
+            raise CandidateParseError(f"missing 'typ' after the port: got {tokens[6]!r}")
+        if len(tokens) < len(_FIELD_NAMES):
+            missing = _FIELD_NAMES[len(tokens)]
+            if len(tokens) == 6:
+                raise CandidateParseError(f"missing 'typ' at the end of {line.strip()!r}")
+            raise CandidateParseError(f"missing {missing} in {line.strip()!r}")
+        foundation, component, transport, priority, address, port, _, cand_type = tokens[:8]
+        if not _ICE_CHARS.fullmatch(foundation):
+            raise CandidateParseError(f"foundation {foundation!r} is not 1 to 32 of A-Z a-z 0-9 + /")
+        component_id = _number("component-id", component, 1, 256)
+        transport_lc = transport.lower()
+        if transport_lc not in TRANSPORTS:
+            raise CandidateParseError(f"unsupported transport {transport!r} (expected UDP or TCP)")
+        priority_value = _number("priority", priority, 0, _MAX_PRIORITY)
+        address = _address("connection-address", address)
+        port_number = _number("port", port, 0, 65535)
+        type_lc = cand_type.lower()
+        if type_lc not in CANDIDATE_TYPES:
+            raise CandidateParseError(
+                f"unknown candidate type {cand_type!r} (expected host, srflx, prflx or relay)"
+            )
+
+        known: dict[str, str] = {}
+        extensions: list[tuple[str, str]] = []
+        layout: list[str | None] = []
+        rest = tokens[8:]
+        if len(rest) % 2:
+            raise CandidateParseError(f"extension {rest[-1]!r} has no value")
+        for name, value in zip(rest[::2], rest[1::2], strict=True):
+            name_lc = name.lower()
+            if name_lc in _KNOWN:
+                if name_lc in known:
+                    raise CandidateParseError(f"duplicate {name_lc!r} ({known[name_lc]!r} and {value!r})")
+                known[name_lc] = value
+                layout.append(name_lc)
+            else:
+                if not _TOKEN.fullmatch(name):
+                    raise CandidateParseError(f"extension name {name!r} is not a token")
+                if not _VCHARS.fullmatch(value):
+                    raise CandidateParseError(f"extension {name!r} value {value!r} is not printable ASCII")
+                extensions.append((name, value))
+                layout.append(None)
+
+        related_address = _address("raddr", known["raddr"]) if "raddr" in known else None
+        related_port = _number("rport", known["rport"], 0, 65535) if "rport" in known else None
+        tcptype: str | None = None
+        if "tcptype" in known:
+            tcptype = known["tcptype"].lower()
+            if tcptype not in TCP_TYPES:
+                raise CandidateParseError(
+                    f"unknown tcptype {known['tcptype']!r} (expected active, passive or so)"
+                )
+        generation = _number("generation", known["generation"], 0, None) if "generation" in known else None
+        ufrag: str | None = None
+        if "ufrag" in known:
+            ufrag = known["ufrag"]
+            if not _VCHARS.fullmatch(ufrag):
+                raise CandidateParseError(f"ufrag {ufrag!r} is not printable ASCII")
+
+        candidate = cls(
+            foundation=foundation,
+            component=component_id,
+            transport=transport_lc,
+            priority=priority_value,
+            address=address,
+            port=port_number,
+            type=type_lc,
+            related_address=related_address,
+            related_port=related_port,
+            tcptype=tcptype,
+            generation=generation,
+            ufrag=ufrag,
+            extensions=tuple(extensions),
+        )
+        parsed_layout = tuple(layout)
+        if parsed_layout != candidate._canonical_layout():
+            object.__setattr__(candidate, "_layout", parsed_layout)
+        return candidate
+
+    def _known_values(self) -> dict[str, str]:
+        """The present known attributes after `typ`, in canonical order, as SDP strings."""
+        values: dict[str, str] = {}
+        if self.related_address is not None:
+            values["raddr"] = self.related_address
+        if self.related_port is not None:
+            values["rport"] = str(self.related_port)
+        if self.tcptype is not None:
+            values["tcptype"] = self.tcptype
+        if self.generation is not None:
+            values["generation"] = str(self.generation)
+        if self.ufrag is not None:
+            values["ufrag"] = self.ufrag
+        return values
+
+    def _canonical_layout(self) -> _Layout:
+        return tuple(self._known_values()) + (None,) * len(self.extensions)
+
+    def to_sdp(self) -> str:
+        """Serialize as `candidate:...`, without `a=` (RFC 8839 5.1), in canonical form.
+
+        A candidate parsed from a line with its attributes in another order is written in that order.
+        """
+        known = self._known_values()
+        layout = self._layout
+        if (
+            layout is None
+            or sorted(name for name in layout if name is not None) != sorted(known)
+            or layout.count(None) != len(self.extensions)
+        ):
+            layout = self._canonical_layout()
+        parts = [
+            f"candidate:{self.foundation}",
+            str(self.component),
+            self.transport.lower(),
+            str(self.priority),
+            self.address,
+            str(self.port),
+            "typ",
+            self.type,
+        ]
+        extensions = iter(self.extensions)
+        for name in layout:
+            if name is None:
+                parts.extend(next(extensions))
+            else:
+                parts += (name, known[name])
+        return " ".join(parts)
+
+
+@attrs.frozen
+class IceParameters:
+    """The ICE credentials of one side (RFC 8445 5.3) and its optional `a=ice-pacing` in ms (RFC 8839 4.4)."""
+
+    ufrag: str
+    pwd: str
+    pacing: int | None = None

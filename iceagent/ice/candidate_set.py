@@ -1,0 +1,134 @@
+"""The candidates one ICE session knows, local and remote, and peer-reflexive learning (RFC 8445 5.1, 7)."""
+
+from __future__ import annotations
+
+import enum
+
+from .candidate import Candidate
+from .pair import Address, CandidatePair
+from .priority import foundation
+
+__all__ = ["CandidateSet", "RemoteAdded"]
+
+_OPPOSITE_TCPTYPE = {"active": "passive", "passive": "active", "so": "so"}
+
+
+class RemoteAdded(enum.Enum):
+    """What `CandidateSet.add_remote` did with a signalled candidate."""
+
+    NEW = "new"
+    REPLACED = "replaced"  # it took the place of a learned prflx candidate with the same address
+    IGNORED = "ignored"  # a duplicate, an mDNS name, or over the cap
+
+
+class CandidateSet:
+    """Local (candidate, base) pairs and remote candidates, with bounded peer-reflexive learning."""
+
+    def __init__(self, *, max_prflx: int = 100, max_remote: int = 400) -> None:
+        self.max_prflx = max_prflx
+        self.max_remote = max_remote
+        self.locals: list[tuple[Candidate, Candidate]] = []
+        self.remotes: list[Candidate] = []
+        self._prflx_remotes = 0
+        self._prflx_locals = 0
+
+    # ---- local ----
+
+    def add_local(self, candidate: Candidate, base: Candidate) -> bool:
+        """Remember a gathered local candidate and its base; False if it was known."""
+        if (candidate, base) in self.locals:
+            return False
+        self.locals.append((candidate, base))
+        return True
+
+    def learn_local(self, pair: CandidatePair, mapped: Address, priority: int) -> Candidate | None:
+        """A peer-reflexive local candidate from a check's XOR-MAPPED-ADDRESS, with the PRIORITY the check
+        carried and `pair.base` as its base (RFC 8445 7.2.5.3.1); None over the cap."""
+        if self._prflx_locals >= self.max_prflx:
+            return None
+        self._prflx_locals += 1
+        base = pair.base
+        candidate = Candidate(
+            foundation=foundation("prflx", base.address, base.transport),
+            component=pair.local.component,
+            transport=base.transport,
+            priority=priority,
+            address=mapped[0],
+            port=mapped[1],
+            type="prflx",
+            related_address=base.address,
+            related_port=base.port,
+        )
+        self.locals.append((candidate, base))
+        return candidate
+
+    def local_at(self, pair: CandidatePair, address: Address) -> Candidate | None:
+        """The local candidate at the XOR-MAPPED-ADDRESS of a response to a check on `pair` (7.2.5.3.1)."""
+        if (pair.base.address, pair.base.port) == address:
+            return pair.local  # no NAT on the way: the base itself, or the mDNS name hiding it
+        for candidate, _base in self.locals:
+            if (candidate.address, candidate.port) == address and candidate.transport == pair.base.transport:
+                return candidate
+        return None
+
+    def local_for_base(self, base: Candidate) -> Candidate | None:
+        """The local candidate of a triggered check received on `base`: a host/relay one (7.3.1.4)."""
+        for candidate, cbase in self.locals:
+            if cbase == base and candidate.type in ("host", "relay"):
+                return candidate
+        return None
+
+    def base_of(self, candidate: Candidate) -> Candidate | None:
+        """The base of a local candidate (RFC 8445 5.1.1), or None if it is not ours."""
+        for local, base in self.locals:
+            if local == candidate:
+                return base
+        return None
+
+    # ---- remote ----
+
+    def add_remote(self, candidate: Candidate) -> tuple[RemoteAdded, Candidate | None]:
+        """Add a signalled remote candidate; a learned prflx one at its address is replaced, and returned
+        (RFC 8838 11.4). mDNS names are ignored: the agent resolves them first."""
+        if candidate.is_mdns:
+            return RemoteAdded.IGNORED, None
+        known = self.remote_at(candidate.transport, (candidate.address, candidate.port))
+        if known is not None:
+            if known.type != "prflx" or candidate.type == "prflx":
+                return RemoteAdded.IGNORED, None
+            self.remotes[self.remotes.index(known)] = candidate
+            return RemoteAdded.REPLACED, known
+        if len(self.remotes) >= self.max_remote:
+            return RemoteAdded.IGNORED, None
+        self.remotes.append(candidate)
+        return RemoteAdded.NEW, None
+
+    def learn_remote(self, base: Candidate, source: Address, priority: int) -> Candidate | None:
+        """A peer-reflexive remote candidate from the source of a check received on `base`, with the
+        request's PRIORITY and a fresh foundation (RFC 8445 7.3.1.3); None over the cap."""
+        if self._prflx_remotes >= self.max_prflx:
+            return None
+        self._prflx_remotes += 1
+        taken = {c.foundation for c in self.remotes}
+        n = self._prflx_remotes
+        while f"prflx{n}" in taken:
+            n += 1
+        candidate = Candidate(
+            foundation=f"prflx{n}",
+            component=base.component,
+            transport=base.transport,
+            priority=priority,
+            address=source[0],
+            port=source[1],
+            type="prflx",
+            tcptype=_OPPOSITE_TCPTYPE.get(base.tcptype or ""),
+        )
+        self.remotes.append(candidate)
+        return candidate
+
+    def remote_at(self, transport: str, address: Address) -> Candidate | None:
+        """The remote candidate with this transport address, if any."""
+        for candidate in self.remotes:
+            if (candidate.address, candidate.port) == address and candidate.transport == transport:
+                return candidate
+        return None

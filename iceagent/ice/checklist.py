@@ -1,0 +1,242 @@
+"""The check list: pairing, pruning, pair states, triggered-check queue, valid list (RFC 8445 6.1.2)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from .candidate import Candidate
+from .pair import Address, CandidatePair, PairState
+
+__all__ = ["CheckList", "can_pair", "pairing_candidate"]
+
+StateListener = Callable[[CandidatePair, PairState, PairState], None]
+
+#: TCP candidate types that may be paired, local first (RFC 6544 6.2; pairs with a passive local are pruned).
+_TCP_PAIRS = {("active", "passive"), ("so", "so")}
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def pairing_candidate(candidate: Candidate, base: Candidate) -> Candidate | None:
+    """The local candidate of a pair: srflx is replaced by its base, prflx is unpaired (RFC 8445 6.1.2.4)."""
+    if candidate.type == "srflx":
+        return base
+    if candidate.type == "prflx":
+        return None
+    return candidate
+
+
+def can_pair(local: Candidate, base: Candidate, remote: Candidate) -> bool:
+    """Same component, transport and IP family; TCP types that connect (RFC 8445 6.1.2.2, RFC 6544 6.2)."""
+    if local.component != remote.component or local.transport != remote.transport:
+        return False
+    if remote.is_mdns:
+        return False  # mDNS names are resolved by the agent before they are added
+    local_ip, remote_ip = _ip(base.address), _ip(remote.address)
+    if local_ip is None or remote_ip is None or local_ip.version != remote_ip.version:
+        return False
+    if local_ip.version == 6 and local_ip.is_link_local != remote_ip.is_link_local:
+        return False  # a link-local address only reaches link-local peers (RFC 8445 6.1.2.2)
+    if local.transport == "tcp":
+        return (local.tcptype, remote.tcptype) in _TCP_PAIRS
+    return True
+
+
+class CheckList:
+    """One check list (RFC 8445 6.1.2): pairs in priority order, their states, the triggered queue and
+    the valid list. The IceSession owns it and drives it; state changes are reported to `on_state_change`."""
+
+    def __init__(
+        self, *, controlling: bool, max_pairs: int = 100, on_state_change: StateListener | None = None
+    ) -> None:
+        self.controlling = controlling
+        self.max_pairs = max_pairs
+        self.on_state_change = on_state_change
+        self.pairs: list[CandidatePair] = []
+        self.valid: list[CandidatePair] = []
+        self.triggered: deque[CandidatePair] = deque()
+        self._by_route: dict[tuple[Candidate, Address], CandidatePair] = {}
+
+    # ---- building ----
+
+    def pair_up(
+        self, locals_: Iterable[tuple[Candidate, Candidate]], remotes: Iterable[Candidate]
+    ) -> list[CandidatePair]:
+        """Form the pairs of local (candidate, base) x remote candidates, prune redundant ones and cap the
+        list; new pairs get their initial state (RFC 8445 6.1.2.2-6.1.2.6). Returns the pairs added."""
+        fresh: list[CandidatePair] = []
+        remotes = list(remotes)
+        for candidate, base in locals_:
+            local = pairing_candidate(candidate, base)
+            if local is None:
+                continue
+            for remote in remotes:
+                if can_pair(local, base, remote):
+                    fresh.append(CandidatePair(local=local, remote=remote, base=base))
+        for pair in fresh:
+            pair.compute_priority(self.controlling)
+        fresh.sort(key=lambda p: -p.priority)
+        added = []
+        for pair in fresh:
+            if self._insert(pair, self._initial_state(pair)):
+                added.append(pair)
+        self._sort()
+        self._cap()
+        return [p for p in added if p in self]
+
+    def add(self, pair: CandidatePair, state: PairState) -> CandidatePair | None:
+        """Add one pair outside the pairing rules (a triggered check's pair, RFC 8445 7.3.1.4); returns the
+        pair now on the list for its route (an existing one if the route is taken), None if capped out."""
+        existing = self._by_route.get(pair.route)
+        if existing is not None:
+            return existing
+        pair.compute_priority(self.controlling)
+        self._insert(pair, state)
+        self._sort()
+        self._cap()
+        return pair if self._by_route.get(pair.route) is pair else None
+
+    def _insert(self, pair: CandidatePair, state: PairState) -> bool:
+        """Insert unless redundant: a route already on the list keeps the higher-priority pair (6.1.2.4)."""
+        existing = self._by_route.get(pair.route)
+        if existing is not None:
+            if pair.priority > existing.priority:
+                existing.local, existing.remote = pair.local, pair.remote
+                existing.compute_priority(self.controlling)
+            return False
+        pair.state = state
+        self.pairs.append(pair)
+        self._by_route[pair.route] = pair
+        return True
+
+    def _initial_state(self, pair: CandidatePair) -> PairState:
+        """Waiting for the best pair of a foundation, Frozen for the others (RFC 8445 6.1.2.6, RFC 8838 10);
+        Waiting too if a pair of the foundation already succeeded (7.2.5.3.3)."""
+        states = {p.state for p in self.pairs if p.foundation == pair.foundation}
+        if PairState.SUCCEEDED in states:
+            return PairState.WAITING
+        if PairState.WAITING in states or PairState.IN_PROGRESS in states:
+            return PairState.FROZEN
+        return PairState.WAITING
+
+    def _cap(self) -> None:
+        """Keep at most `max_pairs` pairs, dropping the lowest-priority idle ones (RFC 8445 6.1.2.5)."""
+        while len(self.pairs) > self.max_pairs:
+            idle = [p for p in self.pairs if p.state is not PairState.IN_PROGRESS and not p.valid]
+            victim = idle[-1] if idle else self.pairs[-1]
+            self.remove(victim)
+
+    def remove(self, pair: CandidatePair) -> None:
+        """Take a pair off the check list and the triggered queue (it stays valid if it was)."""
+        if pair in self.pairs:
+            self.pairs.remove(pair)
+        if self._by_route.get(pair.route) is pair:
+            del self._by_route[pair.route]
+        if pair in self.triggered:
+            self.triggered.remove(pair)
+
+    def replace_remote(self, old: Candidate, new: Candidate) -> None:
+        """A signalled candidate replaces a learned prflx one with the same address (RFC 8838 11.4)."""
+        for pair in [*self.pairs, *self.valid]:
+            if pair.remote == old:
+                pair.remote = new
+                pair.compute_priority(self.controlling)
+        self._sort()
+
+    def _sort(self) -> None:
+        self.pairs.sort(key=lambda p: -p.priority)
+        self.valid.sort(key=lambda p: -p.priority)
+
+    def set_role(self, controlling: bool) -> None:
+        """Recompute every pair priority after a role change (RFC 8445 6.1.2.3, 7.3.1.1)."""
+        self.controlling = controlling
+        for pair in [*self.pairs, *self.valid]:
+            pair.compute_priority(controlling)
+        self._sort()
+
+    # ---- lookups ----
+
+    def find(self, base: Candidate, remote: Address) -> CandidatePair | None:
+        """The check-list pair sending from `base` to `remote`, if any."""
+        return self._by_route.get((base, remote))
+
+    def __contains__(self, pair: object) -> bool:
+        return isinstance(pair, CandidatePair) and self._by_route.get(pair.route) is pair
+
+    # ---- states ----
+
+    def set_state(self, pair: CandidatePair, new: PairState) -> None:
+        """Move a pair to `new`, reporting the change (RFC 8445 6.1.2.6)."""
+        old = pair.state
+        if old is new:
+            return
+        pair.state = new
+        if self.on_state_change is not None:
+            self.on_state_change(pair, old, new)
+
+    def add_valid(self, pair: CandidatePair) -> bool:
+        """Put a pair on the valid list (RFC 8445 7.2.5.3.2); False if it already was."""
+        if pair.valid:
+            return False
+        pair.valid = True
+        self.valid.append(pair)
+        self._sort()
+        return True
+
+    def unfreeze_foundation(self, foundation: str) -> None:
+        """A check succeeded: Frozen pairs with the same foundation become Waiting (RFC 8445 7.2.5.3.3)."""
+        for pair in self.pairs:
+            if pair.state is PairState.FROZEN and pair.foundation == foundation:
+                self.set_state(pair, PairState.WAITING)
+
+    def unfreeze(self) -> None:
+        """No pair is Waiting: unfreeze the best Frozen pair of each foundation that has no Waiting or
+        In-Progress pair (RFC 8445 6.1.4.2)."""
+        busy = {p.foundation for p in self.pairs if p.state in (PairState.WAITING, PairState.IN_PROGRESS)}
+        for pair in self.pairs:
+            if pair.state is PairState.FROZEN and pair.foundation not in busy:
+                self.set_state(pair, PairState.WAITING)
+                busy.add(pair.foundation)
+
+    def next_waiting(self) -> CandidatePair | None:
+        """The highest-priority Waiting pair, unfreezing per 6.1.4.2 if there is none (RFC 8445 6.1.4.2)."""
+        for pair in self.pairs:
+            if pair.state is PairState.WAITING and pair not in self.triggered:
+                return pair
+        self.unfreeze()
+        for pair in self.pairs:
+            if pair.state is PairState.WAITING and pair not in self.triggered:
+                return pair
+        return None
+
+    # ---- triggered checks ----
+
+    def enqueue_triggered(self, pair: CandidatePair) -> None:
+        """Append a pair to the triggered-check FIFO queue once (RFC 8445 7.3.1.4)."""
+        if pair not in self.triggered:
+            self.triggered.append(pair)
+
+    def pop_triggered(self) -> CandidatePair | None:
+        """The oldest pair of the triggered-check queue (RFC 8445 6.1.4.2)."""
+        return self.triggered.popleft() if self.triggered else None
+
+    # ---- summary ----
+
+    @property
+    def active(self) -> bool:
+        """Some pair may still be checked: one is Frozen, Waiting or In-Progress, or a check is queued."""
+        return bool(self.triggered) or any(
+            p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS) for p in self.pairs
+        )
+
+    @property
+    def all_failed(self) -> bool:
+        """Every pair Failed (or there are none) and nothing is valid (RFC 8445 8.1.2)."""
+        return not self.valid and all(p.state is PairState.FAILED for p in self.pairs)

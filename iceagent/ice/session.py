@@ -1,0 +1,554 @@
+"""The sans-IO ICE session: one generation's check list, STUN checks and nomination (RFC 8445 6-8).
+
+The session never reads a clock or a socket: every call takes `now` (Trio time, seconds), incoming STUN
+arrives as decoded messages with the raw bytes, and outgoing packets come back as `Transmit`s.
+Shape (as aioquic): feed input, call `next_check(now)` every Ta, `handle_timer(now)` at `get_timer()`,
+drain `next_event()`.
+
+The events and the order they come in are described in `iceagent.ice.events`.
+
+ChecklistFailed is emitted once per failure: when local gathering is done, the peer sent
+end-of-candidates, nothing is valid, every pair is FAILED (or there is none) and nothing is queued. A
+pair that appears later (a new remote candidate, a peer-reflexive one from an incoming check) revives
+the list: its checks run, and if they fail too ChecklistFailed is emitted again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+
+import attrs
+
+from ..config import IceConfig
+from ..stun.attributes import Attr
+from ..stun.message import Message, MessageClass, Method
+from ..stun.transaction import RtoEstimator, Transaction
+from .candidate import Candidate, IceParameters
+from .candidate_set import CandidateSet, RemoteAdded
+from .checklist import CheckList
+from .checks import RoleConflict, check_request, error_response, role_conflict, screen_request, success_response
+from .events import (
+    ChecklistFailed,
+    ConsentRefreshed,
+    Event,
+    LocalCandidateLearned,
+    NominationFailed,
+    PairNominated,
+    PairStateChanged,
+    PairValid,
+    RemoteCandidateLearned,
+    RoleChanged,
+    Transmit,
+)
+from .pair import CandidatePair, PairState, check_priority
+
+__all__ = [
+    "ChecklistFailed",
+    "ConsentRefreshed",
+    "Event",
+    "IceSession",
+    "LocalCandidateLearned",
+    "NominationFailed",
+    "PairNominated",
+    "PairStateChanged",
+    "PairValid",
+    "RemoteCandidateLearned",
+    "RoleChanged",
+    "Transmit",
+]
+
+Address = tuple[str, int]
+
+#: Triggered checks held back while the remote parameters are unknown (hostile-input bound).
+MAX_PENDING_TRIGGERED = 64
+#: Signalled remote candidates kept, as a multiple of `IceConfig.max_pairs` (hostile-input bound).
+REMOTE_CANDIDATES_PER_PAIR = 4
+
+_UNFINISHED = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+
+
+@attrs.define(eq=False)
+class _Request:
+    """An outstanding Binding request of a check or consent transaction (RFC 8445 7.2.2, RFC 7675 5.1)."""
+
+    pair: CandidatePair
+    transaction: Transaction
+    key: bytes  # the remote password it was protected with
+    priority: int  # the PRIORITY it carried (a learned local prflx candidate gets it, 7.2.5.3.1)
+    controlling: bool  # the role attribute it carried (7.2.5.1)
+    use_candidate: bool
+    consent: bool
+    nominating: CandidatePair | None = None  # the valid pair a USE-CANDIDATE check nominates
+    cancelled: bool = False  # 7.3.1.4: no more retransmissions, no failure on timeout
+
+
+class IceSession:
+    """One ICE generation (one local ufrag/pwd): pairs, checks, triggered queue, valid list, nomination."""
+
+    def __init__(
+        self,
+        *,
+        local: IceParameters,
+        controlling: bool,
+        tie_breaker: int,
+        config: IceConfig,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.local_parameters = local
+        self.remote_parameters: IceParameters | None = None
+        self.controlling = controlling
+        self.tie_breaker = tie_breaker
+        self.config = config
+        self._random = random_bytes
+        self._checklist = CheckList(
+            controlling=controlling, max_pairs=config.max_pairs, on_state_change=self._state_changed
+        )
+        self._candidates = CandidateSet(
+            max_prflx=config.max_pairs, max_remote=REMOTE_CANDIDATES_PER_PAIR * config.max_pairs
+        )
+        self._local_done = False
+        self._remote_done = False
+        self._requests: dict[bytes, _Request] = {}
+        self._events: deque[Event] = deque()
+        self._use_candidate: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair to nominate
+        self._peer_nominated: set[CandidatePair] = set()  # 7.3.1.5: nominated by the peer, not yet valid
+        self._generated: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair (7.2.5.3.2)
+        self._rto: dict[CandidatePair, RtoEstimator] = {}
+        self._failed = False
+        self._completed = False
+
+    # -- inputs --
+
+    def set_remote_parameters(self, params: IceParameters) -> None:
+        """Remote ufrag/pwd are known: checks (and triggered checks held back until now) may start."""
+        self.remote_parameters = params
+
+    def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
+        """A gathered local candidate; `base` is its base (itself for host and relay candidates)."""
+        if self._candidates.add_local(candidate, base):
+            self._checklist.pair_up([(candidate, base)], self._candidates.remotes)
+        self._update_failed()
+
+    def local_gathering_done(self) -> None:
+        """No more local candidates will come for this generation (needed to declare failure)."""
+        self._local_done = True
+        self._update_failed()
+
+    def add_remote_candidate(self, candidate: Candidate | None) -> None:
+        """A remote candidate (IP address already resolved); None = end-of-candidates (RFC 8838).
+
+        `.local` names are ignored (the agent resolves them first). A candidate with the address of a
+        learned peer-reflexive one replaces it, keeping its pairs (RFC 8838 11.4)."""
+        if candidate is None:
+            self._remote_done = True
+        else:
+            added, replaced = self._candidates.add_remote(candidate)
+            if replaced is not None:
+                self._checklist.replace_remote(replaced, candidate)
+            if added is not RemoteAdded.IGNORED:
+                self._checklist.pair_up(self._candidates.locals, [candidate])
+        self._update_failed()
+
+    def handle_stun(
+        self, message: Message, raw: bytes, *, base: Candidate, remote: Address, now: float
+    ) -> bytes | None:
+        """An incoming STUN message received on `base` from `remote`; returns the response to send back
+        (requests: success or error response; responses/indications: None)."""
+        if message.method != Method.BINDING:
+            return None
+        if message.message_class is MessageClass.REQUEST:
+            response = self._handle_request(message, base, remote)
+        elif message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
+            self._handle_response(message, base, remote, now)
+            response = None
+        else:
+            return None  # Binding indications are keepalives (RFC 8445 11)
+        self._update_failed()
+        return response
+
+    def nominate(self, pair: CandidatePair) -> bool:
+        """Controlling side: nominate this valid pair (queues a USE-CANDIDATE check, RFC 8445 8.1.1).
+
+        Returns False (and does nothing) when we are controlled or the pair is not valid."""
+        if not self.controlling or not pair.valid:
+            return False
+        if pair.nominated:
+            return True
+        checked = self._generating_pair(pair)
+        self._use_candidate[checked] = pair
+        self._checklist.enqueue_triggered(checked)
+        return True
+
+    def consent_check(self, pair: CandidatePair, now: float) -> Transmit:
+        """A consent freshness Binding request on `pair` (RFC 7675 5.1), tracked like a check."""
+        return self._send(pair, now, use_candidate=False, consent=True)
+
+    # -- outputs --
+
+    def next_check(self, now: float) -> Transmit | None:
+        """Called every Ta: the next check to send (triggered queue first, then the highest-priority
+        WAITING pair, unfreezing per 6.1.4.2), or None if nothing is left to do right now.
+
+        Once a pair is nominated only triggered checks go out (RFC 8445 8.1.2)."""
+        if self.remote_parameters is None:
+            return None
+        checklist = self._checklist
+        while (pair := checklist.pop_triggered()) is not None:
+            target = self._use_candidate.pop(pair, None) if self.controlling else None
+            if pair.state is PairState.SUCCEEDED and target is None:
+                continue  # its cancelled check came back meanwhile (7.3.1.4)
+            return self._send(pair, now, use_candidate=target is not None, nominating=target)
+        if self._completed:
+            return None
+        pair = checklist.next_waiting()
+        if pair is None:
+            self._update_failed()
+            return None
+        return self._send(pair, now, use_candidate=False)
+
+    def get_timer(self) -> float | None:
+        """When `handle_timer` must next be called (retransmission or transaction timeout), or None."""
+        timers = [t for r in self._requests.values() if (t := r.transaction.get_timer()) is not None]
+        return min(timers, default=None)
+
+    def handle_timer(self, now: float) -> list[Transmit]:
+        """Retransmit due requests (RFC 8489 6.2.1) and fail timed-out checks; returns the retransmits."""
+        out = []
+        for tid, request in list(self._requests.items()):
+            transaction = request.transaction
+            data = transaction.handle_timer(now)
+            if data is not None:
+                pair = request.pair
+                pair.requests_sent += 1
+                pair.retransmissions_sent += 1
+                out.append(Transmit(data, pair.base, pair.remote_address, pair))
+            elif transaction.timed_out:
+                del self._requests[tid]
+                if not request.consent and not request.cancelled:
+                    self._check_failed(request)
+        self._update_failed()
+        return out
+
+    def next_event(self) -> Event | None:
+        """The next event, or None when the queue is empty."""
+        return self._events.popleft() if self._events else None
+
+    @property
+    def pairs(self) -> list[CandidatePair]:
+        """All pairs of the check list, in priority order."""
+        return list(self._checklist.pairs)
+
+    @property
+    def valid_pairs(self) -> list[CandidatePair]:
+        """The valid list, in priority order (RFC 8445 7.2.5.3.2)."""
+        return list(self._checklist.valid)
+
+    @property
+    def nominated_pairs(self) -> list[CandidatePair]:
+        """Valid pairs whose nomination concluded, in priority order (RFC 8445 8.1.1)."""
+        return [p for p in self._checklist.valid if p.nominated]
+
+    @property
+    def local_candidates(self) -> list[Candidate]:
+        """Local candidates: gathered ones, then learned peer-reflexive ones, in arrival order."""
+        return [c for c, _ in self._candidates.locals]
+
+    @property
+    def remote_candidates(self) -> list[Candidate]:
+        """Remote candidates: signalled ones and learned peer-reflexive ones, in arrival order."""
+        return list(self._candidates.remotes)
+
+    @property
+    def checks_pending(self) -> bool:
+        """Checks may still produce a valid pair: a triggered check is queued, a check is in flight, or
+        (before nomination concluded, 8.1.2) a pair is FROZEN or WAITING."""
+        checklist = self._checklist
+        return (
+            any(p.state is not PairState.SUCCEEDED or p in self._use_candidate for p in checklist.triggered)
+            or any(not r.consent and not r.cancelled for r in self._requests.values())
+            or (not self._completed and any(p.state in _UNFINISHED for p in checklist.pairs))
+        )
+
+    @property
+    def completed(self) -> bool:
+        """A pair has been nominated: nomination concluded (RFC 8445 8.1.2)."""
+        return self._completed
+
+    @property
+    def failed(self) -> bool:
+        """ChecklistFailed was emitted and nothing revived the list since (RFC 8445 8.1.2)."""
+        return self._failed
+
+    def find_pair(self, base: Candidate, remote: Address) -> CandidatePair | None:
+        """The pair for packets between `base` and `remote`: the nominated valid pair on that route, else
+        the best valid one, else the check-list pair, else None."""
+        routed = [p for p in self._checklist.valid if p.route == (base, remote)]
+        for pair in routed:
+            if pair.nominated:
+                return pair
+        if routed:
+            return routed[0]
+        return self._checklist.find(base, remote)
+
+    def base_of(self, candidate: Candidate) -> Candidate | None:
+        """The base of a local candidate (gathered or learned), or None if it is not ours (RFC 8445 5.1.1)."""
+        return self._candidates.base_of(candidate)
+
+    def is_remote_candidate(self, base: Candidate, remote: Address) -> bool:
+        """Whether `remote` is a known remote candidate reachable from `base`: data from it is delivered
+        even before its pair is valid (RFC 8445 12.2)."""
+        return self._candidates.remote_at(base.transport, remote) is not None
+
+    # ---- incoming requests (RFC 8445 7.3) ----
+
+    def _handle_request(self, message: Message, base: Candidate, remote: Address) -> bytes | None:
+        if not message.verify_fingerprint():
+            return None  # not an ICE check (RFC 8445 7.3, RFC 7983)
+        local = self.local_parameters
+        rejection = screen_request(message, local)
+        if rejection is not None:
+            return rejection  # and change no state
+        conflict = role_conflict(message, controlling=self.controlling, tie_breaker=self.tie_breaker)
+        if conflict is RoleConflict.REJECT:
+            return error_response(message, 487, local=local)
+        if conflict is RoleConflict.SWITCH:
+            self._set_role(not self.controlling)
+        priority = message.get(Attr.PRIORITY)
+        assert priority is not None  # screen_request checked it
+        self._check_received(message, base, remote, priority)
+        return success_response(message, remote, local)
+
+    def _check_received(self, message: Message, base: Candidate, remote: Address, priority: int) -> None:
+        """Learn a prflx remote (7.3.1.3), trigger a check (7.3.1.4), note USE-CANDIDATE (7.3.1.5)."""
+        candidates = self._candidates
+        candidate = candidates.remote_at(base.transport, remote)
+        if candidate is None:
+            candidate = candidates.learn_remote(base, remote, priority)
+            if candidate is not None:
+                self._events.append(RemoteCandidateLearned(candidate))
+        local = candidates.local_for_base(base)
+        if candidate is None or local is None:
+            return
+        pair = self._checklist.find(base, remote)
+        held_back = self.remote_parameters is None and len(self._checklist.triggered) >= MAX_PENDING_TRIGGERED
+        if pair is None:
+            pair = self._checklist.add(CandidatePair(local=local, remote=candidate, base=base), PairState.WAITING)
+            if pair is None:
+                return  # the check list is full of busier pairs
+            if not held_back:
+                self._checklist.enqueue_triggered(pair)
+        elif pair.state is not PairState.SUCCEEDED and not held_back:
+            if pair.state is PairState.IN_PROGRESS:
+                for request in self._requests.values():
+                    if request.pair is pair and not request.consent:
+                        request.cancelled = True
+                        request.transaction.stop_retransmitting()
+            self._checklist.set_state(pair, PairState.WAITING)
+            self._checklist.enqueue_triggered(pair)
+        pair.requests_received += 1
+        pair.responses_sent += 1
+        if Attr.USE_CANDIDATE in message and not self.controlling:
+            valid = self._generated.get(pair)
+            if pair.state is PairState.SUCCEEDED and valid is not None:
+                self._set_nominated(valid)
+            else:
+                self._peer_nominated.add(pair)
+
+    # ---- sending checks (RFC 8445 7.2.2) ----
+
+    def _send(
+        self,
+        pair: CandidatePair,
+        now: float,
+        *,
+        use_candidate: bool,
+        consent: bool = False,
+        nominating: CandidatePair | None = None,
+    ) -> Transmit:
+        remote = self.remote_parameters
+        if remote is None:
+            raise ValueError("the remote ICE parameters are not known yet")
+        tid = self._random(12)
+        priority = check_priority(pair.local)
+        data = check_request(
+            transaction_id=tid,
+            local=self.local_parameters,
+            remote=remote,
+            priority=priority,
+            controlling=self.controlling,
+            tie_breaker=self.tie_breaker,
+            use_candidate=use_candidate,
+        )
+        estimator = self._rto.setdefault(pair, RtoEstimator(initial=self.config.rto))
+        transaction = Transaction(
+            data,
+            tid,
+            now,
+            rto=max(self.config.rto, estimator.rto),
+            rc=self.config.rc,
+            rm=self.config.rm,
+            reliable=pair.base.transport == "tcp",
+            reliable_timeout=self.config.reliable_timeout,
+        )
+        self._requests[tid] = _Request(
+            pair=pair,
+            transaction=transaction,
+            key=remote.pwd.encode(),
+            priority=priority,
+            controlling=self.controlling,
+            use_candidate=use_candidate,
+            consent=consent,
+            nominating=nominating,
+        )
+        pair.requests_sent += 1
+        if consent:
+            pair.consent_requests_sent += 1
+        elif pair.state is not PairState.SUCCEEDED:
+            self._checklist.set_state(pair, PairState.IN_PROGRESS)
+        return Transmit(data, pair.base, pair.remote_address, pair)
+
+    # ---- responses (RFC 8445 7.2.5) ----
+
+    def _handle_response(self, message: Message, base: Candidate, remote: Address, now: float) -> None:
+        request = self._requests.get(message.transaction_id)
+        if request is None:
+            return  # unknown or already answered
+        if Attr.FINGERPRINT in message and not message.verify_fingerprint():
+            return
+        if not message.verify_integrity(request.key):
+            if request.transaction.reliable:  # RFC 8489 9.1.4: a failure over TCP, ignored over UDP
+                del self._requests[message.transaction_id]
+                self._check_failed(request)
+            return
+        del self._requests[message.transaction_id]
+        rtt = request.transaction.handle_response(now)
+        pair = request.pair
+        pair.responses_received += 1
+        if message.message_class is MessageClass.ERROR:
+            error = message.get(Attr.ERROR_CODE)
+            if error is not None and error[0] == 487:
+                self._role_conflict_response(request)
+            elif not request.consent:
+                self._check_failed(request)
+            return
+        if (base, remote) != pair.route:
+            if not request.consent:
+                self._check_failed(request)  # not symmetric (7.2.5.2.1)
+            return
+        if rtt is not None:
+            estimator = self._rto.setdefault(pair, RtoEstimator(initial=self.config.rto))
+            estimator.update(rtt)
+            pair.rtt = rtt
+        pair.last_consent = now
+        if request.consent:
+            self._events.append(ConsentRefreshed(pair, now))
+            return
+        mapped = message.get(Attr.XOR_MAPPED_ADDRESS) or message.get(Attr.MAPPED_ADDRESS)
+        if mapped is None:
+            self._check_failed(request)
+            return
+        self._check_succeeded(request, mapped, now)
+
+    def _role_conflict_response(self, request: _Request) -> None:
+        """487: take the role opposite to what the request said and retry as a triggered check (7.2.5.1)."""
+        if request.controlling == self.controlling:
+            self._set_role(not request.controlling)
+        if request.consent:
+            return
+        pair = request.pair
+        if pair.state is not PairState.SUCCEEDED:
+            self._checklist.set_state(pair, PairState.WAITING)
+        if request.nominating is not None and self.controlling:
+            self._use_candidate[pair] = request.nominating
+        self._checklist.enqueue_triggered(pair)
+
+    def _check_succeeded(self, request: _Request, mapped: Address, now: float) -> None:
+        """Learn a local prflx candidate (7.2.5.3.1), build the valid pair (7.2.5.3.2), set the pair
+        Succeeded and unfreeze its foundation (7.2.5.3.3), conclude nomination (7.2.5.3.4)."""
+        pair = request.pair
+        local = self._candidates.local_at(pair, mapped)
+        if local is None and pair.base.transport == "udp":
+            local = self._candidates.learn_local(pair, mapped, request.priority)
+            if local is not None:
+                self._events.append(LocalCandidateLearned(local, pair.base))
+        if local is None:  # TCP: the mapped port is the connection's ephemeral one (RFC 6544 7.2)
+            local = pair.local
+        valid = pair
+        if local != pair.local:
+            found = [p for p in self._checklist.valid if p.route == pair.route and p.local == local]
+            if found:
+                valid = found[0]
+            else:
+                valid = CandidatePair(local=local, remote=pair.remote, base=pair.base, state=PairState.SUCCEEDED)
+                valid.compute_priority(self.controlling)
+            valid.rtt = pair.rtt if pair.rtt is not None else valid.rtt
+            valid.last_consent = now
+            if valid.state is not PairState.SUCCEEDED:
+                self._checklist.set_state(valid, PairState.SUCCEEDED)
+        self._generated[pair] = valid
+        self._checklist.set_state(pair, PairState.SUCCEEDED)
+        if self._checklist.add_valid(valid):
+            self._events.append(PairValid(valid))
+        if request.use_candidate and self.controlling:
+            self._set_nominated(valid)
+        elif not self.controlling and pair in self._peer_nominated:
+            self._peer_nominated.discard(pair)
+            self._set_nominated(valid)
+        self._checklist.unfreeze_foundation(pair.foundation)
+
+    def _check_failed(self, request: _Request) -> None:
+        """A check failed: error response, timeout or asymmetric response (RFC 8445 7.2.5.2)."""
+        if request.cancelled:
+            return
+        self._checklist.set_state(request.pair, PairState.FAILED)
+        if request.nominating is not None:
+            self._events.append(NominationFailed(request.nominating))
+
+    # ---- helpers ----
+
+    def _set_nominated(self, pair: CandidatePair) -> None:
+        if pair.nominated:
+            return
+        pair.nominated = True
+        self._completed = True
+        self._events.append(PairNominated(pair))
+
+    def _set_role(self, controlling: bool) -> None:
+        """Switch role: recompute pair priorities (RFC 8445 7.3.1.1, 6.1.2.3)."""
+        self.controlling = controlling
+        self._checklist.set_role(controlling)
+        if controlling:
+            self._peer_nominated.clear()
+        else:
+            self._use_candidate.clear()
+        self._events.append(RoleChanged(controlling))
+
+    def _state_changed(self, pair: CandidatePair, old: PairState, new: PairState) -> None:
+        self._events.append(PairStateChanged(pair, old, new))
+
+    def _update_failed(self) -> None:
+        """Emit ChecklistFailed when nothing can succeed any more; re-arm when the list revives (8.1.2)."""
+        checklist = self._checklist
+        hopeless = (
+            self._local_done
+            and self._remote_done
+            and checklist.all_failed
+            and not checklist.active
+            and not any(not r.consent and not r.cancelled for r in self._requests.values())
+        )
+        if hopeless and not self._failed:
+            self._failed = True
+            self._events.append(ChecklistFailed())
+        elif not hopeless:
+            self._failed = False
+
+    def _generating_pair(self, valid: CandidatePair) -> CandidatePair:
+        """The check-list pair whose check produced `valid` (RFC 8445 8.1.1: repeat that check)."""
+        if valid in self._checklist:
+            return valid
+        for checked, generated in self._generated.items():
+            if generated is valid:
+                return checked
+        return valid

@@ -1,0 +1,167 @@
+"""OSNetwork: the Network seam on the operating system's sockets (trio.socket) and ifaddr."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket as _stdsocket
+import struct
+from collections.abc import Sequence
+
+import ifaddr
+import trio
+
+from .base import Address, Interface, TcpListener, UdpSocket
+
+
+def _family(address: str) -> int:
+    return trio.socket.AF_INET6 if ":" in address else trio.socket.AF_INET
+
+
+def _norm(addr: tuple[object, ...]) -> Address:
+    host = str(addr[0])
+    if "%" in host:  # link-local scope id
+        host = host.split("%", 1)[0]
+    return host, int(addr[1])  # type: ignore[call-overload]
+
+
+class OSUdpSocket:
+    """A UDP socket of the operating system."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+        self._local = _norm(sock.getsockname())
+
+    @property
+    def local_address(self) -> Address:
+        return self._local
+
+    @property
+    def raw(self) -> trio.socket.SocketType:
+        """The underlying trio socket (for the data fast path and socket options)."""
+        return self._sock
+
+    async def send(self, data: bytes, remote: Address) -> None:
+        try:
+            await self._sock.sendto(data, remote)
+        except OSError:
+            # UDP is unreliable anyway: an unreachable destination or a full buffer is a lost datagram.
+            await trio.lowlevel.checkpoint()
+
+    async def receive(self) -> tuple[bytes, Address]:
+        while True:
+            try:
+                data, addr = await self._sock.recvfrom(65536)
+            except ConnectionResetError:
+                continue  # ICMP port unreachable reported on a later recv: not an error for UDP
+            return data, _norm(addr)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class OSTcpListener:
+    """A listening TCP socket of the operating system."""
+
+    def __init__(self, listener: trio.SocketListener) -> None:
+        self._listener = listener
+        self._local = _norm(listener.socket.getsockname())
+
+    @property
+    def local_address(self) -> Address:
+        return self._local
+
+    async def accept(self) -> tuple[trio.abc.Stream, Address]:
+        stream = await self._listener.accept()
+        return stream, _norm(stream.socket.getpeername())
+
+    def close(self) -> None:
+        self._listener.socket.close()
+
+
+class OSNetwork:
+    """The real network of this host."""
+
+    def interfaces(self) -> Sequence[Interface]:
+        result = []
+        for adapter in ifaddr.get_adapters():
+            addrs: list[str] = []
+            for ip in adapter.ips:
+                if isinstance(ip.ip, tuple):
+                    addrs.append(ip.ip[0])
+                else:
+                    addrs.append(ip.ip)
+            loop = any(ipaddress.ip_address(a).is_loopback for a in addrs)
+            result.append(Interface(name=adapter.nice_name, addresses=tuple(addrs), loopback=loop))
+        return result
+
+    async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
+        sock = trio.socket.socket(_family(address), trio.socket.SOCK_DGRAM)
+        try:
+            if reuse:
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+                if hasattr(trio.socket, "SO_REUSEPORT"):
+                    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+            if _family(address) == trio.socket.AF_INET6:
+                sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
+            await sock.bind((address, port))
+        except BaseException:
+            sock.close()
+            raise
+        return OSUdpSocket(sock)
+
+    async def connect_tcp(self, remote: Address, *, local: Address | None = None) -> tuple[trio.abc.Stream, Address]:
+        sock = trio.socket.socket(_family(remote[0]), trio.socket.SOCK_STREAM)
+        try:
+            if local is not None:
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+                await sock.bind(local)
+            await sock.connect(remote)
+        except BaseException:
+            sock.close()
+            raise
+        stream = trio.SocketStream(sock)
+        return stream, _norm(sock.getsockname())
+
+    async def listen_tcp(self, address: str, port: int = 0) -> TcpListener:
+        sock = trio.socket.socket(_family(address), trio.socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+            if _family(address) == trio.socket.AF_INET6:
+                sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
+            await sock.bind((address, port))
+            sock.listen(128)
+        except BaseException:
+            sock.close()
+            raise
+        return OSTcpListener(trio.SocketListener(sock))
+
+    async def resolve(self, host: str, port: int) -> list[Address]:
+        try:
+            ipaddress.ip_address(host)
+            return [(host, port)]
+        except ValueError:
+            pass
+        infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
+        out: list[Address] = []
+        for family, *_rest, sockaddr in sorted(infos, key=lambda i: i[0] != trio.socket.AF_INET):
+            addr = _norm(sockaddr)
+            if addr not in out and family in (trio.socket.AF_INET, trio.socket.AF_INET6):
+                out.append(addr)
+        return out
+
+    async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None:
+        if not isinstance(sock, OSUdpSocket):
+            raise TypeError("OSNetwork.join_multicast needs a socket from OSNetwork.bind_udp")
+        raw = sock.raw
+        if ":" in group:
+            index = 0
+            for adapter in ifaddr.get_adapters():
+                for ip in adapter.ips:
+                    if isinstance(ip.ip, tuple) and ip.ip[0] == interface_address:
+                        index = adapter.index or 0
+            mreq6 = _stdsocket.inet_pton(_stdsocket.AF_INET6, group) + struct.pack("@I", index)
+            raw.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_JOIN_GROUP, mreq6)
+        else:
+            mreq = _stdsocket.inet_aton(group) + _stdsocket.inet_aton(interface_address)
+            raw.setsockopt(trio.socket.IPPROTO_IP, trio.socket.IP_ADD_MEMBERSHIP, mreq)
+        await trio.lowlevel.checkpoint()

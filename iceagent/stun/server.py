@@ -1,0 +1,477 @@
+"""The embedded STUN server: Binding over UDP and TCP (RFC 8489), NAT behaviour discovery (RFC 5780).
+
+With one primary and one alternate IP it listens on both IPs times two ports, and honours
+CHANGE-REQUEST, RESPONSE-PORT and PADDING and reports OTHER-ADDRESS and RESPONSE-ORIGIN (RFC 5780 6.1).
+It reaches the network only through the `Network` seam, so it runs on the OS and on a virtual network.
+
+`answer()` is the sans-IO core (bytes in, reply out); `serve_stun` / `open_stun_server` are the Trio
+layer that moves datagrams and TCP streams.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import attrs
+import trio
+
+from ..net.base import Address, Network, TcpListener, UdpSocket
+from ..uri import format_host_port, parse_host_port
+from .attributes import COOKIE_BYTES, Attr
+from .message import Message, MessageClass, Method, StunDecodeError
+
+__all__ = [
+    "DEFAULT_SOFTWARE",
+    "Reply",
+    "ServerStats",
+    "StunServer",
+    "answer",
+    "bind_stun_server",
+    "open_stun_server",
+    "serve_stun",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOFTWARE = "iceagent embedded STUN server"
+"""The SOFTWARE attribute of every response (RFC 8489 14.14)."""
+
+_HEADER_SIZE = 20
+_BIND_ATTEMPTS = 20  # port 0 with an alternate IP: retries when the chosen port is taken on the other IP
+
+Role = tuple[int, int]
+"""Which socket of a site: (IP index, port index); (0, 0) is the primary address (RFC 5780 6.1)."""
+
+
+@attrs.frozen
+class Reply:
+    """What to send for one request: the bytes, from which socket (relative change) and to whom."""
+
+    data: bytes
+    destination: Address
+    change_ip: bool = False
+    change_port: bool = False
+    success: bool = True
+
+
+def answer(
+    data: bytes,
+    remote: Address,
+    local: Address,
+    *,
+    other: Address | None = None,
+    transport: Literal["udp", "tcp"] = "udp",
+    software: str | None = DEFAULT_SOFTWARE,
+) -> Reply | None:
+    """The reply to one request received at `local` from `remote` (RFC 8489 6.3, RFC 5780 6.1).
+
+    `other` is the address differing from `local` in both IP and port (RFC 5780 OTHER-ADDRESS), or None when
+    the server has no alternate address. Returns None for anything to drop silently: bytes that are not STUN,
+    a bad FINGERPRINT, indications and responses (RFC 8489 6.3).
+    """
+    try:
+        request = Message.decode(data)
+    except StunDecodeError:
+        return None
+    if request.message_class is not MessageClass.REQUEST:
+        return None  # indications need no answer; stray responses are not ours (RFC 8489 6.3.2, 6.3.3)
+    if Attr.FINGERPRINT in request and not request.verify_fingerprint():
+        return None  # RFC 8489 7.3: a wrong FINGERPRINT means this is not STUN
+    tail: list[tuple[Attr | int, Any]] = [(Attr.SOFTWARE, software)] if software else []
+
+    def error(code: int, reason: str, extra: Iterable[tuple[Attr | int, Any]] = ()) -> Reply:
+        response = request.error_response(code, reason, [*extra, *tail])
+        return Reply(response.encode(fingerprint=True), remote, success=False)
+
+    if request.method is not Method.BINDING:
+        method = getattr(request.method, "name", f"{request.method:#05x}")
+        return error(400, f"Bad Request: this STUN server answers Binding requests only, not {method}")
+    unknown = request.unknown_required
+    change = request.get(Attr.CHANGE_REQUEST)
+    if change is not None and other is None:
+        # RFC 5780 6: a server without an alternate address treats CHANGE-REQUEST as unknown.
+        unknown.append(int(Attr.CHANGE_REQUEST))
+    if unknown:
+        return error(420, "Unknown Attribute", [(Attr.UNKNOWN_ATTRIBUTES, unknown)])
+    change_ip, change_port = change if change is not None else (False, False)
+    response_port = request.get(Attr.RESPONSE_PORT)
+    padding = Attr.PADDING in request
+    if transport == "tcp" and (change_ip or change_port):
+        return error(400, "Bad Request: CHANGE-REQUEST cannot be honoured over TCP (RFC 5780 6.1)")
+    if transport == "tcp" and response_port is not None:
+        return error(400, "Bad Request: RESPONSE-PORT cannot be honoured over TCP (RFC 5780 7.5)")
+    if padding and response_port is not None:
+        return error(400, "Bad Request: PADDING together with RESPONSE-PORT (RFC 5780 6.1)")
+    if response_port == 0:
+        return error(400, "Bad Request: RESPONSE-PORT 0")
+
+    origin = local
+    if other is not None:
+        origin = (other[0] if change_ip else local[0], other[1] if change_port else local[1])
+    attributes: list[tuple[Attr | int, Any]] = [
+        (Attr.XOR_MAPPED_ADDRESS, remote),
+        (Attr.MAPPED_ADDRESS, remote),  # RFC 5780 6.1 asks for both, and RFC 3489-era clients read it
+    ]
+    if not ipaddress.ip_address(origin[0]).is_unspecified:  # bound to a wildcard: we do not know our IP
+        attributes.append((Attr.RESPONSE_ORIGIN, origin))
+    if other is not None:
+        attributes.append((Attr.OTHER_ADDRESS, other))
+    attributes += tail
+    response = request.success_response(attributes)
+    encoded = response.encode(fingerprint=True)
+    if padding:
+        # RFC 5780 6.1 suggests padding to the MTU; we pad to the request's size, which tests the same path.
+        size = max(0, len(data) - len(encoded) - 4) & ~3
+        response.attributes.insert(len(attributes) - len(tail), (Attr.PADDING, bytes(size)))
+        encoded = response.encode(fingerprint=True)
+    destination = remote if response_port is None else (remote[0], response_port)
+    return Reply(encoded, destination, change_ip=change_ip, change_port=change_port)
+
+
+@attrs.define
+class ServerStats:
+    """Counters of one embedded STUN server."""
+
+    requests: int = 0  # STUN requests answered (success or error)
+    errors: int = 0  # of those, error responses
+    dropped: int = 0  # datagrams and TCP messages dropped (not STUN, indications, bad FINGERPRINT)
+    tcp_connections: int = 0  # TCP connections accepted so far
+
+
+@attrs.define(eq=False)
+class _Site:
+    """One primary address and, for RFC 5780, the alternate IP and port: up to four sockets."""
+
+    ips: list[str]
+    ports: list[int]
+    udp: dict[Role, UdpSocket] = attrs.Factory(dict)
+    tcp: dict[Role, TcpListener] = attrs.Factory(dict)
+
+    def address(self, role: Role) -> Address:
+        return self.ips[role[0]], self.ports[role[1]]
+
+    def other(self, role: Role) -> Address | None:
+        """The address differing in IP and port from `role`'s (RFC 5780 7.4 OTHER-ADDRESS)."""
+        if len(self.ips) < 2:
+            return None
+        return self.address((1 - role[0], 1 - role[1]))
+
+    def close(self) -> None:
+        for sock in self.udp.values():
+            sock.close()
+        for listener in self.tcp.values():
+            listener.close()
+
+
+class StunServer:
+    """A running embedded STUN server; made by `open_stun_server` or `serve_stun` (RFC 8489, RFC 5780)."""
+
+    def __init__(self, sites: list[_Site], *, software: str | None, tcp_idle_timeout: float) -> None:
+        self._sites = sites
+        self.software = software
+        self.tcp_idle_timeout = tcp_idle_timeout
+        self.stats = ServerStats()
+
+    async def serve(self, *, task_status: trio.TaskStatus[StunServer] = trio.TASK_STATUS_IGNORED) -> None:
+        """Answer on every socket until cancelled; the sockets stay open (`close()` closes them)."""
+        async with trio.open_nursery() as nursery:
+            for site in self._sites:
+                for role in site.udp:
+                    nursery.start_soon(self._serve_udp, site, role)
+                for role in site.tcp:
+                    nursery.start_soon(self._serve_tcp, nursery, site, role)
+            log.info("STUN server listening on %s", ", ".join(format_host_port(a) for a in self.udp_addresses))
+            task_status.started(self)
+
+    def close(self) -> None:
+        """Close every socket and listener (idempotent)."""
+        for site in self._sites:
+            site.close()
+
+    @property
+    def addresses(self) -> list[Address]:
+        """The primary UDP address of each site, as bound (port 0 resolved)."""
+        return [site.address((0, 0)) for site in self._sites]
+
+    @property
+    def address(self) -> Address:
+        """The first primary UDP address (the one to put in a `stun:` URI)."""
+        return self.addresses[0]
+
+    @property
+    def other_address(self) -> Address | None:
+        """The first site's alternate IP and port (what OTHER-ADDRESS says to a client of `address`)."""
+        return self._sites[0].other((0, 0))
+
+    @property
+    def udp_addresses(self) -> list[Address]:
+        """Every UDP address listened on: primary, then (with an alternate) the other three per site."""
+        return [site.address(role) for site in self._sites for role in site.udp]
+
+    @property
+    def tcp_addresses(self) -> list[Address]:
+        """Every TCP address listened on (empty without `tcp=True`)."""
+        return [site.address(role) for site in self._sites for role in site.tcp]
+
+    async def _serve_udp(self, site: _Site, role: Role) -> None:
+        sock = site.udp[role]
+        local = site.address(role)
+        other = site.other(role)
+        while True:
+            data, remote = await sock.receive()
+            reply = self._answer(data, remote, local, other, "udp")
+            if reply is None:
+                continue
+            out = site.udp[(role[0] ^ reply.change_ip, role[1] ^ reply.change_port)]
+            await out.send(reply.data, reply.destination)
+
+    def _answer(
+        self,
+        data: bytes,
+        remote: Address,
+        local: Address,
+        other: Address | None,
+        transport: Literal["udp", "tcp"],
+    ) -> Reply | None:
+        try:
+            reply = answer(data, remote, local, other=other, transport=transport, software=self.software)
+        except Exception:  # a bug here must not take the server down; it is logged and counted
+            log.exception("STUN server: failed to answer %d bytes from %s", len(data), remote)
+            reply = None
+        if reply is None:
+            self.stats.dropped += 1
+            return None
+        self.stats.requests += 1
+        self.stats.errors += not reply.success
+        return reply
+
+    async def _serve_tcp(self, nursery: trio.Nursery, site: _Site, role: Role) -> None:
+        listener = site.tcp[role]
+        while True:
+            try:
+                stream, remote = await listener.accept()
+            except OSError as e:
+                if e.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                log.warning("STUN server: cannot accept on %s: %s", site.address(role), e)
+                await trio.sleep(0.1)  # out of descriptors: back off instead of spinning
+                continue
+            self.stats.tcp_connections += 1
+            nursery.start_soon(self._serve_connection, stream, remote, site.address(role), site.other(role))
+
+    async def _serve_connection(
+        self, stream: trio.abc.Stream, remote: Address, local: Address, other: Address | None
+    ) -> None:
+        """STUN over TCP: messages back to back, each framed by its own header (RFC 8489 6.2.2)."""
+        buffer = bytearray()
+        async with stream:
+            try:
+                while True:
+                    chunk: bytes | bytearray = b""
+                    with trio.move_on_after(self.tcp_idle_timeout):  # idle for too long: close
+                        chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                    while len(buffer) >= _HEADER_SIZE:
+                        if buffer[0] & 0xC0 or buffer[4:8] != COOKIE_BYTES or buffer[3] & 3:
+                            self.stats.dropped += 1
+                            return  # not STUN: a byte stream cannot be resynchronised
+                        size = _HEADER_SIZE + int.from_bytes(buffer[2:4], "big")
+                        if len(buffer) < size:
+                            break
+                        data = bytes(buffer[:size])
+                        del buffer[:size]
+                        reply = self._answer(data, remote, local, other, "tcp")
+                        if reply is not None:
+                            await stream.send_all(reply.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+
+def _check_ip(host: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"the STUN server's {what} must be an IP address, not {host!r}") from None
+
+
+def _family(host: str) -> int:
+    return ipaddress.ip_address(host).version
+
+
+async def _bind_site(network: Network, ips: list[str], ports: list[int], tcp: bool) -> _Site:
+    """Bind every socket of one site; ports given as 0 are chosen by the first bind on that port index."""
+    site = _Site(ips=list(ips), ports=list(ports))
+    try:
+        for port_index in range(len(ports)):
+            for ip_index in range(len(ips)):
+                role = (ip_index, port_index)
+                sock = await network.bind_udp(ips[ip_index], site.ports[port_index])
+                site.udp[role] = sock
+                site.ports[port_index] = sock.local_address[1]
+                if tcp:
+                    site.tcp[role] = await network.listen_tcp(ips[ip_index], site.ports[port_index])
+    except BaseException:
+        site.close()
+        raise
+    return site
+
+
+async def _open_site(
+    network: Network, ip: str, port: int, alternate: str | None, alternate_port: int | None, tcp: bool
+) -> _Site:
+    if alternate is None:
+        ips, ports = [ip], [port]
+    else:
+        if alternate_port is None:
+            alternate_port = 0 if not port else port + 1 if port < 65535 else port - 1
+        if port and port == alternate_port:
+            raise ValueError(f"the alternate port must differ from the primary port {port} (RFC 5780 6.1)")
+        ips, ports = [ip, alternate], [port, alternate_port]
+    attempts = _BIND_ATTEMPTS if 0 in ports and (len(ips) > 1 or tcp) else 1
+    for attempt in range(attempts):
+        try:
+            return await _bind_site(network, ips, ports, tcp)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                where = ", ".join(f"{h}:{p}" for h in ips for p in ports)
+                reason = os.strerror(e.errno) if e.errno else str(e)
+                raise OSError(e.errno, f"cannot open the STUN server on {where}: {reason}") from e
+    raise AssertionError("unreachable")
+
+
+def _parse_address(address: str | Address) -> Address:
+    if isinstance(address, str):
+        return parse_host_port(address, 3478)
+    host, port = address
+    return str(host), int(port)
+
+
+def _sole_exception(error: BaseException) -> BaseException | None:
+    """The one exception inside an ExceptionGroup (Python 3.10 has no builtin to name), else None."""
+    inner = getattr(error, "exceptions", None)
+    if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
+        return _sole_exception(inner[0]) or inner[0]
+    return None
+
+
+async def bind_stun_server(
+    network: Network,
+    addresses: Sequence[str | Address] = ("127.0.0.1:0",),
+    *,
+    alternate: str | None = None,
+    alternate_port: int | None = None,
+    tcp: bool = False,
+    software: str | None = DEFAULT_SOFTWARE,
+    tcp_idle_timeout: float = 60.0,
+) -> StunServer:
+    """Open the sockets of a STUN server without serving yet; `serve_stun` and `open_stun_server` use it.
+
+    Raises ValueError for bad options and OSError when an address cannot be bound.
+    """
+    if not addresses:
+        raise ValueError("the STUN server needs at least one address to listen on")
+    parsed = [_parse_address(a) for a in addresses]
+    parsed = [(_check_ip(h, "address"), p) for h, p in parsed]
+    if alternate is not None:
+        alternate = _check_ip(alternate, "alternate address")
+        if len(parsed) != 1:
+            raise ValueError("an alternate address (RFC 5780) needs exactly one primary address")
+        primary = parsed[0][0]
+        if _family(alternate) != _family(primary) or alternate == primary:
+            raise ValueError(f"the alternate address {alternate} must be another IP of the same family as {primary}")
+        if ipaddress.ip_address(primary).is_unspecified or ipaddress.ip_address(alternate).is_unspecified:
+            raise ValueError("RFC 5780 needs specific IPs, not a wildcard: OTHER-ADDRESS must name them")
+    if alternate_port is not None and not 0 <= alternate_port <= 65535:
+        raise ValueError(f"alternate port {alternate_port} is not in 0..65535")
+    sites: list[_Site] = []
+    try:
+        for host, port in parsed:
+            sites.append(await _open_site(network, host, port, alternate, alternate_port, tcp))
+    except BaseException:
+        for site in sites:
+            site.close()
+        raise
+    return StunServer(sites, software=software, tcp_idle_timeout=tcp_idle_timeout)
+
+
+async def serve_stun(
+    network: Network,
+    addresses: Sequence[str | Address] = ("127.0.0.1:3478",),
+    *,
+    alternate: str | None = None,
+    alternate_port: int | None = None,
+    tcp: bool = False,
+    software: str | None = DEFAULT_SOFTWARE,
+    tcp_idle_timeout: float = 60.0,
+    task_status: trio.TaskStatus[StunServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run an embedded STUN server until cancelled (RFC 8489 Binding; RFC 5780 with `alternate`).
+
+    `addresses` are the primary addresses, `"IP:PORT"`, `"[IPv6]:PORT"` or (ip, port); port 0 picks a
+    free port. `alternate` is a second IP of the same family (one primary address only): the server
+    then also listens on `alternate_port` (default: primary port + 1, or a free one with port 0) on both
+    IPs. `tcp=True` adds TCP listeners on the same addresses. Reports the `StunServer` via `task_status`
+    (`await nursery.start(serve_stun, network, ...)`).
+    """
+    server = await bind_stun_server(
+        network,
+        addresses,
+        alternate=alternate,
+        alternate_port=alternate_port,
+        tcp=tcp,
+        software=software,
+        tcp_idle_timeout=tcp_idle_timeout,
+    )
+    try:
+        await server.serve(task_status=task_status)
+    finally:
+        server.close()
+
+
+@asynccontextmanager
+async def open_stun_server(
+    network: Network,
+    addresses: Sequence[str | Address] = ("127.0.0.1:0",),
+    *,
+    alternate: str | None = None,
+    alternate_port: int | None = None,
+    tcp: bool = False,
+    software: str | None = DEFAULT_SOFTWARE,
+    tcp_idle_timeout: float = 60.0,
+) -> AsyncIterator[StunServer]:
+    """Run an embedded STUN server for the body of an `async with` (options as `serve_stun`).
+
+    Everything it opened is closed on exit. Bad options and bind errors raise before the body runs;
+    an exception from the body comes out as itself, not wrapped in an ExceptionGroup.
+    """
+    server = await bind_stun_server(
+        network,
+        addresses,
+        alternate=alternate,
+        alternate_port=alternate_port,
+        tcp=tcp,
+        software=software,
+        tcp_idle_timeout=tcp_idle_timeout,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            try:
+                yield server
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseException as e:
+        sole = _sole_exception(e)
+        if sole is None:
+            raise
+        raise sole from None
+    finally:
+        server.close()
