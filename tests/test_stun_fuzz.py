@@ -17,7 +17,7 @@ from iceagent.stun import MAGIC_COOKIE, Attr, Message, MessageClass, Method, Stu
 from iceagent.stun import message as message_module
 from iceagent.stun.attributes import ATTR_BY_INT
 
-FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SECURITY = {Attr.MESSAGE_INTEGRITY, Attr.MESSAGE_INTEGRITY_SHA256, Attr.FINGERPRINT}
 
 
@@ -248,14 +248,15 @@ def test_attributes_after_integrity_are_ignored(case: tuple[bytes, bytes]) -> No
 # ---- the compiled per-layout decoders agree with the generic walk ----
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(wire_messages(), with_ignored_tail().map(lambda case: case[0])), st.data())
 def test_compiled_layout_decoder_agrees_with_the_generic_one(wire: bytes, data: st.DataObject) -> None:
     attributes, security, unknown = message_module._decode_attributes(wire, wire[8:20])
-    if len(wire) == 20:
-        return
     shape = message_module._compile_shape(wire, security, unknown)
-    assert shape.decode(wire, wire[8:20]) == attributes
+    if shape is None:  # more attributes than compiling is worth
+        return
+    decode_layout, shape_security, shape_unknown, *_ = shape
+    assert decode_layout(wire, wire[8:20]) == attributes
     # The same layout with other values (and sometimes other headers): either the shape declines (None),
     # or it gives exactly what the generic walk gives, or both find the message malformed.
     other = bytearray(wire)
@@ -268,19 +269,19 @@ def test_compiled_layout_decoder_agrees_with_the_generic_one(wire: bytes, data: 
     except StunDecodeError:
         generic = None
     try:
-        fast = shape.decode(other_bytes, other_bytes[8:20])
+        fast = decode_layout(other_bytes, other_bytes[8:20])
     except (ValueError, IndexError, KeyError, OverflowError, OSError, struct.error):
         assert generic is None
         return
     if fast is not None:
         assert generic is not None
         assert fast == generic[0]
-        assert (shape.security, shape.unknown) == generic[1:]
+        assert (shape_security, shape_unknown) == generic[1:]
 
 
 def test_shape_cache_is_used_and_bounded() -> None:
     wire = Message(Method.BINDING, MessageClass.REQUEST, bytes(12), [(Attr.PRIORITY, 1)]).encode(fingerprint=True)
-    for _ in range(20):
+    for _ in range(40):
         Message.decode(wire)
     key = 0x0001 << 16 | (len(wire) - 20)
     assert key in message_module._SHAPES

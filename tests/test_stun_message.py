@@ -362,9 +362,14 @@ def test_encode_computes_security_attributes_itself() -> None:
     assert decoded.encode() == Message(Method.BINDING, MessageClass.REQUEST, TID, [(Attr.USERNAME, "a:b")]).encode()
 
 
-def test_str_keys_are_utf8() -> None:
+def test_str_and_bytes_like_keys() -> None:
     wire = Message(Method.BINDING, MessageClass.REQUEST, TID).encode(integrity_key="pässword")
-    assert Message.decode(wire).verify_integrity("pässword".encode())
+    msg = Message.decode(wire)
+    assert msg.verify_integrity("pässword".encode())
+    assert msg.verify_integrity(bytearray("pässword".encode()))
+    assert (
+        Message(Method.BINDING, MessageClass.REQUEST, TID).encode(integrity_key=memoryview(b"p\xc3\xa4ssword")) == wire
+    )
 
 
 def test_long_keys_are_hashed_first() -> None:
@@ -511,6 +516,7 @@ BAD_VALUES = [
     (0x7777, "not bytes"),
     (0x10000, b""),
     (-1, b""),
+    ("USERNAME", "a"),
 ]
 
 

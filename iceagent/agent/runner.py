@@ -388,13 +388,8 @@ class SessionRunner:
                 self._data_pairs.clear()  # a learned candidate may make a data source known
 
     def transport_for(self, pair: CandidatePair) -> CandidateTransport | None:
-        """The transport that sends for `pair`: its local candidate's base (a prflx local has a host base)."""
-        transport = self.transport_of.get(pair.local)
-        if transport is None:
-            base = self.ice.base_of(pair.local)
-            if base is not None:
-                transport = self.transport_of.get(base)
-        return transport
+        """The transport that sends for `pair`: the one of its base (RFC 8445 7.2.5.3.2)."""
+        return self.transport_of.get(pair.base)
 
     # ---- consent (driven by the agent's supervisor) ----
 

@@ -15,8 +15,6 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, overload
 
-import attrs
-
 from ..errors import IceError
 from .attributes import (
     ATTR_BY_INT,
@@ -165,14 +163,16 @@ _TYPES: dict[int, tuple[Method | int, MessageClass]] = {
 }
 
 
-def _as_key(key: bytes | str) -> bytes:
-    return key.encode() if isinstance(key, str) else key
+def _as_key(key: BytesLike | str) -> bytes:
+    """A key as bytes: str keys (ICE passwords) are used as UTF-8 (RFC 8489 9.1.1)."""
+    return key.encode() if isinstance(key, str) else bytes(key)
 
 
 # ---- HMAC (RFC 2104) with the keyed pad states cached ----
 # hmac.digest() re-derives the key schedule on every call; an ICE agent signs and checks many messages
 # with the same few keys, so keep the hash states after ipad/opad per key and copy them instead.
 
+_compare_digest = hmac.compare_digest
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 _HMAC_CACHE_SIZE = 256
@@ -332,7 +332,7 @@ class Message:
 
     # ---- integrity (RFC 8489 14.5, 14.6, 14.7) ----
 
-    def verify_integrity(self, key: bytes | str) -> bool:
+    def verify_integrity(self, key: BytesLike | str) -> bool:
         """Check MESSAGE-INTEGRITY-SHA256 if present, else MESSAGE-INTEGRITY, against `key` (RFC 8489 9.1.3,
         9.2.4); False when neither is present or the message was not decoded from bytes."""
         raw = self._raw
@@ -344,12 +344,17 @@ class Message:
         if pos >= 0:
             # The length field counts up to the end of MESSAGE-INTEGRITY-SHA256 (RFC 8489 14.6).
             mac = hmac_sha256(key, raw[:2] + _LEN.pack(pos + n - 16) + raw[4:pos])
-            return hmac.compare_digest(mac[:n], raw[pos + 4 : pos + 4 + n])
+            return _compare_digest(mac[:n], raw[pos + 4 : pos + 4 + n])
         if mi < 0:
             return False
-        # The length field counts up to the end of MESSAGE-INTEGRITY (RFC 8489 14.5).
-        mac = hmac_sha1(key, raw[:2] + _LEN.pack(mi + 4) + raw[4:mi])
-        return hmac.compare_digest(mac, raw[mi + 4 : mi + 24])
+        # HMAC-SHA1 inline (the hot path of every check); its length field counts up to the end of
+        # MESSAGE-INTEGRITY (RFC 8489 14.5).
+        inner, outer = _SHA1_PADS.get(key) or _pads(key, _SHA1_PADS, hashlib.sha1)
+        h = inner.copy()
+        h.update(raw[:2] + _LEN.pack(mi + 4) + raw[4:mi])
+        o = outer.copy()
+        o.update(h.digest())
+        return _compare_digest(o.digest(), raw[mi + 4 : mi + 24])
 
     def verify_fingerprint(self) -> bool:
         """Check FINGERPRINT: CRC-32 of all before it XOR 0x5354554e (RFC 8489 14.7); False if absent."""
@@ -358,13 +363,14 @@ class Message:
         if raw is None or pos < 0:
             return False
         # FINGERPRINT is last (decode enforces it), so the length field already counts it.
-        return bool((zlib.crc32(raw[:pos]) ^ FINGERPRINT_XOR) == _U32.unpack_from(raw, pos + 4)[0])
+        value: int = _U32.unpack_from(raw, pos + 4)[0]
+        return (zlib.crc32(raw[:pos]) ^ FINGERPRINT_XOR) == value
 
     # ---- the wire ----
 
     def encode(
         self,
-        integrity_key: bytes | str | None = None,
+        integrity_key: BytesLike | str | None = None,
         integrity: Literal["sha1", "sha256", "both"] = "sha1",
         fingerprint: bool = False,
     ) -> bytes:
@@ -403,7 +409,7 @@ class Message:
             raise ValueError(f"message attributes are {total} bytes, more than {_MAX_LENGTH}")
         mtype = _method_class_to_type(self.method, self.message_class)
         if integrity_key is not None:
-            key = _as_key(integrity_key)
+            key = integrity_key if type(integrity_key) is bytes else _as_key(integrity_key)
             if integrity != "sha256":
                 n += 24
                 mac = hmac_sha1(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
@@ -441,17 +447,18 @@ class Message:
         shape = _SHAPES.get(key)
         attributes = None
         if shape is not None:
+            decode_layout, security, unknown, method, message_class = shape
             try:
-                attributes = shape.decode(data, tid)
+                attributes = decode_layout(data, tid)
             except (ValueError, IndexError, KeyError, OverflowError, OSError, struct.error):
                 pass  # a bad value: the generic decoder below says precisely what is wrong
         if attributes is None:
             attributes, security, unknown = _decode_attributes(data, tid)
+            method, message_class = _TYPES.get(mtype) or _type_to_method_class(mtype)
             _learn_shape(key, data, security, unknown)
-        else:
-            security, unknown = shape.security, shape.unknown  # type: ignore[union-attr]
         msg = object.__new__(cls)
-        msg.method, msg.message_class = _TYPES.get(mtype) or _type_to_method_class(mtype)
+        msg.method = method
+        msg.message_class = message_class
         msg.transaction_id = tid
         msg.attributes = attributes
         msg._raw = data
@@ -588,38 +595,48 @@ def _decode_security(
 # directly. A message whose headers differ falls back to the generic walk, so results never differ.
 
 
-@attrs.frozen
-class _Shape:
-    """A decoder compiled for one attribute layout, with the layout's security offsets and unknown types."""
-
-    decode: Callable[[bytes, bytes], list[tuple[Attr | int, Any]] | None]
-    security: tuple[int, int, int, int]
-    unknown: tuple[int, ...]
-
+_Shape = tuple[
+    Callable[[bytes, bytes], "list[tuple[Attr | int, Any]] | None"],  # the compiled decoder
+    tuple[int, int, int, int],  # the layout's security offsets
+    tuple[int, ...],  # its unknown comprehension-required types
+    "Method | int",  # the method and class of the key's message type
+    MessageClass,
+]
+"""A decoder compiled for one attribute layout, and what is constant for that layout (a tuple: unpacked at
+once on the hot path)."""
 
 _SHAPES: dict[int, _Shape] = {}
 _SEEN: dict[int, int] = {}
-_SHAPE_AFTER = 8  # generic decodes of one key before its shape is compiled (then again at 16, 32, ...)
+_SHAPE_AFTER = 16  # generic decodes of one key before its shape is compiled (then again at 32, 64, ...)
+_SHAPE_MAX_ATTRIBUTES = 24  # bigger layouts are rare and slow to compile: they stay on the generic path
 _MAX_SHAPES = 256
 _MAX_SEEN = 4096
 
 
 def _learn_shape(key: int, data: bytes, security: tuple[int, int, int, int], unknown: tuple[int, ...]) -> None:
-    """Count generic decodes per key; compile the layout of `data` at 8, 16, 32... of them."""
-    if len(data) == 20:
-        return  # no attributes: nothing to gain
+    """Count generic decodes per key; compile the layout of `data` at 16, 32, 64... of them."""
     seen = _SEEN.get(key, 0) + 1
     if len(_SEEN) >= _MAX_SEEN:
         _SEEN.clear()
     _SEEN[key] = seen
     if seen >= _SHAPE_AFTER and not seen & (seen - 1):
-        if len(_SHAPES) >= _MAX_SHAPES:
-            _SHAPES.clear()
-        _SHAPES[key] = _compile_shape(data, security, unknown)
+        try:
+            shape = _compile_shape(data, security, unknown)
+        except Exception:  # a bug here must not break decoding: the generic path stays correct
+            shape = None
+        if shape is not None:
+            if len(_SHAPES) >= _MAX_SHAPES:
+                _SHAPES.clear()
+            _SHAPES[key] = shape
 
 
-def _compile_shape(data: bytes, security: tuple[int, int, int, int], unknown: tuple[int, ...]) -> _Shape:
-    """Generate the decoder of the layout of `data`, a message the generic decoder accepted."""
+def _compile_shape(data: bytes, security: tuple[int, int, int, int], unknown: tuple[int, ...]) -> _Shape | None:
+    """Generate the decoder of the layout of `data`, a message the generic decoder accepted (None when the
+    layout has too many attributes to be worth it)."""
+    layout = _layout(data)
+    if not layout or len(layout) > _SHAPE_MAX_ATTRIBUTES:
+        return None
+    mtype = _LEN.unpack_from(data)[0]
     mi, mi256, _, fp = security
     first_security = min((p for p in (mi, mi256, fp) if p >= 0), default=len(data))
     fmt = ["!"]
@@ -629,7 +646,7 @@ def _compile_shape(data: bytes, security: tuple[int, int, int, int], unknown: tu
     items: list[str] = []
     namespace: dict[str, Any] = {}
     pos = 20
-    for i, (t, n) in enumerate(_layout(data)):
+    for i, (t, n) in enumerate(layout):
         pad = -n & 3
         fmt.append("I")
         names.append(f"h{i}")
@@ -668,7 +685,8 @@ def _compile_shape(data: bytes, security: tuple[int, int, int, int], unknown: tu
         f"    return [{', '.join(items)}]\n"
     )
     exec(compile(source, "<stun message shape>", "exec"), namespace)
-    return _Shape(namespace["decode"], security, unknown)
+    method, message_class = _TYPES.get(mtype) or _type_to_method_class(mtype)
+    return namespace["decode"], security, unknown, method, message_class
 
 
 def _layout(data: bytes) -> list[tuple[int, int]]:
@@ -693,7 +711,10 @@ def _header_error(mtype: int, length: int, cookie: int, end: int) -> str:
     return f"length field {length} does not match the {end - 20} bytes after the header"
 
 
-def _attr_name(t: int) -> str:
+def _attr_name(t: object) -> str:
+    """An attribute type as the RFCs write it, for error messages and repr."""
+    if not isinstance(t, int):
+        return f"attribute {t!r}"
     a = ATTR_BY_INT.get(t)
     return a.name.replace("_", "-") if a is not None else f"attribute {t:#06x}"
 
