@@ -33,7 +33,7 @@ import aioice
 import aioice.ice
 import trio
 
-from iceagent import Candidate, IceConfig, IceState, open_agent
+from iceagent import Agent, Candidate, IceConfig, IceState, open_agent
 
 LO = ["127.0.0.1"]
 
@@ -66,12 +66,12 @@ async def iceagent_once(config: IceConfig) -> tuple[float, float]:
         params_a, params_b = a.local_parameters, b.local_parameters
         done: dict[str, float] = {}
 
-        async def connect(key: str, agent: object) -> None:
-            await agent.connect()  # type: ignore[attr-defined]
+        async def connect(key: str, agent: Agent) -> None:
+            await agent.connect()
             done[key] = time.perf_counter()
 
-        async def complete(key: str, agent: object) -> None:
-            await agent.state.wait_value(IceState.COMPLETED)  # type: ignore[attr-defined]
+        async def complete(key: str, agent: Agent) -> None:
+            await agent.state.wait_value(IceState.COMPLETED)
             done[key] = time.perf_counter()
 
         t0 = time.perf_counter()
@@ -135,7 +135,7 @@ async def aioice_runs(n: int, warmup: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="See the module docstring.")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30, help="counted runs per implementation (default 30)")
     parser.add_argument("--warmup", type=int, default=2, help="uncounted warm-up runs first (default 2)")
     args = parser.parse_args(argv)

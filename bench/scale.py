@@ -6,9 +6,11 @@ What it measures, for each N in `--n` (default 100 500 1000) and each implementa
   process. All agents are opened and have gathered first, and their parameters and candidates are
   serialized and parsed before the clock starts; then every agent gets its peer's parameters,
   candidates and end-of-candidates and all 2N `connect()` calls run concurrently. The clock stops when
-  the last one returns ("connected"). For iceagent (`IceConfig(global_pacing=False)`) `connect()`
-  returns once a pair is valid, so the time until all 2N agents are COMPLETED (nomination concluded,
-  which is what aioice's `connect()` waits for) is shown too.
+  the last one returns ("connected"); the process CPU time over that span is shown too. Between setup
+  and the timed part both implementations sit idle for 0.2 s, so setup work does not leak into it.
+  For iceagent (`IceConfig(global_pacing=False)`) `connect()` returns once a pair is valid, so the
+  time until all 2N agents are COMPLETED (nomination concluded, which is what aioice's `connect()`
+  waits for) is shown too.
 - memory: peak resident set size of the process (VmHWM from /proc/self/status), and per agent: (peak -
   RSS before the first agent was created) / 2N.
 
@@ -32,9 +34,11 @@ import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 LO = ["127.0.0.1"]
 FDS_PER_AGENT = 1  # one UDP socket per agent (host candidate on 127.0.0.1)
+SETTLE = 0.2  # seconds of idle time between setup and the timed connect, for both implementations
 
 
 def raise_nofile() -> int:
@@ -53,7 +57,7 @@ def proc_status_kb(field: str) -> int:
     raise KeyError(field)
 
 
-def report(result: dict[str, object]) -> None:
+def report(result: dict[str, Any]) -> None:
     print(json.dumps(result), flush=True)
 
 
@@ -63,7 +67,7 @@ def report(result: dict[str, object]) -> None:
 async def iceagent_child(n: int, baseline_kb: int) -> None:
     import trio
 
-    from iceagent import Candidate, IceConfig, IceState, open_agent
+    from iceagent import Agent, Candidate, IceConfig, IceState, open_agent
 
     config = IceConfig(global_pacing=False)
     t_setup = time.perf_counter()
@@ -81,13 +85,19 @@ async def iceagent_child(n: int, baseline_kb: int) -> None:
         done: list[float] = []
         completed: list[float] = []
 
-        async def connect(agent: object) -> None:
-            await agent.connect()  # type: ignore[attr-defined]
+        cpu = 0.0
+
+        async def connect(agent: Agent) -> None:
+            nonlocal cpu
+            await agent.connect()
             done.append(time.perf_counter())
-            await agent.state.wait_value(IceState.COMPLETED)  # type: ignore[attr-defined]
+            if len(done) == len(agents):
+                cpu = time.process_time() - c0
+            await agent.state.wait_value(IceState.COMPLETED)
             completed.append(time.perf_counter())
 
-        t0 = time.perf_counter()
+        await trio.sleep(SETTLE)
+        c0, t0 = time.process_time(), time.perf_counter()
         for a, b in pairs:
             for x, y in ((a, b), (b, a)):
                 params, cands = signal[y]
@@ -99,7 +109,7 @@ async def iceagent_child(n: int, baseline_kb: int) -> None:
             for agent in agents:
                 nursery.start_soon(connect, agent)
         report({
-            "impl": "iceagent", "n": n, "setup_s": setup, "connect_s": max(done) - t0,
+            "impl": "iceagent", "n": n, "setup_s": setup, "connect_s": max(done) - t0, "cpu_s": cpu,
             "complete_s": max(completed) - t0, "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb,
             "connected": len(done), "agents": len(agents),
         })
@@ -139,10 +149,13 @@ async def aioice_child(n: int, baseline_kb: int) -> None:
             await conn.connect()
             done.append(time.perf_counter())
 
-        t0 = time.perf_counter()
+        await asyncio.sleep(SETTLE)
+        c0, t0 = time.process_time(), time.perf_counter()
         await asyncio.gather(*(connect(c) for c in agents))
+        cpu = time.process_time() - c0
         report({
-            "impl": "aioice", "n": n, "setup_s": setup, "connect_s": max(done) - t0, "complete_s": None,
+            "impl": "aioice", "n": n, "setup_s": setup, "connect_s": max(done) - t0, "cpu_s": cpu,
+            "complete_s": None,
             "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb, "connected": len(done),
             "agents": len(agents),
         })
@@ -174,7 +187,7 @@ def child(impl: str, n: int) -> int:
 # ---- parent ----
 
 
-def run_child(impl: str, n: int, timeout: float) -> dict[str, object]:
+def run_child(impl: str, n: int, timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", impl, "--n", str(n)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -182,7 +195,7 @@ def run_child(impl: str, n: int, timeout: float) -> dict[str, object]:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         for line in reversed(out.splitlines()):
             if line.startswith("{"):
-                result: dict[str, object] = json.loads(line)
+                result: dict[str, Any] = json.loads(line)
                 result["note"] = f"killed after {timeout:g} s while closing"
                 return result
         return {"impl": impl, "n": n, "error": f"timeout: not all connected within {timeout:g} s"}
@@ -193,21 +206,19 @@ def run_child(impl: str, n: int, timeout: float) -> dict[str, object]:
     return {"impl": impl, "n": n, "error": f"exit code {proc.returncode}: {tail}"}
 
 
-def fmt_row(r: dict[str, object]) -> str:
+def fmt_row(r: dict[str, Any]) -> str:
     name = f"{r['impl']:9} {r['n']:>6}"
     if "error" in r:
         return f"{name}   {r['error']}"
-    agents = int(r["agents"])  # type: ignore[call-overload]
-    hwm = int(r["hwm_kb"])  # type: ignore[call-overload]
-    per_agent = (hwm - int(r["baseline_kb"])) / agents  # type: ignore[call-overload]
-    complete = "-" if r["complete_s"] is None else f"{float(r['complete_s']):9.3f}"  # type: ignore[arg-type]
+    per_agent = (r["hwm_kb"] - r["baseline_kb"]) / r["agents"]
+    complete = "-" if r["complete_s"] is None else f"{r['complete_s']:9.3f}"
     note = f"   ({r['note']})" if "note" in r else ""
-    return (f"{name} {float(r['connect_s']):10.3f} {complete:>10} {float(r['setup_s']):9.2f} "  # type: ignore[arg-type]
-            f"{hwm / 1024:9.1f} {per_agent:10.1f}{note}")
+    return (f"{name} {r['connect_s']:10.3f} {r['cpu_s']:7.3f} {complete:>10} {r['setup_s']:9.2f} "
+            f"{r['hwm_kb'] / 1024:9.1f} {per_agent:10.1f}{note}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="See the module docstring.")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000], help="numbers of agent pairs")
     parser.add_argument("--impl", nargs="+", choices=["iceagent", "aioice"], default=["iceagent", "aioice"])
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per (implementation, N) run")
@@ -218,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{len(args.n)} sizes x {len(args.impl)} implementations, each in a fresh process on 127.0.0.1 "
           f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
-    print(f"{'impl':9} {'pairs':>6} {'connect s':>10} {'complete s':>10} {'setup s':>9} {'peak MiB':>9} "
+    print(f"{'impl':9} {'pairs':>6} {'connect s':>10} {'cpu s':>7} {'complete s':>10} {'setup s':>9} {'peak MiB':>9} "
           f"{'KiB/agent':>10}")
     skip: set[str] = set()
     for n in args.n:
@@ -230,9 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in r:
                 skip.add(impl)
             print(fmt_row(r), flush=True)
-    print("connect: until all 2N connect() returned; complete: until all 2N iceagent agents are COMPLETED "
-          "(aioice's connect() returns only then); setup: opening and gathering, not timed in 'connect'; "
-          "KiB/agent: (peak RSS - RSS before the first agent) / 2N")
+    print("connect: wall-clock time until all 2N connect() returned; cpu: process CPU time over the same span "
+          "(steadier on a shared machine); complete: until all 2N iceagent agents are COMPLETED (aioice's "
+          "connect() returns only then); setup: opening and gathering, not timed; KiB/agent: (peak RSS - RSS "
+          "before the first agent) / 2N")
     return 0
 
 

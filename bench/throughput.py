@@ -35,7 +35,7 @@ import aioice
 import aioice.ice
 import trio
 
-from iceagent import Candidate, IceConfig, open_agent
+from iceagent import Agent, Candidate, IceConfig, IceStream, open_agent
 
 LO = ["127.0.0.1"]
 
@@ -152,10 +152,10 @@ async def run_iceagent(args: argparse.Namespace) -> Result:
             async for c in y.gather():
                 x.add_remote_candidate(Candidate.from_sdp(c.to_sdp()))
             x.add_remote_candidate(None)
-        streams = {}
+        streams: dict[str, IceStream] = {}
 
-        async def connect(key: str, agent: object) -> None:
-            streams[key] = await agent.connect()  # type: ignore[attr-defined]
+        async def connect(key: str, agent: Agent) -> None:
+            streams[key] = await agent.connect()
 
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
@@ -236,7 +236,7 @@ def best(results: list[Result]) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="See the module docstring.")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=2.0, help="sending time per run (default 2)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per implementation; best is shown (default 3)")
     parser.add_argument("--window", type=int, default=32, help="max unacknowledged datagrams (default 32)")

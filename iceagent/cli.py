@@ -21,6 +21,7 @@ from .errors import IceError
 __all__ = ["COMMANDS", "UsageError", "add_command", "build_parser", "main"]
 
 COMMANDS: list[str] = [
+    "iceagent.cli_demo",  # iceagent demo
     "iceagent.cli_stun",  # iceagent stun
     "iceagent.cli_serve",  # iceagent serve
 ]
@@ -102,4 +103,8 @@ def _one_line(error: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m iceagent.cli`: use the `iceagent.cli` module the commands import, not this `__main__` copy
+    # (its UsageError would be another class).
+    from iceagent.cli import main as _main
+
+    sys.exit(_main())

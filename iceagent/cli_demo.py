@@ -75,9 +75,10 @@ async def _demo(args: argparse.Namespace) -> dict[str, Any]:
     cfg = IceConfig(global_pacing=False)
     addresses = [args.address]
     t0 = trio.current_time()
-    async with open_agent(controlling=True, host_addresses=addresses, config=cfg, name="A") as a, open_agent(
-        controlling=False, host_addresses=addresses, config=cfg, name="B"
-    ) as b:
+    async with (
+        open_agent(controlling=True, host_addresses=addresses, config=cfg, name="A") as a,
+        open_agent(controlling=False, host_addresses=addresses, config=cfg, name="B") as b,
+    ):
         await _signal(a, b)
         await _signal(b, a)
         t_signal = trio.current_time()
@@ -116,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     console = Console()
     for name in ("A", "B"):
-        print_pairs(summary["agents"][name], title=f"agent {name} ({summary['agents'][name]['state']})",
-                    console=console)
+        print_pairs(
+            summary["agents"][name], title=f"agent {name} ({summary['agents'][name]['state']})", console=console
+        )
     sel = summary["selected_pair"]
     console.print(f"selected pair: {sel['local']}  <->  {sel['remote']}")
     rtt = summary["rtt_ms"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import re
 import sys
 from typing import Any, Literal
 
@@ -42,9 +43,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--embedded", action="store_true", help="query an embedded server started on 127.0.0.1")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument(
-        "--local", metavar="ADDRESS", help="local IP[:PORT] to send from (default: any, by family)"
-    )
+    p.add_argument("--local", metavar="ADDRESS", help="local IP[:PORT] to send from (default: any, by family)")
     p.add_argument("--tcp", action="store_true", help="STUN over TCP instead of UDP")
     p.add_argument(
         "--timeout",
@@ -52,15 +51,9 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="give up after this long (default: the RFC 8489 schedule, 39.5 s with the default --rto)",
     )
-    p.add_argument(
-        "--rto", type=_positive, default=0.5, metavar="SECONDS", help="initial retransmission timeout (0.5)"
-    )
-    p.add_argument(
-        "--change-ip", action="store_true", help="CHANGE-REQUEST: answer from the other IP (RFC 5780)"
-    )
-    p.add_argument(
-        "--change-port", action="store_true", help="CHANGE-REQUEST: answer from the other port (RFC 5780)"
-    )
+    p.add_argument("--rto", type=_positive, default=0.5, metavar="SECONDS", help="initial retransmission timeout (0.5)")
+    p.add_argument("--change-ip", action="store_true", help="CHANGE-REQUEST: answer from the other IP (RFC 5780)")
+    p.add_argument("--change-port", action="store_true", help="CHANGE-REQUEST: answer from the other port (RFC 5780)")
 
 
 def _positive(text: str) -> float:
@@ -73,15 +66,16 @@ def _positive(text: str) -> float:
     return value
 
 
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://...: a URI, even if not one of ours
+
+
 def _server_target(text: str, tcp: bool) -> tuple[Address, Literal["udp", "tcp"]]:
     """HOST[:PORT] or a stun:/turn: URI (RFC 7064, RFC 7065) -> address and transport."""
     try:
-        if text.lower().startswith(("stun:", "stuns:", "turn:", "turns:")):
+        if _URI.match(text) or text.lower().startswith(("stun:", "stuns:", "turn:", "turns:")):
             uri = parse_uri(text)
             if uri.secure:
-                raise UsageError(
-                    f"{uri.scheme}: (TLS) is not supported by 'iceagent stun'; use stun: or turn:"
-                )
+                raise UsageError(f"{uri.scheme}: (TLS) is not supported by 'iceagent stun'; use stun: or turn:")
             return uri.address, "tcp" if tcp else uri.transport
         return parse_host_port(text, 3478), "tcp" if tcp else "udp"
     except IceServerError as e:

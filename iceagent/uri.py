@@ -71,18 +71,13 @@ def parse_uri(uri: str) -> IceUri:
     text = uri.strip()
     scheme_text, colon, rest = text.partition(":")
     if not colon or not scheme_text:
-        raise IceServerError(
-            f"missing scheme in {uri!r} (expected stun:, stuns:, turn:, turns:, e.g. 'stun:{text}')"
-        )
+        raise IceServerError(f"missing scheme in {uri!r} (expected stun:, stuns:, turn:, turns:, e.g. 'stun:{text}')")
     scheme = scheme_text.lower()
     if scheme not in _SCHEMES:
-        raise IceServerError(
-            f"unknown scheme {scheme_text!r} in {uri!r} (expected stun:, stuns:, turn:, turns:)"
-        )
+        raise IceServerError(f"unknown scheme {scheme_text!r} in {uri!r} (expected stun:, stuns:, turn:, turns:)")
     if rest.startswith("//"):
         raise IceServerError(
-            f"'//' is not allowed in {scheme}: URIs ({_rfc(scheme)}): "
-            f"write '{scheme}:{rest[2:]}', not {uri!r}"
+            f"'//' is not allowed in {scheme}: URIs ({_rfc(scheme)}): write '{scheme}:{rest[2:]}', not {uri!r}"
         )
     if "#" in rest:
         raise IceServerError(f"a fragment ('#...') is not allowed in {uri!r} ({_rfc(scheme)})")
@@ -197,9 +192,7 @@ def _parse_query(scheme: str, query: str, uri: str, default: Literal["udp", "tcp
             raise IceServerError(f"?transport= is not allowed on {scheme}: URIs (RFC 7064) in {uri!r}")
         raise IceServerError(f"a query ('?{query}') is not allowed on {scheme}: URIs (RFC 7064) in {uri!r}")
     if key.lower() != "transport" or not equals:
-        raise IceServerError(
-            f"unknown URI parameter '?{query}' in {uri!r} (only ?transport=udp|tcp, RFC 7065)"
-        )
+        raise IceServerError(f"unknown URI parameter '?{query}' in {uri!r} (only ?transport=udp|tcp, RFC 7065)")
     transport = value.lower()
     if not transport:
         raise IceServerError(f"empty ?transport= in {uri!r} (expected udp or tcp, RFC 7065)")
@@ -240,9 +233,7 @@ class IceServer:
 
     def __attrs_post_init__(self) -> None:
         if not self.urls:
-            raise IceServerError(
-                "IceServer needs at least one URL, e.g. IceServer(urls=['stun:127.0.0.1:3478'])"
-            )
+            raise IceServerError("IceServer needs at least one URL, e.g. IceServer(urls=['stun:127.0.0.1:3478'])")
         for name in ("username", "credential"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -254,9 +245,7 @@ class IceServer:
         for url, uri in zip(self.urls, self.uris, strict=True):
             if uri.is_turn and (self.username is None or self.credential is None):
                 missing = " and ".join(
-                    n
-                    for n, v in (("username=", self.username), ("credential=", self.credential))
-                    if v is None
+                    n for n, v in (("username=", self.username), ("credential=", self.credential)) if v is None
                 )
                 raise IceServerError(
                     f"{uri.scheme}: URL {url!r} needs {missing} (TURN long-term credentials, RFC 8656 9.2)"

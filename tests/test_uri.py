@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 
 import pytest
 
 import iceagent
 from iceagent.errors import IceError, IceServerError
-from iceagent.uri import IceServer, IceUri, parse_uri
+from iceagent.uri import IceServer, IceUri, format_host_port, parse_host_port, parse_uri
 
 
 @pytest.mark.parametrize(
@@ -164,3 +165,43 @@ def test_ice_server_frozen() -> None:
     server = IceServer(urls="stun:h")
     with pytest.raises(AttributeError):
         server.username = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1", ("127.0.0.1", 3478)),
+        ("127.0.0.1:5000", ("127.0.0.1", 5000)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("[::1]:5000", ("::1", 5000)),
+        ("[::1]", ("::1", 3478)),
+        ("::1", ("::1", 3478)),
+        ("Stun.Example.org:1", ("stun.example.org", 1)),
+    ],
+)
+def test_parse_host_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(text, 3478) == expected
+    assert parse_host_port(format_host_port(expected), 1) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "missing host"),
+        (":80", "missing host"),
+        ("127.0.0.1:", "empty port"),
+        ("127.0.0.1:x", "bad port 'x'"),
+        ("127.0.0.1:65536", "out of range"),
+        ("[::1", "unterminated"),
+        ("::g", "invalid IPv6 address"),
+        ("a b", "invalid character"),
+    ],
+)
+def test_parse_host_port_errors(text: str, fragment: str) -> None:
+    with pytest.raises(IceServerError, match=re.escape(fragment)):
+        parse_host_port(text, 3478)
+
+
+def test_format_host_port() -> None:
+    assert format_host_port(("::1", 3478)) == "[::1]:3478"
+    assert format_host_port(("127.0.0.1", 3478)) == "127.0.0.1:3478"

@@ -29,9 +29,7 @@ _HEADER_SIZE = 20
 class StunErrorResponse(IceError):
     """The server answered the Binding request with an error response (RFC 8489 6.3.4, 14.8)."""
 
-    def __init__(
-        self, message: str, code: int, reason: str, unknown_attributes: list[int] | None = None
-    ) -> None:
+    def __init__(self, message: str, code: int, reason: str, unknown_attributes: list[int] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
@@ -145,7 +143,7 @@ def _timeout(server: Address, attempts: int, elapsed: float, transport: str) -> 
     noun = "attempt" if attempts == 1 else "attempts"
     over = f" over {transport.upper()}" if transport != "udp" else ""
     return StunTimeout(
-        f"no STUN response from {format_host_port(server)}{over} after {attempts} {noun} over {elapsed:.1f} s"
+        f"no STUN response from {format_host_port(server)}{over} after {attempts} {noun} over {elapsed:.3g} s"
     )
 
 
@@ -175,7 +173,8 @@ async def stun_binding(
     `UdpSocket` that socket is used and its other traffic is discarded meanwhile. Responses with another
     transaction id, or from another address than `server` (unless CHANGE-REQUEST asked for that), are
     ignored (RFC 8489 6.3). `change_ip`/`change_port` (CHANGE-REQUEST), `response_port` (RESPONSE-PORT)
-    and `padding` (PADDING bytes) are the RFC 5780 7.2, 7.5, 7.6 requests.
+    and `padding` (PADDING bytes) are the RFC 5780 7.2, 7.5, 7.6 requests; with RESPONSE-PORT the answer
+    goes to that port, so this call sees it only when that is its own socket's port.
     """
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be > 0, not {timeout}")
@@ -198,9 +197,7 @@ async def stun_binding(
             raise ValueError("STUN over TCP needs a Network to connect with, not a UdpSocket")
         return await _binding_tcp(network_or_socket, server, request, data, cap, local_address)
     if isinstance(network_or_socket, UdpSocket):
-        return await _binding_udp(
-            network_or_socket, server, request, data, rto, rc, rm, cap, change_ip or change_port
-        )
+        return await _binding_udp(network_or_socket, server, request, data, rto, rc, rm, cap, change_ip or change_port)
     wildcard = "::" if ":" in server[0] else "0.0.0.0"
     sock = await network_or_socket.bind_udp(local_address or wildcard, 0)
     try:
@@ -240,9 +237,7 @@ async def _binding_udp(
                     continue
                 now = trio.current_time()
                 tx.handle_response(now)
-                return _result(
-                    msg, server, source, sock.local_address, now - last_sent, tx.transmissions, "udp"
-                )
+                return _result(msg, server, source, sock.local_address, now - last_sent, tx.transmissions, "udp")
         now = trio.current_time()
         if now >= hard_deadline:
             raise _timeout(server, tx.transmissions, now - start, "udp")
@@ -268,9 +263,7 @@ async def _binding_tcp(
     deadline = min(tx.timeout_at, start + cap)
     with trio.move_on_at(deadline):
         try:
-            stream, local = await network.connect_tcp(
-                server, local=(local_address, 0) if local_address else None
-            )
+            stream, local = await network.connect_tcp(server, local=(local_address, 0) if local_address else None)
         except OSError as e:
             reason = os.strerror(e.errno) if e.errno else str(e)
             where = format_host_port(server)

@@ -404,7 +404,7 @@ async def bind_stun_server(
 
 async def serve_stun(
     network: Network,
-    addresses: Sequence[str | Address] = ("127.0.0.1:3478",),
+    addresses: Sequence[str | Address] = ("127.0.0.1:0",),
     *,
     alternate: str | None = None,
     alternate_port: int | None = None,

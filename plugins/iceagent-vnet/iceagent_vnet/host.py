@@ -208,7 +208,8 @@ class Host:
     def route(self, source: str, destination: str) -> tuple[Attachment | None, str] | None:
         """The interface and source address for a packet to `destination` from a socket bound to `source`.
 
-        (None, address) means local delivery; None means no route.
+        A destination of this host's own comes back with the interface that has it (None for the
+        loopback); None means no route (a loopback-bound socket reaches only this host).
         """
         if destination in self._local:
             if is_wildcard(source) or is_multicast(source):
@@ -288,7 +289,7 @@ class Host:
         if not is_wildcard(sock.ip) and not is_multicast(sock.ip):
             attachment = self._local.get(sock.ip)
         else:
-            joined = [att for (g, att) in sock.groups if g == group and att is not None]
+            joined = [att for att in self.attachments if (group, att) in sock.groups]
             candidates = joined or [att for att in self.attachments if att.address_for(ipv6) is not None]
             attachment = candidates[0] if candidates else None
         source = attachment.address_for(ipv6) if attachment is not None else None
@@ -342,4 +343,3 @@ class Host:
 
     def __repr__(self) -> str:
         return f"<Host {self.name} {list(self.addresses)}>"
-

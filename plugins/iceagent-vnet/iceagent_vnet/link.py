@@ -69,7 +69,7 @@ class Link:
         stats = self.stats
         stats["sent"] += 1
         reliable = packet.proto == "tcp"
-        if not reliable and packet.size > self.mtu:
+        if not reliable and len(packet.payload) + (48 if ":" in packet.dst[0] else 28) > self.mtu:  # packet.size
             stats["mtu"] += 1
             return "mtu"
         key = (self.seed, packet.proto, packet.src, packet.dst)
@@ -91,7 +91,9 @@ class Link:
                     break
         if self.jitter:
             delay += rng.uniform(0.0, self.jitter)
-        when = max(now + delay, flow.last)
+        when = now + delay
+        if when < flow.last:
+            when = flow.last
         if self.reorder and rng.random() < self.reorder:
             stats["reordered"] += 1
             times = [when + self.reorder_delay]

@@ -24,7 +24,7 @@ class Dependency(enum.Enum):
 
     @property
     def short(self) -> str:
-        """"ei", "ad" or "apd": the prefix of EIM/EIF, ADM/ADF, APDM/APDF."""
+        """The prefix "ei", "ad" or "apd" of EIM/EIF, ADM/ADF, APDM/APDF."""
         return _SHORT[self]
 
     @classmethod
@@ -37,8 +37,7 @@ class Dependency(enum.Enum):
             if text in (dep.value, dep.short, dep.short + "m", dep.short + "f", dep.name.lower().replace("_", "-")):
                 return dep
         raise ValueError(
-            f"unknown NAT dependency {value!r}: use one of "
-            + ", ".join(f"{d.value!r} ({d.short!r})" for d in cls)
+            f"unknown NAT dependency {value!r}: use one of " + ", ".join(f"{d.value!r} ({d.short!r})" for d in cls)
         )
 
 
@@ -297,4 +296,3 @@ class NatTable:
             (m for m in self._by_external.values() if proto is None or m.proto == proto),
             key=lambda m: (m.created, m.external),
         )
-

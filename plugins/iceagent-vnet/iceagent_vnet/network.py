@@ -45,9 +45,7 @@ class VirtualNetwork:
         current_scheduler().advance()
         return self.host._bind_udp(_bind_address(address), check_port(port), reuse)
 
-    async def connect_tcp(
-        self, remote: Address, *, local: Address | None = None
-    ) -> tuple[trio.abc.Stream, Address]:
+    async def connect_tcp(self, remote: Address, *, local: Address | None = None) -> tuple[trio.abc.Stream, Address]:
         """Open a TCP connection (through NATs); returns the stream and its local address."""
         await trio.lowlevel.checkpoint()
         current_scheduler().advance()

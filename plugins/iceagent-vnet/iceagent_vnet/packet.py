@@ -14,13 +14,14 @@ RST = "rst"
 DATA = "data"
 FIN = "fin"
 CLOSE = "close"
+ACK = "ack"
 
 
 class Packet:
     """One IP packet: protocol, source and destination transport addresses, payload.
 
     Packets are never changed once sent: a NAT builds a translated copy, so duplicates can share one.
-    TCP segments also carry `kind` (SYN, SYNACK, RST, DATA, FIN, CLOSE) and `seq`.
+    TCP segments also carry `kind` (SYN, SYNACK, RST, DATA, FIN, CLOSE, ACK) and `seq`.
     """
 
     __slots__ = ("dst", "hops", "kind", "payload", "proto", "seq", "src")

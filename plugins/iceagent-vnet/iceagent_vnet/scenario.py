@@ -79,9 +79,7 @@ class Scenario:
         self.server_network: VirtualNetwork = self.server.network
         self.stun_addresses: list[Address] = [(ip, STUN_PORT) for ip in SERVER_ADDRESSES[:2]]
         self.turn_address: Address = (SERVER_ADDRESSES[2], STUN_PORT)
-        self.stun_addresses_v6: list[Address] = (
-            [(ip, STUN_PORT) for ip in SERVER_ADDRESSES_V6[:2]] if ipv6 else []
-        )
+        self.stun_addresses_v6: list[Address] = [(ip, STUN_PORT) for ip in SERVER_ADDRESSES_V6[:2]] if ipv6 else []
         self.turn_address_v6: Address | None = (SERVER_ADDRESSES_V6[2], STUN_PORT) if ipv6 else None
         v6 = SERVER_ADDRESSES_V6 if ipv6 else ("", "", "")
         self.internet.register_name("stun.vnet", *filter(None, (SERVER_ADDRESSES[0], v6[0])))

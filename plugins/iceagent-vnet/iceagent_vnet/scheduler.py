@@ -20,6 +20,7 @@ import heapq
 import itertools
 import logging
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -30,8 +31,18 @@ log = logging.getLogger("iceagent_vnet")
 _CURRENT: trio.lowlevel.RunVar[Scheduler] = trio.lowlevel.RunVar("iceagent_vnet_scheduler")
 
 
+class _Active(threading.local):
+    scheduler: Scheduler | None = None
+
+
+_ACTIVE = _Active()  # the scheduler running events in this thread right now (a fast path)
+
+
 def current_scheduler() -> Scheduler:
     """The scheduler of the current Trio run (created on first use)."""
+    active = _ACTIVE.scheduler
+    if active is not None:
+        return active
     try:
         return _CURRENT.get()
     except LookupError:
@@ -82,11 +93,9 @@ class Scheduler:
     def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> None:
         """Run `callback(*args)` at virtual time `when`."""
         heapq.heappush(self._heap, (when, next(self._seq), callback, args))
-        if self._running:
-            if self._in_driver or when <= self._horizon:
-                return  # the loop running now gets to it (the driver recomputes its deadline after)
-        elif when <= trio.current_time():
-            return  # the caller's advance() that follows gets to it
+        if self._running and (self._in_driver or when <= self._horizon):
+            return  # the loop running now gets to it (the driver recomputes its deadline after)
+        # otherwise make sure the driver wakes in time (at once for an event already due)
         if not self._driver_started:
             self._driver_started = True
             trio.lowlevel.spawn_system_task(self._drive, name="iceagent_vnet.scheduler")
@@ -110,10 +119,12 @@ class Scheduler:
             return
         self._running = True
         self._horizon = now
+        _ACTIVE.scheduler = self
         try:
             self._run_due(now)
         finally:
             self._running = False
+            _ACTIVE.scheduler = None
 
     def run_now(self, callback: Callable[..., None], *args: Any) -> None:
         """Run due events, then `callback(*args)` at the current time, then what it caused that is due now."""
@@ -123,6 +134,7 @@ class Scheduler:
         now = trio.current_time()
         self._running = True
         self._horizon = now
+        _ACTIVE.scheduler = self
         try:
             self._run_due(now)
             self._event_time = now
@@ -130,6 +142,7 @@ class Scheduler:
             self._run_due(now)
         finally:
             self._running = False
+            _ACTIVE.scheduler = None
 
     def _run_due(self, now: float) -> None:
         heap = self._heap

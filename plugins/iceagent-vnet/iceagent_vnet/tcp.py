@@ -2,7 +2,8 @@
 
 Segments travel like datagrams (through NATs, with link latency); a lost segment is delayed by
 retransmission timeouts instead of lost (see Link), and the receiver puts segments back in order.
-There are no windows and no congestion control: a stream is as fast as its link's latency allows.
+Flow control is a fixed window: at most WINDOW bytes sent and not yet read by the peer's
+application (the peer's ACKs say how much it read); `send_all` waits for room. No congestion control.
 Not modelled: simultaneous open (RFC 9293 3.5), TIME-WAIT, urgent data.
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import errno
 import math
+import operator
 from typing import TYPE_CHECKING
 
 import trio
 
 from .addresses import Address, addr_in_use, is_wildcard, os_error, same_family, wildcard_for
-from .packet import CLOSE, DATA, FIN, RST, SYN, SYNACK, Packet
+from .packet import ACK, CLOSE, DATA, FIN, RST, SYN, SYNACK, Packet
 from .scheduler import advance_if_running, current_scheduler
 
 if TYPE_CHECKING:
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
 
 MSS = 1400
 """Bytes of payload per segment."""
+
+WINDOW = 256 * 1024
+"""Bytes a sender may have sent that the receiving application has not read yet."""
 
 
 class VirtualTcpStream(trio.abc.HalfCloseableStream):
@@ -52,11 +57,13 @@ class VirtualTcpStream(trio.abc.HalfCloseableStream):
         self._lot = trio.lowlevel.ParkingLot()
         self._sending = False
         self._receiving = False
+        self._sent_bytes = 0
+        self._acked_bytes = 0
+        self._consumed_bytes = 0
 
     # -- segments -------------------------------------------------------------------------------
 
-    def _segment(self, kind: str, data: bytes = b"") -> None:
-        seq = 0
+    def _segment(self, kind: str, data: bytes = b"", seq: int = 0) -> None:
         if kind in (DATA, FIN, CLOSE):
             seq = self._send_seq
             self._send_seq += 1
@@ -64,7 +71,9 @@ class VirtualTcpStream(trio.abc.HalfCloseableStream):
 
     def _on_segment(self, packet: Packet) -> None:
         kind = packet.kind
-        if kind == SYNACK:
+        if kind == ACK:
+            self._acked_bytes = max(self._acked_bytes, packet.seq)
+        elif kind == SYNACK:
             self._established.set()
         elif kind == RST:
             self._reset = True
@@ -105,27 +114,45 @@ class VirtualTcpStream(trio.abc.HalfCloseableStream):
         if self._peer_closed:
             raise trio.BrokenResourceError("the peer closed the connection")
 
+    def _window_room(self) -> int:
+        return WINDOW - (self._sent_bytes - self._acked_bytes)
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue `data` as segments of at most MSS bytes (never blocks: no flow control)."""
+        """Send `data` as segments of at most MSS bytes, waiting while the peer's window is full."""
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
         self._sending = True
         try:
             await trio.lowlevel.checkpoint()
-            self._check_send()
             scheduler = current_scheduler()
             scheduler.advance()
             view = memoryview(data).cast("B")
-            for start in range(0, len(view), MSS):
-                self._segment(DATA, bytes(view[start : start + MSS]))
+            offset = 0
+            while True:
+                self._check_send()
+                if offset >= len(view):
+                    break
+                room = self._window_room()
+                if room <= 0:
+                    scheduler.advance()
+                    await self._lot.park()
+                    continue
+                size = min(MSS, room, len(view) - offset)
+                self._segment(DATA, bytes(view[offset : offset + size]))
+                self._sent_bytes += size
+                offset += size
             scheduler.advance()
         finally:
             self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
-        """Returns at once: sending never blocks."""
+        """Waits while the peer's window is full."""
         await trio.lowlevel.checkpoint()
-        self._check_send()
+        while True:
+            self._check_send()
+            if self._window_room() > 0:
+                return
+            await self._lot.park()
 
     async def send_eof(self) -> None:
         """Close our direction (FIN): the peer reads EOF after the data sent so far."""
@@ -141,8 +168,10 @@ class VirtualTcpStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Up to `max_bytes` bytes in order; b"" at EOF; BrokenResourceError after a reset."""
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be >= 1")
+        if max_bytes is not None:
+            max_bytes = operator.index(max_bytes)  # TypeError for a float, as trio's streams
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be >= 1")
         if self._receiving:
             raise trio.BusyResourceError("another task is receiving on this stream")
         self._receiving = True
@@ -156,6 +185,9 @@ class VirtualTcpStream(trio.abc.HalfCloseableStream):
                     size = len(self._buffer) if max_bytes is None else max_bytes
                     chunk = bytes(self._buffer[:size])
                     del self._buffer[:size]
+                    self._consumed_bytes += len(chunk)
+                    self._segment(ACK, seq=self._consumed_bytes)  # opens the peer's window
+                    current_scheduler().advance()
                     return chunk
                 if self._eof:
                     return b""
@@ -326,7 +358,7 @@ class TcpStack:
             self.connections[(packet.dst, packet.src)] = stream
             listener._offer(stream)
             stream._segment(SYNACK)
-        elif packet.kind != RST:
+        elif packet.kind not in (RST, ACK):
             self.host.drops["tcp_reset"] += 1
             self._reset(packet)
 

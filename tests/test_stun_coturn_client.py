@@ -1,0 +1,78 @@
+"""coturn's STUN clients against our embedded server: turnutils_stunclient and turnutils_natdiscovery (RFC 5780)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+import trio
+
+from iceagent.net.os import OSNetwork
+from iceagent.stun.server import StunServer, open_stun_server
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.coturn,
+    pytest.mark.skipif(
+        shutil.which("turnutils_natdiscovery") is None or shutil.which("turnutils_stunclient") is None,
+        reason="coturn's turnutils are not installed (apt-get install coturn)",
+    ),
+]
+
+NET = OSNetwork()
+ALT = "127.0.0.2"
+
+
+async def _run(*argv: str) -> str:
+    """Run a coturn tool to completion (bound in time) and return its stdout; it must exit 0."""
+    with trio.fail_after(30):
+        proc = await trio.run_process(list(argv), capture_stdout=True, capture_stderr=True, check=False)
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, f"{argv} exited {proc.returncode}:\n{out}\n{proc.stderr.decode(errors='replace')}"
+    return out
+
+
+def _addr(server: StunServer) -> tuple[str, str]:
+    host, port = server.address
+    return host, str(port)
+
+
+async def test_stunclient_plain_server() -> None:
+    async with open_stun_server(NET, ["127.0.0.1:0"]) as server:
+        host, port = _addr(server)
+        out = await _run("turnutils_stunclient", "-L", "127.0.0.1", "-p", port, host)
+    assert re.search(r"UDP reflexive addr: 127\.0\.0\.1:\d+", out), out
+    assert server.stats.requests >= 1 and server.stats.errors == 0
+
+
+async def test_stunclient_rfc5780() -> None:
+    async with open_stun_server(NET, ["127.0.0.1:0"], alternate=ALT) as server:
+        host, port = _addr(server)
+        out = await _run("turnutils_stunclient", "-f", "-L", "127.0.0.1", "-p", port, host)
+    other = server.other_address
+    assert other is not None
+    assert re.search(r"UDP reflexive addr: 127\.0\.0\.1:\d+", out), out
+    assert f"Response origin: : {host}:{port}" in out, out
+    assert f"Other addr: : {other[0]}:{other[1]}" in out, out
+    # with CHANGE-REQUEST it is answered from the other IP and port (RFC 5780 6.1)
+    assert f"Response origin: : {other[0]}:{other[1]}" in out, out
+    assert server.stats.errors == 0
+
+
+async def test_natdiscovery_mapping() -> None:
+    async with open_stun_server(NET, ["127.0.0.1:0"], alternate=ALT) as server:
+        host, port = _addr(server)
+        out = await _run("turnutils_natdiscovery", "-m", "-L", "127.0.0.1", "-p", port, host)
+    assert "NAT with Endpoint Independent Mapping!" in out, out
+    assert f"Response origin: : {ALT}:{port}" in out, out  # test II went to the alternate IP
+
+
+@pytest.mark.parametrize("padding", [False, True])
+async def test_natdiscovery_filtering(padding: bool) -> None:
+    async with open_stun_server(NET, ["127.0.0.1:0"], alternate=ALT) as server:
+        host, port = _addr(server)
+        extra = ["-P"] if padding else []
+        out = await _run("turnutils_natdiscovery", "-f", *extra, "-L", "127.0.0.1", "-p", port, host)
+    assert "NAT with Endpoint Independent Filtering!" in out, out
+    assert server.stats.errors == 0
