@@ -1,8 +1,9 @@
-"""`iceagent serve`: run the embedded servers in the foreground until Ctrl-C (RFC 8489, RFC 5780)."""
+"""`iceagent serve`: run the embedded servers in the foreground until Ctrl-C (RFC 8489, RFC 5780, RFC 8656)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -12,6 +13,8 @@ from .cli import UsageError, add_command
 from .errors import IceServerError
 from .net.os import OSNetwork
 from .stun.server import open_stun_server
+from .turn.server import DEFAULT_REALM, open_turn_server
+from .turn.server_types import TurnServerConfig
 from .uri import format_host_port, parse_host_port
 
 __all__ = ["register"]
@@ -23,10 +26,11 @@ def register(subparsers: Any) -> None:
         subparsers,
         "serve",
         run,
-        help="run the embedded STUN server in the foreground",
+        help="run the embedded STUN and TURN servers in the foreground",
         description=(
-            "Run the embedded STUN server (RFC 8489; RFC 5780 NAT discovery with --alt) until Ctrl-C. "
-            "It prints one line per address it listens on."
+            "Run the embedded STUN server (RFC 8489; RFC 5780 NAT discovery with --alt) and/or the embedded "
+            "TURN server (RFC 8656, long-term credentials, UDP relays) until Ctrl-C. It prints one line per "
+            "address it listens on. The TURN server answers STUN Binding requests too."
         ),
     )
     p.add_argument(
@@ -42,42 +46,109 @@ def register(subparsers: Any) -> None:
         metavar="PORT",
         help="alternate port for RFC 5780 (default: the STUN port + 1)",
     )
-    p.add_argument("--tcp", action="store_true", help="answer STUN over TCP too, on the same addresses")
+    p.add_argument("--tcp", action="store_true", help="serve STUN and TURN over TCP too, on the same addresses")
+    p.add_argument(
+        "--turn",
+        action="append",
+        metavar="ADDRESS",
+        help="IP[:PORT] to run the TURN server on (port 3478 by default, 0 = any free port); repeatable",
+    )
+    p.add_argument(
+        "--user",
+        action="append",
+        metavar="NAME:PASSWORD",
+        help="a TURN user (long-term credentials, RFC 8489 9.2); repeatable, at least one with --turn",
+    )
+    p.add_argument("--realm", default=DEFAULT_REALM, help=f"the TURN realm (default {DEFAULT_REALM!r})")
+    p.add_argument(
+        "--relay",
+        action="append",
+        metavar="IP",
+        help="IP to bind TURN relays on, one per address family (default: the --turn IPs)",
+    )
+    p.add_argument(
+        "--deny-peer",
+        action="append",
+        metavar="CIDR",
+        help="refuse TURN permissions to peers in this network with 403 (e.g. 10.0.0.0/8); repeatable",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `iceagent serve`; exits 0 on Ctrl-C."""
-    if not args.stun:
-        raise UsageError("nothing to serve: give --stun ADDRESS (e.g. --stun 127.0.0.1:3478)")
+    if not args.stun and not args.turn:
+        raise UsageError("nothing to serve: give --stun ADDRESS (e.g. --stun 127.0.0.1:3478) and/or --turn ADDRESS")
     try:
-        addresses = [parse_host_port(text, 3478) for text in args.stun]
+        addresses = [parse_host_port(text, 3478) for text in args.stun or ()]
+        turn_addresses = [parse_host_port(text, 3478) for text in args.turn or ()]
     except IceServerError as e:
         raise UsageError(str(e)) from None
     if args.alt is not None and len(addresses) != 1:
         raise UsageError("--alt needs exactly one --stun address")
     if args.alt_port is not None and (args.alt is None or not 0 <= args.alt_port <= 65535):
         raise UsageError("--alt-port needs --alt and a port from 0 to 65535")
+    users = _users(args.user or ())
+    if turn_addresses and not users:
+        raise UsageError("--turn needs at least one --user NAME:PASSWORD")
+    if not turn_addresses and (users or args.relay or args.deny_peer):
+        raise UsageError("--user, --relay and --deny-peer need --turn ADDRESS")
     try:
-        trio.run(_serve, args, addresses)
+        trio.run(_serve, args, addresses, turn_addresses, users)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     return 0
 
 
-async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]]) -> None:
+def _users(texts: Any) -> dict[str, str]:
+    users: dict[str, str] = {}
+    for text in texts:
+        name, colon, password = text.partition(":")
+        if not colon or not name or not password:
+            raise UsageError(f"--user {text!r} must be NAME:PASSWORD, both non-empty")
+        users[name] = password
+    return users
+
+
+async def _serve(
+    args: argparse.Namespace,
+    addresses: list[tuple[str, int]],
+    turn_addresses: list[tuple[str, int]],
+    users: dict[str, str],
+) -> None:
+    network = OSNetwork()
     try:
-        server_cm = open_stun_server(
-            OSNetwork(), addresses, alternate=args.alt, alternate_port=args.alt_port, tcp=args.tcp
-        )
-        async with server_cm as server:
-            for address in server.udp_addresses:
-                print(f"STUN udp {format_host_port(address)}")
-            for address in server.tcp_addresses:
-                print(f"STUN tcp {format_host_port(address)}")
-            if server.other_address is not None:
-                primary, other = format_host_port(server.address), format_host_port(server.other_address)
-                print(f"RFC 5780 primary {primary} other {other}")
+        async with contextlib.AsyncExitStack() as stack:
+            if addresses:
+                server = await stack.enter_async_context(
+                    open_stun_server(network, addresses, alternate=args.alt, alternate_port=args.alt_port, tcp=args.tcp)
+                )
+                for address in server.udp_addresses:
+                    print(f"STUN udp {format_host_port(address)}")
+                for address in server.tcp_addresses:
+                    print(f"STUN tcp {format_host_port(address)}")
+                if server.other_address is not None:
+                    primary, other = format_host_port(server.address), format_host_port(server.other_address)
+                    print(f"RFC 5780 primary {primary} other {other}")
+            if turn_addresses:
+                config = TurnServerConfig(denied_peers=tuple(args.deny_peer or ()))
+                turn = await stack.enter_async_context(
+                    open_turn_server(
+                        network,
+                        turn_addresses,
+                        users=users,
+                        realm=args.realm,
+                        relay_address=args.relay,
+                        tcp=args.tcp,
+                        config=config,
+                    )
+                )
+                for address in turn.addresses:
+                    print(f"TURN udp {format_host_port(address)}")
+                for address in turn.tcp_addresses:
+                    print(f"TURN tcp {format_host_port(address)}")
+                relays = " ".join(turn.relay_addresses[v] for v in sorted(turn.relay_addresses))
+                print(f"TURN realm {turn.realm} users {' '.join(sorted(users))} relay {relays}")
             print("serving; press Ctrl-C to stop", flush=True)
             await trio.sleep_forever()
-    except ValueError as e:  # a bad --alt and the like, found when the server checks its options
+    except ValueError as e:  # a bad --alt, --relay or --deny-peer, found when a server checks its options
         raise UsageError(str(e)) from None

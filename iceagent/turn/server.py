@@ -1,0 +1,594 @@
+"""The embedded TURN server (RFC 8656) on Trio: UDP, TCP and TLS listeners, UDP relays, long-term credentials.
+
+It exists for the demo and for tests (on real sockets and on the vnet plugin): it reaches the network only
+through the `Network` seam. The protocol lives in the sans-IO `TurnServerState`; this layer moves bytes,
+binds and closes relay sockets, and runs the expiry timer. Every task runs in the server's nursery; every
+relay socket is closed when its allocation ends and when the server exits.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import math
+import os
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from ..net.base import Address, Network, TcpListener, UdpSocket
+from ..uri import format_host_port, parse_host_port
+from .server_state import TurnServerState
+from .server_types import (
+    DEFAULT_SOFTWARE,
+    CloseRelay,
+    FiveTuple,
+    OpenRelay,
+    Output,
+    SendToClient,
+    SendToPeer,
+    Transport,
+    TurnServerConfig,
+    TurnServerStats,
+    split_stream,
+)
+
+__all__ = [
+    "DEFAULT_REALM",
+    "DEFAULT_SOFTWARE",
+    "TurnServer",
+    "TurnServerConfig",
+    "TurnServerStats",
+    "bind_turn_server",
+    "open_turn_server",
+    "serve_turn",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REALM = "iceagent"
+"""The realm when none is given (RFC 8489 14.9)."""
+
+_BIND_ATTEMPTS = 20  # port 0 with TCP too: retries when the UDP port is taken for TCP
+_EVEN_PORT_ATTEMPTS = 16  # EVEN-PORT: binds tried until the kernel hands out an even port (RFC 8656 7.2)
+_TCP_QUEUE = 256  # datagrams queued per TCP/TLS client before relayed data is dropped
+_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+@attrs.define(eq=False)
+class _Relay:
+    """A relayed transport address: its socket and the cancel scope of its receive task."""
+
+    five_tuple: FiveTuple
+    sock: UdpSocket
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+
+
+class TurnServer:
+    """A running embedded TURN server; made by `open_turn_server` or `serve_turn` (RFC 8656)."""
+
+    def __init__(
+        self,
+        network: Network,
+        state: TurnServerState,
+        *,
+        udp: list[UdpSocket],
+        tcp: list[TcpListener],
+        tls: list[TcpListener],
+        ssl_context: ssl.SSLContext | None,
+        relay_addresses: dict[int, str],
+    ) -> None:
+        self.network = network
+        self.state = state
+        self._udp = udp
+        self._udp_by_address = {sock.local_address: sock for sock in udp}
+        self._tcp = tcp
+        self._tls = tls
+        self._ssl_context = ssl_context
+        self._relay_addresses = relay_addresses
+        self._relays: dict[Address, _Relay] = {}
+        self._connections: dict[FiveTuple, trio.MemorySendChannel[bytes]] = {}
+        self._nursery: trio.Nursery | None = None
+        self._deadline = math.inf
+        self._timer_changed = trio.Event()
+        self._closed = False
+
+    # ---- what a user reads ----
+
+    @property
+    def addresses(self) -> list[Address]:
+        """The UDP addresses listened on, as bound (port 0 resolved): put them in `turn:` URIs."""
+        return [sock.local_address for sock in self._udp]
+
+    @property
+    def address(self) -> Address:
+        """The first UDP address."""
+        return self.addresses[0]
+
+    @property
+    def tcp_addresses(self) -> list[Address]:
+        """The TCP addresses listened on (`turn:...?transport=tcp`), empty without `tcp=True`."""
+        return [listener.local_address for listener in self._tcp]
+
+    @property
+    def tls_addresses(self) -> list[Address]:
+        """The TLS addresses listened on (`turns:`), empty without `tls`."""
+        return [listener.local_address for listener in self._tls]
+
+    @property
+    def relay_addresses(self) -> dict[int, str]:
+        """The IP that relays are bound on, per IP version (4, 6)."""
+        return dict(self._relay_addresses)
+
+    @property
+    def realm(self) -> str:
+        """The realm of the long-term credentials (RFC 8489 9.2)."""
+        return self.state.auth.realm
+
+    @property
+    def stats(self) -> TurnServerStats:
+        """Current allocations, permissions and channels, and counters since the start."""
+        return self.state.stats
+
+    def uris(self) -> list[str]:
+        """`turn:`/`turns:` URIs of every listener (RFC 7065), e.g. for an `IceServer`."""
+        out = [f"turn:{format_host_port(a)}?transport=udp" for a in self.addresses]
+        out += [f"turn:{format_host_port(a)}?transport=tcp" for a in self.tcp_addresses]
+        out += [f"turns:{format_host_port(a)}?transport=tcp" for a in self.tls_addresses]
+        return out
+
+    def set_user(self, username: str, password: str) -> None:
+        """Add a user or change a password; takes effect for the next request."""
+        self.state.auth.set_user(username, password)
+
+    # ---- running ----
+
+    async def serve(self, *, task_status: trio.TaskStatus[TurnServer] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve on every listener until cancelled; relays are closed on the way out, listeners by `close()`."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for sock in self._udp:
+                    nursery.start_soon(self._serve_udp, sock)
+                for listener in self._tcp:
+                    nursery.start_soon(self._serve_stream_listener, nursery, listener, "tcp")
+                for listener in self._tls:
+                    nursery.start_soon(self._serve_stream_listener, nursery, listener, "tls")
+                nursery.start_soon(self._run_timer)
+                log.info("TURN server listening on %s", ", ".join(self.uris()))
+                task_status.started(self)
+        finally:
+            self._nursery = None
+            self._close_relays()
+
+    def close(self) -> None:
+        """Close every listener and relay socket (idempotent)."""
+        self._closed = True
+        for sock in self._udp:
+            sock.close()
+        for listener in [*self._tcp, *self._tls]:
+            listener.close()
+        self._close_relays()
+
+    def _close_relays(self) -> None:
+        for relay in list(self._relays.values()):
+            relay.scope.cancel()
+            relay.sock.close()
+        self._relays.clear()
+
+    # ---- moving bytes ----
+
+    def _now(self) -> float:
+        return trio.current_time()
+
+    async def _serve_udp(self, sock: UdpSocket) -> None:
+        local = sock.local_address
+        while True:
+            data, remote = await sock.receive()
+            await self._from_client(data, FiveTuple(remote, local, "udp"))
+
+    async def _from_client(self, data: bytes, ft: FiveTuple) -> None:
+        try:
+            outputs = self.state.receive_from_client(data, ft, self._now())
+        except Exception:  # a bug here must not take the server down; it is logged and the input dropped
+            log.exception("TURN server: failed to handle %d bytes from %s", len(data), ft)
+            return
+        if outputs:
+            await self._dispatch(outputs)
+            self._poke_timer()
+
+    async def _dispatch(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if isinstance(out, SendToClient):
+                await self._to_client(out, reliable=True)
+            elif isinstance(out, SendToPeer):
+                relay = self._relays.get(out.relay)
+                if relay is not None:
+                    await relay.sock.send(out.data, out.peer)
+            elif isinstance(out, OpenRelay):
+                await self._dispatch(await self._open_relay(out))
+            else:
+                self._close_relay(out)
+
+    async def _to_client(self, out: SendToClient, *, reliable: bool) -> None:
+        ft = out.five_tuple
+        if ft.transport == "udp":
+            sock = self._udp_by_address.get(ft.server)
+            if sock is not None:
+                await sock.send(out.data, ft.client)
+            return
+        channel = self._connections.get(ft)
+        if channel is None:
+            return
+        try:
+            if reliable:
+                await channel.send(out.data)  # a response: wait for room (TCP clients do not retransmit)
+            else:
+                channel.send_nowait(out.data)  # relayed data: dropped when the client cannot keep up
+        except trio.WouldBlock:
+            self.state.count_dropped()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _open_relay(self, request: OpenRelay) -> list[Output]:
+        """Bind the relay socket of a new allocation and start relaying from it (RFC 8656 7.2)."""
+        ft = request.five_tuple
+        host = self._relay_addresses[request.family]
+        nursery = self._nursery
+        try:
+            if nursery is None or self._closed:
+                raise OSError(errno.ESHUTDOWN, "the server is shutting down")
+            sock = await self._bind_relay(host, even=request.even_port)
+        except OSError as e:
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            log.warning("TURN server: cannot bind a relay on %s: %s", host, reason)
+            return self.state.relay_failed(ft, f"{host}: {reason}", self._now())
+        relay = _Relay(ft, sock)
+        self._relays[sock.local_address] = relay
+        nursery.start_soon(self._relay_loop, relay)
+        outputs = self.state.relay_opened(ft, sock.local_address, self._now())
+        log.debug("TURN server: allocation %s for %s", sock.local_address, ft)
+        return outputs
+
+    async def _bind_relay(self, host: str, *, even: bool) -> UdpSocket:
+        if not even:
+            return await self.network.bind_udp(host, 0)
+        for _ in range(_EVEN_PORT_ATTEMPTS):
+            sock = await self.network.bind_udp(host, 0)
+            if sock.local_address[1] % 2 == 0:
+                return sock
+            sock.close()
+        raise OSError(errno.EADDRNOTAVAIL, f"no even port found in {_EVEN_PORT_ATTEMPTS} attempts")
+
+    def _close_relay(self, out: CloseRelay) -> None:
+        relay = self._relays.pop(out.relay, None)
+        log.debug("TURN server: allocation %s closed: %s", out.relay, out.reason)
+        if relay is not None:
+            relay.scope.cancel()
+            relay.sock.close()
+
+    async def _relay_loop(self, relay: _Relay) -> None:
+        """Datagrams from peers at one relayed address, to the client (RFC 8656 11.3, 12.6)."""
+        state = self.state
+        address = relay.sock.local_address
+        with relay.scope:
+            try:
+                while True:
+                    data, peer = await relay.sock.receive()
+                    try:
+                        out = state.receive_from_peer(address, data, peer, self._now())
+                    except Exception:
+                        log.exception("TURN server: failed to relay %d bytes from %s", len(data), peer)
+                        continue
+                    if out is not None:
+                        await self._to_client(out, reliable=False)
+            except (trio.ClosedResourceError, OSError):
+                return  # the allocation ended and its socket was closed
+
+    async def _run_timer(self) -> None:
+        """Expire allocations, permissions and channels at `get_timer()` (RFC 8656 6, 9, 12)."""
+        while True:
+            deadline = self.state.get_timer()
+            self._deadline = deadline if deadline is not None else math.inf
+            self._timer_changed = trio.Event()
+            with trio.move_on_at(self._deadline):
+                await self._timer_changed.wait()
+            if self._now() < self._deadline:
+                continue  # woken because an earlier expiry was scheduled
+            try:
+                outputs = self.state.handle_timer(self._now())
+            except Exception:
+                log.exception("TURN server: expiry failed")
+                continue
+            for out in outputs:
+                if isinstance(out, CloseRelay):
+                    self._close_relay(out)
+
+    def _poke_timer(self) -> None:
+        """Wake the timer task when the next expiry moved earlier than it sleeps until."""
+        deadline = self.state.get_timer()
+        if deadline is not None and deadline < self._deadline:
+            self._timer_changed.set()
+
+    # ---- TCP and TLS ----
+
+    async def _serve_stream_listener(self, nursery: trio.Nursery, listener: TcpListener, kind: Transport) -> None:
+        local = listener.local_address
+        while True:
+            try:
+                stream, remote = await listener.accept()
+            except OSError as e:
+                if e.errno not in _RESOURCE_ERRNOS:
+                    raise
+                log.warning("TURN server: cannot accept on %s: %s", format_host_port(local), e)
+                await trio.sleep(0.1)  # out of descriptors: back off instead of spinning
+                continue
+            if kind == "tls":
+                assert self._ssl_context is not None
+                stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
+            nursery.start_soon(self._serve_connection, stream, FiveTuple(remote, local, kind))
+
+    async def _serve_connection(self, stream: trio.abc.Stream, ft: FiveTuple) -> None:
+        """One TCP/TLS client: STUN and ChannelData framed on the stream (RFC 8656 12.5); the allocation ends
+        with the connection (RFC 8656 5)."""
+        send, receive = trio.open_memory_channel[bytes](_TCP_QUEUE)
+        self._connections[ft] = send
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write_connection, stream, receive, nursery.cancel_scope)
+                await self._read_connection(stream, ft)
+                nursery.cancel_scope.cancel()
+        finally:
+            del self._connections[ft]
+            send.close()
+            for out in self.state.client_closed(ft, self._now()):
+                if isinstance(out, CloseRelay):
+                    self._close_relay(out)
+            try:
+                await trio.aclose_forcefully(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+    async def _read_connection(self, stream: trio.abc.Stream, ft: FiveTuple) -> None:
+        buffer = bytearray()
+        idle = self.state.config.tcp_idle_timeout
+        while True:
+            chunk: bytes | bytearray | None = None
+            with trio.move_on_after(idle):
+                try:
+                    chunk = await stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return  # reset by the client, or a failed TLS handshake
+            if chunk is None:
+                if self.state.allocation(ft, self._now()) is not None:
+                    continue  # quiet, but its allocation is alive: the connection stays
+                return  # idle without an allocation (or after it expired): close
+            if not chunk:
+                return  # closed by the client
+            buffer += chunk
+            try:
+                frames = split_stream(buffer)
+            except ValueError as e:
+                log.info("TURN server: closing %s: %s", ft, e)
+                return  # a byte stream cannot be resynchronised
+            for frame in frames:
+                await self._from_client(frame, ft)
+
+    async def _write_connection(
+        self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel[bytes], scope: trio.CancelScope
+    ) -> None:
+        try:
+            async for data in receive:
+                await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            scope.cancel()
+
+
+# ---- opening ----
+
+
+def _parse_address(address: str | Address) -> Address:
+    host, port = parse_host_port(address, 3478) if isinstance(address, str) else (str(address[0]), int(address[1]))
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"the TURN server listens on IP addresses, not {host!r}") from None
+    return host, port
+
+
+def _relay_addresses(listen: list[Address], relay_address: str | Sequence[str] | None) -> dict[int, str]:
+    """One relay IP per IP version: the ones given, else the listening IPs (RFC 8656 7.2)."""
+    if relay_address is None:
+        candidates = [host for host, _ in listen]
+    elif isinstance(relay_address, str):
+        candidates = [relay_address]
+    else:
+        candidates = list(relay_address)
+    out: dict[int, str] = {}
+    for host in candidates:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"relay address {host!r} is not an IP address") from None
+        if ip.is_unspecified:
+            if relay_address is None:
+                continue
+            raise ValueError(f"relay address {host} is a wildcard; XOR-RELAYED-ADDRESS needs a specific IP")
+        out.setdefault(ip.version, str(ip))
+    if not out:
+        raise ValueError("the TURN server listens on a wildcard address: give relay_address (--relay), a specific IP")
+    return out
+
+
+async def _bind_listeners(network: Network, host: str, port: int, tcp: bool) -> tuple[UdpSocket, TcpListener | None]:
+    attempts = _BIND_ATTEMPTS if tcp and port == 0 else 1
+    for attempt in range(attempts):
+        sock = await network.bind_udp(host, port)
+        if not tcp:
+            return sock, None
+        try:
+            return sock, await network.listen_tcp(host, sock.local_address[1])
+        except OSError as e:
+            sock.close()
+            if e.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                raise
+        except BaseException:
+            sock.close()
+            raise
+    raise AssertionError("unreachable")
+
+
+async def bind_turn_server(
+    network: Network,
+    listen: Sequence[str | Address] = ("127.0.0.1:0",),
+    *,
+    users: Mapping[str, str],
+    realm: str = DEFAULT_REALM,
+    relay_address: str | Sequence[str] | None = None,
+    tcp: bool = False,
+    tls_listen: Sequence[str | Address] = (),
+    ssl_context: ssl.SSLContext | None = None,
+    config: TurnServerConfig | None = None,
+    secret: bytes | None = None,
+) -> TurnServer:
+    """Open the sockets of a TURN server without serving yet; `serve_turn` and `open_turn_server` use it.
+
+    Raises ValueError for bad options and OSError (naming the address) when one cannot be bound.
+    """
+    if not listen:
+        raise ValueError("the TURN server needs at least one address to listen on")
+    if not users:
+        raise ValueError("the TURN server needs at least one user (username -> password) for long-term credentials")
+    if tls_listen and ssl_context is None:
+        raise ValueError("tls_listen needs an ssl_context with the server's certificate (e.g. from trustme)")
+    addresses = [_parse_address(a) for a in listen]
+    tls_addresses = [_parse_address(a) for a in tls_listen]
+    relays = _relay_addresses(addresses, relay_address)
+    state = TurnServerState(realm=realm, users=users, relay_families=sorted(relays), config=config, secret=secret)
+    udp: list[UdpSocket] = []
+    tcp_listeners: list[TcpListener] = []
+    tls_listeners: list[TcpListener] = []
+    where = ""
+    try:
+        for host, port in addresses:
+            where = format_host_port((host, port))
+            sock, listener = await _bind_listeners(network, host, port, tcp)
+            udp.append(sock)
+            if listener is not None:
+                tcp_listeners.append(listener)
+        for host, port in tls_addresses:
+            where = format_host_port((host, port)) + " (TLS)"
+            tls_listeners.append(await network.listen_tcp(host, port))
+    except BaseException as e:
+        for s in udp:
+            s.close()
+        for listener in [*tcp_listeners, *tls_listeners]:
+            listener.close()
+        if isinstance(e, OSError):
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            raise OSError(e.errno, f"cannot open the TURN server on {where}: {reason}") from e
+        raise
+    return TurnServer(
+        network,
+        state,
+        udp=udp,
+        tcp=tcp_listeners,
+        tls=tls_listeners,
+        ssl_context=ssl_context,
+        relay_addresses=relays,
+    )
+
+
+async def serve_turn(
+    network: Network,
+    listen: Sequence[str | Address] = ("127.0.0.1:0",),
+    *,
+    users: Mapping[str, str],
+    realm: str = DEFAULT_REALM,
+    relay_address: str | Sequence[str] | None = None,
+    tcp: bool = False,
+    tls_listen: Sequence[str | Address] = (),
+    ssl_context: ssl.SSLContext | None = None,
+    config: TurnServerConfig | None = None,
+    task_status: trio.TaskStatus[TurnServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run an embedded TURN server until cancelled (RFC 8656); `await nursery.start(serve_turn, network, ...)`.
+
+    `listen`: UDP addresses (`"IP:PORT"`, `"[IPv6]:PORT"` or (ip, port); port 0 picks a free one); `tcp=True`
+    adds TCP listeners on the same addresses; `tls_listen` adds TLS listeners (with `ssl_context`).
+    `relay_address`: the IP (or one IP per family) relays are bound on, default the listening IPs.
+    `users`: username -> password of the long-term credentials in `realm`. Timers, quotas and the peer
+    policy are in `config`.
+    """
+    server = await bind_turn_server(
+        network,
+        listen,
+        users=users,
+        realm=realm,
+        relay_address=relay_address,
+        tcp=tcp,
+        tls_listen=tls_listen,
+        ssl_context=ssl_context,
+        config=config,
+    )
+    try:
+        await server.serve(task_status=task_status)
+    finally:
+        server.close()
+
+
+def _sole_exception(error: BaseException) -> BaseException | None:
+    """The one exception inside an ExceptionGroup (nested ones too), else None."""
+    inner = getattr(error, "exceptions", None)
+    if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
+        return _sole_exception(inner[0]) or inner[0]
+    return None
+
+
+@asynccontextmanager
+async def open_turn_server(
+    network: Network,
+    listen: Sequence[str | Address] = ("127.0.0.1:0",),
+    *,
+    users: Mapping[str, str],
+    realm: str = DEFAULT_REALM,
+    relay_address: str | Sequence[str] | None = None,
+    tcp: bool = False,
+    tls_listen: Sequence[str | Address] = (),
+    ssl_context: ssl.SSLContext | None = None,
+    config: TurnServerConfig | None = None,
+) -> AsyncIterator[TurnServer]:
+    """Run an embedded TURN server for the body of an `async with` (options as `serve_turn`).
+
+    Everything it opened is closed on exit. Bad options and bind errors raise before the body runs; an
+    exception from the body comes out as itself, not wrapped in an ExceptionGroup.
+    """
+    server = await bind_turn_server(
+        network,
+        listen,
+        users=users,
+        realm=realm,
+        relay_address=relay_address,
+        tcp=tcp,
+        tls_listen=tls_listen,
+        ssl_context=ssl_context,
+        config=config,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            try:
+                yield server
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseException as e:
+        sole = _sole_exception(e)
+        if sole is None:
+            raise
+        raise sole from None
+    finally:
+        server.close()
