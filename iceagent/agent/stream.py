@@ -38,6 +38,29 @@ class IceStream(trio.abc.Channel[bytes]):
         await transport.send(data, remote)
         pair.bytes_sent += len(data)
 
+    def send_nowait(self, data: bytes) -> None:
+        """Send one datagram without a checkpoint, for tight loops; trio.WouldBlock when no pair is selected
+        yet or the transport cannot send synchronously (use `send` then). Dropped if the socket buffer
+        is full, as UDP may."""
+        if self._closed:
+            raise trio.ClosedResourceError("the IceStream is closed")
+        route = self._agent._route
+        if route is None:
+            self._agent._raise_if_failed()
+            raise trio.WouldBlock
+        transport, remote, pair = route
+        send_nowait = getattr(transport, "send_nowait", None)
+        if send_nowait is None:
+            raise trio.WouldBlock
+        send_nowait(data, remote)
+        pair.bytes_sent += len(data)
+
+    def receive_nowait(self) -> bytes:
+        """The next queued datagram without a checkpoint; trio.WouldBlock if none is queued."""
+        if self._closed:
+            raise trio.ClosedResourceError("the IceStream is closed")
+        return self._receive.receive_nowait()
+
     async def receive(self) -> bytes:
         """The next datagram from the peer; trio.EndOfChannel once the agent has closed."""
         if self._closed:

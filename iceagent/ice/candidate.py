@@ -111,7 +111,7 @@ def _address(what: str, token: str) -> str:
     return token
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Candidate:
     """One transport address a peer may be reached at (RFC 8445 5.1); immutable and hashable.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ StateListener = Callable[[CandidatePair, PairState, PairState], None]
 _TCP_PAIRS = {("active", "passive"), ("so", "so")}
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(address.split("%", 1)[0])

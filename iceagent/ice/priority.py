@@ -13,6 +13,7 @@ Everything here is a pure function of its arguments.
 from __future__ import annotations
 
 import hashlib
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -138,6 +139,7 @@ def tcp_local_preference(
     return (direction_pref << 13) + other_pref
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
         return ipaddress.ip_address(address)

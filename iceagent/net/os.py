@@ -25,10 +25,15 @@ def _norm(addr: tuple[object, ...]) -> Address:
 
 
 class OSUdpSocket:
-    """A UDP socket of the operating system."""
+    """A UDP socket of the operating system.
 
-    def __init__(self, sock: trio.socket.SocketType) -> None:
+    Sends and batched receives go straight to the non-blocking stdlib socket (the data fast path);
+    they are still Trio checkpoints: cancellation is checked and the scheduler runs once per call.
+    """
+
+    def __init__(self, sock: trio.socket.SocketType, raw: _stdsocket.socket) -> None:
         self._sock = sock
+        self._raw = raw
         self._local = _norm(sock.getsockname())
 
     @property
@@ -37,15 +42,30 @@ class OSUdpSocket:
 
     @property
     def raw(self) -> trio.socket.SocketType:
-        """The underlying trio socket (for the data fast path and socket options)."""
+        """The underlying trio socket (for socket options)."""
         return self._sock
 
     async def send(self, data: bytes, remote: Address) -> None:
+        """Send one datagram; a full buffer waits, an unreachable destination is a lost datagram."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        raw = self._raw
+        while True:
+            try:
+                raw.sendto(data, remote)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(raw)
+                continue
+            except OSError:
+                pass  # UDP is unreliable anyway (ICMP errors, no route): the datagram is lost
+            break
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def send_nowait(self, data: bytes, remote: Address) -> None:
+        """Send one datagram without waiting; dropped when the socket buffer is full (as UDP may)."""
         try:
-            await self._sock.sendto(data, remote)
+            self._raw.sendto(data, remote)
         except OSError:
-            # UDP is unreliable anyway: an unreachable destination or a full buffer is a lost datagram.
-            await trio.lowlevel.checkpoint()
+            pass
 
     async def receive(self) -> tuple[bytes, Address]:
         while True:
@@ -54,6 +74,28 @@ class OSUdpSocket:
             except ConnectionResetError:
                 continue  # ICMP port unreachable reported on a later recv: not an error for UDP
             return data, _norm(addr)
+
+    async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
+        """Every datagram already queued (at most `limit`), waiting for the first one if none is."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        raw = self._raw
+        out: list[tuple[bytes, Address]] = []
+        waited = False
+        while len(out) < limit:
+            try:
+                data, addr = raw.recvfrom(65536)
+            except BlockingIOError:
+                if out:
+                    break
+                await trio.lowlevel.wait_readable(raw)
+                waited = True
+                continue
+            except ConnectionResetError:
+                continue
+            out.append((data, addr if len(addr) == 2 else _norm(addr)))
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return out
 
     def close(self) -> None:
         self._sock.close()
@@ -95,19 +137,22 @@ class OSNetwork:
         return result
 
     async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
-        sock = trio.socket.socket(_family(address), trio.socket.SOCK_DGRAM)
+        raw = _stdsocket.socket(_family(address), _stdsocket.SOCK_DGRAM)
         try:
+            raw.setblocking(False)
             if reuse:
-                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-                if hasattr(trio.socket, "SO_REUSEPORT"):
-                    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
-            if _family(address) == trio.socket.AF_INET6:
-                sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
-            await sock.bind((address, port))
+                raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+                if hasattr(_stdsocket, "SO_REUSEPORT"):
+                    raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
+            if _family(address) == _stdsocket.AF_INET6:
+                raw.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
+            raw.bind((address, port))  # an IP literal: no name resolution, never blocks
+            sock = trio.socket.from_stdlib_socket(raw)
         except BaseException:
-            sock.close()
+            raw.close()
             raise
-        return OSUdpSocket(sock)
+        await trio.lowlevel.checkpoint()
+        return OSUdpSocket(sock, raw)
 
     async def connect_tcp(self, remote: Address, *, local: Address | None = None) -> tuple[trio.abc.Stream, Address]:
         sock = trio.socket.socket(_family(remote[0]), trio.socket.SOCK_STREAM)

@@ -1,0 +1,252 @@
+"""Benchmark: datagrams per second relayed through coturn over UDP, iceagent next to aioice's TURN client.
+
+What it measures: one coturn (started here on 127.0.0.1, as the tests start it) relays 1000-byte
+datagrams between two TURN allocations of the same process, for
+
+- direct: two trio.socket UDP sockets on 127.0.0.1, no relay: the ceiling for reference;
+- iceagent TURN: two `iceagent.turn.allocation.open_allocation` allocations, A sends to B's relayed
+  address with `Allocation.send`, B reads with `Allocation.receive` (ChannelData once bound);
+- iceagent agents: two agents with `ice_transport_policy="relay"` connected through the same coturn,
+  over `IceStream` (the whole ICE stack on top of the TURN client);
+- aioice TURN: two `aioice.turn.create_turn_endpoint` endpoints, `sendto` and `datagram_received`.
+
+Every row runs the same windowed protocol as bench/throughput.py, so datagrams lost in a full
+buffer are not counted: at most `--window` datagrams unacknowledged, an ack (through the relay too)
+every window/2, an ack timeout writes the window off as lost. Each row runs `--repeat` times
+interleaved; the best run is shown with all runs. Target: iceagent TURN at least 1.5x aioice TURN.
+
+Run: `.venv/bin/python bench/relay.py [--seconds 2] [--repeat 3] [--window 32] [--size 1000]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aioice
+import aioice.turn
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from coturn import PASSWORD, USER, Coturn, start_coturn
+from throughput import Result, run_raw, trio_windowed
+
+from iceagent import Candidate, IceConfig, IceServer, open_agent
+from iceagent.turn.allocation import open_allocation
+
+LO = ["127.0.0.1"]
+
+
+async def _handshake(
+    send_a: Callable[[bytes], Awaitable[None]],
+    recv_b: Callable[[], Awaitable[bytes]],
+    send_b: Callable[[bytes], Awaitable[None]],
+    recv_a: Callable[[], Awaitable[bytes]],
+) -> None:
+    """Both directions carry a datagram (so permissions and channels are in place) before timing starts.
+
+    A relay drops data from a peer it has no permission for, so both sides send until both have heard."""
+    heard = {"a": False, "b": False}
+
+    async def listen(key: str, recv: Callable[[], Awaitable[bytes]]) -> None:
+        while await recv() != b"hello":
+            pass
+        heard[key] = True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(listen, "a", recv_a)
+        nursery.start_soon(listen, "b", recv_b)
+        while not (heard["a"] and heard["b"]):
+            await send_a(b"hello")
+            await send_b(b"hello")
+            await trio.sleep(0.05)
+    await trio.sleep(0.1)
+
+
+async def run_iceagent_turn(args: argparse.Namespace, server: Coturn) -> Result:
+    uri = server.uri("udp")
+    async with open_allocation(uri, USER, PASSWORD, local_address="127.0.0.1") as a, open_allocation(
+        uri, USER, PASSWORD, local_address="127.0.0.1"
+    ) as b:
+        ra, rb = a.relayed_address, b.relayed_address
+
+        async def send(data: bytes) -> None:
+            await a.send(data, rb)
+
+        async def receive() -> bytes:
+            return (await b.receive())[0]
+
+        async def send_ack(data: bytes) -> None:
+            await b.send(data, ra)
+
+        async def receive_ack() -> bytes:
+            return (await a.receive())[0]
+
+        with trio.fail_after(10):
+            await _handshake(send, receive, send_ack, receive_ack)
+        assert a.channels() and b.channels(), "channels should be bound after the handshake"
+        return await trio_windowed(send, receive, send_ack, receive_ack, seconds=args.seconds, window=args.window,
+                                   size=args.size, ack_timeout=args.ack_timeout)
+
+
+async def run_iceagent_agents(args: argparse.Namespace, server: Coturn) -> Result:
+    config = IceConfig(global_pacing=False)
+    servers = [IceServer(urls=[server.uri("udp")], username=USER, credential=PASSWORD)]
+    async with open_agent(controlling=True, host_addresses=LO, ice_servers=servers, ice_transport_policy="relay",
+                          config=config) as a, open_agent(controlling=False, host_addresses=LO, ice_servers=servers,
+                                                          ice_transport_policy="relay", config=config) as b:
+        for x, y in ((a, b), (b, a)):
+            x.set_remote_parameters(y.local_parameters)
+            async for c in y.gather():
+                x.add_remote_candidate(Candidate.from_sdp(c.to_sdp()))
+            x.add_remote_candidate(None)
+        streams: dict[str, Any] = {}
+
+        async def connect(key: str, agent: Any) -> None:
+            streams[key] = await agent.connect()
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(connect, "a", a)
+                nursery.start_soon(connect, "b", b)
+        sa, sb = streams["a"], streams["b"]
+        with trio.fail_after(10):
+            await _handshake(sa.send, sb.receive, sb.send, sa.receive)
+        return await trio_windowed(sa.send, sb.receive, sb.send, sa.receive, seconds=args.seconds,
+                                   window=args.window, size=args.size, ack_timeout=args.ack_timeout)
+
+
+async def run_aioice_turn(args: argparse.Namespace, server: Coturn) -> Result:
+    size, window, half = args.size, args.window, max(1, args.window // 2)
+
+    class Receiver(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:  # type: ignore[override]
+            self.queue.put_nowait(data)
+
+    ta, pa = await aioice.turn.create_turn_endpoint(Receiver, server.address, USER, PASSWORD)
+    tb, pb = await aioice.turn.create_turn_endpoint(Receiver, server.address, USER, PASSWORD)
+    try:
+        ra, rb = ta.get_extra_info("sockname"), tb.get_extra_info("sockname")
+        while pa.queue.empty() or pb.queue.empty():  # both ways, so both have permissions and channels
+            ta.sendto(b"hello", rb)
+            tb.sendto(b"hello", ra)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+        for q in (pa.queue, pb.queue):
+            while not q.empty():
+                q.get_nowait()
+
+        payload = b"\xab" * size
+        received = 0
+        last_rx = 0.0
+        lost = 0
+
+        async def receiver() -> None:
+            nonlocal received, last_rx
+            while True:
+                data = await pb.queue.get()
+                if len(data) != size:
+                    continue
+                received += 1
+                last_rx = time.perf_counter()
+                if received % half == 0:
+                    tb.sendto(received.to_bytes(8, "big"), ra)
+
+        task = asyncio.create_task(receiver())
+        await asyncio.sleep(0)
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        end = t0 + args.seconds
+        sent = credited = 0
+        while time.perf_counter() < end:
+            while sent - credited < window:
+                ta.sendto(payload, rb)
+                sent += 1
+            try:
+                while True:
+                    ack = await asyncio.wait_for(pa.queue.get(), args.ack_timeout)
+                    if len(ack) == 8:
+                        break
+                credited = max(credited, int.from_bytes(ack, "big"))
+            except asyncio.TimeoutError:
+                lost += sent - max(credited, received)
+                credited = sent
+        await asyncio.sleep(min(0.05, args.ack_timeout))
+        cpu = time.process_time() - c0
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        lost = max(lost, sent - received)
+        return Result(received, lost, last_rx - t0, cpu, size)
+    finally:
+        ta.close()
+        tb.close()
+        await asyncio.sleep(0.2)
+
+
+def best(results: list[Result]) -> Result:
+    return max(results, key=lambda r: r.rate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="See the module docstring.")
+    parser.add_argument("--seconds", type=float, default=2.0, help="sending time per run (default 2)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row; best is shown (default 3)")
+    parser.add_argument("--window", type=int, default=32, help="max unacknowledged datagrams (default 32)")
+    parser.add_argument("--size", type=int, default=1000, help="datagram payload size in bytes (default 1000)")
+    parser.add_argument("--ack-timeout", type=float, default=0.1,
+                        help="seconds to wait for an ack before writing the window off as lost (default 0.1)")
+    parser.add_argument("--no-agents", action="store_true", help="skip the row of two relay-only agents")
+    args = parser.parse_args(argv)
+    if args.size < 9:
+        parser.error("--size must be at least 9 (acks are 8 bytes)")
+
+    rows = ["direct UDP", "iceagent TURN", "iceagent agents", "aioice TURN"]
+    if args.no_agents:
+        rows.remove("iceagent agents")
+    results: dict[str, list[Result]] = {name: [] for name in rows}
+    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+        server = start_coturn(Path(tmp) / "coturn")
+        try:
+            for _ in range(args.repeat):  # interleaved, so a slow moment of the machine hits every row
+                results["direct UDP"].append(trio.run(run_raw, args))
+                results["iceagent TURN"].append(trio.run(run_iceagent_turn, args, server))
+                if not args.no_agents:
+                    results["iceagent agents"].append(trio.run(run_iceagent_agents, args, server))
+                results["aioice TURN"].append(asyncio.run(run_aioice_turn(args, server)))
+        finally:
+            server.stop()
+
+    direct = best(results["direct UDP"]).rate
+    aio = best(results["aioice TURN"]).rate
+    print(f"relayed through coturn over UDP on 127.0.0.1, {args.size}-byte datagrams, window {args.window}, "
+          f"{args.seconds:g} s per run, best of {args.repeat} (python {sys.version.split()[0]}, "
+          f"trio {trio.__version__}, aioice {aioice.__version__})")
+    print(f"{'':16} {'datagrams/s':>12} {'MB/s':>7} {'x aioice':>9} {'% direct':>9} {'per CPU-s':>10} {'lost':>5}"
+          "   all runs (datagrams/s)")
+    for name, rs in results.items():
+        r = best(rs)
+        cpu_rate = max(x.cpu_rate for x in rs)
+        runs = ", ".join(f"{x.rate:,.0f}" for x in rs)
+        print(f"{name:16} {r.rate:12,.0f} {r.rate * r.size / 1e6:7.1f} {r.rate / aio:8.2f}x "
+              f"{100 * r.rate / direct:8.1f}% {cpu_rate:10,.0f} {sum(x.lost for x in rs):5d}   {runs}")
+    ice = best(results["iceagent TURN"]).rate
+    print(f"iceagent TURN: {ice / aio:.2f}x aioice TURN (target >= 1.5x: {'met' if ice >= 1.5 * aio else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
