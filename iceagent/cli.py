@@ -22,8 +22,12 @@ __all__ = ["COMMANDS", "UsageError", "add_command", "build_parser", "main"]
 
 COMMANDS: list[str] = [
     "iceagent.cli_demo",  # iceagent demo
+    "iceagent.cli_gather",  # iceagent gather
+    "iceagent.cli_peer",  # iceagent offer, iceagent answer
     "iceagent.cli_stun",  # iceagent stun
+    "iceagent.cli_nat",  # iceagent nat
     "iceagent.cli_serve",  # iceagent serve
+    "iceagent.repl",  # iceagent repl (the console of python -m iceagent)
 ]
 """Modules that each define `register(subparsers)`, in the order `iceagent --help` lists them."""
 
@@ -38,6 +42,8 @@ def add_command(subparsers: Any, name: str, run: Run, **kwargs: Any) -> argparse
     """Add a subcommand whose `run(args) -> int` `main` calls (for `register` functions)."""
     sub: argparse.ArgumentParser = subparsers.add_parser(name, **kwargs)
     sub.set_defaults(run=run, subparser=sub)
+    # -v after the command too (`iceagent offer -v`); SUPPRESS keeps a top-level -v when it is not given
+    sub.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more (-vv: debug)")
     return sub
 
 
