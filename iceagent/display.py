@@ -37,5 +37,7 @@ def pair_table(stats: dict[str, Any], title: str | None = None) -> Table:
 
 
 def print_pairs(stats: dict[str, Any], title: str | None = None, console: Console | None = None) -> None:
-    """Print the pair matrix; plain text without escape codes when not on a terminal."""
-    (console or Console()).print(pair_table(stats, title))
+    """Print the pair matrix; plain text without escape codes (and wide enough) when not on a terminal."""
+    if console is None:
+        console = Console() if Console().is_terminal else Console(width=160, no_color=True, highlight=False)
+    console.print(pair_table(stats, title))

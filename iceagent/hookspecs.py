@@ -50,3 +50,16 @@ def iceagent_state_changed(agent: Any, old: Any, new: Any) -> None:
 @hookspec
 def iceagent_selected_pair_changed(agent: Any, pair: Any) -> None:
     """The pair the stream sends on changed (None when the agent lost every pair)."""
+
+
+@hookspec
+def iceagent_check(
+    agent: Any, pair: Any, direction: str, kind: str, transaction_id: bytes, local: Any, remote: Any, message: Any
+) -> None:
+    """A connectivity-check STUN message was sent or received (checks, their responses, consent checks).
+
+    `direction` is "send" or "receive"; `kind` is "request", "success", "error" or "indication";
+    `pair` is the CandidatePair it belongs to (None if unknown); `local` is the base Candidate,
+    `remote` the peer's (ip, port); `message` the decoded stun Message. An agent looks for
+    implementations once per ICE generation: register the plugin before opening the agent.
+    """

@@ -12,7 +12,13 @@ from . import hookspecs
 log = logging.getLogger("iceagent.plugins")
 
 #: Modules registered as built-in plugins, in order (the host gatherer first).
-BUILTIN_PLUGINS = ("iceagent.gatherers.host", "iceagent.gatherers.srflx")
+BUILTIN_PLUGINS = (
+    "iceagent.gatherers.host",
+    "iceagent.gatherers.srflx",
+    "iceagent.gatherers.mdns",
+    "iceagent.gatherers.relay",
+    "iceagent.turn.transports",
+)
 
 
 def create_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
@@ -30,11 +36,21 @@ def create_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager
             continue
         pm.register(module, name=name)
     if load_entrypoints:
-        try:
-            pm.load_setuptools_entrypoints("iceagent")
-        except Exception:  # a broken third-party plugin must not break the agent
-            log.exception("loading iceagent plugins from entry points failed")
+        _load_entrypoints(pm)
     return pm
+
+
+def _load_entrypoints(pm: pluggy.PluginManager) -> None:
+    """Register every "iceagent" entry point, one at a time: a broken plugin is logged and skipped."""
+    import importlib.metadata
+
+    for ep in importlib.metadata.entry_points(group="iceagent"):
+        if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            continue  # the first distribution with a name wins, as in pluggy
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception:  # a broken third-party plugin must not break the agent or the other plugins
+            log.exception("iceagent plugin %r (%s) failed to load; skipped", ep.name, ep.value)
 
 
 @functools.lru_cache(maxsize=1)

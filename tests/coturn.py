@@ -176,7 +176,7 @@ def start_coturn(
         f"--pkey={key_path}",
         *extra_args,
     ]
-    log = open(directory / "turnserver.log", "wb")  # noqa: SIM115 - the process writes it while it runs
+    log = open(directory / "turnserver.log", "wb")
     try:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory)
     finally:

@@ -78,8 +78,11 @@ class AgentGatherContext:
                 with trio.move_on_after(wait):
                     return await recv_ch.receive()
             total = rto * (2 ** (cfg.rc - 1) - 1) + rto * cfg.rm
+            stray = runner.stun_strays.get(message.transaction_id)
+            also = "" if stray is None else f" (answers from {stray[0]}:{stray[1]}, not the server, were ignored)"
             raise StunTimeout(
-                f"no STUN response from {server[0]}:{server[1]} after {cfg.rc} attempts over {total:g} s"
+                f"no STUN response from {server[0]}:{server[1]} after {cfg.rc} attempts over {total:g} s{also}"
             )
         finally:
             runner.stun_waiters.pop(message.transaction_id, None)
+            runner.stun_strays.pop(message.transaction_id, None)

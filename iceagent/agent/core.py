@@ -11,6 +11,8 @@ import logging
 import random
 import secrets
 import string
+import sys
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +20,9 @@ from typing import Any
 import pluggy
 import trio
 from trio_util import AsyncValue
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 from ..config import IceConfig
 from ..errors import IceError, IceFailed
@@ -28,6 +33,7 @@ from ..net.base import Address, Network
 from ..net.os import OSNetwork
 from ..plugins import get_plugin_manager
 from ..states import GatheringState, IceState
+from ..stun.message import Message, MessageClass, Method
 from ..uri import IceServer
 from .notify import Notifier
 from .runner import SessionRunner
@@ -44,9 +50,10 @@ def _random_ice_string(n: int) -> str:
     return "".join(secrets.choice(_ICE_CHARS) for _ in range(n))
 
 
-def new_parameters() -> IceParameters:
-    """Fresh credentials: 8-char ufrag (>= 4 required) and 24-char pwd (>= 22), RFC 8445 5.3."""
-    return IceParameters(ufrag=_random_ice_string(8), pwd=_random_ice_string(24))
+def new_parameters(pacing: int | None = None) -> IceParameters:
+    """Fresh credentials: 8-char ufrag (>= 4 required) and 24-char pwd (>= 22), RFC 8445 5.3; `pacing` is
+    the a=ice-pacing (ms) to signal, for a non-default Ta (RFC 8445 14.2, RFC 8839 4.4)."""
+    return IceParameters(ufrag=_random_ice_string(8), pwd=_random_ice_string(24), pacing=pacing)
 
 
 class Agent:
@@ -87,6 +94,9 @@ class Agent:
         self._checking_since: float | None = None
         self._nursery: trio.Nursery | None = None
         self._rng = random.Random(secrets.randbits(64))
+        self._mdns_resolved = 0
+        self._mdns_unresolved = 0
+        self._mdns_errors: deque[str] = deque(maxlen=32)
 
     # ---- public API ----
 
@@ -139,9 +149,14 @@ class Agent:
             if candidate.ufrag is not None and remote is not None and candidate.ufrag != remote.ufrag:
                 log.info("%s: remote candidate of another generation ignored: %s", self.name, candidate.to_sdp())
                 return
-            if candidate.address.lower().endswith(".local"):
-                log.warning("%s: mDNS remote candidates are not resolved yet; ignored: %s", self.name,
-                            candidate.to_sdp())
+            if candidate.is_mdns:
+                if self.options.ice_transport_policy == "relay":
+                    # resolving would pair it with a relay only, and the TURN server would learn the address
+                    # (draft-ietf-mmusic-mdns-ice-candidates 3.2.1, 3.3.2)
+                    log.info("%s: mDNS remote candidate ignored under the relay policy: %s", self.name,
+                             candidate.to_sdp())
+                    return
+                runner.resolve_remote(candidate)  # in the session nursery; blocks nothing (draft 3.2.2)
                 return
         runner.ice.add_remote_candidate(candidate)
         runner.wake()
@@ -184,6 +199,12 @@ class Agent:
             "pairs": pairs,
             "gatherers": gatherers,
             "dropped_datagrams": self._dropped,
+            "mdns": {
+                "resolved": self._mdns_resolved,
+                "unresolved": self._mdns_unresolved,
+                "pending": sum(r.ice.pending_remote for r in self._runners),
+                "errors": list(self._mdns_errors),
+            },
         }
 
     # ---- internals: lifetime ----
@@ -206,7 +227,10 @@ class Agent:
         assert self._nursery is not None
         old = self._current
         generation = 0 if first else self.generation.value + 1
-        runner = SessionRunner(self, generation, new_parameters(), self.controlling)
+        # a non-default Ta is signalled as a=ice-pacing, and both sides use the larger (RFC 8445 14.2)
+        ta_ms = round(self.config.ta * 1000)
+        pacing = None if ta_ms == round(IceConfig().ta * 1000) else max(1, ta_ms)
+        runner = SessionRunner(self, generation, new_parameters(pacing), self.controlling)
         self._runners.append(runner)
         self._current = runner
         self._nursery.start_soon(runner.run, name=f"session-{self.name}-{generation}")
@@ -259,6 +283,12 @@ class Agent:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
+    def _raise_if_failed(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError(f"agent {self.name} is closed")
+        if self.state.value is IceState.FAILED and not self.auto_restart:
+            raise IceFailed(self._failure_reason or "ICE failed: no candidate pair works")
+
     async def _wait_route(self) -> Route:
         while True:
             if self._closed:
@@ -275,10 +305,24 @@ class Agent:
     # ---- events from runners ----
 
     def _hook(self, name: str, **kwargs: Any) -> None:
+        """Call an observer hook, unless no plugin implements it (the common case: keep it cheap)."""
+        caller = getattr(self._pm.hook, name)
+        if not caller.get_hookimpls():
+            return
         try:
-            getattr(self._pm.hook, name)(agent=self, **kwargs)
+            caller(agent=self, **kwargs)
         except Exception:
             log.exception("%s: observer hook %s raised", self.name, name)
+
+    def mdns_settled(self, candidate: Candidate, address: str | None, error: str | None) -> None:
+        """A remote `.local` candidate resolved (or not): logged and counted in stats()["mdns"]."""
+        if address is not None:
+            self._mdns_resolved += 1
+            log.info("%s: mDNS name %s resolved", self.name, candidate.address)
+        else:
+            self._mdns_unresolved += 1
+            self._mdns_errors.append(f"{candidate.address}: {error}")
+            log.warning("%s: mDNS remote candidate not resolved: %s (%s)", self.name, candidate.to_sdp(), error)
 
     def runner_gathering_changed(self, runner: SessionRunner) -> None:
         if runner is self._current:
@@ -289,7 +333,8 @@ class Agent:
         self._hook("iceagent_candidate_gathered", candidate=candidate)
 
     def pair_state_changed(self, runner: SessionRunner, pair: CandidatePair, old: Any, new: Any) -> None:
-        log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), new)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), new)
         self._hook("iceagent_pair_state_changed", pair=pair, old=old, new=new)
 
     def pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
@@ -371,6 +416,9 @@ class Agent:
         consent_pair: CandidatePair | None = None
         last_rx = -1
         last_rx_at = 0.0
+        early_consent = 0.0
+        last_tx = -1
+        last_tx_at = 0.0
         backoff = cfg.restart_backoff
         while True:
             now = trio.current_time()
@@ -399,9 +447,8 @@ class Agent:
                     consent_pair = pair
                     next_consent = now + cfg.consent_interval * self._rng.uniform(0.8, 1.2)
                     last_rx, last_rx_at = -1, now
-                if now >= next_consent:
-                    await runner.send_consent(pair)
-                    next_consent = now + cfg.consent_interval * self._rng.uniform(0.8, 1.2)
+                    last_tx, last_tx_at = -1, now
+                    early_consent = now + cfg.consent_interval * 0.8
                 last_ok = max(pair.last_consent or 0.0, self._selected_at)
                 if now - last_ok > cfg.consent_timeout:
                     self._fail(f"consent expired: no answer to consent checks for {cfg.consent_timeout:g} s "
@@ -416,7 +463,29 @@ class Agent:
                     IceState.CONNECTED, IceState.COMPLETED
                 ):
                     self._set_state(IceState.DISCONNECTED)
-                wake_at = min(wake_at, next_consent)
+                # An idle pair hears only consent traffic, and the randomized gaps (0.8-1.2 x
+                # consent_interval on each side) can add up to more than disconnected_timeout. After half
+                # of it in silence, our next consent check goes out early in its randomization window
+                # (RFC 7675 5.1: 0.8-0.9 x instead of 0.8-1.2 x), so only a dead path stays silent that long.
+                early = max(last_rx_at + cfg.disconnected_timeout / 2, early_consent)
+                due = min(next_consent, early)
+                if now >= due:
+                    await runner.send_consent(pair)
+                    next_consent = due = now + cfg.consent_interval * self._rng.uniform(0.8, 1.2)
+                    early_consent = now + cfg.consent_interval * self._rng.uniform(0.8, 0.9)
+                # Keepalive (RFC 8445 11): a Binding indication when nothing at all was sent on the pair
+                # for keepalive_interval (only happens when consent checks are further apart than that).
+                tx = pair.requests_sent + pair.responses_sent + pair.bytes_sent
+                if tx != last_tx:
+                    last_tx, last_tx_at = tx, now
+                elif now - last_tx_at >= cfg.keepalive_interval:
+                    keepalive = Message(Method.BINDING, MessageClass.INDICATION).encode(fingerprint=True)
+                    last_tx_at = now
+                    try:
+                        await route[0].send(keepalive, route[1])
+                    except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+                        pass  # the transport went away (restart, close): nothing left to keep alive
+                wake_at = min(wake_at, due, last_tx_at + cfg.keepalive_interval)
             elif state in (IceState.NEW, IceState.CLOSED):
                 await self._changed.wait()
                 continue
@@ -429,11 +498,6 @@ def _validate_servers(ice_servers: Sequence[IceServer] | None) -> tuple[IceServe
     for s in servers:
         if not isinstance(s, IceServer):
             raise TypeError(f"ice_servers takes IceServer objects, not {type(s).__name__}")
-        for uri in s.uris:
-            if uri.scheme in ("turn", "turns"):
-                raise NotImplementedError(
-                    f"{uri.scheme}: servers (relay candidates) arrive with the TURN issue; not available yet"
-                )
     return servers
 
 
@@ -455,10 +519,13 @@ async def open_agent(
     """Open an ICE agent; gathering starts at once. Every task it runs ends with the `async with`."""
     if ice_transport_policy not in ("all", "relay"):
         raise ValueError(f"ice_transport_policy must be 'all' or 'relay', not {ice_transport_policy!r}")
-    if ice_transport_policy == "relay":
-        raise NotImplementedError("ice_transport_policy='relay' needs TURN relay candidates (not available yet)")
-    if mdns:
-        raise NotImplementedError("mdns=True (mDNS host candidates) is not available yet")
+    if ice_transport_policy == "relay" and not any(
+        u.is_turn for s in ice_servers or () for u in getattr(s, "uris", ())
+    ):
+        raise ValueError(
+            "ice_transport_policy='relay' gathers relay candidates only: give a TURN server, e.g. "
+            "ice_servers=[IceServer(urls=['turn:HOST:3478'], username=..., credential=...)]"
+        )
     if tcp:
         raise NotImplementedError("tcp=True (ICE-TCP candidates) is not available yet")
     if isinstance(host_addresses, str):
@@ -479,13 +546,20 @@ async def open_agent(
         name=name or secrets.token_hex(2),
         plugin_manager=plugin_manager or get_plugin_manager(),
     )
-    async with trio.open_nursery() as nursery:
-        agent._start(nursery)
-        try:
-            yield agent
-        finally:
-            agent._close()
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            agent._start(nursery)
+            try:
+                yield agent
+            finally:
+                agent._close()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The agent's own tasks end only by cancellation, so a group here carries the body's exception:
+        # give it back as itself so `except IceFailed:` around `async with open_agent()` works.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 __all__ = ["Agent", "IceStream", "PairState", "new_parameters", "open_agent"]

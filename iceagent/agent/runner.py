@@ -11,6 +11,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from ..gatherers.base import CandidateTransport, GatherOptions
@@ -27,6 +28,7 @@ from ..ice.session import (
     RoleChanged,
     Transmit,
 )
+from ..mdns.resolver import MAX_PENDING, MdnsResolveError, MdnsResolver
 from ..net.base import Address, Network, UdpSocket
 from ..states import GatheringState
 from ..stun.message import Message, MessageClass, StunDecodeError, looks_like_stun
@@ -38,6 +40,13 @@ if TYPE_CHECKING:
     from .core import Agent
 
 log = logging.getLogger("iceagent.agent")
+
+_CHECK_KINDS = {
+    MessageClass.REQUEST: "request",
+    MessageClass.INDICATION: "indication",
+    MessageClass.SUCCESS: "success",
+    MessageClass.ERROR: "error",
+}
 
 
 class SessionRunner:
@@ -69,6 +78,9 @@ class SessionRunner:
         self._transports: dict[int, CandidateTransport] = {}
         self._owned: list[UdpSocket] = []
         self.stun_waiters: dict[bytes, tuple[Address, trio.MemorySendChannel[Message]]] = {}
+        #: Where answers to a waiting transaction came from when that was not its server (ignored; the
+        #: gatherer's timeout error names it). Bounded: one entry per waiting transaction at most.
+        self.stun_strays: dict[bytes, Address] = {}
         self._data_pairs: dict[tuple[int, Address], CandidatePair | None] = {}
         # checks
         self._wakeup = trio.Event()
@@ -78,6 +90,13 @@ class SessionRunner:
         self.closed = False
         self._nursery: trio.Nursery | None = None
         self.cancel_scope = trio.CancelScope()
+        # remote `.local` candidates (draft-ietf-mmusic-mdns-ice-candidates 3.2)
+        self._resolver: MdnsResolver | None = None
+        self._resolving = 0
+        self._early_resolutions: list[Candidate] = []
+        # the iceagent_check observer hook, only when some plugin implements it (it costs a decode per packet)
+        check_hook = getattr(agent._pm.hook, "iceagent_check", None)
+        self._check_hook = check_hook if check_hook is not None and check_hook.get_hookimpls() else None
 
     # ---- lifetime ----
 
@@ -98,6 +117,9 @@ class SessionRunner:
                         self._gathering_complete()
                     nursery.start_soon(self._gather_timeout)
                     nursery.start_soon(self._driver)
+                    for candidate in self._early_resolutions:
+                        nursery.start_soon(self._resolve, candidate, name=f"mdns-resolve-{self.agent.name}")
+                    self._early_resolutions.clear()
                     task_status.started()
         finally:
             self.closed = True
@@ -188,11 +210,24 @@ class SessionRunner:
             return
         if self.options.ice_transport_policy == "relay" and candidate.type != "relay":
             return
+        if self.options.mdns and candidate.type in ("srflx", "relay") and candidate.related_address not in (
+            None, "0.0.0.0", "::"
+        ):
+            # hosts are hidden behind names: no related address (draft-ietf-mmusic-mdns-ice-candidates 3.1.1)
+            unspecified = "::" if ":" in (candidate.related_address or "") else "0.0.0.0"
+            candidate = attrs.evolve(candidate, related_address=unspecified, related_port=9)
         key = (candidate.transport, candidate.address, candidate.port)
         if key in self._emitted:
             return  # equal to one already emitted: the first is kept (DESIGN.md "Plugins")
         self._emitted.add(key)
-        if candidate.type in ("host", "relay"):
+        if candidate.is_mdns:
+            # a `.local` host candidate stands for its socket, whose base keeps the address (draft 3.1.1)
+            found = self._base_of.get(id(transport))
+            if found is None:
+                log.warning("%s: %s candidate with an unknown transport dropped", self.agent.name, kind)
+                return
+            base = found
+        elif candidate.type in ("host", "relay"):
             base = candidate
             self._register_transport(transport, base)
         else:
@@ -208,34 +243,86 @@ class SessionRunner:
         self.agent.candidate_gathered(self, candidate)
         self.wake()
 
+    # ---- remote `.local` candidates (draft-ietf-mmusic-mdns-ice-candidates 3.2) ----
+
+    def resolve_remote(self, candidate: Candidate) -> None:
+        """Resolve a remote `.local` candidate in the session nursery: nothing waits for it, but the session
+        does not fail while it is pending (draft-ietf-mmusic-mdns-ice-candidates 3.2.1, 3.2.2)."""
+        if self.closed:
+            return
+        if self._resolving >= MAX_PENDING:
+            self.agent.mdns_settled(candidate, None, f"too many mDNS candidates pending (at most {MAX_PENDING})")
+            return
+        self._resolving += 1
+        self.ice.add_pending_remote()
+        if self._nursery is None:
+            self._early_resolutions.append(candidate)  # the session starts them when its nursery opens
+        else:
+            self._nursery.start_soon(self._resolve, candidate, name=f"mdns-resolve-{self.agent.name}")
+
+    async def _resolve(self, candidate: Candidate) -> None:
+        resolved: Candidate | None = None
+        try:
+            if self._resolver is None:
+                self._resolver = MdnsResolver(self.network)
+                assert self._nursery is not None
+                self._nursery.start_soon(self._run_resolver, self._resolver, name=f"mdns-resolver-{self.agent.name}")
+            address = await self._resolver.resolve(candidate.address, self.config.mdns_timeout)
+        except MdnsResolveError as exc:
+            self.agent.mdns_settled(candidate, None, str(exc))
+        except Exception as exc:  # a resolver bug must not take the session down: count it, go on
+            log.exception("%s: resolving %s crashed", self.agent.name, candidate.address)
+            self.agent.mdns_settled(candidate, None, f"crashed: {type(exc).__name__}: {exc}")
+        else:
+            resolved = attrs.evolve(candidate, address=address)
+            self.agent.mdns_settled(candidate, address, None)
+        finally:
+            self._resolving -= 1
+        self.ice.settle_pending_remote(resolved)
+        self._drain_events()
+        self.wake()
+
+    async def _run_resolver(self, resolver: MdnsResolver) -> None:
+        """The session's resolver, joined on the interfaces of the host candidates once they are known."""
+        while not self.host_done:
+            await self.bases_changed.wait()
+        try:
+            await resolver.run([sock.local_address[0] for sock in self.bases])
+        except Exception as exc:  # a failing resolver must not take the session down
+            log.exception("%s: the mDNS resolver crashed", self.agent.name)
+            resolver.fail(f"the mDNS resolver crashed: {type(exc).__name__}: {exc}")
+
     # ---- receiving ----
 
     async def _receive_loop(self, transport: CandidateTransport) -> None:
+        """Demultiplex what arrives on one transport: STUN to the session, data to the stream (DESIGN.md)."""
         key = id(transport)
+        batch = getattr(transport, "receive_batch", None)
         receive = transport.receive
         data_pairs = self._data_pairs
         deliver = self.agent.deliver
         while True:
             try:
-                data, addr = await receive()
+                items = await batch() if batch is not None else [await receive()]
             except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
                 return
-            if looks_like_stun(data):
+            for data, addr in items:
+                if looks_like_stun(data):
+                    try:
+                        msg = Message.decode(data)
+                    except StunDecodeError:
+                        msg = None
+                    if msg is not None:
+                        self._handle_stun(transport, msg, data, addr)
+                        continue
                 try:
-                    msg = Message.decode(data)
-                except StunDecodeError:
-                    msg = None
-                if msg is not None:
-                    self._handle_stun(transport, msg, data, addr)
-                    continue
-            try:
-                pair = data_pairs[(key, addr)]
-            except KeyError:
-                pair = self._lookup_data_pair(key, addr)
-            if pair is None:
-                continue  # not from a known remote candidate (RFC 8445 12.2)
-            pair.bytes_received += len(data)
-            deliver(data)
+                    pair = data_pairs[(key, addr)]
+                except KeyError:
+                    pair = self._lookup_data_pair(key, addr)
+                if pair is None:
+                    continue  # not from a known remote candidate (RFC 8445 12.2)
+                pair.bytes_received += len(data)
+                deliver(data)
 
     def _lookup_data_pair(self, key: int, addr: Address) -> CandidatePair | None:
         base = self._base_of.get(key)
@@ -255,18 +342,30 @@ class SessionRunner:
                         waiter[1].send_nowait(msg)
                     except (trio.WouldBlock, trio.BrokenResourceError):
                         pass
+                else:
+                    self.stun_strays[msg.transaction_id] = addr
                 return
         base = self._base_of.get(id(transport))
         if base is None:
             return
         now = trio.current_time()
         response = self.ice.handle_stun(msg, raw, base=base, remote=addr, now=now)
+        if self._check_hook is not None:
+            pair = self.ice.find_pair(base, addr)
+            self._observe_check("receive", msg, base, addr, pair)
+            if response is not None:
+                self._observe_check("send", response, base, addr, pair)
         if response is not None and self._nursery is not None:
             self._send_nowait(transport, response, addr)
         self._drain_events()
         self.wake()
 
     def _send_nowait(self, transport: CandidateTransport, data: bytes, addr: Address) -> None:
+        """Send a STUN response at once: synchronously where the transport can (UDP), else in a task."""
+        send_nowait = getattr(transport, "send_nowait", None)
+        if send_nowait is not None:
+            send_nowait(data, addr)
+            return
         assert self._nursery is not None
         self._nursery.start_soon(transport.send, data, addr)
 
@@ -280,7 +379,32 @@ class SessionRunner:
         transport = self.transport_of.get(t.base)
         if transport is None:
             return
+        if self._check_hook is not None:
+            self._observe_check("send", t.data, t.base, t.remote, t.pair)
         await transport.send(t.data, t.remote)
+
+    def _observe_check(
+        self, direction: str, msg: Message | bytes, base: Candidate, remote: Address, pair: CandidatePair | None
+    ) -> None:
+        """Call the iceagent_check observer hook (only when a plugin implements it)."""
+        hook = self._check_hook
+        if hook is None:
+            return
+        try:
+            if isinstance(msg, bytes):
+                msg = Message.decode(msg)
+            hook(
+                agent=self.agent,
+                pair=pair,
+                direction=direction,
+                kind=_CHECK_KINDS[msg.message_class],
+                transaction_id=msg.transaction_id,
+                local=base,
+                remote=remote,
+                message=msg,
+            )
+        except Exception:
+            log.exception("%s: observer hook iceagent_check raised", self.agent.name)
 
     async def _driver(self) -> None:
         """Paced checks every Ta (the first at once), retransmissions at the session's timer."""
@@ -413,5 +537,11 @@ class SessionRunner:
                 "bytes_sent": p.bytes_sent,
                 "bytes_received": p.bytes_received,
             }
-            for p in self.ice.pairs
+            for p in self._all_pairs()
         ]
+
+    def _all_pairs(self) -> list[CandidatePair]:
+        """The check list, then valid pairs that are not on it (RFC 8445 7.2.5.3.2: a valid pair may be new)."""
+        pairs = self.ice.pairs
+        seen = {id(p) for p in pairs}
+        return pairs + [p for p in self.ice.valid_pairs if id(p) not in seen]

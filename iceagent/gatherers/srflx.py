@@ -67,8 +67,11 @@ class SrflxGatherer:
             return
         host, port = mapped
         base_host, base_port = sock.local_address
-        if (host, port) == (base_host, base_port):
+        mdns = ctx.options.mdns
+        if (host, port) == (base_host, base_port) and not mdns:
             return  # no NAT between us and the server: the host candidate says it all
+        # mdns=True hides the base: raddr 0.0.0.0 (or ::), rport 9 (draft-ietf-mmusic-mdns-ice-candidates 3.1.1)
+        related = ("::" if ":" in base_host else "0.0.0.0", 9) if mdns else (base_host, base_port)
         cand = Candidate(
             foundation=ctx.foundation("srflx", base_host, "udp", server[0]),
             component=1,
@@ -77,8 +80,8 @@ class SrflxGatherer:
             address=host,
             port=port,
             type="srflx",
-            related_address=base_host,
-            related_port=base_port,
+            related_address=related[0],
+            related_port=related[1],
         )
         ctx.emit(cand, sock)
 

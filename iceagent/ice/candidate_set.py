@@ -31,6 +31,7 @@ class CandidateSet:
         self.remotes: list[Candidate] = []
         self._prflx_remotes = 0
         self._prflx_locals = 0
+        self._from_mdns: set[Candidate] = set()  # remote candidates resolved from `.local` names
 
     # ---- local ----
 
@@ -48,6 +49,9 @@ class CandidateSet:
             return None
         self._prflx_locals += 1
         base = pair.base
+        related: tuple[str, int] = (base.address, base.port)
+        if self.hides_base(base):  # the base is behind an mDNS name (draft-ietf-mmusic-mdns-ice-candidates 3.1.1)
+            related = ("::" if ":" in base.address else "0.0.0.0", 9)
         candidate = Candidate(
             foundation=foundation("prflx", base.address, base.transport),
             component=pair.local.component,
@@ -56,8 +60,8 @@ class CandidateSet:
             address=mapped[0],
             port=mapped[1],
             type="prflx",
-            related_address=base.address,
-            related_port=base.port,
+            related_address=related[0],
+            related_port=related[1],
         )
         self.locals.append((candidate, base))
         return candidate
@@ -78,6 +82,27 @@ class CandidateSet:
                 return candidate
         return None
 
+    def hides_base(self, base: Candidate) -> bool:
+        """True when a `.local` host candidate stands for `base` (its address must not leak, draft 3.1.1)."""
+        return any(local.is_mdns for local, cbase in self.locals if cbase == base)
+
+    def locals_for(self, remote: Candidate) -> list[tuple[Candidate, Candidate]]:
+        """The local (candidate, base) pairs `remote` may be paired with: not relay ones for a candidate
+        resolved from an mDNS name (the TURN server would learn its address, draft 3.3.2)."""
+        if remote in self._from_mdns:
+            return [(c, b) for c, b in self.locals if c.type != "relay"]
+        return list(self.locals)
+
+    def remotes_for(self, local: Candidate) -> list[Candidate]:
+        """The remote candidates `local` may be paired with (no mDNS-resolved ones for a relay, draft 3.3.2)."""
+        if local.type == "relay":
+            return [r for r in self.remotes if r not in self._from_mdns]
+        return list(self.remotes)
+
+    def from_mdns(self, remote: Candidate) -> bool:
+        """True for a remote candidate whose address came from resolving its `.local` name."""
+        return remote in self._from_mdns
+
     def base_of(self, candidate: Candidate) -> Candidate | None:
         """The base of a local candidate (RFC 8445 5.1.1), or None if it is not ours."""
         for local, base in self.locals:
@@ -87,9 +112,10 @@ class CandidateSet:
 
     # ---- remote ----
 
-    def add_remote(self, candidate: Candidate) -> tuple[RemoteAdded, Candidate | None]:
+    def add_remote(self, candidate: Candidate, *, mdns: bool = False) -> tuple[RemoteAdded, Candidate | None]:
         """Add a signalled remote candidate; a learned prflx one at its address is replaced, and returned
-        (RFC 8838 11.4). mDNS names are ignored: the agent resolves them first."""
+        (RFC 8838 11.4; draft-ietf-mmusic-mdns-ice-candidates 3.2.1 for a resolved name). mDNS names are
+        ignored: the agent resolves them first and passes the result with `mdns=True`."""
         if candidate.is_mdns:
             return RemoteAdded.IGNORED, None
         known = self.remote_at(candidate.transport, (candidate.address, candidate.port))
@@ -97,10 +123,14 @@ class CandidateSet:
             if known.type != "prflx" or candidate.type == "prflx":
                 return RemoteAdded.IGNORED, None
             self.remotes[self.remotes.index(known)] = candidate
+            if mdns:
+                self._from_mdns.add(candidate)
             return RemoteAdded.REPLACED, known
         if len(self.remotes) >= self.max_remote:
             return RemoteAdded.IGNORED, None
         self.remotes.append(candidate)
+        if mdns:
+            self._from_mdns.add(candidate)
         return RemoteAdded.NEW, None
 
     def learn_remote(self, base: Candidate, source: Address, priority: int) -> Candidate | None:

@@ -12,8 +12,8 @@ Everything here is a pure function of its arguments.
 
 from __future__ import annotations
 
-import hashlib
 import functools
+import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType

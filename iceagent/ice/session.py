@@ -8,7 +8,8 @@ drain `next_event()`.
 The events and the order they come in are described in `iceagent.ice.events`.
 
 ChecklistFailed is emitted once per failure: when local gathering is done, the peer sent
-end-of-candidates, nothing is valid, every pair is FAILED (or there is none) and nothing is queued. A
+end-of-candidates, no remote `.local` candidate is still being resolved, nothing is valid, every pair
+is FAILED (or there is none) and nothing is queued. A
 pair that appears later (a new remote candidate, a peer-reflexive one from an incoming check) revives
 the list: its checks run, and if they fail too ChecklistFailed is emitted again.
 """
@@ -118,6 +119,7 @@ class IceSession:
         self._rto: dict[CandidatePair, RtoEstimator] = {}
         self._failed = False
         self._completed = False
+        self._pending_remote = 0  # remote `.local` candidates being resolved
 
     # -- inputs --
 
@@ -126,9 +128,14 @@ class IceSession:
         self.remote_parameters = params
 
     def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
-        """A gathered local candidate; `base` is its base (itself for host and relay candidates)."""
-        if self._candidates.add_local(candidate, base):
-            self._checklist.pair_up([(candidate, base)], self._candidates.remotes)
+        """A gathered local candidate; `base` is its base (itself for host and relay candidates, the socket's
+        address for a `.local` host candidate)."""
+        candidates = self._candidates
+        if candidates.add_local(candidate, base):
+            if candidate.type == "srflx" and candidates.hides_base(base):
+                pass  # its pairs would be the `.local` candidate's, pruned as redundant (RFC 8445 6.1.2.4)
+            else:
+                self._checklist.pair_up([(candidate, base)], candidates.remotes_for(candidate))
         self._update_failed()
 
     def local_gathering_done(self) -> None:
@@ -144,12 +151,39 @@ class IceSession:
         if candidate is None:
             self._remote_done = True
         else:
-            added, replaced = self._candidates.add_remote(candidate)
-            if replaced is not None:
-                self._checklist.replace_remote(replaced, candidate)
-            if added is not RemoteAdded.IGNORED:
-                self._checklist.pair_up(self._candidates.locals, [candidate])
+            self._add_remote(candidate, mdns=False)
         self._update_failed()
+
+    def add_pending_remote(self) -> None:
+        """A remote `.local` candidate is being resolved: no ChecklistFailed until it is settled
+        (draft-ietf-mmusic-mdns-ice-candidates 3.2.2: resolving blocks nothing, failure waits for it)."""
+        self._pending_remote += 1
+        self._update_failed()
+
+    def settle_pending_remote(self, resolved: Candidate | None) -> None:
+        """A resolution ended: `resolved` is the candidate with the address its name resolved to (it replaces
+        a peer-reflexive candidate at that address, keeping its pairs, and is never paired with a relay
+        local candidate: draft-ietf-mmusic-mdns-ice-candidates 3.2.1, 3.3.2), or None if it did not resolve."""
+        self._pending_remote = max(0, self._pending_remote - 1)
+        if resolved is not None:
+            self._add_remote(resolved, mdns=True)
+        self._update_failed()
+
+    @property
+    def pending_remote(self) -> int:
+        """Remote `.local` candidates still being resolved."""
+        return self._pending_remote
+
+    def is_from_mdns(self, remote: Candidate) -> bool:
+        """True for a remote candidate whose address was resolved from a `.local` name."""
+        return self._candidates.from_mdns(remote)
+
+    def _add_remote(self, candidate: Candidate, *, mdns: bool) -> None:
+        added, replaced = self._candidates.add_remote(candidate, mdns=mdns)
+        if replaced is not None:
+            self._checklist.replace_remote(replaced, candidate)
+        if added is not RemoteAdded.IGNORED:
+            self._checklist.pair_up(self._candidates.locals_for(candidate), [candidate])
 
     def handle_stun(
         self, message: Message, raw: bytes, *, base: Candidate, remote: Address, now: float
@@ -534,6 +568,7 @@ class IceSession:
         hopeless = (
             self._local_done
             and self._remote_done
+            and not self._pending_remote
             and checklist.all_failed
             and not checklist.active
             and not any(not r.consent and not r.cancelled for r in self._requests.values())

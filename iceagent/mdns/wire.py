@@ -1,0 +1,229 @@
+"""mDNS messages on the wire through dnslib (RFC 6762 18): parse what may arrive, build what we send.
+
+Sans-IO and total: `parse` never raises, whatever the bytes (it returns None for anything that is not
+a usable DNS message), and bounds the work a message can cause (`MAX_MESSAGE`, `MAX_RECORDS`).
+The DNS format itself (labels, name compression, sections) is dnslib's, never hand-rolled.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+import attrs
+from dnslib import AAAA, NSEC, QTYPE, RR, A, DNSHeader, DNSQuestion, DNSRecord
+
+__all__ = [
+    "CACHE_FLUSH",
+    "LEGACY_TTL",
+    "MAX_MESSAGE",
+    "MAX_RECORDS",
+    "MDNS_GROUP4",
+    "MDNS_GROUP6",
+    "MDNS_PORT",
+    "QTYPE_A",
+    "QTYPE_AAAA",
+    "QTYPE_ANY",
+    "QU_BIT",
+    "TTL_HOST",
+    "Message",
+    "Question",
+    "Record",
+    "build_goodbye",
+    "build_query",
+    "build_response",
+    "normalize_name",
+    "parse",
+]
+
+#: The mDNS port and groups (RFC 6762 3, 22: 224.0.0.251 and FF02::FB, UDP port 5353).
+MDNS_PORT = 5353
+MDNS_GROUP4 = "224.0.0.251"
+MDNS_GROUP6 = "ff02::fb"
+#: Top bit of the rrclass: cache-flush in answers (RFC 6762 10.2), unicast-response (QU) in questions (5.4).
+CACHE_FLUSH = 0x8000
+QU_BIT = 0x8000
+#: TTL of host address records (RFC 6762 10: 120 s for records that carry a host name).
+TTL_HOST = 120
+#: Largest TTL in a reply to a legacy unicast query (RFC 6762 6.7: "SHOULD NOT be greater than ten seconds").
+LEGACY_TTL = 10
+#: Largest mDNS message we read (RFC 6762 17: 9000 bytes including IP/UDP headers); larger ones are dropped.
+MAX_MESSAGE = 9000
+#: Questions and records looked at per message (hostile-input bound; the rest is ignored).
+MAX_RECORDS = 64
+#: Longest name we accept (RFC 1035 2.3.4: 255 octets).
+MAX_NAME = 255
+
+QTYPE_A = 1
+QTYPE_AAAA = 28
+QTYPE_ANY = 255
+_CLASS_IN = 1
+
+
+def normalize_name(name: str) -> str:
+    """Case-folded name without the trailing dot (RFC 6762 16: names compare case-insensitively)."""
+    return name.rstrip(".").lower()
+
+
+def _label_text(labels: Sequence[bytes]) -> str | None:
+    """The dotted, case-folded text of a dnslib label tuple; None for names we could never have asked for."""
+    parts = []
+    for label in labels:
+        try:
+            text = label.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if "." in text:
+            return None
+        parts.append(text.lower())
+    name = ".".join(parts)
+    return name if 0 < len(name) <= MAX_NAME else None
+
+
+@attrs.frozen
+class Question:
+    """One question: a name (case-folded), its type and whether it asks for a unicast reply (RFC 6762 5.4)."""
+
+    name: str
+    qtype: int
+    unicast: bool = False
+
+
+@attrs.frozen
+class Record:
+    """An address record (A or AAAA) from an answer or additional section (RFC 6762 6, 10.2)."""
+
+    name: str
+    rtype: int
+    address: str
+    ttl: int
+    cache_flush: bool = False
+
+
+@attrs.frozen
+class Message:
+    """What we use of a parsed mDNS message: header bits, questions, and the address records of the
+    answer and additional sections (other types such as NSEC, TXT, PTR are skipped, RFC 6762 6)."""
+
+    id: int
+    response: bool
+    questions: tuple[Question, ...]
+    answers: tuple[Record, ...]  # answer section (the known answers of a query, RFC 6762 7.1)
+    additional: tuple[Record, ...]
+
+    @property
+    def records(self) -> tuple[Record, ...]:
+        """Address records of the answer and additional sections, in order (RFC 6762 6)."""
+        return self.answers + self.additional
+
+
+def _address_record(rr: RR) -> Record | None:
+    name = _label_text(rr.rname.label)
+    if name is None or (rr.rclass & ~CACHE_FLUSH) != _CLASS_IN:
+        return None
+    try:
+        if rr.rtype == QTYPE_A and isinstance(rr.rdata, A):
+            address = str(ipaddress.IPv4Address(bytes(rr.rdata.data)))
+        elif rr.rtype == QTYPE_AAAA and isinstance(rr.rdata, AAAA):
+            address = str(ipaddress.IPv6Address(bytes(rr.rdata.data)))
+        else:
+            return None
+    except (ValueError, TypeError):
+        return None
+    return Record(name, rr.rtype, address, int(rr.ttl), bool(rr.rclass & CACHE_FLUSH))
+
+
+def parse(data: bytes) -> Message | None:
+    """Parse an mDNS message (RFC 6762 18); None if it is malformed, too big, or not a standard query
+    or response. Never raises."""
+    if not 12 <= len(data) <= MAX_MESSAGE:
+        return None
+    try:
+        record = DNSRecord.parse(data)
+    except Exception:  # dnslib raises DNSError; hostile input can also reach RecursionError and others
+        return None
+    header = record.header
+    if header.opcode != 0 or header.rcode != 0:
+        return None  # RFC 6762 18.3, 18.11: messages with another OPCODE or a non-zero RCODE are ignored
+    questions = []
+    for q in record.questions[:MAX_RECORDS]:
+        name = _label_text(q.qname.label)
+        if name is not None and (q.qclass & ~QU_BIT) in (_CLASS_IN, 255):
+            questions.append(Question(name, int(q.qtype), bool(q.qclass & QU_BIT)))
+    answers: list[Record] = []
+    additional: list[Record] = []
+    budget = MAX_RECORDS
+    for section, out in ((record.rr, answers), (record.ar, additional)):
+        for rr in section:
+            if budget <= 0:
+                break
+            budget -= 1
+            found = _address_record(rr)
+            if found is not None:
+                out.append(found)
+    return Message(int(header.id), bool(header.qr), tuple(questions), tuple(answers), tuple(additional))
+
+
+def _rr(name: str, address: str, ttl: int, cache_flush: bool) -> RR:
+    ip = ipaddress.ip_address(address)
+    rclass = _CLASS_IN | (CACHE_FLUSH if cache_flush else 0)
+    if ip.version == 4:
+        return RR(name, QTYPE.A, rclass=rclass, ttl=ttl, rdata=A(str(ip)))
+    return RR(name, QTYPE.AAAA, rclass=rclass, ttl=ttl, rdata=AAAA(str(ip)))
+
+
+def _nsec(name: str, address: str, ttl: int, cache_flush: bool) -> RR:
+    """The negative answer for the other address type of `name` (RFC 6762 6.1)."""
+    rclass = _CLASS_IN | (CACHE_FLUSH if cache_flush else 0)
+    present = "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
+    return RR(name, QTYPE.NSEC, rclass=rclass, ttl=ttl, rdata=NSEC(name, [present]))
+
+
+def build_query(names: Iterable[str], qtypes: Sequence[int], *, unicast: bool = False) -> bytes:
+    """A multicast query (RFC 6762 5, 18): ID 0, no flags, one question per name and type."""
+    header = DNSHeader(id=0, qr=0, rd=0)
+    qclass = _CLASS_IN | (QU_BIT if unicast else 0)
+    questions = [DNSQuestion(name, qtype, qclass) for name in names for qtype in qtypes]
+    return bytes(DNSRecord(header, questions=questions).pack())
+
+
+def build_response(
+    answers: Sequence[tuple[str, str]],
+    *,
+    negative: Sequence[tuple[str, str]] = (),
+    legacy: tuple[int, Sequence[Question]] | None = None,
+    ttl: int = TTL_HOST,
+) -> bytes:
+    """An authoritative response (RFC 6762 6, 18): address records for (name, address) `answers`, and an
+    NSEC for the other address type of each, in the answer section for `negative` ones (6.1) and in the
+    additional section otherwise.
+
+    Multicast (and QU) responses: ID 0, no questions, cache-flush bit set (10.2). A reply to a legacy
+    unicast query (`legacy` = (query ID, its questions)) repeats the ID and questions, has no cache-flush
+    bit and a TTL of at most LEGACY_TTL (6.7)."""
+    if legacy is None:
+        header = DNSHeader(id=0, qr=1, aa=1, rd=0)
+        questions: list[DNSQuestion] = []
+        flush, rr_ttl = True, ttl
+    else:
+        query_id, asked = legacy
+        header = DNSHeader(id=query_id, qr=1, aa=1, rd=0)
+        questions = [DNSQuestion(q.name, q.qtype, _CLASS_IN) for q in asked]
+        flush, rr_ttl = False, min(ttl, LEGACY_TTL)
+    message = DNSRecord(header, questions=questions)
+    for name, address in answers:
+        message.add_answer(_rr(name, address, rr_ttl, flush))
+    for name, address in negative:
+        message.add_answer(_nsec(name, address, rr_ttl, flush))
+    for name, address in answers:
+        message.add_ar(_nsec(name, address, rr_ttl, flush))
+    return bytes(message.pack())
+
+
+def build_goodbye(records: Sequence[tuple[str, str]]) -> bytes:
+    """Withdraw records: the same records with TTL 0 (RFC 6762 10.1 "Goodbye Packets")."""
+    header = DNSHeader(id=0, qr=1, aa=1, rd=0)
+    message = DNSRecord(header)
+    for name, address in records:
+        message.add_answer(_rr(name, address, 0, True))
+    return bytes(message.pack())

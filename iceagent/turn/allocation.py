@@ -1,0 +1,591 @@
+"""The Trio driver of a TURN allocation: `open_allocation()` and the `Allocation` transport (RFC 8656).
+
+`open_allocation` opens a connection to the server (a `TurnTransportFactory`: UDP, TCP, TLS), runs
+the Allocate exchange of the sans-IO `TurnClient` (credentials, stale nonces, redirection), then keeps
+the allocation alive in a background task of its own nursery (refreshes, permission and channel
+refreshes, retransmissions) until the `async with` ends, when it releases it (Refresh with LIFETIME
+0, shielded, bounded in time) and closes the connection.
+
+The `Allocation` is the CandidateTransport of a relay candidate: `send(data, peer)` relays to a
+peer and `receive()` returns what peers sent, while the allocation's own STUN traffic with the
+server is consumed inside. Whoever waits on the connection reads it: the task in `receive()` when
+there is one (the fast path, no hand-off between tasks), else the background task when it waits for
+a response; data that the background task reads is kept for the next `receive()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+import struct
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Literal
+
+import trio
+
+from ..config import IceConfig
+from ..net.base import Address, Network
+from ..uri import IceUri, format_host_port, parse_uri
+from .client import TurnClient
+from .errors import (
+    TurnAllocationLost,
+    TurnAllocationMismatch,
+    TurnConnectionError,
+    TurnError,
+    TurnRedirectError,
+    TurnTimeout,
+)
+from .events import (
+    AllocateFailed,
+    AllocationLost,
+    AllocationState,
+    ChannelBindFailed,
+    ChannelBound,
+    PermissionFailed,
+    PermissionInstalled,
+    Redirected,
+    Released,
+)
+from .transports import TurnConnection, TurnTransportFactory, turn_transports
+
+__all__ = ["Allocation", "open_allocation"]
+
+log = logging.getLogger("iceagent.turn")
+
+_HEADER = struct.Struct("!HH")
+_PAD = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
+_NOBODY, _CONSUMER, _DRIVER = 0, 1, 2
+_MAX_PENDING = 256
+
+
+class Allocation:
+    """A TURN allocation kept alive on a server; the transport of a relay candidate (RFC 8656).
+
+    Created by `open_allocation`. `send` never waits for the server: data to a peer without a
+    permission yet is held until CreatePermission succeeds (RFC 8656 10), and goes in Send indications
+    until the peer's channel is bound, in ChannelData after (RFC 8656 11, 12). Datagrams that cannot be
+    relayed (allocation lost, permission refused) are dropped, as UDP would, and counted in `dropped`.
+    `receive` raises trio.BrokenResourceError once the allocation is lost and trio.ClosedResourceError
+    once it is closed.
+    """
+
+    def __init__(self, conn: TurnConnection, client: TurnClient, *, uri: str, protocol: str) -> None:
+        self._conn = conn
+        self._client = client
+        #: The server URI this allocation is on, as given (for messages and stats).
+        self.uri = uri
+        #: How the server is reached: "udp", "tcp" or "tls" (or a plugin's name).
+        self.protocol = protocol
+        self._channel_of = client.channel_of  # the same dicts: the data fast paths read them directly
+        self._peer_of_channel = client.peer_of_channel
+        self._pad = conn.reliable
+        self._reader = _NOBODY
+        self._driver_scope: trio.CancelScope | None = None
+        self._want_reader = 0
+        self._reader_free = trio.Event()
+        self._wakeup = trio.Event()
+        self._pending: deque[tuple[bytes, Address]] = deque()
+        self._permission_waiters: dict[str, trio.Event] = {}
+        self._channel_waiters: dict[Address, trio.Event] = {}
+        self._redirect: Redirected | None = None
+        self._closed = False
+        self._lost: TurnError | None = None
+        self._released = False
+        self._conn_closed = False
+        #: Called (from the background task) when the allocation is lost after it was made.
+        self.on_lost: Callable[[TurnError], None] | None = None
+
+    # ---- what the allocation is ----
+
+    @property
+    def relayed_address(self) -> Address:
+        """The relayed transport address peers send to (XOR-RELAYED-ADDRESS, RFC 8656 7.3)."""
+        address = self._client.relayed_address
+        assert address is not None
+        return address
+
+    @property
+    def mapped_address(self) -> Address | None:
+        """This client's address as the server saw it (XOR-MAPPED-ADDRESS of the Allocate response)."""
+        return self._client.mapped_address
+
+    @property
+    def server(self) -> Address:
+        """The server's IP address and port."""
+        return self._conn.server
+
+    @property
+    def local_address(self) -> Address:
+        """The local address of the connection to the server."""
+        return self._conn.local_address
+
+    @property
+    def lifetime(self) -> int:
+        """The lifetime the server granted at the last Allocate or Refresh (RFC 8656 7.3, 8)."""
+        return self._client.lifetime
+
+    @property
+    def error(self) -> TurnError | None:
+        """Why the allocation was lost, if it was."""
+        return self._lost
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams that could not be relayed (see the class docstring)."""
+        return self._client.dropped
+
+    @property
+    def requests_sent(self) -> dict[str, int]:
+        """Requests sent to the server by name ("Allocate", "Refresh", "CreatePermission", "ChannelBind")."""
+        return dict(self._client.requests_sent)
+
+    def permissions(self) -> dict[str, str]:
+        """{peer IP: "pending" | "active" | "failed"} (RFC 8656 9)."""
+        return self._client.permissions()
+
+    def channels(self) -> dict[Address, int]:
+        """{peer address: channel number} of the bound channels (RFC 8656 12)."""
+        return self._client.channels()
+
+    # ---- data ----
+
+    async def send(self, data: bytes, remote: Address) -> None:
+        """Relay one datagram to the peer at `remote` (RFC 8656 11.1, 12.5); never waits for the server."""
+        channel = self._channel_of.get(remote)
+        if channel is not None:
+            n = len(data)
+            if self._pad and n & 3:
+                frame = _HEADER.pack(channel, n) + data + _PAD[n & 3]
+            else:
+                frame = _HEADER.pack(channel, n) + data
+            try:
+                await self._conn.send(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._connection_lost(exc)
+            return
+        client = self._client
+        frame_or_none = client.send(data, remote, trio.current_time())
+        if frame_or_none is not None:
+            try:
+                await self._conn.send(frame_or_none)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._connection_lost(exc)
+                return
+        if client.has_outgoing:
+            self._kick()  # a CreatePermission or ChannelBind to send, and its timers
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def receive(self) -> tuple[bytes, Address]:
+        """The next datagram from a peer and its address (RFC 8656 11.6, 12.6)."""
+        pending = self._pending
+        while True:
+            if pending:
+                await trio.lowlevel.checkpoint()
+                return pending.popleft()
+            if self._closed:
+                raise trio.ClosedResourceError("the TURN allocation is closed")
+            if self._lost is not None:
+                raise trio.BrokenResourceError(str(self._lost))
+            if self._reader != _NOBODY:
+                await self._wait_for_reader()
+                continue
+            self._reader = _CONSUMER
+            try:
+                receive = self._conn.receive
+                peer_of_channel = self._peer_of_channel
+                while True:
+                    frame = await receive()
+                    if frame and 0x40 <= frame[0] <= 0x4F:
+                        if len(frame) >= 4:
+                            channel, n = _HEADER.unpack_from(frame)
+                            peer = peer_of_channel.get(channel)
+                            if peer is not None and len(frame) >= 4 + n:
+                                return frame[4 : 4 + n], peer
+                        continue
+                    out = self._client.receive(frame, trio.current_time())
+                    if out is not None:
+                        return out
+                    self._kick()  # a response or an error: the background task looks at the new state
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                if self._closed:
+                    raise trio.ClosedResourceError("the TURN allocation is closed") from exc
+                self._connection_lost(exc)
+                raise trio.BrokenResourceError(str(self._lost)) from exc
+            finally:
+                self._release_reader()
+
+    # ---- permissions and channels, on demand ----
+
+    async def create_permission(self, ip: str) -> None:
+        """Install a permission for `ip` and wait until the server confirms (RFC 8656 10); concurrent callers
+        for the same IP share one request. Raises the TurnError of a refusal or a timeout."""
+        client = self._client
+        self._check_usable()
+        state = client.permission_state(ip)
+        if state == "active":
+            await trio.lowlevel.checkpoint()
+            return
+        if state != "pending":
+            client.create_permission(ip, trio.current_time())
+            self._kick()
+        event = self._permission_waiters.setdefault(ip, trio.Event())
+        await event.wait()
+        self._check_usable()
+        if client.permission_state(ip) != "active":
+            raise client.permission_error(ip) or TurnError(f"the permission for {ip} on {self.uri} failed")
+
+    async def bind_channel(self, peer: Address) -> int:
+        """Bind a channel to `peer` and wait until the server confirms (RFC 8656 12); returns its number."""
+        client = self._client
+        self._check_usable()
+        number = self._channel_of.get(peer)
+        if number is not None:
+            await trio.lowlevel.checkpoint()
+            return number
+        number = client.bind_channel(peer, trio.current_time())
+        self._kick()
+        event = self._channel_waiters.setdefault(peer, trio.Event())
+        await event.wait()
+        self._check_usable()
+        if client.channel_state(peer) != "bound":
+            raise TurnError(f"ChannelBind to {format_host_port(peer)} on {self.uri} failed (see the log)")
+        return number
+
+    # ---- closing ----
+
+    async def aclose(self) -> None:
+        """Release the allocation (Refresh with LIFETIME 0, RFC 8656 8) and close the connection; shielded
+        from cancellation and bounded by 2 seconds. `open_allocation` does it when its `async with` ends."""
+        await self._release(2.0)
+
+    close = aclose
+
+    async def _release(self, within: float) -> None:
+        if self._released:
+            await trio.lowlevel.checkpoint()
+            return
+        self._released = True
+        client = self._client
+        with trio.CancelScope(shield=True):
+            if client.is_allocated and self._lost is None:
+                client.deallocate(trio.current_time())
+                with trio.move_on_after(within):
+                    await self._serve(lambda: client.state is not AllocationState.DEALLOCATING)
+            self._closed = True
+            self._wake_waiters()
+            await self._close_connection()
+
+    # ---- internals: who reads ----
+
+    def _allocating_done(self) -> bool:
+        return self._client.state is not AllocationState.ALLOCATING
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the TURN allocation is closed")
+        if self._lost is not None:
+            raise self._lost
+
+    def _kick(self) -> None:
+        """Wake the background task: something to send, or a new state to look at."""
+        self._wakeup.set()
+        scope = self._driver_scope
+        if scope is not None:
+            scope.cancel()
+
+    async def _wait_for_reader(self) -> None:
+        """Another task reads the connection: ask the background task to stop, wait until it is free."""
+        self._want_reader += 1
+        try:
+            scope = self._driver_scope
+            if scope is not None:
+                scope.cancel()
+            await self._reader_free.wait()
+        finally:
+            self._want_reader -= 1
+
+    def _release_reader(self) -> None:
+        self._reader = _NOBODY
+        if self._want_reader:
+            event, self._reader_free = self._reader_free, trio.Event()
+            event.set()
+        elif self._client.expects_response and self._driver_scope is None:
+            self._wakeup.set()  # a response is awaited: the background task reads if nobody else does
+
+    async def _read_as_driver(self) -> None:
+        """Read one message for the background task (interrupted by `_kick` or a `receive()` caller)."""
+        self._reader = _DRIVER
+        try:
+            with trio.CancelScope() as scope:
+                self._driver_scope = scope
+                frame = await self._conn.receive()
+            self._driver_scope = None
+            if scope.cancelled_caught:
+                return
+            out = self._client.receive(frame, trio.current_time())
+            if out is not None and len(self._pending) < _MAX_PENDING:
+                self._pending.append(out)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._connection_lost(exc)
+        finally:
+            self._driver_scope = None
+            self._release_reader()
+
+    # ---- internals: the background task ----
+
+    async def _serve(self, until: Callable[[], bool] | None = None) -> None:
+        """Send, read, time and dispatch until `until()` is true (forever when None) or the allocation ends."""
+        client = self._client
+        while True:
+            frames = client.datagrams_to_send()
+            for frame in frames:
+                try:
+                    await self._conn.send(frame)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    self._connection_lost(exc)
+                    break
+            self._dispatch()
+            if until is not None and until():
+                return
+            if self._lost is not None or self._closed:
+                if until is None and self._lost is not None:
+                    await self._close_connection()  # wakes a task blocked in receive(): it raises
+                await trio.lowlevel.checkpoint()
+                return
+            now = trio.current_time()
+            timer = client.get_timer()
+            if timer is not None and timer <= now:
+                client.handle_timer(now)
+                continue
+            wakeup = self._wakeup
+            if wakeup.is_set():
+                self._wakeup = trio.Event()
+                continue
+            with trio.move_on_at(math.inf if timer is None else timer):
+                if client.expects_response and self._reader == _NOBODY and not self._want_reader:
+                    await self._read_as_driver()
+                else:
+                    await wakeup.wait()
+
+    def _dispatch(self) -> None:
+        client = self._client
+        while (event := client.next_event()) is not None:
+            if isinstance(event, PermissionInstalled | PermissionFailed):
+                if isinstance(event, PermissionFailed):
+                    log.warning("TURN %s: %s", self.uri, event.error)
+                waiter = self._permission_waiters.pop(event.ip, None)
+                if waiter is not None:
+                    waiter.set()
+            elif isinstance(event, ChannelBound | ChannelBindFailed):
+                if isinstance(event, ChannelBindFailed):
+                    log.info("TURN %s: %s (Send indications go on)", self.uri, event.error)
+                channel_waiter = self._channel_waiters.pop(event.peer, None)
+                if channel_waiter is not None:
+                    channel_waiter.set()
+            elif isinstance(event, AllocationLost):
+                self._lose(event.error)
+            elif isinstance(event, Redirected):
+                self._redirect = event
+            elif isinstance(event, AllocateFailed):
+                pass  # open_allocation raises client.error
+            elif isinstance(event, Released):
+                if event.error is not None:
+                    log.info("TURN %s: releasing the allocation: %s", self.uri, event.error)
+            else:
+                log.debug("TURN %s: %s", self.uri, event)
+
+    def _connection_lost(self, exc: BaseException) -> None:
+        if self._closed or self._lost is not None:
+            return
+        detail = str(exc) or type(exc).__name__
+        error = TurnAllocationLost(f"the connection to {self.uri} was lost: {detail}")
+        self._client.connection_lost(error, trio.current_time())
+        self._lose(error)
+
+    async def _close_connection(self) -> None:
+        if self._conn_closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._conn_closed = True
+        try:
+            await self._conn.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    def _lose(self, error: TurnError) -> None:
+        if self._lost is not None:
+            return
+        self._lost = error
+        log.warning("TURN %s: %s", self.uri, error)
+        self._wake_waiters()
+        self._kick()
+        if self.on_lost is not None:
+            self.on_lost(error)
+
+    def _wake_waiters(self) -> None:
+        for event in [*self._permission_waiters.values(), *self._channel_waiters.values()]:
+            event.set()
+        self._permission_waiters.clear()
+        self._channel_waiters.clear()
+
+
+def _as_uri(server: str | IceUri) -> IceUri:
+    uri = parse_uri(server) if isinstance(server, str) else server
+    if not uri.is_turn:
+        raise ValueError(f"open_allocation needs a turn: or turns: URI, not {uri}")
+    return uri
+
+
+@asynccontextmanager
+async def open_allocation(
+    server: str | IceUri,
+    username: str,
+    password: str,
+    *,
+    network: Network | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    local_address: str | None = None,
+    family: Literal["ipv4", "ipv6"] = "ipv4",
+    lifetime: int | None = None,
+    config: IceConfig | None = None,
+    transports: Mapping[str, TurnTransportFactory] | None = None,
+    max_redirects: int = 2,
+    deadline: float = math.inf,
+) -> AsyncIterator[Allocation]:
+    """Allocate a relayed address on a TURN server and keep it until the `async with` ends (RFC 8656).
+
+    `server` is a `turn:`/`turns:` URI (RFC 7065), e.g. "turn:127.0.0.1:3478?transport=tcp"; a host name
+    is resolved through `network`. Timers come from `config` (STUN rto/rc/rm, `permission_refresh`,
+    `channel_refresh`). The Allocate phase (connecting, credentials, redirections) ends by `deadline`
+    (in `trio.current_time()`). Raises a TurnError subclass (TurnAuthenticationError, TurnTimeout,
+    TurnConnectionError, TurnQuotaReached, ...) when no allocation can be made.
+    """
+    from ..net.os import OSNetwork
+
+    uri = _as_uri(server)
+    network = network or OSNetwork()
+    config = config or IceConfig()
+    factories = transports if transports is not None else turn_transports()
+    factory = factories.get(uri.protocol)
+    if factory is None:
+        raise TurnConnectionError(
+            f"no TURN transport {uri.protocol!r} for {uri} (known: {', '.join(sorted(factories))}); "
+            "a plugin can add one with the iceagent_turn_transports hook"
+        )
+    try:
+        addresses = await network.resolve(uri.host, uri.port)
+    except OSError as exc:
+        raise TurnConnectionError(f"cannot resolve the TURN server {uri.host!r} of {uri}: {exc}") from exc
+    if not addresses:
+        raise TurnConnectionError(f"the TURN server name {uri.host!r} of {uri} has no address")
+    allowed = deadline - trio.current_time()
+    allocation: Allocation | None = None
+    with trio.move_on_at(deadline):
+        allocation = await _allocate(
+            uri, addresses[0], factory, network, username, password, ssl_context, local_address, family,
+            lifetime, config, max_redirects,
+        )  # fmt: skip
+    if allocation is None:
+        raise TurnTimeout(
+            f"no allocation on {uri} within {allowed:.2g} s: the server did not answer in time; "
+            "check that it runs at that address and port and that nothing blocks the way"
+        )
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(allocation._serve, name=f"turn-{uri}")
+            try:
+                yield allocation
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseException as error:
+        sole = _sole_exception(error)  # an exception from the body comes out as itself, not in a group
+        if sole is None:
+            raise
+        raise sole from None
+    finally:
+        await allocation._release(2.0)
+
+
+def _sole_exception(error: BaseException) -> BaseException | None:
+    """The one exception inside an ExceptionGroup, nested ones too (Python 3.10 has no builtin to name), else None."""
+    inner = getattr(error, "exceptions", None)
+    if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
+        return _sole_exception(inner[0]) or inner[0]
+    return None
+
+
+async def _allocate(
+    uri: IceUri,
+    address: Address,
+    factory: TurnTransportFactory,
+    network: Network,
+    username: str,
+    password: str,
+    ssl_context: ssl.SSLContext | None,
+    local_address: str | None,
+    family: Literal["ipv4", "ipv6"],
+    lifetime: int | None,
+    config: IceConfig,
+    max_redirects: int,
+) -> Allocation:
+    """Connect and run Allocate, following 300 redirections and retrying a 437 once from a new port."""
+    server_name = uri.host
+    tried: list[Address] = []
+    mismatch_retried = False
+    while True:
+        tried.append(address)
+        conn = await factory(
+            network, address, server_name=server_name, ssl_context=ssl_context, local_address=local_address
+        )
+        name = str(uri) if address == tried[0] else f"{uri} (redirected to {format_host_port(address)})"
+        client = TurnClient(
+            username,
+            password,
+            server_name=name,
+            reliable=conn.reliable,
+            family=family,
+            lifetime=lifetime,
+            permission_refresh=config.permission_refresh,
+            channel_refresh=config.channel_refresh,
+            rto=config.rto,
+            rc=config.rc,
+            rm=config.rm,
+            reliable_timeout=config.reliable_timeout,
+            keepalive=config.keepalive_interval,
+        )
+        allocation = Allocation(conn, client, uri=name, protocol=uri.protocol)
+        try:
+            client.allocate(trio.current_time())
+            await allocation._serve(allocation._allocating_done)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
+            raise
+        if client.state is AllocationState.ALLOCATED:
+            return allocation
+        with trio.CancelScope(shield=True):
+            await conn.aclose()
+        redirect = allocation._redirect
+        if redirect is not None:
+            if len(tried) > max_redirects or redirect.server in tried:
+                raise TurnRedirectError(
+                    f"{uri}: too many redirections (300 Try Alternate): {', '.join(map(format_host_port, tried))} "
+                    f"then {format_host_port(redirect.server)}"
+                )
+            log.info("TURN %s: redirected to %s", uri, format_host_port(redirect.server))
+            address = redirect.server
+            if redirect.domain:
+                server_name = redirect.domain
+            continue
+        error = client.error or allocation.error
+        if error is None:
+            error = TurnConnectionError(f"the connection to {name} was lost during Allocate")
+        if isinstance(client.error, TurnAllocationMismatch) and not mismatch_retried:
+            mismatch_retried = True  # a stale allocation for our 5-tuple: a new local port gets a fresh one
+            tried.pop()
+            continue
+        raise error
