@@ -30,7 +30,7 @@ from iceagent import (
 from iceagent.hookspecs import hookimpl
 from iceagent.net.base import Address, Interface, Network, TcpListener, UdpSocket
 from iceagent.plugins import create_plugin_manager
-from iceagent.stun import Attr, Message, MessageClass, StunDecodeError
+from iceagent.stun import Attr, Message, MessageClass, Method, StunDecodeError
 
 # ---- a packet tap for timing tests ----
 
@@ -282,6 +282,24 @@ async def test_consent_checks_every_0_8_to_1_2_consent_interval(autojump_clock: 
     intervals = gaps(consent)
     assert all(4.0 - EPS <= g <= 6.0 + EPS for g in intervals), intervals
     assert max(intervals) - min(intervals) > 0.2  # randomized, not a fixed period
+
+
+async def test_keepalive_indications_when_nothing_else_is_sent(autojump_clock: object) -> None:
+    """Consent checks made rare: a Binding indication goes out on the selected pair every
+    keepalive_interval of sending nothing (RFC 8445 11), and nothing else does."""
+    scenario = vnet("none", "none", rtt=0.02, seed=9)
+    tap_a = TapNetwork(scenario.network_a)
+    rare = IceConfig(consent_interval=1000.0, consent_timeout=5000.0, keepalive_interval=15.0)
+    async with open_pair(scenario, config=rare, network_a=tap_a) as (a, b):
+        await connect_pair(a, b)
+        await a.state.wait_value(IceState.COMPLETED)
+        await trio.sleep(5)
+        quiet = trio.current_time()
+        await trio.sleep(100)
+    sent = [s for s in tap_a.log if s.direction == "out" and s.at > quiet]
+    kinds = {(m.method, m.message_class) for s in sent if (m := s.stun()) is not None}
+    assert kinds == {(Method.BINDING, MessageClass.INDICATION)} and len(sent) == len([s for s in sent if s.stun()])
+    assert len(sent) >= 6 and all(g == pytest.approx(15.0) for g in gaps([s.at for s in sent]))
 
 
 async def test_consent_lost_after_consent_timeout_fails_and_send_raises(autojump_clock: object) -> None:

@@ -8,6 +8,7 @@ and an ICE restart (by the application, or by the supervisor with auto_restart=T
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -96,7 +97,9 @@ SEEDS = range(1, 11)
 
 
 @pytest.mark.parametrize("loss", [0.05, 0.20, 0.40])
-async def test_connects_through_packet_loss(loss: float, autojump_clock: object) -> None:
+async def test_connects_through_packet_loss(
+    loss: float, autojump_clock: object, record_property: Callable[[str, object], None]
+) -> None:
     """5%, 20% and 40% loss on the internet (each packet, each way): connects for every seed; the
     simulated time from the first offer until both agents are connected is printed per loss level."""
     times = []
@@ -112,6 +115,8 @@ async def test_connects_through_packet_loss(loss: float, autojump_clock: object)
         lost += scenario.drops()["loss"]
     assert lost > 0
     LOSS_REPORT[loss] = times
+    record_property("time_to_connect_median_s", statistics.median(times))
+    record_property("time_to_connect_max_s", max(times))
     print(
         f"\nloss {loss:.0%}: time to connect (simulated) median {statistics.median(times) * 1000:.0f} ms, "
         f"max {max(times) * 1000:.0f} ms over {len(times)} seeds"

@@ -478,7 +478,7 @@ class Agent:
                 tx = pair.requests_sent + pair.responses_sent + pair.bytes_sent
                 if tx != last_tx:
                     last_tx, last_tx_at = tx, now
-                elif now - last_tx_at >= cfg.keepalive_interval:
+                elif now >= last_tx_at + cfg.keepalive_interval:  # the same sum as the wake-up below
                     keepalive = Message(Method.BINDING, MessageClass.INDICATION).encode(fingerprint=True)
                     last_tx_at = now
                     try:
