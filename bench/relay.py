@@ -71,6 +71,18 @@ async def _handshake(
     await trio.sleep(0.1)
 
 
+async def _first(pair: Awaitable[tuple[bytes, Any]]) -> bytes:
+    return (await pair)[0]
+
+
+async def _ack(receive: Callable[[], Awaitable[bytes]]) -> bytes:
+    """The next 8-byte ack; a late handshake datagram is not one (it would read as a huge count)."""
+    while True:
+        data = await receive()
+        if len(data) == 8:
+            return data
+
+
 async def run_iceagent_turn(args: argparse.Namespace, server: Coturn) -> Result:
     uri = server.uri("udp")
     async with open_allocation(uri, USER, PASSWORD, local_address="127.0.0.1") as a, open_allocation(
@@ -88,10 +100,10 @@ async def run_iceagent_turn(args: argparse.Namespace, server: Coturn) -> Result:
             await b.send(data, ra)
 
         async def receive_ack() -> bytes:
-            return (await a.receive())[0]
+            return await _ack(lambda: _first(a.receive()))
 
         with trio.fail_after(10):
-            await _handshake(send, receive, send_ack, receive_ack)
+            await _handshake(send, receive, send_ack, lambda: _first(a.receive()))
         assert a.channels() and b.channels(), "channels should be bound after the handshake"
         return await trio_windowed(send, receive, send_ack, receive_ack, seconds=args.seconds, window=args.window,
                                    size=args.size, ack_timeout=args.ack_timeout)
@@ -120,7 +132,7 @@ async def run_iceagent_agents(args: argparse.Namespace, server: Coturn) -> Resul
         sa, sb = streams["a"], streams["b"]
         with trio.fail_after(10):
             await _handshake(sa.send, sb.receive, sb.send, sa.receive)
-        return await trio_windowed(sa.send, sb.receive, sb.send, sa.receive, seconds=args.seconds,
+        return await trio_windowed(sa.send, sb.receive, sb.send, lambda: _ack(sa.receive), seconds=args.seconds,
                                    window=args.window, size=args.size, ack_timeout=args.ack_timeout)
 
 

@@ -126,7 +126,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
             when = f"first in {t['first_ms']:.1f} ms, last in {t['last_ms']:.1f} ms"
         print(f"{kind + ':':<7}{t['count']} candidate{plural}, {when}", file=err)
     for kind, g in summary["gatherers"].items():
-        if kind not in summary["types"] and not g["errors"]:
+        if kind not in summary["types"] and not g["errors"] and not g["candidates"]:
             print(f"{kind + ':':<7}no candidates", file=err)
         for error in g["errors"]:
             print(f"{kind + ':':<7}error: {error}", file=err)

@@ -54,7 +54,13 @@ class IceConfig:
     channel_refresh: float = attrs.field(default=540.0, validator=_positive)
     #: How long to wait for an mDNS answer when resolving a remote `.local` candidate.
     mdns_timeout: float = attrs.field(default=3.0, validator=_positive)
-    #: Maximum simultaneous inbound ICE-TCP connections per passive candidate.
+    #: Maximum simultaneous inbound ICE-TCP connections per passive candidate (RFC 6544 leaves it open); at
+    #: the cap a new connection replaces the oldest one that has not sent a valid check yet, else it is refused.
     tcp_max_inbound: int = attrs.field(default=64, validator=_positive)
+    #: An inbound ICE-TCP connection that sends no valid check within this many seconds is closed.
+    tcp_check_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Largest RFC 4571 frame accepted on an ICE-TCP connection (RFC 4571 2: 65535, the 16-bit LENGTH's
+    #: limit); a connection that announces a larger one is closed.
+    tcp_max_frame: int = attrs.field(default=65535, validator=[_positive, attrs.validators.le(65535)])
     #: Datagrams queued for the application before the oldest ones are dropped (see IceStream).
     receive_buffer: int = attrs.field(default=256, validator=_positive)

@@ -17,6 +17,7 @@ BUILTIN_PLUGINS = (
     "iceagent.gatherers.srflx",
     "iceagent.gatherers.mdns",
     "iceagent.gatherers.relay",
+    "iceagent.gatherers.tcp",
     "iceagent.turn.transports",
 )
 

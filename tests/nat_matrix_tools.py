@@ -1,19 +1,19 @@
 """The NAT traversal matrix: run one cell on the vnet, predict it from RFC 4787 reasoning, render the docs.
 
 A cell is agent A behind NAT type X and agent B behind NAT type Y (or "none": directly on the internet),
-both using the embedded STUN server on the virtual internet. `run_cell` connects them and records what
-was selected; `theory` says what must happen; `render_markdown` / `render_svg` turn a full set of
-outcomes into docs/nat-matrix.md and docs/nat-matrix.svg (deterministic: same outcomes, same bytes).
+both using the embedded STUN server on the virtual internet, and in the second run the embedded TURN
+server too. `run_cell` connects them and records what was selected; `theory` says what must happen
+(`theory(..., turn=True)` with the TURN server); `render_markdown` / `render_svg` turn the outcomes
+of both runs into docs/nat-matrix.md and docs/nat-matrix.svg (deterministic: same outcomes, same bytes).
 
 Outcome kinds, from the most direct to the least: host, srflx, prflx (direct paths, named after the
-least direct candidate type in the selected pair), relay (through TURN), failed. The TURN work adds
-relay cells by running cells with a TURN server and recording `Outcome(..., a_local="relay", ...)`.
+least direct candidate type in the selected pair), relay (through TURN), failed.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -34,8 +34,10 @@ from iceagent import (
     IceStream,
     open_agent,
 )
-from iceagent.net.base import Network
+from iceagent.ice.priority import TYPE_PREFERENCES
+from iceagent.net.base import Address, Interface, Network, TcpListener, UdpSocket
 from iceagent.stun.server import open_stun_server
+from iceagent.turn.server import open_turn_server
 
 MAPPINGS = ("eim", "adm", "apdm")
 FILTERINGS = ("eif", "adf", "apdf")
@@ -47,6 +49,8 @@ KINDS = (*KIND_ORDER, "failed")
 
 #: Failing cells end at failed_timeout (simulated time); connecting ones take a few RTTs at most.
 MATRIX_CONFIG = IceConfig(failed_timeout=10.0)
+
+TURN_USER, TURN_PASSWORD, TURN_REALM = "matrix", "matrix-secret", "vnet"
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -200,8 +204,9 @@ def _initiator_gets_through(x: str, y: str) -> bool:
     return mx == "adm" or my == "adm"
 
 
-def theory(nat_a: str, nat_b: str) -> Outcome:
-    """The outcome RFC 4787 behaviour predicts for ICE with STUN only (no relay).
+def theory(nat_a: str, nat_b: str, *, turn: bool = False) -> Outcome:
+    """The outcome RFC 4787 behaviour predicts for ICE with STUN only (no relay), or with a TURN server
+    as well (`turn`): then the direct cells stay exactly as they are and the others are relayed.
 
     * a side without NAT is reachable by anyone: every check to its host candidate gets in;
     * endpoint-independent mapping: the address seen by the peer is the srflx candidate;
@@ -227,9 +232,33 @@ def theory(nat_a: str, nat_b: str) -> Outcome:
         ok = eim_filtering in ("eif", "adf")
     else:
         ok = _initiator_gets_through(nat_a, nat_b) or _initiator_gets_through(nat_b, nat_a)
-    if not ok:
+    if ok:
+        return Outcome(nat_a, nat_b, a_local=seen(ma), a_remote=seen(mb), b_local=seen(mb), b_remote=seen(ma))
+    if not turn:
         return Outcome(nat_a, nat_b)
-    return Outcome(nat_a, nat_b, a_local=seen(ma), a_remote=seen(mb), b_local=seen(mb), b_remote=seen(ma))
+    return _relayed(nat_a, nat_b)
+
+
+def _relayed(nat_a: str, nat_b: str) -> Outcome:
+    """The relayed pair of a cell without a direct path (both sides behind a NAT: "none" always connects).
+
+    A pair with one relay candidate always works: the other side sends from its host socket to the
+    relayed address, its NAT maps that (the srflx address for `eim`, a new port otherwise, which the
+    relay's owner learns as prflx, RFC 8445 7.3.1.3, through the TURN permission for the NAT's IP, RFC
+    8656 9), and the answer comes back from the relayed address it sent to, which any filter passes;
+    the sender learns its mapping from the response (prflx unless it is its srflx address, 7.2.5.3.1).
+    Of the two such pairs (A's relay with B's mapping, A's mapping with B's relay; relay/relay ranks
+    below both) the controlling side A nominates the one with the higher pair priority (6.1.2.3): both
+    have a relay candidate as the minimum, so the other candidate's type preference decides (prflx 110
+    over srflx 100, so a dependent-mapping side keeps its own mapping and uses the other's relay), and
+    on a tie the pair whose controlling-side candidate is the larger wins (the `G > D` term): A's
+    mapping with B's relay.
+    """
+    (ma, _), (mb, _) = split(nat_a), split(nat_b)
+    seen_a, seen_b = ("srflx" if m == "eim" else "prflx" for m in (ma, mb))
+    if TYPE_PREFERENCES[seen_a] >= TYPE_PREFERENCES[seen_b]:
+        return Outcome(nat_a, nat_b, a_local=seen_a, a_remote="relay", b_local="relay", b_remote=seen_a)
+    return Outcome(nat_a, nat_b, a_local="relay", a_remote=seen_b, b_local=seen_b, b_remote="relay")
 
 
 @attrs.define
@@ -247,17 +276,104 @@ class CellRun:
     #: The public addresses of the NAT mappings A's / B's NAT holds at the end.
     mapped_a: set[tuple[str, int]] = attrs.Factory(set)
     mapped_b: set[tuple[str, int]] = attrs.Factory(set)
+    #: The relay candidates each side gathered (address, port).
+    relay_a: list[tuple[str, int]] = attrs.Factory(list)
+    relay_b: list[tuple[str, int]] = attrs.Factory(list)
+    #: Datagrams carrying the cell's data that went through the TURN server's sockets, per direction
+    #: ("a->b", "b->a"): one in and one out per relayed datagram, none on a direct path.
+    data_relayed: dict[str, int] = attrs.Factory(dict)
+
+
+#: The application data of a cell, per direction: distinct from anything STUN or TURN carries.
+PAYLOADS = {"a->b": b"matrix data from A to B", "b->a": b"matrix data from B to A"}
+
+
+class _CountingSocket:
+    """A UdpSocket of the TURN server that counts the datagrams (in and out) containing a cell's data."""
+
+    def __init__(self, sock: UdpSocket, counts: dict[str, int]) -> None:
+        self._sock = sock
+        self._counts = counts
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self._sock.local_address
+
+    def _count(self, data: bytes) -> None:
+        for direction, payload in PAYLOADS.items():
+            if payload in data:
+                self._counts[direction] = self._counts.get(direction, 0) + 1
+
+    async def send(self, data: bytes, remote: tuple[str, int]) -> None:
+        self._count(bytes(data))
+        await self._sock.send(data, remote)
+
+    async def receive(self) -> tuple[bytes, tuple[str, int]]:
+        data, remote = await self._sock.receive()
+        self._count(bytes(data))
+        return data, remote
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class CountingNetwork:
+    """The TURN server's Network, counting what passes its UDP sockets (listener and relays) in `counts`:
+    ground truth for "the data went through the relay", whatever the agents report."""
+
+    def __init__(self, network: Network) -> None:
+        self._network = network
+        self.counts: dict[str, int] = {}
+
+    def interfaces(self) -> Sequence[Interface]:
+        return self._network.interfaces()
+
+    async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
+        return _CountingSocket(await self._network.bind_udp(address, port, reuse=reuse), self.counts)
+
+    async def connect_tcp(self, remote: Address, *, local: Address | None = None) -> tuple[trio.abc.Stream, Address]:
+        return await self._network.connect_tcp(remote, local=local)
+
+    async def listen_tcp(self, address: str, port: int = 0) -> TcpListener:
+        return await self._network.listen_tcp(address, port)
+
+    async def resolve(self, host: str, port: int) -> list[Address]:
+        return await self._network.resolve(host, port)
+
+    async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None:
+        inner = sock._sock if isinstance(sock, _CountingSocket) else sock
+        await self._network.join_multicast(inner, group, interface_address)
+
+
+@asynccontextmanager
+async def _maybe_turn(scenario: Scenario, turn: bool) -> AsyncIterator[CountingNetwork | None]:
+    """The embedded TURN server at scenario.turn_address (if `turn`), on a CountingNetwork."""
+    if not turn:
+        yield None
+        return
+    ip, port = scenario.turn_address
+    network = CountingNetwork(scenario.server_network)
+    async with open_turn_server(network, [f"{ip}:{port}"], users={TURN_USER: TURN_PASSWORD}, realm=TURN_REALM):
+        yield network
 
 
 async def run_cell(nat_a: str, nat_b: str, *, seed: int = 1, rtt: float = 0.02,
-                   config: IceConfig = MATRIX_CONFIG) -> CellRun:
-    """Connect A (behind nat_a) and B (behind nat_b) through the vnet and report what happened."""
+                   config: IceConfig = MATRIX_CONFIG, turn: bool = False) -> CellRun:
+    """Connect A (behind nat_a) and B (behind nat_b) through the vnet and report what happened.
+
+    With `turn`, the embedded TURN server runs on the virtual internet too (scenario.turn_address) and
+    both agents have it as a `turn:` server besides the STUN server."""
     scenario = vnet(nat_a, nat_b, rtt=rtt, seed=seed)
     servers = servers_for(scenario)
+    if turn:
+        turn_ip, turn_port = scenario.turn_address
+        servers.append(IceServer(urls=[f"turn:{turn_ip}:{turn_port}?transport=udp"], username=TURN_USER,
+                                 credential=TURN_PASSWORD))
     ip, port = scenario.stun_addresses[0]
     connected: dict[str, bool] = {}
     async with (
         open_stun_server(scenario.server_network, [f"{ip}:{port}"]),
+        _maybe_turn(scenario, turn) as turn_network,
         open_agent(controlling=True, network=scenario.network_a, ice_servers=servers, config=config,
                    name="A") as a,
         open_agent(controlling=False, network=scenario.network_b, ice_servers=servers, config=config,
@@ -288,16 +404,19 @@ async def run_cell(nat_a: str, nat_b: str, *, seed: int = 1, rtt: float = 0.02,
         run = CellRun(Outcome(nat_a, nat_b))
         run.srflx_a = [(c.address, c.port) async for c in a.gather() if c.type == "srflx"]
         run.srflx_b = [(c.address, c.port) async for c in b.gather() if c.type == "srflx"]
+        run.relay_a = [(c.address, c.port) async for c in a.gather() if c.type == "relay"]
+        run.relay_b = [(c.address, c.port) async for c in b.gather() if c.type == "relay"]
         for router, into in ((scenario.nat_a, run.mapped_a), (scenario.nat_b, run.mapped_b)):
             if router is not None:
                 into.update(m.external for m in router.mappings("udp"))
         pa, pb = a.selected_pair, b.selected_pair
         if connected.get("a") and connected.get("b") and pa is not None and pb is not None:
             stream_a, stream_b = await a.connect(), await b.connect()
-            await stream_a.send(b"a to b")
-            await stream_b.send(b"b to a")
-            assert await stream_b.receive() == b"a to b"
-            assert await stream_a.receive() == b"b to a"
+            await stream_a.send(PAYLOADS["a->b"])
+            await stream_b.send(PAYLOADS["b->a"])
+            assert await stream_b.receive() == PAYLOADS["a->b"]
+            assert await stream_a.receive() == PAYLOADS["b->a"]
+            run.data_relayed = {d: 0 if turn_network is None else turn_network.counts.get(d, 0) for d in PAYLOADS}
             run.time_to_connect = trio.current_time() - start
             run.outcome = Outcome(nat_a, nat_b, pa.local.type, pa.remote.type, pb.local.type, pb.remote.type)
             run.a_as_seen_by_b = (pb.remote.address, pb.remote.port)
@@ -319,9 +438,10 @@ MEANING = {
     "host": "direct, host candidates (no NAT in the way)",
     "srflx": "direct, server-reflexive candidates (the STUN-learned addresses)",
     "prflx": "direct, a peer-reflexive address learned from the checks themselves",
-    "relay": "relayed through TURN",
-    "failed": "no direct path: needs a TURN relay",
+    "relay": "relayed through TURN: no direct path exists",
+    "failed": "no path: without TURN these need a relay",
 }
+DIRECT = KIND_ORDER[:3]
 
 
 def _grid(outcomes: Mapping[tuple[str, str], Outcome]) -> list[list[Outcome | None]]:
@@ -336,50 +456,98 @@ def summary(outcomes: Iterable[Outcome]) -> dict[str, int]:
     return counts
 
 
-def render_markdown(outcomes: Mapping[tuple[str, str], Outcome]) -> str:
-    """docs/nat-matrix.md: the table of every cell (rows: A's NAT, columns: B's NAT)."""
+def _cell_text(outcome: Outcome | None) -> str:
+    if outcome is None:
+        return "?"
+    if not outcome.connected:
+        return "**failed**"
+    if outcome.kind == "relay":
+        return f"**{outcome.label}** (no direct path)"
+    return outcome.label
+
+
+def _table(outcomes: Mapping[tuple[str, str], Outcome]) -> list[str]:
+    lines = [
+        "| A \\ B | " + " | ".join(f"`{b}`" for b in NAT_TYPES) + " |",
+        "| --- | " + " | ".join("---" for _ in NAT_TYPES) + " |",
+    ]
+    for a, row in zip(NAT_TYPES, _grid(outcomes), strict=True):
+        lines.append(f"| `{a}` | " + " | ".join(_cell_text(outcome) for outcome in row) + " |")
+    return lines
+
+
+def render_markdown(
+    outcomes: Mapping[tuple[str, str], Outcome], relayed: Mapping[tuple[str, str], Outcome] | None = None
+) -> str:
+    """docs/nat-matrix.md: the table of every cell (rows: A's NAT, columns: B's NAT) of the STUN-only run
+    (`outcomes`) and, when given, of the run with the TURN server too (`relayed`), first."""
     counts = summary(outcomes.values())
     lines = [
         "# NAT traversal matrix",
         "",
         "<!-- Generated by tests/test_nat_matrix.py (tests/nat_matrix_tools.py); do not edit by hand. -->",
         "",
-        "Agent A (rows) behind one NAT type, agent B (columns) behind another, both with the embedded STUN",
-        "server on the virtual internet and no TURN server. Each cell is A's selected pair as",
-        "`local/remote` candidate types, or **failed** when no direct path exists (that cell needs a relay).",
-        "NAT types are `mapping-filtering` (RFC 4787): `eim`/`adm`/`apdm` = endpoint-independent /",
-        "address-dependent / address-and-port-dependent mapping, `eif`/`adf`/`apdf` the same for filtering;",
-        "`none` puts the host directly on the internet. See [nat.md](nat.md) for what this means.",
-        "",
-        "![NAT traversal matrix](nat-matrix.svg)",
-        "",
-        "| A \\ B | " + " | ".join(f"`{b}`" for b in NAT_TYPES) + " |",
-        "| --- | " + " | ".join("---" for _ in NAT_TYPES) + " |",
-    ]
-    for a, row in zip(NAT_TYPES, _grid(outcomes), strict=True):
-        cells = []
-        for outcome in row:
-            if outcome is None:
-                cells.append("?")
-            elif outcome.connected:
-                cells.append(outcome.label)
-            else:
-                cells.append("**failed**")
-        lines.append(f"| `{a}` | " + " | ".join(cells) + " |")
-    lines += ["", "| outcome | cells | meaning |", "| --- | --- | --- |"]
-    for kind in KINDS:
-        lines.append(f"| {kind} | {counts[kind]} | {MEANING[kind]} |")
-    lines += [
-        "",
-        f"{sum(counts.values())} cells: {sum(counts[k] for k in KIND_ORDER[:3])} connect directly, "
-        f"{counts['relay']} through a relay, {counts['failed']} fail without one.",
+        "Agent A (rows) behind one NAT type, agent B (columns) behind another, on the virtual network.",
+        "Each cell is A's selected pair as `local/remote` candidate types. NAT types are `mapping-filtering`",
+        "(RFC 4787): `eim`/`adm`/`apdm` = endpoint-independent / address-dependent / address-and-port-dependent",
+        "mapping, `eif`/`adf`/`apdf` the same for filtering; `none` puts the host directly on the internet.",
+        "See [nat.md](nat.md) for what this means.",
         "",
     ]
+    if relayed is not None:
+        both = summary(relayed.values())
+        direct = sum(both[k] for k in DIRECT)
+        lines += [
+            "![NAT traversal matrix with STUN and TURN: green cells direct, amber cells relayed](nat-matrix.svg)",
+            "",
+            "## With STUN and TURN",
+            "",
+            "Both agents use the embedded STUN server and the embedded TURN server on the virtual internet.",
+            f"{direct} cells connect directly, with the same pair as without TURN; the {both['relay']} in **bold**",
+            "have no direct path (the STUN-only run below fails there) and connect through the relay.",
+            "",
+            *_table(relayed),
+            "",
+            "## STUN only",
+            "",
+            "The same cells with the STUN server alone: the ground truth for which cells have a direct path.",
+            "**failed** means none exists: that cell needs a relay.",
+            "",
+        ]
+    else:
+        lines += [
+            "![NAT traversal matrix](nat-matrix.svg)",
+            "",
+            "Both agents use the embedded STUN server on the virtual internet, no TURN server.",
+            "**failed** means no direct path exists: that cell needs a relay.",
+            "",
+        ]
+    lines += _table(outcomes)
+    lines += [""]
+    if relayed is not None:
+        lines += ["| outcome | STUN only | STUN and TURN | meaning |", "| --- | --- | --- | --- |"]
+        lines += [f"| {kind} | {counts[kind]} | {both[kind]} | {MEANING[kind]} |" for kind in KINDS]
+        lines += [
+            "",
+            f"{sum(counts.values())} cells. STUN only: {sum(counts[k] for k in DIRECT)} connect directly, "
+            f"{counts['failed']} fail. With TURN: {sum(both[k] for k in (*DIRECT, 'relay'))} connect, "
+            f"{direct} directly and {both['relay']} through the relay; {both['failed']} fail.",
+            "",
+        ]
+    else:
+        lines += ["| outcome | cells | meaning |", "| --- | --- | --- |"]
+        lines += [f"| {kind} | {counts[kind]} | {MEANING[kind]} |" for kind in KINDS]
+        lines += [
+            "",
+            f"{sum(counts.values())} cells: {sum(counts[k] for k in DIRECT)} connect directly, "
+            f"{counts['relay']} through a relay, {counts['failed']} fail without one.",
+            "",
+        ]
     return "\n".join(lines)
 
 
-def render_svg(outcomes: Mapping[tuple[str, str], Outcome]) -> str:
-    """docs/nat-matrix.svg: a coloured grid of the cells, hand-written SVG (no dependency)."""
+def render_svg(outcomes: Mapping[tuple[str, str], Outcome], *, servers: str = "STUN and TURN") -> str:
+    """docs/nat-matrix.svg: a coloured grid of the cells of one run (with `servers`), hand-written SVG."""
     cell, head, left = 74, 64, 96
     n = len(NAT_TYPES)
     legend_y = head + n * cell + 28
@@ -388,10 +556,10 @@ def render_svg(outcomes: Mapping[tuple[str, str], Outcome]) -> str:
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif">',
-        "<title>NAT traversal matrix: agent A (rows) vs agent B (columns), STUN only</title>",
+        f"<title>NAT traversal matrix: agent A (rows) vs agent B (columns), {html.escape(servers)}</title>",
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{left}" y="22" font-size="15" font-weight="bold">A (rows) \u00d7 B (columns): '
-        "selected pair, A's view (local/remote)</text>",
+        f'<text x="{left}" y="22" font-size="15" font-weight="bold">A (rows) \u00d7 B (columns), '
+        f"{html.escape(servers)}: selected pair, A's view (local/remote)</text>",
     ]
     for j, b in enumerate(NAT_TYPES):
         x = left + j * cell + cell / 2
@@ -410,10 +578,12 @@ def render_svg(outcomes: Mapping[tuple[str, str], Outcome]) -> str:
                        'stroke="#ffffff" stroke-width="2"/>')
             if outcome is None:
                 lines = ["?"]
-            elif outcome.connected:
-                lines = [f"{outcome.a_local}/", f"{outcome.a_remote}"]
-            else:
+            elif not outcome.connected:
                 lines = ["failed"]
+            elif outcome.kind == "relay":
+                lines = [f"{outcome.a_local}/", f"{outcome.a_remote}", "(relayed)"]
+            else:
+                lines = [f"{outcome.a_local}/", f"{outcome.a_remote}"]
             for k, text in enumerate(lines):
                 ty = y + cell / 2 + 4 + (k - (len(lines) - 1) / 2) * 15
                 out.append(f'<text x="{x + cell / 2:g}" y="{ty:g}" font-size="12" text-anchor="middle" '
@@ -428,10 +598,15 @@ def render_svg(outcomes: Mapping[tuple[str, str], Outcome]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_docs(outcomes: Mapping[tuple[str, str], Outcome], docs: Path = DOCS) -> None:
-    """Write docs/nat-matrix.md and docs/nat-matrix.svg (only if their content changed)."""
-    for name, text in (("nat-matrix.md", render_markdown(outcomes)), ("nat-matrix.svg", render_svg(outcomes))):
+def write_docs(
+    outcomes: Mapping[tuple[str, str], Outcome],
+    relayed: Mapping[tuple[str, str], Outcome] | None = None,
+    docs: Path = DOCS,
+) -> None:
+    """Write docs/nat-matrix.md (both runs) and docs/nat-matrix.svg (the run with TURN when given),
+    only if their content changed."""
+    picture = render_svg(outcomes, servers="STUN only") if relayed is None else render_svg(relayed)
+    for name, text in (("nat-matrix.md", render_markdown(outcomes, relayed)), ("nat-matrix.svg", picture)):
         path = docs / name
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
-

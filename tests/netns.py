@@ -6,7 +6,8 @@ and one private host per kind given (sites a, b, c, d: 203.0.113.1-4 outside, 10
 ```
   priv-a (10.0.1.2) ── lan │ router-a │ wan (203.0.113.1) ──┐
                                                          br0 in pub: 203.0.113.254,
-  priv-b (10.0.2.2) ── lan │ router-b │ wan (203.0.113.2) ──┘   198.51.100.1 and .2 (STUN, RFC 5780)
+  priv-b (10.0.2.2) ── lan │ router-b │ wan (203.0.113.2) ──┘   198.51.100.1 and .2 (STUN, RFC 5780),
+                                                                198.51.100.3 (TURN: coturn, on demand)
 ```
 
 Every link is a veth pair created directly inside the namespaces (nothing appears in the root
@@ -14,6 +15,8 @@ namespace), every route and nftables rule lives inside them, and IP forwarding i
 in the router namespaces (`sysctl -w` under `ip netns exec`). `start(ns, argv)` runs a process in a
 namespace and remembers its PID; `close()` ends those processes by PID and deletes the namespaces,
 which deletes their links. `open_worlds(tmp_path)` (for a fixture) calls `close()` whatever happens.
+`start_coturn()` runs coturn in the public namespace (listening and relaying on 198.51.100.3, its files
+in the world's log directory); `peer_argv(..., turn=True)` makes it a `turn:` server of an agent.
 
 NAT kinds for the routers (see DESIGN.md "Field notes"):
 - "cone": `masquerade` plus `iifname "wan" meta l4proto udp drop` in the input chain: endpoint-independent
@@ -28,6 +31,7 @@ import contextlib
 import os
 import secrets
 import selectors
+import shutil
 import signal
 import subprocess
 import time
@@ -44,6 +48,9 @@ ICEAGENT = str(VENV_BIN / "iceagent")
 
 PUBLIC_GATEWAY = "203.0.113.254"
 STUN_IP, STUN_ALT_IP, STUN_PORT = "198.51.100.1", "198.51.100.2", 3478
+TURN_IP, TURN_PORT = "198.51.100.3", 3478  # coturn listens and relays here (relay-ip = its public address)
+TURN_USER, TURN_PASSWORD, TURN_REALM = "alice", "secret", "example.org"
+TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 SIDES = "abcd"  # up to four NATed sites per world
 WAN = {side: f"203.0.113.{i + 1}" for i, side in enumerate(SIDES)}
 LAN_ROUTER = {side: f"10.0.{i + 1}.1" for i, side in enumerate(SIDES)}
@@ -153,7 +160,16 @@ class NetnsWorld:
         self.ip("-n", self.pub, "addr", "add", f"{PUBLIC_GATEWAY}/24", "dev", "br0")
         self.ip("-n", self.pub, "addr", "add", f"{STUN_IP}/24", "dev", "br0")
         self.ip("-n", self.pub, "addr", "add", f"{STUN_ALT_IP}/24", "dev", "br0")
+        self.ip("-n", self.pub, "addr", "add", f"{TURN_IP}/24", "dev", "br0")
         self.ip("-n", self.pub, "link", "set", "br0", "up")
+        # The "internet" drops what it cannot route (the private 10.0.x.0/24 addresses) instead of failing the
+        # send: coturn ends an allocation whose relay socket gets ENETUNREACH (it would, when an agent checks
+        # a peer's host candidate through it). The sink: a default route into a veth pair inside the
+        # namespace, without ARP, whose other end drops what it gets (not addressed to it, no forwarding).
+        self.ip("-n", self.pub, "link", "add", "void", "type", "veth", "peer", "name", "void-peer")
+        self.ip("-n", self.pub, "link", "set", "void", "arp", "off", "up")
+        self.ip("-n", self.pub, "link", "set", "void-peer", "up")
+        self.ip("-n", self.pub, "route", "add", "default", "dev", "void")
         for side in self.sides:
             router, priv = self.router[side], self.priv[side]
             # WAN: router "wan" <-> "w<side>" on pub's bridge (both ends created inside namespaces)
@@ -191,11 +207,13 @@ class NetnsWorld:
         """A new file for the stderr of the process called `name` (close it once the process started)."""
         return open(self.log_path(name), "wb")
 
-    def start(self, ns: str, argv: Sequence[str], name: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, ns: str, argv: Sequence[str], name: str, *, stdout: int = subprocess.PIPE, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start `argv` inside `ns` (`ip netns exec` execs it, so the PID is the program's); ended by `close()`."""
         with open(self.log_path(name), "wb") as stderr:
             proc = subprocess.Popen(
-                ["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
+                ["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd
             )
         self.processes.append(proc)
         return proc
@@ -214,8 +232,68 @@ class NetnsWorld:
             raise RuntimeError(f"{e}\n{self.log('stun-server')}") from None
         return proc
 
-    def peer_argv(self, side: str, *, controlling: bool, failed_timeout: float = 5.0) -> list[str]:
-        """The command line of tests/netns_peer.py for the private host on `side` (run it with `start`)."""
+    def start_coturn(self, extra_args: Sequence[str] = (), timeout: float = 15.0) -> subprocess.Popen[bytes]:
+        """coturn in the public namespace on TURN_IP:TURN_PORT, relaying from TURN_IP; returns once it answers.
+
+        As tests/coturn.py runs it (foreground, no configuration file, long-term credentials), but bound to
+        the namespace's public address, UDP only (no TLS/DTLS listeners, so no certificate), and with every
+        file (log, pid file, user database) in this world's log directory. No `--allow-loopback-peers`:
+        the peers are the NATs' public addresses. Ended by PID in `close()`.
+        """
+        if not (os.path.exists(TURNSERVER) and os.access(TURNSERVER, os.X_OK)):
+            pytest.fail("the kernel-NAT TURN test needs coturn's turnserver (apt-get install coturn)", pytrace=False)
+        directory = self.logdir / "coturn"
+        directory.mkdir(exist_ok=True)
+        argv = [
+            TURNSERVER,
+            "-n",
+            f"--listening-ip={TURN_IP}",
+            f"--relay-ip={TURN_IP}",
+            f"--listening-port={TURN_PORT}",
+            "--min-port=49152",
+            "--max-port=65535",
+            "--lt-cred-mech",
+            f"--user={TURN_USER}:{TURN_PASSWORD}",
+            f"--realm={TURN_REALM}",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--no-rfc5780",
+            f"--log-file={directory / 'turnserver.log'}",
+            "--simple-log",
+            f"--pidfile={directory / 'turnserver.pid'}",
+            f"--userdb={directory / 'turndb'}",
+            *extra_args,
+        ]
+        proc = self.start(self.pub, argv, "coturn", stdout=subprocess.DEVNULL, cwd=directory)
+        # Ready when it answers a Binding request, asked from inside the public namespace.
+        probe = ["ip", "netns", "exec", self.pub, ICEAGENT, "stun", f"{TURN_IP}:{TURN_PORT}", "--local",
+                 PUBLIC_GATEWAY, "--timeout", "1", "--rto", "0.1", "--json"]  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"turnserver exited with {proc.returncode}:\n{self.coturn_log()[-3000:]}")
+            answered = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+            if answered.returncode == 0 and "Coturn" in answered.stdout:
+                return proc
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"turnserver did not answer within {timeout} s:\n{self.coturn_log()[-3000:]}")
+            time.sleep(0.05)
+
+    def coturn_log(self) -> str:
+        """coturn's log (and what it wrote to stderr)."""
+        try:
+            text = (self.logdir / "coturn" / "turnserver.log").read_text(errors="replace")
+        except OSError:
+            text = ""
+        return text + self.log("coturn")
+
+    def peer_argv(
+        self, side: str, *, controlling: bool, failed_timeout: float = 5.0, turn: bool = False
+    ) -> list[str]:
+        """The command line of tests/netns_peer.py for the private host on `side` (run it with `start`);
+        with `turn`, coturn (see `start_coturn`) is a `turn:` server of the agent too."""
+        relay = ["--turn", f"turn:{TURN_IP}:{TURN_PORT}?transport=udp", "--user", f"{TURN_USER}:{TURN_PASSWORD}"]
         return [
             PYTHON,
             str(ROOT / "tests" / "netns_peer.py"),
@@ -228,6 +306,7 @@ class NetnsWorld:
             side.upper(),
             "--failed-timeout",
             str(failed_timeout),
+            *(relay if turn else []),
         ]
 
     def nat_argv(self, side: str, *extra: str) -> list[str]:

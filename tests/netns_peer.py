@@ -9,6 +9,8 @@ Output (one JSON object per line, "event" key):
   (trickle), then `{"event": "gathered"}`;
 - `{"event": "connected", "pair": {...}}` when `connect()` returns, or `{"event": "failed", "error"}`;
 - `{"event": "received", "data", "pair": {...}}` when the peer's greeting arrived (the pair then in use);
+- `{"event": "completed", "state", "pair": {...}}` after that, once nomination concluded (COMPLETED; or the
+  state it ended in instead, FAILED), with the selected pair then;
 - `{"event": "closed"}` before exiting.
 A pair is `{"local": {"type", "address", "port"}, "remote": {...}, "nominated"}`.
 
@@ -17,7 +19,8 @@ Input (one JSON object per line, "cmd" key):
 - `{"cmd": "close"}` (end of stdin closes too).
 Once connected the peer sends `hello from <name>` and waits for the other's greeting.
 
-The TURN issue adds `--turn URI --user NAME:PASSWORD`: relay candidates then join the same flow.
+With `--turn URI --user NAME:PASSWORD` the agent also allocates on that TURN server: relay candidates
+join the same flow.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import trio
 
-from iceagent import Candidate, IceConfig, IceFailed, IceParameters, IceServer, open_agent
+from iceagent import Candidate, IceConfig, IceFailed, IceParameters, IceServer, IceState, open_agent
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -94,6 +97,8 @@ async def main(args: argparse.Namespace) -> None:
             await stream.send(f"hello from {args.name}".encode())
             data = await stream.receive()
             emit("received", data=data.decode(errors="replace"), pair=describe_pair(agent.selected_pair))
+            await agent.state.wait_value(lambda s: s in (IceState.COMPLETED, IceState.FAILED))
+            emit("completed", state=agent.state.value.value, pair=describe_pair(agent.selected_pair))
             await trio.sleep_forever()  # keep answering (consent, the peer's retransmissions) until closed
 
         nursery.start_soon(gather)
@@ -120,7 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     role.add_argument("--controlled", action="store_true")
     p.add_argument("--host", required=True, help="the only host address to gather (this namespace's private IP)")
     p.add_argument("--stun", help="IP:PORT of the STUN server")
-    p.add_argument("--turn", help="a turn: URI (the TURN issue's hook)")
+    p.add_argument("--turn", help="a turn: URI (e.g. turn:198.51.100.3:3478?transport=udp)")
     p.add_argument("--user", help="NAME:PASSWORD for --turn")
     p.add_argument("--name", default="peer")
     p.add_argument("--failed-timeout", type=float, default=5.0, help="IceConfig.failed_timeout (seconds)")

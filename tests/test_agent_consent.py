@@ -69,3 +69,19 @@ async def test_auto_restart_after_failure_reconnects_with_a_new_peer() -> None:
                 assert await a.connect() is sa  # the same stream outlives the restart
                 await sa.send(b"second life")
                 assert await sc.receive() == b"second life"
+
+
+async def test_old_pair_dying_during_a_restart_is_not_a_failure() -> None:
+    with trio.fail_after(10):
+        async with open_agent(host_addresses=LO, config=SHORT) as a:
+            async with open_agent(controlling=False, host_addresses=LO, config=SHORT) as b:
+                await connect_both(a, b)
+                await a.state.wait_value(IceState.COMPLETED)
+                await a.restart()  # the new generation waits for signaling; the old pair carries data
+                assert a.state.value is IceState.COMPLETED and a.selected_pair is not None
+            # b is gone: the old pair's consent expires, but the agent is restarting, not FAILED
+            await a.state.wait_value(IceState.NEW)
+            assert a.selected_pair is None and a.generation.value == 1
+            with trio.move_on_after(0.3) as waited:
+                await a.connect()  # waits for the new generation instead of raising IceFailed
+            assert waited.cancelled_caught

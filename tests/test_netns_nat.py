@@ -1,8 +1,9 @@
 """ICE and RFC 5780 discovery through real Linux NATs (nftables in network namespaces; root only).
 
 Each test builds its own namespaces with tests/netns.py (a public "internet" with the embedded STUN
-server on two IPs, two NAT routers, two private hosts), runs agents (tests/netns_peer.py) or
-`iceagent nat` inside the private namespaces, and removes everything afterwards, even on failure.
+server on two IPs, two NAT routers, two private hosts; coturn on a third public IP where a test needs
+a relay), runs agents (tests/netns_peer.py) or `iceagent nat` inside the private namespaces, and
+removes everything afterwards, even on failure.
 Real clock: every wait is bounded by `trio.fail_after`.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 import trio
-from netns import EXPECTED_TYPE, NAT_KINDS, PRIVATE, WAN, NetnsWorld, open_worlds, require_root
+from netns import EXPECTED_TYPE, NAT_KINDS, PRIVATE, TURN_IP, WAN, NetnsWorld, open_worlds, require_root
 
 pytestmark = pytest.mark.netns
 
@@ -111,8 +112,8 @@ class Peer:
         return next((e for e in self.events if e["event"] == name), None)
 
 
-async def _relay(src: Peer, dst: Peer) -> None:
-    """Signaling: src's parameters and trickled candidates to dst; note when src connected or failed."""
+async def _relay(src: Peer, dst: Peer, until: tuple[str, ...] = ("received", "failed")) -> None:
+    """Signaling: src's parameters and trickled candidates to dst; note when src reached an event of `until`."""
     async for event in src.events_from():
         src.events.append(event)
         kind = event["event"]
@@ -122,17 +123,26 @@ async def _relay(src: Peer, dst: Peer) -> None:
             await dst.send({"cmd": "candidate", "sdp": event["sdp"]})
         elif kind == "gathered":
             await dst.send({"cmd": "candidate", "sdp": None})
-        elif kind in ("received", "failed"):
+        if kind in until:
             src.finished.set()
     src.finished.set()  # it exited
 
 
-async def run_agents(world: NetnsWorld, *, failed_timeout: float = 5.0, limit: float = 30.0) -> dict[str, Peer]:
-    """Run agent A (controlling) and B in their namespaces until both exchanged data or failed."""
+async def run_agents(
+    world: NetnsWorld,
+    *,
+    failed_timeout: float = 5.0,
+    limit: float = 30.0,
+    turn: bool = False,
+    until: tuple[str, ...] = ("received", "failed"),
+) -> dict[str, Peer]:
+    """Run agent A (controlling) and B in their namespaces until both exchanged data or failed (or reached
+    another event of `until`, e.g. "completed"). With `turn`, both have the world's coturn as a `turn:`
+    server: call `world.start_coturn()` first."""
     peers: dict[str, Peer] = {}
     for side in "ab":
         argv = ["ip", "netns", "exec", world.priv[side]]
-        argv += world.peer_argv(side, controlling=side == "a", failed_timeout=failed_timeout)
+        argv += world.peer_argv(side, controlling=side == "a", failed_timeout=failed_timeout, turn=turn)
         with world.open_log(f"peer-{side}") as stderr:
             process = await trio.lowlevel.open_process(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
@@ -142,8 +152,8 @@ async def run_agents(world: NetnsWorld, *, failed_timeout: float = 5.0, limit: f
     try:
         with trio.fail_after(limit):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_relay, peers["a"], peers["b"])
-                nursery.start_soon(_relay, peers["b"], peers["a"])
+                nursery.start_soon(_relay, peers["a"], peers["b"], until)
+                nursery.start_soon(_relay, peers["b"], peers["a"], until)
                 for peer in peers.values():
                     await peer.finished.wait()
                 for peer in peers.values():
@@ -194,18 +204,55 @@ async def test_symmetric_against_full_cone_connects_through_prflx(netns_world: W
 
 
 async def test_symmetric_against_symmetric_needs_a_relay(netns_world: World) -> None:
-    """APDM + APDF on both sides: no direct path exists (RFC 4787 4.1, 5), both agents fail.
-
-    The TURN work adds the relay here: start coturn in world.pub (e.g. world.start(world.pub, ["turnserver",
-    "-n", "--listening-ip=198.51.100.1", ...], "coturn")), give the peers `--turn turn:198.51.100.1:3478
-    --user NAME:PASSWORD` (tests/netns_peer.py already passes them to the agent) and expect relay pairs.
-    """
+    """APDM + APDF on both sides, STUN only: no direct path exists (RFC 4787 4.1, 5), both agents fail.
+    (With coturn they connect: the next test.)"""
     world = netns_world("symmetric", "symmetric")
     peers = await run_agents(world, failed_timeout=3.0)
     for peer in peers.values():
         failed = peer.event("failed")
         assert failed is not None, f"peer {peer.side} did not fail: {peer.events}"
         assert peer.event("connected") is None
+
+
+async def test_symmetric_nats_connect_through_coturn(netns_world: World) -> None:
+    """The same two symmetric NATs (`masquerade fully-random`), with coturn in the public namespace
+    (listening and relaying on its public address 198.51.100.3): the agents connect through the relay,
+    data flows both ways, and the pair nomination settles on is relayed too.
+
+    Which relayed pair wins is not fixed on real clocks: each side's relay works with anything that can
+    reach coturn (permissions are per IP, RFC 8656 9, and a NAT passes what comes back from the relayed
+    address it sent to), so relay/relay and a side's NAT mapping (prflx) against the other's relay all
+    succeed; see docs/nat.md, "With a TURN server"."""
+    world = netns_world("symmetric", "symmetric")
+    world.start_coturn()
+    try:
+        peers = await run_agents(world, turn=True, until=("completed", "failed"))
+    except BaseException:
+        print(world.coturn_log()[-5000:])
+        raise
+    for side, other in (("a", "b"), ("b", "a")):
+        peer = peers[side]
+        assert peer.event("failed") is None, (peer.events, world.log(f"peer-{side}")[-3000:])
+        assert peer.event("received")["data"] == f"hello from {other.upper()}"  # type: ignore[index]
+        relays = [e["sdp"] for e in peer.events if e["event"] == "candidate" and " typ relay " in e["sdp"]]
+        assert len(relays) == 1 and f" {TURN_IP} " in relays[0], peer.events  # its allocation on coturn
+    for event in ("received", "completed"):  # the pair the greetings went over, the nominated pair
+        pairs = {side: peers[side].event(event)["pair"] for side in "ab"}  # type: ignore[index]
+        a, b = pairs["a"], pairs["b"]
+        assert "relay" in (a["local"]["type"], a["remote"]["type"]), f"{event}: no relay in A's pair {a}"
+        # Both agents name the same path: A's local end is B's remote end and vice versa.
+        assert (a["local"]["address"], a["local"]["port"]) == (b["remote"]["address"], b["remote"]["port"])
+        assert (a["remote"]["address"], a["remote"]["port"]) == (b["local"]["address"], b["local"]["port"])
+        for side, pair in pairs.items():
+            local = pair["local"]
+            if local["type"] == "relay":
+                assert local["address"] == TURN_IP, pair
+            else:  # its NAT's mapping towards the other's relayed address, learnt from the check response
+                assert (local["type"], local["address"]) == ("prflx", WAN[side]), pair
+    for side in "ab":
+        completed = peers[side].event("completed")
+        assert completed is not None and completed["state"] == "completed", peers[side].events
+        assert completed["pair"]["nominated"], completed
 
 
 def test_unknown_nat_kind_creates_nothing(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from iceagent.config import IceConfig
 from iceagent.ice.candidate import Candidate, IceParameters
+from iceagent.ice.candidate_set import MAX_PRFLX_PER_SOURCE
 from iceagent.ice.checks import RoleConflict, role_conflict, screen_request
 from iceagent.ice.pair import CandidatePair, PairState
 from iceagent.ice.session import (
@@ -730,7 +731,8 @@ def test_pending_triggered_checks_are_capped_before_remote_parameters() -> None:
     b.add_local_candidate(B_HOST, B_HOST)
     for i in range(MAX_PENDING_TRIGGERED + 10):
         check = request(username="bUfr:aUfr", key=B_PARAMS.pwd.encode(), controlling=A_TB, controlled=None)
-        feed(b, check, base=B_HOST, remote=("10.1.0.1", 1000 + i), now=0.0)
+        # one source IP each: from a single IP a base learns only MAX_PRFLX_PER_SOURCE prflx candidates
+        feed(b, check, base=B_HOST, remote=(f"10.1.0.{i + 1}", 1000 + i), now=0.0)
     b.set_remote_parameters(A_PARAMS)
     sent: list[int] = []
     while (t := b.next_check(1.0)) is not None and len(sent) < 200:
@@ -748,6 +750,26 @@ def test_learned_prflx_remotes_are_capped() -> None:
     assert len(learned) == 5
     assert len(a.remote_candidates) == 6
     assert len(a.pairs) <= 5
+
+
+def test_prflx_remotes_from_one_ip_on_one_base_are_capped() -> None:
+    """Two NATs that map per destination port chase each other's new ports (each triggered check opens a
+    new mapping, learnt by the other side as a new prflx candidate): learning stops at MAX_PRFLX_PER_SOURCE
+    per source IP and base over UDP, so the triggered queue drains and the ordinary (relayed) pairs run.
+    The checks are still answered; other IPs and other bases learn as before."""
+    a = a_with_b()
+    relay = cand("198.51.100.3", 50000, type="relay")
+    a.add_local_candidate(relay, relay)
+    for i in range(MAX_PRFLX_PER_SOURCE + 5):
+        resp = feed(a, request(tid=b"chase-%04d.." % i), base=A_HOST, remote=("203.0.113.2", 1000 + i), now=0.0)
+        assert resp is not None and decode(resp).message_class is MessageClass.SUCCESS
+    learned = [e.candidate for e in drain(a) if isinstance(e, RemoteCandidateLearned)]
+    assert [c.port for c in learned] == [1000 + i for i in range(MAX_PRFLX_PER_SOURCE)]
+    # another IP, and the same IP on another base (e.g. the relay), still teach prflx candidates
+    feed(a, request(tid=b"other-ip-001"), base=A_HOST, remote=("203.0.113.9", 1000), now=0.0)
+    feed(a, request(tid=b"via-relay-01"), base=relay, remote=("203.0.113.2", 5000), now=0.0)
+    learned = [e.candidate for e in drain(a) if isinstance(e, RemoteCandidateLearned)]
+    assert [(c.address, c.port) for c in learned] == [("203.0.113.9", 1000), ("203.0.113.2", 5000)]
 
 
 # ==== role conflicts (7.3.1.1, 7.2.5.1) ====

@@ -29,6 +29,7 @@ class AgentGatherContext:
         self.kind = kind
         self.options: GatherOptions = runner.options
         self.network: Network = runner.network
+        self.plugin_manager = runner.agent.plugin_manager  # the agent's own (TURN transports, ...)
         self.is_done = False
 
     async def bases(self) -> AsyncIterator[UdpSocket]:

@@ -77,6 +77,7 @@ class Agent:
         self.controlling = controlling
         self.tie_breaker = secrets.randbits(64)
         self._pm = plugin_manager
+        self.plugin_manager = plugin_manager
         self.state: AsyncValue[IceState] = AsyncValue(IceState.NEW)
         self.gathering_state: AsyncValue[GatheringState] = AsyncValue(GatheringState.NEW)
         self.generation: AsyncValue[int] = AsyncValue(0)
@@ -344,7 +345,8 @@ class Agent:
             return  # restart in progress: the old pair carries data until the new one is nominated (12.1)
         if runner.nominated is not None:
             return
-        best = runner.ice.valid_pairs[0] if runner.ice.valid_pairs else pair
+        # the best valid pair whose last check did not fail (a broken TCP pair is valid but Failed)
+        best = next((p for p in runner.ice.valid_pairs if p.state is not PairState.FAILED), pair)
         self._select(runner, best)
         if self.state.value in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
             self._set_state(IceState.CONNECTED)
@@ -357,6 +359,27 @@ class Agent:
             if other is not runner:
                 self._close_runner(other)
         self._set_state(IceState.COMPLETED)
+
+    def pair_broken(self, runner: SessionRunner, pair: CandidatePair) -> None:
+        """The TCP connection under a pair closed (RFC 6544 7.1). If the stream sends on it: before
+        nomination it moves to the next valid pair, or back to CHECKING while checks are still under way
+        (the peer may have closed it because it nominated another pair); otherwise consent is lost at
+        once (RFC 7675 5.1)."""
+        if self._route is None or self._route[2] is not pair or self._route_runner is not runner:
+            return
+        if not pair.nominated:
+            for other in runner.ice.valid_pairs:
+                if other is not pair and other.state is not PairState.FAILED:
+                    self._select(runner, other)
+                    return
+            if runner is self._current and runner.ice.checks_pending:
+                self._route = None
+                self._route_runner = None
+                self._hook("iceagent_selected_pair_changed", pair=None)
+                self._checking_since = trio.current_time()
+                self._set_state(IceState.CHECKING)
+                return
+        self._route_lost("the TCP connection of the selected pair closed (RFC 6544 7.1, consent lost: RFC 7675 5.1)")
 
     def role_changed(self, runner: SessionRunner, controlling: bool) -> None:
         if runner is self._current:
@@ -395,6 +418,27 @@ class Agent:
         self.state.value = new
         self._hook("iceagent_state_changed", old=old, new=new)
         self._changed.notify()
+
+    def _route_lost(self, reason: str) -> None:
+        """The selected pair died. During a restart (it belongs to an older generation) the agent goes
+        back to the new generation's best valid pair, or to CHECKING; otherwise it is FAILED."""
+        runner = self._route_runner
+        current = self._current
+        if runner is None or current is None or runner is current:
+            self._fail(reason)
+            return
+        log.info("%s: the previous generation's pair died during the restart: %s", self.name, reason)
+        self._route = None
+        self._route_runner = None
+        self._close_runner(runner)
+        self._hook("iceagent_selected_pair_changed", pair=None)
+        valid = [p for p in current.ice.valid_pairs if p.state is not PairState.FAILED]
+        if valid:
+            self._select(current, valid[0])
+            self._set_state(IceState.COMPLETED if valid[0].nominated else IceState.CONNECTED)
+        else:
+            self._checking_since = trio.current_time()
+            self._set_state(IceState.CHECKING if current.ice.remote_parameters is not None else IceState.NEW)
 
     def _fail(self, reason: str) -> None:
         if self.state.value in (IceState.FAILED, IceState.CLOSED):
@@ -451,7 +495,7 @@ class Agent:
                     early_consent = now + cfg.consent_interval * 0.8
                 last_ok = max(pair.last_consent or 0.0, self._selected_at)
                 if now - last_ok > cfg.consent_timeout:
-                    self._fail(f"consent expired: no answer to consent checks for {cfg.consent_timeout:g} s "
+                    self._route_lost(f"consent expired: no answer to consent checks for {cfg.consent_timeout:g} s "
                                "(RFC 7675)")
                     continue
                 rx = pair.bytes_received + pair.responses_received + pair.requests_received
@@ -526,8 +570,6 @@ async def open_agent(
             "ice_transport_policy='relay' gathers relay candidates only: give a TURN server, e.g. "
             "ice_servers=[IceServer(urls=['turn:HOST:3478'], username=..., credential=...)]"
         )
-    if tcp:
-        raise NotImplementedError("tcp=True (ICE-TCP candidates) is not available yet")
     if isinstance(host_addresses, str):
         host_addresses = [host_addresses]
     options = GatherOptions(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ..gatherers.base import CandidateTransport, GatherOptions
+from ..gatherers.base import CandidateTransport, ConnectionTransport, GatherOptions
 from ..ice.candidate import Candidate, IceParameters
 from ..ice.pair import CandidatePair, PairState
 from ..ice.session import (
@@ -48,6 +48,9 @@ _CHECK_KINDS = {
     MessageClass.ERROR: "error",
 }
 
+#: The first two bytes of a Binding success response (RFC 8489 5): a check was accepted.
+_BINDING_SUCCESS = b"\x01\x01"
+
 
 class SessionRunner:
     """One generation: an IceSession plus the tasks and sockets that serve it."""
@@ -65,6 +68,7 @@ class SessionRunner:
         self.candidates: list[Candidate] = []
         self.candidates_changed = Notifier()
         self.gathering_state = GatheringState.NEW
+        self._gathering_settled = trio.Event()
         self.bases: list[UdpSocket] = []
         self.bases_changed = Notifier()
         self.host_done = False
@@ -76,6 +80,8 @@ class SessionRunner:
         self._base_of: dict[int, Candidate] = {}  # id(transport) -> base candidate
         self.transport_of: dict[Candidate, CandidateTransport] = {}  # base candidate -> transport
         self._transports: dict[int, CandidateTransport] = {}
+        #: ICE-TCP endpoints (RFC 6544): transports with one connection per remote, by id
+        self._connection_transports: dict[int, ConnectionTransport] = {}
         self._owned: list[UdpSocket] = []
         self.stun_waiters: dict[bytes, tuple[Address, trio.MemorySendChannel[Message]]] = {}
         #: Where answers to a waiting transaction came from when that was not its server (ignored; the
@@ -147,7 +153,9 @@ class SessionRunner:
                 self.bases_changed.notify()
 
     async def _gather_timeout(self) -> None:
-        await trio.sleep(self.config.gather_timeout)
+        """Declare gathering COMPLETE after gather_timeout; ends early (one task less) once it is."""
+        with trio.move_on_after(self.config.gather_timeout):
+            await self._gathering_settled.wait()
         if self.gathering_state is not GatheringState.COMPLETE:
             for ctx in self._contexts:
                 if not ctx.is_done:
@@ -168,6 +176,7 @@ class SessionRunner:
             return
         self.ice.local_gathering_done()
         self._set_gathering(GatheringState.COMPLETE)
+        self._gathering_settled.set()
         self.wake()
 
     def _set_gathering(self, state: GatheringState) -> None:
@@ -201,6 +210,9 @@ class SessionRunner:
         self.transport_of[base] = transport
         if key not in self._transports:
             self._transports[key] = transport
+            if isinstance(transport, ConnectionTransport):
+                self._connection_transports[key] = transport
+                transport.watch(lambda remote: self._connection_closed(transport, remote))
             assert self._nursery is not None
             self._nursery.start_soon(self._receive_loop, transport, name=f"receive-{self.agent.name}")
 
@@ -356,7 +368,12 @@ class SessionRunner:
             if response is not None:
                 self._observe_check("send", response, base, addr, pair)
         if response is not None and self._nursery is not None:
+            connection = self._connection_transports.get(id(transport))
+            if connection is not None and response[:2] == _BINDING_SUCCESS:
+                connection.confirm(addr)  # a valid check came on it (RFC 6544 7.2)
             self._send_nowait(transport, response, addr)
+            if connection is not None and self.nominated is not None and self.nominated.route != (base, addr):
+                connection.close_connection(addr)  # a pair checked after nomination concluded has lost
         self._drain_events()
         self.wake()
 
@@ -489,6 +506,8 @@ class SessionRunner:
         while (event := self.ice.next_event()) is not None:
             if isinstance(event, PairStateChanged):
                 agent.pair_state_changed(self, event.pair, event.old, event.new)
+                if event.new is PairState.FAILED and event.pair.base.transport == "tcp":
+                    self._close_connection(event.pair)
             elif isinstance(event, PairValid):
                 if self.first_valid_at is None:
                     self.first_valid_at = trio.current_time()
@@ -498,6 +517,7 @@ class SessionRunner:
                 self.nominated = event.pair
                 self._nominating = False
                 agent.pair_nominated(self, event.pair)
+                self._prune_connections(event.pair)
             elif isinstance(event, RoleChanged):
                 self._nominating = False
                 agent.role_changed(self, event.controlling)
@@ -510,6 +530,42 @@ class SessionRunner:
                 agent.consent_refreshed(self, event.pair, event.now)
             else:
                 self._data_pairs.clear()  # a learned candidate may make a data source known
+
+    # ---- ICE-TCP connections (RFC 6544 7) ----
+
+    def _connection_closed(self, transport: CandidateTransport, remote: Address) -> None:
+        """A TCP connection ended by itself: its pairs fail now (RFC 6544 7.1); a selected one is the agent's."""
+        if self.closed:
+            return
+        base = self._base_of.get(id(transport))
+        if base is None:
+            return
+        broken = self.ice.route_failed(base, remote)
+        self._drain_events()
+        for pair in broken:
+            self.agent.pair_broken(self, pair)
+        self.wake()
+
+    def _close_connection(self, pair: CandidatePair) -> None:
+        """A TCP pair failed: close its connection, unless the stream still sends on it."""
+        if self.agent.selected_pair is pair:
+            return
+        transport = self._connection_transports.get(id(self.transport_of.get(pair.base)))
+        if transport is not None:
+            transport.close_connection(pair.remote_address)
+
+    def _prune_connections(self, nominated: CandidatePair) -> None:
+        """Nomination concluded: close every TCP connection but the nominated pair's; their pairs lost
+        (RFC 6544 7.1, RFC 8445 8.1.2). The routes closed here are failed in the session."""
+        keep = self.transport_of.get(nominated.base)
+        for key, transport in self._connection_transports.items():
+            base = self._base_of.get(key)
+            for remote in transport.connections:
+                if transport is keep and remote == nominated.remote_address:
+                    continue
+                transport.close_connection(remote)
+                if base is not None:
+                    self.ice.route_failed(base, remote)  # its events are drained by the caller
 
     def transport_for(self, pair: CandidatePair) -> CandidateTransport | None:
         """The transport that sends for `pair`: the one of its base (RFC 8445 7.2.5.3.2)."""

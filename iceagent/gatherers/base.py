@@ -6,10 +6,11 @@ carries their data, report errors, and say when their initial gathering is done 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
+import pluggy
 
 from ..config import IceConfig
 from ..ice.candidate import Candidate
@@ -29,6 +30,26 @@ class CandidateTransport(Protocol):
     async def receive(self) -> tuple[bytes, Address]: ...
 
 
+@runtime_checkable
+class ConnectionTransport(CandidateTransport, Protocol):
+    """A transport with one connection per remote address (ICE-TCP, RFC 6544 7): the agent hears when one
+    closes by itself, says which carried a valid check, and closes those of pairs that lost."""
+
+    @property
+    def connections(self) -> Sequence[Address]:
+        """The remote addresses of the open (or opening) connections."""
+        ...
+
+    def watch(self, on_closed: Callable[[Address], None]) -> None:
+        """Call `on_closed(remote)` when a connection ends other than by `close_connection` (RFC 6544 7.1)."""
+
+    def confirm(self, remote: Address) -> None:
+        """A valid check arrived on the connection from `remote`: it is no longer timed out."""
+
+    def close_connection(self, remote: Address) -> None:
+        """Close the connection to `remote`, if there is one (not reported to `watch`)."""
+
+
 @attrs.frozen
 class GatherOptions:
     """The agent options a gatherer may act on."""
@@ -46,6 +67,8 @@ class GatherContext(Protocol):
 
     options: GatherOptions
     network: Network
+    #: The agent's pluggy PluginManager (for hooks such as iceagent_turn_transports).
+    plugin_manager: pluggy.PluginManager
 
     def bases(self) -> AsyncIterator[UdpSocket]:
         """The host sockets as the host gatherer opens them; ends when the host gatherer is done."""

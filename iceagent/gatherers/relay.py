@@ -78,7 +78,7 @@ class RelayGatherer:
         srflx = bool(self.reflexive_from) and ctx.options.ice_transport_policy != "relay"
         countdown = _Countdown(len(self.servers) + (1 if srflx else 0), ctx.done)
         try:
-            transports = turn_transports()
+            transports = turn_transports(ctx.plugin_manager)
         except Exception:  # a broken plugin: the built-ins still work
             log.exception("collecting TURN transports from plugins failed")
             from ..turn.transports import BUILTIN_TRANSPORTS

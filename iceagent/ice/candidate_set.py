@@ -12,6 +12,13 @@ __all__ = ["CandidateSet", "RemoteAdded"]
 
 _OPPOSITE_TCPTYPE = {"active": "passive", "passive": "active", "so": "so"}
 
+#: Peer-reflexive remote candidates learned over UDP on one base from one source IP. Each of the peer's
+#: bases behind one NAT needs one; more means two NATs that map per destination port are chasing each
+#: other's new ports (every triggered check opens a new mapping, which the other side learns as a new
+#: prflx candidate and checks in turn). That never connects, and its triggered checks, which go first
+#: (RFC 8445 6.1.4.2), would starve the ordinary checks of the pairs that can: the relayed ones.
+MAX_PRFLX_PER_SOURCE = 8
+
 
 class RemoteAdded(enum.Enum):
     """What `CandidateSet.add_remote` did with a signalled candidate."""
@@ -24,9 +31,13 @@ class RemoteAdded(enum.Enum):
 class CandidateSet:
     """Local (candidate, base) pairs and remote candidates, with bounded peer-reflexive learning."""
 
-    def __init__(self, *, max_prflx: int = 100, max_remote: int = 400) -> None:
+    def __init__(
+        self, *, max_prflx: int = 100, max_remote: int = 400, max_prflx_per_source: int = MAX_PRFLX_PER_SOURCE
+    ) -> None:
         self.max_prflx = max_prflx
         self.max_remote = max_remote
+        self.max_prflx_per_source = max_prflx_per_source
+        self._prflx_by_source: dict[tuple[Candidate, str], int] = {}
         self.locals: list[tuple[Candidate, Candidate]] = []
         self.remotes: list[Candidate] = []
         self._prflx_remotes = 0
@@ -135,9 +146,15 @@ class CandidateSet:
 
     def learn_remote(self, base: Candidate, source: Address, priority: int) -> Candidate | None:
         """A peer-reflexive remote candidate from the source of a check received on `base`, with the
-        request's PRIORITY and a fresh foundation (RFC 8445 7.3.1.3); None over the cap."""
+        request's PRIORITY and a fresh foundation (RFC 8445 7.3.1.3); None over the cap (in all, or over UDP
+        `max_prflx_per_source` from one IP on this base, see MAX_PRFLX_PER_SOURCE)."""
         if self._prflx_remotes >= self.max_prflx:
             return None
+        if base.transport == "udp":
+            key = (base, source[0])
+            if self._prflx_by_source.get(key, 0) >= self.max_prflx_per_source:
+                return None
+            self._prflx_by_source[key] = self._prflx_by_source.get(key, 0) + 1
         self._prflx_remotes += 1
         taken = {c.foundation for c in self.remotes}
         n = self._prflx_remotes

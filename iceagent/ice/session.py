@@ -215,6 +215,31 @@ class IceSession:
         self._checklist.enqueue_triggered(checked)
         return True
 
+    def route_failed(self, base: Candidate, remote: Address) -> list[CandidatePair]:
+        """The connection under the route `base` -> `remote` closed or could not be opened (ICE-TCP): its
+        checks fail at once instead of at the 39.5 s timeout, and its pairs, valid ones too, become Failed
+        (RFC 6544 7.1). Returns those pairs; the agent decides what a broken selected pair means."""
+        route = (base, remote)
+        for tid, request in list(self._requests.items()):
+            if request.pair.route == route:
+                del self._requests[tid]
+                if not request.consent:
+                    self._check_failed(request)
+        pairs = [p for p in self._checklist.valid if p.route == route]
+        listed = self._checklist.find(base, remote)
+        if listed is not None and listed not in pairs:
+            pairs.append(listed)
+        for pair in pairs:
+            self._checklist.set_state(pair, PairState.FAILED)
+            if pair in self._checklist.triggered:
+                self._checklist.triggered.remove(pair)
+            target = self._use_candidate.pop(pair, None)
+            if target is not None:
+                self._events.append(NominationFailed(target))
+            self._peer_nominated.discard(pair)
+        self._update_failed()
+        return pairs
+
     def consent_check(self, pair: CandidatePair, now: float) -> Transmit:
         """A consent freshness Binding request on `pair` (RFC 7675 5.1), tracked like a check."""
         return self._send(pair, now, use_candidate=False, consent=True)
@@ -572,12 +597,21 @@ class IceSession:
             and checklist.all_failed
             and not checklist.active
             and not any(not r.consent and not r.cancelled for r in self._requests.values())
+            and not self._awaiting_tcp()
         )
         if hopeless and not self._failed:
             self._failed = True
             self._events.append(ChecklistFailed())
         elif not hopeless:
             self._failed = False
+
+    def _awaiting_tcp(self) -> bool:
+        """A remote active TCP candidate may still connect to a local passive one: its checks arrive as
+        peer-reflexive pairs, so the list is not hopeless yet (RFC 6544 7.1, 7.2); the agent's
+        failed timeout bounds the wait."""
+        if not any(c.tcptype == "passive" and c.type in ("host", "relay") for c, _ in self._candidates.locals):
+            return False
+        return any(r.tcptype == "active" for r in self._candidates.remotes)
 
     def _generating_pair(self, valid: CandidatePair) -> CandidatePair:
         """The check-list pair whose check produced `valid` (RFC 8445 8.1.1: repeat that check)."""

@@ -218,6 +218,36 @@ class Allocation:
             finally:
                 self._release_reader()
 
+    async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
+        """Every peer datagram already queued (at most `limit`), waiting for the first one if none is."""
+        out = [await self.receive()]
+        nowait = getattr(self._conn, "receive_nowait", None)
+        if nowait is None or self._reader != _NOBODY:
+            return out
+        peer_of_channel = self._peer_of_channel
+        while len(out) < limit:
+            try:
+                frame = nowait()
+            except trio.WouldBlock:
+                break
+            except trio.ClosedResourceError:
+                break  # the next receive() says why
+            if frame and 0x40 <= frame[0] <= 0x4F:
+                if len(frame) >= 4:
+                    channel, n = _HEADER.unpack_from(frame)
+                    peer = peer_of_channel.get(channel)
+                    if peer is not None and len(frame) >= 4 + n:
+                        out.append((frame[4 : 4 + n], peer))
+                continue
+            item = self._client.receive(frame, trio.current_time())
+            if item is not None:
+                out.append(item)
+            else:
+                self._kick()
+        if len(out) > 1:
+            await trio.lowlevel.cancel_shielded_checkpoint()  # one yield per batch, as OSUdpSocket does
+        return out
+
     # ---- permissions and channels, on demand ----
 
     async def create_permission(self, ip: str) -> None:
@@ -433,6 +463,23 @@ class Allocation:
         self._channel_waiters.clear()
 
 
+class _DatagramAllocation(Allocation):
+    """An allocation over an operating system UDP socket: it can also send synchronously."""
+
+    def send_nowait(self, data: bytes, remote: Address) -> None:
+        """Relay one datagram at once, without a checkpoint; dropped when it cannot go now (as UDP may)."""
+        channel = self._channel_of.get(remote)
+        if channel is not None:
+            frame: bytes | None = _HEADER.pack(channel, len(data)) + data
+        else:
+            client = self._client
+            frame = client.send(data, remote, trio.current_time())
+            if client.has_outgoing:
+                self._kick()
+        if frame is not None:
+            self._conn.send_nowait(frame)  # type: ignore[attr-defined]
+
+
 def _as_uri(server: str | IceUri) -> IceUri:
     uri = parse_uri(server) if isinstance(server, str) else server
     if not uri.is_turn:
@@ -557,7 +604,8 @@ async def _allocate(
             reliable_timeout=config.reliable_timeout,
             keepalive=config.keepalive_interval,
         )
-        allocation = Allocation(conn, client, uri=name, protocol=uri.protocol)
+        kind = _DatagramAllocation if getattr(conn, "synchronous", False) else Allocation
+        allocation = kind(conn, client, uri=name, protocol=uri.protocol)
         try:
             client.allocate(trio.current_time())
             await allocation._serve(allocation._allocating_done)

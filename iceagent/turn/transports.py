@@ -176,6 +176,39 @@ class UdpTurnConnection:
             if addr[1] == server_port and addr[0] == server_host:
                 return data
 
+    @property
+    def synchronous(self) -> bool:
+        """`send_nowait` and `receive_nowait` work (an operating system socket)."""
+        return self._fast is not None
+
+    def send_nowait(self, frame: bytes) -> None:
+        """Send without waiting; dropped when the socket buffer is full, as UDP may (needs `synchronous`)."""
+        fast = self._fast
+        if fast is None:
+            raise trio.WouldBlock
+        try:
+            fast.sendto(frame, self._server)
+        except OSError:
+            pass
+
+    def receive_nowait(self) -> bytes:
+        """A message from the server already queued, or trio.WouldBlock (needs `synchronous`)."""
+        fast = self._fast
+        if fast is None:
+            raise trio.WouldBlock
+        server_host, server_port = self._server
+        while True:
+            try:
+                data, addr = fast.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                raise trio.WouldBlock from None
+            except ConnectionError:
+                continue
+            except OSError as exc:
+                raise trio.ClosedResourceError("the TURN connection is closed") from exc
+            if addr[1] == server_port and addr[0] == server_host:
+                return data
+
     async def aclose(self) -> None:
         if self._fast is not None:
             self._fast.close()
