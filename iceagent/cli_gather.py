@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from typing import Any
 
@@ -20,11 +19,12 @@ from .cli import add_command
 from .cli_options import add_agent_arguments, agent_options, cli_errors, positive_seconds
 from .config import IceConfig
 from .errors import IceError
+from .logs import get_logger
 from .plugins import get_plugin_manager
 
 __all__ = ["register"]
 
-log = logging.getLogger("iceagent.cli")
+log = get_logger("iceagent.cli")
 
 _TYPES = ("host", "srflx", "prflx", "relay")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import sys
@@ -25,12 +24,13 @@ from .cli import UsageError, add_command
 from .cli_options import add_agent_arguments, agent_options, cli_errors, positive_seconds, sole_error
 from .errors import IceError, IceFailed
 from .ice.candidate import Candidate
+from .logs import get_logger
 from .signal_blob import DEFAULT_MAX_AGE, BlobError, Role, SignalBlob
 from .states import IceState
 
 __all__ = ["register"]
 
-log = logging.getLogger("iceagent.cli")
+log = get_logger("iceagent.cli")
 
 _BYE = b""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from typing import Any
 
@@ -47,6 +48,8 @@ def register(subparsers: Any) -> None:
         help="alternate port for RFC 5780 (default: the STUN port + 1)",
     )
     p.add_argument("--tcp", action="store_true", help="serve STUN and TURN over TCP too, on the same addresses")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object with every listening address (then serve) instead of text lines")
     p.add_argument(
         "--turn",
         action="append",
@@ -116,19 +119,18 @@ async def _serve(
     users: dict[str, str],
 ) -> None:
     network = OSNetwork()
+    listening: dict[str, Any] = {}
     try:
         async with contextlib.AsyncExitStack() as stack:
             if addresses:
                 server = await stack.enter_async_context(
                     open_stun_server(network, addresses, alternate=args.alt, alternate_port=args.alt_port, tcp=args.tcp)
                 )
-                for address in server.udp_addresses:
-                    print(f"STUN udp {format_host_port(address)}")
-                for address in server.tcp_addresses:
-                    print(f"STUN tcp {format_host_port(address)}")
-                if server.other_address is not None:
-                    primary, other = format_host_port(server.address), format_host_port(server.other_address)
-                    print(f"RFC 5780 primary {primary} other {other}")
+                listening["stun"] = {
+                    "udp": [format_host_port(a) for a in server.udp_addresses],
+                    "tcp": [format_host_port(a) for a in server.tcp_addresses],
+                    "rfc5780_other": None if server.other_address is None else format_host_port(server.other_address),
+                }
             if turn_addresses:
                 config = TurnServerConfig(denied_peers=tuple(args.deny_peer or ()))
                 turn = await stack.enter_async_context(
@@ -142,13 +144,37 @@ async def _serve(
                         config=config,
                     )
                 )
-                for address in turn.addresses:
-                    print(f"TURN udp {format_host_port(address)}")
-                for address in turn.tcp_addresses:
-                    print(f"TURN tcp {format_host_port(address)}")
-                relays = " ".join(turn.relay_addresses[v] for v in sorted(turn.relay_addresses))
-                print(f"TURN realm {turn.realm} users {' '.join(sorted(users))} relay {relays}")
-            print("serving; press Ctrl-C to stop", flush=True)
+                listening["turn"] = {
+                    "udp": [format_host_port(a) for a in turn.addresses],
+                    "tcp": [format_host_port(a) for a in turn.tcp_addresses],
+                    "realm": turn.realm,
+                    "users": sorted(users),
+                    "relay": [turn.relay_addresses[v] for v in sorted(turn.relay_addresses)],
+                }
+            if args.json:
+                print(json.dumps(listening), flush=True)
+            else:
+                _print_text(listening)
+            print("serving; press Ctrl-C to stop", flush=True, file=sys.stderr if args.json else sys.stdout)
             await trio.sleep_forever()
     except ValueError as e:  # a bad --alt, --relay or --deny-peer, found when a server checks its options
         raise UsageError(str(e)) from None
+
+
+def _print_text(listening: dict[str, Any]) -> None:
+    """One line per listening address, as `iceagent serve` prints without --json."""
+    stun = listening.get("stun")
+    if stun is not None:
+        for address in stun["udp"]:
+            print(f"STUN udp {address}")
+        for address in stun["tcp"]:
+            print(f"STUN tcp {address}")
+        if stun["rfc5780_other"] is not None:
+            print(f"RFC 5780 primary {stun['udp'][0]} other {stun['rfc5780_other']}")
+    turn = listening.get("turn")
+    if turn is not None:
+        for address in turn["udp"]:
+            print(f"TURN udp {address}")
+        for address in turn["tcp"]:
+            print(f"TURN tcp {address}")
+        print(f"TURN realm {turn['realm']} users {' '.join(turn['users'])} relay {' '.join(turn['relay'])}")

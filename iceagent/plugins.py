@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import logging
 
 import pluggy
 
 from . import hookspecs
+from .logs import get_logger
 
-log = logging.getLogger("iceagent.plugins")
+log = get_logger("iceagent.plugins")
 
 #: Modules registered as built-in plugins, in order (the host gatherer first).
 BUILTIN_PLUGINS = (

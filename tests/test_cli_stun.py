@@ -203,3 +203,31 @@ async def test_serve_until_ctrl_c() -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_serve_json_lists_every_address() -> None:
+    argv = [sys.executable, "-c", _SERVE, "serve", "--stun", "127.0.0.1:0", "--turn", "127.0.0.1:0",
+            "--user", "alice:secret", "--json"]
+    with trio.fail_after(30):
+        proc = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        try:
+            assert proc.stdout is not None
+            output = b""
+            while not output.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some()
+                assert chunk, "serve exited early"
+                output += chunk
+            info = json.loads(output)
+            assert info["turn"]["users"] == ["alice"] and info["turn"]["realm"] == "iceagent"
+            host, port = info["stun"]["udp"][0].rsplit(":", 1)
+            result = await stun_binding(NET, (host, int(port)))
+            assert result.mapped[0] == "127.0.0.1"
+            host, port = info["turn"]["udp"][0].rsplit(":", 1)
+            result = await stun_binding(NET, (host, int(port)))  # the TURN server answers Binding too
+            assert result.mapped[0] == "127.0.0.1"
+            proc.send_signal(signal.SIGINT)
+            assert await proc.wait() == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -10,6 +9,7 @@ import trio
 
 from ..errors import StunTimeout
 from ..ice.candidate import Candidate
+from ..logs import get_logger
 from ..net.base import Address, Network, UdpSocket
 from ..stun.message import Message
 from .pacer import global_pacer
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..gatherers.base import CandidateTransport, GatherOptions
     from .runner import SessionRunner
 
-log = logging.getLogger("iceagent.gather")
+log = get_logger("iceagent.gather")
 
 
 class AgentGatherContext:

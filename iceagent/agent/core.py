@@ -29,6 +29,7 @@ from ..errors import IceError, IceFailed
 from ..gatherers.base import CandidateTransport, GatherOptions
 from ..ice.candidate import Candidate, IceParameters
 from ..ice.pair import CandidatePair, PairState
+from ..logs import get_logger
 from ..net.base import Address, Network
 from ..net.os import OSNetwork
 from ..plugins import get_plugin_manager
@@ -39,7 +40,7 @@ from .notify import Notifier
 from .runner import SessionRunner
 from .stream import IceStream
 
-log = logging.getLogger("iceagent.agent")
+log = get_logger("iceagent.agent")
 
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"
 

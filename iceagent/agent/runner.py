@@ -7,7 +7,6 @@ this module only moves bytes, sleeps, and reports events to the Agent.
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from ..ice.session import (
     RoleChanged,
     Transmit,
 )
+from ..logs import get_logger
 from ..mdns.resolver import MAX_PENDING, MdnsResolveError, MdnsResolver
 from ..net.base import Address, Network, UdpSocket
 from ..states import GatheringState
@@ -39,7 +39,7 @@ from .pacer import global_pacer
 if TYPE_CHECKING:
     from .core import Agent
 
-log = logging.getLogger("iceagent.agent")
+log = get_logger("iceagent.agent")
 
 _CHECK_KINDS = {
     MessageClass.REQUEST: "request",

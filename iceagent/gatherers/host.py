@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Sequence
 
 from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
 from ..ice.priority import candidate_priority, local_preferences
+from ..logs import get_logger
 from ..net.base import Network
 from .base import GatherContext, GatherOptions
 
-log = logging.getLogger("iceagent.gather.host")
+log = get_logger("iceagent.gather.host")
 
 
 def host_addresses(network: Network, restrict: Sequence[str] | None) -> list[str]:

@@ -4,18 +4,17 @@ name published by a responder that lives as long as the session (draft-ietf-mmus
 
 from __future__ import annotations
 
-import logging
-
 import trio
 
 from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
 from ..ice.priority import candidate_priority, local_preferences
+from ..logs import get_logger
 from ..mdns.responder import open_responder
 from .base import GatherContext, GatherOptions
 from .host import host_addresses
 
-log = logging.getLogger("iceagent.gather.mdns")
+log = get_logger("iceagent.gather.mdns")
 
 
 class MdnsGatherer:

@@ -16,7 +16,6 @@ own socket, which is not a base the agent receives checks on, so it is used only
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Callable, Sequence
 
 import trio
@@ -25,6 +24,7 @@ from ..errors import StunTimeout
 from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
 from ..ice.priority import candidate_priority, local_preferences
+from ..logs import get_logger
 from ..net.base import Address, UdpSocket
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
@@ -35,7 +35,7 @@ from ..uri import IceServer, IceUri
 from .base import GatherContext, GatherOptions
 from .host import host_addresses
 
-log = logging.getLogger("iceagent.gather.relay")
+log = get_logger("iceagent.gather.relay")
 
 #: Local preference of relay candidates by how the server is reached: UDP first, then TCP, then TLS
 #: (RFC 8445 5.1.2.1 leaves it to the agent; relaying over TCP adds head-of-line blocking).

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 
 import trio
 
@@ -12,13 +11,14 @@ from ..errors import StunTimeout
 from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
 from ..ice.priority import candidate_priority, local_preferences
+from ..logs import get_logger
 from ..net.base import Address, UdpSocket
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
 from .base import GatherContext, GatherOptions
 from .host import host_addresses
 
-log = logging.getLogger("iceagent.gather.srflx")
+log = get_logger("iceagent.gather.srflx")
 
 
 def _family(host: str) -> int:

@@ -4,18 +4,17 @@ not gathered. The endpoints live as long as the session; their connections and l
 
 from __future__ import annotations
 
-import logging
-
 import trio
 
 from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
 from ..ice.priority import DEFAULT_OTHER_PREFERENCE, candidate_priority, local_preferences, tcp_local_preference
+from ..logs import get_logger
 from .base import GatherContext, GatherOptions
 from .host import host_addresses
 from .tcp_transport import TcpActiveEndpoint, TcpPassiveEndpoint
 
-log = logging.getLogger("iceagent.gather.tcp")
+log = get_logger("iceagent.gather.tcp")
 
 #: The port of an active candidate: the discard port, as RFC 6544 4.5 says (the real one is ephemeral).
 ACTIVE_PORT = 9

@@ -11,7 +11,6 @@ every connection and the listener are closed.
 from __future__ import annotations
 
 import collections
-import logging
 import math
 from collections.abc import Callable
 
@@ -19,12 +18,13 @@ import trio
 
 from ..config import IceConfig
 from ..ice.tcp_framing import Deframer, FramingError, encode_frame
+from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener
 from ..stun.message import looks_like_stun
 
 __all__ = ["TcpActiveEndpoint", "TcpPassiveEndpoint"]
 
-log = logging.getLogger("iceagent.tcp")
+log = get_logger("iceagent.tcp")
 
 #: Frames waiting to be written on one connection; `send` waits for room, `send_nowait` drops.
 SEND_QUEUE = 128

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
 
 import attrs
 import trio
 
+from ..logs import get_logger
 from ..net.base import Network, UdpSocket
 from .responder import group_of
 from .wire import MAX_NAME, MDNS_PORT, QTYPE_A, QTYPE_AAAA, build_query, normalize_name, parse
 
 __all__ = ["MAX_PENDING", "MdnsResolveError", "MdnsResolver", "ResolverCore", "is_valid_name"]
 
-log = logging.getLogger("iceagent.mdns")
+log = get_logger("iceagent.mdns")
 
 #: Names being resolved at once per resolver (hostile-input bound: a peer can signal many names).
 MAX_PENDING = 64

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from ..logs import get_logger
 from ..net.base import Address, Network, UdpSocket
 from .wire import (
     MDNS_GROUP4,
@@ -36,7 +36,7 @@ from .wire import (
 
 __all__ = ["GOODBYE_TIMEOUT", "MdnsResponder", "Reply", "Zone", "open_responder"]
 
-log = logging.getLogger("iceagent.mdns")
+log = get_logger("iceagent.mdns")
 
 #: How long closing waits for the goodbye packets to go out (shielded from cancellation).
 GOODBYE_TIMEOUT = 0.25

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
+from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
 from ..uri import format_host_port, parse_host_port
 from .attributes import COOKIE_BYTES, Attr
@@ -37,7 +37,7 @@ __all__ = [
     "serve_stun",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_SOFTWARE = "iceagent embedded STUN server"
 """The SOFTWARE attribute of every response (RFC 8489 14.14)."""

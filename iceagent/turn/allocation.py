@@ -15,7 +15,6 @@ a response; data that the background task reads is kept for the next `receive()`
 
 from __future__ import annotations
 
-import logging
 import math
 import ssl
 import struct
@@ -27,6 +26,7 @@ from typing import Literal
 import trio
 
 from ..config import IceConfig
+from ..logs import get_logger
 from ..net.base import Address, Network
 from ..uri import IceUri, format_host_port, parse_uri
 from .client import TurnClient
@@ -53,7 +53,7 @@ from .transports import TurnConnection, TurnTransportFactory, turn_transports
 
 __all__ = ["Allocation", "open_allocation"]
 
-log = logging.getLogger("iceagent.turn")
+log = get_logger("iceagent.turn")
 
 _HEADER = struct.Struct("!HH")
 _PAD = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")

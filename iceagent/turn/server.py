@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import logging
 import math
 import os
 import ssl
@@ -20,6 +19,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
 from ..uri import format_host_port, parse_host_port
 from .server_state import TurnServerState
@@ -48,7 +48,7 @@ __all__ = [
     "serve_turn",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_REALM = "iceagent"
 """The realm when none is given (RFC 8489 14.9)."""
