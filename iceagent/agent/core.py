@@ -48,7 +48,8 @@ Route = tuple[CandidateTransport, Address, CandidatePair]
 
 
 def _random_ice_string(n: int) -> str:
-    return "".join(secrets.choice(_ICE_CHARS) for _ in range(n))
+    """n uniformly random ice-chars (RFC 8445 5.3): 64 of them, so 6 random bits each."""
+    return "".join([_ICE_CHARS[b & 63] for b in secrets.token_bytes(n)])
 
 
 def new_parameters(pacing: int | None = None) -> IceParameters:

@@ -20,12 +20,21 @@ class IceStream(trio.abc.Channel[bytes]):
     from any known remote candidate; when the application does not read, at most
     `IceConfig.receive_buffer` datagrams are queued and newer ones are dropped (as a UDP socket's
     buffer would), counted in `agent.stats()["dropped_datagrams"]`. The stream outlives restarts.
+
+    Scheduling: `send` and `receive` check for cancellation on every call, but when they can complete
+    at once (socket writable, datagram queued) they let other tasks run only every
+    `SCHEDULE_EVERY` calls: a scheduling round per datagram would cost a third of the throughput.
     """
+
+    #: A successful send/receive that did not have to wait yields to the scheduler every this many calls.
+    SCHEDULE_EVERY = 16
 
     def __init__(self, agent: Agent, receive_channel: trio.MemoryReceiveChannel[bytes]) -> None:
         self._agent = agent
         self._receive = receive_channel
         self._closed = False
+        self._sends = 0
+        self._receives = 0
 
     async def send(self, data: bytes) -> None:
         """Send one datagram to the peer on the selected pair."""
@@ -35,7 +44,14 @@ class IceStream(trio.abc.Channel[bytes]):
         if route is None:
             route = await self._agent._wait_route()
         transport, remote, pair = route
-        await transport.send(data, remote)
+        self._sends += 1
+        try_send = getattr(transport, "try_send", None)
+        if try_send is not None and self._sends % self.SCHEDULE_EVERY:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if not try_send(data, remote):
+                await transport.send(data, remote)  # the socket buffer is full: wait for it
+        else:
+            await transport.send(data, remote)
         pair.bytes_sent += len(data)
 
     def send_nowait(self, data: bytes) -> None:
@@ -65,6 +81,13 @@ class IceStream(trio.abc.Channel[bytes]):
         """The next datagram from the peer; trio.EndOfChannel once the agent has closed."""
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
+        self._receives += 1
+        if self._receives % self.SCHEDULE_EVERY:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                return self._receive.receive_nowait()
+            except trio.WouldBlock:
+                pass
         return await self._receive.receive()
 
     async def aclose(self) -> None:

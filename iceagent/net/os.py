@@ -60,6 +60,16 @@ class OSUdpSocket:
             break
         await trio.lowlevel.cancel_shielded_checkpoint()
 
+    def try_send(self, data: bytes, remote: Address) -> bool:
+        """Send one datagram if the socket can take it now; False when its buffer is full."""
+        try:
+            self._raw.sendto(data, remote)
+        except BlockingIOError:
+            return False
+        except OSError:
+            pass  # lost, as UDP allows
+        return True
+
     def send_nowait(self, data: bytes, remote: Address) -> None:
         """Send one datagram without waiting; dropped when the socket buffer is full (as UDP may)."""
         try:
