@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from ._groups import sole_exception
 from .errors import IceError
 
 __all__ = ["COMMANDS", "UsageError", "add_command", "build_parser", "main"]
@@ -94,11 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _unwrap(error: BaseException) -> BaseException:
     """The error inside a Trio nursery's ExceptionGroup, when there is just one."""
-    inner = getattr(error, "exceptions", None)  # a BaseExceptionGroup (no import: Python 3.10 has none)
-    while isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
-        error = inner[0]
-        inner = getattr(error, "exceptions", None)
-    return error
+    return sole_exception(error) or error
 
 
 def _one_line(error: BaseException) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
+from .._groups import serving
 from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
 from ..uri import format_host_port, parse_host_port
@@ -354,14 +355,6 @@ def _parse_address(address: str | Address) -> Address:
     return str(host), int(port)
 
 
-def _sole_exception(error: BaseException) -> BaseException | None:
-    """The one exception inside an ExceptionGroup (Python 3.10 has no builtin to name), else None."""
-    inner = getattr(error, "exceptions", None)
-    if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
-        return _sole_exception(inner[0]) or inner[0]
-    return None
-
-
 async def bind_stun_server(
     network: Network,
     addresses: Sequence[str | Address] = ("127.0.0.1:0",),
@@ -461,17 +454,5 @@ async def open_stun_server(
         software=software,
         tcp_idle_timeout=tcp_idle_timeout,
     )
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve)
-            try:
-                yield server
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseException as e:
-        sole = _sole_exception(e)
-        if sole is None:
-            raise
-        raise sole from None
-    finally:
-        server.close()
+    async with serving(server):
+        yield server

@@ -25,6 +25,7 @@ from typing import Literal
 
 import trio
 
+from .._groups import sole_exception
 from ..config import IceConfig
 from ..logs import get_logger
 from ..net.base import Address, Network
@@ -549,20 +550,12 @@ async def open_allocation(
             finally:
                 nursery.cancel_scope.cancel()
     except BaseException as error:
-        sole = _sole_exception(error)  # an exception from the body comes out as itself, not in a group
+        sole = sole_exception(error)  # an exception from the body comes out as itself, not in a group
         if sole is None:
             raise
         raise sole from None
     finally:
         await allocation._release(2.0)
-
-
-def _sole_exception(error: BaseException) -> BaseException | None:
-    """The one exception inside an ExceptionGroup, nested ones too (Python 3.10 has no builtin to name), else None."""
-    inner = getattr(error, "exceptions", None)
-    if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
-        return _sole_exception(inner[0]) or inner[0]
-    return None
 
 
 async def _allocate(

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
+from .._groups import serving
 from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
 from ..uri import format_host_port, parse_host_port
@@ -541,14 +542,6 @@ async def serve_turn(
         server.close()
 
 
-def _sole_exception(error: BaseException) -> BaseException | None:
-    """The one exception inside an ExceptionGroup (nested ones too), else None."""
-    inner = getattr(error, "exceptions", None)
-    if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
-        return _sole_exception(inner[0]) or inner[0]
-    return None
-
-
 @asynccontextmanager
 async def open_turn_server(
     network: Network,
@@ -578,17 +571,5 @@ async def open_turn_server(
         ssl_context=ssl_context,
         config=config,
     )
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve)
-            try:
-                yield server
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseException as e:
-        sole = _sole_exception(e)
-        if sole is None:
-            raise
-        raise sole from None
-    finally:
-        server.close()
+    async with serving(server):
+        yield server
