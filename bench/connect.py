@@ -61,31 +61,36 @@ async def iceagent_once(config: IceConfig) -> tuple[float, float]:
     async with open_agent(controlling=True, host_addresses=LO, config=config) as a, open_agent(
         controlling=False, host_addresses=LO, config=config
     ) as b:
-        cands_a = [Candidate.from_sdp(c.to_sdp()) async for c in a.gather()]
-        cands_b = [Candidate.from_sdp(c.to_sdp()) async for c in b.gather()]
-        params_a, params_b = a.local_parameters, b.local_parameters
-        done: dict[str, float] = {}
+        return await timed_connect(a, b)
 
-        async def connect(key: str, agent: Agent) -> None:
-            await agent.connect()
-            done[key] = time.perf_counter()
 
-        async def complete(key: str, agent: Agent) -> None:
-            await agent.state.wait_value(IceState.COMPLETED)
-            done[key] = time.perf_counter()
+async def timed_connect(a: Agent, b: Agent) -> tuple[float, float]:
+    """Signal two open agents to each other (untimed), then time (both connected, both COMPLETED)."""
+    cands_a = [Candidate.from_sdp(c.to_sdp()) async for c in a.gather()]
+    cands_b = [Candidate.from_sdp(c.to_sdp()) async for c in b.gather()]
+    params_a, params_b = a.local_parameters, b.local_parameters
+    done: dict[str, float] = {}
 
-        t0 = time.perf_counter()
-        for agent, params, cands in ((a, params_b, cands_b), (b, params_a, cands_a)):
-            agent.set_remote_parameters(params)
-            for c in cands:
-                agent.add_remote_candidate(c)
-            agent.add_remote_candidate(None)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(connect, "a", a)
-            nursery.start_soon(connect, "b", b)
-            nursery.start_soon(complete, "ca", a)
-            nursery.start_soon(complete, "cb", b)
-        return max(done["a"], done["b"]) - t0, max(done["ca"], done["cb"]) - t0
+    async def connect(key: str, agent: Agent) -> None:
+        await agent.connect()
+        done[key] = time.perf_counter()
+
+    async def complete(key: str, agent: Agent) -> None:
+        await agent.state.wait_value(IceState.COMPLETED)
+        done[key] = time.perf_counter()
+
+    t0 = time.perf_counter()
+    for agent, params, cands in ((a, params_b, cands_b), (b, params_a, cands_a)):
+        agent.set_remote_parameters(params)
+        for c in cands:
+            agent.add_remote_candidate(c)
+        agent.add_remote_candidate(None)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connect, "a", a)
+        nursery.start_soon(connect, "b", b)
+        nursery.start_soon(complete, "ca", a)
+        nursery.start_soon(complete, "cb", b)
+    return max(done["a"], done["b"]) - t0, max(done["ca"], done["cb"]) - t0
 
 
 async def iceagent_runs(n: int, warmup: int) -> tuple[list[float], list[float]]:

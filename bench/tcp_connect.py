@@ -22,12 +22,12 @@ import errno
 import logging
 import statistics
 import sys
-import time
 from typing import Any
 
 import trio
+from connect import timed_connect  # bench/connect.py: the same timing, same signaling
 
-from iceagent import Agent, Candidate, IceConfig, IceState, open_agent
+from iceagent import IceConfig, open_agent
 from iceagent.net.base import Network, UdpSocket
 from iceagent.net.os import OSNetwork
 
@@ -60,33 +60,10 @@ async def once(setup: str, config: IceConfig) -> tuple[float, float, str]:
     tcp = setup != "udp"
     async with open_agent(controlling=True, host_addresses=LO, tcp=tcp, network=network, config=config) as a, \
             open_agent(controlling=False, host_addresses=LO, tcp=tcp, network=network, config=config) as b:
-        cands_a = [Candidate.from_sdp(c.to_sdp()) async for c in a.gather()]
-        cands_b = [Candidate.from_sdp(c.to_sdp()) async for c in b.gather()]
-        params_a, params_b = a.local_parameters, b.local_parameters
-        done: dict[str, float] = {}
-
-        async def connect(key: str, agent: Agent) -> None:
-            await agent.connect()
-            done[key] = time.perf_counter()
-
-        async def complete(key: str, agent: Agent) -> None:
-            await agent.state.wait_value(IceState.COMPLETED)
-            done[key] = time.perf_counter()
-
-        t0 = time.perf_counter()
-        for agent, params, cands in ((a, params_b, cands_b), (b, params_a, cands_a)):
-            agent.set_remote_parameters(params)
-            for c in cands:
-                agent.add_remote_candidate(c)
-            agent.add_remote_candidate(None)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(connect, "a", a)
-            nursery.start_soon(connect, "b", b)
-            nursery.start_soon(complete, "ca", a)
-            nursery.start_soon(complete, "cb", b)
+        connected, completed = await timed_connect(a, b)
         pair = a.selected_pair
         transport = "?" if pair is None else pair.local.transport
-        return max(done["a"], done["b"]) - t0, max(done["ca"], done["cb"]) - t0, transport
+        return connected, completed, transport
 
 
 async def runs(setup: str, n: int, warmup: int) -> tuple[list[float], list[float], set[str]]:
