@@ -22,26 +22,19 @@ import errno
 import logging
 import statistics
 import sys
-from typing import Any
 
 import trio
 from connect import timed_connect  # bench/connect.py: the same timing, same signaling
 
 from iceagent import IceConfig, open_agent
-from iceagent.net.base import Network, UdpSocket
+from iceagent.net.base import Network, NetworkWrapper, UdpSocket
 from iceagent.net.os import OSNetwork
 
 LO = ["127.0.0.1"]
 
 
-class UdpBlocked:
+class UdpBlocked(NetworkWrapper):
     """The OS network with UDP blocked: only the ICE-TCP candidates exist."""
-
-    def __init__(self, inner: Network) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
         raise OSError(errno.EACCES, "UDP is blocked (benchmark)")

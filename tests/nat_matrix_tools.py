@@ -13,7 +13,7 @@ least direct candidate type in the selected pair), relay (through TURN), failed.
 from __future__ import annotations
 
 import html
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from iceagent import (
     open_agent,
 )
 from iceagent.ice.priority import TYPE_PREFERENCES
-from iceagent.net.base import Address, Interface, Network, TcpListener, UdpSocket
+from iceagent.net.base import Network, NetworkWrapper, UdpSocket
 from iceagent.stun.server import open_stun_server
 from iceagent.turn.server import open_turn_server
 
@@ -317,32 +317,20 @@ class _CountingSocket:
         self._sock.close()
 
 
-class CountingNetwork:
+class CountingNetwork(NetworkWrapper):
     """The TURN server's Network, counting what passes its UDP sockets (listener and relays) in `counts`:
     ground truth for "the data went through the relay", whatever the agents report."""
 
     def __init__(self, network: Network) -> None:
-        self._network = network
+        super().__init__(network)
         self.counts: dict[str, int] = {}
 
-    def interfaces(self) -> Sequence[Interface]:
-        return self._network.interfaces()
-
     async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
-        return _CountingSocket(await self._network.bind_udp(address, port, reuse=reuse), self.counts)
-
-    async def connect_tcp(self, remote: Address, *, local: Address | None = None) -> tuple[trio.abc.Stream, Address]:
-        return await self._network.connect_tcp(remote, local=local)
-
-    async def listen_tcp(self, address: str, port: int = 0) -> TcpListener:
-        return await self._network.listen_tcp(address, port)
-
-    async def resolve(self, host: str, port: int) -> list[Address]:
-        return await self._network.resolve(host, port)
+        return _CountingSocket(await self.inner.bind_udp(address, port, reuse=reuse), self.counts)
 
     async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None:
         inner = sock._sock if isinstance(sock, _CountingSocket) else sock
-        await self._network.join_multicast(inner, group, interface_address)
+        await self.inner.join_multicast(inner, group, interface_address)
 
 
 @asynccontextmanager

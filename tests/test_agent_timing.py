@@ -28,7 +28,7 @@ from iceagent import (
     open_agent,
 )
 from iceagent.hookspecs import hookimpl
-from iceagent.net.base import Address, Interface, Network, TcpListener, UdpSocket
+from iceagent.net.base import Network, NetworkWrapper, UdpSocket
 from iceagent.plugins import create_plugin_manager
 from iceagent.stun import Attr, Message, MessageClass, Method, StunDecodeError
 
@@ -76,31 +76,19 @@ class TapSocket:
         self._sock.close()
 
 
-class TapNetwork:
+class TapNetwork(NetworkWrapper):
     """A Network that hands out TapSockets: `log` is every datagram the agent's UDP sockets moved."""
 
     def __init__(self, network: Network) -> None:
-        self._network = network
+        super().__init__(network)
         self.log: list[Sent] = []
 
-    def interfaces(self) -> Sequence[Interface]:
-        return self._network.interfaces()
-
     async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
-        return TapSocket(await self._network.bind_udp(address, port, reuse=reuse), self.log)
-
-    async def connect_tcp(self, remote: Address, *, local: Address | None = None) -> tuple[trio.abc.Stream, Address]:
-        return await self._network.connect_tcp(remote, local=local)
-
-    async def listen_tcp(self, address: str, port: int = 0) -> TcpListener:
-        return await self._network.listen_tcp(address, port)
-
-    async def resolve(self, host: str, port: int) -> list[Address]:
-        return await self._network.resolve(host, port)
+        return TapSocket(await self.inner.bind_udp(address, port, reuse=reuse), self.log)
 
     async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None:
         inner = sock._sock if isinstance(sock, TapSocket) else sock
-        await self._network.join_multicast(inner, group, interface_address)
+        await self.inner.join_multicast(inner, group, interface_address)
 
     def requests(self, *, checks: bool = True) -> list[tuple[Sent, Message]]:
         """The first transmission of every Binding request sent: ICE checks/consent (with USERNAME) if

@@ -23,7 +23,7 @@ from iceagent.ice.pair import PairState
 from iceagent.ice.priority import candidate_priority
 from iceagent.ice.session import IceSession, NominationFailed
 from iceagent.ice.tcp_framing import MAX_FRAME, Deframer, FramingError, encode_frame
-from iceagent.net.base import Address, Network, UdpSocket
+from iceagent.net.base import Address, Network, NetworkWrapper, UdpSocket
 from iceagent.net.os import OSNetwork
 from iceagent.plugins import BUILTIN_PLUGINS
 from iceagent.stun.message import Message, MessageClass, Method
@@ -32,14 +32,8 @@ LO = ["127.0.0.1"]
 FAST = IceConfig(global_pacing=False)
 
 
-class UdpBlocked:
+class UdpBlocked(NetworkWrapper):
     """A Network whose UDP is blocked (bind fails): only the TCP candidates exist, as on a UDP-hostile network."""
-
-    def __init__(self, inner: Network) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
         raise OSError(errno.EACCES, "UDP is blocked on this network")

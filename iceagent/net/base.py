@@ -69,3 +69,29 @@ class Network(Protocol):
         ...
 
     async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None: ...
+
+
+class NetworkWrapper:
+    """A Network that forwards everything to `inner`: subclass it to watch or change one operation
+    (tests tap or count datagrams, or block UDP, by overriding `bind_udp`)."""
+
+    def __init__(self, inner: Network) -> None:
+        self.inner = inner
+
+    def interfaces(self) -> Sequence[Interface]:
+        return self.inner.interfaces()
+
+    async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
+        return await self.inner.bind_udp(address, port, reuse=reuse)
+
+    async def connect_tcp(self, remote: Address, *, local: Address | None = None) -> tuple[trio.abc.Stream, Address]:
+        return await self.inner.connect_tcp(remote, local=local)
+
+    async def listen_tcp(self, address: str, port: int = 0) -> TcpListener:
+        return await self.inner.listen_tcp(address, port)
+
+    async def resolve(self, host: str, port: int) -> list[Address]:
+        return await self.inner.resolve(host, port)
+
+    async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None:
+        await self.inner.join_multicast(sock, group, interface_address)
