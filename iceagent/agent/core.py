@@ -8,7 +8,6 @@ sends on ("selected": the best valid pair, then the nominated one) and its IceSt
 from __future__ import annotations
 
 import logging
-import random
 import secrets
 import string
 import sys
@@ -34,11 +33,12 @@ from ..net.base import Address, Network
 from ..net.os import OSNetwork
 from ..plugins import get_plugin_manager
 from ..states import GatheringState, IceState
-from ..stun.message import Message, MessageClass, Method
 from ..uri import IceServer
+from .lazy_value import LazyAsyncValue
 from .notify import Notifier
 from .runner import SessionRunner
-from .stream import IceStream
+from .stream import IceStream, Inbox
+from .supervisor import Supervisor
 
 log = get_logger("iceagent.agent")
 
@@ -80,23 +80,24 @@ class Agent:
         self.tie_breaker = secrets.randbits(64)
         self._pm = plugin_manager
         self.plugin_manager = plugin_manager
-        self.state: AsyncValue[IceState] = AsyncValue(IceState.NEW)
-        self.gathering_state: AsyncValue[GatheringState] = AsyncValue(GatheringState.NEW)
-        self.generation: AsyncValue[int] = AsyncValue(0)
+        self.state: AsyncValue[IceState] = LazyAsyncValue(IceState.NEW)
+        self.gathering_state: AsyncValue[GatheringState] = LazyAsyncValue(GatheringState.NEW)
+        self.generation: AsyncValue[int] = LazyAsyncValue(0)
         self._runners: list[SessionRunner] = []
         self._current: SessionRunner | None = None
         self._route: Route | None = None
         self._route_runner: SessionRunner | None = None
         self._selected_at = 0.0
-        self._changed = Notifier()
+        #: connect() and IceStream.send() waiting for a route (or for FAILED/CLOSED)
+        self._route_waiters = Notifier()
+        self.supervisor = Supervisor(self)
         self._foundations: dict[tuple[str, str, str, str | None], str] = {}
-        self._send_ch, recv_ch = trio.open_memory_channel[bytes](self.config.receive_buffer)
-        self._stream = IceStream(self, recv_ch)
+        self._inbox = Inbox(self.config.receive_buffer)
+        self._stream = IceStream(self, self._inbox)
         self._dropped = 0
         self._closed = False
         self._checking_since: float | None = None
         self._nursery: trio.Nursery | None = None
-        self._rng = random.Random(secrets.randbits(64))
         self._mdns_resolved = 0
         self._mdns_unresolved = 0
         self._mdns_errors: deque[str] = deque(maxlen=32)
@@ -224,7 +225,6 @@ class Agent:
     def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self._restart_now(first=True)
-        nursery.start_soon(self._supervisor, name=f"supervisor-{self.name}")
 
     def _restart_now(self, first: bool = False) -> SessionRunner:
         assert self._nursery is not None
@@ -244,7 +244,7 @@ class Agent:
                 self._set_state(IceState.NEW)
             self._checking_since = None
             self.generation.value = generation
-        self._changed.notify()
+        self._notify()
         return runner
 
     def _close_runner(self, runner: SessionRunner) -> None:
@@ -256,9 +256,9 @@ class Agent:
         self._closed = True
         self._route = None
         self._route_runner = None
-        self._send_ch.close()
+        self._inbox.close()
         self._set_state(IceState.CLOSED)
-        self._changed.notify()
+        self._notify()
 
     def create_gatherers(self) -> list[Any]:
         """Ask every plugin for its gatherers (pluggy hook `iceagent_gatherers`)."""
@@ -279,12 +279,8 @@ class Agent:
 
     def deliver(self, data: bytes) -> None:
         """Queue a received datagram for the application (dropped and counted when the queue is full)."""
-        try:
-            self._send_ch.send_nowait(data)
-        except trio.WouldBlock:
+        if not self._inbox.put(data):
             self._dropped += 1
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
 
     def _raise_if_failed(self) -> None:
         if self._closed:
@@ -301,9 +297,17 @@ class Agent:
                 return self._route
             if self.state.value is IceState.FAILED and not self.auto_restart:
                 raise IceFailed(self._failure_reason or "ICE failed: no candidate pair works")
-            await self._changed.wait()
+            await self._route_waiters.wait()
 
     _failure_reason: str | None = None
+
+    def _notify(self) -> None:
+        """The route or the state changed: wake connect() waiters, and the supervisor (it runs in the
+        current session's driver loop; a no-op while that loop is at work, it looks anyway)."""
+        self._route_waiters.notify()
+        current = self._current
+        if current is not None:
+            current.wake()
 
     # ---- events from runners ----
 
@@ -408,7 +412,7 @@ class Agent:
             self._selected_at = trio.current_time()
             log.info("%s: selected pair %s <-> %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp())
             self._hook("iceagent_selected_pair_changed", pair=pair)
-        self._changed.notify()
+        self._notify()
 
     def _set_state(self, new: IceState) -> None:
         old = self.state.value
@@ -419,7 +423,7 @@ class Agent:
         log.info("%s: %s -> %s", self.name, old.value, new.value)
         self.state.value = new
         self._hook("iceagent_state_changed", old=old, new=new)
-        self._changed.notify()
+        self._notify()
 
     def _route_lost(self, reason: str) -> None:
         """The selected pair died. During a restart (it belongs to an older generation) the agent goes
@@ -452,92 +456,6 @@ class Agent:
             self._route_runner = None
             self._hook("iceagent_selected_pair_changed", pair=None)
         self._set_state(IceState.FAILED)
-
-    # ---- the supervisor: consent, disconnected/failed timers, auto restart ----
-
-    async def _supervisor(self) -> None:
-        cfg = self.config
-        tick = min(1.0, cfg.disconnected_timeout / 4)
-        next_consent = 0.0
-        consent_pair: CandidatePair | None = None
-        last_rx = -1
-        last_rx_at = 0.0
-        early_consent = 0.0
-        last_tx = -1
-        last_tx_at = 0.0
-        backoff = cfg.restart_backoff
-        while True:
-            now = trio.current_time()
-            state = self.state.value
-            wake_at = now + tick
-            if state is IceState.FAILED:
-                if self.auto_restart:
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, cfg.restart_backoff * 16)
-                    if self.state.value is IceState.FAILED:
-                        self._restart_now()
-                    continue
-                await self._changed.wait()
-                continue
-            if state is IceState.CHECKING and self._route is None:
-                if self._checking_since is None:
-                    self._checking_since = now
-                elif now - self._checking_since > cfg.failed_timeout:
-                    self._fail(f"no candidate pair succeeded within failed_timeout={cfg.failed_timeout:g} s")
-                    continue
-            route, runner = self._route, self._route_runner
-            if route is not None and runner is not None:
-                backoff = cfg.restart_backoff
-                pair = route[2]
-                if pair is not consent_pair:
-                    consent_pair = pair
-                    next_consent = now + cfg.consent_interval * self._rng.uniform(0.8, 1.2)
-                    last_rx, last_rx_at = -1, now
-                    last_tx, last_tx_at = -1, now
-                    early_consent = now + cfg.consent_interval * 0.8
-                last_ok = max(pair.last_consent or 0.0, self._selected_at)
-                if now - last_ok > cfg.consent_timeout:
-                    self._route_lost(f"consent expired: no answer to consent checks for {cfg.consent_timeout:g} s "
-                               "(RFC 7675)")
-                    continue
-                rx = pair.bytes_received + pair.responses_received + pair.requests_received
-                if rx != last_rx:
-                    last_rx, last_rx_at = rx, now
-                    if state is IceState.DISCONNECTED:
-                        self._set_state(IceState.COMPLETED if pair.nominated else IceState.CONNECTED)
-                elif now - last_rx_at > cfg.disconnected_timeout and state in (
-                    IceState.CONNECTED, IceState.COMPLETED
-                ):
-                    self._set_state(IceState.DISCONNECTED)
-                # An idle pair hears only consent traffic, and the randomized gaps (0.8-1.2 x
-                # consent_interval on each side) can add up to more than disconnected_timeout. After half
-                # of it in silence, our next consent check goes out early in its randomization window
-                # (RFC 7675 5.1: 0.8-0.9 x instead of 0.8-1.2 x), so only a dead path stays silent that long.
-                early = max(last_rx_at + cfg.disconnected_timeout / 2, early_consent)
-                due = min(next_consent, early)
-                if now >= due:
-                    await runner.send_consent(pair)
-                    next_consent = due = now + cfg.consent_interval * self._rng.uniform(0.8, 1.2)
-                    early_consent = now + cfg.consent_interval * self._rng.uniform(0.8, 0.9)
-                # Keepalive (RFC 8445 11): a Binding indication when nothing at all was sent on the pair
-                # for keepalive_interval (only happens when consent checks are further apart than that).
-                tx = pair.requests_sent + pair.responses_sent + pair.bytes_sent
-                if tx != last_tx:
-                    last_tx, last_tx_at = tx, now
-                elif now >= last_tx_at + cfg.keepalive_interval:  # the same sum as the wake-up below
-                    keepalive = Message(Method.BINDING, MessageClass.INDICATION).encode(fingerprint=True)
-                    last_tx_at = now
-                    try:
-                        await route[0].send(keepalive, route[1])
-                    except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
-                        pass  # the transport went away (restart, close): nothing left to keep alive
-                wake_at = min(wake_at, due, last_tx_at + cfg.keepalive_interval)
-            elif state in (IceState.NEW, IceState.CLOSED):
-                await self._changed.wait()
-                continue
-            with trio.move_on_at(wake_at):
-                await self._changed.wait()
-
 
 def _validate_servers(ice_servers: Sequence[IceServer] | None) -> tuple[IceServer, ...]:
     servers = tuple(ice_servers or ())

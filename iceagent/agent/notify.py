@@ -1,18 +1,84 @@
-"""A tiny broadcast signal: tasks wait for "something changed", producers notify all of them."""
+"""Two small wake-up signals, cheaper than trio.Event and ParkingLot for the agent's hot paths.
+
+Every agent holds several; with thousands of agents per process their size and the cost of a wake-up
+show (bench/scale.py), so both allocate nothing until a task actually waits.
+"""
 
 from __future__ import annotations
 
-import trio
+from trio.lowlevel import Abort, Task, checkpoint, current_task, reschedule, wait_task_rescheduled
 
 
 class Notifier:
     """Wake every waiting task; a notify with nobody waiting is a no-op (waiters re-check state)."""
 
+    __slots__ = ("_waiters",)
+
     def __init__(self) -> None:
-        self._lot = trio.lowlevel.ParkingLot()
+        self._waiters: dict[Task, None] | None = None  # insertion-ordered: waiters wake in FIFO order
 
     async def wait(self) -> None:
-        await self._lot.park()
+        """Wait for the next `notify()`."""
+        task = current_task()
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = {}
+        waiters[task] = None
+
+        def abort(_: object) -> Abort:
+            waiters.pop(task, None)
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
 
     def notify(self) -> None:
-        self._lot.unpark_all()
+        """Wake every task waiting now."""
+        waiters = self._waiters
+        if waiters:
+            self._waiters = None
+            for task in waiters:
+                reschedule(task)
+
+
+class Wakeup:
+    """A flag one task waits on and others set: `wait()` returns once it is set and clears it.
+
+    Unlike a trio.Event it is reused, so a loop that sleeps until "woken or deadline" allocates nothing
+    per round. A single task may wait at a time (the loop that owns it).
+    """
+
+    __slots__ = ("_flag", "_task")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._task: Task | None = None
+
+    @property
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag, waking the waiting task if there is one."""
+        self._flag = True
+        task = self._task
+        if task is not None:
+            self._task = None
+            reschedule(task)
+
+    async def wait(self) -> None:
+        """Wait until the flag is set (at once, after a scheduling round, if it already is), then clear it."""
+        if self._task is not None:
+            raise RuntimeError("another task is already waiting on this Wakeup")
+        if self._flag:
+            self._flag = False
+            await checkpoint()
+            return
+        task = self._task = current_task()
+
+        def abort(_: object) -> Abort:
+            if self._task is task:
+                self._task = None
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+        self._flag = False

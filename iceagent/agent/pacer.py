@@ -14,16 +14,21 @@ class GlobalPacer:
     def __init__(self) -> None:
         self._next = -float("inf")
 
+    def reserve(self, now: float) -> float:
+        """Take the next free slot and return its time: `now` when the pacer is idle, else a later time
+        the caller must wait for before it sends (sans-IO form, for loops that sleep anyway)."""
+        at = max(now, self._next)
+        self._next = at + GLOBAL_INTERVAL
+        return at
+
     async def slot(self) -> None:
         """Wait for the next free slot; returns at once (after a checkpoint) when the pacer is idle."""
         now = trio.current_time()
-        if now >= self._next:
-            self._next = now + GLOBAL_INTERVAL
+        at = self.reserve(now)
+        if at <= now:
             await trio.lowlevel.checkpoint()
-            return
-        at = self._next
-        self._next = at + GLOBAL_INTERVAL
-        await trio.sleep_until(at)
+        else:
+            await trio.sleep_until(at)
 
 
 _pacer: trio.lowlevel.RunVar[GlobalPacer] = trio.lowlevel.RunVar("iceagent_global_pacer")

@@ -8,6 +8,7 @@ this module only moves bytes, sleeps, and reports events to the Agent.
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -33,7 +34,7 @@ from ..net.base import Address, Network, UdpSocket
 from ..states import GatheringState
 from ..stun.message import Message, MessageClass, StunDecodeError, looks_like_stun
 from .context import AgentGatherContext
-from .notify import Notifier
+from .notify import Notifier, Wakeup
 from .pacer import global_pacer
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class SessionRunner:
         self.candidates: list[Candidate] = []
         self.candidates_changed = Notifier()
         self.gathering_state = GatheringState.NEW
-        self._gathering_settled = trio.Event()
+        self._gather_deadline = math.inf
         self.bases: list[UdpSocket] = []
         self.bases_changed = Notifier()
         self.host_done = False
@@ -88,8 +89,15 @@ class SessionRunner:
         #: gatherer's timeout error names it). Bounded: one entry per waiting transaction at most.
         self.stun_strays: dict[bytes, Address] = {}
         self._data_pairs: dict[tuple[int, Address], CandidatePair | None] = {}
-        # checks
-        self._wakeup = trio.Event()
+        # the driver loop (checks, timers, nomination, supervisor)
+        self._wakeup = Wakeup()
+        self._pumping = False
+        self._crashed: Exception | None = None  # raised by the UdpReactor's callback, re-raised by the driver
+        self._sleeping_until = -math.inf  # the deadline the driver sleeps until; -inf while it runs
+        self._next_check = -math.inf  # Ta pacing: when the next new check may go out
+        self._held: tuple[Transmit, float] | None = None  # a check waiting for its global pacer slot
+        #: packets for transports that cannot send without waiting (TCP, TURN, plugins): the driver sends them
+        self._outbox: deque[tuple[CandidateTransport, bytes, Address]] = deque()
         self.nominated: CandidatePair | None = None
         self.first_valid_at: float | None = None
         self.failed = False
@@ -107,11 +115,13 @@ class SessionRunner:
     # ---- lifetime ----
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the session until cancelled: gatherers, receive loops, check driver."""
+        """Run the session until cancelled: gatherers and receive loops in its nursery, the driver loop
+        in this task (one task less per agent than a driver task of its own)."""
         try:
             with self.cancel_scope:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    self._gather_deadline = trio.current_time() + self.config.gather_timeout
                     self._set_gathering(GatheringState.GATHERING)
                     gatherers = self.agent.create_gatherers()
                     for gatherer in gatherers:
@@ -121,12 +131,11 @@ class SessionRunner:
                         nursery.start_soon(self._run_gatherer, gatherer, ctx, name=f"gather-{gatherer.kind}")
                     if not gatherers:
                         self._gathering_complete()
-                    nursery.start_soon(self._gather_timeout)
-                    nursery.start_soon(self._driver)
                     for candidate in self._early_resolutions:
                         nursery.start_soon(self._resolve, candidate, name=f"mdns-resolve-{self.agent.name}")
                     self._early_resolutions.clear()
                     task_status.started()
+                    await self._drive()
         finally:
             self.closed = True
             for sock in self._owned:
@@ -152,17 +161,14 @@ class SessionRunner:
                 self.host_done = True
                 self.bases_changed.notify()
 
-    async def _gather_timeout(self) -> None:
-        """Declare gathering COMPLETE after gather_timeout; ends early (one task less) once it is."""
-        with trio.move_on_after(self.config.gather_timeout):
-            await self._gathering_settled.wait()
-        if self.gathering_state is not GatheringState.COMPLETE:
-            for ctx in self._contexts:
-                if not ctx.is_done:
-                    self.gatherer_errors.setdefault(ctx.kind, []).append(
-                        f"still gathering after gather_timeout={self.config.gather_timeout:g} s"
-                    )
-            self._gathering_complete()
+    def _gather_timed_out(self) -> None:
+        """gather_timeout passed: gathering is COMPLETE, whatever gatherers are still at it (named in stats)."""
+        for ctx in self._contexts:
+            if not ctx.is_done:
+                self.gatherer_errors.setdefault(ctx.kind, []).append(
+                    f"still gathering after gather_timeout={self.config.gather_timeout:g} s"
+                )
+        self._gathering_complete()
 
     def gatherer_done(self, ctx: AgentGatherContext) -> None:
         if ctx.kind == "host" and not self.host_done:
@@ -176,7 +182,6 @@ class SessionRunner:
             return
         self.ice.local_gathering_done()
         self._set_gathering(GatheringState.COMPLETE)
-        self._gathering_settled.set()
         self.wake()
 
     def _set_gathering(self, state: GatheringState) -> None:
@@ -213,6 +218,9 @@ class SessionRunner:
             if isinstance(transport, ConnectionTransport):
                 self._connection_transports[key] = transport
                 transport.watch(lambda remote: self._connection_closed(transport, remote))
+            subscribe = getattr(transport, "subscribe", None)
+            if subscribe is not None and subscribe(lambda items: self._on_reactor_datagrams(transport, items)):
+                return  # an OS UDP socket: the run's UdpReactor delivers, no receive task
             assert self._nursery is not None
             self._nursery.start_soon(self._receive_loop, transport, name=f"receive-{self.agent.name}")
 
@@ -307,34 +315,52 @@ class SessionRunner:
     # ---- receiving ----
 
     async def _receive_loop(self, transport: CandidateTransport) -> None:
-        """Demultiplex what arrives on one transport: STUN to the session, data to the stream (DESIGN.md)."""
-        key = id(transport)
+        """Receive on a transport the UdpReactor does not serve (TURN, TCP, vnet, plugins)."""
         batch = getattr(transport, "receive_batch", None)
         receive = transport.receive
-        data_pairs = self._data_pairs
-        deliver = self.agent.deliver
         while True:
             try:
                 items = await batch() if batch is not None else [await receive()]
             except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
                 return
-            for data, addr in items:
-                if looks_like_stun(data):
-                    try:
-                        msg = Message.decode(data)
-                    except StunDecodeError:
-                        msg = None
-                    if msg is not None:
-                        self._handle_stun(transport, msg, data, addr)
-                        continue
+            self._on_datagrams(transport, items)
+
+    def _on_reactor_datagrams(self, transport: CandidateTransport, items: list[tuple[bytes, Address]]) -> None:
+        """Datagrams from the UdpReactor's task. An exception here is this session's bug: it is raised
+        again in the driver, so it ends the agent's `async with` as it would from a task of its own."""
+        if self.closed or self._crashed is not None:
+            return
+        try:
+            self._on_datagrams(transport, items)
+        except Exception as exc:
+            self._crashed = exc
+            self._wakeup.set()
+
+    def _on_datagrams(self, transport: CandidateTransport, items: list[tuple[bytes, Address]]) -> None:
+        """Demultiplex what arrived on one transport: STUN to the session, data to the stream (DESIGN.md)."""
+        key = id(transport)
+        data_pairs = self._data_pairs
+        deliver = self.agent.deliver
+        stun = False
+        for data, addr in items:
+            if looks_like_stun(data):
                 try:
-                    pair = data_pairs[(key, addr)]
-                except KeyError:
-                    pair = self._lookup_data_pair(key, addr)
-                if pair is None:
-                    continue  # not from a known remote candidate (RFC 8445 12.2)
-                pair.bytes_received += len(data)
-                deliver(data)
+                    msg = Message.decode(data)
+                except StunDecodeError:
+                    msg = None
+                if msg is not None:
+                    stun = self._handle_stun(transport, msg, data, addr) or stun
+                    continue
+            try:
+                pair = data_pairs[(key, addr)]
+            except KeyError:
+                pair = self._lookup_data_pair(key, addr)
+            if pair is None:
+                continue  # not from a known remote candidate (RFC 8445 12.2)
+            pair.bytes_received += len(data)
+            deliver(data)
+        if stun:
+            self._poke()
 
     def _lookup_data_pair(self, key: int, addr: Address) -> CandidatePair | None:
         base = self._base_of.get(key)
@@ -345,7 +371,9 @@ class SessionRunner:
             self._data_pairs[(key, addr)] = pair
         return pair
 
-    def _handle_stun(self, transport: CandidateTransport, msg: Message, raw: bytes, addr: Address) -> None:
+    def _handle_stun(self, transport: CandidateTransport, msg: Message, raw: bytes, addr: Address) -> bool:
+        """Route one STUN message: to a gatherer's transaction or to the session (its response goes out at
+        once). Returns True if the session took it: the caller then runs `_poke()`."""
         if msg.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
             waiter = self.stun_waiters.get(msg.transaction_id)
             if waiter is not None:
@@ -356,10 +384,10 @@ class SessionRunner:
                         pass
                 else:
                     self.stun_strays[msg.transaction_id] = addr
-                return
+                return False
         base = self._base_of.get(id(transport))
         if base is None:
-            return
+            return False
         now = trio.current_time()
         response = self.ice.handle_stun(msg, raw, base=base, remote=addr, now=now)
         if self._check_hook is not None:
@@ -371,34 +399,51 @@ class SessionRunner:
             connection = self._connection_transports.get(id(transport))
             if connection is not None and response[:2] == _BINDING_SUCCESS:
                 connection.confirm(addr)  # a valid check came on it (RFC 6544 7.2)
-            self._send_nowait(transport, response, addr)
+            self._send_response(transport, response, addr)
             if connection is not None and self.nominated is not None and self.nominated.route != (base, addr):
                 connection.close_connection(addr)  # a pair checked after nomination concluded has lost
-        self._drain_events()
-        self.wake()
+        return True
 
-    def _send_nowait(self, transport: CandidateTransport, data: bytes, addr: Address) -> None:
-        """Send a STUN response at once: synchronously where the transport can (UDP), else in a task."""
+    def _send_response(self, transport: CandidateTransport, data: bytes, addr: Address) -> None:
+        """Send a STUN response at once: synchronously where the transport can (UDP, TCP, TURN; dropped
+        if it cannot take it now, as UDP may: the request is retransmitted), else from the driver."""
         send_nowait = getattr(transport, "send_nowait", None)
         if send_nowait is not None:
             send_nowait(data, addr)
             return
-        assert self._nursery is not None
-        self._nursery.start_soon(transport.send, data, addr)
-
-    # ---- the check driver ----
-
-    def wake(self) -> None:
-        """Something changed (input, candidates, nomination): let the driver look again."""
+        self._outbox.append((transport, data, addr))
         self._wakeup.set()
 
-    async def transmit(self, t: Transmit) -> None:
+    # ---- the driver loop ----
+
+    def wake(self) -> None:
+        """Something changed (input, candidates, the agent's state): let the driver look again. A no-op
+        while this session's `pump` runs: it looks at everything before it returns."""
+        if not self._pumping:
+            self._wakeup.set()
+
+    def _poke(self) -> None:
+        """STUN input arrived: do now what it made due (a triggered check, nomination, the agent's reaction),
+        in the receiving task, and wake the driver only if its sleep must end earlier."""
+        if self.pump(trio.current_time()) < self._sleeping_until:
+            self._wakeup.set()
+
+    def send_soon(self, transport: CandidateTransport, data: bytes, remote: Address) -> None:
+        """Send at once where the transport can without waiting (a UDP socket with room in its buffer),
+        else from the driver task, in order."""
+        try_send = getattr(transport, "try_send", None)
+        if try_send is not None and not self._outbox and try_send(data, remote):
+            return
+        self._outbox.append((transport, data, remote))
+        self._wakeup.set()
+
+    def _transmit(self, t: Transmit) -> None:
         transport = self.transport_of.get(t.base)
         if transport is None:
             return
         if self._check_hook is not None:
             self._observe_check("send", t.data, t.base, t.remote, t.pair)
-        await transport.send(t.data, t.remote)
+        self.send_soon(transport, t.data, t.remote)
 
     def _observe_check(
         self, direction: str, msg: Message | bytes, base: Candidate, remote: Address, pair: CandidatePair | None
@@ -423,41 +468,88 @@ class SessionRunner:
         except Exception:
             log.exception("%s: observer hook iceagent_check raised", self.agent.name)
 
-    async def _driver(self) -> None:
-        """Paced checks every Ta (the first at once), retransmissions at the session's timer."""
-        ice = self.ice
-        next_check = -math.inf
-        pacing = self.config.global_pacing
+    async def _drive(self) -> None:
+        """The session's one timer loop: `pump`, send what needs waiting, sleep until the next deadline or
+        a wake-up."""
+        wakeup = self._wakeup
+        outbox = self._outbox
         while True:
-            self._drain_events()  # inputs (remote candidates, end-of-candidates) may have queued events
-            now = trio.current_time()
-            if now >= next_check:
-                t = ice.next_check(now)
-                if t is not None:
-                    if pacing:
-                        await global_pacer().slot()
-                    await self.transmit(t)
-                    next_check = trio.current_time() + self.ta()
-                    self._drain_events()
-                    continue
-            timer = ice.get_timer()
-            if timer is not None and timer <= now:
-                for t in ice.handle_timer(now):
-                    await self.transmit(t)
-                self._drain_events()
+            if self._crashed is not None:
+                raise self._crashed
+            deadline = self.pump(trio.current_time())
+            if outbox:
+                while outbox:
+                    transport, data, remote = outbox.popleft()
+                    await transport.send(data, remote)
                 continue
-            deadline = math.inf if timer is None else timer
-            if next_check > now:
-                deadline = min(deadline, next_check)
+            self._sleeping_until = deadline
+            if deadline == math.inf:
+                await wakeup.wait()
+            else:
+                with trio.move_on_at(deadline):
+                    await wakeup.wait()
+            self._sleeping_until = -math.inf
+
+    def pump(self, now: float) -> float:
+        """Everything due at `now` that needs no waiting, in order: the gather timeout, nomination (controlling
+        side), the next paced check (the first at once, then one per Ta; RFC 8445 6.1.4.2, 14.2),
+        retransmissions and transaction timeouts (RFC 8489 6.2.1) and, in the agent's current session,
+        the supervisor. Returns when to pump again (math.inf: only after a change)."""
+        if self.closed:
+            return math.inf
+        self._pumping = True
+        try:
+            ice = self.ice
+            self._drain_events()  # inputs (remote candidates, end-of-candidates) may have queued events
+            deadline = math.inf
+            if self.gathering_state is not GatheringState.COMPLETE:
+                if now >= self._gather_deadline:
+                    self._gather_timed_out()
+                else:
+                    deadline = self._gather_deadline
             nominate_at = self._nomination_deadline()
             if nominate_at is not None:
                 if nominate_at <= now:
                     self._nominate(now)
-                    continue
-                deadline = min(deadline, nominate_at)
-            with trio.move_on_at(deadline):
-                await self._wakeup.wait()
-            self._wakeup = trio.Event()
+                else:
+                    deadline = min(deadline, nominate_at)
+            held = self._held
+            if held is not None:
+                if now >= held[1]:
+                    self._held = None
+                    self._transmit(held[0])
+                    self._next_check = now + self.ta()
+                    self._drain_events()
+                else:
+                    deadline = min(deadline, held[1])
+            elif now >= self._next_check:
+                t = ice.next_check(now)
+                if t is not None:
+                    at = global_pacer().reserve(now) if self.config.global_pacing else now
+                    if at > now:
+                        self._held = (t, at)
+                        deadline = min(deadline, at)
+                    else:
+                        self._transmit(t)
+                        self._next_check = now + self.ta()
+                self._drain_events()
+            timer = ice.get_timer()
+            if timer is not None and timer <= now:
+                for t in ice.handle_timer(now):
+                    self._transmit(t)
+                self._drain_events()
+            agent = self.agent
+            if agent._current is self and not self.closed:
+                deadline = min(deadline, agent.supervisor.poll(now))
+                self._drain_events()
+            timer = ice.get_timer()
+            if timer is not None:
+                deadline = min(deadline, timer)
+            if self._held is None and self._next_check > now and ice.has_check_to_send:
+                deadline = min(deadline, self._next_check)
+            return deadline
+        finally:
+            self._pumping = False
 
     def ta(self) -> float:
         """Ta: ours, or the peer's a=ice-pacing if larger (RFC 8445 14.2)."""
@@ -496,8 +588,7 @@ class SessionRunner:
         if not valid:
             return
         self._nominating = True
-        self.ice.nominate(valid[0])
-        self.wake()
+        self.ice.nominate(valid[0])  # queues the nominating triggered check
 
     # ---- events ----
 
@@ -573,9 +664,9 @@ class SessionRunner:
 
     # ---- consent (driven by the agent's supervisor) ----
 
-    async def send_consent(self, pair: CandidatePair) -> None:
-        t = self.ice.consent_check(pair, trio.current_time())
-        await self.transmit(t)
+    def send_consent(self, pair: CandidatePair, now: float) -> None:
+        """A consent check on `pair` (RFC 7675 5.1), sent now; its retransmissions are this session's."""
+        self._transmit(self.ice.consent_check(pair, now))
         self.wake()
 
     def stats_pairs(self) -> list[dict[str, Any]]:

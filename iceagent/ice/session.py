@@ -331,6 +331,17 @@ class IceSession:
         )
 
     @property
+    def has_check_to_send(self) -> bool:
+        """`next_check` may return a check when Ta next allows: a triggered check is queued, or (before
+        nomination concluded, 8.1.2) a pair is FROZEN or WAITING."""
+        checklist = self._checklist
+        if checklist.triggered:
+            return True
+        return not self._completed and any(
+            p.state is PairState.WAITING or p.state is PairState.FROZEN for p in checklist.pairs
+        )
+
+    @property
     def completed(self) -> bool:
         """A pair has been nominated: nomination concluded (RFC 8445 8.1.2)."""
         return self._completed

@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 import socket as _stdsocket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ifaddr
 import trio
 
+from . import reactor as _reactor
 from .base import Address, Interface, TcpListener, UdpSocket
 
 
@@ -29,12 +30,14 @@ class OSUdpSocket:
 
     Sends and batched receives go straight to the non-blocking stdlib socket (the data fast path);
     they are still Trio checkpoints: cancellation is checked and the scheduler runs once per call.
+    Instead of receiving, a socket can `subscribe` to the run's UdpReactor (the agent does).
     """
 
-    def __init__(self, sock: trio.socket.SocketType, raw: _stdsocket.socket) -> None:
-        self._sock = sock
+    def __init__(self, raw: _stdsocket.socket) -> None:
         self._raw = raw
-        self._local = _norm(sock.getsockname())
+        self._sock: trio.socket.SocketType | None = None  # made when first needed (memory per agent)
+        self._local = _norm(raw.getsockname())
+        self._reactor: _reactor.UdpReactor | None = None
 
     @property
     def local_address(self) -> Address:
@@ -43,7 +46,20 @@ class OSUdpSocket:
     @property
     def raw(self) -> trio.socket.SocketType:
         """The underlying trio socket (for socket options)."""
+        if self._sock is None:
+            self._sock = trio.socket.from_stdlib_socket(self._raw)
         return self._sock
+
+    def subscribe(self, callback: Callable[[list[tuple[bytes, Address]]], None]) -> bool:
+        """Have the run's UdpReactor hand every arriving batch of datagrams to `callback`, with no receive
+        task (Linux). Returns False where there is no reactor: receive as usual then. Until the socket
+        closes, nothing else may receive on it."""
+        if not _reactor.available():
+            return False
+        reactor = _reactor.udp_reactor()
+        reactor.subscribe(self._raw, callback)
+        self._reactor = reactor
+        return True
 
     async def send(self, data: bytes, remote: Address) -> None:
         """Send one datagram; a full buffer waits, an unreachable destination is a lost datagram."""
@@ -80,7 +96,7 @@ class OSUdpSocket:
     async def receive(self) -> tuple[bytes, Address]:
         while True:
             try:
-                data, addr = await self._sock.recvfrom(65536)
+                data, addr = await self.raw.recvfrom(65536)
             except ConnectionResetError:
                 continue  # ICMP port unreachable reported on a later recv: not an error for UDP
             return data, _norm(addr)
@@ -108,7 +124,18 @@ class OSUdpSocket:
         return out
 
     def close(self) -> None:
-        self._sock.close()
+        if self._reactor is not None:
+            self._reactor.unsubscribe(self._raw)
+            self._reactor = None
+        if self._sock is not None:
+            self._sock.close()
+            return
+        if self._raw.fileno() >= 0:
+            try:
+                trio.lowlevel.notify_closing(self._raw)  # wake tasks waiting in receive_batch
+            except RuntimeError:
+                pass  # not inside trio.run: nobody can be waiting
+        self._raw.close()
 
 
 class OSTcpListener:
@@ -157,12 +184,11 @@ class OSNetwork:
             if _family(address) == _stdsocket.AF_INET6:
                 raw.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
             raw.bind((address, port))  # an IP literal: no name resolution, never blocks
-            sock = trio.socket.from_stdlib_socket(raw)
         except BaseException:
             raw.close()
             raise
         await trio.lowlevel.checkpoint()
-        return OSUdpSocket(sock, raw)
+        return OSUdpSocket(raw)
 
     async def connect_tcp(self, remote: Address, *, local: Address | None = None) -> tuple[trio.abc.Stream, Address]:
         sock = trio.socket.socket(_family(remote[0]), trio.socket.SOCK_STREAM)

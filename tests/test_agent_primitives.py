@@ -1,0 +1,164 @@
+"""The agent's light-weight primitives: LazyAsyncValue, Notifier, Wakeup, Inbox (iceagent.agent)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from trio_util import AsyncValue
+
+from iceagent.agent.lazy_value import LazyAsyncValue
+from iceagent.agent.notify import Notifier, Wakeup
+from iceagent.agent.stream import Inbox
+
+# ---- LazyAsyncValue ----
+
+
+def test_lazy_value_is_an_async_value_without_tables_until_used() -> None:
+    v = LazyAsyncValue(1)
+    assert isinstance(v, AsyncValue)
+    v.value = 2
+    assert v.value == 2
+    assert "_level_results" not in vars(v)  # nobody waited: nothing built
+
+
+async def test_lazy_value_wait_value_and_transition() -> None:
+    v: LazyAsyncValue[int] = LazyAsyncValue(0)
+    got: list[object] = []
+
+    async def waiter() -> None:
+        got.append(await v.wait_value(3))
+        got.append(await v.wait_transition())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        v.value = 1
+        v.value = 3
+        await trio.testing.wait_all_tasks_blocked()
+        v.value = 4
+    assert got == [3, (4, 3)]
+    assert "_level_results" in vars(v)
+
+
+async def test_lazy_value_iterators_and_transform() -> None:
+    v: LazyAsyncValue[int] = LazyAsyncValue(5)
+    seen: list[int] = []
+    with v.open_transform(lambda x: x * 10) as tenfold:
+        assert tenfold.value == 50
+
+        async def follow() -> None:
+            async for value in v.eventual_values(lambda x: x >= 5):
+                seen.append(value)
+                if value == 7:
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            await trio.testing.wait_all_tasks_blocked()
+            v.value = 7
+        assert tenfold.value == 70
+    assert seen == [5, 7]
+
+
+def test_lazy_value_unknown_attribute_still_raises() -> None:
+    with pytest.raises(AttributeError, match="nope"):
+        _ = LazyAsyncValue(0).nope
+
+
+# ---- Notifier and Wakeup ----
+
+
+async def test_notifier_wakes_every_waiter_once() -> None:
+    n = Notifier()
+    woke: list[int] = []
+
+    async def wait(i: int) -> None:
+        await n.wait()
+        woke.append(i)
+
+    n.notify()  # nobody waiting: no-op
+    async with trio.open_nursery() as nursery:
+        for i in range(3):
+            nursery.start_soon(wait, i)
+        await trio.testing.wait_all_tasks_blocked()
+        n.notify()
+    assert sorted(woke) == [0, 1, 2]
+
+
+async def test_notifier_wait_is_cancellable() -> None:
+    n = Notifier()
+    with trio.move_on_after(0.01) as scope:
+        await n.wait()
+    assert scope.cancelled_caught
+    n.notify()  # the cancelled waiter is gone: nothing to reschedule
+
+
+async def test_wakeup_set_before_wait_returns_at_once_and_clears() -> None:
+    w = Wakeup()
+    w.set()
+    assert w.is_set
+    await w.wait()
+    assert not w.is_set
+    with trio.move_on_after(0.01) as scope:
+        await w.wait()  # cleared: waits
+    assert scope.cancelled_caught
+
+
+async def test_wakeup_set_wakes_the_waiter_and_allows_one_waiter_only() -> None:
+    w = Wakeup()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(w.wait)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(RuntimeError, match="already waiting"):
+            await w.wait()
+        w.set()
+    assert not w.is_set
+
+
+# ---- Inbox ----
+
+
+async def test_inbox_fifo_drop_newest_and_end_of_channel() -> None:
+    box = Inbox(2)
+    assert box.put(b"1") and box.put(b"2")
+    assert not box.put(b"3")  # full: the newest is dropped
+    assert await box.get() == b"1"
+    assert box.get_nowait() == b"2"
+    with pytest.raises(trio.WouldBlock):
+        box.get_nowait()
+    box.put(b"4")
+    box.close()
+    assert box.put(b"5")  # ignored once closed
+    assert await box.get() == b"4"  # what is left is still delivered
+    with pytest.raises(trio.EndOfChannel):
+        await box.get()
+
+
+async def test_inbox_get_waits_for_a_datagram_and_close() -> None:
+    box = Inbox(4)
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        got.append(await box.get())
+        with pytest.raises(trio.EndOfChannel):
+            await box.get()
+        got.append(b"end")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        box.put(b"x")
+        await trio.testing.wait_all_tasks_blocked()
+        box.close()
+    assert got == [b"x", b"end"]
+
+
+async def test_inbox_get_is_a_checkpoint_even_with_data_queued() -> None:
+    box = Inbox(4)
+    box.put(b"x")
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await box.get()
+    assert box.get_nowait() == b"x"  # a cancelled get takes nothing
