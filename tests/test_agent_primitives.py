@@ -162,3 +162,54 @@ async def test_inbox_get_is_a_checkpoint_even_with_data_queued() -> None:
         with pytest.raises(trio.Cancelled):
             await box.get()
     assert box.get_nowait() == b"x"  # a cancelled get takes nothing
+
+
+async def test_lazy_value_wait_value_returns_the_matching_value_even_if_it_moved_on() -> None:
+    v: LazyAsyncValue[int] = LazyAsyncValue(0)
+    got: list[int] = []
+
+    async def waiter() -> None:
+        got.append(await v.wait_value(lambda x: x > 1))
+        got.append(await v.wait_value(7))  # already true when asked: returns at once
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        v.value = 1
+        v.value = 5
+        v.value = 7  # before the waiter runs: it still gets 5, then 7 is current
+    assert got == [5, 7]
+    assert "_level_results" not in vars(v)  # the light path built no tables
+
+
+async def test_lazy_value_light_and_table_waiters_together_and_cancellation() -> None:
+    v: LazyAsyncValue[str] = LazyAsyncValue("a")
+    got: list[object] = []
+
+    async def light() -> None:
+        got.append(await v.wait_value("c"))
+
+    async def edge() -> None:
+        got.append(await v.wait_transition())
+
+    with trio.move_on_after(0.01):
+        await v.wait_value("never")  # cancelled: its entry is gone
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(light)
+        nursery.start_soon(edge)
+        await trio.testing.wait_all_tasks_blocked()
+        v.value = "b"
+        await trio.testing.wait_all_tasks_blocked()
+        v.value = "c"
+    assert got == [("b", "a"), "c"]
+    assert v._waiters is None
+
+
+async def test_lazy_value_held_for_uses_the_tables(autojump_clock: object) -> None:
+    v: LazyAsyncValue[int] = LazyAsyncValue(0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: v.wait_value(1, held_for=1.0))
+        await trio.testing.wait_all_tasks_blocked()
+        v.value = 1
+        start = trio.current_time()
+    assert trio.current_time() - start >= 1.0

@@ -24,6 +24,15 @@ log = get_logger("iceagent.gather")
 class AgentGatherContext:
     """One gatherer's view of its session: a GatherContext (see iceagent.gatherers.base)."""
 
+    __slots__ = (
+        "_runner",
+        "is_done",
+        "kind",
+        "network",
+        "options",
+        "plugin_manager",
+    )
+
     def __init__(self, runner: SessionRunner, kind: str) -> None:
         self._runner = runner
         self.kind = kind

@@ -61,6 +61,40 @@ def new_parameters(pacing: int | None = None) -> IceParameters:
 class Agent:
     """An ICE agent; created by `open_agent()`, valid inside its `async with` only."""
 
+    __slots__ = (
+        "_checking_since",
+        "_closed",
+        "_current",
+        "_dropped",
+        "_failure_reason",
+        "_foundations",
+        "_inbox",
+        "_mdns_errors",
+        "_mdns_resolved",
+        "_mdns_unresolved",
+        "_nursery",
+        "_pm",
+        "_route",
+        "_route_runner",
+        "_route_waiters",
+        "_runners",
+        "_selected_at",
+        "_stream",
+        "_supervise",
+        "auto_restart",
+        "config",
+        "controlling",
+        "gathering_state",
+        "generation",
+        "name",
+        "network",
+        "options",
+        "plugin_manager",
+        "state",
+        "supervisor",
+        "tie_breaker",
+    )
+
     def __init__(
         self,
         *,
@@ -91,16 +125,18 @@ class Agent:
         #: connect() and IceStream.send() waiting for a route (or for FAILED/CLOSED)
         self._route_waiters = Notifier()
         self.supervisor = Supervisor(self)
+        self._supervise = True  # poll the supervisor at the next pump (see SessionRunner.pump)
         self._foundations: dict[tuple[str, str, str, str | None], str] = {}
         self._inbox = Inbox(self.config.receive_buffer)
         self._stream = IceStream(self, self._inbox)
         self._dropped = 0
         self._closed = False
+        self._failure_reason: str | None = None
         self._checking_since: float | None = None
         self._nursery: trio.Nursery | None = None
         self._mdns_resolved = 0
         self._mdns_unresolved = 0
-        self._mdns_errors: deque[str] = deque(maxlen=32)
+        self._mdns_errors: deque[str] | None = None  # the last 32, made on the first
 
     # ---- public API ----
 
@@ -207,7 +243,7 @@ class Agent:
                 "resolved": self._mdns_resolved,
                 "unresolved": self._mdns_unresolved,
                 "pending": sum(r.ice.pending_remote for r in self._runners),
-                "errors": list(self._mdns_errors),
+                "errors": list(self._mdns_errors or ()),
             },
         }
 
@@ -289,22 +325,24 @@ class Agent:
             raise IceFailed(self._failure_reason or "ICE failed: no candidate pair works")
 
     async def _wait_route(self) -> Route:
-        while True:
-            if self._closed:
-                raise trio.ClosedResourceError(f"agent {self.name} is closed")
-            if self._route is not None:
-                await trio.lowlevel.checkpoint()
-                return self._route
-            if self.state.value is IceState.FAILED and not self.auto_restart:
-                raise IceFailed(self._failure_reason or "ICE failed: no candidate pair works")
-            await self._route_waiters.wait()
-
-    _failure_reason: str | None = None
+        route = self._route
+        if route is None or self._closed:
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError(f"agent {self.name} is closed")
+                if self._route is not None:
+                    return self._route  # the wait was the checkpoint
+                if self.state.value is IceState.FAILED and not self.auto_restart:
+                    raise IceFailed(self._failure_reason or "ICE failed: no candidate pair works")
+                await self._route_waiters.wait()
+        await trio.lowlevel.checkpoint()
+        return route
 
     def _notify(self) -> None:
         """The route or the state changed: wake connect() waiters, and the supervisor (it runs in the
         current session's driver loop; a no-op while that loop is at work, it looks anyway)."""
         self._route_waiters.notify()
+        self._supervise = True
         current = self._current
         if current is not None:
             current.wake()
@@ -328,6 +366,8 @@ class Agent:
             log.info("%s: mDNS name %s resolved", self.name, candidate.address)
         else:
             self._mdns_unresolved += 1
+            if self._mdns_errors is None:
+                self._mdns_errors = deque(maxlen=32)
             self._mdns_errors.append(f"{candidate.address}: {error}")
             log.warning("%s: mDNS remote candidate not resolved: %s (%s)", self.name, candidate.to_sdp(), error)
 
@@ -336,7 +376,8 @@ class Agent:
             self.gathering_state.value = runner.gathering_state
 
     def candidate_gathered(self, runner: SessionRunner, candidate: Candidate) -> None:
-        log.info("%s: gathered %s", self.name, candidate.to_sdp())
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: gathered %s", self.name, candidate.to_sdp())
         self._hook("iceagent_candidate_gathered", candidate=candidate)
 
     def pair_state_changed(self, runner: SessionRunner, pair: CandidatePair, old: Any, new: Any) -> None:
@@ -410,7 +451,8 @@ class Agent:
             self._route_runner = runner
         if old is None or old[2] is not pair:
             self._selected_at = trio.current_time()
-            log.info("%s: selected pair %s <-> %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp())
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s: selected pair %s <-> %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp())
             self._hook("iceagent_selected_pair_changed", pair=pair)
         self._notify()
 

@@ -1,28 +1,35 @@
-"""LazyAsyncValue: a trio_util.AsyncValue that builds its waiter tables only when a task first waits.
+"""LazyAsyncValue: a trio_util.AsyncValue that is cheap until something unusual waits on it.
 
 An AsyncValue holds three ref-counted tables (about 1.6 KiB and seven garbage-collected objects) from
-birth. An agent has three AsyncValues (state, gathering_state, generation) and most are never waited
-on, so with thousands of agents per process the tables dominate (bench/scale.py). Until a task waits,
-setting the value just stores it: there is nobody to wake. It is still an AsyncValue (the contract).
+birth, and its waits go through them. An agent has three AsyncValues (state, gathering_state,
+generation); most are never waited on, and the usual wait is `wait_value(x)`. With thousands of agents
+per process that showed (bench/scale.py), so here `wait_value` without `held_for` parks on a plain list,
+and the tables are built only when another kind of wait (transitions, iterators, transforms, held_for)
+first needs them. Semantics are AsyncValue's: a waiter gets the value that satisfied it, even if the
+value changed again before it ran. It is still an AsyncValue (the contract).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
+import trio
 from trio_util import AsyncValue
 
 T = TypeVar("T")
 
 #: The attributes trio_util.AsyncValue.__init__ creates besides `_value` (trio-util 0.7/0.8).
 _TABLES = frozenset({"_level_results", "_edge_results", "_transforms"})
+_PENDING = object()
 
 
 class LazyAsyncValue(AsyncValue[T]):  # type: ignore[misc]  # trio_util ships no type information
-    """An AsyncValue whose waiter tables appear on first use (any wait, iterator or transform)."""
+    """An AsyncValue with a light `wait_value` and waiter tables that appear on first other use."""
 
     def __init__(self, value: T) -> None:  # AsyncValue.__init__ runs on first use (__getattr__)
         self._value = value
+        self._waiters: list[list[Any]] | None = None  # [predicate, task, value or _PENDING]
 
     def __getattr__(self, name: str) -> Any:
         # only reached when normal lookup fails: a table is needed for the first time
@@ -39,6 +46,47 @@ class LazyAsyncValue(AsyncValue[T]):  # type: ignore[misc]  # trio_util ships no
     @value.setter
     def value(self, x: T) -> None:
         if "_level_results" in self.__dict__:
-            AsyncValue.value.fset(self, x)  # waiters may need waking
-        else:
+            AsyncValue.value.fset(self, x)  # sets it and wakes the tables' waiters
+        elif self._value != x:
             self._value = x
+        else:
+            return
+        waiters = self._waiters
+        if waiters:
+            keep = []
+            for entry in waiters:
+                if entry[0](x):
+                    entry[2] = x
+                    trio.lowlevel.reschedule(entry[1])
+                else:
+                    keep.append(entry)
+            self._waiters = keep or None
+
+    async def wait_value(self, value_or_predicate: Any, *, held_for: float = 0.0) -> T:
+        """Wait until the value equals `value_or_predicate`, or satisfies it if callable (AsyncValue's)."""
+        if held_for > 0:
+            return await AsyncValue.wait_value(self, value_or_predicate, held_for=held_for)  # type: ignore[no-any-return]
+        if callable(value_or_predicate):
+            predicate: Callable[[Any], Any] = value_or_predicate
+        else:
+            target = value_or_predicate
+            predicate = lambda v: v == target  # noqa: E731
+
+        if predicate(self._value):
+            await trio.lowlevel.checkpoint()
+            return self._value
+        entry = [predicate, trio.lowlevel.current_task(), _PENDING]
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(entry)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            waiters = self._waiters or []
+            for i, other in enumerate(waiters):
+                if other is entry:
+                    del waiters[i]
+                    break
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        return entry[2]  # type: ignore[return-value]

@@ -8,7 +8,6 @@ this module only moves bytes, sleeps, and reports events to the Agent.
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -31,6 +30,7 @@ from ..ice.session import (
 from ..logs import get_logger
 from ..mdns.resolver import MAX_PENDING, MdnsResolveError, MdnsResolver
 from ..net.base import Address, Network, UdpSocket
+from ..net.reactor import reactor
 from ..states import GatheringState
 from ..stun.message import Message, MessageClass, StunDecodeError, looks_like_stun
 from .context import AgentGatherContext
@@ -55,6 +55,52 @@ _BINDING_SUCCESS = b"\x01\x01"
 
 class SessionRunner:
     """One generation: an IceSession plus the tasks and sockets that serve it."""
+
+    __slots__ = (
+        "_base_of",
+        "_check_hook",
+        "_connection_transports",
+        "_contexts",
+        "_crashed",
+        "_data_pairs",
+        "_early_resolutions",
+        "_emitted",
+        "_gather_deadline",
+        "_held",
+        "_next_check",
+        "_nominating",
+        "_nursery",
+        "_outbox",
+        "_owned",
+        "_pumping",
+        "_reactor",
+        "_resolver",
+        "_resolving",
+        "_supervise_at",
+        "_transports",
+        "_wakeup",
+        "agent",
+        "bases",
+        "bases_changed",
+        "candidates",
+        "candidates_changed",
+        "closed",
+        "config",
+        "failed",
+        "first_valid_at",
+        "gatherer_counts",
+        "gatherer_errors",
+        "gathering_state",
+        "generation",
+        "host_done",
+        "ice",
+        "network",
+        "nominated",
+        "options",
+        "stun_strays",
+        "stun_waiters",
+        "transport_of",
+    )
 
     def __init__(self, agent: Agent, generation: int, local: IceParameters, controlling: bool) -> None:
         self.agent = agent
@@ -92,18 +138,19 @@ class SessionRunner:
         # the driver loop (checks, timers, nomination, supervisor)
         self._wakeup = Wakeup()
         self._pumping = False
-        self._crashed: Exception | None = None  # raised by the UdpReactor's callback, re-raised by the driver
-        self._sleeping_until = -math.inf  # the deadline the driver sleeps until; -inf while it runs
+        self._crashed: Exception | None = None  # raised in a Reactor callback, re-raised by the driver
+        self._reactor = reactor()  # its timer wakes this session (`on_timer`)
         self._next_check = -math.inf  # Ta pacing: when the next new check may go out
+        self._supervise_at = -math.inf  # when the agent's supervisor wants to be polled again
         self._held: tuple[Transmit, float] | None = None  # a check waiting for its global pacer slot
         #: packets for transports that cannot send without waiting (TCP, TURN, plugins): the driver sends them
-        self._outbox: deque[tuple[CandidateTransport, bytes, Address]] = deque()
+        self._outbox: list[tuple[CandidateTransport, bytes, Address]] = []
         self.nominated: CandidatePair | None = None
+        self._nominating = False  # a nominating check is under way
         self.first_valid_at: float | None = None
         self.failed = False
         self.closed = False
         self._nursery: trio.Nursery | None = None
-        self.cancel_scope = trio.CancelScope()
         # remote `.local` candidates (draft-ietf-mmusic-mdns-ice-candidates 3.2)
         self._resolver: MdnsResolver | None = None
         self._resolving = 0
@@ -118,26 +165,28 @@ class SessionRunner:
         """Run the session until cancelled: gatherers and receive loops in its nursery, the driver loop
         in this task (one task less per agent than a driver task of its own)."""
         try:
-            with self.cancel_scope:
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    self._gather_deadline = trio.current_time() + self.config.gather_timeout
-                    self._set_gathering(GatheringState.GATHERING)
-                    gatherers = self.agent.create_gatherers()
-                    for gatherer in gatherers:
-                        ctx = AgentGatherContext(self, gatherer.kind)
-                        self._contexts.append(ctx)
-                        self.gatherer_counts.setdefault(gatherer.kind, 0)
-                        nursery.start_soon(self._run_gatherer, gatherer, ctx, name=f"gather-{gatherer.kind}")
-                    if not gatherers:
-                        self._gathering_complete()
-                    for candidate in self._early_resolutions:
-                        nursery.start_soon(self._resolve, candidate, name=f"mdns-resolve-{self.agent.name}")
-                    self._early_resolutions.clear()
-                    task_status.started()
-                    await self._drive()
+            if self.closed:  # closed before it started
+                return
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery  # close() cancels it
+                self._gather_deadline = trio.current_time() + self.config.gather_timeout
+                self._set_gathering(GatheringState.GATHERING)
+                gatherers = self.agent.create_gatherers()
+                for gatherer in gatherers:
+                    ctx = AgentGatherContext(self, gatherer.kind)
+                    self._contexts.append(ctx)
+                    self.gatherer_counts.setdefault(gatherer.kind, 0)
+                    nursery.start_soon(self._run_gatherer, gatherer, ctx, name=f"gather-{gatherer.kind}")
+                if not gatherers:
+                    self._gathering_complete()
+                for candidate in self._early_resolutions:
+                    nursery.start_soon(self._resolve, candidate, name=f"mdns-resolve-{self.agent.name}")
+                self._early_resolutions.clear()
+                task_status.started()
+                await self._drive()
         finally:
             self.closed = True
+            self._reactor.set_timer(self, math.inf)
             for sock in self._owned:
                 sock.close()
             self.candidates_changed.notify()
@@ -145,7 +194,8 @@ class SessionRunner:
     def close(self) -> None:
         """End this session: cancel its nursery (its sockets close as the tasks unwind)."""
         self.closed = True
-        self.cancel_scope.cancel()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     # ---- gathering ----
 
@@ -220,7 +270,7 @@ class SessionRunner:
                 transport.watch(lambda remote: self._connection_closed(transport, remote))
             subscribe = getattr(transport, "subscribe", None)
             if subscribe is not None and subscribe(lambda items: self._on_reactor_datagrams(transport, items)):
-                return  # an OS UDP socket: the run's UdpReactor delivers, no receive task
+                return  # an OS UDP socket: the run's Reactor delivers, no receive task
             assert self._nursery is not None
             self._nursery.start_soon(self._receive_loop, transport, name=f"receive-{self.agent.name}")
 
@@ -315,7 +365,7 @@ class SessionRunner:
     # ---- receiving ----
 
     async def _receive_loop(self, transport: CandidateTransport) -> None:
-        """Receive on a transport the UdpReactor does not serve (TURN, TCP, vnet, plugins)."""
+        """Receive on a transport the Reactor does not serve (TURN, TCP, vnet, plugins)."""
         batch = getattr(transport, "receive_batch", None)
         receive = transport.receive
         while True:
@@ -326,7 +376,7 @@ class SessionRunner:
             self._on_datagrams(transport, items)
 
     def _on_reactor_datagrams(self, transport: CandidateTransport, items: list[tuple[bytes, Address]]) -> None:
-        """Datagrams from the UdpReactor's task. An exception here is this session's bug: it is raised
+        """Datagrams from the Reactor's task. An exception here is this session's bug: it is raised
         again in the driver, so it ends the agent's `async with` as it would from a task of its own."""
         if self.closed or self._crashed is not None:
             return
@@ -424,8 +474,22 @@ class SessionRunner:
 
     def _poke(self) -> None:
         """STUN input arrived: do now what it made due (a triggered check, nomination, the agent's reaction),
-        in the receiving task, and wake the driver only if its sleep must end earlier."""
-        if self.pump(trio.current_time()) < self._sleeping_until:
+        in the receiving task."""
+        self._tick(trio.current_time())
+
+    def _tick(self, now: float) -> None:
+        """Pump, and have the reactor call `on_timer` when the next thing is due."""
+        self._reactor.set_timer(self, self.pump(now))
+
+    def on_timer(self) -> None:
+        """The reactor's timer (in its task): pump. An exception is re-raised by the driver, in this
+        session's nursery."""
+        if self.closed or self._crashed is not None:
+            return
+        try:
+            self._tick(trio.current_time())
+        except Exception as exc:
+            self._crashed = exc
             self._wakeup.set()
 
     def send_soon(self, transport: CandidateTransport, data: bytes, remote: Address) -> None:
@@ -469,26 +533,21 @@ class SessionRunner:
             log.exception("%s: observer hook iceagent_check raised", self.agent.name)
 
     async def _drive(self) -> None:
-        """The session's one timer loop: `pump`, send what needs waiting, sleep until the next deadline or
-        a wake-up."""
+        """The session's own task after setup: pump on a wake-up (input from the application, a gatherer,
+        the agent), send what needs waiting (the outbox), and re-raise what a reactor callback hit. Timers
+        and received STUN pump from the reactor's task, without a round here."""
         wakeup = self._wakeup
         outbox = self._outbox
         while True:
             if self._crashed is not None:
                 raise self._crashed
-            deadline = self.pump(trio.current_time())
+            self._tick(trio.current_time())
             if outbox:
                 while outbox:
-                    transport, data, remote = outbox.popleft()
+                    transport, data, remote = outbox.pop(0)
                     await transport.send(data, remote)
                 continue
-            self._sleeping_until = deadline
-            if deadline == math.inf:
-                await wakeup.wait()
-            else:
-                with trio.move_on_at(deadline):
-                    await wakeup.wait()
-            self._sleeping_until = -math.inf
+            await wakeup.wait()
 
     def pump(self, now: float) -> float:
         """Everything due at `now` that needs no waiting, in order: the gather timeout, nomination (controlling
@@ -522,7 +581,7 @@ class SessionRunner:
                     self._drain_events()
                 else:
                     deadline = min(deadline, held[1])
-            elif now >= self._next_check:
+            elif now >= self._next_check and ice.has_check_to_send:
                 t = ice.next_check(now)
                 if t is not None:
                     at = global_pacer().reserve(now) if self.config.global_pacing else now
@@ -538,11 +597,16 @@ class SessionRunner:
                 for t in ice.handle_timer(now):
                     self._transmit(t)
                 self._drain_events()
+                timer = ice.get_timer()
             agent = self.agent
             if agent._current is self and not self.closed:
-                deadline = min(deadline, agent.supervisor.poll(now))
-                self._drain_events()
-            timer = ice.get_timer()
+                # the supervisor looks again after a change of the agent's route or state, or when it asked to
+                if agent._supervise or now >= self._supervise_at:
+                    agent._supervise = False
+                    self._supervise_at = agent.supervisor.poll(now)
+                    self._drain_events()
+                    timer = ice.get_timer()  # a consent check may have gone out
+                deadline = min(deadline, self._supervise_at)
             if timer is not None:
                 deadline = min(deadline, timer)
             if self._held is None and self._next_check > now and ice.has_check_to_send:
@@ -576,8 +640,6 @@ class SessionRunner:
         if not better_pending:
             return -math.inf
         return self.first_valid_at + self.config.nomination_delay
-
-    _nominating = False
 
     def _nominatable(self) -> list[CandidatePair]:
         """Valid pairs whose last check did not fail (a failed USE-CANDIDATE check stays valid)."""

@@ -22,7 +22,7 @@ class Inbox:
     __slots__ = ("_closed", "_items", "_limit", "_readers")
 
     def __init__(self, limit: int) -> None:
-        self._items: deque[bytes] = deque()
+        self._items: deque[bytes] | None = None  # made by the first datagram
         self._limit = limit
         self._closed = False
         self._readers = Notifier()
@@ -32,7 +32,9 @@ class Inbox:
         if self._closed:
             return True
         items = self._items
-        if len(items) >= self._limit:
+        if items is None:
+            items = self._items = deque()
+        elif len(items) >= self._limit:
             return False
         items.append(data)
         self._readers.notify()
@@ -44,8 +46,9 @@ class Inbox:
 
     def get_nowait(self) -> bytes:
         """The oldest datagram; trio.WouldBlock if none, trio.EndOfChannel if none and closed."""
-        if self._items:
-            return self._items.popleft()
+        items = self._items
+        if items:
+            return items.popleft()
         if self._closed:
             raise trio.EndOfChannel
         raise trio.WouldBlock

@@ -21,6 +21,19 @@ if TYPE_CHECKING:
 class Supervisor:
     """One per agent; lives across ICE generations (its restart back-off does too)."""
 
+    __slots__ = (
+        "_agent",
+        "_backoff",
+        "_consent_pair",
+        "_early_consent",
+        "_last_rx",
+        "_last_rx_at",
+        "_last_tx",
+        "_last_tx_at",
+        "_next_consent",
+        "_restart_at",
+    )
+
     def __init__(self, agent: Agent) -> None:
         self._agent = agent
         self._backoff = agent.config.restart_backoff

@@ -31,6 +31,18 @@ class RemoteAdded(enum.Enum):
 class CandidateSet:
     """Local (candidate, base) pairs and remote candidates, with bounded peer-reflexive learning."""
 
+    __slots__ = (
+        "_from_mdns",
+        "_prflx_by_source",
+        "_prflx_locals",
+        "_prflx_remotes",
+        "locals",
+        "max_prflx",
+        "max_prflx_per_source",
+        "max_remote",
+        "remotes",
+    )
+
     def __init__(
         self, *, max_prflx: int = 100, max_remote: int = 400, max_prflx_per_source: int = MAX_PRFLX_PER_SOURCE
     ) -> None:
@@ -89,13 +101,13 @@ class CandidateSet:
     def local_for_base(self, base: Candidate) -> Candidate | None:
         """The local candidate of a triggered check received on `base`: a host/relay one (7.3.1.4)."""
         for candidate, cbase in self.locals:
-            if cbase == base and candidate.type in ("host", "relay"):
+            if (cbase is base or cbase == base) and candidate.type in ("host", "relay"):
                 return candidate
         return None
 
     def hides_base(self, base: Candidate) -> bool:
         """True when a `.local` host candidate stands for `base` (its address must not leak, draft 3.1.1)."""
-        return any(local.is_mdns for local, cbase in self.locals if cbase == base)
+        return any(local.is_mdns for local, cbase in self.locals if cbase is base or cbase == base)
 
     def locals_for(self, remote: Candidate) -> list[tuple[Candidate, Candidate]]:
         """The local (candidate, base) pairs `remote` may be paired with: not relay ones for a candidate

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections import deque
 from collections.abc import Callable, Iterable
 
 from .candidate import Candidate
@@ -55,6 +54,16 @@ class CheckList:
     """One check list (RFC 8445 6.1.2): pairs in priority order, their states, the triggered queue and
     the valid list. The IceSession owns it and drives it; state changes are reported to `on_state_change`."""
 
+    __slots__ = (
+        "_by_route",
+        "controlling",
+        "max_pairs",
+        "on_state_change",
+        "pairs",
+        "triggered",
+        "valid",
+    )
+
     def __init__(
         self, *, controlling: bool, max_pairs: int = 100, on_state_change: StateListener | None = None
     ) -> None:
@@ -63,7 +72,7 @@ class CheckList:
         self.on_state_change = on_state_change
         self.pairs: list[CandidatePair] = []
         self.valid: list[CandidatePair] = []
-        self.triggered: deque[CandidatePair] = deque()
+        self.triggered: list[CandidatePair] = []  # FIFO; short, and a list is lighter than a deque
         self._by_route: dict[tuple[Candidate, Address], CandidatePair] = {}
 
     # ---- building ----
@@ -227,7 +236,7 @@ class CheckList:
 
     def pop_triggered(self) -> CandidatePair | None:
         """The oldest pair of the triggered-check queue (RFC 8445 6.1.4.2)."""
-        return self.triggered.popleft() if self.triggered else None
+        return self.triggered.pop(0) if self.triggered else None
 
     # ---- summary ----
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 from ..stun.attributes import Attr
-from ..stun.message import Message, MessageClass, Method
+from ..stun.message import Message, MessageClass, Method, encode_attributes, seal
 from .candidate import IceParameters
 
 __all__ = [
@@ -35,22 +36,32 @@ def check_request(
 ) -> bytes:
     """A check: USERNAME rfrag:lfrag, PRIORITY, ICE-CONTROLLING/-CONTROLLED, optional USE-CANDIDATE,
     MESSAGE-INTEGRITY with the remote password, FINGERPRINT (RFC 8445 7.2.2)."""
+    body = _check_body(f"{remote.ufrag}:{local.ufrag}", priority, controlling, tie_breaker, use_candidate)
+    return seal(
+        Method.BINDING, MessageClass.REQUEST, transaction_id, body, integrity_key=remote.pwd.encode(), fingerprint=True
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_body(username: str, priority: int, controlling: bool, tie_breaker: int, use_candidate: bool) -> bytes:
+    """The attributes of a check before integrity: the same for every check of a pair and role, so they are
+    encoded once (none depends on the transaction id)."""
     attributes: list[tuple[Attr | int, Any]] = [
-        (Attr.USERNAME, f"{remote.ufrag}:{local.ufrag}"),
+        (Attr.USERNAME, username),
         (Attr.PRIORITY, priority),
         (Attr.ICE_CONTROLLING if controlling else Attr.ICE_CONTROLLED, tie_breaker),
     ]
     if use_candidate:
         attributes.append((Attr.USE_CANDIDATE, None))
-    message = Message(Method.BINDING, MessageClass.REQUEST, transaction_id, attributes)
-    return message.encode(integrity_key=remote.pwd.encode(), fingerprint=True)
+    return encode_attributes(attributes, b"")
 
 
 def success_response(request: Message, source: Address, local: IceParameters) -> bytes:
     """Success with XOR-MAPPED-ADDRESS = the request's source, MESSAGE-INTEGRITY with the local password,
     FINGERPRINT (RFC 8445 7.3.1.1 end, RFC 8489 6.3.1)."""
-    response = request.success_response([(Attr.XOR_MAPPED_ADDRESS, source)])
-    return response.encode(integrity_key=local.pwd.encode(), fingerprint=True)
+    tid = request.transaction_id
+    body = encode_attributes([(Attr.XOR_MAPPED_ADDRESS, source)], tid)
+    return seal(request.method, MessageClass.SUCCESS, tid, body, integrity_key=local.pwd.encode(), fingerprint=True)
 
 
 def error_response(

@@ -17,7 +17,6 @@ the list: its checks run, and if they fail too ChecklistFailed is emitted again.
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable
 
 import attrs
@@ -88,6 +87,28 @@ class _Request:
 class IceSession:
     """One ICE generation (one local ufrag/pwd): pairs, checks, triggered queue, valid list, nomination."""
 
+    __slots__ = (
+        "_candidates",
+        "_checklist",
+        "_completed",
+        "_events",
+        "_failed",
+        "_generated",
+        "_local_done",
+        "_peer_nominated",
+        "_pending_remote",
+        "_random",
+        "_remote_done",
+        "_requests",
+        "_rto",
+        "_use_candidate",
+        "config",
+        "controlling",
+        "local_parameters",
+        "remote_parameters",
+        "tie_breaker",
+    )
+
     def __init__(
         self,
         *,
@@ -112,7 +133,7 @@ class IceSession:
         self._local_done = False
         self._remote_done = False
         self._requests: dict[bytes, _Request] = {}
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque
         self._use_candidate: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair to nominate
         self._peer_nominated: set[CandidatePair] = set()  # 7.3.1.5: nominated by the peer, not yet valid
         self._generated: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair (7.2.5.3.2)
@@ -292,7 +313,7 @@ class IceSession:
 
     def next_event(self) -> Event | None:
         """The next event, or None when the queue is empty."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     @property
     def pairs(self) -> list[CandidatePair]:
@@ -546,7 +567,7 @@ class IceSession:
         if local is None:  # TCP: the mapped port is the connection's ephemeral one (RFC 6544 7.2)
             local = pair.local
         valid = pair
-        if local != pair.local:
+        if local is not pair.local and local != pair.local:
             found = [p for p in self._checklist.valid if p.route == pair.route and p.local == local]
             if found:
                 valid = found[0]

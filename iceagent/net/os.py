@@ -30,14 +30,14 @@ class OSUdpSocket:
 
     Sends and batched receives go straight to the non-blocking stdlib socket (the data fast path);
     they are still Trio checkpoints: cancellation is checked and the scheduler runs once per call.
-    Instead of receiving, a socket can `subscribe` to the run's UdpReactor (the agent does).
+    Instead of receiving, a socket can `subscribe` to the run's Reactor (the agent does).
     """
 
     def __init__(self, raw: _stdsocket.socket) -> None:
         self._raw = raw
         self._sock: trio.socket.SocketType | None = None  # made when first needed (memory per agent)
         self._local = _norm(raw.getsockname())
-        self._reactor: _reactor.UdpReactor | None = None
+        self._reactor: _reactor.Reactor | None = None
 
     @property
     def local_address(self) -> Address:
@@ -51,12 +51,12 @@ class OSUdpSocket:
         return self._sock
 
     def subscribe(self, callback: Callable[[list[tuple[bytes, Address]]], None]) -> bool:
-        """Have the run's UdpReactor hand every arriving batch of datagrams to `callback`, with no receive
-        task (Linux). Returns False where there is no reactor: receive as usual then. Until the socket
+        """Have the run's Reactor hand every arriving batch of datagrams to `callback`, with no receive
+        task (Linux). Returns False where that is not possible: receive as usual then. Until the socket
         closes, nothing else may receive on it."""
         if not _reactor.available():
             return False
-        reactor = _reactor.udp_reactor()
+        reactor = _reactor.reactor()
         reactor.subscribe(self._raw, callback)
         self._reactor = reactor
         return True

@@ -1,22 +1,28 @@
-"""UdpReactor: one epoll that serves every subscribed OS UDP socket of a `trio.run` (Linux).
+"""The run-wide reactor: one epoll for every subscribed OS UDP socket and one timer heap, served by a
+single system task (asyncio's model, under Trio).
 
 A receive task per socket costs a Trio task (about 2 KiB) and, per wake-up, an epoll_ctl plus a
-scheduling round. With thousands of agents in one process that dominates (bench/scale.py), so the
-agent subscribes its host sockets here instead: a level-triggered epoll of their own, watched by one
-task through its file descriptor, reads every ready socket and hands the datagrams to the socket's
-callback at once, as asyncio's protocols get them.
+scheduling round; a sleeping task per timer costs the same. With thousands of agents in one process
+that dominates (bench/scale.py). So an agent subscribes its host sockets here and sets one timer: a
+level-triggered epoll of the reactor's own, watched through its file descriptor, is read when ready and
+each socket's datagrams go to its callback at once; due timers call their client's `on_timer()`.
 
-The task is a Trio system task, started when the first socket subscribes and ended when the last one
-leaves: a run-wide service like Trio's own I/O manager, which no one agent's nursery could own (it
-outlives any one agent). A callback must not raise: the agent wraps its own and reports what escapes to
-its owner (see SessionRunner), so a bug still surfaces in that agent's nursery.
+The task is a Trio system task, started when the first socket or timer arrives and ended when the last
+one leaves: a run-wide service like Trio's own I/O manager, which no one agent's nursery could own (it
+outlives any one agent). Callbacks must not raise: the agent wraps its own and re-raises what escapes
+in its own task, so a bug still surfaces in that agent's nursery. Sockets need epoll (Linux); timers
+work everywhere.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import select
 import socket
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
@@ -34,29 +40,42 @@ BATCH = 64
 MAX_EVENTS = 1024
 
 
+class TimerClient(Protocol):
+    """Something with one timer at a time (`Reactor.set_timer`)."""
+
+    def on_timer(self) -> None: ...
+
+
 def available() -> bool:
-    """Whether this platform has epoll (Linux); elsewhere sockets keep a receive task each."""
+    """Whether sockets can subscribe: this platform has epoll (Linux). Elsewhere they keep a receive task."""
     return hasattr(select, "epoll")
 
 
-class UdpReactor:
-    """The epoll, its subscribers and the system task that serves them (one per `trio.run`)."""
+class Reactor:
+    """The epoll, the timers and the system task that serves them (one per `trio.run`)."""
 
     def __init__(self) -> None:
-        self._ep: select.epoll | None = None
+        self._ep: select.epoll | None = select.epoll() if available() else None
         self._subscribers: dict[int, tuple[socket.socket, Callback]] = {}
+        self._heap: list[tuple[float, int, TimerClient]] = []
+        self._timer_of: dict[TimerClient, float] = {}
+        self._stale = 0  # heap entries whose client has moved or cancelled its timer
+        self._seq = itertools.count()
+        self._scope: trio.CancelScope | None = None  # the task's current wait
+        self._running = False
+
+    # ---- sockets ----
 
     def subscribe(self, sock: socket.socket, callback: Callback) -> None:
         """Deliver what arrives on `sock` (non-blocking) to `callback` until `unsubscribe`."""
+        if self._ep is None:
+            raise RuntimeError("no epoll on this platform: receive on the socket instead")
         fd = sock.fileno()
         if fd in self._subscribers:
             raise RuntimeError(f"socket {fd} is already subscribed")
-        ep = self._ep
-        if ep is None:
-            ep = self._ep = select.epoll()
-            trio.lowlevel.spawn_system_task(self._run, ep, name="iceagent-udp-reactor")
-        ep.register(fd, select.EPOLLIN)
+        self._ep.register(fd, select.EPOLLIN)
         self._subscribers[fd] = (sock, callback)
+        self._start()
 
     def unsubscribe(self, sock: socket.socket) -> None:
         """Stop delivering for `sock`; call before closing it (its descriptor number may be reused)."""
@@ -65,25 +84,86 @@ class UdpReactor:
         if entry is not None and entry[0] is sock:
             self._drop(fd)
 
-    def __len__(self) -> int:
-        return len(self._subscribers)
+    # ---- timers ----
 
-    async def _run(self, ep: select.epoll) -> None:
-        """Serve until the last subscriber leaves (then `ep` is no longer the reactor's: a later subscriber
-        starts a new epoll and task)."""
+    def set_timer(self, client: TimerClient, at: float) -> None:
+        """Call `client.on_timer()` once Trio time reaches `at`, replacing the client's previous timer;
+        math.inf cancels it."""
+        old = self._timer_of.get(client)
+        if old == at:
+            return
+        if old is not None:
+            self._stale += 1
+        if at == math.inf:
+            if old is not None:
+                del self._timer_of[client]
+                self._idle_check()
+            return
+        self._timer_of[client] = at
+        heapq.heappush(self._heap, (at, next(self._seq), client))
+        if self._stale > len(self._timer_of) + 64:
+            self._heap = [(t, next(self._seq), c) for c, t in self._timer_of.items()]
+            heapq.heapify(self._heap)
+            self._stale = 0
+        scope = self._scope
+        if scope is not None and at < scope.deadline:
+            scope.deadline = at
+        self._start()
+
+    def __len__(self) -> int:
+        return len(self._subscribers) + len(self._timer_of)
+
+    # ---- the task ----
+
+    def _start(self) -> None:
+        if not self._running:
+            self._running = True
+            trio.lowlevel.spawn_system_task(self._run, name="iceagent-reactor")
+
+    def _idle_check(self) -> None:
+        if not self._subscribers and not self._timer_of and self._scope is not None:
+            self._scope.cancel()  # nothing left: let the task end
+
+    async def _run(self) -> None:
+        ep = self._ep
         subscribers = self._subscribers
+        heap = self._heap
         try:
-            while ep is self._ep:
-                try:
-                    await trio.lowlevel.wait_readable(ep)
-                except trio.ClosedResourceError:
-                    return  # notify_closing: the last subscriber left
-                for fd, _events in ep.poll(0, MAX_EVENTS):
-                    entry = subscribers.get(fd)
-                    if entry is not None:
-                        self._serve(fd, *entry)
+            while subscribers or self._timer_of:
+                heap = self._heap
+                with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                    self._scope = scope
+                    if ep is not None:
+                        await trio.lowlevel.wait_readable(ep)
+                    else:
+                        await trio.sleep_forever()
+                self._scope = None
+                if ep is not None and subscribers:
+                    for fd, _events in ep.poll(0, MAX_EVENTS):
+                        entry = subscribers.get(fd)
+                        if entry is not None:
+                            self._serve(fd, *entry)
+                self._fire(trio.current_time())
         finally:
-            ep.close()
+            self._scope = None
+            self._running = False
+
+    def _fire(self, now: float) -> None:
+        heap = self._heap
+        timer_of = self._timer_of
+        due = []
+        while heap and heap[0][0] <= now:
+            at, _seq, client = heapq.heappop(heap)
+            if timer_of.get(client) != at:
+                self._stale -= 1
+                continue
+            del timer_of[client]
+            due.append(client)
+        for client in due:  # after the pops: a client that re-arms for `now` waits for the next round
+            try:
+                client.on_timer()
+            except Exception:  # a system task must not raise: clients report their own bugs
+                log.exception("timer client %r raised", client)
 
     def _serve(self, fd: int, sock: socket.socket, callback: Callback) -> None:
         out: list[tuple[bytes, Address]] = []
@@ -109,26 +189,22 @@ class UdpReactor:
 
     def _drop(self, fd: int) -> None:
         del self._subscribers[fd]
-        ep = self._ep
-        if ep is None:
-            return
-        try:
-            ep.unregister(fd)
-        except OSError:
-            pass
-        if not self._subscribers:
-            self._ep = None
-            trio.lowlevel.notify_closing(ep)  # wakes the task, which closes it
+        if self._ep is not None:
+            try:
+                self._ep.unregister(fd)
+            except OSError:
+                pass
+        self._idle_check()
 
 
-_reactor: trio.lowlevel.RunVar[UdpReactor] = trio.lowlevel.RunVar("iceagent_udp_reactor")
+_reactor: trio.lowlevel.RunVar[Reactor] = trio.lowlevel.RunVar("iceagent_reactor")
 
 
-def udp_reactor() -> UdpReactor:
+def reactor() -> Reactor:
     """The reactor of this `trio.run`."""
     try:
         return _reactor.get()
     except LookupError:
-        reactor = UdpReactor()
-        _reactor.set(reactor)
-        return reactor
+        r = Reactor()
+        _reactor.set(r)
+        return r

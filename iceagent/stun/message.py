@@ -12,7 +12,7 @@ import hmac
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
 from ..errors import IceError
@@ -42,8 +42,10 @@ __all__ = [
     "Method",
     "PasswordAlgorithm",
     "StunDecodeError",
+    "encode_attributes",
     "long_term_key",
     "looks_like_stun",
+    "seal",
     "userhash",
 ]
 
@@ -210,6 +212,70 @@ def hmac_sha256(key: bytes, data: bytes) -> bytes:
     o = outer.copy()
     o.update(h.digest())
     return o.digest()  # type: ignore[no-any-return]
+
+
+def encode_attributes(attributes: Sequence[tuple[Attr | int, Any]], transaction_id: bytes) -> bytes:
+    """The attribute section of a message (RFC 8489 14), without MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT
+    entries (`seal` adds those). The transaction id is needed by XOR-MAPPED-ADDRESS over IPv6 (14.2).
+
+    Raises ValueError for a value an attribute cannot carry."""
+    parts = []
+    t: Attr | int = 0
+    try:
+        for t, v in attributes:
+            enc = ENCODERS.get(t)
+            if enc is None:
+                if t in SECURITY_ATTRS:
+                    continue
+                if not 0 <= t <= 0xFFFF:
+                    raise ValueError(f"attribute type {t} does not fit in 16 bits")
+                if not isinstance(v, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"an unknown attribute's value must be bytes, not {type(v).__name__}")
+                parts.append(_ATTR_HDR.pack(t, len(v)) + v + b"\x00" * (-len(v) & 3))
+            else:
+                parts.append(enc(t, v, transaction_id))
+    except (ValueError, TypeError, AttributeError, OverflowError, struct.error) as e:
+        raise ValueError(f"cannot encode {_attr_name(t)}: {e}") from e
+    return b"".join(parts)
+
+
+def seal(
+    method: Method | int,
+    message_class: MessageClass,
+    transaction_id: bytes,
+    body: bytes,
+    integrity_key: BytesLike | str | None = None,
+    integrity: Literal["sha1", "sha256", "both"] = "sha1",
+    fingerprint: bool = False,
+) -> bytes:
+    """A message on the wire from its encoded attributes (`encode_attributes`, or bytes cached by a caller
+    that sends the same attributes often): header, then MESSAGE-INTEGRITY ("sha1"),
+    MESSAGE-INTEGRITY-SHA256 ("sha256") or both with `integrity_key`, then FINGERPRINT if asked
+    (RFC 8489 5, 14.5-14.7). Raises ValueError for more than 65535 bytes of attributes."""
+    tid = transaction_id
+    n = len(body)
+    total = n + (8 if fingerprint else 0)
+    if integrity_key is not None:
+        if integrity not in ("sha1", "sha256", "both"):
+            raise ValueError(f"integrity must be 'sha1', 'sha256' or 'both', not {integrity!r}")
+        total += 24 if integrity == "sha1" else 36 if integrity == "sha256" else 60
+    if total > _MAX_LENGTH:
+        raise ValueError(f"message attributes are {total} bytes, more than {_MAX_LENGTH}")
+    mtype = _method_class_to_type(method, message_class)
+    if integrity_key is not None:
+        key = integrity_key if type(integrity_key) is bytes else _as_key(integrity_key)
+        if integrity != "sha256":
+            n += 24
+            mac = hmac_sha1(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
+            body += _MI_HDR + mac
+        if integrity != "sha1":
+            n += 36
+            mac = hmac_sha256(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
+            body += _MI256_HDR + mac
+    if fingerprint:
+        data = _HEADER_TID.pack(mtype, n + 8, MAGIC_COOKIE, tid) + body
+        return data + _FP_TLV.pack(_FP_TYPE, 4, zlib.crc32(data) ^ FINGERPRINT_XOR)
+    return _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body
 
 
 class Message:
@@ -380,48 +446,8 @@ class Message:
 
         Raises ValueError for a value an attribute cannot carry, or a message over 65535 bytes of attributes.
         """
-        tid = self.transaction_id
-        parts = []
-        t: Attr | int = 0
-        try:
-            for t, v in self.attributes:
-                enc = ENCODERS.get(t)
-                if enc is None:
-                    if t in SECURITY_ATTRS:
-                        continue
-                    if not 0 <= t <= 0xFFFF:
-                        raise ValueError(f"attribute type {t} does not fit in 16 bits")
-                    if not isinstance(v, (bytes, bytearray, memoryview)):
-                        raise TypeError(f"an unknown attribute's value must be bytes, not {type(v).__name__}")
-                    parts.append(_ATTR_HDR.pack(t, len(v)) + v + b"\x00" * (-len(v) & 3))
-                else:
-                    parts.append(enc(t, v, tid))
-        except (ValueError, TypeError, AttributeError, OverflowError, struct.error) as e:
-            raise ValueError(f"cannot encode {_attr_name(t)}: {e}") from e
-        body = b"".join(parts)
-        n = len(body)
-        total = n + (8 if fingerprint else 0)
-        if integrity_key is not None:
-            if integrity not in ("sha1", "sha256", "both"):
-                raise ValueError(f"integrity must be 'sha1', 'sha256' or 'both', not {integrity!r}")
-            total += 24 if integrity == "sha1" else 36 if integrity == "sha256" else 60
-        if total > _MAX_LENGTH:
-            raise ValueError(f"message attributes are {total} bytes, more than {_MAX_LENGTH}")
-        mtype = _method_class_to_type(self.method, self.message_class)
-        if integrity_key is not None:
-            key = integrity_key if type(integrity_key) is bytes else _as_key(integrity_key)
-            if integrity != "sha256":
-                n += 24
-                mac = hmac_sha1(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
-                body += _MI_HDR + mac
-            if integrity != "sha1":
-                n += 36
-                mac = hmac_sha256(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
-                body += _MI256_HDR + mac
-        if fingerprint:
-            data = _HEADER_TID.pack(mtype, n + 8, MAGIC_COOKIE, tid) + body
-            return data + _FP_TLV.pack(_FP_TYPE, 4, zlib.crc32(data) ^ FINGERPRINT_XOR)
-        return _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body
+        body = encode_attributes(self.attributes, self.transaction_id)
+        return seal(self.method, self.message_class, self.transaction_id, body, integrity_key, integrity, fingerprint)
 
     @classmethod
     def decode(cls, data: BytesLike) -> Message:
