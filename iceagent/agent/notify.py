@@ -73,12 +73,10 @@ class Wakeup:
             self._flag = False
             await checkpoint()
             return
-        task = self._task = current_task()
-
-        def abort(_: object) -> Abort:
-            if self._task is task:
-                self._task = None
-            return Abort.SUCCEEDED
-
-        await wait_task_rescheduled(abort)
+        self._task = current_task()
+        await wait_task_rescheduled(self._abort)
         self._flag = False
+
+    def _abort(self, _: object) -> Abort:
+        self._task = None  # only the waiting task can be cancelled out of wait()
+        return Abort.SUCCEEDED

@@ -64,7 +64,6 @@ class SessionRunner:
         "_crashed",
         "_data_pairs",
         "_early_resolutions",
-        "_emitted",
         "_gather_deadline",
         "_held",
         "_next_check",
@@ -77,7 +76,6 @@ class SessionRunner:
         "_resolver",
         "_resolving",
         "_supervise_at",
-        "_transports",
         "_wakeup",
         "agent",
         "bases",
@@ -122,11 +120,9 @@ class SessionRunner:
         self.gatherer_errors: dict[str, list[str]] = {}
         self.gatherer_counts: dict[str, int] = {}
         self._contexts: list[AgentGatherContext] = []
-        self._emitted: set[tuple[str, str, int]] = set()
         # transports
         self._base_of: dict[int, Candidate] = {}  # id(transport) -> base candidate
         self.transport_of: dict[Candidate, CandidateTransport] = {}  # base candidate -> transport
-        self._transports: dict[int, CandidateTransport] = {}
         #: ICE-TCP endpoints (RFC 6544): transports with one connection per remote, by id
         self._connection_transports: dict[int, ConnectionTransport] = {}
         self._owned: list[UdpSocket] = []
@@ -262,9 +258,8 @@ class SessionRunner:
         if old is not None:
             self.transport_of.pop(old, None)
         self._base_of[key] = base
-        self.transport_of[base] = transport
-        if key not in self._transports:
-            self._transports[key] = transport
+        self.transport_of[base] = transport  # keeps the transport (and so its id) alive
+        if old is None:  # a new transport: start receiving on it
             if isinstance(transport, ConnectionTransport):
                 self._connection_transports[key] = transport
                 transport.watch(lambda remote: self._connection_closed(transport, remote))
@@ -286,10 +281,11 @@ class SessionRunner:
             # hosts are hidden behind names: no related address (draft-ietf-mmusic-mdns-ice-candidates 3.1.1)
             unspecified = "::" if ":" in (candidate.related_address or "") else "0.0.0.0"
             candidate = attrs.evolve(candidate, related_address=unspecified, related_port=9)
-        key = (candidate.transport, candidate.address, candidate.port)
-        if key in self._emitted:
-            return  # equal to one already emitted: the first is kept (DESIGN.md "Plugins")
-        self._emitted.add(key)
+        for other in self.candidates:  # a handful: a scan is lighter than a set per session
+            if other.port == candidate.port and other.address == candidate.address and (
+                other.transport == candidate.transport
+            ):
+                return  # equal to one already emitted: the first is kept (DESIGN.md "Plugins")
         if candidate.is_mdns:
             # a `.local` host candidate stands for its socket, whose base keeps the address (draft 3.1.1)
             found = self._base_of.get(id(transport))
@@ -626,7 +622,7 @@ class SessionRunner:
     # ---- nomination (controlling side, regular nomination, RFC 8445 8.1.1) ----
 
     def _nomination_deadline(self) -> float | None:
-        if not self.ice.controlling or self.nominated is not None or self._nominating:
+        if self.first_valid_at is None or not self.ice.controlling or self.nominated is not None or self._nominating:
             return None
         valid = self._nominatable()
         if not valid or self.first_valid_at is None:

@@ -135,7 +135,8 @@ class IceSession:
         self._requests: dict[bytes, _Request] = {}
         self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque
         self._use_candidate: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair to nominate
-        self._peer_nominated: set[CandidatePair] = set()  # 7.3.1.5: nominated by the peer, not yet valid
+        #: 7.3.1.5: nominated by the peer, not yet valid (a dict as a set: an empty one is a third the size)
+        self._peer_nominated: dict[CandidatePair, None] = {}
         self._generated: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair (7.2.5.3.2)
         self._rto: dict[CandidatePair, RtoEstimator] = {}
         self._failed = False
@@ -257,7 +258,7 @@ class IceSession:
             target = self._use_candidate.pop(pair, None)
             if target is not None:
                 self._events.append(NominationFailed(target))
-            self._peer_nominated.discard(pair)
+            self._peer_nominated.pop(pair, None)
         self._update_failed()
         return pairs
 
@@ -445,7 +446,7 @@ class IceSession:
             if pair.state is PairState.SUCCEEDED and valid is not None:
                 self._set_nominated(valid)
             else:
-                self._peer_nominated.add(pair)
+                self._peer_nominated[pair] = None
 
     # ---- sending checks (RFC 8445 7.2.2) ----
 
@@ -585,7 +586,7 @@ class IceSession:
         if request.use_candidate and self.controlling:
             self._set_nominated(valid)
         elif not self.controlling and pair in self._peer_nominated:
-            self._peer_nominated.discard(pair)
+            del self._peer_nominated[pair]
             self._set_nominated(valid)
         self._checklist.unfreeze_foundation(pair.foundation)
 

@@ -177,7 +177,8 @@ def _as_key(key: BytesLike | str) -> bytes:
 _compare_digest = hmac.compare_digest
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
-_HMAC_CACHE_SIZE = 256
+#: Keys whose HMAC pads are kept: an agent's two passwords each, for thousands of agents per process.
+_HMAC_CACHE_SIZE = 8192
 _HashFactory = Any  # hashlib.sha1 / hashlib.sha256 constructors
 _SHA1_PADS: dict[bytes, tuple[Any, Any]] = {}
 _SHA256_PADS: dict[bytes, tuple[Any, Any]] = {}
