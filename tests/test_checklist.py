@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from iceagent.ice.candidate import Candidate
 from iceagent.ice.checklist import CheckList, can_pair, pairing_candidate
 from iceagent.ice.pair import CandidatePair, PairState, check_priority
@@ -405,3 +408,41 @@ def test_active_and_all_failed() -> None:
     cl.pop_triggered()
     cl.add_valid(pair)
     assert not cl.all_failed
+
+
+# ---- the state counters behind active / all_failed / has_idle ----
+
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["pair_up", "add", "set", "remove", "valid"]), st.integers(0, 7), st.integers(0, 4)),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_OPS)
+def test_state_summaries_match_a_scan_after_any_operations(ops: list[tuple[str, int, int]]) -> None:
+    """CheckList counts pairs per state instead of scanning; whatever happens, the answers are the scan's."""
+    cl = CheckList(controlling=True, max_pairs=5)
+    local = cand("10.0.0.1", 1000)
+    remotes = [cand("10.0.0.2", 2000 + i, foundation=f"r{i % 3}") for i in range(8)]
+    every = list(PairState)
+    for op, i, j in ops:
+        if op == "pair_up":
+            cl.pair_up([(local, local)], [remotes[i]])
+        elif op == "add":
+            cl.add(CandidatePair(local=local, remote=remotes[i], base=local), every[j])
+        elif cl.pairs:
+            pair = cl.pairs[i % len(cl.pairs)]
+            if op == "set":
+                cl.set_state(pair, every[j])
+            elif op == "remove":
+                cl.remove(pair)
+            else:
+                cl.add_valid(pair)
+        pairs = cl.pairs
+        assert cl.has_idle == any(p.state in (PairState.FROZEN, PairState.WAITING) for p in pairs)
+        assert cl.active == (
+            bool(cl.triggered)
+            or any(p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS) for p in pairs)
+        )
+        assert cl.all_failed == (not cl.valid and all(p.state is PairState.FAILED for p in pairs))

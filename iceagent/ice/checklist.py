@@ -56,6 +56,9 @@ class CheckList:
 
     __slots__ = (
         "_by_route",
+        "_n_failed",
+        "_n_idle",
+        "_n_in_progress",
         "controlling",
         "max_pairs",
         "on_state_change",
@@ -74,6 +77,18 @@ class CheckList:
         self.valid: list[CandidatePair] = []
         self.triggered: list[CandidatePair] = []  # FIFO; short, and a list is lighter than a deque
         self._by_route: dict[tuple[Candidate, Address], CandidatePair] = {}
+        # pairs on the list per state group, so the summaries below need no scan
+        self._n_idle = 0  # FROZEN or WAITING
+        self._n_in_progress = 0
+        self._n_failed = 0
+
+    def _count(self, state: PairState, delta: int) -> None:
+        if state is PairState.FROZEN or state is PairState.WAITING:
+            self._n_idle += delta
+        elif state is PairState.IN_PROGRESS:
+            self._n_in_progress += delta
+        elif state is PairState.FAILED:
+            self._n_failed += delta
 
     # ---- building ----
 
@@ -125,6 +140,7 @@ class CheckList:
         pair.state = state
         self.pairs.append(pair)
         self._by_route[pair.route] = pair
+        self._count(state, 1)
         return True
 
     def _initial_state(self, pair: CandidatePair) -> PairState:
@@ -148,6 +164,7 @@ class CheckList:
         """Take a pair off the check list and the triggered queue (it stays valid if it was)."""
         if pair in self.pairs:
             self.pairs.remove(pair)
+            self._count(pair.state, -1)
         if self._by_route.get(pair.route) is pair:
             del self._by_route[pair.route]
         if pair in self.triggered:
@@ -189,6 +206,9 @@ class CheckList:
         if old is new:
             return
         pair.state = new
+        if self._by_route.get(pair.route) is pair:  # on the list (a valid pair may not be)
+            self._count(old, -1)
+            self._count(new, 1)
         if self.on_state_change is not None:
             self.on_state_change(pair, old, new)
 
@@ -243,11 +263,14 @@ class CheckList:
     @property
     def active(self) -> bool:
         """Some pair may still be checked: one is Frozen, Waiting or In-Progress, or a check is queued."""
-        return bool(self.triggered) or any(
-            p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS) for p in self.pairs
-        )
+        return bool(self.triggered) or self._n_idle + self._n_in_progress > 0
 
     @property
     def all_failed(self) -> bool:
         """Every pair Failed (or there are none) and nothing is valid (RFC 8445 8.1.2)."""
-        return not self.valid and all(p.state is PairState.FAILED for p in self.pairs)
+        return not self.valid and self._n_failed == len(self.pairs)
+
+    @property
+    def has_idle(self) -> bool:
+        """Some pair on the list is FROZEN or WAITING."""
+        return self._n_idle > 0

@@ -101,6 +101,7 @@ class IceSession:
         "_remote_done",
         "_requests",
         "_rto",
+        "_timer",
         "_use_candidate",
         "config",
         "controlling",
@@ -133,6 +134,7 @@ class IceSession:
         self._local_done = False
         self._remote_done = False
         self._requests: dict[bytes, _Request] = {}
+        self._timer: float | bool | None = False  # get_timer()'s answer; False: work it out again
         self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque
         self._use_candidate: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair to nominate
         #: 7.3.1.5: nominated by the peer, not yet valid (a dict as a set: an empty one is a third the size)
@@ -242,6 +244,7 @@ class IceSession:
         checks fail at once instead of at the 39.5 s timeout, and its pairs, valid ones too, become Failed
         (RFC 6544 7.1). Returns those pairs; the agent decides what a broken selected pair means."""
         route = (base, remote)
+        self._timer = False
         for tid, request in list(self._requests.items()):
             if request.pair.route == route:
                 del self._requests[tid]
@@ -291,12 +294,20 @@ class IceSession:
 
     def get_timer(self) -> float | None:
         """When `handle_timer` must next be called (retransmission or transaction timeout), or None."""
-        timers = [t for r in self._requests.values() if (t := r.transaction.get_timer()) is not None]
-        return min(timers, default=None)
+        timer = self._timer
+        if timer is False:  # the transactions changed since it was last worked out
+            timer = None
+            for r in self._requests.values():
+                t = r.transaction.get_timer()
+                if t is not None and (timer is None or t < timer):
+                    timer = t
+            self._timer = timer
+        return timer
 
     def handle_timer(self, now: float) -> list[Transmit]:
         """Retransmit due requests (RFC 8489 6.2.1) and fail timed-out checks; returns the retransmits."""
         out = []
+        self._timer = False
         for tid, request in list(self._requests.items()):
             transaction = request.transaction
             data = transaction.handle_timer(now)
@@ -359,9 +370,7 @@ class IceSession:
         checklist = self._checklist
         if checklist.triggered:
             return True
-        return not self._completed and any(
-            p.state is PairState.WAITING or p.state is PairState.FROZEN for p in checklist.pairs
-        )
+        return not self._completed and checklist.has_idle
 
     @property
     def completed(self) -> bool:
@@ -433,6 +442,7 @@ class IceSession:
                 self._checklist.enqueue_triggered(pair)
         elif pair.state is not PairState.SUCCEEDED and not held_back:
             if pair.state is PairState.IN_PROGRESS:
+                self._timer = False
                 for request in self._requests.values():
                     if request.pair is pair and not request.consent:
                         request.cancelled = True
@@ -484,6 +494,7 @@ class IceSession:
             reliable=pair.base.transport == "tcp",
             reliable_timeout=self.config.reliable_timeout,
         )
+        self._timer = False
         self._requests[tid] = _Request(
             pair=pair,
             transaction=transaction,
@@ -507,6 +518,7 @@ class IceSession:
         request = self._requests.get(message.transaction_id)
         if request is None:
             return  # unknown or already answered
+        self._timer = False
         if Attr.FINGERPRINT in message and not message.verify_fingerprint():
             return
         if not message.verify_integrity(request.key):

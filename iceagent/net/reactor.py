@@ -58,8 +58,9 @@ class Reactor:
         self._ep: select.epoll | None = select.epoll() if available() else None
         self._subscribers: dict[int, tuple[socket.socket, Callback]] = {}
         self._heap: list[tuple[float, int, TimerClient]] = []
-        self._timer_of: dict[TimerClient, float] = {}
-        self._stale = 0  # heap entries whose client has moved or cancelled its timer
+        self._want: dict[TimerClient, float] = {}  # when each client asked to be called
+        self._armed: dict[TimerClient, float] = {}  # each client's heap entry that counts (<= its want)
+        self._stale = 0  # heap entries that no longer count (superseded or cancelled)
         self._seq = itertools.count()
         self._scope: trio.CancelScope | None = None  # the task's current wait
         self._running = False
@@ -88,21 +89,23 @@ class Reactor:
 
     def set_timer(self, client: TimerClient, at: float) -> None:
         """Call `client.on_timer()` once Trio time reaches `at`, replacing the client's previous timer;
-        math.inf cancels it."""
-        old = self._timer_of.get(client)
-        if old == at:
-            return
-        if old is not None:
-            self._stale += 1
+        math.inf cancels it. Moving a timer later costs no heap entry: the earlier one re-arms when due."""
         if at == math.inf:
-            if old is not None:
-                del self._timer_of[client]
+            if self._want.pop(client, None) is not None:
+                if self._armed.pop(client, None) is not None:
+                    self._stale += 1
                 self._idle_check()
             return
-        self._timer_of[client] = at
+        self._want[client] = at
+        armed = self._armed.get(client)
+        if armed is not None and armed <= at:
+            return
+        if armed is not None:
+            self._stale += 1
+        self._armed[client] = at
         heapq.heappush(self._heap, (at, next(self._seq), client))
-        if self._stale > len(self._timer_of) + 64:
-            self._heap = [(t, next(self._seq), c) for c, t in self._timer_of.items()]
+        if self._stale > len(self._armed) + 64:
+            self._heap = [(t, next(self._seq), c) for c, t in self._armed.items()]
             heapq.heapify(self._heap)
             self._stale = 0
         scope = self._scope
@@ -111,7 +114,7 @@ class Reactor:
         self._start()
 
     def __len__(self) -> int:
-        return len(self._subscribers) + len(self._timer_of)
+        return len(self._subscribers) + len(self._want)
 
     # ---- the task ----
 
@@ -121,7 +124,7 @@ class Reactor:
             trio.lowlevel.spawn_system_task(self._run, name="iceagent-reactor")
 
     def _idle_check(self) -> None:
-        if not self._subscribers and not self._timer_of and self._scope is not None:
+        if not self._subscribers and not self._want and self._scope is not None:
             self._scope.cancel()  # nothing left: let the task end
 
     async def _run(self) -> None:
@@ -129,7 +132,7 @@ class Reactor:
         subscribers = self._subscribers
         heap = self._heap
         try:
-            while subscribers or self._timer_of:
+            while subscribers or self._want:
                 heap = self._heap
                 with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
                     self._scope = scope
@@ -150,14 +153,23 @@ class Reactor:
 
     def _fire(self, now: float) -> None:
         heap = self._heap
-        timer_of = self._timer_of
+        armed = self._armed
+        want = self._want
         due = []
         while heap and heap[0][0] <= now:
             at, _seq, client = heapq.heappop(heap)
-            if timer_of.get(client) != at:
+            if armed.get(client) != at:
                 self._stale -= 1
                 continue
-            del timer_of[client]
+            del armed[client]
+            wanted = want.get(client)
+            if wanted is None:
+                continue
+            if wanted > now:  # moved later meanwhile: arm for then
+                armed[client] = wanted
+                heapq.heappush(heap, (wanted, next(self._seq), client))
+                continue
+            del want[client]
             due.append(client)
         for client in due:  # after the pops: a client that re-arms for `now` waits for the next round
             try:
