@@ -469,10 +469,11 @@ class SessionRunner:
     # ---- the driver loop ----
 
     def wake(self) -> None:
-        """Something changed (input, candidates, the agent's state): let the driver look again. A no-op
-        while this session's `pump` runs: it looks at everything before it returns."""
-        if not self._pumping:
-            self._wakeup.set()
+        """Something changed (input, candidates, the agent's state): pump soon, in the reactor's next round
+        (no task switch). A no-op while this session's `pump` runs: it looks at everything before it
+        returns."""
+        if not self._pumping and not self.closed:
+            self._reactor.call_soon(self)
 
     def _poke(self) -> None:
         """STUN input arrived: do now what it made due (a triggered check, nomination, the agent's reaction),

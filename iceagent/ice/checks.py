@@ -60,8 +60,17 @@ def success_response(request: Message, source: Address, local: IceParameters) ->
     """Success with XOR-MAPPED-ADDRESS = the request's source, MESSAGE-INTEGRITY with the local password,
     FINGERPRINT (RFC 8445 7.3.1.1 end, RFC 8489 6.3.1)."""
     tid = request.transaction_id
-    body = encode_attributes([(Attr.XOR_MAPPED_ADDRESS, source)], tid)
+    if ":" in source[0]:  # IPv6: the transaction id is part of the XOR (RFC 8489 14.2)
+        body = encode_attributes([(Attr.XOR_MAPPED_ADDRESS, source)], tid)
+    else:
+        body = _xor_mapped_ipv4(source)
     return seal(request.method, MessageClass.SUCCESS, tid, body, integrity_key=local.pwd.encode(), fingerprint=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _xor_mapped_ipv4(source: Address) -> bytes:
+    """XOR-MAPPED-ADDRESS of an IPv4 source: XORed with the magic cookie only, so it is encoded once."""
+    return encode_attributes([(Attr.XOR_MAPPED_ADDRESS, source)], bytes(12))
 
 
 def error_response(

@@ -61,6 +61,7 @@ class Reactor:
         self._want: dict[TimerClient, float] = {}  # when each client asked to be called
         self._armed: dict[TimerClient, float] = {}  # each client's heap entry that counts (<= its want)
         self._stale = 0  # heap entries that no longer count (superseded or cancelled)
+        self._soon: dict[TimerClient, None] = {}  # clients to call in the next round (call_soon)
         self._seq = itertools.count()
         self._scope: trio.CancelScope | None = None  # the task's current wait
         self._running = False
@@ -113,8 +114,17 @@ class Reactor:
             scope.deadline = at
         self._start()
 
+    def call_soon(self, client: TimerClient) -> None:
+        """Call `client.on_timer()` in the next round, once however often asked (its timer is untouched)."""
+        if client not in self._soon:
+            self._soon[client] = None
+            scope = self._scope
+            if scope is not None:
+                scope.deadline = -math.inf
+            self._start()
+
     def __len__(self) -> int:
-        return len(self._subscribers) + len(self._want)
+        return len(self._subscribers) + len(self._want) + len(self._soon)
 
     # ---- the task ----
 
@@ -124,7 +134,7 @@ class Reactor:
             trio.lowlevel.spawn_system_task(self._run, name="iceagent-reactor")
 
     def _idle_check(self) -> None:
-        if not self._subscribers and not self._want and self._scope is not None:
+        if not self._subscribers and not self._want and not self._soon and self._scope is not None:
             self._scope.cancel()  # nothing left: let the task end
 
     async def _run(self) -> None:
@@ -132,9 +142,10 @@ class Reactor:
         subscribers = self._subscribers
         heap = self._heap
         try:
-            while subscribers or self._want:
+            while subscribers or self._want or self._soon:
                 heap = self._heap
-                with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                deadline = -math.inf if self._soon else heap[0][0] if heap else math.inf
+                with trio.CancelScope(deadline=deadline) as scope:
                     self._scope = scope
                     if ep is not None:
                         await trio.lowlevel.wait_readable(ep)
@@ -152,6 +163,14 @@ class Reactor:
             self._running = False
 
     def _fire(self, now: float) -> None:
+        soon = self._soon
+        if soon:
+            self._soon = {}
+            for client in soon:
+                try:
+                    client.on_timer()
+                except Exception:  # a system task must not raise: clients report their own bugs
+                    log.exception("timer client %r raised", client)
         heap = self._heap
         armed = self._armed
         want = self._want
