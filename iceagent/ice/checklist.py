@@ -206,7 +206,7 @@ class CheckList:
         if old is new:
             return
         pair.state = new
-        if self._by_route.get(pair.route) is pair:  # on the list (a valid pair may not be)
+        if pair in self.pairs:  # on the list (a valid pair may not be); an identity scan of a short list
             self._count(old, -1)
             self._count(new, 1)
         if self.on_state_change is not None:
