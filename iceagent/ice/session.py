@@ -483,7 +483,7 @@ class IceSession:
             tie_breaker=self.tie_breaker,
             use_candidate=use_candidate,
         )
-        estimator = self._rto.setdefault(pair, RtoEstimator(initial=self.config.rto))
+        estimator = self._rto.get(pair) or self._rto.setdefault(pair, RtoEstimator(initial=self.config.rto))
         transaction = Transaction(
             data,
             tid,
@@ -542,7 +542,7 @@ class IceSession:
                 self._check_failed(request)  # not symmetric (7.2.5.2.1)
             return
         if rtt is not None:
-            estimator = self._rto.setdefault(pair, RtoEstimator(initial=self.config.rto))
+            estimator = self._rto.get(pair) or self._rto.setdefault(pair, RtoEstimator(initial=self.config.rto))
             estimator.update(rtt)
             pair.rtt = rtt
         pair.last_consent = now
