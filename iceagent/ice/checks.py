@@ -42,7 +42,7 @@ def check_request(
     )
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=8192)  # two entries per agent: thousands of agents per process fit
 def _check_body(username: str, priority: int, controlling: bool, tie_breaker: int, use_candidate: bool) -> bytes:
     """The attributes of a check before integrity: the same for every check of a pair and role, so they are
     encoded once (none depends on the transaction id)."""
