@@ -4,19 +4,17 @@ What it measures, for each N in `--n` (default 100 500 1000) and each implementa
 
 - connect time: N agent pairs (2N agents, one host candidate each on 127.0.0.1, no STUN/TURN) in one
   process. All agents are opened and have gathered first, and their parameters and candidates are
-  serialized and parsed before the clock starts; then every agent gets its peer's parameters,
-  candidates and end-of-candidates and all 2N `connect()` calls run concurrently. The clock stops when
-  the last one returns ("connected"); the process CPU time over that span is shown too. aioice's
-  connect() runs the checks, so each needs a task of its own; iceagent's agents check by themselves and
-  connect() only waits, so one task awaits them in turn (the harness's own tasks would otherwise count
-  in iceagent's memory per agent). Between setup
-  and the timed part both implementations run a full garbage collection and sit idle for 0.2 s, so
-  setup work (including the collector's debt from it) does not leak into the timed part. For iceagent
-  the timed part also includes handing every agent its peer's parameters and candidates (checks start
-  as soon as an agent has them); aioice gets them during setup and starts checking in connect().
-  For iceagent (`IceConfig(global_pacing=False)`) `connect()` returns once a pair is valid, so the
-  time until all 2N agents are COMPLETED (nomination concluded, which is what aioice's `connect()`
-  waits for) is shown too.
+  serialized and parsed before the clock starts. Then, timed, every agent gets its peer's parameters,
+  candidates and end-of-candidates, and all 2N agents connect; the clock stops when the last
+  `connect()` returns ("connected"); the process CPU time over that span is shown too. aioice's
+  `connect()` runs the checks, so each gets a task of its own (all started at once); iceagent's agents
+  start checking as soon as they have their peer's candidates and `connect()` only waits, so one task
+  awaits them in turn (a task per agent would add the harness's own tasks to iceagent's memory per
+  agent). Between setup and the timed part both implementations run a full garbage collection and
+  sit idle for 0.2 s, so setup work (including the collector's debt from it) does not leak into the
+  timed part. For iceagent (`IceConfig(global_pacing=False)`) `connect()` returns once a pair is
+  valid, so the time until all 2N agents are COMPLETED (nomination concluded, which is what aioice's
+  `connect()` waits for) is shown too.
 - memory: peak resident set size of the process (VmHWM from /proc/self/status), and per agent: (peak -
   RSS before the first agent was created) / 2N.
 
@@ -144,12 +142,10 @@ async def aioice_child(n: int, baseline_kb: int) -> None:
     agents = [x for p in pairs for x in p]
     try:
         await asyncio.gather(*(c.gather_candidates() for c in agents))
-        for a, b in pairs:
-            for x, y in ((a, b), (b, a)):
-                x.remote_username, x.remote_password = y.local_username, y.local_password
-                for c in y.local_candidates:
-                    await x.add_remote_candidate(aioice.Candidate.from_sdp(c.to_sdp()))
-                await x.add_remote_candidate(None)
+        signal = {
+            c: (c.local_username, c.local_password, [aioice.Candidate.from_sdp(x.to_sdp()) for x in c.local_candidates])
+            for c in agents
+        }
         setup = time.perf_counter() - t_setup
         done: list[float] = []
 
@@ -160,6 +156,12 @@ async def aioice_child(n: int, baseline_kb: int) -> None:
         gc.collect()
         await asyncio.sleep(SETTLE)
         c0, t0 = time.process_time(), time.perf_counter()
+        for a, b in pairs:
+            for x, y in ((a, b), (b, a)):
+                x.remote_username, x.remote_password, cands = signal[y]
+                for cand in cands:
+                    await x.add_remote_candidate(cand)
+                await x.add_remote_candidate(None)
         await asyncio.gather(*(connect(c) for c in agents))
         cpu = time.process_time() - c0
         report({
