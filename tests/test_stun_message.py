@@ -583,3 +583,27 @@ def test_looks_like_stun() -> None:
     assert not looks_like_stun(unhex("0001 0001 2112a442") + TID + b"\x00")  # length not a multiple of 4
     assert not looks_like_stun(unhex("8060 0000") + bytes(28))  # RTP
     assert not looks_like_stun(unhex("4000 0004") + bytes(4))  # ChannelData
+
+
+def test_random_bytes_pool_gives_fresh_bytes_and_forked_children_do_not_repeat_them() -> None:
+    import os
+
+    from iceagent.stun.message import random_bytes
+
+    ids = {random_bytes(12) for _ in range(2000)}  # crosses several 4 KiB refills
+    assert len(ids) == 2000 and all(len(i) == 12 for i in ids)
+    assert len(random_bytes(5000)) == 5000  # larger than a pool: straight from os.urandom
+    assert Message(Method.BINDING, MessageClass.REQUEST).transaction_id != Message(
+        Method.BINDING, MessageClass.REQUEST
+    ).transaction_id
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what it draws next must not be what the parent draws next
+        os.write(write, random_bytes(12))
+        os._exit(0)
+    os.close(write)
+    mine = random_bytes(12)
+    theirs = os.read(read, 12)
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert len(theirs) == 12 and theirs != mine

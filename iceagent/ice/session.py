@@ -16,14 +16,13 @@ the list: its checks run, and if they fail too ChecklistFailed is emitted again.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import attrs
 
 from ..config import IceConfig
 from ..stun.attributes import Attr
-from ..stun.message import Message, MessageClass, Method
+from ..stun.message import Message, MessageClass, Method, random_bytes
 from ..stun.transaction import RtoEstimator, Transaction
 from .candidate import Candidate, IceParameters
 from .candidate_set import CandidateSet, RemoteAdded
@@ -117,7 +116,7 @@ class IceSession:
         controlling: bool,
         tie_breaker: int,
         config: IceConfig,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: Callable[[int], bytes] = random_bytes,
     ) -> None:
         self.local_parameters = local
         self.remote_parameters: IceParameters | None = None

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, overload
@@ -45,6 +46,7 @@ __all__ = [
     "encode_attributes",
     "long_term_key",
     "looks_like_stun",
+    "random_bytes",
     "seal",
     "userhash",
 ]
@@ -215,6 +217,35 @@ def hmac_sha256(key: bytes, data: bytes) -> bytes:
     return o.digest()  # type: ignore[no-any-return]
 
 
+class _RandomPool(threading.local):
+    """Cryptographically random bytes from os.urandom, read 4 KiB at a time: a transaction id per
+    check then costs a slice instead of a system call. One pool per thread; emptied in a forked child
+    (which must not repeat its parent's bytes)."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        pos = self.pos
+        if pos + n > len(self.buf):
+            if n > 1024:
+                return os.urandom(n)
+            self.buf, pos = os.urandom(4096), 0
+        self.pos = pos + n
+        return self.buf[pos : pos + n]
+
+
+_POOL = _RandomPool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: setattr(_POOL, "buf", b""))
+
+
+def random_bytes(n: int) -> bytes:
+    """`n` cryptographically random bytes (os.urandom, pooled): for transaction ids (RFC 8489 5)."""
+    return _POOL.take(n)
+
+
 def encode_attributes(attributes: Sequence[tuple[Attr | int, Any]], transaction_id: bytes) -> bytes:
     """The attribute section of a message (RFC 8489 14), without MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT
     entries (`seal` adds those). The transaction id is needed by XOR-MAPPED-ADDRESS over IPv6 (14.2).
@@ -320,7 +351,7 @@ class Message:
             raise ValueError(f"{message_class!r} is not a message class")
         self.message_class = c
         if transaction_id is None:
-            transaction_id = os.urandom(12)
+            transaction_id = _POOL.take(12)
         else:
             if type(transaction_id) is not bytes:
                 transaction_id = bytes(transaction_id)
