@@ -462,7 +462,8 @@ class Agent:
             return
         if old is IceState.CLOSED:
             return
-        log.info("%s: %s -> %s", self.name, old.value, new.value)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: %s -> %s", self.name, old.value, new.value)
         self.state.value = new
         self._hook("iceagent_state_changed", old=old, new=new)
         self._notify()

@@ -116,12 +116,14 @@ class Reactor:
 
     def call_soon(self, client: TimerClient) -> None:
         """Call `client.on_timer()` in the next round, once however often asked (its timer is untouched)."""
-        if client not in self._soon:
-            self._soon[client] = None
-            scope = self._scope
-            if scope is not None:
-                scope.deadline = -math.inf
-            self._start()
+        soon = self._soon
+        if client not in soon:
+            soon[client] = None
+            if len(soon) == 1:  # the first of this round: end the task's wait (later ones ride along)
+                scope = self._scope
+                if scope is not None:
+                    scope.deadline = -math.inf
+                self._start()
 
     def __len__(self) -> int:
         return len(self._subscribers) + len(self._want) + len(self._soon)
