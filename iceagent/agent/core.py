@@ -46,6 +46,14 @@ _ICE_CHARS = string.ascii_letters + string.digits + "+/"
 
 Route = tuple[CandidateTransport, Address, CandidatePair]
 
+#: Observer hooks (iceagent.hookspecs) the agent calls itself; iceagent_check is the runner's.
+_OBSERVER_HOOKS = (
+    "iceagent_candidate_gathered",
+    "iceagent_pair_state_changed",
+    "iceagent_state_changed",
+    "iceagent_selected_pair_changed",
+)
+
 
 def _random_ice_string(n: int) -> str:
     """n uniformly random ice-chars (RFC 8445 5.3): 64 of them, so 6 random bits each."""
@@ -73,6 +81,7 @@ class Agent:
         "_mdns_resolved",
         "_mdns_unresolved",
         "_nursery",
+        "_observers",
         "_pm",
         "_route",
         "_route_runner",
@@ -114,6 +123,13 @@ class Agent:
         self.tie_breaker = secrets.randbits(64)
         self._pm = plugin_manager
         self.plugin_manager = plugin_manager
+        observers = {}
+        for hook_name in _OBSERVER_HOOKS:
+            caller = getattr(plugin_manager.hook, hook_name, None)
+            if caller is not None and caller.get_hookimpls():
+                observers[hook_name] = caller
+        #: the observer hooks some plugin implements (None: none, the usual case)
+        self._observers: dict[str, Any] | None = observers or None
         self.state: AsyncValue[IceState] = LazyAsyncValue(IceState.NEW)
         self.gathering_state: AsyncValue[GatheringState] = LazyAsyncValue(GatheringState.NEW)
         self.generation: AsyncValue[int] = LazyAsyncValue(0)
@@ -350,9 +366,13 @@ class Agent:
     # ---- events from runners ----
 
     def _hook(self, name: str, **kwargs: Any) -> None:
-        """Call an observer hook, unless no plugin implements it (the common case: keep it cheap)."""
-        caller = getattr(self._pm.hook, name)
-        if not caller.get_hookimpls():
+        """Call an observer hook, unless no plugin implemented it when the agent opened (the common case:
+        keep it cheap; observers are registered before opening agents, as docs/guide-plugins.md says)."""
+        observers = self._observers
+        if observers is None:
+            return
+        caller = observers.get(name)
+        if caller is None:
             return
         try:
             caller(agent=self, **kwargs)
@@ -383,7 +403,8 @@ class Agent:
     def pair_state_changed(self, runner: SessionRunner, pair: CandidatePair, old: Any, new: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), new)
-        self._hook("iceagent_pair_state_changed", pair=pair, old=old, new=new)
+        if self._observers is not None:
+            self._hook("iceagent_pair_state_changed", pair=pair, old=old, new=new)
 
     def pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
         if runner is not self._current:
