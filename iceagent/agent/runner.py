@@ -1,8 +1,11 @@
 """SessionRunner: the Trio side of one ICE generation (DESIGN.md "Concurrency: the nursery tree").
 
-It owns the session nursery: gatherer tasks, one receive loop per local transport, and the check
-driver (paced checks, retransmission timers, nomination). The sans-IO IceSession does the protocol;
-this module only moves bytes, sleeps, and reports events to the Agent.
+It owns the session nursery (gatherer tasks, a receive loop per transport the run's Reactor does not
+serve) and `pump(now)`, which does everything due without waiting: paced checks, retransmissions,
+nomination, the gather timeout and the agent's supervisor. The pump runs from the Reactor's task (for
+received STUN, timers and wake-ups) and from the session's own task, which also sends what must wait
+(TCP, TURN). The sans-IO IceSession does the protocol; this module only moves bytes, keeps time and
+reports events to the Agent.
 """
 
 from __future__ import annotations
