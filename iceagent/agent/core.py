@@ -8,7 +8,6 @@ sends on ("selected": the best valid pair, then the nominated one) and its IceSt
 from __future__ import annotations
 
 import logging
-import secrets
 import string
 import sys
 from collections import deque
@@ -33,6 +32,7 @@ from ..net.base import Address, Network
 from ..net.os import OSNetwork
 from ..plugins import get_plugin_manager
 from ..states import GatheringState, IceState
+from ..stun.message import random_bytes
 from ..uri import IceServer
 from .lazy_value import LazyAsyncValue
 from .notify import Notifier
@@ -57,7 +57,7 @@ _OBSERVER_HOOKS = (
 
 def _random_ice_string(n: int) -> str:
     """n uniformly random ice-chars (RFC 8445 5.3): 64 of them, so 6 random bits each."""
-    return "".join([_ICE_CHARS[b & 63] for b in secrets.token_bytes(n)])
+    return "".join([_ICE_CHARS[b & 63] for b in random_bytes(n)])
 
 
 def new_parameters(pacing: int | None = None) -> IceParameters:
@@ -120,7 +120,7 @@ class Agent:
         self.network = network
         self.auto_restart = auto_restart
         self.controlling = controlling
-        self.tie_breaker = secrets.randbits(64)
+        self.tie_breaker = int.from_bytes(random_bytes(8), "big")  # RFC 8445 7.1.1: 64-bit random
         self._pm = plugin_manager
         self.plugin_manager = plugin_manager
         observers = {}
@@ -569,7 +569,7 @@ async def open_agent(
         options=options,
         auto_restart=auto_restart,
         network=network or OSNetwork(),
-        name=name or secrets.token_hex(2),
+        name=name or random_bytes(2).hex(),
         plugin_manager=plugin_manager or get_plugin_manager(),
     )
     try:

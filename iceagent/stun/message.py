@@ -242,7 +242,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def random_bytes(n: int) -> bytes:
-    """`n` cryptographically random bytes (os.urandom, pooled): for transaction ids (RFC 8489 5)."""
+    """`n` cryptographically random bytes (os.urandom, pooled): transaction ids (RFC 8489 5), ICE credentials
+    and tie-breakers (RFC 8445 5.3, 7.1.1)."""
     return _POOL.take(n)
 
 
