@@ -50,3 +50,25 @@ async def test_symmetric_against_port_restricted_needs_a_relay(autojump_clock: o
     with trio.fail_after(120), pytest.raises(BaseExceptionGroup) as info:
         await run_pair("symmetric", "eim-apdf")
     assert info.group_contains(IceFailed, depth=None)
+
+
+async def test_stats_name_the_pair_that_generated_a_valid_pair(autojump_clock: object) -> None:
+    """Behind a NAT without STUN, A's check comes back with its mapped address: the valid pair has a
+    peer-reflexive local candidate and is not on A's check list (RFC 8445 7.2.5.3.2). stats() lists it
+    and names the checked pair that carries its counters."""
+    scenario = vnet("full-cone", "none", seed=4)
+    with trio.fail_after(60):
+        async with (
+            open_agent(controlling=True, network=scenario.network_a, name="A") as a,
+            open_agent(controlling=False, network=scenario.network_b, name="B") as b,
+        ):
+            await connect_both(a, b)
+            pairs = a.stats()["pairs"]
+            generated = [p for p in pairs if p["generated_by"] is not None]
+            assert generated, pairs
+            for entry in generated:
+                assert " typ prflx" in entry["local"]
+                checked = [p for p in pairs if (p["local"], p["remote"]) == (
+                    entry["generated_by"]["local"], entry["generated_by"]["remote"])]
+                assert len(checked) == 1 and checked[0]["generated_by"] is None
+                assert " typ host" in checked[0]["local"] and checked[0]["responses_received"] >= 1

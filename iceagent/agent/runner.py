@@ -738,8 +738,12 @@ class SessionRunner:
         self.wake()
 
     def stats_pairs(self) -> list[dict[str, Any]]:
-        return [
-            {
+        """One dict per pair: the check list, then valid pairs that are not on it. Such a pair was generated
+        by another pair's check (RFC 8445 7.2.5.3.2, e.g. with a peer-reflexive local candidate): its
+        check counters stay on that pair, named in "generated_by"."""
+        out = []
+        for p in self._all_pairs():
+            entry: dict[str, Any] = {
                 "local": p.local.to_sdp(),
                 "remote": p.remote.to_sdp(),
                 "state": p.state.value,
@@ -751,9 +755,13 @@ class SessionRunner:
                 "rtt": p.rtt,
                 "bytes_sent": p.bytes_sent,
                 "bytes_received": p.bytes_received,
+                "generated_by": None,
             }
-            for p in self._all_pairs()
-        ]
+            checked = self.ice.generating_pair(p)
+            if checked is not p:
+                entry["generated_by"] = {"local": checked.local.to_sdp(), "remote": checked.remote.to_sdp()}
+            out.append(entry)
+        return out
 
     def _all_pairs(self) -> list[CandidatePair]:
         """The check list, then valid pairs that are not on it (RFC 8445 7.2.5.3.2: a valid pair may be new)."""

@@ -233,7 +233,7 @@ class IceSession:
             return False
         if pair.nominated:
             return True
-        checked = self._generating_pair(pair)
+        checked = self.generating_pair(pair)
         self._use_candidate[checked] = pair
         self._checklist.enqueue_triggered(checked)
         return True
@@ -657,7 +657,7 @@ class IceSession:
             return False
         return any(r.tcptype == "active" for r in self._candidates.remotes)
 
-    def _generating_pair(self, valid: CandidatePair) -> CandidatePair:
+    def generating_pair(self, valid: CandidatePair) -> CandidatePair:
         """The check-list pair whose check produced `valid` (RFC 8445 8.1.1: repeat that check)."""
         if valid in self._checklist:
             return valid
