@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from coturn import PASSWORD, USER, Coturn, start_coturn
-from throughput import Result, run_raw, trio_windowed
+from throughput import Result, asyncio_windowed, best, connected_streams, run_raw, trio_windowed
 
-from iceagent import Candidate, IceConfig, IceServer, open_agent
+from iceagent import IceServer
 from iceagent.turn.allocation import open_allocation
-
-LO = ["127.0.0.1"]
 
 
 async def _handshake(
@@ -110,26 +107,8 @@ async def run_iceagent_turn(args: argparse.Namespace, server: Coturn) -> Result:
 
 
 async def run_iceagent_agents(args: argparse.Namespace, server: Coturn) -> Result:
-    config = IceConfig(global_pacing=False)
     servers = [IceServer(urls=[server.uri("udp")], username=USER, credential=PASSWORD)]
-    async with open_agent(controlling=True, host_addresses=LO, ice_servers=servers, ice_transport_policy="relay",
-                          config=config) as a, open_agent(controlling=False, host_addresses=LO, ice_servers=servers,
-                                                          ice_transport_policy="relay", config=config) as b:
-        for x, y in ((a, b), (b, a)):
-            x.set_remote_parameters(y.local_parameters)
-            async for c in y.gather():
-                x.add_remote_candidate(Candidate.from_sdp(c.to_sdp()))
-            x.add_remote_candidate(None)
-        streams: dict[str, Any] = {}
-
-        async def connect(key: str, agent: Any) -> None:
-            streams[key] = await agent.connect()
-
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(connect, "a", a)
-                nursery.start_soon(connect, "b", b)
-        sa, sb = streams["a"], streams["b"]
+    async with connected_streams(ice_servers=servers, ice_transport_policy="relay") as (sa, sb):
         with trio.fail_after(10):
             await _handshake(sa.send, sb.receive, sb.send, sa.receive)
         return await trio_windowed(sa.send, sb.receive, sb.send, lambda: _ack(sa.receive), seconds=args.seconds,
@@ -137,8 +116,6 @@ async def run_iceagent_agents(args: argparse.Namespace, server: Coturn) -> Resul
 
 
 async def run_aioice_turn(args: argparse.Namespace, server: Coturn) -> Result:
-    size, window, half = args.size, args.window, max(1, args.window // 2)
-
     class Receiver(asyncio.DatagramProtocol):
         def __init__(self) -> None:
             self.queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -159,58 +136,19 @@ async def run_aioice_turn(args: argparse.Namespace, server: Coturn) -> Result:
             while not q.empty():
                 q.get_nowait()
 
-        payload = b"\xab" * size
-        received = 0
-        last_rx = 0.0
-        lost = 0
+        async def send(data: bytes) -> None:
+            ta.sendto(data, rb)
 
-        async def receiver() -> None:
-            nonlocal received, last_rx
-            while True:
-                data = await pb.queue.get()
-                if len(data) != size:
-                    continue
-                received += 1
-                last_rx = time.perf_counter()
-                if received % half == 0:
-                    tb.sendto(received.to_bytes(8, "big"), ra)
+        async def send_ack(data: bytes) -> None:
+            tb.sendto(data, ra)
 
-        task = asyncio.create_task(receiver())
-        await asyncio.sleep(0)
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        end = t0 + args.seconds
-        sent = credited = 0
-        while time.perf_counter() < end:
-            while sent - credited < window:
-                ta.sendto(payload, rb)
-                sent += 1
-            try:
-                while True:
-                    ack = await asyncio.wait_for(pa.queue.get(), args.ack_timeout)
-                    if len(ack) == 8:
-                        break
-                credited = max(credited, int.from_bytes(ack, "big"))
-            except asyncio.TimeoutError:
-                lost += sent - max(credited, received)
-                credited = sent
-        await asyncio.sleep(min(0.05, args.ack_timeout))
-        cpu = time.process_time() - c0
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        lost = max(lost, sent - received)
-        return Result(received, lost, last_rx - t0, cpu, size)
+        return await asyncio_windowed(send, pb.queue.get, send_ack, lambda: _ack(pa.queue.get),
+                                      seconds=args.seconds, window=args.window, size=args.size,
+                                      ack_timeout=args.ack_timeout)
     finally:
         ta.close()
         tb.close()
         await asyncio.sleep(0.2)
-
-
-def best(results: list[Result]) -> Result:
-    return max(results, key=lambda r: r.rate)
 
 
 def main(argv: list[str] | None = None) -> int:

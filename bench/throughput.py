@@ -30,7 +30,9 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import aioice
 import aioice.ice
@@ -143,10 +145,12 @@ async def run_raw(args: argparse.Namespace) -> Result:
                                    window=args.window, size=args.size, ack_timeout=args.ack_timeout)
 
 
-async def run_iceagent(args: argparse.Namespace, nowait: bool = False) -> Result:
+@asynccontextmanager
+async def connected_streams(**options: Any) -> AsyncIterator[tuple[IceStream, IceStream]]:
+    """Two agents on 127.0.0.1 with `options` (besides the role), signalled and connected; their streams."""
     config = IceConfig(global_pacing=False)
-    async with open_agent(controlling=True, host_addresses=LO, config=config) as a, open_agent(
-        controlling=False, host_addresses=LO, config=config
+    async with open_agent(controlling=True, host_addresses=LO, config=config, **options) as a, open_agent(
+        controlling=False, host_addresses=LO, config=config, **options
     ) as b:
         for x, y in ((a, b), (b, a)):
             x.set_remote_parameters(y.local_parameters)
@@ -162,7 +166,11 @@ async def run_iceagent(args: argparse.Namespace, nowait: bool = False) -> Result
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(connect, "a", a)
                 nursery.start_soon(connect, "b", b)
-        sa, sb = streams["a"], streams["b"]
+        yield streams["a"], streams["b"]
+
+
+async def run_iceagent(args: argparse.Namespace, nowait: bool = False) -> Result:
+    async with connected_streams() as (sa, sb):
         if not nowait:
             return await trio_windowed(sa.send, sb.receive, sb.send, sa.receive, seconds=args.seconds,
                                        window=args.window, size=args.size, ack_timeout=args.ack_timeout)
@@ -184,8 +192,63 @@ async def run_iceagent(args: argparse.Namespace, nowait: bool = False) -> Result
 # ---- the same protocol on asyncio, for aioice ----
 
 
+async def asyncio_windowed(
+    send: Callable[[bytes], Awaitable[None]],
+    receive: Callable[[], Awaitable[bytes]],
+    send_ack: Callable[[bytes], Awaitable[None]],
+    receive_ack: Callable[[], Awaitable[bytes]],
+    *,
+    seconds: float,
+    window: int,
+    size: int,
+    ack_timeout: float,
+) -> Result:
+    """`trio_windowed`'s protocol on asyncio (aioice's side of the comparison)."""
+    payload = b"\xab" * size
+    half = max(1, window // 2)
+    received = 0
+    last_rx = 0.0
+    lost = 0
+
+    async def receiver() -> None:
+        nonlocal received, last_rx
+        while True:
+            data = await receive()
+            if len(data) != size:
+                continue
+            received += 1
+            last_rx = time.perf_counter()
+            if received % half == 0:
+                await send_ack(received.to_bytes(8, "big"))
+
+    task = asyncio.create_task(receiver())
+    await asyncio.sleep(0)
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    sent = credited = 0
+    while time.perf_counter() < end:
+        while sent - credited < window:
+            await send(payload)
+            sent += 1
+        try:
+            ack = int.from_bytes(await asyncio.wait_for(receive_ack(), ack_timeout), "big")
+            credited = max(credited, ack)
+        except asyncio.TimeoutError:
+            lost += sent - max(credited, received)
+            credited = sent
+    await asyncio.sleep(min(0.05, ack_timeout))  # let the last datagrams in flight arrive
+    cpu = time.process_time() - c0
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    lost = max(lost, sent - received)
+    return Result(received, lost, last_rx - t0, cpu, size)
+
+
 async def run_aioice(args: argparse.Namespace) -> Result:
-    size, window, half = args.size, args.window, max(1, args.window // 2)
     a = aioice.Connection(ice_controlling=True, stun_server=None, use_ipv6=False)
     b = aioice.Connection(ice_controlling=False, stun_server=None, use_ipv6=False)
     try:
@@ -196,48 +259,8 @@ async def run_aioice(args: argparse.Namespace) -> Result:
                 await x.add_remote_candidate(aioice.Candidate.from_sdp(c.to_sdp()))
             await x.add_remote_candidate(None)
         await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 10)
-
-        payload = b"\xab" * size
-        received = 0
-        last_rx = 0.0
-        lost = 0
-
-        async def receiver() -> None:
-            nonlocal received, last_rx
-            while True:
-                data = await b.recv()
-                if len(data) != size:
-                    continue
-                received += 1
-                last_rx = time.perf_counter()
-                if received % half == 0:
-                    await b.send(received.to_bytes(8, "big"))
-
-        task = asyncio.create_task(receiver())
-        await asyncio.sleep(0)
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        end = t0 + args.seconds
-        sent = credited = 0
-        while time.perf_counter() < end:
-            while sent - credited < window:
-                await a.send(payload)
-                sent += 1
-            try:
-                ack = int.from_bytes(await asyncio.wait_for(a.recv(), args.ack_timeout), "big")
-                credited = max(credited, ack)
-            except asyncio.TimeoutError:
-                lost += sent - max(credited, received)
-                credited = sent
-        await asyncio.sleep(min(0.05, args.ack_timeout))
-        cpu = time.process_time() - c0
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        lost = max(lost, sent - received)
-        return Result(received, lost, last_rx - t0, cpu, size)
+        return await asyncio_windowed(a.send, b.recv, b.send, a.recv, seconds=args.seconds, window=args.window,
+                                      size=args.size, ack_timeout=args.ack_timeout)
     finally:
         await a.close()
         await b.close()
