@@ -7,18 +7,16 @@ contacts a STUN server. Real sockets and a real process, so the real clock under
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import aioice
 import pytest
 import trio
+from json_peer import JsonPeer, open_json_peer
 
 from iceagent import Agent, Candidate, IceConfig, IceParameters, IceState, IceStream, open_agent
 
@@ -30,74 +28,13 @@ FAST = IceConfig(global_pacing=False)
 TIMEOUT = 20
 
 
-class PeerError(AssertionError):
-    pass
+#: The handle on the aioice subprocess (tests/json_peer.py)
+AioicePeer = JsonPeer
 
 
-class AioicePeer:
-    """The test's handle on the aioice subprocess: send commands, wait for events."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self._buffer = bytearray()
-        self._pending: list[dict[str, Any]] = []
-
-    async def command(self, cmd: str, **fields: Any) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send_all((json.dumps({"cmd": cmd, **fields}) + "\n").encode())
-
-    async def _read_event(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        while b"\n" not in self._buffer:
-            chunk = await self.process.stdout.receive_some(65536)
-            if not chunk:
-                raise PeerError(f"the aioice peer exited (code {self.process.poll()}) before answering")
-            self._buffer += chunk
-        line, _, rest = bytes(self._buffer).partition(b"\n")
-        self._buffer = bytearray(rest)
-        event: dict[str, Any] = json.loads(line)
-        if event.get("event") == "error":
-            raise PeerError(f"the aioice peer reported: {event['error']}")
-        return event
-
-    async def expect(self, name: str) -> dict[str, Any]:
-        """The next event called `name` (others are kept for later); a `failed` event is an error."""
-        for i, event in enumerate(self._pending):
-            if event["event"] == name:
-                return self._pending.pop(i)
-        while True:
-            event = await self._read_event()
-            if event["event"] == name:
-                return event
-            if event["event"] == "failed":
-                raise PeerError(f"aioice failed to connect: {event['error']}")
-            self._pending.append(event)
-
-
-@asynccontextmanager
-async def aioice_peer(role: str) -> AsyncIterator[AioicePeer]:
-    """Run tests/aioice_peer.py; on the way out (failure included) it is asked to close, killed if it
-    does not exit within 5 s, and always waited for."""
-    process = await trio.lowlevel.open_process(
-        [sys.executable, str(PEER_SCRIPT), f"--{role}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    try:
-        yield AioicePeer(process)
-    finally:
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(5):
-                try:
-                    assert process.stdin is not None
-                    await process.stdin.aclose()  # end of stdin: the peer closes and exits
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-            await process.wait()
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    await pipe.aclose()
+def aioice_peer(role: str) -> AbstractAsyncContextManager[JsonPeer]:
+    """Run tests/aioice_peer.py in the given role (see tests/json_peer.py for how it ends)."""
+    return open_json_peer([sys.executable, str(PEER_SCRIPT), f"--{role}"], "aioice")
 
 
 async def exchange(agent: Agent, peer: AioicePeer) -> tuple[dict[str, Any], list[Candidate]]:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 import trio
+from json_peer import JsonPeer, open_json_peer
 from test_ice_tcp import UdpBlocked
-from test_interop_aioice import AioicePeer as JsonPeer
 
 from iceagent import Agent, Candidate, IceConfig, IceParameters, IceState, IceStream, open_agent
 from iceagent.net.os import OSNetwork
@@ -49,30 +48,10 @@ pytestmark = [
 ]
 
 
-@asynccontextmanager
-async def libnice_peer(*args: str) -> AsyncIterator[JsonPeer]:
-    """Run tests/libnice_peer.py; on the way out it is asked to close, killed if it does not exit in 5 s."""
+def libnice_peer(*args: str) -> AbstractAsyncContextManager[JsonPeer]:
+    """Run tests/libnice_peer.py under Debian's Python (see tests/json_peer.py for how it ends)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}  # not our venv's settings
-    process = await trio.lowlevel.open_process(
-        [DEBIAN_PYTHON, str(PEER_SCRIPT), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-    )
-    try:
-        yield JsonPeer(process)
-    finally:
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(5):
-                try:
-                    assert process.stdin is not None
-                    await process.stdin.aclose()
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-            await process.wait()
-            for pipe in (process.stdin, process.stdout):
-                if pipe is not None:
-                    await pipe.aclose()
+    return open_json_peer([DEBIAN_PYTHON, str(PEER_SCRIPT), *args], "libnice", env=env)
 
 
 async def exchange(agent: Agent, peer: JsonPeer, *, give: set[str | None], take: set[str | None]) -> list[Candidate]:
