@@ -539,9 +539,9 @@ class SessionRunner:
             log.exception("%s: observer hook iceagent_check raised", self.agent.name)
 
     async def _drive(self) -> None:
-        """The session's own task after setup: pump on a wake-up (input from the application, a gatherer,
-        the agent), send what needs waiting (the outbox), and re-raise what a reactor callback hit. Timers
-        and received STUN pump from the reactor's task, without a round here."""
+        """The session's own task after setup: it pumps once, then sends what must wait (the outbox: TCP,
+        TURN, plugin transports) and re-raises what a reactor callback of this session hit. Wake-ups,
+        timers and received STUN pump from the reactor's task, without a round here."""
         wakeup = self._wakeup
         outbox = self._outbox
         while True:
