@@ -159,3 +159,42 @@ async def test_many_moves_keep_the_heap_bounded(autojump_clock: trio.testing.Moc
     for c in clients:
         r.set_timer(c, math.inf)
     assert len(r) == 0
+
+
+async def test_without_epoll_sockets_keep_receive_loops_and_timers_still_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where there is no epoll (not Linux) host sockets do not subscribe: each gets a receive loop, and
+    the reactor only keeps time. Simulated here by hiding epoll: two agents still connect and talk."""
+    from agent_helpers import connect_both
+
+    from iceagent import IceConfig, open_agent
+
+    monkeypatch.setattr(reactor_module, "available", lambda: False)
+    config = IceConfig(global_pacing=False)
+    with trio.fail_after(10):
+        async with (
+            open_agent(controlling=True, host_addresses=["127.0.0.1"], config=config) as a,
+            open_agent(controlling=False, host_addresses=["127.0.0.1"], config=config) as b,
+        ):
+            assert reactor()._ep is None  # this run's reactor has no epoll
+            sa, sb = await connect_both(a, b)
+            await sa.send(b"no epoll")
+            assert await sb.receive() == b"no epoll"
+            await a.state.wait_value(lambda s: s.value == "completed")
+            assert any(t.name.startswith("receive-") for t in _session_tasks())
+
+
+def _session_tasks() -> list[trio.lowlevel.Task]:
+    out: list[trio.lowlevel.Task] = []
+
+    def walk(task: trio.lowlevel.Task) -> None:
+        out.append(task)
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child)
+
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    walk(root)
+    return out
