@@ -34,31 +34,35 @@ def coturn_available() -> bool:
     return os.path.exists(TURNSERVER) and os.access(TURNSERVER, os.X_OK)
 
 
-def _free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (coturn listens on both)."""
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _free_port(host: str = HOST) -> int:
+    """A port free for both UDP and TCP on `host` (coturn listens on both)."""
     for _ in range(100):
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(_family(host), socket.SOCK_STREAM)
+        udp = socket.socket(_family(host), socket.SOCK_DGRAM)
         try:
-            tcp.bind((HOST, 0))
+            tcp.bind((host, 0))
             port = tcp.getsockname()[1]
             try:
-                udp.bind((HOST, port))
+                udp.bind((host, port))
             except OSError:
                 continue
             return int(port)
         finally:
             tcp.close()
             udp.close()
-    raise RuntimeError("no free port on 127.0.0.1")
+    raise RuntimeError(f"no free port on {host}")
 
 
-def _binding_answered(port: int) -> bool:
+def _binding_answered(port: int, host: str = HOST) -> bool:
     """Send one STUN Binding request (RFC 8489) and wait briefly for any answer."""
     request = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + os.urandom(12)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
         s.settimeout(0.1)
-        s.sendto(request, (HOST, port))
+        s.sendto(request, (host, port))
         try:
             data, _ = s.recvfrom(2048)
         except OSError:
@@ -66,9 +70,9 @@ def _binding_answered(port: int) -> bool:
         return data[8:20] == request[8:20]
 
 
-def _tcp_open(port: int) -> bool:
+def _tcp_open(port: int, host: str = HOST) -> bool:
     try:
-        with socket.create_connection((HOST, port), timeout=0.2):
+        with socket.create_connection((host, port), timeout=0.2):
             return True
     except OSError:
         return False
@@ -78,10 +82,11 @@ class Coturn:
     """A running coturn: its ports, its CA (for `turns:`), its log; `stop()` ends it by PID."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], port: int, tls_port: int, ca: trustme.CA, directory: Path
+        self, proc: subprocess.Popen[bytes], port: int, tls_port: int, ca: trustme.CA, directory: Path,
+        host: str = HOST,
     ) -> None:
         self.proc = proc
-        self.host = HOST
+        self.host = host
         self.port = port
         self.tls_port = tls_port
         self.ca = ca
@@ -98,10 +103,11 @@ class Coturn:
         return self.host, self.port
 
     def uri(self, protocol: str = "udp") -> str:
-        """turn:...?transport=udp|tcp, or turns:... for "tls"."""
+        """turn:...?transport=udp|tcp, or turns:... for "tls" (an IPv6 host in brackets, RFC 7065)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
         if protocol == "tls":
-            return f"turns:{self.host}:{self.tls_port}?transport=tcp"
-        return f"turn:{self.host}:{self.port}?transport={protocol}"
+            return f"turns:{host}:{self.tls_port}?transport=tcp"
+        return f"turn:{host}:{self.port}?transport={protocol}"
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client context that trusts this server's test CA (coturn speaks TLS 1.2 at most)."""
@@ -138,8 +144,10 @@ def start_coturn(
     port: int | None = None,
     tls_port: int | None = None,
     ready_timeout: float = 10.0,
+    host: str = HOST,
 ) -> Coturn:
-    """Start coturn on 127.0.0.1 with free ports, files only in `directory`; return once it answers."""
+    """Start coturn on `host` (127.0.0.1, or ::1 for IPv6 relays) with free ports, files only in
+    `directory`; return once it answers."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     cert = ca.issue_cert(HOST, "localhost")
@@ -150,14 +158,14 @@ def start_coturn(
             f.write(extra.bytes())
     cert.private_key_pem.write_to_path(str(key_path))
     ca.cert_pem.write_to_path(str(directory / "ca.pem"))
-    port = port or _free_port()
-    tls_port = tls_port or _free_port()
+    port = port or _free_port(host)
+    tls_port = tls_port or _free_port(host)
     min_port = random.randrange(10000, 30000, 200)
     argv = [
         TURNSERVER,
         "-n",
-        f"--listening-ip={HOST}",
-        f"--relay-ip={HOST}",
+        f"--listening-ip={host}",
+        f"--relay-ip={host}",
         f"--listening-port={port}",
         f"--tls-listening-port={tls_port}",
         f"--min-port={min_port}",
@@ -181,12 +189,12 @@ def start_coturn(
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=directory)
     finally:
         log.close()
-    server = Coturn(proc, port, tls_port, ca, directory)
+    server = Coturn(proc, port, tls_port, ca, directory, host)
     deadline = time.monotonic() + ready_timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"turnserver exited with {proc.returncode}:\n{server.log()[-3000:]}")
-        if _binding_answered(port) and _tcp_open(port) and _tcp_open(tls_port):
+        if _binding_answered(port, host) and _tcp_open(port, host) and _tcp_open(tls_port, host):
             return server
         if time.monotonic() > deadline:
             server.stop()

@@ -31,6 +31,7 @@ from iceagent.turn import (
     TurnServerError,
     TurnTimeout,
     TurnUnsupported,
+    TurnUnsupportedFamily,
     decode_channel_data,
     encode_channel_data,
     is_channel_data,
@@ -302,7 +303,7 @@ def test_unsigned_300_to_an_authenticated_request_is_ignored() -> None:
         (486, TurnQuotaReached, "--user-quota"),
         (508, TurnInsufficientCapacity, "--max-port"),
         (403, TurnForbidden, "refuses"),
-        (440, TurnUnsupported, "ipv4"),
+        (440, TurnUnsupportedFamily, "ipv4"),  # a TurnUnsupported: callers may ask for the other family
         (442, TurnUnsupported, "does not support"),
         (500, TurnServerError, "500"),
     ],

@@ -262,6 +262,45 @@ async def test_relay_only_agents_exchange_10000(coturn_server: Coturn, protocol:
     assert received == set(range(10_000))
 
 
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="needs ::1")
+@pytest.mark.parametrize("protocol", ["udp", "tcp"])
+async def test_ipv6_relay_only_agents(coturn_factory: Callable[..., Coturn], protocol: str) -> None:  # noqa: F811
+    """coturn on ::1 allocates IPv6 relayed addresses (RFC 8656 6.1: the family of the connection): relay-only
+    agents with only ::1 to gather on connect through it and carry data both ways."""
+    server = coturn_factory(host="::1")
+    servers = [turn_server(server, protocol)]
+    config = IceConfig(global_pacing=False)
+    with trio.fail_after(30):
+        async with (
+            open_agent(
+                controlling=True, host_addresses=["::1"], ice_servers=servers, ice_transport_policy="relay",
+                config=config,
+            ) as a,
+            open_agent(
+                controlling=False, host_addresses=["::1"], ice_servers=servers, ice_transport_policy="relay",
+                config=config,
+            ) as b,
+        ):
+            sa, sb = await connect_both(a, b)
+            for agent in (a, b):
+                pair = agent.selected_pair
+                assert pair is not None and pair.local.type == "relay" and pair.local.address == "::1"
+                assert (pair.local.related_address, pair.local.related_port) == ("::", 0)  # nothing leaks
+            await sa.send(b"over an IPv6 relay")
+            assert await sb.receive() == b"over an IPv6 relay"
+            await sb.send(b"and back")
+            assert await sa.receive() == b"and back"
+
+
 async def test_relay_only_agent_and_host_only_agent(coturn_server: Coturn) -> None:  # noqa: F811
     with trio.fail_after(30):
         async with (

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import trio
 
@@ -29,7 +30,7 @@ from ..net.base import Address, UdpSocket
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
 from ..turn.allocation import Allocation, open_allocation
-from ..turn.errors import TurnError
+from ..turn.errors import TurnError, TurnUnsupportedFamily
 from ..turn.transports import TurnTransportFactory, turn_transports
 from ..uri import IceServer, IceUri
 from .base import GatherContext, GatherOptions
@@ -121,22 +122,32 @@ class RelayGatherer:
             finish()
             return
         assert server.username is not None and server.credential is not None  # IceServer checks turn: URLs
+        # An IPv4 relayed address first (the default, RFC 8656 7.1); a server that relays only IPv6 answers
+        # 440 and is asked again for that (7.2), as a TURN server on an IPv6-only network would need.
+        families: list[Literal["ipv4", "ipv6"]] = ["ipv4", "ipv6"]
         try:
-            async with open_allocation(
-                uri,
-                server.username,
-                server.credential,
-                network=ctx.network,
-                ssl_context=server.ssl_context,
-                local_address=local or None,  # "" = any
-                config=opts.config,
-                transports=transports,
-                deadline=deadline,
-            ) as allocation:
-                allocation.on_lost = lambda error: ctx.error(str(error))
-                ctx.emit(self._candidate(ctx, allocation, uri, index), allocation)
-                finish()
-                await trio.sleep_forever()
+            for family in families:
+                try:
+                    async with open_allocation(
+                        uri,
+                        server.username,
+                        server.credential,
+                        network=ctx.network,
+                        ssl_context=server.ssl_context,
+                        local_address=local or None,  # "" = any
+                        config=opts.config,
+                        transports=transports,
+                        deadline=deadline,
+                        family=family,
+                    ) as allocation:
+                        allocation.on_lost = lambda error: ctx.error(str(error))
+                        ctx.emit(self._candidate(ctx, allocation, uri, index), allocation)
+                        finish()
+                        await trio.sleep_forever()
+                except TurnUnsupportedFamily as exc:
+                    if family == families[-1]:
+                        raise
+                    log.info("%s; asking for an %s relayed address", exc, families[-1])
         except TurnError as exc:
             ctx.error(str(exc))
         finally:

@@ -21,6 +21,7 @@ from .errors import (
     TurnServerError,
     TurnTimeout,
     TurnUnsupported,
+    TurnUnsupportedFamily,
 )
 from .events import (
     Allocated,
@@ -77,6 +78,7 @@ __all__ = [
     "TurnServerError",
     "TurnTimeout",
     "TurnUnsupported",
+    "TurnUnsupportedFamily",
     "decode_channel_data",
     "encode_channel_data",
     "is_channel_data",

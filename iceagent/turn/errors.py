@@ -17,6 +17,7 @@ __all__ = [
     "TurnServerError",
     "TurnTimeout",
     "TurnUnsupported",
+    "TurnUnsupportedFamily",
 ]
 
 
@@ -54,6 +55,10 @@ class TurnInsufficientCapacity(TurnError):
 
 class TurnUnsupported(TurnError):
     """420, 440, 442, 443: the server does not support what was asked (RFC 8656 7.2, 19)."""
+
+
+class TurnUnsupportedFamily(TurnUnsupported):
+    """440 Address Family not Supported: the server does not relay the family asked for (RFC 8656 7.2)."""
 
 
 class TurnRedirectError(TurnError):
@@ -111,7 +116,9 @@ def error_from_response(
             "(coturn: widen --min-port/--max-port)"
         )
     if code == 440:
-        return TurnUnsupported(f"{head}: the server cannot relay {family} (RFC 8656 7.2); ask for the other family")
+        return TurnUnsupportedFamily(
+            f"{head}: the server cannot relay {family} (RFC 8656 7.2); ask for the other family"
+        )
     if code == 443:
         return TurnUnsupported(f"{head}: the peer's address family differs from the relayed address's (RFC 8656 10.2)")
     if code in (420, 442):
