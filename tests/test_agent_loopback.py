@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 from agent_helpers import connect_both, signal
+from ipv6 import needs_ipv6
 
 from iceagent import (
     Candidate,
@@ -30,14 +31,6 @@ if sys.version_info < (3, 11):
 LO = ["127.0.0.1"]
 FAST = IceConfig(global_pacing=False)
 
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 async def test_connect_and_exchange_datagrams() -> None:
@@ -77,7 +70,7 @@ async def test_gather_yields_host_candidates_and_completes() -> None:
             assert [x async for x in a.gather()] == cands
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no ::1 on this host")
+@needs_ipv6
 async def test_dual_stack_ipv4_and_ipv6() -> None:
     with trio.fail_after(10):
         addrs = ["127.0.0.1", "::1"]

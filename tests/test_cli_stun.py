@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import trio
+from ipv6 import needs_ipv6
 
 from iceagent.cli import main
 from iceagent.net.os import OSNetwork
@@ -21,14 +21,6 @@ from iceagent.stun.server import DEFAULT_SOFTWARE, open_stun_server
 NET = OSNetwork()
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 async def _iceagent(*argv: str) -> subprocess.CompletedProcess[bytes]:
@@ -73,7 +65,7 @@ async def test_stun_json_uri_and_local() -> None:
     assert json.loads(tcp.stdout)["transport"] == "tcp"
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+@needs_ipv6
 async def test_stun_ipv6() -> None:
     async with open_stun_server(NET, ["[::1]:0"]) as server:
         proc = await _iceagent("stun", f"[::1]:{server.address[1]}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import socket
 from typing import Any
 
 import pytest
 import trio
+from ipv6 import needs_ipv6
 
 from iceagent.errors import StunTimeout
 from iceagent.net.base import Address
@@ -25,17 +25,6 @@ from iceagent.stun.server import (
 NET = OSNetwork()
 ALT = "127.0.0.2"  # Linux routes all of 127.0.0.0/8 to lo
 
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
 
 
 def _request(*attributes: tuple[Attr | int, Any], method: int = Method.BINDING) -> Message:

@@ -11,6 +11,7 @@ import pytest
 import trio
 from agent_helpers import connect_both, signal
 from coturn import PASSWORD, REALM, USER, Coturn, coturn_factory, coturn_server  # noqa: F401
+from ipv6 import needs_ipv6
 
 from iceagent import IceConfig, IceFailed, IceServer, IceState, IceStream, open_agent
 from iceagent.states import GatheringState
@@ -262,16 +263,8 @@ async def test_relay_only_agents_exchange_10000(coturn_server: Coturn, protocol:
     assert received == set(range(10_000))
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="needs ::1")
+@needs_ipv6
 @pytest.mark.parametrize("protocol", ["udp", "tcp"])
 async def test_ipv6_relay_only_agents(coturn_factory: Callable[..., Coturn], protocol: str) -> None:  # noqa: F811
     """coturn on ::1 allocates IPv6 relayed addresses (RFC 8656 6.1: the family of the connection): relay-only

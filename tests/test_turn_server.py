@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import trio
+from ipv6 import needs_ipv6
 
 from iceagent.cli import main
 from iceagent.net.base import Address, UdpSocket
@@ -740,16 +741,8 @@ async def test_channel_bind_and_channel_data_both_ways() -> None:
                 peer.close()
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+@needs_ipv6
 async def test_ipv6_relay_requested_over_ipv4() -> None:
     with trio.fail_after(10):
         async with open_turn_server(NET, users=USERS, realm=REALM, relay_address=["127.0.0.1", "::1"]) as server:
