@@ -11,6 +11,7 @@ from typing import Any
 import trio
 
 from .cli import UsageError, add_command
+from .cli_options import positive_seconds
 from .errors import IceServerError
 from .nat import NatDiscoveryResult, discover_nat
 from .net.base import Address
@@ -50,7 +51,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--lifetime-max",
-        type=_positive,
+        type=positive_seconds,
         default=60.0,
         metavar="SECONDS",
         help="longest idle time probed by --lifetime (60)",
@@ -64,22 +65,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=_positive,
+        type=positive_seconds,
         default=3.0,
         metavar="SECONDS",
         help="how long each test waits for an answer; a filtering test without one counts as filtered (3)",
     )
-    p.add_argument("--rto", type=_positive, default=0.5, metavar="SECONDS", help="initial retransmission timeout (0.5)")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
+    p.add_argument(
+        "--rto", type=positive_seconds, default=0.5, metavar="SECONDS", help="initial retransmission timeout (0.5)"
+    )
 
 
 def _server(text: str) -> Address:

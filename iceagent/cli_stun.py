@@ -12,6 +12,7 @@ from typing import Any, Literal
 import trio
 
 from .cli import UsageError, add_command
+from .cli_options import positive_seconds
 from .errors import IceServerError
 from .net.base import Address, Network
 from .net.os import OSNetwork
@@ -47,23 +48,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tcp", action="store_true", help="STUN over TCP instead of UDP")
     p.add_argument(
         "--timeout",
-        type=_positive,
+        type=positive_seconds,
         metavar="SECONDS",
         help="give up after this long (default: the RFC 8489 schedule, 39.5 s with the default --rto)",
     )
-    p.add_argument("--rto", type=_positive, default=0.5, metavar="SECONDS", help="initial retransmission timeout (0.5)")
+    p.add_argument(
+        "--rto", type=positive_seconds, default=0.5, metavar="SECONDS", help="initial retransmission timeout (0.5)"
+    )
     p.add_argument("--change-ip", action="store_true", help="CHANGE-REQUEST: answer from the other IP (RFC 5780)")
     p.add_argument("--change-port", action="store_true", help="CHANGE-REQUEST: answer from the other port (RFC 5780)")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
 
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://...: a URI, even if not one of ours
