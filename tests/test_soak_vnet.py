@@ -13,6 +13,7 @@ of later hours must not grow over the baseline of hour 1. See docs/security.md, 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -21,10 +22,12 @@ import pytest
 import trio
 from iceagent_vnet import vnet
 from iceagent_vnet.scenario import Scenario
+from iceagent_vnet.scheduler import current_scheduler
 from nat_matrix_tools import send_candidates
 from soak_tools import Snapshot, describe, growth, snapshot
 
 from iceagent import Agent, IceConfig, IceFailed, IceServer, IceState, IceStream, open_agent
+from iceagent.stun import message as stun_message
 from iceagent.stun.server import open_stun_server
 from iceagent.turn.allocation import Allocation
 from iceagent.turn.server import TurnServer, TurnServerConfig, open_turn_server
@@ -41,8 +44,10 @@ CHECKPOINTS = (1, 6, 12, 18, 24, 30, 36, 42, 48)
 REBIND_EVERY = 300.0
 REBIND_PHASE = 150.0
 REBINDS_PER_HOUR = 11
-#: The application sends a datagram each way this often and waits (resending) until it arrives.
+#: The application sends a datagram each way this often (at 30 s past each minute, so never while the
+#: counts are taken) and waits (resending) until it arrives.
 DATA_EVERY = 60.0
+DATA_PHASE = 30.0
 #: Counts are taken this long before the hour: after the last rebind of the hour has been recovered
 #: from, and before the hourly restart.
 SNAPSHOT_BEFORE_HOUR = 60.0
@@ -56,8 +61,20 @@ TURN_CONFIG = TurnServerConfig(default_lifetime=120.0, permission_lifetime=60.0,
 CONFIG = IceConfig(permission_refresh=45.0, channel_refresh=100.0)
 
 #: Counts allowed to be above the baseline at a later checkpoint, and why (everything else: 0).
-TOLERANCE: dict[str, int] = {}
-OBJECT_TOLERANCE: dict[str, int] = {}
+TOLERANCE = {
+    # Responses kept for retransmitted requests are those of the last response_cache_time (40 s): how many
+    # refreshes fell in that window depends on when the allocations were made. At most, per allocation, one
+    # Refresh, a CreatePermission per peer IP (3) and a ChannelBind per channel (2): 12 for the two.
+    "turn.responses": 6,
+    # A refresh schedules a new expiry and leaves the superseded one in the heap until it comes due.
+    "turn.timers": 4,
+}
+OBJECT_TOLERANCE = {
+    # The STUN decoder's cache of compiled layouts (iceagent.stun.message, bounded at _MAX_SHAPES = 256)
+    # learns a layout after 16 decodes: rare messages (437 answers, Allocate errors) and nonces one digit
+    # longer as time grows keep adding a few an hour.
+    "stun shape cache": stun_message._MAX_SHAPES,
+}
 
 
 class Soak:
@@ -145,9 +162,10 @@ async def roundtrip(sa: IceStream, sb: IceStream, payload: bytes) -> None:
 
 
 async def application_data(soak: Soak, sa: IceStream, sb: IceStream) -> None:
-    """Every DATA_EVERY seconds a numbered datagram goes each way and must arrive within 2 minutes."""
+    """Every DATA_EVERY seconds a numbered datagram goes each way and must arrive within 2 minutes (a
+    rebind costs up to consent_timeout + a restart; the next one starts at once if this one ran late)."""
     while True:
-        await trio.sleep(DATA_EVERY)
+        await trio.sleep_until(DATA_PHASE + soak.roundtrips * DATA_EVERY)
         with trio.fail_after(120):
             await roundtrip(sa, sb, b"soak %d" % soak.roundtrips)
         soak.roundtrips += 1
@@ -159,6 +177,7 @@ async def hourly(soak: Soak) -> None:
     for hour in range(1, HOURS + 1):
         await trio.sleep_until(hour * HOUR - SNAPSHOT_BEFORE_HOUR)
         if hour in CHECKPOINTS:
+            await quiescent(soak)
             for agent in (soak.a, soak.b):
                 assert agent.state.value is IceState.COMPLETED, (hour, agent.name, agent.state.value)
             soak.activity.append(activity(soak))
@@ -167,6 +186,20 @@ async def hourly(soak: Soak) -> None:
         if hour < HOURS:
             await soak.a.restart()
             soak.restarts += 1
+
+
+async def quiescent(soak: Soak) -> None:
+    """Step time in milliseconds until nothing is in flight: no datagram on a vnet link, no STUN transaction
+    of either agent and no TURN Allocate pending; what is counted then does not depend on where in a
+    consent check or a refresh the clock happens to stand."""
+    for _ in range(1000):
+        busy = current_scheduler().pending() or soak.server.state._pending or any(
+            runner.ice._requests for agent in (soak.a, soak.b) for runner in agent._runners
+        )
+        if not busy:
+            return
+        await trio.sleep(0.001)
+    raise AssertionError("never quiescent for a second")
 
 
 def activity(soak: Soak) -> dict[str, int]:
@@ -198,11 +231,17 @@ def report(snapshots: list[Snapshot]) -> str:
 async def test_soak_48_hours(autojump_clock: object, record_property: Callable[[str, object], None]) -> None:
     state = random.getstate()
     random.seed(12)
+    # Each rebind logs a few expected warnings (consent expired, 437 on the old allocation); pytest would keep
+    # every record for the report, which is the test harness growing, not the agents.
+    logger = logging.getLogger("iceagent")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     cpu = time.process_time()
     try:
         soak = await run_soak()
     finally:
         random.setstate(state)
+        logger.setLevel(level)
     cpu = time.process_time() - cpu
     record_property("soak_cpu_seconds", round(cpu, 1))
     snapshots = soak.snapshots
@@ -212,7 +251,7 @@ async def test_soak_48_hours(autojump_clock: object, record_property: Callable[[
     assert [s.hour for s in snapshots] == list(CHECKPOINTS)
     assert soak.rebinds == HOURS * REBINDS_PER_HOUR
     assert soak.restarts == HOURS - 1
-    assert soak.roundtrips >= HOURS * HOUR // DATA_EVERY - 3
+    assert soak.roundtrips >= HOURS * HOUR // DATA_EVERY - 2  # each arrived within fail_after(120)
     for counts in soak.activity:  # 7.5 minutes: refreshes every 60 s, 45 s and 100 s, consent every ~5 s
         assert counts["Refresh"] >= 5 and counts["CreatePermission"] >= 5 and counts["ChannelBind"] >= 3, counts
         assert counts["consent A"] >= 40 and counts["consent B"] >= 40, counts

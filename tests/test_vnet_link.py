@@ -7,6 +7,8 @@ import itertools
 import pytest
 import trio
 from iceagent_vnet import Host, Internet, Lan, Link, VirtualUdpSocket, vnet
+from iceagent_vnet.link import FLOW_IDLE
+from iceagent_vnet.packet import Packet
 
 
 async def pair(link: Link) -> tuple[VirtualUdpSocket, VirtualUdpSocket, Lan]:
@@ -109,6 +111,23 @@ async def test_a_flows_outcome_does_not_depend_on_other_flows(autojump_clock: ob
         return out
 
     assert await received_by_a(False) == await received_by_a(True)
+
+
+def test_idle_flows_are_forgotten_and_start_afresh() -> None:
+    """A new flow every second for an hour (a NAT rebinding all the time): the link keeps the flows of the
+    last two minutes or so, not all 3600; a flow that comes back after idling loses exactly what a new
+    flow with the same seed would."""
+    link = Link(loss=0.5, seed=3)
+
+    def fate(port: int, now: float) -> list[bool]:
+        return [link.transit(Packet("udp", ("10.0.0.2", port), ("10.0.0.3", 9), b"x"), now + i) == "loss"
+                for i in range(20)]
+
+    first = fate(1, 0.0)
+    for second in range(3600):
+        link.transit(Packet("udp", ("10.0.0.2", 2000 + second), ("10.0.0.3", 9), b"x"), float(second))
+    assert link.flows <= 2 * FLOW_IDLE + 1
+    assert fate(1, 3600.0) == first  # forgotten after idling, so it starts from the seed again
 
 
 async def test_duplication(autojump_clock: object) -> None:
