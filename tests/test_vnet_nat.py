@@ -20,6 +20,7 @@ from iceagent_vnet import (
     VirtualUdpSocket,
     nat_preset,
 )
+from iceagent_vnet.nat import NatTable
 
 from iceagent.net.base import Address
 
@@ -209,6 +210,17 @@ async def test_inbound_refresh_when_enabled(autojump_clock: object) -> None:
     for _ in range(4):
         await trio.sleep(59)
         assert await topo.inbound_passes(sock, (S1, P1), mapped)  # each refreshes the mapping
+
+
+def test_expired_mappings_are_purged_without_a_reboot() -> None:
+    """A symmetric NAT makes a mapping per destination; one new destination a second for an hour, never
+    rebooted and never asked for its mappings: the table holds those of the last lifetime or two (RFC
+    4787 4.3), not all 3600."""
+    table = NatTable(NatBehavior(mapping=APDM, filtering=APDF, mapping_lifetime=120.0), ["203.0.113.1"])
+    for second in range(3600):
+        assert table.outbound("udp", ("192.168.1.2", 5000), ("198.51.100.1", 1000 + second), float(second))
+    assert len(table._by_key) == len(table._by_external) <= 2 * 120 + 1
+    assert len(table.mappings(3600.0)) == 119  # those made after 3480 s
 
 
 async def test_reboot_drops_all_mappings(autojump_clock: object) -> None:

@@ -177,6 +177,7 @@ class NatTable:
         self._rng = random.Random(f"nat|{seed}")
         self._by_key: dict[tuple[str, Address, str | Address | None], Mapping] = {}
         self._by_external: dict[tuple[str, Address], Mapping] = {}
+        self._next_purge = 0.0
         self.set_public(public)
 
     @property
@@ -243,6 +244,8 @@ class NatTable:
 
         None if the NAT has no public address of the packet's family or has run out of ports.
         """
+        if now >= self._next_purge:
+            self._purge(now)
         key = (proto, internal, self._dependency_key(remote))
         mapping = self._by_key.get(key)
         if mapping is not None and mapping.expires <= now:
@@ -288,10 +291,18 @@ class NatTable:
             mapping.expires = now + self.behavior.lifetime(proto)
         return mapping
 
-    def mappings(self, now: float, proto: str | None = None) -> list[Mapping]:
-        """The live mappings (expired ones are purged), oldest first."""
+    def _purge(self, now: float) -> None:
+        """Drop the expired mappings (RFC 4787 4.3); run from `outbound` at most once per UDP mapping lifetime,
+        so a NAT that is never rebooted keeps only the mappings of the last lifetime or two, not every one
+        it ever made (a symmetric NAT makes one per destination)."""
+        lifetime = self.behavior.mapping_lifetime
+        self._next_purge = (now // lifetime + 1) * lifetime
         for mapping in [m for m in self._by_external.values() if m.expires <= now]:
             self._remove(mapping)
+
+    def mappings(self, now: float, proto: str | None = None) -> list[Mapping]:
+        """The live mappings (expired ones are purged), oldest first."""
+        self._purge(now)
         return sorted(
             (m for m in self._by_external.values() if proto is None or m.proto == proto),
             key=lambda m: (m.created, m.external),
