@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -41,8 +42,10 @@ def task_counts() -> collections.Counter[str]:
 
 
 def socket_counts(scenario: Scenario) -> dict[str, int]:
-    """Open vnet UDP sockets, TCP listeners and connections per host; the vnet scheduler's pending events."""
+    """Open vnet UDP sockets, TCP listeners and connections per host; the process's open file descriptors."""
     out: dict[str, int] = {}
+    if os.path.isdir("/proc/self/fd"):
+        out["fds"] = len(os.listdir("/proc/self/fd"))
     for host in scenario.hosts:
         out[f"udp.{host.name}"] = sum(len(socks) for socks in host._udp.values())
         out[f"tcp_listeners.{host.name}"] = sum(len(ls) for ls in host.tcp.listeners.values())
