@@ -74,6 +74,10 @@ OBJECT_TOLERANCE = {
     # learns a layout after 16 decodes: rare messages (437 answers, Allocate errors) and nonces one digit
     # longer as time grows keep adding a few an hour.
     "stun shape cache": stun_message._MAX_SHAPES,
+    # Each entry of the TURN server's response cache ("turn.responses" above) is keyed by a tuple of the
+    # client's five-tuple (made per datagram) and the transaction id: these follow that count.
+    "builtins.tuple": TOLERANCE["turn.responses"],
+    "iceagent.turn.server_types.FiveTuple": TOLERANCE["turn.responses"],
 }
 
 
