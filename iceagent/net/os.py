@@ -164,13 +164,16 @@ class OSNetwork:
         result = []
         for adapter in ifaddr.get_adapters():
             addrs: list[str] = []
+            networks: list[str] = []
             for ip in adapter.ips:
-                if isinstance(ip.ip, tuple):
-                    addrs.append(ip.ip[0])
-                else:
-                    addrs.append(ip.ip)
+                address = ip.ip[0] if isinstance(ip.ip, tuple) else ip.ip
+                addrs.append(address)
+                network = str(ipaddress.ip_interface(f"{address.split('%', 1)[0]}/{ip.network_prefix}").network)
+                if network not in networks:
+                    networks.append(network)
             loop = any(ipaddress.ip_address(a).is_loopback for a in addrs)
-            result.append(Interface(name=adapter.nice_name, addresses=tuple(addrs), loopback=loop))
+            result.append(Interface(name=adapter.nice_name, addresses=tuple(addrs), loopback=loop,
+                                    networks=tuple(networks)))
         return result
 
     async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
