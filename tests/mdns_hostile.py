@@ -47,3 +47,14 @@ def counting_calls() -> Iterator[Callable[[], int]]:
         yield lambda: calls
     finally:
         sys.setprofile(None)
+
+
+def long_name_packet(size: int = MAX_MESSAGE) -> bytes:
+    """A response: a first A record named by 127 one-letter labels (255 octets), then as many A records as
+    fit, each named by a pointer to one of that name's suffixes (a naive decoder reads up to 127 labels
+    per record)."""
+    fields = bytes.fromhex("0001" "0001" "00000078" "0004" "0a000001")
+    body = b"\x01a" * 127 + b"\x00" + fields
+    count = (size - HEADER_SIZE - len(body)) // A_RECORD_SIZE
+    body += b"".join(pointer(HEADER_SIZE + 2 * (i % 127)) + fields for i in range(count))
+    return bytes.fromhex("0000" "8400" "0000") + (1 + count).to_bytes(2, "big") + bytes(4) + body

@@ -7,7 +7,7 @@ import pytest
 from dnslib import AAAA, NSEC, PTR, QTYPE, RR, SRV, TXT, A, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mdns_hostile import HEADER_SIZE, chain_packet, counting_calls, pointer
+from mdns_hostile import HEADER_SIZE, chain_packet, counting_calls, long_name_packet, pointer
 
 from iceagent.mdns.wire import (
     MAX_MESSAGE,
@@ -41,6 +41,17 @@ def test_a_pointer_chain_packet_costs_work_linear_in_its_size(depth: int) -> Non
     assert message is not None  # a valid (if odd) compression chain: parsed, and correctly
     assert len(message.answers) == MAX_RECORDS - 1  # the first record is the chain's unknown type
     assert set(message.answers) == {Record("x", 1, "10.0.0.1", 120, True)}
+
+
+def test_hundreds_of_records_named_by_long_suffixes_cost_work_linear_in_the_size() -> None:
+    data = long_name_packet()
+    work = ParseWork()
+    with counting_calls() as calls:
+        message = parse_packet(data, work=work)
+    assert calls() <= CALLS_PER_BYTE * len(data), (calls(), len(data))
+    assert work.labels == 127 and work.steps <= len(data)  # each label read once, not once per record
+    assert message.answers[0].name == ".".join(["a"] * 127) and message.answers[1].name == message.answers[0].name
+    assert message.answers[2].name == ".".join(["a"] * 126)
 
 
 @pytest.mark.parametrize("depth", [50, 900, 4000])
