@@ -22,7 +22,7 @@ from iceagent.cli import main
 from iceagent.net.base import Address, UdpSocket
 from iceagent.net.os import OSNetwork
 from iceagent.stun import Attr, Message, MessageClass, Method, PasswordAlgorithm, long_term_key, userhash
-from iceagent.turn.server import DEFAULT_SOFTWARE, TurnServer, open_turn_server, serve_turn
+from iceagent.turn.server import TurnServer, open_turn_server, serve_turn
 from iceagent.turn.server_auth import NONCE_COOKIE
 from iceagent.turn.server_state import (
     CloseRelay,
@@ -51,7 +51,7 @@ Attrs = Sequence[tuple[Attr | int, Any]]
 
 
 def make_state(**config: Any) -> TurnServerState:
-    config.setdefault("nonce_lifetime", 10**6)  # tests of the nonce itself set it
+    config.setdefault("nonce_lifetime", 10**5)  # tests of the nonce itself set it
     return TurnServerState(
         realm=REALM, users=USERS, relay_families=(4, 6), config=TurnServerConfig(**config), secret=b"k" * 16
     )
@@ -150,7 +150,7 @@ def test_unauthenticated_request_gets_401_with_realm_nonce_and_algorithms() -> N
     assert nonce is not None and nonce.startswith(NONCE_COOKIE + "wAAA")  # password algorithms + anonymity
     assert response.get(Attr.PASSWORD_ALGORITHMS) == [(PasswordAlgorithm.SHA256, b""), (PasswordAlgorithm.MD5, b"")]
     assert Attr.MESSAGE_INTEGRITY not in response and response.verify_fingerprint()
-    assert response.get(Attr.SOFTWARE) == DEFAULT_SOFTWARE
+    assert Attr.SOFTWARE not in response  # unauthenticated: nothing more than RFC 8489 9.2.4 asks
     assert state.stats.allocations == 0 and state.stats.errors == 1
 
 
@@ -196,17 +196,14 @@ def test_sha256_password_algorithm_and_integrity() -> None:
 def test_password_algorithm_mismatch_is_400(extra: Attrs) -> None:
     client = Client(make_state())
     response = client.call(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, 17)], extra_auth=extra)
-    assert error_code(response) == 400 and "PASSWORD-ALGORITHM" in response.get(Attr.ERROR_CODE)[1]
+    assert response.get(Attr.ERROR_CODE) == (400, "Bad Request")
 
 
-@pytest.mark.parametrize(
-    ("user", "password", "words"),
-    [("alice", "wrong", "password of 'alice'"), ("mallory", "x", "unknown username 'mallory'")],
-)
-def test_wrong_credentials_are_401(user: str, password: str, words: str) -> None:
+@pytest.mark.parametrize(("user", "password"), [("alice", "wrong"), ("mallory", "x")])
+def test_wrong_credentials_are_401(user: str, password: str) -> None:
     client = Client(make_state(), user=user, password=password)
     response = client.call(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, 17)])
-    assert error_code(response) == 401 and words in response.get(Attr.ERROR_CODE)[1]
+    assert response.get(Attr.ERROR_CODE) == (401, "Unauthenticated")
     assert response.get(Attr.NONCE) and response.get(Attr.REALM) == REALM
     assert Attr.MESSAGE_INTEGRITY not in response
 
@@ -221,10 +218,10 @@ def test_wrong_realm_is_401_and_missing_nonce_is_400() -> None:
         [(Attr.USERNAME, "alice"), (Attr.REALM, "other.org"), (Attr.NONCE, state.auth.nonce(CLIENT, "udp", 0))],
     )
     response = only_response(state.receive_from_client(bad_realm.encode(integrity_key=key), FT, 0.0))
-    assert error_code(response) == 401 and "'other.org'" in response.get(Attr.ERROR_CODE)[1]
+    assert response.get(Attr.ERROR_CODE) == (401, "Unauthenticated")
     no_nonce = Message(Method.ALLOCATE, MessageClass.REQUEST, None, [(Attr.USERNAME, "alice"), (Attr.REALM, REALM)])
     response = only_response(state.receive_from_client(no_nonce.encode(integrity_key=key), FT, 0.0))
-    assert error_code(response) == 400 and "NONCE" in response.get(Attr.ERROR_CODE)[1]
+    assert response.get(Attr.ERROR_CODE) == (400, "Bad Request")
 
 
 def test_userhash_instead_of_username() -> None:
@@ -579,7 +576,7 @@ def test_junk_responses_unknown_methods_and_bad_fingerprints() -> None:
     bad[-1] ^= 1
     assert state.receive_from_client(bytes(bad), FT, 0.0) == []
     unknown = only_response(state.receive_from_client(Message(0x00A, MessageClass.REQUEST).encode(), FT, 0.0))
-    assert error_code(unknown) == 400 and "not 0x00a" in unknown.get(Attr.ERROR_CODE)[1]
+    assert unknown.get(Attr.ERROR_CODE) == (400, "Bad Request")
     assert state.stats.dropped == 4
 
 
@@ -610,6 +607,7 @@ def test_config_is_checked() -> None:
 
 NET = OSNetwork()
 SHORT = TurnServerConfig(default_lifetime=600)
+LOOPBACK_PEERS = TurnServerConfig(allow_loopback_peers=True)  # peers on 127.x, as coturn's --allow-loopback-peers
 
 
 class RawClient:
@@ -680,7 +678,7 @@ async def _nothing_arrives(sock: UdpSocket, seconds: float = 0.2) -> bool:
 
 async def test_udp_401_dance_allocate_and_send_data_round_trip() -> None:
     with trio.fail_after(10):
-        async with open_turn_server(NET, ["127.0.0.1:0"], users=USERS, realm=REALM) as server:
+        async with open_turn_server(NET, ["127.0.0.1:0"], users=USERS, realm=REALM, config=LOOPBACK_PEERS) as server:
             sock = await NET.bind_udp("127.0.0.1", 0)
             peer = await NET.bind_udp("127.0.0.1", 0)
             try:
@@ -717,7 +715,7 @@ async def test_udp_401_dance_allocate_and_send_data_round_trip() -> None:
 
 async def test_channel_bind_and_channel_data_both_ways() -> None:
     with trio.fail_after(10):
-        async with open_turn_server(NET, users=USERS, realm=REALM) as server:
+        async with open_turn_server(NET, users=USERS, realm=REALM, config=LOOPBACK_PEERS) as server:
             sock = await NET.bind_udp("127.0.0.1", 0)
             peer = await NET.bind_udp("127.0.0.1", 0)
             try:
@@ -745,7 +743,9 @@ async def test_channel_bind_and_channel_data_both_ways() -> None:
 @needs_ipv6
 async def test_ipv6_relay_requested_over_ipv4() -> None:
     with trio.fail_after(10):
-        async with open_turn_server(NET, users=USERS, realm=REALM, relay_address=["127.0.0.1", "::1"]) as server:
+        async with open_turn_server(
+            NET, users=USERS, realm=REALM, relay_address=["127.0.0.1", "::1"], config=LOOPBACK_PEERS
+        ) as server:
             assert server.relay_addresses == {4: "127.0.0.1", 6: "::1"}
             sock = await NET.bind_udp("127.0.0.1", 0)
             peer = await NET.bind_udp("::1", 0)
@@ -780,7 +780,7 @@ async def test_even_port_is_honoured() -> None:
 
 
 async def test_errors_437_438_442_486_on_the_wire() -> None:
-    config = TurnServerConfig(nonce_lifetime=0.3, max_allocations_per_user=1)
+    config = TurnServerConfig(nonce_lifetime=0.3, max_allocations_per_user=1, allow_loopback_peers=True)
     with trio.fail_after(10):
         async with open_turn_server(NET, users=USERS, realm=REALM, config=config) as server:
             a = await NET.bind_udp("127.0.0.1", 0)
@@ -808,7 +808,7 @@ async def test_errors_437_438_442_486_on_the_wire() -> None:
 
 
 async def test_refresh_delete_and_expiry_close_the_relay_socket() -> None:
-    config = TurnServerConfig(default_lifetime=0.3, max_lifetime=0.3)
+    config = TurnServerConfig(default_lifetime=0.3, max_lifetime=0.3, allow_loopback_peers=True)
     with trio.fail_after(10):
         async with open_turn_server(NET, users=USERS, realm=REALM, config=config) as server:
             sock = await NET.bind_udp("127.0.0.1", 0)
@@ -841,7 +841,7 @@ def _assert_port_free(address: Address) -> None:
 async def test_server_exit_closes_every_relay() -> None:
     relays = []
     with trio.fail_after(10):
-        async with open_turn_server(NET, users=USERS, realm=REALM) as server:
+        async with open_turn_server(NET, users=USERS, realm=REALM, config=LOOPBACK_PEERS) as server:
             socks = [await NET.bind_udp("127.0.0.1", 0) for _ in range(3)]
             try:
                 for sock in socks:
@@ -950,7 +950,7 @@ async def _stream_round_trip(server: TurnServer, stream: trio.abc.Stream) -> Non
 
 async def test_tcp_allocation_with_padded_channel_data() -> None:
     with trio.fail_after(10):
-        async with open_turn_server(NET, users=USERS, realm=REALM, tcp=True) as server:
+        async with open_turn_server(NET, users=USERS, realm=REALM, tcp=True, config=LOOPBACK_PEERS) as server:
             assert server.tcp_addresses == server.addresses
             stream, _ = await NET.connect_tcp(server.tcp_addresses[0])
             await _stream_round_trip(server, stream)
@@ -966,7 +966,7 @@ async def test_tls_allocation() -> None:
     ca.configure_trust(client_context)
     with trio.fail_after(10):
         async with open_turn_server(
-            NET, users=USERS, realm=REALM, tls_listen=["127.0.0.1:0"], ssl_context=server_context
+            NET, users=USERS, realm=REALM, tls_listen=["127.0.0.1:0"], ssl_context=server_context, config=LOOPBACK_PEERS
         ) as server:
             assert server.uris()[-1] == f"turns:127.0.0.1:{server.tls_addresses[0][1]}?transport=tcp"
             raw, _ = await NET.connect_tcp(server.tls_addresses[0])
@@ -1091,7 +1091,7 @@ async def test_aioice_turn_client_allocates_and_relays() -> None:
         s.bind(("127.0.0.1", 0))
         peer_port = s.getsockname()[1]
     with trio.fail_after(30):
-        async with open_turn_server(NET, users=USERS, realm=REALM) as server:
+        async with open_turn_server(NET, users=USERS, realm=REALM, config=LOOPBACK_PEERS) as server:
             outcome = await trio.to_thread.run_sync(_aioice_exchange, server.address, peer_port)
             stats = server.stats
     relay = tuple(outcome["relay"])
@@ -1146,8 +1146,8 @@ async def test_cli_serve_turn_until_ctrl_c() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["serve", "--turn", "127.0.0.1:0"], "--turn needs at least one --user"),
-        (["serve", "--turn", "127.0.0.1:0", "--user", "alice"], "must be NAME:PASSWORD"),
+        (["serve", "--turn", "127.0.0.1:0"], "--turn needs at least one --user NAME, --users-file"),
+        (["serve", "--turn", "127.0.0.1:0", "--user", "alice"], "has no password"),
         (["serve", "--stun", "127.0.0.1:0", "--user", "a:b"], "need --turn"),
         (["serve", "--turn", "127.0.0.1:0", "--user", "a:b", "--deny-peer", "nope"], "not an IP network"),
         (["serve", "--turn", "0.0.0.0:0", "--user", "a:b"], "give relay_address"),
