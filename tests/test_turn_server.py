@@ -5,136 +5,50 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import ssl
-import subprocess
-import sys
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import pytest
 import trio
 from ipv6 import needs_ipv6
+from turn_server_helpers import (
+    CLIENT,
+    FT,
+    PEER,
+    PEER2,
+    REALM,
+    RELAY,
+    SERVER,
+    USERS,
+    Attrs,
+    Client,
+    RawClient,
+    decode,
+    error_code,
+    iceagent_serve,
+    make_state,
+    only_response,
+    turn_udp_address,
+)
 
 from iceagent.cli import main
 from iceagent.net.base import Address, UdpSocket
 from iceagent.net.os import OSNetwork
-from iceagent.stun import Attr, Message, MessageClass, Method, PasswordAlgorithm, long_term_key, userhash
+from iceagent.stun import Attr, Message, MessageClass, Method, PasswordAlgorithm, long_term_key
 from iceagent.turn.server import TurnServer, open_turn_server, serve_turn
 from iceagent.turn.server_auth import NONCE_COOKIE
 from iceagent.turn.server_state import (
     CloseRelay,
     FiveTuple,
     OpenRelay,
-    Output,
     SendToClient,
     SendToPeer,
     TurnServerConfig,
     TurnServerState,
     split_stream,
 )
-
-REALM = "example.org"
-USERS = {"alice": "secret", "bob": "hunter2"}
-CLIENT = ("192.0.2.10", 40000)
-SERVER = ("198.51.100.1", 3478)
-FT = FiveTuple(CLIENT, SERVER, "udp")
-RELAY = ("198.51.100.1", 50000)
-PEER = ("203.0.113.5", 6000)
-PEER2 = ("203.0.113.6", 7000)
-Attrs = Sequence[tuple[Attr | int, Any]]
-
-
-# ---- a sans-IO test client ----
-
-
-def make_state(**config: Any) -> TurnServerState:
-    config.setdefault("nonce_lifetime", 10**5)  # tests of the nonce itself set it
-    return TurnServerState(
-        realm=REALM, users=USERS, relay_families=(4, 6), config=TurnServerConfig(**config), secret=b"k" * 16
-    )
-
-
-class Client:
-    """Builds and signs raw requests for one 5-tuple and feeds them to a `TurnServerState`."""
-
-    def __init__(self, state: TurnServerState, ft: FiveTuple = FT, user: str = "alice", password: str = "secret"):
-        self.state, self.ft, self.user, self.password = state, ft, user, password
-        self.nonce: str | None = None
-        self.key = long_term_key(user, REALM, password)
-
-    def send(self, message: Message | bytes, now: float, **encode: Any) -> list[Output]:
-        data = message if isinstance(message, bytes) else message.encode(**encode)
-        return self.state.receive_from_client(data, self.ft, now)
-
-    def request(
-        self,
-        method: Method,
-        attributes: Attrs = (),
-        now: float = 0.0,
-        *,
-        tid: bytes | None = None,
-        extra_auth: Attrs = (),
-        key: bytes | None = None,
-        integrity: Any = "sha1",
-        username: bool = True,
-    ) -> list[Output]:
-        """Send an authenticated request (after a 401 challenge for the nonce) and return the outputs."""
-        if self.nonce is None:
-            challenge = only_response(self.send(Message(method, MessageClass.REQUEST), now))
-            assert challenge.get(Attr.ERROR_CODE)[0] == 401
-            self.nonce = challenge.get(Attr.NONCE)
-        ident: list[tuple[Attr | int, Any]] = (
-            [(Attr.USERNAME, self.user)] if username else [(Attr.USERHASH, userhash(self.user, REALM))]
-        )
-        auth = [*ident, (Attr.REALM, REALM), (Attr.NONCE, self.nonce), *extra_auth]
-        message = Message(method, MessageClass.REQUEST, tid, [*attributes, *auth])
-        return self.send(message, now, integrity_key=key or self.key, integrity=integrity)
-
-    def call(self, method: Method, attributes: Attrs = (), now: float = 0.0, **kw: Any) -> Message:
-        """`request` that expects exactly one response, checks its signature, and returns it."""
-        response = only_response(self.request(method, attributes, now, **kw))
-        code = response.get(Attr.ERROR_CODE)
-        if code is None or code[0] not in (400, 401, 438):
-            assert response.verify_integrity(kw.get("key") or self.key), response
-        return response
-
-    def allocate(self, now: float = 0.0, relay: Address = RELAY, attributes: Attrs = (), **kw: Any) -> Message:
-        outputs = self.request(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, 17), *attributes], now, **kw)
-        if len(outputs) == 1 and isinstance(outputs[0], SendToClient):
-            return decode(outputs[0])
-        assert outputs == [OpenRelay(self.ft, 6 if Attr.REQUESTED_ADDRESS_FAMILY in dict(attributes) else 4)]
-        response = only_response(self.state.relay_opened(self.ft, relay, now))
-        assert response.verify_integrity(kw.get("key") or self.key)
-        return response
-
-    def permit(self, *peers: Address, now: float = 0.0) -> Message:
-        return self.call(Method.CREATE_PERMISSION, [(Attr.XOR_PEER_ADDRESS, p) for p in peers], now)
-
-    def bind(self, number: int, peer: Address, now: float = 0.0) -> Message:
-        return self.call(Method.CHANNEL_BIND, [(Attr.CHANNEL_NUMBER, number), (Attr.XOR_PEER_ADDRESS, peer)], now)
-
-    def send_indication(self, peer: Address, data: bytes, now: float = 0.0) -> list[Output]:
-        attributes = [(Attr.XOR_PEER_ADDRESS, peer), (Attr.DATA, data)]
-        return self.send(Message(Method.SEND, MessageClass.INDICATION, None, attributes), now)
-
-
-def decode(out: Output) -> Message:
-    assert isinstance(out, SendToClient)
-    return Message.decode(out.data)
-
-
-def only_response(outputs: list[Output]) -> Message:
-    assert len(outputs) == 1, outputs
-    return decode(outputs[0])
-
-
-def error_code(message: Message) -> int | None:
-    code = message.get(Attr.ERROR_CODE)
-    return None if code is None else int(code[0])
-
 
 # ---- authentication (RFC 8489 9.2) ----
 
@@ -610,65 +524,6 @@ SHORT = TurnServerConfig(default_lifetime=600)
 LOOPBACK_PEERS = TurnServerConfig(allow_loopback_peers=True)  # peers on 127.x, as coturn's --allow-loopback-peers
 
 
-class RawClient:
-    """A raw STUN/TURN client on one loopback UDP socket, signing requests with the long-term key."""
-
-    def __init__(self, sock: UdpSocket, server: Address, user: str = "alice", password: str = "secret") -> None:
-        self.sock, self.server, self.user = sock, server, user
-        self.key = long_term_key(user, REALM, password)
-        self.nonce: str | None = None
-        self.realm = REALM
-
-    async def exchange(self, message: Message, **encode: Any) -> Message:
-        await self.sock.send(message.encode(**encode), self.server)
-        while True:
-            data, _ = await self.sock.receive()
-            if data[0] & 0xC0:
-                continue  # ChannelData
-            response = Message.decode(data)
-            if response.transaction_id == message.transaction_id:
-                return response
-
-    async def call(self, method: Method, attributes: Attrs = ()) -> Message:
-        """An authenticated request: first the 401 dance (or a 438 retry) for the nonce."""
-        for _ in range(3):
-            if self.nonce is None:
-                challenge = await self.exchange(Message(method, MessageClass.REQUEST, None, list(attributes)))
-                if error_code(challenge) != 401:
-                    return challenge
-                self.nonce = challenge.get(Attr.NONCE)
-            auth = [(Attr.USERNAME, self.user), (Attr.REALM, self.realm), (Attr.NONCE, self.nonce)]
-            request = Message(method, MessageClass.REQUEST, None, [*attributes, *auth])
-            response = await self.exchange(request, integrity_key=self.key, fingerprint=True)
-            if error_code(response) == 438:
-                self.nonce = response.get(Attr.NONCE)
-                continue
-            if error_code(response) not in (400, 401):
-                assert response.verify_integrity(self.key) and response.verify_fingerprint()
-            return response
-        raise AssertionError("kept getting 438")
-
-    async def allocate(self, *attributes: tuple[Attr | int, Any]) -> Message:
-        return await self.call(Method.ALLOCATE, [(Attr.REQUESTED_TRANSPORT, 17), *attributes])
-
-    async def send_indication(self, peer: Address, data: bytes) -> None:
-        message = Message(
-            Method.SEND, MessageClass.INDICATION, None, [(Attr.XOR_PEER_ADDRESS, peer), (Attr.DATA, data)]
-        )
-        await self.sock.send(message.encode(), self.server)
-
-    async def receive_relayed(self) -> tuple[bytes, Any]:
-        """The next Data indication (data, peer) or ChannelData (data, channel number)."""
-        while True:
-            data, _ = await self.sock.receive()
-            if data[0] & 0xC0 == 0x40:
-                length = int.from_bytes(data[2:4], "big")
-                return data[4 : 4 + length], int.from_bytes(data[:2], "big")
-            message = Message.decode(data)
-            if message.method is Method.DATA and message.message_class is MessageClass.INDICATION:
-                return message.get(Attr.DATA), message.get(Attr.XOR_PEER_ADDRESS)
-
-
 async def _nothing_arrives(sock: UdpSocket, seconds: float = 0.2) -> bool:
     with trio.move_on_after(seconds):
         await sock.receive()
@@ -1105,42 +960,18 @@ async def test_aioice_turn_client_allocates_and_relays() -> None:
 
 # ---- `iceagent serve --turn` ----
 
-_SERVE = (
-    # A process started in the background inherits SIGINT ignored; restore the default so Ctrl-C works.
-    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "from iceagent.cli import main; sys.exit(main(sys.argv[1:]))"
-)
-
-
 async def test_cli_serve_turn_until_ctrl_c() -> None:
-    argv = [sys.executable, "-c", _SERVE, "serve", "--turn", "127.0.0.1:0", "--user", "alice:secret", "--tcp"]
-    argv += ["--realm", REALM]
     with trio.fail_after(30):
-        proc = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            assert proc.stdout is not None and proc.stderr is not None
-            output = b""
-            while b"serving" not in output:
-                chunk = await proc.stdout.receive_some()
-                assert chunk, f"serve exited early: {output!r} {await proc.stderr.receive_some()!r}"
-                output += chunk
-            lines = output.decode().splitlines()
-            udp = [line.split()[2] for line in lines if line.startswith("TURN udp ")]
-            assert len(udp) == 1 and any(line.startswith("TURN tcp ") for line in lines), lines
+        args = ["--turn", "127.0.0.1:0", "--user", "alice:secret", "--tcp", "--realm", REALM]
+        async with iceagent_serve(*args) as (lines, _):
+            assert any(line.startswith("TURN tcp ") for line in lines), lines
             assert f"TURN realm {REALM} users alice relay 127.0.0.1" in lines
-            host, port = udp[0].rsplit(":", 1)
             sock = await NET.bind_udp("127.0.0.1", 0)
             try:
-                response = await RawClient(sock, (host, int(port))).allocate()
+                response = await RawClient(sock, turn_udp_address(lines)).allocate()
                 assert response.message_class is MessageClass.SUCCESS, response
             finally:
                 sock.close()
-            proc.send_signal(signal.SIGINT)
-            assert await proc.wait() == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
 
 
 @pytest.mark.parametrize(

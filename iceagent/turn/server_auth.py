@@ -108,8 +108,7 @@ class LongTermAuth:
         self._by_hash: dict[bytes, str] = {}
         self._keys: dict[tuple[str, int], bytes] = {}  # static users only: at most 2 x users
         self._offered: list[tuple[int, bytes]] = [(int(_ALGORITHMS[a]), b"") for a in password_algorithms]
-        features = (_FEATURE_PASSWORD_ALGORITHMS | _FEATURE_USERNAME_ANONYMITY) if self._offered else 0
-        self._prefix = NONCE_COOKIE + base64.b64encode(features.to_bytes(3, "big")).decode() if features else ""
+        self._prefix = self._nonce_prefix()
         for name, password in users.items():
             self.set_user(name, password)
 
@@ -131,6 +130,15 @@ class LongTermAuth:
         if any(not s for s in secrets):
             raise ValueError("an auth secret (TURN REST API shared secret) must not be empty")
         self._auth_secrets = tuple(secrets)
+        self._prefix = self._nonce_prefix()  # nonces of the other prefix get 438 and a fresh one
+
+    def _nonce_prefix(self) -> str:
+        """The nonce cookie and feature bits (RFC 8489 9.2), "" without PASSWORD-ALGORITHMS. USERHASH is offered
+        only without ephemeral credentials: their usernames cannot be found from a hash."""
+        if not self._offered:
+            return ""
+        features = _FEATURE_PASSWORD_ALGORITHMS | (0 if self._auth_secrets else _FEATURE_USERNAME_ANONYMITY)
+        return NONCE_COOKIE + base64.b64encode(features.to_bytes(3, "big")).decode()
 
     def _forget_keys(self, username: str) -> None:
         for alg in list(self._keys):

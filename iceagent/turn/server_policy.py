@@ -1,4 +1,4 @@
-"""Which peers the embedded TURN server relays to (RFC 8656 9.2, 21; CVE-2020-26262), sans-IO.
+"""Which peers the embedded TURN server relays to (RFC 8656 9.2, 21; CVE-2020-26262), and how much, sans-IO.
 
 By default a TURN server must not become a proxy into its own host or to addresses no peer can own:
 loopback, unspecified, link-local (the cloud metadata address 169.254.169.254 among them), multicast and
@@ -11,11 +11,13 @@ ICE on a LAN needs them; `denied_peers` can refuse them.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Iterable
 
-from .server_types import Address, TurnServerConfig
+from ..uri import format_host_port
+from .server_types import Address, Allocation, TurnServerConfig
 
-__all__ = ["PeerPolicy", "peer_ip"]
+__all__ = ["PeerPolicy", "burst", "peer_ip", "spend"]
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -89,6 +91,19 @@ class PeerPolicy:
             return "not-allowed"
         return None
 
+    def check(self, peer: Address, family: int, *, channel: bool) -> tuple[int, str, str] | None:
+        """(code, reason phrase, counter name) for a permission or channel to `peer` on a relay of IP `family`:
+        443 for the other family, 403 for a refused peer or (a channel) the server's own ip:port; else None."""
+        if (6 if ":" in peer[0] else 4) != family:
+            return 443, f"Peer Address Family Mismatch: {peer[0]} is not IPv{family} like the relay", "family"
+        reason = self.refused(peer[0])
+        if reason is None and channel and self.own(peer):
+            reason = "own-address"
+        if reason is None:
+            return None
+        hint = " (allow_loopback_peers / --allow-loopback-peers lifts this)" if reason == "loopback" else ""
+        return 403, f"Forbidden: this server does not relay to {format_host_port(peer)}: {reason} peer{hint}", reason
+
     def own(self, peer: Address) -> bool:
         """Whether a datagram to `peer` would reach one of the server's own listening sockets."""
         if peer[1] not in self._ports:
@@ -97,3 +112,22 @@ class PeerPolicy:
         if (ip, peer[1]) in self._own:
             return True
         return peer[1] in self._wildcard_ports and (ip in self._local or _category(ip) is not None)
+
+
+def burst(rate: float | None) -> float:
+    """The size of an allocation's bandwidth bucket: one second of `rate`, at least one largest datagram."""
+    return math.inf if rate is None else max(rate, 65535.0)
+
+
+def spend(allocation: Allocation, size: int, now: float, rate: float | None) -> bool:
+    """Take `size` relayed bytes from the allocation's token bucket, refilled at `rate` bytes per second;
+    False when it holds fewer (the datagram is dropped). Both directions share the bucket."""
+    if rate is None:
+        return True
+    tokens = min(burst(rate), allocation.tokens + (now - allocation.tokens_at) * rate)
+    allocation.tokens_at = now
+    if size > tokens:
+        allocation.tokens = tokens
+        return False
+    allocation.tokens = tokens - size
+    return True

@@ -24,7 +24,8 @@ import attrs
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method, StunDecodeError
 from .server_auth import Authenticated, AuthError, LongTermAuth
-from .server_policy import PeerPolicy
+from .server_channels import channel_conflict, frame_for_client
+from .server_policy import PeerPolicy, burst, spend
 from .server_timers import ResponseCache, Timers
 from .server_types import (
     DEFAULT_SOFTWARE,
@@ -57,7 +58,6 @@ __all__ = [
 ]
 
 UDP = 17  # REQUESTED-TRANSPORT value for UDP, the IANA protocol number (RFC 8656 18.6)
-CHANNEL_MIN, CHANNEL_MAX = 0x4000, 0x4FFF  # RFC 8656 12
 _FAMILIES = {1: 4, 2: 6}  # REQUESTED-ADDRESS-FAMILY -> IP version (RFC 8656 18.8)
 _AUTHENTICATED = (Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND)
 
@@ -183,25 +183,11 @@ class TurnServerState:
             return None
         if not self._spend(allocation, len(data), now):
             return None
-        number = allocation.channel_by_peer.get(peer)
         ft = allocation.five_tuple
-        if number is not None and allocation.channels[number][1] > now:
-            n = len(data)
-            if n > 0xFFFF:
-                self._stats.dropped += 1
-                return None
-            frame = number.to_bytes(2, "big") + n.to_bytes(2, "big") + data
-            if ft.transport != "udp":
-                frame += b"\x00" * (-n & 3)  # RFC 8656 12.5: padded to 4 bytes over TCP
-        else:
-            indication = Message(
-                Method.DATA, MessageClass.INDICATION, None, [(Attr.XOR_PEER_ADDRESS, peer), (Attr.DATA, data)]
-            )
-            try:
-                frame = indication.encode()
-            except ValueError:
-                self._stats.dropped += 1
-                return None
+        frame = frame_for_client(allocation, peer, data, now)
+        if frame is None:
+            self._stats.dropped += 1
+            return None
         self._stats.to_clients += 1
         return SendToClient(ft, frame)
 
@@ -212,7 +198,7 @@ class TurnServerState:
             return [CloseRelay(five_tuple, relay, "the client left before the allocation was made")]
         request = pending.request
         allocation = Allocation(five_tuple, relay, pending.auth.username, now + pending.lifetime, pending.family)
-        allocation.tokens, allocation.tokens_at = self._burst(), now
+        allocation.tokens, allocation.tokens_at = burst(self.config.relay_bandwidth), now
         self.allocations[five_tuple] = allocation
         self._by_relay[relay] = allocation
         self._timers.wake_by(("allocation", allocation, None), allocation.expires)
@@ -467,29 +453,11 @@ class TurnServerState:
         peer = request.get(Attr.XOR_PEER_ADDRESS)
         if number is None or peer is None:
             return error(400, "Bad Request: ChannelBind needs CHANNEL-NUMBER and XOR-PEER-ADDRESS (RFC 8656 11.2)")
-        if not CHANNEL_MIN <= number <= CHANNEL_MAX:
-            return error(400, f"Bad Request: channel number {number:#06x} is outside 0x4000-0x4FFF (RFC 8656 12)")
-        cooldown = self.config.channel_cooldown
-        recent = (
-            "; for 5 minutes after a binding expires neither its number nor its peer can be bound to anything "
-            "else (RFC 8656 12)"
-        )
+        conflict = channel_conflict(allocation, number, peer, now, self.config.channel_cooldown)
+        if conflict is not None:
+            return error(400, conflict)
         bound = allocation.channels.get(number)
-        if bound is not None and bound[0] != peer:
-            if bound[1] > now:
-                return error(400, f"Bad Request: channel {number:#06x} is bound to another peer {_fmt(bound[0])}")
-            if now < bound[1] + cooldown:
-                return error(400, f"Bad Request: channel {number:#06x} was bound to {_fmt(bound[0])}{recent}")
         other = allocation.channel_by_peer.get(peer)
-        if other is not None and other != number:
-            expiry = allocation.channels[other][1]
-            if expiry > now:
-                return error(400, f"Bad Request: peer {_fmt(peer)} is bound to another channel {other:#06x}")
-            if now < expiry + cooldown:
-                return error(400, f"Bad Request: peer {_fmt(peer)} was bound to channel {other:#06x}{recent}")
-        for n, (p, until) in allocation.cooldown.items():
-            if until > now and (n == number) != (p == peer):
-                return error(400, f"Bad Request: channel {n:#06x} was bound to {_fmt(p)}{recent}")
         refused = self._check_peer(peer, allocation, channel=True)
         if refused is not None:
             return error(*refused)
@@ -563,43 +531,24 @@ class TurnServerState:
     # ---- helpers ----
 
     def _check_peer(self, peer: Address, allocation: Allocation, *, channel: bool) -> tuple[int, str] | None:
-        """443 for a peer of the other family, 403 for one the policy forbids (RFC 8656 9.2, 11.2); a channel
-        to the server's own listening ip:port is forbidden too (permissions are per IP: relay-to-relay works)."""
-        if _ip_version(peer[0]) != allocation.family:
-            return 443, f"Peer Address Family Mismatch: {peer[0]} is not IPv{allocation.family} like the relay"
-        reason = self.policy.refused(peer[0])
-        if reason is None and channel and self.policy.own(peer):
-            reason = "own-address"
-        if reason is None:
-            return None
-        counts = self._stats.forbidden_by_reason
-        counts[reason] = counts.get(reason, 0) + 1
-        hint = " (allow_loopback_peers / --allow-loopback-peers lifts this)" if reason == "loopback" else ""
-        return 403, f"Forbidden: this server does not relay to {_fmt(peer)}: {reason} peer{hint}"
+        """443 or 403 for a peer this allocation may not reach (RFC 8656 9.2, 11.2); 403s counted by reason."""
+        refused = self.policy.check(peer, allocation.family, channel=channel)
+        if refused is not None and refused[0] == 403:
+            counts = self._stats.forbidden_by_reason
+            counts[refused[2]] = counts.get(refused[2], 0) + 1
+        return None if refused is None else refused[:2]
 
     def _permit(self, allocation: Allocation, ip: str, expiry: float) -> None:
         """Install or refresh the permission for `ip` (RFC 8656 9)."""
         allocation.permissions[ip] = expiry
         self._timers.wake_by(("permission", allocation, ip), expiry)
 
-    def _burst(self) -> float:
-        """The size of the bandwidth bucket: one second of `relay_bandwidth`, at least one largest datagram."""
-        rate = self.config.relay_bandwidth
-        return math.inf if rate is None else max(rate, 65535.0)
-
     def _spend(self, allocation: Allocation, size: int, now: float) -> bool:
-        """Take `size` bytes from the allocation's token bucket; False (dropped, counted) when it is empty."""
-        rate = self.config.relay_bandwidth
-        if rate is None:
+        """Take `size` relayed bytes from the allocation's bandwidth; False (dropped, counted) when over it."""
+        if spend(allocation, size, now, self.config.relay_bandwidth):
             return True
-        tokens = min(self._burst(), allocation.tokens + (now - allocation.tokens_at) * rate)
-        allocation.tokens_at = now
-        if size > tokens:
-            allocation.tokens = tokens
-            self._drop("bandwidth")
-            return False
-        allocation.tokens = tokens - size
-        return True
+        self._drop("bandwidth")
+        return False
 
     def _drop(self, reason: str) -> None:
         self._stats.dropped += 1
@@ -673,8 +622,3 @@ class TurnServerState:
         response = request.error_response(code, reason, [*extra, *self._software()])
         data = response.encode(integrity_key=auth.key, integrity=auth.integrity, fingerprint=fingerprint)
         return SendToClient(ft, data)
-
-
-def _fmt(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
