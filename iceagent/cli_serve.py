@@ -226,6 +226,7 @@ async def _serve(
                     "tcp": [format_host_port(a) for a in turn.tcp_addresses],
                     "realm": turn.realm,
                     "users": sorted(users),
+                    "auth_secrets": len(secrets),
                     "relay": [turn.relay_addresses[v] for v in sorted(turn.relay_addresses)],
                 }
             if args.json:
@@ -255,3 +256,5 @@ def _print_text(listening: dict[str, Any]) -> None:
         for address in turn["tcp"]:
             print(f"TURN tcp {address}")
         print(f"TURN realm {turn['realm']} users {' '.join(turn['users'])} relay {' '.join(turn['relay'])}")
+        if turn["auth_secrets"]:
+            print(f"TURN ephemeral credentials with {turn['auth_secrets']} shared secret(s)")

@@ -68,6 +68,7 @@ async def test_serve_with_an_env_password_a_users_file_and_ephemeral_credentials
     old_password = base64.b64encode(hmac.new(b"old-secret", ephemeral.encode(), hashlib.sha1).digest()).decode()
     with trio.fail_after(30):
         async with iceagent_serve(*args, env=env) as (lines, proc):
+            assert "TURN ephemeral credentials with 2 shared secret(s)" in lines, lines
             address = turn_udp_address(lines)
             for user, password in [("bob", "from-env"), ("carol", "from-file"), (ephemeral, old_password),
                                    ("bob", "wrong")]:
