@@ -963,12 +963,12 @@ async def test_aioice_turn_client_allocates_and_relays() -> None:
 async def test_cli_serve_turn_until_ctrl_c() -> None:
     with trio.fail_after(30):
         args = ["--turn", "127.0.0.1:0", "--user", "alice:secret", "--tcp", "--realm", REALM]
-        async with iceagent_serve(*args) as (lines, _):
-            assert any(line.startswith("TURN tcp ") for line in lines), lines
-            assert f"TURN realm {REALM} users alice relay 127.0.0.1" in lines
+        async with iceagent_serve(*args) as run:
+            assert any(line.startswith("TURN tcp ") for line in run.lines), run.lines
+            assert f"TURN realm {REALM} users alice relay 127.0.0.1" in run.lines
             sock = await NET.bind_udp("127.0.0.1", 0)
             try:
-                response = await RawClient(sock, turn_udp_address(lines)).allocate()
+                response = await RawClient(sock, turn_udp_address(run.lines)).allocate()
                 assert response.message_class is MessageClass.SUCCESS, response
             finally:
                 sock.close()

@@ -119,6 +119,17 @@ def test_a_wildcard_listener_is_on_every_local_ip() -> None:
     assert client.send_indication(("203.0.113.9", 3478), b"x") == [SendToPeer(RELAY, ("203.0.113.9", 3478), b"x")]
 
 
+async def test_a_wildcard_server_on_vnet_knows_its_interface_addresses(autojump_clock: object) -> None:
+    vnet = pytest.importorskip("iceagent_vnet")
+    scenario = vnet.vnet("eim-apdf", "apdm-apdf")
+    network = scenario.server_network  # eth0: 198.51.100.1, .2, .3
+    async with open_turn_server(network, ["0.0.0.0:3478"], users={"a": "b"}, relay_address="198.51.100.3") as server:
+        own = server.state.policy.own
+        assert own(("198.51.100.1", 3478)) and own(("198.51.100.2", 3478)) and own(("198.51.100.3", 3478))
+        assert own(("::ffff:198.51.100.1", 3478)) and own(("127.0.0.1", 3478))
+        assert not own(("198.51.100.1", 3479)) and not own(("203.0.113.1", 3478))
+
+
 def test_relay_to_relay_between_two_clients_of_the_same_server() -> None:
     state = make_state(server_addresses=[SERVER])
     relay_b = ("198.51.100.1", 50002)  # the same IP as the server and RELAY
@@ -176,5 +187,5 @@ async def test_the_default_server_refuses_loopback_peers_and_its_own_address() -
 async def test_iceagent_serve_refuses_loopback_peers_out_of_the_box(flags: list[str], code: int | None) -> None:
     args = ["--turn", "127.0.0.1:0", "--users-file", "/dev/stdin", "--realm", "example.org", *flags]
     with trio.fail_after(30):
-        async with iceagent_serve(*args, stdin=b"alice:secret\n") as (lines, _):
-            assert await _permission_code(turn_udp_address(lines), ("127.0.0.1", 9)) == code
+        async with iceagent_serve(*args, stdin=b"alice:secret\n") as run:
+            assert await _permission_code(turn_udp_address(run.lines), ("127.0.0.1", 9)) == code

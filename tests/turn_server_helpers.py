@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import trio
 
 from iceagent.net.base import Address, UdpSocket
@@ -190,12 +191,20 @@ _SERVE = (
 )
 
 
+@attrs.define
+class ServeRun:
+    """A running `iceagent serve`: its stdout lines up to "serving", and its stderr once it has ended."""
+
+    lines: list[str]
+    stderr: bytes = b""
+
+
 @asynccontextmanager
 async def iceagent_serve(
     *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
-) -> AsyncIterator[tuple[list[str], trio.Process]]:
-    """Run `iceagent serve ARGS` until it says "serving": yields its stdout lines so far and the process;
-    then Ctrl-C, which must end it with exit code 0. `stdin` is written and closed first."""
+) -> AsyncIterator[ServeRun]:
+    """Run `iceagent serve ARGS` until it says "serving" (`stdin` is written and closed first); on exit,
+    Ctrl-C, which must end it with exit code 0, and every pipe closed."""
     argv = [sys.executable, "-c", _SERVE, "serve", *args]
     proc = await trio.lowlevel.open_process(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
@@ -210,13 +219,19 @@ async def iceagent_serve(
             chunk = await proc.stdout.receive_some()
             assert chunk, f"serve exited early: {output!r} {await proc.stderr.receive_some()!r}"
             output += chunk
-        yield output.decode().splitlines(), proc
+        run = ServeRun(output.decode().splitlines())
+        yield run
         proc.send_signal(signal.SIGINT)
         assert await proc.wait() == 0
+        while chunk := await proc.stderr.receive_some():
+            run.stderr += chunk
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                await stream.aclose()
 
 
 def turn_udp_address(lines: list[str]) -> Address:
