@@ -91,6 +91,8 @@ def test_allow_loopback_peers_lifts_loopback_only() -> None:
     for ip in ("169.254.169.254", "0.0.0.0", "224.0.0.1", "255.255.255.255"):
         assert error_code(client.permit((ip, 5000))) == 403
     assert _client(allow_link_local_peers=True).permit(("169.254.169.254", 80)).message_class is MessageClass.SUCCESS
+    # allowed_peers narrows the policy; it does not lift it.
+    assert error_code(_client(allowed_peers=["127.0.0.0/8"]).permit(("127.0.0.1", 5000))) == 403
 
 
 def test_the_servers_own_listening_address_never_gets_a_datagram() -> None:

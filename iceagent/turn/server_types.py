@@ -90,7 +90,8 @@ class TurnServerConfig:
     denied_peers: tuple[str, ...] = attrs.field(default=(), converter=_networks)
     """Peer networks (CIDR) a permission or channel is refused for with 403 Forbidden (RFC 8656 9.2, 21)."""
     allowed_peers: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_networks)
-    """When given, only peers in these networks are allowed (403 for any other)."""
+    """When given, only peers in these networks are allowed (403 for any other); it narrows the default policy,
+    it does not lift it (loopback needs `allow_loopback_peers` too)."""
     allow_loopback_peers: bool = False
     """Relay to loopback peers (127.0.0.0/8, ::1): for tests on one host only (coturn's default
     no-loopback-peers; CVE-2020-26262). The server's own listening ip:port stays refused."""
