@@ -18,7 +18,7 @@ from iceagent import Candidate, IceParameters
 from iceagent.cli import main
 from iceagent.net.os import OSNetwork
 from iceagent.signal_blob import SignalBlob
-from iceagent.turn.server import open_turn_server
+from iceagent.turn.server import TurnServerConfig, open_turn_server
 
 NET = OSNetwork()
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +113,8 @@ async def test_chat_both_ways() -> None:
 
 
 async def test_json_relay_only_offer_on_stdin() -> None:
-    async with open_turn_server(NET, ["127.0.0.1:0"], users={"alice": "secret"}) as turn:
+    loopback_peers = TurnServerConfig(allow_loopback_peers=True)  # both agents are on 127.0.0.1
+    async with open_turn_server(NET, ["127.0.0.1:0"], users={"alice": "secret"}, config=loopback_peers) as turn:
         relay = ["--relay-only", "--turn", turn.uris()[0], "--username", "alice", "--credential", "secret"]
         with trio.fail_after(40):
             async with iceagent("offer", *LO, *relay, "--json") as offer:

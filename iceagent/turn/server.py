@@ -13,7 +13,8 @@ import ipaddress
 import math
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import attrs
@@ -82,9 +83,11 @@ class TurnServer:
         tls: list[TcpListener],
         ssl_context: ssl.SSLContext | None,
         relay_addresses: dict[int, str],
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.network = network
         self.state = state
+        self._wall_clock = wall_clock
         self._udp = udp
         self._udp_by_address = {sock.local_address: sock for sock in udp}
         self._tcp = tcp
@@ -146,6 +149,10 @@ class TurnServer:
         """Add a user or change a password; takes effect for the next request."""
         self.state.auth.set_user(username, password)
 
+    def set_auth_secrets(self, secrets: Sequence[bytes]) -> None:
+        """Replace the shared secrets of ephemeral credentials (rotation); takes effect for the next request."""
+        self.state.auth.set_auth_secrets(secrets)
+
     # ---- running ----
 
     async def serve(self, *, task_status: trio.TaskStatus[TurnServer] = trio.TASK_STATUS_IGNORED) -> None:
@@ -194,7 +201,7 @@ class TurnServer:
 
     async def _from_client(self, data: bytes, ft: FiveTuple) -> None:
         try:
-            outputs = self.state.receive_from_client(data, ft, self._now())
+            outputs = self.state.receive_from_client(data, ft, self._now(), self._wall_clock())
         except Exception:  # a bug here must not take the server down; it is logged and the input dropped
             log.exception("TURN server: failed to handle %d bytes from %s", len(data), ft)
             return
@@ -455,6 +462,8 @@ async def bind_turn_server(
     ssl_context: ssl.SSLContext | None = None,
     config: TurnServerConfig | None = None,
     secret: bytes | None = None,
+    auth_secrets: Sequence[bytes] = (),
+    wall_clock: Callable[[], float] = time.time,
 ) -> TurnServer:
     """Open the sockets of a TURN server without serving yet; `serve_turn` and `open_turn_server` use it.
 
@@ -462,14 +471,23 @@ async def bind_turn_server(
     """
     if not listen:
         raise ValueError("the TURN server needs at least one address to listen on")
-    if not users:
-        raise ValueError("the TURN server needs at least one user (username -> password) for long-term credentials")
+    if not users and not auth_secrets:
+        raise ValueError(
+            "the TURN server needs at least one user (username -> password) or auth secret (ephemeral credentials)"
+        )
     if tls_listen and ssl_context is None:
         raise ValueError("tls_listen needs an ssl_context with the server's certificate (e.g. from trustme)")
     addresses = [_parse_address(a) for a in listen]
     tls_addresses = [_parse_address(a) for a in tls_listen]
     relays = _relay_addresses(addresses, relay_address)
-    state = TurnServerState(realm=realm, users=users, relay_families=sorted(relays), config=config, secret=secret)
+    state = TurnServerState(
+        realm=realm,
+        users=users,
+        relay_families=sorted(relays),
+        config=config,
+        secret=secret,
+        auth_secrets=auth_secrets,
+    )
     udp: list[UdpSocket] = []
     tcp_listeners: list[TcpListener] = []
     tls_listeners: list[TcpListener] = []
@@ -493,6 +511,7 @@ async def bind_turn_server(
             reason = os.strerror(e.errno) if e.errno else str(e)
             raise OSError(e.errno, f"cannot open the TURN server on {where}: {reason}") from e
         raise
+    _own_addresses(state, network, [sock.local_address for sock in udp], relays)
     return TurnServer(
         network,
         state,
@@ -501,7 +520,17 @@ async def bind_turn_server(
         tls=tls_listeners,
         ssl_context=ssl_context,
         relay_addresses=relays,
+        wall_clock=wall_clock,
     )
+
+
+def _own_addresses(state: TurnServerState, network: Network, udp: list[Address], relays: dict[int, str]) -> None:
+    """Tell the peer policy where the server listens, so no relay sends there; a wildcard listener is on
+    every local IP: the relay IPs and the interfaces' addresses now (CVE-2020-26262)."""
+    state.policy.add_own_addresses(udp)
+    state.policy.add_local_ips(relays.values())
+    if any(ipaddress.ip_address(host).is_unspecified for host, _ in udp):
+        state.policy.add_local_ips(a.split("%")[0] for i in network.interfaces() for a in i.addresses)
 
 
 async def serve_turn(
@@ -515,6 +544,8 @@ async def serve_turn(
     tls_listen: Sequence[str | Address] = (),
     ssl_context: ssl.SSLContext | None = None,
     config: TurnServerConfig | None = None,
+    auth_secrets: Sequence[bytes] = (),
+    wall_clock: Callable[[], float] = time.time,
     task_status: trio.TaskStatus[TurnServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run an embedded TURN server until cancelled (RFC 8656); `await nursery.start(serve_turn, network, ...)`.
@@ -522,8 +553,10 @@ async def serve_turn(
     `listen`: UDP addresses (`"IP:PORT"`, `"[IPv6]:PORT"` or (ip, port); port 0 picks a free one); `tcp=True`
     adds TCP listeners on the same addresses; `tls_listen` adds TLS listeners (with `ssl_context`).
     `relay_address`: the IP (or one IP per family) relays are bound on, default the listening IPs.
-    `users`: username -> password of the long-term credentials in `realm`. Timers, quotas and the peer
-    policy are in `config`.
+    `users`: username -> password of the long-term credentials in `realm`; `auth_secrets`: shared secrets of
+    ephemeral credentials (TURN REST API: username "<expiry>:<user>", password base64(HMAC-SHA1(secret,
+    username))), which expire by `wall_clock()` (unix seconds). Timers, quotas and the peer policy (loopback
+    peers are refused unless `TurnServerConfig(allow_loopback_peers=True)`) are in `config`.
     """
     server = await bind_turn_server(
         network,
@@ -535,6 +568,8 @@ async def serve_turn(
         tls_listen=tls_listen,
         ssl_context=ssl_context,
         config=config,
+        auth_secrets=auth_secrets,
+        wall_clock=wall_clock,
     )
     try:
         await server.serve(task_status=task_status)
@@ -554,6 +589,8 @@ async def open_turn_server(
     tls_listen: Sequence[str | Address] = (),
     ssl_context: ssl.SSLContext | None = None,
     config: TurnServerConfig | None = None,
+    auth_secrets: Sequence[bytes] = (),
+    wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[TurnServer]:
     """Run an embedded TURN server for the body of an `async with` (options as `serve_turn`).
 
@@ -570,6 +607,8 @@ async def open_turn_server(
         tls_listen=tls_listen,
         ssl_context=ssl_context,
         config=config,
+        auth_secrets=auth_secrets,
+        wall_clock=wall_clock,
     )
     async with serving(server):
         yield server
