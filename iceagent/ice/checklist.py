@@ -12,6 +12,10 @@ from .pair import Address, CandidatePair, PairState
 __all__ = ["CheckList", "can_pair", "pairing_candidate"]
 
 StateListener = Callable[[CandidatePair, PairState, PairState], None]
+DropListener = Callable[[CandidatePair], None]
+
+#: Pair states the cap spares while others can go: a check is under way, or it succeeded.
+_BUSY = (PairState.IN_PROGRESS, PairState.SUCCEEDED)
 
 #: TCP candidate types that may be paired, local first (RFC 6544 6.2; pairs with a passive local are pruned).
 _TCP_PAIRS = {("active", "passive"), ("so", "so")}
@@ -52,7 +56,12 @@ def can_pair(local: Candidate, base: Candidate, remote: Candidate) -> bool:
 
 class CheckList:
     """One check list (RFC 8445 6.1.2): pairs in priority order, their states, the triggered queue and
-    the valid list. The IceSession owns it and drives it; state changes are reported to `on_state_change`."""
+    the valid list. The IceSession owns it and drives it; state changes are reported to `on_state_change`.
+
+    Both lists are bounded by `max_pairs` (RFC 8445 6.1.2.5 for the check list; the valid list drops its
+    lowest-priority pair that is not nominated). A pair that leaves the check list while not valid, or
+    the valid list while not on the check list, is gone: `on_drop` is told, so that the session forgets
+    everything it keeps about it."""
 
     __slots__ = (
         "_by_route",
@@ -61,6 +70,7 @@ class CheckList:
         "_n_in_progress",
         "controlling",
         "max_pairs",
+        "on_drop",
         "on_state_change",
         "pairs",
         "triggered",
@@ -68,11 +78,17 @@ class CheckList:
     )
 
     def __init__(
-        self, *, controlling: bool, max_pairs: int = 100, on_state_change: StateListener | None = None
+        self,
+        *,
+        controlling: bool,
+        max_pairs: int = 100,
+        on_state_change: StateListener | None = None,
+        on_drop: DropListener | None = None,
     ) -> None:
         self.controlling = controlling
         self.max_pairs = max_pairs
         self.on_state_change = on_state_change
+        self.on_drop = on_drop
         self.pairs: list[CandidatePair] = []
         self.valid: list[CandidatePair] = []
         self.triggered: list[CandidatePair] = []  # FIFO; short, and a list is lighter than a deque
@@ -154,9 +170,12 @@ class CheckList:
         return PairState.WAITING
 
     def _cap(self) -> None:
-        """Keep at most `max_pairs` pairs, dropping the lowest-priority idle ones (RFC 8445 6.1.2.5)."""
+        """Keep at most `max_pairs` pairs, dropping the lowest-priority ones (RFC 8445 6.1.2.5): idle ones
+        first, then succeeded ones (whose valid pair may still need them for nomination, 8.1.1), then any."""
         while len(self.pairs) > self.max_pairs:
-            idle = [p for p in self.pairs if p.state is not PairState.IN_PROGRESS and not p.valid]
+            idle = [p for p in self.pairs if p.state not in _BUSY and not p.valid]
+            if not idle:
+                idle = [p for p in self.pairs if p.state is PairState.SUCCEEDED and not p.valid]
             victim = idle[-1] if idle else self.pairs[-1]
             self.remove(victim)
 
@@ -169,6 +188,8 @@ class CheckList:
             del self._by_route[pair.route]
         if pair in self.triggered:
             self.triggered.remove(pair)
+        if not pair.valid and self.on_drop is not None:
+            self.on_drop(pair)
 
     def replace_remote(self, old: Candidate, new: Candidate) -> None:
         """A signalled candidate replaces a learned prflx one with the same address (RFC 8838 11.4)."""
@@ -213,13 +234,33 @@ class CheckList:
             self.on_state_change(pair, old, new)
 
     def add_valid(self, pair: CandidatePair) -> bool:
-        """Put a pair on the valid list (RFC 8445 7.2.5.3.2); False if it already was."""
+        """Put a pair on the valid list (RFC 8445 7.2.5.3.2); False if it already was. Over `max_pairs` the
+        lowest-priority valid pair that is not nominated (nor this one) leaves it."""
         if pair.valid:
             return False
         pair.valid = True
         self.valid.append(pair)
         self._sort()
+        if len(self.valid) > self.max_pairs:
+            spare = [p for p in self.valid if not p.nominated and p is not pair]
+            if spare:
+                victim = spare[-1]
+                self.valid.remove(victim)
+                victim.valid = False
+                if victim not in self and victim in self.triggered:
+                    self.triggered.remove(victim)
+                if victim not in self and self.on_drop is not None:
+                    self.on_drop(victim)
         return True
+
+    def sizes(self) -> dict[str, int]:
+        """The sizes of its tables (docs/security.md "Agent-side bounds")."""
+        return {
+            "pairs": len(self.pairs),
+            "routes": len(self._by_route),
+            "valid": len(self.valid),
+            "triggered": len(self.triggered),
+        }
 
     def unfreeze_foundation(self, foundation: str) -> None:
         """A check succeeded: Frozen pairs with the same foundation become Waiting (RFC 8445 7.2.5.3.3)."""
