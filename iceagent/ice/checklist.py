@@ -14,9 +14,6 @@ __all__ = ["CheckList", "can_pair", "pairing_candidate"]
 StateListener = Callable[[CandidatePair, PairState, PairState], None]
 DropListener = Callable[[CandidatePair], None]
 
-#: Pair states the cap spares while others can go: a check is under way, or it succeeded.
-_BUSY = (PairState.IN_PROGRESS, PairState.SUCCEEDED)
-
 #: TCP candidate types that may be paired, local first (RFC 6544 6.2; pairs with a passive local are pruned).
 _TCP_PAIRS = {("active", "passive"), ("so", "so")}
 
@@ -69,6 +66,7 @@ class CheckList:
         "_n_idle",
         "_n_in_progress",
         "controlling",
+        "last_nominated",
         "max_pairs",
         "on_drop",
         "on_state_change",
@@ -89,6 +87,8 @@ class CheckList:
         self.max_pairs = max_pairs
         self.on_state_change = on_state_change
         self.on_drop = on_drop
+        #: the pair nominated last (the agent sends on it, RFC 8445 8.1.1): the valid-list cap keeps it
+        self.last_nominated: CandidatePair | None = None
         self.pairs: list[CandidatePair] = []
         self.valid: list[CandidatePair] = []
         self.triggered: list[CandidatePair] = []  # FIFO; short, and a list is lighter than a deque
@@ -170,12 +170,9 @@ class CheckList:
         return PairState.WAITING
 
     def _cap(self) -> None:
-        """Keep at most `max_pairs` pairs, dropping the lowest-priority ones (RFC 8445 6.1.2.5): idle ones
-        first, then succeeded ones (whose valid pair may still need them for nomination, 8.1.1), then any."""
+        """Keep at most `max_pairs` pairs, dropping the lowest-priority idle ones (RFC 8445 6.1.2.5)."""
         while len(self.pairs) > self.max_pairs:
-            idle = [p for p in self.pairs if p.state not in _BUSY and not p.valid]
-            if not idle:
-                idle = [p for p in self.pairs if p.state is PairState.SUCCEEDED and not p.valid]
+            idle = [p for p in self.pairs if p.state is not PairState.IN_PROGRESS and not p.valid]
             victim = idle[-1] if idle else self.pairs[-1]
             self.remove(victim)
 
@@ -235,14 +232,16 @@ class CheckList:
 
     def add_valid(self, pair: CandidatePair) -> bool:
         """Put a pair on the valid list (RFC 8445 7.2.5.3.2); False if it already was. Over `max_pairs` the
-        lowest-priority valid pair that is not nominated (nor this one) leaves it."""
+        lowest-priority valid pair leaves it, preferring one that is not nominated; never this one or the
+        last nominated (a peer may nominate every pair, so nominated ones cannot all be kept)."""
         if pair.valid:
             return False
         pair.valid = True
         self.valid.append(pair)
         self._sort()
         if len(self.valid) > self.max_pairs:
-            spare = [p for p in self.valid if not p.nominated and p is not pair]
+            spare = [p for p in self.valid if p is not pair and p is not self.last_nominated]
+            spare = [p for p in spare if not p.nominated] or spare
             if spare:
                 victim = spare[-1]
                 self.valid.remove(victim)

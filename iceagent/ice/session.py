@@ -635,6 +635,7 @@ class IceSession:
         if pair.nominated:
             return
         pair.nominated = True
+        self._checklist.last_nominated = pair
         self._completed = True
         self._events.append(PairNominated(pair))
 
