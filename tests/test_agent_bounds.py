@@ -148,8 +148,8 @@ async def test_a_peer_flipping_ufrags_restarts_us_once_per_interval(autojump_clo
             assert a._runner().ice.remote_parameters == params(1)
             stats = a.stats()["peer_restarts"]
             assert stats == {"restarts": 1, "superseded": 48, "held": True}
-            await trio.sleep(INTERVAL)
-            assert a.generation.value == 2
+            with trio.fail_after(INTERVAL + 0.1):  # simulated time: applied when the interval ends
+                await a.generation.wait_value(2)
             assert a._runner().ice.remote_parameters == params(50)
             assert a.stats()["peer_restarts"] == {"restarts": 2, "superseded": 48, "held": False}
             await trio.sleep(0.5)
@@ -159,7 +159,7 @@ async def test_a_peer_flipping_ufrags_restarts_us_once_per_interval(autojump_clo
             for i in range(51, 251):
                 a.set_remote_parameters(params(i))
                 await trio.sleep(INTERVAL / 10)
-            await trio.sleep(INTERVAL)
+            await trio.sleep(1.5 * INTERVAL)  # past the end of the last interval (simulated time)
             restarts = a.stats()["peer_restarts"]["restarts"]
             assert 2 + 18 <= restarts <= 2 + 21 and a.generation.value == restarts
             assert a._runner().ice.remote_parameters == params(250)
