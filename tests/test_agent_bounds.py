@@ -6,14 +6,19 @@ latest parameters."""
 from __future__ import annotations
 
 import logging
+import socket
 
 import attrs
 import pytest
 import trio
+import trio.testing
 from iceagent_vnet import Host, Lan
 
 from iceagent import Agent, Candidate, CandidateParseError, IceConfig, IceParameters, open_agent
+from iceagent.agent.runner import MAX_DATA_SOURCES
+from iceagent.ice.session import REMOTE_CANDIDATES_PER_PAIR
 from iceagent.mdns import open_responder
+from iceagent.stun import Attr, Message, MessageClass, Method
 
 CONFIG = IceConfig(global_pacing=False)
 INTERVAL = 1.0  # IceConfig.peer_restart_interval, the default
@@ -203,3 +208,40 @@ def test_peer_restart_interval_is_configurable() -> None:
     assert IceConfig(peer_restart_interval=0).peer_restart_interval == 0
     with pytest.raises(ValueError, match="peer_restart_interval"):
         IceConfig(peer_restart_interval=-1)
+
+
+# ---- a hostile peer on real sockets ----
+
+
+@pytest.mark.slow
+async def test_authenticated_checks_from_thousands_of_sources_stay_within_the_bounds() -> None:
+    """A peer that knows our credentials sends nominating checks, and data, from 2000 loopback addresses
+    (127.0.x.y): the prflx candidates, pairs, transactions and the data-source cache stay within their
+    documented bounds (docs/security.md "Agent-side bounds")."""
+    config = IceConfig(global_pacing=False)
+    p = config.max_pairs
+    with trio.fail_after(30):
+        async with open_agent(host_addresses=["127.0.0.1"], controlling=False, config=config, name="A") as a:
+            (local,) = [c async for c in a.gather()]
+            a.set_remote_parameters(params(1))
+            mine = a.local_parameters
+            for i in range(2000):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind((f"127.0.{i // 250 + 1}.{i % 250 + 2}", 0))
+                    check = Message(Method.BINDING, MessageClass.REQUEST, attributes=[
+                        (Attr.USERNAME, f"{mine.ufrag}:{params(1).ufrag}"), (Attr.PRIORITY, 1862270975 - i),
+                        (Attr.ICE_CONTROLLING, 7), (Attr.USE_CANDIDATE, None)])
+                    s.sendto(check.encode(integrity_key=mine.pwd.encode(), fingerprint=True), local.addr)
+                    s.sendto(b"data from everywhere", local.addr)
+                if i % 100 == 0:
+                    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            sizes = a._runner().table_sizes()
+            assert sizes["remote_candidates"] <= (REMOTE_CANDIDATES_PER_PAIR + 1) * p
+            assert sizes["prflx_sources"] <= p and sizes["local_candidates"] <= 1 + p
+            assert sizes["pairs"] <= p and sizes["valid"] <= p and sizes["routes"] <= p
+            assert sizes["peer_nominated"] <= p and sizes["generated"] <= 2 * p and sizes["triggered"] <= 2 * p
+            assert sizes["requests"] <= 39.5 / config.ta + 1
+            assert sizes["data_sources"] <= MAX_DATA_SOURCES
+            assert len(a.stats()["pairs"]) <= 2 * p
+            assert sizes["prflx_sources"] == p  # the cap was reached: later sources taught nothing
