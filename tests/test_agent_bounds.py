@@ -15,7 +15,7 @@ import trio.testing
 from iceagent_vnet import Host, Lan
 
 from iceagent import Agent, Candidate, CandidateParseError, IceConfig, IceParameters, open_agent
-from iceagent.agent.runner import MAX_DATA_SOURCES
+from iceagent.agent.runner import MAX_DATA_SOURCES, MAX_GATHERER_ERRORS
 from iceagent.ice.session import REMOTE_CANDIDATES_PER_PAIR
 from iceagent.mdns import open_responder
 from iceagent.stun import Attr, Message, MessageClass, Method
@@ -245,3 +245,17 @@ async def test_authenticated_checks_from_thousands_of_sources_stay_within_the_bo
             assert sizes["data_sources"] <= MAX_DATA_SOURCES
             assert len(a.stats()["pairs"]) <= 2 * p
             assert sizes["prflx_sources"] == p  # the cap was reached: later sources taught nothing
+
+
+async def test_gatherer_errors_keep_the_latest_only(autojump_clock: object) -> None:
+    """A gatherer failing again and again (a TURN server refusing every refresh for days) keeps its last
+    MAX_GATHERER_ERRORS errors in stats(), not all of them."""
+    h = Host("a", Lan("192.168.1.0/24"))
+    with trio.fail_after(30):
+        async with open_agent(network=h.network, config=CONFIG, name="A") as a:
+            [c async for c in a.gather()]
+            (ctx,) = [c for c in a._runner()._contexts if c.kind == "host"]
+            for i in range(1000):
+                ctx.error(f"failure {i}")
+            errors = a.stats()["gatherers"]["host"]["errors"]
+            assert len(errors) == MAX_GATHERER_ERRORS and errors[-1] == "failure 999"

@@ -11,6 +11,7 @@ reports events to the Agent.
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import attrs
@@ -55,6 +56,9 @@ _CHECK_KINDS = {
 #: Source addresses whose data pair lookup is cached (a hostile host sending from many addresses cannot
 #: grow the cache further; beyond it a lookup is simply not cached).
 MAX_DATA_SOURCES = 4096
+
+#: Errors kept per gatherer for stats() (the latest ones).
+MAX_GATHERER_ERRORS = 32
 
 #: The first two bytes of a Binding success response (RFC 8489 5): a check was accepted.
 _BINDING_SUCCESS = b"\x01\x01"
@@ -130,7 +134,7 @@ class SessionRunner:
         self.bases: list[UdpSocket] = []
         self.bases_changed = Notifier()
         self.host_done = False
-        self.gatherer_errors: dict[str, list[str]] = {}
+        self.gatherer_errors: dict[str, deque[str]] = {}
         self.gatherer_counts: dict[str, int] = {}
         self._contexts: list[AgentGatherContext] = []
         # transports
@@ -224,10 +228,16 @@ class SessionRunner:
         """gather_timeout passed: gathering is COMPLETE, whatever gatherers are still at it (named in stats)."""
         for ctx in self._contexts:
             if not ctx.is_done:
-                self.gatherer_errors.setdefault(ctx.kind, []).append(
-                    f"still gathering after gather_timeout={self.config.gather_timeout:g} s"
-                )
+                self.gatherer_error(ctx.kind, f"still gathering after gather_timeout={self.config.gather_timeout:g} s")
         self._gathering_complete()
+
+    def gatherer_error(self, kind: str, message: str) -> None:
+        """Remember a gatherer's error for stats(): the last MAX_GATHERER_ERRORS of each gatherer (a TURN
+        server failing every refresh for days must not grow the session)."""
+        errors = self.gatherer_errors.get(kind)
+        if errors is None:
+            errors = self.gatherer_errors[kind] = deque(maxlen=MAX_GATHERER_ERRORS)
+        errors.append(message)
 
     def gatherer_done(self, ctx: AgentGatherContext) -> None:
         if ctx.kind == "host" and not self.host_done:
