@@ -420,21 +420,30 @@ _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 #: to signal, and above 1 s a check list of `max_pairs` (100) would need over 100 s to send its first
 #: checks, longer than any failed timeout: a peer signalling more is refused rather than obeyed.
 MIN_PACING, MAX_PACING = 1, 1000
-_ICE_CHARS_ONLY = re.compile(r"[A-Za-z0-9+/]*")
+#: What a received credential may hold: 1-256 visible ASCII characters, and no colon in a ufrag (it
+#: would split USERNAME, RFC 8445 7.2.2). RFC 8839 5.4 asks senders for 4-256 (ufrag) and 22-256 (pwd)
+#: ice-chars, which is what this agent generates; like pion and aioice, shorter or looser values that
+#: hand-written signaling carries are accepted, since nothing in the checks depends on them.
+_CREDENTIAL_CHARS = {"ufrag": re.compile(r"[!-9;-~]{1,256}"), "pwd": re.compile(r"[!-~]{1,256}")}
 
 
 class IceParametersError(IceError, ValueError):
-    """ICE parameters outside RFC 8839 5.4-5.5: a ufrag not 4-256 ice-chars, a pwd not 22-256 ice-chars,
-    or a pacing not an integer number of milliseconds in MIN_PACING..MAX_PACING."""
+    """ICE parameters that cannot work: an empty ufrag or pwd, one over 256 characters or with a space or
+    a non-ASCII character, a colon in a ufrag, or a pacing not an integer number of ms in
+    MIN_PACING..MAX_PACING (RFC 8839 5.4-5.5)."""
 
 
-def _credential(what: str, low: int) -> Any:
+def _credential(what: str) -> Any:
+    pattern = _CREDENTIAL_CHARS[what]
+
     def check(_inst: object, _attribute: object, value: Any) -> None:
         if not isinstance(value, str):
             raise IceParametersError(f"ICE {what} must be a str, not {type(value).__name__}")
-        if not low <= len(value) <= 256 or not _ICE_CHARS_ONLY.fullmatch(value):
+        if not pattern.fullmatch(value):
+            colon = ", no ':'" if what == "ufrag" else ""
             raise IceParametersError(
-                f"ICE {what} {_clip(value)} is not {low} to 256 of A-Z a-z 0-9 + / (RFC 8839 5.4, RFC 8445 5.3)"
+                f"ICE {what} {_clip(value)} is not 1 to 256 visible ASCII characters{colon} "
+                "(RFC 8839 5.4, RFC 8445 5.3, 7.2.2)"
             )
 
     return check
@@ -456,10 +465,10 @@ def _pacing(_inst: object, _attribute: object, value: Any) -> None:
 class IceParameters:
     """The ICE credentials of one side (RFC 8445 5.3) and its optional `a=ice-pacing` in ms (RFC 8839 5.5).
 
-    Checked when made, whatever they come from (signaling, the offer/answer blob): ufrag 4-256 and pwd
-    22-256 ice-chars (RFC 8839 5.4; browsers refuse anything else too), pacing MIN_PACING..MAX_PACING ms.
-    A bad value raises IceParametersError (a ValueError)."""
+    Checked when made, whatever they come from (signaling, the offer/answer blob): ufrag and pwd 1-256
+    visible ASCII characters, no colon in a ufrag (the agent itself generates RFC 8839 5.4's 4-256 and
+    22-256 ice-chars), pacing MIN_PACING..MAX_PACING ms. A bad value raises IceParametersError (a ValueError)."""
 
-    ufrag: str = attrs.field(validator=_credential("ufrag", 4))
-    pwd: str = attrs.field(validator=_credential("pwd", 22))
+    ufrag: str = attrs.field(validator=_credential("ufrag"))
+    pwd: str = attrs.field(validator=_credential("pwd"))
     pacing: int | None = attrs.field(default=None, validator=_pacing)
