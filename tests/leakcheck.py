@@ -193,21 +193,33 @@ def _task_location(task: trio.lowlevel.Task) -> str:
     return f" waiting at {frame.f_code.co_filename}:{lineno} in {frame.f_code.co_name}"
 
 
-def _reactor_state() -> str:
-    """What the run's reactor still holds (its private tables: this is for the message only)."""
+def _run_reactor() -> Any:
+    """This run's reactor, if anything used it (read through its private tables: a test-only view)."""
     from iceagent.net import reactor as reactor_module
 
     try:
-        r = reactor_module._reactor.get()
+        return reactor_module._reactor.get()
     except LookupError:
-        return ""
-    subscribers = [sock for sock, _callback in getattr(r, "_subscribers", {}).values()]
-    timers = list(getattr(r, "_want", {})) + list(getattr(r, "_soon", {}))
+        return None
+
+
+def _reactor_state(r: Any) -> str:
+    subscribers = [sock for sock, _callback in r._subscribers.values()]
+    timers = list(r._want) + list(r._soon)
     return f": {len(subscribers)} socket(s) {subscribers!r}, {len(timers)} timer client(s) {timers!r}"
 
 
+def _reactor_heap(r: Any) -> list[str]:
+    """Timer entries an idle reactor still holds: deadlines of clients (sessions) that are gone."""
+    if r is None or r._running or not r._heap:
+        return []
+    clients = sorted({repr(client) for _at, _seq, client in r._heap})
+    return [f"the idle reactor's timer heap holds {len(r._heap)} entries of {clients}"]
+
+
 async def stray_tasks() -> list[str]:
-    """Tasks of this run that are neither the calling (main) task nor allowed system tasks.
+    """Tasks of this run that are neither the calling (main) task nor allowed system tasks, and timer
+    entries of an idle reactor.
 
     Called by the main task once the test and its fixtures are done, so every nursery a test or
     fixture opened has closed: what remains lives in Trio's system nursery. Waits first until every
@@ -218,14 +230,15 @@ async def stray_tasks() -> list[str]:
     root = trio.lowlevel.current_root_task()
     assert root is not None
     found = []
+    r = _run_reactor()
     for task in _walk(root):
         if task is root or task is me or task.name in ALLOWED_SYSTEM_TASKS:
             continue
         what = f"task {task.name!r}{_task_location(task)}"
-        if task.name == REACTOR_TASK:
-            what += " still serving" + _reactor_state()
+        if task.name == REACTOR_TASK and r is not None:
+            what += " still serving" + _reactor_state(r)
         found.append(what)
-    return found
+    return found + _reactor_heap(r)
 
 
 def _walk(task: trio.lowlevel.Task) -> Iterator[trio.lowlevel.Task]:
@@ -244,7 +257,7 @@ def checked_run(run: Callable[..., Any]) -> Callable[..., Any]:
             result = await async_fn(*args)
             stray = await stray_tasks()
             if stray:
-                pytest.fail("Trio tasks left running after the test:\n  " + "\n  ".join(stray), pytrace=False)
+                pytest.fail("Trio tasks or timers left after the test:\n  " + "\n  ".join(stray), pytrace=False)
             return result
 
         return run(main, **kwargs)

@@ -6,8 +6,10 @@ filterwarnings, trio_mode) and the leakcheck plugin; each leaking test must fail
 
 from __future__ import annotations
 
+import math
 import re
 import socket
+import weakref
 from pathlib import Path
 
 import pytest
@@ -120,7 +122,8 @@ LEAKY = {
     "test_warns_resource_warning": r"ResourceWarning: an unclosed thing",
     "test_leaves_a_child_process": r"child processes left running:\n  pid \d+ \[\w.*\] cat",
     "test_leaves_a_system_task": (
-        r"Trio tasks left running after the test:\n  task 'stray-system-task' waiting at .*test_inner.py:\d+ in stray\b"
+        r"Trio tasks or timers left after the test:\n  task 'stray-system-task' waiting at"
+        r" .*test_inner.py:\d+ in stray\b"
     ),
     "test_reactor_keeps_a_timer_of_a_dead_client": (
         r"task 'iceagent-reactor' waiting at .*reactor.py:\d+ in _run still serving: 0 socket\(s\) \[\], 1 timer"
@@ -192,3 +195,21 @@ async def test_a_udp_bind_cancelled_at_its_checkpoint_closes_the_socket() -> Non
         await OSNetwork().bind_udp("127.0.0.1")
     assert scope.cancelled_caught
     assert set(open_fds()) == before
+
+
+async def test_an_idle_reactor_keeps_no_timer_entry_of_a_gone_client() -> None:
+    """A cancelled timer's heap entry is dropped when the reactor goes idle: it kept the client (a
+    closed session) alive for the rest of the run."""
+
+    class Client:
+        def on_timer(self) -> None:
+            pass
+
+    r = reactor()
+    client = Client()
+    gone = weakref.ref(client)
+    r.set_timer(client, trio.current_time() + 3600)
+    r.set_timer(client, math.inf)
+    del client
+    await trio.testing.wait_all_tasks_blocked()  # the reactor's task ends
+    assert gone() is None

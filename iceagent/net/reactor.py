@@ -166,6 +166,10 @@ class Reactor:
         finally:
             self._scope = None
             self._running = False
+            if not self._want:  # idle: what the heap still holds is stale, and would keep dead clients alive
+                self._heap.clear()
+                self._armed.clear()
+                self._stale = 0
             self._ep = None
             if ep is not None:
                 ep.close()
