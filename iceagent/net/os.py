@@ -187,10 +187,10 @@ class OSNetwork:
             if _family(address) == _stdsocket.AF_INET6:
                 raw.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
             raw.bind((address, port))  # an IP literal: no name resolution, never blocks
+            await trio.lowlevel.checkpoint()  # cancelled here: the socket is closed, not left to the collector
         except BaseException:
             raw.close()
             raise
-        await trio.lowlevel.checkpoint()
         return OSUdpSocket(raw)
 
     async def connect_tcp(self, remote: Address, *, local: Address | None = None) -> tuple[trio.abc.Stream, Address]:
