@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -330,7 +330,7 @@ class StunServer:
                         del buffer[:size]
                         fresh = True  # what is left began in this chunk
                         if is_request(data):
-                            await self._wait_for_rate(remote[0])
+                            await wait_for_rate(self._limiter, remote[0], self.stats.count)
                         reply = self._answer(data, remote, local, other, "tcp")
                         if reply is not None and not await self._send(stream, reply.data):
                             return
@@ -360,11 +360,19 @@ class StunServer:
         self.stats.count("write_timeout")
         return False
 
-    async def _wait_for_rate(self, ip: str) -> None:
-        """Over TCP the source is real: a request over the rate waits for its token instead of being dropped."""
-        while (limited := self._limiter.check(ip, trio.current_time())) is not None:
-            self.stats.count(limited)
-            await trio.sleep(self._limiter.wait(ip, trio.current_time()))
+
+
+async def wait_for_rate(limiter: RequestLimiter, ip: str, count: Callable[[str], None]) -> None:
+    """A request over TCP/TLS, where the source is real: over the rate it waits for its token (counted by
+    reason) instead of being dropped, so a pipelining client is slowed, not broken."""
+    limited = limiter.check(ip, trio.current_time())
+    if limited is None:
+        return
+    count(limited)  # once per request held back
+    while True:
+        await trio.sleep(max(limiter.wait(ip, trio.current_time()), 0.001))  # at least 1 ms: floats round
+        if limiter.check(ip, trio.current_time()) is None:
+            return
 
 
 def _check_ip(host: str, what: str) -> str:

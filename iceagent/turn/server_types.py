@@ -10,6 +10,7 @@ from typing import Any, Literal
 import attrs
 
 from ..stun.attributes import COOKIE_BYTES
+from ..stun.limits import ServerLimits
 
 __all__ = [
     "DEFAULT_SOFTWARE",
@@ -89,6 +90,9 @@ class TurnServerConfig:
     """How long a success response is kept to answer a retransmission of its request (RFC 8489 6.3.1, Ti)."""
     tcp_idle_timeout: float = attrs.field(default=60.0, validator=_positive)
     """A TCP/TLS connection without an allocation is closed after this long without a message."""
+    limits: ServerLimits = attrs.field(factory=ServerLimits)
+    """Request rates per source and in total, TCP/TLS connection caps and read/write deadlines (no amplification,
+    no slowloris; RFC 8656 21.1.3, RFC 8489 16.1.3)."""
 
     def __attrs_post_init__(self) -> None:
         if self.default_lifetime > self.max_lifetime:
@@ -174,6 +178,7 @@ class TurnServerStats:
     to_peers: int = 0  # datagrams relayed to peers
     to_clients: int = 0  # datagrams relayed to clients (Data indications and ChannelData)
     dropped: int = 0  # ignored input: not STUN, no permission, unbound channel, ...
+    limited: dict[str, int] = attrs.Factory(dict)  # by reason, as the STUN server's `ServerStats.limited`
 
 
 def split_stream(buffer: bytearray) -> list[bytes]:
