@@ -1,7 +1,7 @@
 """Rate and connection limits of the embedded STUN and TURN servers (sans-IO: every call takes `now`).
 
 A server answers requests from anyone, and over UDP "anyone" is whatever source address a packet claims:
-each answer could be aimed at a victim (reflection, RFC 8489 16.1.3, RFC 5780 9.2). So both servers pass
+each answer could be aimed at a victim (reflection; RFC 5780 9, RFC 8489 16). So both servers pass
 every request through a `RequestLimiter` before doing any work for it: a token bucket per source (an
 IPv4 address, or an IPv6 /64, which one subscriber usually holds) and one for the whole server. Per-source
 buckets are dodged by spoofing many sources, so the total bucket is the bound that always holds; the table

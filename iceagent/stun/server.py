@@ -81,7 +81,7 @@ def answer(
     a bad FINGERPRINT, indications and responses (RFC 8489 6.3).
 
     Over UDP the source can be forged, so an answer carries only what the request asks for and stays
-    within a few times its size (no amplification, RFC 8489 16.1.3, RFC 5780 9.2): XOR-MAPPED-ADDRESS;
+    within a few times its size (no amplification; RFC 5780 9, RFC 8489 16): XOR-MAPPED-ADDRESS;
     OTHER-ADDRESS when there is an alternate (a discovery client learns it from a plain request, RFC 5780
     4.2, 6.1); MAPPED-ADDRESS and RESPONSE-ORIGIN when the request uses RFC 5780 (CHANGE-REQUEST,
     RESPONSE-PORT or PADDING: 6.1 requires both then); FINGERPRINT when the request has one; SOFTWARE when

@@ -92,7 +92,7 @@ class TurnServerConfig:
     """A TCP/TLS connection without an allocation is closed after this long without a message."""
     limits: ServerLimits = attrs.field(factory=ServerLimits)
     """Request rates per source and in total, TCP/TLS connection caps and read/write deadlines (no amplification,
-    no slowloris; RFC 8656 21.1.3, RFC 8489 16.1.3)."""
+    no slowloris; RFC 8656 21.3.1)."""
 
     def __attrs_post_init__(self) -> None:
         if self.default_lifetime > self.max_lifetime:
