@@ -4,8 +4,9 @@ With one primary and one alternate IP it listens on both IPs times two ports, an
 CHANGE-REQUEST, RESPONSE-PORT and PADDING and reports OTHER-ADDRESS and RESPONSE-ORIGIN (RFC 5780 6.1).
 It reaches the network only through the `Network` seam, so it runs on the OS and on a virtual network.
 
-`answer()` is the sans-IO core (bytes in, reply out); `serve_stun` / `open_stun_server` are the Trio
-layer that moves datagrams and TCP streams.
+`answer()` is the sans-IO core (bytes in, reply out, never much larger than what came in); `serve_stun` /
+`open_stun_server` are the Trio layer that moves datagrams and TCP streams, within `ServerLimits` (requests
+per source and in total, TCP connections, read and write deadlines).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ __all__ = [
 log = get_logger(__name__)
 
 DEFAULT_SOFTWARE = "iceagent embedded STUN server"
-"""The SOFTWARE attribute of every response (RFC 8489 14.14)."""
+"""The SOFTWARE attribute (RFC 8489 14.14) of answers over TCP and to requests that carry SOFTWARE themselves."""
 
 MIN_RESPONSE_PORT = 1024
 """RESPONSE-PORT below this gets 400 (RFC 5780 7.5): no answers aimed at privileged ports."""
@@ -492,7 +493,8 @@ async def serve_stun(
     `addresses` are the primary addresses, `"IP:PORT"`, `"[IPv6]:PORT"` or (ip, port); port 0 picks a
     free port. `alternate` is a second IP of the same family (one primary address only): the server
     then also listens on `alternate_port` (default: primary port + 1, or a free one with port 0) on both
-    IPs. `tcp=True` adds TCP listeners on the same addresses. Reports the `StunServer` via `task_status`
+    IPs. `tcp=True` adds TCP listeners on the same addresses. `limits` (default `ServerLimits()`) bounds the
+    requests answered and the TCP connections. Reports the `StunServer` via `task_status`
     (`await nursery.start(serve_stun, network, ...)`).
     """
     server = await bind_stun_server(
