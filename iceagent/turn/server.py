@@ -23,6 +23,8 @@ import trio
 from .._groups import serving
 from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
+from ..stun.limits import ConnectionCounter, RequestLimiter, is_request
+from ..stun.server import wait_for_rate
 from ..uri import format_host_port, parse_host_port
 from .server_state import TurnServerState
 from .server_types import (
@@ -100,6 +102,9 @@ class TurnServer:
         self._deadline = math.inf
         self._timer_changed = trio.Event()
         self._closed = False
+        self._limiter = RequestLimiter(state.config.limits, trio.current_time())
+        self._open = ConnectionCounter(state.config.limits)
+        self._limited: dict[str, int] = {}
 
     # ---- what a user reads ----
 
@@ -136,7 +141,9 @@ class TurnServer:
     @property
     def stats(self) -> TurnServerStats:
         """Current allocations, permissions and channels, and counters since the start."""
-        return self.state.stats
+        stats = self.state.stats
+        stats.limited = dict(self._limited)
+        return stats
 
     def uris(self) -> list[str]:
         """`turn:`/`turns:` URIs of every listener (RFC 7065), e.g. for an `IceServer`."""
@@ -197,7 +204,15 @@ class TurnServer:
         local = sock.local_address
         while True:
             data, remote = await sock.receive()
+            if is_request(data):
+                limited = self._limiter.check(remote[0], self._now())
+                if limited is not None:
+                    self._count(limited)  # dropped unanswered: a flood, maybe from forged sources
+                    continue
             await self._from_client(data, FiveTuple(remote, local, "udp"))
+
+    def _count(self, reason: str) -> None:
+        self._limited[reason] = self._limited.get(reason, 0) + 1
 
     async def _from_client(self, data: bytes, ft: FiveTuple) -> None:
         try:
@@ -335,6 +350,11 @@ class TurnServer:
                 log.warning("TURN server: cannot accept on %s: %s", format_host_port(local), e)
                 await trio.sleep(0.1)  # out of descriptors: back off instead of spinning
                 continue
+            refused = self._open.open(remote[0])
+            if refused is not None:
+                self._count(refused)
+                await trio.aclose_forcefully(stream)
+                continue
             if kind == "tls":
                 assert self._ssl_context is not None
                 stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
@@ -342,15 +362,18 @@ class TurnServer:
 
     async def _serve_connection(self, stream: trio.abc.Stream, ft: FiveTuple) -> None:
         """One TCP/TLS client: STUN and ChannelData framed on the stream (RFC 8656 12.5); the allocation ends
-        with the connection (RFC 8656 5)."""
+        with the connection (RFC 8656 5). A TLS handshake must finish within `limits.read_timeout`."""
         send, receive = trio.open_memory_channel[bytes](_TCP_QUEUE)
         self._connections[ft] = send
         try:
+            if isinstance(stream, trio.SSLStream) and not await self._handshake(stream):
+                return
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_connection, stream, receive, nursery.cancel_scope)
                 await self._read_connection(stream, ft)
                 nursery.cancel_scope.cancel()
         finally:
+            self._open.close(ft.client[0])
             del self._connections[ft]
             send.close()
             for out in self.state.client_closed(ft, self._now()):
@@ -361,22 +384,40 @@ class TurnServer:
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
 
+    async def _handshake(self, stream: trio.SSLStream[trio.abc.Stream]) -> bool:
+        """The TLS handshake, within `limits.read_timeout` (a client that stalls it holds a socket)."""
+        with trio.move_on_after(self.state.config.limits.read_timeout):
+            try:
+                await stream.do_handshake()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return False  # not TLS, a bad certificate, a reset
+            return True
+        self._count("read_timeout")
+        return False
+
     async def _read_connection(self, stream: trio.abc.Stream, ft: FiveTuple) -> None:
+        """Frames off the stream until it ends; closed when idle without an allocation (`tcp_idle_timeout`) or
+        when a message begun does not arrive whole within `limits.read_timeout` (a client trickling bytes)."""
         buffer = bytearray()
-        idle = self.state.config.tcp_idle_timeout
+        config = self.state.config
+        deadline: float | None = None  # when the message begun in `buffer` must be complete
         while True:
             chunk: bytes | bytearray | None = None
-            with trio.move_on_after(idle):
+            with trio.move_on_at(self._now() + config.tcp_idle_timeout if deadline is None else deadline):
                 try:
                     chunk = await stream.receive_some(65536)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return  # reset by the client, or a failed TLS handshake
+                    return  # reset by the client
             if chunk is None:
+                if deadline is not None:
+                    self._count("read_timeout")
+                    return
                 if self.state.allocation(ft, self._now()) is not None:
                     continue  # quiet, but its allocation is alive: the connection stays
                 return  # idle without an allocation (or after it expired): close
             if not chunk:
                 return  # closed by the client
+            fresh = not buffer
             buffer += chunk
             try:
                 frames = split_stream(buffer)
@@ -384,14 +425,28 @@ class TurnServer:
                 log.info("TURN server: closing %s: %s", ft, e)
                 return  # a byte stream cannot be resynchronised
             for frame in frames:
+                if is_request(frame):
+                    await wait_for_rate(self._limiter, ft.client[0], self._count)
                 await self._from_client(frame, ft)
+            if not buffer:
+                deadline = None
+            elif fresh or frames:  # a new message began in this chunk; counted from now, after our own waits
+                deadline = self._now() + config.limits.read_timeout
 
     async def _write_connection(
         self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel[bytes], scope: trio.CancelScope
     ) -> None:
+        """Send what is queued for the client; a send blocked `limits.write_timeout` (the client does not read)
+        closes the connection."""
+        timeout = self.state.config.limits.write_timeout
         try:
             async for data in receive:
-                await stream.send_all(data)
+                with trio.move_on_after(timeout):
+                    await stream.send_all(data)
+                    continue
+                self._count("write_timeout")
+                scope.cancel()
+                return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             scope.cancel()
 

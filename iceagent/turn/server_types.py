@@ -10,6 +10,7 @@ from typing import Any, Literal
 import attrs
 
 from ..stun.attributes import COOKIE_BYTES
+from ..stun.limits import ServerLimits
 
 __all__ = [
     "DEFAULT_SOFTWARE",
@@ -106,6 +107,9 @@ class TurnServerConfig:
     """How long a success response is kept to answer a retransmission of its request (RFC 8489 6.3.1, Ti)."""
     tcp_idle_timeout: float = attrs.field(default=60.0, validator=_positive)
     """A TCP/TLS connection without an allocation is closed after this long without a message."""
+    limits: ServerLimits = attrs.field(factory=ServerLimits)
+    """Request rates per source and in total, TCP/TLS connection caps and read/write deadlines (no amplification,
+    no slowloris; RFC 8656 21.3.1)."""
 
     def __attrs_post_init__(self) -> None:
         if self.default_lifetime > self.max_lifetime:
@@ -197,6 +201,7 @@ class TurnServerStats:
     forbidden_by_reason: dict[str, int] = attrs.Factory(dict)  # 403 answers to CreatePermission/ChannelBind
     timers: int = 0  # entries in the expiry timer heap now (at most 2x the timed items + a constant)
     timer_visits: int = 0  # timer heap entries taken off by expiry passes, since the start
+    limited: dict[str, int] = attrs.Factory(dict)  # by reason, as the STUN server's `ServerStats.limited`
 
 
 def split_stream(buffer: bytearray) -> list[bytes]:
