@@ -6,7 +6,7 @@ The public API (DESIGN.md "Contract") is re-exported here; everything else is an
 from .agent import Agent, IceStream, open_agent
 from .config import IceConfig
 from .errors import CandidateParseError, IceError, IceFailed, IceServerError, StunTimeout
-from .ice.candidate import Candidate, IceParameters
+from .ice.candidate import Candidate, IceParameters, IceParametersError
 from .ice.pair import CandidatePair, PairState
 from .states import GatheringState, IceState
 from .uri import IceServer
@@ -23,6 +23,7 @@ __all__ = [
     "IceError",
     "IceFailed",
     "IceParameters",
+    "IceParametersError",
     "IceServer",
     "IceServerError",
     "IceState",

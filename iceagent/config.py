@@ -12,6 +12,11 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
         raise ValueError(f"IceConfig.{attribute.name} must be > 0, got {value!r}")
 
 
+def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"IceConfig.{attribute.name} must be >= 0, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class IceConfig:
     """Knobs of the agent. Defaults follow the RFCs; each field's comment cites the section."""
@@ -48,6 +53,12 @@ class IceConfig:
     failed_timeout: float = attrs.field(default=30.0, validator=_positive)
     #: Initial back-off between automatic restarts of a FAILED agent (doubles up to 16 times this).
     restart_backoff: float = attrs.field(default=1.0, validator=_positive)
+    #: At most one peer-driven restart (a new remote ufrag, RFC 8445 9) per this many seconds; a new ufrag
+    #: inside the interval waits, later ones replace it, and the latest is followed when the interval ends
+    #: (0: no limit). A restart gathers anew (a STUN/TURN transaction per base and server, RFC 8489 6.2.1,
+    #: a new TURN allocation, RFC 8656 7) and no peer can restart faster than its own gathering and
+    #: signaling, which take at least a STUN round trip: 1 s, the pace of our own first automatic restart.
+    peer_restart_interval: float = attrs.field(default=1.0, validator=_not_negative)
     #: TURN permission refresh interval (RFC 8656 9: permissions last 300 s; refresh at 240 s).
     permission_refresh: float = attrs.field(default=240.0, validator=_positive)
     #: TURN channel refresh interval (RFC 8656 12: bindings last 600 s; refresh at 540 s).

@@ -37,7 +37,7 @@ from .net.os import OSNetwork
 from .states import IceState
 from .stun.client import BindingResult, stun_binding
 from .stun.server import StunServer, open_stun_server
-from .turn.server import TurnServer, open_turn_server
+from .turn.server import TurnServer, TurnServerConfig, open_turn_server
 from .uri import format_host_port, parse_host_port
 
 __all__ = ["BANNER", "IceConsole", "main", "register"]
@@ -209,7 +209,9 @@ def make_helpers(session: _Session) -> dict[str, Any]:
         return server
 
     async def turn_server(user: str = "alice", password: str = "secret", **kwargs: Any) -> TurnServer:
-        """Start an embedded TURN server on 127.0.0.1 (a free port) with one user until close(server)."""
+        """Start an embedded TURN server on 127.0.0.1 (a free port) with one user until close(server). Its peers
+        are on this host too, so it relays to loopback peers unless a `config` says otherwise."""
+        kwargs.setdefault("config", TurnServerConfig(allow_loopback_peers=True))
         server: TurnServer = await session.hold(
             lambda: open_turn_server(network, [f"{LOOPBACK}:0"], users={user: password}, **kwargs), "TURN server"
         )

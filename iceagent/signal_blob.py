@@ -10,6 +10,13 @@ Format (version 1): ``ice1.`` then base64url (no padding) of a zlib-compressed J
 The version is in the prefix, so a future format fails with a clear message, not a parse error. The
 zlib checksum catches a damaged paste; whitespace (a terminal's line wrapping) is ignored. A blob older
 than `max_age` (its server-reflexive and relay candidates may be gone) is refused as stale.
+
+A blob comes from anyone who can paste: `decode` raises only `BlobError` (and its subclasses), whatever
+the input. Numbers are checked before they are used: an integer of more than MAX_NUMBER_DIGITS digits
+is refused while the JSON is read (Python would refuse 4300 with a ValueError of its own), the creation
+time must lie within MAX_CREATED seconds of the epoch (a float() of 10**400 is an OverflowError), the
+pacing and the credentials must be valid `IceParameters` (RFC 8839 5.4, 5.5) and every candidate line
+must parse (`Candidate.from_sdp`: ports, priorities, components and generations in range).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any, Literal
 import attrs
 
 from .errors import CandidateParseError, IceError
-from .ice.candidate import Candidate, IceParameters
+from .ice.candidate import Candidate, IceParameters, IceParametersError
 
 __all__ = [
     "BLOB_VERSION",
@@ -44,6 +51,10 @@ DEFAULT_MAX_AGE = 600.0
 MAX_BLOB_CHARS = 64 * 1024
 MAX_JSON_BYTES = 256 * 1024
 MAX_CANDIDATES = 256
+#: Longest integer accepted in the JSON, in digits: every numeric field fits in 12.
+MAX_NUMBER_DIGITS = 20
+#: Latest creation time accepted, in Unix seconds (year 5138): anything later is not a clock reading.
+MAX_CREATED = 10**11
 
 Role = Literal["offer", "answer"]
 
@@ -183,12 +194,21 @@ def _parse(text: str) -> SignalBlob:
             raise BlobError("the blob unpacks to more than 256 KiB: not an iceagent blob")
         if not inflater.eof:
             raise BlobError("the blob is truncated: copy the whole line again")
-        doc = json.loads(raw)
+        doc = json.loads(raw, parse_int=_parse_int)
     except (zlib.error, ValueError, RecursionError) as e:
         if isinstance(e, BlobError):
             raise
         raise BlobError("the blob is damaged (checksum or format): copy the whole line again") from None
     return _from_doc(doc)
+
+
+def _parse_int(text: str) -> int:
+    """json's integer hook: refuse a number too long to be a field before int() sees it."""
+    if len(text.lstrip("-").lstrip("0")) > MAX_NUMBER_DIGITS:
+        raise BlobError(
+            f"the blob holds a {len(text)}-digit number (at most {MAX_NUMBER_DIGITS}): not an iceagent blob"
+        )
+    return int(text)
 
 
 def _clip(text: str, n: int = 24) -> str:
@@ -228,17 +248,19 @@ def _from_doc(doc: Any) -> SignalBlob:
             raise BlobError(f"candidate {i} of the blob is malformed: {e}") from None
     end = field("e", bool, "end-of-candidates flag")
     created = field("t", (int, float), "creation time")
-    if isinstance(created, bool) or not math.isfinite(created):
+    if isinstance(created, bool) or not math.isfinite(created) or not 0 <= created <= MAX_CREATED:
         raise BlobError("the blob has no valid creation time")
     offer_ufrag = doc.get("o")
     if offer_ufrag is not None and not isinstance(offer_ufrag, str):
         raise BlobError("the blob's offer reference is not a string")
     pacing = doc.get("pc")
-    if pacing is not None and (not isinstance(pacing, int) or isinstance(pacing, bool) or pacing <= 0):
-        raise BlobError("the blob's pacing is not a positive number of milliseconds")
+    try:
+        parameters = IceParameters(ufrag=ufrag, pwd=pwd, pacing=pacing)
+    except IceParametersError as e:
+        raise BlobError(f"the blob's ICE parameters are invalid: {e}") from None
     return SignalBlob(
         role=role,
-        parameters=IceParameters(ufrag=ufrag, pwd=pwd, pacing=pacing),
+        parameters=parameters,
         candidates=tuple(candidates),
         end_of_candidates=end,
         created=float(created),

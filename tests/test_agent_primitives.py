@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 import pytest
 import trio
 import trio.testing
@@ -48,10 +50,11 @@ async def test_lazy_value_iterators_and_transform() -> None:
         assert tenfold.value == 50
 
         async def follow() -> None:
-            async for value in v.eventual_values(lambda x: x >= 5):
-                seen.append(value)
-                if value == 7:
-                    return
+            async with aclosing(v.eventual_values(lambda x: x >= 5)) as values:
+                async for value in values:
+                    seen.append(value)
+                    if value == 7:
+                        return
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(follow)

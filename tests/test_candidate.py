@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import pickle
 import uuid
+from typing import Any
 
 import attrs
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 import iceagent
 from iceagent.errors import CandidateParseError, IceError
-from iceagent.ice.candidate import Candidate
+from iceagent.ice.candidate import Candidate, IceParameters, IceParametersError, check_candidate
 
 MDNS = "1f2e3d4c-5b6a-4789-8abc-def012345678.local"
 
@@ -529,3 +530,78 @@ def test_first_bad_field_is_reported() -> None:
         Candidate.from_sdp("candidate:1 1 udp 1 1.2.3 z typ nope")
     with pytest.raises(CandidateParseError, match="port 'z'"):
         Candidate.from_sdp("candidate:1 1 udp 1 1.2.3.4 z typ nope")
+
+
+# ---- numbers out of range and hostile lengths (issue 12) ----
+
+
+@pytest.mark.parametrize("field", ["component", "priority", "port", "rport", "generation"])
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_huge_numbers_are_parse_errors(field: str, digits: int) -> None:
+    """Never int()'s own ValueError (over 4300 digits) or a huge int: CandidateParseError, clipped."""
+    n = "9" * digits
+    values = {"component": "1", "priority": "1", "port": "5000", "rport": "9", "generation": "0"}
+    values[field] = n
+    line = (f"candidate:1 {values['component']} udp {values['priority']} 192.0.2.1 {values['port']} typ srflx "
+            f"raddr 192.0.2.2 rport {values['rport']} generation {values['generation']}")
+    with pytest.raises(CandidateParseError, match="out of range") as info:
+        Candidate.from_sdp(line)
+    assert type(info.value) is CandidateParseError and len(str(info.value)) < 300
+
+
+def test_leading_zeros_still_read() -> None:
+    assert Candidate.from_sdp("candidate:1 1 udp 0000000000000000000000001 192.0.2.1 005000 typ host").port == 5000
+
+
+def test_check_candidate_refuses_hand_made_out_of_range_fields() -> None:
+    good = Candidate.from_sdp("candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host")
+    check_candidate(good)
+    for field, value in [("port", 10**400), ("port", 65536), ("priority", 2**32), ("component", 257),
+                         ("related_port", -1), ("generation", 2**63)]:
+        with pytest.raises(CandidateParseError, match="out of range") as info:
+            check_candidate(attrs.evolve(good, **{field: value}))
+        assert len(str(info.value)) < 100
+    for field, value in [("port", True), ("priority", 1.5), ("port", "5000")]:
+        with pytest.raises(CandidateParseError, match="not an integer"):
+            check_candidate(attrs.evolve(good, **{field: value}))
+
+
+# ---- IceParameters (RFC 8839 5.4, 5.5) ----
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ufrag": "", "pwd": "p" * 22}, "ufrag '' is not 1 to 256"),
+        ({"ufrag": "ab d", "pwd": "p" * 22}, "ufrag 'ab d'"),
+        ({"ufrag": "abcd", "pwd": "p\u00e9"}, "pwd"),
+        ({"ufrag": "a" * 257, "pwd": "p" * 22}, "ufrag"),
+        ({"ufrag": "ab:d", "pwd": "p" * 22}, "ufrag 'ab:d'"),  # a colon would split USERNAME (RFC 8445 7.2.2)
+        ({"ufrag": "abcd", "pwd": ""}, "pwd"),
+        ({"ufrag": "abcd", "pwd": "p" * 257}, "pwd"),
+        ({"ufrag": 1234, "pwd": "p" * 22}, "must be a str"),
+        ({"ufrag": "abcd", "pwd": "p" * 22, "pacing": 0}, "pacing 0 ms is out of range (1..1000 ms"),
+        ({"ufrag": "abcd", "pwd": "p" * 22, "pacing": 1001}, "out of range"),
+        ({"ufrag": "abcd", "pwd": "p" * 22, "pacing": 10**400}, "(a 1329-bit integer) ms is out of range"),
+        ({"ufrag": "abcd", "pwd": "p" * 22, "pacing": 10**5000}, "out of range"),
+        ({"ufrag": "abcd", "pwd": "p" * 22, "pacing": 20.0}, "integer number of milliseconds"),
+        ({"ufrag": "abcd", "pwd": "p" * 22, "pacing": True}, "integer number of milliseconds"),
+    ],
+)
+def test_ice_parameters_are_validated(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(IceParametersError) as info:
+        IceParameters(**kwargs)
+    assert message in str(info.value) and isinstance(info.value, ValueError)
+
+
+def test_ice_parameters_browsers_send_are_accepted() -> None:
+    """Chrome: 4-char ufrag, 24-char pwd; Firefox: 8/32 hex; + and / are ice-chars too."""
+    IceParameters(ufrag="9kN1", pwd="Tq1S7dk+/X3ehnhLjYdXAjrv")
+    IceParameters(ufrag="1f8a2c3d", pwd="0123456789abcdef0123456789abcdef", pacing=1)
+    IceParameters(ufrag="u" * 256, pwd="p" * 256, pacing=1000)
+
+
+def test_ice_parameters_hand_written_signaling_sends_are_accepted() -> None:
+    """Shorter or looser credentials than RFC 8839 5.4 asks senders for still work (as with pion, aioice)."""
+    IceParameters(ufrag="a", pwd="password")
+    IceParameters(ufrag="user-1", pwd="ghost-password:0123")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +20,7 @@ from iceagent import Candidate, IceParameters
 from iceagent.cli import main
 from iceagent.net.os import OSNetwork
 from iceagent.signal_blob import SignalBlob
-from iceagent.turn.server import open_turn_server
+from iceagent.turn.server import TurnServerConfig, open_turn_server
 
 NET = OSNetwork()
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +115,8 @@ async def test_chat_both_ways() -> None:
 
 
 async def test_json_relay_only_offer_on_stdin() -> None:
-    async with open_turn_server(NET, ["127.0.0.1:0"], users={"alice": "secret"}) as turn:
+    loopback_peers = TurnServerConfig(allow_loopback_peers=True)  # both agents are on 127.0.0.1
+    async with open_turn_server(NET, ["127.0.0.1:0"], users={"alice": "secret"}, config=loopback_peers) as turn:
         relay = ["--relay-only", "--turn", turn.uris()[0], "--username", "alice", "--credential", "secret"]
         with trio.fail_after(40):
             async with iceagent("offer", *LO, *relay, "--json") as offer:
@@ -259,3 +262,29 @@ def test_not_implemented_option_is_one_line(
     out, err = capsys.readouterr()
     assert err == f"iceagent answer: error: not available yet: {flag[2:]}=True is not available yet\n"
     assert out == ""
+
+
+def _raw_offer(**fields: Any) -> str:
+    """An offer blob with fields no SignalBlob would write (a hostile or broken peer's)."""
+    doc: dict[str, Any] = {"r": "offer", "u": PARAMS.ufrag, "p": PARAMS.pwd, "e": True, "t": int(time.time()),
+                           "c": ["1 1 udp 2130706431 127.0.0.1 9 typ host"], **fields}
+    raw = json.dumps(doc).encode()
+    return "ice1." + base64.urlsafe_b64encode(zlib.compress(raw)).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    ("offer", "message"),
+    [
+        (_raw_offer(t=10**400), "bad offer line: the blob holds a 401-digit number (at most 20)"),
+        (_raw_offer(pc=10**400), "bad offer line: the blob holds a 401-digit number"),
+        (_raw_offer(pc=5000), "bad offer line: the blob's ICE parameters are invalid: ICE pacing 5000 ms is out"),
+        (_raw_offer(c=[f"1 1 udp 1 127.0.0.1 {10**400} typ host"]), "bad offer line: candidate 1 of the blob is "
+         "malformed: port '1000000000000000000000000000000000000000'... (401 characters) out of range"),
+    ],
+)
+def test_huge_numbers_in_an_offer_exit_2(offer: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 10**400 anywhere: the blob's own error, exit status 2, no OverflowError or traceback."""
+    assert main(["answer", *LO, offer]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"iceagent answer: error: {message}" in err, err
+    assert "Traceback" not in err and "Overflow" not in err

@@ -211,3 +211,67 @@ async def test_several_responders_share_port_5353_in_one_namespace(lan: tuple[st
                 async with run_in(ns_b, tmp_path, f"resolve{i}", "iceagent-resolve", "--address", ADDR_B,
                                   "--name", name) as resolver:
                     assert (await resolver.expect("resolved"))["address"] == ADDR_A, _log(tmp_path, f"resolve{i}")
+
+
+ROUTED_A, ROUTER_A, ROUTER_C, ROUTED_C = "10.253.0.1", "10.253.0.254", "10.254.0.254", "10.254.0.1"
+# A legacy unicast query (RFC 6762 6.7) for argv[1], sent to argv[2]:5353; prints the answering address
+# or "silent" after 2 s (real clock, bounded).
+LEGACY_QUERY = """
+import socket, struct, sys
+name, to = sys.argv[1], sys.argv[2]
+query = struct.pack("!6H", 0x1234, 0x0100, 1, 0, 0, 0)
+query += b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\\0" + struct.pack("!HH", 1, 1)
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.settimeout(2.0)
+sock.sendto(query, (to, 5353))
+try:
+    print(sock.recvfrom(9000)[1][0])
+except TimeoutError:
+    print("silent")
+"""
+
+
+@pytest.fixture
+def routed() -> Iterator[tuple[str, str, str]]:
+    """Namespaces a (10.253.0.1/24), r (a router: .254 on both subnets) and c (10.254.0.1/24); removed after."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 for network namespaces")
+    tag = f"{os.getpid() % 100000}"
+    ns_a, ns_r, ns_c = f"imdns-ra-{tag}", f"imdns-rr-{tag}", f"imdns-rc-{tag}"
+    try:
+        for ns in (ns_a, ns_r, ns_c):
+            _ip("netns", "add", ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+        links = ((ns_a, f"imra{tag}", ROUTED_A, ns_r, f"imrr{tag}", ROUTER_A),
+                 (ns_c, f"imrc{tag}", ROUTED_C, ns_r, f"imrs{tag}", ROUTER_C))
+        for ns, dev, address, peer_ns, peer_dev, peer_address in links:
+            _ip("link", "add", dev, "netns", ns, "type", "veth", "peer", "name", peer_dev, "netns", peer_ns)
+            for where, device, ip in ((ns, dev, address), (peer_ns, peer_dev, peer_address)):
+                _ip("-n", where, "addr", "add", f"{ip}/24", "dev", device)
+                _ip("-n", where, "link", "set", device, "multicast", "on", "up")
+            _ip("-n", ns, "route", "add", "default", "via", peer_address)
+        _ip("-n", ns_a, "route", "add", "224.0.0.0/4", "dev", f"imra{tag}")
+        subprocess.run(["ip", "netns", "exec", ns_r, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+        yield ns_a, ns_r, ns_c
+    finally:
+        for ns in (ns_a, ns_r, ns_c):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert all(ns not in left for ns in (ns_a, ns_r, ns_c))
+
+
+async def _legacy_query(ns: str, name: str) -> str:
+    result = await trio.run_process(["ip", "netns", "exec", ns, sys.executable, "-c", LEGACY_QUERY, name, ROUTED_A],
+                                    capture_stdout=True, check=True)
+    return result.stdout.decode().strip()
+
+
+async def test_a_host_beyond_a_router_gets_no_answer(routed: tuple[str, str, str], tmp_path: Path) -> None:
+    """RFC 6762 11, 5.5 on the kernel's sockets: the responder answers a unicast query from its link (the
+    router's address there) and not the same query routed from the next subnet."""
+    ns_a, ns_r, ns_c = routed
+    with trio.fail_after(30):
+        async with run_in(ns_a, tmp_path, "publish", "iceagent-publish", "--address", ROUTED_A) as publisher:
+            name = (await publisher.expect("published"))["name"]
+            assert await _legacy_query(ns_r, name) == ROUTED_A  # on the link: answered
+            assert await _legacy_query(ns_c, name) == "silent"  # beyond the router: the address stays hidden

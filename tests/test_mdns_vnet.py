@@ -171,7 +171,7 @@ async def test_only_an_unresolvable_name_fails_after_the_timeout_not_before(auto
     with trio.fail_after(60):
         async with open_agent(controlling=False, network=hb.network, config=config, name="B") as b:
             await gathered(b)
-            b.set_remote_parameters(IceParameters(ufrag="gho5", pwd="ghost-password-0123456789"))
+            b.set_remote_parameters(IceParameters(ufrag="gho5", pwd="ghostPassword0123456789"))
             b.add_remote_candidate(ghost)
             b.add_remote_candidate(None)  # end-of-candidates while the name is pending
             started = trio.current_time()

@@ -140,16 +140,16 @@ async def run_agents(
     another event of `until`, e.g. "completed"). With `turn`, both have the world's coturn as a `turn:`
     server: call `world.start_coturn()` first."""
     peers: dict[str, Peer] = {}
-    for side in "ab":
-        argv = ["ip", "netns", "exec", world.priv[side]]
-        argv += world.peer_argv(side, controlling=side == "a", failed_timeout=failed_timeout, turn=turn)
-        with world.open_log(f"peer-{side}") as stderr:
-            process = await trio.lowlevel.open_process(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
-            )
-        world.adopt(process)  # ended by PID by the fixture, whatever happens here
-        peers[side] = Peer(side, process)
     try:
+        for side in "ab":
+            argv = ["ip", "netns", "exec", world.priv[side]]
+            argv += world.peer_argv(side, controlling=side == "a", failed_timeout=failed_timeout, turn=turn)
+            with world.open_log(f"peer-{side}") as stderr:
+                process = await trio.lowlevel.open_process(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
+                )
+            world.adopt(process)  # ended by PID by the fixture, whatever happens here
+            peers[side] = Peer(side, process)
         with trio.fail_after(limit):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_relay, peers["a"], peers["b"], until)
@@ -165,6 +165,11 @@ async def run_agents(
         logs = "\n".join(f"--- peer {s}:\n{world.log(f'peer-{s}')[-3000:]}" for s in "ab")
         events = {s: p.events for s, p in peers.items()}
         pytest.fail(f"agents did not finish within {limit} s; events: {events}\n{logs}")
+    finally:
+        for peer in peers.values():  # the pipes (the processes themselves are the fixture's to end)
+            for stream in (peer.process.stdin, peer.process.stdout):
+                if stream is not None:
+                    await stream.aclose()
     return peers
 
 

@@ -80,13 +80,13 @@ def _system_tasks() -> list[trio.lowlevel.Task]:
 async def test_a_raising_callback_is_dropped_and_others_keep_working(caplog: pytest.LogCaptureFixture) -> None:
     r = reactor()
     a, bad = udp_pair()
-    _, good = udp_pair()
+    other, good = udp_pair()
     seen = trio.Event()
 
     def boom(items: object) -> None:
         raise ValueError("bug")
 
-    with a, bad, good:
+    with a, bad, other, good:
         r.subscribe(bad, boom)
         r.subscribe(good, lambda items: seen.set())
         a.sendto(b"1", bad.getsockname())

@@ -39,8 +39,8 @@ SRFLX = 1694498815
 RELAY = 16777215
 PRFLX_CHECK = (110 << 24) | (65535 << 8) | 255  # the PRIORITY of a check from a 65535/1 candidate
 
-A_PARAMS = IceParameters(ufrag="aUfr", pwd="a-password-0123456789ab")
-B_PARAMS = IceParameters(ufrag="bUfr", pwd="b-password-0123456789ab")
+A_PARAMS = IceParameters(ufrag="aUfr", pwd="aPassword0123456789abcd")
+B_PARAMS = IceParameters(ufrag="bUfr", pwd="bPassword0123456789abcd")
 A_TB = 0x1111111111111111
 B_TB = 0x0222222222222222  # smaller than A's
 

@@ -185,3 +185,51 @@ def test_any_payload_gives_blob_error_or_blob(data: bytes) -> None:
             SignalBlob.decode(text, now=NOW)
         except BlobError:
             pass
+
+
+# ---- numbers out of range (issue 12): only BlobError, never OverflowError or int()'s own ValueError ----
+
+HUGE = 10**400
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (_doc(t=HUGE), "401-digit number"),
+        (_doc(pc=HUGE), "401-digit number"),
+        (_doc(t=10**19), "creation time"),  # short enough to read, too late to be a clock
+        (_doc(t=-1), "creation time"),
+        (_doc(t=1e300), "creation time"),
+        (_doc(pc=0), "pacing 0 ms is out of range (1..1000 ms"),
+        (_doc(pc=1001), "pacing 1001 ms is out of range"),
+        (_doc(pc=10**19), "out of range"),
+        (_doc(pc=20.5), "pacing must be an integer"),
+        (_doc(c=[f"1 1 udp 1 192.0.2.1 {HUGE} typ host"]), "candidate 1 of the blob is malformed: port"),
+        (_doc(c=[f"1 1 udp {HUGE} 192.0.2.1 5000 typ host"]), "malformed: priority"),
+        (_doc(c=[f"1 {HUGE} udp 1 192.0.2.1 5000 typ host"]), "malformed: component-id"),
+        (_doc(c=[f"1 1 udp 1 192.0.2.1 5000 typ host generation {HUGE}"]), "malformed: generation"),
+        (_doc(c=[f"1 1 udp 1 192.0.2.1 5000 typ srflx raddr 0.0.0.0 rport {HUGE}"]), "malformed: rport"),
+        (_doc(c=["1 1 udp 1 192.0.2.1 5000 typ host generation " + "9" * 5000]), "malformed: generation"),
+    ],
+)
+def test_huge_numbers_are_blob_errors(doc: dict[str, object], message: str) -> None:
+    with pytest.raises(BlobError) as info:
+        SignalBlob.decode(_pack(doc), now=NOW)
+    assert message in str(info.value)
+    assert len(str(info.value)) < 300  # the number is not echoed whole
+
+
+def test_numbers_longer_than_python_reads_are_blob_errors() -> None:
+    """json.loads would raise ValueError for more than 4300 digits (sys.int_info.str_digits_check_threshold)."""
+    raw = json.dumps(_doc(t=0)).replace('"t": 0', '"t": ' + "9" * 5000).encode()
+    text = "ice1." + base64.urlsafe_b64encode(zlib.compress(raw)).rstrip(b"=").decode()
+    with pytest.raises(BlobError, match="5000-digit number"):
+        SignalBlob.decode(text, now=NOW)
+
+
+@given(st.sampled_from(["t", "pc", "e", "u", "c"]), st.integers(-(10**450), 10**450) | st.floats())
+def test_any_number_in_any_field_gives_blob_error_or_blob(key: str, value: object) -> None:
+    try:
+        SignalBlob.decode(_pack(_doc(**{key: value})), now=NOW, max_age=None)
+    except BlobError:
+        pass

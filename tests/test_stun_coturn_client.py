@@ -53,7 +53,8 @@ async def test_stunclient_rfc5780() -> None:
     other = server.other_address
     assert other is not None
     assert re.search(r"UDP reflexive addr: 127\.0\.0\.1:\d+", out), out
-    assert f"Response origin: : {host}:{port}" in out, out
+    # a plain request gets no RESPONSE-ORIGIN (only RFC 5780 requests do: no amplification), but OTHER-ADDRESS
+    assert f"Response origin: : {host}:{port}" not in out, out
     assert f"Other addr: : {other[0]}:{other[1]}" in out, out
     # with CHANGE-REQUEST it is answered from the other IP and port (RFC 5780 6.1)
     assert f"Response origin: : {other[0]}:{other[1]}" in out, out
@@ -65,7 +66,7 @@ async def test_natdiscovery_mapping() -> None:
         host, port = _addr(server)
         out = await _run("turnutils_natdiscovery", "-m", "-L", "127.0.0.1", "-p", port, host)
     assert "NAT with Endpoint Independent Mapping!" in out, out
-    assert f"Response origin: : {ALT}:{port}" in out, out  # test II went to the alternate IP
+    assert server.stats.requests >= 2 and server.stats.errors == 0  # test I, then test II to the alternate IP
 
 
 @pytest.mark.parametrize("padding", [False, True])

@@ -61,7 +61,7 @@ class AgentGatherContext:
 
     def error(self, message: str) -> None:
         log.warning("%s: %s gatherer: %s", self._runner.agent.name, self.kind, message)
-        self._runner.gatherer_errors.setdefault(self.kind, []).append(message)
+        self._runner.gatherer_error(self.kind, message)
 
     def done(self) -> None:
         if not self.is_done:

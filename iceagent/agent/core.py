@@ -25,7 +25,7 @@ if sys.version_info < (3, 11):
 from ..config import IceConfig
 from ..errors import IceError, IceFailed
 from ..gatherers.base import CandidateTransport, GatherOptions
-from ..ice.candidate import Candidate, IceParameters
+from ..ice.candidate import MAX_PACING, Candidate, IceParameters, check_candidate, unusable_reason
 from ..ice.pair import CandidatePair, PairState
 from ..logs import get_logger
 from ..net.base import Address, Network
@@ -36,6 +36,7 @@ from ..stun.message import random_bytes
 from ..uri import IceServer
 from .lazy_value import LazyAsyncValue
 from .notify import Notifier
+from .remote import RemoteGate
 from .runner import SessionRunner
 from .stream import IceStream, Inbox
 from .supervisor import Supervisor
@@ -76,6 +77,7 @@ class Agent:
         "_dropped",
         "_failure_reason",
         "_foundations",
+        "_gate",
         "_inbox",
         "_mdns_errors",
         "_mdns_resolved",
@@ -153,6 +155,7 @@ class Agent:
         self._mdns_resolved = 0
         self._mdns_unresolved = 0
         self._mdns_errors: deque[str] | None = None  # the last 32, made on the first
+        self._gate = RemoteGate(self)
 
     # ---- public API ----
 
@@ -179,10 +182,15 @@ class Agent:
             await runner.candidates_changed.wait()
 
     def set_remote_parameters(self, params: IceParameters) -> None:
-        """The peer's ufrag/pwd (and optional pacing). A new ufrag after the first means the peer restarted."""
+        """The peer's ufrag/pwd (and optional pacing). A new ufrag after the first means the peer restarted:
+        this agent restarts too, at most once per `IceConfig.peer_restart_interval` (see agent/remote.py)."""
         self._check_open()
+        if not isinstance(params, IceParameters):
+            raise TypeError(f"set_remote_parameters takes IceParameters, not {type(params).__name__}")
         runner = self._runner()
         remote = runner.ice.remote_parameters
+        if self._gate.hold(params, remote, trio.current_time()):
+            return
         if remote is not None and remote.ufrag != params.ufrag:
             log.info("%s: peer restarted (new ufrag); restarting too", self.name)
             runner = self._restart_now()
@@ -195,26 +203,38 @@ class Agent:
         runner.wake()
 
     def add_remote_candidate(self, candidate: Candidate | None) -> None:
-        """A remote candidate from signaling, at any time; None = end-of-candidates (RFC 8838)."""
+        """A remote candidate from signaling, at any time; None = end-of-candidates (RFC 8838).
+
+        Raises CandidateParseError for a Candidate whose numbers are out of range (as `from_sdp` would).
+        Candidates that can reach no peer (unspecified, multicast, broadcast address, port 0), of another
+        generation, or over the cap are ignored and counted in `stats()["ignored_remote_candidates"]`."""
         self._check_open()
         runner = self._runner()
         if candidate is not None:
             if not isinstance(candidate, Candidate):
                 raise TypeError(f"add_remote_candidate takes a Candidate or None, not {type(candidate).__name__}")
+            check_candidate(candidate)
+            reason = unusable_reason(candidate)
+            if reason is not None:
+                self._gate.ignore(candidate, reason)
+                return
+        if self._gate.hold_candidate(candidate):
+            return  # it belongs to the peer's restart that waits for peer_restart_interval
+        if candidate is not None:
             remote = runner.ice.remote_parameters
             if candidate.ufrag is not None and remote is not None and candidate.ufrag != remote.ufrag:
-                log.info("%s: remote candidate of another generation ignored: %s", self.name, candidate.to_sdp())
+                self._gate.ignore(candidate, "other-generation")
                 return
             if candidate.is_mdns:
                 if self.options.ice_transport_policy == "relay":
                     # resolving would pair it with a relay only, and the TURN server would learn the address
                     # (draft-ietf-mmusic-mdns-ice-candidates 3.2.1, 3.3.2)
-                    log.info("%s: mDNS remote candidate ignored under the relay policy: %s", self.name,
-                             candidate.to_sdp())
+                    self._gate.ignore(candidate, "mdns-relay-policy")
                     return
                 runner.resolve_remote(candidate)  # in the session nursery; blocks nothing (draft 3.2.2)
                 return
-        runner.ice.add_remote_candidate(candidate)
+        if not runner.ice.add_remote_candidate(candidate) and candidate is not None:
+            self._gate.ignore(candidate, "over-limit")
         runner.wake()
 
     async def connect(self) -> IceStream:
@@ -255,6 +275,8 @@ class Agent:
             "pairs": pairs,
             "gatherers": gatherers,
             "dropped_datagrams": self._dropped,
+            "ignored_remote_candidates": dict(self._gate.ignored),
+            "peer_restarts": self._gate.stats(),
             "mdns": {
                 "resolved": self._mdns_resolved,
                 "unresolved": self._mdns_unresolved,
@@ -284,7 +306,7 @@ class Agent:
         generation = 0 if first else self.generation.value + 1
         # a non-default Ta is signalled as a=ice-pacing, and both sides use the larger (RFC 8445 14.2)
         ta_ms = round(self.config.ta * 1000)
-        pacing = None if ta_ms == round(IceConfig().ta * 1000) else max(1, ta_ms)
+        pacing = None if ta_ms == round(IceConfig().ta * 1000) else min(MAX_PACING, max(1, ta_ms))
         runner = SessionRunner(self, generation, new_parameters(pacing), self.controlling)
         self._runners.append(runner)
         self._current = runner
@@ -378,6 +400,10 @@ class Agent:
             caller(agent=self, **kwargs)
         except Exception:
             log.exception("%s: observer hook %s raised", self.name, name)
+
+    def remote_ignored(self, candidate: Candidate, reason: str, source: str) -> None:
+        """A remote candidate a session will not use (e.g. a `.local` name resolved to a multicast address)."""
+        self._gate.ignore(candidate, reason, source)
 
     def mdns_settled(self, candidate: Candidate, address: str | None, error: str | None) -> None:
         """A remote `.local` candidate resolved (or not): logged and counted in stats()["mdns"]."""

@@ -11,13 +11,14 @@ reports events to the Agent.
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import attrs
 import trio
 
 from ..gatherers.base import CandidateTransport, ConnectionTransport, GatherOptions
-from ..ice.candidate import Candidate, IceParameters
+from ..ice.candidate import Candidate, IceParameters, unusable_reason
 from ..ice.pair import CandidatePair, PairState
 from ..ice.session import (
     ChecklistFailed,
@@ -51,6 +52,13 @@ _CHECK_KINDS = {
     MessageClass.SUCCESS: "success",
     MessageClass.ERROR: "error",
 }
+
+#: Source addresses whose data pair lookup is cached (a hostile host sending from many addresses cannot
+#: grow the cache further; beyond it a lookup is simply not cached).
+MAX_DATA_SOURCES = 4096
+
+#: Errors kept per gatherer for stats() (the latest ones).
+MAX_GATHERER_ERRORS = 32
 
 #: The first two bytes of a Binding success response (RFC 8489 5): a check was accepted.
 _BINDING_SUCCESS = b"\x01\x01"
@@ -126,7 +134,7 @@ class SessionRunner:
         self.bases: list[UdpSocket] = []
         self.bases_changed = Notifier()
         self.host_done = False
-        self.gatherer_errors: dict[str, list[str]] = {}
+        self.gatherer_errors: dict[str, deque[str]] = {}
         self.gatherer_counts: dict[str, int] = {}
         self._contexts: list[AgentGatherContext] = []
         # transports
@@ -220,10 +228,16 @@ class SessionRunner:
         """gather_timeout passed: gathering is COMPLETE, whatever gatherers are still at it (named in stats)."""
         for ctx in self._contexts:
             if not ctx.is_done:
-                self.gatherer_errors.setdefault(ctx.kind, []).append(
-                    f"still gathering after gather_timeout={self.config.gather_timeout:g} s"
-                )
+                self.gatherer_error(ctx.kind, f"still gathering after gather_timeout={self.config.gather_timeout:g} s")
         self._gathering_complete()
+
+    def gatherer_error(self, kind: str, message: str) -> None:
+        """Remember a gatherer's error for stats(): the last MAX_GATHERER_ERRORS of each gatherer (a TURN
+        server failing every refresh for days must not grow the session)."""
+        errors = self.gatherer_errors.get(kind)
+        if errors is None:
+            errors = self.gatherer_errors[kind] = deque(maxlen=MAX_GATHERER_ERRORS)
+        errors.append(message)
 
     def gatherer_done(self, ctx: AgentGatherContext) -> None:
         if ctx.kind == "host" and not self.host_done:
@@ -351,9 +365,14 @@ class SessionRunner:
         else:
             resolved = attrs.evolve(candidate, address=address)
             self.agent.mdns_settled(candidate, address, None)
+            reason = unusable_reason(resolved)  # a hostile answer may name any address (RFC 6762 has no check)
+            if reason is not None:
+                self.agent.remote_ignored(resolved, reason, "mDNS-resolved")
+                resolved = None
         finally:
             self._resolving -= 1
-        self.ice.settle_pending_remote(resolved)
+        if not self.ice.settle_pending_remote(resolved) and resolved is not None:
+            self.agent.remote_ignored(resolved, "over-limit", "mDNS-resolved")
         self._drain_events()
         self.wake()
 
@@ -422,7 +441,7 @@ class SessionRunner:
         if base is None:
             return None
         pair = self.ice.find_pair(base, addr)
-        if pair is not None or len(self._data_pairs) < 4096:
+        if len(self._data_pairs) < MAX_DATA_SOURCES:
             self._data_pairs[(key, addr)] = pair
         return pair
 
@@ -687,8 +706,8 @@ class SessionRunner:
                 self._nominating = False  # nominate the next best valid pair
             elif isinstance(event, ConsentRefreshed):
                 agent.consent_refreshed(self, event.pair, event.now)
-            else:
-                self._data_pairs.clear()  # a learned candidate may make a data source known
+            else:  # a learned candidate may make a data source known, a removed pair one unknown
+                self._data_pairs.clear()
 
     # ---- ICE-TCP connections (RFC 6544 7) ----
 
@@ -736,6 +755,16 @@ class SessionRunner:
         """A consent check on `pair` (RFC 7675 5.1), sent now; its retransmissions are this session's."""
         self._transmit(self.ice.consent_check(pair, now))
         self.wake()
+
+    def table_sizes(self) -> dict[str, int]:
+        """The session's table sizes (IceSession.table_sizes) and this runner's own: for tests and soak runs."""
+        return {
+            **self.ice.table_sizes(),
+            "data_sources": len(self._data_pairs),
+            "stun_waiters": len(self.stun_waiters),
+            "stun_strays": len(self.stun_strays),
+            "outbox": len(self._outbox),
+        }
 
     def stats_pairs(self) -> list[dict[str, Any]]:
         """One dict per pair: the check list, then valid pairs that are not on it. Such a pair was generated

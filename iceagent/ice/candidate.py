@@ -30,12 +30,25 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
-from ..errors import CandidateParseError
+from ..errors import CandidateParseError, IceError
 
-__all__ = ["CANDIDATE_TYPES", "TCP_TYPES", "TRANSPORTS", "Candidate", "CandidateParseError", "IceParameters"]
+__all__ = [
+    "CANDIDATE_TYPES",
+    "MAX_PACING",
+    "TCP_TYPES",
+    "TRANSPORTS",
+    "Candidate",
+    "CandidateParseError",
+    "IceParameters",
+    "IceParametersError",
+    "check_candidate",
+    "unusable_address",
+    "unusable_reason",
+]
 
 #: Candidate types (RFC 8445 5.1.1, RFC 8839 5.1 `candidate-types`).
 CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
@@ -45,6 +58,11 @@ TRANSPORTS = frozenset({"udp", "tcp"})
 TCP_TYPES = frozenset({"active", "passive", "so"})
 
 _MAX_PRIORITY = 2**32 - 1
+#: Largest `generation` accepted: a legacy extension without a grammar of its own, so any signed 64-bit value.
+_MAX_GENERATION = 2**63 - 1
+#: Digits a number token may have once leading zeros are gone: every field fits in 10, and a longer token is
+#: refused before `int()` sees it (Python refuses more than 4300 digits with its own ValueError).
+_MAX_DIGITS = 20
 # The attributes after `typ` that have their own fields, in canonical order.
 _KNOWN = ("raddr", "rport", "tcptype", "generation", "ufrag")
 _FIELD_NAMES = (
@@ -81,13 +99,24 @@ def _lower(value: str) -> str:
     return value.lower()
 
 
-def _number(what: str, token: str, low: int, high: int | None) -> int:
+def _clip(token: str, n: int = 40) -> str:
+    """A token for an error message: a hostile line's 100 kB token is not echoed whole."""
+    return repr(token) if len(token) <= n else repr(token[:n]) + f"... ({len(token)} characters)"
+
+
+def _int_text(value: int) -> str:
+    """An int for an error message; a huge one by its size (str() refuses more than 4300 digits)."""
+    return str(value) if value.bit_length() <= 64 else f"(a {value.bit_length()}-bit integer)"
+
+
+def _number(what: str, token: str, low: int, high: int) -> int:
     if not _DIGITS.fullmatch(token):
-        raise CandidateParseError(f"{what} {token!r} is not a number")
+        raise CandidateParseError(f"{what} {_clip(token)} is not a number")
+    if len(token.lstrip("0")) > _MAX_DIGITS:
+        raise CandidateParseError(f"{what} {_clip(token)} out of range ({low}..{high})")
     value = int(token)
-    if value < low or (high is not None and value > high):
-        upper = "" if high is None else str(high)
-        raise CandidateParseError(f"{what} {token!r} out of range ({low}..{upper})")
+    if value < low or value > high:
+        raise CandidateParseError(f"{what} {_clip(token)} out of range ({low}..{high})")
     return value
 
 
@@ -97,17 +126,17 @@ def _address(what: str, token: str) -> str:
         try:
             ipaddress.IPv6Address(token)
         except ValueError:
-            raise CandidateParseError(f"{what} {token!r} is not a valid IPv6 address") from None
+            raise CandidateParseError(f"{what} {_clip(token)} is not a valid IPv6 address") from None
         return token
     if _IPV4ISH.fullmatch(token):
         try:
             ipaddress.IPv4Address(token)
         except ValueError:
-            raise CandidateParseError(f"{what} {token!r} is not a valid IPv4 address") from None
+            raise CandidateParseError(f"{what} {_clip(token)} is not a valid IPv4 address") from None
         return token
     labels = token[:-1].split(".") if token.endswith(".") else token.split(".")
     if len(token) > 254 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
-        raise CandidateParseError(f"{what} {token!r} is not an IP address or a host name")
+        raise CandidateParseError(f"{what} {_clip(token)} is not an IP address or a host name")
     return token
 
 
@@ -201,8 +230,8 @@ class Candidate:
         if len(tokens) < len(_FIELD_NAMES):
             missing = _FIELD_NAMES[len(tokens)]
             if len(tokens) == 6:
-                raise CandidateParseError(f"missing 'typ' at the end of {line.strip()!r}")
-            raise CandidateParseError(f"missing {missing} in {line.strip()!r}")
+                raise CandidateParseError(f"missing 'typ' at the end of {_clip(line.strip(), 200)}")
+            raise CandidateParseError(f"missing {missing} in {_clip(line.strip(), 200)}")
         foundation, component, transport, priority, address, port, _, cand_type = tokens[:8]
         if not _ICE_CHARS.fullmatch(foundation):
             raise CandidateParseError(f"foundation {foundation!r} is not 1 to 32 of A-Z a-z 0-9 + /")
@@ -229,14 +258,14 @@ class Candidate:
             name_lc = name.lower()
             if name_lc in _KNOWN:
                 if name_lc in known:
-                    raise CandidateParseError(f"duplicate {name_lc!r} ({known[name_lc]!r} and {value!r})")
+                    raise CandidateParseError(f"duplicate {name_lc!r} ({_clip(known[name_lc])} and {_clip(value)})")
                 known[name_lc] = value
                 layout.append(name_lc)
             else:
                 if not _TOKEN.fullmatch(name):
                     raise CandidateParseError(f"extension name {name!r} is not a token")
                 if not _VCHARS.fullmatch(value):
-                    raise CandidateParseError(f"extension {name!r} value {value!r} is not printable ASCII")
+                    raise CandidateParseError(f"extension {name!r} value {_clip(value)} is not printable ASCII")
                 extensions.append((name, value))
                 layout.append(None)
 
@@ -249,7 +278,7 @@ class Candidate:
                 raise CandidateParseError(
                     f"unknown tcptype {known['tcptype']!r} (expected active, passive or so)"
                 )
-        generation = _number("generation", known["generation"], 0, None) if "generation" in known else None
+        generation = _number("generation", known["generation"], 0, _MAX_GENERATION) if "generation" in known else None
         ufrag: str | None = None
         if "ufrag" in known:
             ufrag = known["ufrag"]
@@ -326,10 +355,120 @@ class Candidate:
         return " ".join(parts)
 
 
+def check_candidate(candidate: Candidate) -> None:
+    """Raise CandidateParseError unless every field of a Candidate built by hand is in the range
+    `from_sdp` accepts (RFC 8839 5.1): component 1-256, priority below 2**32, generation below 2**63,
+    ports 0-65535, a known transport and type. Remote candidates go through it before they reach a socket."""
+    if not isinstance(candidate.address, str) or not candidate.address:
+        raise CandidateParseError(f"connection-address {candidate.address!r} is not a string")
+    numbers = (
+        ("component-id", candidate.component, 1, 256),
+        ("priority", candidate.priority, 0, _MAX_PRIORITY),
+        ("port", candidate.port, 0, 65535),
+        ("rport", candidate.related_port, 0, 65535),
+        ("generation", candidate.generation, 0, _MAX_GENERATION),
+    )
+    for what, value, low, high in numbers:
+        if value is None and what in ("rport", "generation"):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise CandidateParseError(f"{what} {value!r} is not an integer")
+        if not low <= value <= high:
+            raise CandidateParseError(f"{what} {_int_text(value)} out of range ({low}..{high})")
+    if candidate.transport not in TRANSPORTS:
+        raise CandidateParseError(f"unsupported transport {candidate.transport!r} (expected udp or tcp)")
+    if candidate.type not in CANDIDATE_TYPES:
+        raise CandidateParseError(f"unknown candidate type {candidate.type!r}")
+
+
+def unusable_reason(candidate: Candidate) -> str | None:
+    """Why a remote candidate's transport address can reach no peer, or None if it may.
+
+    "unspecified" (0.0.0.0/8, ::; RFC 6890: not a destination), "multicast" (224.0.0.0/4, ff00::/8),
+    "broadcast" (255.255.255.255) and "port-0" (RFC 768: not a destination port) addresses are never a
+    peer's: checks and data sent there would reach the whole local network or nobody (a hostile peer
+    could aim the agent's checks at a LAN's multicast groups). IPv4-mapped IPv6 addresses are judged by
+    their IPv4 address; host names (`.local`) are judged once resolved. An active ICE-TCP candidate
+    keeps its port: it receives no connections (RFC 6544 4.5 signals 9, some stacks 0)."""
+    port = None if candidate.transport == "tcp" and candidate.tcptype == "active" else candidate.port
+    return unusable_address(candidate.address, port)
+
+
+def unusable_address(address: str, port: int | None) -> str | None:
+    """`unusable_reason` for a bare address (a host name passes); `port` None is not judged."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if ip.is_unspecified or (ip.version == 4 and ip.packed[0] == 0):
+            return "unspecified"
+        if ip.is_multicast:
+            return "multicast"
+        if ip == _BROADCAST:
+            return "broadcast"
+    if port == 0:
+        return "port-0"
+    return None
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+#: Bounds of `IceParameters.pacing` in ms. RFC 8839 5.5 allows 1*10DIGIT; below 1 ms there is no value
+#: to signal, and above 1 s a check list of `max_pairs` (100) would need over 100 s to send its first
+#: checks, longer than any failed timeout: a peer signalling more is refused rather than obeyed.
+MIN_PACING, MAX_PACING = 1, 1000
+#: What a received credential may hold: 1-256 visible ASCII characters, and no colon in a ufrag (it
+#: would split USERNAME, RFC 8445 7.2.2). RFC 8839 5.4 asks senders for 4-256 (ufrag) and 22-256 (pwd)
+#: ice-chars, which is what this agent generates; like pion and aioice, shorter or looser values that
+#: hand-written signaling carries are accepted, since nothing in the checks depends on them.
+_CREDENTIAL_CHARS = {"ufrag": re.compile(r"[!-9;-~]{1,256}"), "pwd": re.compile(r"[!-~]{1,256}")}
+
+
+class IceParametersError(IceError, ValueError):
+    """ICE parameters that cannot work: an empty ufrag or pwd, one over 256 characters or with a space or
+    a non-ASCII character, a colon in a ufrag, or a pacing not an integer number of ms in
+    MIN_PACING..MAX_PACING (RFC 8839 5.4-5.5)."""
+
+
+def _credential(what: str) -> Any:
+    pattern = _CREDENTIAL_CHARS[what]
+
+    def check(_inst: object, _attribute: object, value: Any) -> None:
+        if not isinstance(value, str):
+            raise IceParametersError(f"ICE {what} must be a str, not {type(value).__name__}")
+        if not pattern.fullmatch(value):
+            colon = ", no ':'" if what == "ufrag" else ""
+            raise IceParametersError(
+                f"ICE {what} {_clip(value)} is not 1 to 256 visible ASCII characters{colon} "
+                "(RFC 8839 5.4, RFC 8445 5.3, 7.2.2)"
+            )
+
+    return check
+
+
+def _pacing(_inst: object, _attribute: object, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise IceParametersError(f"ICE pacing must be an integer number of milliseconds, not {value!r}")
+    if not MIN_PACING <= value <= MAX_PACING:
+        raise IceParametersError(
+            f"ICE pacing {_int_text(value)} ms is out of range ({MIN_PACING}..{MAX_PACING} ms; RFC 8839 5.5, "
+            "RFC 8445 14.2)"
+        )
+
+
 @attrs.frozen
 class IceParameters:
-    """The ICE credentials of one side (RFC 8445 5.3) and its optional `a=ice-pacing` in ms (RFC 8839 4.4)."""
+    """The ICE credentials of one side (RFC 8445 5.3) and its optional `a=ice-pacing` in ms (RFC 8839 5.5).
 
-    ufrag: str
-    pwd: str
-    pacing: int | None = None
+    Checked when made, whatever they come from (signaling, the offer/answer blob): ufrag and pwd 1-256
+    visible ASCII characters, no colon in a ufrag (the agent itself generates RFC 8839 5.4's 4-256 and
+    22-256 ice-chars), pacing MIN_PACING..MAX_PACING ms. A bad value raises IceParametersError (a ValueError)."""
+
+    ufrag: str = attrs.field(validator=_credential("ufrag"))
+    pwd: str = attrs.field(validator=_credential("pwd"))
+    pacing: int | None = attrs.field(default=None, validator=_pacing)

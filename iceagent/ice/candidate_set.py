@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from .candidate import Candidate
+from .candidate import Candidate, unusable_address
 from .pair import Address, CandidatePair
 from .priority import foundation
 
@@ -25,7 +25,8 @@ class RemoteAdded(enum.Enum):
 
     NEW = "new"
     REPLACED = "replaced"  # it took the place of a learned prflx candidate with the same address
-    IGNORED = "ignored"  # a duplicate, an mDNS name, or over the cap
+    IGNORED = "ignored"  # a duplicate or an mDNS name
+    FULL = "full"  # over the cap (`max_remote`)
 
 
 class CandidateSet:
@@ -151,7 +152,7 @@ class CandidateSet:
                 self._from_mdns[candidate] = None
             return RemoteAdded.REPLACED, known
         if len(self.remotes) >= self.max_remote:
-            return RemoteAdded.IGNORED, None
+            return RemoteAdded.FULL, None
         self.remotes.append(candidate)
         if mdns:
             self._from_mdns[candidate] = None
@@ -160,8 +161,11 @@ class CandidateSet:
     def learn_remote(self, base: Candidate, source: Address, priority: int) -> Candidate | None:
         """A peer-reflexive remote candidate from the source of a check received on `base`, with the
         request's PRIORITY and a fresh foundation (RFC 8445 7.3.1.3); None over the cap (in all, or over UDP
-        `max_prflx_per_source` from one IP on this base, see MAX_PRFLX_PER_SOURCE)."""
+        `max_prflx_per_source` from one IP on this base, see MAX_PRFLX_PER_SOURCE), or from a source no peer
+        can have (unspecified, multicast, broadcast, port 0: `unusable_address`)."""
         if self._prflx_remotes >= self.max_prflx:
+            return None
+        if unusable_address(source[0], source[1] if base.transport == "udp" else None) is not None:
             return None
         if base.transport == "udp":
             key = (base, source[0])
@@ -185,6 +189,15 @@ class CandidateSet:
         )
         self.remotes.append(candidate)
         return candidate
+
+    def sizes(self) -> dict[str, int]:
+        """The sizes of its tables (docs/security.md "Agent-side bounds")."""
+        return {
+            "local_candidates": len(self.locals),
+            "remote_candidates": len(self.remotes),
+            "prflx_sources": len(self._prflx_by_source),
+            "from_mdns": len(self._from_mdns),
+        }
 
     def remote_at(self, transport: str, address: Address) -> Candidate | None:
         """The remote candidate with this transport address, if any."""

@@ -12,6 +12,7 @@ from .pair import Address, CandidatePair, PairState
 __all__ = ["CheckList", "can_pair", "pairing_candidate"]
 
 StateListener = Callable[[CandidatePair, PairState, PairState], None]
+DropListener = Callable[[CandidatePair], None]
 
 #: TCP candidate types that may be paired, local first (RFC 6544 6.2; pairs with a passive local are pruned).
 _TCP_PAIRS = {("active", "passive"), ("so", "so")}
@@ -52,7 +53,12 @@ def can_pair(local: Candidate, base: Candidate, remote: Candidate) -> bool:
 
 class CheckList:
     """One check list (RFC 8445 6.1.2): pairs in priority order, their states, the triggered queue and
-    the valid list. The IceSession owns it and drives it; state changes are reported to `on_state_change`."""
+    the valid list. The IceSession owns it and drives it; state changes are reported to `on_state_change`.
+
+    Both lists are bounded by `max_pairs` (RFC 8445 6.1.2.5 for the check list; the valid list drops its
+    lowest-priority pair that is not nominated). A pair that leaves the check list while not valid, or
+    the valid list while not on the check list, is gone: `on_drop` is told, so that the session forgets
+    everything it keeps about it."""
 
     __slots__ = (
         "_by_route",
@@ -60,7 +66,9 @@ class CheckList:
         "_n_idle",
         "_n_in_progress",
         "controlling",
+        "last_nominated",
         "max_pairs",
+        "on_drop",
         "on_state_change",
         "pairs",
         "triggered",
@@ -68,11 +76,19 @@ class CheckList:
     )
 
     def __init__(
-        self, *, controlling: bool, max_pairs: int = 100, on_state_change: StateListener | None = None
+        self,
+        *,
+        controlling: bool,
+        max_pairs: int = 100,
+        on_state_change: StateListener | None = None,
+        on_drop: DropListener | None = None,
     ) -> None:
         self.controlling = controlling
         self.max_pairs = max_pairs
         self.on_state_change = on_state_change
+        self.on_drop = on_drop
+        #: the pair nominated last (the agent sends on it, RFC 8445 8.1.1): the valid-list cap keeps it
+        self.last_nominated: CandidatePair | None = None
         self.pairs: list[CandidatePair] = []
         self.valid: list[CandidatePair] = []
         self.triggered: list[CandidatePair] = []  # FIFO; short, and a list is lighter than a deque
@@ -169,6 +185,8 @@ class CheckList:
             del self._by_route[pair.route]
         if pair in self.triggered:
             self.triggered.remove(pair)
+        if not pair.valid and self.on_drop is not None:
+            self.on_drop(pair)
 
     def replace_remote(self, old: Candidate, new: Candidate) -> None:
         """A signalled candidate replaces a learned prflx one with the same address (RFC 8838 11.4)."""
@@ -213,13 +231,35 @@ class CheckList:
             self.on_state_change(pair, old, new)
 
     def add_valid(self, pair: CandidatePair) -> bool:
-        """Put a pair on the valid list (RFC 8445 7.2.5.3.2); False if it already was."""
+        """Put a pair on the valid list (RFC 8445 7.2.5.3.2); False if it already was. Over `max_pairs` the
+        lowest-priority valid pair leaves it, preferring one that is not nominated; never this one or the
+        last nominated (a peer may nominate every pair, so nominated ones cannot all be kept)."""
         if pair.valid:
             return False
         pair.valid = True
         self.valid.append(pair)
         self._sort()
+        if len(self.valid) > self.max_pairs:
+            spare = [p for p in self.valid if p is not pair and p is not self.last_nominated]
+            spare = [p for p in spare if not p.nominated] or spare
+            if spare:
+                victim = spare[-1]
+                self.valid.remove(victim)
+                victim.valid = False
+                if victim not in self and victim in self.triggered:
+                    self.triggered.remove(victim)
+                if victim not in self and self.on_drop is not None:
+                    self.on_drop(victim)
         return True
+
+    def sizes(self) -> dict[str, int]:
+        """The sizes of its tables (docs/security.md "Agent-side bounds")."""
+        return {
+            "pairs": len(self.pairs),
+            "routes": len(self._by_route),
+            "valid": len(self.valid),
+            "triggered": len(self.triggered),
+        }
 
     def unfreeze_foundation(self, foundation: str) -> None:
         """A check succeeded: Frozen pairs with the same foundation become Waiting (RFC 8445 7.2.5.3.3)."""

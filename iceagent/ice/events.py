@@ -9,7 +9,8 @@ Events, in the order one input produces them:
 - 487 response: RoleChanged, PairStateChanged (-> WAITING, re-queued as a triggered check);
 - failed check (error, timeout, asymmetric response): PairStateChanged (-> FAILED), NominationFailed if
   it carried USE-CANDIDATE, then ChecklistFailed if that was the last hope;
-- consent response: ConsentRefreshed.
+- consent response: ConsentRefreshed;
+- a pair gone from both the check list and the valid list (the `max_pairs` caps): PairRemoved.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "LocalCandidateLearned",
     "NominationFailed",
     "PairNominated",
+    "PairRemoved",
     "PairStateChanged",
     "PairValid",
     "RemoteCandidateLearned",
@@ -77,6 +79,14 @@ class PairNominated:
 
 
 @attrs.frozen
+class PairRemoved:
+    """The pair left the check list and the valid list for good (RFC 8445 6.1.2.5 `max_pairs` caps); the
+    session keeps nothing about it any more."""
+
+    pair: CandidatePair
+
+
+@attrs.frozen
 class NominationFailed:
     """Controlling side: the USE-CANDIDATE check for this valid pair failed (RFC 8445 8.1.1)."""
 
@@ -122,6 +132,7 @@ Event = (
     PairStateChanged
     | PairValid
     | PairNominated
+    | PairRemoved
     | NominationFailed
     | RemoteCandidateLearned
     | LocalCandidateLearned

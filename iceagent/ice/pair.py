@@ -6,6 +6,7 @@ import enum
 
 import attrs
 
+from ..stun.transaction import RtoEstimator
 from .candidate import Candidate
 from .priority import pair_priority, prflx_priority
 
@@ -58,6 +59,9 @@ class CandidatePair:
     retransmissions_sent: int = 0
     #: Consent freshness requests sent on the pair (RFC 7675; also counted in `requests_sent`).
     consent_requests_sent: int = 0
+    #: The pair's RTO estimator (RFC 8489 6.2.1, RFC 6298), made by its first check: kept on the pair, so it
+    #: goes when the pair goes and no per-session table has to be pruned.
+    rto_estimator: RtoEstimator | None = attrs.field(default=None, repr=False)
 
     @property
     def foundation(self) -> str:

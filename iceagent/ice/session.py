@@ -24,7 +24,7 @@ from ..config import IceConfig
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method, random_bytes
 from ..stun.transaction import RtoEstimator, Transaction
-from .candidate import Candidate, IceParameters
+from .candidate import Candidate, IceParameters, unusable_reason
 from .candidate_set import CandidateSet, RemoteAdded
 from .checklist import CheckList
 from .checks import RoleConflict, check_request, error_response, role_conflict, screen_request, success_response
@@ -35,6 +35,7 @@ from .events import (
     LocalCandidateLearned,
     NominationFailed,
     PairNominated,
+    PairRemoved,
     PairStateChanged,
     PairValid,
     RemoteCandidateLearned,
@@ -51,6 +52,7 @@ __all__ = [
     "LocalCandidateLearned",
     "NominationFailed",
     "PairNominated",
+    "PairRemoved",
     "PairStateChanged",
     "PairValid",
     "RemoteCandidateLearned",
@@ -99,7 +101,6 @@ class IceSession:
         "_random",
         "_remote_done",
         "_requests",
-        "_rto",
         "_timer",
         "_use_candidate",
         "config",
@@ -125,7 +126,10 @@ class IceSession:
         self.config = config
         self._random = random_bytes
         self._checklist = CheckList(
-            controlling=controlling, max_pairs=config.max_pairs, on_state_change=self._state_changed
+            controlling=controlling,
+            max_pairs=config.max_pairs,
+            on_state_change=self._state_changed,
+            on_drop=self._pair_dropped,
         )
         self._candidates = CandidateSet(
             max_prflx=config.max_pairs, max_remote=REMOTE_CANDIDATES_PER_PAIR * config.max_pairs
@@ -139,7 +143,6 @@ class IceSession:
         #: 7.3.1.5: nominated by the peer, not yet valid (a dict as a set: an empty one is a third the size)
         self._peer_nominated: dict[CandidatePair, None] = {}
         self._generated: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair (7.2.5.3.2)
-        self._rto: dict[CandidatePair, RtoEstimator] = {}
         self._failed = False
         self._completed = False
         self._pending_remote = 0  # remote `.local` candidates being resolved
@@ -166,16 +169,19 @@ class IceSession:
         self._local_done = True
         self._update_failed()
 
-    def add_remote_candidate(self, candidate: Candidate | None) -> None:
+    def add_remote_candidate(self, candidate: Candidate | None) -> bool:
         """A remote candidate (IP address already resolved); None = end-of-candidates (RFC 8838).
 
         `.local` names are ignored (the agent resolves them first). A candidate with the address of a
-        learned peer-reflexive one replaces it, keeping its pairs (RFC 8838 11.4)."""
+        learned peer-reflexive one replaces it, keeping its pairs (RFC 8838 11.4). Returns False when the
+        candidate was refused: over the cap (REMOTE_CANDIDATES_PER_PAIR * max_pairs) or unusable."""
+        accepted = True
         if candidate is None:
             self._remote_done = True
         else:
-            self._add_remote(candidate, mdns=False)
+            accepted = self._add_remote(candidate, mdns=False)
         self._update_failed()
+        return accepted
 
     def add_pending_remote(self) -> None:
         """A remote `.local` candidate is being resolved: no ChecklistFailed until it is settled
@@ -183,14 +189,16 @@ class IceSession:
         self._pending_remote += 1
         self._update_failed()
 
-    def settle_pending_remote(self, resolved: Candidate | None) -> None:
+    def settle_pending_remote(self, resolved: Candidate | None) -> bool:
         """A resolution ended: `resolved` is the candidate with the address its name resolved to (it replaces
         a peer-reflexive candidate at that address, keeping its pairs, and is never paired with a relay
         local candidate: draft-ietf-mmusic-mdns-ice-candidates 3.2.1, 3.3.2), or None if it did not resolve."""
         self._pending_remote = max(0, self._pending_remote - 1)
+        accepted = True
         if resolved is not None:
-            self._add_remote(resolved, mdns=True)
+            accepted = self._add_remote(resolved, mdns=True)
         self._update_failed()
+        return accepted
 
     @property
     def pending_remote(self) -> int:
@@ -201,12 +209,18 @@ class IceSession:
         """True for a remote candidate whose address was resolved from a `.local` name."""
         return self._candidates.from_mdns(remote)
 
-    def _add_remote(self, candidate: Candidate, *, mdns: bool) -> None:
+    def _add_remote(self, candidate: Candidate, *, mdns: bool) -> bool:
+        """Add a remote candidate and pair it; False if it was refused (over the cap, or unusable)."""
+        if unusable_reason(candidate) is not None:
+            return False  # the agent counts these before they get here
         added, replaced = self._candidates.add_remote(candidate, mdns=mdns)
         if replaced is not None:
             self._checklist.replace_remote(replaced, candidate)
+        if added is RemoteAdded.FULL:
+            return False
         if added is not RemoteAdded.IGNORED:
             self._checklist.pair_up(self._candidates.locals_for(candidate), [candidate])
+        return True
 
     def handle_stun(
         self, message: Message, raw: bytes, *, base: Candidate, remote: Address, now: float
@@ -482,7 +496,7 @@ class IceSession:
             tie_breaker=self.tie_breaker,
             use_candidate=use_candidate,
         )
-        estimator = self._rto.get(pair) or self._rto.setdefault(pair, RtoEstimator(initial=self.config.rto))
+        estimator = self._estimator(pair)
         transaction = Transaction(
             data,
             tid,
@@ -510,6 +524,13 @@ class IceSession:
         elif pair.state is not PairState.SUCCEEDED:
             self._checklist.set_state(pair, PairState.IN_PROGRESS)
         return Transmit(data, pair.base, pair.remote_address, pair)
+
+    def _estimator(self, pair: CandidatePair) -> RtoEstimator:
+        """The pair's RTO estimator (RFC 8489 6.2.1), made on first use; it lives on the pair."""
+        estimator = pair.rto_estimator
+        if estimator is None:
+            estimator = pair.rto_estimator = RtoEstimator(initial=self.config.rto)
+        return estimator
 
     # ---- responses (RFC 8445 7.2.5) ----
 
@@ -541,8 +562,7 @@ class IceSession:
                 self._check_failed(request)  # not symmetric (7.2.5.2.1)
             return
         if rtt is not None:
-            estimator = self._rto.get(pair) or self._rto.setdefault(pair, RtoEstimator(initial=self.config.rto))
-            estimator.update(rtt)
+            self._estimator(pair).update(rtt)
             pair.rtt = rtt
         pair.last_consent = now
         if request.consent:
@@ -615,6 +635,7 @@ class IceSession:
         if pair.nominated:
             return
         pair.nominated = True
+        self._checklist.last_nominated = pair
         self._completed = True
         self._events.append(PairNominated(pair))
 
@@ -630,6 +651,35 @@ class IceSession:
 
     def _state_changed(self, pair: CandidatePair, old: PairState, new: PairState) -> None:
         self._events.append(PairStateChanged(pair, old, new))
+
+    def _pair_dropped(self, pair: CandidatePair) -> None:
+        """A pair left both the check list and the valid list (the `max_pairs` caps, RFC 8445 6.1.2.5): forget
+        it everywhere, its checks in flight included (a late response is then unknown and ignored)."""
+        self._use_candidate.pop(pair, None)
+        self._peer_nominated.pop(pair, None)
+        self._generated.pop(pair, None)
+        for table in (self._use_candidate, self._generated):
+            for key in [k for k, v in table.items() if v is pair]:
+                del table[key]
+        doomed = [tid for tid, r in self._requests.items() if r.pair is pair]
+        for tid in doomed:
+            del self._requests[tid]
+        if doomed:
+            self._timer = False
+        self._events.append(PairRemoved(pair))
+
+    def table_sizes(self) -> dict[str, int]:
+        """The size of every per-pair and per-candidate table of this session, each bounded (docs/security.md
+        "Agent-side bounds"): for tests and soak runs."""
+        return {
+            **self._checklist.sizes(),
+            **self._candidates.sizes(),
+            "requests": len(self._requests),
+            "generated": len(self._generated),
+            "use_candidate": len(self._use_candidate),
+            "peer_nominated": len(self._peer_nominated),
+            "events": len(self._events),
+        }
 
     def _update_failed(self) -> None:
         """Emit ChecklistFailed when nothing can succeed any more; re-arm when the list revives (8.1.2)."""

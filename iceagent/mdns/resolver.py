@@ -19,7 +19,8 @@ import attrs
 import trio
 
 from ..logs import get_logger
-from ..net.base import Network, UdpSocket
+from ..net.base import Address, Network, UdpSocket
+from .link import LocalLink
 from .responder import group_of
 from .wire import MAX_NAME, MDNS_PORT, QTYPE_A, QTYPE_AAAA, build_query, normalize_name, parse
 
@@ -55,15 +56,17 @@ class ResolverStats:
     queries_sent: int = 0
     answers: int = 0  # response messages looked at
     unsolicited: int = 0  # records for names nobody asked for (ignored, RFC 6762 6: cache is optional)
-    ignored: int = 0  # malformed messages and queries
+    ignored: int = 0  # malformed messages, queries, and responses from a port other than 5353
+    off_link: int = 0  # responses from sources not on the local link (RFC 6762 11)
 
 
 class ResolverCore:
     """Names being resolved, the answers that settle them, and a bounded cache (sans-IO)."""
 
     def __init__(self, *, families: Collection[int] = (4, 6), max_pending: int = MAX_PENDING,
-                 max_cache: int = MAX_CACHE) -> None:
+                 max_cache: int = MAX_CACHE, link: LocalLink | None = None) -> None:
         self.families = frozenset(families)
+        self.link = link  # None: every source is taken as on-link
         self.max_pending = max_pending
         self.max_cache = max_cache
         self._pending: dict[str, int] = {}  # name -> resolutions waiting for it
@@ -116,12 +119,20 @@ class ResolverCore:
         self.stats.queries_sent += 1
         return build_query([normalize_name(name)], self.qtypes())
 
-    def feed(self, data: bytes, now: float) -> dict[str, str]:
-        """A datagram from the group: the pending names it settles, with the address chosen for each.
+    def feed(self, data: bytes, now: float, source: Address | None = None) -> dict[str, str]:
+        """A datagram from `source`: the pending names it settles, with the address chosen for each.
 
         Of several addresses for one name the first IPv6 one wins, else the first IPv4 one
         (draft-ietf-mmusic-mdns-ice-candidates 3.2.2), among the families we can use; records with
-        TTL 0 (goodbye, RFC 6762 10.1) settle nothing and leave the cache."""
+        TTL 0 (goodbye, RFC 6762 10.1) settle nothing and leave the cache. Responses come from port 5353
+        (RFC 6762 6) and from the local link (`link`, RFC 6762 11): others are ignored and counted."""
+        if source is not None:
+            if source[1] != MDNS_PORT:
+                self.stats.ignored += 1
+                return {}
+            if self.link is not None and source[0] not in self.link:
+                self.stats.off_link += 1
+                return {}
         message = parse(data)
         if message is None or not message.response:
             self.stats.ignored += 1
@@ -173,6 +184,7 @@ class MdnsResolver:
         skipped: it has no multicast), receive answers until cancelled, then close (RFC 6762 3, 5)."""
         try:
             try:
+                self.core.link = LocalLink(self.network.interfaces())
                 await self._open(interfaces)
             finally:
                 self.core.families = frozenset(self._sockets)
@@ -231,10 +243,7 @@ class MdnsResolver:
                 data, source = await sock.receive()
             except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
                 return
-            if source[1] != MDNS_PORT:
-                self.core.stats.ignored += 1  # RFC 6762 6: responses come from port 5353, others are ignored
-                continue
-            for name, address in self.core.feed(data, trio.current_time()).items():
+            for name, address in self.core.feed(data, trio.current_time(), source).items():
                 self._results[name] = address
                 event = self._settled.get(name)
                 if event is not None:

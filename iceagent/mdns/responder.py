@@ -20,6 +20,7 @@ import trio
 
 from ..logs import get_logger
 from ..net.base import Address, Network, UdpSocket
+from .link import LocalLink
 from .wire import (
     MDNS_GROUP4,
     MDNS_GROUP6,
@@ -78,14 +79,17 @@ class ZoneStats:
     suppressed: int = 0  # known-answer suppression (RFC 6762 7.1) and the one-second rule (6)
     rate_limited: int = 0
     ignored: int = 0  # responses, malformed messages, questions for names that are not ours
+    off_link: int = 0  # datagrams from sources not on the local link (RFC 6762 5.5, 11)
 
 
 class Zone:
     """Our names and their addresses, and the answer rules of RFC 6762 6 for them (sans-IO)."""
 
-    def __init__(self, *, max_names: int = MAX_NAMES, unicast_rate: float = UNICAST_RATE) -> None:
+    def __init__(self, *, max_names: int = MAX_NAMES, unicast_rate: float = UNICAST_RATE,
+                 link: LocalLink | None = None) -> None:
         self.max_names = max_names
         self.unicast_rate = unicast_rate
+        self.link = link  # None: every source is taken as on-link
         self._names: dict[str, str] = {}  # name (case-folded) -> address
         self._last_multicast: dict[tuple[str, int], float] = {}  # (name, family) -> time
         self._tokens = unicast_rate
@@ -118,7 +122,11 @@ class Zone:
         return self._names.get(normalize_name(name))
 
     def handle(self, data: bytes, source: Address, family: int, now: float) -> list[Reply]:
-        """A datagram received on the `family` socket from `source`: the replies to send (RFC 6762 6)."""
+        """A datagram received on the `family` socket from `source`: the replies to send (RFC 6762 6).
+        Queries from sources not on the local link (`link`) are ignored and counted (RFC 6762 5.5, 11)."""
+        if self.link is not None and source[0] not in self.link:
+            self.stats.off_link += 1
+            return []
         message = parse(data)
         if message is None or message.response:
             self.stats.ignored += 1
@@ -206,6 +214,7 @@ class MdnsResponder:
         if ip.is_loopback or ip.is_unspecified or ip.is_multicast:
             raise ValueError(f"no mDNS on {address}: loopback has no multicast (it would leave another way)")
         async with self._lock:
+            self.zone.link = LocalLink(self.network.interfaces())  # the subnets as they are now
             sock = await self._socket(ip.version)
             if str(ip) not in self._joined:
                 group = group_of(ip.version)[0]

@@ -1,17 +1,23 @@
 """mDNS messages on the wire through dnslib (RFC 6762 18): parse what may arrive, build what we send.
 
-Sans-IO and total: `parse` never raises, whatever the bytes (it returns None for anything that is not
-a usable DNS message), and bounds the work a message can cause (`MAX_MESSAGE`, `MAX_RECORDS`).
-The DNS format itself (labels, name compression, sections) is dnslib's, never hand-rolled.
+Sans-IO. `parse_packet` is the one parser: it returns a `Message` or raises `MdnsWireError`, whatever
+the bytes, in work linear in their length; `parse` is the same returning None instead of raising.
+dnslib reads the header, sections and record data; only its name decoder is replaced: dnslib's follows
+every compression pointer chain again (recursively) for every name, so one 9000-byte packet could
+cost seconds. Ours (`_NameBuffer`) reads each offset of a packet once (RFC 1035 4.1.4).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections.abc import Iterable, Sequence
 
 import attrs
-from dnslib import AAAA, NSEC, QTYPE, RR, A, DNSHeader, DNSQuestion, DNSRecord
+from dnslib import AAAA, NSEC, QTYPE, RR, A, DNSError, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib.bimap import BimapError
+from dnslib.buffer import BufferError as DnsBufferError
+from dnslib.label import DNSBuffer
 
 __all__ = [
     "CACHE_FLUSH",
@@ -26,7 +32,9 @@ __all__ = [
     "QTYPE_ANY",
     "QU_BIT",
     "TTL_HOST",
+    "MdnsWireError",
     "Message",
+    "ParseWork",
     "Question",
     "Record",
     "build_goodbye",
@@ -34,6 +42,7 @@ __all__ = [
     "build_response",
     "normalize_name",
     "parse",
+    "parse_packet",
 ]
 
 #: The mDNS port and groups (RFC 6762 3, 22: 224.0.0.251 and FF02::FB, UDP port 5353).
@@ -53,6 +62,11 @@ MAX_MESSAGE = 9000
 MAX_RECORDS = 64
 #: Longest name we accept (RFC 1035 2.3.4: 255 octets).
 MAX_NAME = 255
+#: Smallest question and resource record on the wire (RFC 1035 4.1.2, 4.1.3: a root name, then 4 or 10
+#: octets): the header's counts may not claim more than the message can hold.
+MIN_QUESTION = 1 + 4
+MIN_RECORD = 1 + 10
+_HEADER = 12
 
 QTYPE_A = 1
 QTYPE_AAAA = 28
@@ -133,18 +147,118 @@ def _address_record(rr: RR) -> Record | None:
     return Record(name, rr.rtype, address, int(rr.ttl), bool(rr.rclass & CACHE_FLUSH))
 
 
-def parse(data: bytes) -> Message | None:
-    """Parse an mDNS message (RFC 6762 18); None if it is malformed, too big, or not a standard query
-    or response. Never raises."""
-    if not 12 <= len(data) <= MAX_MESSAGE:
-        return None
+class MdnsWireError(ValueError):
+    """A datagram that is not a usable mDNS message: malformed (RFC 1035 4.1), over MAX_MESSAGE bytes, or
+    not a standard query or response (RFC 6762 18.3, 18.11). The only error `parse_packet` raises."""
+
+
+@attrs.define
+class ParseWork:
+    """What parsing one packet cost, for tests and fuzzing: names decoded, and the label reads and pointer
+    follows they took (each offset of the packet is read at most once, so steps <= the packet length)."""
+
+    names: int = 0
+    labels: int = 0
+    pointers: int = 0
+
+    @property
+    def steps(self) -> int:
+        return self.labels + self.pointers
+
+
+class _NameBuffer(DNSBuffer):  # type: ignore[misc]
+    """dnslib's buffer with a name decoder that reads each offset once per packet (RFC 1035 4.1.4).
+
+    The name found from each offset is remembered, so pointer chains are followed once per packet, not
+    once per name; a pointer must point before the labels it ends (a prior occurrence: no forward, self
+    or looping pointers); labels use the 00 or 11 (pointer) length bits only; names are at most 255
+    octets and their labels valid UTF-8 (as dnslib requires)."""
+
+    offset: int
+    data: bytes
+
+    def __init__(self, data: bytes, work: ParseWork) -> None:
+        super().__init__(data)
+        self.work = work
+        self._names: dict[int, tuple[tuple[bytes, ...], int, int]] = {}  # offset -> (labels, end, octets)
+
+    def decode_name(self, last: int = -1) -> DNSLabel:
+        self.work.names += 1
+        labels, self.offset, _octets = self._name_at(self.offset)
+        return DNSLabel(labels)
+
+    def _name_at(self, start: int) -> tuple[tuple[bytes, ...], int, int]:
+        """The labels of the name at `start`, the offset after it in place, and its length in octets."""
+        data, names, work = self.data, self._names, self.work
+        walked: list[tuple[int, bytes | None]] = []  # offsets read, with their label (None: a pointer)
+        pos = segment = start  # segment: where the labels being read began (the last pointer's target)
+        while pos not in names:
+            if pos >= len(data):
+                raise MdnsWireError(f"a name runs past the end of the message (offset {start})")
+            length = data[pos]
+            if length >= 0xC0:
+                if pos + 1 >= len(data):
+                    raise MdnsWireError(f"a compression pointer is cut short at offset {pos}")
+                target = (length & 0x3F) << 8 | data[pos + 1]
+                if target >= segment:
+                    raise MdnsWireError(f"compression pointer at offset {pos} to {target} does not point back "
+                                        "(RFC 1035 4.1.4: a prior occurrence)")
+                work.pointers += 1
+                walked.append((pos, None))
+                pos = segment = target
+            elif length >= 0x40:
+                raise MdnsWireError(f"label type 0x{length:02x} at offset {pos} (RFC 1035 4.1.4: 00 or 11 only)")
+            elif length == 0:
+                names[pos] = ((), pos + 1, 1)
+            else:
+                work.labels += 1
+                label = data[pos + 1 : pos + 1 + length]
+                if len(label) < length:
+                    raise MdnsWireError(f"a label runs past the end of the message (offset {pos})")
+                try:
+                    label.decode()
+                except UnicodeDecodeError:
+                    raise MdnsWireError(f"label at offset {pos} is not UTF-8") from None
+                walked.append((pos, label))
+                pos += 1 + length
+        labels, end, octets = names[pos]
+        for offset, read in reversed(walked):  # each suffix is a name of its own, from its offset
+            if read is None:
+                end = offset + 2
+            else:
+                labels, octets = (read, *labels), octets + 1 + len(read)
+                if octets > MAX_NAME:
+                    raise MdnsWireError(f"name at offset {offset} is over {MAX_NAME} octets (RFC 1035 2.3.4)")
+            names[offset] = (labels, end, octets)
+        return names[start]
+
+
+def _decode(data: bytes, work: ParseWork) -> DNSRecord:
+    """dnslib's DNSRecord.parse on a `_NameBuffer`, after checking the header's counts against the size."""
+    buffer = _NameBuffer(data, work)
+    header = DNSHeader.parse(buffer)
+    if header.q * MIN_QUESTION + (header.a + header.auth + header.ar) * MIN_RECORD > len(data) - _HEADER:
+        raise MdnsWireError(f"the header counts more records than {len(data)} bytes can hold")
+    questions = [DNSQuestion.parse(buffer) for _ in range(header.q)]
+    sections = [[RR.parse(buffer) for _ in range(count)] for count in (header.a, header.auth, header.ar)]
+    return DNSRecord(header, questions, sections[0], auth=sections[1], ar=sections[2])
+
+
+def parse_packet(data: bytes, *, work: ParseWork | None = None) -> Message:
+    """Parse an mDNS message (RFC 6762 18). Raises MdnsWireError, and nothing else, if it is malformed,
+    over MAX_MESSAGE bytes, or not a standard query or response; `work` counts what parsing cost."""
+    if not _HEADER <= len(data) <= MAX_MESSAGE:
+        raise MdnsWireError(f"{len(data)} bytes is not an mDNS message size ({_HEADER}-{MAX_MESSAGE}, RFC 6762 17)")
     try:
-        record = DNSRecord.parse(data)
-    except Exception:  # dnslib raises DNSError; hostile input can also reach RecursionError and others
-        return None
+        record = _decode(data, work if work is not None else ParseWork())
+    except (DNSError, DnsBufferError, BimapError, struct.error, ValueError) as exc:
+        if isinstance(exc, MdnsWireError):
+            raise
+        raise MdnsWireError(f"malformed DNS message: {exc}") from exc
     header = record.header
     if header.opcode != 0 or header.rcode != 0:
-        return None  # RFC 6762 18.3, 18.11: messages with another OPCODE or a non-zero RCODE are ignored
+        # RFC 6762 18.3, 18.11: messages with another OPCODE or a non-zero RCODE are ignored
+        raise MdnsWireError(f"OPCODE {header.opcode}, RCODE {header.rcode}: not a standard query or response")
     questions = []
     for q in record.questions[:MAX_RECORDS]:
         name = _label_text(q.qname.label)
@@ -162,6 +276,14 @@ def parse(data: bytes) -> Message | None:
             if found is not None:
                 out.append(found)
     return Message(int(header.id), bool(header.qr), tuple(questions), tuple(answers), tuple(additional))
+
+
+def parse(data: bytes) -> Message | None:
+    """`parse_packet`, with None for a message it rejects (never raises)."""
+    try:
+        return parse_packet(data)
+    except MdnsWireError:
+        return None
 
 
 def _rr(name: str, address: str, ttl: int, cache_flush: bool) -> RR:

@@ -17,11 +17,13 @@ Address = tuple[str, int]
 
 @attrs.frozen
 class Interface:
-    """A network interface and the IP addresses configured on it."""
+    """A network interface, the IP addresses configured on it, and the subnets they are on (CIDR, e.g.
+    "192.168.1.0/24"; empty when the Network does not know them): mDNS answers only its own link."""
 
     name: str
     addresses: tuple[str, ...]
     loopback: bool = False
+    networks: tuple[str, ...] = ()
 
 
 @runtime_checkable

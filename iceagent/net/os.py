@@ -164,13 +164,16 @@ class OSNetwork:
         result = []
         for adapter in ifaddr.get_adapters():
             addrs: list[str] = []
+            networks: list[str] = []
             for ip in adapter.ips:
-                if isinstance(ip.ip, tuple):
-                    addrs.append(ip.ip[0])
-                else:
-                    addrs.append(ip.ip)
+                address = ip.ip[0] if isinstance(ip.ip, tuple) else ip.ip
+                addrs.append(address)
+                network = str(ipaddress.ip_interface(f"{address.split('%', 1)[0]}/{ip.network_prefix}").network)
+                if network not in networks:
+                    networks.append(network)
             loop = any(ipaddress.ip_address(a).is_loopback for a in addrs)
-            result.append(Interface(name=adapter.nice_name, addresses=tuple(addrs), loopback=loop))
+            result.append(Interface(name=adapter.nice_name, addresses=tuple(addrs), loopback=loop,
+                                    networks=tuple(networks)))
         return result
 
     async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
@@ -184,10 +187,10 @@ class OSNetwork:
             if _family(address) == _stdsocket.AF_INET6:
                 raw.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
             raw.bind((address, port))  # an IP literal: no name resolution, never blocks
+            await trio.lowlevel.checkpoint()  # cancelled here: the socket is closed, not left to the collector
         except BaseException:
             raw.close()
             raise
-        await trio.lowlevel.checkpoint()
         return OSUdpSocket(raw)
 
     async def connect_tcp(self, remote: Address, *, local: Address | None = None) -> tuple[trio.abc.Stream, Address]:

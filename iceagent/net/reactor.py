@@ -55,7 +55,7 @@ class Reactor:
     """The epoll, the timers and the system task that serves them (one per `trio.run`)."""
 
     def __init__(self) -> None:
-        self._ep: select.epoll | None = select.epoll() if available() else None
+        self._ep: select.epoll | None = None  # open while the task runs (where epoll exists)
         self._subscribers: dict[int, tuple[socket.socket, Callback]] = {}
         self._heap: list[tuple[float, int, TimerClient]] = []
         self._want: dict[TimerClient, float] = {}  # when each client asked to be called
@@ -70,14 +70,15 @@ class Reactor:
 
     def subscribe(self, sock: socket.socket, callback: Callback) -> None:
         """Deliver what arrives on `sock` (non-blocking) to `callback` until `unsubscribe`."""
-        if self._ep is None:
+        if not available():
             raise RuntimeError("no epoll on this platform: receive on the socket instead")
         fd = sock.fileno()
         if fd in self._subscribers:
             raise RuntimeError(f"socket {fd} is already subscribed")
+        self._start()
+        assert self._ep is not None
         self._ep.register(fd, select.EPOLLIN)
         self._subscribers[fd] = (sock, callback)
-        self._start()
 
     def unsubscribe(self, sock: socket.socket) -> None:
         """Stop delivering for `sock`; call before closing it (its descriptor number may be reused)."""
@@ -133,6 +134,8 @@ class Reactor:
     def _start(self) -> None:
         if not self._running:
             self._running = True
+            if available():  # the task's own epoll: closed when the task ends, not left to the collector
+                self._ep = select.epoll()
             trio.lowlevel.spawn_system_task(self._run, name="iceagent-reactor")
 
     def _idle_check(self) -> None:
@@ -163,6 +166,13 @@ class Reactor:
         finally:
             self._scope = None
             self._running = False
+            if not self._want:  # idle: what the heap still holds is stale, and would keep dead clients alive
+                self._heap.clear()
+                self._armed.clear()
+                self._stale = 0
+            self._ep = None
+            if ep is not None:
+                ep.close()
 
     def _fire(self, now: float) -> None:
         soon = self._soon

@@ -4,8 +4,9 @@ With one primary and one alternate IP it listens on both IPs times two ports, an
 CHANGE-REQUEST, RESPONSE-PORT and PADDING and reports OTHER-ADDRESS and RESPONSE-ORIGIN (RFC 5780 6.1).
 It reaches the network only through the `Network` seam, so it runs on the OS and on a virtual network.
 
-`answer()` is the sans-IO core (bytes in, reply out); `serve_stun` / `open_stun_server` are the Trio
-layer that moves datagrams and TCP streams.
+`answer()` is the sans-IO core (bytes in, reply out, never much larger than what came in); `serve_stun` /
+`open_stun_server` are the Trio layer that moves datagrams and TCP streams, within `ServerLimits` (requests
+per source and in total, TCP connections, read and write deadlines).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
 from ..uri import format_host_port, parse_host_port
 from .attributes import COOKIE_BYTES, Attr
+from .limits import ConnectionCounter, RequestLimiter, ServerLimits, is_request
 from .message import Message, MessageClass, Method, StunDecodeError
 
 __all__ = [
@@ -41,7 +43,10 @@ __all__ = [
 log = get_logger(__name__)
 
 DEFAULT_SOFTWARE = "iceagent embedded STUN server"
-"""The SOFTWARE attribute of every response (RFC 8489 14.14)."""
+"""The SOFTWARE attribute (RFC 8489 14.14) of answers over TCP and to requests that carry SOFTWARE themselves."""
+
+MIN_RESPONSE_PORT = 1024
+"""RESPONSE-PORT below this gets 400 (RFC 5780 7.5): no answers aimed at privileged ports."""
 
 _HEADER_SIZE = 20
 _BIND_ATTEMPTS = 20  # port 0 with an alternate IP: retries when the chosen port is taken on the other IP
@@ -75,6 +80,15 @@ def answer(
     `other` is the address differing from `local` in both IP and port (RFC 5780 OTHER-ADDRESS), or None when
     the server has no alternate address. Returns None for anything to drop silently: bytes that are not STUN,
     a bad FINGERPRINT, indications and responses (RFC 8489 6.3).
+
+    Over UDP the source can be forged, so an answer carries only what the request asks for and stays
+    within a few times its size (no amplification; RFC 5780 9, RFC 8489 16): XOR-MAPPED-ADDRESS;
+    OTHER-ADDRESS when there is an alternate (a discovery client learns it from a plain request, RFC 5780
+    4.2, 6.1); MAPPED-ADDRESS and RESPONSE-ORIGIN when the request uses RFC 5780 (CHANGE-REQUEST,
+    RESPONSE-PORT or PADDING: 6.1 requires both then); FINGERPRINT when the request has one; SOFTWARE when
+    the request has one (or over TCP, where the source is real). Error reason phrases are short.
+    RESPONSE-PORT below 1024 gets 400: RFC 5780 7.5 lets a server refuse a port, and a privileged port
+    (DNS, NTP, ...) is a reflection target, never a NAT mapping under test.
     """
     try:
         request = Message.decode(data)
@@ -82,17 +96,19 @@ def answer(
         return None
     if request.message_class is not MessageClass.REQUEST:
         return None  # indications need no answer; stray responses are not ours (RFC 8489 6.3.2, 6.3.3)
-    if Attr.FINGERPRINT in request and not request.verify_fingerprint():
+    fingerprint = Attr.FINGERPRINT in request
+    if fingerprint and not request.verify_fingerprint():
         return None  # RFC 8489 7.3: a wrong FINGERPRINT means this is not STUN
-    tail: list[tuple[Attr | int, Any]] = [(Attr.SOFTWARE, software)] if software else []
+    tail: list[tuple[Attr | int, Any]] = []
+    if software and (transport == "tcp" or Attr.SOFTWARE in request):
+        tail.append((Attr.SOFTWARE, software))
 
     def error(code: int, reason: str, extra: Iterable[tuple[Attr | int, Any]] = ()) -> Reply:
         response = request.error_response(code, reason, [*extra, *tail])
-        return Reply(response.encode(fingerprint=True), remote, success=False)
+        return Reply(response.encode(fingerprint=fingerprint), remote, success=False)
 
     if request.method is not Method.BINDING:
-        method = getattr(request.method, "name", f"{request.method:#05x}")
-        return error(400, f"Bad Request: this STUN server answers Binding requests only, not {method}")
+        return error(400, "Binding only")
     unknown = request.unknown_required
     change = request.get(Attr.CHANGE_REQUEST)
     if change is not None and other is None:
@@ -104,33 +120,32 @@ def answer(
     response_port = request.get(Attr.RESPONSE_PORT)
     padding = Attr.PADDING in request
     if transport == "tcp" and (change_ip or change_port):
-        return error(400, "Bad Request: CHANGE-REQUEST cannot be honoured over TCP (RFC 5780 6.1)")
+        return error(400, "CHANGE-REQUEST over TCP")  # RFC 5780 6.1
     if transport == "tcp" and response_port is not None:
-        return error(400, "Bad Request: RESPONSE-PORT cannot be honoured over TCP (RFC 5780 7.5)")
+        return error(400, "RESPONSE-PORT over TCP")  # RFC 5780 7.5
     if padding and response_port is not None:
-        return error(400, "Bad Request: PADDING together with RESPONSE-PORT (RFC 5780 6.1)")
-    if response_port == 0:
-        return error(400, "Bad Request: RESPONSE-PORT 0")
+        return error(400, "PADDING with RESPONSE-PORT")  # RFC 5780 6.1
+    if response_port is not None and response_port < MIN_RESPONSE_PORT:
+        return error(400, "Privileged RESPONSE-PORT")  # RFC 5780 7.5: the server may refuse; 0 is no port
 
     origin = local
     if other is not None:
         origin = (other[0] if change_ip else local[0], other[1] if change_port else local[1])
-    attributes: list[tuple[Attr | int, Any]] = [
-        (Attr.XOR_MAPPED_ADDRESS, remote),
-        (Attr.MAPPED_ADDRESS, remote),  # RFC 5780 6.1 asks for both, and RFC 3489-era clients read it
-    ]
-    if not ipaddress.ip_address(origin[0]).is_unspecified:  # bound to a wildcard: we do not know our IP
-        attributes.append((Attr.RESPONSE_ORIGIN, origin))
+    attributes: list[tuple[Attr | int, Any]] = [(Attr.XOR_MAPPED_ADDRESS, remote)]
+    if change is not None or response_port is not None or padding:
+        attributes.append((Attr.MAPPED_ADDRESS, remote))  # RFC 5780 6.1 asks for both address attributes
+        if not ipaddress.ip_address(origin[0]).is_unspecified:  # bound to a wildcard: we do not know our IP
+            attributes.append((Attr.RESPONSE_ORIGIN, origin))
     if other is not None:
         attributes.append((Attr.OTHER_ADDRESS, other))
     attributes += tail
     response = request.success_response(attributes)
-    encoded = response.encode(fingerprint=True)
+    encoded = response.encode(fingerprint=fingerprint)
     if padding:
         # RFC 5780 6.1 suggests padding to the MTU; we pad to the request's size, which tests the same path.
         size = max(0, len(data) - len(encoded) - 4) & ~3
         response.attributes.insert(len(attributes) - len(tail), (Attr.PADDING, bytes(size)))
-        encoded = response.encode(fingerprint=True)
+        encoded = response.encode(fingerprint=fingerprint)
     destination = remote if response_port is None else (remote[0], response_port)
     return Reply(encoded, destination, change_ip=change_ip, change_port=change_port)
 
@@ -143,6 +158,12 @@ class ServerStats:
     errors: int = 0  # of those, error responses
     dropped: int = 0  # datagrams and TCP messages dropped (not STUN, indications, bad FINGERPRINT)
     tcp_connections: int = 0  # TCP connections accepted so far
+    limited: dict[str, int] = attrs.Factory(dict)
+    """By reason (`ServerLimits`): "rate_source"/"rate_total" requests dropped (UDP) or held back (TCP);
+    "connections"/"connections_per_ip" connections refused; "read_timeout"/"write_timeout" connections closed."""
+
+    def count(self, reason: str) -> None:
+        self.limited[reason] = self.limited.get(reason, 0) + 1
 
 
 @attrs.define(eq=False)
@@ -173,11 +194,16 @@ class _Site:
 class StunServer:
     """A running embedded STUN server; made by `open_stun_server` or `serve_stun` (RFC 8489, RFC 5780)."""
 
-    def __init__(self, sites: list[_Site], *, software: str | None, tcp_idle_timeout: float) -> None:
+    def __init__(
+        self, sites: list[_Site], *, software: str | None, tcp_idle_timeout: float, limits: ServerLimits
+    ) -> None:
         self._sites = sites
         self.software = software
         self.tcp_idle_timeout = tcp_idle_timeout
+        self.limits = limits
         self.stats = ServerStats()
+        self._limiter = RequestLimiter(limits, trio.current_time())
+        self._connections = ConnectionCounter(limits)
 
     async def serve(self, *, task_status: trio.TaskStatus[StunServer] = trio.TASK_STATUS_IGNORED) -> None:
         """Answer on every socket until cancelled; the sockets stay open (`close()` closes them)."""
@@ -226,6 +252,11 @@ class StunServer:
         other = site.other(role)
         while True:
             data, remote = await sock.receive()
+            if is_request(data):
+                limited = self._limiter.check(remote[0], trio.current_time())
+                if limited is not None:
+                    self.stats.count(limited)  # dropped unanswered: a flood, maybe from forged sources
+                    continue
             reply = self._answer(data, remote, local, other, "udp")
             if reply is None:
                 continue
@@ -263,22 +294,31 @@ class StunServer:
                 log.warning("STUN server: cannot accept on %s: %s", site.address(role), e)
                 await trio.sleep(0.1)  # out of descriptors: back off instead of spinning
                 continue
+            refused = self._connections.open(remote[0])
+            if refused is not None:
+                self.stats.count(refused)
+                await trio.aclose_forcefully(stream)
+                continue
             self.stats.tcp_connections += 1
             nursery.start_soon(self._serve_connection, stream, remote, site.address(role), site.other(role))
 
     async def _serve_connection(
         self, stream: trio.abc.Stream, remote: Address, local: Address, other: Address | None
     ) -> None:
-        """STUN over TCP: messages back to back, each framed by its own header (RFC 8489 6.2.2)."""
+        """STUN over TCP: messages back to back, each framed by its own header (RFC 8489 6.2.2).
+
+        Each message must arrive whole within `read_timeout` of its first byte, each answer must be taken
+        within `write_timeout`, and requests wait for the rate limit's tokens (`ServerLimits`).
+        """
         buffer = bytearray()
-        async with stream:
-            try:
+        deadline: float | None = None  # when the message begun in `buffer` must be complete
+        try:
+            async with stream:
                 while True:
-                    chunk: bytes | bytearray = b""
-                    with trio.move_on_after(self.tcp_idle_timeout):  # idle for too long: close
-                        chunk = await stream.receive_some(65536)
+                    chunk = await self._receive(stream, deadline)
                     if not chunk:
                         return
+                    fresh = not buffer
                     buffer += chunk
                     while len(buffer) >= _HEADER_SIZE:
                         if buffer[0] & 0xC0 or buffer[4:8] != COOKIE_BYTES or buffer[3] & 3:
@@ -289,11 +329,51 @@ class StunServer:
                             break
                         data = bytes(buffer[:size])
                         del buffer[:size]
+                        fresh = True  # what is left began in this chunk
+                        if is_request(data):
+                            await wait_for_rate(self._limiter, remote[0], self.stats.count)
                         reply = self._answer(data, remote, local, other, "tcp")
-                        if reply is not None:
-                            await stream.send_all(reply.data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+                        if reply is not None and not await self._send(stream, reply.data):
+                            return
+                    if not buffer:
+                        deadline = None
+                    elif fresh:  # counted from now, not from arrival: our own rate-limit waits are not the client's
+                        deadline = trio.current_time() + self.limits.read_timeout
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        finally:
+            self._connections.close(remote[0])
+
+    async def _receive(self, stream: trio.abc.Stream, deadline: float | None) -> bytes | bytearray:
+        """The next bytes, or b"" to close: idle for `tcp_idle_timeout` between messages, or past the
+        `deadline` of a message begun (a client trickling a message a byte at a time)."""
+        with trio.move_on_at(trio.current_time() + self.tcp_idle_timeout if deadline is None else deadline):
+            return await stream.receive_some(65536)
+        if deadline is not None:
+            self.stats.count("read_timeout")
+        return b""
+
+    async def _send(self, stream: trio.abc.Stream, data: bytes) -> bool:
+        """Send, or give up after `write_timeout` (a client that does not read); False: close."""
+        with trio.move_on_after(self.limits.write_timeout):
+            await stream.send_all(data)
+            return True
+        self.stats.count("write_timeout")
+        return False
+
+
+
+async def wait_for_rate(limiter: RequestLimiter, ip: str, count: Callable[[str], None]) -> None:
+    """A request over TCP/TLS, where the source is real: over the rate it waits for its token (counted by
+    reason) instead of being dropped, so a pipelining client is slowed, not broken."""
+    limited = limiter.check(ip, trio.current_time())
+    if limited is None:
+        return
+    count(limited)  # once per request held back
+    while True:
+        await trio.sleep(max(limiter.wait(ip, trio.current_time()), 0.001))  # at least 1 ms: floats round
+        if limiter.check(ip, trio.current_time()) is None:
+            return
 
 
 def _check_ip(host: str, what: str) -> str:
@@ -364,6 +444,7 @@ async def bind_stun_server(
     tcp: bool = False,
     software: str | None = DEFAULT_SOFTWARE,
     tcp_idle_timeout: float = 60.0,
+    limits: ServerLimits | None = None,
 ) -> StunServer:
     """Open the sockets of a STUN server without serving yet; `serve_stun` and `open_stun_server` use it.
 
@@ -392,7 +473,7 @@ async def bind_stun_server(
         for site in sites:
             site.close()
         raise
-    return StunServer(sites, software=software, tcp_idle_timeout=tcp_idle_timeout)
+    return StunServer(sites, software=software, tcp_idle_timeout=tcp_idle_timeout, limits=limits or ServerLimits())
 
 
 async def serve_stun(
@@ -404,6 +485,7 @@ async def serve_stun(
     tcp: bool = False,
     software: str | None = DEFAULT_SOFTWARE,
     tcp_idle_timeout: float = 60.0,
+    limits: ServerLimits | None = None,
     task_status: trio.TaskStatus[StunServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run an embedded STUN server until cancelled (RFC 8489 Binding; RFC 5780 with `alternate`).
@@ -411,7 +493,8 @@ async def serve_stun(
     `addresses` are the primary addresses, `"IP:PORT"`, `"[IPv6]:PORT"` or (ip, port); port 0 picks a
     free port. `alternate` is a second IP of the same family (one primary address only): the server
     then also listens on `alternate_port` (default: primary port + 1, or a free one with port 0) on both
-    IPs. `tcp=True` adds TCP listeners on the same addresses. Reports the `StunServer` via `task_status`
+    IPs. `tcp=True` adds TCP listeners on the same addresses. `limits` (default `ServerLimits()`) bounds the
+    requests answered and the TCP connections. Reports the `StunServer` via `task_status`
     (`await nursery.start(serve_stun, network, ...)`).
     """
     server = await bind_stun_server(
@@ -422,6 +505,7 @@ async def serve_stun(
         tcp=tcp,
         software=software,
         tcp_idle_timeout=tcp_idle_timeout,
+        limits=limits,
     )
     try:
         await server.serve(task_status=task_status)
@@ -439,6 +523,7 @@ async def open_stun_server(
     tcp: bool = False,
     software: str | None = DEFAULT_SOFTWARE,
     tcp_idle_timeout: float = 60.0,
+    limits: ServerLimits | None = None,
 ) -> AsyncIterator[StunServer]:
     """Run an embedded STUN server for the body of an `async with` (options as `serve_stun`).
 
@@ -453,6 +538,7 @@ async def open_stun_server(
         tcp=tcp,
         software=software,
         tcp_idle_timeout=tcp_idle_timeout,
+        limits=limits,
     )
     async with serving(server):
         yield server

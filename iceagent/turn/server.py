@@ -13,7 +13,8 @@ import ipaddress
 import math
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import attrs
@@ -22,6 +23,8 @@ import trio
 from .._groups import serving
 from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
+from ..stun.limits import ConnectionCounter, RequestLimiter, is_request
+from ..stun.server import wait_for_rate
 from ..uri import format_host_port, parse_host_port
 from .server_state import TurnServerState
 from .server_types import (
@@ -82,9 +85,11 @@ class TurnServer:
         tls: list[TcpListener],
         ssl_context: ssl.SSLContext | None,
         relay_addresses: dict[int, str],
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.network = network
         self.state = state
+        self._wall_clock = wall_clock
         self._udp = udp
         self._udp_by_address = {sock.local_address: sock for sock in udp}
         self._tcp = tcp
@@ -97,6 +102,9 @@ class TurnServer:
         self._deadline = math.inf
         self._timer_changed = trio.Event()
         self._closed = False
+        self._limiter = RequestLimiter(state.config.limits, trio.current_time())
+        self._open = ConnectionCounter(state.config.limits)
+        self._limited: dict[str, int] = {}
 
     # ---- what a user reads ----
 
@@ -133,7 +141,9 @@ class TurnServer:
     @property
     def stats(self) -> TurnServerStats:
         """Current allocations, permissions and channels, and counters since the start."""
-        return self.state.stats
+        stats = self.state.stats
+        stats.limited = dict(self._limited)
+        return stats
 
     def uris(self) -> list[str]:
         """`turn:`/`turns:` URIs of every listener (RFC 7065), e.g. for an `IceServer`."""
@@ -145,6 +155,10 @@ class TurnServer:
     def set_user(self, username: str, password: str) -> None:
         """Add a user or change a password; takes effect for the next request."""
         self.state.auth.set_user(username, password)
+
+    def set_auth_secrets(self, secrets: Sequence[bytes]) -> None:
+        """Replace the shared secrets of ephemeral credentials (rotation); takes effect for the next request."""
+        self.state.auth.set_auth_secrets(secrets)
 
     # ---- running ----
 
@@ -190,11 +204,19 @@ class TurnServer:
         local = sock.local_address
         while True:
             data, remote = await sock.receive()
+            if is_request(data):
+                limited = self._limiter.check(remote[0], self._now())
+                if limited is not None:
+                    self._count(limited)  # dropped unanswered: a flood, maybe from forged sources
+                    continue
             await self._from_client(data, FiveTuple(remote, local, "udp"))
+
+    def _count(self, reason: str) -> None:
+        self._limited[reason] = self._limited.get(reason, 0) + 1
 
     async def _from_client(self, data: bytes, ft: FiveTuple) -> None:
         try:
-            outputs = self.state.receive_from_client(data, ft, self._now())
+            outputs = self.state.receive_from_client(data, ft, self._now(), self._wall_clock())
         except Exception:  # a bug here must not take the server down; it is logged and the input dropped
             log.exception("TURN server: failed to handle %d bytes from %s", len(data), ft)
             return
@@ -328,6 +350,11 @@ class TurnServer:
                 log.warning("TURN server: cannot accept on %s: %s", format_host_port(local), e)
                 await trio.sleep(0.1)  # out of descriptors: back off instead of spinning
                 continue
+            refused = self._open.open(remote[0])
+            if refused is not None:
+                self._count(refused)
+                await trio.aclose_forcefully(stream)
+                continue
             if kind == "tls":
                 assert self._ssl_context is not None
                 stream = trio.SSLStream(stream, self._ssl_context, server_side=True)
@@ -335,15 +362,18 @@ class TurnServer:
 
     async def _serve_connection(self, stream: trio.abc.Stream, ft: FiveTuple) -> None:
         """One TCP/TLS client: STUN and ChannelData framed on the stream (RFC 8656 12.5); the allocation ends
-        with the connection (RFC 8656 5)."""
+        with the connection (RFC 8656 5). A TLS handshake must finish within `limits.read_timeout`."""
         send, receive = trio.open_memory_channel[bytes](_TCP_QUEUE)
         self._connections[ft] = send
         try:
+            if isinstance(stream, trio.SSLStream) and not await self._handshake(stream):
+                return
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_connection, stream, receive, nursery.cancel_scope)
                 await self._read_connection(stream, ft)
                 nursery.cancel_scope.cancel()
         finally:
+            self._open.close(ft.client[0])
             del self._connections[ft]
             send.close()
             for out in self.state.client_closed(ft, self._now()):
@@ -354,22 +384,40 @@ class TurnServer:
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
 
+    async def _handshake(self, stream: trio.SSLStream[trio.abc.Stream]) -> bool:
+        """The TLS handshake, within `limits.read_timeout` (a client that stalls it holds a socket)."""
+        with trio.move_on_after(self.state.config.limits.read_timeout):
+            try:
+                await stream.do_handshake()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return False  # not TLS, a bad certificate, a reset
+            return True
+        self._count("read_timeout")
+        return False
+
     async def _read_connection(self, stream: trio.abc.Stream, ft: FiveTuple) -> None:
+        """Frames off the stream until it ends; closed when idle without an allocation (`tcp_idle_timeout`) or
+        when a message begun does not arrive whole within `limits.read_timeout` (a client trickling bytes)."""
         buffer = bytearray()
-        idle = self.state.config.tcp_idle_timeout
+        config = self.state.config
+        deadline: float | None = None  # when the message begun in `buffer` must be complete
         while True:
             chunk: bytes | bytearray | None = None
-            with trio.move_on_after(idle):
+            with trio.move_on_at(self._now() + config.tcp_idle_timeout if deadline is None else deadline):
                 try:
                     chunk = await stream.receive_some(65536)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return  # reset by the client, or a failed TLS handshake
+                    return  # reset by the client
             if chunk is None:
+                if deadline is not None:
+                    self._count("read_timeout")
+                    return
                 if self.state.allocation(ft, self._now()) is not None:
                     continue  # quiet, but its allocation is alive: the connection stays
                 return  # idle without an allocation (or after it expired): close
             if not chunk:
                 return  # closed by the client
+            fresh = not buffer
             buffer += chunk
             try:
                 frames = split_stream(buffer)
@@ -377,14 +425,28 @@ class TurnServer:
                 log.info("TURN server: closing %s: %s", ft, e)
                 return  # a byte stream cannot be resynchronised
             for frame in frames:
+                if is_request(frame):
+                    await wait_for_rate(self._limiter, ft.client[0], self._count)
                 await self._from_client(frame, ft)
+            if not buffer:
+                deadline = None
+            elif fresh or frames:  # a new message began in this chunk; counted from now, after our own waits
+                deadline = self._now() + config.limits.read_timeout
 
     async def _write_connection(
         self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel[bytes], scope: trio.CancelScope
     ) -> None:
+        """Send what is queued for the client; a send blocked `limits.write_timeout` (the client does not read)
+        closes the connection."""
+        timeout = self.state.config.limits.write_timeout
         try:
             async for data in receive:
-                await stream.send_all(data)
+                with trio.move_on_after(timeout):
+                    await stream.send_all(data)
+                    continue
+                self._count("write_timeout")
+                scope.cancel()
+                return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             scope.cancel()
 
@@ -455,6 +517,8 @@ async def bind_turn_server(
     ssl_context: ssl.SSLContext | None = None,
     config: TurnServerConfig | None = None,
     secret: bytes | None = None,
+    auth_secrets: Sequence[bytes] = (),
+    wall_clock: Callable[[], float] = time.time,
 ) -> TurnServer:
     """Open the sockets of a TURN server without serving yet; `serve_turn` and `open_turn_server` use it.
 
@@ -462,14 +526,23 @@ async def bind_turn_server(
     """
     if not listen:
         raise ValueError("the TURN server needs at least one address to listen on")
-    if not users:
-        raise ValueError("the TURN server needs at least one user (username -> password) for long-term credentials")
+    if not users and not auth_secrets:
+        raise ValueError(
+            "the TURN server needs at least one user (username -> password) or auth secret (ephemeral credentials)"
+        )
     if tls_listen and ssl_context is None:
         raise ValueError("tls_listen needs an ssl_context with the server's certificate (e.g. from trustme)")
     addresses = [_parse_address(a) for a in listen]
     tls_addresses = [_parse_address(a) for a in tls_listen]
     relays = _relay_addresses(addresses, relay_address)
-    state = TurnServerState(realm=realm, users=users, relay_families=sorted(relays), config=config, secret=secret)
+    state = TurnServerState(
+        realm=realm,
+        users=users,
+        relay_families=sorted(relays),
+        config=config,
+        secret=secret,
+        auth_secrets=auth_secrets,
+    )
     udp: list[UdpSocket] = []
     tcp_listeners: list[TcpListener] = []
     tls_listeners: list[TcpListener] = []
@@ -493,6 +566,7 @@ async def bind_turn_server(
             reason = os.strerror(e.errno) if e.errno else str(e)
             raise OSError(e.errno, f"cannot open the TURN server on {where}: {reason}") from e
         raise
+    _own_addresses(state, network, [sock.local_address for sock in udp], relays)
     return TurnServer(
         network,
         state,
@@ -501,7 +575,17 @@ async def bind_turn_server(
         tls=tls_listeners,
         ssl_context=ssl_context,
         relay_addresses=relays,
+        wall_clock=wall_clock,
     )
+
+
+def _own_addresses(state: TurnServerState, network: Network, udp: list[Address], relays: dict[int, str]) -> None:
+    """Tell the peer policy where the server listens, so no relay sends there; a wildcard listener is on
+    every local IP: the relay IPs and the interfaces' addresses now (CVE-2020-26262)."""
+    state.policy.add_own_addresses(udp)
+    state.policy.add_local_ips(relays.values())
+    if any(ipaddress.ip_address(host).is_unspecified for host, _ in udp):
+        state.policy.add_local_ips(a.split("%")[0] for i in network.interfaces() for a in i.addresses)
 
 
 async def serve_turn(
@@ -515,6 +599,8 @@ async def serve_turn(
     tls_listen: Sequence[str | Address] = (),
     ssl_context: ssl.SSLContext | None = None,
     config: TurnServerConfig | None = None,
+    auth_secrets: Sequence[bytes] = (),
+    wall_clock: Callable[[], float] = time.time,
     task_status: trio.TaskStatus[TurnServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run an embedded TURN server until cancelled (RFC 8656); `await nursery.start(serve_turn, network, ...)`.
@@ -522,8 +608,10 @@ async def serve_turn(
     `listen`: UDP addresses (`"IP:PORT"`, `"[IPv6]:PORT"` or (ip, port); port 0 picks a free one); `tcp=True`
     adds TCP listeners on the same addresses; `tls_listen` adds TLS listeners (with `ssl_context`).
     `relay_address`: the IP (or one IP per family) relays are bound on, default the listening IPs.
-    `users`: username -> password of the long-term credentials in `realm`. Timers, quotas and the peer
-    policy are in `config`.
+    `users`: username -> password of the long-term credentials in `realm`; `auth_secrets`: shared secrets of
+    ephemeral credentials (TURN REST API: username "<expiry>:<user>", password base64(HMAC-SHA1(secret,
+    username))), which expire by `wall_clock()` (unix seconds). Timers, quotas and the peer policy (loopback
+    peers are refused unless `TurnServerConfig(allow_loopback_peers=True)`) are in `config`.
     """
     server = await bind_turn_server(
         network,
@@ -535,6 +623,8 @@ async def serve_turn(
         tls_listen=tls_listen,
         ssl_context=ssl_context,
         config=config,
+        auth_secrets=auth_secrets,
+        wall_clock=wall_clock,
     )
     try:
         await server.serve(task_status=task_status)
@@ -554,6 +644,8 @@ async def open_turn_server(
     tls_listen: Sequence[str | Address] = (),
     ssl_context: ssl.SSLContext | None = None,
     config: TurnServerConfig | None = None,
+    auth_secrets: Sequence[bytes] = (),
+    wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[TurnServer]:
     """Run an embedded TURN server for the body of an `async with` (options as `serve_turn`).
 
@@ -570,6 +662,8 @@ async def open_turn_server(
         tls_listen=tls_listen,
         ssl_context=ssl_context,
         config=config,
+        auth_secrets=auth_secrets,
+        wall_clock=wall_clock,
     )
     async with serving(server):
         yield server

@@ -3,13 +3,18 @@
 `TurnServerState` is fed what arrives (from a client on a 5-tuple, from a peer at a relayed address) with
 `now`, and returns what to do: `SendToClient`, `SendToPeer`, `OpenRelay` (bind a relay socket, then call
 `relay_opened` or `relay_failed`) and `CloseRelay`. It reads no clock and no socket; the Trio layer
-(`iceagent.turn.server`) moves the bytes and calls `handle_timer` at `get_timer()`.
+(`iceagent.turn.server`) moves the bytes, calls `handle_timer` at `get_timer()` and passes the wall-clock
+`unix_time` that ephemeral credentials expire by.
+
+Every table has a bound an authenticated user cannot push past: allocations (`max_allocations`, per user
+`max_allocations_per_user`), permissions (`max_permissions` per allocation), channels (4096 numbers per
+allocation, cooldowns as many), pending Allocates (counted with the allocations), the timer heap (2 x the
+timed items + 64, `server_timers.Timers`), the response cache (16 per client, 10,000 in all); nonces are
+stateless.
 """
 
 from __future__ import annotations
 
-import heapq
-import ipaddress
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +24,9 @@ import attrs
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method, StunDecodeError
 from .server_auth import Authenticated, AuthError, LongTermAuth
+from .server_channels import channel_conflict, frame_for_client
+from .server_policy import PeerPolicy, burst, spend
+from .server_timers import ResponseCache, Timers
 from .server_types import (
     DEFAULT_SOFTWARE,
     Address,
@@ -50,9 +58,7 @@ __all__ = [
 ]
 
 UDP = 17  # REQUESTED-TRANSPORT value for UDP, the IANA protocol number (RFC 8656 18.6)
-CHANNEL_MIN, CHANNEL_MAX = 0x4000, 0x4FFF  # RFC 8656 12
 _FAMILIES = {1: 4, 2: 6}  # REQUESTED-ADDRESS-FAMILY -> IP version (RFC 8656 18.8)
-_RESPONSE_CACHE_MAX = 10_000
 _AUTHENTICATED = (Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND)
 
 
@@ -74,6 +80,9 @@ def _ip_version(host: str) -> int:
     return 6 if ":" in host else 4
 
 
+_TimerKey = tuple[str, Allocation, Any]  # ("allocation" | "permission" | "channel" | "cooldown", allocation, item)
+
+
 class TurnServerState:
     """A TURN server without I/O: allocations keyed by 5-tuple, relays by address (RFC 8656 5-12)."""
 
@@ -85,7 +94,11 @@ class TurnServerState:
         relay_families: Sequence[int] = (4,),
         config: TurnServerConfig | None = None,
         secret: bytes | None = None,
+        auth_secrets: Sequence[bytes] = (),
+        server_addresses: Sequence[Address] = (),
     ) -> None:
+        """`auth_secrets`: shared secrets of ephemeral credentials (TURN REST API). `server_addresses`: the
+        UDP ip:port the server listens on, which relays never send to (a wildcard one: on `policy`'s local IPs)."""
         self.config = config if config is not None else TurnServerConfig()
         self.auth = LongTermAuth(
             realm,
@@ -93,16 +106,16 @@ class TurnServerState:
             nonce_lifetime=self.config.nonce_lifetime,
             password_algorithms=self.config.password_algorithms,
             secret=secret,
+            auth_secrets=auth_secrets,
         )
         self.relay_families = frozenset(relay_families)
+        self.policy = PeerPolicy(self.config, server_addresses)
         self.allocations: dict[FiveTuple, Allocation] = {}
         self._by_relay: dict[Address, Allocation] = {}
         self._pending: dict[FiveTuple, _Pending] = {}
-        self._responses: dict[tuple[FiveTuple, bytes], tuple[float, bytes]] = {}
-        self._timers: list[float] = []
-        self._denied = [ipaddress.ip_network(n) for n in self.config.denied_peers]
-        allowed = self.config.allowed_peers
-        self._allowed = None if allowed is None else [ipaddress.ip_network(n) for n in allowed]
+        self._per_user: dict[str, int] = {}  # allocations and pending Allocates per user
+        self._responses: ResponseCache[FiveTuple] = ResponseCache(self.config.response_cache_time)
+        self._timers: Timers[_TimerKey] = Timers()
         self._stats = TurnServerStats()
 
     # ---- queries ----
@@ -114,7 +127,11 @@ class TurnServerState:
         s.allocations = len(self.allocations)
         s.permissions = sum(len(a.permissions) for a in self.allocations.values())
         s.channels = sum(len(a.channels) for a in self.allocations.values())
-        return attrs.evolve(s)
+        s.timers = len(self._timers)
+        s.timer_visits = self._timers.visits
+        return attrs.evolve(
+            s, dropped_by_reason=dict(s.dropped_by_reason), forbidden_by_reason=dict(s.forbidden_by_reason)
+        )
 
     def allocation(self, five_tuple: FiveTuple, now: float) -> Allocation | None:
         """The live allocation on `five_tuple`, if any (RFC 8656 5)."""
@@ -129,12 +146,15 @@ class TurnServerState:
 
     def get_timer(self) -> float | None:
         """When `handle_timer` should next run (an allocation, permission or channel may expire then)."""
-        return self._timers[0] if self._timers else None
+        return self._timers.next()
 
     # ---- input ----
 
-    def receive_from_client(self, data: bytes, five_tuple: FiveTuple, now: float) -> list[Output]:
-        """A STUN message or ChannelData from a client (RFC 8656 7-12); over TCP, one frame of `split_stream`."""
+    def receive_from_client(
+        self, data: bytes, five_tuple: FiveTuple, now: float, unix_time: float | None = None
+    ) -> list[Output]:
+        """A STUN message or ChannelData from a client (RFC 8656 7-12); over TCP, one frame of `split_stream`.
+        `unix_time` is the wall clock (seconds since 1970) that ephemeral usernames expire by."""
         if len(data) >= 4 and data[0] & 0xC0 == 0x40:
             out = self._channel_data(data, five_tuple, now)
             return [out] if out is not None else []
@@ -147,7 +167,7 @@ class TurnServerState:
             self._stats.dropped += 1
             return []  # RFC 8489 7.3: not STUN after all
         if message.message_class is MessageClass.REQUEST:
-            return self._request(message, five_tuple, now)
+            return self._request(message, five_tuple, now, unix_time)
         if message.message_class is MessageClass.INDICATION and message.method is Method.SEND:
             out = self._send_indication(message, five_tuple, now)
             return [out] if out is not None else []
@@ -161,25 +181,13 @@ class TurnServerState:
         if allocation is None or allocation.expires <= now or allocation.permissions.get(peer[0], 0.0) <= now:
             self._stats.dropped += 1
             return None
-        number = allocation.channel_by_peer.get(peer)
+        if not self._spend(allocation, len(data), now):
+            return None
         ft = allocation.five_tuple
-        if number is not None and allocation.channels[number][1] > now:
-            n = len(data)
-            if n > 0xFFFF:
-                self._stats.dropped += 1
-                return None
-            frame = number.to_bytes(2, "big") + n.to_bytes(2, "big") + data
-            if ft.transport != "udp":
-                frame += b"\x00" * (-n & 3)  # RFC 8656 12.5: padded to 4 bytes over TCP
-        else:
-            indication = Message(
-                Method.DATA, MessageClass.INDICATION, None, [(Attr.XOR_PEER_ADDRESS, peer), (Attr.DATA, data)]
-            )
-            try:
-                frame = indication.encode()
-            except ValueError:
-                self._stats.dropped += 1
-                return None
+        frame = frame_for_client(allocation, peer, data, now)
+        if frame is None:
+            self._stats.dropped += 1
+            return None
         self._stats.to_clients += 1
         return SendToClient(ft, frame)
 
@@ -190,9 +198,10 @@ class TurnServerState:
             return [CloseRelay(five_tuple, relay, "the client left before the allocation was made")]
         request = pending.request
         allocation = Allocation(five_tuple, relay, pending.auth.username, now + pending.lifetime, pending.family)
+        allocation.tokens, allocation.tokens_at = burst(self.config.relay_bandwidth), now
         self.allocations[five_tuple] = allocation
         self._by_relay[relay] = allocation
-        self._schedule(allocation.expires)
+        self._timers.wake_by(("allocation", allocation, None), allocation.expires)
         self._stats.allocations_created += 1
         attributes: list[tuple[Attr | int, Any]] = [
             (Attr.XOR_RELAYED_ADDRESS, relay),
@@ -207,6 +216,7 @@ class TurnServerState:
         pending = self._pending.pop(five_tuple, None)
         if pending is None:
             return []
+        self._count_user(pending.auth.username, -1)
         return [
             self._error(
                 pending.request,
@@ -220,7 +230,9 @@ class TurnServerState:
 
     def client_closed(self, five_tuple: FiveTuple, now: float) -> list[Output]:
         """The TCP/TLS connection of `five_tuple` closed: its allocation ends with it (RFC 8656 5)."""
-        self._pending.pop(five_tuple, None)
+        pending = self._pending.pop(five_tuple, None)
+        if pending is not None:
+            self._count_user(pending.auth.username, -1)
         allocation = self.allocations.get(five_tuple)
         if allocation is None:
             return []
@@ -228,51 +240,66 @@ class TurnServerState:
         return [self._remove(allocation, "the client's connection closed")]
 
     def handle_timer(self, now: float) -> list[Output]:
-        """Expire allocations, permissions and channels whose time has come (RFC 8656 6, 9, 12)."""
-        while self._timers and self._timers[0] <= now:
-            heapq.heappop(self._timers)
+        """Expire allocations, permissions and channels whose time has come (RFC 8656 6, 9, 12); only the
+        timer entries that are due are looked at."""
         out: list[Output] = []
-        for allocation in list(self.allocations.values()):
-            if allocation.expires <= now:
-                self._stats.allocations_expired += 1
-                out.append(self._remove(allocation, "the allocation expired (not refreshed)"))
-                continue
-            for ip, expiry in list(allocation.permissions.items()):
-                if expiry <= now:
-                    del allocation.permissions[ip]
-            for number, (peer, expiry) in list(allocation.channels.items()):
-                if expiry <= now:
-                    del allocation.channels[number]
-                    del allocation.channel_by_peer[peer]
-                    until = expiry + self.config.channel_cooldown
-                    if until > now:
-                        allocation.cooldown[number] = (peer, until)
-                        self._schedule(until)
-            for number, (_, until) in list(allocation.cooldown.items()):
-                if until <= now:
-                    del allocation.cooldown[number]
-        self._prune_responses(now)
+        for kind, allocation, item in self._timers.due(now):
+            if self.allocations.get(allocation.five_tuple) is not allocation:
+                continue  # removed meanwhile
+            if kind == "allocation":
+                if allocation.expires <= now:
+                    self._stats.allocations_expired += 1
+                    out.append(self._remove(allocation, "the allocation expired (not refreshed)"))
+                else:
+                    self._timers.wake_by((kind, allocation, item), allocation.expires)
+            elif kind == "permission":
+                expiry = allocation.permissions.get(item)
+                if expiry is not None and expiry <= now:
+                    del allocation.permissions[item]
+                elif expiry is not None:
+                    self._timers.wake_by((kind, allocation, item), expiry)
+            elif kind == "channel":
+                self._expire_channel(allocation, item, now)
+            else:
+                cooling = allocation.cooldown.get(item)
+                if cooling is not None and cooling[1] <= now:
+                    del allocation.cooldown[item]
+                elif cooling is not None:
+                    self._timers.wake_by((kind, allocation, item), cooling[1])
+        self._responses.prune(now)
         return out
+
+    def _expire_channel(self, allocation: Allocation, number: int, now: float) -> None:
+        """A channel's timer is due: unbind it if it was not refreshed, and cool its number down (RFC 8656 12)."""
+        bound = allocation.channels.get(number)
+        if bound is None:
+            return
+        peer, expiry = bound
+        if expiry > now:
+            self._timers.wake_by(("channel", allocation, number), expiry)
+            return
+        del allocation.channels[number]
+        del allocation.channel_by_peer[peer]
+        until = expiry + self.config.channel_cooldown
+        if until > now:
+            allocation.cooldown[number] = (peer, until)
+            self._timers.wake_by(("cooldown", allocation, number), until)
 
     # ---- requests ----
 
-    def _request(self, request: Message, ft: FiveTuple, now: float) -> list[Output]:
+    def _request(self, request: Message, ft: FiveTuple, now: float, unix_time: float | None) -> list[Output]:
         fingerprint = Attr.FINGERPRINT in request
         method = request.method
         if method is Method.BINDING:
             return [self._binding(request, ft, fingerprint)]
         if method not in _AUTHENTICATED:
-            name = getattr(method, "name", f"{method:#05x}")
-            reason = (
-                f"Bad Request: a TURN server answers Binding, Allocate, Refresh, CreatePermission and "
-                f"ChannelBind requests, not {name}"
-            )
-            return [self._error(request, 400, reason, ft, None, fingerprint)]
-        cached = self._responses.get((ft, request.transaction_id))
-        if cached is not None and cached[0] > now:
+            # Only Binding, Allocate, Refresh, CreatePermission and ChannelBind are requests to a TURN server.
+            return [self._error(request, 400, "Bad Request", ft, None, fingerprint)]
+        cached = self._responses.get(ft, request.transaction_id, now)
+        if cached is not None:
             self._stats.requests += 1
-            return [SendToClient(ft, cached[1])]  # a retransmission: the same answer (RFC 8489 6.3.1)
-        checked = self.auth.check(request, ft.client, ft.transport, now)
+            return [SendToClient(ft, cached)]  # a retransmission: the same answer (RFC 8489 6.3.1)
+        checked = self.auth.check(request, ft.client, ft.transport, now, unix_time)
         if isinstance(checked, AuthError):
             return [self._error(request, checked.code, checked.reason, ft, None, fingerprint, checked.attributes)]
         auth = checked
@@ -312,7 +339,7 @@ class TurnServerState:
                 request, 420, "Unknown Attribute", ft, None, fingerprint, [(Attr.UNKNOWN_ATTRIBUTES, unknown)]
             )
         self._stats.requests += 1
-        response = request.success_response([(Attr.XOR_MAPPED_ADDRESS, ft.client), *self._software()])
+        response = request.success_response([(Attr.XOR_MAPPED_ADDRESS, ft.client)])  # unauthenticated: no SOFTWARE
         return SendToClient(ft, response.encode(fingerprint=fingerprint))
 
     def _allocate(
@@ -357,8 +384,7 @@ class TurnServerState:
             return error(440, f"Address Family not Supported: {family_code} is neither IPv4 (1) nor IPv6 (2)")
         if family not in self.relay_families:
             return error(440, f"Address Family not Supported: this server has no IPv{family} relay address")
-        owned = sum(a.username == auth.username for a in self.allocations.values())
-        owned += sum(p.auth.username == auth.username for p in self._pending.values())
+        owned = self._per_user.get(auth.username, 0)
         if owned >= self.config.max_allocations_per_user:
             return error(
                 486,
@@ -369,6 +395,7 @@ class TurnServerState:
             return error(508, f"Insufficient Capacity: this server holds {self.config.max_allocations} allocations")
         lifetime = self._desired_lifetime(request.get(Attr.LIFETIME))
         self._pending[ft] = _Pending(request, auth, lifetime, family, fingerprint)
+        self._count_user(auth.username, 1)
         return [OpenRelay(ft, family, even_port=even_port is not None)]
 
     def _refresh(
@@ -388,7 +415,7 @@ class TurnServerState:
             return [close, self._success(request, [(Attr.LIFETIME, 0)], auth, fingerprint, ft, now)]
         lifetime = self._desired_lifetime(requested)
         allocation.expires = now + lifetime
-        self._schedule(allocation.expires)
+        self._timers.wake_by(("allocation", allocation, None), allocation.expires)
         return [self._success(request, [(Attr.LIFETIME, _wire_seconds(lifetime))], auth, fingerprint, ft, now)]
 
     def _create_permission(
@@ -401,7 +428,7 @@ class TurnServerState:
             reason = "Bad Request: CreatePermission needs at least one XOR-PEER-ADDRESS (RFC 8656 9.2)"
             return self._error(request, 400, reason, ft, auth, fingerprint)
         for peer in peers:
-            refused = self._check_peer(peer, allocation)
+            refused = self._check_peer(peer, allocation, channel=False)
             if refused is not None:
                 return self._error(request, refused[0], refused[1], ft, auth, fingerprint)
         new = {p[0] for p in peers} - set(allocation.permissions)
@@ -410,8 +437,7 @@ class TurnServerState:
             return self._error(request, 508, reason, ft, auth, fingerprint)
         expiry = now + self.config.permission_lifetime
         for peer in peers:
-            allocation.permissions[peer[0]] = expiry
-        self._schedule(expiry)
+            self._permit(allocation, peer[0], expiry)
         return self._success(request, [], auth, fingerprint, ft, now)
 
     def _channel_bind(
@@ -427,30 +453,12 @@ class TurnServerState:
         peer = request.get(Attr.XOR_PEER_ADDRESS)
         if number is None or peer is None:
             return error(400, "Bad Request: ChannelBind needs CHANNEL-NUMBER and XOR-PEER-ADDRESS (RFC 8656 11.2)")
-        if not CHANNEL_MIN <= number <= CHANNEL_MAX:
-            return error(400, f"Bad Request: channel number {number:#06x} is outside 0x4000-0x4FFF (RFC 8656 12)")
-        cooldown = self.config.channel_cooldown
-        recent = (
-            "; for 5 minutes after a binding expires neither its number nor its peer can be bound to anything "
-            "else (RFC 8656 12)"
-        )
+        conflict = channel_conflict(allocation, number, peer, now, self.config.channel_cooldown)
+        if conflict is not None:
+            return error(400, conflict)
         bound = allocation.channels.get(number)
-        if bound is not None and bound[0] != peer:
-            if bound[1] > now:
-                return error(400, f"Bad Request: channel {number:#06x} is bound to another peer {_fmt(bound[0])}")
-            if now < bound[1] + cooldown:
-                return error(400, f"Bad Request: channel {number:#06x} was bound to {_fmt(bound[0])}{recent}")
         other = allocation.channel_by_peer.get(peer)
-        if other is not None and other != number:
-            expiry = allocation.channels[other][1]
-            if expiry > now:
-                return error(400, f"Bad Request: peer {_fmt(peer)} is bound to another channel {other:#06x}")
-            if now < expiry + cooldown:
-                return error(400, f"Bad Request: peer {_fmt(peer)} was bound to channel {other:#06x}{recent}")
-        for n, (p, until) in allocation.cooldown.items():
-            if until > now and (n == number) != (p == peer):
-                return error(400, f"Bad Request: channel {n:#06x} was bound to {_fmt(p)}{recent}")
-        refused = self._check_peer(peer, allocation)
+        refused = self._check_peer(peer, allocation, channel=True)
         if refused is not None:
             return error(*refused)
         if peer[0] not in allocation.permissions and len(allocation.permissions) >= self.config.max_permissions:
@@ -461,13 +469,14 @@ class TurnServerState:
             allocation.channel_by_peer.pop(bound[0], None)
         if other is not None and other != number:
             allocation.channels.pop(other, None)
-        allocation.cooldown.pop(number, None)
+            self._timers.cancel(("channel", allocation, other))
+        if allocation.cooldown.pop(number, None) is not None:
+            self._timers.cancel(("cooldown", allocation, number))
         expiry = now + self.config.channel_lifetime
         allocation.channels[number] = (peer, expiry)
         allocation.channel_by_peer[peer] = number
-        allocation.permissions[peer[0]] = now + self.config.permission_lifetime
-        self._schedule(expiry)
-        self._schedule(now + self.config.permission_lifetime)
+        self._timers.wake_by(("channel", allocation, number), expiry)
+        self._permit(allocation, peer[0], now + self.config.permission_lifetime)
         return self._success(request, [], auth, fingerprint, ft, now)
 
     # ---- data from the client ----
@@ -484,9 +493,16 @@ class TurnServerState:
             or Attr.DONT_FRAGMENT in message  # we cannot set DF: treated as unknown, so discarded
             or message.unknown_required  # RFC 8489 6.3.2
             or _ip_version(peer[0]) != allocation.family
-            or allocation.permissions.get(peer[0], 0.0) <= now
         ):
             self._stats.dropped += 1
+            return None
+        if self.policy.own(peer):
+            self._drop("own-address")  # a relay must not feed the server itself, whatever the permissions
+            return None
+        if allocation.permissions.get(peer[0], 0.0) <= now:
+            self._drop(self.policy.refused(peer[0]) or "no-permission")
+            return None
+        if not self._spend(allocation, len(data), now):
             return None
         self._stats.to_peers += 1
         return SendToPeer(allocation.relay, peer, data)
@@ -506,21 +522,45 @@ class TurnServerState:
         ):
             self._stats.dropped += 1
             return None
+        # A channel's peer passed the policy and the own-address check at ChannelBind (403 otherwise).
+        if not self._spend(allocation, length, now):
+            return None
         self._stats.to_peers += 1
         return SendToPeer(allocation.relay, bound[0], data[4 : 4 + length])
 
     # ---- helpers ----
 
-    def _check_peer(self, peer: Address, allocation: Allocation) -> tuple[int, str] | None:
-        """443 for a peer of the other family, 403 for one the policy forbids (RFC 8656 9.2, 11.2)."""
-        if _ip_version(peer[0]) != allocation.family:
-            return 443, f"Peer Address Family Mismatch: {peer[0]} is not IPv{allocation.family} like the relay"
-        ip = ipaddress.ip_address(peer[0])
-        if any(ip in net for net in self._denied) or (
-            self._allowed is not None and not any(ip in net for net in self._allowed)
-        ):
-            return 403, f"Forbidden: this server's policy does not allow relaying to {peer[0]}"
-        return None
+    def _check_peer(self, peer: Address, allocation: Allocation, *, channel: bool) -> tuple[int, str] | None:
+        """443 or 403 for a peer this allocation may not reach (RFC 8656 9.2, 11.2); 403s counted by reason."""
+        refused = self.policy.check(peer, allocation.family, channel=channel)
+        if refused is not None and refused[0] == 403:
+            counts = self._stats.forbidden_by_reason
+            counts[refused[2]] = counts.get(refused[2], 0) + 1
+        return None if refused is None else refused[:2]
+
+    def _permit(self, allocation: Allocation, ip: str, expiry: float) -> None:
+        """Install or refresh the permission for `ip` (RFC 8656 9)."""
+        allocation.permissions[ip] = expiry
+        self._timers.wake_by(("permission", allocation, ip), expiry)
+
+    def _spend(self, allocation: Allocation, size: int, now: float) -> bool:
+        """Take `size` relayed bytes from the allocation's bandwidth; False (dropped, counted) when over it."""
+        if spend(allocation, size, now, self.config.relay_bandwidth):
+            return True
+        self._drop("bandwidth")
+        return False
+
+    def _drop(self, reason: str) -> None:
+        self._stats.dropped += 1
+        counts = self._stats.dropped_by_reason
+        counts[reason] = counts.get(reason, 0) + 1
+
+    def _count_user(self, username: str, delta: int) -> None:
+        count = self._per_user.get(username, 0) + delta
+        if count > 0:
+            self._per_user[username] = count
+        else:
+            self._per_user.pop(username, None)
 
     def _desired_lifetime(self, requested: int | None) -> float:
         """min(requested, max), but not under the default (RFC 8656 7.2, 8.2)."""
@@ -532,10 +572,16 @@ class TurnServerState:
     def _remove(self, allocation: Allocation, reason: str) -> CloseRelay:
         del self.allocations[allocation.five_tuple]
         self._by_relay.pop(allocation.relay, None)
+        self._count_user(allocation.username, -1)
+        timers = self._timers
+        timers.cancel(("allocation", allocation, None))
+        for ip in allocation.permissions:
+            timers.cancel(("permission", allocation, ip))
+        for number in allocation.channels:
+            timers.cancel(("channel", allocation, number))
+        for number in allocation.cooldown:
+            timers.cancel(("cooldown", allocation, number))
         return CloseRelay(allocation.five_tuple, allocation.relay, reason)
-
-    def _schedule(self, when: float) -> None:
-        heapq.heappush(self._timers, when)
 
     def _software(self) -> list[tuple[Attr | int, Any]]:
         return [(Attr.SOFTWARE, self.config.software)] if self.config.software else []
@@ -553,11 +599,7 @@ class TurnServerState:
         self._stats.requests += 1
         response = request.success_response([*attributes, *self._software()])
         data = response.encode(integrity_key=auth.key, integrity=auth.integrity, fingerprint=fingerprint)
-        if self.config.response_cache_time > 0:
-            self._prune_responses(now)
-            if len(self._responses) >= _RESPONSE_CACHE_MAX:
-                del self._responses[next(iter(self._responses))]
-            self._responses[(ft, request.transaction_id)] = (now + self.config.response_cache_time, data)
+        self._responses.put(ft, request.transaction_id, data, now)
         return SendToClient(ft, data)
 
     def _error(
@@ -570,24 +612,13 @@ class TurnServerState:
         fingerprint: bool,
         extra: Sequence[tuple[Attr | int, Any]] = (),
     ) -> SendToClient:
-        """An error response, signed when the request was authenticated (RFC 8489 9.2.4)."""
+        """An error response, signed when the request was authenticated (RFC 8489 9.2.4). Unauthenticated ones
+        carry no SOFTWARE: a stranger gets no more bytes (amplification) and no fingerprint of the server."""
         self._stats.requests += 1
         self._stats.errors += 1
-        response = request.error_response(code, reason, [*extra, *self._software()])
         if auth is None:
+            response = request.error_response(code, reason, extra)
             return SendToClient(ft, response.encode(fingerprint=fingerprint))
+        response = request.error_response(code, reason, [*extra, *self._software()])
         data = response.encode(integrity_key=auth.key, integrity=auth.integrity, fingerprint=fingerprint)
         return SendToClient(ft, data)
-
-    def _prune_responses(self, now: float) -> None:
-        responses = self._responses
-        while responses:
-            key = next(iter(responses))
-            if responses[key][0] > now:
-                break
-            del responses[key]
-
-
-def _fmt(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import attrs
 
 from ..stun.attributes import COOKIE_BYTES
+from ..stun.limits import ServerLimits
 
 __all__ = [
     "DEFAULT_SOFTWARE",
@@ -26,7 +27,10 @@ __all__ = [
 ]
 
 DEFAULT_SOFTWARE = "iceagent embedded TURN server"
-"""The SOFTWARE attribute of every response (RFC 8489 14.14)."""
+"""The SOFTWARE attribute of authenticated responses (RFC 8489 14.14); unauthenticated ones carry none."""
+
+DEFAULT_RELAY_BANDWIDTH = 1_250_000
+"""Relayed bytes per second per allocation, both directions together (10 Mbit/s: HD video fits)."""
 
 Address = tuple[str, int]
 Transport = Literal["udp", "tcp", "tls"]
@@ -45,6 +49,11 @@ def _networks(value: Sequence[str]) -> tuple[str, ...]:
         except ValueError:
             raise ValueError(f"{text!r} is not an IP network such as '10.0.0.0/8' or '::1/128'") from None
     return tuple(out)
+
+
+def _optional_positive(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None:
+        _positive(instance, attribute, value)
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
@@ -82,13 +91,25 @@ class TurnServerConfig:
     denied_peers: tuple[str, ...] = attrs.field(default=(), converter=_networks)
     """Peer networks (CIDR) a permission or channel is refused for with 403 Forbidden (RFC 8656 9.2, 21)."""
     allowed_peers: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_networks)
-    """When given, only peers in these networks are allowed (403 for any other)."""
+    """When given, only peers in these networks are allowed (403 for any other); it narrows the default policy,
+    it does not lift it (loopback needs `allow_loopback_peers` too)."""
+    allow_loopback_peers: bool = False
+    """Relay to loopback peers (127.0.0.0/8, ::1): for tests on one host only (coturn's default
+    no-loopback-peers; CVE-2020-26262). The server's own listening ip:port stays refused."""
+    allow_link_local_peers: bool = False
+    """Relay to link-local peers (169.254.0.0/16 with the cloud metadata address, fe80::/10)."""
+    relay_bandwidth: float | None = attrs.field(default=DEFAULT_RELAY_BANDWIDTH, validator=_optional_positive)
+    """Relayed payload bytes per second per allocation, both directions in one token bucket holding one
+    second (at least one 64 KiB datagram); excess datagrams are dropped and counted. None: no limit."""
     software: str | None = DEFAULT_SOFTWARE
-    """The SOFTWARE attribute of responses, None for none (RFC 8489 14.14)."""
+    """The SOFTWARE attribute of authenticated responses, None for none (RFC 8489 14.14)."""
     response_cache_time: float = attrs.field(default=40.0, validator=attrs.validators.ge(0))
     """How long a success response is kept to answer a retransmission of its request (RFC 8489 6.3.1, Ti)."""
     tcp_idle_timeout: float = attrs.field(default=60.0, validator=_positive)
     """A TCP/TLS connection without an allocation is closed after this long without a message."""
+    limits: ServerLimits = attrs.field(factory=ServerLimits)
+    """Request rates per source and in total, TCP/TLS connection caps and read/write deadlines (no amplification,
+    no slowloris; RFC 8656 21.3.1)."""
 
     def __attrs_post_init__(self) -> None:
         if self.default_lifetime > self.max_lifetime:
@@ -157,6 +178,8 @@ class Allocation:
     channels: dict[int, tuple[Address, float]] = attrs.Factory(dict)  # number -> (peer, expiry)
     channel_by_peer: dict[Address, int] = attrs.Factory(dict)
     cooldown: dict[int, tuple[Address, float]] = attrs.Factory(dict)  # expired numbers -> (peer, until)
+    tokens: float = 0.0  # the bandwidth token bucket (bytes), full when the allocation is made
+    tokens_at: float = 0.0  # when `tokens` was last topped up
 
 
 @attrs.define
@@ -174,6 +197,11 @@ class TurnServerStats:
     to_peers: int = 0  # datagrams relayed to peers
     to_clients: int = 0  # datagrams relayed to clients (Data indications and ChannelData)
     dropped: int = 0  # ignored input: not STUN, no permission, unbound channel, ...
+    dropped_by_reason: dict[str, int] = attrs.Factory(dict)  # relayed datagrams dropped by policy or quota
+    forbidden_by_reason: dict[str, int] = attrs.Factory(dict)  # 403 answers to CreatePermission/ChannelBind
+    timers: int = 0  # entries in the expiry timer heap now (at most 2x the timed items + a constant)
+    timer_visits: int = 0  # timer heap entries taken off by expiry passes, since the start
+    limited: dict[str, int] = attrs.Factory(dict)  # by reason, as the STUN server's `ServerStats.limited`
 
 
 def split_stream(buffer: bytearray) -> list[bytes]:

@@ -130,9 +130,13 @@ class Host:
         return self._network
 
     def interfaces(self) -> list[Interface]:
-        """The loopback and one Interface per attachment, as `Network.interfaces()` reports them."""
-        out = [Interface(name="lo", addresses=(LOOPBACK_V4, LOOPBACK_V6), loopback=True)]
-        out += [Interface(name=att.name, addresses=tuple(att.addresses)) for att in self.attachments]
+        """The loopback and one Interface per attachment, as `Network.interfaces()` reports them; an
+        interface's networks are its segment's subnets that hold its addresses."""
+        out = [Interface(name="lo", addresses=(LOOPBACK_V4, LOOPBACK_V6), loopback=True,
+                         networks=("127.0.0.0/8", "::1/128"))]
+        for att in self.attachments:
+            networks = tuple(str(p.network) for p in att.segment.pools if any(a in p for a in att.addresses))
+            out.append(Interface(name=att.name, addresses=tuple(att.addresses), networks=networks))
         return out
 
     def has_address(self, ip: str) -> bool:

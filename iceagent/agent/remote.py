@@ -1,0 +1,127 @@
+"""What the peer signals, checked before it reaches a session (DESIGN.md "Security defaults").
+
+- Remote candidates whose address can reach no peer (unspecified, multicast, broadcast, port 0) are
+  ignored, counted by reason in `agent.stats()["ignored_remote_candidates"]` and logged, whether
+  signalled or resolved from a `.local` name; so are candidates of another generation, `.local` ones
+  under the relay policy and those over the per-session cap.
+- Peer-driven restarts (a new remote ufrag, RFC 8445 9) are rate-limited: at most one per
+  `IceConfig.peer_restart_interval`. A new ufrag inside the interval is held back with the candidates
+  signalled after it; a newer one replaces it (and drops them); when the interval ends the agent
+  follows the latest. So a peer flipping ufrags costs one restart per interval, and the agent still
+  ends on the peer's latest parameters.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from ..ice.candidate import Candidate, IceParameters
+from ..ice.session import REMOTE_CANDIDATES_PER_PAIR
+from ..logs import get_logger
+
+if TYPE_CHECKING:
+    from .core import Agent
+
+log = get_logger("iceagent.agent")
+
+__all__ = ["RemoteGate"]
+
+
+@attrs.define
+class _Held:
+    """The peer's latest parameters, waiting for the restart interval to end, and what came after them."""
+
+    parameters: IceParameters
+    candidates: list[Candidate | None] = attrs.Factory(list)
+
+
+class RemoteGate:
+    """One per agent, across generations: the ignored-candidate counters and the peer-restart limiter."""
+
+    __slots__ = ("_agent", "_following", "held", "ignored", "restart_at", "restarts", "superseded")
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        #: reason -> remote candidates ignored for it
+        self.ignored: dict[str, int] = {}
+        #: the earliest time the next peer-driven restart may happen
+        self.restart_at = -float("inf")
+        self.held: _Held | None = None
+        self.restarts = 0  # peer-driven restarts done
+        self.superseded = 0  # held parameters replaced by newer ones before they applied
+        self._following = False  # the task that applies `held` is scheduled
+
+    def ignore(self, candidate: Candidate, reason: str, source: str = "signalled") -> None:
+        """Count and log a remote candidate that is not used."""
+        self.ignored[reason] = self.ignored.get(reason, 0) + 1
+        log.info("%s: %s remote candidate ignored (%s): %s", self._agent.name, source, reason, candidate.to_sdp())
+
+    # ---- peer-driven restarts ----
+
+    def hold(self, params: IceParameters, current: IceParameters | None, now: float) -> bool:
+        """Called with the peer's parameters before they are applied; True when they are held back (or
+        replace held ones) instead: a restart came less than `peer_restart_interval` ago."""
+        held = self.held
+        if held is not None:
+            if params.ufrag == held.parameters.ufrag:
+                held.parameters = params
+                return True
+            self.held = None
+            if current is not None and params.ufrag == current.ufrag:
+                return False  # back to the parameters in use: nothing to restart
+            self.superseded += 1
+            self.held = _Held(params)
+            return True
+        if current is None or current.ufrag == params.ufrag:
+            return False
+        if now >= self.restart_at:
+            self.restart_at = now + self._agent.config.peer_restart_interval
+            self.restarts += 1
+            return False
+        self.held = _Held(params)
+        log.info(
+            "%s: the peer restarted again within peer_restart_interval=%g s: following it at %.3f",
+            self._agent.name, self._agent.config.peer_restart_interval, self.restart_at,
+        )
+        if not self._following:
+            self._following = True
+            nursery = self._agent._nursery
+            assert nursery is not None
+            nursery.start_soon(self._follow, name=f"follow-peer-restart-{self._agent.name}")
+        return True
+
+    def hold_candidate(self, candidate: Candidate | None) -> bool:
+        """True when `candidate` (None: end-of-candidates) belongs to held parameters and was kept for them
+        (or, over the per-session cap, ignored): it was signalled after them, or carries their ufrag."""
+        held = self.held
+        if held is None:
+            return False
+        if candidate is not None and candidate.ufrag is not None and candidate.ufrag != held.parameters.ufrag:
+            return False
+        if len(held.candidates) > REMOTE_CANDIDATES_PER_PAIR * self._agent.config.max_pairs:
+            if candidate is not None:
+                self.ignore(candidate, "over-limit")
+            return True
+        held.candidates.append(candidate)
+        return True
+
+    async def _follow(self) -> None:
+        """At the end of the interval, apply the latest held parameters and their candidates."""
+        try:
+            await trio.sleep_until(self.restart_at)
+        finally:
+            self._following = False
+        held, self.held = self.held, None
+        agent = self._agent
+        if held is None or agent._closed:
+            return
+        agent.set_remote_parameters(held.parameters)
+        for candidate in held.candidates:
+            agent.add_remote_candidate(candidate)
+
+    def stats(self) -> dict[str, object]:
+        """For `agent.stats()["peer_restarts"]`."""
+        return {"restarts": self.restarts, "superseded": self.superseded, "held": self.held is not None}

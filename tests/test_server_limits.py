@@ -1,0 +1,454 @@
+"""The front door of the embedded STUN and TURN servers (issue 12): small answers, rate limits per source and in
+total, TCP/TLS connection caps, read and write deadlines. Sans-IO parts with literal times, rate limits on the
+vnet under MockClock, connections on real loopback sockets with short deadlines."""
+
+from __future__ import annotations
+
+import math
+import os
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from iceagent.net.base import Address, Network
+from iceagent.net.os import OSNetwork
+from iceagent.stun import Attr, Message, MessageClass, Method, long_term_key
+from iceagent.stun.limits import ConnectionCounter, RequestLimiter, ServerLimits, TokenBucket, source_key
+from iceagent.stun.server import answer, open_stun_server
+from iceagent.turn.server import open_turn_server
+from iceagent.turn.server_types import TurnServerConfig
+
+NET = OSNetwork()
+USERS = {"alice": "secret"}
+UNLIMITED = {"source_rate": math.inf, "total_rate": math.inf}
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _binding(*attributes: tuple[Attr | int, Any], method: int = Method.BINDING) -> Message:
+    return Message(method, MessageClass.REQUEST, attributes=list(attributes))
+
+
+# ---- sans-IO: buckets, the source table, connection counts ----
+
+
+def test_token_bucket_gives_the_burst_then_the_rate() -> None:
+    bucket = TokenBucket.full(rate=2.0, burst=3.0, now=100.0)
+    taken = 0
+    while bucket.ready(100.0):
+        bucket.take()
+        taken += 1
+    assert taken == 3
+    assert bucket.wait(100.0) == pytest.approx(0.5)
+    assert not bucket.ready(100.4) and bucket.ready(100.5)
+    bucket.take()
+    assert bucket.ready(1000.0) and bucket.tokens == 3.0  # never more than the burst
+
+
+def test_sources_have_their_own_buckets_ipv4_per_address_ipv6_per_64() -> None:
+    limiter = RequestLimiter(ServerLimits(source_rate=1, source_burst=2), now=0.0)
+    assert [limiter.check("192.0.2.1", 0.0) for _ in range(3)] == [None, None, "rate_source"]
+    assert limiter.check("192.0.2.2", 0.0) is None  # another IPv4 address: another bucket
+    assert [limiter.check("2001:db8:1:2::1", 0.0) for _ in range(2)] == [None, None]
+    assert limiter.check("2001:db8:1:2:ffff::9", 0.0) == "rate_source"  # same /64
+    assert limiter.check("2001:db8:1:3::1", 0.0) is None  # another /64
+    assert limiter.check("::ffff:192.0.2.1", 0.0) == "rate_source"  # IPv4-mapped: the IPv4 address's bucket
+    assert limiter.check("192.0.2.1", 1.0) is None  # one token back after a second
+    assert source_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert source_key("2001:db8:1:2:3:4:5:6", 48) == "2001:db8:1::/48"
+
+
+def test_the_total_bucket_holds_when_every_request_has_another_source() -> None:
+    """Forged sources dodge the per-source buckets; the total one still caps the answers."""
+    limiter = RequestLimiter(ServerLimits(total_rate=10, total_burst=50), now=0.0)
+    results = [limiter.check(f"10.0.{i // 256}.{i % 256}", 0.0) for i in range(1000)]
+    assert results.count(None) == 50 and results.count("rate_total") == 950
+    later = [limiter.check(f"10.1.{i // 256}.{i % 256}", 2.0) for i in range(100)]
+    assert later.count(None) == 20  # 2 s at 10/s
+
+
+def test_the_source_table_is_bounded() -> None:
+    limiter = RequestLimiter(ServerLimits(max_sources=64), now=0.0)
+    for i in range(5000):
+        limiter.check(f"2001:db8:{i:x}::1", float(i))
+        assert len(limiter) <= 64
+    assert limiter.evicted == 5000 - 64
+    # the least recently seen go first: a source seen just now keeps its (partly spent) bucket
+    limiter = RequestLimiter(ServerLimits(max_sources=2, source_rate=1, source_burst=1), now=0.0)
+    assert limiter.check("192.0.2.1", 0.0) is None
+    assert limiter.check("192.0.2.2", 0.0) is None
+    assert limiter.check("192.0.2.1", 0.0) == "rate_source"  # seen again: now the most recent
+    assert limiter.check("192.0.2.3", 0.0) is None  # evicts 192.0.2.2
+    assert limiter.check("192.0.2.1", 0.0) == "rate_source"
+
+
+def test_connection_counter_caps_per_ip_and_in_total() -> None:
+    counter = ConnectionCounter(ServerLimits(max_connections=3, max_connections_per_ip=2))
+    assert [counter.open("192.0.2.1") for _ in range(3)] == [None, None, "connections_per_ip"]
+    assert counter.open("192.0.2.2") is None
+    assert counter.open("192.0.2.3") == "connections"
+    counter.close("192.0.2.1")
+    assert counter.open("192.0.2.3") is None and counter.total == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"source_rate": 0}, {"total_burst": -1}, {"max_sources": 0}, {"ipv6_prefix": 129}, {"read_timeout": 0}],
+)
+def test_limits_are_checked(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        ServerLimits(**kwargs)
+
+
+# ---- STUN answers are not much larger than their requests (no amplification) ----
+
+V4, V6 = ("192.0.2.7", 40000), ("2001:db8::7", 40000)
+LOCAL = {4: ("198.51.100.1", 3478), 6: ("2001:db8::1", 3478)}
+OTHER = {4: ("198.51.100.2", 3479), 6: ("2001:db8::2", 3479)}
+REQUESTS = {
+    "bare Binding": _binding().encode(),
+    "Binding with FINGERPRINT": _binding().encode(fingerprint=True),
+    "Binding with SOFTWARE": _binding((Attr.SOFTWARE, "x")).encode(),
+    "CHANGE-REQUEST": _binding((Attr.CHANGE_REQUEST, (False, False))).encode(),
+    "RESPONSE-PORT": _binding((Attr.RESPONSE_PORT, 5000)).encode(),
+    "privileged RESPONSE-PORT": _binding((Attr.RESPONSE_PORT, 53)).encode(),
+    "PADDING": _binding((Attr.PADDING, b"")).encode(),
+    "another method": _binding(method=Method.ALLOCATE).encode(),
+    "unknown attribute": _binding((0x7F31, b"")).encode(),
+}
+
+
+@pytest.mark.parametrize("alternate", [False, True], ids=["one address", "RFC 5780 alternate"])
+@pytest.mark.parametrize("remote", [V4, V6], ids=["IPv4", "IPv6"])
+@pytest.mark.parametrize("name", list(REQUESTS))
+def test_udp_answers_stay_small(name: str, remote: Address, alternate: bool) -> None:
+    """Before issue 12 a 20-byte Binding request got up to 160 bytes (8x); now at most 68 bytes (3.4x), with what
+    RFC 5780 6.1 requires (MAPPED-ADDRESS, RESPONSE-ORIGIN) only when the request uses RFC 5780 (then 5x at most)."""
+    request = REQUESTS[name]
+    family = 6 if ":" in remote[0] else 4
+    reply = answer(request, remote, LOCAL[family], other=OTHER[family] if alternate else None)
+    assert reply is not None
+    ratio = len(reply.data) / len(request)
+    rfc5780 = name in ("CHANGE-REQUEST", "RESPONSE-PORT", "PADDING")
+    assert ratio <= (5.0 if rfc5780 else 3.75), (len(reply.data), ratio)  # before: up to 8x
+    assert len(reply.data) <= (68 if len(request) == 20 else 120)  # before: up to 164 bytes
+    response = Message.decode(reply.data)
+    assert (Attr.RESPONSE_ORIGIN in response) == (Attr.MAPPED_ADDRESS in response) == (rfc5780 and reply.success)
+    assert (Attr.FINGERPRINT in response) == (name == "Binding with FINGERPRINT")
+
+
+def test_software_comes_back_when_asked_or_over_tcp() -> None:
+    local = LOCAL[4]
+    plain = answer(_binding().encode(), V4, local, software="srv")
+    asked = answer(_binding((Attr.SOFTWARE, "client")).encode(), V4, local, software="srv")
+    tcp = answer(_binding().encode(), V4, local, software="srv", transport="tcp")
+    assert plain is not None and asked is not None and tcp is not None
+    assert Message.decode(plain.data).get(Attr.SOFTWARE) is None
+    assert Message.decode(asked.data).get(Attr.SOFTWARE) == Message.decode(tcp.data).get(Attr.SOFTWARE) == "srv"
+
+
+@pytest.mark.parametrize(("port", "ok"), [(0, False), (53, False), (1023, False), (1024, True), (65535, True)])
+def test_response_port_below_1024_is_400(port: int, ok: bool) -> None:
+    reply = answer(_binding((Attr.RESPONSE_PORT, port)).encode(), V4, LOCAL[4])
+    assert reply is not None and reply.success is ok
+    assert reply.destination == ((V4[0], port) if ok else V4)  # an error goes to the source, never to the port
+    if not ok:
+        assert Message.decode(reply.data).get(Attr.ERROR_CODE)[0] == 400
+
+
+async def test_response_port_below_1024_on_the_wire() -> None:
+    with trio.fail_after(5):
+        async with open_stun_server(NET, ["127.0.0.1:0"]) as server:
+            sock = await NET.bind_udp("127.0.0.1", 0)
+            try:
+                request = _binding((Attr.RESPONSE_PORT, 1000))
+                await sock.send(request.encode(), server.address)
+                data, _ = await sock.receive()
+            finally:
+                sock.close()
+    response = Message.decode(data)
+    assert response.transaction_id == request.transaction_id
+    assert response.get(Attr.ERROR_CODE)[0] == 400
+
+
+# ---- rate limits on the vnet (MockClock: the burst arrives at one instant) ----
+
+
+def _internet(sources: int) -> tuple[Network, list[tuple[Network, str]]]:
+    vnet = pytest.importorskip("iceagent_vnet")
+    internet = vnet.Internet()
+    server = vnet.Host("server", internet, "198.51.100.1")
+    addresses = [f"203.0.113.{10 + i}" for i in range(sources)]
+    client = vnet.Host("client", internet, *addresses)
+    return server.network, [(client.network, a) for a in addresses]
+
+
+async def _flood(
+    clients: list[tuple[Network, str]], server: Address, per_source: int, request: Callable[[], bytes]
+) -> int:
+    """Send `per_source` requests from each source at one instant; count the answers that come back."""
+    socks = [await network.bind_udp(address, 0) for network, address in clients]
+    answers = 0
+    try:
+        for sock in socks:
+            for _ in range(per_source):
+                await sock.send(request(), server)
+
+        async def count(sock: Any) -> None:
+            nonlocal answers
+            while True:
+                await sock.receive()
+                answers += 1
+
+        with trio.move_on_after(1):
+            async with trio.open_nursery() as nursery:
+                for sock in socks:
+                    nursery.start_soon(count, sock)
+    finally:
+        for sock in socks:
+            sock.close()
+    return answers
+
+
+def _stun_request() -> bytes:
+    return _binding().encode()
+
+
+def _turn_request() -> bytes:
+    return Message(Method.ALLOCATE, MessageClass.REQUEST, attributes=[(Attr.REQUESTED_TRANSPORT, 17)]).encode()
+
+
+@asynccontextmanager
+async def _server(kind: str, network: Network, limits: ServerLimits, **kw: Any) -> AsyncIterator[Any]:
+    if kind == "stun":
+        async with open_stun_server(network, ["198.51.100.1:3478"], limits=limits, **kw) as server:
+            yield server
+    else:
+        config = TurnServerConfig(limits=limits)
+        async with open_turn_server(network, ["198.51.100.1:3478"], users=USERS, config=config, **kw) as server:
+            yield server
+
+
+REQUEST = {"stun": _stun_request, "turn": _turn_request}
+
+
+@pytest.mark.parametrize("kind", ["stun", "turn"])
+async def test_one_source_gets_its_burst_then_its_rate(kind: str, autojump_clock: trio.testing.MockClock) -> None:
+    server_net, clients = _internet(2)
+    limits = ServerLimits(source_rate=2, source_burst=5)
+    async with _server(kind, server_net, limits) as server:
+        assert await _flood(clients[:1], server.address, 20, REQUEST[kind]) == 5
+        assert server.stats.limited == {"rate_source": 15}
+        assert await _flood(clients[1:], server.address, 3, REQUEST[kind]) == 3  # another source: untouched
+        # each flood listened for 1 s of (virtual) time: 2 s at 2/s gave the first source four tokens back
+        assert await _flood(clients[:1], server.address, 10, REQUEST[kind]) == 4
+        assert server.stats.limited == {"rate_source": 21}
+        assert server.stats.requests == 12
+
+
+@pytest.mark.parametrize("kind", ["stun", "turn"])
+async def test_forged_sources_meet_the_total_limit(kind: str, autojump_clock: trio.testing.MockClock) -> None:
+    """40 sources, 3 requests each, all under their own limit: the total bucket answers 30 and drops 90."""
+    server_net, clients = _internet(40)
+    limits = ServerLimits(source_rate=1, source_burst=5, total_rate=10, total_burst=30)
+    async with _server(kind, server_net, limits) as server:
+        assert await _flood(clients, server.address, 3, REQUEST[kind]) == 30
+        assert server.stats.limited == {"rate_total": 90}
+
+
+async def test_turn_relayed_data_is_not_rate_limited(autojump_clock: trio.testing.MockClock) -> None:
+    """Only requests count: an allocation's Send indications pass however many there are."""
+    server_net, clients = _internet(2)
+    (client_net, client_ip), (peer_net, peer_ip) = clients
+    limits = ServerLimits(source_rate=0.001, source_burst=3, total_rate=0.001, total_burst=3)
+    async with _server("turn", server_net, limits) as server:
+        sock = await client_net.bind_udp(client_ip, 0)
+        peer = await peer_net.bind_udp(peer_ip, 0)
+        try:
+            key = long_term_key("alice", server.realm, "secret")
+            challenge = await _exchange(sock, server.address, _turn_request())
+            nonce = challenge.get(Attr.NONCE)
+            auth = [(Attr.USERNAME, "alice"), (Attr.REALM, server.realm), (Attr.NONCE, nonce)]
+            allocate = Message(Method.ALLOCATE, MessageClass.REQUEST, None, [(Attr.REQUESTED_TRANSPORT, 17), *auth])
+            allocated = await _exchange(sock, server.address, allocate.encode(integrity_key=key))
+            relay = allocated.get(Attr.XOR_RELAYED_ADDRESS)
+            permit = Message(
+                Method.CREATE_PERMISSION,
+                MessageClass.REQUEST,
+                None,
+                [(Attr.XOR_PEER_ADDRESS, peer.local_address), *auth],
+            )
+            permitted = await _exchange(sock, server.address, permit.encode(integrity_key=key))
+            assert permitted.message_class is MessageClass.SUCCESS
+            for i in range(50):
+                data = [(Attr.XOR_PEER_ADDRESS, peer.local_address), (Attr.DATA, b"%d" % i)]
+                await sock.send(Message(Method.SEND, MessageClass.INDICATION, None, data).encode(), server.address)
+            received = [(await peer.receive())[0] for _ in range(50)]
+            assert len(received) == 50 and relay is not None
+            assert server.stats.limited == {}  # three requests: within the burst
+            assert await _exchange(sock, server.address, _binding().encode(), patience=1) is None  # the fourth
+            assert server.stats.limited == {"rate_source": 1}
+        finally:
+            sock.close()
+            peer.close()
+
+
+async def _exchange(sock: Any, server: Address, data: bytes, patience: float = 5) -> Message | None:
+    """Send a request; its response, or None if none came within `patience` seconds."""
+    await sock.send(data, server)
+    tid = data[8:20]
+    with trio.move_on_after(patience):
+        while True:
+            message = Message.decode((await sock.receive())[0])
+            if message.transaction_id == tid:
+                return message
+    return None
+
+
+@pytest.mark.parametrize("kind", ["stun", "turn"])
+async def test_over_tcp_requests_over_the_rate_wait_instead_of_being_dropped(
+    kind: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    server_net, clients = _internet(1)
+    client_net, client_ip = clients[0]
+    limits = ServerLimits(source_rate=10, source_burst=2)
+    async with _server(kind, server_net, limits, tcp=True) as server:
+        stream, _ = await client_net.connect_tcp(server.address, local=(client_ip, 0))
+        async with stream:
+            requests = [_binding() for _ in range(12)]
+            await stream.send_all(b"".join(r.encode() for r in requests))
+            start = trio.current_time()
+            tids = [m.transaction_id for m in await _read_messages(stream, 12)]
+            assert trio.current_time() > start  # (virtual time) the last ten waited for their tokens
+        assert tids == [r.transaction_id for r in requests]  # all answered, in order
+        assert server.stats.limited == {"rate_source": 10}
+
+
+async def _read_messages(stream: trio.abc.Stream, count: int) -> list[Message]:
+    buffer = bytearray()
+    out: list[Message] = []
+    while len(out) < count:
+        while len(buffer) < 20 or len(buffer) < 20 + int.from_bytes(buffer[2:4], "big"):
+            chunk = await stream.receive_some(65536)
+            assert chunk, "closed by the server"
+            buffer += chunk
+        size = 20 + int.from_bytes(buffer[2:4], "big")
+        out.append(Message.decode(bytes(buffer[:size])))
+        del buffer[:size]
+    return out
+
+
+# ---- connections on real loopback sockets ----
+
+
+def _loopback_server(kind: str, limits: ServerLimits, **kw: Any) -> AbstractAsyncContextManager[Any]:
+    if kind == "stun":
+        return open_stun_server(NET, ["127.0.0.1:0"], tcp=True, limits=limits, **kw)
+    config = TurnServerConfig(limits=limits, **kw)
+    return open_turn_server(NET, ["127.0.0.1:0"], users=USERS, tcp=True, config=config)
+
+
+async def _closed_by_server(stream: trio.abc.Stream) -> bool:
+    """Read until the server closes (True) or answers something (False)."""
+    try:
+        return await stream.receive_some(65536) == b""
+    except trio.BrokenResourceError:
+        return True
+
+
+async def _answers(stream: trio.abc.Stream) -> bool:
+    request = _binding()
+    await stream.send_all(request.encode())
+    return (await _read_messages(stream, 1))[0].transaction_id == request.transaction_id
+
+
+@pytest.mark.parametrize("kind", ["stun", "turn"])
+async def test_connections_are_capped_per_ip_and_in_total(kind: str) -> None:
+    limits = ServerLimits(max_connections=3, max_connections_per_ip=2, **UNLIMITED)
+    baseline = _fds()
+    with trio.fail_after(10):
+        async with _loopback_server(kind, limits) as server:
+            address = server.address
+            a1, _ = await NET.connect_tcp(address, local=("127.0.0.1", 0))
+            a2, _ = await NET.connect_tcp(address, local=("127.0.0.1", 0))
+            a3, _ = await NET.connect_tcp(address, local=("127.0.0.1", 0))
+            b1, _ = await NET.connect_tcp(address, local=("127.0.0.2", 0))
+            b2, _ = await NET.connect_tcp(address, local=("127.0.0.2", 0))
+            async with a1, a2, a3, b1, b2:
+                assert await _answers(a1) and await _answers(a2) and await _answers(b1)
+                assert await _closed_by_server(a3)  # a third from 127.0.0.1
+                assert await _closed_by_server(b2)  # a fourth in all
+                assert server.stats.limited == {"connections_per_ip": 1, "connections": 1}
+    assert _fds() == baseline
+
+
+@pytest.mark.parametrize("kind", ["stun", "turn"])
+async def test_a_trickling_client_is_closed_after_the_read_timeout(kind: str) -> None:
+    """One byte every 50 ms keeps the connection busy, but the message never completes: closed after 0.3 s."""
+    limits = ServerLimits(read_timeout=0.3, **UNLIMITED)
+    message = _binding((Attr.SOFTWARE, "x" * 100)).encode()
+    with trio.fail_after(5):
+        async with _loopback_server(kind, limits) as server:
+            baseline = _fds()
+            stream, _ = await NET.connect_tcp(server.address)
+            async with stream:
+                assert await _answers(stream)  # a whole message is fine
+
+                async def trickle() -> None:
+                    for byte in message:
+                        await stream.send_all(bytes([byte]))
+                        await trio.sleep(0.05)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(trickle)
+                    assert await _closed_by_server(stream)
+                    nursery.cancel_scope.cancel()
+            assert _fds() == baseline
+            assert server.stats.limited == {"read_timeout": 1}
+
+
+async def test_a_stalled_tls_handshake_is_closed_after_the_read_timeout() -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    config = TurnServerConfig(limits=ServerLimits(read_timeout=0.3))
+    with trio.fail_after(5):
+        async with open_turn_server(
+            NET, users=USERS, tls_listen=["127.0.0.1:0"], ssl_context=context, config=config
+        ) as server:
+            baseline = _fds()
+            stream, _ = await NET.connect_tcp(server.tls_addresses[0])
+            async with stream:
+                await stream.send_all(bytes.fromhex("160301"))  # the start of a ClientHello, then nothing
+                assert await _closed_by_server(stream)
+            assert _fds() == baseline
+            assert server.stats.limited == {"read_timeout": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["stun", "turn"])
+async def test_a_client_that_never_reads_is_closed_after_the_write_timeout(kind: str) -> None:
+    """Pipelined requests whose answers pile up in the kernel until a send blocks: closed 0.3 s later."""
+    limits = ServerLimits(write_timeout=0.3, **UNLIMITED)
+    if kind == "stun":
+        batch = b"".join(_binding((Attr.PADDING, bytes(60000))).encode() for _ in range(20))  # ~60 kB answers
+    else:
+        batch = b"".join(_binding().encode(fingerprint=True) for _ in range(20000))
+    with trio.fail_after(60):
+        async with _loopback_server(kind, limits) as server:
+            baseline = _fds()
+            stream, _ = await NET.connect_tcp(server.address)
+            async with stream:
+                with pytest.raises(trio.BrokenResourceError):
+                    while True:  # never reads; the server's close (with our requests unread) resets the connection
+                        await stream.send_all(batch)
+            assert _fds() == baseline
+            assert server.stats.limited == {"write_timeout": 1}
