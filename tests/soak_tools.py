@@ -71,17 +71,20 @@ def agent_counts(agent: Agent) -> dict[str, int]:
     out: dict[str, int] = collections.Counter()
     out[f"{name}.runners"] = len(agent._runners)
     out[f"{name}.foundations"] = len(agent._foundations)
+    out[f"{name}.ignored_reasons"] = len(agent._gate.ignored)
+    out[f"{name}.held_parameters"] = int(agent._gate.held is not None)
     for runner in agent._runners:
         ice = runner.ice
         checklist = ice._checklist
         cands = ice._candidates
+        pairs = {*checklist.pairs, *checklist.valid}
         for key, value in (
             ("pairs", len(checklist.pairs)),
             ("valid", len(checklist.valid)),
             ("triggered", len(checklist.triggered)),
             ("by_route", len(checklist._by_route)),
             ("transactions", len(ice._requests)),
-            ("rto", len(ice._rto)),
+            ("rto", sum(pair.rto_estimator is not None for pair in pairs)),
             ("generated", len(ice._generated)),
             ("use_candidate", len(ice._use_candidate)),
             ("peer_nominated", len(ice._peer_nominated)),
@@ -96,6 +99,7 @@ def agent_counts(agent: Agent) -> dict[str, int]:
             ("owned_sockets", len(runner._owned)),
             ("data_pairs", len(runner._data_pairs)),
             ("stun_waiters", len(runner.stun_waiters) + len(runner.stun_strays)),
+            ("gatherer_errors", sum(len(errors) for errors in runner.gatherer_errors.values())),
             ("outbox", len(runner._outbox)),
         ):
             out[f"{name}.{key}"] += value
