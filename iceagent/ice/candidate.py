@@ -45,6 +45,8 @@ TRANSPORTS = frozenset({"udp", "tcp"})
 TCP_TYPES = frozenset({"active", "passive", "so"})
 
 _MAX_PRIORITY = 2**32 - 1
+# Longest number taken (leading zeros aside): a priority has 10 digits (RFC 8839 5.1), a generation fewer.
+_MAX_DIGITS = 20
 # The attributes after `typ` that have their own fields, in canonical order.
 _KNOWN = ("raddr", "rport", "tcptype", "generation", "ufrag")
 _FIELD_NAMES = (
@@ -84,11 +86,18 @@ def _lower(value: str) -> str:
 def _number(what: str, token: str, low: int, high: int | None) -> int:
     if not _DIGITS.fullmatch(token):
         raise CandidateParseError(f"{what} {token!r} is not a number")
-    value = int(token)
+    digits = token.lstrip("0")
+    if len(digits) > _MAX_DIGITS:  # and int() refuses more than 4300 digits with a plain ValueError
+        raise CandidateParseError(f"{what} {_clip(token)} is too large ({len(digits)} digits)")
+    value = int(digits or "0")
     if value < low or (high is not None and value > high):
         upper = "" if high is None else str(high)
         raise CandidateParseError(f"{what} {token!r} out of range ({low}..{upper})")
     return value
+
+
+def _clip(token: str, n: int = 24) -> str:
+    return repr(token) if len(token) <= n else repr(token[:n]) + "..."
 
 
 def _address(what: str, token: str) -> str:
