@@ -6,7 +6,8 @@
 Seeds are `tests/corpus/TARGET/` (without its `pending-*` inputs, known findings not fixed yet); new
 inputs go to `WORK/corpus`, crashes to `WORK/` (WORK: `--work`, default `$TMPDIR/iceagent-fuzz/TARGET`).
 An input that raises anything but the decoder's documented error is a crash; so is one where a step
-takes more than `--budget-ms` of CPU (default 5 ms, `$FUZZ_BUDGET_MS`) three runs out of three.
+takes more than `--budget-ms` of CPU (`$FUZZ_BUDGET_MS`; default 5 ms, 25 ms for mDNS packets, see
+`fuzz.targets.BUDGET_MS`) three runs out of three.
 Exit status 0 when nothing was found.
 """
 
@@ -36,8 +37,8 @@ def _arguments(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--budget-ms",
         type=float,
-        default=float(os.environ.get("FUZZ_BUDGET_MS", "5")),
-        help="CPU time one step of an input may take, in ms (default 5)",
+        default=float(os.environ["FUZZ_BUDGET_MS"]) if os.environ.get("FUZZ_BUDGET_MS") else None,
+        help="CPU time one step of an input may take, in ms (default: fuzz.targets.BUDGET_MS, 5 ms; mDNS 25 ms)",
     )
     parser.add_argument("--work", type=Path, help="where the grown corpus and crashes go (with all: WORK/TARGET)")
     parser.add_argument("--skip-check", action="append", default=[], help="switch off a known finding's check")
@@ -76,7 +77,7 @@ def fuzz_one(target: str, args: argparse.Namespace, libfuzzer: list[str]) -> Non
     for check in args.skip_check:
         turn_server.CHECKS[check] = False
     function = targets.TARGETS[target]
-    budget = Budget(args.budget_ms)
+    budget = Budget(args.budget_ms or targets.BUDGET_MS[target])
 
     def test_one_input(data: bytes) -> None:
         try:
@@ -116,7 +117,8 @@ def fuzz_all(args: argparse.Namespace, libfuzzer: list[str], names: Sequence[str
         work = args.work / name if args.work else _work_dir(args, name)
         work.mkdir(parents=True, exist_ok=True)
         log = work / "run.log"
-        command = [sys.executable, "-m", "fuzz.run", name, f"--budget-ms={args.budget_ms}", "--work", str(work)]
+        command = [sys.executable, "-m", "fuzz.run", name, "--work", str(work)]
+        command += [f"--budget-ms={args.budget_ms}"] if args.budget_ms else []
         command += [f"--skip-check={c}" for c in args.skip_check] + libfuzzer
         start = time.monotonic()
         with log.open("w") as out:

@@ -30,6 +30,11 @@ PENDING: dict[str, tuple[str, str]] = {
         "raises",
         'helper agentbounds (item 5): "t": 10**400 in the blob raises OverflowError in math.isfinite, not BlobError',
     ),
+    "turn_server/pending-channel-bind-refreshes-grow-timer-heap": (
+        "raises",
+        "helper turnpolicy (item 4): Allocate, then the same ChannelBind 11 times: every refresh pushes 2 timer "
+        "entries, 23 for 1 allocation, 1 permission and 1 channel (Finding: bound 2 x 3 + 16)",
+    ),
     "mdns/pending-pointer-chain-depth-50": (
         "slow",
         "helper mdns (item 6): a 50-pointer chain in one record's data, then 700 A records named by its tail: "
