@@ -178,13 +178,12 @@ def _parse_port(text: str, uri: str) -> int:
         raise IceServerError(f"empty port after ':' in {uri!r} (leave out the ':' to use the default port)")
     if not (text.isascii() and text.isdigit()):
         raise IceServerError(f"bad port {text!r} in {uri!r}: expected a number from 1 to 65535")
-    digits = text.lstrip("0")
-    # Bound the length before int(): it refuses more than 4300 digits with a plain ValueError.
-    port = int(digits) if 0 < len(digits) <= 5 else 0 if not digits else 65536
-    if not 1 <= port <= 65535:
+    digits = text.lstrip("0") or "0"
+    # The length first: int() refuses more than 4300 digits with a plain ValueError.
+    if len(digits) > 5 or not 1 <= int(digits) <= 65535:
         shown = digits if len(digits) <= 12 else digits[:12] + "..."
-        raise IceServerError(f"port {shown or 0} out of range in {uri!r}: expected 1 to 65535")
-    return port
+        raise IceServerError(f"port {shown} out of range in {uri!r}: expected 1 to 65535")
+    return int(digits)
 
 
 def _parse_query(scheme: str, query: str, uri: str, default: Literal["udp", "tcp"]) -> Literal["udp", "tcp"]:
