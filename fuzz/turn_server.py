@@ -14,6 +14,7 @@ from typing import Any, Literal
 from iceagent.stun import Attr, Message, MessageClass, Method, StunDecodeError, long_term_key, userhash
 from iceagent.turn.framing import encode_channel_data
 from iceagent.turn.server_state import (
+    Allocation,
     CloseRelay,
     FiveTuple,
     OpenRelay,
@@ -186,14 +187,13 @@ class _Program:
 
     def handle(self, outputs: _OpResult, ft: FiveTuple | None = None, request: bytes | None = None) -> None:
         """Check every output and act on it as the I/O layer would (bind the relay, or fail to)."""
-        state = self.state
         tid = request[8:20] if request is not None and len(request) >= 20 and request[0] < 0x40 else None
         for out in outputs:
             if isinstance(out, SendToClient):
                 expect(ft is None or out.five_tuple == ft, f"answer to {ft} sent to {out.five_tuple}")
                 self.learn(out, tid)
             elif isinstance(out, SendToPeer):
-                allocation = state._by_relay.get(out.relay)
+                allocation = self.relays().get(out.relay)
                 expect(allocation is not None, f"relayed from {out.relay}, which is no allocation's")
                 assert allocation is not None
                 expect(
@@ -204,7 +204,7 @@ class _Program:
                 self.open_relay(out)
             else:
                 expect(isinstance(out, CloseRelay), f"unknown output {out!r}")
-                expect(out.relay not in state._by_relay, f"CloseRelay for {out.relay}, which is still in use")
+                expect(out.relay not in self.relays(), f"CloseRelay for {out.relay}, which is still in use")
 
     def learn(self, out: SendToClient, tid: bytes | None) -> None:
         data = out.data
@@ -232,6 +232,10 @@ class _Program:
         self.next_port += 1
         host = _SERVER4[0] if out.family == 4 else _SERVER6[0]
         self.handle(self.state.relay_opened(out.five_tuple, (host, self.next_port), self.now), out.five_tuple)
+
+    def relays(self) -> dict[tuple[str, int], Allocation]:
+        """The live allocations by relayed address (read from the allocations, not a private index)."""
+        return {a.relay: a for a in self.state.allocations.values()}
 
     # ---- the steps ----
 
@@ -281,7 +285,7 @@ class _Program:
                 outputs = self.state.handle_timer(self.now)
             self.handle(outputs)
         elif op == 10:
-            relays = list(self.state._by_relay)
+            relays = list(self.relays())
             relay = relays[r.u8() % len(relays)] if relays and r.u8() < 224 else (_SERVER4[0], 50000 + r.u8())
             with timed(self.budget, "receive_from_peer"):
                 out = self.state.receive_from_peer(relay, r.blob(64), self.peer(), self.now)
