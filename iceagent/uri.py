@@ -178,10 +178,12 @@ def _parse_port(text: str, uri: str) -> int:
         raise IceServerError(f"empty port after ':' in {uri!r} (leave out the ':' to use the default port)")
     if not (text.isascii() and text.isdigit()):
         raise IceServerError(f"bad port {text!r} in {uri!r}: expected a number from 1 to 65535")
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise IceServerError(f"port {port} out of range in {uri!r}: expected 1 to 65535")
-    return port
+    digits = text.lstrip("0") or "0"
+    # The length first: int() refuses more than 4300 digits with a plain ValueError.
+    if len(digits) > 5 or not 1 <= int(digits) <= 65535:
+        shown = digits if len(digits) <= 12 else digits[:12] + "..."
+        raise IceServerError(f"port {shown} out of range in {uri!r}: expected 1 to 65535")
+    return int(digits)
 
 
 def _parse_query(scheme: str, query: str, uri: str, default: Literal["udp", "tcp"]) -> Literal["udp", "tcp"]:
