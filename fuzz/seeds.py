@@ -15,10 +15,10 @@ import sys
 import zlib
 from pathlib import Path
 
+from iceagent.cli.signal_blob import SignalBlob
 from iceagent.ice.candidate import Candidate, IceParameters
 from iceagent.ice.tcp_framing import encode_frame
 from iceagent.mdns import wire
-from iceagent.signal_blob import SignalBlob
 from iceagent.stun import Attr, Message, MessageClass, Method, PasswordAlgorithm, long_term_key, userhash
 from iceagent.turn.framing import encode_channel_data
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import attrs
 
+from iceagent.cli.signal_blob import BlobError, SignalBlob
 from iceagent.errors import CandidateParseError, IceServerError
 from iceagent.ice.candidate import Candidate
 from iceagent.ice.tcp_framing import MAX_FRAME, Deframer, FramingError, encode_frame
 from iceagent.mdns import wire
-from iceagent.signal_blob import BlobError, SignalBlob
 from iceagent.stun import Attr, Message, StunDecodeError, looks_like_stun
 from iceagent.stun import message as stun_message
 from iceagent.turn.framing import (

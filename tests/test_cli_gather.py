@@ -159,12 +159,12 @@ def test_bad_input_exit_2(argv: list[str], message: str, capsys: pytest.CaptureF
 def test_not_implemented_option_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import iceagent.cli_gather
+    import iceagent.cli.gather
 
     def fake_open_agent(**kwargs: Any) -> Any:
         raise NotImplementedError("tcp=True (ICE-TCP candidates) is not available yet")
 
-    monkeypatch.setattr(iceagent.cli_gather, "open_agent", fake_open_agent)
+    monkeypatch.setattr(iceagent.cli.gather, "open_agent", fake_open_agent)
     assert main(["gather", *LO, "--tcp"]) == 1
     out, err = capsys.readouterr()
     assert err == "iceagent gather: error: not available yet: tcp=True (ICE-TCP candidates) is not available yet\n"

@@ -18,8 +18,8 @@ import trio
 
 from iceagent import Candidate, IceParameters
 from iceagent.cli import main
+from iceagent.cli.signal_blob import SignalBlob
 from iceagent.net.os import OSNetwork
-from iceagent.signal_blob import SignalBlob
 from iceagent.turn.server import TurnServerConfig, open_turn_server
 
 NET = OSNetwork()
@@ -251,13 +251,13 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 def test_not_implemented_option_is_one_line(
     flag: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import iceagent.cli_peer
+    import iceagent.cli.peer
 
     def fake_open_agent(**kwargs: Any) -> Any:
         assert kwargs[flag[2:]] is True
         raise NotImplementedError(f"{flag[2:]}=True is not available yet")
 
-    monkeypatch.setattr(iceagent.cli_peer, "open_agent", fake_open_agent)
+    monkeypatch.setattr(iceagent.cli.peer, "open_agent", fake_open_agent)
     assert main(["answer", *LO, flag, _offer()]) == 1
     out, err = capsys.readouterr()
     assert err == f"iceagent answer: error: not available yet: {flag[2:]}=True is not available yet\n"

@@ -1,4 +1,4 @@
-"""The pair table of the CLI, demo and REPL (iceagent.display)."""
+"""The pair table of the CLI, demo and REPL (iceagent.cli.display)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from iceagent.display import pair_table
+from iceagent.cli.display import pair_table
 
 HOST = "candidate:1 1 udp 2130706431 10.0.0.1 5000 typ host"
 PRFLX = "candidate:2 1 udp 1845501695 203.0.113.9 6000 typ prflx raddr 0.0.0.0 rport 9"

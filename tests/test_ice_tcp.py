@@ -541,7 +541,7 @@ async def test_cli_offer_answer_over_tcp_only() -> None:
     from test_cli_peer import LO as CLI_LO
     from test_cli_peer import iceagent
 
-    from iceagent.signal_blob import SignalBlob
+    from iceagent.cli.signal_blob import SignalBlob
 
     def tcp_only(line: bytes) -> bytes:
         blob = SignalBlob.decode(line.decode().strip())

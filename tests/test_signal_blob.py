@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iceagent import Candidate, IceParameters
-from iceagent.signal_blob import (
+from iceagent.cli.signal_blob import (
     DEFAULT_MAX_AGE,
     BlobError,
     BlobVersionError,

@@ -18,20 +18,20 @@ import trio.testing
 from rich.console import Console
 from rich.live import Live
 
-from .agent import Agent, IceStream
-from .config import IceConfig
+from ..agent import Agent, IceStream
+from ..config import IceConfig
+from ..hookspecs import hookimpl
+from ..ice.candidate import Candidate
+from ..plugins import create_plugin_manager, get_plugin_manager
+from ..states import IceState
+from ..uri import IceServer
 from .display import pair_table, print_pairs
-from .hookspecs import hookimpl
-from .ice.candidate import Candidate
-from .plugins import create_plugin_manager, get_plugin_manager
-from .states import IceState
-from .uri import IceServer
 
 TURN_USER, TURN_PASSWORD = "demo", "demo-secret"
 
 
 def register(subparsers: Any) -> None:
-    from .cli import add_command
+    from . import add_command
 
     p = add_command(subparsers, "demo", run,
                     help="two agents behind simulated NATs connect through STUN/TURN on a virtual internet")
@@ -115,9 +115,9 @@ async def _exchange(sa: IceStream, sb: IceStream, count: int) -> tuple[int, floa
 
 
 async def _demo(args: argparse.Namespace, scenario: Any, live: Live | None) -> dict[str, Any]:
-    from . import open_agent
-    from .stun.server import open_stun_server
-    from .turn.server import open_turn_server
+    from .. import open_agent
+    from ..stun.server import open_stun_server
+    from ..turn.server import open_turn_server
 
     (stun_ip, stun_port), (alt_ip, _) = scenario.stun_addresses[:2]
     turn_ip, turn_port = scenario.turn_address
@@ -193,7 +193,7 @@ def _scenario(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import UsageError
+    from . import UsageError
 
     if not 0 <= args.loss < 1:
         raise UsageError(f"--loss must be in [0, 1), not {args.loss}")

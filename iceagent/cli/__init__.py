@@ -1,6 +1,6 @@
-"""The `iceagent` command line: one argparse subcommand per job, each in its own `cli_*` module.
+"""The `iceagent` command line: one argparse subcommand per job, each in its own module of this package.
 
-To add a command, write `register(subparsers)` in an `iceagent/cli_<name>.py` module (use `add_command`
+To add a command, write `register(subparsers)` in an `iceagent/cli/<name>.py` module (use `add_command`
 to create its parser with a `run(args) -> int` function) and list the module in `COMMANDS`. A command
 raises `UsageError` for bad input (exit 2, argparse style) and lets `IceError`/`OSError` out for
 failures (exit 1, one line on stderr); `main` turns both into a message, never a traceback.
@@ -15,20 +15,20 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__
-from ._groups import sole_exception
-from .errors import IceError
+from .. import __version__
+from .._groups import sole_exception
+from ..errors import IceError
 
 __all__ = ["COMMANDS", "UsageError", "add_command", "build_parser", "main"]
 
 COMMANDS: list[str] = [
-    "iceagent.cli_demo",  # iceagent demo
-    "iceagent.cli_gather",  # iceagent gather
-    "iceagent.cli_peer",  # iceagent offer, iceagent answer
-    "iceagent.cli_stun",  # iceagent stun
-    "iceagent.cli_nat",  # iceagent nat
-    "iceagent.cli_serve",  # iceagent serve
-    "iceagent.repl",  # iceagent repl (the console of python -m iceagent)
+    "iceagent.cli.demo",  # iceagent demo
+    "iceagent.cli.gather",  # iceagent gather
+    "iceagent.cli.peer",  # iceagent offer, iceagent answer
+    "iceagent.cli.stun",  # iceagent stun
+    "iceagent.cli.nat",  # iceagent nat
+    "iceagent.cli.serve",  # iceagent serve
+    "iceagent.cli.repl",  # iceagent repl (the console of python -m iceagent)
 ]
 """Modules that each define `register(subparsers)`, in the order `iceagent --help` lists them."""
 
@@ -103,11 +103,3 @@ def _one_line(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         text = error.strerror if error.filename is None else f"{error.strerror}: {error.filename}"
     return " ".join(text.split())
-
-
-if __name__ == "__main__":
-    # `python -m iceagent.cli`: use the `iceagent.cli` module the commands import, not this `__main__` copy
-    # (its UsageError would be another class).
-    from iceagent.cli import main as _main
-
-    sys.exit(_main())

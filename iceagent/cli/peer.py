@@ -19,14 +19,14 @@ from typing import Any
 
 import trio
 
-from .agent import Agent, IceStream, open_agent
-from .cli import UsageError, add_command
-from .cli_options import add_agent_arguments, agent_options, cli_errors, positive_seconds, sole_error
-from .errors import IceError, IceFailed
-from .ice.candidate import Candidate
-from .logs import get_logger
+from ..agent import Agent, IceStream, open_agent
+from ..errors import IceError, IceFailed
+from ..ice.candidate import Candidate
+from ..logs import get_logger
+from ..states import IceState
+from . import UsageError, add_command
+from .options import add_agent_arguments, agent_options, cli_errors, positive_seconds, sole_error
 from .signal_blob import DEFAULT_MAX_AGE, BlobError, Role, SignalBlob
-from .states import IceState
 
 __all__ = ["register"]
 

@@ -11,14 +11,14 @@ from typing import Any, Literal
 
 import trio
 
-from .cli import UsageError, add_command
-from .cli_options import positive_seconds
-from .errors import IceServerError
-from .net.base import Address, Network
-from .net.os import OSNetwork
-from .stun.client import BindingResult, stun_binding
-from .stun.server import open_stun_server
-from .uri import format_host_port, parse_host_port, parse_uri
+from ..errors import IceServerError
+from ..net.base import Address, Network
+from ..net.os import OSNetwork
+from ..stun.client import BindingResult, stun_binding
+from ..stun.server import open_stun_server
+from ..uri import format_host_port, parse_host_port, parse_uri
+from . import UsageError, add_command
+from .options import positive_seconds
 
 __all__ = ["register"]
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import trio
 
-from .cli import UsageError, add_command
-from .errors import IceServerError
-from .net.os import OSNetwork
-from .stun.server import open_stun_server
-from .turn.server import DEFAULT_REALM, open_turn_server
-from .turn.server_types import DEFAULT_RELAY_BANDWIDTH, TurnServerConfig
-from .uri import format_host_port, parse_host_port
+from ..errors import IceServerError
+from ..net.os import OSNetwork
+from ..stun.server import open_stun_server
+from ..turn.server import DEFAULT_REALM, open_turn_server
+from ..turn.server_types import DEFAULT_RELAY_BANDWIDTH, TurnServerConfig
+from ..uri import format_host_port, parse_host_port
+from . import UsageError, add_command
 
 __all__ = ["PASSWORD_ENV", "register"]
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import trio
 
-from .agent import open_agent
-from .cli import add_command
-from .cli_options import add_agent_arguments, agent_options, cli_errors, positive_seconds
-from .config import IceConfig
-from .errors import IceError
-from .logs import get_logger
-from .plugins import get_plugin_manager
+from ..agent import open_agent
+from ..config import IceConfig
+from ..errors import IceError
+from ..logs import get_logger
+from ..plugins import get_plugin_manager
+from . import add_command
+from .options import add_agent_arguments, agent_options, cli_errors, positive_seconds
 
 __all__ = ["register"]
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import trio
 
-from .cli import UsageError, add_command
-from .cli_options import positive_seconds
-from .errors import IceServerError
-from .nat import NatDiscoveryResult, discover_nat
-from .net.base import Address
-from .net.os import OSNetwork
-from .uri import format_host_port, parse_host_port, parse_uri
+from ..errors import IceServerError
+from ..nat import NatDiscoveryResult, discover_nat
+from ..net.base import Address
+from ..net.os import OSNetwork
+from ..uri import format_host_port, parse_host_port, parse_uri
+from . import UsageError, add_command
+from .options import positive_seconds
 
 __all__ = ["register"]
 

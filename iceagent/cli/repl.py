@@ -29,16 +29,16 @@ from rich.console import Console
 
 import iceagent
 
-from .agent import Agent, IceStream, open_agent
-from .config import IceConfig
+from ..agent import Agent, IceStream, open_agent
+from ..config import IceConfig
+from ..ice.candidate import Candidate
+from ..net.os import OSNetwork
+from ..states import IceState
+from ..stun.client import BindingResult, stun_binding
+from ..stun.server import StunServer, open_stun_server
+from ..turn.server import TurnServer, TurnServerConfig, open_turn_server
+from ..uri import format_host_port, parse_host_port
 from .display import print_pairs
-from .ice.candidate import Candidate
-from .net.os import OSNetwork
-from .states import IceState
-from .stun.client import BindingResult, stun_binding
-from .stun.server import StunServer, open_stun_server
-from .turn.server import TurnServer, TurnServerConfig, open_turn_server
-from .uri import format_host_port, parse_host_port
 
 __all__ = ["BANNER", "IceConsole", "main", "register"]
 
@@ -370,7 +370,7 @@ def start() -> int:
 
 def register(subparsers: Any) -> None:
     """Add `iceagent repl` (the same console as `python -m iceagent`)."""
-    from .cli import add_command
+    from . import add_command
 
     add_command(
         subparsers,

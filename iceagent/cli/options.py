@@ -14,11 +14,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .cli import UsageError
-from .errors import IceError, IceServerError
-from .net.base import Network
-from .net.os import OSNetwork
-from .uri import IceServer
+from ..errors import IceError, IceServerError
+from ..net.base import Network
+from ..net.os import OSNetwork
+from ..uri import IceServer
+from . import UsageError
 
 __all__ = ["add_agent_arguments", "agent_options", "cli_errors", "positive_seconds", "sole_error"]
 

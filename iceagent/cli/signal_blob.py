@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import attrs
 
-from .errors import CandidateParseError, IceError
-from .ice.candidate import Candidate, IceParameters, IceParametersError
+from ..errors import CandidateParseError, IceError
+from ..ice.candidate import Candidate, IceParameters, IceParametersError
 
 __all__ = [
     "BLOB_VERSION",
