@@ -16,20 +16,23 @@ if TYPE_CHECKING:
 
 class Inbox:
     """Received datagrams waiting for the application: a bounded FIFO where the newest is dropped when it
-    is full (as a socket buffer does); after `close()` receivers get what is left, then trio.EndOfChannel.
-    Lighter than a trio memory channel, which matters with thousands of agents (bench/scale.py)."""
+    is full (as a socket buffer does); after `close()` receivers get what is left, then trio.EndOfChannel;
+    after `close_reader()` (the application closed its end) they get trio.ClosedResourceError and
+    nothing more is queued. Lighter than a trio memory channel, which matters with thousands of agents
+    (bench/scale.py)."""
 
-    __slots__ = ("_closed", "_items", "_limit", "_readers")
+    __slots__ = ("_closed", "_items", "_limit", "_reader_closed", "_readers")
 
     def __init__(self, limit: int) -> None:
         self._items: deque[bytes] | None = None  # made by the first datagram
         self._limit = limit
         self._closed = False
+        self._reader_closed = False
         self._readers = Notifier()
 
     def put(self, data: bytes) -> bool:
-        """Queue one datagram; False when it was dropped (full). Ignored once closed."""
-        if self._closed:
+        """Queue one datagram; False when it was dropped (full). Ignored once either end is closed."""
+        if self._closed or self._reader_closed:
             return True
         items = self._items
         if items is None:
@@ -44,8 +47,17 @@ class Inbox:
         self._closed = True
         self._readers.notify()
 
+    def close_reader(self) -> None:
+        """The reading end is closed: drop what is queued and wake every waiting reader."""
+        self._reader_closed = True
+        self._items = None
+        self._readers.notify()
+
     def get_nowait(self) -> bytes:
-        """The oldest datagram; trio.WouldBlock if none, trio.EndOfChannel if none and closed."""
+        """The oldest datagram; trio.WouldBlock if none, trio.EndOfChannel if none and closed,
+        trio.ClosedResourceError once the reading end is closed."""
+        if self._reader_closed:
+            raise trio.ClosedResourceError("the IceStream is closed")
         items = self._items
         if items:
             return items.popleft()
@@ -137,7 +149,8 @@ class IceStream(trio.abc.Channel[bytes]):
         return self._receive.get_nowait()
 
     async def receive(self) -> bytes:
-        """The next datagram from the peer; trio.EndOfChannel once the agent has closed."""
+        """The next datagram from the peer; trio.EndOfChannel once the agent has closed,
+        trio.ClosedResourceError once this stream is closed (also in a task blocked here)."""
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
         self._receives += 1
@@ -150,8 +163,10 @@ class IceStream(trio.abc.Channel[bytes]):
         return await self._receive.get()
 
     async def aclose(self) -> None:
-        """Close this stream (the agent stays open); further send/receive raise ClosedResourceError."""
+        """Close this stream (the agent stays open); further send/receive raise ClosedResourceError, and a
+        task blocked in `receive` in another task is woken with it (as a trio memory channel's is)."""
         self._closed = True
+        self._receive.close_reader()
         await trio.lowlevel.checkpoint()
 
 
