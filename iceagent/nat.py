@@ -3,7 +3,7 @@
 This module re-exports the public names it had, for one release; import them from
 `iceagent.stun.nat_discovery` instead (`model`: the RFC 4787 vocabulary and classification, sans-IO;
 `explain`: what a behaviour means for direct connections; `result`: `NatDiscoveryResult`; `probe`:
-`discover_nat` on Trio). `iceagent.nat` will be removed in the release after next.
+`discover_nat` on Trio). `iceagent.nat` is kept for one release and then removed.
 """
 
 from __future__ import annotations
