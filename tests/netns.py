@@ -58,7 +58,7 @@ PRIVATE = {side: f"10.0.{i + 1}.2" for i, side in enumerate(SIDES)}
 
 NAT_KINDS = ("cone", "symmetric", "full-cone")
 
-# What each kind is in RFC 4787 terms (the ground truth `iceagent nat` must find), as iceagent.nat names it.
+# What each kind is in RFC 4787 terms (the ground truth `iceagent nat` must find), as its `nat_type` names it.
 EXPECTED_TYPE = {"cone": "eim-apdf", "symmetric": "apdm-apdf", "full-cone": "eim-eif"}
 
 

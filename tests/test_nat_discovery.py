@@ -1,4 +1,4 @@
-"""RFC 5780 NAT behaviour discovery (`iceagent.nat`, `iceagent nat`) checked against ground truth.
+"""RFC 5780 NAT behaviour discovery (`iceagent.stun.nat_discovery`, `iceagent nat`) checked against ground truth.
 
 On vnet (MockClock) the classifier must name every NAT type exactly as the router's `.nat` says; on
 loopback it runs against the embedded server and coturn (both on 127.0.0.1 with 127.0.0.2 as the
@@ -27,7 +27,9 @@ from iceagent_vnet import vnet
 from iceagent_vnet.scenario import Scenario
 
 from iceagent import IceConfig, IceFailed, IceServer, StunTimeout, open_agent
-from iceagent.nat import (
+from iceagent.net.base import Network
+from iceagent.net.os import OSNetwork
+from iceagent.stun.nat_discovery import (
     ADF,
     ADM,
     ALL_CLASSES,
@@ -43,8 +45,6 @@ from iceagent.nat import (
     discover_nat,
     explain_direct_connectivity,
 )
-from iceagent.net.base import Network
-from iceagent.net.os import OSNetwork
 from iceagent.stun.server import answer, open_stun_server, serve_stun
 
 if sys.version_info < (3, 11):

@@ -91,7 +91,8 @@ class NatBehavior:
 
     @property
     def name(self) -> str:
-        """The "{eim|adm|apdm}-{eif|adf|apdf}" name of this mapping/filtering combination."""
+        """The "{eim|adm|apdm}-{eif|adf|apdf}" name of this combination: the preset name, in the notation of
+        iceagent's `NatDiscoveryResult.nat_type`, so a discovery result names the preset it ran behind."""
         return f"{self.mapping.short}m-{self.filtering.short}f"
 
     def describe(self) -> str:
