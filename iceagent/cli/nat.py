@@ -11,9 +11,9 @@ from typing import Any
 import trio
 
 from ..errors import IceServerError
-from ..nat import NatDiscoveryResult, discover_nat
 from ..net.base import Address
 from ..net.os import OSNetwork
+from ..stun.nat_discovery import NatDiscoveryResult, discover_nat
 from ..uri import format_host_port, parse_host_port, parse_uri
 from . import UsageError, add_command
 from .options import positive_seconds
