@@ -566,7 +566,7 @@ async def bind_turn_server(
             reason = os.strerror(e.errno) if e.errno else str(e)
             raise OSError(e.errno, f"cannot open the TURN server on {where}: {reason}") from e
         raise
-    _own_addresses(state, network, [sock.local_address for sock in udp], relays)
+    state.policy.add_own_addresses(sock.local_address for sock in udp)  # never relayed to (CVE-2020-26262)
     return TurnServer(
         network,
         state,
@@ -577,15 +577,6 @@ async def bind_turn_server(
         relay_addresses=relays,
         wall_clock=wall_clock,
     )
-
-
-def _own_addresses(state: TurnServerState, network: Network, udp: list[Address], relays: dict[int, str]) -> None:
-    """Tell the peer policy where the server listens, so no relay sends there; a wildcard listener is on
-    every local IP: the relay IPs and the interfaces' addresses now (CVE-2020-26262)."""
-    state.policy.add_own_addresses(udp)
-    state.policy.add_local_ips(relays.values())
-    if any(ipaddress.ip_address(host).is_unspecified for host, _ in udp):
-        state.policy.add_local_ips(a.split("%")[0] for i in network.interfaces() for a in i.addresses)
 
 
 async def serve_turn(
