@@ -98,6 +98,17 @@ def test_connection_counter_caps_per_ip_and_in_total() -> None:
     assert counter.open("192.0.2.3") is None and counter.total == 3
 
 
+def test_connection_counter_counts_an_ipv6_prefix_as_one_client() -> None:
+    """Like the rate limit: a host with a /64 must not take every slot by using 500 of its addresses."""
+    counter = ConnectionCounter(ServerLimits(max_connections_per_ip=50))
+    opened = [counter.open(f"2001:db8:1:2::{i:x}") for i in range(60)]
+    assert opened.count(None) == 50 and opened[50:] == ["connections_per_ip"] * 10
+    assert counter.open("2001:db8:1:3::1") is None  # the next /64 is another client
+    assert counter.open("::ffff:192.0.2.1") is None and counter.open("192.0.2.1") is None  # mapped: the same IPv4
+    counter.close("2001:db8:1:2::ffff")  # any address of the prefix frees its slot
+    assert counter.open("2001:db8:1:2::abcd") is None and counter.total == 53
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"source_rate": 0}, {"total_burst": -1}, {"max_sources": 0}, {"ipv6_prefix": 129}, {"read_timeout": 0}],
@@ -329,6 +340,83 @@ async def test_over_tcp_requests_over_the_rate_wait_instead_of_being_dropped(
             assert trio.current_time() > start  # (virtual time) the last ten waited for their tokens
         assert tids == [r.transaction_id for r in requests]  # all answered, in order
         assert server.stats.limited == {"rate_source": 10}
+
+
+class _CountingLimiter:
+    """Wraps a server's `RequestLimiter` and counts every call into it: the work done per request admitted."""
+
+    def __init__(self, inner: RequestLimiter) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if not callable(attribute):
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return attribute(*args, **kwargs)
+
+        return counted
+
+
+@pytest.mark.parametrize("kind", ["stun", "turn"])
+async def test_requests_waiting_over_tcp_cost_one_limiter_call_each(
+    kind: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """20 connections from one source pipeline 10 requests each at 100/s: every request reserves its token
+    once and sleeps until it is due (before: each waiting request polled the limiter every millisecond, and
+    the connections sharing a source all woke at every token, about 48 checks per answer)."""
+    server_net, clients = _internet(1)
+    client_net, client_ip = clients[0]
+    limits = ServerLimits(source_rate=100, source_burst=1, max_connections_per_ip=20)
+    async with _server(kind, server_net, limits, tcp=True) as server:
+        counting = server._limiter = _CountingLimiter(server._limiter)
+        answered = 0
+
+        async def client() -> None:
+            nonlocal answered
+            stream, _ = await client_net.connect_tcp(server.address, local=(client_ip, 0))
+            async with stream:
+                requests = [_binding() for _ in range(10)]
+                await stream.send_all(b"".join(r.encode() for r in requests))
+                messages = await _read_messages(stream, 10)
+                assert [m.transaction_id for m in messages] == [r.transaction_id for r in requests]
+                answered += len(messages)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(client)
+        assert answered == 200
+        assert counting.calls == 200  # before: 9600 and more
+        assert server.stats.limited == {"rate_source": 199}
+
+
+@pytest.mark.parametrize("kind", ["stun", "turn"])
+async def test_a_request_whose_turn_is_past_the_read_timeout_closes_the_connection(
+    kind: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """At 10/s with a 0.5 s read timeout, 8 connections from one source send a request each at one instant:
+    the first six get their tokens within 0.5 s (waits of 0, 0.1, ..., 0.5 s); the last two would wait
+    longer, so their connections are closed at once, with no token reserved for them."""
+    server_net, clients = _internet(1)
+    client_net, client_ip = clients[0]
+    limits = ServerLimits(source_rate=10, source_burst=1, read_timeout=0.5)
+    async with _server(kind, server_net, limits, tcp=True) as server:
+        outcomes: list[bool] = []
+
+        async def client() -> None:
+            stream, _ = await client_net.connect_tcp(server.address, local=(client_ip, 0))
+            async with stream:
+                await stream.send_all(_binding().encode())
+                outcomes.append(not await _closed_by_server(stream))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(client)
+        assert sorted(outcomes) == [False] * 2 + [True] * 6
+        assert server.stats.limited == {"rate_source": 5, "rate_wait": 2}
 
 
 async def _read_messages(stream: trio.abc.Stream, count: int) -> list[Message]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
 from ..uri import format_host_port, parse_host_port
 from .attributes import COOKIE_BYTES, Attr
-from .limits import ConnectionCounter, RequestLimiter, ServerLimits, is_request
+from .limits import ConnectionCounter, RequestLimiter, ServerLimits, is_request, wait_for_rate
 from .message import Message, MessageClass, Method, StunDecodeError
 
 __all__ = [
@@ -330,8 +330,8 @@ class StunServer:
                         data = bytes(buffer[:size])
                         del buffer[:size]
                         fresh = True  # what is left began in this chunk
-                        if is_request(data):
-                            await wait_for_rate(self._limiter, remote[0], self.stats.count)
+                        if is_request(data) and not await wait_for_rate(self._limiter, remote[0], self.stats.count):
+                            return  # its turn would come after the read deadline: too far behind
                         reply = self._answer(data, remote, local, other, "tcp")
                         if reply is not None and not await self._send(stream, reply.data):
                             return
@@ -361,19 +361,6 @@ class StunServer:
         self.stats.count("write_timeout")
         return False
 
-
-
-async def wait_for_rate(limiter: RequestLimiter, ip: str, count: Callable[[str], None]) -> None:
-    """A request over TCP/TLS, where the source is real: over the rate it waits for its token (counted by
-    reason) instead of being dropped, so a pipelining client is slowed, not broken."""
-    limited = limiter.check(ip, trio.current_time())
-    if limited is None:
-        return
-    count(limited)  # once per request held back
-    while True:
-        await trio.sleep(max(limiter.wait(ip, trio.current_time()), 0.001))  # at least 1 ms: floats round
-        if limiter.check(ip, trio.current_time()) is None:
-            return
 
 
 def _check_ip(host: str, what: str) -> str:

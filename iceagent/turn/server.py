@@ -23,8 +23,7 @@ import trio
 from .._groups import serving
 from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
-from ..stun.limits import ConnectionCounter, RequestLimiter, is_request
-from ..stun.server import wait_for_rate
+from ..stun.limits import ConnectionCounter, RequestLimiter, is_request, wait_for_rate
 from ..uri import format_host_port, parse_host_port
 from .server_state import TurnServerState
 from .server_types import (
@@ -425,8 +424,8 @@ class TurnServer:
                 log.info("TURN server: closing %s: %s", ft, e)
                 return  # a byte stream cannot be resynchronised
             for frame in frames:
-                if is_request(frame):
-                    await wait_for_rate(self._limiter, ft.client[0], self._count)
+                if is_request(frame) and not await wait_for_rate(self._limiter, ft.client[0], self._count):
+                    return  # its turn would come after the read deadline: too far behind
                 await self._from_client(frame, ft)
             if not buffer:
                 deadline = None
