@@ -198,7 +198,8 @@ def test_response_origin_in_every_answer_of_a_server_with_an_alternate(remote: A
     assert response.get(Attr.RESPONSE_ORIGIN) == LOCAL[family]
     assert response.get(Attr.OTHER_ADDRESS) == OTHER[family]
     assert Attr.MAPPED_ADDRESS not in response  # only RFC 5780 requests (CHANGE-REQUEST, ...) get it
-    changed = answer(_binding((Attr.CHANGE_REQUEST, (True, False))).encode(), remote, LOCAL[family], other=OTHER[family])
+    change = _binding((Attr.CHANGE_REQUEST, (True, False))).encode()
+    changed = answer(change, remote, LOCAL[family], other=OTHER[family])
     assert changed is not None
     assert Message.decode(changed.data).get(Attr.RESPONSE_ORIGIN) == (OTHER[family][0], LOCAL[family][1])
     # A server with one address: plain requests get XOR-MAPPED-ADDRESS only.
