@@ -28,6 +28,7 @@ from .._addresses import source_key
 __all__ = [
     "ConnectionCounter",
     "Limited",
+    "ReadDeadline",
     "RequestLimiter",
     "ServerLimits",
     "TokenBucket",
@@ -218,3 +219,31 @@ async def wait_for_rate(limiter: RequestLimiter, ip: str, count: Callable[[str],
         count(reason)  # once per request held back
         await trio.sleep(delay)
     return True
+
+
+class ReadDeadline:
+    """The read side of a TCP/TLS client of the STUN and TURN servers: a message begun must arrive whole within
+    `read_timeout` (a client trickling a byte at a time is closed however steadily it sends: slowloris), and a
+    connection with no message begun waits `idle_timeout` for one. The deadline runs from the chunk a message
+    began in, or from when the server finished the messages before it (its own rate-limit waits do not count)."""
+
+    def __init__(self, stream: trio.abc.Stream, read_timeout: float, idle_timeout: float) -> None:
+        self.stream = stream
+        self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
+        self.deadline: float | None = None  # when the message begun must be complete; None: none begun
+
+    async def receive(self) -> bytes | bytearray | None:
+        """The next bytes; b"" when the client closed; None when the deadline passed (mid-message if `deadline`
+        is set, else idle)."""
+        with trio.move_on_at(trio.current_time() + self.idle_timeout if self.deadline is None else self.deadline):
+            return await self.stream.receive_some(65536)
+        return None
+
+    def handled(self, pending: int, fresh: bool) -> None:
+        """A chunk's complete messages were handled; `pending` bytes of the next remain, which began in this chunk
+        (`fresh`: the buffer was empty before it, or a message ended in it) or earlier."""
+        if not pending:
+            self.deadline = None
+        elif fresh or self.deadline is None:
+            self.deadline = trio.current_time() + self.read_timeout

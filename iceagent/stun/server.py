@@ -26,7 +26,7 @@ from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
 from ..uri import format_host_port, parse_host_port
 from .attributes import COOKIE_BYTES, Attr
-from .limits import ConnectionCounter, RequestLimiter, ServerLimits, is_request, wait_for_rate
+from .limits import ConnectionCounter, ReadDeadline, RequestLimiter, ServerLimits, is_request, wait_for_rate
 from .message import Message, MessageClass, Method, StunDecodeError
 
 __all__ = [
@@ -314,12 +314,14 @@ class StunServer:
         within `write_timeout`, and requests wait for the rate limit's tokens (`ServerLimits`).
         """
         buffer = bytearray()
-        deadline: float | None = None  # when the message begun in `buffer` must be complete
+        reader = ReadDeadline(stream, self.limits.read_timeout, self.tcp_idle_timeout)
         try:
             async with stream:
                 while True:
-                    chunk = await self._receive(stream, deadline)
+                    chunk = await reader.receive()
                     if not chunk:
+                        if chunk is None and reader.deadline is not None:
+                            self.stats.count("read_timeout")
                         return
                     fresh = not buffer
                     buffer += chunk
@@ -338,23 +340,11 @@ class StunServer:
                         reply = self._answer(data, remote, local, other, "tcp")
                         if reply is not None and not await self._send(stream, reply.data):
                             return
-                    if not buffer:
-                        deadline = None
-                    elif fresh:  # counted from now, not from arrival: our own rate-limit waits are not the client's
-                        deadline = trio.current_time() + self.limits.read_timeout
+                    reader.handled(len(buffer), fresh)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         finally:
             self._connections.close(remote[0])
-
-    async def _receive(self, stream: trio.abc.Stream, deadline: float | None) -> bytes | bytearray:
-        """The next bytes, or b"" to close: idle for `tcp_idle_timeout` between messages, or past the
-        `deadline` of a message begun (a client trickling a message a byte at a time)."""
-        with trio.move_on_at(trio.current_time() + self.tcp_idle_timeout if deadline is None else deadline):
-            return await stream.receive_some(65536)
-        if deadline is not None:
-            self.stats.count("read_timeout")
-        return b""
 
     async def _send(self, stream: trio.abc.Stream, data: bytes) -> bool:
         """Send, or give up after `write_timeout` (a client that does not read); False: close."""
