@@ -21,6 +21,7 @@ _TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 2.1
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 2.1
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215; judged with a /96 prefix (RFC 6052 2.2)
 _SIXTOFOUR = ipaddress.IPv6Network("2002::/16")  # RFC 3056 2
+_METADATA6 = ipaddress.IPv6Address("fd00:ec2::254")  # the IPv6 cloud metadata service (AWS), like 169.254.169.254
 _COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 2.5.5.1 (deprecated); :: and ::1 are not IPv4
 
 
@@ -61,7 +62,7 @@ def _own_category(ip: IP) -> str | None:
         return "unspecified"
     if ip.is_loopback:
         return "loopback"
-    if ip.is_link_local:
+    if ip.is_link_local or ip == _METADATA6:
         return "link-local"
     if ip.is_multicast:
         return "multicast"
@@ -72,8 +73,8 @@ def _own_category(ip: IP) -> str | None:
 
 def category(ip: IP, among: frozenset[str] | None = None) -> str | None:
     """Why no peer can own `ip` or an IPv4 address it embeds (`forms`): "unspecified" (0.0.0.0/8, ::),
-    "loopback", "link-local", "multicast" or "broadcast" (255.255.255.255); None for an ordinary (public or
-    private) address. With `among`, only those reasons count."""
+    "loopback", "link-local" (with the IPv6 metadata service fd00:ec2::254, a ULA), "multicast" or "broadcast"
+    (255.255.255.255); None for an ordinary (public or private) address. With `among`, only those count."""
     for form in forms(ip):
         reason = _own_category(form)
         if reason is not None and (among is None or reason in among):

@@ -48,6 +48,7 @@ REFUSED6 = {
     "::127.0.0.1": "loopback",  # IPv4-compatible (RFC 4291 2.5.5.1, deprecated)
     "::ffff:0:7f00:1": "loopback",  # IPv4-translated (RFC 2765)
     "64:ff9b::e000:fb": "multicast",
+    "fd00:ec2::254": "link-local",  # the IPv6 cloud metadata service (AWS), a ULA: like 169.254.169.254
 }
 
 
