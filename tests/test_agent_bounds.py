@@ -203,6 +203,27 @@ async def test_answer_to_our_own_restart_is_not_a_peer_restart(autojump_clock: o
             assert a.stats()["peer_restarts"] == {"restarts": 1, "superseded": 0, "held": False}
 
 
+async def test_a_held_peer_restart_does_not_hold_the_answer_to_our_own_restart(autojump_clock: object) -> None:
+    """Parameters held when we restart belong to the old generation: the peer's answer to our restart (the new
+    generation has no remote parameters) applies at once, with its candidates, not after the interval."""
+    h = Host("a", Lan("192.168.1.0/24"))
+    with trio.fail_after(60):
+        async with open_agent(network=h.network, config=CONFIG, name="A") as a:
+            [c async for c in a.gather()]
+            a.set_remote_parameters(params(0))
+            a.set_remote_parameters(params(1))  # peer-driven: generation 1
+            a.set_remote_parameters(params(2))  # within the interval: held
+            assert a.stats()["peer_restarts"]["held"]
+            await a.restart()  # ours: generation 2, no remote parameters yet
+            a.set_remote_parameters(params(3))  # the answer to it
+            a.add_remote_candidate(host("192.168.1.40", 5000, ufrag=params(3).ufrag))
+            assert a.generation.value == 2 and a._runner().ice.remote_parameters == params(3)
+            assert remote_addresses(a) == {"192.168.1.40"}
+            assert a.stats()["peer_restarts"] == {"restarts": 1, "superseded": 0, "held": False}
+            await trio.sleep(2 * INTERVAL)  # nothing held fires later
+            assert a.generation.value == 2 and a._runner().ice.remote_parameters == params(3)
+
+
 def test_peer_restart_interval_is_configurable() -> None:
     assert IceConfig().peer_restart_interval == 1.0
     assert IceConfig(peer_restart_interval=0).peer_restart_interval == 0

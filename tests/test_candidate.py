@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import iceagent
 from iceagent.errors import CandidateParseError, IceError
-from iceagent.ice.candidate import Candidate, IceParameters, IceParametersError, check_candidate
+from iceagent.ice.candidate import Candidate, IceParameters, IceParametersError, check_candidate, unusable_address
 
 MDNS = "1f2e3d4c-5b6a-4789-8abc-def012345678.local"
 
@@ -605,3 +605,21 @@ def test_ice_parameters_hand_written_signaling_sends_are_accepted() -> None:
     """Shorter or looser credentials than RFC 8839 5.4 asks senders for still work (as with pion, aioice)."""
     IceParameters(ufrag="a", pwd="password")
     IceParameters(ufrag="user-1", pwd="ghost-password:0123")
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("64:ff9b::e000:fb", "multicast"),  # NAT64 (RFC 6052) of 224.0.0.251
+        ("64:ff9b:1::ffff:ffff", "broadcast"),  # NAT64 local use (RFC 8215)
+        ("2002:e000:fb::1", "multicast"),  # 6to4 (RFC 3056)
+        ("::224.0.0.251", "multicast"),  # IPv4-compatible (RFC 4291 2.5.5.1)
+        ("::ffff:0:e000:fb", "multicast"),  # IPv4-translated (RFC 2765)
+        ("64:ff9b::1.2.3.4", None),
+        ("64:ff9b::7f00:1", None),  # loopback is the application's business, not a remote peer's trick
+        ("2002:c000:207::1", None),
+        ("::1", None),
+    ],
+)
+def test_ipv6_forms_of_an_unusable_ipv4_address_are_unusable(address: str, reason: str | None) -> None:
+    assert unusable_address(address, 5000) == reason

@@ -87,7 +87,7 @@ async def test_classifies_every_vnet_nat(nat: str, autojump_clock: object) -> No
         decidable = result.mapping is EIM or result.filtering is EIF
         assert result.hairpinning is (True if decidable else None)
         assert len(result.mapped_addresses) == (2 if result.mapping is EIM else 3)
-    assert result.software == "iceagent embedded STUN server"
+    assert result.software is None  # never over UDP: it would only grow a reflected answer
     # the tests run at once: the whole run takes one timeout at most (plus round trips)
     assert trio.current_time() - start <= 3.0 + 1.0
     json.dumps(result.to_dict())

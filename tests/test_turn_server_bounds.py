@@ -4,6 +4,8 @@ only at what is due, and the per-allocation bandwidth quota drops (and counts) w
 
 from __future__ import annotations
 
+from typing import Any
+
 from turn_server_helpers import PEER, PEER2, RELAY, Client, make_state
 
 from iceagent.stun import Attr, MessageClass, Method
@@ -114,3 +116,54 @@ def test_no_quota_relays_everything() -> None:
     for _ in range(200):
         assert client.send_indication(PEER, b"x" * 60_000, now=1.0) != []
     assert client.state.stats.dropped_by_reason == {}
+
+
+class _CountingScans:
+    """Wraps an allocation's cooldowns and counts full passes over them (iteration, `items()`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.scans = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("items", "values", "keys"):
+            self.scans += 1
+        return getattr(self.inner, name)
+
+    def __iter__(self) -> Any:
+        self.scans += 1
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.inner
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.inner[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self.inner[key]
+
+
+def test_channel_bind_looks_up_cooldowns_instead_of_scanning_them() -> None:
+    # RFC 8656 12: an expired binding's number and peer cool down for 5 minutes; an allocation may hold up to
+    # 4096 cooldowns, and each ChannelBind must not visit all of them.
+    client = Client(make_state(channel_lifetime=10.0, channel_cooldown=300.0))
+    client.allocate(now=0.0)
+    for n in range(500):
+        assert client.bind(0x4000 + n, ("203.0.113.7", 10000 + n), now=0.0).message_class is MessageClass.SUCCESS
+    client.state.handle_timer(11.0)  # every channel expired: 500 cooldowns
+    allocation = client.state.allocations[client.ft]
+    assert len(allocation.cooldown) == 500
+    counting = _CountingScans(allocation.cooldown)
+    allocation.cooldown = counting
+    for n in range(500, 600):  # fresh numbers and peers: allowed
+        assert client.bind(0x4000 + n, ("203.0.113.8", n), now=12.0).message_class is MessageClass.SUCCESS
+    # A cooled number to another peer, a cooled peer to another number: 400; the same pair again: allowed.
+    assert client.bind(0x4000, ("203.0.113.9", 1), now=12.0).message_class is MessageClass.ERROR
+    assert client.bind(0x4FFF, ("203.0.113.7", 10001), now=12.0).message_class is MessageClass.ERROR
+    assert client.bind(0x4001, ("203.0.113.7", 10001), now=12.0).message_class is MessageClass.SUCCESS
+    assert counting.scans == 0
+    assert len(allocation.cooldown) == 499

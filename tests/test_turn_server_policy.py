@@ -39,6 +39,16 @@ REFUSED6 = {
     "ff02::1": "multicast",
     "::ffff:127.0.0.1": "loopback",  # IPv4-mapped: reaches 127.0.0.1 through a dual-stack relay
     "::ffff:169.254.169.254": "link-local",
+    # IPv6 addresses that embed an IPv4 one reach it through a translator or relay: judged as both.
+    "64:ff9b::7f00:1": "loopback",  # NAT64 well-known prefix (RFC 6052)
+    "64:ff9b::a9fe:a9fe": "link-local",
+    "64:ff9b:1::7f00:1": "loopback",  # NAT64 local-use prefix (RFC 8215), /96 layout
+    "2002:7f00:1::1": "loopback",  # 6to4 (RFC 3056)
+    "2002:a9fe:a9fe::1": "link-local",
+    "::127.0.0.1": "loopback",  # IPv4-compatible (RFC 4291 2.5.5.1, deprecated)
+    "::ffff:0:7f00:1": "loopback",  # IPv4-translated (RFC 2765)
+    "64:ff9b::e000:fb": "multicast",
+    "fd00:ec2::254": "link-local",  # the IPv6 cloud metadata service (AWS), a ULA: like 169.254.169.254
 }
 
 
@@ -78,10 +88,13 @@ def test_private_ranges_stay_allowed_unless_denied() -> None:
     assert denied.state.stats.forbidden_by_reason == {"denied": 1}
 
 
-def test_ipv4_mapped_peers_do_not_dodge_denied_peers() -> None:
+@pytest.mark.parametrize("ip", ["::ffff:10.1.2.3", "64:ff9b::a01:203", "2002:a01:203::1", "::ffff:0:a01:203"])
+def test_ipv6_forms_of_an_ipv4_address_do_not_dodge_denied_peers(ip: str) -> None:
     client = _client6(denied_peers=["10.0.0.0/8"])
-    assert error_code(client.permit(("::ffff:10.1.2.3", 5000))) == 403
+    assert error_code(client.permit((ip, 5000))) == 403
+    assert client.state.stats.forbidden_by_reason == {"denied": 1}
     assert client.permit(("::ffff:192.0.2.7", 5000)).message_class is MessageClass.SUCCESS
+    assert client.permit(("64:ff9b::c000:207", 5000)).message_class is MessageClass.SUCCESS
 
 
 def test_allow_loopback_peers_lifts_loopback_only() -> None:
@@ -108,17 +121,41 @@ def test_the_servers_own_listening_address_never_gets_a_datagram() -> None:
     assert error_code(response) == 403 and "own-address" in response.get(Attr.ERROR_CODE)[1]
 
 
-def test_a_wildcard_listener_is_on_every_local_ip() -> None:
-    state = make_state(server_addresses=[("0.0.0.0", 3478)], allow_loopback_peers=True)
-    state.policy.add_local_ips(["198.51.100.1"])  # the relay IP (the Trio layer adds it, and the interfaces')
+def test_a_wildcard_listeners_port_is_own_on_every_ip() -> None:
+    # Which IPs are this host's changes at run time (and `iceagent serve --stun 0.0.0.0` adds a wildcard STUN
+    # listener beside a TURN server on one IP), so a wildcard port is refused on every IP, including
+    # addresses the server never heard of when it started.
+    state = make_state(server_addresses=[("198.51.100.1", 3479)], allow_loopback_peers=True)
+    state.policy.add_own_addresses([("0.0.0.0", 3478)])
     client = Client(state)
     client.allocate()
-    client.permit(("198.51.100.1", 1), ("127.0.0.1", 1), ("203.0.113.9", 1))
-    assert client.send_indication(("198.51.100.1", 3478), b"x") == []
-    assert client.send_indication(("127.0.0.1", 3478), b"x") == []
-    assert state.stats.dropped_by_reason == {"own-address": 2}
-    # Another host's port 3478 is not ours.
-    assert client.send_indication(("203.0.113.9", 3478), b"x") == [SendToPeer(RELAY, ("203.0.113.9", 3478), b"x")]
+    client.permit(("198.51.100.1", 1), ("127.0.0.1", 1), ("10.0.0.5", 1), ("203.0.113.9", 1))
+    for ip in ("198.51.100.1", "127.0.0.1", "10.0.0.5", "203.0.113.9"):
+        assert client.send_indication((ip, 3478), b"x") == []
+    assert state.stats.dropped_by_reason == {"own-address": 4}
+    assert error_code(client.bind(0x4000, ("10.0.0.5", 3478))) == 403
+    # Other ports stay open; a specific listener's port only on its own IP.
+    assert client.send_indication(("10.0.0.5", 3479), b"x") == [SendToPeer(RELAY, ("10.0.0.5", 3479), b"x")]
+
+
+def test_datagrams_from_the_servers_own_listener_are_dropped() -> None:
+    state = make_state(server_addresses=[SERVER])
+    client = Client(state)
+    client.allocate()
+    assert client.permit((SERVER[0], 1)).message_class is MessageClass.SUCCESS  # relay-to-relay: per IP
+    assert state.receive_from_peer(RELAY, b"from our own listener", SERVER, 0.0) is None
+    assert state.stats.dropped_by_reason == {"own-address": 1}
+    assert isinstance(state.receive_from_peer(RELAY, b"another port", (SERVER[0], 50002), 0.0), SendToClient)
+
+
+def test_requests_forged_from_our_own_relay_address_are_dropped() -> None:
+    # A client whose source is one of our relays would chain allocations (a relay never sends to the server).
+    state = make_state(server_addresses=[SERVER])
+    Client(state).allocate()
+    forged = Client(state, FiveTuple(RELAY, SERVER, "udp"), user="bob", password="hunter2")
+    allocate = Message(Method.ALLOCATE, MessageClass.REQUEST, attributes=[(Attr.REQUESTED_TRANSPORT, 17)])
+    assert forged.send(allocate, 0.0) == []
+    assert state.stats.dropped_by_reason == {"own-address": 1} and state.stats.allocations == 1
 
 
 async def test_a_wildcard_server_on_vnet_knows_its_interface_addresses(autojump_clock: object) -> None:
@@ -128,8 +165,8 @@ async def test_a_wildcard_server_on_vnet_knows_its_interface_addresses(autojump_
     async with open_turn_server(network, ["0.0.0.0:3478"], users={"a": "b"}, relay_address="198.51.100.3") as server:
         own = server.state.policy.own
         assert own(("198.51.100.1", 3478)) and own(("198.51.100.2", 3478)) and own(("198.51.100.3", 3478))
-        assert own(("::ffff:198.51.100.1", 3478)) and own(("127.0.0.1", 3478))
-        assert not own(("198.51.100.1", 3479)) and not own(("203.0.113.1", 3478))
+        assert own(("::ffff:198.51.100.1", 3478)) and own(("127.0.0.1", 3478)) and own(("203.0.113.1", 3478))
+        assert not own(("198.51.100.1", 3479))
 
 
 def test_relay_to_relay_between_two_clients_of_the_same_server() -> None:

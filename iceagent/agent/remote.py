@@ -63,19 +63,24 @@ class RemoteGate:
 
     def hold(self, params: IceParameters, current: IceParameters | None, now: float) -> bool:
         """Called with the peer's parameters before they are applied; True when they are held back (or
-        replace held ones) instead: a restart came less than `peer_restart_interval` ago."""
+        replace held ones) instead: a restart came less than `peer_restart_interval` ago. With no `current`
+        parameters (our own restart began a generation) they answer that restart: applied at once, and any
+        held ones, of the generation before, are dropped."""
+        if current is None:
+            self.held = None
+            return False
         held = self.held
         if held is not None:
             if params.ufrag == held.parameters.ufrag:
                 held.parameters = params
                 return True
             self.held = None
-            if current is not None and params.ufrag == current.ufrag:
+            if params.ufrag == current.ufrag:
                 return False  # back to the parameters in use: nothing to restart
             self.superseded += 1
             self.held = _Held(params)
             return True
-        if current is None or current.ufrag == params.ufrag:
+        if current.ufrag == params.ufrag:
             return False
         if now >= self.restart_at:
             self.restart_at = now + self._agent.config.peer_restart_interval

@@ -34,6 +34,7 @@ from typing import Any
 
 import attrs
 
+from .._addresses import category, parse_ip
 from ..errors import CandidateParseError, IceError
 
 __all__ = [
@@ -387,34 +388,27 @@ def unusable_reason(candidate: Candidate) -> str | None:
     "unspecified" (0.0.0.0/8, ::; RFC 6890: not a destination), "multicast" (224.0.0.0/4, ff00::/8),
     "broadcast" (255.255.255.255) and "port-0" (RFC 768: not a destination port) addresses are never a
     peer's: checks and data sent there would reach the whole local network or nobody (a hostile peer
-    could aim the agent's checks at a LAN's multicast groups). IPv4-mapped IPv6 addresses are judged by
-    their IPv4 address; host names (`.local`) are judged once resolved. An active ICE-TCP candidate
+    could aim the agent's checks at a LAN's multicast groups). IPv6 addresses that embed an IPv4 one are
+    judged by it too; host names (`.local`) are judged once resolved. An active ICE-TCP candidate
     keeps its port: it receives no connections (RFC 6544 4.5 signals 9, some stacks 0)."""
     port = None if candidate.transport == "tcp" and candidate.tcptype == "active" else candidate.port
     return unusable_address(candidate.address, port)
 
 
 def unusable_address(address: str, port: int | None) -> str | None:
-    """`unusable_reason` for a bare address (a host name passes); `port` None is not judged."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        ip = None
+    """`unusable_reason` for a bare address (a host name passes); `port` None is not judged. An IPv6 address
+    that embeds an IPv4 one (mapped, NAT64, 6to4, ...: `iceagent._addresses.forms`) is judged as both."""
+    ip = parse_ip(address)
     if ip is not None:
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if ip.is_unspecified or (ip.version == 4 and ip.packed[0] == 0):
-            return "unspecified"
-        if ip.is_multicast:
-            return "multicast"
-        if ip == _BROADCAST:
-            return "broadcast"
+        reason = category(ip, _UNUSABLE)
+        if reason is not None:
+            return reason
     if port == 0:
         return "port-0"
     return None
 
 
-_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+_UNUSABLE = frozenset({"unspecified", "multicast", "broadcast"})
 
 #: Bounds of `IceParameters.pacing` in ms. RFC 8839 5.5 allows 1*10DIGIT; below 1 ms there is no value
 #: to signal, and above 1 s a check list of `max_pairs` (100) would need over 100 s to send its first

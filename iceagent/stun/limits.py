@@ -7,29 +7,40 @@ IPv4 address, or an IPv6 /64, which one subscriber usually holds) and one for th
 buckets are dodged by spoofing many sources, so the total bucket is the bound that always holds; the table
 of sources is itself bounded (least recently used first out). The `ServerLimits` options hold the rates and
 the TCP/TLS connection limits the servers' I/O side enforces.
+
+Over TCP/TLS, where the source is real, a request over the rate is not dropped but waits: it reserves its
+tokens at once (the buckets may go below zero, as in GCRA) and sleeps once, exactly until they are due
+(`wait_for_rate`, the one Trio part here), so waiting connections cost one wakeup per request, not a poll.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
+import trio
+
+from .._addresses import source_key
 
 __all__ = [
     "ConnectionCounter",
     "Limited",
+    "ReadDeadline",
     "RequestLimiter",
     "ServerLimits",
     "TokenBucket",
     "is_request",
     "source_key",
+    "wait_for_rate",
 ]
 
 Limited = Literal["rate_source", "rate_total"]
 """Why a request was held back: its source's bucket or the server's total bucket was empty."""
+Refused = Literal["connections", "connections_per_ip"]
+"""Why a TCP/TLS connection was closed at once: the cap in total or per client IP (or IPv6 prefix)."""
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -105,23 +116,9 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
     def take(self) -> None:
-        """Spend a token (call after `ready` said yes)."""
+        """Spend a token: after `ready` said yes, or to reserve one `wait` ahead (the bucket goes below zero)."""
         if not math.isinf(self.rate):
             self.tokens -= 1
-
-
-def source_key(ip: str, ipv6_prefix: int = 64) -> str:
-    """The bucket a source address falls in: the IPv4 address (an IPv4-mapped IPv6 one too), else its IPv6 prefix."""
-    if ":" not in ip:
-        return ip
-    try:
-        address = ipaddress.IPv6Address(ip)
-    except ValueError:
-        return ip
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    value = int(address) >> (128 - ipv6_prefix) << (128 - ipv6_prefix)
-    return f"{ipaddress.IPv6Address(value)}/{ipv6_prefix}"
 
 
 class RequestLimiter:
@@ -159,9 +156,19 @@ class RequestLimiter:
         self.total.take()
         return None
 
-    def wait(self, ip: str, now: float) -> float:
-        """Seconds from `now` until a request from `ip` would be admitted."""
-        return max(self._bucket(ip, now).wait(now), self.total.wait(now))
+    def reserve(self, ip: str, now: float, max_wait: float) -> tuple[float, Limited | None] | None:
+        """Admit one request from `ip` ahead of time: spend its tokens now (the buckets may go below zero) and
+        say how many seconds it must wait for them, and why (None: no wait); or, when that wait would be over
+        `max_wait`, None and nothing spent. Later requests then wait behind it: first come, first served."""
+        bucket = self._bucket(ip, now)
+        own, total = bucket.wait(now), self.total.wait(now)
+        delay = max(own, total)
+        if delay > max_wait:
+            return None
+        bucket.take()
+        self.total.take()
+        reason: Limited | None = "rate_source" if own > 0 else "rate_total" if total > 0 else None
+        return delay, reason
 
 
 class ConnectionCounter:
@@ -170,27 +177,73 @@ class ConnectionCounter:
     def __init__(self, limits: ServerLimits) -> None:
         self.limits = limits
         self.total = 0
-        self._per_ip: dict[str, int] = {}
+        self._per_ip: dict[str, int] = {}  # by `source_key`: an IPv6 client's whole prefix counts as one
 
-    def open(self, ip: str) -> Literal["connections", "connections_per_ip"] | None:
-        """Count a new connection from `ip`, or say which cap it would exceed (then it is not counted)."""
+    def open(self, ip: str) -> Refused | None:
+        """Count a new connection from `ip`, or say which cap it would exceed (then it is not counted). IPv6
+        clients are counted per `ipv6_prefix`, like the rate limit: one host with a /64 is one client."""
         if self.total >= self.limits.max_connections:
             return "connections"
-        count = self._per_ip.get(ip, 0)
+        key = source_key(ip, self.limits.ipv6_prefix)
+        count = self._per_ip.get(key, 0)
         if count >= self.limits.max_connections_per_ip:
             return "connections_per_ip"
-        self._per_ip[ip] = count + 1
+        self._per_ip[key] = count + 1
         self.total += 1
         return None
 
     def close(self, ip: str) -> None:
         """A connection counted by `open` ended."""
+        key = source_key(ip, self.limits.ipv6_prefix)
         self.total -= 1
-        count = self._per_ip.pop(ip) - 1
+        count = self._per_ip.pop(key) - 1
         if count:
-            self._per_ip[ip] = count
+            self._per_ip[key] = count
 
 
 def is_request(data: bytes | bytearray) -> bool:
     """Whether `data` starts like a STUN request: top bits 00 and class bits C1 C0 = 00 (RFC 8489 5, 6)."""
     return len(data) >= 20 and data[0] < 0x40 and not data[0] & 0x01 and not data[1] & 0x10
+
+
+async def wait_for_rate(limiter: RequestLimiter, ip: str, count: Callable[[str], None]) -> bool:
+    """A request over TCP/TLS, where the source is real: over the rate it waits for its reserved tokens (counted
+    by reason) instead of being dropped, so a pipelining client is slowed, not broken; one sleep, no polling.
+    False (counted as "rate_wait"): the wait would pass `read_timeout`, so the caller closes the connection."""
+    reserved = limiter.reserve(ip, trio.current_time(), limiter.limits.read_timeout)
+    if reserved is None:
+        count("rate_wait")
+        return False
+    delay, reason = reserved
+    if reason is not None:
+        count(reason)  # once per request held back
+        await trio.sleep(delay)
+    return True
+
+
+class ReadDeadline:
+    """The read side of a TCP/TLS client of the STUN and TURN servers: a message begun must arrive whole within
+    `read_timeout` (a client trickling a byte at a time is closed however steadily it sends: slowloris), and a
+    connection with no message begun waits `idle_timeout` for one. The deadline runs from the chunk a message
+    began in, or from when the server finished the messages before it (its own rate-limit waits do not count)."""
+
+    def __init__(self, stream: trio.abc.Stream, read_timeout: float, idle_timeout: float) -> None:
+        self.stream = stream
+        self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
+        self.deadline: float | None = None  # when the message begun must be complete; None: none begun
+
+    async def receive(self) -> bytes | bytearray | None:
+        """The next bytes; b"" when the client closed; None when the deadline passed (mid-message if `deadline`
+        is set, else idle)."""
+        with trio.move_on_at(trio.current_time() + self.idle_timeout if self.deadline is None else self.deadline):
+            return await self.stream.receive_some(65536)
+        return None
+
+    def handled(self, pending: int, fresh: bool) -> None:
+        """A chunk's complete messages were handled; `pending` bytes of the next remain, which began in this chunk
+        (`fresh`: the buffer was empty before it, or a message ended in it) or earlier."""
+        if not pending:
+            self.deadline = None
+        elif fresh or self.deadline is None:
+            self.deadline = trio.current_time() + self.read_timeout

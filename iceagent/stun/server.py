@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
 from ..uri import format_host_port, parse_host_port
 from .attributes import COOKIE_BYTES, Attr
-from .limits import ConnectionCounter, RequestLimiter, ServerLimits, is_request
+from .limits import ConnectionCounter, ReadDeadline, RequestLimiter, ServerLimits, is_request, wait_for_rate
 from .message import Message, MessageClass, Method, StunDecodeError
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
 log = get_logger(__name__)
 
 DEFAULT_SOFTWARE = "iceagent embedded STUN server"
-"""The SOFTWARE attribute (RFC 8489 14.14) of answers over TCP and to requests that carry SOFTWARE themselves."""
+"""The SOFTWARE attribute (RFC 8489 14.14) of answers over TCP (never over UDP: no amplification)."""
 
 MIN_RESPONSE_PORT = 1024
 """RESPONSE-PORT below this gets 400 (RFC 5780 7.5): no answers aimed at privileged ports."""
@@ -81,14 +81,16 @@ def answer(
     the server has no alternate address. Returns None for anything to drop silently: bytes that are not STUN,
     a bad FINGERPRINT, indications and responses (RFC 8489 6.3).
 
-    Over UDP the source can be forged, so an answer carries only what the request asks for and stays
-    within a few times its size (no amplification; RFC 5780 9, RFC 8489 16): XOR-MAPPED-ADDRESS;
-    OTHER-ADDRESS when there is an alternate (a discovery client learns it from a plain request, RFC 5780
-    4.2, 6.1); MAPPED-ADDRESS and RESPONSE-ORIGIN when the request uses RFC 5780 (CHANGE-REQUEST,
-    RESPONSE-PORT or PADDING: 6.1 requires both then); FINGERPRINT when the request has one; SOFTWARE when
-    the request has one (or over TCP, where the source is real). Error reason phrases are short.
-    RESPONSE-PORT below 1024 gets 400: RFC 5780 7.5 lets a server refuse a port, and a privileged port
-    (DNS, NTP, ...) is a reflection target, never a NAT mapping under test.
+    Over UDP the source can be forged, so an answer carries only what the request asks for or an RFC requires
+    and stays within a few times its size (no amplification; RFC 5780 9, RFC 8489 16): at most 124 bytes and
+    4.6x. XOR-MAPPED-ADDRESS always; RESPONSE-ORIGIN and OTHER-ADDRESS whenever there is an alternate (RFC 5780
+    6.1 requires both in every answer: a discovery client learns the alternate, and spots a second NAT, from a
+    plain request); MAPPED-ADDRESS (and RESPONSE-ORIGIN without an alternate) when the request uses RFC 5780
+    (CHANGE-REQUEST, RESPONSE-PORT or PADDING); FINGERPRINT when the request has one; SOFTWARE over TCP only
+    (optional, RFC 8489 14.14; over UDP it would only grow a reflected answer). PADDING pads the answer to
+    the request's size; a PADDING request whose answer would be larger than it gets none (server policy).
+    Error reason phrases are short. RESPONSE-PORT below 1024 gets 400: RFC 5780 7.5 lets a server refuse a
+    port, and a privileged port (DNS, NTP, ...) is a reflection target, never a NAT mapping under test.
     """
     try:
         request = Message.decode(data)
@@ -100,7 +102,7 @@ def answer(
     if fingerprint and not request.verify_fingerprint():
         return None  # RFC 8489 7.3: a wrong FINGERPRINT means this is not STUN
     tail: list[tuple[Attr | int, Any]] = []
-    if software and (transport == "tcp" or Attr.SOFTWARE in request):
+    if software and transport == "tcp":  # over UDP it would only grow a reflected answer (RFC 8489 14.14: MAY)
         tail.append((Attr.SOFTWARE, software))
 
     def error(code: int, reason: str, extra: Iterable[tuple[Attr | int, Any]] = ()) -> Reply:
@@ -131,21 +133,22 @@ def answer(
     origin = local
     if other is not None:
         origin = (other[0] if change_ip else local[0], other[1] if change_port else local[1])
+    rfc5780 = change is not None or response_port is not None or padding
     attributes: list[tuple[Attr | int, Any]] = [(Attr.XOR_MAPPED_ADDRESS, remote)]
-    if change is not None or response_port is not None or padding:
+    if rfc5780:
         attributes.append((Attr.MAPPED_ADDRESS, remote))  # RFC 5780 6.1 asks for both address attributes
-        if not ipaddress.ip_address(origin[0]).is_unspecified:  # bound to a wildcard: we do not know our IP
-            attributes.append((Attr.RESPONSE_ORIGIN, origin))
+    if (rfc5780 or other is not None) and not ipaddress.ip_address(origin[0]).is_unspecified:
+        attributes.append((Attr.RESPONSE_ORIGIN, origin))  # 6.1: MUST (not known on a wildcard: no alternate)
     if other is not None:
         attributes.append((Attr.OTHER_ADDRESS, other))
-    attributes += tail
-    response = request.success_response(attributes)
+    if padding:  # 6.1: PADDING MUST come back; sized in `_pad`
+        attributes.append((Attr.PADDING, b""))
+    response = request.success_response([*attributes, *tail])
     encoded = response.encode(fingerprint=fingerprint)
     if padding:
-        # RFC 5780 6.1 suggests padding to the MTU; we pad to the request's size, which tests the same path.
-        size = max(0, len(data) - len(encoded) - 4) & ~3
-        response.attributes.insert(len(attributes) - len(tail), (Attr.PADDING, bytes(size)))
-        encoded = response.encode(fingerprint=fingerprint)
+        encoded = _pad(response, len(data), len(encoded), fingerprint)
+        if transport == "udp" and len(encoded) > len(data):
+            return None  # server policy: a PADDING request is never answered with more bytes than it had
     destination = remote if response_port is None else (remote[0], response_port)
     return Reply(encoded, destination, change_ip=change_ip, change_port=change_port)
 
@@ -311,12 +314,14 @@ class StunServer:
         within `write_timeout`, and requests wait for the rate limit's tokens (`ServerLimits`).
         """
         buffer = bytearray()
-        deadline: float | None = None  # when the message begun in `buffer` must be complete
+        reader = ReadDeadline(stream, self.limits.read_timeout, self.tcp_idle_timeout)
         try:
             async with stream:
                 while True:
-                    chunk = await self._receive(stream, deadline)
+                    chunk = await reader.receive()
                     if not chunk:
+                        if chunk is None and reader.deadline is not None:
+                            self.stats.count("read_timeout")
                         return
                     fresh = not buffer
                     buffer += chunk
@@ -330,28 +335,16 @@ class StunServer:
                         data = bytes(buffer[:size])
                         del buffer[:size]
                         fresh = True  # what is left began in this chunk
-                        if is_request(data):
-                            await wait_for_rate(self._limiter, remote[0], self.stats.count)
+                        if is_request(data) and not await wait_for_rate(self._limiter, remote[0], self.stats.count):
+                            return  # its turn would come after the read deadline: too far behind
                         reply = self._answer(data, remote, local, other, "tcp")
                         if reply is not None and not await self._send(stream, reply.data):
                             return
-                    if not buffer:
-                        deadline = None
-                    elif fresh:  # counted from now, not from arrival: our own rate-limit waits are not the client's
-                        deadline = trio.current_time() + self.limits.read_timeout
+                    reader.handled(len(buffer), fresh)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         finally:
             self._connections.close(remote[0])
-
-    async def _receive(self, stream: trio.abc.Stream, deadline: float | None) -> bytes | bytearray:
-        """The next bytes, or b"" to close: idle for `tcp_idle_timeout` between messages, or past the
-        `deadline` of a message begun (a client trickling a message a byte at a time)."""
-        with trio.move_on_at(trio.current_time() + self.tcp_idle_timeout if deadline is None else deadline):
-            return await stream.receive_some(65536)
-        if deadline is not None:
-            self.stats.count("read_timeout")
-        return b""
 
     async def _send(self, stream: trio.abc.Stream, data: bytes) -> bool:
         """Send, or give up after `write_timeout` (a client that does not read); False: close."""
@@ -363,17 +356,13 @@ class StunServer:
 
 
 
-async def wait_for_rate(limiter: RequestLimiter, ip: str, count: Callable[[str], None]) -> None:
-    """A request over TCP/TLS, where the source is real: over the rate it waits for its token (counted by
-    reason) instead of being dropped, so a pipelining client is slowed, not broken."""
-    limited = limiter.check(ip, trio.current_time())
-    if limited is None:
-        return
-    count(limited)  # once per request held back
-    while True:
-        await trio.sleep(max(limiter.wait(ip, trio.current_time()), 0.001))  # at least 1 ms: floats round
-        if limiter.check(ip, trio.current_time()) is None:
-            return
+def _pad(response: Message, request_size: int, size: int, fingerprint: bool) -> bytes:
+    """`response` with its PADDING grown so the answer is as large as the request (or left empty when the answer
+    is already as large). RFC 5780 6.1 suggests padding to the MTU; the request's size tests the same path
+    (a client sends PADDING to make its request MTU-sized) and never makes the answer the larger one."""
+    grow = max(0, request_size - size) & ~3
+    response.attributes = [(a, bytes(grow)) if a == Attr.PADDING else (a, v) for a, v in response.attributes]
+    return response.encode(fingerprint=fingerprint)
 
 
 def _check_ip(host: str, what: str) -> str:

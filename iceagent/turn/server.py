@@ -23,8 +23,7 @@ import trio
 from .._groups import serving
 from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
-from ..stun.limits import ConnectionCounter, RequestLimiter, is_request
-from ..stun.server import wait_for_rate
+from ..stun.limits import ConnectionCounter, ReadDeadline, RequestLimiter, is_request, wait_for_rate
 from ..uri import format_host_port, parse_host_port
 from .server_state import TurnServerState
 from .server_types import (
@@ -400,16 +399,14 @@ class TurnServer:
         when a message begun does not arrive whole within `limits.read_timeout` (a client trickling bytes)."""
         buffer = bytearray()
         config = self.state.config
-        deadline: float | None = None  # when the message begun in `buffer` must be complete
+        reader = ReadDeadline(stream, config.limits.read_timeout, config.tcp_idle_timeout)
         while True:
-            chunk: bytes | bytearray | None = None
-            with trio.move_on_at(self._now() + config.tcp_idle_timeout if deadline is None else deadline):
-                try:
-                    chunk = await stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return  # reset by the client
+            try:
+                chunk = await reader.receive()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # reset by the client
             if chunk is None:
-                if deadline is not None:
+                if reader.deadline is not None:
                     self._count("read_timeout")
                     return
                 if self.state.allocation(ft, self._now()) is not None:
@@ -425,13 +422,10 @@ class TurnServer:
                 log.info("TURN server: closing %s: %s", ft, e)
                 return  # a byte stream cannot be resynchronised
             for frame in frames:
-                if is_request(frame):
-                    await wait_for_rate(self._limiter, ft.client[0], self._count)
+                if is_request(frame) and not await wait_for_rate(self._limiter, ft.client[0], self._count):
+                    return  # its turn would come after the read deadline: too far behind
                 await self._from_client(frame, ft)
-            if not buffer:
-                deadline = None
-            elif fresh or frames:  # a new message began in this chunk; counted from now, after our own waits
-                deadline = self._now() + config.limits.read_timeout
+            reader.handled(len(buffer), fresh or bool(frames))
 
     async def _write_connection(
         self, stream: trio.abc.Stream, receive: trio.MemoryReceiveChannel[bytes], scope: trio.CancelScope
@@ -566,7 +560,7 @@ async def bind_turn_server(
             reason = os.strerror(e.errno) if e.errno else str(e)
             raise OSError(e.errno, f"cannot open the TURN server on {where}: {reason}") from e
         raise
-    _own_addresses(state, network, [sock.local_address for sock in udp], relays)
+    state.policy.add_own_addresses(sock.local_address for sock in udp)  # never relayed to (CVE-2020-26262)
     return TurnServer(
         network,
         state,
@@ -577,15 +571,6 @@ async def bind_turn_server(
         relay_addresses=relays,
         wall_clock=wall_clock,
     )
-
-
-def _own_addresses(state: TurnServerState, network: Network, udp: list[Address], relays: dict[int, str]) -> None:
-    """Tell the peer policy where the server listens, so no relay sends there; a wildcard listener is on
-    every local IP: the relay IPs and the interfaces' addresses now (CVE-2020-26262)."""
-    state.policy.add_own_addresses(udp)
-    state.policy.add_local_ips(relays.values())
-    if any(ipaddress.ip_address(host).is_unspecified for host, _ in udp):
-        state.policy.add_local_ips(a.split("%")[0] for i in network.interfaces() for a in i.addresses)
 
 
 async def serve_turn(

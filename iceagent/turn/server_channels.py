@@ -36,9 +36,12 @@ def channel_conflict(allocation: Allocation, number: int, peer: Address, now: fl
             return f"Bad Request: peer {format_peer(peer)} is bound to another channel {other:#06x}"
         if now < expiry + cooldown:
             return f"Bad Request: peer {format_peer(peer)} was bound to channel {other:#06x}{_RECENT}"
-    for n, (p, until) in allocation.cooldown.items():
-        if until > now and (n == number) != (p == peer):
-            return f"Bad Request: channel {n:#06x} was bound to {format_peer(p)}{_RECENT}"
+    cooling = allocation.cooldown.get(number)
+    if cooling is not None and cooling[1] > now and cooling[0] != peer:
+        return f"Bad Request: channel {number:#06x} was bound to {format_peer(cooling[0])}{_RECENT}"
+    cooled = allocation.cooldown.of_peer(peer)
+    if cooled is not None and cooled[1] > now and cooled[0] != number:
+        return f"Bad Request: peer {format_peer(peer)} was bound to channel {cooled[0]:#06x}{_RECENT}"
     return None
 
 

@@ -2,10 +2,11 @@
 
 By default a TURN server must not become a proxy into its own host or to addresses no peer can own:
 loopback, unspecified, link-local (the cloud metadata address 169.254.169.254 among them), multicast and
-broadcast peers are refused, as coturn does with no-loopback-peers and no-multicast-peers. IPv4-mapped IPv6
-peers (::ffff:127.0.0.1) are judged as the IPv4 address they reach. Datagrams toward the server's own
-listening ip:port are always dropped (a relay must not feed the server itself). Private ranges stay allowed:
-ICE on a LAN needs them; `denied_peers` can refuse them.
+broadcast peers are refused, as coturn does with no-loopback-peers and no-multicast-peers. IPv6 peers that
+embed an IPv4 address (::ffff:127.0.0.1, NAT64 64:ff9b::7f00:1, 6to4, ...) are judged as the IPv4 address they
+reach too (`iceagent._addresses`). Datagrams toward or from the server's own listening ip:port are always
+dropped (a relay must not feed the server itself). Private ranges stay allowed: ICE on a LAN needs them;
+`denied_peers` can refuse them.
 """
 
 from __future__ import annotations
@@ -14,38 +15,19 @@ import ipaddress
 import math
 from collections.abc import Iterable
 
+from .._addresses import IP, category, forms, parse_ip, unmapped
 from ..uri import format_host_port
 from .server_types import Address, Allocation, TurnServerConfig
 
-__all__ = ["PeerPolicy", "burst", "peer_ip", "spend"]
-
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # RFC 791/1122: "this host on this network"
+__all__ = ["PeerPolicy", "burst", "desired_lifetime", "peer_ip", "spend"]
 
 
 def peer_ip(host: str) -> IP:
     """The IP a datagram to `host` reaches: an IPv4-mapped IPv6 address (RFC 4291 2.5.5.2) is its IPv4."""
-    ip = ipaddress.ip_address(host)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+    return unmapped(ipaddress.ip_address(host))
 
 
-def _category(ip: IP) -> str | None:
-    """The reason no peer can own `ip`, or None for an ordinary (public or private) address."""
-    if ip.is_unspecified or (isinstance(ip, ipaddress.IPv4Address) and ip in _THIS_NETWORK):
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if ip.is_multicast:
-        return "multicast"
-    if ip == _BROADCAST:
-        return "broadcast"
-    return None
+_CATEGORIES = frozenset({"unspecified", "loopback", "link-local", "multicast", "broadcast"})
 
 
 class PeerPolicy:
@@ -55,17 +37,19 @@ class PeerPolicy:
         self._denied = [ipaddress.ip_network(n) for n in config.denied_peers]
         allowed = config.allowed_peers
         self._allowed = None if allowed is None else [ipaddress.ip_network(n) for n in allowed]
-        self._lifted = {"loopback"} if config.allow_loopback_peers else set()
+        lifted = {"loopback"} if config.allow_loopback_peers else set()
         if config.allow_link_local_peers:
-            self._lifted.add("link-local")
+            lifted.add("link-local")
+        self._refused = _CATEGORIES - lifted
         self._own: set[tuple[IP, int]] = set()
         self._ports: set[int] = set()  # every own port: most datagrams need no closer look
-        self._wildcard_ports: set[int] = set()  # ports listened on at a wildcard address
-        self._local: set[IP] = set()
+        self._wildcard_ports: set[int] = set()  # ports listened on at a wildcard address: own on every IP
         self.add_own_addresses(own_addresses)
 
     def add_own_addresses(self, addresses: Iterable[Address]) -> None:
-        """UDP ip:port this host's servers listen on (a wildcard IP: on every local IP), never sent to."""
+        """UDP ip:port this host's servers listen on, never sent to nor taken from. A wildcard listener's port
+        is own on every IP: which IPs are this host's changes at run time (and a peer's NAT64 or 6to4 address
+        may lead back here), so a peer on that port is refused wherever it is (CVE-2020-26262)."""
         for host, port in addresses:
             ip = peer_ip(host)
             self._ports.add(port)
@@ -74,20 +58,17 @@ class PeerPolicy:
             else:
                 self._own.add((ip, port))
 
-    def add_local_ips(self, hosts: Iterable[str]) -> None:
-        """IPs of this host (e.g. the relay addresses, the interfaces): a wildcard listener is on each."""
-        self._local.update(peer_ip(h) for h in hosts)
-
     def refused(self, host: str) -> str | None:
-        """Why a permission or channel toward `host` gets 403 (a reason for the counters), or None (RFC 8656 9.2)."""
-        ip = peer_ip(host)
-        category = _category(ip)
-        if category is not None and category not in self._lifted:
-            return category
-        forms = {ip, ipaddress.ip_address(host)}  # a mapped address matches IPv4 and IPv6 networks alike
-        if any(form in net for net in self._denied for form in forms):
+        """Why a permission or channel toward `host` gets 403 (a reason for the counters), or None (RFC 8656 9.2).
+        An IPv6 address that embeds an IPv4 one is judged as both (`iceagent._addresses.forms`)."""
+        ip = ipaddress.ip_address(host)
+        reason = category(ip, self._refused)
+        if reason is not None:
+            return reason
+        reached = forms(ip)  # a mapped or NAT64 address matches IPv4 and IPv6 networks alike
+        if any(form in net for net in self._denied for form in reached):
             return "denied"
-        if self._allowed is not None and not any(form in net for net in self._allowed for form in forms):
+        if self._allowed is not None and not any(form in net for net in self._allowed for form in reached):
             return "not-allowed"
         return None
 
@@ -105,13 +86,14 @@ class PeerPolicy:
         return 403, f"Forbidden: this server does not relay to {format_host_port(peer)}: {reason} peer{hint}", reason
 
     def own(self, peer: Address) -> bool:
-        """Whether a datagram to `peer` would reach one of the server's own listening sockets."""
-        if peer[1] not in self._ports:
+        """Whether `peer` may be one of the server's own listening sockets: a datagram to it or from it is dropped."""
+        port = peer[1]
+        if port not in self._ports:
             return False
-        ip = peer_ip(peer[0])
-        if (ip, peer[1]) in self._own:
+        if port in self._wildcard_ports:
             return True
-        return peer[1] in self._wildcard_ports and (ip in self._local or _category(ip) is not None)
+        ip = parse_ip(peer[0])
+        return ip is not None and any((form, port) in self._own for form in forms(ip))
 
 
 def burst(rate: float | None) -> float:
@@ -131,3 +113,10 @@ def spend(allocation: Allocation, size: int, now: float, rate: float | None) -> 
         return False
     allocation.tokens = tokens - size
     return True
+
+
+def desired_lifetime(config: TurnServerConfig, requested: int | None) -> float:
+    """An allocation's lifetime: min(requested, max), but not under the default (RFC 8656 7.2, 8.2)."""
+    if requested is None:
+        return config.default_lifetime
+    return max(config.default_lifetime, min(float(requested), config.max_lifetime))

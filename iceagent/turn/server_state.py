@@ -25,7 +25,7 @@ from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method, StunDecodeError
 from .server_auth import Authenticated, AuthError, LongTermAuth
 from .server_channels import channel_conflict, frame_for_client
-from .server_policy import PeerPolicy, burst, spend
+from .server_policy import PeerPolicy, burst, desired_lifetime, spend
 from .server_timers import ResponseCache, Timers
 from .server_types import (
     DEFAULT_SOFTWARE,
@@ -154,7 +154,10 @@ class TurnServerState:
         self, data: bytes, five_tuple: FiveTuple, now: float, unix_time: float | None = None
     ) -> list[Output]:
         """A STUN message or ChannelData from a client (RFC 8656 7-12); over TCP, one frame of `split_stream`.
-        `unix_time` is the wall clock (seconds since 1970) that ephemeral usernames expire by."""
+        `unix_time`: the wall clock ephemeral usernames expire by. A source that is one of our relays is forged."""
+        if five_tuple.client in self._by_relay:
+            self._drop("own-address")
+            return []
         if len(data) >= 4 and data[0] & 0xC0 == 0x40:
             out = self._channel_data(data, five_tuple, now)
             return [out] if out is not None else []
@@ -176,7 +179,11 @@ class TurnServerState:
 
     def receive_from_peer(self, relay: Address, data: bytes, peer: Address, now: float) -> SendToClient | None:
         """A UDP datagram from `peer` at the relayed address `relay`: a ChannelData message if a channel is
-        bound to the peer, else a Data indication; dropped without a permission (RFC 8656 11.3, 12.6)."""
+        bound to the peer, else a Data indication; dropped without a permission or from our own listener (RFC 8656
+        11.3, 12.6; `PeerPolicy.own`)."""
+        if self.policy.own(peer):
+            self._drop("own-address")
+            return None
         allocation = self._by_relay.get(relay)
         if allocation is None or allocation.expires <= now or allocation.permissions.get(peer[0], 0.0) <= now:
             self._stats.dropped += 1
@@ -393,7 +400,7 @@ class TurnServerState:
             )
         if len(self.allocations) + len(self._pending) >= self.config.max_allocations:
             return error(508, f"Insufficient Capacity: this server holds {self.config.max_allocations} allocations")
-        lifetime = self._desired_lifetime(request.get(Attr.LIFETIME))
+        lifetime = desired_lifetime(self.config, request.get(Attr.LIFETIME))
         self._pending[ft] = _Pending(request, auth, lifetime, family, fingerprint)
         self._count_user(auth.username, 1)
         return [OpenRelay(ft, family, even_port=even_port is not None)]
@@ -413,7 +420,7 @@ class TurnServerState:
             close = self._remove(allocation, "deleted by the client (Refresh LIFETIME 0)")
             # The relay is closed before the client hears that it is gone.
             return [close, self._success(request, [(Attr.LIFETIME, 0)], auth, fingerprint, ft, now)]
-        lifetime = self._desired_lifetime(requested)
+        lifetime = desired_lifetime(self.config, requested)
         allocation.expires = now + lifetime
         self._timers.wake_by(("allocation", allocation, None), allocation.expires)
         return [self._success(request, [(Attr.LIFETIME, _wire_seconds(lifetime))], auth, fingerprint, ft, now)]
@@ -470,7 +477,7 @@ class TurnServerState:
         if other is not None and other != number:
             allocation.channels.pop(other, None)
             self._timers.cancel(("channel", allocation, other))
-        if allocation.cooldown.pop(number, None) is not None:
+        if allocation.cooldown.pop(number) is not None:
             self._timers.cancel(("cooldown", allocation, number))
         expiry = now + self.config.channel_lifetime
         allocation.channels[number] = (peer, expiry)
@@ -561,13 +568,6 @@ class TurnServerState:
             self._per_user[username] = count
         else:
             self._per_user.pop(username, None)
-
-    def _desired_lifetime(self, requested: int | None) -> float:
-        """min(requested, max), but not under the default (RFC 8656 7.2, 8.2)."""
-        config = self.config
-        if requested is None:
-            return config.default_lifetime
-        return max(config.default_lifetime, min(float(requested), config.max_lifetime))
 
     def _remove(self, allocation: Allocation, reason: str) -> CloseRelay:
         del self.allocations[allocation.five_tuple]

@@ -4,7 +4,7 @@ counters, and the framing of STUN and ChannelData on a TCP/TLS stream (RFC 8656 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -165,6 +165,50 @@ class CloseRelay:
 Output = SendToClient | SendToPeer | OpenRelay | CloseRelay
 
 
+class Cooldowns:
+    """Channel numbers cooling down after their binding expired: number -> (peer, until) (RFC 8656 12), indexed
+    by peer too, so a ChannelBind looks up its number and its peer instead of scanning up to 4096 cooldowns."""
+
+    __slots__ = ("_by_number", "_by_peer")
+
+    def __init__(self) -> None:
+        self._by_number: dict[int, tuple[Address, float]] = {}
+        self._by_peer: dict[Address, int] = {}  # the peer's latest cooldown (an older one has ended)
+
+    def __len__(self) -> int:
+        return len(self._by_number)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._by_number)
+
+    def __contains__(self, number: object) -> bool:
+        return number in self._by_number
+
+    def __setitem__(self, number: int, value: tuple[Address, float]) -> None:
+        self.pop(number)
+        self._by_number[number] = value
+        self._by_peer[value[0]] = number
+
+    def __delitem__(self, number: int) -> None:
+        peer = self._by_number.pop(number)[0]
+        if self._by_peer.get(peer) == number:
+            del self._by_peer[peer]
+
+    def get(self, number: int) -> tuple[Address, float] | None:
+        return self._by_number.get(number)
+
+    def pop(self, number: int) -> tuple[Address, float] | None:
+        value = self._by_number.get(number)
+        if value is not None:
+            del self[number]
+        return value
+
+    def of_peer(self, peer: Address) -> tuple[int, float] | None:
+        """(number, until) of the peer's latest cooldown, if any."""
+        number = self._by_peer.get(peer)
+        return None if number is None else (number, self._by_number[number][1])
+
+
 @attrs.define(eq=False)
 class Allocation:
     """One allocation: its relayed address, owner, expiry, permissions and channels (RFC 8656 5)."""
@@ -177,7 +221,7 @@ class Allocation:
     permissions: dict[str, float] = attrs.Factory(dict)  # peer IP -> expiry (RFC 8656 9: ports ignored)
     channels: dict[int, tuple[Address, float]] = attrs.Factory(dict)  # number -> (peer, expiry)
     channel_by_peer: dict[Address, int] = attrs.Factory(dict)
-    cooldown: dict[int, tuple[Address, float]] = attrs.Factory(dict)  # expired numbers -> (peer, until)
+    cooldown: Cooldowns = attrs.Factory(Cooldowns)  # expired numbers -> (peer, until)
     tokens: float = 0.0  # the bandwidth token bucket (bytes), full when the allocation is made
     tokens_at: float = 0.0  # when `tokens` was last topped up
 
