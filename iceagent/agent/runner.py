@@ -544,10 +544,7 @@ class SessionRunner:
                     transport, data, remote = outbox.pop(0)
                     await transport.send(data, remote)
                 continue
-            if deadline == math.inf:
-                await wakeup.wait()
-                continue
-            with trio.move_on_at(deadline) as sleep:
+            with trio.move_on_at(deadline) as sleep:  # a receive task's pump may move it earlier
                 self._sleep = sleep
                 try:
                     await wakeup.wait()
