@@ -8,8 +8,8 @@ A test fails when it leaves behind what it opened:
 * child processes: a child of this process (/proc/self/task/*/children) that outlives the test;
 * Trio tasks: in a pytest-trio test, a task still alive once the test and its Trio fixtures have
   finished, i.e. a system task nobody will end (Trio's own tasks and the vnet plugin's scheduler
-  excepted, see ALLOWED_SYSTEM_TASKS); the run-wide reactor still holding sockets or timers then
-  (subscriptions of closed agents) counts too;
+  excepted, see ALLOWED_SYSTEM_TASKS). Nothing of an agent runs as a system task (DESIGN.md
+  "Concurrency"), so any other task still alive then is a leak;
 * `ResourceWarning` (an unclosed socket, file, subprocess or async generator) is an error: the
   pyproject filterwarnings make it one, and make an unraisable exception (a warning raised in
   `__del__`) fail the test too. A descriptor still open after the test is first given to the garbage
@@ -40,9 +40,6 @@ ALLOWED_SYSTEM_TASKS = {
     # (DESIGN.md "Concurrency"); it holds no resources and ends with the run.
     "iceagent_vnet.scheduler": "the vnet plugin's simulated network",
 }
-#: The run-wide reactor (iceagent/net/reactor.py) ends when its last socket or timer leaves; one
-#: still running after a test holds subscriptions of closed agents: that is reported as a leak.
-REACTOR_TASK = "iceagent-reactor"
 _TRIO_DIR = os.path.dirname(trio.__file__)
 
 
@@ -193,52 +190,22 @@ def _task_location(task: trio.lowlevel.Task) -> str:
     return f" waiting at {frame.f_code.co_filename}:{lineno} in {frame.f_code.co_name}"
 
 
-def _run_reactor() -> Any:
-    """This run's reactor, if anything used it (read through its private tables: a test-only view)."""
-    from iceagent.net import reactor as reactor_module
-
-    try:
-        return reactor_module._reactor.get()
-    except LookupError:
-        return None
-
-
-def _reactor_state(r: Any) -> str:
-    subscribers = [sock for sock, _callback in r._subscribers.values()]
-    timers = list(r._want) + list(r._soon)
-    return f": {len(subscribers)} socket(s) {subscribers!r}, {len(timers)} timer client(s) {timers!r}"
-
-
-def _reactor_heap(r: Any) -> list[str]:
-    """Timer entries an idle reactor still holds: deadlines of clients (sessions) that are gone."""
-    if r is None or r._running or not r._heap:
-        return []
-    clients = sorted({repr(client) for _at, _seq, client in r._heap})
-    return [f"the idle reactor's timer heap holds {len(r._heap)} entries of {clients}"]
-
-
 async def stray_tasks() -> list[str]:
-    """Tasks of this run that are neither the calling (main) task nor allowed system tasks, and timer
-    entries of an idle reactor.
+    """Tasks of this run that are neither the calling (main) task nor allowed system tasks.
 
     Called by the main task once the test and its fixtures are done, so every nursery a test or
     fixture opened has closed: what remains lives in Trio's system nursery. Waits first until every
-    task is blocked, so a task that is merely finishing (a reactor whose last client just left) ends.
+    task is blocked, so a task that is merely finishing ends.
     """
     await trio.testing.wait_all_tasks_blocked()
     me = trio.lowlevel.current_task()
     root = trio.lowlevel.current_root_task()
     assert root is not None
-    found = []
-    r = _run_reactor()
-    for task in _walk(root):
-        if task is root or task is me or task.name in ALLOWED_SYSTEM_TASKS:
-            continue
-        what = f"task {task.name!r}{_task_location(task)}"
-        if task.name == REACTOR_TASK and r is not None:
-            what += " still serving" + _reactor_state(r)
-        found.append(what)
-    return found + _reactor_heap(r)
+    return [
+        f"task {task.name!r}{_task_location(task)}"
+        for task in _walk(root)
+        if task is not root and task is not me and task.name not in ALLOWED_SYSTEM_TASKS
+    ]
 
 
 def _walk(task: trio.lowlevel.Task) -> Iterator[trio.lowlevel.Task]:
@@ -257,7 +224,7 @@ def checked_run(run: Callable[..., Any]) -> Callable[..., Any]:
             result = await async_fn(*args)
             stray = await stray_tasks()
             if stray:
-                pytest.fail("Trio tasks or timers left after the test:\n  " + "\n  ".join(stray), pytrace=False)
+                pytest.fail("Trio tasks left after the test:\n  " + "\n  ".join(stray), pytrace=False)
             return result
 
         return run(main, **kwargs)

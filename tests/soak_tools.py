@@ -21,7 +21,6 @@ from iceagent_vnet.scenario import Scenario
 from iceagent_vnet.scheduler import current_scheduler
 
 from iceagent import Agent
-from iceagent.net.reactor import reactor
 from iceagent.stun import message as stun_message
 from iceagent.turn.server import TurnServer
 
@@ -125,18 +124,6 @@ def turn_counts(server: TurnServer) -> dict[str, int]:
     }
 
 
-def reactor_counts() -> dict[str, int]:
-    """The run-wide reactor's subscribed sockets and timer entries."""
-    r = reactor()
-    return {
-        "reactor.subscribers": len(r._subscribers),
-        "reactor.heap": len(r._heap),
-        "reactor.want": len(r._want),
-        "reactor.armed": len(r._armed),
-        "reactor.soon": len(r._soon),
-    }
-
-
 def _shape_cache_objects() -> set[int]:
     """Ids of the objects of the STUN decoder's shape cache (iceagent.stun.message._SHAPES: one compiled
     decoder per message layout seen often, a process-wide cache bounded at _MAX_SHAPES): the shape tuple,
@@ -194,7 +181,6 @@ def snapshot(hour: float, scenario: Scenario, agents: Iterable[Agent], server: T
     for agent in agents:
         tables.update(agent_counts(agent))
     tables.update(turn_counts(server))
-    tables.update(reactor_counts())
     tables["vnet.scheduler_events"] = current_scheduler().pending()
     tables["vnet.link_flows"] = sum(segment.link.flows for segment in scenario.segments)
     return Snapshot(hour, dict(task_counts()), tables, dict(object_counts()))

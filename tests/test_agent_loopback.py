@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 
 import pluggy
 import pytest
@@ -24,9 +23,6 @@ from iceagent import (
 )
 from iceagent.hookspecs import hookimpl
 from iceagent.plugins import create_plugin_manager
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
 
 LO = ["127.0.0.1"]
 FAST = IceConfig(global_pacing=False)
@@ -288,31 +284,3 @@ async def test_bad_options_are_clear() -> None:
     with pytest.raises(ValueError, match="ice_transport_policy"):
         async with open_agent(host_addresses=LO, ice_transport_policy="bogus"):
             pass
-
-
-async def test_a_bug_in_a_reactor_callback_ends_the_agents_async_with(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Received STUN and timers run in the run-wide reactor's task; an exception there is still this
-    agent's: it ends its `async with` (as from a task in its own nursery) and nothing else."""
-    from iceagent.ice.session import IceSession
-
-    real = IceSession.handle_stun
-
-    def broken(self: IceSession, *args: object, **kwargs: object) -> object:
-        if self.controlling:
-            raise ZeroDivisionError("bug in the session")
-        return real(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    def leaves(exc: BaseException) -> list[BaseException]:
-        if isinstance(exc, BaseExceptionGroup):
-            return [leaf for sub in exc.exceptions for leaf in leaves(sub)]
-        return [exc]
-
-    monkeypatch.setattr(IceSession, "handle_stun", broken)
-    with trio.fail_after(10):
-        async with open_agent(controlling=False, host_addresses=LO, config=FAST) as b:
-            with pytest.raises(BaseException) as info:  # which one: checked below
-                async with open_agent(controlling=True, host_addresses=LO, config=FAST) as a:
-                    await signal(a, b)
-                    await trio.sleep_forever()  # b checks a: a's handling raises
-            assert [type(e) for e in leaves(info.value)] == [ZeroDivisionError]
-            assert b.state.value is not IceState.CLOSED  # the other agent is untouched

@@ -6,10 +6,7 @@ filterwarnings, trio_mode) and the leakcheck plugin; each leaking test must fail
 
 from __future__ import annotations
 
-import math
 import re
-import socket
-import weakref
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,6 @@ import trio.testing
 from leakcheck import open_fds
 
 from iceagent.net.os import OSNetwork
-from iceagent.net.reactor import reactor
 
 pytest_plugins = ["pytester"]
 
@@ -33,8 +29,6 @@ import subprocess
 import trio
 import trio.lowlevel
 
-from iceagent.net.reactor import reactor
-
 kept = []
 
 
@@ -48,16 +42,6 @@ async def test_clean_trio():
         await s.bind(("127.0.0.1", 0))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.sleep, 0)
-
-
-async def test_clean_reactor_timer():
-    class Client:
-        def on_timer(self):
-            pass
-
-    client = Client()
-    reactor().set_timer(client, trio.current_time() + 3600)
-    reactor().set_timer(client, float("inf"))  # cancelled: the reactor's task ends
 
 
 def test_leaks_a_socket():
@@ -99,16 +83,9 @@ async def stray():
 async def test_leaves_a_system_task():
     trio.lowlevel.spawn_system_task(stray, name="stray-system-task")
 
-
-async def test_reactor_keeps_a_timer_of_a_dead_client():
-    class Dead:
-        def on_timer(self):
-            pass
-
-    reactor().set_timer(Dead(), trio.current_time() + 3600)
 """
 
-CLEAN = ["test_clean_sync", "test_clean_trio", "test_clean_reactor_timer"]
+CLEAN = ["test_clean_sync", "test_clean_trio"]
 #: Each leaking test of INNER and (a regular expression of) what its report must say.
 LEAKY = {
     "test_leaks_a_socket": r"file descriptors left open:\n  fd \d+ -> socket:\[\d+\] \(udp 127.0.0.1:\d+\)",
@@ -122,11 +99,8 @@ LEAKY = {
     "test_warns_resource_warning": r"ResourceWarning: an unclosed thing",
     "test_leaves_a_child_process": r"child processes left running:\n  pid \d+ \[\w.*\] cat",
     "test_leaves_a_system_task": (
-        r"Trio tasks or timers left after the test:\n  task 'stray-system-task' waiting at"
+        r"Trio tasks left after the test:\n  task 'stray-system-task' waiting at"
         r" .*test_inner.py:\d+ in stray\b"
-    ),
-    "test_reactor_keeps_a_timer_of_a_dead_client": (
-        r"task 'iceagent-reactor' waiting at .*reactor.py:\d+ in _run still serving: 0 socket\(s\) \[\], 1 timer"
     ),
 }
 
@@ -168,25 +142,6 @@ def _reports(out: str) -> dict[str, str]:
 # ---- leaks the checks found in the library ----
 
 
-def _eventpolls() -> int:
-    return sum(target == "anon_inode:[eventpoll]" for target in open_fds().values())
-
-
-async def test_the_reactor_closes_its_epoll_when_its_task_ends() -> None:
-    """The run-wide reactor's epoll lives as long as its task, not until the garbage collector."""
-    r = reactor()
-    before = _eventpolls()
-    for _task in range(2):  # each task the reactor starts opens its epoll and closes it when it ends
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            sock.setblocking(False)
-            r.subscribe(sock, lambda items: None)
-            assert _eventpolls() == before + 1
-            r.unsubscribe(sock)
-        await trio.testing.wait_all_tasks_blocked()
-        assert _eventpolls() == before
-
-
 async def test_a_udp_bind_cancelled_at_its_checkpoint_closes_the_socket() -> None:
     """OSNetwork.bind_udp cancelled (an agent closed while gathering) leaves no socket to the collector."""
     before = set(open_fds())
@@ -196,20 +151,3 @@ async def test_a_udp_bind_cancelled_at_its_checkpoint_closes_the_socket() -> Non
     assert scope.cancelled_caught
     assert set(open_fds()) == before
 
-
-async def test_an_idle_reactor_keeps_no_timer_entry_of_a_gone_client() -> None:
-    """A cancelled timer's heap entry is dropped when the reactor goes idle: it kept the client (a
-    closed session) alive for the rest of the run."""
-
-    class Client:
-        def on_timer(self) -> None:
-            pass
-
-    r = reactor()
-    client = Client()
-    gone = weakref.ref(client)
-    r.set_timer(client, trio.current_time() + 3600)
-    r.set_timer(client, math.inf)
-    del client
-    await trio.testing.wait_all_tasks_blocked()  # the reactor's task ends
-    assert gone() is None

@@ -1,11 +1,12 @@
 """SessionRunner: the Trio side of one ICE generation (DESIGN.md "Concurrency: the nursery tree").
 
-It owns the session nursery (gatherer tasks, a receive loop per transport the run's Reactor does not
-serve) and `pump(now)`, which does everything due without waiting: paced checks, retransmissions,
-nomination, the gather timeout and the agent's supervisor. The pump runs from the Reactor's task (for
-received STUN, timers and wake-ups) and from the session's own task, which also sends what must wait
-(TCP, TURN). The sans-IO IceSession does the protocol; this module only moves bytes, keeps time and
-reports events to the Agent.
+It owns the session nursery: gatherer tasks, one receive task per transport (each drains a batch per
+wake-up, feeds the session and wakes the session task) and the session task itself, which sleeps until
+woken or until its next deadline (`trio.move_on_at`) and then runs `pump(now)`: everything due without
+waiting (paced checks, retransmissions, nomination, the gather timeout, the agent's supervisor), then
+sends what must wait (TCP, TURN). Every callback, observer hooks included, runs in one of these tasks,
+so KeyboardInterrupt, contextvars and exceptions behave as in any Trio code (DESIGN.md). The sans-IO
+IceSession does the protocol; this module only moves bytes, keeps time and reports events to the Agent.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from ..ice.session import (
 from ..logs import get_logger
 from ..mdns.resolver import MAX_PENDING, MdnsResolveError, MdnsResolver
 from ..net.base import Address, Network, UdpSocket
-from ..net.reactor import reactor
 from ..states import GatheringState
 from ..stun.message import Message, MessageClass, StunDecodeError, looks_like_stun
 from .context import AgentGatherContext
@@ -78,7 +78,6 @@ class SessionRunner:
         "_check_hook",
         "_connection_transports",
         "_contexts",
-        "_crashed",
         "_data_pairs",
         "_early_resolutions",
         "_gather_deadline",
@@ -89,9 +88,9 @@ class SessionRunner:
         "_outbox",
         "_owned",
         "_pumping",
-        "_reactor",
         "_resolver",
         "_resolving",
+        "_sleep",
         "_supervise_at",
         "_wakeup",
         "agent",
@@ -151,8 +150,7 @@ class SessionRunner:
         # the driver loop (checks, timers, nomination, supervisor)
         self._wakeup = Wakeup()
         self._pumping = False
-        self._crashed: Exception | None = None  # raised in a Reactor callback, re-raised by the driver
-        self._reactor = reactor()  # its timer wakes this session (`on_timer`)
+        self._sleep: trio.CancelScope | None = None  # the session task's wait, while it waits
         self._next_check = -math.inf  # Ta pacing: when the next new check may go out
         self._supervise_at = -math.inf  # when the agent's supervisor wants to be polled again
         self._held: tuple[Transmit, float] | None = None  # a check waiting for its global pacer slot
@@ -199,7 +197,6 @@ class SessionRunner:
                 await self._drive()
         finally:
             self.closed = True
-            self._reactor.set_timer(self, math.inf)
             for sock in self._owned:
                 sock.close()
             self.candidates_changed.notify()
@@ -286,9 +283,6 @@ class SessionRunner:
             if _is_connection_transport(transport):
                 self._connection_transports[key] = transport
                 transport.watch(lambda remote: self._connection_closed(transport, remote))
-            subscribe = getattr(transport, "subscribe", None)
-            if subscribe is not None and subscribe(lambda items: self._on_reactor_datagrams(transport, items)):
-                return  # an OS UDP socket: the run's Reactor delivers, no receive task
             assert self._nursery is not None
             self._nursery.start_soon(self._receive_loop, transport, name=f"receive-{self.agent.name}")
 
@@ -389,7 +383,9 @@ class SessionRunner:
     # ---- receiving ----
 
     async def _receive_loop(self, transport: CandidateTransport) -> None:
-        """Receive on a transport the Reactor does not serve (TURN, TCP, vnet, plugins)."""
+        """The receive task of one transport: drain a batch per wake-up (`receive_batch` where the transport
+        has it, else one datagram) and feed it to the session. An exception is this session's bug: it ends
+        the session nursery, and so the agent's `async with`, like any task's."""
         batch = getattr(transport, "receive_batch", None)
         receive = transport.receive
         while True:
@@ -398,17 +394,6 @@ class SessionRunner:
             except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
                 return
             self._on_datagrams(transport, items)
-
-    def _on_reactor_datagrams(self, transport: CandidateTransport, items: list[tuple[bytes, Address]]) -> None:
-        """Datagrams from the Reactor's task. An exception here is this session's bug: it is raised
-        again in the driver, so it ends the agent's `async with` as it would from a task of its own."""
-        if self.closed or self._crashed is not None:
-            return
-        try:
-            self._on_datagrams(transport, items)
-        except Exception as exc:
-            self._crashed = exc
-            self._wakeup.set()
 
     def _on_datagrams(self, transport: CandidateTransport, items: list[tuple[bytes, Address]]) -> None:
         """Demultiplex what arrived on one transport: STUN to the session, data to the stream (DESIGN.md)."""
@@ -434,7 +419,7 @@ class SessionRunner:
             pair.bytes_received += len(data)
             deliver(data)
         if stun:
-            self._poke()
+            self._poke(trio.current_time())
 
     def _lookup_data_pair(self, key: int, addr: Address) -> CandidatePair | None:
         base = self._base_of.get(key)
@@ -491,31 +476,21 @@ class SessionRunner:
     # ---- the driver loop ----
 
     def wake(self) -> None:
-        """Something changed (input, candidates, the agent's state): pump soon, in the reactor's next round
-        (no task switch). A no-op while this session's `pump` runs: it looks at everything before it
-        returns."""
+        """Something changed (input, candidates, the agent's state): have the session task pump. A no-op
+        while this session's `pump` runs: it looks at everything before it returns."""
         if not self._pumping and not self.closed:
-            self._reactor.call_soon(self)
-
-    def _poke(self) -> None:
-        """STUN input arrived: do now what it made due (a triggered check, nomination, the agent's reaction),
-        in the receiving task."""
-        self._tick(trio.current_time())
-
-    def _tick(self, now: float) -> None:
-        """Pump, and have the reactor call `on_timer` when the next thing is due."""
-        self._reactor.set_timer(self, self.pump(now))
-
-    def on_timer(self) -> None:
-        """The reactor's timer (in its task): pump. An exception is re-raised by the driver, in this
-        session's nursery."""
-        if self.closed or self._crashed is not None:
-            return
-        try:
-            self._tick(trio.current_time())
-        except Exception as exc:
-            self._crashed = exc
             self._wakeup.set()
+
+    def _poke(self, now: float) -> None:
+        """STUN input arrived (in a receive task): do now what it made due (a triggered check, nomination,
+        the agent's reaction), without a round through the session task; wake it only if the next
+        deadline moved earlier than its sleep."""
+        if self.closed:
+            return
+        deadline = self.pump(now)
+        sleep = self._sleep
+        if sleep is not None and deadline < sleep.deadline:
+            sleep.deadline = deadline
 
     def send_soon(self, transport: CandidateTransport, data: bytes, remote: Address) -> None:
         """Send at once where the transport can without waiting (a UDP socket with room in its buffer),
@@ -558,21 +533,23 @@ class SessionRunner:
             log.exception("%s: observer hook iceagent_check raised", self.agent.name)
 
     async def _drive(self) -> None:
-        """The session's own task after setup: it pumps once, then sends what must wait (the outbox: TCP,
-        TURN, plugin transports) and re-raises what a reactor callback of this session hit. Wake-ups,
-        timers and received STUN pump from the reactor's task, without a round here."""
+        """The session task after setup: pump, send what must wait (the outbox: TCP, TURN, plugin
+        transports), then sleep until woken or until the next deadline (`trio.move_on_at`)."""
         wakeup = self._wakeup
         outbox = self._outbox
         while True:
-            if self._crashed is not None:
-                raise self._crashed
-            self._tick(trio.current_time())
+            deadline = self.pump(trio.current_time())
             if outbox:
                 while outbox:
                     transport, data, remote = outbox.pop(0)
                     await transport.send(data, remote)
                 continue
-            await wakeup.wait()
+            with trio.move_on_at(deadline) as sleep:  # a receive task's pump may move it earlier
+                self._sleep = sleep
+                try:
+                    await wakeup.wait()
+                finally:
+                    self._sleep = None
 
     def pump(self, now: float) -> float:
         """Everything due at `now` that needs no waiting, in order: the gather timeout, nomination (controlling

@@ -5,12 +5,11 @@ from __future__ import annotations
 import ipaddress
 import socket as _stdsocket
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import ifaddr
 import trio
 
-from . import reactor as _reactor
 from .base import Address, Interface, TcpListener, UdpSocket
 
 
@@ -30,14 +29,12 @@ class OSUdpSocket:
 
     Sends and batched receives go straight to the non-blocking stdlib socket (the data fast path);
     they are still Trio checkpoints: cancellation is checked and the scheduler runs once per call.
-    Instead of receiving, a socket can `subscribe` to the run's Reactor (the agent does).
     """
 
     def __init__(self, raw: _stdsocket.socket) -> None:
         self._raw = raw
         self._sock: trio.socket.SocketType | None = None  # made when first needed (memory per agent)
         self._local = _norm(raw.getsockname())
-        self._reactor: _reactor.Reactor | None = None
 
     @property
     def local_address(self) -> Address:
@@ -49,17 +46,6 @@ class OSUdpSocket:
         if self._sock is None:
             self._sock = trio.socket.from_stdlib_socket(self._raw)
         return self._sock
-
-    def subscribe(self, callback: Callable[[list[tuple[bytes, Address]]], None]) -> bool:
-        """Have the run's Reactor hand every arriving batch of datagrams to `callback`, with no receive
-        task (Linux). Returns False where that is not possible: receive as usual then. Until the socket
-        closes, nothing else may receive on it."""
-        if not _reactor.available():
-            return False
-        reactor = _reactor.reactor()
-        reactor.subscribe(self._raw, callback)
-        self._reactor = reactor
-        return True
 
     async def send(self, data: bytes, remote: Address) -> None:
         """Send one datagram; a full buffer waits, an unreachable destination is a lost datagram."""
@@ -124,9 +110,6 @@ class OSUdpSocket:
         return out
 
     def close(self) -> None:
-        if self._reactor is not None:
-            self._reactor.unsubscribe(self._raw)
-            self._reactor = None
         if self._sock is not None:
             self._sock.close()
             return
