@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["HMAC_CACHE_SIZE", "SHA1_PADS", "compare_digest", "hmac_sha1", "hmac_sha256", "sha1_pads"]
@@ -43,21 +44,22 @@ def sha1_pads(key: bytes) -> _Pads:
     return _pads(key, SHA1_PADS, hashlib.sha1)
 
 
-def _hmac(pads: _Pads, data: bytes) -> bytes:
-    """HMAC of `data` from the key's pad states: H(opad-state, H(ipad-state, data)) (RFC 2104 2)."""
-    inner, outer = pads
-    h = inner.copy()
-    h.update(data)
-    o = outer.copy()
-    o.update(h.digest())
-    return o.digest()  # type: ignore[no-any-return]
+def _cached_hmac(cache: dict[bytes, _Pads], factory: _HashFactory) -> Callable[[bytes, bytes], bytes]:
+    """HMAC(key, data) over `factory`, from the key's pad states kept in `cache`: H(opad-state, H(ipad-state,
+    data)) (RFC 2104 2). A closure, not a shared helper, so that a MAC costs one Python call."""
+
+    def mac(key: bytes, data: bytes) -> bytes:
+        inner, outer = cache.get(key) or _pads(key, cache, factory)
+        h = inner.copy()
+        h.update(data)
+        o = outer.copy()
+        o.update(h.digest())
+        return o.digest()  # type: ignore[no-any-return]
+
+    return mac
 
 
-def hmac_sha1(key: bytes, data: bytes) -> bytes:
-    """HMAC-SHA1 (RFC 2104), as MESSAGE-INTEGRITY uses it (RFC 8489 14.5)."""
-    return _hmac(SHA1_PADS.get(key) or sha1_pads(key), data)
-
-
-def hmac_sha256(key: bytes, data: bytes) -> bytes:
-    """HMAC-SHA256 (RFC 2104), as MESSAGE-INTEGRITY-SHA256 uses it (RFC 8489 14.6)."""
-    return _hmac(_SHA256_PADS.get(key) or _pads(key, _SHA256_PADS, hashlib.sha256), data)
+hmac_sha1 = _cached_hmac(SHA1_PADS, hashlib.sha1)
+"""HMAC-SHA1 (RFC 2104), as MESSAGE-INTEGRITY uses it (RFC 8489 14.5)."""
+hmac_sha256 = _cached_hmac(_SHA256_PADS, hashlib.sha256)
+"""HMAC-SHA256 (RFC 2104), as MESSAGE-INTEGRITY-SHA256 uses it (RFC 8489 14.6)."""

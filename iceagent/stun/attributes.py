@@ -106,6 +106,25 @@ BytesAttr = Literal[
     Attr.MESSAGE_INTEGRITY_SHA256,
 ]
 
+ERROR_REASONS: dict[int, str] = {
+    300: "Try Alternate",
+    400: "Bad Request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    420: "Unknown Attribute",
+    437: "Allocation Mismatch",
+    438: "Stale Nonce",
+    440: "Address Family not Supported",
+    441: "Wrong Credentials",
+    442: "Unsupported Transport Protocol",
+    443: "Peer Address Family Mismatch",
+    486: "Allocation Quota Reached",
+    487: "Role Conflict",
+    500: "Server Error",
+    508: "Insufficient Capacity",
+}
+"""Default reason phrases of ERROR-CODE (RFC 8489 14.8, RFC 8656 19, RFC 8445 7.3.1.1)."""
+
 # Attributes the codec computes itself: never taken from `Message.attributes` on encode (RFC 8489 14.5-14.7).
 SECURITY_ATTRS = frozenset({Attr.MESSAGE_INTEGRITY, Attr.MESSAGE_INTEGRITY_SHA256, Attr.FINGERPRINT})
 

@@ -24,6 +24,7 @@ from .attributes import (
     COOKIE_BYTES,
     DECODE_TABLE,
     ENCODERS,
+    ERROR_REASONS,
     FINGERPRINT_XOR,
     KIND_BYTES,
     KIND_NONE,
@@ -83,25 +84,6 @@ class MessageClass(enum.IntEnum):
     ERROR = 0x110
 
 
-ERROR_REASONS: dict[int, str] = {
-    300: "Try Alternate",
-    400: "Bad Request",
-    401: "Unauthenticated",
-    403: "Forbidden",
-    420: "Unknown Attribute",
-    437: "Allocation Mismatch",
-    438: "Stale Nonce",
-    440: "Address Family not Supported",
-    441: "Wrong Credentials",
-    442: "Unsupported Transport Protocol",
-    443: "Peer Address Family Mismatch",
-    486: "Allocation Quota Reached",
-    487: "Role Conflict",
-    500: "Server Error",
-    508: "Insufficient Capacity",
-}
-"""Default reason phrases (RFC 8489 14.8, RFC 8656 19, RFC 8445 7.3.1.1)."""
-
 _HEADER_TID = struct.Struct("!HHI12s")
 _ATTR_HDR = struct.Struct("!HH")
 _U32 = struct.Struct("!I")
@@ -120,6 +102,12 @@ _ATTR_MI = Attr.MESSAGE_INTEGRITY
 _ATTR_MI256 = Attr.MESSAGE_INTEGRITY_SHA256
 _ATTR_FP = Attr.FINGERPRINT
 _NO_SECURITY = (-1, -1, -1, -1)
+
+# The private modules' caches, read on the hot paths through bound methods: a method call on an imported
+# name compiles without LOAD_METHOD on CPython 3.11 (a bound method made per call, ~40 ns).
+_shape_for = SHAPES.get
+_sha1_pads_for = SHA1_PADS.get
+_random_take = POOL.take
 
 _METHOD_BY_INT: dict[int, Method] = {int(m): m for m in Method}
 _CLASS_BY_INT: dict[int, MessageClass] = {int(c): c for c in MessageClass}
@@ -254,7 +242,7 @@ class Message:
             raise ValueError(f"{message_class!r} is not a message class")
         self.message_class = c
         if transaction_id is None:
-            transaction_id = POOL.take(12)
+            transaction_id = _random_take(12)
         else:
             if type(transaction_id) is not bytes:
                 transaction_id = bytes(transaction_id)
@@ -350,7 +338,7 @@ class Message:
             return False
         # HMAC-SHA1 inline, on _crypto's cached pads (the hot path of every check: a call costs ~2% of a
         # decode); its length field counts up to the end of MESSAGE-INTEGRITY (RFC 8489 14.5).
-        inner, outer = SHA1_PADS.get(key) or sha1_pads(key)
+        inner, outer = _sha1_pads_for(key) or sha1_pads(key)
         h = inner.copy()
         h.update(raw[:2] + _LEN.pack(mi + 4) + raw[4:mi])
         o = outer.copy()
@@ -405,7 +393,7 @@ class Message:
         if mtype & 0xC000 or cookie != MAGIC_COOKIE or length & 3 or length + 20 != end:
             raise StunDecodeError(_header_error(mtype, length, cookie, end))
         key = mtype << 16 | length
-        shape = SHAPES.get(key)
+        shape = _shape_for(key)
         attributes = None
         if shape is not None:
             decode_layout, security, unknown, method, message_class = shape
