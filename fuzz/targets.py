@@ -23,7 +23,7 @@ from iceagent.errors import CandidateParseError, IceServerError
 from iceagent.ice.candidate import Candidate
 from iceagent.ice.tcp_framing import MAX_FRAME, Deframer, FramingError, encode_frame
 from iceagent.mdns import wire
-from iceagent.stun import Attr, Message, StunDecodeError, looks_like_stun
+from iceagent.stun import Attr, Message, StunDecodeError, _fastdecode, looks_like_stun
 from iceagent.stun import message as stun_message
 from iceagent.turn.framing import (
     ChannelDataError,
@@ -93,18 +93,17 @@ def stun(data: bytes, budget: Budget | None = None) -> None:
 
 def _check_shape(data: bytes, msg: Message) -> None:
     """The decoder compiled for this layout gives the generic decoder's attributes, for this message and
-    for one with the same headers and other values (RFC 8489 14; the shape cache of message.py)."""
+    for one with the same headers and other values (RFC 8489 14; iceagent/stun/_fastdecode.py)."""
     tid = msg.transaction_id
-    generic, security, unknown = stun_message._decode_attributes(data, tid)
+    generic, security, _ = stun_message._decode_attributes(data, tid)
     expect(generic == msg.attributes, "the generic decoder and Message.decode disagree")
-    shape = stun_message._compile_shape(data, security, unknown)
-    if shape is None:
+    decode_layout = _fastdecode.compile_decoder(data, security)
+    if decode_layout is None:
         return
-    decode_layout = shape[0]
     expect(decode_layout(data, tid) == generic, "the compiled decoder disagrees with the generic one")
     variant = bytearray(data)
     pos = 20
-    for _, n in stun_message._layout(data):
+    for _, n in _fastdecode.layout(data):
         for i in range(pos + 4, pos + 4 + n):
             variant[i] ^= 0x5A
         pos += 4 + n + (-n & 3)

@@ -21,7 +21,7 @@ from iceagent_vnet.scenario import Scenario
 from iceagent_vnet.scheduler import current_scheduler
 
 from iceagent import Agent
-from iceagent.stun import message as stun_message
+from iceagent.stun import _fastdecode
 from iceagent.turn.server import TurnServer
 
 _DIGITS = re.compile(r"\d+")
@@ -125,12 +125,12 @@ def turn_counts(server: TurnServer) -> dict[str, int]:
 
 
 def _shape_cache_objects() -> set[int]:
-    """Ids of the objects of the STUN decoder's shape cache (iceagent.stun.message._SHAPES: one compiled
-    decoder per message layout seen often, a process-wide cache bounded at _MAX_SHAPES): the shape tuple,
+    """Ids of the objects of the STUN decoder's shape cache (iceagent.stun._fastdecode.SHAPES: one compiled
+    decoder per message layout seen often, a process-wide cache bounded at MAX_SHAPES): the shape tuple,
     the decoder function, its namespace dict, its bound `unpack` and that Struct. The cache fills as new
     layouts turn up (lengths of nonces, usernames, error reasons, ...): it is counted on its own."""
     ids: set[int] = set()
-    for shape in stun_message._SHAPES.values():
+    for shape in _fastdecode.SHAPES.values():
         decode = shape[0]
         namespace = decode.__globals__
         unpack = namespace["unpack"]
@@ -151,7 +151,7 @@ def object_counts() -> collections.Counter[str]:
         if id(obj) in cached or cls is Snapshot:
             continue
         counts[f"{cls.__module__}.{cls.__qualname__}"] += 1
-    counts["stun shape cache"] = len(stun_message._SHAPES)
+    counts["stun shape cache"] = len(_fastdecode.SHAPES)
     return counts
 
 

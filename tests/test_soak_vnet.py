@@ -27,7 +27,7 @@ from nat_matrix_tools import send_candidates
 from soak_tools import Snapshot, describe, growth, snapshot
 
 from iceagent import Agent, IceConfig, IceFailed, IceServer, IceState, IceStream, open_agent
-from iceagent.stun import message as stun_message
+from iceagent.stun import _fastdecode
 from iceagent.stun.server import open_stun_server
 from iceagent.turn.allocation import Allocation
 from iceagent.turn.server import TurnServer, TurnServerConfig, open_turn_server
@@ -70,10 +70,10 @@ TOLERANCE = {
     "turn.timers": 4,
 }
 OBJECT_TOLERANCE = {
-    # The STUN decoder's cache of compiled layouts (iceagent.stun.message, bounded at _MAX_SHAPES = 256)
+    # The STUN decoder's cache of compiled layouts (iceagent.stun._fastdecode, bounded at MAX_SHAPES = 256)
     # learns a layout after 16 decodes: rare messages (437 answers, Allocate errors) and nonces one digit
     # longer as time grows keep adding a few an hour.
-    "stun shape cache": stun_message._MAX_SHAPES,
+    "stun shape cache": _fastdecode.MAX_SHAPES,
     # Each entry of the TURN server's response cache ("turn.responses" above) is keyed by a tuple of the
     # client's five-tuple (made per datagram) and the transaction id: these follow that count.
     "builtins.tuple": TOLERANCE["turn.responses"],

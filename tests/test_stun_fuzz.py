@@ -13,7 +13,17 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iceagent.stun import MAGIC_COOKIE, Attr, Message, MessageClass, Method, StunDecodeError, looks_like_stun
+from iceagent.stun import (
+    MAGIC_COOKIE,
+    Attr,
+    Message,
+    MessageClass,
+    Method,
+    StunDecodeError,
+    _crypto,
+    _fastdecode,
+    looks_like_stun,
+)
 from iceagent.stun import message as message_module
 from iceagent.stun.attributes import ATTR_BY_INT
 
@@ -229,8 +239,8 @@ def test_encode_then_decode_gives_the_attributes_back(case: tuple[Message, bytes
 @FUZZ
 @given(key, st.binary(max_size=300))
 def test_cached_hmac_matches_the_standard_library(k: bytes, data: bytes) -> None:
-    assert message_module.hmac_sha1(k, data) == hmac.digest(k, data, "sha1")
-    assert message_module.hmac_sha256(k, data) == hmac.digest(k, data, "sha256")
+    assert _crypto.hmac_sha1(k, data) == hmac.digest(k, data, "sha1")
+    assert _crypto.hmac_sha256(k, data) == hmac.digest(k, data, "sha256")
 
 
 @FUZZ
@@ -252,10 +262,9 @@ def test_attributes_after_integrity_are_ignored(case: tuple[bytes, bytes]) -> No
 @given(st.one_of(wire_messages(), with_ignored_tail().map(lambda case: case[0])), st.data())
 def test_compiled_layout_decoder_agrees_with_the_generic_one(wire: bytes, data: st.DataObject) -> None:
     attributes, security, unknown = message_module._decode_attributes(wire, wire[8:20])
-    shape = message_module._compile_shape(wire, security, unknown)
-    if shape is None:  # more attributes than compiling is worth
+    decode_layout = _fastdecode.compile_decoder(wire, security)
+    if decode_layout is None:  # more attributes than compiling is worth
         return
-    decode_layout, shape_security, shape_unknown, *_ = shape
     assert decode_layout(wire, wire[8:20]) == attributes
     # The same layout with other values (and sometimes other headers): either the shape declines (None),
     # or it gives exactly what the generic walk gives, or both find the message malformed.
@@ -276,7 +285,7 @@ def test_compiled_layout_decoder_agrees_with_the_generic_one(wire: bytes, data: 
     if fast is not None:
         assert generic is not None
         assert fast == generic[0]
-        assert (shape_security, shape_unknown) == generic[1:]
+        assert (security, unknown) == generic[1:]  # what the shape cache keeps for the layout
 
 
 def test_shape_cache_is_used_and_bounded() -> None:
@@ -284,5 +293,5 @@ def test_shape_cache_is_used_and_bounded() -> None:
     for _ in range(40):
         Message.decode(wire)
     key = 0x0001 << 16 | (len(wire) - 20)
-    assert key in message_module._SHAPES
-    assert len(message_module._SHAPES) <= message_module._MAX_SHAPES
+    assert key in _fastdecode.SHAPES
+    assert len(_fastdecode.SHAPES) <= _fastdecode.MAX_SHAPES

@@ -11,7 +11,7 @@ import enum
 import struct
 from collections.abc import Callable
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
-from typing import Any
+from typing import Any, Literal
 
 MAGIC_COOKIE = 0x2112A442
 """The fixed value of header bytes 4..7; also the XOR key of the XOR-*-ADDRESS attributes (RFC 8489 5)."""
@@ -73,6 +73,57 @@ class PasswordAlgorithm(enum.IntEnum):
 
 ATTR_BY_INT: dict[int, Attr] = {int(a): a for a in Attr}
 """int -> Attr for every known type (a dict lookup is much cheaper than calling the enum)."""
+
+# Attribute types by the Python type of their decoded value (the decoders below), for the overloads of
+# `Message.get`: (host, port) addresses, text, integers, raw bytes.
+AddressAttr = Literal[
+    Attr.MAPPED_ADDRESS,
+    Attr.XOR_MAPPED_ADDRESS,
+    Attr.XOR_PEER_ADDRESS,
+    Attr.XOR_RELAYED_ADDRESS,
+    Attr.ALTERNATE_SERVER,
+    Attr.RESPONSE_ORIGIN,
+    Attr.OTHER_ADDRESS,
+]
+TextAttr = Literal[Attr.USERNAME, Attr.REALM, Attr.NONCE, Attr.SOFTWARE, Attr.ALTERNATE_DOMAIN]
+IntAttr = Literal[
+    Attr.PRIORITY,
+    Attr.ICE_CONTROLLED,
+    Attr.ICE_CONTROLLING,
+    Attr.LIFETIME,
+    Attr.CHANNEL_NUMBER,
+    Attr.REQUESTED_TRANSPORT,
+    Attr.REQUESTED_ADDRESS_FAMILY,
+    Attr.RESPONSE_PORT,
+    Attr.FINGERPRINT,
+]
+BytesAttr = Literal[
+    Attr.DATA,
+    Attr.USERHASH,
+    Attr.RESERVATION_TOKEN,
+    Attr.PADDING,
+    Attr.MESSAGE_INTEGRITY,
+    Attr.MESSAGE_INTEGRITY_SHA256,
+]
+
+ERROR_REASONS: dict[int, str] = {
+    300: "Try Alternate",
+    400: "Bad Request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    420: "Unknown Attribute",
+    437: "Allocation Mismatch",
+    438: "Stale Nonce",
+    440: "Address Family not Supported",
+    441: "Wrong Credentials",
+    442: "Unsupported Transport Protocol",
+    443: "Peer Address Family Mismatch",
+    486: "Allocation Quota Reached",
+    487: "Role Conflict",
+    500: "Server Error",
+    508: "Insufficient Capacity",
+}
+"""Default reason phrases of ERROR-CODE (RFC 8489 14.8, RFC 8656 19, RFC 8445 7.3.1.1)."""
 
 # Attributes the codec computes itself: never taken from `Message.attributes` on encode (RFC 8489 14.5-14.7).
 SECURITY_ATTRS = frozenset({Attr.MESSAGE_INTEGRITY, Attr.MESSAGE_INTEGRITY_SHA256, Attr.FINGERPRINT})

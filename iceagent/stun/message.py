@@ -2,26 +2,29 @@
 
 Sans-IO: bytes in, `Message` out, and back. `Message.decode` raises only `StunDecodeError`; a decoded
 message keeps its raw bytes so `verify_integrity` and `verify_fingerprint` check what was on the wire.
+The fast paths live in private modules: HMAC with its key pads cached in `_crypto.py`, the decoders
+compiled per attribute layout in `_fastdecode.py`, the pooled random bytes in `_random.py`.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import hmac
-import os
 import struct
-import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
 from ..errors import IceError
+from ._crypto import SHA1_PADS, compare_digest, hmac_sha1, hmac_sha256, sha1_pads
+from ._fastdecode import SHAPES, learn
+from ._random import POOL, random_bytes
 from .attributes import (
     ATTR_BY_INT,
     COOKIE_BYTES,
     DECODE_TABLE,
     ENCODERS,
+    ERROR_REASONS,
     FINGERPRINT_XOR,
     KIND_BYTES,
     KIND_NONE,
@@ -31,8 +34,12 @@ from .attributes import (
     KIND_U64,
     MAGIC_COOKIE,
     SECURITY_ATTRS,
+    AddressAttr,
     Attr,
+    BytesAttr,
+    IntAttr,
     PasswordAlgorithm,
+    TextAttr,
 )
 
 __all__ = [
@@ -77,25 +84,6 @@ class MessageClass(enum.IntEnum):
     ERROR = 0x110
 
 
-ERROR_REASONS: dict[int, str] = {
-    300: "Try Alternate",
-    400: "Bad Request",
-    401: "Unauthenticated",
-    403: "Forbidden",
-    420: "Unknown Attribute",
-    437: "Allocation Mismatch",
-    438: "Stale Nonce",
-    440: "Address Family not Supported",
-    441: "Wrong Credentials",
-    442: "Unsupported Transport Protocol",
-    443: "Peer Address Family Mismatch",
-    486: "Allocation Quota Reached",
-    487: "Role Conflict",
-    500: "Server Error",
-    508: "Insufficient Capacity",
-}
-"""Default reason phrases (RFC 8489 14.8, RFC 8656 19, RFC 8445 7.3.1.1)."""
-
 _HEADER_TID = struct.Struct("!HHI12s")
 _ATTR_HDR = struct.Struct("!HH")
 _U32 = struct.Struct("!I")
@@ -115,40 +103,17 @@ _ATTR_MI256 = Attr.MESSAGE_INTEGRITY_SHA256
 _ATTR_FP = Attr.FINGERPRINT
 _NO_SECURITY = (-1, -1, -1, -1)
 
+# The private modules' caches, read on the hot paths through bound methods: a method call on an imported
+# name compiles without LOAD_METHOD on CPython 3.11 (a bound method made per call, ~40 ns).
+_shape_for = SHAPES.get
+_sha1_pads_for = SHA1_PADS.get
+_random_take = POOL.take
+
 _METHOD_BY_INT: dict[int, Method] = {int(m): m for m in Method}
 _CLASS_BY_INT: dict[int, MessageClass] = {int(c): c for c in MessageClass}
 
 AddressValue = tuple[str, int]
 BytesLike = bytes | bytearray | memoryview
-_AddressAttr = Literal[
-    Attr.MAPPED_ADDRESS,
-    Attr.XOR_MAPPED_ADDRESS,
-    Attr.XOR_PEER_ADDRESS,
-    Attr.XOR_RELAYED_ADDRESS,
-    Attr.ALTERNATE_SERVER,
-    Attr.RESPONSE_ORIGIN,
-    Attr.OTHER_ADDRESS,
-]
-_TextAttr = Literal[Attr.USERNAME, Attr.REALM, Attr.NONCE, Attr.SOFTWARE, Attr.ALTERNATE_DOMAIN]
-_IntAttr = Literal[
-    Attr.PRIORITY,
-    Attr.ICE_CONTROLLED,
-    Attr.ICE_CONTROLLING,
-    Attr.LIFETIME,
-    Attr.CHANNEL_NUMBER,
-    Attr.REQUESTED_TRANSPORT,
-    Attr.REQUESTED_ADDRESS_FAMILY,
-    Attr.RESPONSE_PORT,
-    Attr.FINGERPRINT,
-]
-_BytesAttr = Literal[
-    Attr.DATA,
-    Attr.USERHASH,
-    Attr.RESERVATION_TOKEN,
-    Attr.PADDING,
-    Attr.MESSAGE_INTEGRITY,
-    Attr.MESSAGE_INTEGRITY_SHA256,
-]
 
 
 def _type_to_method_class(mtype: int) -> tuple[Method | int, MessageClass]:
@@ -170,81 +135,6 @@ _TYPES: dict[int, tuple[Method | int, MessageClass]] = {
 def _as_key(key: BytesLike | str) -> bytes:
     """A key as bytes: str keys (ICE passwords) are used as UTF-8 (RFC 8489 9.1.1)."""
     return key.encode() if isinstance(key, str) else bytes(key)
-
-
-# ---- HMAC (RFC 2104) with the keyed pad states cached ----
-# hmac.digest() re-derives the key schedule on every call; an ICE agent signs and checks many messages
-# with the same few keys, so keep the hash states after ipad/opad per key and copy them instead.
-
-_compare_digest = hmac.compare_digest
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
-#: Keys whose HMAC pads are kept: an agent's two passwords each, for thousands of agents per process.
-_HMAC_CACHE_SIZE = 8192
-_HashFactory = Any  # hashlib.sha1 / hashlib.sha256 constructors
-_SHA1_PADS: dict[bytes, tuple[Any, Any]] = {}
-_SHA256_PADS: dict[bytes, tuple[Any, Any]] = {}
-
-
-def _pads(key: bytes, cache: dict[bytes, tuple[Any, Any]], factory: _HashFactory) -> tuple[Any, Any]:
-    """The inner and outer hash states of HMAC for `key` (RFC 2104 2), made once and cached."""
-    block = key if len(key) <= 64 else factory(key).digest()
-    block = block.ljust(64, b"\x00")
-    pads = (factory(block.translate(_IPAD)), factory(block.translate(_OPAD)))
-    if len(cache) >= _HMAC_CACHE_SIZE:
-        cache.clear()
-    cache[key] = pads
-    return pads
-
-
-def hmac_sha1(key: bytes, data: bytes) -> bytes:
-    """HMAC-SHA1 (RFC 2104), as MESSAGE-INTEGRITY uses it (RFC 8489 14.5)."""
-    inner, outer = _SHA1_PADS.get(key) or _pads(key, _SHA1_PADS, hashlib.sha1)
-    h = inner.copy()
-    h.update(data)
-    o = outer.copy()
-    o.update(h.digest())
-    return o.digest()  # type: ignore[no-any-return]
-
-
-def hmac_sha256(key: bytes, data: bytes) -> bytes:
-    """HMAC-SHA256 (RFC 2104), as MESSAGE-INTEGRITY-SHA256 uses it (RFC 8489 14.6)."""
-    inner, outer = _SHA256_PADS.get(key) or _pads(key, _SHA256_PADS, hashlib.sha256)
-    h = inner.copy()
-    h.update(data)
-    o = outer.copy()
-    o.update(h.digest())
-    return o.digest()  # type: ignore[no-any-return]
-
-
-class _RandomPool(threading.local):
-    """Cryptographically random bytes from os.urandom, read 4 KiB at a time: a transaction id per
-    check then costs a slice instead of a system call. One pool per thread; emptied in a forked child
-    (which must not repeat its parent's bytes)."""
-
-    def __init__(self) -> None:
-        self.buf = b""
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        pos = self.pos
-        if pos + n > len(self.buf):
-            if n > 1024:
-                return os.urandom(n)
-            self.buf, pos = os.urandom(4096), 0
-        self.pos = pos + n
-        return self.buf[pos : pos + n]
-
-
-_POOL = _RandomPool()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: setattr(_POOL, "buf", b""))
-
-
-def random_bytes(n: int) -> bytes:
-    """`n` cryptographically random bytes (os.urandom, pooled): transaction ids (RFC 8489 5), ICE credentials
-    and tie-breakers (RFC 8445 5.3, 7.1.1)."""
-    return _POOL.take(n)
 
 
 def encode_attributes(attributes: Sequence[tuple[Attr | int, Any]], transaction_id: bytes) -> bytes:
@@ -352,7 +242,7 @@ class Message:
             raise ValueError(f"{message_class!r} is not a message class")
         self.message_class = c
         if transaction_id is None:
-            transaction_id = _POOL.take(12)
+            transaction_id = _random_take(12)
         else:
             if type(transaction_id) is not bytes:
                 transaction_id = bytes(transaction_id)
@@ -368,13 +258,13 @@ class Message:
     # ---- reading attributes ----
 
     @overload
-    def get(self, attr: _AddressAttr) -> AddressValue | None: ...
+    def get(self, attr: AddressAttr) -> AddressValue | None: ...
     @overload
-    def get(self, attr: _TextAttr) -> str | None: ...
+    def get(self, attr: TextAttr) -> str | None: ...
     @overload
-    def get(self, attr: _IntAttr) -> int | None: ...
+    def get(self, attr: IntAttr) -> int | None: ...
     @overload
-    def get(self, attr: _BytesAttr) -> bytes | None: ...
+    def get(self, attr: BytesAttr) -> bytes | None: ...
     @overload
     def get(self, attr: Attr | int, default: Any = None) -> Any: ...
 
@@ -443,17 +333,17 @@ class Message:
         if pos >= 0:
             # The length field counts up to the end of MESSAGE-INTEGRITY-SHA256 (RFC 8489 14.6).
             mac = hmac_sha256(key, raw[:2] + _LEN.pack(pos + n - 16) + raw[4:pos])
-            return _compare_digest(mac[:n], raw[pos + 4 : pos + 4 + n])
+            return compare_digest(mac[:n], raw[pos + 4 : pos + 4 + n])
         if mi < 0:
             return False
-        # HMAC-SHA1 inline (the hot path of every check); its length field counts up to the end of
-        # MESSAGE-INTEGRITY (RFC 8489 14.5).
-        inner, outer = _SHA1_PADS.get(key) or _pads(key, _SHA1_PADS, hashlib.sha1)
+        # HMAC-SHA1 inline, on _crypto's cached pads (the hot path of every check: a call costs ~2% of a
+        # decode); its length field counts up to the end of MESSAGE-INTEGRITY (RFC 8489 14.5).
+        inner, outer = _sha1_pads_for(key) or sha1_pads(key)
         h = inner.copy()
         h.update(raw[:2] + _LEN.pack(mi + 4) + raw[4:mi])
         o = outer.copy()
         o.update(h.digest())
-        return _compare_digest(o.digest(), raw[mi + 4 : mi + 24])
+        return compare_digest(o.digest(), raw[mi + 4 : mi + 24])
 
     def verify_fingerprint(self) -> bool:
         """Check FINGERPRINT: CRC-32 of all before it XOR 0x5354554e (RFC 8489 14.7); False if absent."""
@@ -503,7 +393,7 @@ class Message:
         if mtype & 0xC000 or cookie != MAGIC_COOKIE or length & 3 or length + 20 != end:
             raise StunDecodeError(_header_error(mtype, length, cookie, end))
         key = mtype << 16 | length
-        shape = _SHAPES.get(key)
+        shape = _shape_for(key)
         attributes = None
         if shape is not None:
             decode_layout, security, unknown, method, message_class = shape
@@ -514,7 +404,7 @@ class Message:
         if attributes is None:
             attributes, security, unknown = _decode_attributes(data, tid)
             method, message_class = _TYPES.get(mtype) or _type_to_method_class(mtype)
-            _learn_shape(key, data, security, unknown)
+            learn(key, data, security, unknown, method, message_class)
         msg = object.__new__(cls)
         msg.method = method
         msg.message_class = message_class
@@ -644,119 +534,6 @@ def _decode_security(
             append((_ATTR_MI, data[start : start + n]))
         pos = nxt
     return mi, mi256, mi256_len, fp
-
-
-# ---- the shape cache ----
-# An agent sees the same message layouts over and over: every connectivity check from a peer has the same
-# attribute types and lengths at the same offsets, only the values differ. Once a layout (keyed by message
-# type and length) has been decoded generically a few times, compile a decoder for it: one struct unpack of
-# every header and value, a comparison of the headers with the layout's, and the attribute list built
-# directly. A message whose headers differ falls back to the generic walk, so results never differ.
-
-
-_Shape = tuple[
-    Callable[[bytes, bytes], "list[tuple[Attr | int, Any]] | None"],  # the compiled decoder
-    tuple[int, int, int, int],  # the layout's security offsets
-    tuple[int, ...],  # its unknown comprehension-required types
-    "Method | int",  # the method and class of the key's message type
-    MessageClass,
-]
-"""A decoder compiled for one attribute layout, and what is constant for that layout (a tuple: unpacked at
-once on the hot path)."""
-
-_SHAPES: dict[int, _Shape] = {}
-_SEEN: dict[int, int] = {}
-_SHAPE_AFTER = 16  # generic decodes of one key before its shape is compiled (then again at 32, 64, ...)
-_SHAPE_MAX_ATTRIBUTES = 24  # bigger layouts are rare and slow to compile: they stay on the generic path
-_MAX_SHAPES = 256
-_MAX_SEEN = 4096
-
-
-def _learn_shape(key: int, data: bytes, security: tuple[int, int, int, int], unknown: tuple[int, ...]) -> None:
-    """Count generic decodes per key; compile the layout of `data` at 16, 32, 64... of them."""
-    seen = _SEEN.get(key, 0) + 1
-    if len(_SEEN) >= _MAX_SEEN:
-        _SEEN.clear()
-    _SEEN[key] = seen
-    if seen >= _SHAPE_AFTER and not seen & (seen - 1):
-        try:
-            shape = _compile_shape(data, security, unknown)
-        except Exception:  # a bug here must not break decoding: the generic path stays correct
-            shape = None
-        if shape is not None:
-            if len(_SHAPES) >= _MAX_SHAPES:
-                _SHAPES.clear()
-            _SHAPES[key] = shape
-
-
-def _compile_shape(data: bytes, security: tuple[int, int, int, int], unknown: tuple[int, ...]) -> _Shape | None:
-    """Generate the decoder of the layout of `data`, a message the generic decoder accepted (None when the
-    layout has too many attributes to be worth it)."""
-    layout = _layout(data)
-    if not layout or len(layout) > _SHAPE_MAX_ATTRIBUTES:
-        return None
-    mtype = _LEN.unpack_from(data)[0]
-    mi, mi256, _, fp = security
-    first_security = min((p for p in (mi, mi256, fp) if p >= 0), default=len(data))
-    fmt = ["!"]
-    names: list[str] = []
-    headers: list[str] = []
-    expected: list[int] = []
-    items: list[str] = []
-    namespace: dict[str, Any] = {}
-    pos = 20
-    for i, (t, n) in enumerate(layout):
-        pad = -n & 3
-        fmt.append("I")
-        names.append(f"h{i}")
-        headers.append(f"h{i}")
-        expected.append(t << 16 | n)
-        start = pos + 4
-        pos = start + n + pad
-        if start - 4 >= first_security and start - 4 not in (mi, mi256, fp):
-            fmt.append(f"{n + pad}x")  # ignored after MESSAGE-INTEGRITY(-SHA256): header checked, value skipped
-            continue
-        entry = DECODE_TABLE.get(t)
-        namespace[f"A{i}"] = entry[0] if entry is not None else t
-        kind = entry[1] if entry is not None else KIND_BYTES
-        if t == _FP_TYPE or kind in (KIND_U32, KIND_U64):
-            fmt.append("Q" if kind == KIND_U64 else "I")
-            names.append(f"v{i}")
-            items.append(f"(A{i}, v{i})")
-        elif kind == KIND_NONE:
-            items.append(f"(A{i}, None)")
-        elif kind in (KIND_TEXT, KIND_BYTES, KIND_SECURITY):
-            fmt.append(f"{n}s{pad}x")
-            names.append(f"v{i}")
-            items.append(f"(A{i}, v{i}.decode())" if kind == KIND_TEXT else f"(A{i}, v{i})")
-        else:
-            assert entry is not None
-            fmt.append(f"{n + pad}x")
-            namespace[f"D{i}"] = entry[2]
-            items.append(f"(A{i}, D{i}(data, {start}, {n}, tid))")
-    namespace["unpack"] = struct.Struct("".join(fmt)).unpack_from
-    namespace["expected"] = tuple(expected)
-    source = (
-        "def decode(data, tid):\n"
-        f"    ({', '.join(names)},) = unpack(data, 20)\n"
-        f"    if ({', '.join(headers)},) != expected:\n"
-        "        return None\n"
-        f"    return [{', '.join(items)}]\n"
-    )
-    exec(compile(source, "<stun message shape>", "exec"), namespace)
-    method, message_class = _TYPES.get(mtype) or _type_to_method_class(mtype)
-    return namespace["decode"], security, unknown, method, message_class
-
-
-def _layout(data: bytes) -> list[tuple[int, int]]:
-    """(type, length) of every attribute of a well-formed message, ignored ones included."""
-    out = []
-    pos, end = 20, len(data)
-    while pos < end:
-        t, n = _ATTR_HDR.unpack_from(data, pos)
-        out.append((t, n))
-        pos += 4 + n + (-n & 3)
-    return out
 
 
 def _header_error(mtype: int, length: int, cookie: int, end: int) -> str:

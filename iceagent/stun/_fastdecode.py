@@ -1,0 +1,138 @@
+"""Decoders compiled per attribute layout: the fast path of `Message.decode` (RFC 8489 14).
+
+An agent sees the same message layouts over and over: every connectivity check from a peer has the same
+attribute types and lengths at the same offsets, only the values differ. Once a layout (keyed by message
+type and length) has been decoded generically a few times, compile a decoder for it: one struct unpack of
+every header and value, a comparison of the headers with the layout's, and the attribute list built
+directly. A message whose headers differ makes the decoder return None and takes the generic walk, so
+results never differ (tests/test_stun_fuzz.py, fuzz/targets.py).
+
+Private to `iceagent.stun`; it never imports `message.py`, which owns the generic decoder and the cache's
+one caller.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from .attributes import DECODE_TABLE, KIND_BYTES, KIND_NONE, KIND_SECURITY, KIND_TEXT, KIND_U32, KIND_U64, Attr
+
+__all__ = ["MAX_SHAPES", "SHAPES", "Decoder", "Shape", "compile_decoder", "layout", "learn"]
+
+Decoder = Callable[[bytes, bytes], "list[tuple[Attr | int, Any]] | None"]
+"""`(data, transaction_id) -> attributes`, or None when `data`'s headers are not the compiled layout's."""
+
+Shape = tuple[
+    Decoder,
+    tuple[int, int, int, int],  # the layout's security offsets (MI, MI-SHA256, its length, FP; -1: absent)
+    tuple[int, ...],  # its unknown comprehension-required types
+    Any,  # the method (Method | int) and class (MessageClass) of the key's message type, as message.py
+    Any,  # gave them: kept here so the fast path does not split the type again
+]
+"""A decoder compiled for one attribute layout, and what is constant for that layout (a tuple: unpacked at
+once on the hot path)."""
+
+SHAPES: dict[int, Shape] = {}
+"""Compiled layouts by `message type << 16 | length`; cleared when full (bounded state, DESIGN.md)."""
+_SEEN: dict[int, int] = {}
+_SHAPE_AFTER = 16  # generic decodes of one key before its shape is compiled (then again at 32, 64, ...)
+_SHAPE_MAX_ATTRIBUTES = 24  # bigger layouts are rare and slow to compile: they stay on the generic path
+MAX_SHAPES = 256
+_MAX_SEEN = 4096
+_ATTR_HDR = struct.Struct("!HH")
+_FP_TYPE = int(Attr.FINGERPRINT)
+
+
+def learn(
+    key: int,
+    data: bytes,
+    security: tuple[int, int, int, int],
+    unknown: tuple[int, ...],
+    method: Any,
+    message_class: Any,
+) -> None:
+    """Count generic decodes per key; compile the layout of `data` at 16, 32, 64... of them."""
+    seen = _SEEN.get(key, 0) + 1
+    if len(_SEEN) >= _MAX_SEEN:
+        _SEEN.clear()
+    _SEEN[key] = seen
+    if seen >= _SHAPE_AFTER and not seen & (seen - 1):
+        try:
+            decoder = compile_decoder(data, security)
+        except Exception:  # a bug here must not break decoding: the generic path stays correct
+            decoder = None
+        if decoder is not None:
+            if len(SHAPES) >= MAX_SHAPES:
+                SHAPES.clear()
+            SHAPES[key] = (decoder, security, unknown, method, message_class)
+
+
+def compile_decoder(data: bytes, security: tuple[int, int, int, int]) -> Decoder | None:
+    """Generate the decoder of the layout of `data`, a message the generic decoder accepted with the
+    security offsets `security` (None when the layout has too many attributes to be worth it)."""
+    attrs = layout(data)
+    if not attrs or len(attrs) > _SHAPE_MAX_ATTRIBUTES:
+        return None
+    mi, mi256, _, fp = security
+    first_security = min((p for p in (mi, mi256, fp) if p >= 0), default=len(data))
+    fmt = ["!"]
+    names: list[str] = []
+    headers: list[str] = []
+    expected: list[int] = []
+    items: list[str] = []
+    namespace: dict[str, Any] = {}
+    pos = 20
+    for i, (t, n) in enumerate(attrs):
+        pad = -n & 3
+        fmt.append("I")
+        names.append(f"h{i}")
+        headers.append(f"h{i}")
+        expected.append(t << 16 | n)
+        start = pos + 4
+        pos = start + n + pad
+        if start - 4 >= first_security and start - 4 not in (mi, mi256, fp):
+            fmt.append(f"{n + pad}x")  # ignored after MESSAGE-INTEGRITY(-SHA256): header checked, value skipped
+            continue
+        entry = DECODE_TABLE.get(t)
+        namespace[f"A{i}"] = entry[0] if entry is not None else t
+        kind = entry[1] if entry is not None else KIND_BYTES
+        if t == _FP_TYPE or kind in (KIND_U32, KIND_U64):
+            fmt.append("Q" if kind == KIND_U64 else "I")
+            names.append(f"v{i}")
+            items.append(f"(A{i}, v{i})")
+        elif kind == KIND_NONE:
+            items.append(f"(A{i}, None)")
+        elif kind in (KIND_TEXT, KIND_BYTES, KIND_SECURITY):
+            fmt.append(f"{n}s{pad}x")
+            names.append(f"v{i}")
+            items.append(f"(A{i}, v{i}.decode())" if kind == KIND_TEXT else f"(A{i}, v{i})")
+        else:
+            assert entry is not None
+            fmt.append(f"{n + pad}x")
+            namespace[f"D{i}"] = entry[2]
+            items.append(f"(A{i}, D{i}(data, {start}, {n}, tid))")
+    namespace["unpack"] = struct.Struct("".join(fmt)).unpack_from
+    namespace["expected"] = tuple(expected)
+    source = (
+        "def decode(data, tid):\n"
+        f"    ({', '.join(names)},) = unpack(data, 20)\n"
+        f"    if ({', '.join(headers)},) != expected:\n"
+        "        return None\n"
+        f"    return [{', '.join(items)}]\n"
+    )
+    exec(compile(source, "<stun message shape>", "exec"), namespace)
+    decoder: Decoder = namespace["decode"]
+    return decoder
+
+
+def layout(data: bytes) -> list[tuple[int, int]]:
+    """(type, length) of every attribute of a well-formed message, ignored ones included."""
+    out = []
+    pos, end = 20, len(data)
+    while pos < end:
+        t, n = _ATTR_HDR.unpack_from(data, pos)
+        out.append((t, n))
+        pos += 4 + n + (-n & 3)
+    return out
