@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
@@ -26,3 +27,53 @@ async def test_slots_are_spaced_and_the_first_is_immediate(autojump_clock: trio.
     before = trio.current_time()
     await pacer.slot()  # idle pacer: no wait
     assert trio.current_time() == before
+
+
+async def _srflx_gather_reservations(monkeypatch: pytest.MonkeyPatch, *, global_pacing: bool, answer: bool) -> int:
+    """Pacer slots taken while one agent gathers a srflx candidate from a STUN server on 127.0.0.1 that
+    answers or stays silent (then the request is retransmitted rc times)."""
+    from iceagent import IceConfig, IceServer, open_agent
+    from iceagent.agent.pacer import GlobalPacer
+    from iceagent.net.os import OSNetwork
+    from iceagent.stun.server import open_stun_server
+
+    calls = 0
+    reserve = GlobalPacer.reserve
+
+    def counting(self: GlobalPacer, now: float) -> float:
+        nonlocal calls
+        calls += 1
+        return reserve(self, now)
+
+    monkeypatch.setattr(GlobalPacer, "reserve", counting)
+    config = IceConfig(global_pacing=global_pacing, rto=0.01, rc=3, rm=2, gather_timeout=2.0)
+    network = OSNetwork()
+    with trio.fail_after(10):
+        if answer:
+            async with open_stun_server(network, ["127.0.0.1:0"]) as server:
+                url = f"stun:127.0.0.1:{server.address[1]}"
+                async with open_agent(host_addresses=["127.0.0.1"], ice_servers=[IceServer(urls=[url])],
+                                      config=config) as agent:
+                    [c async for c in agent.gather()]
+                    assert agent.stats()["gatherers"]["srflx"]["errors"] == []  # answered (the srflx equals the host)
+        else:
+            silent = await network.bind_udp("127.0.0.1", 0)
+            try:
+                url = f"stun:127.0.0.1:{silent.local_address[1]}"
+                async with open_agent(host_addresses=["127.0.0.1"], ice_servers=[IceServer(urls=[url])],
+                                      config=config) as agent:
+                    [c async for c in agent.gather()]
+                    assert agent.stats()["gatherers"]["srflx"]["errors"]  # no answer after rc attempts
+            finally:
+                silent.close()
+    return calls
+
+
+async def test_gathering_takes_no_pacer_slot_without_global_pacing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`IceConfig(global_pacing=False)` lifts the process-wide pacer for gathering too."""
+    assert await _srflx_gather_reservations(monkeypatch, global_pacing=False, answer=True) == 0
+
+
+async def test_retransmissions_take_no_pacer_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 8445 14.2 paces new transactions only: a request retransmitted rc (3) times takes one slot."""
+    assert await _srflx_gather_reservations(monkeypatch, global_pacing=True, answer=False) == 1

@@ -81,7 +81,7 @@ class AgentGatherContext:
         try:
             rto = cfg.rto
             for attempt in range(cfg.rc):
-                if cfg.global_pacing or attempt == 0:
+                if cfg.global_pacing and attempt == 0:  # RFC 8445 14.2 paces new transactions only
                     await global_pacer().slot()
                 await sock.send(data, server)
                 wait = rto * cfg.rm if attempt == cfg.rc - 1 else rto * (2**attempt)
