@@ -3,31 +3,31 @@
 `TurnServerState` is fed what arrives (from a client on a 5-tuple, from a peer at a relayed address) with
 `now`, and returns what to do: `SendToClient`, `SendToPeer`, `OpenRelay` (bind a relay socket, then call
 `relay_opened` or `relay_failed`) and `CloseRelay`. It reads no clock and no socket; the Trio layer
-(`iceagent.turn.server`) moves the bytes, calls `handle_timer` at `get_timer()` and passes the wall-clock
+(`iceagent.turn.server.io`) moves the bytes, calls `handle_timer` at `get_timer()` and passes the wall-clock
 `unix_time` that ephemeral credentials expire by.
 
 Every table has a bound an authenticated user cannot push past: allocations (`max_allocations`, per user
 `max_allocations_per_user`), permissions (`max_permissions` per allocation), channels (4096 numbers per
 allocation, cooldowns as many), pending Allocates (counted with the allocations), the timer heap (2 x the
-timed items + 64, `server_timers.Timers`), the response cache (16 per client, 10,000 in all); nonces are
+timed items + 64, `timers.Timers`), the response cache (16 per client, 10,000 in all); nonces are
 stateless.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from ..stun.attributes import Attr
-from ..stun.message import Message, MessageClass, Method, StunDecodeError
-from .server_auth import Authenticated, AuthError, LongTermAuth
-from .server_channels import channel_conflict, frame_for_client
-from .server_policy import PeerPolicy, burst, desired_lifetime, spend
-from .server_timers import ResponseCache, Timers
-from .server_types import (
+from ...stun.attributes import Attr
+from ...stun.message import Message, MessageClass, Method, StunDecodeError
+from .auth import Authenticated, AuthError, LongTermAuth
+from .channels import channel_conflict, frame_for_client
+from .policy import PeerPolicy, burst, desired_lifetime, spend
+from .responses import error_response, signed_success, wire_seconds
+from .timers import ResponseCache, Timers
+from .types import (
     DEFAULT_SOFTWARE,
     Address,
     Allocation,
@@ -35,10 +35,12 @@ from .server_types import (
     FiveTuple,
     OpenRelay,
     Output,
+    PendingAllocate,
     SendToClient,
     SendToPeer,
     TurnServerConfig,
     TurnServerStats,
+    ip_version,
     split_stream,
 )
 
@@ -60,24 +62,6 @@ __all__ = [
 UDP = 17  # REQUESTED-TRANSPORT value for UDP, the IANA protocol number (RFC 8656 18.6)
 _FAMILIES = {1: 4, 2: 6}  # REQUESTED-ADDRESS-FAMILY -> IP version (RFC 8656 18.8)
 _AUTHENTICATED = (Method.ALLOCATE, Method.REFRESH, Method.CREATE_PERMISSION, Method.CHANNEL_BIND)
-
-
-@attrs.define(eq=False)
-class _Pending:
-    request: Message
-    auth: Authenticated
-    lifetime: float
-    family: int
-    fingerprint: bool
-
-
-def _wire_seconds(seconds: float) -> int:
-    """A duration as the whole seconds of LIFETIME (RFC 8656 18.2): at least 1 unless it is 0."""
-    return 0 if seconds <= 0 else max(1, math.ceil(seconds - 1e-6))
-
-
-def _ip_version(host: str) -> int:
-    return 6 if ":" in host else 4
 
 
 _TimerKey = tuple[str, Allocation, Any]  # ("allocation" | "permission" | "channel" | "cooldown", allocation, item)
@@ -112,7 +96,7 @@ class TurnServerState:
         self.policy = PeerPolicy(self.config, server_addresses)
         self.allocations: dict[FiveTuple, Allocation] = {}
         self._by_relay: dict[Address, Allocation] = {}
-        self._pending: dict[FiveTuple, _Pending] = {}
+        self._pending: dict[FiveTuple, PendingAllocate] = {}
         self._per_user: dict[str, int] = {}  # allocations and pending Allocates per user
         self._responses: ResponseCache[FiveTuple] = ResponseCache(self.config.response_cache_time)
         self._timers: Timers[_TimerKey] = Timers()
@@ -212,7 +196,7 @@ class TurnServerState:
         self._stats.allocations_created += 1
         attributes: list[tuple[Attr | int, Any]] = [
             (Attr.XOR_RELAYED_ADDRESS, relay),
-            (Attr.LIFETIME, _wire_seconds(pending.lifetime)),
+            (Attr.LIFETIME, wire_seconds(pending.lifetime)),
             (Attr.XOR_MAPPED_ADDRESS, five_tuple.client),
         ]
         response = self._success(request, attributes, pending.auth, pending.fingerprint, five_tuple, now)
@@ -401,7 +385,7 @@ class TurnServerState:
         if len(self.allocations) + len(self._pending) >= self.config.max_allocations:
             return error(508, f"Insufficient Capacity: this server holds {self.config.max_allocations} allocations")
         lifetime = desired_lifetime(self.config, request.get(Attr.LIFETIME))
-        self._pending[ft] = _Pending(request, auth, lifetime, family, fingerprint)
+        self._pending[ft] = PendingAllocate(request, auth, lifetime, family, fingerprint)
         self._count_user(auth.username, 1)
         return [OpenRelay(ft, family, even_port=even_port is not None)]
 
@@ -423,7 +407,7 @@ class TurnServerState:
         lifetime = desired_lifetime(self.config, requested)
         allocation.expires = now + lifetime
         self._timers.wake_by(("allocation", allocation, None), allocation.expires)
-        return [self._success(request, [(Attr.LIFETIME, _wire_seconds(lifetime))], auth, fingerprint, ft, now)]
+        return [self._success(request, [(Attr.LIFETIME, wire_seconds(lifetime))], auth, fingerprint, ft, now)]
 
     def _create_permission(
         self, request: Message, allocation: Allocation, auth: Authenticated, fingerprint: bool, now: float
@@ -499,7 +483,7 @@ class TurnServerState:
             or data is None
             or Attr.DONT_FRAGMENT in message  # we cannot set DF: treated as unknown, so discarded
             or message.unknown_required  # RFC 8489 6.3.2
-            or _ip_version(peer[0]) != allocation.family
+            or ip_version(peer[0]) != allocation.family
         ):
             self._stats.dropped += 1
             return None
@@ -583,9 +567,6 @@ class TurnServerState:
             timers.cancel(("cooldown", allocation, number))
         return CloseRelay(allocation.five_tuple, allocation.relay, reason)
 
-    def _software(self) -> list[tuple[Attr | int, Any]]:
-        return [(Attr.SOFTWARE, self.config.software)] if self.config.software else []
-
     def _success(
         self,
         request: Message,
@@ -595,10 +576,9 @@ class TurnServerState:
         ft: FiveTuple,
         now: float,
     ) -> SendToClient:
-        """A signed success response (RFC 8489 9.2.4), kept a while for retransmissions (RFC 8489 6.3.1)."""
+        """A signed success response, kept a while for retransmissions (RFC 8489 6.3.1)."""
         self._stats.requests += 1
-        response = request.success_response([*attributes, *self._software()])
-        data = response.encode(integrity_key=auth.key, integrity=auth.integrity, fingerprint=fingerprint)
+        data = signed_success(request, attributes, auth, fingerprint, self.config.software)
         self._responses.put(ft, request.transaction_id, data, now)
         return SendToClient(ft, data)
 
@@ -612,13 +592,7 @@ class TurnServerState:
         fingerprint: bool,
         extra: Sequence[tuple[Attr | int, Any]] = (),
     ) -> SendToClient:
-        """An error response, signed when the request was authenticated (RFC 8489 9.2.4). Unauthenticated ones
-        carry no SOFTWARE: a stranger gets no more bytes (amplification) and no fingerprint of the server."""
+        """An error response (`responses.error_response`), counted."""
         self._stats.requests += 1
         self._stats.errors += 1
-        if auth is None:
-            response = request.error_response(code, reason, extra)
-            return SendToClient(ft, response.encode(fingerprint=fingerprint))
-        response = request.error_response(code, reason, [*extra, *self._software()])
-        data = response.encode(integrity_key=auth.key, integrity=auth.integrity, fingerprint=fingerprint)
-        return SendToClient(ft, data)
+        return SendToClient(ft, error_response(request, code, reason, auth, fingerprint, extra, self.config.software))
