@@ -32,7 +32,7 @@ from iceagent.turn.framing import (
     encode_channel_data,
     is_channel_data,
 )
-from iceagent.turn.server_types import split_stream
+from iceagent.turn.server.types import split_stream
 from iceagent.uri import IceServer, format_host_port, parse_host_port, parse_uri
 
 from .support import Budget, Finding, expect, timed

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from iceagent.stun import Attr, Message, MessageClass, Method, StunDecodeError, long_term_key, userhash
 from iceagent.turn.framing import encode_channel_data
-from iceagent.turn.server_state import (
+from iceagent.turn.server.state import (
     Allocation,
     CloseRelay,
     FiveTuple,

@@ -22,7 +22,7 @@ from iceagent.stun import Attr, Message, MessageClass, Method, long_term_key
 from iceagent.stun.limits import ConnectionCounter, RequestLimiter, ServerLimits, TokenBucket, source_key
 from iceagent.stun.server import answer, open_stun_server
 from iceagent.turn.server import open_turn_server
-from iceagent.turn.server_types import TurnServerConfig
+from iceagent.turn.server.types import TurnServerConfig
 
 NET = OSNetwork()
 USERS = {"alice": "secret"}

@@ -77,7 +77,7 @@ OBJECT_TOLERANCE = {
     # Each entry of the TURN server's response cache ("turn.responses" above) is keyed by a tuple of the
     # client's five-tuple (made per datagram) and the transaction id: these follow that count.
     "builtins.tuple": TOLERANCE["turn.responses"],
-    "iceagent.turn.server_types.FiveTuple": TOLERANCE["turn.responses"],
+    "iceagent.turn.server.types.FiveTuple": TOLERANCE["turn.responses"],
     # A session task holds the cancel scope of its timed sleep (move_on_at its next deadline) only while it
     # sleeps; one sending through its outbox (TURN) then does not: at most one per agent fewer.
     "trio.CancelScope": 2,

@@ -38,8 +38,8 @@ from iceagent.net.base import Address, UdpSocket
 from iceagent.net.os import OSNetwork
 from iceagent.stun import Attr, Message, MessageClass, Method, PasswordAlgorithm, long_term_key
 from iceagent.turn.server import TurnServer, open_turn_server, serve_turn
-from iceagent.turn.server_auth import NONCE_COOKIE
-from iceagent.turn.server_state import (
+from iceagent.turn.server.auth import NONCE_COOKIE
+from iceagent.turn.server.state import (
     CloseRelay,
     FiveTuple,
     OpenRelay,

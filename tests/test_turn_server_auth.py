@@ -17,8 +17,8 @@ from iceagent import IceServer, open_agent
 from iceagent.net.os import OSNetwork
 from iceagent.stun import Attr, Message, MessageClass, Method, long_term_key
 from iceagent.turn.server import open_turn_server
-from iceagent.turn.server_auth import LongTermAuth
-from iceagent.turn.server_state import FiveTuple, OpenRelay, SendToClient, TurnServerConfig, TurnServerState
+from iceagent.turn.server.auth import LongTermAuth
+from iceagent.turn.server.state import FiveTuple, OpenRelay, SendToClient, TurnServerConfig, TurnServerState
 
 TID = b"t" * 12
 BARE_ALLOCATE = Message(Method.ALLOCATE, MessageClass.REQUEST, TID, [(Attr.REQUESTED_TRANSPORT, 17)])

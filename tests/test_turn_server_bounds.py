@@ -9,7 +9,7 @@ from typing import Any
 from turn_server_helpers import PEER, PEER2, RELAY, Client, make_state
 
 from iceagent.stun import Attr, MessageClass, Method
-from iceagent.turn.server_state import FiveTuple, SendToClient, SendToPeer
+from iceagent.turn.server.state import FiveTuple, SendToClient, SendToPeer
 
 SERVER = ("198.51.100.1", 3478)
 

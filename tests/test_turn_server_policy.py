@@ -20,7 +20,7 @@ from turn_server_helpers import (
 from iceagent.net.os import OSNetwork
 from iceagent.stun import Attr, Message, MessageClass, Method
 from iceagent.turn.server import open_turn_server
-from iceagent.turn.server_state import FiveTuple, SendToClient, SendToPeer, TurnServerConfig
+from iceagent.turn.server.state import FiveTuple, SendToClient, SendToPeer, TurnServerConfig
 
 REFUSED = {
     "127.0.0.1": "loopback",

@@ -14,7 +14,7 @@ import trio
 
 from iceagent.net.base import Address, UdpSocket
 from iceagent.stun import Attr, Message, MessageClass, Method, long_term_key, userhash
-from iceagent.turn.server_state import FiveTuple, OpenRelay, Output, SendToClient, TurnServerConfig, TurnServerState
+from iceagent.turn.server.state import FiveTuple, OpenRelay, Output, SendToClient, TurnServerConfig, TurnServerState
 
 REALM = "example.org"
 USERS = {"alice": "secret", "bob": "hunter2"}

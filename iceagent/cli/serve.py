@@ -16,7 +16,7 @@ from ..errors import IceServerError
 from ..net.os import OSNetwork
 from ..stun.server import open_stun_server
 from ..turn.server import DEFAULT_REALM, open_turn_server
-from ..turn.server_types import DEFAULT_RELAY_BANDWIDTH, TurnServerConfig
+from ..turn.server.types import DEFAULT_RELAY_BANDWIDTH, TurnServerConfig
 from ..uri import format_host_port, parse_host_port
 from . import UsageError, add_command
 

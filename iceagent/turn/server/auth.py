@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 import attrs
 
-from ..stun.attributes import Attr, PasswordAlgorithm
-from ..stun.message import Message, long_term_key, userhash
+from ...stun.attributes import Attr, PasswordAlgorithm
+from ...stun.message import Message, long_term_key, userhash
 
 __all__ = ["NONCE_COOKIE", "AuthError", "Authenticated", "LongTermAuth", "ephemeral_password"]
 

@@ -9,8 +9,10 @@ from typing import Any, Literal
 
 import attrs
 
-from ..stun.attributes import COOKIE_BYTES
-from ..stun.limits import ServerLimits
+from ...stun.attributes import COOKIE_BYTES
+from ...stun.limits import ServerLimits
+from ...stun.message import Message
+from .auth import Authenticated
 
 __all__ = [
     "DEFAULT_SOFTWARE",
@@ -224,6 +226,22 @@ class Allocation:
     cooldown: Cooldowns = attrs.Factory(Cooldowns)  # expired numbers -> (peer, until)
     tokens: float = 0.0  # the bandwidth token bucket (bytes), full when the allocation is made
     tokens_at: float = 0.0  # when `tokens` was last topped up
+
+
+@attrs.define(eq=False)
+class PendingAllocate:
+    """An Allocate request waiting for its relay socket to be bound (RFC 8656 7.2)."""
+
+    request: Message
+    auth: Authenticated
+    lifetime: float
+    family: int
+    fingerprint: bool
+
+
+def ip_version(host: str) -> int:
+    """4 or 6 for an IP address string."""
+    return 6 if ":" in host else 4
 
 
 @attrs.define

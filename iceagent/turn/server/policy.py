@@ -15,9 +15,9 @@ import ipaddress
 import math
 from collections.abc import Iterable
 
-from .._addresses import IP, category, forms, parse_ip, unmapped
-from ..uri import format_host_port
-from .server_types import Address, Allocation, TurnServerConfig
+from ..._addresses import IP, category, forms, parse_ip, unmapped
+from ...uri import format_host_port
+from .types import Address, Allocation, TurnServerConfig
 
 __all__ = ["PeerPolicy", "burst", "desired_lifetime", "peer_ip", "spend"]
 

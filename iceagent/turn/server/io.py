@@ -9,7 +9,6 @@ relay socket is closed when its allocation ends and when the server exits.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import math
 import os
 import ssl
@@ -20,13 +19,14 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from .._groups import serving
-from ..logs import get_logger
-from ..net.base import Address, Network, TcpListener, UdpSocket
-from ..stun.limits import ConnectionCounter, ReadDeadline, RequestLimiter, is_request, wait_for_rate
-from ..uri import format_host_port, parse_host_port
-from .server_state import TurnServerState
-from .server_types import (
+from ..._groups import serving
+from ...logs import get_logger
+from ...net.base import Address, Network, TcpListener, UdpSocket
+from ...stun.limits import ConnectionCounter, ReadDeadline, RequestLimiter, is_request, wait_for_rate
+from ...uri import format_host_port
+from .binding import bind_listeners, bind_relay, parse_address, relay_ips
+from .state import TurnServerState
+from .types import (
     DEFAULT_SOFTWARE,
     CloseRelay,
     FiveTuple,
@@ -56,8 +56,6 @@ log = get_logger(__name__)
 DEFAULT_REALM = "iceagent"
 """The realm when none is given (RFC 8489 14.9)."""
 
-_BIND_ATTEMPTS = 20  # port 0 with TCP too: retries when the UDP port is taken for TCP
-_EVEN_PORT_ATTEMPTS = 16  # EVEN-PORT: binds tried until the kernel hands out an even port (RFC 8656 7.2)
 _TCP_QUEUE = 256  # datagrams queued per TCP/TLS client before relayed data is dropped
 _RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -264,7 +262,7 @@ class TurnServer:
         try:
             if nursery is None or self._closed:
                 raise OSError(errno.ESHUTDOWN, "the server is shutting down")
-            sock = await self._bind_relay(host, even=request.even_port)
+            sock = await bind_relay(self.network, host, even=request.even_port)
         except OSError as e:
             reason = os.strerror(e.errno) if e.errno else str(e)
             log.warning("TURN server: cannot bind a relay on %s: %s", host, reason)
@@ -275,16 +273,6 @@ class TurnServer:
         outputs = self.state.relay_opened(ft, sock.local_address, self._now())
         log.debug("TURN server: allocation %s for %s", sock.local_address, ft)
         return outputs
-
-    async def _bind_relay(self, host: str, *, even: bool) -> UdpSocket:
-        if not even:
-            return await self.network.bind_udp(host, 0)
-        for _ in range(_EVEN_PORT_ATTEMPTS):
-            sock = await self.network.bind_udp(host, 0)
-            if sock.local_address[1] % 2 == 0:
-                return sock
-            sock.close()
-        raise OSError(errno.EADDRNOTAVAIL, f"no even port found in {_EVEN_PORT_ATTEMPTS} attempts")
 
     def _close_relay(self, out: CloseRelay) -> None:
         relay = self._relays.pop(out.relay, None)
@@ -448,57 +436,6 @@ class TurnServer:
 # ---- opening ----
 
 
-def _parse_address(address: str | Address) -> Address:
-    host, port = parse_host_port(address, 3478) if isinstance(address, str) else (str(address[0]), int(address[1]))
-    try:
-        host = str(ipaddress.ip_address(host))
-    except ValueError:
-        raise ValueError(f"the TURN server listens on IP addresses, not {host!r}") from None
-    return host, port
-
-
-def _relay_addresses(listen: list[Address], relay_address: str | Sequence[str] | None) -> dict[int, str]:
-    """One relay IP per IP version: the ones given, else the listening IPs (RFC 8656 7.2)."""
-    if relay_address is None:
-        candidates = [host for host, _ in listen]
-    elif isinstance(relay_address, str):
-        candidates = [relay_address]
-    else:
-        candidates = list(relay_address)
-    out: dict[int, str] = {}
-    for host in candidates:
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"relay address {host!r} is not an IP address") from None
-        if ip.is_unspecified:
-            if relay_address is None:
-                continue
-            raise ValueError(f"relay address {host} is a wildcard; XOR-RELAYED-ADDRESS needs a specific IP")
-        out.setdefault(ip.version, str(ip))
-    if not out:
-        raise ValueError("the TURN server listens on a wildcard address: give relay_address (--relay), a specific IP")
-    return out
-
-
-async def _bind_listeners(network: Network, host: str, port: int, tcp: bool) -> tuple[UdpSocket, TcpListener | None]:
-    attempts = _BIND_ATTEMPTS if tcp and port == 0 else 1
-    for attempt in range(attempts):
-        sock = await network.bind_udp(host, port)
-        if not tcp:
-            return sock, None
-        try:
-            return sock, await network.listen_tcp(host, sock.local_address[1])
-        except OSError as e:
-            sock.close()
-            if e.errno != errno.EADDRINUSE or attempt == attempts - 1:
-                raise
-        except BaseException:
-            sock.close()
-            raise
-    raise AssertionError("unreachable")
-
-
 async def bind_turn_server(
     network: Network,
     listen: Sequence[str | Address] = ("127.0.0.1:0",),
@@ -526,9 +463,9 @@ async def bind_turn_server(
         )
     if tls_listen and ssl_context is None:
         raise ValueError("tls_listen needs an ssl_context with the server's certificate (e.g. from trustme)")
-    addresses = [_parse_address(a) for a in listen]
-    tls_addresses = [_parse_address(a) for a in tls_listen]
-    relays = _relay_addresses(addresses, relay_address)
+    addresses = [parse_address(a) for a in listen]
+    tls_addresses = [parse_address(a) for a in tls_listen]
+    relays = relay_ips(addresses, relay_address)
     state = TurnServerState(
         realm=realm,
         users=users,
@@ -544,7 +481,7 @@ async def bind_turn_server(
     try:
         for host, port in addresses:
             where = format_host_port((host, port))
-            sock, listener = await _bind_listeners(network, host, port, tcp)
+            sock, listener = await bind_listeners(network, host, port, tcp)
             udp.append(sock)
             if listener is not None:
                 tcp_listeners.append(listener)

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from ..stun.attributes import Attr
-from ..stun.message import Message, MessageClass, Method
-from ..uri import format_host_port as format_peer
-from .framing import CHANNEL_MAX, CHANNEL_MIN  # RFC 8656 12: at most 4096 channels (and cooldowns) per allocation
-from .server_types import Address, Allocation
+from ...stun.attributes import Attr
+from ...stun.message import Message, MessageClass, Method
+from ...uri import format_host_port as format_peer
+from ..framing import CHANNEL_MAX, CHANNEL_MIN  # RFC 8656 12: at most 4096 channels (and cooldowns) per allocation
+from .types import Address, Allocation
 
 __all__ = ["channel_conflict", "frame_for_client"]
 
