@@ -25,8 +25,9 @@ from .._groups import serving
 from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener, UdpSocket
 from ..uri import format_host_port, parse_host_port
+from ._serving import ReadDeadline, wait_for_rate
 from .attributes import COOKIE_BYTES, Attr
-from .limits import ConnectionCounter, ReadDeadline, RequestLimiter, ServerLimits, is_request, wait_for_rate
+from .limits import ConnectionCounter, RequestLimiter, ServerLimits, is_request
 from .message import Message, MessageClass, Method, StunDecodeError
 
 __all__ = [

@@ -22,7 +22,8 @@ import trio
 from ..._groups import serving
 from ...logs import get_logger
 from ...net.base import Address, Network, TcpListener, UdpSocket
-from ...stun.limits import ConnectionCounter, ReadDeadline, RequestLimiter, is_request, wait_for_rate
+from ...stun._serving import ReadDeadline, wait_for_rate
+from ...stun.limits import ConnectionCounter, RequestLimiter, is_request
 from ...uri import format_host_port
 from .binding import bind_listeners, bind_relay, parse_address, relay_ips
 from .state import TurnServerState
