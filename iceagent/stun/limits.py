@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 
 from .._addresses import source_key
+from .._validators import at_least_one as _at_least_one
+from .._validators import positive as _positive
 
 __all__ = [
     "ConnectionCounter",
@@ -38,16 +40,6 @@ Limited = Literal["rate_source", "rate_total"]
 """Why a request was held back: its source's bucket or the server's total bucket was empty."""
 Refused = Literal["connections", "connections_per_ip"]
 """Why a TCP/TLS connection was closed at once: the cap in total or per client IP (or IPv6 prefix)."""
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"ServerLimits.{attribute.name} must be positive, not {value!r}")
-
-
-def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 1:
-        raise ValueError(f"ServerLimits.{attribute.name} must be at least 1, not {value!r}")
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ..._validators import positive as _positive
 from ...stun.attributes import COOKIE_BYTES
 from ...stun.limits import ServerLimits
 from ...stun.message import Message
@@ -36,11 +37,6 @@ DEFAULT_RELAY_BANDWIDTH = 1_250_000
 
 Address = tuple[str, int]
 Transport = Literal["udp", "tcp", "tls"]
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"TurnServerConfig.{attribute.name} must be positive, not {value!r}")
 
 
 def _networks(value: Sequence[str]) -> tuple[str, ...]:
