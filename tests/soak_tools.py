@@ -91,14 +91,14 @@ def agent_counts(agent: Agent) -> dict[str, int]:
             ("remotes", len(cands.remotes)),
             ("prflx_by_source", len(cands._prflx_by_source)),
             ("prflx", cands._prflx_locals + cands._prflx_remotes),
-            ("candidates", len(runner.candidates)),
+            ("candidates", len(runner.gathering.candidates)),
             ("bases", len(runner.bases)),
             ("transports", len(runner.transport_of)),
             ("base_of", len(runner._base_of)),
             ("owned_sockets", len(runner._owned)),
             ("data_pairs", len(runner._data_pairs)),
-            ("stun_waiters", len(runner.stun_waiters) + len(runner.stun_strays)),
-            ("gatherer_errors", sum(len(errors) for errors in runner.gatherer_errors.values())),
+            ("stun_waiters", len(runner.stun_requests)),
+            ("gatherer_errors", sum(len(errors) for errors in runner.gathering.errors.values())),
             ("outbox", len(runner._outbox)),
         ):
             out[f"{name}.{key}"] += value

@@ -41,7 +41,7 @@ class UdpBlocked(NetworkWrapper):
 
 def endpoints(agent: Any) -> list[Any]:
     """The ICE-TCP endpoints of an agent's current session."""
-    return list(agent._current._connection_transports.values())
+    return list(agent._current._connections)
 
 
 def stun_request() -> bytes:

@@ -311,13 +311,13 @@ async def test_hostile_lan_changes_nothing_and_grows_nothing(autojump_clock: obj
                         f"candidate:{i} 1 udp 100 {uuid.UUID(int=rng.getrandbits(128))}.local {1000 + i} typ host"))
                 runner = b._current
                 assert runner is not None
-                assert runner._resolving <= MAX_PENDING and b.stats()["mdns"]["pending"] <= MAX_PENDING
+                assert runner._names.pending <= MAX_PENDING and b.stats()["mdns"]["pending"] <= MAX_PENDING
                 assert b.stats()["mdns"]["unresolved"] >= 300 - MAX_PENDING
                 assert len(b.stats()["mdns"]["errors"]) <= 32
             await trio.sleep(CONFIG.mdns_timeout + 0.5)
             elapsed = trio.current_time()
-            assert b.stats()["mdns"]["pending"] == 0 and runner._resolving == 0
-            resolver = runner._resolver
+            assert b.stats()["mdns"]["pending"] == 0 and runner._names.pending == 0
+            resolver = runner._names.resolver
             assert resolver is not None and resolver.core.cache_size <= 2 and resolver.core.pending == []
             assert resolver.core.stats.unsolicited > 0
             answers = [parse(d) for d, s in drain_packets(watch) if s[0] in (ha.address, hb.address)]

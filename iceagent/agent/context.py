@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Protocol
 
+import pluggy
 import trio
 
 from ..errors import StunTimeout
@@ -12,20 +13,51 @@ from ..ice.candidate import Candidate
 from ..logs import get_logger
 from ..net.base import Address, Network, UdpSocket
 from ..stun.message import Message
-from .pacer import global_pacer
+from ..stun.transaction import Transaction
+from ._stun_requests import StunRequests
+from .notify import Notifier
+from .pacer import global_pacer, wait_for_slot
 
 if TYPE_CHECKING:
     from ..gatherers.base import CandidateTransport, GatherOptions
-    from .runner import SessionRunner
 
 log = get_logger("iceagent.gather")
+
+
+class GatherHost(Protocol):
+    """What a gatherer's context needs from the session it gathers for (the SessionRunner)."""
+
+    name: str
+    options: GatherOptions
+    network: Network
+    plugin_manager: pluggy.PluginManager
+    @property
+    def bases(self) -> Sequence[UdpSocket]: ...
+
+    @property
+    def bases_changed(self) -> Notifier: ...
+
+    @property
+    def host_done(self) -> bool: ...
+
+    stun_requests: StunRequests
+
+    def add_base(self, sock: UdpSocket) -> None: ...
+
+    def emit(self, candidate: Candidate, transport: CandidateTransport, *, kind: str) -> None: ...
+
+    def gatherer_error(self, kind: str, message: str) -> None: ...
+
+    def gatherer_done(self, ctx: AgentGatherContext) -> None: ...
+
+    def foundation(self, type: str, base_address: str, transport: str, server: str | None) -> str: ...
 
 
 class AgentGatherContext:
     """One gatherer's view of its session: a GatherContext (see iceagent.gatherers.base)."""
 
     __slots__ = (
-        "_runner",
+        "_host",
         "is_done",
         "kind",
         "network",
@@ -33,66 +65,69 @@ class AgentGatherContext:
         "plugin_manager",
     )
 
-    def __init__(self, runner: SessionRunner, kind: str) -> None:
-        self._runner = runner
+    def __init__(self, host: GatherHost, kind: str) -> None:
+        self._host = host
         self.kind = kind
-        self.options: GatherOptions = runner.options
-        self.network: Network = runner.network
-        self.plugin_manager = runner.agent.plugin_manager  # the agent's own (TURN transports, ...)
+        self.options: GatherOptions = host.options
+        self.network: Network = host.network
+        self.plugin_manager = host.plugin_manager  # the agent's own (TURN transports, ...)
         self.is_done = False
 
     async def bases(self) -> AsyncIterator[UdpSocket]:
         """The host sockets as they are opened; ends when the host gatherer is done."""
-        runner = self._runner
+        host = self._host
         i = 0
         while True:
-            while i < len(runner.bases):
-                yield runner.bases[i]
+            while i < len(host.bases):
+                yield host.bases[i]
                 i += 1
-            if runner.host_done:
+            if host.host_done:
                 return
-            await runner.bases_changed.wait()
+            await host.bases_changed.wait()
 
     def add_base(self, sock: UdpSocket) -> None:
-        self._runner.add_base(sock)
+        self._host.add_base(sock)
 
     def emit(self, candidate: Candidate, transport: CandidateTransport) -> None:
-        self._runner.emit(candidate, transport, kind=self.kind)
+        self._host.emit(candidate, transport, kind=self.kind)
 
     def error(self, message: str) -> None:
-        log.warning("%s: %s gatherer: %s", self._runner.agent.name, self.kind, message)
-        self._runner.gatherer_error(self.kind, message)
+        log.warning("%s: %s gatherer: %s", self._host.name, self.kind, message)
+        self._host.gatherer_error(self.kind, message)
 
     def done(self) -> None:
         if not self.is_done:
             self.is_done = True
-            self._runner.gatherer_done(self)
+            self._host.gatherer_done(self)
 
     def foundation(self, type: str, base_address: str, transport: str, server: str | None = None) -> str:
-        return self._runner.agent.foundation(type, base_address, transport, server)
+        return self._host.foundation(type, base_address, transport, server)
 
     async def stun_request(self, sock: UdpSocket, server: Address, message: Message) -> Message:
-        """Send `message` from `sock` to `server`, retransmitting per RFC 8489 6.2.1, and await the answer."""
-        runner = self._runner
+        """Send `message` from `sock` to `server` and await the answer, retransmitting on the schedule of
+        RFC 8489 6.2.1 (stun.transaction.Transaction); a new transaction takes a slot of the
+        process-wide pacer first when global_pacing is on (RFC 8445 14.2; retransmissions do not)."""
         cfg = self.options.config
+        requests = self._host.stun_requests
         data = message.encode(fingerprint=True)
-        send_ch, recv_ch = trio.open_memory_channel[Message](1)
-        runner.stun_waiters[message.transaction_id] = (server, send_ch)
+        tid = message.transaction_id
+        answers = requests.open(tid, server)
         try:
-            rto = cfg.rto
-            for attempt in range(cfg.rc):
-                if cfg.global_pacing and attempt == 0:  # RFC 8445 14.2 paces new transactions only
-                    await global_pacer().slot()
-                await sock.send(data, server)
-                wait = rto * cfg.rm if attempt == cfg.rc - 1 else rto * (2**attempt)
-                with trio.move_on_after(wait):
-                    return await recv_ch.receive()
-            total = rto * (2 ** (cfg.rc - 1) - 1) + rto * cfg.rm
-            stray = runner.stun_strays.get(message.transaction_id)
+            if cfg.global_pacing:
+                await wait_for_slot(global_pacer())
+            transaction = Transaction(data, tid, trio.current_time(), rto=cfg.rto, rc=cfg.rc, rm=cfg.rm)
+            await sock.send(data, server)
+            while (deadline := transaction.get_timer()) is not None:
+                with trio.move_on_at(deadline):
+                    return await answers.receive()
+                again = transaction.handle_timer(trio.current_time())
+                if again is not None:
+                    await sock.send(again, server)
+            stray = requests.stray(tid)
             also = "" if stray is None else f" (answers from {stray[0]}:{stray[1]}, not the server, were ignored)"
+            total = transaction.timeout_at - transaction.started
             raise StunTimeout(
                 f"no STUN response from {server[0]}:{server[1]} after {cfg.rc} attempts over {total:g} s{also}"
             )
         finally:
-            runner.stun_waiters.pop(message.transaction_id, None)
-            runner.stun_strays.pop(message.transaction_id, None)
+            requests.close(tid)

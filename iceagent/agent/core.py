@@ -8,9 +8,9 @@ sends on ("selected": the best valid pair, then the nominated one) and its IceSt
 from __future__ import annotations
 
 import logging
-import string
+import math
+import random
 import sys
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,55 +23,44 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 from ..config import IceConfig
-from ..errors import IceError, IceFailed
-from ..gatherers.base import CandidateTransport, GatherOptions
+from ..errors import IceError
+from ..gatherers.base import GatherOptions
 from ..ice.candidate import MAX_PACING, Candidate, IceParameters, check_candidate, unusable_reason
+from ..ice.credentials import new_parameters
+from ..ice.events import ChecklistFailed, Event, PairNominated, PairStateChanged, PairValid, RoleChanged
 from ..ice.pair import CandidatePair, PairState
+from ..ice.supervisor import (
+    TERMINAL,
+    Fail,
+    Restart,
+    RouteLost,
+    SendConsent,
+    SendKeepalive,
+    SetState,
+    Supervisor,
+    SupervisorAction,
+)
 from ..logs import get_logger
-from ..net.base import Address, Network
+from ..net.base import Network
 from ..net.os import OSNetwork
 from ..plugins import get_plugin_manager
 from ..states import GatheringState, IceState
 from ..stun.message import random_bytes
 from ..uri import IceServer
+from ._observe import AgentObservers
+from ._remote_names import MdnsCounters
+from ._route import RouteState, make_route
 from .lazy_value import LazyAsyncValue
-from .notify import Notifier
 from .remote import RemoteGate
 from .runner import SessionRunner
 from .stream import IceStream, Inbox
-from .supervisor import Supervisor
 
 log = get_logger("iceagent.agent")
-
-_ICE_CHARS = string.ascii_letters + string.digits + "+/"
-
-Route = tuple[CandidateTransport, Address, CandidatePair]
-
-#: Observer hooks (iceagent.hookspecs) the agent calls itself; iceagent_check is the runner's.
-_OBSERVER_HOOKS = (
-    "iceagent_candidate_gathered",
-    "iceagent_pair_state_changed",
-    "iceagent_state_changed",
-    "iceagent_selected_pair_changed",
-)
-
-
-def _random_ice_string(n: int) -> str:
-    """n uniformly random ice-chars (RFC 8445 5.3): 64 of them, so 6 random bits each."""
-    return "".join([_ICE_CHARS[b & 63] for b in random_bytes(n)])
-
-
-def new_parameters(pacing: int | None = None) -> IceParameters:
-    """Fresh credentials: 8-char ufrag (>= 4 required) and 24-char pwd (>= 22), RFC 8445 5.3; `pacing` is
-    the a=ice-pacing (ms) to signal, for a non-default Ta (RFC 8445 14.2, RFC 8839 4.4)."""
-    return IceParameters(ufrag=_random_ice_string(8), pwd=_random_ice_string(24), pacing=pacing)
-
 
 class Agent:
     """An ICE agent; created by `open_agent()`, valid inside its `async with` only."""
 
     __slots__ = (
-        "_checking_since",
         "_closed",
         "_current",
         "_dropped",
@@ -79,19 +68,16 @@ class Agent:
         "_foundations",
         "_gate",
         "_inbox",
-        "_mdns_errors",
-        "_mdns_resolved",
-        "_mdns_unresolved",
+        "_mdns",
         "_nursery",
         "_observers",
-        "_pm",
-        "_route",
         "_route_runner",
-        "_route_waiters",
+        "_routes",
         "_runners",
         "_selected_at",
         "_stream",
         "_supervise",
+        "_supervise_at",
         "auto_restart",
         "config",
         "controlling",
@@ -123,39 +109,30 @@ class Agent:
         self.auto_restart = auto_restart
         self.controlling = controlling
         self.tie_breaker = int.from_bytes(random_bytes(8), "big")  # RFC 8445 7.1.1: 64-bit random
-        self._pm = plugin_manager
         self.plugin_manager = plugin_manager
-        observers = {}
-        for hook_name in _OBSERVER_HOOKS:
-            caller = getattr(plugin_manager.hook, hook_name, None)
-            if caller is not None and caller.get_hookimpls():
-                observers[hook_name] = caller
         #: the observer hooks some plugin implements (None: none, the usual case)
-        self._observers: dict[str, Any] | None = observers or None
+        self._observers = AgentObservers.create(self)
         self.state: AsyncValue[IceState] = LazyAsyncValue(IceState.NEW)
         self.gathering_state: AsyncValue[GatheringState] = LazyAsyncValue(GatheringState.NEW)
         self.generation: AsyncValue[int] = LazyAsyncValue(0)
         self._runners: list[SessionRunner] = []
         self._current: SessionRunner | None = None
-        self._route: Route | None = None
+        #: the route the stream sends on; connect() and IceStream.send() wait on it
+        self._routes = RouteState(name)
         self._route_runner: SessionRunner | None = None
         self._selected_at = 0.0
-        #: connect() and IceStream.send() waiting for a route (or for FAILED/CLOSED)
-        self._route_waiters = Notifier()
-        self.supervisor = Supervisor(self)
-        self._supervise = True  # poll the supervisor at the next pump (see SessionRunner.pump)
+        self.supervisor = Supervisor(self.config, auto_restart=auto_restart, rng=random.Random())
+        self._supervise = True  # poll the supervisor at the next pump (see `supervise`)
+        self._supervise_at = -math.inf  # when the supervisor asked to be polled again
         self._foundations: dict[tuple[str, str, str, str | None], str] = {}
         self._inbox = Inbox(self.config.receive_buffer)
-        self._stream = IceStream(self, self._inbox)
+        self._stream = IceStream(self._routes, self._inbox)
         self._dropped = 0
         self._closed = False
         self._failure_reason: str | None = None
-        self._checking_since: float | None = None
         self._nursery: trio.Nursery | None = None
-        self._mdns_resolved = 0
-        self._mdns_unresolved = 0
-        self._mdns_errors: deque[str] | None = None  # the last 32, made on the first
-        self._gate = RemoteGate(self)
+        self._mdns = MdnsCounters()
+        self._gate = RemoteGate(name, self.config)
 
     # ---- public API ----
 
@@ -167,19 +144,21 @@ class Agent:
     @property
     def selected_pair(self) -> CandidatePair | None:
         """The pair the stream sends on now (None before connect() returns and while FAILED)."""
-        return None if self._route is None else self._route[2]
+        route = self._routes.route
+        return None if route is None else route[2]
 
     async def gather(self) -> AsyncIterator[Candidate]:
         """Yield this generation's local candidates as they are found; ends when gathering completes."""
         runner = self._runner()
+        gathering = runner.gathering
         i = 0
         while True:
-            while i < len(runner.candidates):
-                yield runner.candidates[i]
+            while i < len(gathering.candidates):
+                yield gathering.candidates[i]
                 i += 1
-            if runner.gathering_state is GatheringState.COMPLETE or runner.closed:
+            if gathering.state is GatheringState.COMPLETE or runner.closed:
                 return
-            await runner.candidates_changed.wait()
+            await gathering.changed.wait()
 
     def set_remote_parameters(self, params: IceParameters) -> None:
         """The peer's ufrag/pwd (and optional pacing). A new ufrag after the first means the peer restarted:
@@ -190,17 +169,20 @@ class Agent:
         runner = self._runner()
         remote = runner.ice.remote_parameters
         if self._gate.hold(params, remote, trio.current_time()):
+            if not self._gate.following:
+                self._gate.following = True
+                assert self._nursery is not None
+                self._nursery.start_soon(self._follow_peer_restart, name=f"follow-peer-restart-{self.name}")
             return
         if remote is not None and remote.ufrag != params.ufrag:
             log.info("%s: peer restarted (new ufrag); restarting too", self.name)
             runner = self._restart_now()
         elif remote is not None and remote == params:
             return
-        runner.ice.set_remote_parameters(params)
+        runner.set_remote_parameters(params)
         if self.state.value is IceState.NEW:
-            self._checking_since = trio.current_time()
+            self.supervisor.checking_started(trio.current_time())
             self._set_state(IceState.CHECKING)
-        runner.wake()
 
     def add_remote_candidate(self, candidate: Candidate | None) -> None:
         """A remote candidate from signaling, at any time; None = end-of-candidates (RFC 8838).
@@ -233,13 +215,12 @@ class Agent:
                     return
                 runner.resolve_remote(candidate)  # in the session nursery; blocks nothing (draft 3.2.2)
                 return
-        if not runner.ice.add_remote_candidate(candidate) and candidate is not None:
+        if not runner.add_remote_candidate(candidate) and candidate is not None:
             self._gate.ignore(candidate, "over-limit")
-        runner.wake()
 
     async def connect(self) -> IceStream:
         """Wait until a pair is valid and return the IceStream; raises IceFailed if the agent FAILED."""
-        await self._wait_route()
+        await self._routes.wait()
         return self._stream
 
     async def restart(self) -> None:
@@ -254,15 +235,8 @@ class Agent:
         pairs: list[dict[str, Any]] = []
         for runner in self._runners:
             pairs.extend(runner.stats_pairs())
-        gatherers: dict[str, Any] = {}
         current = self._current
-        if current is not None:
-            for ctx in current._contexts:
-                gatherers[ctx.kind] = {
-                    "state": "done" if ctx.is_done else "gathering",
-                    "candidates": current.gatherer_counts.get(ctx.kind, 0),
-                    "errors": list(current.gatherer_errors.get(ctx.kind, [])),
-                }
+        gatherers: dict[str, Any] = {} if current is None else current.gatherer_stats()
         return {
             "state": self.state.value.value,
             "generation": self.generation.value,
@@ -277,12 +251,7 @@ class Agent:
             "dropped_datagrams": self._dropped,
             "ignored_remote_candidates": dict(self._gate.ignored),
             "peer_restarts": self._gate.stats(),
-            "mdns": {
-                "resolved": self._mdns_resolved,
-                "unresolved": self._mdns_unresolved,
-                "pending": sum(r.ice.pending_remote for r in self._runners),
-                "errors": list(self._mdns_errors or ()),
-            },
+            "mdns": self._mdns.stats(pending=sum(r.ice.pending_remote for r in self._runners)),
         }
 
     # ---- internals: lifetime ----
@@ -316,7 +285,7 @@ class Agent:
                 self._close_runner(old)
             if self.state.value is IceState.FAILED:
                 self._set_state(IceState.NEW)
-            self._checking_since = None
+            self.supervisor.checking_started(None)
             self.generation.value = generation
         self._notify()
         return runner
@@ -328,7 +297,8 @@ class Agent:
 
     def _close(self) -> None:
         self._closed = True
-        self._route = None
+        self._routes.closed = True
+        self._routes.route = None
         self._route_runner = None
         self._inbox.close()
         self._set_state(IceState.CLOSED)
@@ -337,7 +307,7 @@ class Agent:
     def create_gatherers(self) -> list[Any]:
         """Ask every plugin for its gatherers (pluggy hook `iceagent_gatherers`)."""
         out: list[Any] = []
-        for result in reversed(self._pm.hook.iceagent_gatherers(options=self.options)):
+        for result in reversed(self.plugin_manager.hook.iceagent_gatherers(options=self.options)):
             out.extend(result or [])
         return out
 
@@ -356,30 +326,10 @@ class Agent:
         if not self._inbox.put(data):
             self._dropped += 1
 
-    def _raise_if_failed(self) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError(f"agent {self.name} is closed")
-        if self.state.value is IceState.FAILED and not self.auto_restart:
-            raise IceFailed(self._failure_reason or "ICE failed: no candidate pair works")
-
-    async def _wait_route(self) -> Route:
-        route = self._route
-        if route is None or self._closed:
-            while True:
-                if self._closed:
-                    raise trio.ClosedResourceError(f"agent {self.name} is closed")
-                if self._route is not None:
-                    return self._route  # the wait was the checkpoint
-                if self.state.value is IceState.FAILED and not self.auto_restart:
-                    raise IceFailed(self._failure_reason or "ICE failed: no candidate pair works")
-                await self._route_waiters.wait()
-        await trio.lowlevel.checkpoint()
-        return route
-
     def _notify(self) -> None:
         """The route or the state changed: wake connect() waiters, and the supervisor (it runs in the
         current session's driver loop; a no-op while that loop is at work, it looks anyway)."""
-        self._route_waiters.notify()
+        self._routes.changed()
         self._supervise = True
         current = self._current
         if current is not None:
@@ -388,18 +338,9 @@ class Agent:
     # ---- events from runners ----
 
     def _hook(self, name: str, **kwargs: Any) -> None:
-        """Call an observer hook, unless no plugin implemented it when the agent opened (the common case:
-        keep it cheap; observers are registered before opening agents, as docs/guide-plugins.md says)."""
-        observers = self._observers
-        if observers is None:
-            return
-        caller = observers.get(name)
-        if caller is None:
-            return
-        try:
-            caller(agent=self, **kwargs)
-        except Exception:
-            log.exception("%s: observer hook %s raised", self.name, name)
+        """Call an observer hook, unless no plugin implemented it when the agent opened (the common case)."""
+        if self._observers is not None:
+            self._observers.call(name, **kwargs)
 
     def remote_ignored(self, candidate: Candidate, reason: str, source: str) -> None:
         """A remote candidate a session will not use (e.g. a `.local` name resolved to a multicast address)."""
@@ -407,34 +348,43 @@ class Agent:
 
     def mdns_settled(self, candidate: Candidate, address: str | None, error: str | None) -> None:
         """A remote `.local` candidate resolved (or not): logged and counted in stats()["mdns"]."""
-        if address is not None:
-            self._mdns_resolved += 1
-            log.info("%s: mDNS name %s resolved", self.name, candidate.address)
-        else:
-            self._mdns_unresolved += 1
-            if self._mdns_errors is None:
-                self._mdns_errors = deque(maxlen=32)
-            self._mdns_errors.append(f"{candidate.address}: {error}")
-            log.warning("%s: mDNS remote candidate not resolved: %s (%s)", self.name, candidate.to_sdp(), error)
+        self._mdns.settled(self.name, candidate, address, error)
 
-    def runner_gathering_changed(self, runner: SessionRunner) -> None:
+    def gathering_changed(self, runner: SessionRunner) -> None:
         if runner is self._current:
-            self.gathering_state.value = runner.gathering_state
+            self.gathering_state.value = runner.gathering.state
 
     def candidate_gathered(self, runner: SessionRunner, candidate: Candidate) -> None:
         if log.isEnabledFor(logging.INFO):
             log.info("%s: gathered %s", self.name, candidate.to_sdp())
         self._hook("iceagent_candidate_gathered", candidate=candidate)
 
-    def pair_state_changed(self, runner: SessionRunner, pair: CandidatePair, old: Any, new: Any) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), new)
-        if self._observers is not None:
-            self._hook("iceagent_pair_state_changed", pair=pair, old=old, new=new)
+    def session_event(self, runner: SessionRunner, event: Event) -> None:
+        """What an event of a generation means for the agent: its state, the selected pair, its role."""
+        if isinstance(event, PairStateChanged):
+            pair = event.pair
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), event.new)
+            if self._observers is not None:
+                self._hook("iceagent_pair_state_changed", pair=pair, old=event.old, new=event.new)
+        elif runner is not self._current:
+            return  # an older generation only carries data until the new one has nominated (12.1)
+        elif isinstance(event, PairValid):
+            self._pair_valid(runner, event.pair)
+        elif isinstance(event, PairNominated):
+            self._select(runner, event.pair)
+            for other in list(self._runners):
+                if other is not runner:
+                    self._close_runner(other)
+            self._set_state(IceState.COMPLETED)
+        elif isinstance(event, RoleChanged):
+            role = "controlling" if event.controlling else "controlled"
+            log.info("%s: role conflict resolved: now %s", self.name, role)
+            self.controlling = event.controlling
+        elif isinstance(event, ChecklistFailed) and self._routes.route is None:
+            self._fail("every candidate pair failed")
 
-    def pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
-        if runner is not self._current:
-            return
+    def _pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
         if self._route_runner is not None and self._route_runner is not runner:
             return  # restart in progress: the old pair carries data until the new one is nominated (12.1)
         if runner.nominated is not None:
@@ -445,21 +395,13 @@ class Agent:
         if self.state.value in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
             self._set_state(IceState.CONNECTED)
 
-    def pair_nominated(self, runner: SessionRunner, pair: CandidatePair) -> None:
-        if runner is not self._current:
-            return
-        self._select(runner, pair)
-        for other in list(self._runners):
-            if other is not runner:
-                self._close_runner(other)
-        self._set_state(IceState.COMPLETED)
-
     def pair_broken(self, runner: SessionRunner, pair: CandidatePair) -> None:
         """The TCP connection under a pair closed (RFC 6544 7.1). If the stream sends on it: before
         nomination it moves to the next valid pair, or back to CHECKING while checks are still under way
         (the peer may have closed it because it nominated another pair); otherwise consent is lost at
         once (RFC 7675 5.1)."""
-        if self._route is None or self._route[2] is not pair or self._route_runner is not runner:
+        route = self._routes.route
+        if route is None or route[2] is not pair or self._route_runner is not runner:
             return
         if not pair.nominated:
             for other in runner.ice.valid_pairs:
@@ -467,35 +409,76 @@ class Agent:
                     self._select(runner, other)
                     return
             if runner is self._current and runner.ice.checks_pending:
-                self._route = None
-                self._route_runner = None
-                self._hook("iceagent_selected_pair_changed", pair=None)
-                self._checking_since = trio.current_time()
+                self._unselect()
+                self.supervisor.checking_started(trio.current_time())
                 self._set_state(IceState.CHECKING)
                 return
         self._route_lost("the TCP connection of the selected pair closed (RFC 6544 7.1, consent lost: RFC 7675 5.1)")
 
-    def role_changed(self, runner: SessionRunner, controlling: bool) -> None:
-        if runner is self._current:
-            log.info("%s: role conflict resolved: now %s", self.name, "controlling" if controlling else "controlled")
-            self.controlling = controlling
+    # ---- the supervisor (iceagent.ice.supervisor) ----
 
-    def checklist_failed(self, runner: SessionRunner) -> None:
-        if runner is self._current and self._route is None:
-            self._fail("every candidate pair failed")
+    def supervise(self, runner: SessionRunner, now: float) -> float:
+        """Called by the current generation's pump: poll the supervisor when something changed or when it
+        asked to be, apply what it says; returns when to poll again."""
+        if runner is not self._current or runner.closed:
+            return math.inf
+        if not self._supervise and now < self._supervise_at:
+            return self._supervise_at
+        at = math.inf
+        for _ in range(4):  # a RouteLost or Fail changes the state: look again (at most a few times)
+            route = self._routes.route
+            actions, at = self.supervisor.poll(
+                now, state=self.state.value, pair=None if route is None else route[2], selected_at=self._selected_at
+            )
+            for action in actions:
+                self._apply(action, now)
+            if not actions or not isinstance(actions[-1], TERMINAL) or self._current is not runner:
+                break
+        self._supervise = False
+        self._supervise_at = at
+        return at
 
-    def consent_refreshed(self, runner: SessionRunner, pair: CandidatePair, now: float) -> None:
-        pass  # pair.last_consent is updated by the session; the supervisor reads it
+    def _apply(self, action: SupervisorAction, now: float) -> None:
+        runner = self._route_runner
+        if isinstance(action, SendConsent):
+            if runner is not None:
+                runner.send_consent(action.pair, now)
+        elif isinstance(action, SendKeepalive):
+            if runner is not None:
+                runner.send_keepalive(action.pair, now)
+        elif isinstance(action, SetState):
+            self._set_state(action.state)
+        elif isinstance(action, RouteLost):
+            self._route_lost(action.reason)
+        elif isinstance(action, Fail):
+            self._fail(action.reason)
+        elif isinstance(action, Restart):
+            self._restart_now()
+
+    async def _follow_peer_restart(self) -> None:
+        """At the end of peer_restart_interval, apply the peer's latest held parameters and their candidates."""
+        gate = self._gate
+        try:
+            await trio.sleep_until(gate.restart_at)
+        finally:
+            gate.following = False
+        held = gate.take()
+        if held is None or self._closed:
+            return
+        self.set_remote_parameters(held.parameters)
+        for candidate in held.candidates:
+            self.add_remote_candidate(candidate)
+
+    # ---- the selected pair and the state ----
 
     def _select(self, runner: SessionRunner, pair: CandidatePair) -> None:
         transport = runner.transport_for(pair)
         if transport is None:
             log.warning("%s: no transport for the valid pair %s", self.name, pair.local.to_sdp())
             return
-        old = self._route
-        self._route = (transport, (pair.remote.address, pair.remote.port), pair)
-        if self._route_runner is not runner:
-            self._route_runner = runner
+        old = self._routes.route
+        self._routes.route = make_route(transport, pair)
+        self._route_runner = runner
         if old is None or old[2] is not pair:
             self._selected_at = trio.current_time()
             if log.isEnabledFor(logging.INFO):
@@ -503,14 +486,22 @@ class Agent:
             self._hook("iceagent_selected_pair_changed", pair=pair)
         self._notify()
 
+    def _unselect(self) -> None:
+        """No pair is selected any more (the stream waits)."""
+        if self._routes.route is not None:
+            self._routes.route = None
+            self._route_runner = None
+            self._hook("iceagent_selected_pair_changed", pair=None)
+
     def _set_state(self, new: IceState) -> None:
         old = self.state.value
-        if old is new:
-            return
-        if old is IceState.CLOSED:
+        if old is new or old is IceState.CLOSED:
             return
         if log.isEnabledFor(logging.INFO):
             log.info("%s: %s -> %s", self.name, old.value, new.value)
+        failed_for_good = new is IceState.FAILED and not self.auto_restart
+        reason = self._failure_reason or "ICE failed: no candidate pair works"
+        self._routes.failure = reason if failed_for_good else None
         self.state.value = new
         self._hook("iceagent_state_changed", old=old, new=new)
         self._notify()
@@ -524,16 +515,14 @@ class Agent:
             self._fail(reason)
             return
         log.info("%s: the previous generation's pair died during the restart: %s", self.name, reason)
-        self._route = None
-        self._route_runner = None
+        self._unselect()
         self._close_runner(runner)
-        self._hook("iceagent_selected_pair_changed", pair=None)
         valid = [p for p in current.ice.valid_pairs if p.state is not PairState.FAILED]
         if valid:
             self._select(current, valid[0])
             self._set_state(IceState.COMPLETED if valid[0].nominated else IceState.CONNECTED)
         else:
-            self._checking_since = trio.current_time()
+            self.supervisor.checking_started(trio.current_time())
             self._set_state(IceState.CHECKING if current.ice.remote_parameters is not None else IceState.NEW)
 
     def _fail(self, reason: str) -> None:
@@ -541,11 +530,9 @@ class Agent:
             return
         log.warning("%s: ICE failed: %s", self.name, reason)
         self._failure_reason = f"ICE failed: {reason}"
-        if self._route is not None:
-            self._route = None
-            self._route_runner = None
-            self._hook("iceagent_selected_pair_changed", pair=None)
+        self._unselect()
         self._set_state(IceState.FAILED)
+
 
 def _validate_servers(ice_servers: Sequence[IceServer] | None) -> tuple[IceServer, ...]:
     servers = tuple(ice_servers or ())

@@ -13,17 +13,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import attrs
-import trio
 
+from ..config import IceConfig
 from ..ice.candidate import Candidate, IceParameters
 from ..ice.session import REMOTE_CANDIDATES_PER_PAIR
 from ..logs import get_logger
-
-if TYPE_CHECKING:
-    from .core import Agent
 
 log = get_logger("iceagent.agent")
 
@@ -41,10 +36,11 @@ class _Held:
 class RemoteGate:
     """One per agent, across generations: the ignored-candidate counters and the peer-restart limiter."""
 
-    __slots__ = ("_agent", "_following", "held", "ignored", "restart_at", "restarts", "superseded")
+    __slots__ = ("_config", "_name", "following", "held", "ignored", "restart_at", "restarts", "superseded")
 
-    def __init__(self, agent: Agent) -> None:
-        self._agent = agent
+    def __init__(self, name: str, config: IceConfig) -> None:
+        self._name = name
+        self._config = config
         #: reason -> remote candidates ignored for it
         self.ignored: dict[str, int] = {}
         #: the earliest time the next peer-driven restart may happen
@@ -52,12 +48,13 @@ class RemoteGate:
         self.held: _Held | None = None
         self.restarts = 0  # peer-driven restarts done
         self.superseded = 0  # held parameters replaced by newer ones before they applied
-        self._following = False  # the task that applies `held` is scheduled
+        #: a task waits for `restart_at` to apply `held` (the agent starts it after a `hold`, sets this)
+        self.following = False
 
     def ignore(self, candidate: Candidate, reason: str, source: str = "signalled") -> None:
         """Count and log a remote candidate that is not used."""
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
-        log.info("%s: %s remote candidate ignored (%s): %s", self._agent.name, source, reason, candidate.to_sdp())
+        log.info("%s: %s remote candidate ignored (%s): %s", self._name, source, reason, candidate.to_sdp())
 
     # ---- peer-driven restarts ----
 
@@ -65,7 +62,8 @@ class RemoteGate:
         """Called with the peer's parameters before they are applied; True when they are held back (or
         replace held ones) instead: a restart came less than `peer_restart_interval` ago. With no `current`
         parameters (our own restart began a generation) they answer that restart: applied at once, and any
-        held ones, of the generation before, are dropped."""
+        held ones, of the generation before, are dropped. When held parameters need a task to apply them
+        at `restart_at`, `following` is False: the caller starts one (see `take`) and sets it."""
         if current is None:
             self.held = None
             return False
@@ -83,19 +81,14 @@ class RemoteGate:
         if current.ufrag == params.ufrag:
             return False
         if now >= self.restart_at:
-            self.restart_at = now + self._agent.config.peer_restart_interval
+            self.restart_at = now + self._config.peer_restart_interval
             self.restarts += 1
             return False
         self.held = _Held(params)
         log.info(
             "%s: the peer restarted again within peer_restart_interval=%g s: following it at %.3f",
-            self._agent.name, self._agent.config.peer_restart_interval, self.restart_at,
+            self._name, self._config.peer_restart_interval, self.restart_at,
         )
-        if not self._following:
-            self._following = True
-            nursery = self._agent._nursery
-            assert nursery is not None
-            nursery.start_soon(self._follow, name=f"follow-peer-restart-{self._agent.name}")
         return True
 
     def hold_candidate(self, candidate: Candidate | None) -> bool:
@@ -106,26 +99,18 @@ class RemoteGate:
             return False
         if candidate is not None and candidate.ufrag is not None and candidate.ufrag != held.parameters.ufrag:
             return False
-        if len(held.candidates) > REMOTE_CANDIDATES_PER_PAIR * self._agent.config.max_pairs:
+        if len(held.candidates) > REMOTE_CANDIDATES_PER_PAIR * self._config.max_pairs:
             if candidate is not None:
                 self.ignore(candidate, "over-limit")
             return True
         held.candidates.append(candidate)
         return True
 
-    async def _follow(self) -> None:
-        """At the end of the interval, apply the latest held parameters and their candidates."""
-        try:
-            await trio.sleep_until(self.restart_at)
-        finally:
-            self._following = False
+    def take(self) -> _Held | None:
+        """The held parameters and their candidates, to apply now that `restart_at` has come."""
         held, self.held = self.held, None
-        agent = self._agent
-        if held is None or agent._closed:
-            return
-        agent.set_remote_parameters(held.parameters)
-        for candidate in held.candidates:
-            agent.add_remote_candidate(candidate)
+        self.following = False
+        return held
 
     def stats(self) -> dict[str, object]:
         """For `agent.stats()["peer_restarts"]`."""

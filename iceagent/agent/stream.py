@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
 
 import trio
 
 from ..errors import IceFailed
+from ._route import RouteState
 from .notify import Notifier
-
-if TYPE_CHECKING:
-    from .core import Agent
 
 
 class Inbox:
@@ -100,8 +97,8 @@ class IceStream(trio.abc.Channel[bytes]):
     #: A successful send/receive that did not have to wait yields to the scheduler every this many calls.
     SCHEDULE_EVERY = 16
 
-    def __init__(self, agent: Agent, inbox: Inbox) -> None:
-        self._agent = agent
+    def __init__(self, routes: RouteState, inbox: Inbox) -> None:
+        self._routes = routes
         self._receive = inbox
         self._closed = False
         self._sends = 0
@@ -111,12 +108,11 @@ class IceStream(trio.abc.Channel[bytes]):
         """Send one datagram to the peer on the selected pair."""
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
-        route = self._agent._route
+        route = self._routes.route
         if route is None:
-            route = await self._agent._wait_route()
-        transport, remote, pair = route
+            route = await self._routes.wait(self._is_closed)
+        transport, remote, pair, try_send, _ = route
         self._sends += 1
-        try_send = getattr(transport, "try_send", None)
         if try_send is not None and self._sends % self.SCHEDULE_EVERY:
             await trio.lowlevel.checkpoint_if_cancelled()
             if not try_send(data, remote):
@@ -131,12 +127,11 @@ class IceStream(trio.abc.Channel[bytes]):
         is full, as UDP may."""
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
-        route = self._agent._route
+        route = self._routes.route
         if route is None:
-            self._agent._raise_if_failed()
+            self._routes.raise_if_unusable()
             raise trio.WouldBlock
-        transport, remote, pair = route
-        send_nowait = getattr(transport, "send_nowait", None)
+        _, remote, pair, _, send_nowait = route
         if send_nowait is None:
             raise trio.WouldBlock
         send_nowait(data, remote)
@@ -162,11 +157,16 @@ class IceStream(trio.abc.Channel[bytes]):
                 pass
         return await self._receive.get()
 
+    def _is_closed(self) -> bool:
+        return self._closed
+
     async def aclose(self) -> None:
         """Close this stream (the agent stays open); further send/receive raise ClosedResourceError, and a
-        task blocked in `receive` in another task is woken with it (as a trio memory channel's is)."""
+        task blocked in `receive`, or in `send` waiting for a pair, is woken with it (as a trio memory
+        channel's is). A send blocked on a full socket buffer finishes that one datagram first."""
         self._closed = True
         self._receive.close_reader()
+        self._routes.changed()
         await trio.lowlevel.checkpoint()
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "ChecklistFailed",
     "ConsentRefreshed",
     "Event",
+    "GatherTimedOut",
     "LocalCandidateLearned",
     "NominationFailed",
     "PairNominated",
@@ -128,6 +129,12 @@ class ConsentRefreshed:
     now: float
 
 
+@attrs.frozen
+class GatherTimedOut:
+    """`gather_timeout` passed with gatherers still at work: the generation's gathering is COMPLETE anyway
+    (IceGeneration; the agent names the unfinished gatherers in stats)."""
+
+
 Event = (
     PairStateChanged
     | PairValid
@@ -139,4 +146,5 @@ Event = (
     | RoleChanged
     | ChecklistFailed
     | ConsentRefreshed
+    | GatherTimedOut
 )

@@ -1,0 +1,92 @@
+"""What one generation has gathered: its local candidates, gathering state and gatherers' errors.
+
+The policy a gatherer's candidate goes through before the session sees it lives here too: the relay
+transport policy, hiding related addresses behind mDNS names, and dropping duplicates.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import attrs
+
+from ..gatherers.base import GatherOptions
+from ..ice.candidate import Candidate
+from ..states import GatheringState
+from .notify import Notifier
+
+__all__ = ["MAX_GATHERER_ERRORS", "Gathering"]
+
+#: Errors kept per gatherer for stats() (the latest ones).
+MAX_GATHERER_ERRORS = 32
+
+
+class Gathering:
+    """One generation's candidates as gathered so far, and how each gatherer is doing."""
+
+    __slots__ = ("candidates", "changed", "counts", "done", "errors", "options", "state")
+
+    def __init__(self, options: GatherOptions) -> None:
+        self.options = options
+        self.candidates: list[Candidate] = []
+        #: notified on every new candidate and state change (agent.gather() waits on it)
+        self.changed = Notifier()
+        self.state = GatheringState.NEW
+        #: gatherer kind -> whether its initial gathering is over
+        self.done: dict[str, bool] = {}
+        self.counts: dict[str, int] = {}
+        self.errors: dict[str, deque[str]] = {}
+
+    def admit(self, candidate: Candidate) -> Candidate | None:
+        """The candidate as it is signalled, or None when it is not: another type under the relay policy,
+        or equal to one already gathered (the first is kept, DESIGN.md "Plugins"). With mDNS, the related
+        address of srflx and relay candidates is hidden (draft-ietf-mmusic-mdns-ice-candidates 3.1.1)."""
+        options = self.options
+        if options.ice_transport_policy == "relay" and candidate.type != "relay":
+            return None
+        if options.mdns and candidate.type in ("srflx", "relay") and candidate.related_address not in (
+            None, "0.0.0.0", "::"
+        ):
+            unspecified = "::" if ":" in (candidate.related_address or "") else "0.0.0.0"
+            candidate = attrs.evolve(candidate, related_address=unspecified, related_port=9)
+        for other in self.candidates:  # a handful: a scan is lighter than a set per session
+            if other.port == candidate.port and other.address == candidate.address and (
+                other.transport == candidate.transport
+            ):
+                return None
+        return candidate
+
+    def add(self, candidate: Candidate, kind: str) -> None:
+        """A candidate the session took."""
+        self.candidates.append(candidate)
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.changed.notify()
+
+    def started(self, kind: str) -> None:
+        """A gatherer of `kind` runs."""
+        self.done.setdefault(kind, False)
+        self.counts.setdefault(kind, 0)
+
+    def error(self, kind: str, message: str) -> None:
+        """Remember a gatherer's error for stats(): the last MAX_GATHERER_ERRORS of each gatherer (a TURN
+        server failing every refresh for days must not grow the session)."""
+        errors = self.errors.get(kind)
+        if errors is None:
+            errors = self.errors[kind] = deque(maxlen=MAX_GATHERER_ERRORS)
+        errors.append(message)
+
+    def set_state(self, state: GatheringState) -> None:
+        self.state = state
+        self.changed.notify()
+
+    def stats(self) -> dict[str, Any]:
+        """For `agent.stats()["gatherers"]`."""
+        return {
+            kind: {
+                "state": "done" if done else "gathering",
+                "candidates": self.counts.get(kind, 0),
+                "errors": list(self.errors.get(kind, ())),
+            }
+            for kind, done in self.done.items()
+        }

@@ -1,0 +1,83 @@
+"""The route the IceStream sends on, shared by the agent (which changes it) and the stream (which reads it).
+
+A route is the selected pair with its transport and the transport's synchronous send paths, looked up
+once when the pair is selected, not per datagram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from ..errors import IceFailed
+from ..gatherers.base import CandidateTransport
+from ..ice.pair import CandidatePair
+from ..net.base import Address
+from .notify import Notifier
+
+__all__ = ["Route", "RouteState", "make_route"]
+
+#: (transport, remote address, pair, try_send or None, send_nowait or None)
+Route = tuple[
+    CandidateTransport,
+    Address,
+    CandidatePair,
+    Callable[[bytes, Address], bool] | None,
+    Callable[[bytes, Address], None] | None,
+]
+
+
+def make_route(transport: CandidateTransport, pair: CandidatePair) -> Route:
+    """The route for `pair` over `transport`, with the transport's optional synchronous sends."""
+    return (
+        transport,
+        (pair.remote.address, pair.remote.port),
+        pair,
+        getattr(transport, "try_send", None),
+        getattr(transport, "send_nowait", None),
+    )
+
+
+class RouteState:
+    """The current route (None while there is none), why the agent failed, and whether it is closed.
+
+    `wait()` is what connect() and IceStream.send() block in: it returns once there is a route, raises
+    IceFailed when the agent FAILED (unless it restarts by itself) and ClosedResourceError once closed.
+    """
+
+    __slots__ = ("_waiters", "closed", "failure", "name", "route")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.route: Route | None = None
+        #: Set while the agent is FAILED and will not restart by itself: what wait() raises.
+        self.failure: str | None = None
+        self.closed = False
+        self._waiters = Notifier()
+
+    def changed(self) -> None:
+        """The route, the failure or `closed` changed: wake the waiters (they look again)."""
+        self._waiters.notify()
+
+    def raise_if_unusable(self) -> None:
+        """ClosedResourceError once closed, IceFailed while failed for good."""
+        if self.closed:
+            raise trio.ClosedResourceError(f"agent {self.name} is closed")
+        if self.failure is not None:
+            raise IceFailed(self.failure)
+
+    async def wait(self, stream_closed: Callable[[], bool] | None = None) -> Route:
+        """The route, once there is one (always a checkpoint); ClosedResourceError as soon as
+        `stream_closed()` is true (a stream closed while one of its tasks waits here)."""
+        route = self.route
+        if route is None or self.closed:
+            while True:
+                if stream_closed is not None and stream_closed():
+                    raise trio.ClosedResourceError("the IceStream is closed")
+                self.raise_if_unusable()
+                if self.route is not None:
+                    return self.route  # the wait was the checkpoint
+                await self._waiters.wait()
+        await trio.lowlevel.checkpoint()
+        return route

@@ -1,0 +1,196 @@
+"""One ICE generation behind the aioquic-shaped interface the Trio layer drives (DESIGN.md "Concurrency").
+
+`IceGeneration` joins the IceSession (check list, checks, answers) with the policy around it: the
+pacing check scheduler (Ta, the peer's a=ice-pacing, the injected process-wide pacer; RFC 8445 14.2),
+the nomination controller (8.1.1) and the gather timer. The Trio layer feeds it input with `now`,
+sends what `datagrams_to_send(now)` returns, sleeps until `get_timer()`, calls `handle_timer(now)`
+then, and applies `next_event()`s. It never reads a clock or a socket.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+
+from ..config import IceConfig
+from ..stun.message import Message, MessageClass, Method, random_bytes
+from .candidate import Candidate, IceParameters
+from .events import Event, GatherTimedOut, Transmit
+from .nomination import NominationController
+from .pacing import CheckScheduler, Pacer, effective_ta
+from .pair import CandidatePair
+from .session import IceSession
+
+__all__ = ["IceGeneration"]
+
+Address = tuple[str, int]
+
+
+class IceGeneration:
+    """One generation (one local ufrag/pwd): `receive`, `datagrams_to_send`, `get_timer`, `handle_timer`,
+    `next_event`, plus the inputs that come from signaling and gathering."""
+
+    __slots__ = ("_config", "_events", "_gather_deadline", "_now", "_out", "nomination", "scheduler", "session")
+
+    def __init__(
+        self,
+        *,
+        local: IceParameters,
+        controlling: bool,
+        tie_breaker: int,
+        config: IceConfig,
+        pacer: Pacer | None = None,
+        random_bytes: Callable[[int], bytes] = random_bytes,
+    ) -> None:
+        self._config = config
+        self.session = IceSession(
+            local=local, controlling=controlling, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes
+        )
+        self.scheduler = CheckScheduler(pacer)
+        self.nomination = NominationController(config.nomination_delay)
+        self._out: list[Transmit] = []
+        self._events: deque[Event] = deque()
+        self._gather_deadline = math.inf
+        self._now = -math.inf  # the latest `now` an input brought (events of untimed inputs use it)
+
+    # ---- inputs: signaling and gathering ----
+
+    def start_gathering(self, now: float) -> None:
+        """Gathering began: it is COMPLETE after `gather_timeout` whatever is still at it (GatherTimedOut)."""
+        self._now = now
+        self._gather_deadline = now + self._config.gather_timeout
+
+    def gathering_done(self) -> None:
+        """No more local candidates for this generation (needed to declare the check list failed)."""
+        self._gather_deadline = math.inf
+        self.session.local_gathering_done()
+        self._pull()
+
+    def set_remote_parameters(self, params: IceParameters) -> None:
+        """The peer's ufrag/pwd (and pacing): checks may start."""
+        self.session.set_remote_parameters(params)
+        self._pull()
+
+    def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
+        """A gathered local candidate and its base (IceSession.add_local_candidate)."""
+        self.session.add_local_candidate(candidate, base)
+        self._pull()
+
+    def add_remote_candidate(self, candidate: Candidate | None) -> bool:
+        """A signalled remote candidate, None = end-of-candidates; False when refused (over the cap)."""
+        accepted = self.session.add_remote_candidate(candidate)
+        self._pull()
+        return accepted
+
+    def add_pending_remote(self) -> None:
+        """A remote `.local` candidate is being resolved (no failure until it settles)."""
+        self.session.add_pending_remote()
+        self._pull()
+
+    def settle_pending_remote(self, resolved: Candidate | None) -> bool:
+        """A `.local` resolution ended (IceSession.settle_pending_remote)."""
+        accepted = self.session.settle_pending_remote(resolved)
+        self._pull()
+        return accepted
+
+    def route_failed(self, base: Candidate, remote: Address) -> list[CandidatePair]:
+        """The connection under a route closed (ICE-TCP, RFC 6544 7.1): its pairs fail; returns them."""
+        pairs = self.session.route_failed(base, remote)
+        self._pull()
+        return pairs
+
+    # ---- the aioquic-shaped interface ----
+
+    def receive(self, message: Message, data: bytes, addr: Address, base: Candidate, now: float) -> None:
+        """A STUN message (decoded from `data`) that arrived on `base` from `addr`; its response, if any, is
+        the next of `datagrams_to_send`."""
+        self._now = now
+        response = self.session.handle_stun(message, data, base=base, remote=addr, now=now)
+        if response is not None:
+            self._out.append(Transmit(response, base, addr, None))
+        self._pull()
+
+    def datagrams_to_send(self, now: float) -> list[Transmit]:
+        """What goes out now: answers, consent checks and keepalives queued by inputs, retransmissions made
+        by `handle_timer`, and the next paced check if Ta and the process-wide pacer allow it."""
+        self._now = now
+        session = self.session
+        if self.scheduler.may_send(now, self._wants_check()):
+            t = session.next_check(now)
+            if t is not None:
+                self._out.append(t)
+            # nothing to send after all (a queued triggered check had meanwhile succeeded): look again in Ta
+            self.scheduler.sent(now, effective_ta(self._config.ta, session.remote_parameters))
+            self._pull()
+        out = self._out
+        if out:
+            self._out = []
+        return out
+
+    def get_timer(self) -> float:
+        """When to call `handle_timer` (or `datagrams_to_send` for a paced check); math.inf: only after
+        input. -inf or a past time: at once."""
+        session = self.session
+        timer = session.get_timer()
+        at = min(
+            self._gather_deadline,
+            self.nomination.deadline(session),
+            self.scheduler.deadline(self._wants_check()),
+            math.inf if timer is None else timer,
+        )
+        return -math.inf if self._out else at
+
+    def handle_timer(self, now: float) -> None:
+        """Everything due at `now`: the gather timeout, nomination (controlling side), retransmissions and
+        transaction timeouts (RFC 8489 6.2.1). Then call `datagrams_to_send(now)`."""
+        self._now = now
+        session = self.session
+        if now >= self._gather_deadline:
+            self._gather_deadline = math.inf
+            self._events.append(GatherTimedOut())
+        if self.nomination.deadline(session) <= now:
+            self.nomination.nominate(session)
+        timer = session.get_timer()
+        if timer is not None and timer <= now:
+            self._out.extend(session.handle_timer(now))
+        self._pull()
+
+    def next_event(self) -> Event | None:
+        """The next event (ice.events), or None."""
+        events = self._events
+        return events.popleft() if events else None
+
+    # ---- what the supervisor asks for ----
+
+    def consent_check(self, pair: CandidatePair, now: float) -> None:
+        """Queue a consent freshness check on `pair` (RFC 7675 5.1); its retransmissions are this generation's."""
+        self._now = now
+        self._out.append(self.session.consent_check(pair, now))
+
+    def keepalive(self, pair: CandidatePair) -> None:
+        """Queue a keepalive on `pair`: a Binding indication with a fresh transaction id and FINGERPRINT, no
+        integrity and no response (RFC 8445 11, RFC 8489 6.1)."""
+        data = Message(Method.BINDING, MessageClass.INDICATION).encode(fingerprint=True)
+        self._out.append(Transmit(data, pair.base, pair.remote_address, pair))
+
+    # ---- queries ----
+
+    @property
+    def nominated(self) -> CandidatePair | None:
+        """The pair nomination concluded on (either role), or None."""
+        return self.nomination.nominated
+
+    def _wants_check(self) -> bool:
+        """A new check could go out (checks wait for the remote parameters, RFC 8445 7.3.1.4 held back)."""
+        session = self.session
+        return session.remote_parameters is not None and session.has_check_to_send
+
+    def _pull(self) -> None:
+        """Move the session's events to this generation's queue; the nomination controller sees each."""
+        session = self.session
+        observe = self.nomination.observe
+        now = self._now
+        while (event := session.next_event()) is not None:
+            observe(event, now)
+            self._events.append(event)

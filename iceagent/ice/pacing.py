@@ -1,0 +1,95 @@
+"""The pacing check scheduler (RFC 8445 14.2): when one generation's next new check may go out.
+
+Two limits apply to new transactions (retransmissions are never paced): Ta between the checks of
+one agent (ours, or the peer's a=ice-pacing when larger, RFC 8839 4.4), and the process-wide pacer
+that every agent of one process shares (at most one new transaction per 5 ms). Both are sans-IO:
+they take `now` and say when, the Trio layer sleeps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+from .candidate import IceParameters
+
+__all__ = ["GLOBAL_INTERVAL", "CheckScheduler", "GlobalPacer", "Pacer", "effective_ta"]
+
+#: RFC 8445 14.2: "...no more than one new transaction every 5 ms" for all agents of one host together.
+GLOBAL_INTERVAL = 0.005
+
+
+class Pacer(Protocol):
+    """A shared source of send slots (the process-wide pacer), injected into each scheduler."""
+
+    def reserve(self, now: float) -> float:
+        """Take the next free slot and return its time (`now` or later)."""
+        ...
+
+
+class GlobalPacer:
+    """Hands out send slots spaced `interval` apart, to every agent that shares it (RFC 8445 14.2)."""
+
+    __slots__ = ("_next", "interval")
+
+    def __init__(self, interval: float = GLOBAL_INTERVAL) -> None:
+        self.interval = interval
+        self._next = -math.inf
+
+    def reserve(self, now: float) -> float:
+        """Take the next free slot and return its time: `now` when the pacer is idle, else a later time
+        the caller must wait for before it sends."""
+        at = max(now, self._next)
+        self._next = at + self.interval
+        return at
+
+
+def effective_ta(ta: float, remote: IceParameters | None) -> float:
+    """Ta as both sides use it: ours, or the peer's a=ice-pacing (ms) if larger (RFC 8445 14.2)."""
+    if remote is not None and remote.pacing:
+        return max(ta, remote.pacing / 1000)
+    return ta
+
+
+class CheckScheduler:
+    """Decides when the next new check (ordinary or triggered) of one generation goes out.
+
+    The first check goes at once; then one per Ta (RFC 8445 6.1.4.2). With a process-wide pacer, each
+    new check first takes a slot of it: when the slot is later than now, the check is built only when
+    the slot comes, so its retransmission timer starts when it is really sent (RFC 8489 6.2.1).
+    """
+
+    __slots__ = ("_next", "_pacer", "_slot")
+
+    def __init__(self, pacer: Pacer | None = None) -> None:
+        self._pacer = pacer
+        self._next = -math.inf  # when Ta allows the next new check
+        self._slot: float | None = None  # a reserved slot of the process-wide pacer, not yet used
+
+    def may_send(self, now: float, wanted: bool) -> bool:
+        """True when a new check may be sent at `now`; `wanted`: the session has one to send. A True
+        answer is used: call `sent(now, ta)` (or nothing happens until the next Ta anyway)."""
+        slot = self._slot
+        if slot is not None:
+            if now < slot:
+                return False
+            self._slot = None
+            return wanted
+        if not wanted or now < self._next:
+            return False
+        if self._pacer is not None:
+            at = self._pacer.reserve(now)
+            if at > now:
+                self._slot = at
+                return False
+        return True
+
+    def sent(self, now: float, ta: float) -> None:
+        """A new check went out at `now`: the next one waits Ta."""
+        self._next = now + ta
+
+    def deadline(self, wanted: bool) -> float:
+        """When `may_send` may next say yes (a past time: now; math.inf: only once there is a check to send)."""
+        if self._slot is not None:
+            return self._slot
+        return self._next if wanted else math.inf

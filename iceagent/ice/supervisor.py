@@ -1,0 +1,197 @@
+"""The keepalive/consent/restart supervisor (DESIGN.md "Concurrency"), sans-IO.
+
+It watches the pair the stream sends on, across ICE generations, and says what is due: consent checks
+(RFC 7675 5.1), keepalives (RFC 8445 11), DISCONNECTED after `disconnected_timeout` of silence and back,
+consent lost after `consent_timeout`, FAILED when no pair succeeded within `failed_timeout` of
+CHECKING, and (with auto_restart) a restart with exponential back-off. It never reads a clock and
+never acts: `poll(now, ...)` returns actions for the Trio layer to apply, and when to poll again.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import attrs
+
+from ..config import IceConfig
+from ..states import IceState
+from .pair import CandidatePair
+
+__all__ = [
+    "Fail",
+    "Restart",
+    "RouteLost",
+    "SendConsent",
+    "SendKeepalive",
+    "SetState",
+    "Supervisor",
+    "SupervisorAction",
+]
+
+
+@attrs.frozen
+class SendConsent:
+    """Send a consent freshness check on `pair` now (RFC 7675 5.1)."""
+
+    pair: CandidatePair
+
+
+@attrs.frozen
+class SendKeepalive:
+    """Send a Binding indication on `pair` now: nothing else went out on it for a while (RFC 8445 11)."""
+
+    pair: CandidatePair
+
+
+@attrs.frozen
+class SetState:
+    """Move the agent to `state` (DISCONNECTED after silence, back to CONNECTED/COMPLETED on traffic)."""
+
+    state: IceState
+
+
+@attrs.frozen
+class RouteLost:
+    """Consent for the selected pair expired (RFC 7675 5.1): the agent stops sending on it."""
+
+    reason: str
+
+
+@attrs.frozen
+class Fail:
+    """No pair succeeded within failed_timeout: the agent is FAILED."""
+
+    reason: str
+
+
+@attrs.frozen
+class Restart:
+    """auto_restart: restart the FAILED agent now (its back-off has passed)."""
+
+
+SupervisorAction = SendConsent | SendKeepalive | SetState | RouteLost | Fail | Restart
+
+#: Actions after which the agent's state or route has changed: apply them, then poll again.
+TERMINAL = (RouteLost, Fail, Restart)
+
+
+class Supervisor:
+    """One per agent; lives across ICE generations (its restart back-off does too)."""
+
+    __slots__ = (
+        "_auto_restart",
+        "_backoff",
+        "_checking_since",
+        "_config",
+        "_consent_pair",
+        "_early_consent",
+        "_last_rx",
+        "_last_rx_at",
+        "_last_tx",
+        "_last_tx_at",
+        "_next_consent",
+        "_random",
+        "_restart_at",
+    )
+
+    def __init__(self, config: IceConfig, *, auto_restart: bool, rng: random.Random | None = None) -> None:
+        self._config = config
+        self._auto_restart = auto_restart
+        self._random = rng or random.Random()
+        self._backoff = config.restart_backoff
+        self._restart_at: float | None = None
+        self._checking_since: float | None = None
+        self._consent_pair: CandidatePair | None = None
+        self._next_consent = 0.0
+        self._early_consent = 0.0
+        self._last_rx = -1
+        self._last_rx_at = 0.0
+        self._last_tx = -1
+        self._last_tx_at = 0.0
+
+    def checking_started(self, now: float | None) -> None:
+        """The agent (re)entered CHECKING at `now` (None: at the next poll that sees it CHECKING, as after a
+        restart): failed_timeout counts from then."""
+        self._checking_since = now
+
+    def poll(
+        self, now: float, *, state: IceState, pair: CandidatePair | None, selected_at: float
+    ) -> tuple[list[SupervisorAction], float]:
+        """What is due at `now` given the agent's state and selected pair (selected at `selected_at`);
+        returns the actions and when to poll again (math.inf: only after a change). After a RouteLost,
+        Fail or Restart action nothing else is returned: apply it and poll again."""
+        cfg = self._config
+        if state is IceState.FAILED:
+            return self._restart(now)
+        self._restart_at = None
+        if pair is None:
+            if state is not IceState.CHECKING:
+                return [], math.inf
+            if self._checking_since is None:
+                self._checking_since = now
+            give_up = self._checking_since + cfg.failed_timeout
+            if now < give_up:
+                return [], give_up
+            return [Fail(f"no candidate pair succeeded within failed_timeout={cfg.failed_timeout:g} s")], math.inf
+        self._backoff = cfg.restart_backoff
+        if pair is not self._consent_pair:
+            self._follow(pair, now)
+        # consent freshness (RFC 7675 5.1): lost after consent_timeout without a successful check
+        last_ok = max(pair.last_consent or 0.0, selected_at)
+        if now - last_ok > cfg.consent_timeout:
+            reason = f"consent expired: no answer to consent checks for {cfg.consent_timeout:g} s (RFC 7675)"
+            return [RouteLost(reason)], math.inf
+        actions: list[SupervisorAction] = []
+        rx = pair.bytes_received + pair.responses_received + pair.requests_received
+        if rx != self._last_rx:
+            self._last_rx, self._last_rx_at = rx, now
+            if state is IceState.DISCONNECTED:
+                actions.append(SetState(IceState.COMPLETED if pair.nominated else IceState.CONNECTED))
+        elif now - self._last_rx_at > cfg.disconnected_timeout and state in (IceState.CONNECTED, IceState.COMPLETED):
+            actions.append(SetState(IceState.DISCONNECTED))
+        # An idle pair hears only consent traffic, and the randomized gaps (0.8-1.2 x consent_interval on
+        # each side) can add up to more than disconnected_timeout. After half of it in silence, our next
+        # consent check goes out early in its randomization window (RFC 7675 5.1: 0.8-0.9 x instead of
+        # 0.8-1.2 x), so only a dead path stays silent that long.
+        early = max(self._last_rx_at + cfg.disconnected_timeout / 2, self._early_consent)
+        due = min(self._next_consent, early)
+        if now >= due:
+            actions.append(SendConsent(pair))
+            self._next_consent = due = now + cfg.consent_interval * self._random.uniform(0.8, 1.2)
+            self._early_consent = now + cfg.consent_interval * self._random.uniform(0.8, 0.9)
+        # Keepalive (RFC 8445 11): a Binding indication when nothing at all was sent on the pair for
+        # keepalive_interval (only happens when consent checks are further apart than that).
+        tx = pair.requests_sent + pair.responses_sent + pair.bytes_sent
+        if tx != self._last_tx:
+            self._last_tx, self._last_tx_at = tx, now
+        elif now >= self._last_tx_at + cfg.keepalive_interval:
+            self._last_tx_at = now
+            actions.append(SendKeepalive(pair))
+        # the disconnected timer is checked every quarter of it (at most every second): traffic is
+        # counted on the pair, not signalled
+        tick = min(1.0, cfg.disconnected_timeout / 4)
+        return actions, min(now + tick, due, self._last_tx_at + cfg.keepalive_interval)
+
+    def _restart(self, now: float) -> tuple[list[SupervisorAction], float]:
+        """FAILED: with auto_restart, restart after a back-off that doubles up to 16x restart_backoff
+        (DESIGN.md "Contract": auto_restart) and resets once a pair works again."""
+        if not self._auto_restart:
+            return [], math.inf
+        if self._restart_at is None:
+            self._restart_at = now + self._backoff
+            self._backoff = min(self._backoff * 2, self._config.restart_backoff * 16)
+        if now < self._restart_at:
+            return [], self._restart_at
+        self._restart_at = None
+        self._checking_since = None
+        return [Restart()], math.inf
+
+    def _follow(self, pair: CandidatePair, now: float) -> None:
+        """A new selected pair: its consent and silence clocks start now."""
+        cfg = self._config
+        self._consent_pair = pair
+        self._next_consent = now + cfg.consent_interval * self._random.uniform(0.8, 1.2)
+        self._last_rx, self._last_rx_at = -1, now
+        self._last_tx, self._last_tx_at = -1, now
+        self._early_consent = now + cfg.consent_interval * 0.8
