@@ -50,7 +50,7 @@ from .events import (
     Redirected,
     Released,
 )
-from .transports import TurnConnection, TurnTransportFactory, turn_transports
+from .transports import NowaitTurnConnection, TurnConnection, TurnTransportFactory, turn_transports
 
 __all__ = ["Allocation", "open_allocation"]
 
@@ -220,34 +220,9 @@ class Allocation:
                 self._release_reader()
 
     async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
-        """Every peer datagram already queued (at most `limit`), waiting for the first one if none is."""
-        out = [await self.receive()]
-        nowait = getattr(self._conn, "receive_nowait", None)
-        if nowait is None or self._reader != _NOBODY:
-            return out
-        peer_of_channel = self._peer_of_channel
-        while len(out) < limit:
-            try:
-                frame = nowait()
-            except trio.WouldBlock:
-                break
-            except trio.ClosedResourceError:
-                break  # the next receive() says why
-            if frame and 0x40 <= frame[0] <= 0x4F:
-                if len(frame) >= 4:
-                    channel, n = _HEADER.unpack_from(frame)
-                    peer = peer_of_channel.get(channel)
-                    if peer is not None and len(frame) >= 4 + n:
-                        out.append((frame[4 : 4 + n], peer))
-                continue
-            item = self._client.receive(frame, trio.current_time())
-            if item is not None:
-                out.append(item)
-            else:
-                self._kick()
-        if len(out) > 1:
-            await trio.lowlevel.cancel_shielded_checkpoint()  # one yield per batch, as OSUdpSocket does
-        return out
+        """Every peer datagram already queued (at most `limit`), waiting for the first one if none is
+        (`SupportsReceiveBatch`; only an allocation over an operating system UDP socket drains more than one)."""
+        return [await self.receive()]
 
     # ---- permissions and channels, on demand ----
 
@@ -465,7 +440,12 @@ class Allocation:
 
 
 class _DatagramAllocation(Allocation):
-    """An allocation over an operating system UDP socket: it can also send synchronously."""
+    """An allocation over a `NowaitTurnConnection` (an operating system UDP socket): it also sends
+    synchronously (`SupportsSendNowait`) and drains what is queued in one `receive_batch`."""
+
+    def __init__(self, conn: NowaitTurnConnection, client: TurnClient, *, uri: str, protocol: str) -> None:
+        super().__init__(conn, client, uri=uri, protocol=protocol)
+        self._nowait_conn = conn
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
         """Relay one datagram at once, without a checkpoint; dropped when it cannot go now (as UDP may)."""
@@ -478,7 +458,36 @@ class _DatagramAllocation(Allocation):
             if client.has_outgoing:
                 self._kick()
         if frame is not None:
-            self._conn.send_nowait(frame)  # type: ignore[attr-defined]
+            self._nowait_conn.send_nowait(frame)
+
+    async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
+        out = [await self.receive()]
+        if self._reader != _NOBODY:
+            return out
+        nowait = self._nowait_conn.receive_nowait
+        peer_of_channel = self._peer_of_channel
+        while len(out) < limit:
+            try:
+                frame = nowait()
+            except trio.WouldBlock:
+                break
+            except trio.ClosedResourceError:
+                break  # the next receive() says why
+            if frame and 0x40 <= frame[0] <= 0x4F:
+                if len(frame) >= 4:
+                    channel, n = _HEADER.unpack_from(frame)
+                    peer = peer_of_channel.get(channel)
+                    if peer is not None and len(frame) >= 4 + n:
+                        out.append((frame[4 : 4 + n], peer))
+                continue
+            item = self._client.receive(frame, trio.current_time())
+            if item is not None:
+                out.append(item)
+            else:
+                self._kick()
+        if len(out) > 1:
+            await trio.lowlevel.cancel_shielded_checkpoint()  # one yield per batch, as OSUdpSocket does
+        return out
 
 
 def _as_uri(server: str | IceUri) -> IceUri:
@@ -597,8 +606,11 @@ async def _allocate(
             reliable_timeout=config.reliable_timeout,
             keepalive=config.keepalive_interval,
         )
-        kind = _DatagramAllocation if getattr(conn, "synchronous", False) else Allocation
-        allocation = kind(conn, client, uri=name, protocol=uri.protocol)
+        allocation = (
+            _DatagramAllocation(conn, client, uri=name, protocol=uri.protocol)
+            if isinstance(conn, NowaitTurnConnection)  # once per allocation: the Protocol check's cost is fine
+            else Allocation(conn, client, uri=name, protocol=uri.protocol)
+        )
         try:
             client.allocate(trio.current_time())
             await allocation._serve(allocation._allocating_done)
