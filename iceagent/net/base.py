@@ -165,10 +165,7 @@ class TransportCapabilities:
     @property
     def names(self) -> frozenset[str]:
         """The capabilities present, by field name (for logs and tests)."""
-        return frozenset(name for name in _CAPABILITY_FIELDS if getattr(self, name) is not None)
-
-
-_CAPABILITY_FIELDS = ("send_nowait", "try_send", "receive_batch", "connection")
+        return frozenset(f.name for f in attrs.fields(type(self)) if getattr(self, f.name) is not None)
 
 
 def _protocol_members(protocol: type) -> tuple[str, ...]:
