@@ -6,7 +6,7 @@ carries their data, report errors, and say when their initial gathering is done 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
@@ -16,38 +16,13 @@ from ..config import IceConfig
 from ..ice.candidate import Candidate
 from ..net.base import Address, Network, UdpSocket
 
+# The transport Protocols live with the Network seam; plugins import them from here too.
+from ..net.base import CandidateTransport as CandidateTransport
+from ..net.base import ConnectionTransport as ConnectionTransport
+
 if TYPE_CHECKING:
     from ..stun.message import Message
     from ..uri import IceServer
-
-
-@runtime_checkable
-class CandidateTransport(Protocol):
-    """What data for a local candidate goes through: a UDP socket, a TURN allocation, a TCP endpoint."""
-
-    async def send(self, data: bytes, remote: Address) -> None: ...
-
-    async def receive(self) -> tuple[bytes, Address]: ...
-
-
-@runtime_checkable
-class ConnectionTransport(CandidateTransport, Protocol):
-    """A transport with one connection per remote address (ICE-TCP, RFC 6544 7): the agent hears when one
-    closes by itself, says which carried a valid check, and closes those of pairs that lost."""
-
-    @property
-    def connections(self) -> Sequence[Address]:
-        """The remote addresses of the open (or opening) connections."""
-        ...
-
-    def watch(self, on_closed: Callable[[Address], None]) -> None:
-        """Call `on_closed(remote)` when a connection ends other than by `close_connection` (RFC 6544 7.1)."""
-
-    def confirm(self, remote: Address) -> None:
-        """A valid check arrived on the connection from `remote`: it is no longer timed out."""
-
-    def close_connection(self, remote: Address) -> None:
-        """Close the connection to `remote`, if there is one (not reported to `watch`)."""
 
 
 @attrs.frozen

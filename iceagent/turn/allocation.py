@@ -8,9 +8,7 @@ refreshes, retransmissions) until the `async with` ends, when it releases it (Re
 
 The `Allocation` is the CandidateTransport of a relay candidate: `send(data, peer)` relays to a
 peer and `receive()` returns what peers sent, while the allocation's own STUN traffic with the
-server is consumed inside. Whoever waits on the connection reads it: the task in `receive()` when
-there is one (the fast path, no hand-off between tasks), else the background task when it waits for
-a response; data that the background task reads is kept for the next `receive()`.
+server is consumed inside (who reads the connection, and the background task: `_allocation_driver.py`).
 """
 
 from __future__ import annotations
@@ -18,8 +16,7 @@ from __future__ import annotations
 import math
 import ssl
 import struct
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Literal
 
@@ -30,27 +27,17 @@ from ..config import IceConfig
 from ..logs import get_logger
 from ..net.base import Address, Network
 from ..uri import IceUri, format_host_port, parse_uri
+from ._allocation_driver import _CONSUMER, _NOBODY, _AllocationDriver
 from .client import TurnClient
 from .errors import (
-    TurnAllocationLost,
     TurnAllocationMismatch,
     TurnConnectionError,
     TurnError,
     TurnRedirectError,
     TurnTimeout,
 )
-from .events import (
-    AllocateFailed,
-    AllocationLost,
-    AllocationState,
-    ChannelBindFailed,
-    ChannelBound,
-    PermissionFailed,
-    PermissionInstalled,
-    Redirected,
-    Released,
-)
-from .transports import TurnConnection, TurnTransportFactory, turn_transports
+from .events import AllocationState
+from .transports import NowaitTurnConnection, TurnTransportFactory, turn_transports
 
 __all__ = ["Allocation", "open_allocation"]
 
@@ -58,11 +45,9 @@ log = get_logger("iceagent.turn")
 
 _HEADER = struct.Struct("!HH")
 _PAD = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
-_NOBODY, _CONSUMER, _DRIVER = 0, 1, 2
-_MAX_PENDING = 256
 
 
-class Allocation:
+class Allocation(_AllocationDriver):
     """A TURN allocation kept alive on a server; the transport of a relay candidate (RFC 8656).
 
     Created by `open_allocation`. `send` never waits for the server: data to a peer without a
@@ -70,34 +55,8 @@ class Allocation:
     until the peer's channel is bound, in ChannelData after (RFC 8656 11, 12). Datagrams that cannot be
     relayed (allocation lost, permission refused) are dropped, as UDP would, and counted in `dropped`.
     `receive` raises trio.BrokenResourceError once the allocation is lost and trio.ClosedResourceError
-    once it is closed.
+    once it is closed. Its attributes `uri`, `protocol` and `on_lost` are set up in `_AllocationDriver`.
     """
-
-    def __init__(self, conn: TurnConnection, client: TurnClient, *, uri: str, protocol: str) -> None:
-        self._conn = conn
-        self._client = client
-        #: The server URI this allocation is on, as given (for messages and stats).
-        self.uri = uri
-        #: How the server is reached: "udp", "tcp" or "tls" (or a plugin's name).
-        self.protocol = protocol
-        self._channel_of = client.channel_of  # the same dicts: the data fast paths read them directly
-        self._peer_of_channel = client.peer_of_channel
-        self._pad = conn.reliable
-        self._reader = _NOBODY
-        self._driver_scope: trio.CancelScope | None = None
-        self._want_reader = 0
-        self._reader_free = trio.Event()
-        self._wakeup = trio.Event()
-        self._pending: deque[tuple[bytes, Address]] = deque()
-        self._permission_waiters: dict[str, trio.Event] = {}
-        self._channel_waiters: dict[Address, trio.Event] = {}
-        self._redirect: Redirected | None = None
-        self._closed = False
-        self._lost: TurnError | None = None
-        self._released = False
-        self._conn_closed = False
-        #: Called (from the background task) when the allocation is lost after it was made.
-        self.on_lost: Callable[[TurnError], None] | None = None
 
     # ---- what the allocation is ----
 
@@ -220,34 +179,9 @@ class Allocation:
                 self._release_reader()
 
     async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
-        """Every peer datagram already queued (at most `limit`), waiting for the first one if none is."""
-        out = [await self.receive()]
-        nowait = getattr(self._conn, "receive_nowait", None)
-        if nowait is None or self._reader != _NOBODY:
-            return out
-        peer_of_channel = self._peer_of_channel
-        while len(out) < limit:
-            try:
-                frame = nowait()
-            except trio.WouldBlock:
-                break
-            except trio.ClosedResourceError:
-                break  # the next receive() says why
-            if frame and 0x40 <= frame[0] <= 0x4F:
-                if len(frame) >= 4:
-                    channel, n = _HEADER.unpack_from(frame)
-                    peer = peer_of_channel.get(channel)
-                    if peer is not None and len(frame) >= 4 + n:
-                        out.append((frame[4 : 4 + n], peer))
-                continue
-            item = self._client.receive(frame, trio.current_time())
-            if item is not None:
-                out.append(item)
-            else:
-                self._kick()
-        if len(out) > 1:
-            await trio.lowlevel.cancel_shielded_checkpoint()  # one yield per batch, as OSUdpSocket does
-        return out
+        """Every peer datagram already queued (at most `limit`), waiting for the first one if none is
+        (`SupportsReceiveBatch`; only an allocation over an operating system UDP socket drains more than one)."""
+        return [await self.receive()]
 
     # ---- permissions and channels, on demand ----
 
@@ -295,177 +229,14 @@ class Allocation:
 
     close = aclose
 
-    async def _release(self, within: float) -> None:
-        if self._released:
-            await trio.lowlevel.checkpoint()
-            return
-        self._released = True
-        client = self._client
-        with trio.CancelScope(shield=True):
-            if client.is_allocated and self._lost is None:
-                client.deallocate(trio.current_time())
-                with trio.move_on_after(within):
-                    await self._serve(lambda: client.state is not AllocationState.DEALLOCATING)
-            self._closed = True
-            self._wake_waiters()
-            await self._close_connection()
-
-    # ---- internals: who reads ----
-
-    def _allocating_done(self) -> bool:
-        return self._client.state is not AllocationState.ALLOCATING
-
-    def _check_usable(self) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("the TURN allocation is closed")
-        if self._lost is not None:
-            raise self._lost
-
-    def _kick(self) -> None:
-        """Wake the background task: something to send, or a new state to look at."""
-        self._wakeup.set()
-        scope = self._driver_scope
-        if scope is not None:
-            scope.cancel()
-
-    async def _wait_for_reader(self) -> None:
-        """Another task reads the connection: ask the background task to stop, wait until it is free."""
-        self._want_reader += 1
-        try:
-            scope = self._driver_scope
-            if scope is not None:
-                scope.cancel()
-            await self._reader_free.wait()
-        finally:
-            self._want_reader -= 1
-
-    def _release_reader(self) -> None:
-        self._reader = _NOBODY
-        if self._want_reader:
-            event, self._reader_free = self._reader_free, trio.Event()
-            event.set()
-        elif self._client.expects_response and self._driver_scope is None:
-            self._wakeup.set()  # a response is awaited: the background task reads if nobody else does
-
-    async def _read_as_driver(self) -> None:
-        """Read one message for the background task (interrupted by `_kick` or a `receive()` caller)."""
-        self._reader = _DRIVER
-        try:
-            with trio.CancelScope() as scope:
-                self._driver_scope = scope
-                frame = await self._conn.receive()
-            self._driver_scope = None
-            if scope.cancelled_caught:
-                return
-            out = self._client.receive(frame, trio.current_time())
-            if out is not None and len(self._pending) < _MAX_PENDING:
-                self._pending.append(out)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._connection_lost(exc)
-        finally:
-            self._driver_scope = None
-            self._release_reader()
-
-    # ---- internals: the background task ----
-
-    async def _serve(self, until: Callable[[], bool] | None = None) -> None:
-        """Send, read, time and dispatch until `until()` is true (forever when None) or the allocation ends."""
-        client = self._client
-        while True:
-            frames = client.datagrams_to_send()
-            for frame in frames:
-                try:
-                    await self._conn.send(frame)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    self._connection_lost(exc)
-                    break
-            self._dispatch()
-            if until is not None and until():
-                return
-            if self._lost is not None or self._closed:
-                if until is None and self._lost is not None:
-                    await self._close_connection()  # wakes a task blocked in receive(): it raises
-                await trio.lowlevel.checkpoint()
-                return
-            now = trio.current_time()
-            timer = client.get_timer()
-            if timer is not None and timer <= now:
-                client.handle_timer(now)
-                continue
-            wakeup = self._wakeup
-            if wakeup.is_set():
-                self._wakeup = trio.Event()
-                continue
-            with trio.move_on_at(math.inf if timer is None else timer):
-                if client.expects_response and self._reader == _NOBODY and not self._want_reader:
-                    await self._read_as_driver()
-                else:
-                    await wakeup.wait()
-
-    def _dispatch(self) -> None:
-        client = self._client
-        while (event := client.next_event()) is not None:
-            if isinstance(event, PermissionInstalled | PermissionFailed):
-                if isinstance(event, PermissionFailed):
-                    log.warning("TURN %s: %s", self.uri, event.error)
-                waiter = self._permission_waiters.pop(event.ip, None)
-                if waiter is not None:
-                    waiter.set()
-            elif isinstance(event, ChannelBound | ChannelBindFailed):
-                if isinstance(event, ChannelBindFailed):
-                    log.info("TURN %s: %s (Send indications go on)", self.uri, event.error)
-                channel_waiter = self._channel_waiters.pop(event.peer, None)
-                if channel_waiter is not None:
-                    channel_waiter.set()
-            elif isinstance(event, AllocationLost):
-                self._lose(event.error)
-            elif isinstance(event, Redirected):
-                self._redirect = event
-            elif isinstance(event, AllocateFailed):
-                pass  # open_allocation raises client.error
-            elif isinstance(event, Released):
-                if event.error is not None:
-                    log.info("TURN %s: releasing the allocation: %s", self.uri, event.error)
-            else:
-                log.debug("TURN %s: %s", self.uri, event)
-
-    def _connection_lost(self, exc: BaseException) -> None:
-        if self._closed or self._lost is not None:
-            return
-        detail = str(exc) or type(exc).__name__
-        error = TurnAllocationLost(f"the connection to {self.uri} was lost: {detail}")
-        self._client.connection_lost(error, trio.current_time())
-        self._lose(error)
-
-    async def _close_connection(self) -> None:
-        if self._conn_closed:
-            await trio.lowlevel.checkpoint()
-            return
-        self._conn_closed = True
-        try:
-            await self._conn.aclose()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-
-    def _lose(self, error: TurnError) -> None:
-        if self._lost is not None:
-            return
-        self._lost = error
-        log.warning("TURN %s: %s", self.uri, error)
-        self._wake_waiters()
-        self._kick()
-        if self.on_lost is not None:
-            self.on_lost(error)
-
-    def _wake_waiters(self) -> None:
-        for event in [*self._permission_waiters.values(), *self._channel_waiters.values()]:
-            event.set()
-        self._permission_waiters.clear()
-        self._channel_waiters.clear()
-
 
 class _DatagramAllocation(Allocation):
-    """An allocation over an operating system UDP socket: it can also send synchronously."""
+    """An allocation over a `NowaitTurnConnection` (an operating system UDP socket): it also sends
+    synchronously (`SupportsSendNowait`) and drains what is queued in one `receive_batch`."""
+
+    def __init__(self, conn: NowaitTurnConnection, client: TurnClient, *, uri: str, protocol: str) -> None:
+        super().__init__(conn, client, uri=uri, protocol=protocol)
+        self._nowait_conn = conn
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
         """Relay one datagram at once, without a checkpoint; dropped when it cannot go now (as UDP may)."""
@@ -478,7 +249,36 @@ class _DatagramAllocation(Allocation):
             if client.has_outgoing:
                 self._kick()
         if frame is not None:
-            self._conn.send_nowait(frame)  # type: ignore[attr-defined]
+            self._nowait_conn.send_nowait(frame)
+
+    async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
+        out = [await self.receive()]
+        if self._reader != _NOBODY:
+            return out
+        nowait = self._nowait_conn.receive_nowait
+        peer_of_channel = self._peer_of_channel
+        while len(out) < limit:
+            try:
+                frame = nowait()
+            except trio.WouldBlock:
+                break
+            except trio.ClosedResourceError:
+                break  # the next receive() says why
+            if frame and 0x40 <= frame[0] <= 0x4F:
+                if len(frame) >= 4:
+                    channel, n = _HEADER.unpack_from(frame)
+                    peer = peer_of_channel.get(channel)
+                    if peer is not None and len(frame) >= 4 + n:
+                        out.append((frame[4 : 4 + n], peer))
+                continue
+            item = self._client.receive(frame, trio.current_time())
+            if item is not None:
+                out.append(item)
+            else:
+                self._kick()
+        if len(out) > 1:
+            await trio.lowlevel.cancel_shielded_checkpoint()  # one yield per batch, as OSUdpSocket does
+        return out
 
 
 def _as_uri(server: str | IceUri) -> IceUri:
@@ -597,8 +397,11 @@ async def _allocate(
             reliable_timeout=config.reliable_timeout,
             keepalive=config.keepalive_interval,
         )
-        kind = _DatagramAllocation if getattr(conn, "synchronous", False) else Allocation
-        allocation = kind(conn, client, uri=name, protocol=uri.protocol)
+        allocation = (
+            _DatagramAllocation(conn, client, uri=name, protocol=uri.protocol)
+            if isinstance(conn, NowaitTurnConnection)  # once per allocation: the Protocol check's cost is fine
+            else Allocation(conn, client, uri=name, protocol=uri.protocol)
+        )
         try:
             client.allocate(trio.current_time())
             await allocation._serve(allocation._allocating_done)

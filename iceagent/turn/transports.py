@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_TRANSPORTS",
+    "NowaitTurnConnection",
+    "OSUdpTurnConnection",
     "StreamTurnConnection",
     "TurnConnection",
     "TurnTransportFactory",
@@ -106,12 +108,28 @@ def _nonblocking_twin(sock: UdpSocket) -> socket.socket | None:
     return twin
 
 
+@runtime_checkable
+class NowaitTurnConnection(TurnConnection, Protocol):
+    """A TurnConnection that also sends and receives without waiting, for the allocation's synchronous
+    data path (`Allocation.send_nowait`, batched `receive_batch`).
+
+    Have it: `OSUdpTurnConnection` (TURN over an operating system UDP socket). Not TURN over TCP/TLS nor
+    over the vnet plugin's sockets. A plugin's transport may add both methods to get the fast path.
+    """
+
+    def send_nowait(self, frame: bytes) -> None:
+        """Send at once; dropped when the socket buffer is full, as UDP may."""
+
+    def receive_nowait(self) -> bytes:
+        """A message from the server already queued, or trio.WouldBlock; trio.ClosedResourceError once closed."""
+        ...
+
+
 class UdpTurnConnection:
     """TURN over UDP (RFC 8656 3.1): one datagram per message, only the server's datagrams are read.
 
-    On the operating system's sockets, `send` and `receive` first try a non-blocking system call and
-    only wait through Trio when the socket is not ready; they still check for cancellation every time
-    and yield to other tasks every 16 calls (a yield per datagram would halve the relayed rate).
+    Works on any `UdpSocket` (the vnet's too); `open_udp` gives an `OSUdpTurnConnection` on the
+    operating system's sockets.
     """
 
     reliable = False
@@ -119,8 +137,6 @@ class UdpTurnConnection:
     def __init__(self, sock: UdpSocket, server: Address) -> None:
         self._sock = sock
         self._server = server
-        self._fast = _nonblocking_twin(sock)
-        self._ops = 0
         self.socket = sock
 
     @property
@@ -132,12 +148,37 @@ class UdpTurnConnection:
         return self._server
 
     async def send(self, frame: bytes) -> None:
-        fast = self._fast
-        if fast is None:
-            await self._sock.send(frame, self._server)
-            return
+        await self._sock.send(frame, self._server)
+
+    async def receive(self) -> bytes:
+        server_host, server_port = self._server
+        while True:
+            data, addr = await self._sock.receive()
+            if addr[1] == server_port and addr[0] == server_host:
+                return data
+
+    async def aclose(self) -> None:
+        self._sock.close()
+        await trio.lowlevel.checkpoint()
+
+
+class OSUdpTurnConnection(UdpTurnConnection):
+    """TURN over an operating system UDP socket, with the synchronous data path (`NowaitTurnConnection`).
+
+    `send` and `receive` first try a non-blocking system call on `fast` (a second descriptor of the
+    socket, `_nonblocking_twin`) and only wait through Trio when the socket is not ready; they still check
+    for cancellation every time and yield to other tasks every 16 calls (a yield per datagram would halve
+    the relayed rate).
+    """
+
+    def __init__(self, sock: UdpSocket, server: Address, fast: socket.socket) -> None:
+        super().__init__(sock, server)
+        self._fast = fast
+        self._ops = 0
+
+    async def send(self, frame: bytes) -> None:
         try:
-            fast.sendto(frame, self._server)
+            self._fast.sendto(frame, self._server)
         except BlockingIOError:
             await self._sock.send(frame, self._server)
             return
@@ -153,49 +194,36 @@ class UdpTurnConnection:
         server_host, server_port = self._server
         fast = self._fast
         while True:
-            if fast is not None:
-                try:
-                    data, addr = fast.recvfrom(65536)
-                except BlockingIOError:
-                    self._ops = 0
-                    data, addr = await self._sock.receive()
-                except (ConnectionError, InterruptedError):
-                    continue  # ICMP errors reported on a later recv: not an error for UDP
-                except OSError as exc:
-                    if fast.fileno() < 0:
-                        raise trio.ClosedResourceError("the TURN connection is closed") from exc
-                    raise
-                else:
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                    self._ops += 1
-                    if self._ops >= _YIELD_EVERY:
-                        self._ops = 0
-                        await trio.lowlevel.cancel_shielded_checkpoint()
-            else:
+            try:
+                data, addr = fast.recvfrom(65536)
+            except BlockingIOError:
+                self._ops = 0
                 data, addr = await self._sock.receive()
+            except (ConnectionError, InterruptedError):
+                continue  # ICMP errors reported on a later recv: not an error for UDP
+            except OSError as exc:
+                if fast.fileno() < 0:
+                    raise trio.ClosedResourceError("the TURN connection is closed") from exc
+                raise
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                self._ops += 1
+                if self._ops >= _YIELD_EVERY:
+                    self._ops = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
             if addr[1] == server_port and addr[0] == server_host:
                 return data
 
-    @property
-    def synchronous(self) -> bool:
-        """`send_nowait` and `receive_nowait` work (an operating system socket)."""
-        return self._fast is not None
-
     def send_nowait(self, frame: bytes) -> None:
-        """Send without waiting; dropped when the socket buffer is full, as UDP may (needs `synchronous`)."""
-        fast = self._fast
-        if fast is None:
-            raise trio.WouldBlock
+        """Send without waiting; dropped when the socket buffer is full, as UDP may."""
         try:
-            fast.sendto(frame, self._server)
+            self._fast.sendto(frame, self._server)
         except OSError:
             pass
 
     def receive_nowait(self) -> bytes:
-        """A message from the server already queued, or trio.WouldBlock (needs `synchronous`)."""
+        """A message from the server already queued, or trio.WouldBlock."""
         fast = self._fast
-        if fast is None:
-            raise trio.WouldBlock
         server_host, server_port = self._server
         while True:
             try:
@@ -210,10 +238,8 @@ class UdpTurnConnection:
                 return data
 
     async def aclose(self) -> None:
-        if self._fast is not None:
-            self._fast.close()
-        self._sock.close()
-        await trio.lowlevel.checkpoint()
+        self._fast.close()
+        await super().aclose()
 
 
 class StreamTurnConnection:
@@ -277,7 +303,8 @@ async def open_udp(
             f"cannot open a UDP socket on {local_address or 'any address'} to reach {_where('TURN', server)}: "
             f"{exc.strerror or exc}"
         ) from exc
-    return UdpTurnConnection(sock, server)
+    fast = _nonblocking_twin(sock)
+    return UdpTurnConnection(sock, server) if fast is None else OSUdpTurnConnection(sock, server, fast)
 
 
 async def _connect(
