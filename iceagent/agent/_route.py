@@ -13,7 +13,7 @@ import trio
 from ..errors import IceFailed
 from ..gatherers.base import CandidateTransport
 from ..ice.pair import CandidatePair
-from ..net.base import Address
+from ..net.base import Address, TransportCapabilities
 from .notify import Notifier
 
 __all__ = ["Route", "RouteState", "make_route"]
@@ -28,14 +28,14 @@ Route = tuple[
 ]
 
 
-def make_route(transport: CandidateTransport, pair: CandidatePair) -> Route:
+def make_route(transport: CandidateTransport, caps: TransportCapabilities, pair: CandidatePair) -> Route:
     """The route for `pair` over `transport`, with the transport's optional synchronous sends."""
     return (
         transport,
         (pair.remote.address, pair.remote.port),
         pair,
-        getattr(transport, "try_send", None),
-        getattr(transport, "send_nowait", None),
+        caps.try_send,
+        caps.send_nowait,
     )
 
 

@@ -472,12 +472,12 @@ class Agent:
     # ---- the selected pair and the state ----
 
     def _select(self, runner: SessionRunner, pair: CandidatePair) -> None:
-        transport = runner.transport_for(pair)
-        if transport is None:
+        found = runner.transport_for(pair)
+        if found is None:
             log.warning("%s: no transport for the valid pair %s", self.name, pair.local.to_sdp())
             return
         old = self._routes.route
-        self._routes.route = make_route(transport, pair)
+        self._routes.route = make_route(*found, pair)
         self._route_runner = runner
         if old is None or old[2] is not pair:
             self._selected_at = trio.current_time()

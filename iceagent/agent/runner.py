@@ -37,7 +37,7 @@ from ..ice.generation import IceGeneration
 from ..ice.pair import CandidatePair, PairState
 from ..ice.session import IceSession
 from ..logs import get_logger
-from ..net.base import Address, Network, UdpSocket
+from ..net.base import Address, Network, TransportCapabilities, UdpSocket, transport_capabilities
 from ..states import GatheringState
 from ..stun.message import Message, MessageClass, StunDecodeError, looks_like_stun
 from ._connections import Connections
@@ -101,6 +101,7 @@ class SessionRunner:
 
     __slots__ = (
         "_base_of",
+        "_caps",
         "_check_hook",
         "_connections",
         "_contexts",
@@ -156,6 +157,7 @@ class SessionRunner:
         self.stun_requests = StunRequests()
         # transports
         self._base_of: dict[int, Candidate] = {}  # id(transport) -> base candidate
+        self._caps: dict[int, TransportCapabilities] = {}  # id(transport) -> its fast paths, looked up once
         self.transport_of: dict[Candidate, CandidateTransport] = {}  # base candidate -> transport
         self._connections = Connections()  # ICE-TCP endpoints (RFC 6544)
         self._owned: list[UdpSocket] = []
@@ -304,7 +306,9 @@ class SessionRunner:
         self._base_of[key] = base
         self.transport_of[base] = transport  # keeps the transport (and so its id) alive
         if old is None:  # a new transport: start receiving on it
-            self._connections.add(transport, self._connection_closed)
+            caps = self._caps[key] = transport_capabilities(transport)
+            if caps.connection is not None:
+                self._connections.add(caps.connection, self._connection_closed)
             assert self._nursery is not None
             self._nursery.start_soon(self._receive_loop, transport, name=f"receive-{self.name}")
 
@@ -356,7 +360,7 @@ class SessionRunner:
         """The receive task of one transport: drain a batch per wake-up (`receive_batch` where the transport
         has it, else one datagram) and feed it to the generation. An exception is this session's bug: it
         ends the session nursery, and so the agent's `async with`, like any task's."""
-        batch = getattr(transport, "receive_batch", None)
+        batch = self._caps[id(transport)].receive_batch
         receive = transport.receive
         while True:
             try:
@@ -416,7 +420,8 @@ class SessionRunner:
     def send_soon(self, transport: CandidateTransport, data: bytes, remote: Address) -> None:
         """Send at once where the transport can without waiting (a UDP socket with room in its buffer),
         else from the session task, in order."""
-        try_send = getattr(transport, "try_send", None)
+        caps = self._caps.get(id(transport))
+        try_send = None if caps is None else caps.try_send
         if try_send is not None and not self._outbox and try_send(data, remote):
             return
         self._outbox.append((transport, data, remote))
@@ -438,7 +443,8 @@ class SessionRunner:
         connection = self._connections.get(transport)
         if connection is not None and t.data[:2] == _BINDING_SUCCESS:
             connection.confirm(t.remote)  # a valid check came on it (RFC 6544 7.2)
-        send_nowait = getattr(transport, "send_nowait", None)
+        caps = self._caps.get(id(transport))
+        send_nowait = None if caps is None else caps.send_nowait
         if send_nowait is not None:
             send_nowait(t.data, t.remote)
         else:
@@ -578,9 +584,12 @@ class SessionRunner:
                 if base is not None:
                     self.gen.route_failed(base, remote)
 
-    def transport_for(self, pair: CandidatePair) -> CandidateTransport | None:
-        """The transport that sends for `pair`: the one of its base (RFC 8445 7.2.5.3.2)."""
-        return self.transport_of.get(pair.base)
+    def transport_for(self, pair: CandidatePair) -> tuple[CandidateTransport, TransportCapabilities] | None:
+        """The transport that sends for `pair` (the one of its base, RFC 8445 7.2.5.3.2) and its fast paths."""
+        transport = self.transport_of.get(pair.base)
+        if transport is None:
+            return None
+        return transport, self._caps[id(transport)]
 
     # ---- stats ----
 
