@@ -30,7 +30,10 @@ def check(username: str, tid: bytes = TID, *, pwd: bytes | None = b"pwd-of-a-012
 
 
 def response(tid: bytes, cls: MessageClass = MessageClass.SUCCESS) -> bytes:
-    attrs = [(Attr.XOR_MAPPED_ADDRESS, PEER)] if cls is MessageClass.SUCCESS else [(Attr.ERROR_CODE, (487, "Role Conflict"))]
+    if cls is MessageClass.SUCCESS:
+        attrs: list[tuple[Attr, object]] = [(Attr.XOR_MAPPED_ADDRESS, PEER)]
+    else:
+        attrs = [(Attr.ERROR_CODE, (487, "Role Conflict"))]
     return Message(Method.BINDING, cls, transaction_id=tid, attributes=attrs).encode(fingerprint=True)
 
 
