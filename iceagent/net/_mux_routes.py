@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 
 import attrs
 
+from ..errors import IceError
 from ..stun.message import looks_like_stun
 
 Address = tuple[str, int]
@@ -36,7 +37,7 @@ _CLASS_MASK = 0x0110  # RFC 8489 5: C1 C0 bits of the message type
 _REQUEST, _INDICATION = 0x0000, 0x0010
 
 
-class MuxError(Exception):
+class MuxError(IceError):
     """Misuse of the mux by local code (a ufrag registered twice, a table full of registrations)."""
 
 
