@@ -165,10 +165,10 @@ async def test_endpoint_close_unbinds_at_once(peer: Peer) -> None:
                 a.add_ufrag("ufA")
                 a.transports[0].confirm(peer.address)
                 await a.transports[0].send(check("x:ufA", b"\x05" * 12), peer.address)
-                assert a.stats() == {"ufrags": 1, "transactions": 1, "bindings": 1}
+                assert a.stats() == {"ufrags": 1, "transactions": 1, "bindings": 1, "tcp_connections": 0}
                 a.transports[0].close()  # closing a transport closes the whole endpoint
                 assert a.closed and mux.stats()["agents"] == 1
-                assert mux.table_sizes() == {"agents": 1, "ufrags": 0, "transactions": 0, "bindings": 0}
+                assert mux.table_sizes() == {"agents": 1, "ufrags": 0, "transactions": 0, "bindings": 0, "tcp_connections": 0}
                 with pytest.raises(trio.ClosedResourceError):
                     await a.transports[0].receive()
                 with pytest.raises(trio.ClosedResourceError):
@@ -252,9 +252,6 @@ async def test_socket_buffers_are_enlarged() -> None:
 
 
 async def test_arguments_are_checked() -> None:
-    with pytest.raises(NotImplementedError, match="ICE-TCP"):
-        async with open_mux([LOOP], 0, tcp=True):
-            pass
     with pytest.raises(ValueError, match="list of addresses"):
         async with open_mux(LOOP, 0):
             pass

@@ -67,6 +67,16 @@ class MuxLimits:
     """Datagrams waiting in one transport's inbox; more are dropped and counted ("inbox_full")."""
     inbox_bytes: int = 1 << 20
     """Bytes waiting in one transport's inbox (1 MiB); more are dropped and counted ("inbox_full")."""
+    tcp_max_connections: int = 4096
+    """ICE-TCP connections open at once on the whole mux (each is a descriptor); past it one is refused."""
+    tcp_max_unclaimed: int = 256
+    """ICE-TCP connections whose first check has not arrived yet; the oldest is closed for a new one."""
+    tcp_max_per_agent: int = 64
+    """ICE-TCP connections of one agent per address (IceConfig.tcp_max_inbound); the oldest unconfirmed goes."""
+    tcp_check_timeout: float = 10.0
+    """Seconds a connection may stay without a check its agent confirmed (RFC 6544 7.2, tcp_check_timeout)."""
+    tcp_max_frame: int = 65535
+    """The largest RFC 4571 frame taken on a claimed connection (RFC 4571 2)."""
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(MuxLimits):
@@ -217,10 +227,9 @@ class MuxRoutes(Generic[Owner]):
         if looks_like_stun(data):
             mtype = data[0] << 8 | data[1]
             if mtype == _BINDING_REQUEST:
-                ufrag = local_ufrag(data)
-                owner = self._ufrags.get(ufrag) if ufrag is not None else None
+                owner, reason = self.check_owner(data)
                 if owner is None:
-                    self.dropped["no_username" if ufrag is None else "unknown_ufrag"] += 1
+                    self.dropped[reason] += 1
                 return owner
             if mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):  # a success or error response
                 tid = bytes(data[8:20])
@@ -235,6 +244,17 @@ class MuxRoutes(Generic[Owner]):
         if owner is None:
             self.dropped["unbound_address"] += 1
         return owner
+
+    def check_owner(self, data: bytes) -> tuple[Owner | None, str]:
+        """The owner of a check (a STUN Binding request) by its local ufrag, or None and why not
+        ("not_a_check", "no_username", "unknown_ufrag"). Counts nothing."""
+        if not looks_like_stun(data) or (data[0] << 8 | data[1]) != _BINDING_REQUEST:
+            return None, "not_a_check"
+        ufrag = local_ufrag(data)
+        if ufrag is None:
+            return None, "no_username"
+        owner = self._ufrags.get(ufrag)
+        return owner, "" if owner is not None else "unknown_ufrag"
 
     def drop(self, reason: str) -> None:
         """Count a datagram the Trio side dropped after routing (e.g. "inbox_full")."""
