@@ -168,7 +168,8 @@ async def test_endpoint_close_unbinds_at_once(peer: Peer) -> None:
                 assert a.stats() == {"ufrags": 1, "transactions": 1, "bindings": 1, "tcp_connections": 0}
                 a.transports[0].close()  # closing a transport closes the whole endpoint
                 assert a.closed and mux.stats()["agents"] == 1
-                assert mux.table_sizes() == {"agents": 1, "ufrags": 0, "transactions": 0, "bindings": 0, "tcp_connections": 0}
+                assert mux.table_sizes() == {"agents": 1, "ufrags": 0, "transactions": 0, "bindings": 0,
+                                             "tcp_connections": 0}
                 with pytest.raises(trio.ClosedResourceError):
                     await a.transports[0].receive()
                 with pytest.raises(trio.ClosedResourceError):
