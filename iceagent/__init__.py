@@ -8,7 +8,7 @@ from .config import IceConfig
 from .errors import CandidateParseError, IceError, IceFailed, IceServerError, StunTimeout
 from .ice.candidate import Candidate, IceParameters, IceParametersError
 from .ice.pair import CandidatePair, PairState
-from .net.mux import Mux, MuxEndpoint, MuxError, MuxFull, MuxLimits, MuxTransport, open_mux
+from .net.mux import Mux, MuxEndpoint, MuxError, MuxFull, MuxLimits, MuxTcpTransport, MuxTransport, open_mux
 from .states import GatheringState, IceState
 from .uri import IceServer
 
@@ -34,6 +34,7 @@ __all__ = [
     "MuxError",
     "MuxFull",
     "MuxLimits",
+    "MuxTcpTransport",
     "MuxTransport",
     "PairState",
     "StunTimeout",
