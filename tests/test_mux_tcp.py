@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 from iceagent_vnet import Host, Lan
 
 from iceagent.ice.tcp_framing import Deframer, encode_frame
