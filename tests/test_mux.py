@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 import trio
 import trio.testing
+from ipv6 import needs_ipv6
 from leakcheck import open_fds
 
 import iceagent
+from iceagent.ice.tcp_framing import encode_frame
 from iceagent.net import Interface, OSNetwork
 from iceagent.net.mux import Mux, MuxEndpoint, MuxLimits, open_mux
 from iceagent.stun import Attr, Message, MessageClass, Method
@@ -290,3 +292,36 @@ async def test_wildcard_learns_the_destination_and_answers_from_it(peer: Peer) -
                 await peer.send(b"ours", ("127.0.0.2", port))
                 assert await a.transports[1].receive() == (b"ours", peer.address)
                 assert mux.stats()["dropped"] == {"unknown_local": 1}
+
+
+@needs_ipv6
+async def test_ipv6_wildcard_learns_the_destination() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_mux(["::"], 0, network=TwoLoopbacks()) as mux:
+            port = mux.local_addresses[0][1]
+            assert mux.local_addresses == [("::1", port)]
+            peer = trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            await peer.bind(("::1", 0))
+            with peer, mux.register("a") as a:
+                a.add_ufrag("ufA")
+                await peer.sendto(check("ufA:p"), ("::1", port))
+                _, source = await a.transports[0].receive()
+                assert source == peer.getsockname()[:2]
+                await a.transports[0].send(b"reply", source)
+                data, addr = await peer.recvfrom(100)
+                assert (data, addr[:2]) == (b"reply", ("::1", port))
+
+
+async def test_wildcard_tcp_knows_the_local_address_of_each_connection() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_mux(["0.0.0.0"], 0, tcp=True, network=TwoLoopbacks()) as mux:
+            port = mux.local_addresses[0][1]
+            assert mux.tcp_addresses == mux.local_addresses
+            with mux.register("a") as a:
+                a.add_ufrag("ufA")
+                stream = await trio.open_tcp_stream("127.0.0.2", port)
+                async with stream:
+                    await stream.send_all(encode_frame(check("ufA:p")))
+                    _, remote = await a.tcp_transport(("127.0.0.2", port)).receive()
+                    assert remote == stream.socket.getsockname()[:2]
+                    assert a.tcp_transport(("127.0.0.1", port)).connections == []
