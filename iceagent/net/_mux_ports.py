@@ -86,6 +86,8 @@ class SeamPort:
                 await self.sock.send(data, remote)
             except OSError:
                 pass  # a lost datagram, as UDP allows
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return  # the mux is closing
 
     def close(self) -> None:
         if self.outbox is not None:
