@@ -8,6 +8,7 @@ from .config import IceConfig
 from .errors import CandidateParseError, IceError, IceFailed, IceServerError, StunTimeout
 from .ice.candidate import Candidate, IceParameters, IceParametersError
 from .ice.pair import CandidatePair, PairState
+from .net.mux import Mux, MuxEndpoint, MuxError, MuxFull, MuxLimits, MuxTcpTransport, MuxTransport, open_mux
 from .states import GatheringState, IceState
 from .uri import IceServer
 
@@ -28,8 +29,16 @@ __all__ = [
     "IceServerError",
     "IceState",
     "IceStream",
+    "Mux",
+    "MuxEndpoint",
+    "MuxError",
+    "MuxFull",
+    "MuxLimits",
+    "MuxTcpTransport",
+    "MuxTransport",
     "PairState",
     "StunTimeout",
     "__version__",
     "open_agent",
+    "open_mux",
 ]

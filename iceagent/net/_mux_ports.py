@@ -1,0 +1,231 @@
+"""The mux's sockets (iceagent/net/mux.py): one per address through the Network seam, or a wildcard socket of
+the OS network that learns each datagram's destination (IP_PKTINFO, IPV6_RECVPKTINFO; RFC 3542 6)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket as _stdsocket
+import struct
+import sys
+from typing import Protocol
+
+import trio
+
+from .base import Address, Network, UdpSocket
+from .os import OSNetwork, OSUdpSocket
+
+#: Receive and send buffer asked of the kernel per mux socket: a burst of checks for thousands of agents
+#: must not overflow it (the kernel caps it at net.core.rmem_max / wmem_max, and that is accepted).
+SOCKET_BUFFER = 4 << 20
+#: Datagrams one receive task takes from its socket per wake-up.
+RECEIVE_BATCH = 64
+#: Datagrams waiting for a network without synchronous sends (e.g. the vnet) per mux socket.
+OUTBOX = 4096
+_IP_PKTINFO = getattr(_stdsocket, "IP_PKTINFO", 8)  # Linux's value; the stdlib names it from 3.13
+_IPV6_RECVPKTINFO = getattr(_stdsocket, "IPV6_RECVPKTINFO", 49)
+_IPV6_PKTINFO = getattr(_stdsocket, "IPV6_PKTINFO", 50)
+WILDCARDS = ("0.0.0.0", "::")
+
+Triple = tuple[bytes, Address, Address]  # data, remote, local
+
+
+class Port(Protocol):
+    """One mux socket, as the receive task and the transports see it."""
+
+    locals: list[Address]
+    bind_address: str  # the address given to bind (a wildcard for a PktinfoPort)
+
+    async def receive_batch(self) -> list[Triple]: ...
+
+    async def send(self, data: bytes, remote: Address, local: Address) -> None: ...
+
+    def try_send(self, data: bytes, remote: Address, local: Address) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class SeamPort:
+    """A socket bound on one explicit address through the Network seam (OS or virtual)."""
+
+    def __init__(self, sock: UdpSocket) -> None:
+        self.sock = sock
+        self.locals = [sock.local_address]
+        self.bind_address = sock.local_address[0]
+        self._try_send = getattr(sock, "try_send", None)
+        self._batch = getattr(sock, "receive_batch", None)
+        self.outbox: trio.MemorySendChannel[tuple[bytes, Address]] | None = None
+        self.outbox_receive: trio.MemoryReceiveChannel[tuple[bytes, Address]] | None = None
+        if self._try_send is None:  # no synchronous send: a sender task drains a bounded outbox
+            self.outbox, self.outbox_receive = trio.open_memory_channel(OUTBOX)
+
+    async def receive_batch(self) -> list[Triple]:
+        local = self.locals[0]
+        if self._batch is not None:
+            return [(data, remote, local) for data, remote in await self._batch(RECEIVE_BATCH)]
+        data, remote = await self.sock.receive()
+        return [(data, remote, local)]
+
+    async def send(self, data: bytes, remote: Address, local: Address) -> None:
+        await self.sock.send(data, remote)
+
+    def try_send(self, data: bytes, remote: Address, local: Address) -> bool:
+        if self._try_send is not None:
+            return bool(self._try_send(data, remote))
+        assert self.outbox is not None
+        try:
+            self.outbox.send_nowait((data, remote))
+        except trio.WouldBlock:
+            return False
+        return True
+
+    async def run_sender(self) -> None:
+        """Send what `try_send` queued (networks without a synchronous send)."""
+        assert self.outbox_receive is not None
+        async for data, remote in self.outbox_receive:
+            try:
+                await self.sock.send(data, remote)
+            except OSError:
+                pass  # a lost datagram, as UDP allows
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return  # the mux is closing
+
+    def close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+        self.sock.close()
+
+
+class PktinfoPort:
+    """A wildcard socket of the OS network that learns each datagram's destination address and sends from
+    a chosen source address (IP_PKTINFO, IPV6_RECVPKTINFO / IPV6_PKTINFO; RFC 3542 6.1, Linux ip(7))."""
+
+    def __init__(self, raw: _stdsocket.socket, locals_: list[Address]) -> None:
+        self.raw = raw
+        self.locals = locals_
+        self.bind_address = str(raw.getsockname()[0])
+        self.v6 = raw.family == _stdsocket.AF_INET6
+        self._port = raw.getsockname()[1]
+        self._ancsize = _stdsocket.CMSG_SPACE(20 if self.v6 else 12)
+
+    async def receive_batch(self) -> list[Triple]:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        raw, waited = self.raw, False
+        out: list[Triple] = []
+        while len(out) < RECEIVE_BATCH:
+            try:
+                data, anc, _flags, addr = raw.recvmsg(65536, self._ancsize)
+            except BlockingIOError:
+                if out:
+                    break
+                await trio.lowlevel.wait_readable(raw)
+                waited = True
+                continue
+            except ConnectionResetError:
+                continue
+            out.append((data, (str(addr[0]).split("%", 1)[0], addr[1]), (self._destination(anc), self._port)))
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return out
+
+    def _destination(self, anc: list[tuple[int, int, bytes]]) -> str:
+        for level, kind, cdata in anc:
+            if not self.v6 and level == _stdsocket.IPPROTO_IP and kind == _IP_PKTINFO and len(cdata) >= 12:
+                return _stdsocket.inet_ntop(_stdsocket.AF_INET, cdata[8:12])  # in_pktinfo.ipi_addr
+            if self.v6 and level == _stdsocket.IPPROTO_IPV6 and kind == _IPV6_PKTINFO and len(cdata) >= 16:
+                return _stdsocket.inet_ntop(_stdsocket.AF_INET6, cdata[:16])  # in6_pktinfo.ipi6_addr
+        return ""  # no ancillary data: counted as "unknown_local"
+
+    def _cmsg(self, local: Address) -> list[tuple[int, int, bytes]]:
+        if self.v6:
+            return [(_stdsocket.IPPROTO_IPV6, _IPV6_PKTINFO,
+                     _stdsocket.inet_pton(_stdsocket.AF_INET6, local[0]) + struct.pack("@I", 0))]
+        return [(_stdsocket.IPPROTO_IP, _IP_PKTINFO,
+                 struct.pack("@i", 0) + _stdsocket.inet_aton(local[0]) + bytes(4))]  # ipi_spec_dst = source
+
+    async def send(self, data: bytes, remote: Address, local: Address) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                self.raw.sendmsg([data], self._cmsg(local), 0, remote)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self.raw)
+                continue
+            except OSError:
+                pass  # lost, as UDP allows
+            break
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def try_send(self, data: bytes, remote: Address, local: Address) -> bool:
+        try:
+            self.raw.sendmsg([data], self._cmsg(local), 0, remote)
+        except BlockingIOError:
+            return False
+        except OSError:
+            pass
+        return True
+
+    def close(self) -> None:
+        if self.raw.fileno() >= 0:
+            try:
+                trio.lowlevel.notify_closing(self.raw)
+            except RuntimeError:
+                pass
+        self.raw.close()
+
+
+def _interface_addresses(network: Network, wildcard: str) -> list[str]:
+    """The addresses a wildcard bind serves: every interface address of its family, IPv6 link-local left
+    out (it needs a scope); loopback included (the agent chooses which bases to advertise)."""
+    v6 = ":" in wildcard
+    out: list[str] = []
+    for iface in network.interfaces():
+        for address in iface.addresses:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            if (ip.version == 6) == v6 and not (v6 and ip.is_link_local) and str(ip) not in out:
+                out.append(str(ip))
+    return out
+
+
+def _grow_buffers(sock: _stdsocket.socket | trio.socket.SocketType) -> None:
+    """Ask for SOCKET_BUFFER of receive and send buffer; the kernel gives what its limits allow."""
+    for option in (_stdsocket.SO_RCVBUF, _stdsocket.SO_SNDBUF):
+        try:
+            sock.setsockopt(_stdsocket.SOL_SOCKET, option, SOCKET_BUFFER)
+        except OSError:
+            pass
+
+
+async def _bind_wildcard(network: Network, address: str, port: int) -> PktinfoPort:
+    if not isinstance(network, OSNetwork) or not sys.platform.startswith("linux"):
+        raise NotImplementedError(
+            f"open_mux on {address!r} needs the destination address of each datagram (IP_PKTINFO), which only "
+            "OSNetwork on Linux gives here: bind the mux to explicit addresses instead")
+    locals_ = _interface_addresses(network, address)
+    if not locals_:
+        raise OSError(f"open_mux: no interface has an address of the family of {address!r}")
+    family = _stdsocket.AF_INET6 if ":" in address else _stdsocket.AF_INET
+    raw = _stdsocket.socket(family, _stdsocket.SOCK_DGRAM)
+    try:
+        raw.setblocking(False)
+        if family == _stdsocket.AF_INET6:
+            raw.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
+            raw.setsockopt(_stdsocket.IPPROTO_IPV6, _IPV6_RECVPKTINFO, 1)
+        else:
+            raw.setsockopt(_stdsocket.IPPROTO_IP, _IP_PKTINFO, 1)
+        _grow_buffers(raw)
+        raw.bind((address, port))
+        await trio.lowlevel.checkpoint()
+    except BaseException:
+        raw.close()
+        raise
+    bound = raw.getsockname()[1]
+    return PktinfoPort(raw, [(a, bound) for a in locals_])
+
+
+async def bind_port(network: Network, address: str, port: int) -> Port:
+    if address in WILDCARDS:
+        return await _bind_wildcard(network, address, port)
+    sock = await network.bind_udp(address, port)
+    if isinstance(sock, OSUdpSocket):
+        _grow_buffers(sock.raw)
+    return SeamPort(sock)

@@ -1,0 +1,269 @@
+"""open_mux: one UDP port (and ICE-TCP listener) per address shared by many agents (DESIGN.md "Concurrency").
+
+The application opens the mux in its own nursery; it owns one socket per address and one receive task
+per socket, which drains datagrams in batches and routes each into one endpoint's bounded inbox by the
+sans-IO table of `_mux_routes` (checks by ufrag, responses by transaction id, everything else by a source
+address an endpoint confirmed). Routing never calls agent code: it appends to an inbox and wakes the
+task waiting on it, so nothing an agent does can raise in (or end) the mux.
+
+An agent uses the mux through a `MuxEndpoint` (`mux.register(name)`): one `MuxTransport` per mux
+address, each looking like a UDP socket (`send`, `send_nowait`, `try_send`, `receive`, `receive_batch`,
+`local_address`, `close`) plus `confirm(remote)`; with `tcp=True` also one `MuxTcpTransport` per address
+(an ICE-TCP passive transport, RFC 6544). A wildcard address ("0.0.0.0", "::") is served on the OS
+network with IP_PKTINFO / IPV6_RECVPKTINFO (RFC 3542 6): each datagram's destination picks the
+transport, and replies leave from that address.
+
+Not yet: server-reflexive candidates through the mux (one STUN binding per server, shared by every
+agent); until then an agent's srflx gathering uses its own sockets.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ._mux_inbox import InboxTransport
+from ._mux_ports import Port, SeamPort, bind_port
+from ._mux_routes import MuxError, MuxFull, MuxLimits, MuxRoutes, request_transaction_id
+from ._mux_tcp import MuxTcpTransport, TcpAcceptor
+from .base import Address, Network
+from .os import OSNetwork
+
+__all__ = ["Mux", "MuxEndpoint", "MuxError", "MuxFull", "MuxLimits", "MuxTcpTransport", "MuxTransport", "open_mux"]
+
+
+class MuxTransport(InboxTransport):
+    """One mux UDP address as one agent sees it: a socket-like transport (the `UdpSocket` shape plus
+    `send_nowait`, `try_send`, `receive_batch`) and `confirm(remote)` to bind a verified source address."""
+
+    def __init__(self, endpoint: MuxEndpoint, port: Port, local: Address) -> None:
+        super().__init__(endpoint, local)
+        self._port = port
+
+    def _before_send(self, data: bytes) -> None:
+        self._check_open()
+        tid = request_transaction_id(data)
+        if tid is not None:  # its response comes back by transaction id (RFC 8489 6.3)
+            self._endpoint._mux._routes.add_transaction(self._endpoint, tid, trio.current_time())
+
+    async def send(self, data: bytes, remote: Address) -> None:
+        """Send one datagram from this address; a STUN request's transaction id is recorded first."""
+        self._before_send(data)
+        await self._port.send(data, remote, self._local)
+
+    def try_send(self, data: bytes, remote: Address) -> bool:
+        """Send now if the socket can take it; False (nothing sent) when it cannot."""
+        self._before_send(data)
+        return self._port.try_send(data, remote, self._local)
+
+    def send_nowait(self, data: bytes, remote: Address) -> None:
+        """Send now, or drop the datagram (counted as "send_full") when the socket cannot take it."""
+        if not self.try_send(data, remote):
+            self._endpoint._mux._routes.drop("send_full")
+
+    def confirm(self, remote: Address) -> None:
+        """Bind `remote` on this address to this endpoint: call it only after verifying the integrity of a
+        check from, or a response to, `remote` (DESIGN.md). The latest confirm of any endpoint wins."""
+        if not self._closed:
+            self._endpoint._mux._routes.confirm(self._endpoint, self._local, remote)
+
+
+class MuxEndpoint:
+    """One agent's registration with a mux: its ufrags (one per ICE generation) and one transport per mux
+    address. Closing it (or leaving `with`) unbinds everything of the agent at once."""
+
+    def __init__(self, mux: Mux, name: str) -> None:
+        self._mux = mux
+        self.name = name
+        self.closed = False
+        self.transports = [MuxTransport(self, port, local) for port, local in mux._port_of_local]
+        """One UDP transport per `mux.local_addresses`, in that order."""
+        self.tcp_transports = [MuxTcpTransport(self, local, mux.limits) for local in mux.tcp_addresses]
+        """One ICE-TCP passive transport per `mux.tcp_addresses` (none without `tcp=True`)."""
+        self._by_local = {t.local_address: t for t in self.transports}
+        self._tcp_by_local = {t.local_address: t for t in self.tcp_transports}
+
+    def transport(self, local: Address) -> MuxTransport:
+        """The UDP transport of mux address `local` (KeyError if the mux has no such address)."""
+        return self._by_local[local]
+
+    def tcp_transport(self, local: Address) -> MuxTcpTransport:
+        """The ICE-TCP transport of mux address `local` (KeyError if the mux has no such listener)."""
+        return self._tcp_by_local[local]
+
+    def add_ufrag(self, ufrag: str) -> None:
+        """Route checks for `ufrag` (our local ufrag of one ICE generation) to this endpoint; `MuxError` if
+        another endpoint has it, `MuxFull` past `MuxLimits.max_ufrags_per_agent`."""
+        if self.closed:
+            raise trio.ClosedResourceError(f"the mux endpoint {self.name!r} is closed")
+        self._mux._routes.add_ufrag(self, ufrag)
+
+    def remove_ufrag(self, ufrag: str) -> None:
+        """Stop routing checks for `ufrag` (its generation closed)."""
+        if not self.closed:
+            self._mux._routes.remove_ufrag(self, ufrag)
+
+    def stats(self) -> dict[str, int]:
+        """How many ufrags, outstanding transactions, bound addresses and ICE-TCP connections it holds."""
+        return {**self._mux._routes.owner_counts(self),
+                "tcp_connections": sum(len(t.connections) for t in self.tcp_transports)}
+
+    def close(self) -> None:
+        """Leave the mux: ufrags, transactions, bindings and connections go at once; receivers get
+        `trio.ClosedResourceError`."""
+        if self.closed:
+            return
+        self.closed = True
+        self._mux._routes.remove_owner(self)
+        self._mux._endpoints.discard(self)
+        for t in (*self.transports, *self.tcp_transports):
+            t._close()
+
+    def __enter__(self) -> MuxEndpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<MuxEndpoint {self.name!r}{' closed' if self.closed else ''}>"
+
+
+class Mux:
+    """An open mux (made by `open_mux`): its addresses, stats, and `register` for agents."""
+
+    def __init__(self, limits: MuxLimits) -> None:
+        self.limits = limits
+        self._routes: MuxRoutes[MuxEndpoint] = MuxRoutes(limits)
+        self._ports: list[Port] = []
+        self._port_of_local: list[tuple[Port, Address]] = []
+        self._local_set: set[Address] = set()
+        self._acceptors: list[TcpAcceptor] = []
+        self._tcp_counts: collections.Counter[str] = collections.Counter()
+        self._endpoints: set[MuxEndpoint] = set()
+        self.closed = False
+
+    @property
+    def local_addresses(self) -> list[Address]:
+        """The mux's UDP addresses (a wildcard expanded to the interface addresses): the agents' host bases."""
+        return [local for _, local in self._port_of_local]
+
+    @property
+    def tcp_addresses(self) -> list[Address]:
+        """The mux's ICE-TCP passive addresses (empty without `tcp=True`)."""
+        return [local for acceptor in self._acceptors for local in acceptor.locals]
+
+    def register(self, name: str = "") -> MuxEndpoint:
+        """A new endpoint for one agent (use it as a context manager or call `close()`); `MuxFull` past
+        `MuxLimits.max_agents`."""
+        if self.closed:
+            raise trio.ClosedResourceError("the mux is closed")
+        endpoint = MuxEndpoint(self, name)
+        self._routes.add_owner(endpoint)
+        self._endpoints.add(endpoint)
+        return endpoint
+
+    def stats(self) -> dict[str, Any]:
+        """{"agents": registered endpoints, "routed": datagrams put in an inbox, "dropped": {reason: n}}."""
+        return {"agents": len(self._endpoints), "routed": self._routes.routed, "dropped": dict(self._routes.dropped)}
+
+    def table_sizes(self) -> dict[str, int]:
+        """The size of every table: agents, ufrags, transactions, bindings, open ICE-TCP connections."""
+        return {**self._routes.sizes(), "tcp_connections": self._tcp_counts["tcp_open"]}
+
+    def _add_port(self, port: Port) -> None:
+        self._ports.append(port)
+        for local in port.locals:
+            self._port_of_local.append((port, local))
+            self._local_set.add(local)
+
+    async def _receive_loop(self, port: Port) -> None:
+        """Drain one socket in batches and route each datagram into one inbox; never calls agent code."""
+        routes, limits, local_set = self._routes, self.limits, self._local_set
+        while True:
+            try:
+                batch = await port.receive_batch()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            now = trio.current_time()
+            for data, remote, local in batch:
+                if local not in local_set:
+                    routes.drop("unknown_local")
+                    continue
+                owner = routes.route(data, local, remote, now)
+                if owner is None:
+                    continue
+                if owner._by_local[local]._deliver(data, remote, limits):
+                    routes.routed += 1
+                else:
+                    routes.drop("inbox_full")
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for endpoint in list(self._endpoints):
+            endpoint.close()
+        for port in self._ports:
+            port.close()
+        for acceptor in self._acceptors:
+            acceptor.listener.close()
+
+    def __repr__(self) -> str:
+        return f"<Mux {self.local_addresses} agents={len(self._endpoints)}>"
+
+
+async def _listen(mux: Mux, network: Network, port: Port) -> None:
+    """An ICE-TCP passive listener on the UDP socket's address and port (RFC 6544 4.5)."""
+    listener = await network.listen_tcp(port.bind_address, port.locals[0][1])
+    mux._acceptors.append(TcpAcceptor(listener, [(a, listener.local_address[1]) for a, _ in port.locals],
+                                      mux._routes, mux.limits, mux._tcp_counts))
+
+
+@asynccontextmanager
+async def open_mux(
+    host_addresses: Sequence[str],
+    port: int = 0,
+    *,
+    tcp: bool = False,
+    network: Network | None = None,
+    limits: MuxLimits | None = None,
+) -> AsyncIterator[Mux]:
+    """Open one UDP socket on `port` per address in `host_addresses`, shared by many agents; with `tcp=True`
+    also an ICE-TCP passive listener (RFC 6544) on the same address and port.
+
+    `port=0` picks an ephemeral port per address (`mux.local_addresses` says which). A wildcard
+    ("0.0.0.0", "::") serves every interface address of its family (OS network on Linux only).
+    `network=None` is the OS network; the vnet plugin's network runs the mux on the virtual network.
+    `limits` bounds the routing tables, inboxes and connections (`MuxLimits`). Every socket and task
+    ends with the `async with`; endpoints still registered are closed then.
+    """
+    if isinstance(host_addresses, str) or not host_addresses:
+        raise ValueError(f"open_mux needs a list of addresses to bind, got {host_addresses!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"open_mux: port {port} is out of range 0..65535")
+    net = network if network is not None else OSNetwork()
+    mux = Mux(limits or MuxLimits())
+    try:
+        for address in dict.fromkeys(host_addresses):
+            mux._add_port(await bind_port(net, address, port))
+            if tcp:
+                await _listen(mux, net, mux._ports[-1])
+        async with trio.open_nursery() as nursery:
+            for p in mux._ports:
+                nursery.start_soon(mux._receive_loop, p, name=f"iceagent.mux receive {p.locals[0]}")
+                if isinstance(p, SeamPort) and p.outbox_receive is not None:
+                    nursery.start_soon(p.run_sender, name=f"iceagent.mux send {p.locals[0]}")
+            for acceptor in mux._acceptors:
+                nursery.start_soon(acceptor.run, nursery, name=f"iceagent.mux accept {acceptor.locals[0]}")
+            try:
+                yield mux
+            finally:
+                mux._close()  # endpoints end their receivers, sockets and listeners end their tasks
+                nursery.cancel_scope.cancel()
+    finally:
+        mux._close()
