@@ -49,7 +49,8 @@ class IceConfig:
     consent_timeout: float = attrs.field(default=30.0, validator=_positive)
     #: Time without any traffic on the selected pair before DISCONNECTED (implementation choice, as browsers).
     disconnected_timeout: float = attrs.field(default=5.0, validator=_positive)
-    #: Time spent DISCONNECTED or CHECKING without a valid pair before FAILED (implementation choice).
+    #: Time spent CHECKING without a valid pair before FAILED (implementation choice). A DISCONNECTED agent
+    #: fails when consent expires (`consent_timeout`, RFC 7675 5.1), not through this timer.
     failed_timeout: float = attrs.field(default=30.0, validator=_positive)
     #: Initial back-off between automatic restarts of a FAILED agent (doubles up to 16 times this).
     restart_backoff: float = attrs.field(default=1.0, validator=_positive)

@@ -16,7 +16,7 @@ from iceagent_vnet import Host, Lan
 
 from iceagent import Agent, Candidate, CandidateParseError, IceConfig, IceParameters, open_agent
 from iceagent.agent._gathering import MAX_GATHERER_ERRORS
-from iceagent.agent.runner import MAX_DATA_SOURCES
+from iceagent.agent._runner import MAX_DATA_SOURCES
 from iceagent.ice.session import REMOTE_CANDIDATES_PER_PAIR
 from iceagent.mdns import open_responder
 from iceagent.stun import Attr, Message, MessageClass, Method

@@ -9,8 +9,8 @@ import trio
 import trio.testing
 from trio_util import AsyncValue
 
-from iceagent.agent.lazy_value import LazyAsyncValue
-from iceagent.agent.notify import Notifier, Wakeup
+from iceagent.agent._lazy_value import LazyAsyncValue
+from iceagent.agent._notify import Notifier, Wakeup
 from iceagent.agent.stream import Inbox
 
 # ---- LazyAsyncValue ----

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from iceagent.agent.pacer import GLOBAL_INTERVAL, global_pacer, wait_for_slot
+from iceagent.agent._pacer import GLOBAL_INTERVAL, global_pacer, wait_for_slot
 
 
 async def test_slots_are_spaced_and_the_first_is_immediate(autojump_clock: trio.testing.MockClock) -> None:
@@ -33,7 +33,7 @@ async def _srflx_gather_reservations(monkeypatch: pytest.MonkeyPatch, *, global_
     """Pacer slots taken while one agent gathers a srflx candidate from a STUN server on 127.0.0.1 that
     answers or stays silent (then the request is retransmitted rc times)."""
     from iceagent import IceConfig, IceServer, open_agent
-    from iceagent.agent.pacer import GlobalPacer
+    from iceagent.agent._pacer import GlobalPacer
     from iceagent.net.os import OSNetwork
     from iceagent.stun.server import open_stun_server
 

@@ -48,7 +48,7 @@ def assert_bounded(s: IceSession) -> dict[str, int]:
         assert sizes[name] <= bound, (name, sizes[name], bound)
     # nothing refers to a pair that is on neither list (it would keep it, and its RTO state, alive)
     alive = live(s)
-    kept: list[CandidatePair] = [r.pair for r in s._requests.values()]
+    kept: list[CandidatePair] = [r.pair for r in s._requests._by_id.values()]
     kept += [*s._generated, *s._generated.values(), *s._use_candidate, *s._use_candidate.values()]
     kept += [*s._peer_nominated, *s._checklist.triggered]
     assert all(id(p) in alive for p in kept)
@@ -108,7 +108,7 @@ def test_tables_stay_bounded_under_candidates_prflx_sources_and_churn() -> None:
         s.handle_timer(now)
         drain(s)
     assert_bounded(s)
-    assert all(id(r.pair) in live(s) for r in s._requests.values())
+    assert all(id(r.pair) in live(s) for r in s._requests._by_id.values())
 
 
 def test_dropped_pair_is_forgotten_and_its_late_response_ignored() -> None:

@@ -282,7 +282,7 @@ async def test_after_the_async_with_no_task_socket_or_timer_of_the_agent_remains
 
 def _sessions() -> int:
     """SessionRunners alive in the process (after a full collection)."""
-    from iceagent.agent.runner import SessionRunner
+    from iceagent.agent._runner import SessionRunner
 
     gc.collect()
     return sum(isinstance(obj, SessionRunner) for obj in gc.get_objects())

@@ -14,7 +14,7 @@ import attrs
 from ..gatherers.base import GatherOptions
 from ..ice.candidate import Candidate
 from ..states import GatheringState
-from .notify import Notifier
+from ._notify import Notifier
 
 __all__ = ["MAX_GATHERER_ERRORS", "Gathering"]
 

@@ -20,7 +20,7 @@ from ..ice.generation import IceGeneration
 from ..logs import get_logger
 from ..mdns.resolver import MAX_PENDING, MdnsResolveError, MdnsResolver
 from ..net.base import Network, UdpSocket
-from .notify import Notifier
+from ._notify import Notifier
 
 __all__ = ["MdnsCounters", "RemoteNames"]
 

@@ -14,7 +14,7 @@ from ..errors import IceFailed
 from ..gatherers.base import CandidateTransport
 from ..ice.pair import CandidatePair
 from ..net.base import Address, TransportCapabilities
-from .notify import Notifier
+from ._notify import Notifier
 
 __all__ = ["Route", "RouteState", "make_route"]
 

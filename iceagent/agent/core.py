@@ -47,12 +47,12 @@ from ..plugins import get_plugin_manager
 from ..states import GatheringState, IceState
 from ..stun.message import random_bytes
 from ..uri import IceServer
+from ._lazy_value import LazyAsyncValue
 from ._observe import AgentObservers
+from ._remote import RemoteGate
 from ._remote_names import MdnsCounters
 from ._route import RouteState, make_route
-from .lazy_value import LazyAsyncValue
-from .remote import RemoteGate
-from .runner import SessionRunner
+from ._runner import SessionRunner
 from .stream import IceStream, Inbox
 
 log = get_logger("iceagent.agent")
@@ -121,7 +121,9 @@ class Agent:
         self._routes = RouteState(name)
         self._route_runner: SessionRunner | None = None
         self._selected_at = 0.0
-        self.supervisor = Supervisor(self.config, auto_restart=auto_restart, rng=random.Random())
+        # consent timing is randomized (RFC 7675 5.1); seeded from the `random` module, so a program that seeds
+        # it (as the soak test does) runs the same every time
+        self.supervisor = Supervisor(self.config, auto_restart=auto_restart, rng=random.Random(random.getrandbits(64)))
         self._supervise = True  # poll the supervisor at the next pump (see `supervise`)
         self._supervise_at = -math.inf  # when the supervisor asked to be polled again
         self._foundations: dict[tuple[str, str, str, str | None], str] = {}

@@ -7,8 +7,8 @@ from collections import deque
 import trio
 
 from ..errors import IceFailed
+from ._notify import Notifier
 from ._route import RouteState
-from .notify import Notifier
 
 
 class Inbox:

@@ -190,6 +190,14 @@ class CandidateSet:
         self.remotes.append(candidate)
         return candidate
 
+    def awaiting_tcp(self) -> bool:
+        """A remote active TCP candidate may still connect to a local passive one: its checks arrive as
+        peer-reflexive pairs, so the check list is not hopeless yet (RFC 6544 7.1, 7.2); the agent's
+        failed timeout bounds the wait."""
+        if not any(c.tcptype == "passive" and c.type in ("host", "relay") for c, _ in self.locals):
+            return False
+        return any(r.tcptype == "active" for r in self.remotes)
+
     def sizes(self) -> dict[str, int]:
         """The sizes of its tables (docs/security.md "Agent-side bounds")."""
         return {

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import attrs
-
 from ..config import IceConfig
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method, random_bytes
-from ..stun.transaction import RtoEstimator, Transaction
+from ._requests import Request, Requests, estimator_of
 from .candidate import Candidate, IceParameters, unusable_reason
 from .candidate_set import CandidateSet, RemoteAdded
 from .checklist import CheckList
@@ -44,21 +42,8 @@ from .events import (
 )
 from .pair import CandidatePair, PairState, check_priority
 
-__all__ = [
-    "ChecklistFailed",
-    "ConsentRefreshed",
-    "Event",
-    "IceSession",
-    "LocalCandidateLearned",
-    "NominationFailed",
-    "PairNominated",
-    "PairRemoved",
-    "PairStateChanged",
-    "PairValid",
-    "RemoteCandidateLearned",
-    "RoleChanged",
-    "Transmit",
-]
+# The events stay importable from here (as before they moved to ice/events.py).
+__all__ = ["MAX_PENDING_TRIGGERED", "REMOTE_CANDIDATES_PER_PAIR", "IceSession"]
 
 Address = tuple[str, int]
 
@@ -68,21 +53,6 @@ MAX_PENDING_TRIGGERED = 64
 REMOTE_CANDIDATES_PER_PAIR = 4
 
 _UNFINISHED = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
-
-
-@attrs.define(eq=False)
-class _Request:
-    """An outstanding Binding request of a check or consent transaction (RFC 8445 7.2.2, RFC 7675 5.1)."""
-
-    pair: CandidatePair
-    transaction: Transaction
-    key: bytes  # the remote password it was protected with
-    priority: int  # the PRIORITY it carried (a learned local prflx candidate gets it, 7.2.5.3.1)
-    controlling: bool  # the role attribute it carried (7.2.5.1)
-    use_candidate: bool
-    consent: bool
-    nominating: CandidatePair | None = None  # the valid pair a USE-CANDIDATE check nominates
-    cancelled: bool = False  # 7.3.1.4: no more retransmissions, no failure on timeout
 
 
 class IceSession:
@@ -101,7 +71,6 @@ class IceSession:
         "_random",
         "_remote_done",
         "_requests",
-        "_timer",
         "_use_candidate",
         "config",
         "controlling",
@@ -136,8 +105,7 @@ class IceSession:
         )
         self._local_done = False
         self._remote_done = False
-        self._requests: dict[bytes, _Request] = {}
-        self._timer: float | bool | None = False  # get_timer()'s answer; False: work it out again
+        self._requests = Requests()
         self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque
         self._use_candidate: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair to nominate
         #: 7.3.1.5: nominated by the peer, not yet valid (a dict as a set: an empty one is a third the size)
@@ -257,12 +225,9 @@ class IceSession:
         checks fail at once instead of at the 39.5 s timeout, and its pairs, valid ones too, become Failed
         (RFC 6544 7.1). Returns those pairs; the agent decides what a broken selected pair means."""
         route = (base, remote)
-        self._timer = False
-        for tid, request in list(self._requests.items()):
-            if request.pair.route == route:
-                del self._requests[tid]
-                if not request.consent:
-                    self._check_failed(request)
+        for request in self._requests.take_route(route):
+            if not request.consent:
+                self._check_failed(request)
         pairs = [p for p in self._checklist.valid if p.route == route]
         listed = self._checklist.find(base, remote)
         if listed is not None and listed not in pairs:
@@ -307,32 +272,20 @@ class IceSession:
 
     def get_timer(self) -> float | None:
         """When `handle_timer` must next be called (retransmission or transaction timeout), or None."""
-        timer = self._timer
-        if timer is False:  # the transactions changed since it was last worked out
-            timer = None
-            for r in self._requests.values():
-                t = r.transaction.get_timer()
-                if t is not None and (timer is None or t < timer):
-                    timer = t
-            self._timer = timer
-        return timer
+        return self._requests.get_timer()
 
     def handle_timer(self, now: float) -> list[Transmit]:
         """Retransmit due requests (RFC 8489 6.2.1) and fail timed-out checks; returns the retransmits."""
         out = []
-        self._timer = False
-        for tid, request in list(self._requests.items()):
-            transaction = request.transaction
-            data = transaction.handle_timer(now)
-            if data is not None:
-                pair = request.pair
-                pair.requests_sent += 1
-                pair.retransmissions_sent += 1
-                out.append(Transmit(data, pair.base, pair.remote_address, pair))
-            elif transaction.timed_out:
-                del self._requests[tid]
-                if not request.consent and not request.cancelled:
-                    self._check_failed(request)
+        again, expired = self._requests.handle_timer(now)
+        for request, data in again:
+            pair = request.pair
+            pair.requests_sent += 1
+            pair.retransmissions_sent += 1
+            out.append(Transmit(data, pair.base, pair.remote_address, pair))
+        for request in expired:
+            if request.is_live_check:
+                self._check_failed(request)
         self._update_failed()
         return out
 
@@ -372,7 +325,7 @@ class IceSession:
         checklist = self._checklist
         return (
             any(p.state is not PairState.SUCCEEDED or p in self._use_candidate for p in checklist.triggered)
-            or any(not r.consent and not r.cancelled for r in self._requests.values())
+            or self._requests.checks_in_flight()
             or (not self._completed and any(p.state in _UNFINISHED for p in checklist.pairs))
         )
 
@@ -455,11 +408,7 @@ class IceSession:
                 self._checklist.enqueue_triggered(pair)
         elif pair.state is not PairState.SUCCEEDED and not held_back:
             if pair.state is PairState.IN_PROGRESS:
-                self._timer = False
-                for request in self._requests.values():
-                    if request.pair is pair and not request.consent:
-                        request.cancelled = True
-                        request.transaction.stop_retransmitting()
+                self._requests.cancel_checks(pair)
             self._checklist.set_state(pair, PairState.WAITING)
             self._checklist.enqueue_triggered(pair)
         pair.requests_received += 1
@@ -496,27 +445,20 @@ class IceSession:
             tie_breaker=self.tie_breaker,
             use_candidate=use_candidate,
         )
-        estimator = self._estimator(pair)
-        transaction = Transaction(
+        self._requests.start(
             data,
             tid,
             now,
-            rto=max(self.config.rto, estimator.rto),
-            rc=self.config.rc,
-            rm=self.config.rm,
-            reliable=pair.base.transport == "tcp",
-            reliable_timeout=self.config.reliable_timeout,
-        )
-        self._timer = False
-        self._requests[tid] = _Request(
-            pair=pair,
-            transaction=transaction,
-            key=remote.pwd.encode(),
-            priority=priority,
-            controlling=self.controlling,
-            use_candidate=use_candidate,
-            consent=consent,
-            nominating=nominating,
+            self.config,
+            Request(
+                pair=pair,
+                key=remote.pwd.encode(),
+                priority=priority,
+                controlling=self.controlling,
+                use_candidate=use_candidate,
+                consent=consent,
+                nominating=nominating,
+            ),
         )
         pair.requests_sent += 1
         if consent:
@@ -525,28 +467,20 @@ class IceSession:
             self._checklist.set_state(pair, PairState.IN_PROGRESS)
         return Transmit(data, pair.base, pair.remote_address, pair)
 
-    def _estimator(self, pair: CandidatePair) -> RtoEstimator:
-        """The pair's RTO estimator (RFC 8489 6.2.1), made on first use; it lives on the pair."""
-        estimator = pair.rto_estimator
-        if estimator is None:
-            estimator = pair.rto_estimator = RtoEstimator(initial=self.config.rto)
-        return estimator
-
     # ---- responses (RFC 8445 7.2.5) ----
 
     def _handle_response(self, message: Message, base: Candidate, remote: Address, now: float) -> None:
         request = self._requests.get(message.transaction_id)
         if request is None:
             return  # unknown or already answered
-        self._timer = False
         if Attr.FINGERPRINT in message and not message.verify_fingerprint():
             return
         if not message.verify_integrity(request.key):
             if request.transaction.reliable:  # RFC 8489 9.1.4: a failure over TCP, ignored over UDP
-                del self._requests[message.transaction_id]
+                self._requests.pop(message.transaction_id)
                 self._check_failed(request)
             return
-        del self._requests[message.transaction_id]
+        self._requests.pop(message.transaction_id)
         rtt = request.transaction.handle_response(now)
         pair = request.pair
         pair.responses_received += 1
@@ -562,7 +496,7 @@ class IceSession:
                 self._check_failed(request)  # not symmetric (7.2.5.2.1)
             return
         if rtt is not None:
-            self._estimator(pair).update(rtt)
+            estimator_of(pair, self.config).update(rtt)
             pair.rtt = rtt
         pair.last_consent = now
         if request.consent:
@@ -574,7 +508,7 @@ class IceSession:
             return
         self._check_succeeded(request, mapped, now)
 
-    def _role_conflict_response(self, request: _Request) -> None:
+    def _role_conflict_response(self, request: Request) -> None:
         """487: take the role opposite to what the request said and retry as a triggered check (7.2.5.1)."""
         if request.controlling == self.controlling:
             self._set_role(not request.controlling)
@@ -587,7 +521,7 @@ class IceSession:
             self._use_candidate[pair] = request.nominating
         self._checklist.enqueue_triggered(pair)
 
-    def _check_succeeded(self, request: _Request, mapped: Address, now: float) -> None:
+    def _check_succeeded(self, request: Request, mapped: Address, now: float) -> None:
         """Learn a local prflx candidate (7.2.5.3.1), build the valid pair (7.2.5.3.2), set the pair
         Succeeded and unfreeze its foundation (7.2.5.3.3), conclude nomination (7.2.5.3.4)."""
         pair = request.pair
@@ -621,7 +555,7 @@ class IceSession:
             self._set_nominated(valid)
         self._checklist.unfreeze_foundation(pair.foundation)
 
-    def _check_failed(self, request: _Request) -> None:
+    def _check_failed(self, request: Request) -> None:
         """A check failed: error response, timeout or asymmetric response (RFC 8445 7.2.5.2)."""
         if request.cancelled:
             return
@@ -661,11 +595,7 @@ class IceSession:
         for table in (self._use_candidate, self._generated):
             for key in [k for k, v in table.items() if v is pair]:
                 del table[key]
-        doomed = [tid for tid, r in self._requests.items() if r.pair is pair]
-        for tid in doomed:
-            del self._requests[tid]
-        if doomed:
-            self._timer = False
+        self._requests.drop_pair(pair)
         self._events.append(PairRemoved(pair))
 
     def table_sizes(self) -> dict[str, int]:
@@ -690,22 +620,14 @@ class IceSession:
             and not self._pending_remote
             and checklist.all_failed
             and not checklist.active
-            and not any(not r.consent and not r.cancelled for r in self._requests.values())
-            and not self._awaiting_tcp()
+            and not self._requests.checks_in_flight()
+            and not self._candidates.awaiting_tcp()
         )
         if hopeless and not self._failed:
             self._failed = True
             self._events.append(ChecklistFailed())
         elif not hopeless:
             self._failed = False
-
-    def _awaiting_tcp(self) -> bool:
-        """A remote active TCP candidate may still connect to a local passive one: its checks arrive as
-        peer-reflexive pairs, so the list is not hopeless yet (RFC 6544 7.1, 7.2); the agent's
-        failed timeout bounds the wait."""
-        if not any(c.tcptype == "passive" and c.type in ("host", "relay") for c, _ in self._candidates.locals):
-            return False
-        return any(r.tcptype == "active" for r in self._candidates.remotes)
 
     def generating_pair(self, valid: CandidatePair) -> CandidatePair:
         """The check-list pair whose check produced `valid` (RFC 8445 8.1.1: repeat that check)."""

@@ -14,9 +14,9 @@ from ..logs import get_logger
 from ..net.base import Address, Network, UdpSocket
 from ..stun.message import Message
 from ..stun.transaction import Transaction
+from ._notify import Notifier
+from ._pacer import global_pacer, wait_for_slot
 from ._stun_requests import StunRequests
-from .notify import Notifier
-from .pacer import global_pacer, wait_for_slot
 
 if TYPE_CHECKING:
     from ..gatherers.base import CandidateTransport, GatherOptions

@@ -41,14 +41,14 @@ from ..net.base import Address, Network, TransportCapabilities, UdpSocket, trans
 from ..states import GatheringState
 from ..stun.message import Message, MessageClass, StunDecodeError, looks_like_stun
 from ._connections import Connections
+from ._context import AgentGatherContext
 from ._gathering import Gathering
+from ._notify import Notifier, Wakeup
 from ._observe import CheckObserver
+from ._pacer import global_pacer
 from ._remote_names import RemoteNames
 from ._stats import pair_stats
 from ._stun_requests import StunRequests
-from .context import AgentGatherContext
-from .notify import Notifier, Wakeup
-from .pacer import global_pacer
 
 log = get_logger("iceagent.agent")
 

@@ -1,0 +1,141 @@
+"""The outstanding Binding requests of one ICE session: its checks and consent checks, by transaction id.
+
+Each carries its STUN client transaction (stun.transaction: the RFC 8489 6.2.1 retransmission schedule)
+and what the response will be judged against (RFC 8445 7.2.5: the key, the PRIORITY and role it
+carried, whether it nominates). The earliest timer is cached until the table changes.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ..config import IceConfig
+from ..stun.transaction import RtoEstimator, Transaction
+from .pair import CandidatePair
+
+__all__ = ["Request", "Requests", "estimator_of"]
+
+Address = tuple[str, int]
+
+
+@attrs.define(eq=False)
+class Request:
+    """An outstanding Binding request of a check or consent transaction (RFC 8445 7.2.2, RFC 7675 5.1)."""
+
+    pair: CandidatePair
+    key: bytes  # the remote password it was protected with
+    priority: int  # the PRIORITY it carried (a learned local prflx candidate gets it, 7.2.5.3.1)
+    controlling: bool  # the role attribute it carried (7.2.5.1)
+    use_candidate: bool
+    consent: bool
+    nominating: CandidatePair | None = None  # the valid pair a USE-CANDIDATE check nominates
+    cancelled: bool = False  # 7.3.1.4: no more retransmissions, no failure on timeout
+    transaction: Transaction = attrs.field(init=False)  # set by Requests.start
+
+    @property
+    def is_live_check(self) -> bool:
+        """A connectivity check that may still succeed (not consent, not cancelled)."""
+        return not self.consent and not self.cancelled
+
+
+class Requests:
+    """The session's requests in flight."""
+
+    __slots__ = ("_by_id", "_timer")
+
+    def __init__(self) -> None:
+        self._by_id: dict[bytes, Request] = {}
+        self._timer: float | bool | None = False  # get_timer()'s answer; False: work it out again
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def start(self, data: bytes, transaction_id: bytes, now: float, config: IceConfig, request: Request) -> None:
+        """`request` (its bytes `data`) goes out now: its transaction starts, with the RTO the pair's estimator
+        gives (never below `config.rto`; RFC 8489 6.2.1) over UDP, or the 39.5 s timeout over TCP (6.2.2)."""
+        pair = request.pair
+        request.transaction = Transaction(
+            data,
+            transaction_id,
+            now,
+            rto=max(config.rto, estimator_of(pair, config).rto),
+            rc=config.rc,
+            rm=config.rm,
+            reliable=pair.base.transport == "tcp",
+            reliable_timeout=config.reliable_timeout,
+        )
+        self._by_id[transaction_id] = request
+        self._timer = False
+
+    def get(self, transaction_id: bytes) -> Request | None:
+        return self._by_id.get(transaction_id)
+
+    def pop(self, transaction_id: bytes) -> Request | None:
+        self._timer = False
+        return self._by_id.pop(transaction_id, None)
+
+    def get_timer(self) -> float | None:
+        """When a retransmission or a timeout is next due, or None."""
+        timer = self._timer
+        if timer is False:
+            timer = None
+            for r in self._by_id.values():
+                t = r.transaction.get_timer()
+                if t is not None and (timer is None or t < timer):
+                    timer = t
+            self._timer = timer
+        return timer
+
+    def handle_timer(self, now: float) -> tuple[list[tuple[Request, bytes]], list[Request]]:
+        """The requests to retransmit now with their bytes (RFC 8489 6.2.1), and those that timed out
+        (removed)."""
+        again: list[tuple[Request, bytes]] = []
+        expired: list[Request] = []
+        self._timer = False
+        for tid, request in list(self._by_id.items()):
+            transaction = request.transaction
+            data = transaction.handle_timer(now)
+            if data is not None:
+                again.append((request, data))
+            elif transaction.timed_out:
+                del self._by_id[tid]
+                expired.append(request)
+        return again, expired
+
+    def take_route(self, route: tuple[object, Address]) -> list[Request]:
+        """Remove and return the requests on `route` (its connection closed: they cannot be answered)."""
+        taken = [(tid, r) for tid, r in self._by_id.items() if r.pair.route == route]
+        for tid, _ in taken:
+            del self._by_id[tid]
+        if taken:
+            self._timer = False
+        return [r for _, r in taken]
+
+    def cancel_checks(self, pair: CandidatePair) -> None:
+        """Cancel the pair's checks in flight (RFC 8445 7.3.1.4): no more retransmissions, and a timeout no
+        longer fails the pair; a response that still comes is used."""
+        self._timer = False
+        for request in self._by_id.values():
+            if request.pair is pair and not request.consent:
+                request.cancelled = True
+                request.transaction.stop_retransmitting()
+
+    def drop_pair(self, pair: CandidatePair) -> None:
+        """Forget the pair's requests (it left the session): a late response is then unknown."""
+        doomed = [tid for tid, r in self._by_id.items() if r.pair is pair]
+        for tid in doomed:
+            del self._by_id[tid]
+        if doomed:
+            self._timer = False
+
+    def checks_in_flight(self) -> bool:
+        """A connectivity check may still succeed."""
+        return any(r.is_live_check for r in self._by_id.values())
+
+
+def estimator_of(pair: CandidatePair, config: IceConfig) -> RtoEstimator:
+    """The pair's RTO estimator (RFC 8489 6.2.1), made on first use; it lives on the pair."""
+    estimator = pair.rto_estimator
+    if estimator is None:
+        estimator = pair.rto_estimator = RtoEstimator(initial=config.rto)
+    return estimator
