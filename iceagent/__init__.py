@@ -6,7 +6,8 @@ The public API (DESIGN.md "Contract") is re-exported here; everything else is an
 from .agent import Agent, IceStream, open_agent
 from .config import IceConfig
 from .errors import CandidateParseError, IceError, IceFailed, IceServerError, StunTimeout
-from .ice.candidate import Candidate, IceParameters, IceParametersError
+from .ice.candidate import Candidate
+from .ice.parameters import IceParameters, IceParametersError, IceParametersSdpError
 from .ice.pair import CandidatePair, PairState
 from .states import GatheringState, IceState
 from .uri import IceServer
@@ -24,6 +25,7 @@ __all__ = [
     "IceFailed",
     "IceParameters",
     "IceParametersError",
+    "IceParametersSdpError",
     "IceServer",
     "IceServerError",
     "IceState",
