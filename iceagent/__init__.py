@@ -5,10 +5,10 @@ The public API (DESIGN.md "Contract") is re-exported here; everything else is an
 
 from .agent import Agent, IceStream, open_agent
 from .config import IceConfig
-from .errors import CandidateParseError, IceError, IceFailed, IceServerError, StunTimeout
+from .errors import CandidateParseError, IceError, IceFailed, IceServerError, PortRangeExhausted, StunTimeout
 from .ice.candidate import Candidate
-from .ice.parameters import IceParameters, IceParametersError, IceParametersSdpError
 from .ice.pair import CandidatePair, PairState
+from .ice.parameters import IceParameters, IceParametersError, IceParametersSdpError
 from .states import GatheringState, IceState
 from .uri import IceServer
 
@@ -31,6 +31,7 @@ __all__ = [
     "IceState",
     "IceStream",
     "PairState",
+    "PortRangeExhausted",
     "StunTimeout",
     "__version__",
     "open_agent",
