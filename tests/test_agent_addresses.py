@@ -328,3 +328,25 @@ async def test_public_ips_are_normalized(autojump_clock: object) -> None:
         async with open_agent(network=scenario.network_a, public_ips=public) as a:  # type: ignore[arg-type]
             assert a.options.public_ips == {address: "198.51.100.7"}
             assert [c.address for c in await gathered(a)] == [address, "198.51.100.7"]
+
+
+@pytest.mark.parametrize(("network", "tcp"), [("vnet", False), ("vnet", True), ("os", False), ("os", True)])
+async def test_restart_of_an_unconnected_agent_reuses_the_only_port(network: str, tcp: bool) -> None:
+    """Without a selected pair the restart closes the previous generation at once (RFC 8445 9): its socket is
+    released while it unwinds, and the new generation binds the range's only port instead of reporting it
+    exhausted."""
+    if network == "vnet":
+        net: Any = vnet("none", "none", seed=13).network_a
+        port_range, kwargs = (LOW, LOW), {"network": net}
+    else:
+        port_range, kwargs = (47200, 47200), {"host_addresses": ["127.0.0.1"]}
+    with trio.fail_after(20):
+        async with open_agent(port_range=port_range, tcp=tcp, **kwargs) as a:
+            first = sorted((c.transport, c.port) for c in await gathered(a))
+            lo = port_range[0]
+            assert first == ([("tcp", 9), ("tcp", lo), ("udp", lo)] if tcp else [("udp", lo)])
+            for generation in (1, 2, 3):
+                await a.restart()
+                assert a.generation.value == generation
+                again = sorted((c.transport, c.port) for c in await gathered(a))
+                assert again == first, a.stats()["gatherers"]

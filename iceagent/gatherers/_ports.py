@@ -28,6 +28,10 @@ MAX_PORT_TRIES = 4096
 #: connection's 4-tuple is already in use (Linux connect() with SO_REUSEADDR).
 _TAKEN = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL})
 
+#: Scheduler rounds to wait before the second pass: a cancelled generation closes its sockets once its
+#: nested nurseries have unwound, a round or two per level (cheap: a checkpoint each).
+_SETTLE_ROUNDS = 20
+
 _rng = random.SystemRandom()
 
 
@@ -58,7 +62,7 @@ async def bind_in_range(
                 if exc.errno not in _TAKEN:
                     raise
         if attempt == 0:
-            for _ in range(3):
+            for _ in range(_SETTLE_ROUNDS):
                 await trio.lowlevel.checkpoint()
     sampled = "every port" if tries == span else f"{tries} of its {span} ports"
     raise PortRangeExhausted(
