@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import trio
-from agent_helpers import connect_both
+from agent_helpers import connect_both, signal
 from iceagent_vnet import Host, Lan, NatBehavior, vnet
 from test_ice_tcp import UdpBlocked
 
-from iceagent import Agent, Candidate, IceServer, PortRangeExhausted, open_agent
+from iceagent import Agent, Candidate, IceFailed, IceServer, PortRangeExhausted, open_agent
 from iceagent.stun.server import serve_stun
 
 LOW, HIGH = 40000, 40003
@@ -97,6 +97,27 @@ async def test_exhausted_port_range_names_the_range_and_the_address(autojump_clo
         for sock in squatters:
             sock.close()
         listener.close()
+
+
+async def test_no_port_at_all_fails_the_agent_and_stats_say_why(autojump_clock: object) -> None:
+    """What a user sees when the first generation finds no port: connect() raises IceFailed once the peer's
+    end-of-candidates arrives (no pair to check), and stats() names the exhausted range."""
+    scenario = vnet("none", "none", seed=14)
+    squatter = await scenario.network_a.bind_udp(scenario.host_a.address, LOW)
+    try:
+        with trio.fail_after(60):
+            async with (
+                open_agent(controlling=True, network=scenario.network_a, port_range=(LOW, LOW), name="A") as a,
+                open_agent(controlling=False, network=scenario.network_b, name="B") as b,
+            ):
+                await signal(a, b)
+                await signal(b, a)
+                with pytest.raises(IceFailed):
+                    await a.connect()
+                (error,) = a.stats()["gatherers"]["host"]["errors"]
+                assert f"port_range=({LOW}, {LOW}) is exhausted" in error
+    finally:
+        squatter.close()
 
 
 async def test_restart_inside_a_range_of_one_generation_reports_exhaustion(autojump_clock: object) -> None:
@@ -277,6 +298,18 @@ async def test_a_filter_that_raises_is_reported(autojump_clock: object) -> None:
             assert await gathered(a) == []
             (error,) = a.stats()["gatherers"]["host"]["errors"]
     assert error.startswith("interface_filter('eth0') raised KeyError")
+
+
+async def test_interface_filter_on_the_os_network() -> None:
+    """The OS network's interface names reach the filter: hiding the loopback interface hides 127.0.0.1."""
+    from iceagent.net.os import OSNetwork
+
+    (loopback,) = [i.name for i in OSNetwork().interfaces() if "127.0.0.1" in i.addresses]
+    with trio.fail_after(20):
+        async with open_agent(host_addresses=["127.0.0.1"], interface_filter=lambda name: name != loopback) as a:
+            assert await gathered(a) == []
+        async with open_agent(host_addresses=["127.0.0.1"], interface_filter=lambda name: name == loopback) as a:
+            assert [c.address for c in await gathered(a)] == ["127.0.0.1"]
 
 
 # ---- validation ----
