@@ -226,6 +226,20 @@ async def test_stun_srflx_equal_to_the_public_ip_is_not_duplicated(autojump_cloc
     assert local[1].address == public
 
 
+async def test_public_ips_srflx_with_mdns_keeps_the_host_address_hidden(autojump_clock: object) -> None:
+    """mdns=True names the host candidate; the public srflx is still offered, its related address hidden
+    (draft-ietf-mmusic-mdns-ice-candidates 3.1.1: raddr 0.0.0.0, rport 9)."""
+    scenario = vnet("eim-apdf", "none", seed=15)
+    with trio.fail_after(60):
+        async with open_agent(
+            network=scenario.network_a, mdns=True, public_ips={scenario.host_a.address: "198.51.100.7"}
+        ) as a:
+            host, srflx = sorted(await gathered(a), key=lambda c: c.type)
+    assert host.is_mdns and scenario.host_a.address not in srflx.to_sdp()
+    assert (srflx.type, srflx.address, srflx.port) == ("srflx", "198.51.100.7", host.port)
+    assert (srflx.related_address, srflx.related_port) == ("0.0.0.0", 9)
+
+
 async def test_public_ips_apply_to_ice_tcp_candidates(autojump_clock: object) -> None:
     scenario = vnet("none", "none", seed=9)
     address = scenario.host_a.address
