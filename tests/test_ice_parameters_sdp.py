@@ -128,3 +128,16 @@ def test_blob_refuses_bad_lite_and_options(key: str, value: object) -> None:
 
     with pytest.raises(BlobError):
         SignalBlob.decode(_pack(_doc(**{key: value})), now=NOW)
+
+
+_NAMES = st.sampled_from(["a=ice-ufrag:", "a=ice-pwd:", "a=ice-lite", "a=ice-options:", "a=ice-pacing:", "ice-", "a="])
+
+
+@given(st.lists(st.tuples(_NAMES, st.text(max_size=40)).map("".join) | st.text(max_size=40), max_size=8))
+def test_from_sdp_raises_only_its_error(lines: list[str]) -> None:
+    """Hostile SDP: IceParameters or IceParametersSdpError, nothing else (DESIGN.md "Security defaults")."""
+    try:
+        params = IceParameters.from_sdp(lines)
+    except IceParametersSdpError:
+        return
+    assert IceParameters.from_sdp(params.to_sdp()) == params

@@ -129,8 +129,8 @@ class IceParameters:
     ufrag: str = attrs.field(validator=_credential("ufrag"))
     pwd: str = attrs.field(validator=_credential("pwd"))
     pacing: int | None = attrs.field(default=None, validator=_pacing)
-    lite: bool = attrs.field(default=False, validator=_lite, kw_only=True)
-    options: tuple[str, ...] = attrs.field(default=(), converter=_options, kw_only=True)
+    lite: bool = attrs.field(default=False, validator=_lite)
+    options: tuple[str, ...] = attrs.field(default=(), converter=_options)
 
     def to_sdp(self) -> list[str]:
         """The session-level SDP lines (RFC 8839 5.3-5.6): a=ice-ufrag, a=ice-pwd, then a=ice-lite,
