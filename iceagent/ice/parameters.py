@@ -60,7 +60,8 @@ class IceParametersError(IceError, ValueError):
 
 class IceParametersSdpError(IceParametersError):
     """A session-level ICE line (a=ice-ufrag, a=ice-pwd, a=ice-lite, a=ice-options, a=ice-pacing) that does
-    not follow RFC 8839 5.3-5.6, a repeated one, or a missing ufrag or pwd; the message names the line."""
+    not follow RFC 8839 5.3-5.6, one repeated with another value, or a missing ufrag or pwd; the message names
+    the line."""
 
 
 def _credential(what: str) -> Any:
@@ -148,7 +149,8 @@ class IceParameters:
     def from_sdp(cls, lines: str | Iterable[str]) -> IceParameters:
         """Read a=ice-ufrag, a=ice-pwd, a=ice-lite, a=ice-options and a=ice-pacing (RFC 8839 5.3-5.6) from
         `lines` (a list, or one text with line breaks; `a=` optional; other lines ignored). Several
-        a=ice-options lines add up; any other line twice, or no ufrag or pwd, is an IceParametersSdpError."""
+        a=ice-options lines add up, a line repeated with the same value (a BUNDLE offer's m-sections) counts
+        once; one repeated with another value, or no ufrag or pwd, is an IceParametersSdpError."""
         if isinstance(lines, str):
             lines = lines.splitlines()
         found: dict[str, str] = {}
@@ -172,8 +174,9 @@ class IceParameters:
                         f"a=ice-options needs 1 to {MAX_ICE_OPTIONS} tokens (RFC 8839 5.6), got {clip(line)}"
                     )
                 continue
-            if name in found:
-                raise IceParametersSdpError(f"a={name} appears twice")
+            if name in found and found[name] != value.strip():
+                # a BUNDLE offer repeats the same ufrag/pwd in every m-section: only a different value is an error
+                raise IceParametersSdpError(f"a={name} appears twice with different values")
             if name == "ice-lite":
                 if colon:
                     raise IceParametersSdpError(f"a=ice-lite takes no value (RFC 8839 5.3), got {clip(line)}")
