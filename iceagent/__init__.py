@@ -5,9 +5,10 @@ The public API (DESIGN.md "Contract") is re-exported here; everything else is an
 
 from .agent import Agent, IceStream, open_agent
 from .config import IceConfig
-from .errors import CandidateParseError, IceError, IceFailed, IceServerError, StunTimeout
-from .ice.candidate import Candidate, IceParameters, IceParametersError
+from .errors import CandidateParseError, IceError, IceFailed, IceServerError, PortRangeExhausted, StunTimeout
+from .ice.candidate import Candidate
 from .ice.pair import CandidatePair, PairState
+from .ice.parameters import IceParameters, IceParametersError, IceParametersSdpError
 from .net.mux import Mux, MuxEndpoint, MuxError, MuxFull, MuxLimits, MuxTcpTransport, MuxTransport, open_mux
 from .states import GatheringState, IceState
 from .uri import IceServer
@@ -25,6 +26,7 @@ __all__ = [
     "IceFailed",
     "IceParameters",
     "IceParametersError",
+    "IceParametersSdpError",
     "IceServer",
     "IceServerError",
     "IceState",
@@ -37,6 +39,7 @@ __all__ = [
     "MuxTcpTransport",
     "MuxTransport",
     "PairState",
+    "PortRangeExhausted",
     "StunTimeout",
     "__version__",
     "open_agent",

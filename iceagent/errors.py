@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class IceError(Exception):
     """Base class of every error raised by iceagent on purpose."""
@@ -21,3 +23,14 @@ class IceServerError(IceError, ValueError):
 
 class StunTimeout(IceError):
     """A STUN transaction got no response within its retransmission schedule (RFC 8489 6.2.1)."""
+
+
+class PortRangeExhausted(IceError, OSError):
+    """No port of `open_agent(port_range=(lo, hi))` was free on an address: the message names the range, the
+    address and the protocol. An `OSError` (EADDRINUSE) too, so code that handles a failed bind handles it."""
+
+    def __init__(self, message: str) -> None:
+        OSError.__init__(self, errno.EADDRINUSE, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)

@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,6 +22,8 @@ from trio_util import AsyncValue
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
+from .._addresses import IP
+from .._agent_options import check_agent_options
 from ..config import IceConfig
 from ..errors import IceError
 from ..gatherers.base import GatherOptions
@@ -558,8 +560,37 @@ async def open_agent(
     network: Network | None = None,
     name: str | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
+    mux: object = None,
+    lite: bool = False,
+    port_range: tuple[int, int] | None = None,
+    public_ips: Mapping[str, str] | None = None,
+    public_ip_mode: str = "srflx",
+    interface_filter: Callable[[str], bool] | None = None,
+    ip_filter: Callable[[IP], bool] | None = None,
+    port_mapping: bool = False,
+    continual_gathering: bool = False,
 ) -> AsyncIterator[Agent]:
-    """Open an ICE agent; gathering starts at once. Every task it runs ends with the `async with`."""
+    """Open an ICE agent; gathering starts at once. Every task it runs ends with the `async with`.
+
+    Addresses (docs/agent.md "Addresses"): `port_range=(lo, hi)` binds host UDP and ICE-TCP sockets in
+    [lo, hi] only (`PortRangeExhausted` in `stats()["gatherers"]` when none is free; leave room for a
+    restart); `public_ips={"10.0.0.5": "203.0.113.7"}` advertises a 1:1 NAT's address as a srflx candidate
+    (`public_ip_mode="srflx"`) or as the host candidate's ("host"); `interface_filter(name)` and
+    `ip_filter(ipaddress)` narrow what `host_addresses` allows. `mux`, `lite`, `port_mapping` and
+    `continual_gathering` raise NotImplementedError until their issue lands."""
+    address_options = check_agent_options(
+        controlling=controlling,
+        mdns=mdns,
+        mux=mux,
+        lite=lite,
+        port_range=port_range,
+        public_ips=public_ips,
+        public_ip_mode=public_ip_mode,
+        interface_filter=interface_filter,
+        ip_filter=ip_filter,
+        port_mapping=port_mapping,
+        continual_gathering=continual_gathering,
+    )
     if ice_transport_policy not in ("all", "relay"):
         raise ValueError(f"ice_transport_policy must be 'all' or 'relay', not {ice_transport_policy!r}")
     if ice_transport_policy == "relay" and not any(
@@ -578,6 +609,7 @@ async def open_agent(
         mdns=mdns,
         tcp=tcp,
         config=config or IceConfig(),
+        **address_options,
     )
     agent = Agent(
         controlling=controlling,

@@ -5,7 +5,10 @@ Format (version 1): ``ice1.`` then base64url (no padding) of a zlib-compressed J
 
     {"r": "offer"|"answer", "u": ufrag, "p": pwd, "c": [candidate lines without "candidate:"],
      "e": end-of-candidates (bool), "t": creation time (Unix seconds), "o": the offer's ufrag (answers only),
-     "pc": a=ice-pacing in ms (optional)}
+     "pc": a=ice-pacing in ms (optional), "l": true for an ICE-lite agent (a=ice-lite; optional),
+     "op": a=ice-options tokens (optional)}
+
+A blob from an iceagent before "l" and "op" existed has neither and still parses (a full agent, no options).
 
 The version is in the prefix, so a future format fails with a clear message, not a parse error. The
 zlib checksum catches a damaged paste; whitespace (a terminal's line wrapping) is ignored. A blob older
@@ -110,6 +113,10 @@ class SignalBlob:
             doc["o"] = self.offer_ufrag
         if self.parameters.pacing is not None:
             doc["pc"] = self.parameters.pacing
+        if self.parameters.lite:
+            doc["l"] = True
+        if self.parameters.options:
+            doc["op"] = list(self.parameters.options)
         raw = json.dumps(doc, separators=(",", ":")).encode()
         packed = base64.urlsafe_b64encode(zlib.compress(raw, 9)).rstrip(b"=").decode("ascii")
         return f"ice{BLOB_VERSION}.{packed}"
@@ -254,8 +261,14 @@ def _from_doc(doc: Any) -> SignalBlob:
     if offer_ufrag is not None and not isinstance(offer_ufrag, str):
         raise BlobError("the blob's offer reference is not a string")
     pacing = doc.get("pc")
+    lite = doc.get("l", False)
+    if not isinstance(lite, bool):
+        raise BlobError("the blob's ICE-lite flag is not true or false")
+    options = doc.get("op", [])
+    if not isinstance(options, list):
+        raise BlobError("the blob's ICE options are not a list")
     try:
-        parameters = IceParameters(ufrag=ufrag, pwd=pwd, pacing=pacing)
+        parameters = IceParameters(ufrag=ufrag, pwd=pwd, pacing=pacing, lite=lite, options=options)
     except IceParametersError as e:
         raise BlobError(f"the blob's ICE parameters are invalid: {e}") from None
     return SignalBlob(

@@ -6,12 +6,13 @@ carries their data, report errors, and say when their initial gathering is done 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 import pluggy
 
+from .._addresses import IP
 from ..config import IceConfig
 from ..ice.candidate import Candidate
 from ..net.base import Address, Network, UdpSocket
@@ -27,7 +28,12 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class GatherOptions:
-    """The agent options a gatherer may act on."""
+    """The agent options a gatherer may act on (validated by `open_agent`; see DESIGN.md "Addresses").
+
+    `port_range`: host sockets bind only ports in [lo, hi]; `public_ips`: host address -> public address
+    of a 1:1 NAT (normalized IP literals, same family), advertised as a srflx candidate
+    (`public_ip_mode="srflx"`) or as the host candidate's address ("host"); `interface_filter(name)` and
+    `ip_filter(ipaddress)` narrow the host addresses (both apply, after `host_addresses`)."""
 
     ice_servers: Sequence[IceServer] = ()
     ice_transport_policy: str = "all"
@@ -35,6 +41,11 @@ class GatherOptions:
     mdns: bool = False
     tcp: bool = False
     config: IceConfig = attrs.field(factory=IceConfig)
+    port_range: tuple[int, int] | None = None
+    public_ips: Mapping[str, str] | None = attrs.field(default=None, hash=False)
+    public_ip_mode: str = "srflx"
+    interface_filter: Callable[[str], object] | None = None
+    ip_filter: Callable[[IP], object] | None = None
 
 
 class GatherContext(Protocol):

@@ -1,25 +1,49 @@
-"""The built-in host gatherer: one UDP socket per local address, one host candidate each (RFC 8445 5.1.1.1)."""
+"""The built-in host gatherer: one UDP socket per local address, one host candidate each (RFC 8445 5.1.1.1).
+
+With `public_ips` (a 1:1 NAT, such as a cloud VM's elastic IP) the public address of a host address is
+advertised without a STUN round trip: as a server-reflexive candidate whose base is the host socket
+(`public_ip_mode="srflx"`, RFC 8445 5.1.1.2), or in place of the host candidate's address ("host").
+"""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+from .._addresses import IP
+from ..errors import PortRangeExhausted
 from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
 from ..ice.priority import candidate_priority, local_preferences
 from ..logs import get_logger
 from ..net.base import Network
+from ._ports import bind_in_range
 from .base import GatherContext, GatherOptions
 
 log = get_logger("iceagent.gather.host")
 
+V = TypeVar("V")
 
-def host_addresses(network: Network, restrict: Sequence[str] | None) -> list[str]:
-    """The local IPs to gather on: `restrict` as given (validated), else every usable interface address.
+#: The `server` part of the foundation of a srflx candidate made from `public_ips` (RFC 8445 5.1.1.3: one
+#: foundation per type, base IP, transport and server; here the "server" is the configuration).
+PUBLIC_IPS_SERVER = "public_ips"
+
+
+def host_addresses(
+    network: Network,
+    restrict: Sequence[str] | None,
+    *,
+    interface_filter: Callable[[str], object] | None = None,
+    ip_filter: Callable[[IP], object] | None = None,
+) -> list[str]:
+    """The local IPs to gather on: `restrict` as given (validated), else every usable interface address;
+    then only those whose interface `interface_filter(name)` and whose address `ip_filter(ip)` accept
+    (an explicit address on no interface the Network lists is judged by `ip_filter` alone).
 
     Loopback and link-local addresses are skipped when enumerating (RFC 8445 5.1.1.1 says they
-    SHOULD NOT be included); they are used when named explicitly.
+    SHOULD NOT be included); they are used when named explicitly. A filter that raises is a ValueError.
     """
     if restrict is not None:
         out = []
@@ -28,17 +52,56 @@ def host_addresses(network: Network, restrict: Sequence[str] | None) -> list[str
                 out.append(str(ipaddress.ip_address(a)))
             except ValueError:
                 raise ValueError(f"host_addresses: {a!r} is not an IP address") from None
-        return list(dict.fromkeys(out))
-    found: list[str] = []
-    for iface in network.interfaces():
-        for a in iface.addresses:
-            ip = ipaddress.ip_address(a.split("%", 1)[0])
-            if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
-                continue
-            if ip.version == 6 and ip.ipv4_mapped is not None:
-                continue
-            found.append(str(ip))
-    return list(dict.fromkeys(found))
+        addresses = list(dict.fromkeys(out))
+    else:
+        found: list[str] = []
+        for iface in network.interfaces():
+            for a in iface.addresses:
+                ip = ipaddress.ip_address(a.split("%", 1)[0])
+                if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+                    continue
+                if ip.version == 6 and ip.ipv4_mapped is not None:
+                    continue
+                found.append(str(ip))
+        addresses = list(dict.fromkeys(found))
+    if interface_filter is None and ip_filter is None:
+        return addresses
+    names: dict[str, str] = {}
+    if interface_filter is not None:
+        for iface in network.interfaces():
+            for a in iface.addresses:
+                names.setdefault(str(ipaddress.ip_address(a.split("%", 1)[0])), iface.name)
+    kept = []
+    for address in addresses:
+        name = names.get(address)
+        if interface_filter is not None and name is not None and not _ask(interface_filter, name, "interface_filter"):
+            continue
+        if ip_filter is not None and not _ask(ip_filter, ipaddress.ip_address(address), "ip_filter"):
+            continue
+        kept.append(address)
+    return kept
+
+
+def _ask(check: Callable[[V], object], value: V, what: str) -> bool:
+    try:
+        return bool(check(value))
+    except Exception as exc:
+        raise ValueError(f"{what}({str(value)!r}) raised {type(exc).__name__}: {exc}") from exc
+
+
+def gather_addresses(ctx: GatherContext) -> list[str]:
+    """`host_addresses` with the agent's options: what every host-based gatherer (UDP, TCP, mDNS) uses."""
+    opts = ctx.options
+    return host_addresses(
+        ctx.network, opts.host_addresses, interface_filter=opts.interface_filter, ip_filter=opts.ip_filter
+    )
+
+
+def public_address(options: GatherOptions, address: str) -> str | None:
+    """The 1:1 NAT address `public_ips` gives a host address, None when there is none or it is the same
+    (then a srflx candidate would be redundant with the host one, RFC 8445 5.1.3)."""
+    public = (options.public_ips or {}).get(address)
+    return None if public == address else public
 
 
 class HostGatherer:
@@ -49,7 +112,7 @@ class HostGatherer:
     async def run(self, ctx: GatherContext) -> None:
         opts = ctx.options
         try:
-            addresses = host_addresses(ctx.network, opts.host_addresses)
+            addresses = gather_addresses(ctx)
         except ValueError as exc:
             ctx.error(str(exc))
             ctx.done()
@@ -57,24 +120,45 @@ class HostGatherer:
         prefs = local_preferences(addresses)
         for address in addresses:
             try:
-                sock = await ctx.network.bind_udp(address, 0)
+                bind = functools.partial(ctx.network.bind_udp, address)
+                sock = await bind_in_range(bind, opts.port_range, address, "UDP")
+            except PortRangeExhausted as exc:
+                ctx.error(str(exc))
+                continue
             except OSError as exc:
                 ctx.error(f"cannot bind UDP on {address}: {exc.strerror or exc}")
                 continue
             ctx.add_base(sock)
-            if opts.mdns or opts.ice_transport_policy == "relay":
-                continue  # the mdns gatherer names it / relay-only hides host addresses
+            if opts.ice_transport_policy == "relay":
+                continue  # relay-only hides host addresses
             host, port = sock.local_address
-            cand = Candidate(
-                foundation=ctx.foundation("host", host, "udp"),
-                component=1,
-                transport="udp",
-                priority=candidate_priority("host", 1, local_pref=prefs[address]),
-                address=host,
-                port=port,
-                type="host",
-            )
-            ctx.emit(cand, sock)
+            public = public_address(opts, host)
+            priority = candidate_priority("host", 1, local_pref=prefs[address])
+            if not opts.mdns:  # with mdns=True the mdns gatherer names the socket
+                cand = Candidate(
+                    foundation=ctx.foundation("host", host, "udp"),
+                    component=1,
+                    transport="udp",
+                    priority=priority,
+                    address=public if public is not None and opts.public_ip_mode == "host" else host,
+                    port=port,
+                    type="host",
+                )
+                ctx.emit(cand, sock)
+            if public is not None and opts.public_ip_mode == "srflx":
+                # RFC 8445 5.1.1.2: a srflx candidate's base is the host socket, so checks leave from it
+                cand = Candidate(
+                    foundation=ctx.foundation("srflx", host, "udp", PUBLIC_IPS_SERVER),
+                    component=1,
+                    transport="udp",
+                    priority=candidate_priority("srflx", 1, local_pref=prefs[address]),
+                    address=public,
+                    port=port,
+                    type="srflx",
+                    related_address=host,
+                    related_port=port,
+                )
+                ctx.emit(cand, sock)
         ctx.done()
 
 

@@ -12,7 +12,7 @@ from ..ice.priority import candidate_priority, local_preferences
 from ..logs import get_logger
 from ..mdns.responder import open_responder
 from .base import GatherContext, GatherOptions
-from .host import host_addresses
+from .host import gather_addresses
 
 log = get_logger("iceagent.gather.mdns")
 
@@ -24,7 +24,7 @@ class MdnsGatherer:
 
     async def run(self, ctx: GatherContext) -> None:
         try:
-            addresses = host_addresses(ctx.network, ctx.options.host_addresses)
+            addresses = gather_addresses(ctx)
         except ValueError:
             addresses = []
         prefs = local_preferences(addresses) if addresses else {}

@@ -34,7 +34,7 @@ from ..turn.errors import TurnError, TurnUnsupportedFamily
 from ..turn.transports import TurnTransportFactory, turn_transports
 from ..uri import IceServer, IceUri
 from .base import GatherContext, GatherOptions
-from .host import host_addresses
+from .host import gather_addresses
 
 log = get_logger("iceagent.gather.relay")
 
@@ -229,7 +229,7 @@ class RelayGatherer:
 def _base_preference(ctx: GatherContext, address: str) -> int:
     """The base's local preference, as the host gatherer assigned it (RFC 8421)."""
     try:
-        addresses = host_addresses(ctx.network, ctx.options.host_addresses)
+        addresses = gather_addresses(ctx)
     except ValueError:
         addresses = []
     return local_preferences(addresses or [address]).get(address, 65535)

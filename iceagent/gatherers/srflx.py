@@ -16,7 +16,7 @@ from ..net.base import Address, UdpSocket
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
 from .base import GatherContext, GatherOptions
-from .host import host_addresses
+from .host import gather_addresses
 
 log = get_logger("iceagent.gather.srflx")
 
@@ -90,7 +90,7 @@ def _local_pref(ctx: GatherContext, sock: UdpSocket) -> int:
     """The base's local preference, as the host gatherer assigned it (RFC 8421)."""
     address = sock.local_address[0]
     try:
-        addresses = host_addresses(ctx.network, ctx.options.host_addresses)
+        addresses = gather_addresses(ctx)
     except ValueError:
         addresses = []
     return local_preferences(addresses or [address]).get(address, 65535)

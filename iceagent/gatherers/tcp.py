@@ -4,14 +4,18 @@ not gathered. The endpoints live as long as the session; their connections and l
 
 from __future__ import annotations
 
+import functools
+
 import trio
 
+from ..errors import PortRangeExhausted
 from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
 from ..ice.priority import DEFAULT_OTHER_PREFERENCE, candidate_priority, local_preferences, tcp_local_preference
 from ..logs import get_logger
+from ._ports import bind_in_range
 from .base import GatherContext, GatherOptions
-from .host import host_addresses
+from .host import PUBLIC_IPS_SERVER, gather_addresses, public_address
 from .tcp_transport import TcpActiveEndpoint, TcpPassiveEndpoint
 
 log = get_logger("iceagent.gather.tcp")
@@ -20,21 +24,36 @@ log = get_logger("iceagent.gather.tcp")
 ACTIVE_PORT = 9
 
 
-def tcp_candidate(ctx: GatherContext, address: str, port: int, tcptype: str, other_pref: int) -> Candidate:
-    """A TCP host candidate: local preference 2^13 * direction-pref + other-pref (RFC 6544 4.2).
+def tcp_candidate(
+    ctx: GatherContext,
+    address: str,
+    port: int,
+    tcptype: str,
+    other_pref: int,
+    *,
+    public: str | None = None,
+    type: str = "host",
+) -> Candidate:
+    """A TCP host candidate: local preference 2^13 * direction-pref + other-pref (RFC 6544 4.2). `public`
+    is the 1:1 NAT address from `public_ips`: the candidate's address in place of the host's (type "host"), or
+    that of a srflx candidate whose base and related address are the host's (type "srflx", RFC 6544 4.5:
+    a passive srflx candidate works through a NAT that forwards every port, which a 1:1 NAT does).
 
     UDP host candidates keep a local preference of 65535 - n (RFC 8421), above any TCP host candidate's
     (at most 6 * 2^13 + 8191 = 57343), so of two pairs of the same types the UDP one is checked and
     nominated first: TCP is the fallback for networks that block UDP.
     """
+    srflx = type == "srflx"
     return Candidate(
-        foundation=ctx.foundation("host", address, "tcp"),
+        foundation=ctx.foundation(type, address, "tcp", PUBLIC_IPS_SERVER if srflx else None),
         component=1,
         transport="tcp",
-        priority=candidate_priority("host", 1, local_pref=tcp_local_preference("host", tcptype, other_pref)),
-        address=address,
+        priority=candidate_priority(type, 1, local_pref=tcp_local_preference(type, tcptype, other_pref)),
+        address=public or address,
         port=port,
-        type="host",
+        type=type,
+        related_address=address if srflx else None,
+        related_port=port if srflx else None,
         tcptype=tcptype,
     )
 
@@ -52,7 +71,7 @@ class TcpGatherer:
             ctx.done()
             return
         try:
-            addresses = host_addresses(ctx.network, opts.host_addresses)
+            addresses = gather_addresses(ctx)
         except ValueError as exc:
             ctx.error(str(exc))
             ctx.done()
@@ -62,18 +81,26 @@ class TcpGatherer:
         async with trio.open_nursery() as nursery:
             for address in addresses:
                 other = other_prefs[address]
+                public = public_address(opts, address)
+                replace = public if opts.public_ip_mode == "host" else None
                 try:
-                    listener = await ctx.network.listen_tcp(address, 0)
+                    listen = functools.partial(ctx.network.listen_tcp, address)
+                    listener = await bind_in_range(listen, opts.port_range, address, "TCP listener")
+                except PortRangeExhausted as exc:
+                    ctx.error(str(exc))
                 except OSError as exc:
                     ctx.error(f"cannot listen on TCP {address}: {exc.strerror or exc}")
                 else:
                     passive = TcpPassiveEndpoint(listener, config)
                     await nursery.start(passive.run)
                     port = listener.local_address[1]
-                    ctx.emit(tcp_candidate(ctx, address, port, "passive", other), passive)
-                active = TcpActiveEndpoint(ctx.network, address, config)
+                    ctx.emit(tcp_candidate(ctx, address, port, "passive", other, public=replace), passive)
+                    if public is not None and replace is None:
+                        srflx = tcp_candidate(ctx, address, port, "passive", other, public=public, type="srflx")
+                        ctx.emit(srflx, passive)
+                active = TcpActiveEndpoint(ctx.network, address, config, port_range=opts.port_range)
                 await nursery.start(active.run)
-                ctx.emit(tcp_candidate(ctx, address, ACTIVE_PORT, "active", other), active)
+                ctx.emit(tcp_candidate(ctx, address, ACTIVE_PORT, "active", other, public=replace), active)
             ctx.done()
             await trio.sleep_forever()  # the endpoints serve their connections until the session ends
 

@@ -21,6 +21,7 @@ from ..ice.tcp_framing import Deframer, FramingError, encode_frame
 from ..logs import get_logger
 from ..net.base import Address, Network, TcpListener
 from ..stun.message import looks_like_stun
+from ._ports import bind_in_range
 
 __all__ = ["TcpActiveEndpoint", "TcpPassiveEndpoint"]
 
@@ -312,9 +313,13 @@ class TcpActiveEndpoint(_TcpEndpoint):
     """The transport of an active candidate: a first send to a remote opens a connection from the
     candidate's IP (ephemeral port, RFC 6544 4.5) and keeps it for that pair (RFC 6544 7.1)."""
 
-    def __init__(self, network: Network, address: str, config: IceConfig) -> None:
+    def __init__(
+        self, network: Network, address: str, config: IceConfig, *, port_range: tuple[int, int] | None = None
+    ) -> None:
         super().__init__((address, 9), config)
         self._network = network
+        #: `open_agent(port_range=...)`: the connections' local ports come from it (else ephemeral)
+        self._port_range = port_range
 
     def _open(self, remote: Address) -> _Connection | None:
         if self._nursery is None or self._stopped:
@@ -328,7 +333,13 @@ class TcpActiveEndpoint(_TcpEndpoint):
 
     async def _connect(self, remote: Address) -> trio.abc.Stream:
         conn = self._connections.get(remote)
-        stream, _local = await self._network.connect_tcp(remote, local=(self._local[0], 0))
+        address = self._local[0]
+        stream, _local = await bind_in_range(
+            lambda port: self._network.connect_tcp(remote, local=(address, port)),
+            self._port_range,
+            address,
+            "TCP connection",
+        )
         if conn is not None:
             conn.scope.deadline = math.inf
         return stream

@@ -30,16 +30,19 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from typing import Any
 
 import attrs
 
 from .._addresses import category, parse_ip
-from ..errors import CandidateParseError, IceError
+from ..errors import CandidateParseError
+from ._text import clip as _clip
+from ._text import int_text as _int_text
+from .parameters import MAX_PACING, MIN_PACING, IceParameters, IceParametersError
 
 __all__ = [
     "CANDIDATE_TYPES",
     "MAX_PACING",
+    "MIN_PACING",
     "TCP_TYPES",
     "TRANSPORTS",
     "Candidate",
@@ -98,16 +101,6 @@ def _to_extensions(value: Iterable[Iterable[str]]) -> tuple[tuple[str, str], ...
 
 def _lower(value: str) -> str:
     return value.lower()
-
-
-def _clip(token: str, n: int = 40) -> str:
-    """A token for an error message: a hostile line's 100 kB token is not echoed whole."""
-    return repr(token) if len(token) <= n else repr(token[:n]) + f"... ({len(token)} characters)"
-
-
-def _int_text(value: int) -> str:
-    """An int for an error message; a huge one by its size (str() refuses more than 4300 digits)."""
-    return str(value) if value.bit_length() <= 64 else f"(a {value.bit_length()}-bit integer)"
 
 
 def _number(what: str, token: str, low: int, high: int) -> int:
@@ -409,60 +402,3 @@ def unusable_address(address: str, port: int | None) -> str | None:
 
 
 _UNUSABLE = frozenset({"unspecified", "multicast", "broadcast"})
-
-#: Bounds of `IceParameters.pacing` in ms. RFC 8839 5.5 allows 1*10DIGIT; below 1 ms there is no value
-#: to signal, and above 1 s a check list of `max_pairs` (100) would need over 100 s to send its first
-#: checks, longer than any failed timeout: a peer signalling more is refused rather than obeyed.
-MIN_PACING, MAX_PACING = 1, 1000
-#: What a received credential may hold: 1-256 visible ASCII characters, and no colon in a ufrag (it
-#: would split USERNAME, RFC 8445 7.2.2). RFC 8839 5.4 asks senders for 4-256 (ufrag) and 22-256 (pwd)
-#: ice-chars, which is what this agent generates; like pion and aioice, shorter or looser values that
-#: hand-written signaling carries are accepted, since nothing in the checks depends on them.
-_CREDENTIAL_CHARS = {"ufrag": re.compile(r"[!-9;-~]{1,256}"), "pwd": re.compile(r"[!-~]{1,256}")}
-
-
-class IceParametersError(IceError, ValueError):
-    """ICE parameters that cannot work: an empty ufrag or pwd, one over 256 characters or with a space or
-    a non-ASCII character, a colon in a ufrag, or a pacing not an integer number of ms in
-    MIN_PACING..MAX_PACING (RFC 8839 5.4-5.5)."""
-
-
-def _credential(what: str) -> Any:
-    pattern = _CREDENTIAL_CHARS[what]
-
-    def check(_inst: object, _attribute: object, value: Any) -> None:
-        if not isinstance(value, str):
-            raise IceParametersError(f"ICE {what} must be a str, not {type(value).__name__}")
-        if not pattern.fullmatch(value):
-            colon = ", no ':'" if what == "ufrag" else ""
-            raise IceParametersError(
-                f"ICE {what} {_clip(value)} is not 1 to 256 visible ASCII characters{colon} "
-                "(RFC 8839 5.4, RFC 8445 5.3, 7.2.2)"
-            )
-
-    return check
-
-
-def _pacing(_inst: object, _attribute: object, value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise IceParametersError(f"ICE pacing must be an integer number of milliseconds, not {value!r}")
-    if not MIN_PACING <= value <= MAX_PACING:
-        raise IceParametersError(
-            f"ICE pacing {_int_text(value)} ms is out of range ({MIN_PACING}..{MAX_PACING} ms; RFC 8839 5.5, "
-            "RFC 8445 14.2)"
-        )
-
-
-@attrs.frozen
-class IceParameters:
-    """The ICE credentials of one side (RFC 8445 5.3) and its optional `a=ice-pacing` in ms (RFC 8839 5.5).
-
-    Checked when made, whatever they come from (signaling, the offer/answer blob): ufrag and pwd 1-256
-    visible ASCII characters, no colon in a ufrag (the agent itself generates RFC 8839 5.4's 4-256 and
-    22-256 ice-chars), pacing MIN_PACING..MAX_PACING ms. A bad value raises IceParametersError (a ValueError)."""
-
-    ufrag: str = attrs.field(validator=_credential("ufrag"))
-    pwd: str = attrs.field(validator=_credential("pwd"))
-    pacing: int | None = attrs.field(default=None, validator=_pacing)
