@@ -55,13 +55,16 @@ async def test_port_range_applies_to_active_ice_tcp_connections(autojump_clock: 
                        name="A") as a,
             open_agent(controlling=False, network=UdpBlocked(scenario.network_b), tcp=True, name="B") as b,
         ):
-            await connect_both(a, b)
+            # B signals first: A's first check (at once, RFC 8445 14.2) goes from its active candidate to B's
+            # passive one before B knows A's candidates
+            await signal(b, a)
+            await signal(a, b)
+            await a.connect()
+            await b.connect()
             (passive,) = [(c.address, c.port) for c in await gathered(b) if c.tcptype == "passive"]
-            # A checks its active candidate against B's passive one (paced after the triggered check that B's
-            # own check caused, so perhaps after connect() returned): A opens that connection
-            while not any(remote == passive for _local, remote in scenario.host_a.tcp.connections):
-                await trio.sleep(0.01)  # virtual time: the loop ends when the check goes out, or fail_after
             connections = list(scenario.host_a.tcp.connections)
+            # A checked its active candidate against B's passive one: A opened that connection
+            assert any(remote == passive for _local, remote in connections), connections
             assert all(LOW <= local[1] <= HIGH for local, _remote in connections), connections
 
 
