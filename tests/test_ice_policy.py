@@ -249,8 +249,8 @@ def test_consent_checks_randomized_and_consent_lost_after_timeout() -> None:
         actions, at = sup.poll(now, state=IceState.CONNECTED, pair=pair, selected_at=0.0)
         if any(isinstance(a, SendConsent) for a in actions):
             sent.append(now)
-            pair.last_consent = now  # answered
-            pair.responses_received += 1
+            pair._last_consent = now  # answered
+            pair._responses_received += 1
     gaps = [b - a for a, b in itertools.pairwise([0.0, *sent])]
     assert len(sent) >= 5 and all(4.0 - 1e-9 <= g <= 6.0 + 1e-9 for g in gaps)  # 0.8-1.2 x 5 s (RFC 7675 5.1)
     assert len({round(g, 6) for g in gaps}) > 1  # randomized
@@ -265,13 +265,13 @@ def test_disconnected_after_silence_and_back_on_traffic() -> None:
     sup = supervisor(disconnected_timeout=5.0, consent_interval=100.0, keepalive_interval=1000.0)
     pair = valid_pair()
     sup.poll(0.0, state=IceState.CONNECTED, pair=pair, selected_at=0.0)
-    pair.bytes_received = 10
+    pair.count_received(10)
     sup.poll(1.0, state=IceState.CONNECTED, pair=pair, selected_at=0.0)
     assert sup.poll(6.0, state=IceState.CONNECTED, pair=pair, selected_at=0.0)[0] == []
     actions, _ = sup.poll(6.01, state=IceState.CONNECTED, pair=pair, selected_at=0.0)
     assert SetState(IceState.DISCONNECTED) in actions
-    pair.bytes_received = 20
-    pair.nominated = True
+    pair.count_received(10)
+    pair._nominated = True
     actions, _ = sup.poll(7.0, state=IceState.DISCONNECTED, pair=pair, selected_at=0.0)
     assert SetState(IceState.COMPLETED) in actions
 
@@ -305,7 +305,7 @@ def test_keepalive_when_nothing_was_sent_for_keepalive_interval() -> None:
     assert actions == [] and at <= 15.0
     actions, _ = sup.poll(15.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)
     assert actions == [SendKeepalive(pair)]
-    pair.bytes_sent += 100  # data went out: no keepalive needed
+    pair.count_sent(100)  # data went out: no keepalive needed
     actions, _ = sup.poll(30.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)
     assert actions == []
 
@@ -330,6 +330,6 @@ def test_restart_backoff_doubles_up_to_sixteen_times_and_only_with_auto_restart(
 def test_route_lost_and_fail_are_terminal() -> None:
     sup = supervisor(consent_timeout=30.0)
     pair = valid_pair()
-    pair.last_consent = 0.0
+    pair._last_consent = 0.0
     actions, at = sup.poll(31.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)
     assert len(actions) == 1 and isinstance(actions[0], RouteLost) and at == math.inf

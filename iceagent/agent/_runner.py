@@ -401,7 +401,7 @@ class SessionRunner:
                 pair = self._lookup_data_pair(key, addr)
             if pair is None:
                 continue  # not from a known remote candidate (RFC 8445 12.2)
-            pair.bytes_received += len(data)
+            pair.count_received(len(data))
             deliver(data)
         if now is not None:
             self._poke(now)

@@ -280,8 +280,8 @@ class IceSession:
         again, expired = self._requests.handle_timer(now)
         for request, data in again:
             pair = request.pair
-            pair.requests_sent += 1
-            pair.retransmissions_sent += 1
+            pair._requests_sent += 1
+            pair._retransmissions_sent += 1
             out.append(Transmit(data, pair.base, pair.remote_address, pair))
         for request in expired:
             if request.is_live_check:
@@ -411,8 +411,8 @@ class IceSession:
                 self._requests.cancel_checks(pair)
             self._checklist.set_state(pair, PairState.WAITING)
             self._checklist.enqueue_triggered(pair)
-        pair.requests_received += 1
-        pair.responses_sent += 1
+        pair._requests_received += 1
+        pair._responses_sent += 1
         if Attr.USE_CANDIDATE in message and not self.controlling:
             valid = self._generated.get(pair)
             if pair.state is PairState.SUCCEEDED and valid is not None:
@@ -460,9 +460,9 @@ class IceSession:
                 nominating=nominating,
             ),
         )
-        pair.requests_sent += 1
+        pair._requests_sent += 1
         if consent:
-            pair.consent_requests_sent += 1
+            pair._consent_requests_sent += 1
         elif pair.state is not PairState.SUCCEEDED:
             self._checklist.set_state(pair, PairState.IN_PROGRESS)
         return Transmit(data, pair.base, pair.remote_address, pair)
@@ -483,7 +483,7 @@ class IceSession:
         self._requests.pop(message.transaction_id)
         rtt = request.transaction.handle_response(now)
         pair = request.pair
-        pair.responses_received += 1
+        pair._responses_received += 1
         if message.message_class is MessageClass.ERROR:
             error = message.get(Attr.ERROR_CODE)
             if error is not None and error[0] == 487:
@@ -497,8 +497,8 @@ class IceSession:
             return
         if rtt is not None:
             estimator_of(pair, self.config).update(rtt)
-            pair.rtt = rtt
-        pair.last_consent = now
+            pair._rtt = rtt
+        pair._last_consent = now
         if request.consent:
             self._events.append(ConsentRefreshed(pair, now))
             return
@@ -540,8 +540,8 @@ class IceSession:
             else:
                 valid = CandidatePair(local=local, remote=pair.remote, base=pair.base, state=PairState.SUCCEEDED)
                 valid.compute_priority(self.controlling)
-            valid.rtt = pair.rtt if pair.rtt is not None else valid.rtt
-            valid.last_consent = now
+            valid._rtt = pair.rtt if pair.rtt is not None else valid.rtt
+            valid._last_consent = now
             if valid.state is not PairState.SUCCEEDED:
                 self._checklist.set_state(valid, PairState.SUCCEEDED)
         self._generated[pair] = valid
@@ -568,7 +568,7 @@ class IceSession:
     def _set_nominated(self, pair: CandidatePair) -> None:
         if pair.nominated:
             return
-        pair.nominated = True
+        pair._nominated = True
         self._checklist.last_nominated = pair
         self._completed = True
         self._events.append(PairNominated(pair))
