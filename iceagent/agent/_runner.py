@@ -502,9 +502,7 @@ class SessionRunner:
         try:
             gen = self.gen
             self._apply_events()  # inputs (remote candidates, end-of-candidates) may have queued events
-            if gen.get_timer() <= now:
-                gen.handle_timer(now)
-                self._apply_events()
+            gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
             self.flush(now)
             deadline = self.owner.supervise(self, now) if not self.closed else math.inf
             return min(deadline, gen.get_timer())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Protocol
 
 import attrs
 
@@ -70,6 +71,12 @@ class Restart:
     """auto_restart: restart the FAILED agent now (its back-off has passed)."""
 
 
+class Uniform(Protocol):
+    """A source of uniform random numbers: a `random.Random`, or the `random` module itself."""
+
+    def uniform(self, a: float, b: float) -> float: ...
+
+
 SupervisorAction = SendConsent | SendKeepalive | SetState | RouteLost | Fail | Restart
 
 #: Actions after which the agent's state or route has changed: apply them, then poll again.
@@ -95,10 +102,10 @@ class Supervisor:
         "_restart_at",
     )
 
-    def __init__(self, config: IceConfig, *, auto_restart: bool, rng: random.Random | None = None) -> None:
+    def __init__(self, config: IceConfig, *, auto_restart: bool, rng: Uniform = random) -> None:
         self._config = config
         self._auto_restart = auto_restart
-        self._random = rng or random.Random()
+        self._random = rng  # injected (tests pass a seeded random.Random); the `random` module by default
         self._backoff = config.restart_backoff
         self._restart_at: float | None = None
         self._checking_since: float | None = None
