@@ -72,12 +72,17 @@ def test_a_shared_pacer_delays_the_second_agent_to_the_next_slot() -> None:
     assert second.may_send(GLOBAL_INTERVAL, True)
 
 
-def test_peer_pacing_counts_only_when_larger() -> None:
+def test_both_sides_pace_at_the_larger_ta_and_silence_means_50ms() -> None:
+    """RFC 8445 14.2 / RFC 8839 4.4: a peer that signals no a=ice-pacing paces at 50 ms, so our lower Ta
+    applies only when the peer signals one as low."""
     assert effective_ta(0.05, None) == 0.05
     slow = B_PARAMS.__class__(ufrag=B_PARAMS.ufrag, pwd=B_PARAMS.pwd, pacing=200)
     assert effective_ta(0.05, slow) == 0.2
     fast = B_PARAMS.__class__(ufrag=B_PARAMS.ufrag, pwd=B_PARAMS.pwd, pacing=10)
     assert effective_ta(0.05, fast) == 0.05
+    assert effective_ta(0.005, fast) == 0.01
+    assert effective_ta(0.005, B_PARAMS) == 0.05  # the peer signalled no pacing
+    assert effective_ta(0.005, B_PARAMS.__class__(ufrag="bUfr", pwd=B_PARAMS.pwd, pacing=5)) == 0.005
 
 
 # ---- the generation (aioquic shape) ----
