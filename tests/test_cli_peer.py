@@ -251,13 +251,13 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 def test_not_implemented_option_is_one_line(
     flag: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import iceagent.cli.peer
+    import iceagent.cli.options
 
     def fake_open_agent(**kwargs: Any) -> Any:
         assert kwargs[flag[2:]] is True
         raise NotImplementedError(f"{flag[2:]}=True is not available yet")
 
-    monkeypatch.setattr(iceagent.cli.peer, "open_agent", fake_open_agent)
+    monkeypatch.setattr(iceagent.cli.options, "open_agent", fake_open_agent)
     assert main(["answer", *LO, flag, _offer()]) == 1
     out, err = capsys.readouterr()
     assert err == f"iceagent answer: error: not available yet: {flag[2:]}=True is not available yet\n"
