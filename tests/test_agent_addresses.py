@@ -117,10 +117,13 @@ async def test_no_port_at_all_fails_the_agent_and_stats_say_why(autojump_clock: 
             ):
                 await signal(a, b)
                 await signal(b, a)
-                with pytest.raises(IceFailed):
+                with pytest.raises(IceFailed) as failed:
                     await a.connect()
                 (error,) = a.stats()["gatherers"]["host"]["errors"]
                 assert f"port_range=({LOW}, {LOW}) is exhausted" in error
+                # the exception says it too: nothing was gathered, and why
+                assert "no local candidate was gathered" in str(failed.value)
+                assert f"port_range=({LOW}, {LOW}) is exhausted" in str(failed.value)
     finally:
         squatter.close()
 

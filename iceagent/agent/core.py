@@ -385,7 +385,7 @@ class Agent:
             log.info("%s: role conflict resolved: now %s", self.name, role)
             self.controlling = event.controlling
         elif isinstance(event, ChecklistFailed) and self._routes.route is None:
-            self._fail("every candidate pair failed")
+            self._fail("every candidate pair failed" + _gathering_hint(runner))
 
     def _pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
         if self._route_runner is not None and self._route_runner is not runner:
@@ -535,6 +535,15 @@ class Agent:
         self._failure_reason = f"ICE failed: {reason}"
         self._unselect()
         self._set_state(IceState.FAILED)
+
+
+def _gathering_hint(runner: SessionRunner) -> str:
+    """Why there was nothing to pair, when this generation gathered no candidate: its gatherers' last
+    errors (e.g. a port range that ran out), so IceFailed says what to fix."""
+    if runner.gathering.candidates:
+        return ""
+    errors = [f"{kind}: {errors[-1]}" for kind, errors in runner.gathering.errors.items() if errors]
+    return " (no local candidate was gathered" + ("; " + "; ".join(errors) if errors else "") + ")"
 
 
 def _validate_servers(ice_servers: Sequence[IceServer] | None) -> tuple[IceServer, ...]:
