@@ -338,3 +338,54 @@ def test_route_lost_and_fail_are_terminal() -> None:
     pair._last_consent = 0.0
     actions, at = sup.poll(31.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)
     assert len(actions) == 1 and isinstance(actions[0], RouteLost) and at == math.inf
+
+
+class CountingPacer(GlobalPacer):
+    """A process-wide pacer that counts the slots taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved = 0
+
+    def reserve(self, now: float) -> float:
+        self.reserved += 1
+        return super().reserve(now)
+
+
+def test_a_frozen_pair_behind_a_busy_foundation_takes_no_slot_and_no_wakeup() -> None:
+    """Two remote candidates with one foundation: the second pair stays Frozen while the first is In-Progress
+    (RFC 8445 6.1.4.2), so there is nothing to send until that check ends: no pacer slot is taken and the
+    next deadline is the first check's retransmission, not the next Ta."""
+    pacer = CountingPacer()
+    gen = generation(pacer=pacer, rto=0.5)
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_PARAMS)
+    gen.add_remote_candidate(cand("10.0.0.2", 2000, foundation="same"))
+    gen.add_remote_candidate(cand("10.0.0.2", 2001, foundation="same", priority=1000))
+    (first,) = gen.datagrams_to_send(0.0)
+    assert first.remote == ("10.0.0.2", 2000) and pacer.reserved == 1
+    assert gen.get_timer() == pytest.approx(0.5)
+    for now in (0.05, 0.1, 0.25):
+        assert gen.datagrams_to_send(now) == []
+    assert pacer.reserved == 1
+
+
+def test_a_triggered_check_takes_the_slot_a_paced_check_waited_for() -> None:
+    """Another agent holds the process-wide pacer: our next check waits for its slot, and is built only
+    then, so a check triggered meanwhile (RFC 8445 7.3.1.4) goes first, and its transaction starts when it
+    leaves (RFC 8489 6.2.1)."""
+    pacer = CountingPacer()
+    pacer.reserve(0.0)  # another agent's check at 0: ours gets the slot at 5 ms
+    gen = generation(controlling=False, pacer=pacer, rto=0.5)
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_PARAMS)
+    gen.add_remote_candidate(cand("10.0.0.9", 9000))  # an ordinary check waits for the slot
+    assert gen.datagrams_to_send(0.0) == []
+    assert gen.get_timer() == pytest.approx(GLOBAL_INTERVAL)
+    raw = request(controlled=None, controlling=0x0222222222222222)
+    gen.receive(Message.decode(raw), raw, B_ADDR, A_HOST, 0.002)  # B's check: answer now, trigger one back
+    (answer,) = gen.datagrams_to_send(0.002)
+    assert answer.pair is None
+    (check,) = gen.datagrams_to_send(GLOBAL_INTERVAL)
+    assert check.remote == B_ADDR  # the triggered check, not the one that waited
+    assert gen.get_timer() == pytest.approx(GLOBAL_INTERVAL + 0.05)  # Ta from the real send

@@ -427,6 +427,7 @@ class Agent:
             return math.inf
         if not self._supervise and now < self._supervise_at:
             return self._supervise_at
+        self._supervise = False  # a change the actions make below asks for another look
         at = math.inf
         for _ in range(4):  # a RouteLost or Fail changes the state: look again (at most a few times)
             route = self._routes.route
@@ -437,7 +438,6 @@ class Agent:
                 self._apply(action, now)
             if not actions or not isinstance(actions[-1], TERMINAL) or self._current is not runner:
                 break
-        self._supervise = False
         self._supervise_at = at
         return at
 
@@ -524,6 +524,8 @@ class Agent:
         if valid:
             self._select(current, valid[0])
             self._set_state(IceState.COMPLETED if valid[0].nominated else IceState.CONNECTED)
+        elif current.ice.failed:  # the new generation's check list already failed (ignored while routed)
+            self._fail(f"{reason}; and every candidate pair of the new generation failed")
         else:
             self.supervisor.checking_started(trio.current_time())
             self._set_state(IceState.CHECKING if current.ice.remote_parameters is not None else IceState.NEW)

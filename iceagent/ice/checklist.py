@@ -314,3 +314,21 @@ class CheckList:
     def has_idle(self) -> bool:
         """Some pair on the list is FROZEN or WAITING."""
         return self._n_idle > 0
+
+    @property
+    def has_sendable(self) -> bool:
+        """`next_waiting()` would return a pair: one is Waiting (and not queued as triggered), or a Frozen
+        one's foundation has no Waiting or In-Progress pair, so it would be unfrozen (RFC 8445 6.1.4.2). A
+        Frozen pair behind a busy foundation waits for that check, not for the next Ta."""
+        if self._n_idle == 0:
+            return False
+        busy = set()
+        for pair in self.pairs:
+            state = pair.state
+            if state is PairState.WAITING:
+                if pair not in self.triggered:
+                    return True
+                busy.add(pair.foundation)
+            elif state is PairState.IN_PROGRESS:
+                busy.add(pair.foundation)
+        return any(p.state is PairState.FROZEN and p.foundation not in busy for p in self.pairs)

@@ -30,7 +30,9 @@ class IceGeneration:
     """One generation (one local ufrag/pwd): `receive`, `datagrams_to_send`, `get_timer`, `handle_timer`,
     `next_event`, plus the inputs that come from signaling and gathering."""
 
-    __slots__ = ("_config", "_events", "_gather_deadline", "_now", "_out", "nomination", "scheduler", "session")
+    __slots__ = (
+        "_config", "_events", "_gather_deadline", "_now", "_out", "_random", "nomination", "scheduler", "session"
+    )
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class IceGeneration:
         random_bytes: Callable[[int], bytes] = random_bytes,
     ) -> None:
         self._config = config
+        self._random = random_bytes
         self.session = IceSession(
             local=local, controlling=controlling, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes
         )
@@ -119,8 +122,7 @@ class IceGeneration:
             t = session.next_check(now)
             if t is not None:
                 self._out.append(t)
-            # nothing to send after all (a queued triggered check had meanwhile succeeded): look again in Ta
-            self.scheduler.sent(now, effective_ta(self._config.ta, session.remote_parameters))
+                self.scheduler.sent(now, effective_ta(self._config.ta, session.remote_parameters))
             self._pull()
         out = self._out
         if out:
@@ -170,7 +172,8 @@ class IceGeneration:
     def keepalive(self, pair: CandidatePair) -> None:
         """Queue a keepalive on `pair`: a Binding indication with a fresh transaction id and FINGERPRINT, no
         integrity and no response (RFC 8445 11, RFC 8489 6.1)."""
-        data = Message(Method.BINDING, MessageClass.INDICATION).encode(fingerprint=True)
+        keepalive = Message(Method.BINDING, MessageClass.INDICATION, transaction_id=self._random(12))
+        data = keepalive.encode(fingerprint=True)
         self._out.append(Transmit(data, pair.base, pair.remote_address, pair))
 
     # ---- queries ----

@@ -336,7 +336,7 @@ class IceSession:
         checklist = self._checklist
         if checklist.triggered:
             return True
-        return not self._completed and checklist.has_idle
+        return not self._completed and checklist.has_sendable
 
     @property
     def completed(self) -> bool:
