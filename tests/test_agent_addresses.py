@@ -13,7 +13,7 @@ from agent_helpers import connect_both, signal
 from iceagent_vnet import Host, Lan, NatBehavior, vnet
 from test_ice_tcp import UdpBlocked
 
-from iceagent import Agent, Candidate, IceFailed, IceServer, PortRangeExhausted, open_agent
+from iceagent import Agent, Candidate, IceConfig, IceFailed, IceServer, PortRangeExhausted, open_agent
 from iceagent.stun.server import serve_stun
 
 LOW, HIGH = 40000, 40003
@@ -49,11 +49,15 @@ async def test_port_range_applies_to_active_ice_tcp_connections(autojump_clock: 
     """With UDP blocked the pair is A's active candidate to B's passive one: the connection's local port is
     in A's range (RFC 6544 4.5 gives active candidates port 9; the real one is the one bound)."""
     scenario = vnet("none", "none", seed=12)
+    # Without the process-wide pacer A's first check leaves at once, at the instant A learns B's candidates;
+    # with it, A may wait 5 ms for a slot B took, and the check B's own check triggers then goes first.
+    config = IceConfig(global_pacing=False)
     with trio.fail_after(60):
         async with (
             open_agent(controlling=True, network=UdpBlocked(scenario.network_a), tcp=True, port_range=(LOW, HIGH),
-                       name="A") as a,
-            open_agent(controlling=False, network=UdpBlocked(scenario.network_b), tcp=True, name="B") as b,
+                       name="A", config=config) as a,
+            open_agent(controlling=False, network=UdpBlocked(scenario.network_b), tcp=True, name="B",
+                       config=config) as b,
         ):
             # B signals first: A's first check (at once, RFC 8445 14.2) goes from its active candidate to B's
             # passive one before B knows A's candidates
