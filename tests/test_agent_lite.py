@@ -125,20 +125,38 @@ async def test_lite_with_auto_restart_restarts_when_the_peer_is_gone(autojump_cl
             assert lite.local_parameters.lite
 
 
-async def test_two_lite_agents_fail_with_a_clear_message(autojump_clock: object) -> None:
-    """Two lite agents send no check at all (RFC 8445 2.5): both fail at once, saying why."""
+async def test_two_lite_agents_with_one_pair_use_it(autojump_clock: object) -> None:
+    """RFC 8445 8.2: two lite agents with one host candidate each select that pair without a check, and
+    keep it (no consent to lapse: neither side checks)."""
+    scenario = vnet("none", "none", rtt=0.05, seed=5)
+    with trio.fail_after(200):
+        async with (
+            open_agent(controlling=False, lite=True, network=scenario.network_a, config=CONFIG) as a,
+            open_agent(controlling=False, lite=True, network=scenario.network_b, config=CONFIG) as b,
+        ):
+            s_a, s_b = await connect_both(a, b)
+            await s_a.send(b"lite to lite")
+            assert await s_b.receive() == b"lite to lite"
+            await trio.sleep(60)  # past consent_timeout
+            assert a.state.value is IceState.COMPLETED and b.state.value is IceState.COMPLETED
+            assert sent_requests(a) == sent_requests(b) == 0
+
+
+async def test_two_lite_agents_with_several_pairs_fail_with_a_clear_message(autojump_clock: object) -> None:
+    """With two pairs RFC 8445 8.2 needs an updated candidate exchange, which the API does not do."""
     scenario = vnet("none", "none", seed=5)
     with trio.fail_after(30):
         async with (
             open_agent(controlling=False, lite=True, network=scenario.network_a, config=CONFIG) as a,
             open_agent(controlling=False, lite=True, network=scenario.network_b, config=CONFIG) as b,
         ):
-            await signal(a, b)
-            await signal(b, a)
-            for agent in (a, b):
-                with pytest.raises(IceFailed, match="both agents are ICE-lite"):
-                    await agent.connect()
-            assert sent_requests(a) == sent_requests(b) == 0
+            await signal(b, a, end=False)
+            (theirs,) = [c async for c in b.gather()]
+            a.add_remote_candidate(attrs.evolve(theirs, port=theirs.port + 1))
+            a.add_remote_candidate(None)
+            with pytest.raises(IceFailed, match=r"both agents are ICE-lite .* form 2 pairs"):
+                await a.connect()
+            assert sent_requests(a) == 0
 
 
 async def test_role_conflict_with_a_peer_that_was_not_told_it_is_lite(autojump_clock: object) -> None:

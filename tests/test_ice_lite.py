@@ -31,7 +31,7 @@ from test_session import (
 from iceagent.config import IceConfig
 from iceagent.ice.events import ChecklistFailed, PairNominated, PairValid, RemoteCandidateLearned, RoleChanged
 from iceagent.ice.generation import IceGeneration
-from iceagent.ice.lite import TWO_LITE_AGENTS, LiteSession, lite_admits
+from iceagent.ice.lite import LiteSession, lite_admits, two_lite_agents
 from iceagent.ice.pair import CandidatePair, PairState
 from iceagent.ice.supervisor import RouteLost, SendKeepalive, Supervisor
 from iceagent.states import IceState
@@ -151,13 +151,41 @@ def test_a_peer_claiming_controlled_gets_487_and_the_lite_agent_stays_controlled
     assert gen.nominated is None
 
 
-def test_two_lite_agents_fail_at_once_with_the_reason() -> None:
-    """RFC 8445 2.5: between two lite agents no check ever flows."""
+def test_two_lite_agents_with_one_pair_select_it_without_a_check() -> None:
+    """RFC 8445 8.2: between two lite agents, once both candidate lists are complete, a single pair is the
+    selected pair; no check is ever sent, and its consent never lapses (no one could refresh it)."""
+    gen = IceGeneration(
+        local=LITE, controlling=False, tie_breaker=A_TB, config=IceConfig(), random_bytes=tids(0xA0)
+    )
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(attrs.evolve(B_PARAMS, lite=True))
+    gen.add_remote_candidate(B_HOST)
+    assert gen.nominated is None  # the peer's list may not be complete yet
+    gen.gathering_done()
+    assert gen.nominated is None
+    gen.add_remote_candidate(None)
+    assert event_kinds(gen)[-2:] == ["PairValid", "PairNominated"]
+    pair = gen.nominated
+    assert pair is not None and pair.remote_address == B_ADDR and pair.rtt is None
+    assert pair.last_consent == math.inf
+    assert gen.datagrams_to_send(1.0) == [] and gen.get_timer() == math.inf
+
+
+@pytest.mark.parametrize("remotes", [0, 2])
+def test_two_lite_agents_without_exactly_one_pair_fail_with_the_reason(remotes: int) -> None:
+    """More than one pair would need an updated candidate exchange (8.2) that the API does not do."""
     s = LiteSession(local=LITE, tie_breaker=A_TB, config=IceConfig(), random_bytes=tids(0xA0))
+    s.add_local_candidate(A_HOST, A_HOST)
     s.set_remote_parameters(attrs.evolve(B_PARAMS, lite=True))
-    assert drain(s) == [ChecklistFailed(TWO_LITE_AGENTS)]
-    assert s.failed and "ICE-lite" in TWO_LITE_AGENTS
-    s.set_remote_parameters(attrs.evolve(B_PARAMS, lite=True))
+    for port in range(2000, 2000 + remotes):
+        s.add_remote_candidate(attrs.evolve(B_HOST, port=port))
+    s.local_gathering_done()
+    assert not any(isinstance(e, ChecklistFailed) for e in drain(s))  # the peer's list is not complete yet
+    s.add_remote_candidate(None)
+    assert drain(s) == [ChecklistFailed(two_lite_agents(remotes))]
+    assert s.failed and s.nominated_pairs == []
+    assert "both agents are ICE-lite" in two_lite_agents(remotes) and "host_addresses" in two_lite_agents(remotes)
+    s.add_remote_candidate(None)
     assert drain(s) == []  # once
 
 

@@ -4,12 +4,17 @@ A lite agent has host candidates only (5.1.1.1; ICE-TCP: passive ones, RFC 6544 
 connection), takes the controlled role (6.1.1), sends no checks at all (no paced, triggered or consent
 checks: 2.5, RFC 7675 leaves consent to the full peer) and answers the checks it gets (7.3). An
 authenticated check with USE-CANDIDATE makes its pair valid and nominated (7.3.2), which concludes ICE
-for the lite agent (8.2). Two lite agents never exchange a check (2.5): `LiteSession` fails at once when
-the peer signals `a=ice-lite` too, with a message that says so.
+for the lite agent (8.2).
+
+Two lite agents never exchange a check (2.5). RFC 8445 8.2 has them pair their candidates (same
+component, transport and address family) and, when that gives exactly one pair, use it as the selected
+pair; with more, the controlling agent would have to send an updated candidate list to agree on one,
+which this API does not do: the session fails then, with a message that says what to change.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from ..config import IceConfig
@@ -21,16 +26,24 @@ from .events import ChecklistFailed, PairValid, RemoteCandidateLearned, Transmit
 from .pair import CandidatePair, PairState
 from .session import IceSession
 
-__all__ = ["TWO_LITE_AGENTS", "LiteSession", "lite_admits"]
+__all__ = ["LiteSession", "lite_admits", "two_lite_agents"]
 
 Address = tuple[str, int]
 
-#: Why two lite agents fail (the reason of their ChecklistFailed, shown by IceFailed).
-TWO_LITE_AGENTS = (
-    "both agents are ICE-lite (a=ice-lite on both sides): lite agents send no connectivity checks, so no "
-    "pair can become valid (RFC 8445 2.5); open one side as a full agent (lite=False), which then controls "
-    "(RFC 8445 6.1.1)"
-)
+def two_lite_agents(pairs: int) -> str:
+    """Why two lite agents with `pairs` candidate pairs (not one) fail: the reason of their ChecklistFailed,
+    shown by IceFailed (RFC 8445 8.2)."""
+    if pairs == 0:
+        found = "no candidate pair can be formed (same transport and address family, RFC 8445 8.2)"
+    else:
+        found = (
+            f"their candidates form {pairs} pairs, and RFC 8445 8.2 then needs an updated candidate exchange "
+            "from the controlling agent to agree on one, which open_agent does not do"
+        )
+    return (
+        f"both agents are ICE-lite (a=ice-lite on both sides) and {found}; give each lite agent a single host "
+        "address (host_addresses=[...]), or open one side as a full agent (lite=False), which then controls"
+    )
 
 
 def lite_admits(candidate: Candidate) -> bool:
@@ -52,7 +65,7 @@ class LiteSession(IceSession):
     makes the pair valid and nominated (7.3.2). Of several nominations (an RFC 5245 peer's aggressive
     nomination) the highest-priority pair is the selected one (8.1.1)."""
 
-    __slots__ = ("_now",)
+    __slots__ = ("_now", "_peer_lite")
 
     def __init__(
         self,
@@ -68,15 +81,15 @@ class LiteSession(IceSession):
             local=local, controlling=False, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes
         )
         self._now = 0.0
+        self._peer_lite = False
 
     # ---- inputs ----
 
     def set_remote_parameters(self, params: IceParameters) -> None:
-        """The peer's parameters; a lite peer as well means no check will ever flow (RFC 8445 2.5)."""
+        """The peer's parameters; a lite peer as well means no check will ever flow (RFC 8445 2.5, 8.2)."""
         self.remote_parameters = params
-        if params.lite and not self._failed:
-            self._failed = True
-            self._events.append(ChecklistFailed(TWO_LITE_AGENTS))
+        self._peer_lite = params.lite
+        self._update_failed()
 
     def handle_stun(
         self, message: Message, raw: bytes, *, base: Candidate, remote: Address, now: float
@@ -140,8 +153,9 @@ class LiteSession(IceSession):
             self._nominated_by_peer(pair)
 
     def _nominated_by_peer(self, pair: CandidatePair) -> None:
-        """7.3.2: the pair is valid and nominated; the selected pair stays the highest-priority nominated
-        one (8.1.1), so a lower-priority nomination after it is recorded without an event."""
+        """7.3.2 (and 8.2's single pair between two lite agents): the pair is valid and nominated; the
+        selected pair stays the highest-priority nominated one (8.1.1), so a lower-priority nomination after
+        it is recorded without an event."""
         self._checklist.set_state(pair, PairState.SUCCEEDED)
         if self._checklist.add_valid(pair):
             self._events.append(PairValid(pair))
@@ -153,4 +167,17 @@ class LiteSession(IceSession):
 
     def _update_failed(self) -> None:
         """A lite agent's list never fails by itself: its pairs are never checked, and the peer's checks may
-        come from addresses it never signalled. Only a lite peer (set_remote_parameters) fails it."""
+        come from addresses it never signalled. With a lite peer (RFC 8445 8.2), once both candidate lists
+        are complete: a single pair is valid and selected without a check (its consent cannot lapse: no one
+        checks, RFC 7675 needs a full peer); none or several fail the session (two_lite_agents)."""
+        if not self._peer_lite or self._failed or self._completed:
+            return
+        if not (self._local_done and self._remote_done) or self._pending_remote:
+            return
+        pairs = self._checklist.pairs
+        if len(pairs) == 1:
+            pairs[0].last_consent = math.inf
+            self._nominated_by_peer(pairs[0])
+        else:
+            self._failed = True
+            self._events.append(ChecklistFailed(two_lite_agents(len(pairs))))
