@@ -62,6 +62,7 @@ def check_from(gen: IceGeneration, addr: tuple[str, int], now: float, **kw: Any)
     gen.receive(Message.decode(raw), raw, addr, A_HOST, now)
     out = gen.datagrams_to_send(now)
     assert len(out) == 1 and out[0].pair is None and out[0].remote == addr  # the answer, nothing else
+    assert len(out[0].data) <= len(raw)  # no amplification (docs/security.md)
     return decode(out[0])
 
 
