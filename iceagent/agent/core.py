@@ -382,6 +382,8 @@ class Agent:
             for other in list(self._runners):
                 if other is not runner:
                     self._close_runner(other)
+            if self.state.value in (IceState.NEW, IceState.CHECKING):
+                self._set_state(IceState.CONNECTED)  # valid and nominated at once (a lite agent, RFC 8445 7.3.2)
             self._set_state(IceState.COMPLETED)
         elif isinstance(event, RoleChanged):
             role = "controlling" if event.controlling else "controlled"
