@@ -77,11 +77,12 @@ async def test_full_and_lite_connect_on_public_addresses(lite_side: str, autojum
             assert pair.requests_received > 3  # the full peer's consent checks, answered
 
 
-async def test_lite_server_and_full_client_behind_a_nat(autojump_clock: object) -> None:
-    """The lite agent on a public address, the full one behind an endpoint-independent NAT without STUN:
-    the full agent's checks arrive from its NAT address, a peer-reflexive candidate for the lite agent,
-    which nominates that pair from USE-CANDIDATE (7.3.2) and sends data back through the NAT."""
-    scenario = vnet("eim-apdf", "none", rtt=0.05, seed=2)
+@pytest.mark.parametrize("nat", ["full-cone", "restricted-cone", "port-restricted", "symmetric"])
+async def test_lite_server_and_full_client_behind_a_nat(nat: str, autojump_clock: object) -> None:
+    """The lite agent on a public address, the full one behind a NAT (any kind, symmetric too) without
+    STUN: the full agent's checks arrive from its NAT address, a peer-reflexive candidate for the lite
+    agent, which nominates that pair from USE-CANDIDATE (7.3.2) and sends data back through the NAT."""
+    scenario = vnet(nat, "none", rtt=0.05, seed=2)
     with trio.fail_after(60):
         async with (
             open_agent(controlling=False, network=scenario.network_a, config=CONFIG, name="client") as full,
