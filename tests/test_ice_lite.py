@@ -20,13 +20,16 @@ from test_session import (
     B_PARAMS,
     B_TB,
     PRFLX_CHECK,
+    cand,
     decode,
     drain,
+    feed,
     request,
     response_to,
     session,
     tids,
 )
+from test_session_bounds import LOCALS, P, assert_bounded
 
 from iceagent.config import IceConfig
 from iceagent.ice.events import ChecklistFailed, PairNominated, PairValid, RemoteCandidateLearned, RoleChanged
@@ -251,8 +254,6 @@ def test_a_full_agent_with_a_full_peer_keeps_its_role() -> None:
 
 
 def test_lite_admits_host_candidates_and_tcp_passive_only() -> None:
-    from test_session import cand
-
     assert lite_admits(cand("10.0.0.1", 1))
     assert lite_admits(cand("10.0.0.1", 1, transport="tcp", tcptype="passive"))
     assert not lite_admits(cand("10.0.0.1", 9, transport="tcp", tcptype="active"))
@@ -298,3 +299,24 @@ def test_lite_supervisor_still_sends_keepalives_when_it_sent_nothing() -> None:
     assert at == 15.0
     actions, _ = sup.poll(15.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)
     assert [type(a) for a in actions] == [SendKeepalive]
+
+
+def test_a_lite_session_stays_bounded_under_nominations_from_many_sources() -> None:
+    """An authenticated peer nominating from ever new addresses (3000 IPs, and many ports of one IP) on
+    three bases: every table stays within the full session's documented bounds (docs/security.md)."""
+    s = LiteSession(local=LITE, tie_breaker=A_TB, config=IceConfig(max_pairs=P), random_bytes=tids(0xA0))
+    for local in LOCALS:
+        s.add_local_candidate(local, local)
+    s.set_remote_parameters(B_PARAMS)
+    sources = [(f"198.51.{i // 250}.{i % 250 + 1}", 5000) for i in range(3000)]
+    sources += [("203.0.113.9", 6000 + i) for i in range(200)]
+    for n, source in enumerate(sources):
+        raw = request(controlling=B_TB, controlled=None, use_candidate=True, tid=n.to_bytes(12, "big"))
+        answer = feed(s, raw, base=LOCALS[n % 3], remote=source, now=float(n))
+        assert answer is not None and decode(answer).message_class is MessageClass.SUCCESS
+        if n % 100 == 0:
+            drain(s)
+            assert_bounded(s)
+    drain(s)
+    sizes = assert_bounded(s)
+    assert sizes["valid"] == P and len(s.nominated_pairs) >= 1
