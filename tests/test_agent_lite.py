@@ -15,6 +15,7 @@ import trio
 import trio.testing
 from agent_helpers import connect_both, signal
 from iceagent_vnet import vnet
+from test_ice_tcp import UdpBlocked
 
 from iceagent import Agent, IceConfig, IceFailed, IceState, open_agent
 
@@ -198,3 +199,25 @@ async def test_lite_gathers_host_candidates_only(autojump_clock: object) -> None
         ("host", "tcp", "passive", "198.51.100.9"),
         ("host", "udp", None, "198.51.100.9"),
     ]
+
+
+async def test_lite_over_ice_tcp_passive_only(autojump_clock: object) -> None:
+    """UDP blocked on both sides: the lite agent's passive TCP candidate, the full agent's active one
+    connects to it (RFC 6544), the lite agent answers over the connection and connects on USE-CANDIDATE."""
+    scenario = vnet("none", "none", rtt=0.05, seed=8)
+    with trio.fail_after(60):
+        async with (
+            open_agent(controlling=False, tcp=True, network=UdpBlocked(scenario.network_a), config=CONFIG) as full,
+            open_agent(
+                controlling=False, lite=True, tcp=True, network=UdpBlocked(scenario.network_b), config=CONFIG
+            ) as lite,
+        ):
+            s_full, s_lite = await connect_both(full, lite)
+            await lite.state.wait_value(IceState.COMPLETED)
+            pair = lite.selected_pair
+            assert pair is not None and pair.local.transport == "tcp" and pair.local.tcptype == "passive"
+            await s_full.send(b"over tcp")
+            assert await s_lite.receive() == b"over tcp"
+            await s_lite.send(b"back")
+            assert await s_full.receive() == b"back"
+            assert sent_requests(lite) == 0
