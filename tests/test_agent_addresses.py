@@ -362,7 +362,14 @@ async def test_interface_filter_on_the_os_network() -> None:
         ({"public_ips": ["203.0.113.7"]}, TypeError, "mapping of host address"),
         ({"interface_filter": "eth0"}, TypeError, "callable"),
         ({"ip_filter": True}, TypeError, "callable"),
-        ({"lite": True, "controlling": False}, NotImplementedError, "open_agent(lite=True) is not implemented yet"),
+        # ICE-lite (RFC 8445 2.5): host candidates only
+        (
+            {"lite": True, "controlling": False, "ice_servers": [IceServer(urls=["stun:127.0.0.1:3478"])]},
+            ValueError,
+            "offers host candidates only",
+        ),
+        ({"lite": True, "controlling": False, "mdns": True, "public_ips": {"10.0.0.5": "203.0.113.7"}}, ValueError,
+         "public_ips replace the host address"),
         ({"mux": object()}, NotImplementedError, "not implemented yet"),
         ({"port_mapping": True}, NotImplementedError, "open_agent(port_mapping=True) is not implemented yet"),
         ({"continual_gathering": True}, NotImplementedError, "open_agent(continual_gathering=True)"),

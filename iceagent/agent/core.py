@@ -124,7 +124,7 @@ class Agent:
         self._selected_at = 0.0
         # consent timing is randomized (RFC 7675 5.1) from the `random` module: a program that seeds it (as the
         # soak test does) runs the same every time, and no agent carries a generator of its own (2.5 KiB)
-        self.supervisor = Supervisor(self.config, auto_restart=auto_restart)
+        self.supervisor = Supervisor(self.config, auto_restart=auto_restart, lite=options.lite)
         self._supervise = True  # poll the supervisor at the next pump (see `supervise`)
         self._supervise_at = -math.inf  # when the supervisor asked to be polled again
         self._foundations: dict[tuple[str, str, str, str | None], str] = {}
@@ -279,7 +279,7 @@ class Agent:
         # a non-default Ta is signalled as a=ice-pacing, and both sides use the larger (RFC 8445 14.2)
         ta_ms = round(self.config.ta * 1000)
         pacing = None if ta_ms == round(IceConfig().ta * 1000) else min(MAX_PACING, max(1, ta_ms))
-        runner = SessionRunner(self, generation, new_parameters(pacing), self.controlling)
+        runner = SessionRunner(self, generation, new_parameters(pacing, lite=self.options.lite), self.controlling)
         self._runners.append(runner)
         self._current = runner
         self._nursery.start_soon(runner.run, name=f"session-{self.name}-{generation}")
@@ -379,13 +379,15 @@ class Agent:
             for other in list(self._runners):
                 if other is not runner:
                     self._close_runner(other)
+            if self.state.value in (IceState.NEW, IceState.CHECKING):
+                self._set_state(IceState.CONNECTED)  # valid and nominated at once (a lite agent, RFC 8445 7.3.2)
             self._set_state(IceState.COMPLETED)
         elif isinstance(event, RoleChanged):
             role = "controlling" if event.controlling else "controlled"
             log.info("%s: role conflict resolved: now %s", self.name, role)
             self.controlling = event.controlling
         elif isinstance(event, ChecklistFailed) and self._routes.route is None:
-            self._fail("every candidate pair failed" + _gathering_hint(runner))
+            self._fail(event.reason + _gathering_hint(runner))
 
     def _pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
         if self._route_runner is not None and self._route_runner is not runner:
@@ -586,7 +588,8 @@ async def open_agent(
     [lo, hi] only (`PortRangeExhausted` in `stats()["gatherers"]` when none is free; leave room for a
     restart); `public_ips={"10.0.0.5": "203.0.113.7"}` advertises a 1:1 NAT's address as a srflx candidate
     (`public_ip_mode="srflx"`) or as the host candidate's ("host"); `interface_filter(name)` and
-    `ip_filter(ipaddress)` narrow what `host_addresses` allows. `mux`, `lite`, `port_mapping` and
+    `ip_filter(ipaddress)` narrow what `host_addresses` allows. `lite=True` makes an ICE-lite agent (docs/agent.md
+    "ICE-lite"). `mux`, `port_mapping` and
     `continual_gathering` raise NotImplementedError until their issue lands."""
     address_options = check_agent_options(
         controlling=controlling,
@@ -600,6 +603,7 @@ async def open_agent(
         ip_filter=ip_filter,
         port_mapping=port_mapping,
         continual_gathering=continual_gathering,
+        ice_servers=ice_servers,
     )
     if ice_transport_policy not in ("all", "relay"):
         raise ValueError(f"ice_transport_policy must be 'all' or 'relay', not {ice_transport_policy!r}")

@@ -46,6 +46,8 @@ class GatherOptions:
     public_ip_mode: str = "srflx"
     interface_filter: Callable[[str], object] | None = None
     ip_filter: Callable[[IP], object] | None = None
+    #: an ICE-lite agent (RFC 8445 2.5): host candidates only, ICE-TCP passive only (RFC 6544 4.5)
+    lite: bool = False
 
 
 class GatherContext(Protocol):

@@ -16,6 +16,7 @@ from ..config import IceConfig
 from ..stun.message import Message, MessageClass, Method, random_bytes
 from .candidate import Candidate, IceParameters
 from .events import Event, GatherTimedOut, Transmit
+from .lite import LiteSession
 from .nomination import NominationController
 from .pacing import CheckScheduler, Pacer, effective_ta
 from .pair import CandidatePair
@@ -46,8 +47,13 @@ class IceGeneration:
     ) -> None:
         self._config = config
         self._random = random_bytes
-        self.session = IceSession(
-            local=local, controlling=controlling, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes
+        # a lite agent (local.lite, RFC 8445 2.5) is controlled and sends no checks: its own session class
+        self.session: IceSession = (
+            LiteSession(local=local, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes)
+            if local.lite
+            else IceSession(
+                local=local, controlling=controlling, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes
+            )
         )
         self.scheduler = CheckScheduler(pacer)
         self.nomination = NominationController(config.nomination_delay)

@@ -118,8 +118,11 @@ class IceSession:
     # -- inputs --
 
     def set_remote_parameters(self, params: IceParameters) -> None:
-        """Remote ufrag/pwd are known: checks (and triggered checks held back until now) may start."""
+        """Remote ufrag/pwd are known: checks (and triggered checks held back until now) may start. A full
+        agent whose peer is lite takes the controlling role (RFC 8445 6.1.1): only it can nominate."""
         self.remote_parameters = params
+        if params.lite and not self.controlling:
+            self._set_role(True)
 
     def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
         """A gathered local candidate; `base` is its base (itself for host and relay candidates, the socket's
@@ -377,7 +380,7 @@ class IceSession:
         rejection = screen_request(message, local)
         if rejection is not None:
             return rejection  # and change no state
-        conflict = role_conflict(message, controlling=self.controlling, tie_breaker=self.tie_breaker)
+        conflict = self._role_conflict(message)
         if conflict is RoleConflict.REJECT:
             return error_response(message, 487, local=local)
         if conflict is RoleConflict.SWITCH:
@@ -386,6 +389,10 @@ class IceSession:
         assert priority is not None  # screen_request checked it
         self._check_received(message, base, remote, priority)
         return success_response(message, remote, local)
+
+    def _role_conflict(self, message: Message) -> RoleConflict:
+        """What a role conflict in this check calls for (RFC 8445 7.3.1.1; a lite session overrides it)."""
+        return role_conflict(message, controlling=self.controlling, tie_breaker=self.tie_breaker)
 
     def _check_received(self, message: Message, base: Candidate, remote: Address, priority: int) -> None:
         """Learn a prflx remote (7.3.1.3), trigger a check (7.3.1.4), note USE-CANDIDATE (7.3.1.5)."""
