@@ -76,7 +76,7 @@ async def _gather(args: argparse.Namespace, options: dict[str, Any]) -> dict[str
     async with open_cli_agent(args, options, config=config, name="gather") as agent:
         params = agent.local_parameters
         if not args.json:
-            print(f"a=ice-ufrag:{params.ufrag}\na=ice-pwd:{params.pwd}", flush=True)
+            print("\n".join(params.to_sdp()), flush=True)  # a=ice-ufrag, a=ice-pwd (a=ice-lite, a=ice-pacing)
         async for candidate in agent.gather():
             ms = (trio.current_time() - start) * 1000
             sdp = candidate.to_sdp()

@@ -234,6 +234,8 @@ async def open_cli_agent(args: argparse.Namespace, options: dict[str, Any], **kw
             addresses = options.get("host_addresses") or ["0.0.0.0"]
             mux = await stack.enter_async_context(open_mux(addresses, port_number, tcp=bool(options.get("tcp"))))
             options = {**options, "mux": mux}
+        if options.get("lite"):
+            kwargs["controlling"] = False  # a lite agent never controls; the full peer does (RFC 8445 6.1.1)
         yield await stack.enter_async_context(open_agent(**options, **kwargs))
 
 
@@ -248,11 +250,14 @@ def sole_error(error: BaseException) -> BaseException:
 
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn an option the agent cannot serve yet (NotImplementedError) into a one-line IceError (exit 1)."""
+    """Turn an option the agent cannot serve yet (NotImplementedError) into a one-line IceError (exit 1), and
+    options it refuses together (ValueError) into a usage error (exit 2)."""
     try:
         yield
     except BaseException as e:
         error = sole_error(e)
         if isinstance(error, NotImplementedError):
             raise IceError(f"not available yet: {error}") from None
+        if isinstance(error, ValueError) and not isinstance(error, IceError):
+            raise UsageError(str(error)) from None  # options open_agent refuses together (exit 2)
         raise
