@@ -216,3 +216,25 @@ async def test_lazy_value_held_for_uses_the_tables(autojump_clock: object) -> No
         v.value = 1
         start = trio.current_time()
     assert trio.current_time() - start >= 1.0
+
+
+# ---- per-agent footprint and the data path's scheduling (issue 15) ----
+
+
+def test_lazy_value_set_builds_no_instance_dict() -> None:
+    """Setting the value of a LazyAsyncValue nobody waits on allocates nothing: reading `__dict__` (as the
+    setter once did to look for AsyncValue's tables) makes CPython build a dict per instance."""
+    import tracemalloc
+
+    values = [LazyAsyncValue(0) for _ in range(1000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for v in values:
+            v.value = 1
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1000 * 8  # was 64 bytes per value
+    assert all(v.value == 1 for v in values)
+
