@@ -238,3 +238,71 @@ def test_lazy_value_set_builds_no_instance_dict() -> None:
     assert grown < 1000 * 8  # was 64 bytes per value
     assert all(v.value == 1 for v in values)
 
+
+def test_stream_and_udp_socket_carry_no_instance_dict() -> None:
+    """IceStream and OSUdpSocket exist once per agent: __slots__, no per-instance dict."""
+    import socket
+
+    from iceagent.agent._route import RouteState
+    from iceagent.agent.stream import IceStream
+    from iceagent.net.os import OSUdpSocket
+
+    stream = IceStream(RouteState("a"), Inbox(4))
+    assert not hasattr(stream, "__dict__")
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        raw.bind(("127.0.0.1", 0))
+        assert not hasattr(OSUdpSocket(raw), "__dict__")
+    finally:
+        raw.close()
+
+
+class _CountingTransport:
+    """try_send / send calls of IceStream on a route, and what reached the wire."""
+
+    def __init__(self) -> None:
+        self.try_sends = 0
+        self.sends = 0
+        self.wire: list[bytes] = []
+
+    def try_send(self, data: bytes, remote: object) -> bool:
+        self.try_sends += 1
+        self.wire.append(data)
+        return True
+
+    async def send(self, data: bytes, remote: object) -> None:
+        self.sends += 1
+        self.wire.append(data)
+        await trio.lowlevel.checkpoint()
+
+
+class _CountingPair:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def count_sent(self, size: int) -> None:
+        self.sent += size
+
+
+async def test_stream_schedules_a_full_round_every_schedule_every_sends_and_receives() -> None:
+    """`IceStream.send` takes the synchronous path except on every SCHEDULE_EVERY-th call (a full
+    checkpoint through the transport's awaiting send); `receive` likewise waits in Inbox.get (a full
+    checkpoint) on every SCHEDULE_EVERY-th call even when a datagram is queued."""
+    from iceagent.agent._route import RouteState
+    from iceagent.agent.stream import IceStream
+
+    every = IceStream.SCHEDULE_EVERY
+    routes = RouteState("a")
+    transport, pair = _CountingTransport(), _CountingPair()
+    routes.route = (transport, ("127.0.0.1", 9), pair, transport.try_send, None)  # type: ignore[assignment]
+    inbox = Inbox(10 * every)
+    stream = IceStream(routes, inbox)
+    for i in range(3 * every):
+        await stream.send(bytes([i]))
+    assert (transport.sends, transport.try_sends) == (3, 3 * every - 3)
+    assert transport.wire == [bytes([i]) for i in range(3 * every)]
+    assert pair.sent == 3 * every
+    for i in range(3 * every):
+        inbox.put(bytes([i]))
+    got = [await stream.receive() for _ in range(3 * every)]
+    assert got == [bytes([i]) for i in range(3 * every)]

@@ -31,6 +31,8 @@ class OSUdpSocket:
     they are still Trio checkpoints: cancellation is checked and the scheduler runs once per call.
     """
 
+    __slots__ = ("_local", "_raw", "_sock")
+
     def __init__(self, raw: _stdsocket.socket) -> None:
         self._raw = raw
         self._sock: trio.socket.SocketType | None = None  # made when first needed (memory per agent)
@@ -95,7 +97,7 @@ class OSUdpSocket:
         waited = False
         while len(out) < limit:
             try:
-                data, addr = raw.recvfrom(65536)
+                item = raw.recvfrom(65536)
             except BlockingIOError:
                 if out:
                     break
@@ -104,7 +106,9 @@ class OSUdpSocket:
                 continue
             except ConnectionResetError:
                 continue
-            out.append((data, addr if len(addr) == 2 else _norm(addr)))
+            if len(item[1]) != 2:  # IPv6 (host, port, flowinfo, scope_id); IPv4's tuple is kept as it is
+                item = (item[0], _norm(item[1]))
+            out.append(item)
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return out
