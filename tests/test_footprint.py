@@ -95,3 +95,34 @@ def test_candidate_set_and_connections_make_their_rare_tables_on_first_use() -> 
     assert cands.sizes()["prflx_sources"] == 0
     assert cands.learn_remote(base, ("10.0.0.8", 8), 100) is not None
     assert cands.sizes()["prflx_sources"] == 1
+
+
+def test_unusable_address_parses_each_address_once(monkeypatch: object) -> None:
+    """Every remote candidate, check source and learned prflx candidate is judged by `unusable_address`; the
+    IP parse behind it (the costliest step of handling a check) runs once per distinct address, in a bounded
+    cache, and the verdicts stay the same."""
+    import pytest
+
+    from iceagent.ice import candidate as candidate_module
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    parsed: list[str] = []
+    real = candidate_module.parse_ip
+
+    def counting(host: str):  # type: ignore[no-untyped-def]
+        parsed.append(host)
+        return real(host)
+
+    monkeypatch.setattr(candidate_module, "parse_ip", counting)
+    candidate_module._unusable_ip.cache_clear()
+    for _ in range(50):
+        assert candidate_module.unusable_address("192.0.2.1", 5000) is None
+        assert candidate_module.unusable_address("192.0.2.1", 0) == "port-0"
+        assert candidate_module.unusable_address("224.0.0.251", 5353) == "multicast"
+        assert candidate_module.unusable_address("::ffff:0.0.0.0", 1) == "unspecified"
+        assert candidate_module.unusable_address("peer.local", 1) is None
+    assert sorted(parsed) == sorted(["192.0.2.1", "224.0.0.251", "::ffff:0.0.0.0", "peer.local"])
+    for i in range(1000):
+        candidate_module.unusable_address(f"10.0.{i // 256}.{i % 256}", 1)
+    assert candidate_module._unusable_ip.cache_info().currsize <= 256
+    candidate_module._unusable_ip.cache_clear()
