@@ -157,10 +157,9 @@ class IceStream(trio.abc.Channel[bytes]):
         if left > 0:
             self._receives_left = left
             await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                return self._receive.get_nowait()
-            except trio.WouldBlock:
-                pass
+            items = self._receive._items  # None once the reader closed: Inbox.get says why
+            if items:
+                return items.popleft()
         else:
             self._receives_left = self.SCHEDULE_EVERY
         return await self._receive.get()
