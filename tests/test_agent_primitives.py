@@ -306,3 +306,30 @@ async def test_stream_schedules_a_full_round_every_schedule_every_sends_and_rece
         inbox.put(bytes([i]))
     got = [await stream.receive() for _ in range(3 * every)]
     assert got == [bytes([i]) for i in range(3 * every)]
+
+
+async def test_inbox_put_many_keeps_order_drops_the_newest_and_wakes_once() -> None:
+    """`Inbox.put_many` (a receive task's whole batch) behaves as `put` one by one: FIFO, the newest dropped
+    once the limit is reached (and counted), nothing queued after close."""
+    inbox = Inbox(4)
+    assert inbox.put_many([]) == 0
+    assert inbox.put_many([b"1", b"2", b"3"]) == 0
+    assert inbox.put_many([b"4", b"5", b"6"]) == 2
+    assert [inbox.get_nowait() for _ in range(4)] == [b"1", b"2", b"3", b"4"]
+    assert inbox.put_many([b"7"]) == 0
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        got.append(await inbox.get())
+        got.append(await inbox.get())
+
+    async with trio.open_nursery() as nursery:
+        assert inbox.get_nowait() == b"7"
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        inbox.put_many([b"8", b"9"])
+    assert got == [b"8", b"9"]
+    inbox.close()
+    assert inbox.put_many([b"x"]) == 0
+    with pytest.raises(trio.EndOfChannel):
+        inbox.get_nowait()

@@ -40,6 +40,25 @@ class Inbox:
         self._readers.notify()
         return True
 
+    def put_many(self, datas: list[bytes]) -> int:
+        """Queue datagrams in order, waking the readers once (a receive task's batch); returns how many were
+        dropped because the queue was full. Ignored once either end is closed."""
+        if self._closed or self._reader_closed or not datas:
+            return 0
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        room = self._limit - len(items)
+        if room >= len(datas):
+            items.extend(datas)
+            dropped = 0
+        else:
+            room = max(room, 0)
+            items.extend(datas[:room])
+            dropped = len(datas) - room
+        self._readers.notify()
+        return dropped
+
     def close(self) -> None:
         self._closed = True
         self._readers.notify()
