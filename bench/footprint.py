@@ -29,10 +29,9 @@ import tracemalloc
 from contextlib import AsyncExitStack
 
 import trio
+from _agents import LO, gather_signals, hand_over, open_pairs
 
-from iceagent import Candidate, IceConfig, IceState, open_agent
-
-LO = ["127.0.0.1"]
+from iceagent import IceConfig, IceState, open_agent
 
 
 def census() -> tuple[collections.Counter[str], collections.Counter[str]]:
@@ -64,22 +63,10 @@ async def measure(n: int, top: int, frames: int) -> None:
     count0, size0 = census()
     tracemalloc.start(frames)
     async with AsyncExitStack() as stack:
-        pairs = []
-        for _ in range(n):
-            a = await stack.enter_async_context(open_agent(controlling=True, host_addresses=LO, config=config))
-            b = await stack.enter_async_context(open_agent(controlling=False, host_addresses=LO, config=config))
-            pairs.append((a, b))
+        pairs = await open_pairs(stack, n, config)
         agents = [x for p in pairs for x in p]
-        signal = {}
-        for x in agents:
-            signal[x] = (x.local_parameters, [Candidate.from_sdp(c.to_sdp()) async for c in x.gather()])
-        for a, b in pairs:
-            for x, y in ((a, b), (b, a)):
-                params, cands = signal[y]
-                x.set_remote_parameters(params)
-                for c in cands:
-                    x.add_remote_candidate(c)
-                x.add_remote_candidate(None)
+        signal = await gather_signals(agents)
+        hand_over(pairs, signal)
         del signal
         for x in agents:
             await x.connect()

@@ -20,10 +20,9 @@ import cProfile
 import pstats
 
 import trio
+from _agents import LO, gather_signals, hand_over
 
-from iceagent import Agent, Candidate, IceConfig, open_agent
-
-LO = ["127.0.0.1"]
+from iceagent import Agent, IceConfig, open_agent
 
 #: (what the file or function name contains, layer); the first match wins
 LAYERS = (
@@ -59,21 +58,14 @@ async def connect_once(profile: cProfile.Profile | None, config: IceConfig) -> N
     async with open_agent(controlling=True, host_addresses=LO, config=config) as a, open_agent(
         controlling=False, host_addresses=LO, config=config
     ) as b:
-        signal = {}
-        for x in (a, b):
-            signal[x] = (x.local_parameters, [Candidate.from_sdp(c.to_sdp()) async for c in x.gather()])
+        signal = await gather_signals([a, b])
 
         async def connect(agent: Agent) -> None:
             await agent.connect()
 
         if profile is not None:
             profile.enable()
-        for x, y in ((a, b), (b, a)):
-            params, cands = signal[y]
-            x.set_remote_parameters(params)
-            for c in cands:
-                x.add_remote_candidate(c)
-            x.add_remote_candidate(None)
+        hand_over([(a, b)], signal)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connect, a)
             nursery.start_soon(connect, b)
