@@ -15,7 +15,8 @@ candidates only), signalled to each other, connected and left until all are COMP
 tracemalloc slows the run down several times; nothing here is timed. bench/scale.py measures the peak
 RSS (VmHWM) of the same set-up, which also counts allocator overhead and the peak during connecting.
 
-Run: `.venv/bin/python bench/footprint.py [--n 1000] [--top 15] [--frames 30]`.
+Run: `.venv/bin/python bench/footprint.py [--n 1000] [--top 15] [--frames 10]` (a few minutes at N=1000: a deeper stack
+makes tracemalloc much slower).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="agent pairs (default 1000)")
     parser.add_argument("--top", type=int, default=15, help="rows per table (default 15)")
-    parser.add_argument("--frames", type=int, default=30, help="tracemalloc stack depth (default 30)")
+    parser.add_argument("--frames", type=int, default=10, help="tracemalloc stack depth (default 10)")
     args = parser.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # each agent holds a UDP socket
