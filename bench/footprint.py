@@ -1,7 +1,8 @@
 """What an idle connected agent keeps in memory: objects by type and bytes by the line that allocated them.
 
-N agent pairs (`--n`, default 1000) are opened on 127.0.0.1 (`IceConfig(global_pacing=False)`, host
-candidates only), signalled to each other, connected and left until all are COMPLETED, then idle for
+N agent pairs (`--n`, default 300; per agent the figures hardly move with N) are opened on 127.0.0.1
+(`IceConfig(global_pacing=False)`, host candidates only), signalled to each other, connected and left
+until all are COMPLETED, then idle for
 0.2 s and a full garbage collection. Before the first agent, one agent is opened, gathered and closed
 (imports and caches warm), and the baseline is taken. Printed per agent (divided by 2N):
 
@@ -15,8 +16,8 @@ candidates only), signalled to each other, connected and left until all are COMP
 tracemalloc slows the run down several times; nothing here is timed. bench/scale.py measures the peak
 RSS (VmHWM) of the same set-up, which also counts allocator overhead and the peak during connecting.
 
-Run: `.venv/bin/python bench/footprint.py [--n 1000] [--top 15] [--frames 10]` (a few minutes at N=1000: a deeper stack
-makes tracemalloc much slower).
+Run: `.venv/bin/python bench/footprint.py [--n 300] [--top 15] [--frames 20]` (about two minutes; tracemalloc
+with a deep stack is slow: N=1000 takes over 10 minutes, `--frames 1` is fast but attributes to Trio's lines).
 """
 
 from __future__ import annotations
@@ -105,9 +106,9 @@ async def measure(n: int, top: int, frames: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=1000, help="agent pairs (default 1000)")
+    parser.add_argument("--n", type=int, default=300, help="agent pairs (default 300)")
     parser.add_argument("--top", type=int, default=15, help="rows per table (default 15)")
-    parser.add_argument("--frames", type=int, default=10, help="tracemalloc stack depth (default 10)")
+    parser.add_argument("--frames", type=int, default=20, help="tracemalloc stack depth (default 20)")
     args = parser.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # each agent holds a UDP socket
