@@ -71,21 +71,16 @@ def report(result: dict[str, Any]) -> None:
 
 async def iceagent_child(n: int, baseline_kb: int) -> None:
     import trio
+    from _agents import gather_signals, hand_over, open_pairs
 
-    from iceagent import Candidate, IceConfig, IceState, open_agent
+    from iceagent import IceConfig, IceState
 
     config = IceConfig(global_pacing=False)
     t_setup = time.perf_counter()
     async with AsyncExitStack() as stack:
-        pairs = []
-        for _ in range(n):
-            a = await stack.enter_async_context(open_agent(controlling=True, host_addresses=LO, config=config))
-            b = await stack.enter_async_context(open_agent(controlling=False, host_addresses=LO, config=config))
-            pairs.append((a, b))
+        pairs = await open_pairs(stack, n, config)
         agents = [x for p in pairs for x in p]
-        signal = {}
-        for agent in agents:
-            signal[agent] = (agent.local_parameters, [Candidate.from_sdp(c.to_sdp()) async for c in agent.gather()])
+        signal = await gather_signals(agents)
         setup = time.perf_counter() - t_setup
         connected = (IceState.CONNECTED, IceState.COMPLETED)
 
@@ -102,13 +97,7 @@ async def iceagent_child(n: int, baseline_kb: int) -> None:
         gc.collect()
         await trio.sleep(SETTLE)
         c0, t0 = time.process_time(), time.perf_counter()
-        for a, b in pairs:
-            for x, y in ((a, b), (b, a)):
-                params, cands = signal[y]
-                x.set_remote_parameters(params)
-                for c in cands:
-                    x.add_remote_candidate(c)
-                x.add_remote_candidate(None)
+        hand_over(pairs, signal)
         n_connected = await connect_all()
         done, cpu = time.perf_counter(), time.process_time() - c0
         for agent in agents:

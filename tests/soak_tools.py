@@ -89,7 +89,7 @@ def agent_counts(agent: Agent) -> dict[str, int]:
             ("peer_nominated", len(ice._peer_nominated)),
             ("locals", len(cands.locals)),
             ("remotes", len(cands.remotes)),
-            ("prflx_by_source", len(cands._prflx_by_source)),
+            ("prflx_by_source", len(cands._prflx_by_source or ())),
             ("prflx", cands._prflx_locals + cands._prflx_remotes),
             ("candidates", len(runner.gathering.candidates)),
             ("bases", len(runner.bases)),

@@ -216,3 +216,120 @@ async def test_lazy_value_held_for_uses_the_tables(autojump_clock: object) -> No
         v.value = 1
         start = trio.current_time()
     assert trio.current_time() - start >= 1.0
+
+
+# ---- per-agent footprint and the data path's scheduling (issue 15) ----
+
+
+def test_lazy_value_set_builds_no_instance_dict() -> None:
+    """Setting the value of a LazyAsyncValue nobody waits on allocates nothing: reading `__dict__` (as the
+    setter once did to look for AsyncValue's tables) makes CPython build a dict per instance."""
+    import tracemalloc
+
+    values = [LazyAsyncValue(0) for _ in range(1000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for v in values:
+            v.value = 1
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1000 * 8  # was 64 bytes per value
+    assert all(v.value == 1 for v in values)
+
+
+def test_stream_and_udp_socket_carry_no_instance_dict() -> None:
+    """IceStream and OSUdpSocket exist once per agent: __slots__, no per-instance dict."""
+    import socket
+
+    from iceagent.agent._route import RouteState
+    from iceagent.agent.stream import IceStream
+    from iceagent.net.os import OSUdpSocket
+
+    stream = IceStream(RouteState("a"), Inbox(4))
+    assert not hasattr(stream, "__dict__")
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        raw.bind(("127.0.0.1", 0))
+        assert not hasattr(OSUdpSocket(raw), "__dict__")
+    finally:
+        raw.close()
+
+
+class _CountingTransport:
+    """try_send / send calls of IceStream on a route, and what reached the wire."""
+
+    def __init__(self) -> None:
+        self.try_sends = 0
+        self.sends = 0
+        self.wire: list[bytes] = []
+
+    def try_send(self, data: bytes, remote: object) -> bool:
+        self.try_sends += 1
+        self.wire.append(data)
+        return True
+
+    async def send(self, data: bytes, remote: object) -> None:
+        self.sends += 1
+        self.wire.append(data)
+        await trio.lowlevel.checkpoint()
+
+
+class _CountingPair:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def count_sent(self, size: int) -> None:
+        self.sent += size
+
+
+async def test_stream_schedules_a_full_round_every_schedule_every_sends_and_receives() -> None:
+    """`IceStream.send` takes the synchronous path except on every SCHEDULE_EVERY-th call (a full
+    checkpoint through the transport's awaiting send); `receive` likewise waits in Inbox.get (a full
+    checkpoint) on every SCHEDULE_EVERY-th call even when a datagram is queued."""
+    from iceagent.agent._route import RouteState
+    from iceagent.agent.stream import IceStream
+
+    every = IceStream.SCHEDULE_EVERY
+    routes = RouteState("a")
+    transport, pair = _CountingTransport(), _CountingPair()
+    routes.route = (transport, ("127.0.0.1", 9), pair, transport.try_send, None)  # type: ignore[assignment]
+    inbox = Inbox(10 * every)
+    stream = IceStream(routes, inbox)
+    for i in range(3 * every):
+        await stream.send(bytes([i]))
+    assert (transport.sends, transport.try_sends) == (3, 3 * every - 3)
+    assert transport.wire == [bytes([i]) for i in range(3 * every)]
+    assert pair.sent == 3 * every
+    for i in range(3 * every):
+        inbox.put(bytes([i]))
+    got = [await stream.receive() for _ in range(3 * every)]
+    assert got == [bytes([i]) for i in range(3 * every)]
+
+
+async def test_inbox_put_many_keeps_order_drops_the_newest_and_wakes_once() -> None:
+    """`Inbox.put_many` (a receive task's whole batch) behaves as `put` one by one: FIFO, the newest dropped
+    once the limit is reached (and counted), nothing queued after close."""
+    inbox = Inbox(4)
+    assert inbox.put_many([]) == 0
+    assert inbox.put_many([b"1", b"2", b"3"]) == 0
+    assert inbox.put_many([b"4", b"5", b"6"]) == 2
+    assert [inbox.get_nowait() for _ in range(4)] == [b"1", b"2", b"3", b"4"]
+    assert inbox.put_many([b"7"]) == 0
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        got.append(await inbox.get())
+        got.append(await inbox.get())
+
+    async with trio.open_nursery() as nursery:
+        assert inbox.get_nowait() == b"7"
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        inbox.put_many([b"8", b"9"])
+    assert got == [b"8", b"9"]
+    inbox.close()
+    assert inbox.put_many([b"x"]) == 0
+    with pytest.raises(trio.EndOfChannel):
+        inbox.get_nowait()

@@ -446,3 +446,30 @@ def test_state_summaries_match_a_scan_after_any_operations(ops: list[tuple[str, 
             or any(p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS) for p in pairs)
         )
         assert cl.all_failed == (not cl.valid and all(p.state is PairState.FAILED for p in pairs))
+
+
+def test_pair_up_judges_foundations_without_joining_them_per_pair(monkeypatch: object) -> None:
+    """Initial states compare the two candidates' foundations (RFC 8445 6.1.2.6) without building the
+    pair-foundation string for every pair on the list (pairing n pairs built it n*n times); the states are
+    the same: the first pair of each foundation Waiting, the others Frozen."""
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    built: list[int] = []
+    real = CandidatePair.foundation
+
+    def counting(self: CandidatePair) -> str:
+        built.append(1)
+        return real.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    monkeypatch.setattr(CandidatePair, "foundation", property(counting))
+    locals_ = [(c, c) for c in (cand(f"10.0.0.{i}", 1000 + i, foundation=f"l{i % 2}") for i in range(1, 7))]
+    remotes = [cand(f"10.0.1.{i}", 2000 + i, foundation=f"r{i % 2}") for i in range(1, 7)]
+    cl = CheckList(controlling=True)
+    added = cl.pair_up(locals_, remotes)
+    assert len(added) == 36
+    assert built == []
+    waiting = [p for p in cl.pairs if p.state is PairState.WAITING]
+    assert sorted((p.local.foundation, p.remote.foundation) for p in waiting) == [
+        ("l0", "r0"), ("l0", "r1"), ("l1", "r0"), ("l1", "r1")
+    ]

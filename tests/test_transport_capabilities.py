@@ -175,3 +175,30 @@ async def test_turn_allocation_on_the_vnet_has_no_synchronous_send(autojump_cloc
         assert type(allocation._conn) is UdpTurnConnection
         assert not isinstance(allocation._conn, NowaitTurnConnection)
         check(allocation, {"receive_batch"})
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_os_udp_receive_batch_gives_host_port_pairs_and_respects_its_limit(host: str) -> None:
+    """receive_batch returns (data, (host, port)) for both families (an IPv6 source's flowinfo and scope id
+    dropped), at most `limit` per call, in arrival order."""
+    network = OSNetwork()
+    with trio.fail_after(5):
+        try:
+            a, b = await network.bind_udp(host), await network.bind_udp(host)
+        except OSError as e:  # no IPv6 loopback on this host
+            pytest.skip(f"cannot bind {host}: {e}")
+        try:
+            assert isinstance(a, OSUdpSocket) and isinstance(b, OSUdpSocket)
+            for i in range(5):
+                a.send_nowait(bytes([i]), b.local_address)
+            got: list[tuple[bytes, Any]] = []
+            while len(got) < 5:
+                batch = await b.receive_batch(limit=2)
+                assert 1 <= len(batch) <= 2
+                got += batch
+            assert [d for d, _ in got] == [bytes([i]) for i in range(5)]
+            assert {addr for _, addr in got} == {a.local_address}
+            assert all(len(addr) == 2 for _, addr in got)
+        finally:
+            a.close()
+            b.close()

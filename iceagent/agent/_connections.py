@@ -21,25 +21,27 @@ class Connections:
     __slots__ = ("_by_id",)
 
     def __init__(self) -> None:
-        self._by_id: dict[int, ConnectionTransport] = {}
+        self._by_id: dict[int, ConnectionTransport] | None = None  # made by the first (ICE-TCP only)
 
     def add(self, transport: ConnectionTransport, on_closed: Callable[[CandidateTransport, Address], None]) -> None:
         """Follow `transport`: `on_closed(transport, remote)` when one of its connections ends by itself
         (RFC 6544 7.1)."""
+        if self._by_id is None:
+            self._by_id = {}
         self._by_id[id(transport)] = transport
         transport.watch(lambda remote: on_closed(transport, remote))
 
     def __iter__(self) -> Iterator[ConnectionTransport]:
-        return iter(list(self._by_id.values()))
+        return iter(list(self._by_id.values()) if self._by_id else ())
 
     def get(self, transport: CandidateTransport | None) -> ConnectionTransport | None:
-        return self._by_id.get(id(transport))
+        return None if self._by_id is None else self._by_id.get(id(transport))
 
     def items(self) -> Iterator[tuple[int, ConnectionTransport]]:
-        return iter(list(self._by_id.items()))
+        return iter(list(self._by_id.items()) if self._by_id else ())
 
     def close(self, transport: CandidateTransport | None, remote: Address) -> None:
         """Close the connection to `remote` on `transport`, if that is a connection transport."""
-        connection = self._by_id.get(id(transport))
+        connection = self.get(transport)
         if connection is not None:
             connection.close_connection(remote)

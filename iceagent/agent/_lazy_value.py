@@ -27,6 +27,10 @@ _PENDING = object()
 class LazyAsyncValue(AsyncValue[T]):  # type: ignore[misc]  # trio_util ships no type information
     """An AsyncValue with a light `wait_value` and waiter tables that appear on first other use."""
 
+    #: Set on the instance once AsyncValue's tables exist. A flag, not `"_level_results" in self.__dict__`:
+    #: reading `__dict__` makes CPython build a real dict for the instance (about 250 bytes per value).
+    _tables = False
+
     def __init__(self, value: T) -> None:  # AsyncValue.__init__ runs on first use (__getattr__)
         self._value = value
         self._waiters: list[list[Any]] | None = None  # [predicate, task, value or _PENDING]
@@ -35,7 +39,8 @@ class LazyAsyncValue(AsyncValue[T]):  # type: ignore[misc]  # trio_util ships no
         # only reached when normal lookup fails: a table is needed for the first time
         if name in _TABLES:
             AsyncValue.__init__(self, self._value)
-            return self.__dict__[name]
+            self._tables = True
+            return object.__getattribute__(self, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
@@ -45,7 +50,7 @@ class LazyAsyncValue(AsyncValue[T]):  # type: ignore[misc]  # trio_util ships no
 
     @value.setter
     def value(self, x: T) -> None:
-        if "_level_results" in self.__dict__:
+        if self._tables:
             AsyncValue.value.fset(self, x)  # sets it and wakes the tables' waiters
         elif self._value != x:
             self._value = x

@@ -22,23 +22,34 @@ class StunRequests:
     __slots__ = ("_strays", "_waiting")
 
     def __init__(self) -> None:
-        self._waiting: dict[bytes, tuple[Address, trio.MemorySendChannel[Message]]] = {}
-        self._strays: dict[bytes, Address] = {}
+        # None while empty: most sessions have no gatherer transaction after gathering (one per agent counts)
+        self._waiting: dict[bytes, tuple[Address, trio.MemorySendChannel[Message]]] | None = None
+        self._strays: dict[bytes, Address] | None = None
 
     def open(self, transaction_id: bytes, server: Address) -> trio.MemoryReceiveChannel[Message]:
         """Wait for the answer to `transaction_id` from `server`; `close` it when done."""
         send, receive = trio.open_memory_channel[Message](1)
+        if self._waiting is None:
+            self._waiting = {}
         self._waiting[transaction_id] = (server, send)
         return receive
 
     def close(self, transaction_id: bytes) -> None:
         """The transaction is over (answered, timed out or cancelled)."""
-        self._waiting.pop(transaction_id, None)
-        self._strays.pop(transaction_id, None)
+        if self._waiting is not None:
+            self._waiting.pop(transaction_id, None)
+            if not self._waiting:
+                self._waiting = None
+        if self._strays is not None:
+            self._strays.pop(transaction_id, None)
+            if not self._strays:
+                self._strays = None
 
     def deliver(self, message: Message, source: Address) -> bool:
         """A STUN response arrived from `source`: True when it belongs to a waiting transaction (handed
         over if it came from that transaction's server, else noted as a stray)."""
+        if self._waiting is None:
+            return False
         waiter = self._waiting.get(message.transaction_id)
         if waiter is None:
             return False
@@ -48,12 +59,14 @@ class StunRequests:
             except (trio.WouldBlock, trio.BrokenResourceError):
                 pass  # a duplicate answer: the first one is already waiting
         else:
+            if self._strays is None:
+                self._strays = {}
             self._strays[message.transaction_id] = source
         return True
 
     def stray(self, transaction_id: bytes) -> Address | None:
         """Where an answer that was not from the server came from, if one did."""
-        return self._strays.get(transaction_id)
+        return None if self._strays is None else self._strays.get(transaction_id)
 
     def __len__(self) -> int:
-        return len(self._waiting) + len(self._strays)
+        return len(self._waiting or ()) + len(self._strays or ())

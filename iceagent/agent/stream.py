@@ -40,6 +40,25 @@ class Inbox:
         self._readers.notify()
         return True
 
+    def put_many(self, datas: list[bytes]) -> int:
+        """Queue datagrams in order, waking the readers once (a receive task's batch); returns how many were
+        dropped because the queue was full. Ignored once either end is closed."""
+        if self._closed or self._reader_closed or not datas:
+            return 0
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        room = self._limit - len(items)
+        if room >= len(datas):
+            items.extend(datas)
+            dropped = 0
+        else:
+            room = max(room, 0)
+            items.extend(datas[:room])
+            dropped = len(datas) - room
+        self._readers.notify()
+        return dropped
+
     def close(self) -> None:
         self._closed = True
         self._readers.notify()
@@ -97,12 +116,15 @@ class IceStream(trio.abc.Channel[bytes]):
     #: A successful send/receive that did not have to wait yields to the scheduler every this many calls.
     SCHEDULE_EVERY = 16
 
+    __slots__ = ("_closed", "_receive", "_receives_left", "_routes", "_sends_left")
+
     def __init__(self, routes: RouteState, inbox: Inbox) -> None:
         self._routes = routes
         self._receive = inbox
         self._closed = False
-        self._sends = 0
-        self._receives = 0
+        # countdowns to the next full scheduling round: they stay small ints, which Python does not allocate
+        self._sends_left = self.SCHEDULE_EVERY
+        self._receives_left = self.SCHEDULE_EVERY
 
     async def send(self, data: bytes) -> None:
         """Send one datagram to the peer on the selected pair."""
@@ -112,12 +134,14 @@ class IceStream(trio.abc.Channel[bytes]):
         if route is None:
             route = await self._routes.wait(self._is_closed)
         transport, remote, pair, try_send, _ = route
-        self._sends += 1
-        if try_send is not None and self._sends % self.SCHEDULE_EVERY:
+        left = self._sends_left - 1
+        if try_send is not None and left > 0:
+            self._sends_left = left
             await trio.lowlevel.checkpoint_if_cancelled()
             if not try_send(data, remote):
                 await transport.send(data, remote)  # the socket buffer is full: wait for it
         else:
+            self._sends_left = self.SCHEDULE_EVERY
             await transport.send(data, remote)
         pair.count_sent(len(data))
 
@@ -148,13 +172,15 @@ class IceStream(trio.abc.Channel[bytes]):
         trio.ClosedResourceError once this stream is closed (also in a task blocked here)."""
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
-        self._receives += 1
-        if self._receives % self.SCHEDULE_EVERY:
+        left = self._receives_left - 1
+        if left > 0:
+            self._receives_left = left
             await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                return self._receive.get_nowait()
-            except trio.WouldBlock:
-                pass
+            items = self._receive._items  # None once the reader closed: Inbox.get says why
+            if items:
+                return items.popleft()
+        else:
+            self._receives_left = self.SCHEDULE_EVERY
         return await self._receive.get()
 
     def _is_closed(self) -> bool:

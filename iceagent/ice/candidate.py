@@ -27,6 +27,7 @@ same line back; the remembered order is not part of equality and is dropped by `
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -391,14 +392,21 @@ def unusable_reason(candidate: Candidate) -> str | None:
 def unusable_address(address: str, port: int | None) -> str | None:
     """`unusable_reason` for a bare address (a host name passes); `port` None is not judged. An IPv6 address
     that embeds an IPv4 one (mapped, NAT64, 6to4, ...: `iceagent._addresses.forms`) is judged as both."""
-    ip = parse_ip(address)
-    if ip is not None:
-        reason = category(ip, _UNUSABLE)
-        if reason is not None:
-            return reason
+    reason = _unusable_ip(address)
+    if reason is not None:
+        return reason
     if port == 0:
         return "port-0"
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _unusable_ip(address: str) -> str | None:
+    """The address part of `unusable_address`: parsing an IP with the ipaddress module costs more than the rest
+    of a check's handling, and the same few addresses come back for every candidate, check and source (a
+    bounded cache: at most 256 entries per process, whatever peers send)."""
+    ip = parse_ip(address)
+    return None if ip is None else category(ip, _UNUSABLE)
 
 
 _UNUSABLE = frozenset({"unspecified", "multicast", "broadcast"})

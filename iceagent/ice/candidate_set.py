@@ -50,13 +50,14 @@ class CandidateSet:
         self.max_prflx = max_prflx
         self.max_remote = max_remote
         self.max_prflx_per_source = max_prflx_per_source
-        self._prflx_by_source: dict[tuple[Candidate, str], int] = {}
+        # both None until first needed: most sessions learn no prflx candidate over UDP and resolve no name
+        self._prflx_by_source: dict[tuple[Candidate, str], int] | None = None
         self.locals: list[tuple[Candidate, Candidate]] = []
         self.remotes: list[Candidate] = []
         self._prflx_remotes = 0
         self._prflx_locals = 0
-        #: remote candidates resolved from `.local` names (a dict as a set: an empty one is a third the size)
-        self._from_mdns: dict[Candidate, None] = {}
+        #: remote candidates resolved from `.local` names (a dict as a set: smaller than a set)
+        self._from_mdns: dict[Candidate, None] | None = None
 
     # ---- local ----
 
@@ -114,19 +115,20 @@ class CandidateSet:
     def locals_for(self, remote: Candidate) -> list[tuple[Candidate, Candidate]]:
         """The local (candidate, base) pairs `remote` may be paired with: not relay ones for a candidate
         resolved from an mDNS name (the TURN server would learn its address, draft 3.3.2)."""
-        if remote in self._from_mdns:
+        if self.from_mdns(remote):
             return [(c, b) for c, b in self.locals if c.type != "relay"]
         return list(self.locals)
 
     def remotes_for(self, local: Candidate) -> list[Candidate]:
         """The remote candidates `local` may be paired with (no mDNS-resolved ones for a relay, draft 3.3.2)."""
-        if local.type == "relay":
-            return [r for r in self.remotes if r not in self._from_mdns]
+        if local.type == "relay" and self._from_mdns:
+            from_mdns = self._from_mdns
+            return [r for r in self.remotes if r not in from_mdns]
         return list(self.remotes)
 
     def from_mdns(self, remote: Candidate) -> bool:
         """True for a remote candidate whose address came from resolving its `.local` name."""
-        return remote in self._from_mdns
+        return self._from_mdns is not None and remote in self._from_mdns
 
     def base_of(self, candidate: Candidate) -> Candidate | None:
         """The base of a local candidate (RFC 8445 5.1.1), or None if it is not ours."""
@@ -149,14 +151,19 @@ class CandidateSet:
                 return RemoteAdded.IGNORED, None
             self.remotes[self.remotes.index(known)] = candidate
             if mdns:
-                self._from_mdns[candidate] = None
+                self._note_mdns(candidate)
             return RemoteAdded.REPLACED, known
         if len(self.remotes) >= self.max_remote:
             return RemoteAdded.FULL, None
         self.remotes.append(candidate)
         if mdns:
-            self._from_mdns[candidate] = None
+            self._note_mdns(candidate)
         return RemoteAdded.NEW, None
+
+    def _note_mdns(self, candidate: Candidate) -> None:
+        if self._from_mdns is None:
+            self._from_mdns = {}
+        self._from_mdns[candidate] = None
 
     def learn_remote(self, base: Candidate, source: Address, priority: int) -> Candidate | None:
         """A peer-reflexive remote candidate from the source of a check received on `base`, with the
@@ -169,9 +176,12 @@ class CandidateSet:
             return None
         if base.transport == "udp":
             key = (base, source[0])
-            if self._prflx_by_source.get(key, 0) >= self.max_prflx_per_source:
+            by_source = self._prflx_by_source
+            if by_source is None:
+                by_source = self._prflx_by_source = {}
+            if by_source.get(key, 0) >= self.max_prflx_per_source:
                 return None
-            self._prflx_by_source[key] = self._prflx_by_source.get(key, 0) + 1
+            by_source[key] = by_source.get(key, 0) + 1
         self._prflx_remotes += 1
         taken = {c.foundation for c in self.remotes}
         n = self._prflx_remotes
@@ -203,8 +213,8 @@ class CandidateSet:
         return {
             "local_candidates": len(self.locals),
             "remote_candidates": len(self.remotes),
-            "prflx_sources": len(self._prflx_by_source),
-            "from_mdns": len(self._from_mdns),
+            "prflx_sources": len(self._prflx_by_source or ()),
+            "from_mdns": len(self._from_mdns or ()),
         }
 
     def remote_at(self, transport: str, address: Address) -> Candidate | None:

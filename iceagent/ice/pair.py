@@ -168,12 +168,14 @@ class CandidatePair:
     @property
     def remote_address(self) -> Address:
         """Where the pair's packets go."""
-        return (self.remote.address, self.remote.port)
+        remote = self._remote
+        return (remote.address, remote.port)
 
     @property
     def route(self) -> tuple[Candidate, Address]:
         """(base, remote transport address): the path packets of this pair take."""
-        return (self.base, self.remote_address)
+        remote = self._remote  # the fields, not the properties: looked up for every check and answer
+        return (self._base, (remote.address, remote.port))
 
     def compute_priority(self, controlling: bool) -> int:
         """Recompute and store the pair priority for our role (RFC 8445 6.1.2.3)."""

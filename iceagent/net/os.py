@@ -31,8 +31,11 @@ class OSUdpSocket:
     they are still Trio checkpoints: cancellation is checked and the scheduler runs once per call.
     """
 
+    __slots__ = ("_ipv6", "_local", "_raw", "_sock")
+
     def __init__(self, raw: _stdsocket.socket) -> None:
         self._raw = raw
+        self._ipv6 = raw.family == _stdsocket.AF_INET6  # its addresses are 4-tuples, normalized on receipt
         self._sock: trio.socket.SocketType | None = None  # made when first needed (memory per agent)
         self._local = _norm(raw.getsockname())
 
@@ -91,11 +94,13 @@ class OSUdpSocket:
         """Every datagram already queued (at most `limit`), waiting for the first one if none is."""
         await trio.lowlevel.checkpoint_if_cancelled()
         raw = self._raw
+        ipv6 = self._ipv6
         out: list[tuple[bytes, Address]] = []
         waited = False
-        while len(out) < limit:
+        left = limit
+        while left > 0:
             try:
-                data, addr = raw.recvfrom(65536)
+                item = raw.recvfrom(65536)
             except BlockingIOError:
                 if out:
                     break
@@ -104,7 +109,10 @@ class OSUdpSocket:
                 continue
             except ConnectionResetError:
                 continue
-            out.append((data, addr if len(addr) == 2 else _norm(addr)))
+            if ipv6:  # (host, port, flowinfo, scope_id); IPv4's (host, port) tuple is kept as it is
+                item = (item[0], _norm(item[1]))
+            out.append(item)
+            left -= 1
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return out
