@@ -22,6 +22,7 @@ from ..net.base import CandidateTransport as CandidateTransport
 from ..net.base import ConnectionTransport as ConnectionTransport
 
 if TYPE_CHECKING:
+    from ..net._mux_agent import MuxGeneration
     from ..stun.message import Message
     from ..uri import IceServer
 
@@ -33,7 +34,8 @@ class GatherOptions:
     `port_range`: host sockets bind only ports in [lo, hi]; `public_ips`: host address -> public address
     of a 1:1 NAT (normalized IP literals, same family), advertised as a srflx candidate
     (`public_ip_mode="srflx"`) or as the host candidate's address ("host"); `interface_filter(name)` and
-    `ip_filter(ipaddress)` narrow the host addresses (both apply, after `host_addresses`)."""
+    `ip_filter(ipaddress)` narrow the host addresses (both apply, after `host_addresses`); with `mux` they
+    narrow the mux's addresses."""
 
     ice_servers: Sequence[IceServer] = ()
     ice_transport_policy: str = "all"
@@ -46,6 +48,9 @@ class GatherOptions:
     public_ip_mode: str = "srflx"
     interface_filter: Callable[[str], object] | None = None
     ip_filter: Callable[[IP], object] | None = None
+    mux: MuxGeneration | None = attrs.field(default=None, eq=False)
+    """With `open_agent(mux=...)`: this ICE generation's share of the mux (the agent sets it per generation);
+    the host (and ICE-TCP) gatherers take the mux's transports instead of binding sockets."""
 
 
 class GatherContext(Protocol):
