@@ -69,7 +69,8 @@ def report(result: dict[str, Any]) -> None:
 # ---- child: iceagent ----
 
 
-async def iceagent_child(n: int, baseline_kb: int) -> None:
+async def iceagent_child(n: int, baseline_kb: int, *, mux: Any = None) -> dict[str, Any]:
+    """The iceagent run; with `mux` (bench/mux.py) the controlled agents are opened on it. Returns the report."""
     import trio
 
     from iceagent import Candidate, IceConfig, IceState, open_agent
@@ -80,7 +81,8 @@ async def iceagent_child(n: int, baseline_kb: int) -> None:
         pairs = []
         for _ in range(n):
             a = await stack.enter_async_context(open_agent(controlling=True, host_addresses=LO, config=config))
-            b = await stack.enter_async_context(open_agent(controlling=False, host_addresses=LO, config=config))
+            b = await stack.enter_async_context(open_agent(controlling=False, host_addresses=LO, config=config,
+                                                           mux=mux))
             pairs.append((a, b))
         agents = [x for p in pairs for x in p]
         signal = {}
@@ -111,14 +113,17 @@ async def iceagent_child(n: int, baseline_kb: int) -> None:
                 x.add_remote_candidate(None)
         n_connected = await connect_all()
         done, cpu = time.perf_counter(), time.process_time() - c0
+        fds = len(os.listdir("/proc/self/fd"))
         for agent in agents:
             await agent.state.wait_value(IceState.COMPLETED)
         completed = time.perf_counter()
-        report({
-            "impl": "iceagent", "n": n, "setup_s": setup, "connect_s": done - t0, "cpu_s": cpu,
-            "complete_s": completed - t0, "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb,
-            "connected": n_connected, "agents": len(agents),
-        })
+        result = {
+            "impl": "iceagent" if mux is None else "mux", "n": n, "setup_s": setup, "connect_s": done - t0,
+            "cpu_s": cpu, "complete_s": completed - t0, "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb,
+            "connected": n_connected, "agents": len(agents), "fds": fds,
+        }
+        report(result)
+        return result
 
 
 # ---- child: aioice ----
@@ -186,7 +191,7 @@ def child(impl: str, n: int) -> int:
         import iceagent  # noqa: F401  (imported before the baseline, as aioice is below)
 
         baseline = proc_status_kb("VmRSS")
-        trio.run(iceagent_child, n, baseline)
+        trio.run(iceagent_child, n, baseline)  # type: ignore[arg-type]
     else:
         import aioice  # noqa: F401
 

@@ -151,8 +151,10 @@ async def test_restart_keeps_both_generations_routable_until_the_old_closes(auto
             new = server.local_parameters.ufrag
             assert endpoint.stats()["ufrags"] == 2
             # the old generation still carries data (RFC 8445 12.1) while the new one checks
-            await b.send(b"during")
+            await b.send(b"during")  # to the mux: split to the old generation, which knows the source
             assert await a.receive() == b"during"
+            await a.send(b"during, back")
+            assert await b.receive() == b"during, back"
             await signal(server, peer)
             await signal(peer, server)
             while not (server.generation.value == 1 and server.state.value is IceState.COMPLETED

@@ -9,7 +9,8 @@ put in the endpoint's inbox is split between them here, with the mux's own rules
 - a check (Binding request) by the local ufrag in USERNAME (RFC 8445 7.3);
 - a STUN response by the transaction id the generation recorded when it sent the request (RFC 8489 6.3),
   the oldest generation for ids sent while it was the only one;
-- anything else by the generation that last confirmed its source address (the newest without one).
+- anything else by the generation that last confirmed its source address while both were alive (else the
+  oldest, which carries the data until the new one has nominated, RFC 8445 12.1).
 
 With one generation alive (the usual case) nothing is parsed: the batch goes to it as it came. There is no
 task of its own: the receiving generation that finds its queue empty pulls the next batch for all of them.
@@ -36,8 +37,8 @@ __all__ = ["AgentMux", "GenerationTcpTransport", "GenerationTransport", "MuxGene
 Shared = Union["MuxTransport", "MuxTcpTransport"]
 
 #: Transaction ids and confirmed sources remembered per mux address of one agent to split traffic between
-#: generations (beyond it the oldest is forgotten: its response goes to the oldest generation, its data to
-#: the newest). The mux bounds the same per agent (MuxLimits).
+#: generations during a restart (beyond it the oldest is forgotten: its response and data go to the oldest
+#: generation). The mux bounds the same per agent (MuxLimits).
 SPLIT_TABLE = 1024
 #: Datagrams waiting for one generation while another pulls (as the mux's inbox, MuxLimits.inbox_datagrams).
 VIEW_QUEUE = 256
@@ -47,7 +48,8 @@ _REQUEST, _INDICATION = 0x0000, 0x0010
 
 
 class _Fanout:
-    """One mux transport of the agent, shared by its live generations' views (oldest first)."""
+    """One mux transport of the agent, shared by its live generations' views (oldest first). The tables that
+    split traffic exist only while several generations are alive (a restart); one generation takes all."""
 
     __slots__ = ("_pulling", "_sources", "_tids", "by_ufrag", "shared", "views")
 
@@ -55,48 +57,54 @@ class _Fanout:
         self.shared = shared
         self.views: list[GenerationTransport] = []
         self.by_ufrag: dict[bytes, GenerationTransport] = {}
-        self._tids: collections.OrderedDict[bytes, GenerationTransport] = collections.OrderedDict()
-        self._sources: collections.OrderedDict[Address, GenerationTransport] = collections.OrderedDict()
+        self._tids: collections.OrderedDict[bytes, GenerationTransport] | None = None
+        self._sources: collections.OrderedDict[Address, GenerationTransport] | None = None
         self._pulling = False
 
     def attach(self, view: GenerationTransport, ufrag: str) -> None:
         self.views.append(view)
         self.by_ufrag[ufrag.encode()] = view
+        if len(self.views) > 1 and self._tids is None:
+            self._tids, self._sources = collections.OrderedDict(), collections.OrderedDict()
 
     def detach(self, view: GenerationTransport) -> None:
         if view in self.views:
             self.views.remove(view)
         for ufrag in [k for k, v in self.by_ufrag.items() if v is view]:
             del self.by_ufrag[ufrag]
-        for tid in [k for k, v in self._tids.items() if v is view]:
-            del self._tids[tid]
-        for source in [k for k, v in self._sources.items() if v is view]:
-            del self._sources[source]
+        if len(self.views) <= 1:
+            self._tids = self._sources = None
+        else:
+            _forget(self._tids, view)
+            _forget(self._sources, view)
         self._wake_others(view)
 
     def sent(self, view: GenerationTransport, data: bytes) -> None:
         """Remember which generation sent a request while several share the transport."""
-        if len(self.views) > 1:
+        if self._tids is not None:
             tid = request_transaction_id(data)
             if tid is not None:
                 _remember(self._tids, tid, view)
 
     def confirmed(self, view: GenerationTransport, remote: Address) -> None:
         self.shared.confirm(remote)
-        _remember(self._sources, remote, view)
+        if self._sources is not None:
+            _remember(self._sources, remote, view)
 
     async def receive_for(self, view: GenerationTransport, limit: int) -> list[tuple[bytes, Address]]:
         """The next datagrams of `view`: its queue, else pull a batch for every view (one puller at a time)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
-            if view.items:
-                items = view.items
+            items = view.items
+            if items:
                 out = [items.popleft() for _ in range(min(limit, len(items)))]
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return out
             if view.closed:
                 raise trio.ClosedResourceError("this ICE generation's mux transport is closed")
             if self._pulling:
+                if view.lot is None:
+                    view.lot = trio.lowlevel.ParkingLot()
                 await view.lot.park()
                 continue
             self._pulling = True
@@ -110,9 +118,14 @@ class _Fanout:
             self._split(batch)
 
     def _split(self, batch: list[tuple[bytes, Address]]) -> None:
+        """Checks by ufrag, responses by the generation that sent the request, the rest by the generation that
+        confirmed the source; what is not known goes to the oldest (it carries data until the new one has
+        nominated, RFC 8445 12.1; ids it sent alone were not recorded)."""
         views = self.views
         if not views:
             return
+        tids = self._tids if self._tids is not None else collections.OrderedDict()
+        sources = self._sources if self._sources is not None else collections.OrderedDict()
         for data, remote in batch:
             target: GenerationTransport | None
             if looks_like_stun(data):
@@ -121,15 +134,19 @@ class _Fanout:
                     ufrag = local_ufrag(data)
                     target = None if ufrag is None else self.by_ufrag.get(ufrag)
                 elif mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):
-                    target = self._tids.pop(bytes(data[8:20]), None) or views[0]
+                    target = tids.pop(bytes(data[8:20]), None) or views[0]
                 else:
-                    target = self._sources.get(remote) or views[-1]
+                    target = sources.get(remote) or views[0]
             else:
-                target = self._sources.get(remote) or views[-1]
-            if target is not None and len(target.items) < VIEW_QUEUE:
+                target = sources.get(remote) or views[0]
+            if target is None:
+                continue
+            if target.items is None:
+                target.items = collections.deque()
+            if len(target.items) < VIEW_QUEUE:
                 target.items.append((data, remote))
         for v in views:
-            if v.items:
+            if v.items and v.lot:
                 v.lot.unpark_all()
 
     def _wake_others(self, view: GenerationTransport) -> None:
@@ -148,6 +165,12 @@ def _remember(table: collections.OrderedDict[K, GenerationTransport], key: K, vi
         table.popitem(last=False)
 
 
+def _forget(table: collections.OrderedDict[K, GenerationTransport] | None, view: GenerationTransport) -> None:
+    if table is not None:
+        for key in [k for k, v in table.items() if v is view]:
+            del table[key]
+
+
 class GenerationTransport:
     """One mux UDP address as one ICE generation sees it: a socket of its own (`send`, `try_send`,
     `send_nowait`, `receive`, `receive_batch`, `local_address`, `confirm`); `close()` ends only this view."""
@@ -157,8 +180,9 @@ class GenerationTransport:
     def __init__(self, fanout: _Fanout) -> None:
         self._fanout = fanout
         self._shared = fanout.shared
-        self.items: collections.deque[tuple[bytes, Address]] = collections.deque()
-        self.lot = trio.lowlevel.ParkingLot()
+        #: what another generation's pull left for this one (made when first needed: during a restart)
+        self.items: collections.deque[tuple[bytes, Address]] | None = None
+        self.lot: trio.lowlevel.ParkingLot | None = None
         self.closed = False
 
     @property
@@ -197,9 +221,10 @@ class GenerationTransport:
         """This generation stops using the address (the agent's endpoint stays)."""
         if not self.closed:
             self.closed = True
-            self.items.clear()
+            self.items = None
             self._fanout.detach(self)
-            self.lot.unpark_all()
+            if self.lot is not None:
+                self.lot.unpark_all()
 
     def _check_open(self) -> None:
         if self.closed:
