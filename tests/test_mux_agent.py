@@ -322,3 +322,57 @@ async def test_mux_agents_with_ice_tcp_on_loopback() -> None:
                 pair = s.selected_pair
                 assert pair is not None and pair.local.transport == "tcp"
                 assert mux.table_sizes()["tcp_connections"] >= 1
+
+
+async def test_two_generations_split_the_endpoints_traffic() -> None:
+    """During a restart the agent's endpoint serves two generations: checks by ufrag, responses to the
+    generation whose request it was, data by the generation that confirmed its source (else the oldest)."""
+    from iceagent.net._mux_agent import AgentMux
+
+    async def next_for(view: Any) -> tuple[bytes, tuple[str, int]]:
+        with trio.fail_after(5):
+            return await view.receive()
+
+    with trio.fail_after(10):
+        async with open_mux(["127.0.0.1"], 0) as mux:
+            agent = AgentMux(mux, "A")
+            peers = [trio.socket.socket(type=trio.socket.SOCK_DGRAM) for _ in range(2)]
+            try:
+                for p in peers:
+                    await p.bind(("127.0.0.1", 0))
+                here = [p.getsockname() for p in peers]
+                port = mux.local_addresses[0]
+                old = agent.open_generation("ufOld")
+                (v_old,) = old.transports
+                v_old.confirm(here[0])  # before the restart: the old generation's peer
+                new = agent.open_generation("ufNew")
+                (v_new,) = new.transports
+                assert agent.endpoint.stats()["ufrags"] == 2
+                await peers[1].sendto(check("ufNew", None), port)
+                await peers[0].sendto(check("ufOld", None), port)
+                assert Message.decode((await next_for(v_new))[0]).get(Attr.USERNAME) == "ufNew:evil"
+                assert Message.decode((await next_for(v_old))[0]).get(Attr.USERNAME) == "ufOld:evil"
+                # each generation's request: the response comes back to it
+                for view, tid, peer in ((v_new, b"\x01" * 12, here[1]), (v_old, b"\x02" * 12, here[0])):
+                    request = Message(Method.BINDING, MessageClass.REQUEST, transaction_id=tid).encode()
+                    await view.send(request, peer)
+                for i, p in enumerate(peers):
+                    data, _ = await p.recvfrom(2048)
+                    tid = Message.decode(data).transaction_id
+                    await p.sendto(Message(Method.BINDING, MessageClass.SUCCESS, transaction_id=tid).encode(), port)
+                    view = v_new if tid == b"\x01" * 12 else v_old
+                    assert Message.decode((await next_for(view))[0]).transaction_id == tid, i
+                # data: the old generation's source goes to it; a source the new one confirmed to the new one
+                v_new.confirm(here[1])
+                await peers[0].sendto(b"to old", port)
+                await peers[1].sendto(b"to new", port)
+                assert await next_for(v_old) == (b"to old", here[0])
+                assert await next_for(v_new) == (b"to new", here[1])
+                old.close()  # the old generation closed: its ufrag is no longer routed, the new one gets all
+                assert agent.endpoint.stats()["ufrags"] == 1
+                await peers[0].sendto(b"now new", port)  # still bound to the agent's endpoint
+                assert await next_for(v_new) == (b"now new", here[0])
+            finally:
+                agent.close()
+                for p in peers:
+                    p.close()
