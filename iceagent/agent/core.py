@@ -44,9 +44,8 @@ from ..ice.supervisor import (
     SupervisorAction,
 )
 from ..logs import get_logger
-from ..net._mux_agent import AgentMux
 from ..net.base import Network
-from ..net.mux import Mux
+from ..net.mux import AgentMux, Mux
 from ..net.os import OSNetwork
 from ..plugins import get_plugin_manager
 from ..states import GatheringState, IceState
