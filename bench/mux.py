@@ -15,7 +15,8 @@ socket's SO_RCVBUF. Next to it, in the same run, bench/scale.py's children: aioi
 `routing`: the mux's routing alone (no agents): N endpoints registered on one port, N client sockets each
 sending K checks in a burst; time until all are routed or dropped, and what was dropped.
 
-    .venv/bin/python bench/mux.py [pairs] [--n 1000 10000] [--aioice 1000] [--timeout 300]
+    .venv/bin/python bench/mux.py [pairs] [--n 1000 10000] [--aioice 1000] [--plain 1000] [--timeout 300]
+                                  [--rcvbuf BYTES]   (a small mux buffer: the burst overflows, and converges)
     .venv/bin/python bench/mux.py routing [--agents N ...] [--checks K]
 """
 

@@ -32,19 +32,26 @@ async def mux_child(n: int, baseline_kb: int) -> None:
         report(result)
 
 
-def child(n: int) -> int:
+def child(n: int, rcvbuf: int | None) -> int:
     raise_nofile()
     import trio
 
-    import iceagent  # noqa: F401  (imported before the baseline)
+    import iceagent
+
+    if rcvbuf is not None:  # a small buffer: the burst of first checks overflows it and must converge anyway
+        import iceagent.net._mux_ports
+
+        iceagent.net._mux_ports.SOCKET_BUFFER = rcvbuf
 
     baseline = proc_status_kb("VmRSS")
     trio.run(mux_child, n, baseline)
     return 0
 
 
-def run_mux_child(n: int, timeout: float) -> dict[str, Any]:
+def run_mux_child(n: int, timeout: float, rcvbuf: int | None) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(n)]
+    if rcvbuf is not None:
+        cmd += ["--rcvbuf", str(rcvbuf)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -62,10 +69,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--aioice", type=int, nargs="*", default=[1000], help="pairs for the aioice rows")
     parser.add_argument("--plain", type=int, nargs="*", default=[1000], help="pairs for iceagent without a mux")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument("--rcvbuf", type=int, help="SO_RCVBUF asked for the mux socket (default 4 MiB); small "
+                        "values make the burst of checks overflow it, to see that the agents still connect")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        return child(args.child)
+        return child(args.child, args.rcvbuf)
     print(f"each row a fresh process on 127.0.0.1 (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     print(f"{'impl':9} {'pairs':>6} {'connect s':>10} {'cpu s':>7} {'complete s':>10} {'setup s':>9} {'peak MiB':>9} "
           f"{'KiB/agent':>10} {'fds':>6}  mux drops, SO_RCVBUF")
@@ -77,7 +86,7 @@ def main(argv: list[str]) -> int:
     for r in rows:
         print(fmt_row(r), flush=True)
     for n in args.n:
-        r = run_mux_child(n, args.timeout)
+        r = run_mux_child(n, args.timeout, args.rcvbuf)
         extra = "" if "error" in r else f" {r['fds']:>6}  {r['dropped'] or 'none'}, {r['rcvbuf']}"
         print(fmt_row(r) + extra, flush=True)
     print("connect: wall-clock time until all 2N connect() returned; cpu: process CPU time over it; complete: "
