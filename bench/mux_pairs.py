@@ -36,7 +36,7 @@ def child(n: int, rcvbuf: int | None) -> int:
     raise_nofile()
     import trio
 
-    import iceagent  # noqa: F401  (imported before the baseline is taken)
+    import iceagent  # imported before the baseline is taken (its modules are not per-agent memory)
 
     if rcvbuf is not None:  # a small buffer: the burst of first checks overflows it and must converge anyway
         import iceagent.net._mux_ports
