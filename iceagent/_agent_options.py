@@ -1,7 +1,7 @@
 """`open_agent`'s server options (DESIGN.md "Contract", "ICE-lite", "Addresses"): checked before anything opens.
 
-The address options (`port_range`, `public_ips`, `public_ip_mode`, `interface_filter`, `ip_filter`) come back
-normalized, as GatherOptions fields. Options whose issue has not landed raise NotImplementedError, after
+The address options (`port_range`, `public_ips`, `public_ip_mode`, `interface_filter`, `ip_filter`) and `lite`
+come back normalized, as GatherOptions fields. Options whose issue has not landed raise NotImplementedError, after
 every check that can already be made (so a wrong combination is reported as such, not as "not yet").
 """
 
@@ -35,6 +35,7 @@ def check_agent_options(
     ip_filter: object,
     port_mapping: bool,
     continual_gathering: bool,
+    ice_servers: object = (),
 ) -> dict[str, Any]:
     """Validate the options; return the GatherOptions fields for the address ones.
 
@@ -48,6 +49,8 @@ def check_agent_options(
         )
     if public_ip_mode not in PUBLIC_IP_MODES:
         raise ValueError(f"public_ip_mode must be 'srflx' or 'host', not {public_ip_mode!r}")
+    if lite:
+        public_ip_mode = _lite_options(mdns=mdns, public_ips=public_ips, ice_servers=ice_servers, mode=public_ip_mode)
     if public_ip_mode == "host" and mdns:
         raise ValueError(
             "public_ip_mode='host' with mdns=True: a public host address needs no .local name (it is public "
@@ -64,9 +67,9 @@ def check_agent_options(
         "public_ip_mode": public_ip_mode,
         "interface_filter": _callable("interface_filter", interface_filter),
         "ip_filter": _callable("ip_filter", ip_filter),
+        "lite": lite,
     }
     for name, value, default in (
-        ("lite", lite, False),
         ("port_mapping", port_mapping, False),
         ("continual_gathering", continual_gathering, False),
     ):
@@ -76,6 +79,26 @@ def check_agent_options(
                 f"the issue that builds it); open the agent without {name}"
             )
     return options
+
+
+def _lite_options(*, mdns: bool, public_ips: object, ice_servers: object, mode: str) -> str:
+    """A lite agent offers host candidates only (RFC 8445 2.5, 5.1.1.1): STUN/TURN servers have nothing to
+    do for it (a ValueError, not silently unused), and `public_ips` replace the host address (mode "host",
+    whatever `public_ip_mode` says). Returns the public_ip_mode to use."""
+    if ice_servers:
+        raise ValueError(
+            "open_agent(lite=True, ice_servers=...): an ICE-lite agent offers host candidates only (RFC 8445 "
+            "2.5), so STUN/TURN servers would go unused; give none, and public_ips={host: public} for a "
+            "1:1 NAT address"
+        )
+    if public_ips is None:
+        return mode
+    if mdns:
+        raise ValueError(
+            "open_agent(lite=True, public_ips=..., mdns=True): a lite agent's public_ips replace the host "
+            "address (RFC 8445 2.5: host candidates only), and a public host address needs no .local name"
+        )
+    return "host"
 
 
 def _port_range(value: object) -> tuple[int, int] | None:

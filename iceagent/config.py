@@ -21,7 +21,9 @@ def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) 
 class IceConfig:
     """Knobs of the agent. Defaults follow the RFCs; each field's comment cites the section."""
 
-    #: Pacing interval Ta in seconds between new check transactions (RFC 8445 14.2: 50 ms default).
+    #: Pacing interval Ta in seconds between new check transactions (RFC 8445 14.2: 50 ms default). A
+    #: non-default Ta is signalled as a=ice-pacing and both sides use the larger; a peer that signals none
+    #: counts as 50 ms (RFC 8839 4.4), so a lower Ta takes effect only when the peer signals it too.
     ta: float = attrs.field(default=0.05, validator=_positive)
     #: Process-wide cap of one new STUN transaction per 5 ms across all agents (RFC 8445 14.2).
     global_pacing: bool = True

@@ -8,7 +8,8 @@ introspection (a callback with a raw buffer; binary data), so both are called th
 libnice.so.10, with the agent pointer from its GObject capsule; a GLib main loop runs everything.
 
 Output lines (JSON objects with "event"):
-- `{"event": "local", "ufrag", "pwd", "candidates": [sdp, ...]}` once gathering is done (first line);
+- `{"event": "local", "ufrag", "pwd", "lite", "candidates": [sdp, ...]}` once gathering is done (first line;
+  `lite` with `--lite`, NICE_AGENT_OPTION_LITE_MODE);
 - `{"event": "connected", "state": str, "pair": {"local": sdp, "remote": sdp}}` when the component is
   READY (nomination concluded), or `{"event": "failed", "error": str}`;
 - `{"event": "sent", "count": n, "echoes": [hex, ...]}` after a `send` command;
@@ -63,9 +64,14 @@ def emit(event: str, **fields: Any) -> None:
 
 
 class Peer:
-    def __init__(self, controlling: bool, udp: bool, tcp: bool) -> None:
+    def __init__(self, controlling: bool, udp: bool, tcp: bool, lite: bool = False) -> None:
         self.loop = GLib.MainLoop()
-        self.agent = Nice.Agent.new(GLib.MainContext.default(), Nice.Compatibility.RFC5245)
+        self.lite = lite
+        context, compatibility = GLib.MainContext.default(), Nice.Compatibility.RFC5245
+        if lite:  # NICE_AGENT_OPTION_LITE_MODE: an ICE-lite agent (RFC 8445 2.5), which must be controlled
+            self.agent = Nice.Agent.new_full(context, compatibility, Nice.AgentOption.LITE_MODE)
+        else:
+            self.agent = Nice.Agent.new(context, compatibility)
         self.agent.set_property("controlling-mode", controlling)
         self.agent.set_property("ice-udp", udp)
         self.agent.set_property("ice-tcp", tcp)
@@ -96,7 +102,7 @@ class Peer:
     def _gathered(self, agent: Any, stream: int) -> None:
         _ok, ufrag, pwd = agent.get_local_credentials(stream)
         lines = [agent.generate_local_candidate_sdp(c) for c in agent.get_local_candidates(stream, 1)]
-        emit("local", ufrag=ufrag, pwd=pwd, candidates=[line.removeprefix("a=") for line in lines])
+        emit("local", ufrag=ufrag, pwd=pwd, lite=self.lite, candidates=[line.removeprefix("a=") for line in lines])
 
     def _selected(self, agent: Any, stream: int, component: int, local: Any, remote: Any) -> None:
         # nice_agent_get_selected_pair's out-parameters are not introspectable: keep what the signal says
@@ -192,8 +198,9 @@ def main() -> None:
     role.add_argument("--controlling", action="store_true")
     role.add_argument("--controlled", action="store_true")
     parser.add_argument("--tcp-only", action="store_true", help="ICE-TCP candidates only (ice-udp off)")
+    parser.add_argument("--lite", action="store_true", help="ICE-lite mode (NICE_AGENT_OPTION_LITE_MODE)")
     args = parser.parse_args()
-    Peer(controlling=args.controlling, udp=not args.tcp_only, tcp=True).run()
+    Peer(controlling=args.controlling, udp=not args.tcp_only, tcp=True, lite=args.lite).run()
 
 
 if __name__ == "__main__":

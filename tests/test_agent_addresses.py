@@ -13,7 +13,7 @@ from agent_helpers import connect_both, signal
 from iceagent_vnet import Host, Lan, NatBehavior, vnet
 from test_ice_tcp import UdpBlocked
 
-from iceagent import Agent, Candidate, IceFailed, IceServer, PortRangeExhausted, open_agent
+from iceagent import Agent, Candidate, IceConfig, IceFailed, IceServer, PortRangeExhausted, open_agent
 from iceagent.stun.server import serve_stun
 
 LOW, HIGH = 40000, 40003
@@ -49,11 +49,15 @@ async def test_port_range_applies_to_active_ice_tcp_connections(autojump_clock: 
     """With UDP blocked the pair is A's active candidate to B's passive one: the connection's local port is
     in A's range (RFC 6544 4.5 gives active candidates port 9; the real one is the one bound)."""
     scenario = vnet("none", "none", seed=12)
+    # Without the process-wide pacer A's first check leaves at once, at the instant A learns B's candidates;
+    # with it, A may wait 5 ms for a slot B took, and the check B's own check triggers then goes first.
+    config = IceConfig(global_pacing=False)
     with trio.fail_after(60):
         async with (
             open_agent(controlling=True, network=UdpBlocked(scenario.network_a), tcp=True, port_range=(LOW, HIGH),
-                       name="A") as a,
-            open_agent(controlling=False, network=UdpBlocked(scenario.network_b), tcp=True, name="B") as b,
+                       name="A", config=config) as a,
+            open_agent(controlling=False, network=UdpBlocked(scenario.network_b), tcp=True, name="B",
+                       config=config) as b,
         ):
             # B signals first: A's first check (at once, RFC 8445 14.2) goes from its active candidate to B's
             # passive one before B knows A's candidates
@@ -117,10 +121,13 @@ async def test_no_port_at_all_fails_the_agent_and_stats_say_why(autojump_clock: 
             ):
                 await signal(a, b)
                 await signal(b, a)
-                with pytest.raises(IceFailed):
+                with pytest.raises(IceFailed) as failed:
                     await a.connect()
                 (error,) = a.stats()["gatherers"]["host"]["errors"]
                 assert f"port_range=({LOW}, {LOW}) is exhausted" in error
+                # the exception says it too: nothing was gathered, and why
+                assert "no local candidate was gathered" in str(failed.value)
+                assert f"port_range=({LOW}, {LOW}) is exhausted" in str(failed.value)
     finally:
         squatter.close()
 
@@ -355,7 +362,14 @@ async def test_interface_filter_on_the_os_network() -> None:
         ({"public_ips": ["203.0.113.7"]}, TypeError, "mapping of host address"),
         ({"interface_filter": "eth0"}, TypeError, "callable"),
         ({"ip_filter": True}, TypeError, "callable"),
-        ({"lite": True, "controlling": False}, NotImplementedError, "open_agent(lite=True) is not implemented yet"),
+        # ICE-lite (RFC 8445 2.5): host candidates only
+        (
+            {"lite": True, "controlling": False, "ice_servers": [IceServer(urls=["stun:127.0.0.1:3478"])]},
+            ValueError,
+            "offers host candidates only",
+        ),
+        ({"lite": True, "controlling": False, "mdns": True, "public_ips": {"10.0.0.5": "203.0.113.7"}}, ValueError,
+         "public_ips replace the host address"),
         ({"mux": object()}, TypeError, "mux takes what `async with iceagent.open_mux"),
         ({"mux": object(), "port_range": (50000, 50010)}, ValueError, "a mux agent binds no port of its own"),
         ({"port_mapping": True}, NotImplementedError, "open_agent(port_mapping=True) is not implemented yet"),

@@ -186,6 +186,20 @@ async def test_larger_remote_pacing_slows_both_sides(autojump_clock: object) -> 
         assert gaps(times[:4]) == [0.2] * 3
 
 
+async def test_a_lower_ta_needs_the_peer_to_signal_it(autojump_clock: object) -> None:
+    """A runs with Ta = 10 ms and says so; B signals no a=ice-pacing, which RFC 8839 4.4 counts as 50 ms:
+    both pace at 50 ms (DESIGN.md "Timing and states"). With both at 10 ms, both use 10 ms."""
+    fast = IceConfig(global_pacing=False, ta=0.01)
+    t0, tap_a, tap_b = await checking_pair(fast, NO_GLOBAL, extra_a=3, extra_b=3)
+    for tap in (tap_a, tap_b):
+        times = [sent.at - t0 for sent, _ in tap.requests()]
+        assert gaps(times[:4]) == [0.05] * 3
+    t0, tap_a, tap_b = await checking_pair(fast, fast, extra_a=3, extra_b=3)
+    for tap in (tap_a, tap_b):
+        times = [sent.at - t0 for sent, _ in tap.requests()]
+        assert gaps(times[:4]) == [0.01] * 3
+
+
 async def test_non_default_ta_is_signalled_as_pacing(autojump_clock: object) -> None:
     scenario = vnet("none", "none")
     async with (

@@ -159,13 +159,44 @@ def test_bad_input_exit_2(argv: list[str], message: str, capsys: pytest.CaptureF
 def test_not_implemented_option_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import iceagent.cli.gather
+    import iceagent.cli.options
 
     def fake_open_agent(**kwargs: Any) -> Any:
         raise NotImplementedError("tcp=True (ICE-TCP candidates) is not available yet")
 
-    monkeypatch.setattr(iceagent.cli.gather, "open_agent", fake_open_agent)
+    monkeypatch.setattr(iceagent.cli.options, "open_agent", fake_open_agent)
     assert main(["gather", *LO, "--tcp"]) == 1
     out, err = capsys.readouterr()
     assert err == "iceagent gather: error: not available yet: tcp=True (ICE-TCP candidates) is not available yet\n"
     assert out == ""
+
+
+async def test_server_options_port_range_and_public_ip() -> None:
+    """`--port-range` binds inside the range; `--public-ip LOCAL=PUBLIC` adds the 1:1 NAT address as a srflx
+    candidate (only gathered here: nothing is sent to it)."""
+    proc = await _iceagent("gather", *LO, "--port-range", "47300-47310", "--public-ip", "127.0.0.1=203.0.113.7")
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert proc.returncode == 0, err
+    candidates = [Candidate.from_sdp(line) for line in out.splitlines() if line.startswith("a=candidate:")]
+    (host,) = [c for c in candidates if c.type == "host"]
+    (srflx,) = [c for c in candidates if c.type == "srflx"]
+    assert 47300 <= host.port <= 47310
+    assert (srflx.address, srflx.port, srflx.related_address) == ("203.0.113.7", host.port, "127.0.0.1")
+    proc = await _iceagent("gather", *LO, "--public-ip", "127.0.0.1=203.0.113.7", "--public-ip-mode", "host")
+    candidates = [Candidate.from_sdp(line) for line in proc.stdout.decode().splitlines() if line.startswith("a=cand")]
+    assert [(c.type, c.address) for c in candidates] == [("host", "203.0.113.7")]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port-range", "5000"], "expected LO-HI"),
+        (["--port-range", "6000-5000"], "1 <= LO <= HI <= 65535"),
+        (["--port", "0"], "a port is 1..65535"),
+        (["--public-ip", "203.0.113.7"], "expected LOCAL=PUBLIC"),
+        (["--port", "4000", "--port-range", "5000-5010"], "choose one"),
+    ],
+)
+def test_server_option_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["gather", *LO, *argv]) == 2
+    assert message in capsys.readouterr().err

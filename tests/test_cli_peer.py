@@ -114,6 +114,25 @@ async def test_chat_both_ways() -> None:
     assert "Traceback" not in offer_err + answer_err and "\x1b" not in offer_err + answer_err
 
 
+async def test_chat_with_a_lite_answer() -> None:
+    """`answer --lite`: the answer line says a=ice-lite (the blob's lite flag), the full offer side controls
+    and nominates (RFC 8445 6.1.1), and the chat works."""
+    with trio.fail_after(40):
+        async with iceagent("offer", *LO) as offer:
+            blob = await offer.line()
+            async with iceagent("answer", *LO, "--lite", blob.decode()) as answer:
+                reply = await answer.line()
+                assert SignalBlob.decode(reply.decode(), expect="answer").parameters.lite
+                await offer.send(reply + b"\nhello lite\n")
+                assert await answer.line() == b"hello lite"
+                await answer.send(b"hello full\n")
+                assert await offer.line() == b"hello full"
+                await offer.close_stdin()
+                offer_status, offer_err = await offer.finish()
+                answer_status, answer_err = await answer.finish()
+    assert (offer_status, answer_status) == (0, 0), offer_err + answer_err
+
+
 async def test_json_relay_only_offer_on_stdin() -> None:
     loopback_peers = TurnServerConfig(allow_loopback_peers=True)  # both agents are on 127.0.0.1
     async with open_turn_server(NET, ["127.0.0.1:0"], users={"alice": "secret"}, config=loopback_peers) as turn:
@@ -251,13 +270,13 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 def test_not_implemented_option_is_one_line(
     flag: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import iceagent.cli.peer
+    import iceagent.cli.options
 
     def fake_open_agent(**kwargs: Any) -> Any:
         assert kwargs[flag[2:]] is True
         raise NotImplementedError(f"{flag[2:]}=True is not available yet")
 
-    monkeypatch.setattr(iceagent.cli.peer, "open_agent", fake_open_agent)
+    monkeypatch.setattr(iceagent.cli.options, "open_agent", fake_open_agent)
     assert main(["answer", *LO, flag, _offer()]) == 1
     out, err = capsys.readouterr()
     assert err == f"iceagent answer: error: not available yet: {flag[2:]}=True is not available yet\n"

@@ -72,12 +72,17 @@ def test_a_shared_pacer_delays_the_second_agent_to_the_next_slot() -> None:
     assert second.may_send(GLOBAL_INTERVAL, True)
 
 
-def test_peer_pacing_counts_only_when_larger() -> None:
+def test_both_sides_pace_at_the_larger_ta_and_silence_means_50ms() -> None:
+    """RFC 8445 14.2 / RFC 8839 4.4: a peer that signals no a=ice-pacing paces at 50 ms, so our lower Ta
+    applies only when the peer signals one as low."""
     assert effective_ta(0.05, None) == 0.05
     slow = B_PARAMS.__class__(ufrag=B_PARAMS.ufrag, pwd=B_PARAMS.pwd, pacing=200)
     assert effective_ta(0.05, slow) == 0.2
     fast = B_PARAMS.__class__(ufrag=B_PARAMS.ufrag, pwd=B_PARAMS.pwd, pacing=10)
     assert effective_ta(0.05, fast) == 0.05
+    assert effective_ta(0.005, fast) == 0.01
+    assert effective_ta(0.005, B_PARAMS) == 0.05  # the peer signalled no pacing
+    assert effective_ta(0.005, B_PARAMS.__class__(ufrag="bUfr", pwd=B_PARAMS.pwd, pacing=5)) == 0.005
 
 
 # ---- the generation (aioquic shape) ----
@@ -249,8 +254,8 @@ def test_consent_checks_randomized_and_consent_lost_after_timeout() -> None:
         actions, at = sup.poll(now, state=IceState.CONNECTED, pair=pair, selected_at=0.0)
         if any(isinstance(a, SendConsent) for a in actions):
             sent.append(now)
-            pair.last_consent = now  # answered
-            pair.responses_received += 1
+            pair._last_consent = now  # answered
+            pair._responses_received += 1
     gaps = [b - a for a, b in itertools.pairwise([0.0, *sent])]
     assert len(sent) >= 5 and all(4.0 - 1e-9 <= g <= 6.0 + 1e-9 for g in gaps)  # 0.8-1.2 x 5 s (RFC 7675 5.1)
     assert len({round(g, 6) for g in gaps}) > 1  # randomized
@@ -265,13 +270,13 @@ def test_disconnected_after_silence_and_back_on_traffic() -> None:
     sup = supervisor(disconnected_timeout=5.0, consent_interval=100.0, keepalive_interval=1000.0)
     pair = valid_pair()
     sup.poll(0.0, state=IceState.CONNECTED, pair=pair, selected_at=0.0)
-    pair.bytes_received = 10
+    pair.count_received(10)
     sup.poll(1.0, state=IceState.CONNECTED, pair=pair, selected_at=0.0)
     assert sup.poll(6.0, state=IceState.CONNECTED, pair=pair, selected_at=0.0)[0] == []
     actions, _ = sup.poll(6.01, state=IceState.CONNECTED, pair=pair, selected_at=0.0)
     assert SetState(IceState.DISCONNECTED) in actions
-    pair.bytes_received = 20
-    pair.nominated = True
+    pair.count_received(10)
+    pair._nominated = True
     actions, _ = sup.poll(7.0, state=IceState.DISCONNECTED, pair=pair, selected_at=0.0)
     assert SetState(IceState.COMPLETED) in actions
 
@@ -305,7 +310,7 @@ def test_keepalive_when_nothing_was_sent_for_keepalive_interval() -> None:
     assert actions == [] and at <= 15.0
     actions, _ = sup.poll(15.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)
     assert actions == [SendKeepalive(pair)]
-    pair.bytes_sent += 100  # data went out: no keepalive needed
+    pair.count_sent(100)  # data went out: no keepalive needed
     actions, _ = sup.poll(30.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)
     assert actions == []
 
@@ -330,6 +335,57 @@ def test_restart_backoff_doubles_up_to_sixteen_times_and_only_with_auto_restart(
 def test_route_lost_and_fail_are_terminal() -> None:
     sup = supervisor(consent_timeout=30.0)
     pair = valid_pair()
-    pair.last_consent = 0.0
+    pair._last_consent = 0.0
     actions, at = sup.poll(31.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)
     assert len(actions) == 1 and isinstance(actions[0], RouteLost) and at == math.inf
+
+
+class CountingPacer(GlobalPacer):
+    """A process-wide pacer that counts the slots taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved = 0
+
+    def reserve(self, now: float) -> float:
+        self.reserved += 1
+        return super().reserve(now)
+
+
+def test_a_frozen_pair_behind_a_busy_foundation_takes_no_slot_and_no_wakeup() -> None:
+    """Two remote candidates with one foundation: the second pair stays Frozen while the first is In-Progress
+    (RFC 8445 6.1.4.2), so there is nothing to send until that check ends: no pacer slot is taken and the
+    next deadline is the first check's retransmission, not the next Ta."""
+    pacer = CountingPacer()
+    gen = generation(pacer=pacer, rto=0.5)
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_PARAMS)
+    gen.add_remote_candidate(cand("10.0.0.2", 2000, foundation="same"))
+    gen.add_remote_candidate(cand("10.0.0.2", 2001, foundation="same", priority=1000))
+    (first,) = gen.datagrams_to_send(0.0)
+    assert first.remote == ("10.0.0.2", 2000) and pacer.reserved == 1
+    assert gen.get_timer() == pytest.approx(0.5)
+    for now in (0.05, 0.1, 0.25):
+        assert gen.datagrams_to_send(now) == []
+    assert pacer.reserved == 1
+
+
+def test_a_triggered_check_takes_the_slot_a_paced_check_waited_for() -> None:
+    """Another agent holds the process-wide pacer: our next check waits for its slot, and is built only
+    then, so a check triggered meanwhile (RFC 8445 7.3.1.4) goes first, and its transaction starts when it
+    leaves (RFC 8489 6.2.1)."""
+    pacer = CountingPacer()
+    pacer.reserve(0.0)  # another agent's check at 0: ours gets the slot at 5 ms
+    gen = generation(controlling=False, pacer=pacer, rto=0.5)
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_PARAMS)
+    gen.add_remote_candidate(cand("10.0.0.9", 9000))  # an ordinary check waits for the slot
+    assert gen.datagrams_to_send(0.0) == []
+    assert gen.get_timer() == pytest.approx(GLOBAL_INTERVAL)
+    raw = request(controlled=None, controlling=0x0222222222222222)
+    gen.receive(Message.decode(raw), raw, B_ADDR, A_HOST, 0.002)  # B's check: answer now, trigger one back
+    (answer,) = gen.datagrams_to_send(0.002)
+    assert answer.pair is None
+    (check,) = gen.datagrams_to_send(GLOBAL_INTERVAL)
+    assert check.remote == B_ADDR  # the triggered check, not the one that waited
+    assert gen.get_timer() == pytest.approx(GLOBAL_INTERVAL + 0.05)  # Ta from the real send

@@ -196,7 +196,7 @@ def test_route_failed_fails_the_check_at_once_and_nomination_moves_on() -> None:
     s2.set_remote_parameters(IceParameters("bbbb", "b" * 22))
     s2.add_remote_candidate(_tcp("10.0.0.2", 5000, "passive"))
     (p2,) = s2.pairs
-    p2.valid = True
+    p2._valid = True
     s2._checklist.valid.append(p2)
     assert s2.nominate(p2)
     s2.route_failed(local, ("10.0.0.2", 5000))

@@ -376,3 +376,21 @@ async def test_two_generations_split_the_endpoints_traffic() -> None:
                 agent.close()
                 for p in peers:
                     p.close()
+
+
+async def test_lite_agent_on_a_mux() -> None:
+    """An ICE-lite server (RFC 8445 2.5) on the mux's port: the full client checks and nominates; the lite
+    agent's answers confirm the client's address, so its data reaches the lite agent."""
+    with trio.fail_after(10):
+        async with open_mux(["127.0.0.1"], 0) as mux:
+            async with (
+                open_agent(controlling=False, lite=True, mux=mux, config=FAST) as server,
+                open_agent(controlling=True, host_addresses=["127.0.0.1"], config=FAST) as client,
+            ):
+                s, c = await connect_both(server, client)
+                await c.send(b"to the lite server")
+                assert await s.receive() == b"to the lite server"
+                await s.send(b"back")
+                assert await c.receive() == b"back"
+                assert server.state.value is IceState.COMPLETED
+                assert mux.stats()["dropped"] == {}

@@ -46,3 +46,34 @@ async def test_aclose_wakes_a_task_blocked_in_receive() -> None:
                 await sb.send(b"after aclose")
             # only this end is closed: the peer's stream still sends
             await sa.send(b"to a closed end")
+
+
+async def test_aclose_wakes_a_task_blocked_in_send_waiting_for_a_pair(autojump_clock: trio.testing.MockClock) -> None:
+    """With auto_restart a send waits for a pair instead of raising IceFailed; aclose ends that wait."""
+    from iceagent_vnet import vnet
+
+    scenario = vnet("none", "none", seed=3)
+    with trio.fail_after(120):
+        async with open_agent(network=scenario.network_a, config=FAST, auto_restart=True) as a:
+            async with open_agent(controlling=False, network=scenario.network_b, config=FAST) as b:
+                sa, _ = await connect_both(a, b)
+            # the peer is gone: consent expires, A fails and restarts, and has no pair to send on
+            while a.selected_pair is not None:
+                await a.state.wait_transition()
+            outcome: list[BaseException] = []
+
+            async def writer() -> None:
+                try:
+                    await sa.send(b"waits for a pair")
+                except trio.ClosedResourceError as exc:
+                    outcome.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                await trio.testing.wait_all_tasks_blocked()
+                assert outcome == []
+                closed_at = trio.current_time()
+                await sa.aclose()
+            assert [type(e) for e in outcome] == [trio.ClosedResourceError]
+            # woken by aclose itself, not by the agent's next timer (the virtual clock did not move)
+            assert trio.current_time() == closed_at

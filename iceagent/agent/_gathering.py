@@ -13,6 +13,7 @@ import attrs
 
 from ..gatherers.base import GatherOptions
 from ..ice.candidate import Candidate
+from ..ice.lite import lite_admits
 from ..states import GatheringState
 from ._notify import Notifier
 
@@ -40,11 +41,14 @@ class Gathering:
 
     def admit(self, candidate: Candidate) -> Candidate | None:
         """The candidate as it is signalled, or None when it is not: another type under the relay policy,
-        or equal to one already gathered (the first is kept, DESIGN.md "Plugins"). With mDNS, the related
-        address of srflx and relay candidates is hidden (draft-ietf-mmusic-mdns-ice-candidates 3.1.1)."""
+        not a host (or TCP passive) one for a lite agent (RFC 8445 2.5), or equal to one already gathered
+        (the first is kept, DESIGN.md "Plugins"). With mDNS, the related address of srflx and relay
+        candidates is hidden (draft-ietf-mmusic-mdns-ice-candidates 3.1.1)."""
         options = self.options
         if options.ice_transport_policy == "relay" and candidate.type != "relay":
             return None
+        if options.lite and not lite_admits(candidate):
+            return None  # whatever a plugin found
         if options.mdns and candidate.type in ("srflx", "relay") and candidate.related_address not in (
             None, "0.0.0.0", "::"
         ):

@@ -100,6 +100,7 @@ class SessionRunner:
     """One generation: an IceGeneration plus the tasks and sockets that serve it."""
 
     __slots__ = (
+        "_again",
         "_base_of",
         "_caps",
         "_check_hook",
@@ -165,6 +166,7 @@ class SessionRunner:
         # the session task
         self._wakeup = Wakeup()
         self._pumping = False
+        self._again = False  # wake() was called while pumping: pump again
         self._sleep: trio.CancelScope | None = None  # the session task's wait, while it waits
         #: packets for transports that cannot send without waiting (TCP, TURN, plugins): the session task sends them
         self._outbox: list[tuple[CandidateTransport, bytes, Address]] = []
@@ -401,7 +403,7 @@ class SessionRunner:
                 pair = self._lookup_data_pair(key, addr)
             if pair is None:
                 continue  # not from a known remote candidate (RFC 8445 12.2)
-            pair.bytes_received += len(data)
+            pair.count_received(len(data))
             deliver(data)
         if now is not None:
             self._poke(now)
@@ -466,9 +468,11 @@ class SessionRunner:
     # ---- the session task ----
 
     def wake(self) -> None:
-        """Something changed (input, candidates, the agent's state): have the session task pump. A no-op
-        while this session's `pump` runs: it looks at everything before it returns."""
-        if not self._pumping and not self.closed:
+        """Something changed (input, candidates, the agent's state): have the session task pump. While this
+        session's `pump` runs (a callback it made changed something), that pump asks to run again."""
+        if self._pumping:
+            self._again = True
+        elif not self.closed:
             self._wakeup.set()
 
     def _poke(self, now: float) -> None:
@@ -508,14 +512,15 @@ class SessionRunner:
         if self.closed:
             return math.inf
         self._pumping = True
+        self._again = False
         try:
             gen = self.gen
             self._apply_events()  # inputs (remote candidates, end-of-candidates) may have queued events
-            if gen.get_timer() <= now:
-                gen.handle_timer(now)
-                self._apply_events()
+            gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
             self.flush(now)
             deadline = self.owner.supervise(self, now) if not self.closed else math.inf
+            if self._again:  # something changed while this pump ran: look again at once
+                return -math.inf
             return min(deadline, gen.get_timer())
         finally:
             self._pumping = False

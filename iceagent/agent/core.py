@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -126,9 +125,9 @@ class Agent:
         self._routes = RouteState(name)
         self._route_runner: SessionRunner | None = None
         self._selected_at = 0.0
-        # consent timing is randomized (RFC 7675 5.1); seeded from the `random` module, so a program that seeds
-        # it (as the soak test does) runs the same every time
-        self.supervisor = Supervisor(self.config, auto_restart=auto_restart, rng=random.Random(random.getrandbits(64)))
+        # consent timing is randomized (RFC 7675 5.1) from the `random` module: a program that seeds it (as the
+        # soak test does) runs the same every time, and no agent carries a generator of its own (2.5 KiB)
+        self.supervisor = Supervisor(self.config, auto_restart=auto_restart, lite=options.lite)
         self._supervise = True  # poll the supervisor at the next pump (see `supervise`)
         self._supervise_at = -math.inf  # when the supervisor asked to be polled again
         self._foundations: dict[tuple[str, str, str, str | None], str] = {}
@@ -284,7 +283,7 @@ class Agent:
         # a non-default Ta is signalled as a=ice-pacing, and both sides use the larger (RFC 8445 14.2)
         ta_ms = round(self.config.ta * 1000)
         pacing = None if ta_ms == round(IceConfig().ta * 1000) else min(MAX_PACING, max(1, ta_ms))
-        runner = SessionRunner(self, generation, new_parameters(pacing), self.controlling)
+        runner = SessionRunner(self, generation, new_parameters(pacing, lite=self.options.lite), self.controlling)
         if self._mux is not None:  # the generation's ufrag is routed to it from now until it closes
             share = self._mux.open_generation(runner.ice.local_parameters.ufrag)
             runner.options = attrs.evolve(self.options, mux=share)
@@ -389,13 +388,15 @@ class Agent:
             for other in list(self._runners):
                 if other is not runner:
                     self._close_runner(other)
+            if self.state.value in (IceState.NEW, IceState.CHECKING):
+                self._set_state(IceState.CONNECTED)  # valid and nominated at once (a lite agent, RFC 8445 7.3.2)
             self._set_state(IceState.COMPLETED)
         elif isinstance(event, RoleChanged):
             role = "controlling" if event.controlling else "controlled"
             log.info("%s: role conflict resolved: now %s", self.name, role)
             self.controlling = event.controlling
         elif isinstance(event, ChecklistFailed) and self._routes.route is None:
-            self._fail("every candidate pair failed")
+            self._fail(event.reason + _gathering_hint(runner))
 
     def _pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
         if self._route_runner is not None and self._route_runner is not runner:
@@ -437,6 +438,7 @@ class Agent:
             return math.inf
         if not self._supervise and now < self._supervise_at:
             return self._supervise_at
+        self._supervise = False  # a change the actions make below asks for another look
         at = math.inf
         for _ in range(4):  # a RouteLost or Fail changes the state: look again (at most a few times)
             route = self._routes.route
@@ -447,7 +449,6 @@ class Agent:
                 self._apply(action, now)
             if not actions or not isinstance(actions[-1], TERMINAL) or self._current is not runner:
                 break
-        self._supervise = False
         self._supervise_at = at
         return at
 
@@ -534,6 +535,8 @@ class Agent:
         if valid:
             self._select(current, valid[0])
             self._set_state(IceState.COMPLETED if valid[0].nominated else IceState.CONNECTED)
+        elif current.ice.failed:  # the new generation's check list already failed (ignored while routed)
+            self._fail(f"{reason}; and every candidate pair of the new generation failed")
         else:
             self.supervisor.checking_started(trio.current_time())
             self._set_state(IceState.CHECKING if current.ice.remote_parameters is not None else IceState.NEW)
@@ -545,6 +548,15 @@ class Agent:
         self._failure_reason = f"ICE failed: {reason}"
         self._unselect()
         self._set_state(IceState.FAILED)
+
+
+def _gathering_hint(runner: SessionRunner) -> str:
+    """Why there was nothing to pair, when this generation gathered no candidate: its gatherers' last
+    errors (e.g. a port range that ran out), so IceFailed says what to fix."""
+    if runner.gathering.candidates:
+        return ""
+    errors = [f"{kind}: {errors[-1]}" for kind, errors in runner.gathering.errors.items() if errors]
+    return " (no local candidate was gathered" + ("; " + "; ".join(errors) if errors else "") + ")"
 
 
 def _validate_servers(ice_servers: Sequence[IceServer] | None) -> tuple[IceServer, ...]:
@@ -585,9 +597,10 @@ async def open_agent(
     [lo, hi] only (`PortRangeExhausted` in `stats()["gatherers"]` when none is free; leave room for a
     restart); `public_ips={"10.0.0.5": "203.0.113.7"}` advertises a 1:1 NAT's address as a srflx candidate
     (`public_ip_mode="srflx"`) or as the host candidate's ("host"); `interface_filter(name)` and
-    `ip_filter(ipaddress)` narrow what `host_addresses` allows. `mux=` (an `open_mux()`): the host candidates
-    are the mux's shared ports (those `host_addresses` and the filters allow; no `port_range`), docs/guide-serving.md.
-    `lite`, `port_mapping` and `continual_gathering` raise NotImplementedError until their issue lands."""
+    `ip_filter(ipaddress)` narrow what `host_addresses` allows. `lite=True` makes an ICE-lite agent (docs/agent.md
+    "ICE-lite"). `mux=` (an `open_mux()`): the host candidates are the mux's shared ports (those `host_addresses`
+    and the filters allow; no `port_range`), docs/guide-serving.md. `port_mapping` and `continual_gathering`
+    raise NotImplementedError until their issue lands."""
     address_options = check_agent_options(
         controlling=controlling,
         mdns=mdns,
@@ -600,6 +613,7 @@ async def open_agent(
         ip_filter=ip_filter,
         port_mapping=port_mapping,
         continual_gathering=continual_gathering,
+        ice_servers=ice_servers,
     )
     if ice_transport_policy not in ("all", "relay"):
         raise ValueError(f"ice_transport_policy must be 'all' or 'relay', not {ice_transport_policy!r}")

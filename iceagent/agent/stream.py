@@ -119,7 +119,7 @@ class IceStream(trio.abc.Channel[bytes]):
                 await transport.send(data, remote)  # the socket buffer is full: wait for it
         else:
             await transport.send(data, remote)
-        pair.bytes_sent += len(data)
+        pair.count_sent(len(data))
 
     def send_nowait(self, data: bytes) -> None:
         """Send one datagram without a checkpoint, for tight loops; trio.WouldBlock when no pair is selected
@@ -135,7 +135,7 @@ class IceStream(trio.abc.Channel[bytes]):
         if send_nowait is None:
             raise trio.WouldBlock
         send_nowait(data, remote)
-        pair.bytes_sent += len(data)
+        pair.count_sent(len(data))
 
     def receive_nowait(self) -> bytes:
         """The next queued datagram without a checkpoint; trio.WouldBlock if none is queued."""

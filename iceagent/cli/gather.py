@@ -14,13 +14,12 @@ from typing import Any
 
 import trio
 
-from ..agent import open_agent
 from ..config import IceConfig
 from ..errors import IceError
 from ..logs import get_logger
 from ..plugins import get_plugin_manager
 from . import add_command
-from .options import add_agent_arguments, agent_options, cli_errors, positive_seconds
+from .options import add_agent_arguments, agent_options, cli_errors, open_cli_agent, positive_seconds
 
 __all__ = ["register"]
 
@@ -74,10 +73,10 @@ async def _gather(args: argparse.Namespace, options: dict[str, Any]) -> dict[str
     get_plugin_manager()  # load the plugins first: their import time is not gathering time
     start = trio.current_time()
     candidates: list[dict[str, Any]] = []
-    async with open_agent(config=config, name="gather", **options) as agent:
+    async with open_cli_agent(args, options, config=config, name="gather") as agent:
         params = agent.local_parameters
         if not args.json:
-            print(f"a=ice-ufrag:{params.ufrag}\na=ice-pwd:{params.pwd}", flush=True)
+            print("\n".join(params.to_sdp()), flush=True)  # a=ice-ufrag, a=ice-pwd (a=ice-lite, a=ice-pacing)
         async for candidate in agent.gather():
             ms = (trio.current_time() - start) * 1000
             sdp = candidate.to_sdp()

@@ -1,26 +1,29 @@
 """Agent options shared by the commands that gather (`gather`, `offer`, `answer`): one spelling everywhere.
 
 `add_agent_arguments` adds `--stun/--turn/--username/--credential/--relay-only/--address/--interface/
---mdns/--tcp`; `agent_options` turns them into `open_agent()` keyword arguments (bad input raises
-`UsageError`); `cli_errors` turns what the agent raises for an option it cannot serve yet into a
-one-line error.
+--mdns/--tcp` and the server options `--port/--port-range/--public-ip/--public-ip-mode/--lite`;
+`agent_options` turns them into `open_agent()` keyword arguments (bad input raises `UsageError`);
+`open_cli_agent` opens the agent (on a shared `open_mux()` port with `--port`); `cli_errors` turns what
+the agent raises for an option it cannot serve yet into a one-line error.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
+from ..agent import Agent, open_agent
 from ..errors import IceError, IceServerError
 from ..net.base import Network
+from ..net.mux import open_mux
 from ..net.os import OSNetwork
 from ..uri import IceServer
 from . import UsageError
 
-__all__ = ["add_agent_arguments", "agent_options", "cli_errors", "positive_seconds", "sole_error"]
+__all__ = ["add_agent_arguments", "agent_options", "cli_errors", "open_cli_agent", "positive_seconds", "sole_error"]
 
 
 def positive_seconds(text: str) -> float:
@@ -31,6 +34,29 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def port_range(text: str) -> tuple[int, int]:
+    """argparse type: `LO-HI`, two ports with LO <= HI."""
+    lo, sep, hi = text.partition("-")
+    try:
+        value = (int(lo), int(hi))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO-HI (e.g. 50000-50100), not {text!r}") from None
+    if not sep or not 1 <= value[0] <= value[1] <= 65535:
+        raise argparse.ArgumentTypeError(f"expected LO-HI with 1 <= LO <= HI <= 65535, not {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """argparse type: a port 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, not {value}")
     return value
 
 
@@ -71,6 +97,39 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--mdns", action="store_true", help="hide host addresses behind <uuid>.local mDNS names")
     g.add_argument("--tcp", action="store_true", help="add ICE-TCP host candidates (RFC 6544)")
+    s = p.add_argument_group("server options")
+    s.add_argument(
+        "--port",
+        type=port,
+        metavar="PORT",
+        help="host candidates on this one UDP port (and ICE-TCP with --tcp) shared through open_mux(), as a "
+        "server listens; on --address IPs (default: every interface)",
+    )
+    s.add_argument(
+        "--port-range",
+        type=port_range,
+        metavar="LO-HI",
+        help="bind host UDP and ICE-TCP sockets only to ports in LO..HI (a firewall that opens a range)",
+    )
+    s.add_argument(
+        "--public-ip",
+        action="append",
+        metavar="LOCAL=PUBLIC",
+        help="1:1 NAT (cloud VMs with an elastic IP): this local IP is reachable as PUBLIC; repeatable",
+    )
+    s.add_argument(
+        "--public-ip-mode",
+        choices=["srflx", "host"],
+        default="srflx",
+        help="srflx: add the public address as a server-reflexive candidate (default); host: replace the host "
+        "address with it",
+    )
+    s.add_argument(
+        "--lite",
+        action="store_true",
+        help="ICE-lite (RFC 8445 2.5): host candidates only, answer checks, send none (for the answer side on a "
+        "public address)",
+    )
 
 
 def _url(text: str, scheme: str) -> str:
@@ -141,13 +200,43 @@ def agent_options(args: argparse.Namespace, network: Network | None = None) -> d
         addresses = list(dict.fromkeys(addresses))
     if args.relay_only and not any(u.is_turn for s in servers for u in s.uris):
         raise UsageError("--relay-only needs a TURN server: --turn URL --username USER --credential PASSWORD")
-    return {
+    options: dict[str, Any] = {
         "ice_servers": servers,
         "host_addresses": addresses,
         "ice_transport_policy": "relay" if args.relay_only else "all",
         "mdns": bool(args.mdns),
         "tcp": bool(args.tcp),
     }
+    if getattr(args, "port", None) is not None and getattr(args, "port_range", None) is not None:
+        raise UsageError("--port shares one port; --port-range picks ports for sockets of the agent's own: choose one")
+    if getattr(args, "port_range", None) is not None:
+        options["port_range"] = args.port_range
+    if getattr(args, "public_ip", None):
+        public: dict[str, str] = {}
+        for text in args.public_ip:
+            local, sep, outside = text.partition("=")
+            if not sep:
+                raise UsageError(f"--public-ip {text!r}: expected LOCAL=PUBLIC, e.g. 10.0.0.5=203.0.113.7")
+            public[local.strip()] = outside.strip()
+        options["public_ips"] = public
+        options["public_ip_mode"] = args.public_ip_mode
+    if getattr(args, "lite", False):
+        options["lite"] = True
+    return options
+
+
+@asynccontextmanager
+async def open_cli_agent(args: argparse.Namespace, options: dict[str, Any], **kwargs: Any) -> AsyncIterator[Agent]:
+    """`open_agent(**options, **kwargs)`, on a shared port (`open_mux()`, owned here) when `--port` was given."""
+    async with AsyncExitStack() as stack:
+        port_number = getattr(args, "port", None)
+        if port_number is not None:
+            addresses = options.get("host_addresses") or ["0.0.0.0"]
+            mux = await stack.enter_async_context(open_mux(addresses, port_number, tcp=bool(options.get("tcp"))))
+            options = {**options, "mux": mux}
+        if options.get("lite"):
+            kwargs["controlling"] = False  # a lite agent never controls; the full peer does (RFC 8445 6.1.1)
+        yield await stack.enter_async_context(open_agent(**options, **kwargs))
 
 
 def sole_error(error: BaseException) -> BaseException:
@@ -161,11 +250,14 @@ def sole_error(error: BaseException) -> BaseException:
 
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn an option the agent cannot serve yet (NotImplementedError) into a one-line IceError (exit 1)."""
+    """Turn an option the agent cannot serve yet (NotImplementedError) into a one-line IceError (exit 1), and
+    options it refuses together (ValueError) into a usage error (exit 2)."""
     try:
         yield
     except BaseException as e:
         error = sole_error(e)
         if isinstance(error, NotImplementedError):
             raise IceError(f"not available yet: {error}") from None
+        if isinstance(error, ValueError) and not isinstance(error, IceError):
+            raise UsageError(str(error)) from None  # options open_agent refuses together (exit 2)
         raise

@@ -19,13 +19,13 @@ from typing import Any
 
 import trio
 
-from ..agent import Agent, IceStream, open_agent
+from ..agent import Agent, IceStream
 from ..errors import IceError, IceFailed
 from ..ice.candidate import Candidate
 from ..logs import get_logger
 from ..states import IceState
 from . import UsageError, add_command
-from .options import add_agent_arguments, agent_options, cli_errors, positive_seconds, sole_error
+from .options import add_agent_arguments, agent_options, cli_errors, open_cli_agent, positive_seconds, sole_error
 from .signal_blob import DEFAULT_MAX_AGE, BlobError, Role, SignalBlob
 
 __all__ = ["register"]
@@ -227,7 +227,7 @@ def _apply(agent: Agent, blob: SignalBlob) -> None:
 async def _offer(args: argparse.Namespace, options: dict[str, Any]) -> int:
     out = _Output(args.json)
     reader = _LineReader(0)
-    async with open_agent(controlling=True, name="offer", **options) as agent:
+    async with open_cli_agent(args, options, controlling=True, name="offer") as agent:
         candidates = await _gather(agent)
         _print_blob(out, SignalBlob("offer", agent.local_parameters, candidates))
         out.status(
@@ -252,7 +252,7 @@ async def _offer(args: argparse.Namespace, options: dict[str, Any]) -> int:
 async def _answer(args: argparse.Namespace, options: dict[str, Any], reader: _LineReader, offer: SignalBlob) -> int:
     out = _Output(args.json)
     log.info("offer line: %s, made %.0f s ago", _count(offer.candidates), offer.age())
-    async with open_agent(controlling=False, name="answer", **options) as agent:
+    async with open_cli_agent(args, options, controlling=False, name="answer") as agent:
         _apply(agent, offer)
         candidates = await _gather(agent)
         blob = SignalBlob("answer", agent.local_parameters, candidates, offer_ufrag=offer.parameters.ufrag)

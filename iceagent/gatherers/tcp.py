@@ -105,6 +105,8 @@ class TcpGatherer:
                     if public is not None and replace is None:
                         srflx = tcp_candidate(ctx, address, port, "passive", other, public=public, type="srflx")
                         ctx.emit(srflx, passive)
+                if opts.lite:
+                    continue  # a lite agent opens no connection: passive candidates only (RFC 6544 4.5)
                 active = TcpActiveEndpoint(ctx.network, address, config, port_range=opts.port_range)
                 await nursery.start(active.run)
                 ctx.emit(tcp_candidate(ctx, address, ACTIVE_PORT, "active", other, public=replace), active)

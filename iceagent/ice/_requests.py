@@ -137,5 +137,5 @@ def estimator_of(pair: CandidatePair, config: IceConfig) -> RtoEstimator:
     """The pair's RTO estimator (RFC 8489 6.2.1), made on first use; it lives on the pair."""
     estimator = pair.rto_estimator
     if estimator is None:
-        estimator = pair.rto_estimator = RtoEstimator(initial=config.rto)
+        estimator = pair._rto_estimator = RtoEstimator(initial=config.rto)
     return estimator

@@ -150,10 +150,10 @@ class CheckList:
         existing = self._by_route.get(pair.route)
         if existing is not None:
             if pair.priority > existing.priority:
-                existing.local, existing.remote = pair.local, pair.remote
+                existing._local, existing._remote = pair.local, pair.remote
                 existing.compute_priority(self.controlling)
             return False
-        pair.state = state
+        pair._state = state
         self.pairs.append(pair)
         self._by_route[pair.route] = pair
         self._count(state, 1)
@@ -192,7 +192,7 @@ class CheckList:
         """A signalled candidate replaces a learned prflx one with the same address (RFC 8838 11.4)."""
         for pair in [*self.pairs, *self.valid]:
             if pair.remote == old:
-                pair.remote = new
+                pair._remote = new
                 pair.compute_priority(self.controlling)
         self._sort()
 
@@ -223,7 +223,7 @@ class CheckList:
         old = pair.state
         if old is new:
             return
-        pair.state = new
+        pair._state = new
         if pair in self.pairs:  # on the list (a valid pair may not be); an identity scan of a short list
             self._count(old, -1)
             self._count(new, 1)
@@ -236,7 +236,7 @@ class CheckList:
         last nominated (a peer may nominate every pair, so nominated ones cannot all be kept)."""
         if pair.valid:
             return False
-        pair.valid = True
+        pair._valid = True
         self.valid.append(pair)
         self._sort()
         if len(self.valid) > self.max_pairs:
@@ -245,7 +245,7 @@ class CheckList:
             if spare:
                 victim = spare[-1]
                 self.valid.remove(victim)
-                victim.valid = False
+                victim._valid = False
                 if victim not in self and victim in self.triggered:
                     self.triggered.remove(victim)
                 if victim not in self and self.on_drop is not None:
@@ -314,3 +314,21 @@ class CheckList:
     def has_idle(self) -> bool:
         """Some pair on the list is FROZEN or WAITING."""
         return self._n_idle > 0
+
+    @property
+    def has_sendable(self) -> bool:
+        """`next_waiting()` would return a pair: one is Waiting (and not queued as triggered), or a Frozen
+        one's foundation has no Waiting or In-Progress pair, so it would be unfrozen (RFC 8445 6.1.4.2). A
+        Frozen pair behind a busy foundation waits for that check, not for the next Ta."""
+        if self._n_idle == 0:
+            return False
+        busy = set()
+        for pair in self.pairs:
+            state = pair.state
+            if state is PairState.WAITING:
+                if pair not in self.triggered:
+                    return True
+                busy.add(pair.foundation)
+            elif state is PairState.IN_PROGRESS:
+                busy.add(pair.foundation)
+        return any(p.state is PairState.FROZEN and p.foundation not in busy for p in self.pairs)

@@ -118,7 +118,10 @@ class RoleChanged:
 
 @attrs.frozen
 class ChecklistFailed:
-    """Every pair failed, both sides signalled end-of-candidates and local gathering is done (8.1.2)."""
+    """Every pair failed, both sides signalled end-of-candidates and local gathering is done (8.1.2); or
+    nothing can ever be checked (two ICE-lite agents, RFC 8445 2.5). `reason` says which, for IceFailed."""
+
+    reason: str = "every candidate pair failed"
 
 
 @attrs.frozen

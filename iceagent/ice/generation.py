@@ -10,13 +10,13 @@ then, and applies `next_event()`s. It never reads a clock or a socket.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable
 
 from ..config import IceConfig
 from ..stun.message import Message, MessageClass, Method, random_bytes
 from .candidate import Candidate, IceParameters
 from .events import Event, GatherTimedOut, Transmit
+from .lite import LiteSession
 from .nomination import NominationController
 from .pacing import CheckScheduler, Pacer, effective_ta
 from .pair import CandidatePair
@@ -31,7 +31,9 @@ class IceGeneration:
     """One generation (one local ufrag/pwd): `receive`, `datagrams_to_send`, `get_timer`, `handle_timer`,
     `next_event`, plus the inputs that come from signaling and gathering."""
 
-    __slots__ = ("_config", "_events", "_gather_deadline", "_now", "_out", "nomination", "scheduler", "session")
+    __slots__ = (
+        "_config", "_events", "_gather_deadline", "_now", "_out", "_random", "nomination", "scheduler", "session"
+    )
 
     def __init__(
         self,
@@ -44,13 +46,19 @@ class IceGeneration:
         random_bytes: Callable[[int], bytes] = random_bytes,
     ) -> None:
         self._config = config
-        self.session = IceSession(
-            local=local, controlling=controlling, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes
+        self._random = random_bytes
+        # a lite agent (local.lite, RFC 8445 2.5) is controlled and sends no checks: its own session class
+        self.session: IceSession = (
+            LiteSession(local=local, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes)
+            if local.lite
+            else IceSession(
+                local=local, controlling=controlling, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes
+            )
         )
         self.scheduler = CheckScheduler(pacer)
         self.nomination = NominationController(config.nomination_delay)
         self._out: list[Transmit] = []
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque (624 bytes)
         self._gather_deadline = math.inf
         self._now = -math.inf  # the latest `now` an input brought (events of untimed inputs use it)
 
@@ -120,8 +128,7 @@ class IceGeneration:
             t = session.next_check(now)
             if t is not None:
                 self._out.append(t)
-            # nothing to send after all (a queued triggered check had meanwhile succeeded): look again in Ta
-            self.scheduler.sent(now, effective_ta(self._config.ta, session.remote_parameters))
+                self.scheduler.sent(now, effective_ta(self._config.ta, session.remote_parameters))
             self._pull()
         out = self._out
         if out:
@@ -159,7 +166,7 @@ class IceGeneration:
     def next_event(self) -> Event | None:
         """The next event (ice.events), or None."""
         events = self._events
-        return events.popleft() if events else None
+        return events.pop(0) if events else None
 
     # ---- what the supervisor asks for ----
 
@@ -171,7 +178,8 @@ class IceGeneration:
     def keepalive(self, pair: CandidatePair) -> None:
         """Queue a keepalive on `pair`: a Binding indication with a fresh transaction id and FINGERPRINT, no
         integrity and no response (RFC 8445 11, RFC 8489 6.1)."""
-        data = Message(Method.BINDING, MessageClass.INDICATION).encode(fingerprint=True)
+        keepalive = Message(Method.BINDING, MessageClass.INDICATION, transaction_id=self._random(12))
+        data = keepalive.encode(fingerprint=True)
         self._out.append(Transmit(data, pair.base, pair.remote_address, pair))
 
     # ---- queries ----

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from .candidate import IceParameters
 
-__all__ = ["GLOBAL_INTERVAL", "CheckScheduler", "GlobalPacer", "Pacer", "effective_ta"]
+__all__ = ["DEFAULT_TA", "GLOBAL_INTERVAL", "CheckScheduler", "GlobalPacer", "Pacer", "effective_ta"]
 
 #: RFC 8445 14.2: "...no more than one new transaction every 5 ms" for all agents of one host together.
 GLOBAL_INTERVAL = 0.005
@@ -44,11 +44,16 @@ class GlobalPacer:
         return at
 
 
+#: The Ta a peer that signals no a=ice-pacing uses (RFC 8445 14.2 default; RFC 8839 4.4).
+DEFAULT_TA = 0.05
+
+
 def effective_ta(ta: float, remote: IceParameters | None) -> float:
-    """Ta as both sides use it: ours, or the peer's a=ice-pacing (ms) if larger (RFC 8445 14.2)."""
-    if remote is not None and remote.pacing:
-        return max(ta, remote.pacing / 1000)
-    return ta
+    """Ta as both sides use it: the larger of ours and the peer's a=ice-pacing (RFC 8445 14.2). A peer that
+    signals none paces at the default 50 ms (RFC 8839 4.4), so a lower Ta takes effect only when both
+    sides signal it."""
+    peer = remote.pacing / 1000 if remote is not None and remote.pacing else DEFAULT_TA
+    return max(ta, peer)
 
 
 class CheckScheduler:

@@ -5,26 +5,18 @@ arrives as decoded messages with the raw bytes, and outgoing packets come back a
 Shape (as aioquic): feed input, call `next_check(now)` every Ta, `handle_timer(now)` at `get_timer()`,
 drain `next_event()`.
 
-The events and the order they come in are described in `iceagent.ice.events`.
-
-ChecklistFailed is emitted once per failure: when local gathering is done, the peer sent
-end-of-candidates, no remote `.local` candidate is still being resolved, nothing is valid, every pair
-is FAILED (or there is none) and nothing is queued. A
-pair that appears later (a new remote candidate, a peer-reflexive one from an incoming check) revives
-the list: its checks run, and if they fail too ChecklistFailed is emitted again.
+The events and the order they come in are described in `iceagent.ice.events`; the state, the
+candidate inputs, the queries and when ChecklistFailed is emitted are in `_session_base.SessionBase`.
+`IceGeneration` (generation.py) wraps a session with its pacing and nomination timing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from ..config import IceConfig
 from ..stun.attributes import Attr
-from ..stun.message import Message, MessageClass, Method, random_bytes
-from ._requests import Request, Requests, estimator_of
-from .candidate import Candidate, IceParameters, unusable_reason
-from .candidate_set import CandidateSet, RemoteAdded
-from .checklist import CheckList
+from ..stun.message import Message, MessageClass, Method
+from ._requests import Request, estimator_of
+from ._session_base import MAX_PENDING_TRIGGERED, REMOTE_CANDIDATES_PER_PAIR, SessionBase
+from .candidate import Candidate, IceParameters
 from .checks import RoleConflict, check_request, error_response, role_conflict, screen_request, success_response
 from .events import (
     ChecklistFailed,
@@ -42,153 +34,40 @@ from .events import (
 )
 from .pair import CandidatePair, PairState, check_priority
 
-# The events stay importable from here (as before they moved to ice/events.py).
-__all__ = ["MAX_PENDING_TRIGGERED", "REMOTE_CANDIDATES_PER_PAIR", "IceSession"]
+__all__ = [
+    "MAX_PENDING_TRIGGERED",
+    "REMOTE_CANDIDATES_PER_PAIR",
+    "ChecklistFailed",  # the events stay importable from here (as before they moved to ice/events.py)
+    "ConsentRefreshed",
+    "Event",
+    "IceSession",
+    "LocalCandidateLearned",
+    "NominationFailed",
+    "PairNominated",
+    "PairRemoved",
+    "PairStateChanged",
+    "PairValid",
+    "RemoteCandidateLearned",
+    "RoleChanged",
+    "Transmit",
+]
 
 Address = tuple[str, int]
 
-#: Triggered checks held back while the remote parameters are unknown (hostile-input bound).
-MAX_PENDING_TRIGGERED = 64
-#: Signalled remote candidates kept, as a multiple of `IceConfig.max_pairs` (hostile-input bound).
-REMOTE_CANDIDATES_PER_PAIR = 4
 
-_UNFINISHED = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
-
-
-class IceSession:
+class IceSession(SessionBase):
     """One ICE generation (one local ufrag/pwd): pairs, checks, triggered queue, valid list, nomination."""
 
-    __slots__ = (
-        "_candidates",
-        "_checklist",
-        "_completed",
-        "_events",
-        "_failed",
-        "_generated",
-        "_local_done",
-        "_peer_nominated",
-        "_pending_remote",
-        "_random",
-        "_remote_done",
-        "_requests",
-        "_use_candidate",
-        "config",
-        "controlling",
-        "local_parameters",
-        "remote_parameters",
-        "tie_breaker",
-    )
-
-    def __init__(
-        self,
-        *,
-        local: IceParameters,
-        controlling: bool,
-        tie_breaker: int,
-        config: IceConfig,
-        random_bytes: Callable[[int], bytes] = random_bytes,
-    ) -> None:
-        self.local_parameters = local
-        self.remote_parameters: IceParameters | None = None
-        self.controlling = controlling
-        self.tie_breaker = tie_breaker
-        self.config = config
-        self._random = random_bytes
-        self._checklist = CheckList(
-            controlling=controlling,
-            max_pairs=config.max_pairs,
-            on_state_change=self._state_changed,
-            on_drop=self._pair_dropped,
-        )
-        self._candidates = CandidateSet(
-            max_prflx=config.max_pairs, max_remote=REMOTE_CANDIDATES_PER_PAIR * config.max_pairs
-        )
-        self._local_done = False
-        self._remote_done = False
-        self._requests = Requests()
-        self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque
-        self._use_candidate: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair to nominate
-        #: 7.3.1.5: nominated by the peer, not yet valid (a dict as a set: an empty one is a third the size)
-        self._peer_nominated: dict[CandidatePair, None] = {}
-        self._generated: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair (7.2.5.3.2)
-        self._failed = False
-        self._completed = False
-        self._pending_remote = 0  # remote `.local` candidates being resolved
+    __slots__ = ()
 
     # -- inputs --
 
     def set_remote_parameters(self, params: IceParameters) -> None:
-        """Remote ufrag/pwd are known: checks (and triggered checks held back until now) may start."""
+        """Remote ufrag/pwd are known: checks (and triggered checks held back until now) may start. A full
+        agent whose peer is lite takes the controlling role (RFC 8445 6.1.1): only it can nominate."""
         self.remote_parameters = params
-
-    def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
-        """A gathered local candidate; `base` is its base (itself for host and relay candidates, the socket's
-        address for a `.local` host candidate)."""
-        candidates = self._candidates
-        if candidates.add_local(candidate, base):
-            if candidate.type == "srflx" and candidates.hides_base(base):
-                pass  # its pairs would be the `.local` candidate's, pruned as redundant (RFC 8445 6.1.2.4)
-            else:
-                self._checklist.pair_up([(candidate, base)], candidates.remotes_for(candidate))
-        self._update_failed()
-
-    def local_gathering_done(self) -> None:
-        """No more local candidates will come for this generation (needed to declare failure)."""
-        self._local_done = True
-        self._update_failed()
-
-    def add_remote_candidate(self, candidate: Candidate | None) -> bool:
-        """A remote candidate (IP address already resolved); None = end-of-candidates (RFC 8838).
-
-        `.local` names are ignored (the agent resolves them first). A candidate with the address of a
-        learned peer-reflexive one replaces it, keeping its pairs (RFC 8838 11.4). Returns False when the
-        candidate was refused: over the cap (REMOTE_CANDIDATES_PER_PAIR * max_pairs) or unusable."""
-        accepted = True
-        if candidate is None:
-            self._remote_done = True
-        else:
-            accepted = self._add_remote(candidate, mdns=False)
-        self._update_failed()
-        return accepted
-
-    def add_pending_remote(self) -> None:
-        """A remote `.local` candidate is being resolved: no ChecklistFailed until it is settled
-        (draft-ietf-mmusic-mdns-ice-candidates 3.2.2: resolving blocks nothing, failure waits for it)."""
-        self._pending_remote += 1
-        self._update_failed()
-
-    def settle_pending_remote(self, resolved: Candidate | None) -> bool:
-        """A resolution ended: `resolved` is the candidate with the address its name resolved to (it replaces
-        a peer-reflexive candidate at that address, keeping its pairs, and is never paired with a relay
-        local candidate: draft-ietf-mmusic-mdns-ice-candidates 3.2.1, 3.3.2), or None if it did not resolve."""
-        self._pending_remote = max(0, self._pending_remote - 1)
-        accepted = True
-        if resolved is not None:
-            accepted = self._add_remote(resolved, mdns=True)
-        self._update_failed()
-        return accepted
-
-    @property
-    def pending_remote(self) -> int:
-        """Remote `.local` candidates still being resolved."""
-        return self._pending_remote
-
-    def is_from_mdns(self, remote: Candidate) -> bool:
-        """True for a remote candidate whose address was resolved from a `.local` name."""
-        return self._candidates.from_mdns(remote)
-
-    def _add_remote(self, candidate: Candidate, *, mdns: bool) -> bool:
-        """Add a remote candidate and pair it; False if it was refused (over the cap, or unusable)."""
-        if unusable_reason(candidate) is not None:
-            return False  # the agent counts these before they get here
-        added, replaced = self._candidates.add_remote(candidate, mdns=mdns)
-        if replaced is not None:
-            self._checklist.replace_remote(replaced, candidate)
-        if added is RemoteAdded.FULL:
-            return False
-        if added is not RemoteAdded.IGNORED:
-            self._checklist.pair_up(self._candidates.locals_for(candidate), [candidate])
-        return True
+        if params.lite and not self.controlling:
+            self._set_role(True)
 
     def handle_stun(
         self, message: Message, raw: bytes, *, base: Candidate, remote: Address, now: float
@@ -280,93 +159,14 @@ class IceSession:
         again, expired = self._requests.handle_timer(now)
         for request, data in again:
             pair = request.pair
-            pair.requests_sent += 1
-            pair.retransmissions_sent += 1
+            pair._requests_sent += 1
+            pair._retransmissions_sent += 1
             out.append(Transmit(data, pair.base, pair.remote_address, pair))
         for request in expired:
             if request.is_live_check:
                 self._check_failed(request)
         self._update_failed()
         return out
-
-    def next_event(self) -> Event | None:
-        """The next event, or None when the queue is empty."""
-        return self._events.pop(0) if self._events else None
-
-    @property
-    def pairs(self) -> list[CandidatePair]:
-        """All pairs of the check list, in priority order."""
-        return list(self._checklist.pairs)
-
-    @property
-    def valid_pairs(self) -> list[CandidatePair]:
-        """The valid list, in priority order (RFC 8445 7.2.5.3.2)."""
-        return list(self._checklist.valid)
-
-    @property
-    def nominated_pairs(self) -> list[CandidatePair]:
-        """Valid pairs whose nomination concluded, in priority order (RFC 8445 8.1.1)."""
-        return [p for p in self._checklist.valid if p.nominated]
-
-    @property
-    def local_candidates(self) -> list[Candidate]:
-        """Local candidates: gathered ones, then learned peer-reflexive ones, in arrival order."""
-        return [c for c, _ in self._candidates.locals]
-
-    @property
-    def remote_candidates(self) -> list[Candidate]:
-        """Remote candidates: signalled ones and learned peer-reflexive ones, in arrival order."""
-        return list(self._candidates.remotes)
-
-    @property
-    def checks_pending(self) -> bool:
-        """Checks may still produce a valid pair: a triggered check is queued, a check is in flight, or
-        (before nomination concluded, 8.1.2) a pair is FROZEN or WAITING."""
-        checklist = self._checklist
-        return (
-            any(p.state is not PairState.SUCCEEDED or p in self._use_candidate for p in checklist.triggered)
-            or self._requests.checks_in_flight()
-            or (not self._completed and any(p.state in _UNFINISHED for p in checklist.pairs))
-        )
-
-    @property
-    def has_check_to_send(self) -> bool:
-        """`next_check` may return a check when Ta next allows: a triggered check is queued, or (before
-        nomination concluded, 8.1.2) a pair is FROZEN or WAITING."""
-        checklist = self._checklist
-        if checklist.triggered:
-            return True
-        return not self._completed and checklist.has_idle
-
-    @property
-    def completed(self) -> bool:
-        """A pair has been nominated: nomination concluded (RFC 8445 8.1.2)."""
-        return self._completed
-
-    @property
-    def failed(self) -> bool:
-        """ChecklistFailed was emitted and nothing revived the list since (RFC 8445 8.1.2)."""
-        return self._failed
-
-    def find_pair(self, base: Candidate, remote: Address) -> CandidatePair | None:
-        """The pair for packets between `base` and `remote`: the nominated valid pair on that route, else
-        the best valid one, else the check-list pair, else None."""
-        routed = [p for p in self._checklist.valid if p.route == (base, remote)]
-        for pair in routed:
-            if pair.nominated:
-                return pair
-        if routed:
-            return routed[0]
-        return self._checklist.find(base, remote)
-
-    def base_of(self, candidate: Candidate) -> Candidate | None:
-        """The base of a local candidate (gathered or learned), or None if it is not ours (RFC 8445 5.1.1)."""
-        return self._candidates.base_of(candidate)
-
-    def is_remote_candidate(self, base: Candidate, remote: Address) -> bool:
-        """Whether `remote` is a known remote candidate reachable from `base`: data from it is delivered
-        even before its pair is valid (RFC 8445 12.2)."""
-        return self._candidates.remote_at(base.transport, remote) is not None
 
     # ---- incoming requests (RFC 8445 7.3) ----
 
@@ -377,7 +177,7 @@ class IceSession:
         rejection = screen_request(message, local)
         if rejection is not None:
             return rejection  # and change no state
-        conflict = role_conflict(message, controlling=self.controlling, tie_breaker=self.tie_breaker)
+        conflict = self._role_conflict(message)
         if conflict is RoleConflict.REJECT:
             return error_response(message, 487, local=local)
         if conflict is RoleConflict.SWITCH:
@@ -386,6 +186,10 @@ class IceSession:
         assert priority is not None  # screen_request checked it
         self._check_received(message, base, remote, priority)
         return success_response(message, remote, local)
+
+    def _role_conflict(self, message: Message) -> RoleConflict:
+        """What a role conflict in this check calls for (RFC 8445 7.3.1.1; a lite session overrides it)."""
+        return role_conflict(message, controlling=self.controlling, tie_breaker=self.tie_breaker)
 
     def _check_received(self, message: Message, base: Candidate, remote: Address, priority: int) -> None:
         """Learn a prflx remote (7.3.1.3), trigger a check (7.3.1.4), note USE-CANDIDATE (7.3.1.5)."""
@@ -411,8 +215,8 @@ class IceSession:
                 self._requests.cancel_checks(pair)
             self._checklist.set_state(pair, PairState.WAITING)
             self._checklist.enqueue_triggered(pair)
-        pair.requests_received += 1
-        pair.responses_sent += 1
+        pair._requests_received += 1
+        pair._responses_sent += 1
         if Attr.USE_CANDIDATE in message and not self.controlling:
             valid = self._generated.get(pair)
             if pair.state is PairState.SUCCEEDED and valid is not None:
@@ -460,9 +264,9 @@ class IceSession:
                 nominating=nominating,
             ),
         )
-        pair.requests_sent += 1
+        pair._requests_sent += 1
         if consent:
-            pair.consent_requests_sent += 1
+            pair._consent_requests_sent += 1
         elif pair.state is not PairState.SUCCEEDED:
             self._checklist.set_state(pair, PairState.IN_PROGRESS)
         return Transmit(data, pair.base, pair.remote_address, pair)
@@ -483,7 +287,7 @@ class IceSession:
         self._requests.pop(message.transaction_id)
         rtt = request.transaction.handle_response(now)
         pair = request.pair
-        pair.responses_received += 1
+        pair._responses_received += 1
         if message.message_class is MessageClass.ERROR:
             error = message.get(Attr.ERROR_CODE)
             if error is not None and error[0] == 487:
@@ -497,8 +301,8 @@ class IceSession:
             return
         if rtt is not None:
             estimator_of(pair, self.config).update(rtt)
-            pair.rtt = rtt
-        pair.last_consent = now
+            pair._rtt = rtt
+        pair._last_consent = now
         if request.consent:
             self._events.append(ConsentRefreshed(pair, now))
             return
@@ -540,8 +344,8 @@ class IceSession:
             else:
                 valid = CandidatePair(local=local, remote=pair.remote, base=pair.base, state=PairState.SUCCEEDED)
                 valid.compute_priority(self.controlling)
-            valid.rtt = pair.rtt if pair.rtt is not None else valid.rtt
-            valid.last_consent = now
+            valid._rtt = pair.rtt if pair.rtt is not None else valid.rtt
+            valid._last_consent = now
             if valid.state is not PairState.SUCCEEDED:
                 self._checklist.set_state(valid, PairState.SUCCEEDED)
         self._generated[pair] = valid
@@ -568,7 +372,7 @@ class IceSession:
     def _set_nominated(self, pair: CandidatePair) -> None:
         if pair.nominated:
             return
-        pair.nominated = True
+        pair._nominated = True
         self._checklist.last_nominated = pair
         self._completed = True
         self._events.append(PairNominated(pair))
@@ -582,58 +386,3 @@ class IceSession:
         else:
             self._use_candidate.clear()
         self._events.append(RoleChanged(controlling))
-
-    def _state_changed(self, pair: CandidatePair, old: PairState, new: PairState) -> None:
-        self._events.append(PairStateChanged(pair, old, new))
-
-    def _pair_dropped(self, pair: CandidatePair) -> None:
-        """A pair left both the check list and the valid list (the `max_pairs` caps, RFC 8445 6.1.2.5): forget
-        it everywhere, its checks in flight included (a late response is then unknown and ignored)."""
-        self._use_candidate.pop(pair, None)
-        self._peer_nominated.pop(pair, None)
-        self._generated.pop(pair, None)
-        for table in (self._use_candidate, self._generated):
-            for key in [k for k, v in table.items() if v is pair]:
-                del table[key]
-        self._requests.drop_pair(pair)
-        self._events.append(PairRemoved(pair))
-
-    def table_sizes(self) -> dict[str, int]:
-        """The size of every per-pair and per-candidate table of this session, each bounded (docs/security.md
-        "Agent-side bounds"): for tests and soak runs."""
-        return {
-            **self._checklist.sizes(),
-            **self._candidates.sizes(),
-            "requests": len(self._requests),
-            "generated": len(self._generated),
-            "use_candidate": len(self._use_candidate),
-            "peer_nominated": len(self._peer_nominated),
-            "events": len(self._events),
-        }
-
-    def _update_failed(self) -> None:
-        """Emit ChecklistFailed when nothing can succeed any more; re-arm when the list revives (8.1.2)."""
-        checklist = self._checklist
-        hopeless = (
-            self._local_done
-            and self._remote_done
-            and not self._pending_remote
-            and checklist.all_failed
-            and not checklist.active
-            and not self._requests.checks_in_flight()
-            and not self._candidates.awaiting_tcp()
-        )
-        if hopeless and not self._failed:
-            self._failed = True
-            self._events.append(ChecklistFailed())
-        elif not hopeless:
-            self._failed = False
-
-    def generating_pair(self, valid: CandidatePair) -> CandidatePair:
-        """The check-list pair whose check produced `valid` (RFC 8445 8.1.1: repeat that check)."""
-        if valid in self._checklist:
-            return valid
-        for checked, generated in self._generated.items():
-            if generated is valid:
-                return checked
-        return valid

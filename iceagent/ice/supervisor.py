@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Protocol
 
 import attrs
 
@@ -70,6 +71,12 @@ class Restart:
     """auto_restart: restart the FAILED agent now (its back-off has passed)."""
 
 
+class Uniform(Protocol):
+    """A source of uniform random numbers: a `random.Random`, or the `random` module itself."""
+
+    def uniform(self, a: float, b: float) -> float: ...
+
+
 SupervisorAction = SendConsent | SendKeepalive | SetState | RouteLost | Fail | Restart
 
 #: Actions after which the agent's state or route has changed: apply them, then poll again.
@@ -90,15 +97,22 @@ class Supervisor:
         "_last_rx_at",
         "_last_tx",
         "_last_tx_at",
+        "_lite",
         "_next_consent",
         "_random",
         "_restart_at",
     )
 
-    def __init__(self, config: IceConfig, *, auto_restart: bool, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, config: IceConfig, *, auto_restart: bool, rng: Uniform = random, lite: bool = False
+    ) -> None:
         self._config = config
         self._auto_restart = auto_restart
-        self._random = rng or random.Random()
+        #: an ICE-lite agent: it sends no consent checks (RFC 7675 is the full peer's job, RFC 8445 2.5) and has
+        #: no DISCONNECTED timer (the peer's checks come 4-6 s apart); the pair's `last_consent` is the time of
+        #: the peer's latest check, and consent_timeout without one means the peer is gone
+        self._lite = lite
+        self._random = rng  # injected (tests pass a seeded random.Random); the `random` module by default
         self._backoff = config.restart_backoff
         self._restart_at: float | None = None
         self._checking_since: float | None = None
@@ -140,9 +154,19 @@ class Supervisor:
         # consent freshness (RFC 7675 5.1): lost after consent_timeout without a successful check
         last_ok = max(pair.last_consent or 0.0, selected_at)
         if now - last_ok > cfg.consent_timeout:
-            reason = f"consent expired: no answer to consent checks for {cfg.consent_timeout:g} s (RFC 7675)"
+            reason = (
+                f"the peer is gone: no check from it for consent_timeout={cfg.consent_timeout:g} s (a lite "
+                "agent, RFC 8445 2.5: the full peer's consent checks stopped, RFC 7675)"
+                if self._lite
+                else f"consent expired: no answer to consent checks for {cfg.consent_timeout:g} s (RFC 7675)"
+            )
             return [RouteLost(reason)], math.inf
         actions: list[SupervisorAction] = []
+        tick = min(1.0, cfg.disconnected_timeout / 4)
+        if self._lite:
+            keepalive_at = self._keepalive(pair, now, actions)
+            # no DISCONNECTED timer to tick: poll when the peer's silence exceeds consent_timeout, or a keepalive is due
+            return actions, min(math.nextafter(last_ok + cfg.consent_timeout, math.inf), keepalive_at)
         rx = pair.bytes_received + pair.responses_received + pair.requests_received
         if rx != self._last_rx:
             self._last_rx, self._last_rx_at = rx, now
@@ -160,18 +184,22 @@ class Supervisor:
             actions.append(SendConsent(pair))
             self._next_consent = due = now + cfg.consent_interval * self._random.uniform(0.8, 1.2)
             self._early_consent = now + cfg.consent_interval * self._random.uniform(0.8, 0.9)
-        # Keepalive (RFC 8445 11): a Binding indication when nothing at all was sent on the pair for
-        # keepalive_interval (only happens when consent checks are further apart than that).
+        keepalive_at = self._keepalive(pair, now, actions)
+        # the disconnected timer is checked every quarter of it (at most every second): traffic is
+        # counted on the pair, not signalled
+        return actions, min(now + tick, due, keepalive_at)
+
+    def _keepalive(self, pair: CandidatePair, now: float, actions: list[SupervisorAction]) -> float:
+        """Keepalive (RFC 8445 11, every endpoint, lite ones too): a Binding indication when nothing at all
+        was sent on the pair for keepalive_interval (only happens when consent checks, or for a lite agent
+        the answers to the peer's, are further apart than that). Returns when it is next due."""
         tx = pair.requests_sent + pair.responses_sent + pair.bytes_sent
         if tx != self._last_tx:
             self._last_tx, self._last_tx_at = tx, now
-        elif now >= self._last_tx_at + cfg.keepalive_interval:
+        elif now >= self._last_tx_at + self._config.keepalive_interval:
             self._last_tx_at = now
             actions.append(SendKeepalive(pair))
-        # the disconnected timer is checked every quarter of it (at most every second): traffic is
-        # counted on the pair, not signalled
-        tick = min(1.0, cfg.disconnected_timeout / 4)
-        return actions, min(now + tick, due, self._last_tx_at + cfg.keepalive_interval)
+        return self._last_tx_at + self._config.keepalive_interval
 
     def _restart(self, now: float) -> tuple[list[SupervisorAction], float]:
         """FAILED: with auto_restart, restart after a back-off that doubles up to 16x restart_backoff
