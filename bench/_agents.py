@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from typing import Any
 
 from iceagent import Agent, Candidate, IceConfig, IceParameters, open_agent
 
@@ -11,12 +12,15 @@ LO = ["127.0.0.1"]
 Signal = dict[Agent, tuple[IceParameters, list[Candidate]]]
 
 
-async def open_pairs(stack: AsyncExitStack, n: int, config: IceConfig) -> list[tuple[Agent, Agent]]:
-    """`n` (controlling, controlled) pairs with host candidates on 127.0.0.1, open until `stack` closes."""
+async def open_pairs(
+    stack: AsyncExitStack, n: int, config: IceConfig, *, mux: Any = None
+) -> list[tuple[Agent, Agent]]:
+    """`n` (controlling, controlled) pairs with host candidates on 127.0.0.1, open until `stack` closes; with
+    `mux` (bench/mux.py) the controlled agents are opened on it."""
     pairs = []
     for _ in range(n):
         a = await stack.enter_async_context(open_agent(controlling=True, host_addresses=LO, config=config))
-        b = await stack.enter_async_context(open_agent(controlling=False, host_addresses=LO, config=config))
+        b = await stack.enter_async_context(open_agent(controlling=False, host_addresses=LO, config=config, mux=mux))
         pairs.append((a, b))
     return pairs
 

@@ -1,16 +1,23 @@
-"""Benchmark skeleton for issue 14 item 5: the mux's routing alone, before agents are wired to it.
+"""Benchmark for issue 14 item 5: N agent pairs in one process, the N server agents on ONE mux port.
 
-What it measures now: N endpoints registered on one `open_mux` port on 127.0.0.1, N client sockets
-(one per endpoint, as clients have their own sockets), each client sending K connectivity checks
-carrying its endpoint's ufrag in a burst; one receive task per endpoint drains its inbox. Reported: time
-from the first send until every check was routed or dropped, datagrams routed per second, what was
-dropped (by reason: a burst can overflow the socket's receive buffer, which is what SO_RCVBUF sizing is
-for), the mux socket's receive buffer, and open descriptors (N client sockets + the mux's one).
+`pairs` (the default): for each N in `--n` (default 1000 10000), in a fresh subprocess: one `open_mux` on
+127.0.0.1, N server agents (controlled) opened with `mux=mux`, N client agents (controlling) with their own
+sockets on 127.0.0.1 (so every server agent sees a distinct remote address), all `IceConfig(global_pacing=
+False)`. Setup (opening, gathering, serializing the candidates) is not timed; then every agent gets its
+peer's parameters and candidates at once and the clock runs until every `connect()` returned ("connect s")
+and until all 2N agents are COMPLETED. Also reported: process CPU time over the connect, peak RSS and
+(peak - RSS before the first agent) / 2N per agent, descriptors open once all are connected (target: at
+most N + 50: one per client, a handful for all server agents), the mux's drops by reason (a burst of N
+first checks can overflow the socket's receive buffer: they converge by retransmission) and the mux
+socket's SO_RCVBUF. Next to it, in the same run, bench/scale.py's children: aioice at `--aioice` pairs
+(its own sockets; default 1000) and iceagent without a mux at the same N.
 
-What it does not measure yet (needs `open_agent(mux=)`): whole ICE agents connecting through the mux
-(N = 1000 and 10 000 pairs, RSS per agent, next to aioice at 1000 pairs with its own sockets).
+`routing`: the mux's routing alone (no agents): N endpoints registered on one port, N client sockets each
+sending K checks in a burst; time until all are routed or dropped, and what was dropped.
 
-    .venv/bin/python bench/mux.py [--agents N] [--checks K]
+    .venv/bin/python bench/mux.py [pairs] [--n 1000 10000] [--aioice 1000] [--plain 1000] [--timeout 300]
+                                  [--rcvbuf BYTES]   (a small mux buffer: the burst overflows, and converges)
+    .venv/bin/python bench/mux.py routing [--agents N ...] [--checks K]
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import os
 import resource
 import socket
+import sys
 import time
 
 import trio
@@ -95,12 +103,17 @@ async def run(agents: int, checks: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=int, nargs="*", default=[1000, 10000])
-    parser.add_argument("--checks", type=int, default=1)
-    args = parser.parse_args()
-    for n in args.agents:
-        trio.run(run, n, args.checks)
+    if sys.argv[1:2] == ["routing"]:
+        parser = argparse.ArgumentParser(description="the mux's routing alone")
+        parser.add_argument("--agents", type=int, nargs="*", default=[1000, 10000])
+        parser.add_argument("--checks", type=int, default=1)
+        args = parser.parse_args(sys.argv[2:])
+        for n in args.agents:
+            trio.run(run, n, args.checks)
+        return
+    from mux_pairs import main as pairs_main
+
+    sys.exit(pairs_main(sys.argv[2:] if sys.argv[1:2] == ["pairs"] else sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ def report(result: dict[str, Any]) -> None:
 # ---- child: iceagent ----
 
 
-async def iceagent_child(n: int, baseline_kb: int) -> None:
+async def iceagent_child(n: int, baseline_kb: int, *, mux: Any = None) -> dict[str, Any]:
+    """The iceagent run; with `mux` (bench/mux.py) the controlled agents are opened on it. Returns the report."""
     import trio
     from _agents import gather_signals, hand_over, open_pairs
 
@@ -78,7 +79,7 @@ async def iceagent_child(n: int, baseline_kb: int) -> None:
     config = IceConfig(global_pacing=False)
     t_setup = time.perf_counter()
     async with AsyncExitStack() as stack:
-        pairs = await open_pairs(stack, n, config)
+        pairs = await open_pairs(stack, n, config, mux=mux)
         agents = [x for p in pairs for x in p]
         signal = await gather_signals(agents)
         setup = time.perf_counter() - t_setup
@@ -100,14 +101,17 @@ async def iceagent_child(n: int, baseline_kb: int) -> None:
         hand_over(pairs, signal)
         n_connected = await connect_all()
         done, cpu = time.perf_counter(), time.process_time() - c0
+        fds = len(os.listdir("/proc/self/fd"))
         for agent in agents:
             await agent.state.wait_value(IceState.COMPLETED)
         completed = time.perf_counter()
-        report({
-            "impl": "iceagent", "n": n, "setup_s": setup, "connect_s": done - t0, "cpu_s": cpu,
-            "complete_s": completed - t0, "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb,
-            "connected": n_connected, "agents": len(agents),
-        })
+        result = {
+            "impl": "iceagent" if mux is None else "mux", "n": n, "setup_s": setup, "connect_s": done - t0,
+            "cpu_s": cpu, "complete_s": completed - t0, "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb,
+            "connected": n_connected, "agents": len(agents), "fds": fds,
+        }
+        report(result)
+        return result
 
 
 # ---- child: aioice ----
@@ -175,7 +179,7 @@ def child(impl: str, n: int) -> int:
         import iceagent  # noqa: F401  (imported before the baseline, as aioice is below)
 
         baseline = proc_status_kb("VmRSS")
-        trio.run(iceagent_child, n, baseline)
+        trio.run(iceagent_child, n, baseline)  # type: ignore[arg-type]
     else:
         import aioice  # noqa: F401
 

@@ -56,6 +56,11 @@ def check_agent_options(
             "public_ip_mode='host' with mdns=True: a public host address needs no .local name (it is public "
             "anyway); use public_ip_mode='srflx' to keep the host address behind mDNS and add the public one"
         )
+    if mux is not None and port_range is not None:
+        raise ValueError(
+            f"open_agent(mux=..., port_range={port_range!r}): a mux agent binds no port of its own (it uses the "
+            "mux's ports, chosen by open_mux(port=...)); drop port_range or open the agent without mux"
+        )
     options = {
         "port_range": _port_range(port_range),
         "public_ips": _public_ips(public_ips),
@@ -65,7 +70,6 @@ def check_agent_options(
         "lite": lite,
     }
     for name, value, default in (
-        ("mux", mux, None),
         ("port_mapping", port_mapping, False),
         ("continual_gathering", continual_gathering, False),
     ):

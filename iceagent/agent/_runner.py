@@ -442,9 +442,11 @@ class SessionRunner:
         # it cannot take it now, as UDP may: the request is retransmitted), else from the session task
         if self._check_hook is not None:
             self._check_hook("send", t.data, t.base, t.remote, self.ice.find_pair(t.base, t.remote))
+        if t.data[:2] == _BINDING_SUCCESS:
+            # a check from t.remote passed MESSAGE-INTEGRITY: an ICE-TCP connection is no longer timed out
+            # (RFC 6544 7.2), a mux binds t.remote to this agent (DESIGN.md "open_mux")
+            self._confirm(transport, t.remote)
         connection = self._connections.get(transport)
-        if connection is not None and t.data[:2] == _BINDING_SUCCESS:
-            connection.confirm(t.remote)  # a valid check came on it (RFC 6544 7.2)
         caps = self._caps.get(id(transport))
         send_nowait = None if caps is None else caps.send_nowait
         if send_nowait is not None:
@@ -455,6 +457,13 @@ class SessionRunner:
         nominated = self.nominated
         if connection is not None and nominated is not None and nominated.route != (t.base, t.remote):
             connection.close_connection(t.remote)  # a pair checked after nomination concluded has lost
+
+    @staticmethod
+    def _confirm(transport: CandidateTransport | None, remote: Address) -> None:
+        """Tell a transport that has `confirm` (ICE-TCP, mux) that `remote` proved to know the credentials."""
+        confirm = getattr(transport, "confirm", None)
+        if confirm is not None:
+            confirm(remote)
 
     # ---- the session task ----
 
@@ -532,6 +541,8 @@ class SessionRunner:
                     self._close_connection(event.pair)
             elif isinstance(event, (PairValid, PairRemoved, RemoteCandidateLearned, LocalCandidateLearned)):
                 self._data_pairs.clear()  # a data source may have become known, or unknown
+                if isinstance(event, PairValid):  # a response from the remote passed MESSAGE-INTEGRITY
+                    self._confirm(self.transport_of.get(event.pair.base), event.pair.remote_address)
             elif isinstance(event, ChecklistFailed):
                 self.failed = True
             elif isinstance(event, GatherTimedOut):

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import pluggy
 import trio
 from trio_util import AsyncValue
@@ -43,6 +44,7 @@ from ..ice.supervisor import (
 )
 from ..logs import get_logger
 from ..net.base import Network
+from ..net.mux import AgentMux, Mux
 from ..net.os import OSNetwork
 from ..plugins import get_plugin_manager
 from ..states import GatheringState, IceState
@@ -70,6 +72,7 @@ class Agent:
         "_gate",
         "_inbox",
         "_mdns",
+        "_mux",
         "_nursery",
         "_observers",
         "_route_runner",
@@ -136,6 +139,7 @@ class Agent:
         self._nursery: trio.Nursery | None = None
         self._mdns = MdnsCounters()
         self._gate = RemoteGate(name, self.config)
+        self._mux: AgentMux | None = None  # open_agent(mux=...): the agent's endpoint on the mux
 
     # ---- public API ----
 
@@ -280,6 +284,9 @@ class Agent:
         ta_ms = round(self.config.ta * 1000)
         pacing = None if ta_ms == round(IceConfig().ta * 1000) else min(MAX_PACING, max(1, ta_ms))
         runner = SessionRunner(self, generation, new_parameters(pacing, lite=self.options.lite), self.controlling)
+        if self._mux is not None:  # the generation's ufrag is routed to it from now until it closes
+            share = self._mux.open_generation(runner.ice.local_parameters.ufrag)
+            runner.options = attrs.evolve(self.options, mux=share)
         self._runners.append(runner)
         self._current = runner
         self._nursery.start_soon(runner.run, name=f"session-{self.name}-{generation}")
@@ -295,6 +302,8 @@ class Agent:
 
     def _close_runner(self, runner: SessionRunner) -> None:
         runner.close()
+        if runner.options.mux is not None:
+            runner.options.mux.close()
         if runner in self._runners:
             self._runners.remove(runner)
 
@@ -572,7 +581,7 @@ async def open_agent(
     network: Network | None = None,
     name: str | None = None,
     plugin_manager: pluggy.PluginManager | None = None,
-    mux: object = None,
+    mux: Mux | None = None,
     lite: bool = False,
     port_range: tuple[int, int] | None = None,
     public_ips: Mapping[str, str] | None = None,
@@ -589,8 +598,9 @@ async def open_agent(
     restart); `public_ips={"10.0.0.5": "203.0.113.7"}` advertises a 1:1 NAT's address as a srflx candidate
     (`public_ip_mode="srflx"`) or as the host candidate's ("host"); `interface_filter(name)` and
     `ip_filter(ipaddress)` narrow what `host_addresses` allows. `lite=True` makes an ICE-lite agent (docs/agent.md
-    "ICE-lite"). `mux`, `port_mapping` and
-    `continual_gathering` raise NotImplementedError until their issue lands."""
+    "ICE-lite"). `mux=` (an `open_mux()`): the host candidates are the mux's shared ports (those `host_addresses`
+    and the filters allow; no `port_range`), docs/guide-serving.md. `port_mapping` and `continual_gathering`
+    raise NotImplementedError until their issue lands."""
     address_options = check_agent_options(
         controlling=controlling,
         mdns=mdns,
@@ -633,14 +643,22 @@ async def open_agent(
         name=name or random_bytes(2).hex(),
         plugin_manager=plugin_manager or get_plugin_manager(),
     )
+    if mux is not None:
+        if not isinstance(mux, Mux):
+            raise TypeError(f"mux takes what `async with iceagent.open_mux(...)` gives, not {type(mux).__name__}")
+        agent._mux = AgentMux(mux, agent.name)
     try:
-        async with trio.open_nursery() as nursery:
-            agent._start(nursery)
-            try:
-                yield agent
-            finally:
-                agent._close()
-                nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                agent._start(nursery)
+                try:
+                    yield agent
+                finally:
+                    agent._close()
+                    nursery.cancel_scope.cancel()
+        finally:
+            if agent._mux is not None:
+                agent._mux.close()  # its ufrags, transactions and bindings go at once
     except BaseExceptionGroup as group:
         # The agent's own tasks end only by cancellation, so a group here carries the body's exception:
         # give it back as itself so `except IceFailed:` around `async with open_agent()` works.

@@ -22,6 +22,7 @@ from ..net.base import CandidateTransport as CandidateTransport
 from ..net.base import ConnectionTransport as ConnectionTransport
 
 if TYPE_CHECKING:
+    from ..net._mux_agent import MuxGeneration
     from ..stun.message import Message
     from ..uri import IceServer
 
@@ -33,7 +34,8 @@ class GatherOptions:
     `port_range`: host sockets bind only ports in [lo, hi]; `public_ips`: host address -> public address
     of a 1:1 NAT (normalized IP literals, same family), advertised as a srflx candidate
     (`public_ip_mode="srflx"`) or as the host candidate's address ("host"); `interface_filter(name)` and
-    `ip_filter(ipaddress)` narrow the host addresses (both apply, after `host_addresses`)."""
+    `ip_filter(ipaddress)` narrow the host addresses (both apply, after `host_addresses`); with `mux` they
+    narrow the mux's addresses."""
 
     ice_servers: Sequence[IceServer] = ()
     ice_transport_policy: str = "all"
@@ -48,6 +50,9 @@ class GatherOptions:
     ip_filter: Callable[[IP], object] | None = None
     #: an ICE-lite agent (RFC 8445 2.5): host candidates only, ICE-TCP passive only (RFC 6544 4.5)
     lite: bool = False
+    mux: MuxGeneration | None = attrs.field(default=None, eq=False)
+    """With `open_agent(mux=...)`: this ICE generation's share of the mux (the agent sets it per generation);
+    the host (and ICE-TCP) gatherers take the mux's transports instead of binding sockets."""
 
 
 class GatherContext(Protocol):

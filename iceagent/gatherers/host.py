@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+import trio
 
 from .._addresses import IP
 from ..errors import PortRangeExhausted
@@ -18,9 +20,12 @@ from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
 from ..ice.priority import candidate_priority, local_preferences
 from ..logs import get_logger
-from ..net.base import Network
+from ..net.base import Network, UdpSocket
 from ._ports import bind_in_range
 from .base import GatherContext, GatherOptions
+
+if TYPE_CHECKING:
+    from ..net._mux_agent import MuxGeneration
 
 log = get_logger("iceagent.gather.host")
 
@@ -46,23 +51,14 @@ def host_addresses(
     SHOULD NOT be included); they are used when named explicitly. A filter that raises is a ValueError.
     """
     if restrict is not None:
-        out = []
-        for a in restrict:
-            try:
-                out.append(str(ipaddress.ip_address(a)))
-            except ValueError:
-                raise ValueError(f"host_addresses: {a!r} is not an IP address") from None
-        addresses = list(dict.fromkeys(out))
+        addresses = host_addresses_of(restrict)
     else:
         found: list[str] = []
         for iface in network.interfaces():
             for a in iface.addresses:
                 ip = ipaddress.ip_address(a.split("%", 1)[0])
-                if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
-                    continue
-                if ip.version == 6 and ip.ipv4_mapped is not None:
-                    continue
-                found.append(str(ip))
+                if enumerable(ip):
+                    found.append(str(ip))
         addresses = list(dict.fromkeys(found))
     if interface_filter is None and ip_filter is None:
         return addresses
@@ -82,6 +78,13 @@ def host_addresses(
     return kept
 
 
+def enumerable(ip: IP) -> bool:
+    """Whether an address found by enumerating interfaces is gathered (RFC 8445 5.1.1.1: not loopback nor
+    link-local; never unspecified, multicast or IPv4-mapped)."""
+    return not (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast
+                or (ip.version == 6 and ip.ipv4_mapped is not None))
+
+
 def _ask(check: Callable[[V], object], value: V, what: str) -> bool:
     try:
         return bool(check(value))
@@ -89,12 +92,40 @@ def _ask(check: Callable[[V], object], value: V, what: str) -> bool:
         raise ValueError(f"{what}({str(value)!r}) raised {type(exc).__name__}: {exc}") from exc
 
 
-def gather_addresses(ctx: GatherContext) -> list[str]:
-    """`host_addresses` with the agent's options: what every host-based gatherer (UDP, TCP, mDNS) uses."""
+def gather_addresses(ctx: GatherContext, served: Sequence[str] | None = None) -> list[str]:
+    """`host_addresses` with the agent's options: what every host-based gatherer (UDP, TCP, mDNS) uses.
+    With a mux, `served` (default: the mux's UDP addresses) stands for the interfaces: see `mux_addresses`."""
     opts = ctx.options
-    return host_addresses(
-        ctx.network, opts.host_addresses, interface_filter=opts.interface_filter, ip_filter=opts.ip_filter
-    )
+    restrict = opts.host_addresses
+    if opts.mux is not None:
+        if served is None:
+            served = [t.local_address[0] for t in opts.mux.transports]
+        restrict = mux_addresses(opts.mux, served, restrict)
+    return host_addresses(ctx.network, restrict, interface_filter=opts.interface_filter, ip_filter=opts.ip_filter)
+
+
+def mux_addresses(generation: MuxGeneration, served: Sequence[str], restrict: Sequence[str] | None) -> list[str]:
+    """The mux addresses an agent gathers on: those `host_addresses` names (a ValueError names one the mux
+    does not serve), else all but the loopback and link-local ones a wildcard mux found (RFC 8445 5.1.1.1)."""
+    if restrict is None:
+        return [a for a in served if not (generation.from_wildcard(a) and not enumerable(ipaddress.ip_address(a)))]
+    wanted = host_addresses_of(restrict)
+    missing = [a for a in wanted if a not in served]
+    if missing:
+        raise ValueError(f"host_addresses: the mux serves no {missing[0]} (it serves {', '.join(served) or 'nothing'}; "
+                         "open_mux decides the addresses of a mux agent)")
+    return wanted
+
+
+def host_addresses_of(restrict: Sequence[str]) -> list[str]:
+    """`host_addresses` as normalized IP literals, in order, without repeats (ValueError on a non-IP)."""
+    out = []
+    for a in restrict:
+        try:
+            out.append(str(ipaddress.ip_address(a)))
+        except ValueError:
+            raise ValueError(f"host_addresses: {a!r} is not an IP address") from None
+    return list(dict.fromkeys(out))
 
 
 def public_address(options: GatherOptions, address: str) -> str | None:
@@ -105,12 +136,16 @@ def public_address(options: GatherOptions, address: str) -> str | None:
 
 
 class HostGatherer:
-    """Binds a UDP socket on each local address and emits a host candidate for it."""
+    """Binds a UDP socket on each local address and emits a host candidate for it; with a mux, takes the
+    mux's transport of each address instead (one port shared by many agents, DESIGN.md "open_mux")."""
 
     kind = "host"
 
     async def run(self, ctx: GatherContext) -> None:
         opts = ctx.options
+        if opts.mux is not None:
+            await self._run_on_mux(ctx, opts.mux)
+            return
         try:
             addresses = gather_addresses(ctx)
         except ValueError as exc:
@@ -128,38 +163,59 @@ class HostGatherer:
             except OSError as exc:
                 ctx.error(f"cannot bind UDP on {address}: {exc.strerror or exc}")
                 continue
-            ctx.add_base(sock)
-            if opts.ice_transport_policy == "relay":
-                continue  # relay-only hides host addresses
-            host, port = sock.local_address
-            public = public_address(opts, host)
-            priority = candidate_priority("host", 1, local_pref=prefs[address])
-            if not opts.mdns:  # with mdns=True the mdns gatherer names the socket
-                cand = Candidate(
-                    foundation=ctx.foundation("host", host, "udp"),
-                    component=1,
-                    transport="udp",
-                    priority=priority,
-                    address=public if public is not None and opts.public_ip_mode == "host" else host,
-                    port=port,
-                    type="host",
-                )
-                ctx.emit(cand, sock)
-            if public is not None and opts.public_ip_mode == "srflx":
-                # RFC 8445 5.1.1.2: a srflx candidate's base is the host socket, so checks leave from it
-                cand = Candidate(
-                    foundation=ctx.foundation("srflx", host, "udp", PUBLIC_IPS_SERVER),
-                    component=1,
-                    transport="udp",
-                    priority=candidate_priority("srflx", 1, local_pref=prefs[address]),
-                    address=public,
-                    port=port,
-                    type="srflx",
-                    related_address=host,
-                    related_port=port,
-                )
-                ctx.emit(cand, sock)
+            _emit_host(ctx, sock, prefs[address])
         ctx.done()
+
+    async def _run_on_mux(self, ctx: GatherContext, generation: MuxGeneration) -> None:
+        """The generation's views of the mux's addresses are its host sockets (the agent opened the
+        generation on the mux, its ufrag registered, and closes it with the generation)."""
+        try:
+            addresses = gather_addresses(ctx)
+        except ValueError as exc:
+            ctx.error(str(exc))
+            ctx.done()
+            return
+        prefs = local_preferences(addresses)
+        for view in generation.transports:
+            if view.local_address[0] in prefs:
+                _emit_host(ctx, view, prefs[view.local_address[0]])
+        ctx.done()
+        await trio.lowlevel.checkpoint()
+
+
+def _emit_host(ctx: GatherContext, sock: UdpSocket, local_pref: int) -> None:
+    """Register a host socket as a base and emit its host candidate (and the 1:1 NAT's srflx one)."""
+    opts = ctx.options
+    ctx.add_base(sock)
+    if opts.ice_transport_policy == "relay":
+        return  # relay-only hides host addresses
+    host, port = sock.local_address
+    public = public_address(opts, host)
+    if not opts.mdns:  # with mdns=True the mdns gatherer names the socket
+        cand = Candidate(
+            foundation=ctx.foundation("host", host, "udp"),
+            component=1,
+            transport="udp",
+            priority=candidate_priority("host", 1, local_pref=local_pref),
+            address=public if public is not None and opts.public_ip_mode == "host" else host,
+            port=port,
+            type="host",
+        )
+        ctx.emit(cand, sock)
+    if public is not None and opts.public_ip_mode == "srflx":
+        # RFC 8445 5.1.1.2: a srflx candidate's base is the host socket, so checks leave from it
+        cand = Candidate(
+            foundation=ctx.foundation("srflx", host, "udp", PUBLIC_IPS_SERVER),
+            component=1,
+            transport="udp",
+            priority=candidate_priority("srflx", 1, local_pref=local_pref),
+            address=public,
+            port=port,
+            type="srflx",
+            related_address=host,
+            related_port=port,
+        )
+        ctx.emit(cand, sock)
 
 
 @hookimpl

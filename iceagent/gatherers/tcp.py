@@ -5,6 +5,7 @@ not gathered. The endpoints live as long as the session; their connections and l
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -15,6 +16,9 @@ from ..ice.priority import DEFAULT_OTHER_PREFERENCE, candidate_priority, local_p
 from ..logs import get_logger
 from ._ports import bind_in_range
 from .base import GatherContext, GatherOptions
+
+if TYPE_CHECKING:
+    from ..net._mux_agent import MuxGeneration
 from .host import PUBLIC_IPS_SERVER, gather_addresses, public_address
 from .tcp_transport import TcpActiveEndpoint, TcpPassiveEndpoint
 
@@ -70,6 +74,9 @@ class TcpGatherer:
             ctx.error("ICE-TCP candidates are not offered with mdns=True (they would reveal the host address)")
             ctx.done()
             return
+        if opts.mux is not None:
+            self._run_on_mux(ctx, opts.mux)
+            return
         try:
             addresses = gather_addresses(ctx)
         except ValueError as exc:
@@ -105,6 +112,31 @@ class TcpGatherer:
                 ctx.emit(tcp_candidate(ctx, address, ACTIVE_PORT, "active", other, public=replace), active)
             ctx.done()
             await trio.sleep_forever()  # the endpoints serve their connections until the session ends
+
+    def _run_on_mux(self, ctx: GatherContext, generation: MuxGeneration) -> None:
+        """With a mux: a passive candidate per mux ICE-TCP address (the mux listens and accepts; RFC 6544
+        4.5); no active candidate, which would open a connection (a descriptor) per pair of every agent."""
+        views = generation.tcp_transports
+        try:
+            if not views:
+                raise ValueError("the mux has no ICE-TCP listener: open it with open_mux(..., tcp=True)")
+            addresses = gather_addresses(ctx, served=[v.local_address[0] for v in views])
+        except ValueError as exc:
+            ctx.error(str(exc))
+            ctx.done()
+            return
+        other_prefs = local_preferences(addresses, maximum=DEFAULT_OTHER_PREFERENCE) if addresses else {}
+        for view in views:
+            address, port = view.local_address
+            if address not in other_prefs:
+                continue
+            public = public_address(ctx.options, address)
+            replace = public if ctx.options.public_ip_mode == "host" else None
+            ctx.emit(tcp_candidate(ctx, address, port, "passive", other_prefs[address], public=replace), view)
+            if public is not None and replace is None:
+                ctx.emit(tcp_candidate(ctx, address, port, "passive", other_prefs[address], public=public,
+                                       type="srflx"), view)
+        ctx.done()
 
 
 @hookimpl

@@ -17,8 +17,10 @@ from .os import OSNetwork, OSUdpSocket
 #: Receive and send buffer asked of the kernel per mux socket: a burst of checks for thousands of agents
 #: must not overflow it (the kernel caps it at net.core.rmem_max / wmem_max, and that is accepted).
 SOCKET_BUFFER = 4 << 20
-#: Datagrams one receive task takes from its socket per wake-up.
-RECEIVE_BATCH = 64
+#: Datagrams one receive task takes from its socket per wake-up. One task drains the socket for every
+#: agent on it, and Trio runs it once per scheduling round (in which thousands of agents may run): a small
+#: batch starves the socket, its buffer overflows and checks are retransmitted ever more (bench/mux.py).
+RECEIVE_BATCH = 1024
 #: Datagrams waiting for a network without synchronous sends (e.g. the vnet) per mux socket.
 OUTBOX = 4096
 _IP_PKTINFO = getattr(_stdsocket, "IP_PKTINFO", 8)  # Linux's value; the stdlib names it from 3.13

@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from ._mux_agent import AgentMux as AgentMux  # open_agent(mux=)'s side of the mux
 from ._mux_inbox import InboxTransport
 from ._mux_ports import Port, SeamPort, bind_port
 from ._mux_routes import MuxError, MuxFull, MuxLimits, MuxRoutes, request_transaction_id

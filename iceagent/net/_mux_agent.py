@@ -1,0 +1,332 @@
+"""One agent on a mux (`open_agent(mux=...)`): its endpoint, and one view of each mux transport per ICE generation.
+
+The agent registers one `MuxEndpoint` for its lifetime (`AgentMux`). Each ICE generation opens a
+`MuxGeneration`: it registers the generation's local ufrag with the mux and gives the generation's session a
+`GenerationTransport` per mux address, which looks like a socket of its own. During a restart two generations
+share the endpoint's transports (RFC 8445 9: both stay routable until the old one closes), so what the mux
+put in the endpoint's inbox is split between them here, with the mux's own rules (DESIGN.md "Concurrency"):
+
+- a check (Binding request) by the local ufrag in USERNAME (RFC 8445 7.3);
+- a STUN response by the transaction id the generation recorded when it sent the request (RFC 8489 6.3),
+  the oldest generation for ids sent while it was the only one;
+- anything else by the generation that last confirmed its source address while both were alive (else the
+  oldest, which carries the data until the new one has nominated, RFC 8445 12.1).
+
+With one generation alive (the usual case) nothing is parsed: the batch goes to it as it came. There is no
+task of its own: the receiving generation that finds its queue empty pulls the next batch for all of them.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar, Union
+
+import trio
+
+from ..stun.message import looks_like_stun
+from ._mux_ports import WILDCARDS
+from ._mux_routes import local_ufrag, request_transaction_id
+from .base import Address
+
+if TYPE_CHECKING:
+    from .mux import Mux, MuxTcpTransport, MuxTransport
+
+__all__ = ["AgentMux", "GenerationTcpTransport", "GenerationTransport", "MuxGeneration"]
+
+Shared = Union["MuxTransport", "MuxTcpTransport"]
+
+#: Transaction ids and confirmed sources remembered per mux address of one agent to split traffic between
+#: generations during a restart (beyond it the oldest is forgotten: its response and data go to the oldest
+#: generation). The mux bounds the same per agent (MuxLimits).
+SPLIT_TABLE = 1024
+#: Datagrams waiting for one generation while another pulls (as the mux's inbox, MuxLimits.inbox_datagrams).
+VIEW_QUEUE = 256
+_BINDING_REQUEST = 0x0001
+_CLASS_MASK = 0x0110
+_REQUEST, _INDICATION = 0x0000, 0x0010
+
+
+class _Fanout:
+    """One mux transport of the agent, shared by its live generations' views (oldest first). The tables that
+    split traffic exist only while several generations are alive (a restart); one generation takes all."""
+
+    __slots__ = ("_pulling", "_sources", "_tids", "by_ufrag", "shared", "views")
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self.views: list[GenerationTransport] = []
+        self.by_ufrag: dict[bytes, GenerationTransport] = {}
+        self._tids: collections.OrderedDict[bytes, GenerationTransport] | None = None
+        self._sources: collections.OrderedDict[Address, GenerationTransport] | None = None
+        self._pulling = False
+
+    def attach(self, view: GenerationTransport, ufrag: str) -> None:
+        self.views.append(view)
+        self.by_ufrag[ufrag.encode()] = view
+        if len(self.views) > 1 and self._tids is None:
+            self._tids, self._sources = collections.OrderedDict(), collections.OrderedDict()
+
+    def detach(self, view: GenerationTransport) -> None:
+        if view in self.views:
+            self.views.remove(view)
+        for ufrag in [k for k, v in self.by_ufrag.items() if v is view]:
+            del self.by_ufrag[ufrag]
+        if len(self.views) <= 1:
+            self._tids = self._sources = None
+        else:
+            _forget(self._tids, view)
+            _forget(self._sources, view)
+        self._wake_others(view)
+
+    def sent(self, view: GenerationTransport, data: bytes) -> None:
+        """Remember which generation sent a request while several share the transport."""
+        if self._tids is not None:
+            tid = request_transaction_id(data)
+            if tid is not None:
+                _remember(self._tids, tid, view)
+
+    def confirmed(self, view: GenerationTransport, remote: Address) -> None:
+        self.shared.confirm(remote)
+        if self._sources is not None:
+            _remember(self._sources, remote, view)
+
+    async def receive_for(self, view: GenerationTransport, limit: int) -> list[tuple[bytes, Address]]:
+        """The next datagrams of `view`: its queue, else pull a batch for every view (one puller at a time)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            items = view.items
+            if items:
+                out = [items.popleft() for _ in range(min(limit, len(items)))]
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return out
+            if view.closed:
+                raise trio.ClosedResourceError("this ICE generation's mux transport is closed")
+            if self._pulling:
+                if view.lot is None:
+                    view.lot = trio.lowlevel.ParkingLot()
+                await view.lot.park()
+                continue
+            self._pulling = True
+            try:
+                batch = await self.shared.receive_batch(limit)
+            finally:
+                self._pulling = False
+                self._wake_others(view)  # one of them pulls while this generation works on its batch
+            if len(self.views) == 1 and self.views[0] is view:
+                return batch
+            self._split(batch)
+
+    def _split(self, batch: list[tuple[bytes, Address]]) -> None:
+        """Checks by ufrag, responses by the generation that sent the request, the rest by the generation that
+        confirmed the source; what is not known goes to the oldest (it carries data until the new one has
+        nominated, RFC 8445 12.1; ids it sent alone were not recorded)."""
+        views = self.views
+        if not views:
+            return
+        tids = self._tids if self._tids is not None else collections.OrderedDict()
+        sources = self._sources if self._sources is not None else collections.OrderedDict()
+        for data, remote in batch:
+            target: GenerationTransport | None
+            if looks_like_stun(data):
+                mtype = data[0] << 8 | data[1]
+                if mtype == _BINDING_REQUEST:
+                    ufrag = local_ufrag(data)
+                    target = None if ufrag is None else self.by_ufrag.get(ufrag)
+                elif mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):
+                    target = tids.pop(bytes(data[8:20]), None) or views[0]
+                else:
+                    target = sources.get(remote) or views[0]
+            else:
+                target = sources.get(remote) or views[0]
+            if target is None:
+                continue
+            if target.items is None:
+                target.items = collections.deque()
+            if len(target.items) < VIEW_QUEUE:
+                target.items.append((data, remote))
+        for v in views:
+            if v.items and v.lot:
+                v.lot.unpark_all()
+
+    def _wake_others(self, view: GenerationTransport) -> None:
+        for other in self.views:
+            if other is not view and other.lot:
+                other.lot.unpark_all()
+
+
+K = TypeVar("K")
+
+
+def _remember(table: collections.OrderedDict[K, GenerationTransport], key: K, view: GenerationTransport) -> None:
+    table[key] = view
+    table.move_to_end(key)
+    if len(table) > SPLIT_TABLE:
+        table.popitem(last=False)
+
+
+def _forget(table: collections.OrderedDict[K, GenerationTransport] | None, view: GenerationTransport) -> None:
+    if table is not None:
+        for key in [k for k, v in table.items() if v is view]:
+            del table[key]
+
+
+class GenerationTransport:
+    """One mux UDP address as one ICE generation sees it: a socket of its own (`send`, `try_send`,
+    `send_nowait`, `receive`, `receive_batch`, `local_address`, `confirm`); `close()` ends only this view."""
+
+    __slots__ = ("_fanout", "_shared", "closed", "items", "lot")
+
+    def __init__(self, fanout: _Fanout) -> None:
+        self._fanout = fanout
+        self._shared = fanout.shared
+        #: what another generation's pull left for this one (made when first needed: during a restart)
+        self.items: collections.deque[tuple[bytes, Address]] | None = None
+        self.lot: trio.lowlevel.ParkingLot | None = None
+        self.closed = False
+
+    @property
+    def local_address(self) -> Address:
+        """The mux address (an interface address, never a wildcard)."""
+        return self._shared.local_address
+
+    async def send(self, data: bytes, remote: Address) -> None:
+        self._check_open()
+        self._fanout.sent(self, data)
+        await self._shared.send(data, remote)
+
+    def try_send(self, data: bytes, remote: Address) -> bool:
+        self._check_open()
+        self._fanout.sent(self, data)
+        return self._shared.try_send(data, remote)
+
+    def send_nowait(self, data: bytes, remote: Address) -> None:
+        self._check_open()
+        self._fanout.sent(self, data)
+        self._shared.send_nowait(data, remote)
+
+    async def receive(self) -> tuple[bytes, Address]:
+        return (await self._fanout.receive_for(self, 1))[0]
+
+    async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
+        return await self._fanout.receive_for(self, limit)
+
+    def confirm(self, remote: Address) -> None:
+        """Bind `remote` to this agent on the mux (after MESSAGE-INTEGRITY passed on a check from it or a
+        response from it) and steer its other traffic to this generation."""
+        if not self.closed:
+            self._fanout.confirmed(self, remote)
+
+    def close(self) -> None:
+        """This generation stops using the address (the agent's endpoint stays)."""
+        if not self.closed:
+            self.closed = True
+            self.items = None
+            self._fanout.detach(self)
+            if self.lot is not None:
+                self.lot.unpark_all()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise trio.ClosedResourceError("this ICE generation's mux transport is closed")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._shared!r}>"
+
+
+class GenerationTcpTransport(GenerationTransport):
+    """One mux ICE-TCP passive address as one generation sees it (a ConnectionTransport, RFC 6544 7)."""
+
+    __slots__ = ("_on_closed",)
+
+    def __init__(self, fanout: _Fanout) -> None:
+        super().__init__(fanout)
+        self._on_closed: Callable[[Address], None] | None = None
+
+    @property
+    def _tcp(self) -> MuxTcpTransport:
+        return self._shared  # type: ignore[return-value]
+
+    @property
+    def connections(self) -> list[Address]:
+        """The agent's open connections on this address (claimed by a check for any of its generations)."""
+        return [] if self.closed else self._tcp.connections
+
+    def watch(self, on_closed: Callable[[Address], None]) -> None:
+        self._on_closed = on_closed
+
+    def close_connection(self, remote: Address) -> None:
+        if not self.closed:
+            self._tcp.close_connection(remote)
+
+
+class MuxGeneration:
+    """One ICE generation of an agent on a mux: its ufrag's registration and one view per mux address.
+    The agent opens it when the generation starts and closes it when the generation closes."""
+
+    def __init__(self, agent: AgentMux, ufrag: str) -> None:
+        self.agent = agent
+        self.ufrag = ufrag
+        self.transports: list[GenerationTransport] = []
+        self.tcp_transports: list[GenerationTcpTransport] = []
+        self._open = False
+
+    def from_wildcard(self, address: str) -> bool:
+        """Whether the mux serves `address` because it was bound to a wildcard (then loopback is not advertised
+        unless asked for: RFC 8445 5.1.1.1)."""
+        return address in self.agent.wildcard_addresses
+
+    def open(self) -> MuxGeneration:
+        """Register the ufrag (MuxError/MuxFull from the mux) and open the views."""
+        endpoint = self.agent.endpoint
+        endpoint.add_ufrag(self.ufrag)
+        self._open = True
+        for fanout in self.agent.fanouts:
+            view = GenerationTransport(fanout)
+            fanout.attach(view, self.ufrag)
+            self.transports.append(view)
+        for fanout in self.agent.tcp_fanouts:
+            tcp_view = GenerationTcpTransport(fanout)
+            fanout.attach(tcp_view, self.ufrag)
+            self.tcp_transports.append(tcp_view)
+        return self
+
+    def close(self) -> None:
+        """The generation closed: its ufrag is no longer routed, its views end."""
+        if self._open:
+            self._open = False
+            self.agent.endpoint.remove_ufrag(self.ufrag)
+        for view in (*self.transports, *self.tcp_transports):
+            view.close()
+
+
+class AgentMux:
+    """The agent's registration with a mux: one endpoint for the agent's lifetime, split between generations."""
+
+    def __init__(self, mux: Mux, name: str) -> None:
+        self.mux = mux
+        self.endpoint = mux.register(name)
+        self.fanouts = [_Fanout(t) for t in self.endpoint.transports]
+        self.tcp_fanouts = [_Fanout(t) for t in self.endpoint.tcp_transports]
+        for t, fanout in zip(self.endpoint.tcp_transports, self.tcp_fanouts, strict=True):
+            t.watch(_watcher(fanout))
+        self.wildcard_addresses = frozenset(
+            local[0] for port, local in mux._port_of_local if port.bind_address in WILDCARDS
+        )
+
+    def open_generation(self, ufrag: str) -> MuxGeneration:
+        """A new ICE generation with local ufrag `ufrag`, routable at once."""
+        return MuxGeneration(self, ufrag).open()
+
+    def close(self) -> None:
+        """The agent closed: every ufrag, transaction, binding and connection of it goes at once."""
+        self.endpoint.close()
+
+
+def _watcher(fanout: _Fanout) -> Callable[[Address], None]:
+    def on_closed(remote: Address) -> None:
+        for view in list(fanout.views):
+            callback = getattr(view, "_on_closed", None)
+            if callback is not None:
+                callback(remote)
+    return on_closed
