@@ -54,6 +54,10 @@ class IceConfig:
     #: Time spent CHECKING without a valid pair before FAILED (implementation choice). A DISCONNECTED agent
     #: fails when consent expires (`consent_timeout`, RFC 7675 5.1), not through this timer.
     failed_timeout: float = attrs.field(default=30.0, validator=_positive)
+    #: After an ICE restart's new generation is nominated, the previous one keeps receiving this long (it
+    #: sends nothing more) before it closes: the peer learns of the nomination up to a round trip later and
+    #: keeps sending on the previous pair until then (RFC 8445 9, 12.1), so closing at once lost that data.
+    restart_linger: float = attrs.field(default=2.0, validator=_not_negative)
     #: Initial back-off between automatic restarts of a FAILED agent (doubles up to 16 times this).
     restart_backoff: float = attrs.field(default=1.0, validator=_positive)
     #: At most one peer-driven restart (a new remote ufrag, RFC 8445 9) per this many seconds; a new ufrag

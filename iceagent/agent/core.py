@@ -300,6 +300,19 @@ class Agent:
         self._notify()
         return runner
 
+    def _retire_runner(self, runner: SessionRunner) -> None:
+        """A previous generation lost to a newly nominated one: it keeps receiving for `restart_linger` (the
+        peer may still send on the old pair until it learns of the nomination), then closes."""
+        linger = self.config.restart_linger
+        if linger <= 0 or runner.closed or self._nursery is None:
+            self._close_runner(runner)
+            return
+        self._nursery.start_soon(self._close_runner_later, runner, linger, name=f"retire-{self.name}")
+
+    async def _close_runner_later(self, runner: SessionRunner, delay: float) -> None:
+        await trio.sleep(delay)
+        self._close_runner(runner)
+
     def _close_runner(self, runner: SessionRunner) -> None:
         runner.close()
         if runner.options.mux is not None:
@@ -387,7 +400,7 @@ class Agent:
             self._select(runner, event.pair)
             for other in list(self._runners):
                 if other is not runner:
-                    self._close_runner(other)
+                    self._retire_runner(other)
             if self.state.value in (IceState.NEW, IceState.CHECKING):
                 self._set_state(IceState.CONNECTED)  # valid and nominated at once (a lite agent, RFC 8445 7.3.2)
             self._set_state(IceState.COMPLETED)
