@@ -8,10 +8,11 @@ every check that can already be made (so a wrong combination is reported as such
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._addresses import IP, category
+from .uri import IceServer
 
 __all__ = ["MAX_PUBLIC_IPS", "check_agent_options"]
 
@@ -161,3 +162,19 @@ def _callable(name: str, value: object) -> Callable[[Any], object] | None:
     if value is None or callable(value):
         return value
     raise TypeError(f"{name} must be a callable returning a bool (or None), not {type(value).__name__}")
+
+
+def check_servers(ice_servers: Sequence[IceServer] | None, ice_transport_policy: str) -> tuple[IceServer, ...]:
+    """The ICE servers as a tuple, checked against the transport policy ("relay" needs a TURN server)."""
+    if ice_transport_policy not in ("all", "relay"):
+        raise ValueError(f"ice_transport_policy must be 'all' or 'relay', not {ice_transport_policy!r}")
+    servers = tuple(ice_servers or ())
+    for server in servers:
+        if not isinstance(server, IceServer):
+            raise TypeError(f"ice_servers takes IceServer objects, not {type(server).__name__}")
+    if ice_transport_policy == "relay" and not any(u.is_turn for s in servers for u in s.uris):
+        raise ValueError(
+            "ice_transport_policy='relay' gathers relay candidates only: give a TURN server, e.g. "
+            "ice_servers=[IceServer(urls=['turn:HOST:3478'], username=..., credential=...)]"
+        )
+    return servers

@@ -84,6 +84,14 @@ class Gathering:
         self.state = state
         self.changed.notify()
 
+    def failure_hint(self) -> str:
+        """Why there was nothing to pair, when nothing was gathered: the gatherers' last errors (e.g. a port
+        range that ran out), for the IceFailed message."""
+        if self.candidates:
+            return ""
+        errors = [f"{kind}: {errors[-1]}" for kind, errors in self.errors.items() if errors]
+        return " (no local candidate was gathered" + ("; " + "; ".join(errors) if errors else "") + ")"
+
     def stats(self) -> dict[str, Any]:
         """For `agent.stats()["gatherers"]`."""
         return {

@@ -23,7 +23,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 from .._addresses import IP
-from .._agent_options import check_agent_options
+from .._agent_options import check_agent_options, check_servers
 from ..config import IceConfig
 from ..errors import IceError
 from ..gatherers.base import GatherOptions
@@ -409,7 +409,7 @@ class Agent:
             log.info("%s: role conflict resolved: now %s", self.name, role)
             self.controlling = event.controlling
         elif isinstance(event, ChecklistFailed) and self._routes.route is None:
-            self._fail(event.reason + _gathering_hint(runner))
+            self._fail(event.reason + runner.gathering.failure_hint())
 
     def _pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
         if self._route_runner is not None and self._route_runner is not runner:
@@ -563,29 +563,12 @@ class Agent:
         self._set_state(IceState.FAILED)
 
 
-def _gathering_hint(runner: SessionRunner) -> str:
-    """Why there was nothing to pair, when this generation gathered no candidate: its gatherers' last
-    errors (e.g. a port range that ran out), so IceFailed says what to fix."""
-    if runner.gathering.candidates:
-        return ""
-    errors = [f"{kind}: {errors[-1]}" for kind, errors in runner.gathering.errors.items() if errors]
-    return " (no local candidate was gathered" + ("; " + "; ".join(errors) if errors else "") + ")"
-
-
-def _validate_servers(ice_servers: Sequence[IceServer] | None) -> tuple[IceServer, ...]:
-    servers = tuple(ice_servers or ())
-    for s in servers:
-        if not isinstance(s, IceServer):
-            raise TypeError(f"ice_servers takes IceServer objects, not {type(s).__name__}")
-    return servers
-
-
 @asynccontextmanager
 async def open_agent(
     *,
     controlling: bool = True,
     ice_servers: Sequence[IceServer] | None = None,
-    host_addresses: Sequence[str] | None = None,
+    host_addresses: Sequence[str] | str | None = None,
     ice_transport_policy: str = "all",
     mdns: bool = False,
     tcp: bool = False,
@@ -614,6 +597,8 @@ async def open_agent(
     "ICE-lite"). `mux=` (an `open_mux()`): the host candidates are the mux's shared ports (those `host_addresses`
     and the filters allow; no `port_range`), docs/guide-serving.md. `port_mapping` and `continual_gathering`
     raise NotImplementedError until their issue lands."""
+    if isinstance(host_addresses, str):
+        host_addresses = [host_addresses]
     address_options = check_agent_options(
         controlling=controlling,
         mdns=mdns,
@@ -628,19 +613,8 @@ async def open_agent(
         continual_gathering=continual_gathering,
         ice_servers=ice_servers,
     )
-    if ice_transport_policy not in ("all", "relay"):
-        raise ValueError(f"ice_transport_policy must be 'all' or 'relay', not {ice_transport_policy!r}")
-    if ice_transport_policy == "relay" and not any(
-        u.is_turn for s in ice_servers or () for u in getattr(s, "uris", ())
-    ):
-        raise ValueError(
-            "ice_transport_policy='relay' gathers relay candidates only: give a TURN server, e.g. "
-            "ice_servers=[IceServer(urls=['turn:HOST:3478'], username=..., credential=...)]"
-        )
-    if isinstance(host_addresses, str):
-        host_addresses = [host_addresses]
     options = GatherOptions(
-        ice_servers=_validate_servers(ice_servers),
+        ice_servers=check_servers(ice_servers, ice_transport_policy),
         ice_transport_policy=ice_transport_policy,
         host_addresses=None if host_addresses is None else tuple(host_addresses),
         mdns=mdns,
