@@ -450,7 +450,7 @@ async def test_restart_over_tcp(autojump_clock: object) -> None:
             assert a.generation.value == 1 and b.generation.value == 1
             await sa.send(b"after restart")
             assert await sb.receive() == b"after restart"
-            await trio.sleep(1)
+            await trio.sleep(IceConfig().restart_linger + 1)  # the old generation lingers, then closes
             assert len(a._runners) == 1  # the old generation closed its listeners and connections
             hosts_open = sum(len(v) for v in scenario.host_a.tcp.listeners.values())
             assert hosts_open == 1  # one passive candidate, the new generation's

@@ -348,7 +348,7 @@ async def test_restart_publishes_fresh_names_and_connects_again(autojump_clock: 
             while a.selected_pair is None or a.selected_pair.local.address != new.address:  # noqa: ASYNC110
                 await trio.sleep(0.05)
             assert a.generation.value == 1 and b.stats()["mdns"]["resolved"] == 2
-            await trio.sleep(1)
+            await trio.sleep(CONFIG.restart_linger + 1)  # the old session lingers (restart_linger), then closes
             bye = [parse(d) for d, s in drain_packets(watch) if s[0] == ha.address]
             withdrawn = {r.name for m in bye if m is not None for r in m.records if r.ttl == 0}
             assert withdrawn == {old.address}  # the old session closed and said goodbye for its name
