@@ -29,18 +29,9 @@ from ..errors import IceError
 from ..gatherers.base import GatherOptions
 from ..ice.candidate import MAX_PACING, Candidate, IceParameters, check_candidate, unusable_reason
 from ..ice.credentials import new_parameters
-from ..ice.events import ChecklistFailed, Event, PairNominated, PairStateChanged, PairValid, RoleChanged
 from ..ice.pair import CandidatePair, PairState
 from ..ice.supervisor import (
-    TERMINAL,
-    Fail,
-    Restart,
-    RouteLost,
-    SendConsent,
-    SendKeepalive,
-    SetState,
     Supervisor,
-    SupervisorAction,
 )
 from ..logs import get_logger
 from ..net.base import Network
@@ -54,20 +45,20 @@ from ._lazy_value import LazyAsyncValue
 from ._observe import AgentObservers
 from ._remote import RemoteGate
 from ._remote_names import MdnsCounters
-from ._route import RouteState, make_route
+from ._route import RouteState
 from ._runner import SessionRunner
+from ._states import AgentStates
 from .stream import IceStream, Inbox
 
 log = get_logger("iceagent.agent")
 
-class Agent:
+class Agent(AgentStates):
     """An ICE agent; created by `open_agent()`, valid inside its `async with` only."""
 
     __slots__ = (
         "_closed",
         "_current",
         "_dropped",
-        "_failure_reason",
         "_foundations",
         "_gate",
         "_inbox",
@@ -75,16 +66,11 @@ class Agent:
         "_mux",
         "_nursery",
         "_observers",
-        "_route_runner",
         "_routes",
         "_runners",
-        "_selected_at",
         "_stream",
-        "_supervise",
-        "_supervise_at",
         "auto_restart",
         "config",
-        "controlling",
         "gathering_state",
         "generation",
         "name",
@@ -384,104 +370,6 @@ class Agent:
             log.info("%s: gathered %s", self.name, candidate.to_sdp())
         self._hook("iceagent_candidate_gathered", candidate=candidate)
 
-    def session_event(self, runner: SessionRunner, event: Event) -> None:
-        """What an event of a generation means for the agent: its state, the selected pair, its role."""
-        if isinstance(event, PairStateChanged):
-            pair = event.pair
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), event.new)
-            if self._observers is not None:
-                self._hook("iceagent_pair_state_changed", pair=pair, old=event.old, new=event.new)
-        elif runner is not self._current:
-            return  # an older generation only carries data until the new one has nominated (12.1)
-        elif isinstance(event, PairValid):
-            self._pair_valid(runner, event.pair)
-        elif isinstance(event, PairNominated):
-            self._select(runner, event.pair)
-            for other in list(self._runners):
-                if other is not runner:
-                    self._retire_runner(other)
-            if self.state.value in (IceState.NEW, IceState.CHECKING):
-                self._set_state(IceState.CONNECTED)  # valid and nominated at once (a lite agent, RFC 8445 7.3.2)
-            self._set_state(IceState.COMPLETED)
-        elif isinstance(event, RoleChanged):
-            role = "controlling" if event.controlling else "controlled"
-            log.info("%s: role conflict resolved: now %s", self.name, role)
-            self.controlling = event.controlling
-        elif isinstance(event, ChecklistFailed) and self._routes.route is None:
-            self._fail(event.reason + runner.gathering.failure_hint())
-
-    def _pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
-        if self._route_runner is not None and self._route_runner is not runner:
-            return  # restart in progress: the old pair carries data until the new one is nominated (12.1)
-        if runner.nominated is not None:
-            return
-        # the best valid pair whose last check did not fail (a broken TCP pair is valid but Failed)
-        best = next((p for p in runner.ice.valid_pairs if p.state is not PairState.FAILED), pair)
-        self._select(runner, best)
-        if self.state.value in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
-            self._set_state(IceState.CONNECTED)
-
-    def pair_broken(self, runner: SessionRunner, pair: CandidatePair) -> None:
-        """The TCP connection under a pair closed (RFC 6544 7.1). If the stream sends on it: before
-        nomination it moves to the next valid pair, or back to CHECKING while checks are still under way
-        (the peer may have closed it because it nominated another pair); otherwise consent is lost at
-        once (RFC 7675 5.1)."""
-        route = self._routes.route
-        if route is None or route[2] is not pair or self._route_runner is not runner:
-            return
-        if not pair.nominated:
-            for other in runner.ice.valid_pairs:
-                if other is not pair and other.state is not PairState.FAILED:
-                    self._select(runner, other)
-                    return
-            if runner is self._current and runner.ice.checks_pending:
-                self._unselect()
-                self.supervisor.checking_started(trio.current_time())
-                self._set_state(IceState.CHECKING)
-                return
-        self._route_lost("the TCP connection of the selected pair closed (RFC 6544 7.1, consent lost: RFC 7675 5.1)")
-
-    # ---- the supervisor (iceagent.ice.supervisor) ----
-
-    def supervise(self, runner: SessionRunner, now: float) -> float:
-        """Called by the current generation's pump: poll the supervisor when something changed or when it
-        asked to be, apply what it says; returns when to poll again."""
-        if runner is not self._current or runner.closed:
-            return math.inf
-        if not self._supervise and now < self._supervise_at:
-            return self._supervise_at
-        self._supervise = False  # a change the actions make below asks for another look
-        at = math.inf
-        for _ in range(4):  # a RouteLost or Fail changes the state: look again (at most a few times)
-            route = self._routes.route
-            actions, at = self.supervisor.poll(
-                now, state=self.state.value, pair=None if route is None else route[2], selected_at=self._selected_at
-            )
-            for action in actions:
-                self._apply(action, now)
-            if not actions or not isinstance(actions[-1], TERMINAL) or self._current is not runner:
-                break
-        self._supervise_at = at
-        return at
-
-    def _apply(self, action: SupervisorAction, now: float) -> None:
-        runner = self._route_runner
-        if isinstance(action, SendConsent):
-            if runner is not None:
-                runner.send_consent(action.pair, now)
-        elif isinstance(action, SendKeepalive):
-            if runner is not None:
-                runner.send_keepalive(action.pair, now)
-        elif isinstance(action, SetState):
-            self._set_state(action.state)
-        elif isinstance(action, RouteLost):
-            self._route_lost(action.reason)
-        elif isinstance(action, Fail):
-            self._fail(action.reason)
-        elif isinstance(action, Restart):
-            self._restart_now()
-
     async def _follow_peer_restart(self) -> None:
         """At the end of peer_restart_interval, apply the peer's latest held parameters and their candidates."""
         gate = self._gate
@@ -495,73 +383,6 @@ class Agent:
         self.set_remote_parameters(held.parameters)
         for candidate in held.candidates:
             self.add_remote_candidate(candidate)
-
-    # ---- the selected pair and the state ----
-
-    def _select(self, runner: SessionRunner, pair: CandidatePair) -> None:
-        found = runner.transport_for(pair)
-        if found is None:
-            log.warning("%s: no transport for the valid pair %s", self.name, pair.local.to_sdp())
-            return
-        old = self._routes.route
-        self._routes.route = make_route(*found, pair)
-        self._route_runner = runner
-        if old is None or old[2] is not pair:
-            self._selected_at = trio.current_time()
-            if log.isEnabledFor(logging.INFO):
-                log.info("%s: selected pair %s <-> %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp())
-            self._hook("iceagent_selected_pair_changed", pair=pair)
-        self._notify()
-
-    def _unselect(self) -> None:
-        """No pair is selected any more (the stream waits)."""
-        if self._routes.route is not None:
-            self._routes.route = None
-            self._route_runner = None
-            self._hook("iceagent_selected_pair_changed", pair=None)
-
-    def _set_state(self, new: IceState) -> None:
-        old = self.state.value
-        if old is new or old is IceState.CLOSED:
-            return
-        if log.isEnabledFor(logging.INFO):
-            log.info("%s: %s -> %s", self.name, old.value, new.value)
-        failed_for_good = new is IceState.FAILED and not self.auto_restart
-        reason = self._failure_reason or "ICE failed: no candidate pair works"
-        self._routes.failure = reason if failed_for_good else None
-        self.state.value = new
-        self._hook("iceagent_state_changed", old=old, new=new)
-        self._notify()
-
-    def _route_lost(self, reason: str) -> None:
-        """The selected pair died. During a restart (it belongs to an older generation) the agent goes
-        back to the new generation's best valid pair, or to CHECKING; otherwise it is FAILED."""
-        runner = self._route_runner
-        current = self._current
-        if runner is None or current is None or runner is current:
-            self._fail(reason)
-            return
-        log.info("%s: the previous generation's pair died during the restart: %s", self.name, reason)
-        self._unselect()
-        self._close_runner(runner)
-        valid = [p for p in current.ice.valid_pairs if p.state is not PairState.FAILED]
-        if valid:
-            self._select(current, valid[0])
-            self._set_state(IceState.COMPLETED if valid[0].nominated else IceState.CONNECTED)
-        elif current.ice.failed:  # the new generation's check list already failed (ignored while routed)
-            self._fail(f"{reason}; and every candidate pair of the new generation failed")
-        else:
-            self.supervisor.checking_started(trio.current_time())
-            self._set_state(IceState.CHECKING if current.ice.remote_parameters is not None else IceState.NEW)
-
-    def _fail(self, reason: str) -> None:
-        if self.state.value in (IceState.FAILED, IceState.CLOSED):
-            return
-        log.warning("%s: ICE failed: %s", self.name, reason)
-        self._failure_reason = f"ICE failed: {reason}"
-        self._unselect()
-        self._set_state(IceState.FAILED)
-
 
 @asynccontextmanager
 async def open_agent(
