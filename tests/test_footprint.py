@@ -126,3 +126,36 @@ def test_unusable_address_parses_each_address_once(monkeypatch: object) -> None:
         candidate_module.unusable_address(f"10.0.{i // 256}.{i % 256}", 1)
     assert candidate_module._unusable_ip.cache_info().currsize <= 256
     candidate_module._unusable_ip.cache_clear()
+
+
+async def test_an_idle_receive_task_holds_no_batch() -> None:
+    """A receive task waiting for the next batch does not keep the last one (its datagrams, addresses and
+    list) alive: every idle agent would carry it."""
+    import trio
+    import trio.testing
+    from agent_helpers import connect_both
+
+    from iceagent import open_agent
+
+    config = IceConfig(global_pacing=False)
+    with trio.fail_after(10):
+        async with (
+            open_agent(host_addresses=["127.0.0.1"], config=config, name="hold-a") as a,
+            open_agent(controlling=False, host_addresses=["127.0.0.1"], config=config, name="hold-b") as b,
+        ):
+            sa, sb = await connect_both(a, b)
+            await sa.send(b"one datagram")
+            assert await sb.receive() == b"one datagram"
+            await trio.testing.wait_all_tasks_blocked()
+            receivers = []
+            stack = [trio.lowlevel.current_root_task()]
+            while stack:
+                task = stack.pop()
+                if task.name.startswith("receive-hold-"):
+                    receivers.append(task)
+                for nursery in task.child_nurseries:
+                    stack.extend(nursery.child_tasks)
+            assert receivers
+            for task in receivers:
+                frame = task.coro.cr_frame
+                assert frame is not None and "items" not in frame.f_locals

@@ -370,6 +370,7 @@ class SessionRunner:
             except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
                 return
             self._on_datagrams(transport, items)
+            del items  # not kept alive while waiting for the next batch (an idle agent's memory)
 
     def _on_datagrams(self, transport: CandidateTransport, items: list[tuple[bytes, Address]]) -> None:
         """Demultiplex what arrived on one transport (DESIGN.md): STUN to a gatherer's transaction or to the
