@@ -104,6 +104,27 @@ def gather_addresses(ctx: GatherContext, served: Sequence[str] | None = None) ->
     return host_addresses(ctx.network, restrict, interface_filter=opts.interface_filter, ip_filter=opts.ip_filter)
 
 
+def addresses_or_report(ctx: GatherContext, served: Sequence[str] | None = None) -> list[str] | None:
+    """`gather_addresses`, or None after reporting why there are none to the gatherer's context and ending
+    its gathering (a host-based gatherer then has nothing to do)."""
+    try:
+        return gather_addresses(ctx, served)
+    except ValueError as exc:
+        ctx.error(str(exc))
+        ctx.done()
+        return None
+
+
+def base_preference(ctx: GatherContext, address: str) -> int:
+    """The local preference the host gatherer gave the base at `address` (RFC 8421), for the candidates
+    built on it (srflx, relay); 65535 when it is not one of the gathered addresses."""
+    try:
+        addresses = gather_addresses(ctx)
+    except ValueError:
+        addresses = []
+    return local_preferences(addresses or [address]).get(address, 65535)
+
+
 def mux_addresses(generation: MuxGeneration, served: Sequence[str], restrict: Sequence[str] | None) -> list[str]:
     """The mux addresses an agent gathers on: those `host_addresses` names (a ValueError names one the mux
     does not serve), else all but the loopback and link-local ones a wildcard mux found (RFC 8445 5.1.1.1)."""
@@ -146,11 +167,8 @@ class HostGatherer:
         if opts.mux is not None:
             await self._run_on_mux(ctx, opts.mux)
             return
-        try:
-            addresses = gather_addresses(ctx)
-        except ValueError as exc:
-            ctx.error(str(exc))
-            ctx.done()
+        addresses = addresses_or_report(ctx)
+        if addresses is None:
             return
         prefs = local_preferences(addresses)
         for address in addresses:
@@ -169,11 +187,8 @@ class HostGatherer:
     async def _run_on_mux(self, ctx: GatherContext, generation: MuxGeneration) -> None:
         """The generation's views of the mux's addresses are its host sockets (the agent opened the
         generation on the mux, its ufrag registered, and closes it with the generation)."""
-        try:
-            addresses = gather_addresses(ctx)
-        except ValueError as exc:
-            ctx.error(str(exc))
-            ctx.done()
+        addresses = addresses_or_report(ctx)
+        if addresses is None:
             return
         prefs = local_preferences(addresses)
         for view in generation.transports:

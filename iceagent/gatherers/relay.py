@@ -24,7 +24,7 @@ import trio
 from ..errors import StunTimeout
 from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
-from ..ice.priority import candidate_priority, local_preferences
+from ..ice.priority import candidate_priority
 from ..logs import get_logger
 from ..net.base import Address, UdpSocket
 from ..stun.attributes import Attr
@@ -34,7 +34,7 @@ from ..turn.errors import TurnError, TurnUnsupportedFamily
 from ..turn.transports import TurnTransportFactory, turn_transports
 from ..uri import IceServer, IceUri
 from .base import GatherContext, GatherOptions
-from .host import gather_addresses
+from .host import base_preference
 
 log = get_logger("iceagent.gather.relay")
 
@@ -215,7 +215,7 @@ class RelayGatherer:
                 foundation=ctx.foundation("srflx", base_host, "udp", server[0]),
                 component=1,
                 transport="udp",
-                priority=candidate_priority("srflx", 1, local_pref=_base_preference(ctx, base_host)),
+                priority=candidate_priority("srflx", 1, local_pref=base_preference(ctx, base_host)),
                 address=mapped[0],
                 port=mapped[1],
                 type="srflx",
@@ -224,15 +224,6 @@ class RelayGatherer:
             ),
             sock,
         )
-
-
-def _base_preference(ctx: GatherContext, address: str) -> int:
-    """The base's local preference, as the host gatherer assigned it (RFC 8421)."""
-    try:
-        addresses = gather_addresses(ctx)
-    except ValueError:
-        addresses = []
-    return local_preferences(addresses or [address]).get(address, 65535)
 
 
 def _local_address(server_host: str, host_addresses: Sequence[str] | None) -> str | None:

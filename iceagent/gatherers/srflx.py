@@ -10,13 +10,13 @@ import trio
 from ..errors import StunTimeout
 from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
-from ..ice.priority import candidate_priority, local_preferences
+from ..ice.priority import candidate_priority
 from ..logs import get_logger
 from ..net.base import Address, UdpSocket
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
 from .base import GatherContext, GatherOptions
-from .host import gather_addresses
+from .host import base_preference
 
 log = get_logger("iceagent.gather.srflx")
 
@@ -76,7 +76,7 @@ class SrflxGatherer:
             foundation=ctx.foundation("srflx", base_host, "udp", server[0]),
             component=1,
             transport="udp",
-            priority=candidate_priority("srflx", 1, local_pref=_local_pref(ctx, sock)),
+            priority=candidate_priority("srflx", 1, local_pref=base_preference(ctx, sock.local_address[0])),
             address=host,
             port=port,
             type="srflx",
@@ -84,16 +84,6 @@ class SrflxGatherer:
             related_port=related[1],
         )
         ctx.emit(cand, sock)
-
-
-def _local_pref(ctx: GatherContext, sock: UdpSocket) -> int:
-    """The base's local preference, as the host gatherer assigned it (RFC 8421)."""
-    address = sock.local_address[0]
-    try:
-        addresses = gather_addresses(ctx)
-    except ValueError:
-        addresses = []
-    return local_preferences(addresses or [address]).get(address, 65535)
 
 
 @hookimpl

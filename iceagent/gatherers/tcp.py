@@ -19,7 +19,7 @@ from .base import GatherContext, GatherOptions
 
 if TYPE_CHECKING:
     from ..net._mux_agent import MuxGeneration
-from .host import PUBLIC_IPS_SERVER, gather_addresses, public_address
+from .host import PUBLIC_IPS_SERVER, addresses_or_report, public_address
 from .tcp_transport import TcpActiveEndpoint, TcpPassiveEndpoint
 
 log = get_logger("iceagent.gather.tcp")
@@ -77,11 +77,8 @@ class TcpGatherer:
         if opts.mux is not None:
             self._run_on_mux(ctx, opts.mux)
             return
-        try:
-            addresses = gather_addresses(ctx)
-        except ValueError as exc:
-            ctx.error(str(exc))
-            ctx.done()
+        addresses = addresses_or_report(ctx)
+        if addresses is None:
             return
         other_prefs = local_preferences(addresses, maximum=DEFAULT_OTHER_PREFERENCE) if addresses else {}
         config = opts.config
@@ -117,13 +114,12 @@ class TcpGatherer:
         """With a mux: a passive candidate per mux ICE-TCP address (the mux listens and accepts; RFC 6544
         4.5); no active candidate, which would open a connection (a descriptor) per pair of every agent."""
         views = generation.tcp_transports
-        try:
-            if not views:
-                raise ValueError("the mux has no ICE-TCP listener: open it with open_mux(..., tcp=True)")
-            addresses = gather_addresses(ctx, served=[v.local_address[0] for v in views])
-        except ValueError as exc:
-            ctx.error(str(exc))
+        if not views:
+            ctx.error("the mux has no ICE-TCP listener: open it with open_mux(..., tcp=True)")
             ctx.done()
+            return
+        addresses = addresses_or_report(ctx, served=[v.local_address[0] for v in views])
+        if addresses is None:
             return
         other_prefs = local_preferences(addresses, maximum=DEFAULT_OTHER_PREFERENCE) if addresses else {}
         for view in views:
