@@ -19,7 +19,9 @@ on a mux has the same base, the mux's socket, so one Binding transaction per ser
 
 Responses come back through the mux's routing table by transaction id (`MuxRoutes.add_own_transaction`,
 at most one in flight per binding) and are accepted only from the server the request went to, at the
-mux address it left from (RFC 8489 6.3.1). The bindings are at most `MuxLimits.max_stun_bindings`.
+mux address it left from (RFC 8489 6.3.1). The bindings are at most `MuxLimits.max_stun_bindings`. The
+mux's transactions take no slot of the process-wide pacer (RFC 8445 14.2 paces each agent's new
+transactions; one shared transaction per server replaces the N the agents would have sent).
 """
 
 from __future__ import annotations
@@ -245,5 +247,5 @@ class MuxStun:
     async def _send_lossy(self, data: bytes, server: Address, local: Address) -> None:
         try:
             await self._send(data, server, local)
-        except OSError:
-            pass  # lost, as UDP may: the retransmission schedule covers it
+        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # lost, as UDP may (or the mux is closing): the retransmission schedule covers it
