@@ -33,7 +33,7 @@ from typing import Any
 import trio
 
 from ..errors import StunTimeout
-from ..stun.client import StunErrorResponse, _match, _result
+from ..stun.client import StunErrorResponse, binding_result, match_binding_response
 from ..stun.message import Message, MessageClass, Method
 from ..stun.transaction import Transaction
 from ._mux_routes import MuxFull, MuxLimits, MuxRoutes
@@ -152,7 +152,7 @@ class MuxStun:
         binding = self._by_tid.get(bytes(data[8:20]))
         if binding is None or binding.answer is None or remote != binding.server or local != binding.local:
             return False
-        message = _match(data, bytes(data[8:20]))
+        message = match_binding_response(data, bytes(data[8:20]))
         if message is None:
             return False
         try:
@@ -229,7 +229,7 @@ class MuxStun:
             while (deadline := transaction.get_timer()) is not None:
                 with trio.move_on_at(deadline):
                     message = await answers.receive()
-                    result = _result(message, server, server, local, trio.current_time() - now,
+                    result = binding_result(message, server, server, local, trio.current_time() - now,
                                      transaction.transmissions, "udp")
                     return result.mapped
                 again = transaction.handle_timer(trio.current_time())
