@@ -2,7 +2,8 @@
 
 `IceGeneration` joins the IceSession (check list, checks, answers) with the policy around it: the
 pacing check scheduler (Ta, the peer's a=ice-pacing, the injected process-wide pacer; RFC 8445 14.2),
-the nomination controller (8.1.1) and the gather timer. The Trio layer feeds it input with `now`,
+the nomination controller (8.1.1, and renomination: draft-thatcher-ice-renomination) and the gather
+timer. The Trio layer feeds it input with `now`,
 sends what `datagrams_to_send(now)` returns, sleeps until `get_timer()`, calls `handle_timer(now)`
 then, and applies `next_event()`s. It never reads a clock or a socket.
 """
@@ -20,6 +21,7 @@ from .lite import LiteSession
 from .nomination import NominationController
 from .pacing import CheckScheduler, Pacer, effective_ta
 from .pair import CandidatePair
+from .parameters import RENOMINATION
 from .session import IceSession
 
 __all__ = ["IceGeneration"]
@@ -47,6 +49,8 @@ class IceGeneration:
     ) -> None:
         self._config = config
         self._random = random_bytes
+        if config.renomination:  # announced in the local parameters; on once the peer announces it too
+            local = local.with_option(RENOMINATION)
         # a lite agent (local.lite, RFC 8445 2.5) is controlled and sends no checks: its own session class
         self.session: IceSession = (
             LiteSession(local=local, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes)
@@ -182,7 +186,22 @@ class IceGeneration:
         data = keepalive.encode(fingerprint=True)
         self._out.append(Transmit(data, pair.base, pair.remote_address, pair))
 
+    def renominate(self, pair: CandidatePair) -> bool:
+        """Controlling side with renomination negotiated: nominate the valid pair `pair` now, replacing the
+        nominated one without a restart (its check carries a higher NOMINATION value; the peer follows,
+        draft-thatcher-ice-renomination). The nomination controller keeps it until a pair of higher
+        priority becomes valid or it fails. False (nothing done) when controlled, not negotiated, or
+        `pair` is not valid. PairNominated(pair, previous) comes when the peer answered."""
+        done = self.nomination.renominate(self.session, pair)
+        self._pull()
+        return done
+
     # ---- queries ----
+
+    @property
+    def renomination(self) -> bool:
+        """Both sides announced renomination (draft-thatcher-ice-renomination): nomination is not final."""
+        return self.session.renomination
 
     @property
     def nominated(self) -> CandidatePair | None:

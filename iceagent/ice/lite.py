@@ -88,6 +88,7 @@ class LiteSession(IceSession):
     def set_remote_parameters(self, params: IceParameters) -> None:
         """The peer's parameters; a lite peer as well means no check will ever flow (RFC 8445 2.5, 8.2)."""
         self.remote_parameters = params
+        self._negotiate(params)
         self._peer_lite = params.lite
         self._update_failed()
 
@@ -149,7 +150,8 @@ class LiteSession(IceSession):
         pair._requests_received += 1
         pair._responses_sent += 1
         pair._last_consent = self._now
-        if Attr.USE_CANDIDATE in message:
+        value = self._nomination_in(message)
+        if value is not None and self._accept_nomination(pair, value):
             self._nominated_by_peer(pair)
 
     def _nominated_by_peer(self, pair: CandidatePair) -> None:
@@ -160,6 +162,8 @@ class LiteSession(IceSession):
         if self._checklist.add_valid(pair):
             self._events.append(PairValid(pair))
         best = self._checklist.last_nominated
+        if self._renomination:
+            best = None  # the highest NOMINATION value wins, not the priority (draft-thatcher-ice-renomination)
         if best is not None and best is not pair and best.valid and best.priority >= pair.priority:
             pair._nominated = True
             return
