@@ -1,0 +1,128 @@
+"""Renomination on the vnet (draft-thatcher-ice-renomination): two agents on the internet signal only their
+relayed candidates first, connect through TURN, then trickle their host candidates. With renomination
+on both sides the pair moves to the direct one without a restart and no datagram is lost across the
+switch; without it the relayed pair stays (RFC 8445 8.1.1: a nomination is final)."""
+
+from __future__ import annotations
+
+import pluggy
+import trio
+import trio.testing
+from iceagent_vnet import vnet
+
+from iceagent import Agent, Candidate, IceConfig, IceServer, IceState, IceStream, open_agent
+from iceagent.ice.pair import CandidatePair
+from iceagent.plugins import create_plugin_manager
+from iceagent.turn.server import open_turn_server
+
+hookimpl = pluggy.HookimplMarker("iceagent")
+USER, PASSWORD = "vnet-user", "vnet-password"
+
+
+class Renominations:
+    """Records iceagent_renomination calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, CandidatePair, CandidatePair]] = []
+
+    @hookimpl
+    def iceagent_renomination(self, agent: Agent, old: CandidatePair, new: CandidatePair) -> None:
+        self.calls.append((agent.name, old, new))
+
+
+def kinds(pair: CandidatePair | None) -> str:
+    assert pair is not None
+    return f"{pair.local.type}/{pair.remote.type}"
+
+
+async def trickle(src: Agent, dst: Agent, candidates: list[Candidate], *, relay: bool) -> None:
+    for candidate in candidates:
+        if (candidate.type == "relay") is relay:
+            dst.add_remote_candidate(Candidate.from_sdp(candidate.to_sdp()))
+
+
+async def relay_first(*, renomination_a: bool, renomination_b: bool) -> tuple[list[str], list[str], int, Renominations]:
+    """Connect A (controlling) and B over relayed candidates only, then trickle the host candidates while A
+    sends a numbered datagram every 20 ms (and B echoes nothing). Returns A's and B's selected pairs
+    (kinds) before and after, the datagrams B got, and the renomination hook calls."""
+    scenario = vnet("none", "none", rtt=0.04, seed=5)
+    turn = scenario.turn_address
+    servers = [IceServer(urls=[f"turn:{turn[0]}:{turn[1]}?transport=udp"], username=USER, credential=PASSWORD)]
+    recorder = Renominations()
+    pm = create_plugin_manager(load_entrypoints=False)
+    pm.register(recorder)
+    with trio.fail_after(120):
+        async with (
+            open_turn_server(scenario.server_network, [f"{turn[0]}:{turn[1]}"], users={USER: PASSWORD}, realm="vnet"),
+            open_agent(controlling=True, network=scenario.network_a, ice_servers=servers, name="A",
+                       config=IceConfig(renomination=renomination_a), plugin_manager=pm) as a,
+            open_agent(controlling=False, network=scenario.network_b, ice_servers=servers, name="B",
+                       config=IceConfig(renomination=renomination_b), plugin_manager=pm) as b,
+        ):
+            gathered = {a.name: [c async for c in a.gather()], b.name: [c async for c in b.gather()]}
+            assert {c.type for c in gathered["A"]} >= {"host", "relay"}
+            b.set_remote_parameters(a.local_parameters)
+            a.set_remote_parameters(b.local_parameters)
+            await trickle(a, b, gathered["A"], relay=True)
+            await trickle(b, a, gathered["B"], relay=True)
+            streams: dict[str, IceStream] = {}
+
+            async def connect(agent: Agent) -> None:
+                streams[agent.name] = await agent.connect()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(connect, a)
+                nursery.start_soon(connect, b)
+            await a.state.wait_value(IceState.COMPLETED)
+            await b.state.wait_value(IceState.COMPLETED)
+            before = [kinds(a.selected_pair), kinds(b.selected_pair)]
+            received: list[int] = []
+            count = 200
+            all_received = trio.Event()
+
+            async def receive() -> None:
+                while len(received) < count:
+                    received.append(int(await streams["B"].receive()))
+                all_received.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(receive)
+                for i in range(count):
+                    if i == 20:  # the direct candidates arrive while data flows
+                        await trickle(a, b, gathered["A"], relay=False)
+                        await trickle(b, a, gathered["B"], relay=False)
+                        a.add_remote_candidate(None)
+                        b.add_remote_candidate(None)
+                    await streams["A"].send(b"%d" % i)
+                    await trio.sleep(0.02)
+                with trio.fail_after(5):  # what is still in flight
+                    await all_received.wait()
+            after = [kinds(a.selected_pair), kinds(b.selected_pair)]
+            assert a.generation.value == 0 and b.generation.value == 0  # no restart
+            assert a.state.value is IceState.COMPLETED and b.state.value is IceState.COMPLETED
+            return before + after, [str(n) for n in received], count, recorder
+
+
+async def test_the_pair_moves_from_relay_to_direct_without_a_restart(autojump_clock: trio.testing.MockClock) -> None:
+    selected, received, count, recorder = await relay_first(renomination_a=True, renomination_b=True)
+    before, after = selected[:2], selected[2:]
+    assert all("relay" in k for k in before), selected
+    assert after == ["host/host", "host/host"], selected
+    # every datagram arrives: none lost in the switch (the direct path is shorter, so the first datagrams
+    # sent on it may overtake the last ones still on the relayed path: UDP order is not kept)
+    assert sorted(received, key=int) == [str(i) for i in range(count)]
+    assert {name for name, _, _ in recorder.calls} == {"A", "B"}
+    for _, old, new in recorder.calls:
+        assert "relay" in kinds(old) and kinds(new) == "host/host"
+
+
+async def test_without_renomination_on_both_sides_the_relayed_pair_stays(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    for renomination_a, renomination_b in ((True, False), (False, True)):
+        selected, received, count, recorder = await relay_first(
+            renomination_a=renomination_a, renomination_b=renomination_b
+        )
+        assert all("relay" in k for k in selected), selected  # before and after the trickle
+        assert received == [str(i) for i in range(count)]  # one path: in order
+        assert recorder.calls == []
