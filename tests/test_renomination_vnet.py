@@ -9,6 +9,9 @@ import pluggy
 import trio
 import trio.testing
 from iceagent_vnet import vnet
+from iceagent_vnet.packet import Packet
+from iceagent_vnet.scenario import Scenario
+from iceagent_vnet.segment import Attachment
 
 from iceagent import Agent, Candidate, IceConfig, IceServer, IceState, IceStream, open_agent
 from iceagent.ice.pair import CandidatePair
@@ -24,10 +27,17 @@ class Renominations:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, CandidatePair, CandidatePair]] = []
+        self.changed = trio.Event()
 
     @hookimpl
     def iceagent_renomination(self, agent: Agent, old: CandidatePair, new: CandidatePair) -> None:
         self.calls.append((agent.name, old, new))
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.calls) < count:
+            await self.changed.wait()
 
 
 def kinds(pair: CandidatePair | None) -> str:
@@ -41,10 +51,28 @@ async def trickle(src: Agent, dst: Agent, candidates: list[Candidate], *, relay:
             dst.add_remote_candidate(Candidate.from_sdp(candidate.to_sdp()))
 
 
-async def relay_first(*, renomination_a: bool, renomination_b: bool) -> tuple[list[str], list[str], int, Renominations]:
+def cut_direct_path(scenario: Scenario) -> None:
+    """Drop every datagram between A's and B's own addresses on the internet (the relayed path, through the
+    TURN server's addresses, still works)."""
+    internet = scenario.internet
+    transmit = internet.transmit
+    ends = {scenario.host_a.address, scenario.host_b.address}
+
+    def filtered(packet: Packet, sender: Attachment) -> None:
+        if {packet.src[0], packet.dst[0]} != ends:
+            transmit(packet, sender)
+
+    internet.transmit = filtered  # type: ignore[method-assign]
+
+
+async def relay_first(
+    *, renomination_a: bool, renomination_b: bool, cut_direct: bool = False
+) -> tuple[list[str], list[str], int, Renominations]:
     """Connect A (controlling) and B over relayed candidates only, then trickle the host candidates while A
     sends a numbered datagram every 20 ms (and B echoes nothing). Returns A's and B's selected pairs
-    (kinds) before and after, the datagrams B got, and the renomination hook calls."""
+    (kinds) before and after, the datagrams B got, and the renomination hook calls. With `cut_direct`, the
+    direct path is then cut: once both sides moved on (consent lost, RFC 7675), the selected pairs after
+    that are appended, and 20 more datagrams must arrive."""
     scenario = vnet("none", "none", rtt=0.04, seed=5)
     turn = scenario.turn_address
     servers = [IceServer(urls=[f"turn:{turn[0]}:{turn[1]}?transport=udp"], username=USER, credential=PASSWORD)]
@@ -98,6 +126,14 @@ async def relay_first(*, renomination_a: bool, renomination_b: bool) -> tuple[li
                 with trio.fail_after(5):  # what is still in flight
                     await all_received.wait()
             after = [kinds(a.selected_pair), kinds(b.selected_pair)]
+            if cut_direct:
+                cut_direct_path(scenario)
+                await recorder.wait_for(len(recorder.calls) + 2)  # A renominates, B follows
+                after += [kinds(a.selected_pair), kinds(b.selected_pair)]
+                for i in range(20):
+                    await streams["A"].send(b"again %d" % i)
+                    with trio.fail_after(1):
+                        assert await streams["B"].receive() == b"again %d" % i
             assert a.generation.value == 0 and b.generation.value == 0  # no restart
             assert a.state.value is IceState.COMPLETED and b.state.value is IceState.COMPLETED
             return before + after, [str(n) for n in received], count, recorder
@@ -126,3 +162,16 @@ async def test_without_renomination_on_both_sides_the_relayed_pair_stays(
         assert all("relay" in k for k in selected), selected  # before and after the trickle
         assert received == [str(i) for i in range(count)]  # one path: in order
         assert recorder.calls == []
+
+
+async def test_a_lost_direct_path_moves_back_to_the_relayed_pair_without_a_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The route under the selected pair dies (consent lost, RFC 7675 5.1): with renomination the agents
+    move to another valid pair instead of FAILED (DESIGN.md "Continual gathering")."""
+    selected, _, _, recorder = await relay_first(renomination_a=True, renomination_b=True, cut_direct=True)
+    assert selected[2:4] == ["host/host", "host/host"], selected
+    assert all("relay" in k for k in selected[4:]), selected
+    moved_back = [(name, kinds(old), kinds(new)) for name, old, new in recorder.calls[2:]]
+    assert sorted(name for name, _, _ in moved_back) == ["A", "B"]
+    assert all(old == "host/host" and "relay" in new for _, old, new in moved_back), moved_back

@@ -123,8 +123,8 @@ class AgentStates:
         """Nomination moved without a restart (renomination): the stream sends on `new` from now on (it was
         selected just before); `old` still delivers what the peer sent on it before it learned of the move."""
         if log.isEnabledFor(logging.INFO):
-            log.info("%s: renominated %s <-> %s (was %s)", self.name, new.local.to_sdp(), new.remote.to_sdp(),
-                     old.remote.to_sdp())
+            log.info("%s: renominated %s <-> %s (was %s <-> %s)", self.name, new.local.to_sdp(), new.remote.to_sdp(),
+                     old.local.to_sdp(), old.remote.to_sdp())
         self._hook("iceagent_renomination", old=old, new=new)
 
     def pair_broken(self, runner: SessionRunner, pair: CandidatePair) -> None:
