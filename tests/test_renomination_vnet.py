@@ -69,7 +69,7 @@ async def relay_first(
     *, renomination_a: bool, renomination_b: bool, cut_direct: bool = False
 ) -> tuple[list[str], list[str], int, Renominations]:
     """Connect A (controlling) and B over relayed candidates only, then trickle the host candidates while A
-    sends a numbered datagram every 20 ms (and B echoes nothing). Returns A's and B's selected pairs
+    sends a numbered datagram every 20 ms (B echoes each one back). Returns A's and B's selected pairs
     (kinds) before and after, the datagrams B got, and the renomination hook calls. With `cut_direct`, the
     direct path is then cut: once both sides moved on (consent lost, RFC 7675), the selected pairs after
     that are appended, and 20 more datagrams must arrive."""
@@ -104,17 +104,24 @@ async def relay_first(
             await a.state.wait_value(IceState.COMPLETED)
             await b.state.wait_value(IceState.COMPLETED)
             before = [kinds(a.selected_pair), kinds(b.selected_pair)]
-            received: list[int] = []
+            received: list[int] = []  # at B, from A
+            echoed: list[int] = []  # at A, from B: B sends each number back
             count = 200
             all_received = trio.Event()
 
-            async def receive() -> None:
+            async def receive_and_echo() -> None:
                 while len(received) < count:
                     received.append(int(await streams["B"].receive()))
+                    await streams["B"].send(b"%d" % received[-1])
+
+            async def receive_echoes() -> None:
+                while len(echoed) < count:
+                    echoed.append(int(await streams["A"].receive()))
                 all_received.set()
 
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(receive)
+                nursery.start_soon(receive_and_echo)
+                nursery.start_soon(receive_echoes)
                 for i in range(count):
                     if i == 20:  # the direct candidates arrive while data flows
                         await trickle(a, b, gathered["A"], relay=False)
@@ -136,6 +143,7 @@ async def relay_first(
                         assert await streams["B"].receive() == b"again %d" % i
             assert a.generation.value == 0 and b.generation.value == 0  # no restart
             assert a.state.value is IceState.COMPLETED and b.state.value is IceState.COMPLETED
+            assert sorted(echoed) == sorted(received)  # and every answer came back: none lost either way
             return before + after, [str(n) for n in received], count, recorder
 
 

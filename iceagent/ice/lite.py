@@ -63,7 +63,8 @@ class LiteSession(IceSession):
     so data from the peer is delivered before nomination (RFC 8445 12.2); the check stamps the pair's
     `last_consent` (the agent declares the peer gone after `consent_timeout` without one). USE-CANDIDATE
     makes the pair valid and nominated (7.3.2). Of several nominations (an RFC 5245 peer's aggressive
-    nomination) the highest-priority pair is the selected one (8.1.1)."""
+    nomination) the highest-priority pair is the selected one (8.1.1); with renomination negotiated, the
+    one with the highest NOMINATION value."""
 
     __slots__ = ("_now", "_peer_lite")
 
@@ -157,7 +158,8 @@ class LiteSession(IceSession):
     def _nominated_by_peer(self, pair: CandidatePair) -> None:
         """7.3.2 (and 8.2's single pair between two lite agents): the pair is valid and nominated; the
         selected pair stays the highest-priority nominated one (8.1.1), so a lower-priority nomination after
-        it is recorded without an event."""
+        it is recorded without an event. With renomination the nomination accepted last (the highest
+        NOMINATION value, draft-thatcher-ice-renomination) is the nominated pair, whatever its priority."""
         self._checklist.set_state(pair, PairState.SUCCEEDED)
         if self._checklist.add_valid(pair):
             self._events.append(PairValid(pair))
