@@ -14,6 +14,7 @@ from iceagent_vnet.scenario import Scenario
 from iceagent_vnet.segment import Attachment
 
 from iceagent import Agent, Candidate, IceConfig, IceServer, IceState, IceStream, open_agent
+from iceagent.ice.nomination import MAX_ALTERNATES
 from iceagent.ice.pair import CandidatePair
 from iceagent.plugins import create_plugin_manager
 from iceagent.turn.server import open_turn_server
@@ -23,11 +24,16 @@ USER, PASSWORD = "vnet-user", "vnet-password"
 
 
 class Renominations:
-    """Records iceagent_renomination calls."""
+    """Records iceagent_renomination calls (and the selected pairs, iceagent_selected_pair_changed)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, CandidatePair, CandidatePair]] = []
+        self.selected: list[tuple[str, CandidatePair | None]] = []
         self.changed = trio.Event()
+
+    @hookimpl
+    def iceagent_selected_pair_changed(self, agent: Agent, pair: CandidatePair | None) -> None:
+        self.selected.append((agent.name, pair))
 
     @hookimpl
     def iceagent_renomination(self, agent: Agent, old: CandidatePair, new: CandidatePair) -> None:
@@ -51,28 +57,30 @@ async def trickle(src: Agent, dst: Agent, candidates: list[Candidate], *, relay:
             dst.add_remote_candidate(Candidate.from_sdp(candidate.to_sdp()))
 
 
-def cut_direct_path(scenario: Scenario) -> None:
+def cut(scenario: Scenario, *, everything_of_b: bool = False) -> None:
     """Drop every datagram between A's and B's own addresses on the internet (the relayed path, through the
-    TURN server's addresses, still works)."""
+    TURN server's addresses, still works); with `everything_of_b`, every datagram from or to B (B is gone)."""
     internet = scenario.internet
     transmit = internet.transmit
-    ends = {scenario.host_a.address, scenario.host_b.address}
+    a, b = scenario.host_a.address, scenario.host_b.address
 
     def filtered(packet: Packet, sender: Attachment) -> None:
-        if {packet.src[0], packet.dst[0]} != ends:
+        ends = {packet.src[0], packet.dst[0]}
+        if ends != {a, b} and not (everything_of_b and b in ends):
             transmit(packet, sender)
 
     internet.transmit = filtered  # type: ignore[method-assign]
 
 
 async def relay_first(
-    *, renomination_a: bool, renomination_b: bool, cut_direct: bool = False
+    *, renomination_a: bool, renomination_b: bool, cut_direct: bool = False, peer_gone: bool = False
 ) -> tuple[list[str], list[str], int, Renominations]:
     """Connect A (controlling) and B over relayed candidates only, then trickle the host candidates while A
     sends a numbered datagram every 20 ms (B echoes each one back). Returns A's and B's selected pairs
     (kinds) before and after, the datagrams B got, and the renomination hook calls. With `cut_direct`, the
     direct path is then cut: once both sides moved on (consent lost, RFC 7675), the selected pairs after
-    that are appended, and 20 more datagrams must arrive."""
+    that are appended, and 20 more datagrams must arrive. With `peer_gone`, B drops off the network
+    and A must go FAILED."""
     scenario = vnet("none", "none", rtt=0.04, seed=5)
     turn = scenario.turn_address
     servers = [IceServer(urls=[f"turn:{turn[0]}:{turn[1]}?transport=udp"], username=USER, credential=PASSWORD)]
@@ -133,8 +141,13 @@ async def relay_first(
                 with trio.fail_after(5):  # what is still in flight
                     await all_received.wait()
             after = [kinds(a.selected_pair), kinds(b.selected_pair)]
+            if peer_gone:
+                del recorder.selected[:]
+                cut(scenario, everything_of_b=True)
+                await a.state.wait_value(IceState.FAILED)
+                return before + after, [str(n) for n in received], count, recorder
             if cut_direct:
-                cut_direct_path(scenario)
+                cut(scenario)
                 await recorder.wait_for(len(recorder.calls) + 2)  # A renominates, B follows
                 after += [kinds(a.selected_pair), kinds(b.selected_pair)]
                 for i in range(20):
@@ -183,3 +196,15 @@ async def test_a_lost_direct_path_moves_back_to_the_relayed_pair_without_a_resta
     moved_back = [(name, kinds(old), kinds(new)) for name, old, new in recorder.calls[2:]]
     assert sorted(name for name, _, _ in moved_back) == ["A", "B"]
     assert all(old == "host/host" and "relay" in new for _, old, new in moved_back), moved_back
+
+
+async def test_a_peer_that_is_gone_still_fails_without_trying_every_pair(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With renomination a lost selected pair moves the stream only to a pair that still has consent (the
+    agents refresh it on up to MAX_ALTERNATES other pairs): when the peer is gone, A does not walk through
+    its dead pairs, a consent timeout each, but goes FAILED (RFC 7675 5.1)."""
+    _, _, _, recorder = await relay_first(renomination_a=True, renomination_b=True, peer_gone=True)
+    moves = [pair for name, pair in recorder.selected if name == "A" and pair is not None]
+    assert len(moves) <= MAX_ALTERNATES, moves
+    assert ("A", None) in recorder.selected  # FAILED: no pair left

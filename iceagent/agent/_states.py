@@ -18,6 +18,7 @@ import trio
 from trio_util import AsyncValue
 
 from ..ice.events import ChecklistFailed, Event, PairNominated, PairStateChanged, PairValid, RoleChanged
+from ..ice.nomination import alternates
 from ..ice.pair import CandidatePair, PairState
 from ..ice.supervisor import (
     TERMINAL,
@@ -250,19 +251,24 @@ class AgentStates:
     def _move_on(self, runner: SessionRunner, reason: str) -> bool:
         """Renomination negotiated: the selected pair's route is gone, but another valid pair may carry the
         stream without a restart (DESIGN.md "Continual gathering"). Its route fails in the generation, the
-        stream moves to the best other usable valid pair at once, and the nomination follows: the
-        controlling side's controller renominates that pair (its nominated pair failed), the controlled
-        side waits for the peer's renomination. False when there is no such pair."""
+        stream moves at once to the best other valid pair that still has consent (the generation keeps it
+        fresh: nomination.alternates), and the nomination follows: the controlling side's controller
+        renominates (its nominated pair failed), the controlled side waits for the peer's renomination.
+        False when no other pair has consent (a peer that is gone: FAILED as without renomination)."""
         route = self._routes.route
         if route is None or not runner.gen.renomination:
             return False
         lost = route[2]
         runner.gen.route_failed(lost.base, lost.remote_address)
-        others = [p for p in runner.ice.valid_pairs if p is not lost and p.state is not PairState.FAILED]
+        now = trio.current_time()
+        others = alternates(runner.ice, lost, now, runner.config.consent_timeout)
         if not others:
             return False
         log.info("%s: the selected pair is lost (%s); moving to another valid pair (renomination)", self.name, reason)
-        self._select(runner, others[0])
+        pair = others[0]
+        self._select(runner, pair)
+        # its consent is as old as its last answer (RFC 7675 5.1), not renewed by the move
+        self._selected_at = min(self._selected_at, pair.last_consent or now)
         runner.wake()
         return True
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from ..config import IceConfig
 from ..stun.message import Message, MessageClass, Method, random_bytes
 from .candidate import Candidate, IceParameters
-from .events import Event, GatherTimedOut, Transmit
+from .events import Event, GatherTimedOut, PairNominated, Transmit
 from .lite import LiteSession
-from .nomination import NominationController
+from .nomination import NominationController, alternates
 from .pacing import CheckScheduler, Pacer, effective_ta
 from .pair import CandidatePair
 from .parameters import RENOMINATION
@@ -34,7 +34,16 @@ class IceGeneration:
     `next_event`, plus the inputs that come from signaling and gathering."""
 
     __slots__ = (
-        "_config", "_events", "_gather_deadline", "_now", "_out", "_random", "nomination", "scheduler", "session"
+        "_alternates_at",
+        "_config",
+        "_events",
+        "_gather_deadline",
+        "_now",
+        "_out",
+        "_random",
+        "nomination",
+        "scheduler",
+        "session",
     )
 
     def __init__(
@@ -65,6 +74,7 @@ class IceGeneration:
         self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque (624 bytes)
         self._gather_deadline = math.inf
         self._now = -math.inf  # the latest `now` an input brought (events of untimed inputs use it)
+        self._alternates_at = math.inf  # renomination: when the other valid pairs' consent is next refreshed
 
     # ---- inputs: signaling and gathering ----
 
@@ -148,6 +158,7 @@ class IceGeneration:
             self._gather_deadline,
             self.nomination.deadline(session),
             self.scheduler.deadline(self._wants_check()),
+            self._alternates_at,
             math.inf if timer is None else timer,
         )
         return -math.inf if self._out else at
@@ -162,6 +173,8 @@ class IceGeneration:
             self._events.append(GatherTimedOut())
         if self.nomination.deadline(session) <= now:
             self.nomination.nominate(session)
+        if now >= self._alternates_at:
+            self._refresh_alternates(now)
         timer = session.get_timer()
         if timer is not None and timer <= now:
             self._out.extend(session.handle_timer(now))
@@ -196,6 +209,15 @@ class IceGeneration:
         self._pull()
         return done
 
+    def _refresh_alternates(self, now: float) -> None:
+        """Renomination negotiated and a pair nominated: a consent check on each other valid pair kept
+        available (nomination.alternates), so that a later move goes to a pair that works; again after a
+        randomized consent interval (0.8-1.2 x, RFC 7675 5.1)."""
+        config = self._config
+        for pair in alternates(self.session, self.nomination.nominated, now, config.consent_timeout):
+            self._out.append(self.session.consent_check(pair, now))
+        self._alternates_at = now + config.consent_interval * (0.8 + 0.4 * self._random(1)[0] / 255)
+
     # ---- queries ----
 
     @property
@@ -220,4 +242,7 @@ class IceGeneration:
         now = self._now
         while (event := session.next_event()) is not None:
             observe(event, now)
+            if isinstance(event, PairNominated) and self._alternates_at == math.inf and session.renomination:
+                if not session.local_parameters.lite:  # a lite agent sends no checks (RFC 8445 2.5)
+                    self._alternates_at = now + self._config.consent_interval
             self._events.append(event)

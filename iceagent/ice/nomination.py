@@ -20,7 +20,13 @@ from .events import Event, NominationFailed, PairNominated, PairStateChanged, Pa
 from .pair import CandidatePair, PairState
 from .session import IceSession
 
-__all__ = ["NominationController"]
+__all__ = ["MAX_ALTERNATES", "NominationController", "alternates"]
+
+#: Valid pairs besides the nominated one whose consent is kept fresh while renomination is negotiated
+#: (draft-thatcher-tsvwg-renomination 3: pairs kept available for a later nomination need consent, RFC
+#: 7675), so that a move after the selected route is lost goes to a pair known to work. Two: another
+#: path of each kind (direct, relayed) is enough, and each costs a consent check per consent interval.
+MAX_ALTERNATES = 2
 
 _UNFINISHED = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
 
@@ -116,3 +122,22 @@ def nominatable(session: IceSession) -> list[CandidatePair]:
     """Valid pairs whose last check did not fail (a failed USE-CANDIDATE check or a closed TCP connection
     leaves a pair valid but FAILED)."""
     return [p for p in session.valid_pairs if p.state is not PairState.FAILED]
+
+
+def alternates(
+    session: IceSession, keep: CandidatePair | None, now: float, consent_timeout: float
+) -> list[CandidatePair]:
+    """The valid pairs (at most MAX_ALTERNATES, best first, one per route) other than `keep` that still have
+    consent: their last successful check or consent answer is at most `consent_timeout` old (RFC 7675
+    5.1: a pair whose consent expired gets no more checks)."""
+    out: list[CandidatePair] = []
+    routes = set() if keep is None else {keep.route}
+    for pair in nominatable(session):
+        last = pair.last_consent
+        if pair is keep or pair.route in routes or last is None or now - last > consent_timeout:
+            continue
+        routes.add(pair.route)
+        out.append(pair)
+        if len(out) == MAX_ALTERNATES:
+            break
+    return out
