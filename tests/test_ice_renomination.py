@@ -4,6 +4,7 @@ its nomination controller), and RFC 8445's final nomination without the option. 
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from test_session import (
@@ -406,3 +407,56 @@ def test_renominate_is_refused_without_the_option() -> None:
     direct = next(p for p in gen.session.valid_pairs if p.remote_address == B_ADDR)
     assert not gen.renomination and not gen.renominate(direct)
     assert nominations(run_until(gen, 1.1)) == []
+
+
+def both_valid_direct_nominated(gen: IceGeneration) -> CandidatePair:
+    """Both pairs valid at 0.1, the direct one nominated at once and concluded at 0.2; returns the relayed."""
+    sent = first_checks(gen)
+    receive(gen, response_to(sent[B_ADDR], A_ADDR), B_ADDR, 0.1)
+    receive(gen, response_to(sent[B_RELAY_ADDR], A_ADDR), B_RELAY_ADDR, 0.1)
+    out = run_until(gen, 0.1)
+    receive(gen, response_to(out[-1], A_ADDR), B_ADDR, 0.2)
+    assert gen.nominated is not None and gen.nominated.remote_address == B_ADDR
+    return next(p for p in gen.session.valid_pairs if p.remote_address == B_RELAY_ADDR)
+
+
+def consent_checks_until(gen: IceGeneration, end: float, *, answer: bool) -> list[float]:
+    """Drive the generation's timers up to `end`; the times of the consent checks it started on the relayed
+    pair (retransmissions not counted; answered when `answer`)."""
+    times = []
+    seen = set()
+    while (at := gen.get_timer()) <= end:
+        for t in run_until(gen, at):
+            message = decode(t)
+            if t.remote == B_RELAY_ADDR and message.message_class.name == "REQUEST":
+                assert Attr.USE_CANDIDATE not in message
+                if message.transaction_id in seen:
+                    continue
+                seen.add(message.transaction_id)
+                times.append(at)
+                if answer:
+                    receive(gen, response_to(t, A_ADDR), B_RELAY_ADDR, at + 0.05)
+    return times
+
+
+def test_other_valid_pairs_keep_consent_while_renomination_is_negotiated() -> None:
+    """draft-thatcher-tsvwg-renomination 3: a pair kept for a later nomination needs consent (RFC 7675), so
+    a move after the selected route is lost goes to a pair known to work."""
+    gen = generation(consent_interval=5.0)
+    relay = both_valid_direct_nominated(gen)
+    times = consent_checks_until(gen, 60.0, answer=True)
+    assert len(times) >= 10 and all(4.0 <= b - a <= 6.0 for a, b in itertools.pairwise(times))  # 0.8-1.2 x 5 s
+    assert relay.last_consent is not None and relay.last_consent > 55.0
+
+
+def test_an_alternate_whose_consent_expired_is_left_alone() -> None:
+    gen = generation(consent_interval=5.0, consent_timeout=30.0)
+    both_valid_direct_nominated(gen)
+    times = consent_checks_until(gen, 120.0, answer=False)
+    assert times and max(times) <= 0.1 + 30.0 + 6.0  # none once its last answer (0.1) is 30 s old
+
+
+def test_no_consent_on_other_pairs_without_renomination() -> None:
+    gen = generation(B_PARAMS, consent_interval=5.0)
+    both_valid_direct_nominated(gen)
+    assert consent_checks_until(gen, 60.0, answer=True) == []

@@ -216,7 +216,8 @@ class IceGeneration:
         config = self._config
         for pair in alternates(self.session, self.nomination.nominated, now, config.consent_timeout):
             self._out.append(self.session.consent_check(pair, now))
-        self._alternates_at = now + config.consent_interval * (0.8 + 0.4 * self._random(1)[0] / 255)
+        jitter = int.from_bytes(self._random(12)[-2:], "big") / 0xFFFF  # the source transaction ids come from
+        self._alternates_at = now + config.consent_interval * (0.8 + 0.4 * jitter)
 
     # ---- queries ----
 
