@@ -153,10 +153,7 @@ async def test_peer_reflexive_aioice_candidate_learned_from_its_checks() -> None
             controlling=False, host_addresses=LO, config=FAST
         ) as agent:
             local = await peer.expect("local")
-            await peer.command("remote", ufrag=agent.local_parameters.ufrag, pwd=agent.local_parameters.pwd)
-            async for cand in agent.gather():
-                await peer.command("candidate", sdp=cand.to_sdp())
-            await peer.command("candidate", sdp=None)
+            await peer.learn(agent)
             agent.set_remote_parameters(IceParameters(local["ufrag"], local["pwd"]))  # no candidates
             await peer.command("connect")
             stream = await agent.connect()
