@@ -252,9 +252,9 @@ class AgentStates:
         """Renomination negotiated: the selected pair's route is gone, but another valid pair may carry the
         stream without a restart (DESIGN.md "Continual gathering"). Its route fails in the generation, the
         stream moves at once to the best other valid pair that still has consent (the generation keeps it
-        fresh: nomination.alternates), and the nomination follows: the controlling side's controller
-        renominates (its nominated pair failed), the controlled side waits for the peer's renomination.
-        False when no other pair has consent (a peer that is gone: FAILED as without renomination)."""
+        fresh: nomination.alternates), and the nomination follows: the controlling side renominates that
+        pair, the controlled side waits for the peer's renomination. False when no other pair has consent
+        (a peer that is gone: FAILED as without renomination)."""
         route = self._routes.route
         if route is None or not runner.gen.renomination:
             return False
@@ -266,6 +266,7 @@ class AgentStates:
             return False
         log.info("%s: the selected pair is lost (%s); moving to another valid pair (renomination)", self.name, reason)
         pair = others[0]
+        runner.gen.renominate(pair)  # controlling side (the controlled one follows the peer: False)
         self._select(runner, pair)
         # its consent is as old as its last answer (RFC 7675 5.1), not renewed by the move
         self._selected_at = min(self._selected_at, pair.last_consent or now)
