@@ -53,6 +53,12 @@ def iceagent_selected_pair_changed(agent: Any, pair: Any) -> None:
 
 
 @hookspec
+def iceagent_renomination(agent: Any, old: Any, new: Any) -> None:
+    """Nomination moved from pair `old` to pair `new` without a restart (renomination negotiated,
+    draft-thatcher-ice-renomination); iceagent_selected_pair_changed reports the stream's switch too."""
+
+
+@hookspec
 def iceagent_check(
     agent: Any, pair: Any, direction: str, kind: str, transaction_id: bytes, local: Any, remote: Any, message: Any
 ) -> None:

@@ -1,7 +1,8 @@
 """What the generations' events and the supervisor's actions mean for the agent (DESIGN.md "Timing and
 states"): which valid pair the stream sends on ("selected": the best valid pair, then the nominated
-one, RFC 8445 8.1.1, 12), the agent's IceState, and losing the selected pair (consent, RFC 7675 5.1; a
-closed ICE-TCP connection, RFC 6544 7.1; a restart's previous generation, RFC 8445 9, 12.1).
+one, RFC 8445 8.1.1, 12; with renomination the pair nominated last, draft-thatcher-ice-renomination),
+the agent's IceState, and losing the selected pair (consent, RFC 7675 5.1; a closed ICE-TCP
+connection, RFC 6544 7.1; a restart's previous generation, RFC 8445 9, 12.1).
 
 `AgentStates` is the part of `Agent` (agent/core.py) that decides this; the lifetime, the public API
 and the signaling intake are core.py's.
@@ -17,6 +18,7 @@ import trio
 from trio_util import AsyncValue
 
 from ..ice.events import ChecklistFailed, Event, PairNominated, PairStateChanged, PairValid, RoleChanged
+from ..ice.nomination import alternates
 from ..ice.pair import CandidatePair, PairState
 from ..ice.supervisor import (
     TERMINAL,
@@ -92,6 +94,8 @@ class AgentStates:
             self._pair_valid(runner, event.pair)
         elif isinstance(event, PairNominated):
             self._select(runner, event.pair)
+            if event.previous is not None:
+                self._renominated(event.previous, event.pair)
             for other in list(self._runners):
                 if other is not runner:
                     self._retire_runner(other)
@@ -115,6 +119,14 @@ class AgentStates:
         self._select(runner, best)
         if self.state.value in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
             self._set_state(IceState.CONNECTED)
+
+    def _renominated(self, old: CandidatePair, new: CandidatePair) -> None:
+        """Nomination moved without a restart (renomination): the stream sends on `new` from now on (it was
+        selected just before); `old` still delivers what the peer sent on it before it learned of the move."""
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: renominated %s <-> %s (was %s <-> %s)", self.name, new.local.to_sdp(), new.remote.to_sdp(),
+                     old.local.to_sdp(), old.remote.to_sdp())
+        self._hook("iceagent_renomination", old=old, new=new)
 
     def pair_broken(self, runner: SessionRunner, pair: CandidatePair) -> None:
         """The TCP connection under a pair closed (RFC 6544 7.1). If the stream sends on it: before
@@ -218,6 +230,8 @@ class AgentStates:
         back to the new generation's best valid pair, or to CHECKING; otherwise it is FAILED."""
         runner = self._route_runner
         current = self._current
+        if runner is not None and runner is current and self._move_on(runner, reason):
+            return
         if runner is None or current is None or runner is current:
             self._fail(reason)
             return
@@ -233,6 +247,31 @@ class AgentStates:
         else:
             self.supervisor.checking_started(trio.current_time())
             self._set_state(IceState.CHECKING if current.ice.remote_parameters is not None else IceState.NEW)
+
+    def _move_on(self, runner: SessionRunner, reason: str) -> bool:
+        """Renomination negotiated: the selected pair's route is gone, but another valid pair may carry the
+        stream without a restart (DESIGN.md "Continual gathering"). Its route fails in the generation, the
+        stream moves at once to the best other valid pair that still has consent (the generation keeps it
+        fresh: nomination.alternates), and the nomination follows: the controlling side renominates that
+        pair, the controlled side waits for the peer's renomination. False when no other pair has consent
+        (a peer that is gone: FAILED as without renomination)."""
+        route = self._routes.route
+        if route is None or not runner.gen.renomination:
+            return False
+        lost = route[2]
+        runner.gen.route_failed(lost.base, lost.remote_address)
+        now = trio.current_time()
+        others = alternates(runner.ice, lost, now, runner.config.consent_timeout)
+        if not others:
+            return False
+        log.info("%s: the selected pair is lost (%s); moving to another valid pair (renomination)", self.name, reason)
+        pair = others[0]
+        runner.gen.renominate(pair)  # controlling side (the controlled one follows the peer: False)
+        self._select(runner, pair)
+        # its consent is as old as its last answer (RFC 7675 5.1), not renewed by the move
+        self._selected_at = min(self._selected_at, pair.last_consent or now)
+        runner.wake()
+        return True
 
     def _fail(self, reason: str) -> None:
         if self.state.value in (IceState.FAILED, IceState.CLOSED):

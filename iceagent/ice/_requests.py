@@ -29,6 +29,7 @@ class Request:
     use_candidate: bool
     consent: bool
     nominating: CandidatePair | None = None  # the valid pair a USE-CANDIDATE check nominates
+    nomination: int | None = None  # the NOMINATION value it carried (renomination negotiated)
     cancelled: bool = False  # 7.3.1.4: no more retransmissions, no failure on timeout
     transaction: Transaction = attrs.field(init=False)  # set by Requests.start
 
