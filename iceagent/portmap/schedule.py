@@ -73,5 +73,5 @@ def pcp_schedule(now: float, *, duration: float = 0.0, random: Callable[[], floa
 
 
 def natpmp_schedule(now: float, *, duration: float = 0.0, random: Callable[[], float] = _random.random) -> Retransmit:
-    """RFC 6886 3.1: 250 ms, doubling, 9 transmissions at most (64 s in all); no jitter."""
-    return Retransmit(now, 0.25, 64.0, count=9, duration=duration, random=random)
+    """RFC 6886 3.1: 250 ms, doubling, 9 transmissions at most, giving up 64 s after the first; no jitter."""
+    return Retransmit(now, 0.25, 64.0, count=9, duration=min(duration or 64.0, 64.0), random=random)
