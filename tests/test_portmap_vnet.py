@@ -174,3 +174,21 @@ async def test_a_stun_srflx_equal_to_the_mapping_is_dropped(autojump_clock: obje
     assert len(srflx) == 1, srflx
     assert gatherers["portmap"]["candidates"] + gatherers["srflx"]["candidates"] == 1
     assert ipaddress.ip_address(srflx[0].address) == ipaddress.ip_address(scenario.nat_a.public_address)  # type: ignore[union-attr]
+
+
+async def test_a_lease_the_gateway_stops_renewing_is_reported_when_it_expires(autojump_clock: object) -> None:
+    """RFC 6887 11.2.1: unanswered renewals are retried at half the remaining time (at least 1 s apart) until
+    the lease expires; then stats() says the mapping expired, and the agent stops asking."""
+    scenario = _scenario("pcp")
+    router = scenario.nat_a
+    assert router is not None
+    async with open_agent(controlling=True, network=scenario.network_a, port_mapping=True) as agent:
+        await agent.gathering_state.wait_value(GatheringState.COMPLETE)
+        router.port_mapping = None  # the router stops answering (its forward stays until it expires)
+        await trio.sleep(3600 + 60)
+        asked = router.drops["no_listener"]
+        await trio.sleep(3600)
+        assert router.drops["no_listener"] == asked  # no more requests after the expiry
+        errors = agent.stats()["gatherers"]["portmap"]["errors"]
+    assert any("PCP on gateway 192.168.1.1: the mapping expired" in e for e in errors), errors
+    assert asked < 64  # a bounded number of tries: halving from 1800 s down to 1 s apart

@@ -99,10 +99,11 @@ class PortMapGatherer:
             async for sock in ctx.bases():
                 if not _eligible(sock.local_address[0], gateway, networks):
                     continue
-                if mapped == MAX_MAPPED_BASES:
-                    ctx.error(f"more than {MAX_MAPPED_BASES} host sockets: the others are not mapped")
-                    break
                 mapped += 1
+                if mapped > MAX_MAPPED_BASES:
+                    if mapped == MAX_MAPPED_BASES + 1:
+                        ctx.error(f"more than {MAX_MAPPED_BASES} host sockets: the others are not mapped")
+                    continue
                 for protocol in self.protocols:
                     pending[0] += 1
                     mapper = self._mapper(ctx, protocol, gateway, sock)
