@@ -17,7 +17,7 @@ from iceagent_vnet import vnet
 from iceagent_vnet.scenario import Scenario
 
 from iceagent import Agent, Candidate, GatheringState, IceFailed, IceServer, open_agent
-from iceagent.gatherers.portmap import PORT_MAPPING_TIMEOUT
+from iceagent.gatherers.portmap import MAX_MAPPED_BASES, PORT_MAPPING_TIMEOUT
 from iceagent.ice.priority import candidate_priority
 from iceagent.net.base import Address, NetworkWrapper, UdpSocket
 from iceagent.stun.server import serve_stun
@@ -192,3 +192,19 @@ async def test_a_lease_the_gateway_stops_renewing_is_reported_when_it_expires(au
         errors = agent.stats()["gatherers"]["portmap"]["errors"]
     assert any("PCP on gateway 192.168.1.1: the mapping expired" in e for e in errors), errors
     assert asked < 64  # a bounded number of tries: halving from 1800 s down to 1 s apart
+
+
+async def test_at_most_eight_host_sockets_are_mapped(autojump_clock: object) -> None:
+    """Bounded work per gathering: a host with 12 addresses on the gateway's LAN gets 8 mappings, and the
+    gatherer says why the others have none."""
+    scenario = _scenario("pcp")
+    router = scenario.nat_a
+    assert router is not None
+    scenario.host_a.attach(scenario.lan_a, *(f"192.168.1.{i}" for i in range(100, 111)))
+    async with open_agent(controlling=True, network=scenario.network_a, port_mapping=True) as agent:
+        await agent.gathering_state.wait_value(GatheringState.COMPLETE)
+        host = [c for c in await _gathered(agent) if c.type == "host"]
+        stats = agent.stats()["gatherers"]["portmap"]
+    assert len(host) == 12
+    assert router.port_mapping_requests["pcp-map"] == MAX_MAPPED_BASES == stats["candidates"]
+    assert f"more than {MAX_MAPPED_BASES} host sockets: the others are not mapped" in stats["errors"]
