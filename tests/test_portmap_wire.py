@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from iceagent.net._routes import default_gateway_v4, default_gateway_v6
 from iceagent.net.base import Address
 from iceagent.portmap import natpmp, pcp, upnp
-from iceagent.portmap.client import MAX_IGNORED, _exchange
+from iceagent.portmap.client import MAX_IGNORED, Drops, _exchange
 from iceagent.portmap.errors import PortMapDecodeError, PortMapError, PortMapRefused, PortMapTimeout, UnsupportedVersion
 from iceagent.portmap.schedule import Retransmit, natpmp_schedule, pcp_schedule
 
@@ -300,11 +300,11 @@ async def test_answers_only_from_the_gateway_address_and_port(autojump_clock: ob
     good = _pcp_response()
     server = ("10.0.1.1", 5351)
     sock = _ScriptedSocket([(good, ("10.0.1.1", 5352)), (good, ("10.0.1.9", 5351)), (b"\x02", server), (good, server)])
-    counter = [0]
+    drops = Drops()
     mapping = await _exchange(sock, server, b"req", pcp_schedule(trio.current_time()),
-                              lambda d: pcp.decode_map_response(d, NONCE, 5000), counter)  # fmt: skip
+                              lambda d: pcp.decode_map_response(d, NONCE, 5000), drops)  # fmt: skip
     assert mapping.external_port == 40000
-    assert counter == [3]
+    assert drops.count == 3 and "24 to 1100" in drops.last
     assert sock.sent == [(b"req", server)]
 
 
@@ -312,7 +312,7 @@ async def test_a_flood_of_strays_ends_the_exchange(autojump_clock: object) -> No
     sock = _ScriptedSocket([(b"x", ("10.0.1.9", 5351))] * (MAX_IGNORED + 10))
     with pytest.raises(PortMapError, match="stray or malformed"):
         await _exchange(sock, ("10.0.1.1", 5351), b"req", pcp_schedule(0.0),
-                        lambda d: pcp.decode_map_response(d, NONCE, 5000), [0])  # fmt: skip
+                        lambda d: pcp.decode_map_response(d, NONCE, 5000), Drops())  # fmt: skip
     assert len(sock.datagrams) == 10  # it stopped reading
 
 
@@ -321,6 +321,6 @@ async def test_silence_is_a_timeout_after_the_schedule(autojump_clock: object) -
     start = trio.current_time()
     with pytest.raises(PortMapTimeout, match="after 9 requests"):
         await _exchange(sock, ("10.0.1.1", 5351), b"req", natpmp_schedule(start),
-                        lambda d: natpmp.decode_mapping(d, 5000), [0])  # fmt: skip
+                        lambda d: natpmp.decode_mapping(d, 5000), Drops())  # fmt: skip
     assert len(sock.sent) == 9
     assert trio.current_time() - start == pytest.approx(64.0)

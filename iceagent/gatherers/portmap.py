@@ -125,7 +125,7 @@ class PortMapGatherer:
                 with trio.move_on_after(self.timeout) as scope:
                     lease = await mapper.map(self.lifetime)
                 if scope.cancelled_caught:
-                    ctx.error(f"{name}: no answer within {self.timeout:g} s")
+                    ctx.error(f"{name}: no answer within {self.timeout:g} s{mapper.drops.describe()}")
             except PortMapError as exc:
                 ctx.error(f"{name}: {exc}")
             finally:

@@ -36,6 +36,18 @@ PCP_ALONE = 1.0
 UPNP_PORT_TRIES = 3
 
 
+@attrs.define
+class Drops:
+    """Datagrams an exchange dropped (stray source or not an answer), and why the last one was."""
+
+    count: int = 0
+    last: str = ""
+
+    def describe(self) -> str:
+        """" (N dropped, the last: why)" for an error message, or "" when none was."""
+        return f" ({self.count} answers dropped, the last: {self.last})" if self.count else ""
+
+
 @attrs.frozen
 class Lease:
     """A mapping the gateway granted: by which protocol, the external address, for how long (0 = until deleted)."""
@@ -54,8 +66,8 @@ class Mapper(Protocol):
         ...
 
     @property
-    def ignored(self) -> int:
-        """Datagrams dropped as stray or malformed so far."""
+    def drops(self) -> Drops:
+        """Datagrams dropped as stray or malformed so far, and why the last one was."""
         ...
 
     async def map(self, lifetime: int) -> Lease: ...
@@ -71,12 +83,12 @@ async def _exchange(
     request: bytes,
     schedule: Retransmit,
     decode: Callable[[bytes], T],
-    counter: list[int],
+    drops: Drops,
 ) -> T:
     """Send `request` to `server` on `schedule` until `decode` accepts an answer from exactly `server`.
 
     Answers from any other address or port, and answers `decode` rejects as malformed or for another
-    request, are dropped (counted in `counter[0]`); after MAX_IGNORED of them the exchange gives up."""
+    request, are dropped (counted in `drops`); after MAX_IGNORED of them the exchange gives up."""
     await sock.send(request, server)
     ignored = 0
     while (deadline := schedule.get_timer()) is not None:
@@ -84,18 +96,19 @@ async def _exchange(
             while True:
                 data, source = await sock.receive()
                 if source != server:
-                    ignored += 1
+                    drops.last = f"from {source[0]}:{source[1]}, not the server"
                 else:
                     try:
                         return decode(data)
-                    except PortMapDecodeError:
-                        ignored += 1
-                counter[0] += 1
+                    except PortMapDecodeError as exc:
+                        drops.last = str(exc)
+                ignored += 1
+                drops.count += 1
                 if ignored >= MAX_IGNORED:
                     raise PortMapError(f"{ignored} stray or malformed datagrams while asking {server[0]}: gave up")
         if schedule.handle_timer(trio.current_time()):
             await sock.send(request, server)
-    raise PortMapTimeout(f"no answer from {server[0]}:{server[1]} after {schedule.sent} requests")
+    raise PortMapTimeout(f"no answer from {server[0]}:{server[1]} after {schedule.sent} requests{drops.describe()}")
 
 
 class PcpMapper:
@@ -114,11 +127,7 @@ class PcpMapper:
         self.restarts = 0
         self.external: Address | None = None
         self._sock: UdpSocket | None = None
-        self._counter = [0]
-
-    @property
-    def ignored(self) -> int:
-        return self._counter[0]
+        self.drops = Drops()
 
     async def _socket(self) -> UdpSocket:
         if self._sock is None:
@@ -138,7 +147,7 @@ class PcpMapper:
             try:
                 granted = await _exchange(
                     sock, self.server, request, pcp_schedule(now, duration=duration),
-                    lambda d: pcp.decode_map_response(d, self.nonce, self.port), self._counter,
+                    lambda d: pcp.decode_map_response(d, self.nonce, self.port), self.drops,
                 )  # fmt: skip
             except UnsupportedVersion as exc:
                 if exc.version != 0:
@@ -157,7 +166,7 @@ class PcpMapper:
         schedule = natpmp_schedule(now, duration=self.timeout)
         if self.external is None:
             answer = await _exchange(
-                sock, self.server, natpmp.encode_address_request(), schedule, natpmp.decode_address, self._counter
+                sock, self.server, natpmp.encode_address_request(), schedule, natpmp.decode_address, self.drops
             )
             address = external_address(answer.address)
         else:
@@ -166,7 +175,7 @@ class PcpMapper:
         mapped = await _exchange(
             sock, self.server, natpmp.encode_map_request(self.port, suggested, lifetime),
             natpmp_schedule(trio.current_time(), duration=self.timeout),
-            lambda d: natpmp.decode_mapping(d, self.port), self._counter,
+            lambda d: natpmp.decode_mapping(d, self.port), self.drops,
         )  # fmt: skip
         self.external = (address, mapped.external_port)
         return Lease("natpmp", self.external, mapped.lifetime)
@@ -180,11 +189,11 @@ class PcpMapper:
         if self.protocol == "pcp":
             request = pcp.encode_map_request(self.nonce, self.address, self.port, 0, suggested_port=self.external[1])
             await _exchange(sock, self.server, request, pcp_schedule(now, duration=self.timeout),
-                            lambda d: pcp.decode_map_response(d, self.nonce, self.port), self._counter)  # fmt: skip
+                            lambda d: pcp.decode_map_response(d, self.nonce, self.port), self.drops)  # fmt: skip
         else:
             await _exchange(sock, self.server, natpmp.encode_map_request(self.port, 0, 0),
                             natpmp_schedule(now, duration=self.timeout),
-                            lambda d: natpmp.decode_mapping(d, self.port), self._counter)  # fmt: skip
+                            lambda d: natpmp.decode_mapping(d, self.port), self.drops)  # fmt: skip
         self.external = None
 
     def aclose(self) -> None:
@@ -207,11 +216,7 @@ class UpnpMapper:
         self.service: upnp.Service | None = None
         self.external: Address | None = None
         self.lifetime = 0
-        self._counter = [0]
-
-    @property
-    def ignored(self) -> int:
-        return self._counter[0]
+        self.drops = Drops()
 
     async def _discover(self) -> upnp.Service:
         sock = await self.network.bind_udp(self.address, 0)
@@ -221,7 +226,7 @@ class UpnpMapper:
             # the answer comes from the gateway's address; its source port is not fixed (UDA 1.1 1.3.3)
             location = await _exchange(
                 _AnyPort(sock, self.gateway), server, upnp.encode_msearch(self.gateway), schedule,
-                lambda d: upnp.parse_location(d, self.gateway), self._counter,
+                lambda d: upnp.parse_location(d, self.gateway), self.drops,
             )  # fmt: skip
         finally:
             sock.close()
@@ -238,11 +243,17 @@ class UpnpMapper:
             async with stream:
                 await stream.send_all(request)
                 data = bytearray()
-                while len(data) <= upnp.MAX_DOCUMENT:
+                total: int | None = None  # by Content-Length, once the headers are in: stop there
+                headers = False
+                while len(data) <= upnp.MAX_DOCUMENT and (total is None or len(data) < total):
                     chunk = await stream.receive_some(16384)
                     if not chunk:
                         break
+                    tail = max(0, len(data) - 3)  # the end of the headers may straddle two chunks
                     data += chunk
+                    if not headers and data.find(b"\r\n\r\n", tail) >= 0:
+                        headers = True  # looked at once: linear in what the device sends
+                        total = upnp.http_length(bytes(data))
         if len(data) > upnp.MAX_DOCUMENT:
             raise PortMapDecodeError(f"UPnP answer from {remote[0]} longer than {upnp.MAX_DOCUMENT} bytes")
         return upnp.decode_http(bytes(data))

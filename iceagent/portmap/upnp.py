@@ -25,6 +25,7 @@ __all__ = [
     "encode_msearch",
     "encode_soap",
     "find_service",
+    "http_length",
     "parse_location",
     "soap_field",
     "soap_result",
@@ -172,6 +173,17 @@ def encode_get(host: str, port: int, path: str) -> bytes:
     """The HTTP/1.1 GET of the device description, `Connection: close`."""
     name = f"[{host}]" if ":" in host else host
     return f"GET {path} HTTP/1.1\r\nHOST: {name}:{port}\r\nCONNECTION: close\r\n\r\n".encode()
+
+
+def http_length(data: bytes) -> int | None:
+    """The total length of the response in `data` by its Content-Length, once its headers are all in (a
+    device may keep the connection open despite `Connection: close`); None while they are not, or when
+    there is no Content-Length (the response then ends when the connection does)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    length = _headers(data[:end].decode("latin-1").split("\r\n")[1:]).get("content-length", "")
+    return end + 4 + int(length) if length.isdigit() and len(length) < 10 else None
 
 
 def decode_http(data: bytes) -> HttpResponse:
