@@ -6,7 +6,7 @@ Gathering is restricted to `--host` (and the STUN/TURN servers given), so nothin
 
 Output (one JSON object per line, "event" key):
 - `{"event": "local", "ufrag", "pwd"}` first; then `{"event": "candidate", "sdp"}` per candidate as gathered
-  (trickle), then `{"event": "gathered"}`;
+  (trickle), then `{"event": "gathered", "gatherers"}` (stats()["gatherers"]);
 - `{"event": "connected", "pair": {...}}` when `connect()` returns, or `{"event": "failed", "error"}`;
 - `{"event": "received", "data", "pair": {...}}` when the peer's greeting arrived (the pair then in use);
 - `{"event": "completed", "state", "pair": {...}}` after that, once nomination concluded (COMPLETED; or the
@@ -20,7 +20,7 @@ Input (one JSON object per line, "cmd" key):
 Once connected the peer sends `hello from <name>` and waits for the other's greeting.
 
 With `--turn URI --user NAME:PASSWORD` the agent also allocates on that TURN server: relay candidates
-join the same flow.
+join the same flow. With `--port-mapping` it asks its default gateway for port mappings.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ async def main(args: argparse.Namespace) -> None:
             ice_servers=servers,
             host_addresses=[args.host],
             config=config,
+            port_mapping=args.port_mapping,
             name=args.name,
         ) as agent,
         trio.open_nursery() as nursery,
@@ -85,7 +86,7 @@ async def main(args: argparse.Namespace) -> None:
         async def gather() -> None:
             async for cand in agent.gather():
                 emit("candidate", sdp=cand.to_sdp())
-            emit("gathered")
+            emit("gathered", gatherers=agent.stats()["gatherers"])
 
         async def run_ice() -> None:
             try:
@@ -127,6 +128,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stun", help="IP:PORT of the STUN server")
     p.add_argument("--turn", help="a turn: URI (e.g. turn:198.51.100.3:3478?transport=udp)")
     p.add_argument("--user", help="NAME:PASSWORD for --turn")
+    p.add_argument("--port-mapping", action="store_true", help="open_agent(port_mapping=True)")
     p.add_argument("--name", default="peer")
     p.add_argument("--failed-timeout", type=float, default=5.0, help="IceConfig.failed_timeout (seconds)")
     return p.parse_args(argv)

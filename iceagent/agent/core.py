@@ -416,8 +416,9 @@ async def open_agent(
     (`public_ip_mode="srflx"`) or as the host candidate's ("host"); `interface_filter(name)` and
     `ip_filter(ipaddress)` narrow what `host_addresses` allows. `lite=True` makes an ICE-lite agent (docs/agent.md
     "ICE-lite"). `mux=` (an `open_mux()`): the host candidates are the mux's shared ports (those `host_addresses`
-    and the filters allow; no `port_range`), docs/guide-serving.md. `port_mapping` and `continual_gathering`
-    raise NotImplementedError until their issue lands."""
+    and the filters allow; no `port_range`), docs/guide-serving.md. `port_mapping=True` asks the default gateway
+    for a mapping of each host UDP socket (PCP with NAT-PMP fallback, and UPnP-IGD; docs/port-mapping.md).
+    `continual_gathering` raises NotImplementedError until its issue lands."""
     if isinstance(host_addresses, str):
         host_addresses = [host_addresses]
     address_options = check_agent_options(

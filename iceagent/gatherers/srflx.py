@@ -31,6 +31,13 @@ def _family(host: str) -> int:
     return ipaddress.ip_address(host).version
 
 
+def stun_preference(ctx: GatherContext, address: str) -> int:
+    """The base's local preference; with port mapping 32768 less, so that every mapped srflx candidate (which
+    takes the base's) comes first and each srflx of one base has its own (RFC 8445 5.1.2.1)."""
+    preference = base_preference(ctx, address)
+    return max(0, preference - 32768) if ctx.options.port_mapping else preference
+
+
 class SrflxGatherer:
     """Learns this host's public mappings from STUN servers, over UDP."""
 
@@ -102,7 +109,7 @@ def _emit(ctx: GatherContext, sock: UdpSocket, server: Address, mapped: Address)
         foundation=ctx.foundation("srflx", base_host, "udp", server[0]),
         component=1,
         transport="udp",
-        priority=candidate_priority("srflx", 1, local_pref=base_preference(ctx, sock.local_address[0])),
+        priority=candidate_priority("srflx", 1, local_pref=stun_preference(ctx, base_host)),
         address=host,
         port=port,
         type="srflx",

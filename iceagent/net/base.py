@@ -72,6 +72,11 @@ class Network(Protocol):
 
     async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None: ...
 
+    async def default_gateway(self, family: int = 4) -> str | None:
+        """The IP address of the default route's next hop for IPv4 (`family` 4) or IPv6 (6), None without
+        one: where port mapping requests go (RFC 6887 8.1, RFC 6886 3.1: the client's default router)."""
+        ...
+
 
 # ---- what carries a candidate's data, and what it can do besides `send` and `receive` ----
 
@@ -229,3 +234,6 @@ class NetworkWrapper:
 
     async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None:
         await self.inner.join_multicast(sock, group, interface_address)
+
+    async def default_gateway(self, family: int = 4) -> str | None:
+        return await self.inner.default_gateway(family)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import ifaddr
 import trio
 
+from ._routes import read_default_gateway
 from .base import Address, Interface, TcpListener, UdpSocket
 
 
@@ -223,6 +224,13 @@ class OSNetwork:
             if addr not in out and family in (trio.socket.AF_INET, trio.socket.AF_INET6):
                 out.append(addr)
         return out
+
+    async def default_gateway(self, family: int = 4) -> str | None:
+        """The next hop of the default route of IPv4 (4) or IPv6 (6), from /proc/net/route or
+        /proc/net/ipv6_route (lowest metric); None when there is none (or no /proc: not Linux)."""
+        gateway = read_default_gateway(family)
+        await trio.lowlevel.checkpoint()
+        return gateway
 
     async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None:
         if not isinstance(sock, OSUdpSocket):

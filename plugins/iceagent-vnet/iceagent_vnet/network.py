@@ -111,5 +111,19 @@ class VirtualNetwork:
             raise os_error(errno.EADDRINUSE, f"already a member of {group_ip} on {iface_ip}")
         sock.groups.add(membership)
 
+    async def default_gateway(self, family: int = 4) -> str | None:
+        """The gateway of the first interface with an address of `family` (4 or 6): the LAN-side address
+        of that segment's router (the gateway of a host behind a simulated NAT); None on a segment
+        without a router (the internet) or when that router has no address of the family."""
+        if family not in (4, 6):
+            raise ValueError(f"family must be 4 or 6, not {family!r}")
+        await trio.lowlevel.checkpoint()
+        ipv6 = family == 6
+        for attachment in self.host.attachments:
+            gateway = attachment.segment.gateway
+            if attachment.address_for(ipv6) is not None and gateway is not None:
+                return gateway.address_for(ipv6)
+        return None
+
     def __repr__(self) -> str:
         return f"<VirtualNetwork of {self.host.name}>"
