@@ -72,7 +72,6 @@ def check_agent_options(
     }
     for name, value, default in (
         ("port_mapping", port_mapping, False),
-        ("continual_gathering", continual_gathering, False),
     ):
         if value is not default and value != default:
             raise NotImplementedError(

@@ -66,6 +66,7 @@ _AGENT_HOOKS = (
     "iceagent_pair_state_changed",
     "iceagent_state_changed",
     "iceagent_selected_pair_changed",
+    "iceagent_network_changed",
 )
 
 

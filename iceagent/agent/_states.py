@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -30,9 +31,10 @@ from ..ice.supervisor import (
     SupervisorAction,
 )
 from ..logs import get_logger
+from ..net.base import InterfaceChange
 from ..states import IceState
 from ._observe import AgentObservers
-from ._route import RouteState, make_route
+from ._route import Route, RouteState, make_route
 from ._runner import SessionRunner
 
 __all__ = ["AgentStates"]
@@ -74,6 +76,12 @@ class AgentStates:
         raise NotImplementedError
 
     def _close_runner(self, runner: SessionRunner) -> None:
+        raise NotImplementedError
+
+    def _addresses_added(self, addresses: list[str]) -> None:
+        raise NotImplementedError
+
+    def _restart_after_address_loss(self) -> None:
         raise NotImplementedError
 
     # ---- events of the generations ----
@@ -241,3 +249,44 @@ class AgentStates:
         self._failure_reason = f"ICE failed: {reason}"
         self._unselect()
         self._set_state(IceState.FAILED)
+
+    # ---- the network under the selected pair (DESIGN.md "Continual gathering") ----
+
+    def network_changed(self, changes: Sequence[InterfaceChange]) -> None:
+        """Addresses of the Network came or went (`Network.watch_interfaces()`): the observer hook, then
+        the selected pair's local address gone is `_local_address_gone`, and new addresses are the
+        agent's to gather on (`_addresses_added`)."""
+        if self.state.value is IceState.CLOSED:
+            return
+        self._hook("iceagent_network_changed", changes=tuple(changes))
+        route = self._routes.route
+        if route is not None:
+            address = route_address(route)
+            if any(c.kind == "removed" and c.address == address for c in changes):
+                self._local_address_gone(address)
+        added = [c.address for c in changes if c.kind == "added"]
+        if added:
+            self._addresses_added(added)
+
+    def _local_address_gone(self, address: str) -> None:
+        """The local address under the selected pair disappeared: nothing sent on the pair leaves any
+        more, so consent (RFC 7675 5.1) is not waited for. This is the one place that decides what
+        follows. Renomination (draft-thatcher-ice-renomination, when both sides announced
+        `a=ice-options:renomination`) would move to another valid pair here, without a restart; until it
+        lands, the pair is lost at once (FAILED, or back to the new generation during a restart), and
+        with auto_restart a FAILED agent restarts now, with no back-off (the cause is known), or at the
+        next new address when none is left to gather on."""
+        reason = f"the local address {address} under the selected pair disappeared (network change)"
+        log.info("%s: %s", self.name, reason)
+        self._route_lost(reason)
+        if self.auto_restart and self.state.value is IceState.FAILED:
+            self._restart_after_address_loss()
+
+
+def route_address(route: Route) -> str:
+    """The local IP address a route sends from: its transport's (a TURN allocation's is the host socket's
+    under the relay), else its base's (a wildcard-bound transport's address says nothing)."""
+    local = getattr(route[0], "local_address", None)
+    if local is not None and local[0] not in ("0.0.0.0", "::"):
+        return str(local[0])
+    return route[2].base.address
