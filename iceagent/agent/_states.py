@@ -260,9 +260,10 @@ class AgentStates:
             return
         self._hook("iceagent_network_changed", changes=tuple(changes))
         route = self._routes.route
-        if route is not None:
-            address = route_address(route)
-            if any(c.kind == "removed" and c.address == address for c in changes):
+        removed = {c.address for c in changes if c.kind == "removed"}
+        if route is not None and removed:
+            address = gone_under(route, self._route_runner, removed)
+            if address is not None:
                 self._local_address_gone(address)
         added = [c.address for c in changes if c.kind == "added"]
         if added:
@@ -283,10 +284,14 @@ class AgentStates:
             self._restart_after_address_loss()
 
 
-def route_address(route: Route) -> str:
-    """The local IP address a route sends from: its transport's (a TURN allocation's is the host socket's
-    under the relay), else its base's (a wildcard-bound transport's address says nothing)."""
+def gone_under(route: Route, runner: SessionRunner | None, removed: set[str]) -> str | None:
+    """The removed address the route sent from, if it was one: its transport's address (a TURN
+    allocation's is that of its socket to the server), else its base's. A transport bound to the
+    wildcard (a relay's, by default) sends from whichever address the host routes through: it is taken
+    as gone when one of the addresses its generation gathered on is."""
     local = getattr(route[0], "local_address", None)
-    if local is not None and local[0] not in ("0.0.0.0", "::"):
-        return str(local[0])
-    return route[2].base.address
+    if local is None or local[0] not in ("0.0.0.0", "::"):
+        address = route[2].base.address if local is None else str(local[0])
+        return address if address in removed else None
+    gathered = set() if runner is None else {sock.local_address[0] for sock in runner.bases}
+    return next((a for a in sorted(removed) if a in gathered), None)
