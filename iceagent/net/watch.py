@@ -178,16 +178,17 @@ class InterfaceWatcher:
         if source is not None:
             source.close()
 
-    def _ensure_reader(self) -> None:
-        """Have someone read: a task in a follower's open nursery, else wake the iterators (one reads)."""
+    def _ensure_reader(self, leaving: trio.Nursery | None = None) -> None:
+        """Have someone read: a task in a follower's open nursery (not `leaving`, the one a reader task
+        just left), else wake the iterators (one of them reads)."""
         if self._reader is not None or self._source is None:
             return
         for sub in self._subscribers:
             nursery = sub.nursery
-            if nursery is None or nursery.cancel_scope.cancel_called:
+            if nursery is None or nursery is leaving or nursery.cancel_scope.cancel_called:
                 continue
             try:
-                nursery.start_soon(self._run_reader, name="iceagent-interface-watcher")
+                nursery.start_soon(self._run_reader, nursery, name="iceagent-interface-watcher")
             except RuntimeError:
                 continue  # that nursery is closing
             self._reader = "task"
@@ -195,7 +196,7 @@ class InterfaceWatcher:
         for sub in self._subscribers:
             sub._wake()
 
-    async def _run_reader(self) -> None:
+    async def _run_reader(self, nursery: trio.Nursery) -> None:
         try:
             with trio.CancelScope() as scope:
                 self._task_scope = scope
@@ -204,7 +205,7 @@ class InterfaceWatcher:
         finally:
             self._task_scope = None
             self._reader = None
-            self._ensure_reader()  # this nursery is closing: another follower's takes over
+            self._ensure_reader(nursery)  # this nursery is closing: another follower's takes over
 
     async def _read_once(self) -> None:
         """Wait for the source, take a snapshot, tell every subscriber what changed."""
@@ -221,7 +222,12 @@ class InterfaceWatcher:
             self._source = PollSource()
             return
         self.snapshots += 1
-        old, new = self.current, tuple(self._snapshot())
+        try:
+            new = tuple(self._snapshot())
+        except Exception:
+            log.exception("interface watcher: listing the interfaces failed; trying again at the next change")
+            return
+        old = self.current
         changes = diff_interfaces(old, new)
         if not changes:
             return
