@@ -125,3 +125,58 @@ async def test_a_wrapper_forwards_to_the_inner_networks_watcher() -> None:
 def test_poll_interval_is_bounded() -> None:
     assert PollSource(0.0).interval == 0.1
     assert PollSource(3600).interval == 60.0
+
+
+async def test_os_agents_share_one_netlink_socket_closed_with_the_last() -> None:
+    """Agents on OSNetwork (each open_agent makes its own) share the Trio run's one watcher: one rtnetlink
+    socket on Linux, however many agents; it closes with the last agent."""
+    import socket
+    import sys
+
+    from iceagent import open_agent
+    from iceagent.net import os as os_network
+    from iceagent.net.watch import NetlinkSource
+
+    with trio.fail_after(10):
+        async with (
+            open_agent(host_addresses=["127.0.0.1"], name="w1") as one,
+            open_agent(host_addresses=["127.0.0.1"], name="w2") as two,
+            open_agent(host_addresses=["127.0.0.1"], name="w3"),
+        ):
+            assert one.network is not two.network
+            watcher = os_network._OS_WATCHER.get()
+            assert watcher.subscribers == 3 and watcher.watching
+            source = watcher._source
+            if sys.platform.startswith("linux"):
+                assert isinstance(source, NetlinkSource)
+                assert source._sock.family == socket.AF_NETLINK
+        assert watcher.subscribers == 0 and not watcher.watching
+        if isinstance(source, NetlinkSource):
+            assert source._sock.fileno() == -1
+
+
+async def test_a_network_without_watch_interfaces_still_works(autojump_clock: object) -> None:
+    """A Network written before watch_interfaces existed: the agent opens, connects and closes as before."""
+    from agent_helpers import connect_both
+    from iceagent_vnet import vnet
+
+    from iceagent import open_agent
+
+    class OldNetwork:
+        def __init__(self, inner: object) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            if name == "watch_interfaces":
+                raise AttributeError(name)
+            return getattr(self._inner, name)
+
+    scenario = vnet(same_lan=True)
+    async with (
+        open_agent(network=OldNetwork(scenario.network_a), auto_restart=True) as a,  # type: ignore[arg-type]
+        open_agent(network=OldNetwork(scenario.network_b), controlling=False) as b,  # type: ignore[arg-type]
+    ):
+        sa, sb = await connect_both(a, b)
+        await sa.send(b"hello")
+        assert await sb.receive() == b"hello"
+        assert scenario.network_a._watcher is None
