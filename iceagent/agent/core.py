@@ -136,8 +136,9 @@ class Agent(AgentStates):
         #: open_agent(continual_gathering=True): gather on addresses that appear later (DESIGN.md)
         self.continual_gathering = False
         self._watch: InterfaceChanges | None = None  # the Network's interface changes, while open
-        #: (generation, how many candidates it had when its gathering completed): later ones are new_candidates()
-        self._initial: tuple[SessionRunner, int] | None = None
+        #: how many candidates the current generation had when its gathering completed (-1: not yet); the later
+        #: ones are new_candidates()
+        self._initial = -1
         self._awaiting_address = False  # the selected pair's address went and no other was left to gather on
 
     # ---- public API ----
@@ -236,8 +237,8 @@ class Agent(AgentStates):
             if current is not runner:
                 runner, i = current, -1
             gathering = runner.gathering
-            if i < 0 and self._initial is not None and self._initial[0] is runner:
-                i = self._initial[1]
+            if i < 0 and runner is self._current and self._initial >= 0:
+                i = self._initial
             while 0 <= i < len(gathering.candidates):
                 yield gathering.candidates[i]
                 i += 1
@@ -349,6 +350,7 @@ class Agent(AgentStates):
             runner.options = attrs.evolve(self.options, mux=share)
         self._runners.append(runner)
         self._current = runner
+        self._initial = -1
         self._nursery.start_soon(runner.run, name=f"session-{self.name}-{generation}")
         if old is not None:
             if self._route_runner is not old:
@@ -440,8 +442,8 @@ class Agent(AgentStates):
     def gathering_changed(self, runner: SessionRunner) -> None:
         if runner is self._current:
             self.gathering_state.value = runner.gathering.state
-        if runner.gathering.state is GatheringState.COMPLETE:
-            self._initial = (runner, len(runner.gathering.candidates))
+            if runner.gathering.state is GatheringState.COMPLETE:
+                self._initial = len(runner.gathering.candidates)
 
     def candidate_gathered(self, runner: SessionRunner, candidate: Candidate) -> None:
         if log.isEnabledFor(logging.INFO):
