@@ -15,7 +15,7 @@ import trio
 from iceagent_vnet import Lan, Router, Scenario, nat_preset, vnet
 from nat_matrix_tools import connect_pair, exchange, roundtrip, servers_for
 
-from iceagent import Agent, IceConfig, IceState, IceStream, open_agent
+from iceagent import Agent, IceConfig, IceFailed, IceState, IceStream, open_agent
 from iceagent.hookspecs import hookimpl
 from iceagent.plugins import create_plugin_manager
 from iceagent.stun.server import open_stun_server
@@ -133,6 +133,28 @@ async def test_host_moves_to_another_lan_behind_another_nat(autojump_clock: obje
     gaps = await roam(scenario, move)
     assert gaps["a_to_b"] < 2.0 and gaps["b_to_a"] < 2.0
     assert gaps["generation"] == 1
+
+
+async def test_without_auto_restart_the_agent_fails_at_once_and_says_why(autojump_clock: object) -> None:
+    """No auto_restart: the agent is FAILED the moment the address goes (not 30 s later), and send()
+    raises IceFailed naming the address; restart() is the application's call."""
+    scenario = vnet("eim-apdf", "eim-apdf", rtt=0.05, seed=9)
+    servers = servers_for(scenario)
+    with trio.fail_after(60):
+        async with (
+            open_stun_server(scenario.server_network, [f"{ip}:{port}" for ip, port in scenario.stun_addresses[:1]]),
+            open_agent(network=scenario.network_a, ice_servers=servers, name="A") as a,
+            open_agent(network=scenario.network_b, ice_servers=servers, controlling=False, name="B") as b,
+        ):
+            sa, sb = await connect_pair(a, b)
+            await roundtrip(sa, sb, b"before")
+            gone = trio.current_time()
+            scenario.host_a.remove_address("192.168.1.2")
+            await a.state.wait_value(IceState.FAILED)
+            assert trio.current_time() - gone < 0.1
+            with pytest.raises(IceFailed, match=r"192\.168\.1\.2 under the selected pair disappeared"):
+                await sa.send(b"lost")
+            assert a.generation.value == 0
 
 
 class NetworkObserver:
