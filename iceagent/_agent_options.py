@@ -74,12 +74,6 @@ def check_agent_options(
         "lite": lite,
         "port_mapping": port_mapping,
     }
-    for name, value, default in (("continual_gathering", continual_gathering, False),):
-        if value is not default and value != default:
-            raise NotImplementedError(
-                f"open_agent({name}={value!r}) is not implemented yet (DESIGN.md \"Contract\": it arrives with "
-                f"the issue that builds it); open the agent without {name}"
-            )
     return options
 
 

@@ -374,7 +374,6 @@ async def test_interface_filter_on_the_os_network() -> None:
         ({"mux": object(), "port_range": (50000, 50010)}, ValueError, "a mux agent binds no port of its own"),
         ({"lite": True, "controlling": False, "port_mapping": True}, ValueError, "a mapped address would go unused"),
         ({"port_mapping": "yes"}, TypeError, "port_mapping must be True or False"),
-        ({"continual_gathering": True}, NotImplementedError, "open_agent(continual_gathering=True)"),
         # a value that can never work is reported as such, not as "not implemented"
         ({"continual_gathering": True, "port_range": (2, 1)}, ValueError, "1 <= lo <= hi"),
     ],

@@ -67,6 +67,7 @@ _AGENT_HOOKS = (
     "iceagent_state_changed",
     "iceagent_selected_pair_changed",
     "iceagent_renomination",
+    "iceagent_network_changed",
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -32,9 +33,10 @@ from ..ice.supervisor import (
     SupervisorAction,
 )
 from ..logs import get_logger
+from ..net.base import InterfaceChange
 from ..states import IceState
 from ._observe import AgentObservers
-from ._route import RouteState, make_route
+from ._route import Route, RouteState, make_route
 from ._runner import SessionRunner
 
 __all__ = ["AgentStates"]
@@ -76,6 +78,12 @@ class AgentStates:
         raise NotImplementedError
 
     def _close_runner(self, runner: SessionRunner) -> None:
+        raise NotImplementedError
+
+    def _addresses_added(self, addresses: list[str]) -> None:
+        raise NotImplementedError
+
+    def _restart_after_address_loss(self) -> None:
         raise NotImplementedError
 
     # ---- events of the generations ----
@@ -280,3 +288,49 @@ class AgentStates:
         self._failure_reason = f"ICE failed: {reason}"
         self._unselect()
         self._set_state(IceState.FAILED)
+
+    # ---- the network under the selected pair (DESIGN.md "Continual gathering") ----
+
+    def network_changed(self, changes: Sequence[InterfaceChange]) -> None:
+        """Addresses of the Network came or went (`Network.watch_interfaces()`): the observer hook, then
+        the selected pair's local address gone is `_local_address_gone`, and new addresses are the
+        agent's to gather on (`_addresses_added`)."""
+        if self.state.value is IceState.CLOSED:
+            return
+        self._hook("iceagent_network_changed", changes=tuple(changes))
+        route = self._routes.route
+        removed = {c.address for c in changes if c.kind == "removed"}
+        if route is not None and removed:
+            address = gone_under(route, self._route_runner, removed)
+            if address is not None:
+                self._local_address_gone(address)
+        added = [c.address for c in changes if c.kind == "added"]
+        if added:
+            self._addresses_added(added)
+
+    def _local_address_gone(self, address: str) -> None:
+        """The local address under the selected pair disappeared: nothing sent on the pair leaves any
+        more, so consent (RFC 7675 5.1) is not waited for. This is the one place that decides what
+        follows. Renomination (draft-thatcher-ice-renomination, when both sides announced
+        `a=ice-options:renomination`) would move to another valid pair here, without a restart; until it
+        lands, the pair is lost at once (FAILED, or back to the new generation during a restart), and
+        with auto_restart a FAILED agent restarts now, with no back-off (the cause is known), or at the
+        next new address when none is left to gather on."""
+        reason = f"the local address {address} under the selected pair disappeared (network change)"
+        log.info("%s: %s", self.name, reason)
+        self._route_lost(reason)
+        if self.auto_restart and self.state.value is IceState.FAILED:
+            self._restart_after_address_loss()
+
+
+def gone_under(route: Route, runner: SessionRunner | None, removed: set[str]) -> str | None:
+    """The removed address the route sent from, if it was one: its transport's address (a TURN
+    allocation's is that of its socket to the server), else its base's. A transport bound to the
+    wildcard (a relay's, by default) sends from whichever address the host routes through: it is taken
+    as gone when one of the addresses its generation gathered on is."""
+    local = getattr(route[0], "local_address", None)
+    if local is None or local[0] not in ("0.0.0.0", "::"):
+        address = route[2].base.address if local is None else str(local[0])
+        return address if address in removed else None
+    gathered = set() if runner is None else {sock.local_address[0] for sock in runner.bases}
+    return next((a for a in sorted(removed) if a in gathered), None)

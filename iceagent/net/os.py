@@ -12,6 +12,7 @@ import trio
 
 from ._routes import read_default_gateway
 from .base import Address, Interface, TcpListener, UdpSocket
+from .watch import InterfaceChanges, InterfaceWatcher, os_change_source
 
 
 def _family(address: str) -> int:
@@ -248,3 +249,18 @@ class OSNetwork:
             mreq = _stdsocket.inet_aton(group) + _stdsocket.inet_aton(interface_address)
             raw.setsockopt(trio.socket.IPPROTO_IP, trio.socket.IP_ADD_MEMBERSHIP, mreq)
         await trio.lowlevel.checkpoint()
+
+    def watch_interfaces(self) -> InterfaceChanges:
+        """Address changes on this host: rtnetlink on Linux, else `interfaces()` polled (iceagent.net.watch).
+        Every OSNetwork sees the same host, so they share one watcher per Trio run (one netlink socket
+        however many agents subscribe)."""
+        try:
+            watcher = _OS_WATCHER.get()
+        except LookupError:
+            watcher = InterfaceWatcher(self.interfaces, os_change_source)
+            _OS_WATCHER.set(watcher)
+        return watcher.subscribe()
+
+
+#: The OSNetworks' shared interface watcher, one per Trio run (its socket and tasks belong to that run).
+_OS_WATCHER: trio.lowlevel.RunVar[InterfaceWatcher] = trio.lowlevel.RunVar("iceagent_os_interface_watcher")
