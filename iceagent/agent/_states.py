@@ -303,21 +303,28 @@ class AgentStates:
         if route is not None and removed:
             address = gone_under(route, self._route_runner, removed)
             if address is not None:
-                self._local_address_gone(address)
+                self._local_address_gone(address, removed)
         added = [c.address for c in changes if c.kind == "added"]
         if added:
             self._addresses_added(added)
 
-    def _local_address_gone(self, address: str) -> None:
+    def _local_address_gone(self, address: str, removed: set[str]) -> None:
         """The local address under the selected pair disappeared: nothing sent on the pair leaves any
         more, so consent (RFC 7675 5.1) is not waited for. This is the one place that decides what
-        follows. Renomination (draft-thatcher-ice-renomination, when both sides announced
-        `a=ice-options:renomination`) would move to another valid pair here, without a restart; until it
-        lands, the pair is lost at once (FAILED, or back to the new generation during a restart), and
-        with auto_restart a FAILED agent restarts now, with no back-off (the cause is known), or at the
-        next new address when none is left to gather on."""
+        follows. With renomination negotiated (draft-thatcher-ice-renomination) every pair on a removed
+        address fails first, and `_route_lost` moves the stream to another valid pair that still has
+        consent, without a restart; otherwise (or with no such pair) the pair is lost at once (FAILED,
+        or back to the new generation during a restart), and with auto_restart a FAILED agent restarts
+        now, with no back-off (the cause is known), or at the next new address when none is left."""
         reason = f"the local address {address} under the selected pair disappeared (network change)"
         log.info("%s: %s", self.name, reason)
+        runner = self._route_runner
+        if runner is not None and runner is self._current and runner.gen.renomination:
+            for pair in list(runner.ice.valid_pairs):
+                transport = runner.transport_of.get(pair.base)
+                if transport is not None and gone_under((transport, pair.remote_address, pair, None, None),
+                                                       runner, removed):
+                    runner.gen.route_failed(pair.base, pair.remote_address)
         self._route_lost(reason)
         if self.auto_restart and self.state.value is IceState.FAILED:
             self._restart_after_address_loss()
