@@ -125,6 +125,28 @@ def test_checks_are_paced_by_ta_and_retransmitted_by_the_timer() -> None:
     assert [t.data for t in again] == [first[0].data]
 
 
+def test_a_check_rto_grows_with_the_waiting_and_in_progress_pairs() -> None:
+    """RFC 8445 14.3: RTO = MAX(500 ms, Ta x (Num-Waiting + Num-In-Progress)), so every pending check goes out
+    once before any is retransmitted (14.1). 20 pairs in distinct foundations are all Waiting: at Ta = 50 ms
+    the first check is retransmitted after 1 s, not after the 500 ms a lone check waits."""
+    gen = generation(ta=0.05, rto=0.5)
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_PARAMS)
+    for i in range(20):
+        gen.add_remote_candidate(cand(f"10.0.1.{i + 1}", 3000, foundation=f"f{i}"))
+    assert sum(p.state is PairState.WAITING for p in gen.session.pairs) == 20
+    first = gen.datagrams_to_send(0.0)[0].data
+    sent = [first]
+    while (now := gen.get_timer()) < 0.99:  # one new check per Ta; no retransmission at 0.5 s
+        gen.handle_timer(now)
+        sent += [t.data for t in gen.datagrams_to_send(now)]
+    assert sent.count(first) == 1
+    assert len(set(sent)) == 20  # every pair checked once
+    assert gen.get_timer() == pytest.approx(1.0)
+    gen.handle_timer(1.0)
+    assert first in [t.data for t in gen.datagrams_to_send(1.0)]  # 20 x 50 ms: the first retransmission
+
+
 def test_a_request_is_answered_by_the_next_datagrams_to_send() -> None:
     gen = generation(controlling=False)
     gen.add_local_candidate(A_HOST, A_HOST)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
-from ._requests import Request, estimator_of
+from ._requests import Request, check_rto_floor, estimator_of
 from ._session_base import MAX_PENDING_TRIGGERED, REMOTE_CANDIDATES_PER_PAIR, SessionBase
 from .candidate import Candidate, IceParameters
 from .checks import RoleConflict, check_request, error_response, role_conflict, screen_request, success_response
@@ -32,6 +32,7 @@ from .events import (
     RoleChanged,
     Transmit,
 )
+from .pacing import effective_ta
 from .pair import CandidatePair, PairState, check_priority
 
 __all__ = [
@@ -249,6 +250,8 @@ class IceSession(SessionBase):
             tie_breaker=self.tie_breaker,
             use_candidate=use_candidate,
         )
+        # a check's RTO grows with the checks still to be sent (RFC 8445 14.3); consent has RFC 8489's own
+        paced = 0.0 if consent else check_rto_floor(effective_ta(self.config.ta, remote), self._checklist.pairs)
         self._requests.start(
             data,
             tid,
@@ -263,6 +266,7 @@ class IceSession(SessionBase):
                 consent=consent,
                 nominating=nominating,
             ),
+            paced=paced,
         )
         pair._requests_sent += 1
         if consent:
