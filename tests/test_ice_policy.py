@@ -241,6 +241,34 @@ def test_nomination_at_once_when_no_better_pair_is_pending_and_not_when_controll
     assert controlled.nomination.deadline(controlled.session) == math.inf
 
 
+def test_a_lost_nomination_is_repeated_on_the_pair_that_works() -> None:
+    """RFC 8445 8.1.1: the nominating check (USE-CANDIDATE) gets no answer at all (Rc = 2 transmissions, RTO
+    0.5 s: it times out at 0.5 + 4 x 0.5 = 2.5 s after it was sent). The pair's own check succeeded, so the
+    pair stays Succeeded and valid, and the controller nominates it again with a new transaction; the answer
+    to that one concludes nomination."""
+    gen = generation(rc=2, rm=4)
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_PARAMS)
+    gen.add_remote_candidate(B_HOST)
+    gen.add_remote_candidate(None)
+    gen.gathering_done()
+    _valid_after_check(gen, 0.01)
+    gen.handle_timer(0.01)
+    (first,) = gen.datagrams_to_send(0.05)
+    assert Attr.USE_CANDIDATE in Message.decode(first.data)
+    sent, now = [], 0.05
+    while (now := max(now, gen.get_timer())) < 5.0:
+        gen.handle_timer(now)
+        sent += [(now, Message.decode(t.data)) for t in gen.datagrams_to_send(now)]
+    (pair,) = gen.session.valid_pairs
+    assert pair.state is PairState.SUCCEEDED and gen.nominated is None
+    again = [(at, m) for at, m in sent if Attr.USE_CANDIDATE in m and m.transaction_id != first.data[8:20]]
+    assert again and again[0][0] == pytest.approx(2.55)  # at the first one's timeout, a new transaction
+    raw = response_to(again[0][1].encode(), A_ADDR)
+    gen.receive(Message.decode(raw), raw, B_ADDR, A_HOST, 5.0)
+    assert gen.nominated is pair
+
+
 # ---- the supervisor (RFC 7675, RFC 8445 11, DESIGN.md auto_restart) ----
 
 

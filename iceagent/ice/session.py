@@ -165,7 +165,7 @@ class IceSession(SessionBase):
             out.append(Transmit(data, pair.base, pair.remote_address, pair))
         for request in expired:
             if request.is_live_check:
-                self._check_failed(request)
+                self._check_failed(request, lost=True)
         self._update_failed()
         return out
 
@@ -363,11 +363,14 @@ class IceSession(SessionBase):
             self._set_nominated(valid)
         self._checklist.unfreeze_foundation(pair.foundation)
 
-    def _check_failed(self, request: Request) -> None:
-        """A check failed: error response, timeout or asymmetric response (RFC 8445 7.2.5.2)."""
+    def _check_failed(self, request: Request, *, lost: bool = False) -> None:
+        """A check failed: error response, timeout (`lost`) or asymmetric response (RFC 8445 7.2.5.2). A
+        nominating check on a Succeeded pair that got no answer at all leaves the pair Succeeded: its path
+        worked, only the nomination was lost, and the controller repeats it (RFC 8445 8.1.1)."""
         if request.cancelled:
             return
-        self._checklist.set_state(request.pair, PairState.FAILED)
+        if not (lost and request.nominating is not None and request.pair.state is PairState.SUCCEEDED):
+            self._checklist.set_state(request.pair, PairState.FAILED)
         if request.nominating is not None:
             self._events.append(NominationFailed(request.nominating))
 
