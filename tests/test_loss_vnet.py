@@ -17,7 +17,7 @@ from iceagent_vnet import vnet
 from loss_peer import chat
 from nat_matrix_tools import exchange, open_pair
 
-from iceagent import Agent, IceConfig, IceState, open_agent
+from iceagent import Agent, IceConfig, IceFailed, IceState, open_agent
 from iceagent.ice.pair import PairState
 from iceagent.net.base import Address, Network, NetworkWrapper, UdpSocket
 from iceagent.stun.attributes import Attr
@@ -31,8 +31,12 @@ STUN_SERVERS = 1
 
 
 async def echo_app(agent: Agent, name: str, echoed: dict[str, float], both: trio.Event) -> None:
-    """The lab's application (tests/loss_peer.py `chat`): once connected, resend until echoed, echo the peer."""
-    stream = await agent.connect()
+    """The lab's application (tests/loss_peer.py `chat`): once connected, resend until echoed, echo the peer.
+    A run whose agent fails is over for that side (its `echoed` entry stays missing)."""
+    try:
+        stream = await agent.connect()
+    except IceFailed:
+        return
 
     def done() -> None:
         echoed[name] = trio.current_time()
