@@ -147,6 +147,30 @@ def test_a_check_rto_grows_with_the_waiting_and_in_progress_pairs() -> None:
     assert first in [t.data for t in gen.datagrams_to_send(1.0)]  # 20 x 50 ms: the first retransmission
 
 
+def test_requests_in_flight_stay_bounded_when_the_rto_grows() -> None:
+    """docs/security.md: at most 39.5 s / Ta + 1 checks in flight (791 at 50 ms). 40 Waiting pairs stretch
+    a check's RTO to 2 s (RFC 8445 14.3), so its transaction would live 158 s; a peer whose checks arrive
+    every Ta on our in-progress pairs cancels each and triggers a new one (7.3.1.4). Over 200 s the oldest
+    cancelled checks are forgotten instead of piling up."""
+    gen = generation(ta=0.05)
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_PARAMS)
+    remotes = [cand(f"10.0.1.{i + 1}", 3000, foundation=f"f{i}") for i in range(40)]
+    for remote in remotes:
+        gen.add_remote_candidate(remote)
+    sizes = []
+    for step in range(4000):
+        now = step * 0.05
+        remote = remotes[step % len(remotes)]
+        raw = request(tid=step.to_bytes(12, "big"))
+        gen.receive(Message.decode(raw), raw, (remote.address, remote.port), A_HOST, now)
+        gen.handle_timer(now)
+        gen.datagrams_to_send(now)
+        sizes.append(gen.session.table_sizes()["requests"])
+    assert max(sizes) <= math.ceil(39.5 / 0.05) + 1
+    assert sizes[-1] > 700  # the flood does fill it (without the bound: 2789 at 200 s)
+
+
 def test_a_request_is_answered_by_the_next_datagrams_to_send() -> None:
     gen = generation(controlling=False)
     gen.add_local_candidate(A_HOST, A_HOST)

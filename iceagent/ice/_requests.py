@@ -8,6 +8,7 @@ table changes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import attrs
@@ -16,7 +17,7 @@ from ..config import IceConfig
 from ..stun.transaction import RtoEstimator, Transaction
 from .pair import CandidatePair, PairState
 
-__all__ = ["Request", "Requests", "check_rto_floor", "estimator_of"]
+__all__ = ["Request", "Requests", "check_rto_floor", "estimator_of", "max_in_flight"]
 
 Address = tuple[str, int]
 
@@ -71,8 +72,20 @@ class Requests:
             reliable=pair.base.transport == "tcp",
             reliable_timeout=config.reliable_timeout,
         )
-        self._by_id[transaction_id] = request
+        by_id = self._by_id
+        if len(by_id) >= max_in_flight(config):
+            self._evict_cancelled()
+        by_id[transaction_id] = request
         self._timer = False
+
+    def _evict_cancelled(self) -> None:
+        """Forget the oldest cancelled check (RFC 8445 7.3.1.4: it only waits for a late answer, which is then
+        ignored): a peer whose checks re-trigger ours keeps the table within `max_in_flight` even when RFC 8445
+        14.3 stretches each transaction's lifetime."""
+        for tid, request in self._by_id.items():
+            if request.cancelled:
+                del self._by_id[tid]
+                return
 
     def get(self, transaction_id: bytes) -> Request | None:
         return self._by_id.get(transaction_id)
@@ -141,6 +154,13 @@ class Requests:
     def checks_in_flight(self) -> bool:
         """A connectivity check may still succeed."""
         return any(r.is_live_check for r in self._by_id.values())
+
+
+def max_in_flight(config: IceConfig) -> int:
+    """The bound on a session's requests in flight (docs/security.md): one new check per Ta over the lifetime of
+    a transaction at the initial RTO (RFC 8489 6.2.1: 39.5 s, so 790 at Ta = 50 ms)."""
+    lifetime = config.rto * ((1 << (config.rc - 1)) - 1 + config.rm)
+    return math.ceil(lifetime / config.ta) + 1
 
 
 def check_rto_floor(ta: float, pairs: Iterable[CandidatePair]) -> float:
