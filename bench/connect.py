@@ -18,7 +18,9 @@ Every run uses fresh agents; the first `--warmup` runs of each side are not coun
 p90 and min of `--runs` runs per side and the ratio of the medians (target: iceagent at most 1/4 of
 aioice).
 
-Run: `.venv/bin/python bench/connect.py [--runs 30] [--warmup 2]`.
+Run: `.venv/bin/python bench/connect.py [--runs 30] [--warmup 2] [--ta MS] [--global-pacing]`; issue 15's
+nomination figure is `--ta 5 --global-pacing` (both agents signal a=ice-pacing:5; the pacer is idle when
+each run starts).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import aioice.ice
 import trio
 
 from iceagent import Agent, Candidate, IceConfig, IceState, open_agent
+from iceagent.ice.pacing import GLOBAL_INTERVAL
 
 LO = ["127.0.0.1"]
 
@@ -93,11 +96,12 @@ async def timed_connect(a: Agent, b: Agent) -> tuple[float, float]:
     return max(done["a"], done["b"]) - t0, max(done["ca"], done["cb"]) - t0
 
 
-async def iceagent_runs(n: int, warmup: int) -> tuple[list[float], list[float]]:
-    config = IceConfig(global_pacing=False)
+async def iceagent_runs(n: int, warmup: int, config: IceConfig) -> tuple[list[float], list[float]]:
     connected: list[float] = []
     completed: list[float] = []
     for i in range(n + warmup):
+        if config.global_pacing:  # the previous run's last check holds the process-wide pacer for 5 ms
+            await trio.sleep(2 * GLOBAL_INTERVAL)
         with trio.fail_after(30):
             c1, c2 = await iceagent_once(config)
         if i >= warmup:
@@ -143,9 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30, help="counted runs per implementation (default 30)")
     parser.add_argument("--warmup", type=int, default=2, help="uncounted warm-up runs first (default 2)")
+    parser.add_argument("--ta", type=float, default=50, help="IceConfig.ta of both agents in ms (default 50)")
+    parser.add_argument("--global-pacing", action="store_true",
+                        help="keep the process-wide pacer on (RFC 8445 14.2; the agent's default, off here)")
     args = parser.parse_args(argv)
 
-    ice_connected, ice_completed = trio.run(iceagent_runs, args.runs, args.warmup)
+    config = IceConfig(ta=args.ta / 1000, global_pacing=args.global_pacing)
+    ice_connected, ice_completed = trio.run(iceagent_runs, args.runs, args.warmup, config)
     aio = asyncio.run(aioice_runs(args.runs, args.warmup))
 
     rows = [
@@ -153,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         ("iceagent: both COMPLETED", ice_completed),
         ("aioice: both connect() returned", aio),
     ]
-    print(f"connect time, 2 agents in one process on 127.0.0.1, host candidates, {args.runs} runs each "
+    print(f"connect time, 2 agents in one process on 127.0.0.1, host candidates, {args.runs} runs each, "
+          f"iceagent with ta={args.ta:g} ms and global_pacing={args.global_pacing} "
           f"(python {sys.version.split()[0]}, trio {trio.__version__}, aioice {aioice.__version__})")
     print(f"{'':36} {'median':>9} {'p90':>9} {'min':>9}")
     for name, values in rows:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
-from ._requests import Request, estimator_of
+from ._requests import Request, check_rto_floor, estimator_of
 from ._session_base import MAX_PENDING_TRIGGERED, REMOTE_CANDIDATES_PER_PAIR, SessionBase
 from .candidate import Candidate, IceParameters
 from .checks import RoleConflict, check_request, error_response, role_conflict, screen_request, success_response
@@ -32,6 +32,7 @@ from .events import (
     RoleChanged,
     Transmit,
 )
+from .pacing import effective_ta
 from .pair import CandidatePair, PairState, check_priority
 
 __all__ = [
@@ -171,7 +172,7 @@ class IceSession(SessionBase):
             out.append(Transmit(data, pair.base, pair.remote_address, pair))
         for request in expired:
             if request.is_live_check:
-                self._check_failed(request)
+                self._check_failed(request, lost=True)
         self._update_failed()
         return out
 
@@ -264,6 +265,8 @@ class IceSession(SessionBase):
             use_candidate=use_candidate,
             nomination=nomination,
         )
+        # a check's RTO grows with the checks still to be sent (RFC 8445 14.3); consent has RFC 8489's own
+        paced = 0.0 if consent else check_rto_floor(effective_ta(self.config.ta, remote), self._checklist.pairs)
         self._requests.start(
             data,
             tid,
@@ -279,6 +282,7 @@ class IceSession(SessionBase):
                 nominating=nominating,
                 nomination=nomination,
             ),
+            paced=paced,
         )
         pair._requests_sent += 1
         if consent:
@@ -379,11 +383,14 @@ class IceSession(SessionBase):
                 self._set_nominated(valid)
         self._checklist.unfreeze_foundation(pair.foundation)
 
-    def _check_failed(self, request: Request) -> None:
-        """A check failed: error response, timeout or asymmetric response (RFC 8445 7.2.5.2)."""
+    def _check_failed(self, request: Request, *, lost: bool = False) -> None:
+        """A check failed: error response, timeout (`lost`) or asymmetric response (RFC 8445 7.2.5.2). A
+        nominating check on a Succeeded pair that got no answer at all leaves the pair Succeeded: its path
+        worked, only the nomination was lost, and the controller repeats it (RFC 8445 8.1.1)."""
         if request.cancelled:
             return
-        self._checklist.set_state(request.pair, PairState.FAILED)
+        if not (lost and request.nominating is not None and request.pair.state is PairState.SUCCEEDED):
+            self._checklist.set_state(request.pair, PairState.FAILED)
         if request.nominating is not None:
             self._events.append(NominationFailed(request.nominating))
 
