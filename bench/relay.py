@@ -8,6 +8,8 @@ datagrams between two TURN allocations of the same process, for
   address with `Allocation.send`, B reads with `Allocation.receive` (ChannelData once bound);
 - iceagent agents: two agents with `ice_transport_policy="relay"` connected through the same coturn,
   over `IceStream` (the whole ICE stack on top of the TURN client);
+- agents direct: the same two agents (same options, same windowed protocol) with the default policy, so
+  they connect host to host: the rate relayed agents are held to (issue 15 item 5: at least 90 % of it);
 - aioice TURN: two `aioice.turn.create_turn_endpoint` endpoints, `sendto` and `datagram_received`.
 
 Every row runs the same windowed protocol as bench/throughput.py, so datagrams lost in a full
@@ -115,6 +117,15 @@ async def run_iceagent_agents(args: argparse.Namespace, server: Coturn) -> Resul
                                    window=args.window, size=args.size, ack_timeout=args.ack_timeout)
 
 
+async def run_iceagent_agents_direct(args: argparse.Namespace, server: Coturn) -> Result:
+    servers = [IceServer(urls=[server.uri("udp")], username=USER, credential=PASSWORD)]
+    async with connected_streams(ice_servers=servers) as (sa, sb):
+        with trio.fail_after(10):
+            await _handshake(sa.send, sb.receive, sb.send, sa.receive)
+        return await trio_windowed(sa.send, sb.receive, sb.send, lambda: _ack(sa.receive), seconds=args.seconds,
+                                   window=args.window, size=args.size, ack_timeout=args.ack_timeout)
+
+
 async def run_aioice_turn(args: argparse.Namespace, server: Coturn) -> Result:
     class Receiver(asyncio.DatagramProtocol):
         def __init__(self) -> None:
@@ -169,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.size < 9:
         parser.error("--size must be at least 9 (acks are 8 bytes)")
 
-    rows = ["direct UDP", "iceagent TURN", "iceagent agents", "aioice TURN"]
+    rows = ["direct UDP", "iceagent TURN", "iceagent agents", "agents direct", "aioice TURN"]
     if args.no_agents:
         rows.remove("iceagent agents")
+        rows.remove("agents direct")
     results: dict[str, list[Result]] = {name: [] for name in rows}
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         server = start_coturn(Path(tmp) / "coturn")
@@ -181,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["iceagent TURN"].append(trio.run(run_iceagent_turn, args, server))
                 if not args.no_agents:
                     results["iceagent agents"].append(trio.run(run_iceagent_agents, args, server))
+                    results["agents direct"].append(trio.run(run_iceagent_agents_direct, args, server))
                 results["aioice TURN"].append(asyncio.run(run_aioice_turn(args, server)))
         finally:
             server.stop()
@@ -200,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * r.rate / direct:8.1f}% {cpu_rate:10,.0f} {sum(x.lost for x in rs):5d}   {runs}")
     ice = best(results["iceagent TURN"]).rate
     print(f"iceagent TURN: {ice / aio:.2f}x aioice TURN (target >= 1.5x: {'met' if ice >= 1.5 * aio else 'NOT met'})")
+    if not args.no_agents:
+        relayed, same = best(results["iceagent agents"]).rate, best(results["agents direct"]).rate
+        print(f"relay-only agents: {100 * relayed / same:.1f}% of the same agents connected directly "
+              f"(target >= 90%: {'met' if relayed >= 0.9 * same else 'NOT met'})")
     return 0
 
 
