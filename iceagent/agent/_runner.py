@@ -13,6 +13,7 @@ module only moves bytes, keeps time and reports events to its owner (the Agent, 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Protocol
 
 import pluggy
@@ -49,6 +50,7 @@ from ._pacer import global_pacer
 from ._remote_names import RemoteNames
 from ._stats import pair_stats
 from ._stun_requests import StunRequests
+from ._tap import Tap
 
 log = get_logger("iceagent.agent")
 
@@ -77,7 +79,7 @@ class SessionOwner(Protocol):
 
     def foundation(self, type: str, base_address: str, transport: str, server: str | None) -> str: ...
 
-    def deliver(self, data: bytes) -> None: ...
+    def deliver_many(self, datas: list[bytes]) -> None: ...
 
     def supervise(self, runner: SessionRunner, now: float) -> float: ...
 
@@ -360,32 +362,73 @@ class SessionRunner:
 
     async def _receive_loop(self, transport: CandidateTransport) -> None:
         """The receive task of one transport: drain a batch per wake-up (`receive_batch` where the transport
-        has it, else one datagram) and feed it to the generation. An exception is this session's bug: it
+        has it, else one datagram) and feed it to the generation. On a socket the stream's reader can drain
+        itself, it takes turns with the reader (agent/_tap.py). An exception is this session's bug: it
         ends the session nursery, and so the agent's `async with`, like any task's."""
         batch = self._caps[id(transport)].receive_batch
         receive = transport.receive
-        while True:
-            try:
-                items = await batch() if batch is not None else [await receive()]
-            except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
-                return
-            self._on_datagrams(transport, items)
-            del items  # not kept alive while waiting for the next batch (an idle agent's memory)
+        tap = self._open_tap(transport)
+        try:
+            while True:
+                if tap is not None and not await tap.task_turn():
+                    continue  # parked while the reader had the socket: look again
+                try:
+                    items = await batch() if batch is not None else [await receive()]
+                except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+                    return
+                finally:
+                    if tap is not None:
+                        tap.polling = False
+                self._on_datagrams(transport, items)
+                del items  # not kept alive while waiting for the next batch (an idle agent's memory)
+        finally:
+            if tap is not None:
+                tap.closed = True
+                transport.tap = None  # type: ignore[attr-defined]
+                tap.interrupt()  # a reader waiting on the socket looks again
 
-    def _on_datagrams(self, transport: CandidateTransport, items: list[tuple[bytes, Address]]) -> None:
+    def _open_tap(self, transport: CandidateTransport) -> Tap | None:
+        """A Tap on `transport` when the stream's reader can drain it itself (an OS UDP socket: `receive_now`,
+        `wait_readable`, `interrupt` and a `tap` slot), else None."""
+        if not all(hasattr(transport, name) for name in ("receive_now", "wait_readable", "interrupt", "tap")):
+            return None
+        t: Any = transport
+        tap = Tap(t.receive_now, t.wait_readable, t.interrupt, partial(self._on_datagrams, transport))
+        t.tap = tap
+        return tap
+
+    def _on_datagrams(
+        self, transport: CandidateTransport, items: list[tuple[bytes, Address]], tap: Tap | None = None
+    ) -> None:
         """Demultiplex what arrived on one transport (DESIGN.md): STUN to a gatherer's transaction or to the
-        generation, application data to the stream when it comes from a known remote candidate (12.2)."""
+        generation, application data to the stream when it comes from a known remote candidate (12.2).
+
+        Application data goes to the stream a batch at a time (one `deliver_many`, one wake-up of the
+        reader), its bytes counted per run of datagrams from one pair; a STUN message first hands over the
+        data that came before it, so the application sees everything in the order it arrived. With `tap`
+        (the stream's reader drained the socket, in its own task) the first STUN message and everything
+        after it are left to the receive task instead (Tap.leave)."""
         key = id(transport)
         data_pairs = self._data_pairs
-        deliver = self.owner.deliver
         now = None
-        for data, addr in items:
-            if looks_like_stun(data):
+        app: list[bytes] = []
+        counted: CandidatePair | None = None  # the pair of app[first:]
+        first = 0
+        for item in items:
+            data, addr = item
+            # STUN's first byte is below 0x40 (RFC 8489 5, RFC 7983): most data is ruled out without a call
+            if data and data[0] < 0x40 and looks_like_stun(data):
+                if tap is not None:
+                    tap.leave(items[items.index(item) :])
+                    break
                 try:
                     msg = Message.decode(data)
                 except StunDecodeError:
                     msg = None
                 if msg is not None:
+                    if app:
+                        self._deliver_app(app, counted, first)
+                        app, counted, first = [], None, 0
                     if msg.message_class in (MessageClass.SUCCESS, MessageClass.ERROR) and (
                         self.stun_requests.deliver(msg, addr)
                     ):
@@ -404,10 +447,22 @@ class SessionRunner:
                 pair = self._lookup_data_pair(key, addr)
             if pair is None:
                 continue  # not from a known remote candidate (RFC 8445 12.2)
-            pair.count_received(len(data))
-            deliver(data)
+            if pair is not counted:
+                if counted is not None:
+                    counted.count_received(sum(map(len, app[first:])))
+                counted, first = pair, len(app)
+            app.append(data)
+        if app:
+            self._deliver_app(app, counted, first)
         if now is not None:
             self._poke(now)
+
+    def _deliver_app(self, app: list[bytes], counted: CandidatePair | None, first: int) -> None:
+        """Count the last run of `app` (the datagrams from `counted`, from index `first` on) and queue the
+        whole batch for the application."""
+        if counted is not None:
+            counted.count_received(sum(map(len, app[first:] if first else app)))
+        self.owner.deliver_many(app)
 
     def _lookup_data_pair(self, key: int, addr: Address) -> CandidatePair | None:
         base = self._base_of.get(key)

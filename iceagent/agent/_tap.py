@@ -1,0 +1,113 @@
+"""Who waits on a UDP socket: its receive task, or the stream's reader (issue 15, "the reader drains").
+
+A receive task that drains the socket and wakes the reader costs a second task step per batch: a
+quarter of the throughput of stdlib sockets in Trio. So while the application reads, the reader waits
+on the socket of the selected pair itself and drains it synchronously, and the socket's receive task
+parks. The turns are kept so that:
+
+- only one task at a time waits on the socket (Trio allows one waiter per direction);
+- every STUN message, and everything after it in the same drain, goes to the receive task in order
+  (`stash`), so the session's work (answers, triggered checks, events, observer hooks) runs in the
+  session's tasks, never in the application's, and data from a peer-reflexive source that its own check
+  made known is filtered after that check (RFC 8445 12.2);
+- a receive task parked for a reader looks again after `TAP_PARK` seconds and takes the socket back when
+  the reader is not waiting on it (the application stopped reading, or is busy): STUN waits at most that
+  long, consent (RFC 7675) never depends on the application reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..net.base import Address
+from ._notify import Wakeup
+
+__all__ = ["TAP_PARK", "Tap"]
+
+#: How long a receive task leaves its socket to the reader before it looks again (seconds).
+TAP_PARK = 0.005
+
+#: At most this many datagrams per synchronous drain (a receive task's batch is as large).
+DRAIN_LIMIT = 64
+
+
+class Tap:
+    """The turns of one socket between its receive task and the stream's reader (see the module)."""
+
+    __slots__ = (
+        "closed",
+        "interrupt",
+        "kick",
+        "polling",
+        "process",
+        "reader",
+        "receive_now",
+        "stash",
+        "wait_readable",
+        "want",
+    )
+
+    def __init__(
+        self,
+        receive_now: Callable[[int], list[tuple[bytes, Address]]],
+        wait_readable: Callable[[], Awaitable[None]],
+        interrupt: Callable[[], None],
+        process: Callable[[list[tuple[bytes, Address]], Tap | None], None],
+    ) -> None:
+        #: the socket's `receive_now(limit)`, `wait_readable()` and `interrupt()` (which ends that wait)
+        self.receive_now = receive_now
+        self.wait_readable = wait_readable
+        self.interrupt = interrupt
+        #: the session's demultiplexer for a batch of this socket (SessionRunner._on_datagrams)
+        self.process = process
+        self.polling = False  # the receive task waits on the socket (or is about to)
+        self.reader = False  # a reader waits on the socket
+        self.want = False  # a reader found the receive task polling: hand the socket over after this batch
+        self.closed = False  # the receive task ended: readers wait for deliveries again
+        #: what a reader's drain left to the receive task: the first STUN message and all after it
+        self.stash: list[tuple[bytes, Address]] = []
+        self.kick = Wakeup()  # the parked receive task: a stash is waiting
+
+    def reader_may_poll(self) -> bool:
+        """Whether a reader that found nothing queued may drain and wait on the socket itself; if the
+        receive task polls, it is asked to hand the socket over after its next batch."""
+        if self.closed or self.reader or self.stash:
+            return False
+        if self.polling:
+            self.want = True
+            return False
+        return True
+
+    def drain(self) -> bool:
+        """The reader's synchronous drain (it found nothing queued): application data up to the first STUN
+        message is processed now (it reaches the stream's queue); that message and all after it are left
+        to the receive task (`leave`). True when anything was taken off the socket."""
+        try:
+            items = self.receive_now(DRAIN_LIMIT)
+        except OSError:
+            return False
+        if not items:
+            return False
+        self.process(items, self)
+        return True
+
+    def leave(self, items: list[tuple[bytes, Address]]) -> None:
+        """What the receive task is to process, in order, before anything else (it is woken for it)."""
+        self.stash.extend(items)
+        self.kick.set()
+
+    async def task_turn(self) -> bool:
+        """The receive task's turn: process the stash; then True if the task is to wait on the socket
+        (marked polling), or False after parking while a reader has the socket (look again)."""
+        if self.stash:
+            stash, self.stash = self.stash, []
+            self.process(stash, None)
+        if self.want or self.reader:
+            self.want = False
+            with trio.move_on_after(TAP_PARK):
+                await self.kick.wait()
+            return False
+        self.polling = True
+        return True
