@@ -93,8 +93,7 @@ async def timed_connect(a: Agent, b: Agent) -> tuple[float, float]:
     return max(done["a"], done["b"]) - t0, max(done["ca"], done["cb"]) - t0
 
 
-async def iceagent_runs(n: int, warmup: int) -> tuple[list[float], list[float]]:
-    config = IceConfig(global_pacing=False)
+async def iceagent_runs(n: int, warmup: int, config: IceConfig) -> tuple[list[float], list[float]]:
     connected: list[float] = []
     completed: list[float] = []
     for i in range(n + warmup):
@@ -143,22 +142,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30, help="counted runs per implementation (default 30)")
     parser.add_argument("--warmup", type=int, default=2, help="uncounted warm-up runs first (default 2)")
+    parser.add_argument("--ta", type=float, default=IceConfig().ta,
+                        help=f"iceagent's Ta in seconds, on both agents (default {IceConfig().ta:g}, RFC 8445 14.2)")
+    parser.add_argument("--global-pacing", action="store_true",
+                        help="keep iceagent's process-wide pacer on (RFC 8445 14.2; off by default here, as aioice "
+                             "has none)")
+    parser.add_argument("--no-aioice", action="store_true", help="time iceagent only")
     args = parser.parse_args(argv)
 
-    ice_connected, ice_completed = trio.run(iceagent_runs, args.runs, args.warmup)
-    aio = asyncio.run(aioice_runs(args.runs, args.warmup))
+    config = IceConfig(global_pacing=args.global_pacing, ta=args.ta)
+    ice_connected, ice_completed = trio.run(iceagent_runs, args.runs, args.warmup, config)
+    aio = [] if args.no_aioice else asyncio.run(aioice_runs(args.runs, args.warmup))
 
     rows = [
         ("iceagent: both connect() returned", ice_connected),
         ("iceagent: both COMPLETED", ice_completed),
         ("aioice: both connect() returned", aio),
-    ]
+    ][: 2 if args.no_aioice else 3]
     print(f"connect time, 2 agents in one process on 127.0.0.1, host candidates, {args.runs} runs each "
-          f"(python {sys.version.split()[0]}, trio {trio.__version__}, aioice {aioice.__version__})")
+          f"(python {sys.version.split()[0]}, trio {trio.__version__}, aioice {aioice.__version__}; iceagent "
+          f"Ta {args.ta * 1e3:g} ms, process-wide pacer {'on' if args.global_pacing else 'off'})")
     print(f"{'':36} {'median':>9} {'p90':>9} {'min':>9}")
     for name, values in rows:
         print(f"{name:36} {statistics.median(values) * 1e3:7.2f}ms {percentile(values, 90) * 1e3:7.2f}ms "
               f"{min(values) * 1e3:7.2f}ms")
+    if args.no_aioice:
+        return 0
     m_aio = statistics.median(aio)
     r1 = statistics.median(ice_connected) / m_aio
     r2 = statistics.median(ice_completed) / m_aio
