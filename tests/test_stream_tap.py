@@ -260,3 +260,27 @@ async def test_agent_close_ends_a_reader_waiting_on_the_socket(reads: int) -> No
                 nursery.start_soon(reader, sb)
                 await trio.testing.wait_all_tasks_blocked()
     assert outcome == [trio.EndOfChannel]
+
+
+async def test_the_reader_delivers_only_data_from_known_remote_candidates_in_order() -> None:
+    """RFC 8445 12.2 on the reader's drain, for batches from one source and from several: datagrams from an
+    address that is no remote candidate are dropped, the peer's arrive in order and complete."""
+    with trio.fail_after(10):
+        async with connected() as (_, b, sa, sb):
+            target = b_address(b)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+                stranger.bind(("127.0.0.1", 0))
+                for _ in range(5):  # a batch from the stranger alone
+                    stranger.sendto(b"not for you", target)
+                await sa.send(b"p0")
+                assert await sb.receive() == b"p0"
+                expected = []
+                for r in range(4):  # one batch from both, interleaved
+                    for i in range(3):
+                        stranger.sendto(b"\x00" * i + b"not for you", target)
+                        expected.append(b"%d.%d" % (r, i))
+                        await sa.send(expected[-1])
+                assert [await sb.receive() for _ in expected] == expected
+                await sa.send(b"last")
+                assert await sb.receive() == b"last"
+            assert b.stats()["dropped_datagrams"] == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from operator import itemgetter
 from typing import Any, Protocol
 
 import pluggy
@@ -57,6 +58,10 @@ log = get_logger("iceagent.agent")
 #: Source addresses whose data pair lookup is cached (a hostile host sending from many addresses cannot
 #: grow the cache further; beyond it a lookup is simply not cached).
 MAX_DATA_SOURCES = 4096
+
+#: A received (data, source) item's parts, for C-level loops over a batch.
+_DATA = itemgetter(0)
+_SOURCE = itemgetter(1)
 
 #: The first two bytes of a Binding success response (RFC 8489 5): a check was accepted.
 _BINDING_SUCCESS = b"\x01\x01"
@@ -410,16 +415,27 @@ class SessionRunner:
         after it are left to the receive task instead (Tap.leave)."""
         key = id(transport)
         data_pairs = self._data_pairs
+        # the usual batch, application data from one source: its checks made in C loops, one lookup
+        if items and min(map(_DATA, items)) >= b"\x40":  # no empty datagram, nothing like STUN
+            sources = set(map(_SOURCE, items))
+            if len(sources) == 1:
+                addr = sources.pop()
+                try:
+                    pair = data_pairs[(key, addr)]
+                except KeyError:
+                    pair = self._lookup_data_pair(key, addr)
+                if pair is not None:  # else not from a known remote candidate (RFC 8445 12.2)
+                    self._deliver_app(list(map(_DATA, items)), pair, 0)
+                return
         now = None
         app: list[bytes] = []
         counted: CandidatePair | None = None  # the pair of app[first:]
         first = 0
-        for item in items:
-            data, addr = item
+        for data, addr in items:
             # STUN's first byte is below 0x40 (RFC 8489 5, RFC 7983): most data is ruled out without a call
             if data and data[0] < 0x40 and looks_like_stun(data):
                 if tap is not None:
-                    tap.leave(items[items.index(item) :])
+                    tap.leave(items[next(i for i, item in enumerate(items) if item[0] is data) :])
                     break
                 try:
                     msg = Message.decode(data)
