@@ -68,7 +68,10 @@ def scale(out: str, n: int) -> Figures:
         return (m.group(1), m.group(2), m.group(3)) if m else ("-", "-", "-")
 
     (ice_s, ice_cpu, ice_kib), (aio_s, aio_cpu, aio_kib) = row("iceagent"), row("aioice")
-    return {"ice": f"{ice_s} s ({ice_cpu} s CPU) / {ice_kib} KiB", "aioice": f"{aio_s} s ({aio_cpu} s CPU) / {aio_kib} KiB"}
+    return {
+        "ice": f"{ice_s} s ({ice_cpu} s CPU) / {ice_kib} KiB",
+        "aioice": f"{aio_s} s ({aio_cpu} s CPU) / {aio_kib} KiB",
+    }
 
 
 def throughput(out: str) -> Figures:
@@ -88,8 +91,8 @@ def relay(out: str) -> Figures:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer runs and 100 pairs instead of 1000 (~1 min)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["connect", "completed", "scale", "throughput", "relay"],
-                        help="rows to leave out")
+    parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out",
+                        choices=["connect", "completed", "scale", "throughput", "relay"])
     args = parser.parse_args(argv)
     runs, pairs = ("10", 100) if args.quick else ("30", 1000)
     seconds, repeat = ("1", "3") if args.quick else ("2", "5")

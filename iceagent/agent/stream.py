@@ -211,11 +211,12 @@ class IceStream(trio.abc.Channel[bytes]):
         if items:
             return items.popleft()
         routes = self._routes
-        while True:
-            try:
-                return inbox.get_nowait()
-            except trio.WouldBlock:
-                pass
+        while True:  # without trio.WouldBlock: an exception per empty queue costs as much as a datagram
+            items = inbox._items
+            if items:
+                return items.popleft()
+            if inbox._closed or inbox._reader_closed:
+                return inbox.get_nowait()  # raises EndOfChannel or ClosedResourceError
             route = routes.route
             # the selected pair's socket, which this task may drain and wait on itself (agent/_tap.py)
             await inbox.wait(None if route is None else getattr(route[0], "tap", None))
