@@ -375,8 +375,11 @@ class SessionRunner:
         tap = self._open_tap(transport)
         try:
             while True:
-                if tap is not None and not await tap.task_turn():
-                    continue  # parked while the reader had the socket: look again
+                if tap is not None:
+                    if tap.stash or tap.want or tap.reader:
+                        await tap.task_turn()  # the reader left it work, or has the socket: look again after
+                        continue
+                    tap.polling = True
                 try:
                     items = await batch() if batch is not None else [await receive()]
                 except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):

@@ -98,9 +98,9 @@ class Tap:
         self.stash.extend(items)
         self.kick.set()
 
-    async def task_turn(self) -> bool:
-        """The receive task's turn: process the stash; then True if the task is to wait on the socket
-        (marked polling), or False after parking while a reader has the socket (look again)."""
+    async def task_turn(self) -> None:
+        """The receive task's turn while it does not poll: process the stash, then park while a reader has
+        (or asked for) the socket, until kicked or for at most TAP_PARK."""
         if self.stash:
             stash, self.stash = self.stash, []
             self.process(stash, None)
@@ -108,6 +108,3 @@ class Tap:
             self.want = False
             with trio.move_on_after(TAP_PARK):
                 await self.kick.wait()
-            return False
-        self.polling = True
-        return True
