@@ -368,11 +368,13 @@ class SessionRunner:
     async def _receive_loop(self, transport: CandidateTransport) -> None:
         """The receive task of one transport: drain a batch per wake-up (`receive_batch` where the transport
         has it, else one datagram) and feed it to the generation. On a socket the stream's reader can drain
-        itself, it takes turns with the reader (agent/_tap.py). An exception is this session's bug: it
-        ends the session nursery, and so the agent's `async with`, like any task's."""
+        itself, it takes turns with the reader (agent/_tap.py), from the first application data on (an
+        agent that moves no data keeps no Tap). An exception is this session's bug: it ends the session
+        nursery, and so the agent's `async with`, like any task's."""
         batch = self._caps[id(transport)].receive_batch
         receive = transport.receive
-        tap = self._open_tap(transport)
+        tappable = all(hasattr(transport, name) for name in ("receive_now", "wait_readable", "interrupt", "tap"))
+        tap: Tap | None = None
         try:
             while True:
                 if tap is not None:
@@ -387,7 +389,8 @@ class SessionRunner:
                 finally:
                     if tap is not None:
                         tap.polling = False
-                self._on_datagrams(transport, items)
+                if self._on_datagrams(transport, items) and tappable and tap is None:
+                    tap = self._open_tap(transport)
                 del items  # not kept alive while waiting for the next batch (an idle agent's memory)
         finally:
             if tap is not None:
@@ -395,11 +398,9 @@ class SessionRunner:
                 transport.tap = None  # type: ignore[attr-defined]
                 tap.interrupt()  # a reader waiting on the socket looks again
 
-    def _open_tap(self, transport: CandidateTransport) -> Tap | None:
-        """A Tap on `transport` when the stream's reader can drain it itself (an OS UDP socket: `receive_now`,
-        `wait_readable`, `interrupt` and a `tap` slot), else None."""
-        if not all(hasattr(transport, name) for name in ("receive_now", "wait_readable", "interrupt", "tap")):
-            return None
+    def _open_tap(self, transport: CandidateTransport) -> Tap:
+        """A Tap on `transport`, which the stream's reader can drain itself (an OS UDP socket: `receive_now`,
+        `wait_readable`, `interrupt` and a `tap` slot)."""
         t: Any = transport
         tap = Tap(t.receive_now, t.wait_readable, t.interrupt, partial(self._on_datagrams, transport))
         t.tap = tap
@@ -407,7 +408,7 @@ class SessionRunner:
 
     def _on_datagrams(
         self, transport: CandidateTransport, items: list[tuple[bytes, Address]], tap: Tap | None = None
-    ) -> None:
+    ) -> bool:
         """Demultiplex what arrived on one transport (DESIGN.md): STUN to a gatherer's transaction or to the
         generation, application data to the stream when it comes from a known remote candidate (12.2).
 
@@ -415,7 +416,7 @@ class SessionRunner:
         reader), its bytes counted per run of datagrams from one pair; a STUN message first hands over the
         data that came before it, so the application sees everything in the order it arrived. With `tap`
         (the stream's reader drained the socket, in its own task) the first STUN message and everything
-        after it are left to the receive task instead (Tap.leave)."""
+        after it are left to the receive task instead (Tap.leave). True when application data was delivered."""
         key = id(transport)
         data_pairs = self._data_pairs
         # the usual batch, application data from one source: its checks made in C loops, one lookup
@@ -427,13 +428,15 @@ class SessionRunner:
                     pair = data_pairs[(key, addr)]
                 except KeyError:
                     pair = self._lookup_data_pair(key, addr)
-                if pair is not None:  # else not from a known remote candidate (RFC 8445 12.2)
-                    self._deliver_app(list(map(_DATA, items)), pair, 0)
-                return
+                if pair is None:
+                    return False  # not from a known remote candidate (RFC 8445 12.2)
+                self._deliver_app(list(map(_DATA, items)), pair, 0)
+                return True
         now = None
         app: list[bytes] = []
         counted: CandidatePair | None = None  # the pair of app[first:]
         first = 0
+        delivered = False
         for data, addr in items:
             # STUN's first byte is below 0x40 (RFC 8489 5, RFC 7983): most data is ruled out without a call
             if data and data[0] < 0x40 and looks_like_stun(data):
@@ -447,7 +450,7 @@ class SessionRunner:
                 if msg is not None:
                     if app:
                         self._deliver_app(app, counted, first)
-                        app, counted, first = [], None, 0
+                        app, counted, first, delivered = [], None, 0, True
                     if msg.message_class in (MessageClass.SUCCESS, MessageClass.ERROR) and (
                         self.stun_requests.deliver(msg, addr)
                     ):
@@ -473,8 +476,10 @@ class SessionRunner:
             app.append(data)
         if app:
             self._deliver_app(app, counted, first)
+            delivered = True
         if now is not None:
             self._poke(now)
+        return delivered
 
     def _deliver_app(self, app: list[bytes], counted: CandidatePair | None, first: int) -> None:
         """Count the last run of `app` (the datagrams from `counted`, from index `first` on) and queue the

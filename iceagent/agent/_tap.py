@@ -54,7 +54,7 @@ class Tap:
         receive_now: Callable[[int], list[tuple[bytes, Address]]],
         wait_readable: Callable[[], Awaitable[None]],
         interrupt: Callable[[], None],
-        process: Callable[[list[tuple[bytes, Address]], Tap | None], None],
+        process: Callable[[list[tuple[bytes, Address]], Tap | None], object],
     ) -> None:
         #: the socket's `receive_now(limit)`, `wait_readable()` and `interrupt()` (which ends that wait)
         self.receive_now = receive_now
