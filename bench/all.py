@@ -82,10 +82,11 @@ def throughput(out: str) -> Figures:
 
 
 def relay(out: str) -> Figures:
-    return {
-        "ice": find(r"^iceagent agents\s+[\d,]+\s+[\d.]+\s+[\d.]+x\s+([\d.]+%)", out),
-        "aioice": find(r"^aioice TURN\s+[\d,]+\s+[\d.]+\s+[\d.]+x\s+([\d.]+%)", out),
-    }
+    def row(name: str) -> str:
+        m = re.search(rf"^{name}\s+([\d,]+)\s+[\d.]+\s+[\d.]+x\s+([\d.]+%)", out, re.MULTILINE)
+        return f"{m.group(1)}/s ({m.group(2)})" if m else "-"
+
+    return {"ice": row("iceagent agents"), "aioice": row("aioice TURN")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         ("throughput", "data path, 1000-byte datagrams: share of the fair non-blocking limit",
          lambda: throughput(run("throughput.py", "--seconds", seconds, "--repeat", repeat)), "ice",
          ">= 85% and above aioice"),
-        ("relay", "relay-only agents through coturn: % of relay.py's direct row (aioice: its TURN client)",
+        ("relay", "relay-only agents through coturn, datagrams/s (% of relay.py's direct trio.socket row; "
+                  "aioice: its TURN client)",
          lambda: relay(run("relay.py", "--seconds", seconds, "--repeat", repeat)), "ice", ">= 90%"),
     ]
     table: list[tuple[str, str, str, str]] = []
