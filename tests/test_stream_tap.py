@@ -284,3 +284,29 @@ async def test_the_reader_delivers_only_data_from_known_remote_candidates_in_ord
                 await sa.send(b"last")
                 assert await sb.receive() == b"last"
             assert b.stats()["dropped_datagrams"] == 0
+
+
+async def test_a_reader_whose_socket_closed_under_it_waits_for_deliveries() -> None:
+    """A socket closed before its receive task noticed: the reader neither raises nor spins, and data from
+    elsewhere still reaches it."""
+    sock = await OSNetwork().bind_udp("127.0.0.1")
+    inbox = Inbox(16)
+    tap = Tap(sock.receive_now, sock.wait_readable, sock.interrupt, lambda items, tap: None)
+    sock.close()
+    got: list[bytes] = []
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+
+            async def reader() -> None:
+                while True:
+                    try:
+                        got.append(inbox.get_nowait())
+                        return
+                    except trio.WouldBlock:
+                        await inbox.wait(tap)
+
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            assert tap.closed
+            inbox.put_many([b"from elsewhere"])
+    assert got == [b"from elsewhere"]

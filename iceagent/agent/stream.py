@@ -91,6 +91,8 @@ class Inbox:
         tap.reader = True
         try:
             await tap.wait_readable()
+        except trio.ClosedResourceError:
+            tap.closed = True  # closed under its receive task, which ends soon: wait for deliveries
         finally:
             tap.reader = False
             if self._socket_wait is tap:

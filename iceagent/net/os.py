@@ -130,9 +130,11 @@ class OSUdpSocket:
         """Wait until a datagram is queued, or until `interrupt()` (or `close()`) is called; one task at a
         time. It waits on a duplicate of the socket's descriptor, so that `interrupt()` can wake it (by
         closing that duplicate) without a cancel scope per wait, and a task waiting to send is not
-        disturbed."""
+        disturbed. trio.ClosedResourceError if the socket is already closed."""
         fd = self._wake_fd
         if fd is None:
+            if self._raw.fileno() < 0:
+                raise trio.ClosedResourceError("the socket is closed")
             fd = self._wake_fd = _os.dup(self._raw.fileno())
         try:
             await trio.lowlevel.wait_readable(fd)
