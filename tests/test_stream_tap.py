@@ -158,6 +158,19 @@ async def test_a_full_queue_drops_the_newest_whoever_drains() -> None:
             assert await sb.receive() == b"after"
 
 
+async def read(inbox: Inbox, tap: Tap, got: list[object], count: int) -> None:
+    """Take `count` datagrams into `got` (or until the reading end closes: its error's type), waiting as
+    IceStream.receive does."""
+    while len(got) < count:
+        try:
+            got.append(inbox.get_nowait())
+        except trio.WouldBlock:
+            await inbox.wait(tap)
+        except trio.ClosedResourceError as exc:
+            got.append(type(exc))
+            return
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -175,21 +188,9 @@ async def test_a_reader_waiting_on_a_socket_wakes_for_a_delivery_from_elsewhere_
     tap = Tap(sock.receive_now, sock.wait_readable, sock.interrupt, process)
     got: list[object] = []
 
-    async def reader() -> None:
-        while True:
-            try:
-                got.append(inbox.get_nowait())
-                continue
-            except trio.WouldBlock:
-                pass
-            except trio.ClosedResourceError as exc:
-                got.append(type(exc))
-                return
-            await inbox.wait(tap)
-
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(reader)
+            nursery.start_soon(read, inbox, tap, got, 99)
             await trio.testing.wait_all_tasks_blocked()
             assert tap.reader  # waiting on the socket, not on the inbox
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
@@ -293,19 +294,10 @@ async def test_a_reader_whose_socket_closed_under_it_waits_for_deliveries() -> N
     inbox = Inbox(16)
     tap = Tap(sock.receive_now, sock.wait_readable, sock.interrupt, lambda items, tap: None)
     sock.close()
-    got: list[bytes] = []
+    got: list[object] = []
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
-
-            async def reader() -> None:
-                while True:
-                    try:
-                        got.append(inbox.get_nowait())
-                        return
-                    except trio.WouldBlock:
-                        await inbox.wait(tap)
-
-            nursery.start_soon(reader)
+            nursery.start_soon(read, inbox, tap, got, 1)
             await trio.testing.wait_all_tasks_blocked()
             assert tap.closed
             inbox.put_many([b"from elsewhere"])
