@@ -9,7 +9,7 @@ output says why.
 | row | benchmark and arguments |
 | --- | --- |
 | connect | `connect.py --runs R`: both `connect()` returned, median; aioice's `connect()` |
-| COMPLETED, Ta 5 ms + pacer | `connect.py --runs R --ta 0.005 --global-pacing --no-aioice`: both COMPLETED, median |
+| COMPLETED, Ta 5 ms + pacer | `connect.py --runs R --ta 5 --global-pacing --no-aioice`: both COMPLETED, median |
 | 1000 pairs | `scale.py --n N`: time until all connected and KiB per agent, iceagent and aioice |
 | data path | `throughput.py --seconds S --repeat K`: % of the fair limit (wall clock and per CPU-second), aioice's % |
 | relay | `relay.py --seconds S --repeat K`: relay-only agents through coturn, % of direct |
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         ("connect", "two agents, both connect() returned (median)", lambda: connect(run("connect.py", "--runs", runs)),
          "ice", "<= 0.3 ms"),
         ("completed", "both COMPLETED, Ta 5 ms both sides + process-wide pacer (median)",
-         lambda: connect(run("connect.py", "--runs", runs, "--ta", "0.005", "--global-pacing", "--no-aioice")),
+         lambda: connect(run("connect.py", "--runs", runs, "--ta", "5", "--global-pacing", "--no-aioice")),
          "ice_completed", "<= 10 ms"),
         ("scale", f"{pairs} pairs in one process: time to all connected / RSS per agent",
          lambda: scale(run("scale.py", "--n", str(pairs)), pairs), "ice", "less than aioice, toward half its time"),

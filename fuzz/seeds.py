@@ -267,6 +267,28 @@ TURN_PROGRAMS = {
 }
 
 
+# Mux routing programs (fuzz/mux_routes.py): op, then its choices byte by byte.
+def _check(ufrag: int, cls: int = 0, tid: int = 0, local: int = 0, source: int = 0) -> list[int]:
+    """op 0: a Binding message with USERNAME _UFRAGS[ufrag]:peer, signed and fingerprinted."""
+    return [0, 0, 1, ufrag, 0, 0, cls, tid, 1, 1, 0, local, source]
+
+
+_REGISTER_A = [4, 0, 6, 0, 0, 1]  # agent "a", ufrag "ufA"
+_REGISTER_B = [4, 1, 6, 1, 1, 1]  # agent "b", ufrag "ufB"
+MUX_PROGRAMS = {
+    "two-agents-checks": bytes([*_REGISTER_A, *_REGISTER_B, *_check(0), *_check(1, source=1), *_check(2)]),
+    "responses-by-id": bytes([*_REGISTER_A, 7, 0, 3, 3, 0, 0, 3, 1, 0, 1, 3, 0, 0, 3, 1, 0, 1, 10, 2, 3, 0, 0, 3,
+                              0, 0, 2]),
+    "confirm-then-data": bytes([*_REGISTER_A, *_REGISTER_B, 8, 0, 0, 0, 2, 4, *b"data", 0, 0, 8, 1, 0, 0, 2, 4,
+                                *b"more", 0, 0, 5, 1, 2, 4, *b"gone", 0, 0]),
+    "own-transactions": bytes([9, 1, 5, 3, 0, 0, 5, 0, 0, 1, 3, 1, 1, 5, 1, 0, 2, 9, 1, 6, 9, 1, 7, 9, 0, 5,
+                               3, 0, 0, 5, 0, 0, 0]),
+    "burst-many-sources": bytes([*_REGISTER_A, 11, 6, 1, 8, *b"\x00\x01\x00\x00!\x12\xa4B", 0, 1,
+                                 0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 2, 0, 2, 7, 1, 3, *b"abc", 1, 3,
+                                 1, 0, *b"", 2, 4, 0, 0, 1, 5, 0, 0, 0, 2, 0, 1, 1, 0, 0, 0, 0, 6, 1, 0, 2, 5]),
+}
+
+
 def write(target: str, seeds: dict[str, bytes]) -> None:
     folder = CORPUS / target
     folder.mkdir(parents=True, exist_ok=True)
@@ -287,6 +309,7 @@ def main() -> int:
     write("signal_blob", blob_seeds())
     write("uri", {name: text.encode() for name, text in URIS.items()})
     write("turn_server", TURN_PROGRAMS)
+    write("mux_routes", MUX_PROGRAMS)
     return 0
 
 

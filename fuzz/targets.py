@@ -35,6 +35,7 @@ from iceagent.turn.framing import (
 from iceagent.turn.server.types import split_stream
 from iceagent.uri import IceServer, format_host_port, parse_host_port, parse_uri
 
+from .mux_routes import mux_routes
 from .support import Budget, Finding, expect, timed
 from .turn_server import turn_server
 
@@ -373,6 +374,7 @@ TARGETS: dict[str, Target] = {
     "signal_blob": signal_blob,
     "uri": uri,
     "turn_server": turn_server,
+    "mux_routes": mux_routes,
 }
 
 #: CPU budget of one step, in ms, timed without the fuzzer's instrumentation (fuzz.timing). A
@@ -390,4 +392,5 @@ MAX_LEN: dict[str, int] = {
     "signal_blob": 8192,
     "uri": 6000,
     "turn_server": 4096,
+    "mux_routes": 4096,
 }

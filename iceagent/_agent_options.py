@@ -41,8 +41,9 @@ def check_agent_options(
     """Validate the options; return the GatherOptions fields for the address ones.
 
     ValueError/TypeError for values that can never work, NotImplementedError for options not built yet."""
-    if not isinstance(lite, bool):
-        raise TypeError(f"lite must be True or False, not {type(lite).__name__}")
+    for flag, value in (("lite", lite), ("port_mapping", port_mapping)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be True or False, not {type(value).__name__}")
     if lite and controlling:
         raise ValueError(
             "open_agent(lite=True, controlling=True): an ICE-lite agent never controls against a full peer "
@@ -51,7 +52,9 @@ def check_agent_options(
     if public_ip_mode not in PUBLIC_IP_MODES:
         raise ValueError(f"public_ip_mode must be 'srflx' or 'host', not {public_ip_mode!r}")
     if lite:
-        public_ip_mode = _lite_options(mdns=mdns, public_ips=public_ips, ice_servers=ice_servers, mode=public_ip_mode)
+        public_ip_mode = _lite_options(
+            mdns=mdns, public_ips=public_ips, ice_servers=ice_servers, port_mapping=port_mapping, mode=public_ip_mode
+        )
     if public_ip_mode == "host" and mdns:
         raise ValueError(
             "public_ip_mode='host' with mdns=True: a public host address needs no .local name (it is public "
@@ -69,23 +72,20 @@ def check_agent_options(
         "interface_filter": _callable("interface_filter", interface_filter),
         "ip_filter": _callable("ip_filter", ip_filter),
         "lite": lite,
+        "port_mapping": port_mapping,
     }
-    for name, value, default in (
-        ("port_mapping", port_mapping, False),
-        ("continual_gathering", continual_gathering, False),
-    ):
-        if value is not default and value != default:
-            raise NotImplementedError(
-                f"open_agent({name}={value!r}) is not implemented yet (DESIGN.md \"Contract\": it arrives with "
-                f"the issue that builds it); open the agent without {name}"
-            )
     return options
 
 
-def _lite_options(*, mdns: bool, public_ips: object, ice_servers: object, mode: str) -> str:
-    """A lite agent offers host candidates only (RFC 8445 2.5, 5.1.1.1): STUN/TURN servers have nothing to
-    do for it (a ValueError, not silently unused), and `public_ips` replace the host address (mode "host",
-    whatever `public_ip_mode` says). Returns the public_ip_mode to use."""
+def _lite_options(*, mdns: bool, public_ips: object, ice_servers: object, port_mapping: bool, mode: str) -> str:
+    """A lite agent offers host candidates only (RFC 8445 2.5, 5.1.1.1): STUN/TURN servers and port mapping
+    have nothing to do for it (a ValueError, not silently unused), and `public_ips` replace the host address
+    (mode "host", whatever `public_ip_mode` says). Returns the public_ip_mode to use."""
+    if port_mapping:
+        raise ValueError(
+            "open_agent(lite=True, port_mapping=True): an ICE-lite agent offers host candidates only (RFC 8445 "
+            "2.5), so a mapped address would go unused; give public_ips={host: public} for a forwarded address"
+        )
     if ice_servers:
         raise ValueError(
             "open_agent(lite=True, ice_servers=...): an ICE-lite agent offers host candidates only (RFC 8445 "

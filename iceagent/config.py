@@ -41,6 +41,10 @@ class IceConfig:
     #: one (regular nomination, RFC 8445 8.1.1 leaves the moment to the agent). Nominates at once when
     #: no higher-priority pair is still pending.
     nomination_delay: float = attrs.field(default=0.5, validator=_positive)
+    #: Offer renomination (`a=ice-options:renomination`, draft-thatcher-ice-renomination): when the peer
+    #: offers it too, the controlling side may nominate a better valid pair later without a restart and the
+    #: controlled side follows the highest NOMINATION value (docs/renomination.md). Off: RFC 8445 8.1.1.
+    renomination: bool = False
     #: Gathering is declared COMPLETE after this many seconds even if a gatherer has not finished.
     gather_timeout: float = attrs.field(default=10.0, validator=_positive)
     #: Keepalive interval on the selected pair when idle (RFC 8445 11: 15 s by default).

@@ -53,6 +53,19 @@ def iceagent_selected_pair_changed(agent: Any, pair: Any) -> None:
 
 
 @hookspec
+def iceagent_renomination(agent: Any, old: Any, new: Any) -> None:
+    """Nomination moved from pair `old` to pair `new` without a restart (renomination negotiated,
+    draft-thatcher-ice-renomination); iceagent_selected_pair_changed reports the stream's switch too."""
+
+
+@hookspec
+def iceagent_network_changed(agent: Any, changes: Any) -> None:
+    """Addresses of the agent's Network came or went (`changes`: a tuple of `iceagent.net.InterfaceChange`),
+    before the agent reacts (DESIGN.md "Continual gathering": it restarts at once when the selected pair's
+    local address is gone)."""
+
+
+@hookspec
 def iceagent_check(
     agent: Any, pair: Any, direction: str, kind: str, transaction_id: bytes, local: Any, remote: Any, message: Any
 ) -> None:

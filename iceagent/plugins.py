@@ -18,6 +18,7 @@ BUILTIN_PLUGINS = (
     "iceagent.gatherers.mdns",
     "iceagent.gatherers.relay",
     "iceagent.gatherers.tcp",
+    "iceagent.gatherers.portmap",
     "iceagent.turn.transports",
 )
 

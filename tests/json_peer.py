@@ -34,6 +34,13 @@ class JsonPeer:
         assert self.process.stdin is not None
         await self.process.stdin.send_all((json.dumps({"cmd": cmd, **fields}) + "\n").encode())
 
+    async def learn(self, agent: Any) -> None:
+        """Tell the peer the agent's credentials, every candidate it gathers and end-of-candidates."""
+        await self.command("remote", ufrag=agent.local_parameters.ufrag, pwd=agent.local_parameters.pwd)
+        async for cand in agent.gather():
+            await self.command("candidate", sdp=cand.to_sdp())
+        await self.command("candidate", sdp=None)
+
     async def _read_event(self) -> dict[str, Any]:
         assert self.process.stdout is not None
         while b"\n" not in self._buffer:

@@ -2,9 +2,11 @@
 
 Runs under Debian's own `/usr/bin/python3` with `python3-gi` and `gir1.2-nice-0.1` (the project's Python
 cannot import Debian's `gi`): `/usr/bin/python3 tests/libnice_peer.py --controlled --tcp-only`.
-Gathering is restricted to 127.0.0.1 (`add_local_address`; UPnP off, no STUN/TURN server), so nothing
-leaves loopback. `nice_agent_attach_recv` and `nice_agent_send` are not usable through GObject
-introspection (a callback with a raw buffer; binary data), so both are called through ctypes on
+Gathering is restricted to 127.0.0.1 (and 127.0.0.2 with `--second-address`; `add_local_address`;
+UPnP off, no STUN/TURN server), so nothing leaves loopback. `--renomination` sets
+NICE_AGENT_OPTION_SUPPORT_RENOMINATION (with regular nomination). `nice_agent_attach_recv` and
+`nice_agent_send` are not usable through GObject introspection (a callback with a raw buffer; binary
+data), so both are called through ctypes on
 libnice.so.10, with the agent pointer from its GObject capsule; a GLib main loop runs everything.
 
 Output lines (JSON objects with "event"):
@@ -64,21 +66,33 @@ def emit(event: str, **fields: Any) -> None:
 
 
 class Peer:
-    def __init__(self, controlling: bool, udp: bool, tcp: bool, lite: bool = False) -> None:
+    def __init__(
+        self,
+        controlling: bool,
+        udp: bool,
+        tcp: bool,
+        lite: bool = False,
+        renomination: bool = False,
+        addresses: tuple[str, ...] = ("127.0.0.1",),
+    ) -> None:
         self.loop = GLib.MainLoop()
         self.lite = lite
         context, compatibility = GLib.MainContext.default(), Nice.Compatibility.RFC5245
         if lite:  # NICE_AGENT_OPTION_LITE_MODE: an ICE-lite agent (RFC 8445 2.5), which must be controlled
             self.agent = Nice.Agent.new_full(context, compatibility, Nice.AgentOption.LITE_MODE)
+        elif renomination:  # follows the NOMINATION attribute (draft-thatcher-ice-renomination)
+            options = Nice.AgentOption.SUPPORT_RENOMINATION | Nice.AgentOption.REGULAR_NOMINATION
+            self.agent = Nice.Agent.new_full(context, compatibility, options)
         else:
             self.agent = Nice.Agent.new(context, compatibility)
         self.agent.set_property("controlling-mode", controlling)
         self.agent.set_property("ice-udp", udp)
         self.agent.set_property("ice-tcp", tcp)
         self.agent.set_property("upnp", False)
-        address = Nice.Address.new()
-        address.set_from_string("127.0.0.1")
-        self.agent.add_local_address(address)
+        for ip in addresses:
+            address = Nice.Address.new()
+            address.set_from_string(ip)
+            self.agent.add_local_address(address)
         self.stream = self.agent.add_stream(1)
         self.pointer = _capsule_pointer(self.agent.__gpointer__, None)
         self.received = 0
@@ -199,8 +213,22 @@ def main() -> None:
     role.add_argument("--controlled", action="store_true")
     parser.add_argument("--tcp-only", action="store_true", help="ICE-TCP candidates only (ice-udp off)")
     parser.add_argument("--lite", action="store_true", help="ICE-lite mode (NICE_AGENT_OPTION_LITE_MODE)")
+    parser.add_argument(
+        "--renomination", action="store_true", help="NICE_AGENT_OPTION_SUPPORT_RENOMINATION (regular nomination)"
+    )
+    parser.add_argument(
+        "--second-address", action="store_true", help="gather on 127.0.0.2 too (a second pair on each side)"
+    )
     args = parser.parse_args()
-    Peer(controlling=args.controlling, udp=not args.tcp_only, tcp=True, lite=args.lite).run()
+    addresses = ("127.0.0.1", "127.0.0.2") if args.second_address else ("127.0.0.1",)
+    Peer(
+        controlling=args.controlling,
+        udp=not args.tcp_only,
+        tcp=True,
+        lite=args.lite,
+        renomination=args.renomination,
+        addresses=addresses,
+    ).run()
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 A cell is agent A behind NAT type X and agent B behind NAT type Y (or "none": directly on the internet),
 both using the embedded STUN server on the virtual internet, and in the second run the embedded TURN
 server too. `run_cell` connects them and records what was selected; `theory` says what must happen
-(`theory(..., turn=True)` with the TURN server); `render_markdown` / `render_svg` turn the outcomes
-of both runs into docs/nat-matrix.md and docs/nat-matrix.svg (deterministic: same outcomes, same bytes).
+(`theory(..., turn=True)` with the TURN server); tests/nat_matrix_render.py turns the outcomes of both
+runs into docs/nat-matrix.md and docs/nat-matrix.svg.
 
 Outcome kinds, from the most direct to the least: host, srflx, prflx (direct paths, named after the
 least direct candidate type in the selected pair), relay (through TURN), failed.
@@ -12,10 +12,8 @@ least direct candidate type in the selected pair), relay (through TURN), failed.
 
 from __future__ import annotations
 
-import html
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import attrs
 import pluggy
@@ -42,6 +40,10 @@ from iceagent.turn.server import open_turn_server
 MAPPINGS = ("eim", "adm", "apdm")
 FILTERINGS = ("eif", "adf", "apdf")
 NAT_TYPES: tuple[str, ...] = ("none", *(f"{m}-{f}" for m in MAPPINGS for f in FILTERINGS))
+#: B as an ICE-lite server on a public address (RFC 8445 2.5): host candidates only, no checks of its own.
+LITE = "lite"
+#: The matrix's columns (B): every NAT type, then the lite server. Rows (A, the full client) are NAT_TYPES.
+COLUMNS: tuple[str, ...] = (*NAT_TYPES, LITE)
 
 #: Candidate types from the most to the least direct; an outcome is named after its least direct type.
 KIND_ORDER = ("host", "srflx", "prflx", "relay")
@@ -51,8 +53,6 @@ KINDS = (*KIND_ORDER, "failed")
 MATRIX_CONFIG = IceConfig(failed_timeout=10.0)
 
 TURN_USER, TURN_PASSWORD, TURN_REALM = "matrix", "matrix-secret", "vnet"
-
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def servers_for(scenario: Scenario, count: int = 1) -> list[IceServer]:
@@ -183,8 +183,8 @@ class Outcome:
 
 
 def split(nat: str) -> tuple[str, str]:
-    """ "eim-adf" -> ("eim", "adf"); "none" -> ("none", "none")."""
-    if nat == "none":
+    """ "eim-adf" -> ("eim", "adf"); "none" and LITE (a lite server on a public address) -> ("none", "none")."""
+    if nat in ("none", LITE):
         return "none", "none"
     mapping, _, filtering = nat.partition("-")
     return mapping, filtering
@@ -218,7 +218,12 @@ def theory(nat_a: str, nat_b: str, *, turn: bool = False) -> Outcome:
       from the srflx address the other side sent to, so it connects whatever the other NAT is;
     * EIM with address-and-port-dependent filtering against a non-EIM peer: the peer's packets come
       from a port the EIM side never sent to: filtered, fails;
-    * both non-EIM: see `_initiator_gets_through`.
+    * both non-EIM: see `_initiator_gets_through`;
+    * B a lite server (LITE) on a public address: as "none" (RFC 8445 2.5: it sends no check, but it
+      needs none: A's checks reach its host address, and its answers return through the mapping A's
+      check opened, which every filter passes); it learns A's address from A's checks, as srflx when A's
+      NAT maps endpoint-independently (A signalled it), else as prflx (7.3.1.3), and nominates the pair
+      A's USE-CANDIDATE names (7.3.2). No relay is needed, so with TURN nothing changes.
     """
     (ma, fa), (mb, fb) = split(nat_a), split(nat_b)
 
@@ -282,6 +287,8 @@ class CellRun:
     #: Datagrams carrying the cell's data that went through the TURN server's sockets, per direction
     #: ("a->b", "b->a"): one in and one out per relayed datagram, none on a direct path.
     data_relayed: dict[str, int] = attrs.Factory(dict)
+    #: Connectivity checks B sent (a lite B sends none, RFC 8445 2.5).
+    checks_sent_b: int = 0
 
 
 #: The application data of a cell, per direction: distinct from anything STUN or TURN carries.
@@ -350,8 +357,10 @@ async def run_cell(nat_a: str, nat_b: str, *, seed: int = 1, rtt: float = 0.02,
     """Connect A (behind nat_a) and B (behind nat_b) through the vnet and report what happened.
 
     With `turn`, the embedded TURN server runs on the virtual internet too (scenario.turn_address) and
-    both agents have it as a `turn:` server besides the STUN server."""
-    scenario = vnet(nat_a, nat_b, rtt=rtt, seed=seed)
+    both agents have it as a `turn:` server besides the STUN server. `nat_b=LITE` makes B an ICE-lite
+    agent on a public address (no ICE servers: it offers host candidates only)."""
+    lite = nat_b == LITE
+    scenario = vnet(nat_a, "none" if lite else nat_b, rtt=rtt, seed=seed)
     servers = servers_for(scenario)
     if turn:
         turn_ip, turn_port = scenario.turn_address
@@ -364,8 +373,8 @@ async def run_cell(nat_a: str, nat_b: str, *, seed: int = 1, rtt: float = 0.02,
         _maybe_turn(scenario, turn) as turn_network,
         open_agent(controlling=True, network=scenario.network_a, ice_servers=servers, config=config,
                    name="A") as a,
-        open_agent(controlling=False, network=scenario.network_b, ice_servers=servers, config=config,
-                   name="B") as b,
+        open_agent(controlling=False, network=scenario.network_b, ice_servers=[] if lite else servers,
+                   config=config, name="B", lite=lite) as b,
     ):
         start = trio.current_time()
         # Gather completely before signaling: with trickle, a check answered before the srflx STUN
@@ -409,31 +418,8 @@ async def run_cell(nat_a: str, nat_b: str, *, seed: int = 1, rtt: float = 0.02,
             run.outcome = Outcome(nat_a, nat_b, pa.local.type, pa.remote.type, pb.local.type, pb.remote.type)
             run.a_as_seen_by_b = (pb.remote.address, pb.remote.port)
             run.b_as_seen_by_a = (pa.remote.address, pa.remote.port)
+        run.checks_sent_b = sum(p["requests_sent"] for p in b.stats()["pairs"])
     return run
-
-
-# ---- rendering ----
-
-COLOURS = {
-    "host": "#1a7f37",
-    "srflx": "#4ac26b",
-    "prflx": "#a7e3a4",
-    "relay": "#f0b429",
-    "failed": "#d1242f",
-}
-TEXT_COLOURS = {"host": "#ffffff", "srflx": "#0b2e13", "prflx": "#0b2e13", "relay": "#3d2a00", "failed": "#ffffff"}
-MEANING = {
-    "host": "direct, host candidates (no NAT in the way)",
-    "srflx": "direct, server-reflexive candidates (the STUN-learned addresses)",
-    "prflx": "direct, a peer-reflexive address learned from the checks themselves",
-    "relay": "relayed through TURN: no direct path exists",
-    "failed": "no path: without TURN these need a relay",
-}
-DIRECT = KIND_ORDER[:3]
-
-
-def _grid(outcomes: Mapping[tuple[str, str], Outcome]) -> list[list[Outcome | None]]:
-    return [[outcomes.get((a, b)) for b in NAT_TYPES] for a in NAT_TYPES]
 
 
 def summary(outcomes: Iterable[Outcome]) -> dict[str, int]:
@@ -442,159 +428,3 @@ def summary(outcomes: Iterable[Outcome]) -> dict[str, int]:
     for outcome in outcomes:
         counts[outcome.kind] += 1
     return counts
-
-
-def _cell_text(outcome: Outcome | None) -> str:
-    if outcome is None:
-        return "?"
-    if not outcome.connected:
-        return "**failed**"
-    if outcome.kind == "relay":
-        return f"**{outcome.label}** (no direct path)"
-    return outcome.label
-
-
-def _table(outcomes: Mapping[tuple[str, str], Outcome]) -> list[str]:
-    lines = [
-        "| A \\ B | " + " | ".join(f"`{b}`" for b in NAT_TYPES) + " |",
-        "| --- | " + " | ".join("---" for _ in NAT_TYPES) + " |",
-    ]
-    for a, row in zip(NAT_TYPES, _grid(outcomes), strict=True):
-        lines.append(f"| `{a}` | " + " | ".join(_cell_text(outcome) for outcome in row) + " |")
-    return lines
-
-
-def render_markdown(
-    outcomes: Mapping[tuple[str, str], Outcome], relayed: Mapping[tuple[str, str], Outcome] | None = None
-) -> str:
-    """docs/nat-matrix.md: the table of every cell (rows: A's NAT, columns: B's NAT) of the STUN-only run
-    (`outcomes`) and, when given, of the run with the TURN server too (`relayed`), first."""
-    counts = summary(outcomes.values())
-    lines = [
-        "# NAT traversal matrix",
-        "",
-        "<!-- Generated by tests/test_nat_matrix.py (tests/nat_matrix_tools.py); do not edit by hand. -->",
-        "",
-        "Agent A (rows) behind one NAT type, agent B (columns) behind another, on the virtual network.",
-        "Each cell is A's selected pair as `local/remote` candidate types. NAT types are `mapping-filtering`",
-        "(RFC 4787): `eim`/`adm`/`apdm` = endpoint-independent / address-dependent / address-and-port-dependent",
-        "mapping, `eif`/`adf`/`apdf` the same for filtering; `none` puts the host directly on the internet.",
-        "See [nat.md](nat.md) for what this means.",
-        "",
-    ]
-    if relayed is not None:
-        both = summary(relayed.values())
-        direct = sum(both[k] for k in DIRECT)
-        lines += [
-            "![NAT traversal matrix with STUN and TURN: green cells direct, amber cells relayed](nat-matrix.svg)",
-            "",
-            "## With STUN and TURN",
-            "",
-            "Both agents use the embedded STUN server and the embedded TURN server on the virtual internet.",
-            f"{direct} cells connect directly, with the same pair as without TURN; the {both['relay']} in **bold**",
-            "have no direct path (the STUN-only run below fails there) and connect through the relay.",
-            "",
-            *_table(relayed),
-            "",
-            "## STUN only",
-            "",
-            "The same cells with the STUN server alone: the ground truth for which cells have a direct path.",
-            "**failed** means none exists: that cell needs a relay.",
-            "",
-        ]
-    else:
-        lines += [
-            "![NAT traversal matrix](nat-matrix.svg)",
-            "",
-            "Both agents use the embedded STUN server on the virtual internet, no TURN server.",
-            "**failed** means no direct path exists: that cell needs a relay.",
-            "",
-        ]
-    lines += _table(outcomes)
-    lines += [""]
-    if relayed is not None:
-        lines += ["| outcome | STUN only | STUN and TURN | meaning |", "| --- | --- | --- | --- |"]
-        lines += [f"| {kind} | {counts[kind]} | {both[kind]} | {MEANING[kind]} |" for kind in KINDS]
-        lines += [
-            "",
-            f"{sum(counts.values())} cells. STUN only: {sum(counts[k] for k in DIRECT)} connect directly, "
-            f"{counts['failed']} fail. With TURN: {sum(both[k] for k in (*DIRECT, 'relay'))} connect, "
-            f"{direct} directly and {both['relay']} through the relay; {both['failed']} fail.",
-            "",
-        ]
-    else:
-        lines += ["| outcome | cells | meaning |", "| --- | --- | --- |"]
-        lines += [f"| {kind} | {counts[kind]} | {MEANING[kind]} |" for kind in KINDS]
-        lines += [
-            "",
-            f"{sum(counts.values())} cells: {sum(counts[k] for k in DIRECT)} connect directly, "
-            f"{counts['relay']} through a relay, {counts['failed']} fail without one.",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def render_svg(outcomes: Mapping[tuple[str, str], Outcome], *, servers: str = "STUN and TURN") -> str:
-    """docs/nat-matrix.svg: a coloured grid of the cells of one run (with `servers`), hand-written SVG."""
-    cell, head, left = 74, 64, 96
-    n = len(NAT_TYPES)
-    legend_y = head + n * cell + 28
-    width = left + n * cell + 16
-    height = legend_y + 26 * len(KINDS) + 12
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif">',
-        f"<title>NAT traversal matrix: agent A (rows) vs agent B (columns), {html.escape(servers)}</title>",
-        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{left}" y="22" font-size="15" font-weight="bold">A (rows) \u00d7 B (columns), '
-        f"{html.escape(servers)}: selected pair, A's view (local/remote)</text>",
-    ]
-    for j, b in enumerate(NAT_TYPES):
-        x = left + j * cell + cell / 2
-        out.append(f'<text x="{x:g}" y="{head - 10}" font-size="12" text-anchor="middle">{html.escape(b)}</text>')
-    for i, (a, row) in enumerate(zip(NAT_TYPES, _grid(outcomes), strict=True)):
-        y = head + i * cell
-        out.append(
-            f'<text x="{left - 8}" y="{y + cell / 2 + 4:g}" font-size="12" text-anchor="end">{html.escape(a)}</text>'
-        )
-        for j, outcome in enumerate(row):
-            x = left + j * cell
-            kind = "failed" if outcome is None else outcome.kind
-            fill = "#eeeeee" if outcome is None else COLOURS[kind]
-            text_fill = TEXT_COLOURS[kind]
-            out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" '
-                       'stroke="#ffffff" stroke-width="2"/>')
-            if outcome is None:
-                lines = ["?"]
-            elif not outcome.connected:
-                lines = ["failed"]
-            elif outcome.kind == "relay":
-                lines = [f"{outcome.a_local}/", f"{outcome.a_remote}", "(relayed)"]
-            else:
-                lines = [f"{outcome.a_local}/", f"{outcome.a_remote}"]
-            for k, text in enumerate(lines):
-                ty = y + cell / 2 + 4 + (k - (len(lines) - 1) / 2) * 15
-                out.append(f'<text x="{x + cell / 2:g}" y="{ty:g}" font-size="12" text-anchor="middle" '
-                           f'fill="{text_fill}">{html.escape(text)}</text>')
-    counts = summary(o for o in outcomes.values())
-    for k, kind in enumerate(KINDS):
-        y = legend_y + 26 * k
-        out.append(f'<rect x="{left}" y="{y}" width="18" height="18" fill="{COLOURS[kind]}"/>')
-        out.append(f'<text x="{left + 26}" y="{y + 14}" font-size="13">{kind} ({counts[kind]}): '
-                   f"{html.escape(MEANING[kind])}</text>")
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
-def write_docs(
-    outcomes: Mapping[tuple[str, str], Outcome],
-    relayed: Mapping[tuple[str, str], Outcome] | None = None,
-    docs: Path = DOCS,
-) -> None:
-    """Write docs/nat-matrix.md (both runs) and docs/nat-matrix.svg (the run with TURN when given),
-    only if their content changed."""
-    picture = render_svg(outcomes, servers="STUN only") if relayed is None else render_svg(relayed)
-    for name, text in (("nat-matrix.md", render_markdown(outcomes, relayed)), ("nat-matrix.svg", picture)):
-        path = docs / name
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")

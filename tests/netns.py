@@ -141,7 +141,20 @@ class NetnsWorld:
         self.processes: list[Any] = []  # subprocess.Popen or trio.Process: both have .pid and .poll()
         self.udp_timeout = udp_timeout
 
+    #: The routers' WAN addresses and the public namespace's address (a subclass may pick other ranges).
+    wan: dict[str, str] = WAN
+    public_gateway = PUBLIC_GATEWAY
+
     # --- building ---------------------------------------------------------------------------------------
+
+    def ruleset(self, side: str) -> str:
+        """The nftables ruleset of router `side` (its NAT kind's)."""
+        return nft_ruleset(self.kinds[side], side)
+
+    def start_services(self) -> None:
+        """What `open_worlds` starts once the world is built: the STUN server."""
+        self.start_stun_server()
+
 
     def ip(self, *args: str) -> None:
         _run(["ip", *args])
@@ -157,7 +170,7 @@ class NetnsWorld:
             self.namespaces.append(ns)
             self.ip("-n", ns, "link", "set", "lo", "up")
         self.ip("-n", self.pub, "link", "add", "br0", "type", "bridge")
-        self.ip("-n", self.pub, "addr", "add", f"{PUBLIC_GATEWAY}/24", "dev", "br0")
+        self.ip("-n", self.pub, "addr", "add", f"{self.public_gateway}/24", "dev", "br0")
         self.ip("-n", self.pub, "addr", "add", f"{STUN_IP}/24", "dev", "br0")
         self.ip("-n", self.pub, "addr", "add", f"{STUN_ALT_IP}/24", "dev", "br0")
         self.ip("-n", self.pub, "addr", "add", f"{TURN_IP}/24", "dev", "br0")
@@ -175,9 +188,9 @@ class NetnsWorld:
             # WAN: router "wan" <-> "w<side>" on pub's bridge (both ends created inside namespaces)
             self.ip("-n", router, "link", "add", "wan", "type", "veth", "peer", "name", f"w{side}", "netns", self.pub)
             self.ip("-n", self.pub, "link", "set", f"w{side}", "master", "br0", "up")
-            self.ip("-n", router, "addr", "add", f"{WAN[side]}/24", "dev", "wan")
+            self.ip("-n", router, "addr", "add", f"{self.wan[side]}/24", "dev", "wan")
             self.ip("-n", router, "link", "set", "wan", "up")
-            self.ip("-n", router, "route", "add", "default", "via", PUBLIC_GATEWAY)
+            self.ip("-n", router, "route", "add", "default", "via", self.public_gateway)
             # LAN: router "lan" <-> private host "eth0"
             self.ip("-n", router, "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", priv)
             self.ip("-n", router, "addr", "add", f"{LAN_ROUTER[side]}/24", "dev", "lan")
@@ -188,7 +201,7 @@ class NetnsWorld:
             self.exec(router, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
             if self.udp_timeout is not None:
                 self.exec(router, "sysctl", "-q", "-w", f"net.netfilter.nf_conntrack_udp_timeout={self.udp_timeout}")
-            self.exec(router, "nft", "-f", "-", input=nft_ruleset(self.kinds[side], side))
+            self.exec(router, "nft", "-f", "-", input=self.ruleset(side))
         return self
 
     # --- processes ----------------------------------------------------------------------------------------
@@ -383,7 +396,7 @@ def wait_for_line(proc: subprocess.Popen[bytes], text: str, timeout: float) -> s
 
 
 @contextlib.contextmanager
-def open_worlds(tmp_path: Path) -> Iterator[Callable[..., NetnsWorld]]:
+def open_worlds(tmp_path: Path, world_class: type[NetnsWorld] = NetnsWorld) -> Iterator[Callable[..., NetnsWorld]]:
     """Build kernel-NAT worlds (`build("cone", "symmetric")`) and remove them all on exit, even on failure.
 
     For a test module's fixture: `with open_worlds(tmp_path) as build: yield build`. Fails the test when
@@ -395,10 +408,10 @@ def open_worlds(tmp_path: Path) -> Iterator[Callable[..., NetnsWorld]]:
     def build(*kinds: str, udp_timeout: int | None = None) -> NetnsWorld:
         logdir = tmp_path / f"world{len(worlds)}"
         logdir.mkdir()
-        world = NetnsWorld(*kinds, logdir=logdir, udp_timeout=udp_timeout)
+        world = world_class(*kinds, logdir=logdir, udp_timeout=udp_timeout)
         worlds.append(world)
         world.build()
-        world.start_stun_server()
+        world.start_services()
         return world
 
     try:

@@ -6,7 +6,7 @@ Gathering is restricted to `--host` (and the STUN/TURN servers given), so nothin
 
 Output (one JSON object per line, "event" key):
 - `{"event": "local", "ufrag", "pwd"}` first; then `{"event": "candidate", "sdp"}` per candidate as gathered
-  (trickle), then `{"event": "gathered"}`;
+  (trickle), then `{"event": "gathered", "gatherers"}` (stats()["gatherers"]);
 - `{"event": "connected", "pair": {...}}` when `connect()` returns, or `{"event": "failed", "error"}`;
 - `{"event": "received", "data", "pair": {...}}` when the peer's greeting arrived (the pair then in use);
 - `{"event": "completed", "state", "pair": {...}}` after that, once nomination concluded (COMPLETED; or the
@@ -20,7 +20,7 @@ Input (one JSON object per line, "cmd" key):
 Once connected the peer sends `hello from <name>` and waits for the other's greeting.
 
 With `--turn URI --user NAME:PASSWORD` the agent also allocates on that TURN server: relay candidates
-join the same flow.
+join the same flow. With `--port-mapping` it asks its default gateway for port mappings.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from iceagent import Candidate, IceConfig, IceFailed, IceParameters, IceServer, IceState, open_agent
+from iceagent import Agent, Candidate, IceConfig, IceFailed, IceParameters, IceServer, IceState, IceStream, open_agent
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -75,25 +75,15 @@ async def main(args: argparse.Namespace) -> None:
             ice_servers=servers,
             host_addresses=[args.host],
             config=config,
+            port_mapping=args.port_mapping,
             name=args.name,
         ) as agent,
         trio.open_nursery() as nursery,
     ):
-        params = agent.local_parameters
-        emit("local", ufrag=params.ufrag, pwd=params.pwd)
-
-        async def gather() -> None:
-            async for cand in agent.gather():
-                emit("candidate", sdp=cand.to_sdp())
-            emit("gathered")
-
         async def run_ice() -> None:
-            try:
-                stream = await agent.connect()
-            except IceFailed as e:
-                emit("failed", error=str(e))
+            stream = await connect_or_report(agent)
+            if stream is None:
                 return
-            emit("connected", pair=describe_pair(agent.selected_pair))
             await stream.send(f"hello from {args.name}".encode())
             data = await stream.receive()
             emit("received", data=data.decode(errors="replace"), pair=describe_pair(agent.selected_pair))
@@ -101,33 +91,65 @@ async def main(args: argparse.Namespace) -> None:
             emit("completed", state=agent.state.value.value, pair=describe_pair(agent.selected_pair))
             await trio.sleep_forever()  # keep answering (consent, the peer's retransmissions) until closed
 
-        nursery.start_soon(gather)
         nursery.start_soon(run_ice)
-        send, receive = trio.open_memory_channel[dict[str, Any]](100)
-        nursery.start_soon(read_commands, send)
-        async for command in receive:
-            kind = command.get("cmd")
-            if kind == "remote":
-                agent.set_remote_parameters(IceParameters(ufrag=command["ufrag"], pwd=command["pwd"]))
-            elif kind == "candidate":
-                sdp = command.get("sdp")
-                agent.add_remote_candidate(None if sdp is None else Candidate.from_sdp(sdp))
-            elif kind == "close":
-                break
-        nursery.cancel_scope.cancel()
+        await signal_until_closed(agent, nursery)
     emit("closed")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+async def connect_or_report(agent: Agent) -> IceStream | None:
+    """`agent.connect()`, emitting "connected" (with the pair) or "failed" (then None)."""
+    try:
+        stream = await agent.connect()
+    except IceFailed as e:
+        emit("failed", error=str(e))
+        return None
+    emit("connected", pair=describe_pair(agent.selected_pair))
+    return stream
+
+
+async def signal_until_closed(agent: Agent, nursery: trio.Nursery) -> None:
+    """Emit the agent's parameters and trickled candidates, apply the peer's from stdin, until "close";
+    then cancel `nursery` (the caller's tasks for this agent)."""
+    params = agent.local_parameters
+    emit("local", ufrag=params.ufrag, pwd=params.pwd)
+
+    async def gather() -> None:
+        async for cand in agent.gather():
+            emit("candidate", sdp=cand.to_sdp())
+        emit("gathered", gatherers=agent.stats()["gatherers"])
+
+    nursery.start_soon(gather)
+    send, receive = trio.open_memory_channel[dict[str, Any]](100)
+    nursery.start_soon(read_commands, send)
+    async for command in receive:
+        kind = command.get("cmd")
+        if kind == "remote":
+            agent.set_remote_parameters(IceParameters(ufrag=command["ufrag"], pwd=command["pwd"]))
+        elif kind == "candidate":
+            sdp = command.get("sdp")
+            agent.add_remote_candidate(None if sdp is None else Candidate.from_sdp(sdp))
+        elif kind == "close":
+            break
+    nursery.cancel_scope.cancel()
+
+
+def peer_parser(description: str) -> argparse.ArgumentParser:
+    """The options every lab peer has: its role, its only host address, its STUN server, its name."""
+    p = argparse.ArgumentParser(description=description)
     role = p.add_mutually_exclusive_group(required=True)
     role.add_argument("--controlling", action="store_true")
     role.add_argument("--controlled", action="store_true")
     p.add_argument("--host", required=True, help="the only host address to gather (this namespace's private IP)")
     p.add_argument("--stun", help="IP:PORT of the STUN server")
+    p.add_argument("--name", default="peer")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = peer_parser(__doc__.splitlines()[0])
     p.add_argument("--turn", help="a turn: URI (e.g. turn:198.51.100.3:3478?transport=udp)")
     p.add_argument("--user", help="NAME:PASSWORD for --turn")
-    p.add_argument("--name", default="peer")
+    p.add_argument("--port-mapping", action="store_true", help="open_agent(port_mapping=True)")
     p.add_argument("--failed-timeout", type=float, default=5.0, help="IceConfig.failed_timeout (seconds)")
     return p.parse_args(argv)
 

@@ -372,10 +372,10 @@ async def test_interface_filter_on_the_os_network() -> None:
          "public_ips replace the host address"),
         ({"mux": object()}, TypeError, "mux takes what `async with iceagent.open_mux"),
         ({"mux": object(), "port_range": (50000, 50010)}, ValueError, "a mux agent binds no port of its own"),
-        ({"port_mapping": True}, NotImplementedError, "open_agent(port_mapping=True) is not implemented yet"),
-        ({"continual_gathering": True}, NotImplementedError, "open_agent(continual_gathering=True)"),
+        ({"lite": True, "controlling": False, "port_mapping": True}, ValueError, "a mapped address would go unused"),
+        ({"port_mapping": "yes"}, TypeError, "port_mapping must be True or False"),
         # a value that can never work is reported as such, not as "not implemented"
-        ({"port_mapping": True, "port_range": (2, 1)}, ValueError, "1 <= lo <= hi"),
+        ({"continual_gathering": True, "port_range": (2, 1)}, ValueError, "1 <= lo <= hi"),
     ],
 )
 async def test_option_validation(options: dict[str, Any], error: type[Exception], needle: str) -> None:

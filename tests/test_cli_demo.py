@@ -54,3 +54,25 @@ def test_bad_nat_name_is_a_usage_error() -> None:
     proc = _demo("--nat-a", "bogus")
     assert proc.returncode == 2
     assert "bogus" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "kind"), [([], "relay"), (["--nat-b", "eim-apdf"], "srflx")])
+def test_roam_demo_keeps_the_data_going(args: list[str], kind: str) -> None:
+    """`demo --roam`: A moves to a new LAN behind a new NAT mid-transfer (on a relay pair by default, whose
+    allocation socket is bound to the wildcard; on a srflx pair between cone NATs): one restart, and the
+    data resumes both ways within 2 s of simulated time."""
+    proc = _demo("--roam", "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["before"]["address"] != summary["after"]["address"]
+    assert summary["before"]["pair"].startswith(kind) and summary["after"]["pair"].startswith(kind)
+    assert summary["generation"] == 1 and summary["state"] == "completed"
+    assert summary["gap_a_to_b_s"] is not None and summary["gap_a_to_b_s"] < 2.0
+    assert summary["gap_b_to_a_s"] is not None and summary["gap_b_to_a_s"] < 2.0
+
+
+def test_roam_demo_prints_the_gap() -> None:
+    proc = _demo("--roam")
+    assert proc.returncode == 0, proc.stderr
+    assert "A moved to 192.168.3.2 on a new LAN" in proc.stdout
+    assert "gap in the data: A->B " in proc.stdout and "did not resume" not in proc.stdout

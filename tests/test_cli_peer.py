@@ -133,6 +133,31 @@ async def test_chat_with_a_lite_answer() -> None:
     assert (offer_status, answer_status) == (0, 0), offer_err + answer_err
 
 
+async def test_renomination_is_announced_in_the_offer() -> None:
+    """`offer --renomination`: the blob's parameters carry a=ice-options:renomination (and without the flag
+    they do not), so a peer that announces it too can move the pair without a restart."""
+    with trio.fail_after(40):
+        for flags, expected in (((), False), (("--renomination",), True)):
+            async with iceagent("offer", *LO, *flags) as offer:
+                blob = SignalBlob.decode((await offer.line()).decode(), expect="offer")
+                assert ("renomination" in blob.parameters.options) is expected
+                await offer.close_stdin()
+                await offer.finish()
+
+
+def test_port_mapping_flag_becomes_the_option() -> None:
+    """`--port-mapping` asks open_agent(port_mapping=True) (not exercised on the host: it would ask the
+    machine's real gateway)."""
+    import argparse
+
+    from iceagent.cli.options import add_agent_arguments, agent_options
+
+    parser = argparse.ArgumentParser()
+    add_agent_arguments(parser)
+    assert agent_options(parser.parse_args([*LO, "--port-mapping"]))["port_mapping"] is True
+    assert "port_mapping" not in agent_options(parser.parse_args(LO))
+
+
 async def test_json_relay_only_offer_on_stdin() -> None:
     loopback_peers = TurnServerConfig(allow_loopback_peers=True)  # both agents are on 127.0.0.1
     async with open_turn_server(NET, ["127.0.0.1:0"], users={"alice": "secret"}, config=loopback_peers) as turn:

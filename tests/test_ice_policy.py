@@ -125,6 +125,52 @@ def test_checks_are_paced_by_ta_and_retransmitted_by_the_timer() -> None:
     assert [t.data for t in again] == [first[0].data]
 
 
+def test_a_check_rto_grows_with_the_waiting_and_in_progress_pairs() -> None:
+    """RFC 8445 14.3: RTO = MAX(500 ms, Ta x (Num-Waiting + Num-In-Progress)), so every pending check goes out
+    once before any is retransmitted (14.1). 20 pairs in distinct foundations are all Waiting: at Ta = 50 ms
+    the first check is retransmitted after 1 s, not after the 500 ms a lone check waits."""
+    gen = generation(ta=0.05, rto=0.5)
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_PARAMS)
+    for i in range(20):
+        gen.add_remote_candidate(cand(f"10.0.1.{i + 1}", 3000, foundation=f"f{i}"))
+    assert sum(p.state is PairState.WAITING for p in gen.session.pairs) == 20
+    first = gen.datagrams_to_send(0.0)[0].data
+    sent = [first]
+    while (now := gen.get_timer()) < 0.99:  # one new check per Ta; no retransmission at 0.5 s
+        gen.handle_timer(now)
+        sent += [t.data for t in gen.datagrams_to_send(now)]
+    assert sent.count(first) == 1
+    assert len(set(sent)) == 20  # every pair checked once
+    assert gen.get_timer() == pytest.approx(1.0)
+    gen.handle_timer(1.0)
+    assert first in [t.data for t in gen.datagrams_to_send(1.0)]  # 20 x 50 ms: the first retransmission
+
+
+def test_requests_in_flight_stay_bounded_when_the_rto_grows() -> None:
+    """docs/security.md: at most 39.5 s / Ta + 1 checks in flight (791 at 50 ms). 40 Waiting pairs stretch
+    a check's RTO to 2 s (RFC 8445 14.3), so its transaction would live 158 s; a peer whose checks arrive
+    every Ta on our in-progress pairs cancels each and triggers a new one (7.3.1.4). Over 200 s the oldest
+    cancelled checks are forgotten instead of piling up."""
+    gen = generation(ta=0.05)
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_PARAMS)
+    remotes = [cand(f"10.0.1.{i + 1}", 3000, foundation=f"f{i}") for i in range(40)]
+    for remote in remotes:
+        gen.add_remote_candidate(remote)
+    sizes = []
+    for step in range(4000):
+        now = step * 0.05
+        remote = remotes[step % len(remotes)]
+        raw = request(tid=step.to_bytes(12, "big"))
+        gen.receive(Message.decode(raw), raw, (remote.address, remote.port), A_HOST, now)
+        gen.handle_timer(now)
+        gen.datagrams_to_send(now)
+        sizes.append(gen.session.table_sizes()["requests"])
+    assert max(sizes) <= math.ceil(39.5 / 0.05) + 1
+    assert sizes[-1] > 700  # the flood does fill it (without the bound: 2789 at 200 s)
+
+
 def test_a_request_is_answered_by_the_next_datagrams_to_send() -> None:
     gen = generation(controlling=False)
     gen.add_local_candidate(A_HOST, A_HOST)
@@ -217,6 +263,34 @@ def test_nomination_at_once_when_no_better_pair_is_pending_and_not_when_controll
     controlled.add_remote_candidate(B_HOST)
     _valid_after_check(controlled, 0.01)
     assert controlled.nomination.deadline(controlled.session) == math.inf
+
+
+def test_a_lost_nomination_is_repeated_on_the_pair_that_works() -> None:
+    """RFC 8445 8.1.1: the nominating check (USE-CANDIDATE) gets no answer at all (Rc = 2 transmissions, RTO
+    0.5 s: it times out at 0.5 + 4 x 0.5 = 2.5 s after it was sent). The pair's own check succeeded, so the
+    pair stays Succeeded and valid, and the controller nominates it again with a new transaction; the answer
+    to that one concludes nomination."""
+    gen = generation(rc=2, rm=4)
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_PARAMS)
+    gen.add_remote_candidate(B_HOST)
+    gen.add_remote_candidate(None)
+    gen.gathering_done()
+    _valid_after_check(gen, 0.01)
+    gen.handle_timer(0.01)
+    (first,) = gen.datagrams_to_send(0.05)
+    assert Attr.USE_CANDIDATE in Message.decode(first.data)
+    sent, now = [], 0.05
+    while (now := max(now, gen.get_timer())) < 5.0:
+        gen.handle_timer(now)
+        sent += [(now, Message.decode(t.data)) for t in gen.datagrams_to_send(now)]
+    (pair,) = gen.session.valid_pairs
+    assert pair.state is PairState.SUCCEEDED and gen.nominated is None
+    again = [(at, m) for at, m in sent if Attr.USE_CANDIDATE in m and m.transaction_id != first.data[8:20]]
+    assert again and again[0][0] == pytest.approx(2.55)  # at the first one's timeout, a new transaction
+    raw = response_to(again[0][1].encode(), A_ADDR)
+    gen.receive(Message.decode(raw), raw, B_ADDR, A_HOST, 5.0)
+    assert gen.nominated is pair
 
 
 # ---- the supervisor (RFC 7675, RFC 8445 11, DESIGN.md auto_restart) ----

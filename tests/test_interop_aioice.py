@@ -25,6 +25,9 @@ pytestmark = pytest.mark.interop
 PEER_SCRIPT = Path(__file__).with_name("aioice_peer.py")
 LO = ["127.0.0.1"]
 FAST = IceConfig(global_pacing=False)
+#: iceagent offering renomination (a=ice-options:renomination) to aioice, which does not: RFC 8445 nomination
+OFFERING_RENOMINATION = IceConfig(global_pacing=False, renomination=True)
+CONFIGS = pytest.mark.parametrize("config", [FAST, OFFERING_RENOMINATION], ids=["plain", "renomination-offered"])
 TIMEOUT = 20
 
 
@@ -93,11 +96,13 @@ async def data_both_ways(stream: IceStream, peer: AioicePeer) -> None:
     assert stats == {"event": "stats", "received": 2 * len(mine), "echoed": len(mine)}
 
 
-async def test_iceagent_controlling_aioice_controlled() -> None:
+@CONFIGS
+async def test_iceagent_controlling_aioice_controlled(config: IceConfig) -> None:
     with trio.fail_after(TIMEOUT):
         async with aioice_peer("controlled") as peer, open_agent(
-            controlling=True, host_addresses=LO, config=FAST
+            controlling=True, host_addresses=LO, config=config
         ) as agent:
+            assert ("renomination" in agent.local_parameters.options) is config.renomination
             _, (theirs,) = await exchange(agent, peer)
             await peer.command("connect")
             stream = await agent.connect()
@@ -118,10 +123,11 @@ async def test_iceagent_controlling_aioice_controlled() -> None:
         assert peer.process.returncode == 0
 
 
-async def test_aioice_controlling_iceagent_controlled() -> None:
+@CONFIGS
+async def test_aioice_controlling_iceagent_controlled(config: IceConfig) -> None:
     with trio.fail_after(TIMEOUT):
         async with aioice_peer("controlling") as peer, open_agent(
-            controlling=False, host_addresses=LO, config=FAST
+            controlling=False, host_addresses=LO, config=config
         ) as agent:
             _, (theirs,) = await exchange(agent, peer)
             await peer.command("connect")
@@ -147,10 +153,7 @@ async def test_peer_reflexive_aioice_candidate_learned_from_its_checks() -> None
             controlling=False, host_addresses=LO, config=FAST
         ) as agent:
             local = await peer.expect("local")
-            await peer.command("remote", ufrag=agent.local_parameters.ufrag, pwd=agent.local_parameters.pwd)
-            async for cand in agent.gather():
-                await peer.command("candidate", sdp=cand.to_sdp())
-            await peer.command("candidate", sdp=None)
+            await peer.learn(agent)
             agent.set_remote_parameters(IceParameters(local["ufrag"], local["pwd"]))  # no candidates
             await peer.command("connect")
             stream = await agent.connect()

@@ -14,13 +14,18 @@ import subprocess
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+import pluggy
 import pytest
 import trio
 from json_peer import JsonPeer, open_json_peer
 from test_ice_tcp import UdpBlocked
 
 from iceagent import Agent, Candidate, IceConfig, IceParameters, IceState, IceStream, open_agent
+from iceagent.ice.pair import CandidatePair, PairState
 from iceagent.net.os import OSNetwork
+from iceagent.plugins import create_plugin_manager
+
+hookimpl = pluggy.HookimplMarker("iceagent")
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 PEER_SCRIPT = Path(__file__).with_name("libnice_peer.py")
@@ -54,9 +59,12 @@ def libnice_peer(*args: str) -> AbstractAsyncContextManager[JsonPeer]:
     return open_json_peer([DEBIAN_PYTHON, str(PEER_SCRIPT), *args], "libnice", env=env)
 
 
-async def exchange(agent: Agent, peer: JsonPeer, *, give: set[str | None], take: set[str | None]) -> list[Candidate]:
+async def exchange(
+    agent: Agent, peer: JsonPeer, *, give: set[str | None], take: set[str | None], options: tuple[str, ...] = ()
+) -> list[Candidate]:
     """Signal both ways; only our candidates whose tcptype is in `give` reach libnice, only libnice's in
-    `take` reach us (None = UDP). Returns libnice's candidates."""
+    `take` reach us (None = UDP); `options`: the ice-options libnice is said to announce. Returns libnice's
+    candidates."""
     local = await peer.expect("local")
     theirs = [Candidate.from_sdp(line) for line in local["candidates"]]
     await peer.command("remote", ufrag=agent.local_parameters.ufrag, pwd=agent.local_parameters.pwd)
@@ -64,7 +72,7 @@ async def exchange(agent: Agent, peer: JsonPeer, *, give: set[str | None], take:
         if cand.tcptype in give:
             await peer.command("candidate", sdp=cand.to_sdp())
     await peer.command("candidate", sdp=None)
-    agent.set_remote_parameters(IceParameters(local["ufrag"], local["pwd"]))
+    agent.set_remote_parameters(IceParameters(local["ufrag"], local["pwd"], options=options))
     for cand in theirs:
         if cand.tcptype in take:
             agent.add_remote_candidate(cand)
@@ -156,3 +164,87 @@ def test_libnice_parses_our_tcp_candidate_lines() -> None:
             mine.transport, mine.tcptype, mine.port, mine.priority)
 
 
+class PairEvents:
+    """Observer: the pairs of ours that succeeded, and renominations."""
+
+    def __init__(self) -> None:
+        self.succeeded: list[CandidatePair] = []
+        self.changed = trio.Event()
+        self.renominated = trio.Event()
+        self.checked_by_peer: set[tuple[str, tuple[str, int]]] = set()  # (our address, their address)
+
+    @hookimpl
+    def iceagent_pair_state_changed(self, agent: Agent, pair: CandidatePair, old: PairState, new: PairState) -> None:
+        if new is PairState.SUCCEEDED:
+            self.succeeded.append(pair)
+            self.changed.set()
+            self.changed = trio.Event()
+
+    @hookimpl
+    def iceagent_renomination(self, agent: Agent, old: CandidatePair, new: CandidatePair) -> None:
+        self.renominated.set()
+
+    @hookimpl
+    def iceagent_check(self, direction: str, kind: str, local: Candidate, remote: tuple[str, int]) -> None:
+        if direction == "receive" and kind == "request":
+            self.checked_by_peer.add((local.address, remote))
+            self.changed.set()
+            self.changed = trio.Event()
+
+    async def checked_routes(self, count: int) -> None:
+        while len(self.checked_by_peer) < count:
+            await self.changed.wait()
+
+    async def other_pair(self, agent: Agent, first: CandidatePair) -> CandidatePair:
+        """A pair valid on both sides whose two candidates both differ from `first`'s: libnice checked it
+        (we answered), ours checked it (checks go on after nomination with renomination)."""
+        while True:
+            for pair in agent._runner().ice.valid_pairs:
+                if pair.local.address != first.local.address and pair.remote.address != first.remote.address:
+                    if (pair.local.address, pair.remote_address) in self.checked_by_peer:
+                        return pair
+            await self.changed.wait()
+
+
+async def test_libnice_follows_our_renomination() -> None:
+    """libnice (controlled, NICE_AGENT_OPTION_SUPPORT_RENOMINATION) reads our NOMINATION attribute (0xC001,
+    draft-thatcher-ice-renomination): after we renominate a pair between the other addresses of both
+    sides (libnice follows a NOMINATION only to a pair whose two candidates both differ from its selected
+    pair's), its selected pair moves there, without a restart, and data flows."""
+    events = PairEvents()
+    pm = create_plugin_manager(load_entrypoints=False)
+    pm.register(events)
+    config = IceConfig(global_pacing=False, renomination=True)
+    with trio.fail_after(TIMEOUT):
+        async with libnice_peer("--controlled", "--renomination", "--second-address") as peer, open_agent(
+            controlling=True, host_addresses=["127.0.0.1", "127.0.0.2"], config=config, plugin_manager=pm
+        ) as agent:
+            # libnice hears of us first and checks every pair (a pair it validates only before it completes
+            # can be renominated to), then we hear of libnice and connect
+            local = await peer.expect("local")
+            await peer.learn(agent)
+            await events.checked_routes(4)
+            agent.set_remote_parameters(IceParameters(local["ufrag"], local["pwd"], options=("renomination",)))
+            for line in local["candidates"]:
+                candidate = Candidate.from_sdp(line)
+                if candidate.transport == "udp":
+                    agent.add_remote_candidate(candidate)
+            agent.add_remote_candidate(None)
+            stream = await agent.connect()
+            await peer.expect("connected")
+            await agent.state.wait_value(IceState.COMPLETED)
+            first = agent.selected_pair
+            assert first is not None
+            second = await events.other_pair(agent, first)
+            runner = agent._runner()
+            assert runner.gen.renominate(second)
+            runner.wake()
+            await events.renominated.wait()
+            assert agent.selected_pair is second and agent.generation.value == 0
+            await data_both_ways(stream, peer)  # libnice echoes what it got on its new pair
+            await peer.command("stats")
+            stats = await peer.expect("stats")
+            theirs = Candidate.from_sdp(stats["pair"]["local"]), Candidate.from_sdp(stats["pair"]["remote"])
+            assert (theirs[0].address, theirs[1].address) == (second.remote.address, second.local.address), stats
+            assert (theirs[0].port, theirs[1].port) == (second.remote.port, second.local.port), stats
+        assert peer.process.returncode == 0

@@ -9,6 +9,7 @@ from iceagent.net._mux_routes import (
     MuxFull,
     MuxLimits,
     MuxRoutes,
+    Own,
     local_ufrag,
     request_transaction_id,
 )
@@ -115,6 +116,23 @@ def test_responses_route_by_transaction_id_once() -> None:
     assert r.route(response(TID), L, PEER, 11.0) is None  # answered: forgotten
     assert r.dropped == {"unknown_transaction": 1}
     assert r.sizes()["transactions"] == 0
+
+
+def test_the_muxs_own_transactions_route_to_it_until_removed_and_are_bounded() -> None:
+    """Responses to the mux's shared STUN binding go to `Own.MUX` by id, every one (the mux checks the
+    source), until the mux removes the id; at most `max_stun_bindings` ids, the oldest goes."""
+    r = routes(max_stun_bindings=2)
+    r.add_own_transaction(TID)
+    r.add_transaction("a", TID2, 0.0)
+    assert r.route(response(TID), L, PEER, 0.0) is Own.MUX
+    assert r.route(response(TID, MessageClass.ERROR), L, PEER2, 0.0) is Own.MUX  # not consumed by a stray
+    assert r.route(response(TID2), L, PEER, 0.0) == "a"  # the agents' own ids are untouched
+    r.remove_own_transaction(TID)
+    assert r.route(response(TID), L, PEER, 0.0) is None
+    for tid in (TID, TID2, bytes(12)):
+        r.add_own_transaction(tid)
+    assert r.own_transactions() == 2 and r.route(response(TID), L, PEER, 0.0) is None
+    assert r.dropped == {"unknown_transaction": 2, "transaction_evicted": 1}
 
 
 def test_transactions_expire_after_the_ttl() -> None:

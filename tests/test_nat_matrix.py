@@ -1,7 +1,8 @@
 """The NAT traversal matrix (issue 4, item 4; completed with relays by issue 5, item 6), on the vnet under MockClock.
 
 Agent A behind NAT type X and agent B behind NAT type Y, for the 9 mapping x filtering combinations of
-RFC 4787 plus "none" on either side (100 cells), run twice:
+RFC 4787 plus "none" on either side (100 cells), and B as an ICE-lite server on a public address against A
+behind each of them (the `lite` column, 10 cells), run twice:
 
 * STUN only (`test_cell`): the embedded STUN server on the virtual internet and no relay. Each cell must
   do what `nat_matrix_tools.theory` predicts (connect directly, with the predicted candidate types, or
@@ -23,22 +24,25 @@ from collections.abc import Iterator
 
 import pytest
 import trio
+from nat_matrix_render import render_markdown, render_svg, write_docs
 from nat_matrix_tools import (
+    COLUMNS,
     KINDS,
+    LITE,
     NAT_TYPES,
     CellRun,
     Outcome,
-    render_markdown,
-    render_svg,
     run_cell,
     split,
     summary,
     theory,
-    write_docs,
 )
 
 CELLS = list(itertools.product(NAT_TYPES, NAT_TYPES))
 IDS = [f"{a}_vs_{b}" for a, b in CELLS]
+#: The `lite` column: A (full, controlling) behind each NAT type, B an ICE-lite server on a public address.
+LITE_CELLS = [(a, LITE) for a in NAT_TYPES]
+ALL_CELLS = CELLS + LITE_CELLS
 RESULTS: dict[tuple[str, str], Outcome] = {}
 RELAYED: dict[tuple[str, str], Outcome] = {}
 
@@ -47,7 +51,7 @@ RELAYED: dict[tuple[str, str], Outcome] = {}
 def matrix() -> Iterator[dict[tuple[str, str], Outcome]]:
     """Collects every STUN-only cell's outcome; after the module, regenerates the docs if both runs are complete."""
     yield RESULTS
-    if len(RESULTS) == len(RELAYED) == len(CELLS):
+    if len(RESULTS) == len(RELAYED) == len(ALL_CELLS):
         write_docs(RESULTS, RELAYED)
         for name, outcomes in (("STUN only", RESULTS), ("STUN and TURN", RELAYED)):
             counts = summary(outcomes.values())
@@ -132,9 +136,31 @@ async def test_cell_with_turn(
     check_seen_addresses(run)
 
 
+@pytest.mark.parametrize("turn", [False, True], ids=["stun_only", "with_turn"])
+@pytest.mark.parametrize("nat_a", NAT_TYPES)
+async def test_lite_cell(nat_a: str, turn: bool, matrix: dict[tuple[str, str], Outcome],
+                         relay_matrix: dict[tuple[str, str], Outcome], autojump_clock: object) -> None:
+    """A full client behind `nat_a` (STUN, and TURN in the second run) against an ICE-lite server on a public
+    address (RFC 8445 2.5): always a direct path (the client's checks open its own NAT), the pair `theory`
+    predicts (as against a full agent without NAT), the lite side sends no check, gathers no srflx or
+    relay candidate, and no data touches the relay."""
+    with trio.fail_after(120):
+        run = await run_cell(nat_a, LITE, turn=turn)
+    outcome = run.outcome
+    (relay_matrix if turn else matrix)[(nat_a, LITE)] = outcome
+    assert outcome.connected, "a full client reaches a lite server on a public address through any NAT"
+    assert outcome == theory(nat_a, LITE) == theory(nat_a, LITE, turn=True)
+    assert (outcome.a_remote, outcome.b_local) == ("host", "host")
+    assert run.checks_sent_b == 0, "a lite agent sends no connectivity check (RFC 8445 2.5)"
+    assert not run.srflx_b and not run.relay_b
+    assert bool(run.relay_a) == turn
+    assert run.data_relayed == {"a->b": 0, "b->a": 0}
+    check_seen_addresses(run)
+
+
 def test_rendering_is_deterministic_and_well_formed() -> None:
-    outcomes = {(a, b): theory(a, b) for a, b in CELLS}
-    relayed = {(a, b): theory(a, b, turn=True) for a, b in CELLS}
+    outcomes = {(a, b): theory(a, b) for a, b in ALL_CELLS}
+    relayed = {(a, b): theory(a, b, turn=True) for a, b in ALL_CELLS}
     shuffled = dict(reversed(list(outcomes.items())))
     shuffled_relayed = dict(reversed(list(relayed.items())))
     assert render_markdown(outcomes, relayed) == render_markdown(shuffled, shuffled_relayed)
@@ -142,11 +168,12 @@ def test_rendering_is_deterministic_and_well_formed() -> None:
     for picture in (render_svg(relayed), render_svg(outcomes, servers="STUN only")):
         svg = ET.fromstring(picture)
         rects = svg.findall("{http://www.w3.org/2000/svg}rect")
-        assert len(rects) == 1 + len(CELLS) + len(KINDS)  # background, cells, legend
+        assert len(rects) == 1 + len(ALL_CELLS) + len(KINDS)  # background, cells (the lite column too), legend
     for markdown, tables in ((render_markdown(outcomes), 1), (render_markdown(outcomes, relayed), 2)):
         table = [line for line in markdown.splitlines() if line.startswith("| `")]
         assert len(table) == tables * len(NAT_TYPES)
-        assert all(line.count("|") == len(NAT_TYPES) + 2 for line in table)
+        assert all(line.count("|") == len(COLUMNS) + 2 for line in table)
+        assert all(line.endswith(" |") and "?" not in line for line in table)  # every cell, lite ones too
 
 
 def test_theory_relays_exactly_the_cells_without_a_direct_path() -> None:
@@ -159,6 +186,10 @@ def test_theory_relays_exactly_the_cells_without_a_direct_path() -> None:
     assert theory("eim-apdf", "apdm-apdf", turn=True).label == "relay/prflx"
     assert theory("apdm-apdf", "eim-apdf", turn=True).label == "prflx/relay"
     assert theory("apdm-apdf", "apdm-apdf", turn=True).label == "prflx/relay"  # tie: A's mapping, B's relay
+    # a lite server on a public address: every client connects directly, as to a full agent without NAT
+    lite = summary(theory(a, LITE) for a in NAT_TYPES)
+    assert lite == {"host": 1, "srflx": 3, "prflx": 6, "relay": 0, "failed": 0}
+    assert all(theory(a, LITE, turn=True) == theory(a, LITE) for a in NAT_TYPES)
 
 
 def test_relay_outcomes_render_as_relayed() -> None:

@@ -1113,8 +1113,16 @@ def test_nomination_failure_is_reported() -> None:
     assert t is not None
     while (timer := a.get_timer()) is not None:
         a.handle_timer(timer)
+    # no answer at all: only the nomination was lost, the pair's own check succeeded (RFC 8445 8.1.1)
+    assert drain(a) == [NominationFailed(pair)]
+    assert not pair.nominated and pair.valid and pair.state is PairState.SUCCEEDED
+    a.nominate(pair)
+    t = a.next_check(60.0)
+    assert t is not None
+    feed(a, response_to(t, A_ADDR, error=400), base=A_HOST, remote=B_ADDR, now=60.01)
+    # an error answer fails the pair (RFC 8445 7.2.5.2.4); it stays on the valid list
     assert drain(a) == [PairStateChanged(pair, PairState.SUCCEEDED, PairState.FAILED), NominationFailed(pair)]
-    assert not pair.nominated and pair.valid  # still on the valid list
+    assert not pair.nominated and pair.valid
 
 
 def test_nomination_dropped_after_487_made_us_controlled() -> None:

@@ -66,6 +66,7 @@ VALUES: dict[Attr, st.SearchStrategy[Any]] = {
     Attr.ALTERNATE_DOMAIN: text,
     Attr.PRIORITY: u32,
     Attr.LIFETIME: u32,
+    Attr.NOMINATION: u32,
     Attr.ICE_CONTROLLED: u64,
     Attr.ICE_CONTROLLING: u64,
     Attr.CHANNEL_NUMBER: u16,

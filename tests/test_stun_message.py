@@ -139,6 +139,7 @@ ATTRIBUTE_CASES: list[tuple[Any, Any, str]] = [
     (Attr.USE_CANDIDATE, None, "0025 0000"),
     (Attr.CHANNEL_NUMBER, 0x4001, "000c 0004 4001 0000"),
     (Attr.LIFETIME, 600, "000d 0004 00000258"),
+    (Attr.NOMINATION, 3, "c001 0004 00000003"),  # libwebrtc's NOMINATION (draft-thatcher-ice-renomination)
     (Attr.REQUESTED_TRANSPORT, 17, "0019 0004 11 000000"),
     (Attr.REQUESTED_ADDRESS_FAMILY, 2, "0017 0004 02 000000"),
     (Attr.EVEN_PORT, True, "0018 0001 80 000000"),
@@ -161,7 +162,7 @@ ATTRIBUTE_CASES: list[tuple[Any, Any, str]] = [
     (Attr.DATA, b"hello", "0013 0005 68656c6c6f 000000"),
     (Attr.DATA, b"", "0013 0000"),
     (0x7777, b"\x01", "7777 0001 01 000000"),
-    (0xC001, b"abcd", "c001 0004 61626364"),
+    (0xC0FF, b"abcd", "c0ff 0004 61626364"),
 ]
 
 
@@ -188,8 +189,8 @@ def test_ipv6_zone_is_dropped_and_addresses_come_back_as_socket_text() -> None:
 
 
 def test_unknown_attributes_are_kept_and_required_ones_reported() -> None:
-    msg = Message.decode(frame("7777 0001 01 000000  c001 0000  0006 0001 61 000000  0042 0000"))
-    assert msg.attributes == [(0x7777, b"\x01"), (0xC001, b""), (Attr.USERNAME, "a"), (0x0042, b"")]
+    msg = Message.decode(frame("7777 0001 01 000000  c0ff 0000  0006 0001 61 000000  0042 0000"))
+    assert msg.attributes == [(0x7777, b"\x01"), (0xC0FF, b""), (Attr.USERNAME, "a"), (0x0042, b"")]
     assert msg.unknown_required == [0x7777, 0x0042]
     built = Message(Method.BINDING, MessageClass.REQUEST, TID, [(0x7777, b""), (Attr.PRIORITY, 1), (0x9999, b"")])
     assert built.unknown_required == [0x7777]
@@ -445,7 +446,7 @@ BAD_MESSAGES = {
     "MESSAGE-INTEGRITY too long": frame("0008 0018" + "00" * 24),
     "FINGERPRINT too long": frame("8028 0008 00000000 00000000"),
     "attribute after FINGERPRINT": frame("8028 0004 00000000  0006 0000"),
-    "unknown attribute after FINGERPRINT": frame("8028 0004 00000000  c001 0000"),
+    "unknown attribute after FINGERPRINT": frame("8028 0004 00000000  c0ff 0000"),
     "FINGERPRINT after FINGERPRINT": frame("8028 0004 00000000  8028 0004 00000000"),
     "attribute after MESSAGE-INTEGRITY overruns": frame("0008 0014" + "00" * 20 + "0006 0008 61626364"),
 }

@@ -66,6 +66,8 @@ _AGENT_HOOKS = (
     "iceagent_pair_state_changed",
     "iceagent_state_changed",
     "iceagent_selected_pair_changed",
+    "iceagent_renomination",
+    "iceagent_network_changed",
 )
 
 

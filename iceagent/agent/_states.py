@@ -1,7 +1,8 @@
 """What the generations' events and the supervisor's actions mean for the agent (DESIGN.md "Timing and
 states"): which valid pair the stream sends on ("selected": the best valid pair, then the nominated
-one, RFC 8445 8.1.1, 12), the agent's IceState, and losing the selected pair (consent, RFC 7675 5.1; a
-closed ICE-TCP connection, RFC 6544 7.1; a restart's previous generation, RFC 8445 9, 12.1).
+one, RFC 8445 8.1.1, 12; with renomination the pair nominated last, draft-thatcher-ice-renomination),
+the agent's IceState, and losing the selected pair (consent, RFC 7675 5.1; a closed ICE-TCP
+connection, RFC 6544 7.1; a restart's previous generation, RFC 8445 9, 12.1).
 
 `AgentStates` is the part of `Agent` (agent/core.py) that decides this; the lifetime, the public API
 and the signaling intake are core.py's.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import trio
 from trio_util import AsyncValue
 
 from ..ice.events import ChecklistFailed, Event, PairNominated, PairStateChanged, PairValid, RoleChanged
+from ..ice.nomination import alternates
 from ..ice.pair import CandidatePair, PairState
 from ..ice.supervisor import (
     TERMINAL,
@@ -30,9 +33,10 @@ from ..ice.supervisor import (
     SupervisorAction,
 )
 from ..logs import get_logger
+from ..net.base import InterfaceChange
 from ..states import IceState
 from ._observe import AgentObservers
-from ._route import RouteState, make_route
+from ._route import Route, RouteState, make_route
 from ._runner import SessionRunner
 
 __all__ = ["AgentStates"]
@@ -76,6 +80,12 @@ class AgentStates:
     def _close_runner(self, runner: SessionRunner) -> None:
         raise NotImplementedError
 
+    def _addresses_added(self, addresses: list[str]) -> None:
+        raise NotImplementedError
+
+    def _restart_after_address_loss(self) -> None:
+        raise NotImplementedError
+
     # ---- events of the generations ----
 
     def session_event(self, runner: SessionRunner, event: Event) -> None:
@@ -92,6 +102,8 @@ class AgentStates:
             self._pair_valid(runner, event.pair)
         elif isinstance(event, PairNominated):
             self._select(runner, event.pair)
+            if event.previous is not None:
+                self._renominated(event.previous, event.pair)
             for other in list(self._runners):
                 if other is not runner:
                     self._retire_runner(other)
@@ -115,6 +127,14 @@ class AgentStates:
         self._select(runner, best)
         if self.state.value in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
             self._set_state(IceState.CONNECTED)
+
+    def _renominated(self, old: CandidatePair, new: CandidatePair) -> None:
+        """Nomination moved without a restart (renomination): the stream sends on `new` from now on (it was
+        selected just before); `old` still delivers what the peer sent on it before it learned of the move."""
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: renominated %s <-> %s (was %s <-> %s)", self.name, new.local.to_sdp(), new.remote.to_sdp(),
+                     old.local.to_sdp(), old.remote.to_sdp())
+        self._hook("iceagent_renomination", old=old, new=new)
 
     def pair_broken(self, runner: SessionRunner, pair: CandidatePair) -> None:
         """The TCP connection under a pair closed (RFC 6544 7.1). If the stream sends on it: before
@@ -218,6 +238,8 @@ class AgentStates:
         back to the new generation's best valid pair, or to CHECKING; otherwise it is FAILED."""
         runner = self._route_runner
         current = self._current
+        if runner is not None and runner is current and self._move_on(runner, reason):
+            return
         if runner is None or current is None or runner is current:
             self._fail(reason)
             return
@@ -234,6 +256,31 @@ class AgentStates:
             self.supervisor.checking_started(trio.current_time())
             self._set_state(IceState.CHECKING if current.ice.remote_parameters is not None else IceState.NEW)
 
+    def _move_on(self, runner: SessionRunner, reason: str) -> bool:
+        """Renomination negotiated: the selected pair's route is gone, but another valid pair may carry the
+        stream without a restart (DESIGN.md "Continual gathering"). Its route fails in the generation, the
+        stream moves at once to the best other valid pair that still has consent (the generation keeps it
+        fresh: nomination.alternates), and the nomination follows: the controlling side renominates that
+        pair, the controlled side waits for the peer's renomination. False when no other pair has consent
+        (a peer that is gone: FAILED as without renomination)."""
+        route = self._routes.route
+        if route is None or not runner.gen.renomination:
+            return False
+        lost = route[2]
+        runner.gen.route_failed(lost.base, lost.remote_address)
+        now = trio.current_time()
+        others = alternates(runner.ice, lost, now, runner.config.consent_timeout)
+        if not others:
+            return False
+        log.info("%s: the selected pair is lost (%s); moving to another valid pair (renomination)", self.name, reason)
+        pair = others[0]
+        runner.gen.renominate(pair)  # controlling side (the controlled one follows the peer: False)
+        self._select(runner, pair)
+        # its consent is as old as its last answer (RFC 7675 5.1), not renewed by the move
+        self._selected_at = min(self._selected_at, pair.last_consent or now)
+        runner.wake()
+        return True
+
     def _fail(self, reason: str) -> None:
         if self.state.value in (IceState.FAILED, IceState.CLOSED):
             return
@@ -241,3 +288,56 @@ class AgentStates:
         self._failure_reason = f"ICE failed: {reason}"
         self._unselect()
         self._set_state(IceState.FAILED)
+
+    # ---- the network under the selected pair (DESIGN.md "Continual gathering") ----
+
+    def network_changed(self, changes: Sequence[InterfaceChange]) -> None:
+        """Addresses of the Network came or went (`Network.watch_interfaces()`): the observer hook, then
+        the selected pair's local address gone is `_local_address_gone`, and new addresses are the
+        agent's to gather on (`_addresses_added`)."""
+        if self.state.value is IceState.CLOSED:
+            return
+        self._hook("iceagent_network_changed", changes=tuple(changes))
+        route = self._routes.route
+        removed = {c.address for c in changes if c.kind == "removed"}
+        if route is not None and removed:
+            address = gone_under(route, self._route_runner, removed)
+            if address is not None:
+                self._local_address_gone(address, removed)
+        added = [c.address for c in changes if c.kind == "added"]
+        if added:
+            self._addresses_added(added)
+
+    def _local_address_gone(self, address: str, removed: set[str]) -> None:
+        """The local address under the selected pair disappeared: nothing sent on the pair leaves any
+        more, so consent (RFC 7675 5.1) is not waited for. This is the one place that decides what
+        follows. With renomination negotiated (draft-thatcher-ice-renomination) every pair on a removed
+        address fails first, and `_route_lost` moves the stream to another valid pair that still has
+        consent, without a restart; otherwise (or with no such pair) the pair is lost at once (FAILED,
+        or back to the new generation during a restart), and with auto_restart a FAILED agent restarts
+        now, with no back-off (the cause is known), or at the next new address when none is left."""
+        reason = f"the local address {address} under the selected pair disappeared (network change)"
+        log.info("%s: %s", self.name, reason)
+        runner = self._route_runner
+        if runner is not None and runner is self._current and runner.gen.renomination:
+            for pair in list(runner.ice.valid_pairs):
+                transport = runner.transport_of.get(pair.base)
+                if transport is not None and gone_under((transport, pair.remote_address, pair, None, None),
+                                                       runner, removed):
+                    runner.gen.route_failed(pair.base, pair.remote_address)
+        self._route_lost(reason)
+        if self.auto_restart and self.state.value is IceState.FAILED:
+            self._restart_after_address_loss()
+
+
+def gone_under(route: Route, runner: SessionRunner | None, removed: set[str]) -> str | None:
+    """The removed address the route sent from, if it was one: its transport's address (a TURN
+    allocation's is that of its socket to the server), else its base's. A transport bound to the
+    wildcard (a relay's, by default) sends from whichever address the host routes through: it is taken
+    as gone when one of the addresses its generation gathered on is."""
+    local = getattr(route[0], "local_address", None)
+    if local is None or local[0] not in ("0.0.0.0", "::"):
+        address = route[2].base.address if local is None else str(local[0])
+        return address if address in removed else None
+    gathered = set() if runner is None else {sock.local_address[0] for sock in runner.bases}
+    return next((a for a in sorted(removed) if a in gathered), None)

@@ -27,6 +27,7 @@ from .._agent_options import check_agent_options, check_servers
 from ..config import IceConfig
 from ..errors import IceError
 from ..gatherers.base import GatherOptions
+from ..gatherers.host import host_addresses
 from ..ice.candidate import MAX_PACING, Candidate, IceParameters, check_candidate, unusable_reason
 from ..ice.credentials import new_parameters
 from ..ice.pair import CandidatePair, PairState
@@ -37,10 +38,12 @@ from ..logs import get_logger
 from ..net.base import Network
 from ..net.mux import AgentMux, Mux
 from ..net.os import OSNetwork
+from ..net.watch import InterfaceChanges
 from ..plugins import get_plugin_manager
 from ..states import GatheringState, IceState
 from ..stun.message import random_bytes
 from ..uri import IceServer
+from ._continual import gather_late, may_gather
 from ._lazy_value import LazyAsyncValue
 from ._observe import AgentObservers
 from ._remote import RemoteGate
@@ -56,12 +59,14 @@ class Agent(AgentStates):
     """An ICE agent; created by `open_agent()`, valid inside its `async with` only."""
 
     __slots__ = (
+        "_awaiting_address",
         "_closed",
         "_current",
         "_dropped",
         "_foundations",
         "_gate",
         "_inbox",
+        "_initial",
         "_mdns",
         "_mux",
         "_nursery",
@@ -69,8 +74,10 @@ class Agent(AgentStates):
         "_routes",
         "_runners",
         "_stream",
+        "_watch",
         "auto_restart",
         "config",
+        "continual_gathering",
         "gathering_state",
         "generation",
         "name",
@@ -126,6 +133,13 @@ class Agent(AgentStates):
         self._mdns = MdnsCounters()
         self._gate = RemoteGate(name, self.config)
         self._mux: AgentMux | None = None  # open_agent(mux=...): the agent's endpoint on the mux
+        #: open_agent(continual_gathering=True): gather on addresses that appear later (DESIGN.md)
+        self.continual_gathering = False
+        self._watch: InterfaceChanges | None = None  # the Network's interface changes, while open
+        #: how many candidates the current generation had when its gathering completed (-1: not yet); the later
+        #: ones are new_candidates()
+        self._initial = -1
+        self._awaiting_address = False  # the selected pair's address went and no other was left to gather on
 
     # ---- public API ----
 
@@ -211,6 +225,27 @@ class Agent(AgentStates):
         if not runner.add_remote_candidate(candidate) and candidate is not None:
             self._gate.ignore(candidate, "over-limit")
 
+    async def new_candidates(self) -> AsyncIterator[Candidate]:
+        """Local candidates found after gathering completed (`continual_gathering=True`: those of an address
+        that appeared later), of the current generation, for the application to trickle (RFC 8838; do not
+        signal end-of-candidates then). A restart's candidates come from `gather()`, as always; this
+        follows the new generation. Ends when the agent closes."""
+        runner: SessionRunner | None = None
+        i = 0
+        while True:
+            current = self._runner()
+            if current is not runner:
+                runner, i = current, -1
+            gathering = runner.gathering
+            if i < 0 and runner is self._current and self._initial >= 0:
+                i = self._initial
+            while 0 <= i < len(gathering.candidates):
+                yield gathering.candidates[i]
+                i += 1
+            if runner.closed and runner is self._current:
+                return
+            await gathering.changed.wait()
+
     async def connect(self) -> IceStream:
         """Wait until a pair is valid and return the IceStream; raises IceFailed if the agent FAILED."""
         await self._routes.wait()
@@ -261,6 +296,46 @@ class Agent(AgentStates):
     def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self._restart_now(first=True)
+        watch = getattr(self.network, "watch_interfaces", None)  # a Network written before it existed has none
+        if watch is not None:
+            self._watch = watch()
+            self._watch.follow(self.network_changed, nursery)
+
+    def _restart_after_address_loss(self) -> None:
+        """Restart now when there is an address to gather on (a mux agent's are the mux's), else at the
+        next address that appears (`_addresses_added`): a generation with no candidate would only fail."""
+        opts = self.options
+        try:
+            usable = self._mux is not None or bool(host_addresses(
+                self.network, opts.host_addresses, interface_filter=opts.interface_filter, ip_filter=opts.ip_filter))
+        except ValueError:
+            usable = True  # the restart's host gatherer reports it
+        if usable:
+            self._restart_now()
+        else:
+            self._awaiting_address = True
+
+    def _addresses_added(self, addresses: list[str]) -> None:
+        """New local addresses (after `network_changed` looked at the selected pair): an agent that restarts
+        by itself and has no pair restarts now if it is FAILED or lost its pair's address with nothing left
+        to gather on (the new generation gathers on them); else, with continual_gathering, the current
+        generation gathers on those its options allow."""
+        if self._closed or self._nursery is None:
+            return
+        if self.auto_restart and self._routes.route is None and (
+            self.state.value is IceState.FAILED or self._awaiting_address
+        ):
+            self._awaiting_address = False
+            log.info("%s: new local address %s: restarting now", self.name, ", ".join(addresses))
+            self._restart_now()
+            return
+        runner = self._current
+        if not self.continual_gathering or runner is None:
+            return
+        gatherers = self.create_gatherers()
+        for address in addresses:
+            if self._mux is None and may_gather(runner.options, self.network, address):
+                self._nursery.start_soon(gather_late, runner, gatherers, address, name=f"gather-late-{self.name}")
 
     def _restart_now(self, first: bool = False) -> SessionRunner:
         assert self._nursery is not None
@@ -275,6 +350,7 @@ class Agent(AgentStates):
             runner.options = attrs.evolve(self.options, mux=share)
         self._runners.append(runner)
         self._current = runner
+        self._initial = -1
         self._nursery.start_soon(runner.run, name=f"session-{self.name}-{generation}")
         if old is not None:
             if self._route_runner is not old:
@@ -308,6 +384,8 @@ class Agent(AgentStates):
 
     def _close(self) -> None:
         self._closed = True
+        if self._watch is not None:
+            self._watch.close()
         self._routes.closed = True
         self._routes.route = None
         self._route_runner = None
@@ -364,6 +442,8 @@ class Agent(AgentStates):
     def gathering_changed(self, runner: SessionRunner) -> None:
         if runner is self._current:
             self.gathering_state.value = runner.gathering.state
+            if runner.gathering.state is GatheringState.COMPLETE:
+                self._initial = len(runner.gathering.candidates)
 
     def candidate_gathered(self, runner: SessionRunner, candidate: Candidate) -> None:
         if log.isEnabledFor(logging.INFO):
@@ -416,8 +496,9 @@ async def open_agent(
     (`public_ip_mode="srflx"`) or as the host candidate's ("host"); `interface_filter(name)` and
     `ip_filter(ipaddress)` narrow what `host_addresses` allows. `lite=True` makes an ICE-lite agent (docs/agent.md
     "ICE-lite"). `mux=` (an `open_mux()`): the host candidates are the mux's shared ports (those `host_addresses`
-    and the filters allow; no `port_range`), docs/guide-serving.md. `port_mapping` and `continual_gathering`
-    raise NotImplementedError until their issue lands."""
+    and the filters allow; no `port_range`), docs/guide-serving.md. `port_mapping=True` asks the default gateway
+    for a mapping of each host UDP socket (PCP with NAT-PMP fallback, and UPnP-IGD; docs/port-mapping.md).
+    `continual_gathering` raises NotImplementedError until its issue lands."""
     if isinstance(host_addresses, str):
         host_addresses = [host_addresses]
     address_options = check_agent_options(
@@ -451,6 +532,7 @@ async def open_agent(
         name=name or random_bytes(2).hex(),
         plugin_manager=plugin_manager or get_plugin_manager(),
     )
+    agent.continual_gathering = continual_gathering
     if mux is not None:
         if not isinstance(mux, Mux):
             raise TypeError(f"mux takes what `async with iceagent.open_mux(...)` gives, not {type(mux).__name__}")

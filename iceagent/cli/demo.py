@@ -46,6 +46,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--real-time", action="store_true", help="run on the wall clock instead of simulated time")
     p.add_argument("--count", type=int, default=1000, help="datagrams to exchange (default 1000)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary only")
+    p.add_argument("--roam", action="store_true",
+                   help="host A moves to a new LAN (behind a NAT like --nat-a) mid-transfer; print the gap in the data")
 
 
 class LiveMatrix:
@@ -207,6 +209,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     console = Console() if sys.stdout.isatty() else Console(width=160, no_color=True, highlight=False)
     clock = None if args.real_time else trio.testing.MockClock(autojump_threshold=0)
+    if args.roam:
+        from .demo_roam import describe, roam_demo
+
+        roamed = trio.run(roam_demo, args, scenario, clock=clock)
+        print(json.dumps(roamed, indent=2) if args.json else "\n".join(describe(roamed)))
+        return 0
     use_live = console.is_terminal and args.real_time and not args.json
     if not args.json:
         console.print(f"A behind {args.nat_a}, B behind {args.nat_b}; internet rtt {args.rtt * 1000:g} ms, "

@@ -1,7 +1,8 @@
 """Agent options shared by the commands that gather (`gather`, `offer`, `answer`): one spelling everywhere.
 
 `add_agent_arguments` adds `--stun/--turn/--username/--credential/--relay-only/--address/--interface/
---mdns/--tcp` and the server options `--port/--port-range/--public-ip/--public-ip-mode/--lite`;
+--mdns/--tcp/--port-mapping/--renomination` and the server options `--port/--port-range/--public-ip/
+--public-ip-mode/--lite`;
 `agent_options` turns them into `open_agent()` keyword arguments (bad input raises `UsageError`);
 `open_cli_agent` opens the agent (on a shared `open_mux()` port with `--port`); `cli_errors` turns what
 the agent raises for an option it cannot serve yet into a one-line error.
@@ -15,7 +16,10 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
+import attrs
+
 from ..agent import Agent, open_agent
+from ..config import IceConfig
 from ..errors import IceError, IceServerError
 from ..net.base import Network
 from ..net.mux import open_mux
@@ -97,6 +101,17 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--mdns", action="store_true", help="hide host addresses behind <uuid>.local mDNS names")
     g.add_argument("--tcp", action="store_true", help="add ICE-TCP host candidates (RFC 6544)")
+    g.add_argument(
+        "--port-mapping",
+        action="store_true",
+        help="ask the default gateway for a public port (PCP, NAT-PMP, UPnP-IGD): a srflx candidate without STUN",
+    )
+    g.add_argument(
+        "--renomination",
+        action="store_true",
+        help="announce a=ice-options:renomination: with a peer that does too, the pair may move later without a "
+        "restart (draft-thatcher-ice-renomination)",
+    )
     s = p.add_argument_group("server options")
     s.add_argument(
         "--port",
@@ -207,6 +222,8 @@ def agent_options(args: argparse.Namespace, network: Network | None = None) -> d
         "mdns": bool(args.mdns),
         "tcp": bool(args.tcp),
     }
+    if getattr(args, "port_mapping", False):
+        options["port_mapping"] = True
     if getattr(args, "port", None) is not None and getattr(args, "port_range", None) is not None:
         raise UsageError("--port shares one port; --port-range picks ports for sockets of the agent's own: choose one")
     if getattr(args, "port_range", None) is not None:
@@ -234,6 +251,8 @@ async def open_cli_agent(args: argparse.Namespace, options: dict[str, Any], **kw
             addresses = options.get("host_addresses") or ["0.0.0.0"]
             mux = await stack.enter_async_context(open_mux(addresses, port_number, tcp=bool(options.get("tcp"))))
             options = {**options, "mux": mux}
+        if getattr(args, "renomination", False):
+            kwargs["config"] = attrs.evolve(kwargs.get("config") or IceConfig(), renomination=True)
         if options.get("lite"):
             kwargs["controlling"] = False  # a lite agent never controls; the full peer does (RFC 8445 6.1.1)
         yield await stack.enter_async_context(open_agent(**options, **kwargs))

@@ -50,6 +50,8 @@ class GatherOptions:
     ip_filter: Callable[[IP], object] | None = None
     #: an ICE-lite agent (RFC 8445 2.5): host candidates only, ICE-TCP passive only (RFC 6544 4.5)
     lite: bool = False
+    #: ask the default gateway for port mappings (PCP/NAT-PMP and UPnP-IGD): the "portmap" gatherer
+    port_mapping: bool = False
     mux: MuxGeneration | None = attrs.field(default=None, eq=False)
     """With `open_agent(mux=...)`: this ICE generation's share of the mux (the agent sets it per generation);
     the host (and ICE-TCP) gatherers take the mux's transports instead of binding sockets."""

@@ -1,5 +1,9 @@
 """The built-in server-reflexive gatherer: a STUN Binding from each host socket to each `stun:` server
-(RFC 8445 5.1.1.2); one srflx candidate per distinct mapped address, related address = the base."""
+(RFC 8445 5.1.1.2); one srflx candidate per distinct mapped address, related address = the base.
+
+On a mux the base is the mux's shared socket, so the gatherer asks the mux (`MuxEndpoint.reflexive`): one
+Binding transaction per (mux address, server) serves every agent on it, cached and kept alive by the mux.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from ..hookspecs import hookimpl
 from ..ice.candidate import Candidate
 from ..ice.priority import candidate_priority
 from ..logs import get_logger
+from ..net._mux_routes import MuxError
 from ..net.base import Address, UdpSocket
 from ..stun.attributes import Attr
+from ..stun.client import StunErrorResponse
 from ..stun.message import Message, MessageClass, Method
 from .base import GatherContext, GatherOptions
 from .host import base_preference
@@ -23,6 +29,13 @@ log = get_logger("iceagent.gather.srflx")
 
 def _family(host: str) -> int:
     return ipaddress.ip_address(host).version
+
+
+def stun_preference(ctx: GatherContext, address: str) -> int:
+    """The base's local preference; with port mapping 32768 less, so that every mapped srflx candidate (which
+    takes the base's) comes first and each srflx of one base has its own (RFC 8445 5.1.2.1)."""
+    preference = base_preference(ctx, address)
+    return max(0, preference - 32768) if ctx.options.port_mapping else preference
 
 
 class SrflxGatherer:
@@ -42,13 +55,28 @@ class SrflxGatherer:
                 ctx.error(f"cannot resolve STUN server {host}:{port}: {exc}")
                 continue
             resolved.extend(a for a in addrs if a not in resolved)
+        query = self._query if ctx.options.mux is None else self._query_mux
         async with trio.open_nursery() as nursery:
             async for sock in ctx.bases():
                 base_family = _family(sock.local_address[0])
                 for server in resolved:
                     if _family(server[0]) == base_family:
-                        nursery.start_soon(self._query, ctx, sock, server)
+                        nursery.start_soon(query, ctx, sock, server)
         ctx.done()
+
+    async def _query_mux(self, ctx: GatherContext, sock: UdpSocket, server: Address) -> None:
+        """Ask the mux for its shared binding to `server` (no request of this agent's own)."""
+        assert ctx.options.mux is not None
+        cfg = ctx.options.config
+        try:
+            mapped = await ctx.options.mux.agent.endpoint.reflexive(
+                sock.local_address, server, rto=cfg.rto, rc=cfg.rc, rm=cfg.rm)
+        except (StunTimeout, StunErrorResponse, MuxError) as exc:
+            ctx.error(str(exc))
+            return
+        except trio.ClosedResourceError:
+            return  # the agent or the mux is closing
+        _emit(ctx, sock, server, mapped)
 
     async def _query(self, ctx: GatherContext, sock: UdpSocket, server: Address) -> None:
         request = Message(Method.BINDING, MessageClass.REQUEST)
@@ -65,25 +93,30 @@ class SrflxGatherer:
         if mapped is None:
             ctx.error(f"STUN server {server[0]}:{server[1]} sent no mapped address")
             return
-        host, port = mapped
-        base_host, base_port = sock.local_address
-        mdns = ctx.options.mdns
-        if (host, port) == (base_host, base_port) and not mdns:
-            return  # no NAT between us and the server: the host candidate says it all
-        # mdns=True hides the base: raddr 0.0.0.0 (or ::), rport 9 (draft-ietf-mmusic-mdns-ice-candidates 3.1.1)
-        related = ("::" if ":" in base_host else "0.0.0.0", 9) if mdns else (base_host, base_port)
-        cand = Candidate(
-            foundation=ctx.foundation("srflx", base_host, "udp", server[0]),
-            component=1,
-            transport="udp",
-            priority=candidate_priority("srflx", 1, local_pref=base_preference(ctx, sock.local_address[0])),
-            address=host,
-            port=port,
-            type="srflx",
-            related_address=related[0],
-            related_port=related[1],
-        )
-        ctx.emit(cand, sock)
+        _emit(ctx, sock, server, mapped)
+
+
+def _emit(ctx: GatherContext, sock: UdpSocket, server: Address, mapped: Address) -> None:
+    """Emit the srflx candidate of `mapped` on base `sock`, unless it is the base itself (no NAT)."""
+    host, port = mapped
+    base_host, base_port = sock.local_address
+    mdns = ctx.options.mdns
+    if (host, port) == (base_host, base_port) and not mdns:
+        return  # no NAT between us and the server: the host candidate says it all
+    # mdns=True hides the base: raddr 0.0.0.0 (or ::), rport 9 (draft-ietf-mmusic-mdns-ice-candidates 3.1.1)
+    related = ("::" if ":" in base_host else "0.0.0.0", 9) if mdns else (base_host, base_port)
+    cand = Candidate(
+        foundation=ctx.foundation("srflx", base_host, "udp", server[0]),
+        component=1,
+        transport="udp",
+        priority=candidate_priority("srflx", 1, local_pref=stun_preference(ctx, base_host)),
+        address=host,
+        port=port,
+        type="srflx",
+        related_address=related[0],
+        related_port=related[1],
+    )
+    ctx.emit(cand, sock)
 
 
 @hookimpl

@@ -1,19 +1,23 @@
 """The outstanding Binding requests of one ICE session: its checks and consent checks, by transaction id.
 
-Each carries its STUN client transaction (stun.transaction: the RFC 8489 6.2.1 retransmission schedule)
-and what the response will be judged against (RFC 8445 7.2.5: the key, the PRIORITY and role it
-carried, whether it nominates). The earliest timer is cached until the table changes.
+Each carries its STUN client transaction (stun.transaction: the RFC 8489 6.2.1 retransmission schedule,
+from the RTO of RFC 8445 14.3 for checks) and what the response will be judged against (RFC 8445 7.2.5:
+the key, the PRIORITY and role it carried, whether it nominates). The earliest timer is cached until the
+table changes.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterable
 
 import attrs
 
 from ..config import IceConfig
 from ..stun.transaction import RtoEstimator, Transaction
-from .pair import CandidatePair
+from .pair import CandidatePair, PairState
 
-__all__ = ["Request", "Requests", "estimator_of"]
+__all__ = ["Request", "Requests", "check_rto_floor", "estimator_of", "max_in_flight"]
 
 Address = tuple[str, int]
 
@@ -29,6 +33,7 @@ class Request:
     use_candidate: bool
     consent: bool
     nominating: CandidatePair | None = None  # the valid pair a USE-CANDIDATE check nominates
+    nomination: int | None = None  # the NOMINATION value it carried (renomination negotiated)
     cancelled: bool = False  # 7.3.1.4: no more retransmissions, no failure on timeout
     transaction: Transaction = attrs.field(init=False)  # set by Requests.start
 
@@ -50,22 +55,38 @@ class Requests:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def start(self, data: bytes, transaction_id: bytes, now: float, config: IceConfig, request: Request) -> None:
-        """`request` (its bytes `data`) goes out now: its transaction starts, with the RTO the pair's estimator
-        gives (never below `config.rto`; RFC 8489 6.2.1) over UDP, or the 39.5 s timeout over TCP (6.2.2)."""
+    def start(
+        self, data: bytes, transaction_id: bytes, now: float, config: IceConfig, request: Request, *, paced: float = 0.0
+    ) -> None:
+        """`request` (its bytes `data`) goes out now: its transaction starts over UDP with an RTO of at least
+        `config.rto` (500 ms: RFC 8445 14.3 "MUST NOT use an RTO value smaller than 500 ms"), `paced` (a check's
+        `check_rto_floor`, RFC 8445 14.3) and the pair's measured one (RFC 8489 6.2.1, RFC 6298), or with the
+        39.5 s timeout over TCP (RFC 8489 6.2.2)."""
         pair = request.pair
         request.transaction = Transaction(
             data,
             transaction_id,
             now,
-            rto=max(config.rto, estimator_of(pair, config).rto),
+            rto=max(config.rto, paced, estimator_of(pair, config).rto),
             rc=config.rc,
             rm=config.rm,
             reliable=pair.base.transport == "tcp",
             reliable_timeout=config.reliable_timeout,
         )
-        self._by_id[transaction_id] = request
+        by_id = self._by_id
+        if len(by_id) >= max_in_flight(config):
+            self._evict_cancelled()
+        by_id[transaction_id] = request
         self._timer = False
+
+    def _evict_cancelled(self) -> None:
+        """Forget the oldest cancelled check (RFC 8445 7.3.1.4: it only waits for a late answer, which is then
+        ignored): a peer whose checks re-trigger ours keeps the table within `max_in_flight` even when RFC 8445
+        14.3 stretches each transaction's lifetime."""
+        for tid, request in self._by_id.items():
+            if request.cancelled:
+                del self._by_id[tid]
+                return
 
     def get(self, transaction_id: bytes) -> Request | None:
         return self._by_id.get(transaction_id)
@@ -134,6 +155,25 @@ class Requests:
     def checks_in_flight(self) -> bool:
         """A connectivity check may still succeed."""
         return any(r.is_live_check for r in self._by_id.values())
+
+
+def max_in_flight(config: IceConfig) -> int:
+    """The bound on a session's requests in flight (docs/security.md): one new check per Ta over the lifetime of
+    a transaction at the initial RTO (RFC 8489 6.2.1: 39.5 s, so 790 at Ta = 50 ms)."""
+    lifetime = config.rto * ((1 << (config.rc - 1)) - 1 + config.rm)
+    return math.ceil(lifetime / config.ta) + 1
+
+
+def check_rto_floor(ta: float, pairs: Iterable[CandidatePair]) -> float:
+    """RFC 8445 14.3's RTO term for a connectivity check: Ta x (Num-Waiting + Num-In-Progress), so every check
+    still to be sent goes out once, one per Ta, before any is retransmitted (14.1). The published formula also
+    multiplies by N, the number of checks: at the default 100 pairs that squares to 500 s, so no check would
+    be retransmitted within a session; 14.3 lets an agent use other mechanisms, never below 500 ms."""
+    busy = 0
+    for pair in pairs:
+        if pair.state is PairState.WAITING or pair.state is PairState.IN_PROGRESS:
+            busy += 1
+    return ta * busy
 
 
 def estimator_of(pair: CandidatePair, config: IceConfig) -> RtoEstimator:

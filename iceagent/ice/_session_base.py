@@ -5,6 +5,12 @@ requests in flight (_requests.py), the nomination tables and the event queue; it
 from gathering and signaling and answers questions about pairs. The checks themselves (sending,
 answering, responses, roles, nomination) are `IceSession`'s, in session.py.
 
+Renomination (draft-thatcher-ice-renomination): when both sides announce the `renomination` ice-option,
+the controlling side's USE-CANDIDATE checks carry NOMINATION with a value that grows by one each time,
+a later nomination replaces the nominated pair, and checks go on after nomination (the valid pairs it
+may move to must be found); the controlled side follows the pair with the highest value it accepted.
+Without it a NOMINATION attribute is ignored and RFC 8445 8.1 applies.
+
 ChecklistFailed is emitted once per failure: when local gathering is done, the peer sent
 end-of-candidates, no remote `.local` candidate is still being resolved, nothing is valid, every pair
 is FAILED (or there is none) and nothing is queued. A pair that appears later (a new remote candidate,
@@ -17,13 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import IceConfig
-from ..stun.message import random_bytes
+from ..stun.attributes import Attr
+from ..stun.message import Message, random_bytes
 from ._requests import Requests
 from .candidate import Candidate, IceParameters, unusable_reason
 from .candidate_set import CandidateSet, RemoteAdded
 from .checklist import CheckList
 from .events import ChecklistFailed, Event, PairRemoved, PairStateChanged
 from .pair import CandidatePair, PairState
+from .parameters import RENOMINATION
 
 __all__ = ["MAX_PENDING_TRIGGERED", "REMOTE_CANDIDATES_PER_PAIR", "SessionBase"]
 
@@ -49,10 +57,15 @@ class SessionBase:
         "_failed",
         "_generated",
         "_local_done",
+        "_nomination_concluded",
+        "_nomination_sent",
         "_peer_nominated",
+        "_peer_nomination",
+        "_peer_target",
         "_pending_remote",
         "_random",
         "_remote_done",
+        "_renomination",
         "_requests",
         "_use_candidate",
         "config",
@@ -97,7 +110,41 @@ class SessionBase:
         self._failed = False
         self._completed = False
         self._pending_remote = 0  # remote `.local` candidates being resolved
+        self._renomination = False  # both sides announced it (set with the remote parameters)
+        self._nomination_sent = 0  # controlling: the last NOMINATION value sent (the first is 1)
+        self._nomination_concluded = 0  # controlling: the value of the nomination that concluded last
+        self._peer_nomination = -1  # controlled: the highest nomination value accepted (USE-CANDIDATE alone: 0)
+        self._peer_target: CandidatePair | None = None  # controlled: the check-list pair that carried it
 
+    def _negotiate(self, params: IceParameters) -> None:
+        """Renomination is on when both sides announce it (draft-thatcher-ice-renomination 3)."""
+        self._renomination = RENOMINATION in self.local_parameters.options and RENOMINATION in params.options
+
+    def _nomination_in(self, message: Message) -> int | None:
+        """The nomination an incoming check carries: None for none, 0 for USE-CANDIDATE alone (RFC 8445
+        7.3.1.5), else its NOMINATION value, read only when renomination was negotiated (draft 4: any value
+        takes precedence over USE-CANDIDATE alone; without the option the attribute is ignored)."""
+        value = message.get(Attr.NOMINATION) if self._renomination else None
+        if value is not None:
+            return value
+        return 0 if Attr.USE_CANDIDATE in message else None
+
+    def _accept_nomination(self, pair: CandidatePair, value: int) -> bool:
+        """Controlled side: whether the peer's nomination of check-list pair `pair` counts. Always without
+        renomination (RFC 8445 7.3.1.5); with it, only a value above every one accepted before, or a repeat
+        for the pair that carried the highest (a retransmission): an older value arriving late is ignored."""
+        if not self._renomination:
+            return True
+        if value > self._peer_nomination:
+            self._peer_nomination = value
+            self._peer_target = pair
+            return True
+        return pair is self._peer_target
+
+    @property
+    def renomination(self) -> bool:
+        """Both sides announced the `renomination` ice-option: a nomination is not final."""
+        return self._renomination
 
     def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
         """A gathered local candidate; `base` is its base (itself for host and relay candidates, the socket's
@@ -200,22 +247,28 @@ class SessionBase:
     @property
     def checks_pending(self) -> bool:
         """Checks may still produce a valid pair: a triggered check is queued, a check is in flight, or
-        (before nomination concluded, 8.1.2) a pair is FROZEN or WAITING."""
+        (before nomination concluded, 8.1.2, or ever with renomination) a pair is FROZEN or WAITING."""
         checklist = self._checklist
         return (
             any(p.state is not PairState.SUCCEEDED or p in self._use_candidate for p in checklist.triggered)
             or self._requests.checks_in_flight()
-            or (not self._completed and any(p.state in _UNFINISHED for p in checklist.pairs))
+            or (not self._checks_over and any(p.state in _UNFINISHED for p in checklist.pairs))
         )
 
     @property
     def has_check_to_send(self) -> bool:
         """`next_check` may return a check when Ta next allows: a triggered check is queued, or (before
-        nomination concluded, 8.1.2) a pair is FROZEN or WAITING."""
+        nomination concluded, 8.1.2, or ever with renomination) a pair is FROZEN or WAITING."""
         checklist = self._checklist
         if checklist.triggered:
             return True
-        return not self._completed and checklist.has_sendable
+        return not self._checks_over and checklist.has_sendable
+
+    @property
+    def _checks_over(self) -> bool:
+        """Ordinary checks stop once nomination concluded (RFC 8445 8.1.2); with renomination they go on,
+        so that the pairs a later nomination may move to become valid (draft-thatcher-ice-renomination)."""
+        return self._completed and not self._renomination
 
     @property
     def completed(self) -> bool:
@@ -256,6 +309,8 @@ class SessionBase:
         self._use_candidate.pop(pair, None)
         self._peer_nominated.pop(pair, None)
         self._generated.pop(pair, None)
+        if self._peer_target is pair:
+            self._peer_target = None
         for table in (self._use_candidate, self._generated):
             for key in [k for k, v in table.items() if v is pair]:
                 del table[key]

@@ -34,10 +34,14 @@ def check_request(
     controlling: bool,
     tie_breaker: int,
     use_candidate: bool = False,
+    nomination: int | None = None,
 ) -> bytes:
     """A check: USERNAME rfrag:lfrag, PRIORITY, ICE-CONTROLLING/-CONTROLLED, optional USE-CANDIDATE,
-    MESSAGE-INTEGRITY with the remote password, FINGERPRINT (RFC 8445 7.2.2)."""
+    optional NOMINATION (renomination negotiated: draft-thatcher-ice-renomination 4), MESSAGE-INTEGRITY
+    with the remote password, FINGERPRINT (RFC 8445 7.2.2)."""
     body = _check_body(f"{remote.ufrag}:{local.ufrag}", priority, controlling, tie_breaker, use_candidate)
+    if nomination is not None:
+        body += _PRIORITY_TLV.pack(_NOMINATION, 4, nomination)
     return seal(
         Method.BINDING, MessageClass.REQUEST, transaction_id, body, integrity_key=remote.pwd.encode(), fingerprint=True
     )
@@ -63,6 +67,7 @@ _XOR_V4_TLV = struct.Struct("!HHxBHI")
 _USERNAME, _PRIORITY = int(Attr.USERNAME), int(Attr.PRIORITY)
 _CONTROLLING, _CONTROLLED = int(Attr.ICE_CONTROLLING), int(Attr.ICE_CONTROLLED)
 _USE_CANDIDATE = _TLV.pack(Attr.USE_CANDIDATE, 0)
+_NOMINATION = int(Attr.NOMINATION)
 
 
 def success_response(request: Message, source: Address, local: IceParameters) -> bytes:

@@ -74,9 +74,12 @@ class PairValid:
 @attrs.frozen
 class PairNominated:
     """Nomination concluded on this valid pair (controlling: USE-CANDIDATE check succeeded;
-    controlled: a pair nominated by the peer is valid) (RFC 8445 8.1.1)."""
+    controlled: a pair nominated by the peer is valid) (RFC 8445 8.1.1). With renomination negotiated
+    (draft-thatcher-ice-renomination) a later one replaces the nominated pair: `previous` is the pair it
+    replaces (None for the first nomination)."""
 
     pair: CandidatePair
+    previous: CandidatePair | None = None
 
 
 @attrs.frozen

@@ -2,7 +2,8 @@
 
 `IceGeneration` joins the IceSession (check list, checks, answers) with the policy around it: the
 pacing check scheduler (Ta, the peer's a=ice-pacing, the injected process-wide pacer; RFC 8445 14.2),
-the nomination controller (8.1.1) and the gather timer. The Trio layer feeds it input with `now`,
+the nomination controller (8.1.1, and renomination: draft-thatcher-ice-renomination) and the gather
+timer. The Trio layer feeds it input with `now`,
 sends what `datagrams_to_send(now)` returns, sleeps until `get_timer()`, calls `handle_timer(now)`
 then, and applies `next_event()`s. It never reads a clock or a socket.
 """
@@ -15,11 +16,12 @@ from collections.abc import Callable
 from ..config import IceConfig
 from ..stun.message import Message, MessageClass, Method, random_bytes
 from .candidate import Candidate, IceParameters
-from .events import Event, GatherTimedOut, Transmit
+from .events import Event, GatherTimedOut, PairNominated, Transmit
 from .lite import LiteSession
-from .nomination import NominationController
+from .nomination import NominationController, alternates
 from .pacing import CheckScheduler, Pacer, effective_ta
 from .pair import CandidatePair
+from .parameters import RENOMINATION
 from .session import IceSession
 
 __all__ = ["IceGeneration"]
@@ -32,7 +34,16 @@ class IceGeneration:
     `next_event`, plus the inputs that come from signaling and gathering."""
 
     __slots__ = (
-        "_config", "_events", "_gather_deadline", "_now", "_out", "_random", "nomination", "scheduler", "session"
+        "_alternates_at",
+        "_config",
+        "_events",
+        "_gather_deadline",
+        "_now",
+        "_out",
+        "_random",
+        "nomination",
+        "scheduler",
+        "session",
     )
 
     def __init__(
@@ -47,6 +58,8 @@ class IceGeneration:
     ) -> None:
         self._config = config
         self._random = random_bytes
+        if config.renomination:  # announced in the local parameters; on once the peer announces it too
+            local = local.with_option(RENOMINATION)
         # a lite agent (local.lite, RFC 8445 2.5) is controlled and sends no checks: its own session class
         self.session: IceSession = (
             LiteSession(local=local, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes)
@@ -61,6 +74,7 @@ class IceGeneration:
         self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque (624 bytes)
         self._gather_deadline = math.inf
         self._now = -math.inf  # the latest `now` an input brought (events of untimed inputs use it)
+        self._alternates_at = math.inf  # renomination: when the other valid pairs' consent is next refreshed
 
     # ---- inputs: signaling and gathering ----
 
@@ -144,6 +158,7 @@ class IceGeneration:
             self._gather_deadline,
             self.nomination.deadline(session),
             self.scheduler.deadline(self._wants_check()),
+            self._alternates_at,
             math.inf if timer is None else timer,
         )
         return -math.inf if self._out else at
@@ -158,6 +173,8 @@ class IceGeneration:
             self._events.append(GatherTimedOut())
         if self.nomination.deadline(session) <= now:
             self.nomination.nominate(session)
+        if now >= self._alternates_at:
+            self._refresh_alternates(now)
         timer = session.get_timer()
         if timer is not None and timer <= now:
             self._out.extend(session.handle_timer(now))
@@ -182,7 +199,32 @@ class IceGeneration:
         data = keepalive.encode(fingerprint=True)
         self._out.append(Transmit(data, pair.base, pair.remote_address, pair))
 
+    def renominate(self, pair: CandidatePair) -> bool:
+        """Controlling side with renomination negotiated: nominate the valid pair `pair` now, replacing the
+        nominated one without a restart (its check carries a higher NOMINATION value; the peer follows,
+        draft-thatcher-ice-renomination). The nomination controller keeps it until a pair of higher
+        priority becomes valid or it fails. False (nothing done) when controlled, not negotiated, or
+        `pair` is not valid. PairNominated(pair, previous) comes when the peer answered."""
+        done = self.nomination.renominate(self.session, pair)
+        self._pull()
+        return done
+
+    def _refresh_alternates(self, now: float) -> None:
+        """Renomination negotiated and a pair nominated: a consent check on each other valid pair kept
+        available (nomination.alternates), so that a later move goes to a pair that works; again after a
+        randomized consent interval (0.8-1.2 x, RFC 7675 5.1)."""
+        config = self._config
+        for pair in alternates(self.session, self.nomination.nominated, now, config.consent_timeout):
+            self._out.append(self.session.consent_check(pair, now))
+        jitter = int.from_bytes(self._random(12)[-2:], "big") / 0xFFFF  # the source transaction ids come from
+        self._alternates_at = now + config.consent_interval * (0.8 + 0.4 * jitter)
+
     # ---- queries ----
+
+    @property
+    def renomination(self) -> bool:
+        """Both sides announced renomination (draft-thatcher-ice-renomination): nomination is not final."""
+        return self.session.renomination
 
     @property
     def nominated(self) -> CandidatePair | None:
@@ -201,4 +243,7 @@ class IceGeneration:
         now = self._now
         while (event := session.next_event()) is not None:
             observe(event, now)
+            if isinstance(event, PairNominated) and self._alternates_at == math.inf and session.renomination:
+                if not session.local_parameters.lite:  # a lite agent sends no checks (RFC 8445 2.5)
+                    self._alternates_at = now + self._config.consent_interval
             self._events.append(event)

@@ -63,7 +63,8 @@ class LiteSession(IceSession):
     so data from the peer is delivered before nomination (RFC 8445 12.2); the check stamps the pair's
     `last_consent` (the agent declares the peer gone after `consent_timeout` without one). USE-CANDIDATE
     makes the pair valid and nominated (7.3.2). Of several nominations (an RFC 5245 peer's aggressive
-    nomination) the highest-priority pair is the selected one (8.1.1)."""
+    nomination) the highest-priority pair is the selected one (8.1.1); with renomination negotiated, the
+    one with the highest NOMINATION value."""
 
     __slots__ = ("_now", "_peer_lite")
 
@@ -88,6 +89,7 @@ class LiteSession(IceSession):
     def set_remote_parameters(self, params: IceParameters) -> None:
         """The peer's parameters; a lite peer as well means no check will ever flow (RFC 8445 2.5, 8.2)."""
         self.remote_parameters = params
+        self._negotiate(params)
         self._peer_lite = params.lite
         self._update_failed()
 
@@ -149,17 +151,21 @@ class LiteSession(IceSession):
         pair._requests_received += 1
         pair._responses_sent += 1
         pair._last_consent = self._now
-        if Attr.USE_CANDIDATE in message:
+        value = self._nomination_in(message)
+        if value is not None and self._accept_nomination(pair, value):
             self._nominated_by_peer(pair)
 
     def _nominated_by_peer(self, pair: CandidatePair) -> None:
         """7.3.2 (and 8.2's single pair between two lite agents): the pair is valid and nominated; the
         selected pair stays the highest-priority nominated one (8.1.1), so a lower-priority nomination after
-        it is recorded without an event."""
+        it is recorded without an event. With renomination the nomination accepted last (the highest
+        NOMINATION value, draft-thatcher-ice-renomination) is the nominated pair, whatever its priority."""
         self._checklist.set_state(pair, PairState.SUCCEEDED)
         if self._checklist.add_valid(pair):
             self._events.append(PairValid(pair))
         best = self._checklist.last_nominated
+        if self._renomination:
+            best = None  # the highest NOMINATION value wins, not the priority (draft-thatcher-ice-renomination)
         if best is not None and best is not pair and best.valid and best.priority >= pair.priority:
             pair._nominated = True
             return

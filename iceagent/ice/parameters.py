@@ -29,6 +29,7 @@ __all__ = [
     "MAX_ICE_OPTIONS",
     "MAX_PACING",
     "MIN_PACING",
+    "RENOMINATION",
     "IceParameters",
     "IceParametersError",
     "IceParametersSdpError",
@@ -46,6 +47,8 @@ _CREDENTIAL_CHARS = {"ufrag": re.compile(r"[!-9;-~]{1,256}"), "pwd": re.compile(
 #: Most a=ice-options tokens kept, and the longest one: RFC 8839 5.6 sets no bound; the registered options
 #: ("trickle", "ice2", "renomination", ...) are a handful of short words, and a peer's list is hostile input.
 MAX_ICE_OPTIONS, MAX_ICE_OPTION_LENGTH = 32, 64
+#: The ice-option both sides announce to use renomination (draft-thatcher-ice-renomination 3, as Chrome).
+RENOMINATION = "renomination"
 _ICE_OPTION = re.compile(rf"[A-Za-z0-9+/]{{1,{MAX_ICE_OPTION_LENGTH}}}")  # ice-option-tag = 1*ice-char
 _DIGITS = re.compile(r"[0-9]{1,10}")  # pacing-value = 1*10DIGIT
 #: The longest SDP line `from_sdp` looks at: a 256-character pwd plus its name, or the options at their bound.
@@ -132,6 +135,10 @@ class IceParameters:
     pacing: int | None = attrs.field(default=None, validator=_pacing)
     lite: bool = attrs.field(default=False, validator=_lite)
     options: tuple[str, ...] = attrs.field(default=(), converter=_options)
+
+    def with_option(self, option: str) -> IceParameters:
+        """These parameters announcing one more a=ice-options token (unchanged if they already do)."""
+        return self if option in self.options else attrs.evolve(self, options=(*self.options, option))
 
     def to_sdp(self) -> list[str]:
         """The session-level SDP lines (RFC 8839 5.3-5.6): a=ice-ufrag, a=ice-pwd, then a=ice-lite,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
-from ._requests import Request, estimator_of
+from ._requests import Request, check_rto_floor, estimator_of
 from ._session_base import MAX_PENDING_TRIGGERED, REMOTE_CANDIDATES_PER_PAIR, SessionBase
 from .candidate import Candidate, IceParameters
 from .checks import RoleConflict, check_request, error_response, role_conflict, screen_request, success_response
@@ -32,6 +32,7 @@ from .events import (
     RoleChanged,
     Transmit,
 )
+from .pacing import effective_ta
 from .pair import CandidatePair, PairState, check_priority
 
 __all__ = [
@@ -66,6 +67,7 @@ class IceSession(SessionBase):
         """Remote ufrag/pwd are known: checks (and triggered checks held back until now) may start. A full
         agent whose peer is lite takes the controlling role (RFC 8445 6.1.1): only it can nominate."""
         self.remote_parameters = params
+        self._negotiate(params)
         if params.lite and not self.controlling:
             self._set_role(True)
 
@@ -87,13 +89,18 @@ class IceSession(SessionBase):
         return response
 
     def nominate(self, pair: CandidatePair) -> bool:
-        """Controlling side: nominate this valid pair (queues a USE-CANDIDATE check, RFC 8445 8.1.1).
+        """Controlling side: nominate this valid pair (queues a USE-CANDIDATE check, RFC 8445 8.1.1). With
+        renomination negotiated it may replace the nominated pair later: the check carries a higher
+        NOMINATION value (draft-thatcher-ice-renomination); without it a concluded nomination is final.
 
-        Returns False (and does nothing) when we are controlled or the pair is not valid."""
+        Returns False (and does nothing) when we are controlled, the pair is not valid, or nomination
+        concluded on another pair and renomination was not negotiated."""
         if not self.controlling or not pair.valid:
             return False
         if pair.nominated:
             return True
+        if self._completed and not self._renomination:
+            return False  # RFC 8445 8.1.1: no second nomination
         checked = self.generating_pair(pair)
         self._use_candidate[checked] = pair
         self._checklist.enqueue_triggered(checked)
@@ -132,7 +139,8 @@ class IceSession(SessionBase):
         """Called every Ta: the next check to send (triggered queue first, then the highest-priority
         WAITING pair, unfreezing per 6.1.4.2), or None if nothing is left to do right now.
 
-        Once a pair is nominated only triggered checks go out (RFC 8445 8.1.2)."""
+        Once a pair is nominated only triggered checks go out (RFC 8445 8.1.2), unless renomination was
+        negotiated."""
         if self.remote_parameters is None:
             return None
         checklist = self._checklist
@@ -141,7 +149,7 @@ class IceSession(SessionBase):
             if pair.state is PairState.SUCCEEDED and target is None:
                 continue  # its cancelled check came back meanwhile (7.3.1.4)
             return self._send(pair, now, use_candidate=target is not None, nominating=target)
-        if self._completed:
+        if self._checks_over:
             return None
         pair = checklist.next_waiting()
         if pair is None:
@@ -164,7 +172,7 @@ class IceSession(SessionBase):
             out.append(Transmit(data, pair.base, pair.remote_address, pair))
         for request in expired:
             if request.is_live_check:
-                self._check_failed(request)
+                self._check_failed(request, lost=True)
         self._update_failed()
         return out
 
@@ -217,7 +225,10 @@ class IceSession(SessionBase):
             self._checklist.enqueue_triggered(pair)
         pair._requests_received += 1
         pair._responses_sent += 1
-        if Attr.USE_CANDIDATE in message and not self.controlling:
+        if self.controlling:
+            return
+        value = self._nomination_in(message)
+        if value is not None and self._accept_nomination(pair, value):
             valid = self._generated.get(pair)
             if pair.state is PairState.SUCCEEDED and valid is not None:
                 self._set_nominated(valid)
@@ -240,6 +251,10 @@ class IceSession(SessionBase):
             raise ValueError("the remote ICE parameters are not known yet")
         tid = self._random(12)
         priority = check_priority(pair.local)
+        nomination = None
+        if use_candidate and self._renomination:  # every nominating check carries a higher value (draft 4)
+            self._nomination_sent += 1
+            nomination = self._nomination_sent
         data = check_request(
             transaction_id=tid,
             local=self.local_parameters,
@@ -248,7 +263,10 @@ class IceSession(SessionBase):
             controlling=self.controlling,
             tie_breaker=self.tie_breaker,
             use_candidate=use_candidate,
+            nomination=nomination,
         )
+        # a check's RTO grows with the checks still to be sent (RFC 8445 14.3); consent has RFC 8489's own
+        paced = 0.0 if consent else check_rto_floor(effective_ta(self.config.ta, remote), self._checklist.pairs)
         self._requests.start(
             data,
             tid,
@@ -262,7 +280,9 @@ class IceSession(SessionBase):
                 use_candidate=use_candidate,
                 consent=consent,
                 nominating=nominating,
+                nomination=nomination,
             ),
+            paced=paced,
         )
         pair._requests_sent += 1
         if consent:
@@ -353,29 +373,43 @@ class IceSession(SessionBase):
         if self._checklist.add_valid(valid):
             self._events.append(PairValid(valid))
         if request.use_candidate and self.controlling:
-            self._set_nominated(valid)
+            # renomination: a nominating check answered after a later one concluded is stale
+            if request.nomination is None or request.nomination > self._nomination_concluded:
+                self._nomination_concluded = request.nomination or 0
+                self._set_nominated(valid)
         elif not self.controlling and pair in self._peer_nominated:
             del self._peer_nominated[pair]
-            self._set_nominated(valid)
+            if not self._renomination or pair is self._peer_target:  # not superseded meanwhile
+                self._set_nominated(valid)
         self._checklist.unfreeze_foundation(pair.foundation)
 
-    def _check_failed(self, request: Request) -> None:
-        """A check failed: error response, timeout or asymmetric response (RFC 8445 7.2.5.2)."""
+    def _check_failed(self, request: Request, *, lost: bool = False) -> None:
+        """A check failed: error response, timeout (`lost`) or asymmetric response (RFC 8445 7.2.5.2). A
+        nominating check on a Succeeded pair that got no answer at all leaves the pair Succeeded: its path
+        worked, only the nomination was lost, and the controller repeats it (RFC 8445 8.1.1)."""
         if request.cancelled:
             return
-        self._checklist.set_state(request.pair, PairState.FAILED)
+        if not (lost and request.nominating is not None and request.pair.state is PairState.SUCCEEDED):
+            self._checklist.set_state(request.pair, PairState.FAILED)
         if request.nominating is not None:
             self._events.append(NominationFailed(request.nominating))
 
     # ---- helpers ----
 
     def _set_nominated(self, pair: CandidatePair) -> None:
-        if pair.nominated:
+        """Nomination concluded on `pair`; with renomination it replaces the nominated pair, whose flag
+        is cleared (`PairNominated.previous`)."""
+        previous = self._checklist.last_nominated
+        if pair.nominated and (pair is previous or not self._renomination):
             return
+        replaced = None
+        if self._renomination and previous is not None and previous is not pair:
+            previous._nominated = False
+            replaced = previous
         pair._nominated = True
         self._checklist.last_nominated = pair
         self._completed = True
-        self._events.append(PairNominated(pair))
+        self._events.append(PairNominated(pair, replaced))
 
     def _set_role(self, controlling: bool) -> None:
         """Switch role: recompute pair priorities (RFC 8445 7.3.1.1, 6.1.2.3)."""

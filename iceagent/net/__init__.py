@@ -5,6 +5,7 @@ from .base import (
     CandidateTransport,
     ConnectionTransport,
     Interface,
+    InterfaceChange,
     Network,
     NetworkWrapper,
     SupportsReceiveBatch,
@@ -16,12 +17,15 @@ from .base import (
     transport_capabilities,
 )
 from .os import OSNetwork
+from .watch import InterfaceChanges
 
 __all__ = [
     "Address",
     "CandidateTransport",
     "ConnectionTransport",
     "Interface",
+    "InterfaceChange",
+    "InterfaceChanges",
     "Network",
     "NetworkWrapper",
     "OSNetwork",

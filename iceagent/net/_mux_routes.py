@@ -7,7 +7,8 @@ DESIGN.md ("Concurrency: the nursery tree", open_mux):
   colon (RFC 8445 7.2.2, 7.3); an agent registers one ufrag per ICE generation;
 - a STUN success or error response by transaction id (RFC 8489 6.3: the response echoes the request's
   id); the owner recorded its id when it sent the request; an entry expires after `transaction_ttl`
-  (about RFC 8489 6.2.1's whole transaction, 39.5 s with the default RTO) or when it is answered;
+  (about RFC 8489 6.2.1's whole transaction, 39.5 s with the default RTO) or when it is answered. The
+  mux's own transactions (its shared STUN bindings) are routed to `Own.MUX` until the mux removes them;
 - anything else (application data, indications, other requests) by (local address, source address),
   bound to an owner only by `confirm`, which the owner calls after it verified the integrity of a check
   from, or a response to, that address; the latest confirm wins. No packet binds anything by itself.
@@ -19,8 +20,9 @@ ufrags and owners, registering raises `MuxFull`). The owner type is opaque to th
 from __future__ import annotations
 
 import collections
+import enum
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import attrs
 
@@ -35,6 +37,12 @@ _STOP_ATTRS = frozenset((0x0008, 0x001C, 0x8028))  # MESSAGE-INTEGRITY(-SHA256),
 _BINDING_REQUEST = 0x0001
 _CLASS_MASK = 0x0110  # RFC 8489 5: C1 C0 bits of the message type
 _REQUEST, _INDICATION = 0x0000, 0x0010
+
+
+class Own(enum.Enum):
+    """What `MuxRoutes.route` returns for a response to one of the mux's own requests."""
+
+    MUX = "mux"
 
 
 class MuxError(IceError):
@@ -77,6 +85,11 @@ class MuxLimits:
     """Seconds a connection may stay without a check its agent confirmed (RFC 6544 7.2, tcp_check_timeout)."""
     tcp_max_frame: int = 65535
     """The largest RFC 4571 frame taken on a claimed connection (RFC 4571 2)."""
+    max_stun_bindings: int = 256
+    """The mux's shared STUN bindings, one per (mux address, STUN server) in use; one more raises `MuxFull`."""
+    stun_refresh: float = 15.0
+    """Seconds between the Binding requests that keep a shared STUN binding's NAT mapping alive while agents
+    use it (RFC 8489 3; RFC 8445 11's keepalive interval Tr, 15 s)."""
 
     def __attrs_post_init__(self) -> None:
         for field in attrs.fields(MuxLimits):
@@ -119,6 +132,7 @@ class MuxRoutes(Generic[Owner]):
         self._transactions: collections.OrderedDict[bytes, tuple[Owner, float]] = collections.OrderedDict()
         self._bindings: collections.OrderedDict[tuple[Address, Address], Owner] = collections.OrderedDict()
         self._owners: dict[Owner, _OwnerState] = {}
+        self._own: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self.routed = 0
         self.dropped: collections.Counter[str] = collections.Counter()
 
@@ -188,6 +202,19 @@ class MuxRoutes(Generic[Owner]):
             self._owners[who].transactions.pop(oldest, None)
             self.dropped["transaction_evicted"] += 1
 
+    def add_own_transaction(self, tid: bytes) -> None:
+        """Route responses to the mux's own request `tid` to `Own.MUX` until `remove_own_transaction`: every
+        response with that id (the mux checks where it came from). At most `max_stun_bindings` (one per
+        shared binding in flight); past it the oldest is forgotten."""
+        self._own[tid] = None
+        if len(self._own) > self.limits.max_stun_bindings:
+            self._own.popitem(last=False)
+            self.dropped["transaction_evicted"] += 1
+
+    def remove_own_transaction(self, tid: bytes) -> None:
+        """The mux's transaction `tid` is over (answered, timed out or stopped)."""
+        self._own.pop(tid, None)
+
     def confirm(self, owner: Owner, local: Address, remote: Address) -> None:
         """Bind datagrams from `remote` to `local` to `owner`: call only after verifying the integrity of a
         check from, or a response to, `remote` (DESIGN.md). The latest confirm wins; the least recently
@@ -220,10 +247,11 @@ class MuxRoutes(Generic[Owner]):
 
     # ---- routing (hostile input) ----
 
-    def route(self, data: bytes, local: Address, remote: Address, now: float) -> Owner | None:
-        """The owner of a datagram that arrived at `local` from `remote`, or None (dropped and counted by
-        reason in `dropped`). Bounded work: a header check, at most one walk of the attributes. The caller
-        counts `routed` once the datagram is in an inbox."""
+    def route(self, data: bytes, local: Address, remote: Address, now: float) -> Owner | Literal[Own.MUX] | None:
+        """The owner of a datagram that arrived at `local` from `remote`, `Own.MUX` for a response to one of
+        the mux's own requests, or None (dropped and counted by reason in `dropped`). Bounded work: a header
+        check, at most one walk of the attributes. The caller counts `routed` once the datagram is in an
+        inbox."""
         if looks_like_stun(data):
             mtype = data[0] << 8 | data[1]
             if mtype == _BINDING_REQUEST:
@@ -233,6 +261,8 @@ class MuxRoutes(Generic[Owner]):
                 return owner
             if mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):  # a success or error response
                 tid = bytes(data[8:20])
+                if tid in self._own:
+                    return Own.MUX
                 entry = self._transactions.pop(tid, None)  # answered: forgotten (RFC 8489 6.3)
                 if entry is not None:
                     self._owners[entry[0]].transactions.pop(tid, None)
@@ -274,6 +304,10 @@ class MuxRoutes(Generic[Owner]):
         """The size of every table."""
         return {"agents": len(self._owners), "ufrags": len(self._ufrags),
                 "transactions": len(self._transactions), "bindings": len(self._bindings)}
+
+    def own_transactions(self) -> int:
+        """How many of the mux's own transactions are routable (at most `max_stun_bindings`)."""
+        return len(self._own)
 
     def bound_owner(self, local: Address, remote: Address) -> Owner | None:
         """Who `remote` is bound to on `local`, if anyone."""

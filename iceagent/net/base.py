@@ -7,10 +7,13 @@ layer never imports trio.socket directly.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import attrs
 import trio
+
+if TYPE_CHECKING:
+    from .watch import InterfaceChanges
 
 Address = tuple[str, int]
 
@@ -24,6 +27,16 @@ class Interface:
     addresses: tuple[str, ...]
     loopback: bool = False
     networks: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class InterfaceChange:
+    """An address that appeared on an interface ("added") or left it ("removed"), with the interface as it
+    was then (`Network.watch_interfaces()`)."""
+
+    kind: Literal["added", "removed"]
+    address: str
+    interface: Interface
 
 
 @runtime_checkable
@@ -71,6 +84,14 @@ class Network(Protocol):
         ...
 
     async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None: ...
+
+    async def default_gateway(self, family: int = 4) -> str | None:
+        """The IP address of the default route's next hop for IPv4 (`family` 4) or IPv6 (6), None without
+        one: where port mapping requests go (RFC 6887 8.1, RFC 6886 3.1: the client's default router)."""
+
+    def watch_interfaces(self) -> InterfaceChanges:
+        """A subscription to address changes (iceagent.net.watch): one watcher per Network, whoever subscribes."""
+        ...
 
 
 # ---- what carries a candidate's data, and what it can do besides `send` and `receive` ----
@@ -229,3 +250,9 @@ class NetworkWrapper:
 
     async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None:
         await self.inner.join_multicast(sock, group, interface_address)
+
+    async def default_gateway(self, family: int = 4) -> str | None:
+        return await self.inner.default_gateway(family)
+
+    def watch_interfaces(self) -> InterfaceChanges:
+        return self.inner.watch_interfaces()

@@ -13,8 +13,8 @@ address, each looking like a UDP socket (`send`, `send_nowait`, `try_send`, `rec
 network with IP_PKTINFO / IPV6_RECVPKTINFO (RFC 3542 6): each datagram's destination picks the
 transport, and replies leave from that address.
 
-Not yet: server-reflexive candidates through the mux (one STUN binding per server, shared by every
-agent); until then an agent's srflx gathering uses its own sockets.
+Server-reflexive discovery through the mux is shared (`_mux_stun`): one Binding transaction per (mux address,
+STUN server) answers every agent (`MuxEndpoint.reflexive`), cached and refreshed while agents use it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import trio
 from ._mux_agent import AgentMux as AgentMux  # open_agent(mux=)'s side of the mux
 from ._mux_inbox import InboxTransport
 from ._mux_ports import Port, SeamPort, bind_port
-from ._mux_routes import MuxError, MuxFull, MuxLimits, MuxRoutes, request_transaction_id
+from ._mux_routes import MuxError, MuxFull, MuxLimits, MuxRoutes, Own, request_transaction_id
+from ._mux_stun import MuxStun
 from ._mux_tcp import MuxTcpTransport, TcpAcceptor
 from .base import Address, Network
 from .os import OSNetwork
@@ -108,6 +109,19 @@ class MuxEndpoint:
         if not self.closed:
             self._mux._routes.remove_ufrag(self, ufrag)
 
+    async def reflexive(self, local: Address, server: Address, *, rto: float = 0.5, rc: int = 7,
+                        rm: int = 16) -> Address:
+        """The address STUN server `server` sees for mux address `local` (a server-reflexive candidate's
+        address, RFC 8445 5.1.1.2), shared with every agent on the mux: from the mux's cache, or from the one
+        Binding transaction in flight (RFC 8489 6.2.1 with `rto`, `rc`, `rm` when this call starts it).
+        Raises StunTimeout or StunErrorResponse (every waiter of a failed transaction gets one), `MuxFull`
+        past `MuxLimits.max_stun_bindings`, `trio.ClosedResourceError` once the endpoint or mux closed."""
+        if self.closed:
+            raise trio.ClosedResourceError(f"the mux endpoint {self.name!r} is closed")
+        if local not in self._by_local:
+            raise ValueError(f"the mux has no UDP address {local[0]}:{local[1]}")
+        return await self._mux._stun.mapped(self, local, server, rto=rto, rc=rc, rm=rm)
+
     def stats(self) -> dict[str, int]:
         """How many ufrags, outstanding transactions, bound addresses and ICE-TCP connections it holds."""
         return {**self._mux._routes.owner_counts(self),
@@ -120,6 +134,7 @@ class MuxEndpoint:
             return
         self.closed = True
         self._mux._routes.remove_owner(self)
+        self._mux._stun.remove_owner(self)
         self._mux._endpoints.discard(self)
         for t in (*self.transports, *self.tcp_transports):
             t._close()
@@ -146,6 +161,7 @@ class Mux:
         self._acceptors: list[TcpAcceptor] = []
         self._tcp_counts: collections.Counter[str] = collections.Counter()
         self._endpoints: set[MuxEndpoint] = set()
+        self._stun = MuxStun(self._routes, limits, self._send_own)
         self.closed = False
 
     @property
@@ -172,9 +188,26 @@ class Mux:
         """{"agents": registered endpoints, "routed": datagrams put in an inbox, "dropped": {reason: n}}."""
         return {"agents": len(self._endpoints), "routed": self._routes.routed, "dropped": dict(self._routes.dropped)}
 
+    def stun_stats(self) -> dict[str, Any]:
+        """The mux's shared STUN bindings (srflx through the mux): {"bindings": how many are alive,
+        "in_flight": their transactions outstanding, "transactions": Binding transactions started so far
+        (refreshes included), "cached": answers given from the cache, "mappings": {(mux address, server):
+        mapped address}}."""
+        stun = self._stun
+        return {"bindings": len(stun), "in_flight": self._routes.own_transactions(),
+                "transactions": stun.transactions, "cached": stun.cached, "mappings": stun.mappings()}
+
     def table_sizes(self) -> dict[str, int]:
         """The size of every table: agents, ufrags, transactions, bindings, open ICE-TCP connections."""
         return {**self._routes.sizes(), "tcp_connections": self._tcp_counts["tcp_open"]}
+
+    async def _send_own(self, data: bytes, remote: Address, local: Address) -> None:
+        """Send one of the mux's own datagrams (its STUN bindings) from mux address `local`."""
+        for port, address in self._port_of_local:
+            if address == local:
+                await port.send(data, remote, local)
+                return
+        raise trio.ClosedResourceError(f"the mux has no UDP address {local[0]}:{local[1]}")
 
     def _add_port(self, port: Port) -> None:
         self._ports.append(port)
@@ -198,6 +231,10 @@ class Mux:
                 owner = routes.route(data, local, remote, now)
                 if owner is None:
                     continue
+                if owner is Own.MUX:
+                    if not self._stun.deliver(data, remote, local):
+                        routes.drop("stun_stray")
+                    continue
                 if owner._by_local[local]._deliver(data, remote, limits):
                     routes.routed += 1
                 else:
@@ -207,6 +244,7 @@ class Mux:
         if self.closed:
             return
         self.closed = True
+        self._stun.close()
         for endpoint in list(self._endpoints):
             endpoint.close()
         for port in self._ports:
@@ -255,6 +293,7 @@ async def open_mux(
             if tcp:
                 await _listen(mux, net, mux._ports[-1])
         async with trio.open_nursery() as nursery:
+            mux._stun.nursery = nursery
             for p in mux._ports:
                 nursery.start_soon(mux._receive_loop, p, name=f"iceagent.mux receive {p.locals[0]}")
                 if isinstance(p, SeamPort) and p.outbox_receive is not None:

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 import ifaddr
 import trio
 
+from ._routes import read_default_gateway
 from .base import Address, Interface, TcpListener, UdpSocket
+from .watch import InterfaceChanges, InterfaceWatcher, os_change_source
 
 
 def _family(address: str) -> int:
@@ -260,6 +262,13 @@ class OSNetwork:
                 out.append(addr)
         return out
 
+    async def default_gateway(self, family: int = 4) -> str | None:
+        """The next hop of the default route of IPv4 (4) or IPv6 (6), from /proc/net/route or
+        /proc/net/ipv6_route (lowest metric); None when there is none (or no /proc: not Linux)."""
+        gateway = read_default_gateway(family)
+        await trio.lowlevel.checkpoint()
+        return gateway
+
     async def join_multicast(self, sock: UdpSocket, group: str, interface_address: str) -> None:
         if not isinstance(sock, OSUdpSocket):
             raise TypeError("OSNetwork.join_multicast needs a socket from OSNetwork.bind_udp")
@@ -276,3 +285,18 @@ class OSNetwork:
             mreq = _stdsocket.inet_aton(group) + _stdsocket.inet_aton(interface_address)
             raw.setsockopt(trio.socket.IPPROTO_IP, trio.socket.IP_ADD_MEMBERSHIP, mreq)
         await trio.lowlevel.checkpoint()
+
+    def watch_interfaces(self) -> InterfaceChanges:
+        """Address changes on this host: rtnetlink on Linux, else `interfaces()` polled (iceagent.net.watch).
+        Every OSNetwork sees the same host, so they share one watcher per Trio run (one netlink socket
+        however many agents subscribe)."""
+        try:
+            watcher = _OS_WATCHER.get()
+        except LookupError:
+            watcher = InterfaceWatcher(self.interfaces, os_change_source)
+            _OS_WATCHER.set(watcher)
+        return watcher.subscribe()
+
+
+#: The OSNetworks' shared interface watcher, one per Trio run (its socket and tasks belong to that run).
+_OS_WATCHER: trio.lowlevel.RunVar[InterfaceWatcher] = trio.lowlevel.RunVar("iceagent_os_interface_watcher")

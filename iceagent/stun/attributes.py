@@ -62,6 +62,8 @@ class Attr(enum.IntEnum):
     ICE_CONTROLLING = 0x802A
     RESPONSE_ORIGIN = 0x802B
     OTHER_ADDRESS = 0x802C
+    #: draft-thatcher-ice-renomination 4 (libwebrtc's type): a 32-bit nomination value, comprehension-optional
+    NOMINATION = 0xC001
 
 
 class PasswordAlgorithm(enum.IntEnum):
@@ -96,6 +98,7 @@ IntAttr = Literal[
     Attr.REQUESTED_ADDRESS_FAMILY,
     Attr.RESPONSE_PORT,
     Attr.FINGERPRINT,
+    Attr.NOMINATION,
 ]
 BytesAttr = Literal[
     Attr.DATA,
@@ -259,7 +262,7 @@ def _fixed_bytes(size: int) -> tuple[Encoder, Decoder]:
 
 
 def _enc_u32(t: int, value: int, tid: bytes) -> bytes:
-    """32-bit unsigned: PRIORITY (RFC 8445 16.1), LIFETIME (RFC 8656 18.2)."""
+    """32-bit unsigned: PRIORITY (RFC 8445 16.1), LIFETIME (RFC 8656 18.2), NOMINATION (renomination draft)."""
     return _TLV_U32.pack(t, 4, value)
 
 
@@ -441,6 +444,7 @@ ENCODERS: dict[int, Encoder] = {
     Attr.ALTERNATE_DOMAIN: _enc_text,
     Attr.PRIORITY: _enc_u32,
     Attr.LIFETIME: _enc_u32,
+    Attr.NOMINATION: _enc_u32,
     Attr.ICE_CONTROLLED: _enc_u64,
     Attr.ICE_CONTROLLING: _enc_u64,
     Attr.CHANNEL_NUMBER: _enc_u16_pad2,
@@ -478,6 +482,7 @@ DECODERS: dict[int, Decoder] = {
     Attr.ALTERNATE_DOMAIN: _dec_text,
     Attr.PRIORITY: _dec_u32,
     Attr.LIFETIME: _dec_u32,
+    Attr.NOMINATION: _dec_u32,
     Attr.ICE_CONTROLLED: _dec_u64,
     Attr.ICE_CONTROLLING: _dec_u64,
     Attr.CHANNEL_NUMBER: _dec_u16_pad2,

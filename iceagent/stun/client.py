@@ -83,7 +83,7 @@ def _build_request(
     return Message(Method.BINDING, MessageClass.REQUEST, attributes=attributes)
 
 
-def _match(data: bytes, transaction_id: bytes) -> Message | None:
+def match_binding_response(data: bytes, transaction_id: bytes) -> Message | None:
     """The response to our transaction, or None for anything to ignore (RFC 8489 6.3.3, 6.3.4, 7.3)."""
     try:
         msg = Message.decode(data)
@@ -103,7 +103,7 @@ def _match(data: bytes, transaction_id: bytes) -> Message | None:
     return msg
 
 
-def _result(
+def binding_result(
     msg: Message,
     server: Address,
     source: Address,
@@ -112,6 +112,7 @@ def _result(
     attempts: int,
     transport: Literal["udp", "tcp"],
 ) -> BindingResult:
+    """The result of a matched Binding response: its mapped address, or StunErrorResponse for an error."""
     where = format_host_port(server)
     if msg.message_class is MessageClass.ERROR:
         code, reason = msg.get(Attr.ERROR_CODE) or (0, "no ERROR-CODE")
@@ -124,7 +125,7 @@ def _result(
             unknown,
         )
     mapped = msg.get(Attr.XOR_MAPPED_ADDRESS) or msg.get(Attr.MAPPED_ADDRESS)
-    assert mapped is not None  # _match checked
+    assert mapped is not None  # match_binding_response checked
     return BindingResult(
         mapped=mapped,
         rtt=rtt,
@@ -232,12 +233,12 @@ async def _binding_udp(
                 source = _norm(source)
                 if not any_source and source != server:
                     continue  # RFC 8489 6.3: a response must come from where the request went
-                msg = _match(payload, request.transaction_id)
+                msg = match_binding_response(payload, request.transaction_id)
                 if msg is None:
                     continue
                 now = trio.current_time()
                 tx.handle_response(now)
-                return _result(msg, server, source, sock.local_address, now - last_sent, tx.transmissions, "udp")
+                return binding_result(msg, server, source, sock.local_address, now - last_sent, tx.transmissions, "udp")
         now = trio.current_time()
         if now >= hard_deadline:
             raise _timeout(server, tx.transmissions, now - start, "udp")
@@ -285,10 +286,10 @@ async def _binding_tcp(
                             break
                         message = bytes(buffer[:size])
                         del buffer[:size]
-                        msg = _match(message, request.transaction_id)
+                        msg = match_binding_response(message, request.transaction_id)
                         if msg is not None:
                             now = trio.current_time()
-                            return _result(msg, server, server, _norm(local), now - start, 1, "tcp")
+                            return binding_result(msg, server, server, _norm(local), now - start, 1, "tcp")
             except trio.BrokenResourceError as e:
                 raise OSError(
                     f"STUN server {format_host_port(server)} closed the TCP connection without answering: {e}"

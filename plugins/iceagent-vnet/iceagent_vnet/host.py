@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import errno
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from iceagent.net.base import Interface
@@ -71,6 +71,7 @@ class Host:
         self._rng = random.Random(f"host|{name}|{seed}")
         self.tcp = TcpStack(self)
         self._network: VirtualNetwork | None = None
+        self._interface_listeners: list[Callable[[], None]] = []
         if segment is not None:
             self.attach(segment, *addresses)
         elif addresses:
@@ -97,12 +98,66 @@ class Host:
                 raise ValueError(f"{ip} is already used on {segment.name} by {owner.node.name}/{owner.name}")
         if len(set(ips)) != len(ips):
             raise ValueError(f"duplicate addresses for {self.name}: {ips}")
-        attachment = segment._attach(self, name or f"eth{len(self.attachments)}")
+        attachment = segment._attach(self, name or self._free_name())
         for ip in ips:
             segment._add_address(attachment, ip)
             self._local[ip] = attachment
         self.attachments.append(attachment)
+        self._interfaces_changed()
         return attachment
+
+    def _free_name(self) -> str:
+        taken = {att.name for att in self.attachments}
+        return next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
+
+    def add_address(self, attachment: Attachment, address: str) -> str:
+        """Add `address` to an interface of this host at run time (`ip addr add`); returns it normalized."""
+        if attachment not in self.attachments:
+            raise ValueError(f"{attachment!r} is not an interface of host {self.name}")
+        ip = normalize_ip(address)
+        if ip in self._local:
+            raise ValueError(f"host {self.name} already has address {ip}")
+        attachment.segment._add_address(attachment, ip)
+        self._local[ip] = attachment
+        self._interfaces_changed()
+        return ip
+
+    def remove_address(self, address: str) -> None:
+        """Remove an address at run time (`ip addr del`). As on Linux, sockets bound to it stay open but
+        receive nothing more, and what they send is lost (Linux's sendto fails with ENETUNREACH, which
+        iceagent's OS sockets count as a lost datagram: here it is counted in `drops["no_route"]`)."""
+        ip = normalize_ip(address)
+        attachment = self._local.get(ip)
+        if attachment is None:
+            raise ValueError(f"host {self.name} has no address {ip} (or it is a loopback address)")
+        attachment.segment._remove_address(attachment, ip)
+        del self._local[ip]
+        self._interfaces_changed()
+
+    def detach(self, attachment: Attachment) -> None:
+        """Unplug an interface at run time: its addresses go (see `remove_address`), then the interface."""
+        if attachment not in self.attachments:
+            raise ValueError(f"{attachment!r} is not an interface of host {self.name}")
+        for ip in list(attachment.addresses):
+            attachment.segment._remove_address(attachment, ip)
+            self._local.pop(ip, None)
+        attachment.segment._detach(attachment)
+        self.attachments.remove(attachment)
+        self._interfaces_changed()
+
+    def on_interfaces_changed(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener()` after every interface or address change; returns the function that stops it."""
+        self._interface_listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._interface_listeners:
+                self._interface_listeners.remove(listener)
+
+        return stop
+
+    def _interfaces_changed(self) -> None:
+        for listener in list(self._interface_listeners):
+            listener()
 
     def register_name(self, name: str, *addresses: str) -> None:
         """Make `name` resolve to `addresses` on this host only (like /etc/hosts)."""

@@ -167,6 +167,8 @@ class Mapping:
     expires: float
     permissions: set[Address] = attrs.field(factory=set)
     permitted_ips: set[str] = attrs.field(factory=set)
+    #: a port forward a port-mapping protocol asked for (RFC 6887 11.1): unfiltered until `expires`
+    forward: bool = False
 
 
 class NatTable:
@@ -178,6 +180,7 @@ class NatTable:
         self._rng = random.Random(f"nat|{seed}")
         self._by_key: dict[tuple[str, Address, str | Address | None], Mapping] = {}
         self._by_external: dict[tuple[str, Address], Mapping] = {}
+        self._forwards: dict[tuple[str, Address], Mapping] = {}
         self._next_purge = 0.0
         self.set_public(public)
 
@@ -201,10 +204,52 @@ class NatTable:
         """Drop every mapping (a reboot)."""
         self._by_key.clear()
         self._by_external.clear()
+        self._forwards.clear()
 
     def _remove(self, mapping: Mapping) -> None:
-        self._by_key.pop((mapping.proto, mapping.internal, mapping.remote), None)
+        if mapping.forward:
+            self._forwards.pop((mapping.proto, mapping.internal), None)
+        else:
+            self._by_key.pop((mapping.proto, mapping.internal, mapping.remote), None)
         self._by_external.pop((mapping.proto, mapping.external), None)
+
+    def forward(self, proto: str, internal: Address, suggested: int, expires: float, now: float) -> Mapping | None:
+        """Make or renew the port forward of `internal` until `expires` (a PCP/NAT-PMP mapping, RFC 6887 11):
+        the suggested external port if free, else another; None without a public address or a free port."""
+        mapping = self._forwards.get((proto, internal))
+        if mapping is not None and mapping.expires > now:
+            mapping.expires = expires
+            return mapping
+        implicit = self._by_key.pop((proto, internal, None), None)  # the endpoint-independent mapping, if any
+        if implicit is not None and implicit.expires > now:
+            # RFC 6887 11.3: an implicit dynamic mapping of the internal address becomes the explicit one
+            implicit.forward, implicit.expires = True, expires
+            self._forwards[(proto, internal)] = implicit
+            return implicit
+        public = self._public.get(is_ipv6(internal[0]))
+        if public is None:
+            return None
+        low, high = self.behavior.port_range
+        if low <= suggested <= high and self._port_free(proto, (public, suggested), now):
+            port: int | None = suggested
+        else:
+            port = self._allocate(proto, public, internal[1], now)
+        if port is None:
+            return None
+        mapping = Mapping(proto, internal, (public, port), None, created=now, expires=expires, forward=True)
+        self._forwards[(proto, internal)] = mapping
+        self._by_external[(proto, mapping.external)] = mapping
+        return mapping
+
+    def remove_forward(self, proto: str, internal: Address) -> None:
+        """Delete the port forward of `internal` (a mapping request with lifetime 0, RFC 6887 15)."""
+        mapping = self._forwards.get((proto, internal))
+        if mapping is not None:
+            self._remove(mapping)
+
+    def forwards(self, now: float) -> list[Mapping]:
+        """The live port forwards."""
+        return [m for m in self._forwards.values() if m.expires > now]
 
     def _dependency_key(self, remote: Address) -> str | Address | None:
         dep = self.behavior.mapping
@@ -247,6 +292,9 @@ class NatTable:
         """
         if now >= self._next_purge:
             self._purge(now)
+        forward = self._forwards.get((proto, internal))
+        if forward is not None and forward.expires > now:
+            return forward  # a port forward is the endpoint's mapping towards everyone (RFC 6887 11.1)
         key = (proto, internal, self._dependency_key(remote))
         mapping = self._by_key.get(key)
         if mapping is not None and mapping.expires <= now:
@@ -283,6 +331,8 @@ class NatTable:
         mapping = self.lookup(proto, external, now)
         if mapping is None:
             return "no_mapping"
+        if mapping.forward:
+            return mapping
         dep = self.behavior.filtering
         if dep is Dependency.ADDRESS_DEPENDENT and remote[0] not in mapping.permitted_ips:
             return "filtered"

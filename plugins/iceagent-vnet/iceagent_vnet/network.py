@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from iceagent.net.base import Address, Interface
+from iceagent.net.watch import InterfaceChanges, InterfaceWatcher
 
 from .addresses import WILDCARD_V4, check_port, is_ipv6, is_multicast, is_wildcard, normalize_ip, os_error
 from .scheduler import current_scheduler
@@ -34,6 +35,7 @@ class VirtualNetwork:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        self._watcher: InterfaceWatcher | None = None
 
     def interfaces(self) -> Sequence[Interface]:
         """The loopback ("lo": 127.0.0.1, ::1) and one interface per attachment (eth0, eth1, ...)."""
@@ -111,5 +113,53 @@ class VirtualNetwork:
             raise os_error(errno.EADDRINUSE, f"already a member of {group_ip} on {iface_ip}")
         sock.groups.add(membership)
 
+    async def default_gateway(self, family: int = 4) -> str | None:
+        """The gateway of the first interface with an address of `family` (4 or 6): the LAN-side address
+        of that segment's router (the gateway of a host behind a simulated NAT); None on a segment
+        without a router (the internet) or when that router has no address of the family."""
+        if family not in (4, 6):
+            raise ValueError(f"family must be 4 or 6, not {family!r}")
+        await trio.lowlevel.checkpoint()
+        ipv6 = family == 6
+        for attachment in self.host.attachments:
+            gateway = attachment.segment.gateway
+            if attachment.address_for(ipv6) is not None and gateway is not None:
+                return gateway.address_for(ipv6)
+        return None
+
+    def watch_interfaces(self) -> InterfaceChanges:
+        """Address changes of this host (`Host.attach`, `detach`, `add_address`, `remove_address`), as
+        `Network.watch_interfaces()` reports them; one watcher per host however many agents subscribe."""
+        if self._watcher is None:
+            self._watcher = InterfaceWatcher(self.host.interfaces, lambda: HostChanges(self.host))
+        return self._watcher.subscribe()
+
     def __repr__(self) -> str:
         return f"<VirtualNetwork of {self.host.name}>"
+
+
+class HostChanges:
+    """The watcher's wake-up source on a virtual host: the host calls back on every change."""
+
+    def __init__(self, host: Host) -> None:
+        self._changed = False
+        self._event: trio.Event | None = None
+        self._stop = host.on_interfaces_changed(self._on_change)
+
+    def _on_change(self) -> None:
+        self._changed = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        while not self._changed:
+            self._event = trio.Event()
+            try:
+                await self._event.wait()
+            finally:
+                self._event = None
+        self._changed = False
+        await trio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        self._stop()

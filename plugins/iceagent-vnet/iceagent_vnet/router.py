@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from .addresses import Address, is_ipv6, is_multicast, normalize_ip
 from .nat import Mapping, NatBehavior, NatTable, resolve_nat
 from .packet import Packet
+from .portmap import PORT as PORTMAP_PORT
+from .portmap import PortMapServer
 from .scheduler import advance_if_running, current_scheduler, now_or_zero
 from .segment import Attachment, Lan, Segment
 
@@ -54,6 +56,7 @@ class Router:
         self.counters: collections.Counter[str] = collections.Counter()
         """Packets forwarded: outbound, inbound, hairpinned; and reboots."""
         self._lan_cache: dict[str, bool] = {}
+        self._portmap: PortMapServer | None = None
 
         lan_ips = [normalize_ip(a) for a in _as_list(gateway)] or [p.first() for p in lan.pools]
         public_ips = [normalize_ip(a) for a in _as_list(public)]
@@ -112,12 +115,56 @@ class Router:
         """{public address: private address} of the live mappings of `proto`."""
         return {m.external: m.internal for m in self.mappings(proto)}
 
+    @property
+    def port_mapping(self) -> str | None:
+        """The port-mapping server on the LAN address, UDP 5351: "pcp" (PCP and NAT-PMP), "natpmp" (NAT-PMP
+        only), or None (the default: nothing answers). Its forwards pass the NAT unfiltered (portmap.py)."""
+        return None if self._portmap is None else self._portmap.mode
+
+    @port_mapping.setter
+    def port_mapping(self, mode: str | None) -> None:
+        if mode is None:
+            self._portmap = None
+            return
+        if self._table is None:
+            raise ValueError(f"{self.name} has no NAT: there is nothing to map")
+        ipv4 = [a for a in self.wan.addresses if not is_ipv6(a)]
+        if not ipv4:
+            raise ValueError(f"{self.name} has no public IPv4 address to map on")
+        self._portmap = PortMapServer(mode, self._table, ipv4[0], now_or_zero())
+
+    @property
+    def port_mapping_requests(self) -> dict[str, int]:
+        """The port-mapping requests answered, by kind ("pcp-map", "pcp-delete", "natpmp-map", ...)."""
+        return {} if self._portmap is None else dict(self._portmap.requests)
+
+    def forwards(self) -> dict[Address, Address]:
+        """{public address: private address} of the live port forwards (PCP / NAT-PMP mappings)."""
+        advance_if_running()
+        if self._table is None:
+            return {}
+        return {m.external: m.internal for m in self._table.forwards(now_or_zero())}
+
+    def _answer_portmap(self, packet: Packet) -> bool:
+        """A request to the port-mapping server: answer it (or drop it as malformed); False if it is none."""
+        server = self._portmap
+        if server is None or packet.proto != "udp" or packet.dst[1] != PORTMAP_PORT:
+            return False
+        response = server.answer(packet.payload, packet.src, current_scheduler().now())
+        if response is None:
+            self.drops["portmap"] += 1
+        else:
+            self.lan.transmit(Packet("udp", packet.dst, packet.src, response), self.lan_side)
+        return True
+
     # -- events ---------------------------------------------------------------------------------
 
     def reboot(self, new_public_address: str | None = None) -> None:
         """Forget every mapping (RFC 4787 4.3: state is lost), optionally coming back with a new public IP."""
         advance_if_running()
         self.counters["reboots"] += 1
+        if self._portmap is not None:
+            self._portmap.started = now_or_zero()  # its epoch starts again (RFC 6887 8.5)
         if new_public_address is not None:
             self.change_public_address(new_public_address)
         elif self._table is not None:
@@ -162,6 +209,8 @@ class Router:
 
     def _from_lan(self, packet: Packet) -> None:
         ip = packet.dst[0]
+        if ip in self.lan_side.addresses and self._answer_portmap(packet):
+            return
         if ip in self.lan_side.addresses or (ip in self.wan.addresses and self._table is None):
             self.drops["no_listener"] += 1
             return

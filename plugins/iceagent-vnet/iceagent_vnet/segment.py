@@ -125,6 +125,15 @@ class Segment:
             attachment.addresses.remove(ip)
             self._route_cache.clear()
 
+    def _detach(self, attachment: Attachment) -> None:
+        """Remove a node's interface (its addresses first, with `_remove_address`)."""
+        for ip in list(attachment.addresses):
+            self._remove_address(attachment, ip)
+        if attachment in self._members:
+            self._members.remove(attachment)
+        self._routes = [(net, via) for net, via in self._routes if via is not attachment]
+        self._route_cache.clear()
+
     def _allocate(self, ipv6: bool) -> str | None:
         """A free address of the family from this segment's pool (None if it has no pool for it)."""
         for pool in self.pools:
