@@ -18,7 +18,7 @@ import trio
 import trio.testing
 from agent_helpers import connect_both
 
-from iceagent import Agent, IceConfig, IceStream, open_agent
+from iceagent import Agent, IceConfig, IceState, IceStream, open_agent
 from iceagent.agent._tap import Tap
 from iceagent.agent.stream import Inbox
 from iceagent.ice.generation import IceGeneration
@@ -27,6 +27,8 @@ from iceagent.stun import Attr, Message, MessageClass, Method
 
 LO = ["127.0.0.1"]
 FAST = IceConfig(global_pacing=False)
+#: No consent check within a test's few seconds: the only STUN is what the test sends.
+QUIET = IceConfig(global_pacing=False, consent_interval=600.0)
 
 
 @asynccontextmanager
@@ -182,8 +184,9 @@ async def test_a_reader_waiting_on_a_socket_wakes_for_a_delivery_from_elsewhere_
     before = open_fds()
     inbox = Inbox(16)
 
-    def process(items: list[tuple[bytes, tuple[str, int]]], tap: Tap | None) -> None:
+    def process(items: list[tuple[bytes, tuple[str, int]]], tap: Tap | None) -> bool:
         inbox.put_many([data for data, _ in items])
+        return True
 
     tap = Tap(sock.receive_now, sock.wait_readable, sock.interrupt, process)
     got: list[object] = []
@@ -292,7 +295,7 @@ async def test_a_reader_whose_socket_closed_under_it_waits_for_deliveries() -> N
     elsewhere still reaches it."""
     sock = await OSNetwork().bind_udp("127.0.0.1")
     inbox = Inbox(16)
-    tap = Tap(sock.receive_now, sock.wait_readable, sock.interrupt, lambda items, tap: None)
+    tap = Tap(sock.receive_now, sock.wait_readable, sock.interrupt, lambda items, tap: False)
     sock.close()
     got: list[object] = []
     with trio.fail_after(5):
@@ -302,3 +305,171 @@ async def test_a_reader_whose_socket_closed_under_it_waits_for_deliveries() -> N
             assert tap.closed
             inbox.put_many([b"from elsewhere"])
     assert got == [b"from elsewhere"]
+
+
+async def keep_reading(sb: IceStream, got: list[bytes], resume: trio.Event | None = None) -> None:
+    """The application: read forever into `got`; with `resume`, busy elsewhere (not in `receive()`) after
+    a b"pause" until it is set."""
+    while True:
+        got.append(await sb.receive())
+        if resume is not None and got[-1] == b"pause":
+            await resume.wait()
+
+
+def stream_tap(sb: IceStream) -> Tap | None:
+    """The Tap of the socket `sb` sends on, if its receive task made one."""
+    route = sb._routes.route
+    assert route is not None
+    tap = getattr(route[0], "tap", None)
+    assert tap is None or isinstance(tap, Tap)
+    return tap
+
+
+async def reader_takes_the_socket(sa: IceStream, sb: IceStream, got: list[bytes]) -> Tap:
+    """Send datagrams to b's reader (`keep_reading` into `got`) until it waits on b's socket itself."""
+    for i in range(20):
+        tap = stream_tap(sb)
+        if tap is not None and tap.reader:
+            return tap
+        await sa.send(b"to the reader %d" % i)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got[-1] == b"to the reader %d" % i
+    raise AssertionError("the reader never waited on the socket")
+
+
+async def answer_to_a_check(a: Agent, b: Agent, tid: bytes) -> Message:
+    """Send b a check from a new local socket and return b's answer (the check's source is new to b: it
+    becomes a peer-reflexive candidate, RFC 8445 7.3.1.3)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind(("127.0.0.1", 0))
+        other.setblocking(False)
+        other.sendto(check_request(b, a, tid), b_address(b))
+        await trio.lowlevel.wait_readable(other)
+        answer = Message.decode(other.recv(2048))
+    assert answer.transaction_id == tid
+    return answer
+
+
+async def test_an_idle_agent_whose_application_waits_in_receive_wakes_no_task() -> None:
+    """While the reader waits on the socket (it wakes for any datagram itself), the receive task parks
+    without a deadline: over an idle interval it makes no task step (it woke every TAP_PARK, ~60 steps in
+    0.3 s, before), and the agents leave no descriptor behind."""
+    before = open_fds()
+    with trio.fail_after(10):
+        async with connected(QUIET) as (a, b, sa, sb):
+            await a.state.wait_value(IceState.COMPLETED)  # the nomination's check and answer are done
+            await b.state.wait_value(IceState.COMPLETED)
+            got: list[bytes] = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(keep_reading, sb, got)
+                tap = await reader_takes_the_socket(sa, sb, got)
+                steps = TaskSteps(f"receive-{b.name}")
+                trio.lowlevel.add_instrument(steps)
+                try:
+                    await trio.sleep(0.3)  # the interval whose steps are counted, not a synchronization
+                finally:
+                    trio.lowlevel.remove_instrument(steps)
+                assert tap.reader
+                assert steps.steps <= 2
+                await sa.send(b"after the idle interval")
+                await trio.testing.wait_all_tasks_blocked()
+                assert got[-1] == b"after the idle interval"
+                nursery.cancel_scope.cancel()
+    assert open_fds() == before
+
+
+async def test_checks_are_answered_while_the_reader_waits_on_the_socket() -> None:
+    """The reader wakes for a check, leaves it to the parked receive task (kicked) which answers; data
+    still reaches the application in order afterwards."""
+    with trio.fail_after(10):
+        async with connected(QUIET) as (a, b, sa, sb):
+            got: list[bytes] = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(keep_reading, sb, got)
+                await reader_takes_the_socket(sa, sb, got)
+                for i in range(3):
+                    answer = await answer_to_a_check(a, b, b"w%011d" % i)
+                    assert answer.message_class is MessageClass.SUCCESS
+                    await sa.send(b"between %d" % i)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert got[-1] == b"between %d" % i
+                nursery.cancel_scope.cancel()
+
+
+async def test_checks_are_answered_when_the_application_stops_reading() -> None:
+    """Consent (RFC 7675) never depends on the application reading: when the reader that waited on the
+    socket is cancelled, the receive task takes the socket back TAP_PARK later and answers."""
+    before = open_fds()
+    with trio.fail_after(10):
+        async with connected(QUIET) as (a, b, sa, sb):
+            got: list[bytes] = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(keep_reading, sb, got)
+                tap = await reader_takes_the_socket(sa, sb, got)
+                nursery.cancel_scope.cancel()
+            assert not tap.reader
+            answer = await answer_to_a_check(a, b, b"s" * 12)
+            assert answer.message_class is MessageClass.SUCCESS
+    assert open_fds() == before
+
+
+async def test_checks_are_answered_while_the_application_is_busy_between_receives() -> None:
+    """An application busy elsewhere after a receive (not in `receive()`): the receive task takes the
+    socket back TAP_PARK after the reader left it and answers; the application then gets the data sent
+    meanwhile, in order, and its reader takes the socket again."""
+    with trio.fail_after(10):
+        async with connected(QUIET) as (a, b, sa, sb):
+            got: list[bytes] = []
+            resume = trio.Event()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(keep_reading, sb, got, resume)
+                tap = await reader_takes_the_socket(sa, sb, got)
+                await sa.send(b"pause")
+                await trio.testing.wait_all_tasks_blocked()
+                assert got[-1] == b"pause"
+                assert not tap.reader
+                answer = await answer_to_a_check(a, b, b"b" * 12)
+                assert answer.message_class is MessageClass.SUCCESS
+                await sa.send(b"during the pause")
+                resume.set()
+                await sa.send(b"after the pause")
+                await trio.testing.wait_all_tasks_blocked()
+                assert got[-3:] == [b"pause", b"during the pause", b"after the pause"]
+                assert await reader_takes_the_socket(sa, sb, got) is tap
+                nursery.cancel_scope.cancel()
+
+
+async def test_a_reader_that_asked_for_the_socket_does_not_leave_it_unattended() -> None:
+    """A reader that found the receive task waiting on the socket asks for it (`want`) and waits for a
+    delivery. The receive task hands the socket over only after a batch that delivers (and so wakes the
+    reader), and takes it back TAP_PARK later if the reader, busy, does not wait on it: checks are answered
+    either way, and data after a check alone reaches the reader at once."""
+    with trio.fail_after(10):
+        async with connected(QUIET) as (a, b, sa, sb):
+            got: list[bytes] = []
+            resume = trio.Event()
+            tap = stream_tap(sb)
+            assert tap is not None
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(keep_reading, sb, got, resume)
+                await trio.testing.wait_all_tasks_blocked()
+                assert tap.want
+                await sa.send(b"pause")  # handed over, and the reader woken by it goes busy
+                await trio.testing.wait_all_tasks_blocked()
+                assert got == [b"pause"]
+                assert not tap.reader
+                answer = await answer_to_a_check(a, b, b"p" * 12)
+                assert answer.message_class is MessageClass.SUCCESS
+                resume.set()
+                await trio.testing.wait_all_tasks_blocked()
+                assert tap.want  # the receive task had taken the socket back: the reader asked again
+                for i in range(2):  # batches of a check alone wake no reader: no hand-over
+                    answer = await answer_to_a_check(a, b, b"h%011d" % i)
+                    assert answer.message_class is MessageClass.SUCCESS
+                assert tap.want
+                await sa.send(b"data")
+                await trio.testing.wait_all_tasks_blocked()
+                assert got == [b"pause", b"data"]
+                nursery.cancel_scope.cancel()

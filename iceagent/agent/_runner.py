@@ -375,11 +375,13 @@ class SessionRunner:
         receive = transport.receive
         tappable = all(hasattr(transport, name) for name in ("receive_now", "wait_readable", "interrupt", "tap"))
         tap: Tap | None = None
+        delivered = False  # the last batch woke the reader (a delivery): it comes if it asked for the socket
         try:
             while True:
                 if tap is not None:
-                    if tap.stash or tap.want or tap.reader:
-                        await tap.task_turn()  # the reader left it work, or has the socket: look again after
+                    if tap.stash or tap.reader or (tap.want and delivered):
+                        await tap.task_turn(delivered)  # the reader left it work, or has (or takes) the socket
+                        delivered = False
                         continue
                     tap.polling = True
                 try:
@@ -389,7 +391,8 @@ class SessionRunner:
                 finally:
                     if tap is not None:
                         tap.polling = False
-                if self._on_datagrams(transport, items) and tappable and tap is None:
+                delivered = self._on_datagrams(transport, items)
+                if delivered and tappable and tap is None:
                     tap = self._open_tap(transport)
                 del items  # not kept alive while waiting for the next batch (an idle agent's memory)
         finally:

@@ -88,13 +88,13 @@ class Inbox:
         if tap.drain():
             return
         self._socket_wait = tap  # _wake interrupts the wait: a delivery from elsewhere, or a close
-        tap.reader = True
+        tap.reader_waits()
         try:
             await tap.wait_readable()
         except trio.ClosedResourceError:
             tap.closed = True  # closed under its receive task, which ends soon: wait for deliveries
         finally:
-            tap.reader = False
+            tap.reader_left()
             if self._socket_wait is tap:
                 self._socket_wait = None
 
