@@ -410,10 +410,10 @@ class Agent(AgentStates):
 
     # ---- internals: data ----
 
-    def deliver(self, data: bytes) -> None:
-        """Queue a received datagram for the application (dropped and counted when the queue is full)."""
-        if not self._inbox.put(data):
-            self._dropped += 1
+    def deliver_many(self, datas: list[bytes]) -> None:
+        """Queue received datagrams for the application, in order (those that find the queue full are
+        dropped and counted)."""
+        self._dropped += self._inbox.put_many(datas)
 
     def _notify(self) -> None:
         """The route or the state changed: wake connect() waiters, and the supervisor (it runs in the

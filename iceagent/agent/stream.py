@@ -9,6 +9,7 @@ import trio
 from ..errors import IceFailed
 from ._notify import Notifier
 from ._route import RouteState
+from ._tap import Tap
 
 
 class Inbox:
@@ -18,7 +19,7 @@ class Inbox:
     nothing more is queued. Lighter than a trio memory channel, which matters with thousands of agents
     (bench/scale.py)."""
 
-    __slots__ = ("_closed", "_items", "_limit", "_reader_closed", "_readers")
+    __slots__ = ("_closed", "_items", "_limit", "_reader_closed", "_readers", "_socket_wait")
 
     def __init__(self, limit: int) -> None:
         self._items: deque[bytes] | None = None  # made by the first datagram
@@ -26,6 +27,7 @@ class Inbox:
         self._closed = False
         self._reader_closed = False
         self._readers = Notifier()
+        self._socket_wait: Tap | None = None  # the tap whose socket a reader waits on
 
     def put(self, data: bytes) -> bool:
         """Queue one datagram; False when it was dropped (full). Ignored once either end is closed."""
@@ -37,7 +39,7 @@ class Inbox:
         elif len(items) >= self._limit:
             return False
         items.append(data)
-        self._readers.notify()
+        self._wake()
         return True
 
     def put_many(self, datas: list[bytes]) -> int:
@@ -56,18 +58,45 @@ class Inbox:
             room = max(room, 0)
             items.extend(datas[:room])
             dropped = len(datas) - room
-        self._readers.notify()
+        self._wake()
         return dropped
 
     def close(self) -> None:
         self._closed = True
-        self._readers.notify()
+        self._wake()
 
     def close_reader(self) -> None:
         """The reading end is closed: drop what is queued and wake every waiting reader."""
         self._reader_closed = True
         self._items = None
+        self._wake()
+
+    def _wake(self) -> None:
+        """Something was queued or closed: wake the readers, the one waiting on a socket too."""
         self._readers.notify()
+        tap = self._socket_wait
+        if tap is not None:
+            self._socket_wait = None
+            tap.interrupt()
+
+    async def wait(self, tap: Tap | None) -> None:
+        """Wait until something may have been queued: drain `tap`'s socket and wait on it where the reader
+        may (agent/_tap.py), else wait for a receive task's delivery (or a close)."""
+        if tap is None or self._socket_wait is not None or not tap.reader_may_poll():
+            await self._readers.wait()
+            return
+        if tap.drain():
+            return
+        self._socket_wait = tap  # _wake interrupts the wait: a delivery from elsewhere, or a close
+        tap.reader_waits()
+        try:
+            await tap.wait_readable()
+        except trio.ClosedResourceError:
+            tap.closed = True  # closed under its receive task, which ends soon: wait for deliveries
+        finally:
+            tap.reader_left()
+            if self._socket_wait is tap:
+                self._socket_wait = None
 
     def get_nowait(self) -> bytes:
         """The oldest datagram; trio.WouldBlock if none, trio.EndOfChannel if none and closed,
@@ -111,6 +140,8 @@ class IceStream(trio.abc.Channel[bytes]):
     Scheduling: `send` and `receive` check for cancellation on every call, but when they can complete
     at once (socket writable, datagram queued) they let other tasks run only every
     `SCHEDULE_EVERY` calls: a scheduling round per datagram would cost a third of the throughput.
+    A `receive` that finds nothing queued drains the selected pair's socket itself and waits on it,
+    instead of being woken by that socket's receive task (agent/_tap.py).
     """
 
     #: A successful send/receive that did not have to wait yields to the scheduler every this many calls.
@@ -176,12 +207,23 @@ class IceStream(trio.abc.Channel[bytes]):
         if left > 0:
             self._receives_left = left
             await trio.lowlevel.checkpoint_if_cancelled()
-            items = self._receive._items  # None once the reader closed: Inbox.get says why
-            if items:
-                return items.popleft()
         else:
             self._receives_left = self.SCHEDULE_EVERY
-        return await self._receive.get()
+            await trio.lowlevel.checkpoint()
+        inbox = self._receive
+        items = inbox._items  # None once the reader closed: get_nowait says why
+        if items:
+            return items.popleft()
+        routes = self._routes
+        while True:  # without trio.WouldBlock: an exception per empty queue costs as much as a datagram
+            items = inbox._items
+            if items:
+                return items.popleft()
+            if inbox._closed or inbox._reader_closed:
+                return inbox.get_nowait()  # raises EndOfChannel or ClosedResourceError
+            route = routes.route
+            # the selected pair's socket, which this task may drain and wait on itself (agent/_tap.py)
+            await inbox.wait(None if route is None else getattr(route[0], "tap", None))
 
     def _is_closed(self) -> bool:
         return self._closed

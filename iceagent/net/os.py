@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os as _os
 import socket as _stdsocket
 import struct
 from collections.abc import Sequence
@@ -33,13 +34,17 @@ class OSUdpSocket:
     they are still Trio checkpoints: cancellation is checked and the scheduler runs once per call.
     """
 
-    __slots__ = ("_ipv6", "_local", "_raw", "_sock")
+    __slots__ = ("_ipv6", "_local", "_raw", "_sock", "_wake_fd", "tap")
 
     def __init__(self, raw: _stdsocket.socket) -> None:
         self._raw = raw
         self._ipv6 = raw.family == _stdsocket.AF_INET6  # its addresses are 4-tuples, normalized on receipt
         self._sock: trio.socket.SocketType | None = None  # made when first needed (memory per agent)
         self._local = _norm(raw.getsockname())
+        self._wake_fd: int | None = None  # wait_readable's duplicate descriptor, while it has one
+        #: Set by the agent while a receive task serves this socket: how that task and the stream's reader
+        #: take turns waiting on it (agent/_tap.py); None otherwise.
+        self.tap: object | None = None
 
     @property
     def local_address(self) -> Address:
@@ -95,31 +100,62 @@ class OSUdpSocket:
     async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
         """Every datagram already queued (at most `limit`), waiting for the first one if none is."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        raw = self._raw
+        out = self.receive_now(limit)
+        if out:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return out
+        while not out:
+            await trio.lowlevel.wait_readable(self._raw)
+            out = self.receive_now(limit)
+        return out
+
+    def receive_now(self, limit: int = 64) -> list[tuple[bytes, Address]]:
+        """The datagrams queued now (at most `limit`; none if none is), without waiting or a checkpoint."""
+        recvfrom = self._raw.recvfrom
         ipv6 = self._ipv6
         out: list[tuple[bytes, Address]] = []
-        waited = False
         left = limit
         while left > 0:
             try:
-                item = raw.recvfrom(65536)
+                item = recvfrom(65536)
             except BlockingIOError:
-                if out:
-                    break
-                await trio.lowlevel.wait_readable(raw)
-                waited = True
-                continue
+                break
             except ConnectionResetError:
-                continue
+                continue  # ICMP port unreachable reported on a later recv: not an error for UDP
             if ipv6:  # (host, port, flowinfo, scope_id); IPv4's (host, port) tuple is kept as it is
                 item = (item[0], _norm(item[1]))
             out.append(item)
             left -= 1
-        if not waited:
-            await trio.lowlevel.cancel_shielded_checkpoint()
         return out
 
+    async def wait_readable(self) -> None:
+        """Wait until a datagram is queued, or until `interrupt()` (or `close()`) is called; one task at a
+        time. It waits on a duplicate of the socket's descriptor, so that `interrupt()` can wake it (by
+        closing that duplicate) without a cancel scope per wait, and a task waiting to send is not
+        disturbed. trio.ClosedResourceError if the socket is already closed."""
+        fd = self._wake_fd
+        if fd is None:
+            if self._raw.fileno() < 0:
+                raise trio.ClosedResourceError("the socket is closed")
+            fd = self._wake_fd = _os.dup(self._raw.fileno())
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        except trio.ClosedResourceError:
+            pass  # interrupted
+
+    def interrupt(self) -> None:
+        """Wake the task in `wait_readable` (it returns), if there is one."""
+        fd = self._wake_fd
+        if fd is not None:
+            self._wake_fd = None
+            try:
+                trio.lowlevel.notify_closing(fd)
+            except RuntimeError:
+                pass  # not inside trio.run: nobody can be waiting
+            _os.close(fd)
+
     def close(self) -> None:
+        self.interrupt()
         if self._sock is not None:
             self._sock.close()
             return

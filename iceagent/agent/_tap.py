@@ -1,0 +1,145 @@
+"""Who waits on a UDP socket: its receive task, or the stream's reader (issue 15, "the reader drains").
+
+A receive task that drains the socket and wakes the reader costs a second task step per batch: a
+quarter of the throughput of stdlib sockets in Trio. So while the application reads, the reader waits
+on the socket of the selected pair itself and drains it synchronously, and the socket's receive task
+parks. The turns are kept so that:
+
+- only one task at a time waits on the socket (Trio allows one waiter per direction);
+- every STUN message, and everything after it in the same drain, goes to the receive task in order
+  (`stash`), so the session's work (answers, triggered checks, events, observer hooks) runs in the
+  session's tasks, never in the application's, and data from a peer-reflexive source that its own check
+  made known is filtered after that check (RFC 8445 12.2);
+- a receive task parked for a reader takes the socket back `TAP_PARK` seconds after the reader stopped
+  waiting on it, unless the reader waits on it again by then (the application stopped reading, or is
+  busy): STUN waits at most that long, consent (RFC 7675) never depends on the application reading.
+  While the reader waits on the socket it wakes for every datagram itself, so the receive task parks
+  without a deadline: an idle agent whose application waits in `receive()` wakes no task at all. The
+  reader moves the parked task's deadline (`reader_waits`, `reader_left`) instead of waking it, so the
+  turns cost no task step per batch either.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..net.base import Address
+from ._notify import Wakeup
+
+__all__ = ["TAP_PARK", "Tap"]
+
+#: How long a parked receive task leaves its socket to a reader that stopped waiting on it (seconds).
+TAP_PARK = 0.005
+
+#: At most this many datagrams per synchronous drain (a receive task's batch is as large).
+DRAIN_LIMIT = 64
+
+
+class Tap:
+    """The turns of one socket between its receive task and the stream's reader (see the module)."""
+
+    __slots__ = (
+        "closed",
+        "interrupt",
+        "kick",
+        "park",
+        "polling",
+        "process",
+        "reader",
+        "receive_now",
+        "stash",
+        "wait_readable",
+        "want",
+    )
+
+    def __init__(
+        self,
+        receive_now: Callable[[int], list[tuple[bytes, Address]]],
+        wait_readable: Callable[[], Awaitable[None]],
+        interrupt: Callable[[], None],
+        process: Callable[[list[tuple[bytes, Address]], Tap | None], bool],
+    ) -> None:
+        #: the socket's `receive_now(limit)`, `wait_readable()` and `interrupt()` (which ends that wait)
+        self.receive_now = receive_now
+        self.wait_readable = wait_readable
+        self.interrupt = interrupt
+        #: the session's demultiplexer for a batch of this socket (SessionRunner._on_datagrams): True when it
+        #: delivered application data (which wakes the reader)
+        self.process = process
+        self.polling = False  # the receive task waits on the socket (or is about to)
+        self.reader = False  # a reader waits on the socket
+        #: a reader found the receive task polling (or a stash pending) and waits for a delivery: the receive
+        #: task hands the socket over after a batch that delivers (and so wakes that reader)
+        self.want = False
+        self.closed = False  # the receive task ended: readers wait for deliveries again
+        #: what a reader's drain left to the receive task: the first STUN message and all after it
+        self.stash: list[tuple[bytes, Address]] = []
+        self.kick = Wakeup()  # the parked receive task: a stash is waiting
+        #: the receive task's park while it parks: its deadline is inf while the reader waits on the socket
+        self.park: trio.CancelScope | None = None
+
+    def reader_may_poll(self) -> bool:
+        """Whether a reader that found nothing queued may drain and wait on the socket itself; if the
+        receive task polls or has a stash to process, it is asked to hand the socket over after its next
+        batch that wakes the reader."""
+        if self.closed or self.reader:
+            return False
+        if self.polling or self.stash:
+            self.want = True
+            return False
+        return True
+
+    def drain(self) -> bool:
+        """The reader's synchronous drain (it found nothing queued): application data up to the first STUN
+        message is processed now (it reaches the stream's queue); that message and all after it are left
+        to the receive task (`leave`). True when anything was taken off the socket."""
+        try:
+            items = self.receive_now(DRAIN_LIMIT)
+        except OSError:
+            return False
+        if not items:
+            return False
+        self.process(items, self)
+        return True
+
+    def leave(self, items: list[tuple[bytes, Address]]) -> None:
+        """What the receive task is to process, in order, before anything else (it is woken for it)."""
+        self.stash.extend(items)
+        self.kick.set()
+
+    def reader_waits(self) -> None:
+        """The reader starts waiting on the socket: it will wake for any datagram and leave STUN to the
+        receive task (`leave`), so a parked receive task need not look again until kicked."""
+        self.reader = True
+        park = self.park
+        if park is not None:
+            park.deadline = math.inf
+
+    def reader_left(self) -> None:
+        """The reader's wait on the socket ended (data, a delivery from elsewhere, a close, a cancel): a parked
+        receive task takes the socket back TAP_PARK from now unless the reader waits on it again by then."""
+        self.reader = False
+        park = self.park
+        if park is not None:
+            park.deadline = trio.current_time() + TAP_PARK
+
+    async def task_turn(self, delivered: bool) -> None:
+        """The receive task's turn while it does not poll: process the stash, then park while a reader has the
+        socket, or asked for it and was woken by a delivery (`delivered`, or the stash's), until kicked, or
+        until TAP_PARK after the reader is not waiting on the socket (no deadline while it is: an idle agent
+        makes no wake-up)."""
+        if self.stash:
+            stash, self.stash = self.stash, []
+            delivered = self.process(stash, None) or delivered
+        if self.reader or (self.want and delivered):
+            self.want = False
+            deadline = math.inf if self.reader else trio.current_time() + TAP_PARK
+            with trio.CancelScope(deadline=deadline) as park:
+                self.park = park
+                try:
+                    await self.kick.wait()
+                finally:
+                    self.park = None
