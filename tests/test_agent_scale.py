@@ -25,10 +25,15 @@ class TaskSteps(trio.abc.Instrument):
     def __init__(self) -> None:
         self.on = False
         self.steps: collections.Counter[str] = collections.Counter()
+        #: (task name, Trio time) of each session-task step: the distinct moments it woke
+        self.session_wakes: set[tuple[str, float]] = set()
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         if self.on:
-            self.steps[task.name.split("-", 1)[0]] += 1
+            kind = task.name.split("-", 1)[0]
+            self.steps[kind] += 1
+            if kind == "session":
+                self.session_wakes.add((task.name, trio.current_time()))
 
 
 async def test_session_task_keeps_one_cancel_scope_across_wake_ups() -> None:
@@ -83,3 +88,32 @@ async def test_connect_takes_two_session_steps_per_agent_after_signaling() -> No
                 trio.lowlevel.remove_instrument(steps)
     assert steps.steps["session"] <= 4, steps.steps
     assert steps.steps["receive"] <= 5, steps.steps  # check; response + check; response + nomination; response
+
+
+async def test_an_idle_agent_wakes_for_consent_not_on_a_tick(autojump_clock: object) -> None:
+    """A connected, idle pair on the vnet for 60 s: each session task wakes when it sends a consent check
+    (RFC 7675 5.1: every 4-6 s) and when it sends the answer to the peer's (the vnet has no synchronous
+    send), not once a second to look at the DISCONNECTED timer (thousands of idle agents made that tick
+    most of a process's work) nor when the answered check's retransmission time comes; the pair stays
+    COMPLETED."""
+    from iceagent_vnet import vnet
+    from nat_matrix_tools import connect_pair, open_pair
+
+    scenario = vnet("none", "none", rtt=0.02, seed=4)
+    steps = TaskSteps()
+    async with open_pair(scenario) as (a, b):
+        await connect_pair(a, b)
+        await a.state.wait_value(IceState.COMPLETED)
+        await b.state.wait_value(IceState.COMPLETED)
+        await trio.sleep(1)
+        trio.lowlevel.add_instrument(steps)
+        try:
+            steps.on = True
+            await trio.sleep(60)
+            steps.on = False
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert a.state.value is IceState.COMPLETED and b.state.value is IceState.COMPLETED
+        sent = sum(p.consent_requests_sent for agent in (a, b) for p in agent._current.ice.pairs)
+    assert 2 * 10 <= sent <= 2 * 16  # 60 s / (4-6 s) per agent
+    assert len(steps.session_wakes) <= 2 * sent + 4, (len(steps.session_wakes), sent)  # 180 for 25 with a 1 s tick

@@ -85,6 +85,9 @@ class SessionOwner(Protocol):
 
     def supervise(self, runner: SessionRunner, now: float) -> float: ...
 
+    def heard(self) -> None:
+        """STUN input arrived (the supervisor looks at the pair's counters at the next `supervise`)."""
+
     def gathering_changed(self, runner: SessionRunner) -> None: ...
 
     def candidate_gathered(self, runner: SessionRunner, candidate: Candidate) -> None: ...
@@ -486,16 +489,19 @@ class SessionRunner:
         task's deadline earlier if the next one now is."""
         if self.closed:
             return
+        self.owner.heard()
         self._set_deadline(self.pump(now))
 
     def _set_deadline(self, deadline: float) -> None:
-        """The session task must pump again by `deadline`: move its timer earlier (no new cancel scope), or,
-        for "at once", wake it (a wake-up is cheaper than a cancelled scope: no Cancelled is raised)."""
+        """A pump outside the session task found when the next one is due: move the session task's timer
+        there, earlier or later (a timer that no longer has anything to do, such as a retransmission whose
+        answer just came, would cost a Cancelled for nothing), or, for "at once", wake it (a wake-up is
+        cheaper than a cancelled scope)."""
         if deadline == -math.inf:
             self._wakeup.set()
             return
         sleep = self._sleep
-        if sleep is not None and deadline < sleep.deadline:
+        if sleep is not None and deadline != sleep.deadline:
             sleep.deadline = deadline
 
     async def _drive(self) -> None:
@@ -508,14 +514,12 @@ class SessionRunner:
         deadline never interrupts a send."""
         wakeup = self._wakeup
         outbox = self._outbox
-        pump = self.pump
-        current_time = trio.current_time
         while True:
             with trio.CancelScope() as sleep:
                 self._sleep = sleep
                 try:
                     while True:
-                        deadline = pump(current_time())
+                        deadline = self.pump(trio.current_time())
                         if outbox:
                             break
                         if deadline == -math.inf:  # still changing after pump's rounds: again, after the others ran
