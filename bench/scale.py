@@ -7,14 +7,15 @@ What it measures, for each N in `--n` (default 100 500 1000) and each implementa
   serialized and parsed before the clock starts. Then, timed, every agent gets its peer's parameters,
   candidates and end-of-candidates, and all 2N agents connect; the clock stops when the last
   `connect()` returns ("connected"); the process CPU time over that span is shown too. aioice's
-  `connect()` runs the checks, so each gets a task of its own (all started at once); iceagent's agents
-  start checking as soon as they have their peer's candidates and `connect()` only waits, so one task
-  awaits them in turn (a task per agent would add the harness's own tasks to iceagent's memory per
-  agent). Between setup and the timed part both implementations run a full garbage collection and
-  sit idle for 0.2 s, so setup work (including the collector's debt from it) does not leak into the
-  timed part. For iceagent (`IceConfig(global_pacing=False)`) `connect()` returns once a pair is
-  valid, so the time until all 2N agents are COMPLETED (nomination concluded, which is what aioice's
-  `connect()` waits for) is shown too.
+  `connect()` runs the checks, so each agent gets a task of its own (all started at once); iceagent's
+  agents start checking as soon as they have their peer's candidates and `connect()` only waits, and the
+  harness awaits each pair's two `connect()` in a task of its own (as an application serving each peer
+  in its own task does; the tasks count in iceagent's memory per agent). Between setup and the timed
+  part both implementations run a full garbage collection and sit idle for 0.2 s, so setup work
+  (including the collector's debt from it) does not leak into the timed part. For iceagent
+  (`IceConfig(global_pacing=False)`) `connect()` returns once a pair is valid, so the time until all
+  2N agents are COMPLETED (nomination concluded, which is what aioice's `connect()` waits for) is
+  shown too.
 - memory: peak resident set size of the process (VmHWM from /proc/self/status), and per agent: (peak -
   RSS before the first agent was created) / 2N.
 
@@ -83,17 +84,21 @@ async def iceagent_child(n: int, baseline_kb: int, *, mux: Any = None) -> dict[s
         agents = [x for p in pairs for x in p]
         signal = await gather_signals(agents)
         setup = time.perf_counter() - t_setup
-        connected = (IceState.CONNECTED, IceState.COMPLETED)
 
         async def connect_all() -> int:
-            """connect() on every agent in turn: the checks run in the agents themselves, so one waiting
-            task is enough (an agent already connected is skipped without a scheduling round)."""
-            count = 0
-            for agent in agents:
-                if agent.state.value not in connected:
-                    await agent.connect()
-                count += 1
-            return count
+            """A task per pair that awaits both agents' connect(), as an application serving each peer in
+            its own task writes it (the agents run their checks themselves; these tasks only wait)."""
+            count = [0]
+
+            async def connect_pair(a: Any, b: Any) -> None:
+                await a.connect()
+                await b.connect()
+                count[0] += 2
+
+            async with trio.open_nursery() as nursery:
+                for a, b in pairs:
+                    nursery.start_soon(connect_pair, a, b)
+            return count[0]
 
         gc.collect()
         await trio.sleep(SETTLE)

@@ -66,6 +66,10 @@ _SOURCE = itemgetter(1)
 #: The first two bytes of a Binding success response (RFC 8489 5): a check was accepted.
 _BINDING_SUCCESS = b"\x01\x01"
 
+#: Times one `pump` looks again when what it did changed something (a state, the selected pair), before it
+#: leaves the rest to the session task's next round.
+PUMP_ROUNDS = 4
+
 
 class SessionOwner(Protocol):
     """What a SessionRunner needs from the agent that owns it, and the events it reports to it."""
@@ -87,6 +91,9 @@ class SessionOwner(Protocol):
     def deliver_many(self, datas: list[bytes]) -> None: ...
 
     def supervise(self, runner: SessionRunner, now: float) -> float: ...
+
+    def heard(self) -> None:
+        """STUN input arrived (the supervisor looks at the pair's counters at the next `supervise`)."""
 
     def gathering_changed(self, runner: SessionRunner) -> None: ...
 
@@ -564,47 +571,71 @@ class SessionRunner:
         task's deadline earlier if the next one now is."""
         if self.closed:
             return
-        deadline = self.pump(now)
+        self.owner.heard()
+        self._set_deadline(self.pump(now))
+
+    def _set_deadline(self, deadline: float) -> None:
+        """A pump outside the session task found when the next one is due: move the session task's timer
+        there, earlier or later (a timer that no longer has anything to do, such as a retransmission whose
+        answer just came, would cost a Cancelled for nothing), or, for "at once", wake it (a wake-up is
+        cheaper than a cancelled scope)."""
+        if deadline == -math.inf:
+            self._wakeup.set()
+            return
         sleep = self._sleep
-        if sleep is not None and deadline < sleep.deadline:
+        if sleep is not None and deadline != sleep.deadline:
             sleep.deadline = deadline
 
     async def _drive(self) -> None:
         """The session task after setup: pump, send what must wait (the outbox: TCP, TURN, plugin
-        transports), then sleep until woken or until the next deadline (`trio.move_on_at`)."""
+        transports), then sleep until woken or until the next deadline.
+
+        One cancel scope serves every wait until its deadline fires (a timer: a retransmission, nomination,
+        consent); in between, pumps only move its deadline. So a wake-up makes no scope and raises no
+        Cancelled; a new scope is made per timer that fires. The outbox is sent outside the scope, so a
+        deadline never interrupts a send."""
         wakeup = self._wakeup
         outbox = self._outbox
         while True:
-            deadline = self.pump(trio.current_time())
-            if outbox:
-                while outbox:
-                    transport, data, remote = outbox.pop(0)
-                    await transport.send(data, remote)
-                continue
-            with trio.move_on_at(deadline) as sleep:  # a receive task's pump may move it earlier
+            with trio.CancelScope() as sleep:
                 self._sleep = sleep
                 try:
-                    await wakeup.wait()
+                    while True:
+                        deadline = self.pump(trio.current_time())
+                        if outbox:
+                            break
+                        if deadline == -math.inf:  # still changing after pump's rounds: again, after the others ran
+                            await trio.lowlevel.checkpoint()
+                            continue
+                        sleep.deadline = deadline
+                        await wakeup.wait()
                 finally:
                     self._sleep = None
+            while outbox:
+                transport, data, remote = outbox.pop(0)
+                await transport.send(data, remote)
 
     def pump(self, now: float) -> float:
         """Everything due at `now` that needs no waiting: the generation's timers (gather timeout,
         nomination, retransmissions), what it has to send (answers, the next paced check), its events,
-        and the agent's supervisor. Returns when to pump again (math.inf: only after a change)."""
+        and the agent's supervisor; again while that changed something (at most PUMP_ROUNDS times).
+        Returns when to pump again (math.inf: only after a change; -inf: at once)."""
         if self.closed:
             return math.inf
         self._pumping = True
-        self._again = False
         try:
             gen = self.gen
-            self._apply_events()  # inputs (remote candidates, end-of-candidates) may have queued events
-            gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
-            self.flush(now)
-            deadline = self.owner.supervise(self, now) if not self.closed else math.inf
-            if self._again:  # something changed while this pump ran: look again at once
-                return -math.inf
-            return min(deadline, gen.get_timer())
+            for _ in range(PUMP_ROUNDS):
+                self._again = False
+                self._apply_events()  # inputs (remote candidates, end-of-candidates) may have queued events
+                gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
+                self.flush(now)
+                deadline = self.owner.supervise(self, now) if not self.closed else math.inf
+                if self.closed:
+                    return math.inf
+                if not self._again:
+                    return min(deadline, gen.get_timer())
+            return -math.inf  # it keeps changing: the session task looks again after the others ran
         finally:
             self._pumping = False
 

@@ -158,6 +158,11 @@ class AgentStates:
 
     # ---- the supervisor (iceagent.ice.supervisor) ----
 
+    def heard(self) -> None:
+        """STUN input arrived: the supervisor looks at the pair's counters at this pump, so the time it
+        notes for the latest receipt (its DISCONNECTED clock) is the input's, without polling on a tick."""
+        self._supervise = True
+
     def supervise(self, runner: SessionRunner, now: float) -> float:
         """Called by the current generation's pump: poll the supervisor when something changed or when it
         asked to be, apply what it says; returns when to poll again."""

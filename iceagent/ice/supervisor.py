@@ -162,7 +162,6 @@ class Supervisor:
             )
             return [RouteLost(reason)], math.inf
         actions: list[SupervisorAction] = []
-        tick = min(1.0, cfg.disconnected_timeout / 4)
         if self._lite:
             keepalive_at = self._keepalive(pair, now, actions)
             # no DISCONNECTED timer to tick: poll when the peer's silence exceeds consent_timeout, or a keepalive is due
@@ -178,16 +177,28 @@ class Supervisor:
         # each side) can add up to more than disconnected_timeout. After half of it in silence, our next
         # consent check goes out early in its randomization window (RFC 7675 5.1: 0.8-0.9 x instead of
         # 0.8-1.2 x), so only a dead path stays silent that long.
-        early = max(self._last_rx_at + cfg.disconnected_timeout / 2, self._early_consent)
-        due = min(self._next_consent, early)
+        due = self._consent_due()
         if now >= due:
             actions.append(SendConsent(pair))
-            self._next_consent = due = now + cfg.consent_interval * self._random.uniform(0.8, 1.2)
+            self._next_consent = now + cfg.consent_interval * self._random.uniform(0.8, 1.2)
             self._early_consent = now + cfg.consent_interval * self._random.uniform(0.8, 0.9)
+            due = self._consent_due()
         keepalive_at = self._keepalive(pair, now, actions)
-        # the disconnected timer is checked every quarter of it (at most every second): traffic is
-        # counted on the pair, not signalled
-        return actions, min(now + tick, due, keepalive_at)
+        # Traffic is counted on the pair, not signalled: the agent polls at every STUN input (its time is
+        # then the last receipt's), and the supervisor wakes only when the silence or consent would run
+        # out, not on a periodic tick (with thousands of agents per process a 1 s tick was most of their
+        # idle work: bench/mux.py).
+        silent_at = math.inf
+        if state in (IceState.CONNECTED, IceState.COMPLETED) and now - self._last_rx_at <= cfg.disconnected_timeout:
+            silent_at = math.nextafter(self._last_rx_at + cfg.disconnected_timeout, math.inf)
+        consent_lost_at = math.nextafter(last_ok + cfg.consent_timeout, math.inf)
+        return actions, min(silent_at, consent_lost_at, due, keepalive_at)
+
+    def _consent_due(self) -> float:
+        """When the next consent check goes: its randomized time, or early in its window after half of
+        disconnected_timeout in silence."""
+        early = max(self._last_rx_at + self._config.disconnected_timeout / 2, self._early_consent)
+        return min(self._next_consent, early)
 
     def _keepalive(self, pair: CandidatePair, now: float, actions: list[SupervisorAction]) -> float:
         """Keepalive (RFC 8445 11, every endpoint, lite ones too): a Binding indication when nothing at all
