@@ -22,6 +22,7 @@ from iceagent import (
     open_agent,
 )
 from iceagent.hookspecs import hookimpl
+from iceagent.ice._requests import REPEATS_PER_PAIR
 from iceagent.plugins import create_plugin_manager
 
 LO = ["127.0.0.1"]
@@ -135,7 +136,8 @@ async def test_unreachable_remote_candidate_fails_after_timeouts() -> None:
                 await a.connect()
             (pair,) = a.stats()["pairs"]
             assert pair["state"] == "failed"
-            assert pair["requests_sent"] == 3
+            # rc each, of at most REPEATS_PER_PAIR transactions (tests/test_check_repeats.py)
+            assert 3 < pair["requests_sent"] <= 3 * REPEATS_PER_PAIR
 
 
 async def test_close_ends_the_stream() -> None:

@@ -5,9 +5,10 @@ at random, in each direction (nftables `numgen random mod 10 < 4 drop` in the fo
 from one private host to the other survives both routers 36 % of the time, a check and its answer 13 %.
 The embedded STUN server is in the public namespace; each agent (tests/loss_peer.py) has the default
 IceConfig, and its application resends its greeting every 0.3 s until the peer echoes it. Every run of
-five must connect and echo within 30 s. The levers are RFC 8445's own (the retransmission schedule of
-checks, 14.3; patience before declaring failure, RFC 8863; a pair that works is not torn down by a lost
-nomination or consent round, RFC 7675 5.1).
+five must connect and echo within 30 s. The levers: up to 3 Binding transactions per base and server and
+up to 3 check transactions per pair while unanswered (RFC 8489 6.2, paced by RFC 8445 14.2), RFC 8445
+14.3's RTO for checks, triggered checks (7.3.1.4), and a pair that works is not torn down by a lost
+nomination or consent round (8.1.1, RFC 7675 5.1).
 Real clock: every wait is bounded by `trio.fail_after` / `trio.move_on_after`.
 """
 
@@ -105,8 +106,10 @@ def outcome(peers: dict[str, Peer]) -> str:
     return "; ".join(f"{s}: {[e['event'] for e in p.events if e['event'] != 'candidate']}" for s, p in peers.items())
 
 
-@pytest.mark.xfail(reason="issue 16 item 4 is not met: see NOT_MET in tests/test_loss_vnet.py", strict=False)
 async def test_connects_and_echoes_at_40_percent_loss_per_router(lossy_world: Any) -> None:
+    """Five runs of five connect and echo within 30 s (wall clock here: a generous bound, the issue's limit).
+    What makes it: the srflx gatherer's parallel Binding transactions and the repeated checks (docs/nat.md
+    "Heavy loss at both NATs"): 15 of 15 runs, against 11 of 15 and 5 of 10 before them."""
     world = lossy_world(40)
     results = []
     for run in range(RUNS):

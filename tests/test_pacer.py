@@ -75,5 +75,8 @@ async def test_gathering_takes_no_pacer_slot_without_global_pacing(monkeypatch: 
 
 
 async def test_retransmissions_take_no_pacer_slot(monkeypatch: pytest.MonkeyPatch) -> None:
-    """RFC 8445 14.2 paces new transactions only: a request retransmitted rc (3) times takes one slot."""
-    assert await _srflx_gather_reservations(monkeypatch, global_pacing=True, answer=False) == 1
+    """RFC 8445 14.2 paces new transactions only: each of the PARALLEL_BINDINGS transactions to a silent server
+    (iceagent/gatherers/srflx.py), retransmitted rc (3) times, takes one slot."""
+    from iceagent.gatherers.srflx import PARALLEL_BINDINGS
+
+    assert await _srflx_gather_reservations(monkeypatch, global_pacing=True, answer=False) == PARALLEL_BINDINGS

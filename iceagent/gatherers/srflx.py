@@ -1,6 +1,14 @@
 """The built-in server-reflexive gatherer: a STUN Binding from each host socket to each `stun:` server
 (RFC 8445 5.1.1.2); one srflx candidate per distinct mapped address, related address = the base.
 
+A request unanswered after its first RTO gets company: another transaction (new id) to the same server, up
+to `PARALLEL_BINDINGS` in flight per base and server, started one RTO apart (RFC 8489 6.2 allows ten
+outstanding transactions to one server; each new one also waits for its pacer slot, RFC 8445 14.2). Each
+keeps RFC 8489 6.2.1's own schedule; the first answer wins and the others are cancelled. Under heavy loss
+this triples the transmissions that fit in `gather_timeout` (5 -> 15 at 40 % loss per direction: a side
+without a srflx candidate goes from 11 % to 0.1 %), at a cost of at most two more requests per server on a
+path that has not answered for an RTO.
+
 On a mux the base is the mux's shared socket, so the gatherer asks the mux (`MuxEndpoint.reflexive`): one
 Binding transaction per (mux address, server) serves every agent on it, cached and kept alive by the mux.
 """
@@ -25,6 +33,9 @@ from .base import GatherContext, GatherOptions
 from .host import base_preference
 
 log = get_logger("iceagent.gather.srflx")
+
+#: Binding transactions in flight at most per (base, server) while none has been answered (RFC 8489 6.2).
+PARALLEL_BINDINGS = 3
 
 
 def _family(host: str) -> int:
@@ -79,9 +90,8 @@ class SrflxGatherer:
         _emit(ctx, sock, server, mapped)
 
     async def _query(self, ctx: GatherContext, sock: UdpSocket, server: Address) -> None:
-        request = Message(Method.BINDING, MessageClass.REQUEST)
         try:
-            response = await ctx.stun_request(sock, server, request)
+            response = await first_answer(ctx, sock, server)
         except StunTimeout as exc:
             ctx.error(str(exc))
             return
@@ -94,6 +104,33 @@ class SrflxGatherer:
             ctx.error(f"STUN server {server[0]}:{server[1]} sent no mapped address")
             return
         _emit(ctx, sock, server, mapped)
+
+
+async def first_answer(
+    ctx: GatherContext, sock: UdpSocket, server: Address, parallel: int = PARALLEL_BINDINGS
+) -> Message:
+    """The first response to one of up to `parallel` Binding transactions from `sock` to `server`, started
+    one RTO apart while none has been answered; the others are then cancelled (a late answer is dropped as
+    unknown). When the first transaction times out (RFC 8489 6.2.1: 39.5 s) the server is given up, the later
+    ones too, and its StunTimeout raised."""
+    answers: list[Message] = []
+    timeouts: list[StunTimeout] = []
+    async with trio.open_nursery() as nursery:
+
+        async def one() -> None:
+            try:
+                answers.append(await ctx.stun_request(sock, server, Message(Method.BINDING, MessageClass.REQUEST)))
+            except StunTimeout as exc:
+                timeouts.append(exc)
+            nursery.cancel_scope.cancel()
+
+        for i in range(parallel):
+            if i:
+                await trio.sleep(ctx.options.config.rto)
+            nursery.start_soon(one)
+    if answers:
+        return answers[0]
+    raise timeouts[0]
 
 
 def _emit(ctx: GatherContext, sock: UdpSocket, server: Address, mapped: Address) -> None:

@@ -262,7 +262,7 @@ class SessionBase:
         checklist = self._checklist
         if checklist.triggered:
             return True
-        return not self._checks_over and checklist.has_sendable
+        return not self._checks_over and (checklist.has_sendable or self._requests.has_repeat)
 
     @property
     def _checks_over(self) -> bool:

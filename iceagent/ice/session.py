@@ -151,7 +151,7 @@ class IceSession(SessionBase):
             return self._send(pair, now, use_candidate=target is not None, nominating=target)
         if self._checks_over:
             return None
-        pair = checklist.next_waiting()
+        pair = checklist.next_waiting() or self._requests.pop_repeat()  # repeats: _requests' docstring
         if pair is None:
             self._update_failed()
             return None
@@ -370,6 +370,7 @@ class IceSession(SessionBase):
                 self._checklist.set_state(valid, PairState.SUCCEEDED)
         self._generated[pair] = valid
         self._checklist.set_state(pair, PairState.SUCCEEDED)
+        self._requests.settle(pair)
         if self._checklist.add_valid(valid):
             self._events.append(PairValid(valid))
         if request.use_candidate and self.controlling:
@@ -391,6 +392,7 @@ class IceSession(SessionBase):
             return
         if not (lost and request.nominating is not None and request.pair.state is PairState.SUCCEEDED):
             self._checklist.set_state(request.pair, PairState.FAILED)
+            self._requests.settle(request.pair)
         if request.nominating is not None:
             self._events.append(NominationFailed(request.nominating))
 

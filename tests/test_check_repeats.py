@@ -1,0 +1,74 @@
+"""Checks under loss (issue 16 item 4): an unanswered check gets company on its pair (RFC 8489 6.2: several
+transactions outstanding to one server, new ones paced by RFC 8445 14.2's Ta), sans-IO with literal times."""
+
+from __future__ import annotations
+
+from test_session import A_HOST, B_ADDR, a_with_b, decode, drain, feed, response_to
+
+from iceagent.ice._requests import REPEATS_PER_PAIR
+from iceagent.ice.pair import PairState
+from iceagent.ice.session import ChecklistFailed, IceSession, PairValid, Transmit
+
+
+def started(a: IceSession, now: float, log: list[tuple[float, bytes]]) -> list[Transmit]:
+    """Everything A sends at `now`: retransmissions, then every new check (Ta is below the step here)."""
+    out = a.handle_timer(now) if (timer := a.get_timer()) is not None and timer <= now else []
+    while (t := a.next_check(now)) is not None:
+        log.append((now, decode(t).transaction_id))
+        out.append(t)
+    return out
+
+
+def test_an_unanswered_check_gets_company_at_each_retransmission_of_the_first() -> None:
+    """Each retransmission of the pair's first check from its second on starts one more transaction, so the new
+    ones follow RFC 8489's backoff (1.5, 3.5 s) up to REPEATS_PER_PAIR; when the first times out at 39.5 s the
+    pair fails and the others stop (cancelled, 7.3.1.4), so the check list fails then, as with one."""
+    a = a_with_b()
+    a.local_gathering_done()
+    a.add_remote_candidate(None)
+    log: list[tuple[float, bytes]] = []
+    sent = len(started(a, 0.0, log))
+    failed_at = None
+    while (timer := a.get_timer()) is not None:
+        sent += len(started(a, timer, log))
+        if ChecklistFailed() in drain(a):
+            failed_at = timer
+    assert [t for t, _ in log] == [0.0, 1.5, 3.5]
+    assert len({tid for _, tid in log}) == REPEATS_PER_PAIR == 3
+    assert failed_at == 39.5
+    (pair,) = a.pairs
+    assert pair.state is PairState.FAILED
+    # the Rc = 7 transmissions of each (the last ones at 31.5, 33 and 35 s), nothing after the failure
+    assert sent == pair.requests_sent == 3 * 7
+    assert a.next_check(40.0) is None
+
+
+def test_an_answer_to_any_of_them_succeeds_the_pair_and_stops_the_others() -> None:
+    a = a_with_b()
+    log: list[tuple[float, bytes]] = []
+    assert len(started(a, 0.0, log)) == 1
+    assert len(started(a, 0.5, log)) == 1 and len(log) == 1  # the first retransmission alone
+    second = started(a, 1.5, log)
+    assert len(second) == 2 and len(log) == 2  # the second retransmission and a new transaction
+    new = next(t for t in second if decode(t).transaction_id == log[1][1])
+    feed(a, response_to(new, ("10.0.0.1", 1000)), base=A_HOST, remote=B_ADDR, now=1.55)
+    (pair,) = a.pairs
+    assert pair.state is PairState.SUCCEEDED
+    assert PairValid(pair) in drain(a)
+    after = []
+    while (timer := a.get_timer()) is not None and timer < 60:
+        after += started(a, timer, log)
+    assert after == [] and len(log) == 2  # no retransmission, no new transaction
+
+
+def test_a_pair_dropped_from_the_session_is_not_repeated() -> None:
+    """A pair queued for a repeat that leaves the session (the max_pairs cap, RFC 8445 6.1.2.5) gets no check."""
+    a = a_with_b()
+    started(a, 0.0, [])
+    (pair,) = a.pairs
+    requests = a._requests
+    requests.handle_timer(0.5)
+    requests.handle_timer(1.5)  # the second retransmission queues a repeat
+    assert requests.has_repeat
+    requests.drop_pair(pair)
+    assert not requests.has_repeat and requests.pop_repeat() is None
