@@ -3,9 +3,9 @@
 mid-stream. The agent hears it from rtnetlink and restarts at once; without that, the data stopped
 until consent failed (31.6 s measured in the issue). Root only; everything is removed afterwards.
 
-The gap is measured on the real clock by the receiving peer (tests/roam_peer.py); it is printed and
-recorded, and asserted only against a bound far from both the target (2 s) and the old behaviour (30 s
-of consent_timeout), so a loaded machine cannot make it flaky.
+The gap is measured on the real clock by the receiving peer (tests/roam_peer.py); it is printed,
+recorded and held to the issue's target of 2 s (measured 0.03-0.1 s here, so a loaded machine has a
+margin of 20; the old behaviour waited 30 s of consent_timeout).
 """
 
 from __future__ import annotations
@@ -151,4 +151,4 @@ async def test_address_moves_in_a_namespace_data_resumes(
     record_property("gap_b_to_a_s", at_a["gap"])
     assert at_a["generation"] == 1 and at_b["generation"] == 1  # one restart each, no consent failure first
     assert at_a["after"] > 0 and at_b["after"] > 0
-    assert at_b["gap"] < 10.0 and at_a["gap"] < 10.0  # consent would have taken 30 s (see the docstring)
+    assert at_b["gap"] < 2.0 and at_a["gap"] < 2.0  # the issue's target; consent would have taken 30 s
