@@ -12,7 +12,7 @@ output says why.
 | COMPLETED, Ta 5 ms + pacer | `connect.py --runs R --ta 5 --global-pacing --no-aioice`: both COMPLETED, median |
 | 1000 pairs | `scale.py --n N`: time until all connected and KiB per agent, iceagent and aioice |
 | data path | `throughput.py --seconds S --repeat K`: % of the fair limit (wall clock and per CPU-second), aioice's % |
-| relay | `relay.py --seconds S --repeat K`: relay-only agents through coturn, % of direct |
+| relay | `relay.py --seconds S --repeat K`: relay-only agents through coturn, % of the same agents direct |
 
 Run: `.venv/bin/python bench/all.py [--quick]` (about 3 minutes; `--quick` about 1 minute: fewer runs,
 100 pairs). Every benchmark's own `--help` says how it measures.
@@ -86,7 +86,10 @@ def relay(out: str) -> Figures:
         m = re.search(rf"^{name}\s+([\d,]+)\s+[\d.]+\s+[\d.]+x\s+([\d.]+%)", out, re.MULTILINE)
         return f"{m.group(1)}/s ({m.group(2)})" if m else "-"
 
-    return {"ice": row("iceagent agents"), "aioice": row("aioice TURN")}
+    share = re.search(r"^relay-only agents: ([\d.]+%) of the same agents", out, re.MULTILINE)
+    ice = row("iceagent agents").split(" (")[0]
+    return {"ice": f"{ice} ({share.group(1) if share else '-'} of the same agents direct)",
+            "aioice": row("aioice TURN")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         ("throughput", "data path, 1000-byte datagrams: share of the fair non-blocking limit",
          lambda: throughput(run("throughput.py", "--seconds", seconds, "--repeat", repeat)), "ice",
          ">= 85% and above aioice"),
-        ("relay", "relay-only agents through coturn, datagrams/s (% of relay.py's direct trio.socket row; "
-                  "aioice: its TURN client)",
+        ("relay", "relay-only agents through coturn, datagrams/s (% of the same two agents connected directly; "
+                  "aioice: its TURN client, % of relay.py's plain trio.socket row)",
          lambda: relay(run("relay.py", "--seconds", seconds, "--repeat", repeat)), "ice", ">= 90%"),
     ]
     table: list[tuple[str, str, str, str]] = []
