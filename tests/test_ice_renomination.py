@@ -460,3 +460,42 @@ def test_no_consent_on_other_pairs_without_renomination() -> None:
     gen = generation(B_PARAMS, consent_interval=5.0)
     both_valid_direct_nominated(gen)
     assert consent_checks_until(gen, 60.0, answer=True) == []
+
+
+def test_a_lost_renomination_of_a_dead_pair_is_not_repeated_forever() -> None:
+    """A higher-priority pair valid after nomination whose path then dies: the renomination's check gets no
+    answer at all. The nominated pair still works, so nothing is stranded: the dead pair fails (RFC 8445
+    7.2.5.2.1's timeout) and the controller stops renominating it, instead of one more 39.5 s transaction
+    to it every 39.5 s for as long as the session lives."""
+    gen = IceGeneration(
+        local=A_PARAMS,
+        controlling=True,
+        tie_breaker=A_TB,
+        config=IceConfig(renomination=True, global_pacing=False),
+        random_bytes=tids(0xA0),
+    )
+    gen.add_local_candidate(A_HOST, A_HOST)
+    gen.set_remote_parameters(B_RENOM)
+    gen.add_remote_candidate(B_HOST)
+    gen.add_remote_candidate(B_RELAY)
+    sent = first_checks(gen)
+    receive(gen, response_to(sent[B_RELAY_ADDR], A_ADDR), B_RELAY_ADDR, 0.1)
+    (nominating,) = [t for t in run_until(gen, 0.6) if Attr.USE_CANDIDATE in decode(t)]
+    receive(gen, response_to(nominating, A_ADDR), B_RELAY_ADDR, 0.7)
+    relay = gen.nominated
+    assert relay is not None and relay.remote_address == B_RELAY_ADDR
+    receive(gen, response_to(sent[B_ADDR], A_ADDR), B_ADDR, 1.0)  # valid, then its path dies
+    transactions = set()
+    now = 1.0
+    while now < 400.0:
+        for t in run_until(gen, now):
+            message = decode(t)
+            if Attr.USE_CANDIDATE in message and t.remote == B_ADDR:
+                transactions.add(message.transaction_id)
+            elif t.remote == B_RELAY_ADDR and Attr.USE_CANDIDATE not in message:
+                receive(gen, response_to(t, A_ADDR), B_RELAY_ADDR, now)  # the relay answers its consent
+        now = max(now + 0.05, min(gen.get_timer(), now + 5.0))
+    assert len(transactions) == 1
+    assert gen.nominated is relay
+    direct = next(p for p in gen.session.valid_pairs if p.remote_address == B_ADDR)
+    assert direct.state is PairState.FAILED

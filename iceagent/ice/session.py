@@ -387,10 +387,13 @@ class IceSession(SessionBase):
     def _check_failed(self, request: Request, *, lost: bool = False) -> None:
         """A check failed: error response, timeout (`lost`) or asymmetric response (RFC 8445 7.2.5.2). A
         nominating check on a Succeeded pair that got no answer at all leaves the pair Succeeded: its path
-        worked, only the nomination was lost, and the controller repeats it (RFC 8445 8.1.1)."""
+        worked, only the nomination was lost, and the controller repeats it (RFC 8445 8.1.1). A lost
+        renomination (one concluded already, so nothing is stranded) fails the pair as any timeout does:
+        otherwise a higher-priority pair whose path died would be renominated forever."""
         if request.cancelled:
             return
-        if not (lost and request.nominating is not None and request.pair.state is PairState.SUCCEEDED):
+        repeat = lost and not self._completed and request.nominating is not None
+        if not (repeat and request.pair.state is PairState.SUCCEEDED):
             self._checklist.set_state(request.pair, PairState.FAILED)
             self._requests.settle(request.pair)
         if request.nominating is not None:
