@@ -316,20 +316,23 @@ class AgentStates:
     def _local_address_gone(self, address: str, removed: set[str]) -> None:
         """The local address under the selected pair disappeared: nothing sent on the pair leaves any
         more, so consent (RFC 7675 5.1) is not waited for. This is the one place that decides what
-        follows. With renomination negotiated (draft-thatcher-ice-renomination) every pair on a removed
-        address fails first, and `_route_lost` moves the stream to another valid pair that still has
-        consent, without a restart; otherwise (or with no such pair) the pair is lost at once (FAILED,
-        or back to the new generation during a restart), and with auto_restart a FAILED agent restarts
-        now, with no back-off (the cause is known), or at the next new address when none is left."""
+        follows. With renomination negotiated (draft-thatcher-ice-renomination), or during a restart,
+        every pair of the current generation on a removed address fails first; then `_route_lost` moves
+        the stream to another valid pair that still has consent (renomination: no restart) or to the new
+        generation's best valid pair; otherwise (or with no such pair) the pair is lost at once (FAILED),
+        and with auto_restart a FAILED agent restarts now, with no back-off (the cause is known), or at
+        the next new address when none is left."""
         reason = f"the local address {address} under the selected pair disappeared (network change)"
         log.info("%s: %s", self.name, reason)
-        runner = self._route_runner
-        if runner is not None and runner is self._current and runner.gen.renomination:
-            for pair in list(runner.ice.valid_pairs):
-                transport = runner.transport_of.get(pair.base)
+        current = self._current
+        if current is not None and (current is not self._route_runner or current.gen.renomination):
+            # the pair the stream moves to (renomination, or the new generation's during a restart) must
+            # not be one on a removed address too
+            for pair in list(current.ice.valid_pairs):
+                transport = current.transport_of.get(pair.base)
                 if transport is not None and gone_under((transport, pair.remote_address, pair, None, None),
-                                                       runner, removed):
-                    runner.gen.route_failed(pair.base, pair.remote_address)
+                                                       current, removed):
+                    current.gen.route_failed(pair.base, pair.remote_address)
         self._route_lost(reason)
         if self.auto_restart and self.state.value is IceState.FAILED:
             self._restart_after_address_loss()
