@@ -324,3 +324,24 @@ async def test_silence_is_a_timeout_after_the_schedule(autojump_clock: object) -
                         lambda d: natpmp.decode_mapping(d, 5000), Drops())  # fmt: skip
     assert len(sock.sent) == 9
     assert trio.current_time() - start == pytest.approx(64.0)
+
+
+@pytest.mark.parametrize("size", [b"-6", b"-7", b"-1", b"-0x6"])
+def test_chunked_body_with_a_negative_chunk_size_is_refused_not_looped(size: bytes) -> None:
+    """A chunk size that int() reads as negative ("-6" moved the parser back to the same line: an endless
+    loop in the gateway's HTTP answer, blocking the whole Trio run) is a PortMapDecodeError; work per
+    answer stays bounded (the SIGALRM only turns the old endless loop into a failure)."""
+    import signal
+
+    def _stuck(signum: int, frame: object) -> None:
+        raise TimeoutError("the chunked body parser did not end")
+
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\n"
+    old = signal.signal(signal.SIGALRM, _stuck)
+    signal.setitimer(signal.ITIMER_REAL, 2.0)
+    try:
+        with pytest.raises(PortMapDecodeError):
+            upnp.decode_http(answer)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -215,6 +215,8 @@ def _dechunk(data: bytes) -> bytes:
             size = int(data[position:eol].split(b";")[0], 16)
         except ValueError:
             raise PortMapDecodeError("malformed chunk size in an HTTP body") from None
+        if size < 0:  # int() takes a sign: "-6" would move back to this very line, for ever
+            raise PortMapDecodeError("negative chunk size in an HTTP body")
         if size == 0:
             return bytes(out)
         start = eol + 2
