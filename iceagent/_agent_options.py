@@ -65,6 +65,12 @@ def check_agent_options(
             f"open_agent(mux=..., port_range={port_range!r}): a mux agent binds no port of its own (it uses the "
             "mux's ports, chosen by open_mux(port=...)); drop port_range or open the agent without mux"
         )
+    if mux is not None and port_mapping:
+        raise ValueError(
+            "open_agent(mux=..., port_mapping=True): every agent on the mux would ask the gateway to map the "
+            "same shared port (RFC 6887 refuses a second nonce, and the first agent to close would delete the "
+            "mapping the others advertise); forward the mux port on the gateway once and pass public_ips instead"
+        )
     options = {
         "port_range": _port_range(port_range),
         "public_ips": _public_ips(public_ips),

@@ -372,6 +372,7 @@ async def test_interface_filter_on_the_os_network() -> None:
          "public_ips replace the host address"),
         ({"mux": object()}, TypeError, "mux takes what `async with iceagent.open_mux"),
         ({"mux": object(), "port_range": (50000, 50010)}, ValueError, "a mux agent binds no port of its own"),
+        ({"mux": object(), "port_mapping": True}, ValueError, "forward the mux port on the gateway once"),
         ({"lite": True, "controlling": False, "port_mapping": True}, ValueError, "a mapped address would go unused"),
         ({"port_mapping": "yes"}, TypeError, "port_mapping must be True or False"),
         # a value that can never work is reported as such, not as "not implemented"

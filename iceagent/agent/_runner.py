@@ -470,6 +470,7 @@ class SessionRunner:
                         if now is None:
                             now = trio.current_time()
                         self.gen.receive(msg, data, addr, base, now)
+                        data_pairs.pop((key, addr), None)  # its check may have made it a known source (7.3.1.3)
                         if self._check_hook is not None:
                             self._check_hook("receive", msg, base, addr, self.ice.find_pair(base, addr))
                     continue

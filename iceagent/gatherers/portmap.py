@@ -136,13 +136,15 @@ class PortMapGatherer:
             await self._renew(ctx, name, mapper, lease)
         finally:
             with trio.CancelScope(shield=True):
-                if lease is not None:
-                    with trio.move_on_after(DELETE_TIMEOUT):
-                        try:
-                            await mapper.delete()
-                        except PortMapError as exc:
-                            log.info("%s: deleting the mapping: %s", name, exc)
-                mapper.aclose()
+                try:
+                    if lease is not None:
+                        with trio.move_on_after(DELETE_TIMEOUT):
+                            try:
+                                await mapper.delete()
+                            except PortMapError as exc:
+                                log.info("%s: deleting the mapping: %s", name, exc)
+                finally:
+                    mapper.aclose()  # its socket is closed whatever delete() raised
 
     async def _renew(self, ctx: GatherContext, name: str, mapper: Mapper, lease: Lease) -> None:
         """RFC 6887 11.2.1 / RFC 6886 3.3: renew at half the remaining lifetime, again at half of what is left
