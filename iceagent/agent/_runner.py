@@ -13,8 +13,6 @@ module only moves bytes, keeps time and reports events to its owner (the Agent, 
 from __future__ import annotations
 
 import math
-from functools import partial
-from operator import itemgetter
 from typing import Any, Protocol
 
 import pluggy
@@ -41,27 +39,19 @@ from ..ice.session import IceSession
 from ..logs import get_logger
 from ..net.base import Address, Network, TransportCapabilities, UdpSocket, transport_capabilities
 from ..states import GatheringState
-from ..stun.message import Message, MessageClass, StunDecodeError, looks_like_stun
 from ._connections import Connections
 from ._context import AgentGatherContext
 from ._gathering import Gathering
 from ._notify import Notifier, Wakeup
 from ._observe import CheckObserver
 from ._pacer import global_pacer
+from ._receive import MAX_DATA_SOURCES as MAX_DATA_SOURCES
+from ._receive import ReceivePath
 from ._remote_names import RemoteNames
 from ._stats import pair_stats
 from ._stun_requests import StunRequests
-from ._tap import Tap
 
 log = get_logger("iceagent.agent")
-
-#: Source addresses whose data pair lookup is cached (a hostile host sending from many addresses cannot
-#: grow the cache further; beyond it a lookup is simply not cached).
-MAX_DATA_SOURCES = 4096
-
-#: A received (data, source) item's parts, for C-level loops over a batch.
-_DATA = itemgetter(0)
-_SOURCE = itemgetter(1)
 
 #: The first two bytes of a Binding success response (RFC 8489 5): a check was accepted.
 _BINDING_SUCCESS = b"\x01\x01"
@@ -110,7 +100,7 @@ class SessionOwner(Protocol):
     def remote_ignored(self, candidate: Candidate, reason: str, source: str) -> None: ...
 
 
-class SessionRunner:
+class SessionRunner(ReceivePath):
     """One generation: an IceGeneration plus the tasks and sockets that serve it."""
 
     __slots__ = (
@@ -148,7 +138,7 @@ class SessionRunner:
     )
 
     def __init__(self, owner: SessionOwner, generation: int, local: IceParameters, controlling: bool) -> None:
-        self.owner = owner
+        self.owner: SessionOwner = owner
         self.name = owner.name
         self.generation = generation
         self.options: GatherOptions = owner.options
@@ -369,144 +359,6 @@ class SessionRunner:
 
     def remote_name_settled(self) -> None:
         self.wake()
-
-    # ---- receiving ----
-
-    async def _receive_loop(self, transport: CandidateTransport) -> None:
-        """The receive task of one transport: drain a batch per wake-up (`receive_batch` where the transport
-        has it, else one datagram) and feed it to the generation. On a socket the stream's reader can drain
-        itself, it takes turns with the reader (agent/_tap.py), from the first application data on (an
-        agent that moves no data keeps no Tap). An exception is this session's bug: it ends the session
-        nursery, and so the agent's `async with`, like any task's."""
-        batch = self._caps[id(transport)].receive_batch
-        receive = transport.receive
-        tappable = all(hasattr(transport, name) for name in ("receive_now", "wait_readable", "interrupt", "tap"))
-        tap: Tap | None = None
-        delivered = False  # the last batch woke the reader (a delivery): it comes if it asked for the socket
-        try:
-            while True:
-                if tap is not None:
-                    if tap.stash or tap.reader or (tap.want and delivered):
-                        await tap.task_turn(delivered)  # the reader left it work, or has (or takes) the socket
-                        delivered = False
-                        continue
-                    tap.polling = True
-                try:
-                    items = await batch() if batch is not None else [await receive()]
-                except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
-                    return
-                finally:
-                    if tap is not None:
-                        tap.polling = False
-                delivered = self._on_datagrams(transport, items)
-                if delivered and tappable and tap is None:
-                    tap = self._open_tap(transport)
-                del items  # not kept alive while waiting for the next batch (an idle agent's memory)
-        finally:
-            if tap is not None:
-                tap.closed = True
-                transport.tap = None  # type: ignore[attr-defined]
-                tap.interrupt()  # a reader waiting on the socket looks again
-
-    def _open_tap(self, transport: CandidateTransport) -> Tap:
-        """A Tap on `transport`, which the stream's reader can drain itself (an OS UDP socket: `receive_now`,
-        `wait_readable`, `interrupt` and a `tap` slot)."""
-        t: Any = transport
-        tap = Tap(t.receive_now, t.wait_readable, t.interrupt, partial(self._on_datagrams, transport))
-        t.tap = tap
-        return tap
-
-    def _on_datagrams(
-        self, transport: CandidateTransport, items: list[tuple[bytes, Address]], tap: Tap | None = None
-    ) -> bool:
-        """Demultiplex what arrived on one transport (DESIGN.md): STUN to a gatherer's transaction or to the
-        generation, application data to the stream when it comes from a known remote candidate (12.2).
-
-        Application data goes to the stream a batch at a time (one `deliver_many`, one wake-up of the
-        reader), its bytes counted per run of datagrams from one pair; a STUN message first hands over the
-        data that came before it, so the application sees everything in the order it arrived. With `tap`
-        (the stream's reader drained the socket, in its own task) the first STUN message and everything
-        after it are left to the receive task instead (Tap.leave). True when application data was delivered."""
-        key = id(transport)
-        data_pairs = self._data_pairs
-        # the usual batch, application data from one source: its checks made in C loops, one lookup
-        if items and min(map(_DATA, items)) >= b"\x40":  # no empty datagram, nothing like STUN
-            sources = set(map(_SOURCE, items))
-            if len(sources) == 1:
-                addr = sources.pop()
-                try:
-                    pair = data_pairs[(key, addr)]
-                except KeyError:
-                    pair = self._lookup_data_pair(key, addr)
-                if pair is None:
-                    return False  # not from a known remote candidate (RFC 8445 12.2)
-                self._deliver_app(list(map(_DATA, items)), pair, 0)
-                return True
-        now = None
-        app: list[bytes] = []
-        counted: CandidatePair | None = None  # the pair of app[first:]
-        first = 0
-        delivered = False
-        for data, addr in items:
-            # STUN's first byte is below 0x40 (RFC 8489 5, RFC 7983): most data is ruled out without a call
-            if data and data[0] < 0x40 and looks_like_stun(data):
-                if tap is not None:
-                    tap.leave(items[next(i for i, item in enumerate(items) if item[0] is data) :])
-                    break
-                try:
-                    msg = Message.decode(data)
-                except StunDecodeError:
-                    msg = None
-                if msg is not None:
-                    if app:
-                        self._deliver_app(app, counted, first)
-                        app, counted, first, delivered = [], None, 0, True
-                    if msg.message_class in (MessageClass.SUCCESS, MessageClass.ERROR) and (
-                        self.stun_requests.deliver(msg, addr)
-                    ):
-                        continue  # a gatherer's transaction
-                    base = self._base_of.get(key)
-                    if base is not None:
-                        if now is None:
-                            now = trio.current_time()
-                        self.gen.receive(msg, data, addr, base, now)
-                        data_pairs.pop((key, addr), None)  # its check may have made it a known source (7.3.1.3)
-                        if self._check_hook is not None:
-                            self._check_hook("receive", msg, base, addr, self.ice.find_pair(base, addr))
-                    continue
-            try:
-                pair = data_pairs[(key, addr)]
-            except KeyError:
-                pair = self._lookup_data_pair(key, addr)
-            if pair is None:
-                continue  # not from a known remote candidate (RFC 8445 12.2)
-            if pair is not counted:
-                if counted is not None:
-                    counted.count_received(sum(map(len, app[first:])))
-                counted, first = pair, len(app)
-            app.append(data)
-        if app:
-            self._deliver_app(app, counted, first)
-            delivered = True
-        if now is not None:
-            self._poke(now)
-        return delivered
-
-    def _deliver_app(self, app: list[bytes], counted: CandidatePair | None, first: int) -> None:
-        """Count the last run of `app` (the datagrams from `counted`, from index `first` on) and queue the
-        whole batch for the application."""
-        if counted is not None:
-            counted.count_received(sum(map(len, app[first:] if first else app)))
-        self.owner.deliver_many(app)
-
-    def _lookup_data_pair(self, key: int, addr: Address) -> CandidatePair | None:
-        base = self._base_of.get(key)
-        if base is None:
-            return None
-        pair = self.ice.find_pair(base, addr)
-        if len(self._data_pairs) < MAX_DATA_SOURCES:
-            self._data_pairs[(key, addr)] = pair
-        return pair
 
     # ---- sending ----
 
