@@ -11,6 +11,7 @@ from mdns_hostile import HEADER_SIZE, chain_packet, counting_calls, long_name_pa
 
 from iceagent.mdns.wire import (
     MAX_MESSAGE,
+    MAX_PARSED,
     MAX_RECORDS,
     MdnsWireError,
     ParseWork,
@@ -57,7 +58,7 @@ def test_hundreds_of_records_named_by_long_suffixes_cost_work_linear_in_the_size
 @pytest.mark.parametrize("depth", [50, 900, 4000])
 def test_each_pointer_of_a_chain_is_followed_once_per_packet(depth: int) -> None:
     data = chain_packet(depth)
-    records = int.from_bytes(data[6:8], "big")
+    records = min(int.from_bytes(data[6:8], "big"), MAX_PARSED)
     work = ParseWork()
     parse_packet(data, work=work)
     assert work.names == records
@@ -122,13 +123,31 @@ def test_header_counts_beyond_the_packet_are_rejected_before_parsing() -> None:
 
 def test_a_valid_maximal_compression_packet_parses_like_dnslib() -> None:
     """Real responders compress every name; the answer equals dnslib's own decoding."""
-    names = [f"h{i}.sub.example.local" for i in range(100)]
+    names = [f"h{i}.sub.example.local" for i in range(MAX_PARSED // 2)]  # an answer and an NSEC each
     data = build_response([(n, "10.0.0.1" if i % 2 else "fd00::1") for i, n in enumerate(names)])
     work = ParseWork()
     message = parse_packet(data, work=work)
     assert [r.name for r in message.answers] == names[:MAX_RECORDS]
     assert str(_decode(data, ParseWork())) == str(DNSRecord.parse(data))
     assert work.steps <= len(data)
+
+
+@pytest.mark.parametrize(("questions", "answers"), [(1400, 0), (0, 550), (100, 300)])
+def test_parsing_stops_after_max_parsed_entries(questions: int, answers: int) -> None:
+    """A 9000-byte packet holds well over a thousand compressed questions or hundreds of address records;
+    dnslib builds several objects for each, so only the first MAX_PARSED are read, the rest ignored."""
+    data = bytearray(RESPONSE[:4] + questions.to_bytes(2, "big") + answers.to_bytes(2, "big") + bytes(4))
+    for i in range(questions):
+        data += (b"\x01q\x00" if i == 0 else pointer(HEADER_SIZE)) + b"\x00\x01\x00\x01"
+    first = len(data)
+    for i in range(answers):
+        data += (b"\x01x\x00" if i == 0 else pointer(first)) + A_FIELDS
+    assert len(data) <= MAX_MESSAGE
+    work = ParseWork()
+    message = parse_packet(bytes(data), work=work)
+    assert work.names == MAX_PARSED
+    assert len(message.questions) == min(questions, MAX_RECORDS)
+    assert len(message.answers) == min(MAX_PARSED - min(questions, MAX_PARSED), answers, MAX_RECORDS)
 
 
 def zoo(names: list[str]) -> bytes:

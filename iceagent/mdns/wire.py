@@ -23,6 +23,7 @@ __all__ = [
     "CACHE_FLUSH",
     "LEGACY_TTL",
     "MAX_MESSAGE",
+    "MAX_PARSED",
     "MAX_RECORDS",
     "MDNS_GROUP4",
     "MDNS_GROUP6",
@@ -60,6 +61,9 @@ LEGACY_TTL = 10
 MAX_MESSAGE = 9000
 #: Questions and records looked at per message (hostile-input bound; the rest is ignored).
 MAX_RECORDS = 64
+#: Questions and records parsed per message at most (questions, then answer, authority and additional
+#: records in order; parsing stops there and the rest of the message is not read).
+MAX_PARSED = 2 * MAX_RECORDS
 #: Longest name we accept (RFC 1035 2.3.4: 255 octets).
 MAX_NAME = 255
 #: Smallest question and resource record on the wire (RFC 1035 4.1.2, 4.1.3: a root name, then 4 or 10
@@ -239,8 +243,15 @@ def _decode(data: bytes, work: ParseWork) -> DNSRecord:
     header = DNSHeader.parse(buffer)
     if header.q * MIN_QUESTION + (header.a + header.auth + header.ar) * MIN_RECORD > len(data) - _HEADER:
         raise MdnsWireError(f"the header counts more records than {len(data)} bytes can hold")
-    questions = [DNSQuestion.parse(buffer) for _ in range(header.q)]
-    sections = [[RR.parse(buffer) for _ in range(count)] for count in (header.a, header.auth, header.ar)]
+    # Parsing stops after MAX_PARSED entries: what follows is ignored, not read (bounded work per packet:
+    # dnslib builds several objects per entry, and 9000 bytes can claim 1797 questions).
+    left = MAX_PARSED
+    questions = [DNSQuestion.parse(buffer) for _ in range(min(header.q, left))]
+    left = left - header.q if header.q <= left else 0
+    sections: list[list[RR]] = []
+    for count in (header.a, header.auth, header.ar):
+        sections.append([RR.parse(buffer) for _ in range(min(count, max(left, 0)))])
+        left = left - count if count <= left else 0
     return DNSRecord(header, questions, sections[0], auth=sections[1], ar=sections[2])
 
 
