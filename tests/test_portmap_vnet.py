@@ -208,3 +208,37 @@ async def test_at_most_eight_host_sockets_are_mapped(autojump_clock: object) -> 
     assert len(host) == 12
     assert router.port_mapping_requests["pcp-map"] == MAX_MAPPED_BASES == stats["candidates"]
     assert f"more than {MAX_MAPPED_BASES} host sockets: the others are not mapped" in stats["errors"]
+
+
+class _DeafToGateway(NetworkWrapper):
+    """Every answer from a port-mapping server port (5351) is lost on the way in."""
+
+    async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
+        sock = await super().bind_udp(address, port, reuse=reuse)
+        receive = sock.receive
+
+        async def deaf() -> tuple[bytes, Address]:
+            while True:
+                data, source = await receive()
+                if source[1] != 5351:
+                    return data, source
+
+        sock.receive = deaf  # type: ignore[method-assign]
+        return sock
+
+
+async def test_a_mapping_whose_answer_never_arrived_is_deleted(autojump_clock: object) -> None:
+    """The gateway makes the mapping but every answer is lost: when the gatherer gives up on it (after its
+    timeout) it sends a lifetime-0 request for the mapping it never heard of (RFC 6887 15) instead of
+    leaving the forward open for its whole lifetime."""
+    scenario = _scenario("pcp")
+    router = scenario.nat_a
+    assert router is not None
+    network = _DeafToGateway(scenario.network_a)
+    async with open_agent(controlling=True, network=network, port_mapping=True) as agent:
+        await agent.gathering_state.wait_value(GatheringState.COMPLETE)
+        assert agent.stats()["gatherers"]["portmap"]["candidates"] == 0
+        await trio.sleep(0.1)  # the delete crosses the LAN (simulated time)
+        assert router.port_mapping_requests["pcp-map"] == 1  # a mapping was made...
+        assert router.port_mapping_requests["pcp-delete"] == 1  # ...and deleted, the agent still open
+        assert router.forwards() == {}

@@ -137,12 +137,12 @@ class PortMapGatherer:
         finally:
             with trio.CancelScope(shield=True):
                 try:
-                    if lease is not None:
-                        with trio.move_on_after(DELETE_TIMEOUT):
-                            try:
-                                await mapper.delete()
-                            except PortMapError as exc:
-                                log.info("%s: deleting the mapping: %s", name, exc)
+                    # also without a lease: a request whose answer we never saw may have made a mapping
+                    with trio.move_on_after(DELETE_TIMEOUT):
+                        try:
+                            await mapper.delete()
+                        except (PortMapError, OSError) as exc:
+                            log.info("%s: deleting the mapping: %s", name, exc)
                 finally:
                     mapper.aclose()  # its socket is closed whatever delete() raised
 

@@ -128,6 +128,9 @@ class PcpMapper:
         self.external: Address | None = None
         self._sock: UdpSocket | None = None
         self.drops = Drops()
+        #: protocols whose map request went out and got no answer: the gateway may hold a mapping we never
+        #: heard of (the answer was lost, or the request cancelled by a timeout or the session's end)
+        self.unanswered: set[str] = set()
 
     async def _socket(self) -> UdpSocket:
         if self._sock is None:
@@ -144,12 +147,14 @@ class PcpMapper:
             request = pcp.encode_map_request(self.nonce, self.address, self.port, lifetime, suggested_port=suggested)
             # A first request waits PCP_ALONE for an answer, later ones (the protocol settled) the whole timeout.
             duration = self.timeout if self.external else min(self.timeout, PCP_ALONE)
+            self.unanswered.add("pcp")
             try:
                 granted = await _exchange(
                     sock, self.server, request, pcp_schedule(now, duration=duration),
                     lambda d: pcp.decode_map_response(d, self.nonce, self.port), self.drops,
                 )  # fmt: skip
             except UnsupportedVersion as exc:
+                self.unanswered.discard("pcp")  # answered: no mapping made
                 if exc.version != 0:
                     raise
                 self.protocol = "natpmp"  # RFC 6887 9: the server speaks NAT-PMP only
@@ -159,6 +164,10 @@ class PcpMapper:
                     raise
                 self.protocol = "natpmp"  # silent to PCP: a NAT-PMP server that drops version 2 instead
                 return await self.map(lifetime)
+            except PortMapRefused:
+                self.unanswered.discard("pcp")
+                raise
+            self.unanswered.discard("pcp")
             if not self.epoch.check(trio.current_time(), granted.epoch):
                 self.restarts += 1  # the server lost its state (8.5): this very request made the mapping anew
             self.external = (external_address(granted.external_address), granted.external_port)
@@ -172,17 +181,34 @@ class PcpMapper:
         else:
             address = self.external[0]
         suggested = self.external[1] if self.external else self.port
-        mapped = await _exchange(
-            sock, self.server, natpmp.encode_map_request(self.port, suggested, lifetime),
-            natpmp_schedule(trio.current_time(), duration=self.timeout),
-            lambda d: natpmp.decode_mapping(d, self.port), self.drops,
-        )  # fmt: skip
+        self.unanswered.add("natpmp")
+        try:
+            mapped = await _exchange(
+                sock, self.server, natpmp.encode_map_request(self.port, suggested, lifetime),
+                natpmp_schedule(trio.current_time(), duration=self.timeout),
+                lambda d: natpmp.decode_mapping(d, self.port), self.drops,
+            )  # fmt: skip
+        except PortMapRefused:
+            self.unanswered.discard("natpmp")
+            raise
+        self.unanswered.discard("natpmp")
         self.external = (address, mapped.external_port)
         return Lease("natpmp", self.external, mapped.lifetime)
 
     async def delete(self) -> None:
-        """Lifetime 0 (RFC 6887 15, RFC 6886 3.4), one schedule bounded by the timeout."""
+        """Lifetime 0 (RFC 6887 15, RFC 6886 3.4), one schedule bounded by the timeout. Without a known
+        mapping, a request that got no answer may still have made one: one lifetime-0 request per such
+        protocol is sent, without waiting (RFC 6887 15 and RFC 6886 3.4 identify the mapping by the
+        internal port, and the PCP nonce, not by the external port)."""
         if self.external is None:
+            if self.unanswered and self._sock is not None:
+                for protocol in sorted(self.unanswered):
+                    if protocol == "pcp":
+                        request = pcp.encode_map_request(self.nonce, self.address, self.port, 0)
+                    else:
+                        request = natpmp.encode_map_request(self.port, 0, 0)
+                    await self._sock.send(request, self.server)
+                self.unanswered.clear()
             return
         sock = await self._socket()
         now = trio.current_time()
@@ -217,6 +243,8 @@ class UpnpMapper:
         self.external: Address | None = None
         self.lifetime = 0
         self.drops = Drops()
+        #: the external port of an AddPortMapping that got no answer (cancelled, or the gateway timed out)
+        self.unanswered: int | None = None
 
     async def _discover(self) -> upnp.Service:
         sock = await self.network.bind_udp(self.address, 0)
@@ -288,6 +316,7 @@ class UpnpMapper:
                 "NewInternalPort": self.port, "NewInternalClient": self.address, "NewEnabled": 1,
                 "NewPortMappingDescription": "iceagent", "NewLeaseDuration": lease,
             }  # fmt: skip
+            self.unanswered = external_port
             try:
                 await self._soap("AddPortMapping", arguments)
             except PortMapRefused as exc:
@@ -296,19 +325,28 @@ class UpnpMapper:
                     arguments["NewLeaseDuration"] = 0
                     await self._soap("AddPortMapping", arguments)
                 elif exc.code == upnp.CONFLICT:
+                    self.unanswered = None
                     continue
                 else:
+                    self.unanswered = None
                     raise
+            self.unanswered = None
             self.external = (address, external_port)
             self.lifetime = lease
             return Lease("upnp", self.external, lease)
         raise PortMapRefused("UPnP", upnp.CONFLICT, "ConflictInMappingEntry", f"tried ports {ports}")
 
     async def delete(self) -> None:
-        if self.external is None or self.service is None:
+        """DeletePortMapping of the mapping we hold, or of one an unanswered AddPortMapping may have made."""
+        if self.service is None:
             return
-        external_port = self.external[1]
-        self.external = None
+        if self.external is not None:
+            external_port = self.external[1]
+        elif self.unanswered is not None:
+            external_port = self.unanswered
+        else:
+            return
+        self.external = self.unanswered = None
         try:
             await self._soap("DeletePortMapping",
                              {"NewRemoteHost": "", "NewExternalPort": external_port, "NewProtocol": "UDP"})  # fmt: skip
