@@ -23,13 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import IceConfig
-from ..stun.attributes import Attr
-from ..stun.message import Message, random_bytes
+from ..stun._random import POOL
+from ..stun.message import random_bytes as default_random_bytes
 from ._requests import Requests
 from .candidate import Candidate, IceParameters, unusable_reason
 from .candidate_set import CandidateSet, RemoteAdded
 from .checklist import CheckList
-from .events import ChecklistFailed, Event, PairRemoved, PairStateChanged
+from .checks import CheckFields
+from .events import ChecklistFailed, Event, PairRemoved
+from .pacing import effective_ta
 from .pair import CandidatePair, PairState
 from .parameters import RENOMINATION
 
@@ -57,8 +59,10 @@ class SessionBase:
         "_failed",
         "_generated",
         "_local_done",
+        "_local_key",
         "_nomination_concluded",
         "_nomination_sent",
+        "_peer",
         "_peer_nominated",
         "_peer_nomination",
         "_peer_target",
@@ -82,19 +86,24 @@ class SessionBase:
         controlling: bool,
         tie_breaker: int,
         config: IceConfig,
-        random_bytes: Callable[[int], bytes] = random_bytes,
+        random_bytes: Callable[[int], bytes] = default_random_bytes,
     ) -> None:
         self.local_parameters = local
+        self._local_key = local.pwd.encode()  # the short-term key of our answers and the checks we get (7.2.2)
         self.remote_parameters: IceParameters | None = None
+        #: what checks to the peer use, made once per remote parameters: (them, their pwd as key, Ta with them)
+        self._peer: tuple[IceParameters, bytes, float] | None = None
         self.controlling = controlling
         self.tie_breaker = tie_breaker
         self.config = config
-        self._random = random_bytes
+        # the default source of random bytes is the pool itself: one call per transaction id instead of two
+        self._random = POOL.take if random_bytes is default_random_bytes else random_bytes
+        self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque
         self._checklist = CheckList(
             controlling=controlling,
             max_pairs=config.max_pairs,
-            on_state_change=self._state_changed,
             on_drop=self._pair_dropped,
+            events=self._events,  # PairStateChanged goes straight to the queue
         )
         self._candidates = CandidateSet(
             max_prflx=config.max_pairs, max_remote=REMOTE_CANDIDATES_PER_PAIR * config.max_pairs
@@ -102,7 +111,6 @@ class SessionBase:
         self._local_done = False
         self._remote_done = False
         self._requests = Requests()
-        self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque
         self._use_candidate: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair to nominate
         #: 7.3.1.5: nominated by the peer, not yet valid (a dict as a set: an empty one is a third the size)
         self._peer_nominated: dict[CandidatePair, None] = {}
@@ -116,18 +124,25 @@ class SessionBase:
         self._peer_nomination = -1  # controlled: the highest nomination value accepted (USE-CANDIDATE alone: 0)
         self._peer_target: CandidatePair | None = None  # controlled: the check-list pair that carried it
 
+    def _peer_of(self, remote: IceParameters) -> tuple[IceParameters, bytes, float]:
+        """`remote`, the short-term key of our checks to that peer (its pwd, RFC 8445 7.2.2) and the Ta both
+        sides use (14.2): kept as `_peer` until the remote parameters change."""
+        peer = self._peer = (remote, remote.pwd.encode(), effective_ta(self.config.ta, remote))
+        return peer
+
     def _negotiate(self, params: IceParameters) -> None:
         """Renomination is on when both sides announce it (draft-thatcher-ice-renomination 3)."""
         self._renomination = RENOMINATION in self.local_parameters.options and RENOMINATION in params.options
 
-    def _nomination_in(self, message: Message) -> int | None:
-        """The nomination an incoming check carries: None for none, 0 for USE-CANDIDATE alone (RFC 8445
-        7.3.1.5), else its NOMINATION value, read only when renomination was negotiated (draft 4: any value
-        takes precedence over USE-CANDIDATE alone; without the option the attribute is ignored)."""
-        value = message.get(Attr.NOMINATION) if self._renomination else None
+    def _nomination_in(self, fields: CheckFields) -> int | None:
+        """The nomination an incoming check (its `read_check` fields) carries: None for none, 0 for
+        USE-CANDIDATE alone (RFC 8445 7.3.1.5), else its NOMINATION value, read only when renomination was
+        negotiated (draft 4: any value takes precedence over USE-CANDIDATE alone; without the option the
+        attribute is ignored)."""
+        value = fields[5] if self._renomination else None
         if value is not None:
             return value
-        return 0 if Attr.USE_CANDIDATE in message else None
+        return 0 if fields[4] else None
 
     def _accept_nomination(self, pair: CandidatePair, value: int) -> bool:
         """Controlled side: whether the peer's nomination of check-list pair `pair` counts. Always without
@@ -262,7 +277,10 @@ class SessionBase:
         checklist = self._checklist
         if checklist.triggered:
             return True
-        return not self._checks_over and (checklist.has_sendable or self._requests.has_repeat)
+        if self._completed and not self._renomination:  # _checks_over
+            return False
+        n = checklist._n
+        return bool(self._requests._repeats) or (n[0] + n[1] > 0 and checklist.has_sendable)
 
     @property
     def _checks_over(self) -> bool:
@@ -300,9 +318,6 @@ class SessionBase:
         even before its pair is valid (RFC 8445 12.2)."""
         return self._candidates.remote_at(base.transport, remote) is not None
 
-    def _state_changed(self, pair: CandidatePair, old: PairState, new: PairState) -> None:
-        self._events.append(PairStateChanged(pair, old, new))
-
     def _pair_dropped(self, pair: CandidatePair) -> None:
         """A pair left both the check list and the valid list (the `max_pairs` caps, RFC 8445 6.1.2.5): forget
         it everywhere, its checks in flight included (a late response is then unknown and ignored)."""
@@ -331,13 +346,17 @@ class SessionBase:
         }
 
     def _update_failed(self) -> None:
-        """Emit ChecklistFailed when nothing can succeed any more; re-arm when the list revives (8.1.2)."""
+        """Emit ChecklistFailed when nothing can succeed any more; re-arm when the list revives (8.1.2).
+
+        A no-op while a pair is valid and ChecklistFailed is not out (in every session class): the hot
+        paths skip the call then."""
         checklist = self._checklist
         hopeless = (
             self._local_done
             and self._remote_done
             and not self._pending_remote
-            and checklist.all_failed
+            and not checklist.valid
+            and checklist._n[4] == len(checklist.pairs)  # all_failed
             and not checklist.active
             and not self._requests.checks_in_flight()
             and not self._candidates.awaiting_tcp()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from ..config import IceConfig
 from ..stun.message import Message, MessageClass, Method, random_bytes
 from .candidate import Candidate, IceParameters
-from .events import Event, GatherTimedOut, PairNominated, Transmit
+from .events import Event, GatherTimedOut, PairNominated, PairStateChanged, Transmit
 from .lite import LiteSession
 from .nomination import NominationController, alternates
 from .pacing import CheckScheduler, Pacer, effective_ta
@@ -35,12 +35,16 @@ class IceGeneration:
 
     __slots__ = (
         "_alternates_at",
+        "_checklist",
         "_config",
         "_events",
         "_gather_deadline",
+        "_lite",
         "_now",
         "_out",
         "_random",
+        "_requests",
+        "_session_events",
         "nomination",
         "scheduler",
         "session",
@@ -68,6 +72,12 @@ class IceGeneration:
                 local=local, controlling=controlling, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes
             )
         )
+        # the session's parts this generation reads on every pump, so that the common case makes no call
+        session = self.session
+        self._session_events = session._events
+        self._checklist = session._checklist
+        self._requests = session._requests
+        self._lite = local.lite  # a lite session never has a check to send (RFC 8445 2.5)
         self.scheduler = CheckScheduler(pacer)
         self.nomination = NominationController(config.nomination_delay)
         self._out: list[Transmit] = []
@@ -87,39 +97,46 @@ class IceGeneration:
         """No more local candidates for this generation (needed to declare the check list failed)."""
         self._gather_deadline = math.inf
         self.session.local_gathering_done()
-        self._pull()
+        if self._session_events:
+            self._pull()
 
     def set_remote_parameters(self, params: IceParameters) -> None:
         """The peer's ufrag/pwd (and pacing): checks may start."""
         self.session.set_remote_parameters(params)
-        self._pull()
+        if self._session_events:
+            self._pull()
 
     def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
         """A gathered local candidate and its base (IceSession.add_local_candidate)."""
         self.session.add_local_candidate(candidate, base)
-        self._pull()
+        if self._session_events:
+            self._pull()
 
     def add_remote_candidate(self, candidate: Candidate | None) -> bool:
         """A signalled remote candidate, None = end-of-candidates; False when refused (over the cap)."""
         accepted = self.session.add_remote_candidate(candidate)
-        self._pull()
+        if self._session_events:
+            self._pull()
         return accepted
 
     def add_pending_remote(self) -> None:
         """A remote `.local` candidate is being resolved (no failure until it settles)."""
         self.session.add_pending_remote()
-        self._pull()
+        if self._session_events:
+            self._pull()
 
     def settle_pending_remote(self, resolved: Candidate | None) -> bool:
         """A `.local` resolution ended (IceSession.settle_pending_remote)."""
         accepted = self.session.settle_pending_remote(resolved)
-        self._pull()
+        if self._session_events:
+            self._pull()
         return accepted
 
     def route_failed(self, base: Candidate, remote: Address) -> list[CandidatePair]:
         """The connection under a route closed (ICE-TCP, RFC 6544 7.1): its pairs fail; returns them."""
         pairs = self.session.route_failed(base, remote)
-        self._pull()
+        if self._session_events:
+            self._pull()
         return pairs
 
     # ---- the aioquic-shaped interface ----
@@ -131,19 +148,27 @@ class IceGeneration:
         response = self.session.handle_stun(message, data, base=base, remote=addr, now=now)
         if response is not None:
             self._out.append(Transmit(response, base, addr, None))
-        self._pull()
+        if self._session_events:
+            self._pull()
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
         """What goes out now: answers, consent checks and keepalives queued by inputs, retransmissions made
         by `handle_timer`, and the next paced check if Ta and the process-wide pacer allow it."""
         self._now = now
-        session = self.session
-        if self.scheduler.may_send(now, self._wants_check()):
-            t = session.next_check(now)
-            if t is not None:
-                self._out.append(t)
-                self.scheduler.sent(now, effective_ta(self._config.ta, session.remote_parameters))
-            self._pull()
+        scheduler = self.scheduler
+        # may_send says no without asking while Ta runs (no pacer slot reserved); ask it only otherwise
+        if scheduler._slot is not None or now >= scheduler._next:
+            wanted = self._wants_check()
+            if (wanted or scheduler._slot is not None) and scheduler.may_send(now, wanted):
+                session = self.session
+                t = session.next_check(now)
+                if t is not None:
+                    self._out.append(t)
+                    peer = session._peer  # made by the check just built: (remote, key, Ta)
+                    ta = peer[2] if peer is not None else effective_ta(self._config.ta, session.remote_parameters)
+                    scheduler.sent(now, ta)
+                if self._session_events:
+                    self._pull()
         out = self._out
         if out:
             self._out = []
@@ -152,16 +177,28 @@ class IceGeneration:
     def get_timer(self) -> float:
         """When to call `handle_timer` (or `datagrams_to_send` for a paced check); math.inf: only after
         input. -inf or a past time: at once."""
-        session = self.session
-        timer = session.get_timer()
-        at = min(
-            self._gather_deadline,
-            self.nomination.deadline(session),
-            self.scheduler.deadline(self._wants_check()),
-            self._alternates_at,
-            math.inf if timer is None else timer,
-        )
-        return -math.inf if self._out else at
+        if self._out:
+            return -math.inf
+        at = self._gather_deadline
+        if self._alternates_at < at:
+            at = self._alternates_at
+        timer = self._requests._timer  # Requests.get_timer()'s cached answer (False: work it out)
+        if timer is False:
+            timer = self._requests.get_timer()
+        if timer is not None and timer < at:
+            at = timer
+        scheduler = self.scheduler
+        slot = scheduler._slot
+        if slot is not None:  # scheduler.deadline()
+            if slot < at:
+                at = slot
+        elif scheduler._next < at and self._wants_check():
+            at = scheduler._next
+        if self.nomination.awake and self.session.controlling:
+            nominate_at = self.nomination.deadline(self.session)
+            if nominate_at < at:
+                at = nominate_at
+        return at
 
     def handle_timer(self, now: float) -> None:
         """Everything due at `now`: the gather timeout, nomination (controlling side), retransmissions and
@@ -171,14 +208,17 @@ class IceGeneration:
         if now >= self._gather_deadline:
             self._gather_deadline = math.inf
             self._events.append(GatherTimedOut())
-        if self.nomination.deadline(session) <= now:
+        if self.nomination.awake and session.controlling and self.nomination.deadline(session) <= now:
             self.nomination.nominate(session)
         if now >= self._alternates_at:
             self._refresh_alternates(now)
-        timer = session.get_timer()
+        timer = self._requests._timer
+        if timer is False:
+            timer = self._requests.get_timer()
         if timer is not None and timer <= now:
             self._out.extend(session.handle_timer(now))
-        self._pull()
+        if self._session_events:
+            self._pull()
 
     def next_event(self) -> Event | None:
         """The next event (ice.events), or None."""
@@ -206,7 +246,8 @@ class IceGeneration:
         priority becomes valid or it fails. False (nothing done) when controlled, not negotiated, or
         `pair` is not valid. PairNominated(pair, previous) comes when the peer answered."""
         done = self.nomination.renominate(self.session, pair)
-        self._pull()
+        if self._session_events:
+            self._pull()
         return done
 
     def _refresh_alternates(self, now: float) -> None:
@@ -232,18 +273,34 @@ class IceGeneration:
         return self.nomination.nominated
 
     def _wants_check(self) -> bool:
-        """A new check could go out (checks wait for the remote parameters, RFC 8445 7.3.1.4 held back)."""
+        """A new check could go out (checks wait for the remote parameters, RFC 8445 7.3.1.4 held back):
+        `session.has_check_to_send`, inline."""
         session = self.session
-        return session.remote_parameters is not None and session.has_check_to_send
+        if session.remote_parameters is None or self._lite:
+            return False
+        checklist = self._checklist
+        if checklist.triggered:
+            return True
+        if session._completed and not session._renomination:  # ordinary checks are over (8.1.2)
+            return False
+        n = checklist._n
+        return bool(self._requests._repeats) or (n[0] + n[1] > 0 and checklist.has_sendable)
 
     def _pull(self) -> None:
         """Move the session's events to this generation's queue; the nomination controller sees each."""
         session = self.session
         observe = self.nomination.observe
         now = self._now
-        while (event := session.next_event()) is not None:
-            observe(event, now)
+        pending = self._session_events
+        events = self._events
+        nominated = self.nomination.nominated
+        for event in pending:  # the list only grows meanwhile (observe does not call the session)
+            # a state change matters to the controller only on the nominated pair: skip the call otherwise
+            if event.__class__ is not PairStateChanged or event.pair is nominated:
+                observe(event, now)
+                nominated = self.nomination.nominated
             if isinstance(event, PairNominated) and self._alternates_at == math.inf and session.renomination:
                 if not session.local_parameters.lite:  # a lite agent sends no checks (RFC 8445 2.5)
                     self._alternates_at = now + self._config.consent_interval
-            self._events.append(event)
+            events.append(event)
+        pending.clear()
