@@ -21,10 +21,12 @@ ChecklistFailed is emitted again.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 
 from ..config import IceConfig
 from ..stun._random import POOL
 from ..stun.message import random_bytes as default_random_bytes
+from ._fields import ReadOnly
 from ._requests import Requests
 from .candidate import Candidate, IceParameters, unusable_reason
 from .candidate_set import CandidateSet, RemoteAdded
@@ -156,10 +158,10 @@ class SessionBase:
             return True
         return pair is self._peer_target
 
-    @property
-    def renomination(self) -> bool:
-        """Both sides announced the `renomination` ice-option: a nomination is not final."""
-        return self._renomination
+    renomination = ReadOnly[bool](
+        attrgetter("_renomination"),
+        doc="Both sides announced the `renomination` ice-option: a nomination is not final.",
+    )
 
     def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
         """A gathered local candidate; `base` is its base (itself for host and relay candidates, the socket's
@@ -208,10 +210,9 @@ class SessionBase:
         self._update_failed()
         return accepted
 
-    @property
-    def pending_remote(self) -> int:
-        """Remote `.local` candidates still being resolved."""
-        return self._pending_remote
+    pending_remote = ReadOnly[int](
+        attrgetter("_pending_remote"), doc="Remote `.local` candidates still being resolved."
+    )
 
     def is_from_mdns(self, remote: Candidate) -> bool:
         """True for a remote candidate whose address was resolved from a `.local` name."""
@@ -288,15 +289,12 @@ class SessionBase:
         so that the pairs a later nomination may move to become valid (draft-thatcher-ice-renomination)."""
         return self._completed and not self._renomination
 
-    @property
-    def completed(self) -> bool:
-        """A pair has been nominated: nomination concluded (RFC 8445 8.1.2)."""
-        return self._completed
-
-    @property
-    def failed(self) -> bool:
-        """ChecklistFailed was emitted and nothing revived the list since (RFC 8445 8.1.2)."""
-        return self._failed
+    completed = ReadOnly[bool](
+        attrgetter("_completed"), doc="A pair has been nominated: nomination concluded (RFC 8445 8.1.2)."
+    )
+    failed = ReadOnly[bool](
+        attrgetter("_failed"), doc="ChecklistFailed was emitted and nothing revived the list since (RFC 8445 8.1.2)."
+    )
 
     def find_pair(self, base: Candidate, remote: Address) -> CandidatePair | None:
         """The pair for packets between `base` and `remote`: the nominated valid pair on that route, else

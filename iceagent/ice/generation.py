@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from operator import attrgetter
 
 from ..config import IceConfig
 from ..stun.message import Message, MessageClass, Method, random_bytes
+from ._fields import ReadOnly
 from .candidate import Candidate, IceParameters
 from .events import Event, GatherTimedOut, PairNominated, PairStateChanged, Transmit
 from .lite import LiteSession
@@ -158,7 +160,9 @@ class IceGeneration:
         scheduler = self.scheduler
         # may_send says no without asking while Ta runs (no pacer slot reserved); ask it only otherwise
         if scheduler._slot is not None or now >= scheduler._next:
-            wanted = self._wants_check()
+            checklist, n = self._checklist, self._checklist._n
+            # _wants_check is False without a call when nothing is triggered, Frozen, Waiting or repeated
+            wanted = bool(checklist.triggered or n[0] or n[1] or self._requests._repeats) and self._wants_check()
             if (wanted or scheduler._slot is not None) and scheduler.may_send(now, wanted):
                 session = self.session
                 t = session.next_check(now)
@@ -192,8 +196,10 @@ class IceGeneration:
         if slot is not None:  # scheduler.deadline()
             if slot < at:
                 at = slot
-        elif scheduler._next < at and self._wants_check():
-            at = scheduler._next
+        elif scheduler._next < at:
+            checklist, n = self._checklist, self._checklist._n
+            if (checklist.triggered or n[0] or n[1] or self._requests._repeats) and self._wants_check():  # as above
+                at = scheduler._next
         if self.nomination.awake and self.session.controlling:
             nominate_at = self.nomination.deadline(self.session)
             if nominate_at < at:
@@ -262,15 +268,13 @@ class IceGeneration:
 
     # ---- queries ----
 
-    @property
-    def renomination(self) -> bool:
-        """Both sides announced renomination (draft-thatcher-ice-renomination): nomination is not final."""
-        return self.session.renomination
-
-    @property
-    def nominated(self) -> CandidatePair | None:
-        """The pair nomination concluded on (either role), or None."""
-        return self.nomination.nominated
+    renomination = ReadOnly[bool](
+        attrgetter("session._renomination"),
+        doc="Both sides announced renomination (draft-thatcher-ice-renomination): nomination is not final.",
+    )
+    nominated = ReadOnly["CandidatePair | None"](
+        attrgetter("nomination.nominated"), doc="The pair nomination concluded on (either role), or None."
+    )
 
     def _wants_check(self) -> bool:
         """A new check could go out (checks wait for the remote parameters, RFC 8445 7.3.1.4 held back):

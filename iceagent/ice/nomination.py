@@ -73,7 +73,9 @@ class NominationController:
                 self._review = True
             else:
                 return  # nothing changed (the commonest event)
-        self._settle()
+        self.awake = (  # as _settle()
+            self.first_valid_at is not None and not self._nominating and (self.nominated is None or self._review)
+        )
 
     def deadline(self, session: IceSession) -> float:
         """When to nominate: -inf (now) when no better pair is still being checked, the first valid pair's

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import attrs
 
 from ..stun.transaction import RtoEstimator
+from ._fields import ReadOnly
 from .candidate import Candidate
 from .priority import pair_priority, prflx_priority
 
@@ -25,25 +25,6 @@ class PairState(enum.Enum):
     IN_PROGRESS = "in-progress"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-
-
-T = TypeVar("T")
-
-
-class _Field(property, Generic[T]):
-    # A read-only attribute that reads an underscored field through `operator.attrgetter`: a property whose
-    # getter is C code, so reading `pair.state` runs no Python function (the agent and the supervisor read
-    # pair fields on every pump; the session itself uses the underscored fields). Typed for mypy below.
-
-    __doc__ = vars(property)["__doc__"]  # each one's own `doc=` (a class docstring would shadow it)
-
-    if TYPE_CHECKING:
-
-        @overload
-        def __get__(self, instance: None, owner: type | None = None) -> _Field[T]: ...
-        @overload
-        def __get__(self, instance: object, owner: type | None = None) -> T: ...
-        def __get__(self, instance: object, owner: type | None = None) -> Any: ...
 
 
 def check_priority(candidate: Candidate) -> int:
@@ -92,34 +73,34 @@ class CandidatePair:
         address = self._remote_address = (remote.address, remote.port)
         self._route = (self._base, address)
 
-    local = _Field[Candidate](attrgetter("_local"), doc="The local candidate.")
-    remote = _Field[Candidate](attrgetter("_remote"), doc="The remote candidate.")
-    state = _Field[PairState](attrgetter("_state"), doc="Where its checks are (RFC 8445 6.1.2.6).")
-    nominated = _Field[bool](attrgetter("_nominated"), doc="Nomination concluded on it (RFC 8445 8.1.1, 7.3.1.5).")
-    rtt = _Field[float | None](
+    local = ReadOnly[Candidate](attrgetter("_local"), doc="The local candidate.")
+    remote = ReadOnly[Candidate](attrgetter("_remote"), doc="The remote candidate.")
+    state = ReadOnly[PairState](attrgetter("_state"), doc="Where its checks are (RFC 8445 6.1.2.6).")
+    nominated = ReadOnly[bool](attrgetter("_nominated"), doc="Nomination concluded on it (RFC 8445 8.1.1, 7.3.1.5).")
+    rtt = ReadOnly[float | None](
         attrgetter("_rtt"), doc="The last round-trip time of a check or consent check not retransmitted (s), or None."
     )
-    requests_sent = _Field[int](
+    requests_sent = ReadOnly[int](
         attrgetter("_requests_sent"), doc="Binding requests sent on it (checks, retransmissions and consent checks)."
     )
-    requests_received = _Field[int](attrgetter("_requests_received"), doc="Checks received on it.")
-    responses_sent = _Field[int](attrgetter("_responses_sent"), doc="Answers to checks sent on it.")
-    responses_received = _Field[int](attrgetter("_responses_received"), doc="Answers to its requests received.")
-    bytes_sent = _Field[int](attrgetter("_bytes_sent"), doc="Application data sent on it (bytes).")
-    bytes_received = _Field[int](attrgetter("_bytes_received"), doc="Application data received on it (bytes).")
-    last_consent = _Field[float | None](
+    requests_received = ReadOnly[int](attrgetter("_requests_received"), doc="Checks received on it.")
+    responses_sent = ReadOnly[int](attrgetter("_responses_sent"), doc="Answers to checks sent on it.")
+    responses_received = ReadOnly[int](attrgetter("_responses_received"), doc="Answers to its requests received.")
+    bytes_sent = ReadOnly[int](attrgetter("_bytes_sent"), doc="Application data sent on it (bytes).")
+    bytes_received = ReadOnly[int](attrgetter("_bytes_received"), doc="Application data received on it (bytes).")
+    last_consent = ReadOnly[float | None](
         attrgetter("_last_consent"), doc="Trio time of the last successful check or consent response (RFC 7675)."
     )
-    base = _Field[Candidate](attrgetter("_base"), doc="The local base it sends from (RFC 8445 7.2.5.3.2).")
-    priority = _Field[int](attrgetter("_priority"), doc="Pair priority for the current roles (RFC 8445 6.1.2.3).")
-    valid = _Field[bool](attrgetter("_valid"), doc="In the valid list (RFC 8445 7.2.5.3.2).")
-    retransmissions_sent = _Field[int](
+    base = ReadOnly[Candidate](attrgetter("_base"), doc="The local base it sends from (RFC 8445 7.2.5.3.2).")
+    priority = ReadOnly[int](attrgetter("_priority"), doc="Pair priority for the current roles (RFC 8445 6.1.2.3).")
+    valid = ReadOnly[bool](attrgetter("_valid"), doc="In the valid list (RFC 8445 7.2.5.3.2).")
+    retransmissions_sent = ReadOnly[int](
         attrgetter("_retransmissions_sent"), doc="Retransmitted requests (RFC 8489 6.2.1), in `requests_sent` too."
     )
-    consent_requests_sent = _Field[int](
+    consent_requests_sent = ReadOnly[int](
         attrgetter("_consent_requests_sent"), doc="Consent freshness requests (RFC 7675), in `requests_sent` too."
     )
-    rto_estimator = _Field[RtoEstimator | None](
+    rto_estimator = ReadOnly[RtoEstimator | None](
         attrgetter("_rto_estimator"), doc="The pair's RTO estimator, once a check was sent on it."
     )
 
@@ -136,10 +117,10 @@ class CandidatePair:
         """The pair foundation: local and remote foundations joined (RFC 8445 6.1.2.6)."""
         return f"{self._local.foundation}:{self._remote.foundation}"
 
-    route = _Field[tuple[Candidate, Address]](
+    route = ReadOnly[tuple[Candidate, Address]](
         attrgetter("_route"), doc="(base, remote transport address): the path packets of this pair take."
     )
-    remote_address = _Field[Address](attrgetter("_remote_address"), doc="Where the pair's packets go.")
+    remote_address = ReadOnly[Address](attrgetter("_remote_address"), doc="Where the pair's packets go.")
 
     def compute_priority(self, controlling: bool) -> int:
         """Recompute and store the pair priority for our role (RFC 8445 6.1.2.3)."""

@@ -170,7 +170,8 @@ class IceSession(SessionBase):
             return None
         ordinary = checklist.next_waiting() or self._requests.pop_repeat()  # repeats: _requests' docstring
         if ordinary is None:
-            self._update_failed()
+            if self._failed or not checklist.valid:  # else _update_failed has nothing to do
+                self._update_failed()
             return None
         return self._send(ordinary, now, use_candidate=False)
 
@@ -190,7 +191,8 @@ class IceSession(SessionBase):
         for request in expired:
             if request.is_live_check:
                 self._check_failed(request, lost=True)
-        self._update_failed()
+        if self._failed or not self._checklist.valid:  # else _update_failed has nothing to do
+            self._update_failed()
         return out
 
     # ---- incoming requests (RFC 8445 7.3) ----
