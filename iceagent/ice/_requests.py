@@ -66,13 +66,14 @@ class Request:
 class Requests:
     """The session's requests in flight."""
 
-    __slots__ = ("_by_id", "_cap", "_repeats", "_timer")
+    __slots__ = ("_by_id", "_cap", "_config", "_repeats", "_timer")
 
     def __init__(self) -> None:
         self._by_id: dict[bytes, Request] = {}
         self._timer: float | bool | None = False  # get_timer()'s answer; False: work it out again
         self._repeats: list[CandidatePair] | None = None  # pairs due another check (see the module docstring)
-        self._cap: tuple[IceConfig, int] | None = None  # (config, max_in_flight(config)) of the last start
+        self._config: IceConfig | None = None  # the config of the last start, and max_in_flight(it):
+        self._cap = 0
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -102,10 +103,9 @@ class Requests:
             reliable_timeout=config.reliable_timeout,
         )
         by_id = self._by_id
-        cap = self._cap
-        if cap is None or cap[0] is not config:
-            cap = self._cap = (config, max_in_flight(config))
-        if len(by_id) >= cap[1]:
+        if config is not self._config:
+            self._config, self._cap = config, max_in_flight(config)
+        if len(by_id) >= self._cap:
             self._evict_cancelled()
         by_id[transaction_id] = request
         timer = self._timer

@@ -61,10 +61,8 @@ class SessionBase:
         "_failed",
         "_generated",
         "_local_done",
-        "_local_key",
         "_nomination_concluded",
         "_nomination_sent",
-        "_peer",
         "_peer_nominated",
         "_peer_nomination",
         "_peer_target",
@@ -73,6 +71,7 @@ class SessionBase:
         "_remote_done",
         "_renomination",
         "_requests",
+        "_ta",
         "_use_candidate",
         "config",
         "controlling",
@@ -91,10 +90,8 @@ class SessionBase:
         random_bytes: Callable[[int], bytes] = default_random_bytes,
     ) -> None:
         self.local_parameters = local
-        self._local_key = local.pwd.encode()  # the short-term key of our answers and the checks we get (7.2.2)
         self.remote_parameters: IceParameters | None = None
-        #: what checks to the peer use, made once per remote parameters: (them, their pwd as key, Ta with them)
-        self._peer: tuple[IceParameters, bytes, float] | None = None
+        self._ta = effective_ta(config.ta, None)  # Ta as both sides use it (RFC 8445 14.2): set with the remote's
         self.controlling = controlling
         self.tie_breaker = tie_breaker
         self.config = config
@@ -126,14 +123,10 @@ class SessionBase:
         self._peer_nomination = -1  # controlled: the highest nomination value accepted (USE-CANDIDATE alone: 0)
         self._peer_target: CandidatePair | None = None  # controlled: the check-list pair that carried it
 
-    def _peer_of(self, remote: IceParameters) -> tuple[IceParameters, bytes, float]:
-        """`remote`, the short-term key of our checks to that peer (its pwd, RFC 8445 7.2.2) and the Ta both
-        sides use (14.2): kept as `_peer` until the remote parameters change."""
-        peer = self._peer = (remote, remote.pwd.encode(), effective_ta(self.config.ta, remote))
-        return peer
-
     def _negotiate(self, params: IceParameters) -> None:
-        """Renomination is on when both sides announce it (draft-thatcher-ice-renomination 3)."""
+        """Renomination is on when both sides announce it (draft-thatcher-ice-renomination 3); Ta is the
+        larger of both sides' (RFC 8445 14.2)."""
+        self._ta = effective_ta(self.config.ta, params)
         self._renomination = RENOMINATION in self.local_parameters.options and RENOMINATION in params.options
 
     def _nomination_in(self, fields: CheckFields) -> int | None:

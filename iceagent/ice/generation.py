@@ -21,7 +21,7 @@ from .candidate import Candidate, IceParameters
 from .events import Event, GatherTimedOut, PairNominated, PairStateChanged, Transmit
 from .lite import LiteSession
 from .nomination import NominationController, alternates
-from .pacing import CheckScheduler, Pacer, effective_ta
+from .pacing import CheckScheduler, Pacer
 from .pair import CandidatePair
 from .parameters import RENOMINATION
 from .session import IceSession
@@ -168,9 +168,7 @@ class IceGeneration:
                 t = session.next_check(now)
                 if t is not None:
                     self._out.append(t)
-                    peer = session._peer  # made by the check just built: (remote, key, Ta)
-                    ta = peer[2] if peer is not None else effective_ta(self._config.ta, session.remote_parameters)
-                    scheduler.sent(now, ta)
+                    scheduler.sent(now, session._ta)  # effective_ta(config.ta, remote parameters)
                 if self._session_events:
                     self._pull()
         out = self._out

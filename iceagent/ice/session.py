@@ -202,7 +202,8 @@ class IceSession(SessionBase):
             return None  # not an ICE check (RFC 8445 7.3, RFC 7983)
         local = self.local_parameters
         fields = read_check(message)  # the attributes acted on, in one pass
-        rejection = screen_check(message, fields, local, self._local_key)
+        key = local.pwd.encode()  # the short-term key of the check and of our answer (RFC 8445 7.2.2, 7.3)
+        rejection = screen_check(message, fields, local, key)
         if rejection is not None:
             return rejection  # and change no state
         theirs = fields[2] if self.controlling else fields[3]  # the peer claims our role (RFC 8445 7.3.1.1)
@@ -215,7 +216,7 @@ class IceSession(SessionBase):
         priority = fields[1]
         assert priority is not None  # screen_check checked it
         self._check_received(fields, base, remote, priority)
-        return success_response(message, remote, local, self._local_key)
+        return success_response(message, remote, local, key)
 
     def _role_conflict(self, theirs: int) -> RoleConflict:
         """What a check claiming our role with tie-breaker `theirs` calls for (RFC 8445 7.3.1.1; a lite
@@ -270,11 +271,8 @@ class IceSession(SessionBase):
         nominating: CandidatePair | None = None,
     ) -> Transmit:
         remote = self.remote_parameters
-        peer = self._peer
-        if peer is None or peer[0] is not remote:
-            if remote is None:
-                raise ValueError("the remote ICE parameters are not known yet")
-            peer = self._peer_of(remote)
+        if remote is None:
+            raise ValueError("the remote ICE parameters are not known yet")
         tid = self._random(12)
         local_priority = pair._local.priority
         if 0 <= local_priority <= MAX_PRIORITY and local_priority.__class__ is int:  # else check_priority raises
@@ -285,7 +283,7 @@ class IceSession(SessionBase):
         if use_candidate and self._renomination:  # every nominating check carries a higher value (draft 4)
             self._nomination_sent += 1
             nomination = self._nomination_sent
-        key = peer[1]
+        key = remote.pwd.encode()
         data = check_request(
             transaction_id=tid,
             local=self.local_parameters,
@@ -301,7 +299,7 @@ class IceSession(SessionBase):
         # a check's RTO grows with the checks still to be sent (RFC 8445 14.3: check_rto_floor, here on the
         # check list's counts); consent has RFC 8489's own
         n = checklist._n
-        paced = 0.0 if consent else peer[2] * (n[1] + n[2])
+        paced = 0.0 if consent else self._ta * (n[1] + n[2])
         self._requests.start(
             data,
             tid,
