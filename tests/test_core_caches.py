@@ -8,6 +8,7 @@ import heapq
 import itertools
 import math
 import random
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -68,19 +69,53 @@ def candidates(side: int, n: int) -> list[Candidate]:
     return [cand(f"10.0.{side}.{i + 1}", 1000 * side + i, foundation=f"f{side}{i}") for i in range(n)]
 
 
+SCENARIOS = {
+    "seed": st.integers(0, 2**32 - 1),
+    "loss": st.sampled_from([0.0, 0.2, 0.5]),
+    "n_a": st.integers(1, 3),
+    "n_b": st.integers(1, 3),
+    "both_controlling": st.booleans(),
+    "renomination": st.booleans(),
+    "lite_b": st.booleans(),
+}
+
+
 @settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    loss=st.sampled_from([0.0, 0.2, 0.5]),
-    n_a=st.integers(1, 3),
-    n_b=st.integers(1, 3),
-    both_controlling=st.booleans(),
-    renomination=st.booleans(),
-    lite_b=st.booleans(),
-)
+@given(**SCENARIOS)
 def test_kept_answers_match_a_recount_through_a_lossy_connect(
     seed: int, loss: float, n_a: int, n_b: int, both_controlling: bool, renomination: bool, lite_b: bool
 ) -> None:
+    connect(seed, loss, n_a, n_b, both_controlling, renomination, lite_b, check=check_caches)
+
+
+@settings(max_examples=30, deadline=None)
+@given(**SCENARIOS)
+def test_take_events_gives_what_next_event_gives(
+    seed: int, loss: float, n_a: int, n_b: int, both_controlling: bool, renomination: bool, lite_b: bool
+) -> None:
+    """`take_events()` drains the queue in one call: the same events, in the same order, as `next_event()`
+    until None, whatever the connect went through."""
+    scenario = (seed, loss, n_a, n_b, both_controlling, renomination, lite_b)
+    one_by_one = connect(*scenario, take=False)
+    at_once = connect(*scenario, take=True)
+    assert at_once == one_by_one and one_by_one
+
+
+def connect(
+    seed: int,
+    loss: float,
+    n_a: int,
+    n_b: int,
+    both_controlling: bool,
+    renomination: bool,
+    lite_b: bool,
+    *,
+    check: Callable[[IceGeneration], None] = lambda gen: None,
+    take: bool = False,
+) -> list[str]:
+    """Two generations checking each other over a path that drops `loss` of the datagrams and delays each
+    by up to 0.2 s, until both nominated (or 60 s); `check` runs after every step. Returns every event
+    drained (as its repr at the time), by `take_events()` or `next_event()`."""
     rng = random.Random(seed)
     config = IceConfig(renomination=renomination)
     b_params = B_PARAMS.__class__(ufrag=B_PARAMS.ufrag, pwd=B_PARAMS.pwd, lite=lite_b)
@@ -100,29 +135,33 @@ def test_kept_answers_match_a_recount_through_a_lossy_connect(
             gen.add_local_candidate(c, c)
             owner[(c.address, c.port)] = (gen, c)
         gen.gathering_done()
-        check_caches(gen)
+        check(gen)
     a.set_remote_parameters(b.session.local_parameters)
     b.set_remote_parameters(a.session.local_parameters)
     for gen, other in ((a, b), (b, a)):
         for c in locals_[id(other)]:
             gen.add_remote_candidate(c)
-            check_caches(gen)
+            check(gen)
         gen.add_remote_candidate(None)
-        check_caches(gen)
+        check(gen)
     wire: list[tuple[float, int, bytes, Address, Address]] = []  # (arrival, order, data, from, to)
     order = itertools.count()
+    drained: list[str] = []
     now = 0.0
     for _ in range(400):
         for gen in (a, b):
             gen.handle_timer(now)
-            check_caches(gen)
+            check(gen)
             for t in gen.datagrams_to_send(now):
                 if rng.random() >= loss:
                     src = (t.base.address, t.base.port)
                     heapq.heappush(wire, (now + rng.uniform(0.001, 0.2), next(order), t.data, src, t.remote))
-            check_caches(gen)
-            while gen.next_event() is not None:
-                pass
+            check(gen)
+            if take:
+                drained += [f"{gen is a} {e!r}" for e in gen.take_events()]
+            else:
+                while (e := gen.next_event()) is not None:
+                    drained.append(f"{gen is a} {e!r}")
         if a.nominated is not None and b.nominated is not None and not wire:
             break
         due = [t for t in (a.get_timer(), b.get_timer()) if t > now]
@@ -135,4 +174,5 @@ def test_kept_answers_match_a_recount_through_a_lossy_connect(
             _, _, data, src, dst = heapq.heappop(wire)
             gen, base = owner[dst]
             gen.receive(Message.decode(data), data, src, base, now)
-            check_caches(gen)
+            check(gen)
+    return drained

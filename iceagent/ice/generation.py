@@ -11,7 +11,7 @@ then, and applies `next_event()`s. It never reads a clock or a socket.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 
 from ..config import IceConfig
@@ -228,6 +228,15 @@ class IceGeneration:
         """The next event (ice.events), or None."""
         events = self._events
         return events.pop(0) if events else None
+
+    def take_events(self) -> Sequence[Event]:
+        """Every queued event, oldest first, at once; the queue is empty after. The same events as calling
+        `next_event()` until None, in one call (a caller applying them may queue more: take again until empty)."""
+        events = self._events
+        if not events:
+            return ()
+        self._events = []
+        return events
 
     # ---- what the supervisor asks for ----
 
