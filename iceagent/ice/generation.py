@@ -198,8 +198,11 @@ class IceGeneration:
             checklist, n = self._checklist, self._checklist._n
             if (checklist.triggered or n[0] or n[1] or self._requests._repeats) and self._wants_check():  # as above
                 at = scheduler._next
-        if self.nomination.awake and self.session.controlling:
-            nominate_at = self.nomination.deadline(self.session)
+        nomination, session = self.nomination, self.session
+        # the controller's deadline is math.inf unless it is awake, we control, and (a nomination concluded)
+        # renomination was negotiated: asked only then
+        if nomination.awake and session.controlling and (nomination.nominated is None or session._renomination):
+            nominate_at = nomination.deadline(session)
             if nominate_at < at:
                 at = nominate_at
         return at
@@ -212,8 +215,10 @@ class IceGeneration:
         if now >= self._gather_deadline:
             self._gather_deadline = math.inf
             self._events.append(GatherTimedOut())
-        if self.nomination.awake and session.controlling and self.nomination.deadline(session) <= now:
-            self.nomination.nominate(session)
+        nomination = self.nomination
+        if nomination.awake and session.controlling and (nomination.nominated is None or session._renomination):
+            if nomination.deadline(session) <= now:  # as in get_timer
+                nomination.nominate(session)
         if now >= self._alternates_at:
             self._refresh_alternates(now)
         timer = self._requests._timer
