@@ -247,7 +247,8 @@ class CheckList:
             return False
         pair._valid = True
         self.valid.append(pair)
-        self._sort()
+        if len(self.valid) > 1:  # only the valid list changed (_sort)
+            self.valid.sort(key=_by_priority, reverse=True)
         if len(self.valid) > self.max_pairs:
             spare = [p for p in self.valid if p is not pair and p is not self.last_nominated]
             spare = [p for p in spare if not p.nominated] or spare

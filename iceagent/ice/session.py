@@ -166,7 +166,7 @@ class IceSession(SessionBase):
             if pair._state is PairState.SUCCEEDED and target is None:
                 continue  # its cancelled check came back meanwhile (7.3.1.4)
             return self._send(pair, now, use_candidate=target is not None, nominating=target)
-        if self._checks_over:
+        if self._completed and not self._renomination:  # _checks_over: only triggered checks (8.1.2)
             return None
         ordinary = checklist.next_waiting() or self._requests.pop_repeat()  # repeats: _requests' docstring
         if ordinary is None:
