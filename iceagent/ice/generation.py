@@ -37,16 +37,12 @@ class IceGeneration:
 
     __slots__ = (
         "_alternates_at",
-        "_checklist",
         "_config",
         "_events",
         "_gather_deadline",
-        "_lite",
         "_now",
         "_out",
         "_random",
-        "_requests",
-        "_session_events",
         "nomination",
         "scheduler",
         "session",
@@ -74,12 +70,6 @@ class IceGeneration:
                 local=local, controlling=controlling, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes
             )
         )
-        # the session's parts this generation reads on every pump, so that the common case makes no call
-        session = self.session
-        self._session_events = session._events
-        self._checklist = session._checklist
-        self._requests = session._requests
-        self._lite = local.lite  # a lite session never has a check to send (RFC 8445 2.5)
         self.scheduler = CheckScheduler(pacer)
         self.nomination = NominationController(config.nomination_delay)
         self._out: list[Transmit] = []
@@ -99,45 +89,45 @@ class IceGeneration:
         """No more local candidates for this generation (needed to declare the check list failed)."""
         self._gather_deadline = math.inf
         self.session.local_gathering_done()
-        if self._session_events:
+        if self.session._events:
             self._pull()
 
     def set_remote_parameters(self, params: IceParameters) -> None:
         """The peer's ufrag/pwd (and pacing): checks may start."""
         self.session.set_remote_parameters(params)
-        if self._session_events:
+        if self.session._events:
             self._pull()
 
     def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
         """A gathered local candidate and its base (IceSession.add_local_candidate)."""
         self.session.add_local_candidate(candidate, base)
-        if self._session_events:
+        if self.session._events:
             self._pull()
 
     def add_remote_candidate(self, candidate: Candidate | None) -> bool:
         """A signalled remote candidate, None = end-of-candidates; False when refused (over the cap)."""
         accepted = self.session.add_remote_candidate(candidate)
-        if self._session_events:
+        if self.session._events:
             self._pull()
         return accepted
 
     def add_pending_remote(self) -> None:
         """A remote `.local` candidate is being resolved (no failure until it settles)."""
         self.session.add_pending_remote()
-        if self._session_events:
+        if self.session._events:
             self._pull()
 
     def settle_pending_remote(self, resolved: Candidate | None) -> bool:
         """A `.local` resolution ended (IceSession.settle_pending_remote)."""
         accepted = self.session.settle_pending_remote(resolved)
-        if self._session_events:
+        if self.session._events:
             self._pull()
         return accepted
 
     def route_failed(self, base: Candidate, remote: Address) -> list[CandidatePair]:
         """The connection under a route closed (ICE-TCP, RFC 6544 7.1): its pairs fail; returns them."""
         pairs = self.session.route_failed(base, remote)
-        if self._session_events:
+        if self.session._events:
             self._pull()
         return pairs
 
@@ -150,7 +140,7 @@ class IceGeneration:
         response = self.session.handle_stun(message, data, base=base, remote=addr, now=now)
         if response is not None:
             self._out.append(Transmit(response, base, addr, None))
-        if self._session_events:
+        if self.session._events:
             self._pull()
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
@@ -158,18 +148,18 @@ class IceGeneration:
         by `handle_timer`, and the next paced check if Ta and the process-wide pacer allow it."""
         self._now = now
         scheduler = self.scheduler
+        session = self.session
         # may_send says no without asking while Ta runs (no pacer slot reserved); ask it only otherwise
         if scheduler._slot is not None or now >= scheduler._next:
-            checklist, n = self._checklist, self._checklist._n
+            checklist, n = session._checklist, session._checklist._n
             # _wants_check is False without a call when nothing is triggered, Frozen, Waiting or repeated
-            wanted = bool(checklist.triggered or n[0] or n[1] or self._requests._repeats) and self._wants_check()
+            wanted = bool(checklist.triggered or n[0] or n[1] or session._requests._repeats) and self._wants_check()
             if (wanted or scheduler._slot is not None) and scheduler.may_send(now, wanted):
-                session = self.session
                 t = session.next_check(now)
                 if t is not None:
                     self._out.append(t)
                     scheduler.sent(now, session._ta)  # effective_ta(config.ta, remote parameters)
-                if self._session_events:
+                if session._events:
                     self._pull()
         out = self._out
         if out:
@@ -184,9 +174,11 @@ class IceGeneration:
         at = self._gather_deadline
         if self._alternates_at < at:
             at = self._alternates_at
-        timer = self._requests._timer  # Requests.get_timer()'s cached answer (False: work it out)
+        session = self.session
+        requests = session._requests
+        timer = requests._timer  # Requests.get_timer()'s cached answer (False: work it out)
         if timer is False:
-            timer = self._requests.get_timer()
+            timer = requests.get_timer()
         if timer is not None and timer < at:
             at = timer
         scheduler = self.scheduler
@@ -195,10 +187,10 @@ class IceGeneration:
             if slot < at:
                 at = slot
         elif scheduler._next < at:
-            checklist, n = self._checklist, self._checklist._n
-            if (checklist.triggered or n[0] or n[1] or self._requests._repeats) and self._wants_check():  # as above
+            checklist, n = session._checklist, session._checklist._n
+            if (checklist.triggered or n[0] or n[1] or requests._repeats) and self._wants_check():  # as above
                 at = scheduler._next
-        nomination, session = self.nomination, self.session
+        nomination = self.nomination
         # the controller's deadline is math.inf unless it is awake, we control, and (a nomination concluded)
         # renomination was negotiated: asked only then
         if nomination.awake and session.controlling and (nomination.nominated is None or session._renomination):
@@ -221,12 +213,13 @@ class IceGeneration:
                 nomination.nominate(session)
         if now >= self._alternates_at:
             self._refresh_alternates(now)
-        timer = self._requests._timer
+        requests = session._requests
+        timer = requests._timer
         if timer is False:
-            timer = self._requests.get_timer()
+            timer = requests.get_timer()
         if timer is not None and timer <= now:
             self._out.extend(session.handle_timer(now))
-        if self._session_events:
+        if session._events:
             self._pull()
 
     def next_event(self) -> Event | None:
@@ -264,7 +257,7 @@ class IceGeneration:
         priority becomes valid or it fails. False (nothing done) when controlled, not negotiated, or
         `pair` is not valid. PairNominated(pair, previous) comes when the peer answered."""
         done = self.nomination.renominate(self.session, pair)
-        if self._session_events:
+        if self.session._events:
             self._pull()
         return done
 
@@ -292,22 +285,22 @@ class IceGeneration:
         """A new check could go out (checks wait for the remote parameters, RFC 8445 7.3.1.4 held back):
         `session.has_check_to_send`, inline."""
         session = self.session
-        if session.remote_parameters is None or self._lite:
+        if session.remote_parameters is None or session.local_parameters.lite:  # lite: no checks (2.5)
             return False
-        checklist = self._checklist
+        checklist = session._checklist
         if checklist.triggered:
             return True
         if session._completed and not session._renomination:  # ordinary checks are over (8.1.2)
             return False
         n = checklist._n
-        return bool(self._requests._repeats) or (n[0] + n[1] > 0 and checklist.has_sendable)
+        return bool(session._requests._repeats) or (n[0] + n[1] > 0 and checklist.has_sendable)
 
     def _pull(self) -> None:
         """Move the session's events to this generation's queue; the nomination controller sees each."""
         session = self.session
         observe = self.nomination.observe
         now = self._now
-        pending = self._session_events
+        pending = session._events
         events = self._events
         nominated = self.nomination.nominated
         for event in pending:  # the list only grows meanwhile (observe does not call the session)
