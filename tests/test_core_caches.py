@@ -53,7 +53,8 @@ def check_caches(gen: IceGeneration) -> None:
     session = gen.session
     checklist = session._checklist
     pairs = checklist.pairs
-    assert checklist._n == [sum(p.state is s for p in pairs) for s in PairState]
+    kept = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS, PairState.FAILED)
+    assert checklist.counts() == tuple(sum(p.state is s for p in pairs) for s in kept)
     assert checklist.busy == sum(p.state in (PairState.WAITING, PairState.IN_PROGRESS) for p in pairs)
     for request in session._requests._by_id.values():
         t = request.transaction

@@ -30,7 +30,7 @@ from ._fields import ReadOnly
 from ._requests import Requests
 from .candidate import Candidate, IceParameters, unusable_reason
 from .candidate_set import CandidateSet, RemoteAdded
-from .checklist import CheckList
+from .checklist import IDLE, CheckList
 from .checks import CheckFields
 from .events import ChecklistFailed, Event, PairRemoved
 from .pacing import effective_ta
@@ -47,6 +47,7 @@ MAX_PENDING_TRIGGERED = 64
 REMOTE_CANDIDATES_PER_PAIR = 4
 
 _UNFINISHED = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+_POOL_TAKE = POOL.take  # bound once: a bound method per session would be 64 bytes per agent
 
 
 class SessionBase:
@@ -96,7 +97,7 @@ class SessionBase:
         self.tie_breaker = tie_breaker
         self.config = config
         # the default source of random bytes is the pool itself: one call per transaction id instead of two
-        self._random = POOL.take if random_bytes is default_random_bytes else random_bytes
+        self._random = _POOL_TAKE if random_bytes is default_random_bytes else random_bytes
         self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque
         self._checklist = CheckList(
             controlling=controlling,
@@ -273,8 +274,7 @@ class SessionBase:
             return True
         if self._completed and not self._renomination:  # _checks_over
             return False
-        n = checklist._n
-        return bool(self._requests._repeats) or (n[0] + n[1] > 0 and checklist.has_sendable)
+        return bool(self._requests._repeats) or (checklist._n & IDLE != 0 and checklist.has_sendable)
 
     @property
     def _checks_over(self) -> bool:
@@ -347,7 +347,7 @@ class SessionBase:
             and self._remote_done
             and not self._pending_remote
             and not checklist.valid
-            and checklist._n[4] == len(checklist.pairs)  # all_failed
+            and checklist._n >> 72 == len(checklist.pairs)  # all_failed
             and not checklist.active
             and not self._requests.checks_in_flight()
             and not self._candidates.awaiting_tcp()

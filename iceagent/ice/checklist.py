@@ -19,9 +19,16 @@ DropListener = Callable[[CandidatePair], None]
 #: TCP candidate types that may be paired, local first (RFC 6544 6.2; pairs with a passive local are pruned).
 _TCP_PAIRS = {("active", "passive"), ("so", "so")}
 
-#: the slot of each state in CheckList._n (pairs on the list per state), by the state's value: an Enum member
-#: hashes in Python (enum.Enum.__hash__), its value string in C
-_SLOT = {state._value_: i for i, state in enumerate(PairState)}
+#: CheckList._n counts the pairs on the list per state in one int, 24 bits per state (a list of counters would
+#: cost 104 bytes per agent): Frozen from bit 0, Waiting from 24, In-Progress from 48, Failed from 72
+#: (Succeeded is not counted). _STEP is what one pair in a state adds, by the state's value (an Enum member
+#: hashes in Python, enum.Enum.__hash__, its value string in C).
+_BITS = 24
+COUNT_MASK = (1 << _BITS) - 1  # one count of _n
+_STEP = {"frozen": 1, "waiting": 1 << 24, "in-progress": 1 << 48, "succeeded": 0, "failed": 1 << 72}
+IDLE = (1 << 48) - 1  # `_n & IDLE`: some pair is Frozen or Waiting
+UNFINISHED = (1 << 72) - 1  # `_n & UNFINISHED`: some pair is Frozen, Waiting or In-Progress
+assert {s._value_ for s in PairState} == set(_STEP)
 _by_priority = attrgetter("_priority")  # a sort key in C (with reverse=True: highest first, ties kept in order)
 
 
@@ -100,8 +107,8 @@ class CheckList:
         self.valid: list[CandidatePair] = []
         self.triggered: list[CandidatePair] = []  # FIFO; short, and a list is lighter than a deque
         self._by_route: dict[tuple[Candidate, Address], CandidatePair] = {}
-        #: pairs on the list per state (indexed by _SLOT), so the summaries below need no scan
-        self._n = [0, 0, 0, 0, 0]
+        #: pairs on the list per state (packed, see _STEP), so the summaries below need no scan
+        self._n = 0
         #: where state changes go as PairStateChanged events, if given (the session's queue: no call per change)
         self._events = events
 
@@ -155,7 +162,7 @@ class CheckList:
         pair._state = state
         self.pairs.append(pair)
         self._by_route[pair._route] = pair
-        self._n[_SLOT[state._value_]] += 1
+        self._n += _STEP[state._value_]
         return True
 
     def _initial_state(self, pair: CandidatePair) -> PairState:
@@ -184,7 +191,7 @@ class CheckList:
         """Take a pair off the check list and the triggered queue (it stays valid if it was)."""
         if pair in self.pairs:
             self.pairs.remove(pair)
-            self._n[_SLOT[pair._state._value_]] -= 1
+            self._n -= _STEP[pair._state._value_]
         if self._by_route.get(pair.route) is pair:
             del self._by_route[pair.route]
         if pair in self.triggered:
@@ -231,9 +238,7 @@ class CheckList:
             return
         pair._state = new
         if pair in self.pairs:  # on the list (a valid pair may not be); an identity scan of a short list
-            n = self._n
-            n[_SLOT[old._value_]] -= 1
-            n[_SLOT[new._value_]] += 1
+            self._n += _STEP[new._value_] - _STEP[old._value_]
         if self._events is not None:
             self._events.append(PairStateChanged(pair, old, new))
         if self.on_state_change is not None:
@@ -313,33 +318,35 @@ class CheckList:
     @property
     def active(self) -> bool:
         """Some pair may still be checked: one is Frozen, Waiting or In-Progress, or a check is queued."""
-        n = self._n
-        return bool(self.triggered) or n[0] + n[1] + n[2] > 0
+        return bool(self.triggered) or self._n & UNFINISHED != 0
 
     @property
     def all_failed(self) -> bool:
         """Every pair Failed (or there are none) and nothing is valid (RFC 8445 8.1.2)."""
-        return not self.valid and self._n[4] == len(self.pairs)
+        return not self.valid and self._n >> 72 == len(self.pairs)
 
     @property
     def has_idle(self) -> bool:
         """Some pair on the list is FROZEN or WAITING."""
+        return self._n & IDLE != 0
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """Pairs on the list that are Frozen, Waiting, In-Progress, Failed (kept, not counted)."""
         n = self._n
-        return n[0] + n[1] > 0
+        return (n & COUNT_MASK, n >> 24 & COUNT_MASK, n >> 48 & COUNT_MASK, n >> 72)
 
     @property
     def busy(self) -> int:
         """Pairs on the list that are Waiting or In-Progress: the checks still to be sent (RFC 8445 14.3)."""
         n = self._n
-        return n[1] + n[2]
+        return (n >> 24 & COUNT_MASK) + (n >> 48 & COUNT_MASK)
 
     @property
     def has_sendable(self) -> bool:
         """`next_waiting()` would return a pair: one is Waiting (and not queued as triggered), or a Frozen
         one's foundation has no Waiting or In-Progress pair, so it would be unfrozen (RFC 8445 6.1.4.2). A
         Frozen pair behind a busy foundation waits for that check, not for the next Ta."""
-        n = self._n
-        if n[0] + n[1] == 0:
+        if not self._n & IDLE:
             return False
         busy = set()
         for pair in self.pairs:

@@ -18,6 +18,7 @@ from ..config import IceConfig
 from ..stun.message import Message, MessageClass, Method, random_bytes
 from ._fields import ReadOnly
 from .candidate import Candidate, IceParameters
+from .checklist import IDLE
 from .events import Event, GatherTimedOut, PairNominated, PairStateChanged, Transmit
 from .lite import LiteSession
 from .nomination import NominationController, alternates
@@ -151,9 +152,11 @@ class IceGeneration:
         session = self.session
         # may_send says no without asking while Ta runs (no pacer slot reserved); ask it only otherwise
         if scheduler._slot is not None or now >= scheduler._next:
-            checklist, n = session._checklist, session._checklist._n
+            checklist = session._checklist
             # _wants_check is False without a call when nothing is triggered, Frozen, Waiting or repeated
-            wanted = bool(checklist.triggered or n[0] or n[1] or session._requests._repeats) and self._wants_check()
+            wanted = (
+                bool(checklist.triggered or checklist._n & IDLE or session._requests._repeats) and self._wants_check()
+            )
             if (wanted or scheduler._slot is not None) and scheduler.may_send(now, wanted):
                 t = session.next_check(now)
                 if t is not None:
@@ -187,8 +190,8 @@ class IceGeneration:
             if slot < at:
                 at = slot
         elif scheduler._next < at:
-            checklist, n = session._checklist, session._checklist._n
-            if (checklist.triggered or n[0] or n[1] or requests._repeats) and self._wants_check():  # as above
+            checklist = session._checklist
+            if (checklist.triggered or checklist._n & IDLE or requests._repeats) and self._wants_check():  # as above
                 at = scheduler._next
         nomination = self.nomination
         # the controller's deadline is math.inf unless it is awake, we control, and (a nomination concluded)
@@ -292,8 +295,7 @@ class IceGeneration:
             return True
         if session._completed and not session._renomination:  # ordinary checks are over (8.1.2)
             return False
-        n = checklist._n
-        return bool(session._requests._repeats) or (n[0] + n[1] > 0 and checklist.has_sendable)
+        return bool(session._requests._repeats) or (checklist._n & IDLE != 0 and checklist.has_sendable)
 
     def _pull(self) -> None:
         """Move the session's events to this generation's queue; the nomination controller sees each."""

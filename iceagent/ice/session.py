@@ -17,6 +17,7 @@ from ..stun.message import Message, MessageClass, Method
 from ._requests import Request, estimator_of
 from ._session_base import MAX_PENDING_TRIGGERED, REMOTE_CANDIDATES_PER_PAIR, SessionBase
 from .candidate import Candidate, IceParameters
+from .checklist import COUNT_MASK
 from .checks import (
     CheckFields,
     RoleConflict,
@@ -298,8 +299,8 @@ class IceSession(SessionBase):
         checklist = self._checklist
         # a check's RTO grows with the checks still to be sent (RFC 8445 14.3: check_rto_floor, here on the
         # check list's counts); consent has RFC 8489's own
-        n = checklist._n
-        paced = 0.0 if consent else self._ta * (n[1] + n[2])
+        n = checklist._n  # checklist.busy, inline: Waiting + In-Progress
+        paced = 0.0 if consent else self._ta * ((n >> 24 & COUNT_MASK) + (n >> 48 & COUNT_MASK))
         self._requests.start(
             data,
             tid,
@@ -430,7 +431,7 @@ class IceSession(SessionBase):
             del self._peer_nominated[pair]
             if not self._renomination or pair is self._peer_target:  # not superseded meanwhile
                 self._set_nominated(valid)
-        if checklist._n[0]:  # a Frozen pair on the list
+        if checklist._n & COUNT_MASK:  # a Frozen pair on the list (the lowest count)
             checklist.unfreeze_foundation(pair.foundation)
 
     def _check_failed(self, request: Request, *, lost: bool = False) -> None:
