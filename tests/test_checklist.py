@@ -446,6 +446,7 @@ def test_state_summaries_match_a_scan_after_any_operations(ops: list[tuple[str, 
             or any(p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS) for p in pairs)
         )
         assert cl.all_failed == (not cl.valid and all(p.state is PairState.FAILED for p in pairs))
+        assert cl.busy == sum(p.state in (PairState.WAITING, PairState.IN_PROGRESS) for p in pairs)
 
 
 def test_pair_up_judges_foundations_without_joining_them_per_pair(monkeypatch: object) -> None:

@@ -296,3 +296,26 @@ def test_shape_cache_is_used_and_bounded() -> None:
     key = 0x0001 << 16 | (len(wire) - 20)
     assert key in _fastdecode.SHAPES
     assert len(_fastdecode.SHAPES) <= _fastdecode.MAX_SHAPES
+
+
+def test_two_layouts_of_one_key_both_take_the_compiled_path(monkeypatch: Any) -> None:
+    """A controlling and a controlled check have the same type and length (ICE-CONTROLLING and ICE-CONTROLLED
+    only differ in type): once both were seen often, both decode through the shape cache, with the generic
+    decoder's result; before, the key's shape flipped between them and one side's checks decoded generically."""
+    tid = bytes(range(12))
+
+    def check(role: Attr) -> bytes:
+        attributes = [(Attr.USERNAME, "abcd:efgh"), (Attr.PRIORITY, 7), (role, 99)]
+        return Message(Method.BINDING, MessageClass.REQUEST, tid, attributes).encode(b"k" * 16, fingerprint=True)
+
+    controlling, controlled = check(Attr.ICE_CONTROLLING), check(Attr.ICE_CONTROLLED)
+    assert len(controlling) == len(controlled)
+    for _ in range(40):
+        Message.decode(controlling)
+        Message.decode(controlled)
+    generic: list[bytes] = []
+    real = message_module._decode_attributes
+    monkeypatch.setattr(message_module, "_decode_attributes", lambda data, t: generic.append(data) or real(data, t))
+    for data in (controlling, controlled) * 3:
+        assert Message.decode(data).attributes == real(data, tid)[0]
+    assert generic == []

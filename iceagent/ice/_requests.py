@@ -66,12 +66,14 @@ class Request:
 class Requests:
     """The session's requests in flight."""
 
-    __slots__ = ("_by_id", "_repeats", "_timer")
+    __slots__ = ("_by_id", "_cap", "_config", "_repeats", "_timer")
 
     def __init__(self) -> None:
         self._by_id: dict[bytes, Request] = {}
         self._timer: float | bool | None = False  # get_timer()'s answer; False: work it out again
         self._repeats: list[CandidatePair] | None = None  # pairs due another check (see the module docstring)
+        self._config: IceConfig | None = None  # the config of the last start, and max_in_flight(it):
+        self._cap = 0
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -84,21 +86,33 @@ class Requests:
         `check_rto_floor`, RFC 8445 14.3) and the pair's measured one (RFC 8489 6.2.1, RFC 6298), or with the
         39.5 s timeout over TCP (RFC 8489 6.2.2)."""
         pair = request.pair
-        request.transaction = Transaction(
+        rto = config.rto if paced < config.rto else paced
+        estimator = pair._rto_estimator
+        if estimator is None:
+            pair._rto_estimator = RtoEstimator(initial=config.rto)  # its `rto` is config.rto until a sample
+        elif estimator.srtt is not None:
+            rto = max(rto, estimator.rto)
+        transaction = request.transaction = Transaction(
             data,
             transaction_id,
             now,
-            rto=max(config.rto, paced, estimator_of(pair, config).rto),
+            rto=rto,
             rc=config.rc,
             rm=config.rm,
-            reliable=pair.base.transport == "tcp",
+            reliable=pair._base.transport == "tcp",
             reliable_timeout=config.reliable_timeout,
         )
         by_id = self._by_id
-        if len(by_id) >= max_in_flight(config):
+        if config is not self._config:
+            self._config, self._cap = config, max_in_flight(config)
+        if len(by_id) >= self._cap:
             self._evict_cancelled()
         by_id[transaction_id] = request
-        self._timer = False
+        timer = self._timer
+        if timer is not False:  # the earliest timer stays known: the new one may only be earlier
+            at = transaction._at
+            if timer is None or (at is not None and at < timer):
+                self._timer = at
 
     def _evict_cancelled(self) -> None:
         """Forget the oldest cancelled check (RFC 8445 7.3.1.4: it only waits for a late answer, which is then
@@ -113,10 +127,12 @@ class Requests:
         return self._by_id.get(transaction_id)
 
     def pop(self, transaction_id: bytes) -> Request | None:
-        self._timer = False
         request = self._by_id.pop(transaction_id, None)
         if not self._by_id:
             self._by_id = {}  # an emptied dict keeps its grown table (224 bytes per idle agent); a new one is 64
+            self._timer = None
+        elif request is not None and request.transaction._at == self._timer:
+            self._timer = False  # it was the earliest: work it out again (a later one leaves the earliest alone)
         return request
 
     def get_timer(self) -> float | None:
@@ -125,7 +141,7 @@ class Requests:
         if timer is False:
             timer = None
             for r in self._by_id.values():
-                t = r.transaction.get_timer()
+                t = r.transaction._at
                 if t is not None and (timer is None or t < timer):
                     timer = t
             self._timer = timer

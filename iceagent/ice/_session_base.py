@@ -21,15 +21,19 @@ ChecklistFailed is emitted again.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 
 from ..config import IceConfig
-from ..stun.attributes import Attr
-from ..stun.message import Message, random_bytes
+from ..stun._random import POOL
+from ..stun.message import random_bytes as default_random_bytes
+from ._fields import ReadOnly
 from ._requests import Requests
 from .candidate import Candidate, IceParameters, unusable_reason
 from .candidate_set import CandidateSet, RemoteAdded
-from .checklist import CheckList
-from .events import ChecklistFailed, Event, PairRemoved, PairStateChanged
+from .checklist import IDLE, CheckList
+from .checks import CheckFields
+from .events import ChecklistFailed, Event, PairRemoved
+from .pacing import effective_ta
 from .pair import CandidatePair, PairState
 from .parameters import RENOMINATION
 
@@ -43,6 +47,7 @@ MAX_PENDING_TRIGGERED = 64
 REMOTE_CANDIDATES_PER_PAIR = 4
 
 _UNFINISHED = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+_POOL_TAKE = POOL.take  # bound once: a bound method per session would be 64 bytes per agent
 
 
 class SessionBase:
@@ -67,6 +72,7 @@ class SessionBase:
         "_remote_done",
         "_renomination",
         "_requests",
+        "_ta",
         "_use_candidate",
         "config",
         "controlling",
@@ -82,19 +88,22 @@ class SessionBase:
         controlling: bool,
         tie_breaker: int,
         config: IceConfig,
-        random_bytes: Callable[[int], bytes] = random_bytes,
+        random_bytes: Callable[[int], bytes] = default_random_bytes,
     ) -> None:
         self.local_parameters = local
         self.remote_parameters: IceParameters | None = None
+        self._ta = effective_ta(config.ta, None)  # Ta as both sides use it (RFC 8445 14.2): set with the remote's
         self.controlling = controlling
         self.tie_breaker = tie_breaker
         self.config = config
-        self._random = random_bytes
+        # the default source of random bytes is the pool itself: one call per transaction id instead of two
+        self._random = _POOL_TAKE if random_bytes is default_random_bytes else random_bytes
+        self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque
         self._checklist = CheckList(
             controlling=controlling,
             max_pairs=config.max_pairs,
-            on_state_change=self._state_changed,
             on_drop=self._pair_dropped,
+            events=self._events,  # PairStateChanged goes straight to the queue
         )
         self._candidates = CandidateSet(
             max_prflx=config.max_pairs, max_remote=REMOTE_CANDIDATES_PER_PAIR * config.max_pairs
@@ -102,7 +111,6 @@ class SessionBase:
         self._local_done = False
         self._remote_done = False
         self._requests = Requests()
-        self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque
         self._use_candidate: dict[CandidatePair, CandidatePair] = {}  # checked pair -> valid pair to nominate
         #: 7.3.1.5: nominated by the peer, not yet valid (a dict as a set: an empty one is a third the size)
         self._peer_nominated: dict[CandidatePair, None] = {}
@@ -117,17 +125,20 @@ class SessionBase:
         self._peer_target: CandidatePair | None = None  # controlled: the check-list pair that carried it
 
     def _negotiate(self, params: IceParameters) -> None:
-        """Renomination is on when both sides announce it (draft-thatcher-ice-renomination 3)."""
+        """Renomination is on when both sides announce it (draft-thatcher-ice-renomination 3); Ta is the
+        larger of both sides' (RFC 8445 14.2)."""
+        self._ta = effective_ta(self.config.ta, params)
         self._renomination = RENOMINATION in self.local_parameters.options and RENOMINATION in params.options
 
-    def _nomination_in(self, message: Message) -> int | None:
-        """The nomination an incoming check carries: None for none, 0 for USE-CANDIDATE alone (RFC 8445
-        7.3.1.5), else its NOMINATION value, read only when renomination was negotiated (draft 4: any value
-        takes precedence over USE-CANDIDATE alone; without the option the attribute is ignored)."""
-        value = message.get(Attr.NOMINATION) if self._renomination else None
+    def _nomination_in(self, fields: CheckFields) -> int | None:
+        """The nomination an incoming check (its `read_check` fields) carries: None for none, 0 for
+        USE-CANDIDATE alone (RFC 8445 7.3.1.5), else its NOMINATION value, read only when renomination was
+        negotiated (draft 4: any value takes precedence over USE-CANDIDATE alone; without the option the
+        attribute is ignored)."""
+        value = fields[5] if self._renomination else None
         if value is not None:
             return value
-        return 0 if Attr.USE_CANDIDATE in message else None
+        return 0 if fields[4] else None
 
     def _accept_nomination(self, pair: CandidatePair, value: int) -> bool:
         """Controlled side: whether the peer's nomination of check-list pair `pair` counts. Always without
@@ -141,10 +152,10 @@ class SessionBase:
             return True
         return pair is self._peer_target
 
-    @property
-    def renomination(self) -> bool:
-        """Both sides announced the `renomination` ice-option: a nomination is not final."""
-        return self._renomination
+    renomination = ReadOnly[bool](
+        attrgetter("_renomination"),
+        doc="Both sides announced the `renomination` ice-option: a nomination is not final.",
+    )
 
     def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
         """A gathered local candidate; `base` is its base (itself for host and relay candidates, the socket's
@@ -193,10 +204,9 @@ class SessionBase:
         self._update_failed()
         return accepted
 
-    @property
-    def pending_remote(self) -> int:
-        """Remote `.local` candidates still being resolved."""
-        return self._pending_remote
+    pending_remote = ReadOnly[int](
+        attrgetter("_pending_remote"), doc="Remote `.local` candidates still being resolved."
+    )
 
     def is_from_mdns(self, remote: Candidate) -> bool:
         """True for a remote candidate whose address was resolved from a `.local` name."""
@@ -262,7 +272,9 @@ class SessionBase:
         checklist = self._checklist
         if checklist.triggered:
             return True
-        return not self._checks_over and (checklist.has_sendable or self._requests.has_repeat)
+        if self._completed and not self._renomination:  # _checks_over
+            return False
+        return bool(self._requests._repeats) or (checklist._n & IDLE != 0 and checklist.has_sendable)
 
     @property
     def _checks_over(self) -> bool:
@@ -270,15 +282,12 @@ class SessionBase:
         so that the pairs a later nomination may move to become valid (draft-thatcher-ice-renomination)."""
         return self._completed and not self._renomination
 
-    @property
-    def completed(self) -> bool:
-        """A pair has been nominated: nomination concluded (RFC 8445 8.1.2)."""
-        return self._completed
-
-    @property
-    def failed(self) -> bool:
-        """ChecklistFailed was emitted and nothing revived the list since (RFC 8445 8.1.2)."""
-        return self._failed
+    completed = ReadOnly[bool](
+        attrgetter("_completed"), doc="A pair has been nominated: nomination concluded (RFC 8445 8.1.2)."
+    )
+    failed = ReadOnly[bool](
+        attrgetter("_failed"), doc="ChecklistFailed was emitted and nothing revived the list since (RFC 8445 8.1.2)."
+    )
 
     def find_pair(self, base: Candidate, remote: Address) -> CandidatePair | None:
         """The pair for packets between `base` and `remote`: the nominated valid pair on that route, else
@@ -299,9 +308,6 @@ class SessionBase:
         """Whether `remote` is a known remote candidate reachable from `base`: data from it is delivered
         even before its pair is valid (RFC 8445 12.2)."""
         return self._candidates.remote_at(base.transport, remote) is not None
-
-    def _state_changed(self, pair: CandidatePair, old: PairState, new: PairState) -> None:
-        self._events.append(PairStateChanged(pair, old, new))
 
     def _pair_dropped(self, pair: CandidatePair) -> None:
         """A pair left both the check list and the valid list (the `max_pairs` caps, RFC 8445 6.1.2.5): forget
@@ -331,13 +337,17 @@ class SessionBase:
         }
 
     def _update_failed(self) -> None:
-        """Emit ChecklistFailed when nothing can succeed any more; re-arm when the list revives (8.1.2)."""
+        """Emit ChecklistFailed when nothing can succeed any more; re-arm when the list revives (8.1.2).
+
+        A no-op while a pair is valid and ChecklistFailed is not out (in every session class): the hot
+        paths skip the call then."""
         checklist = self._checklist
         hopeless = (
             self._local_done
             and self._remote_done
             and not self._pending_remote
-            and checklist.all_failed
+            and not checklist.valid
+            and checklist._n >> 72 == len(checklist.pairs)  # all_failed
             and not checklist.active
             and not self._requests.checks_in_flight()
             and not self._candidates.awaiting_tcp()

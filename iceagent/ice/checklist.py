@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 
 from .candidate import Candidate
+from .events import Event, PairStateChanged
 from .pair import Address, CandidatePair, PairState
 
 __all__ = ["CheckList", "can_pair", "pairing_candidate"]
@@ -16,6 +18,18 @@ DropListener = Callable[[CandidatePair], None]
 
 #: TCP candidate types that may be paired, local first (RFC 6544 6.2; pairs with a passive local are pruned).
 _TCP_PAIRS = {("active", "passive"), ("so", "so")}
+
+#: CheckList._n counts the pairs on the list per state in one int, 24 bits per state (a list of counters would
+#: cost 104 bytes per agent): Frozen from bit 0, Waiting from 24, In-Progress from 48, Failed from 72
+#: (Succeeded is not counted). _STEP is what one pair in a state adds, by the state's value (an Enum member
+#: hashes in Python, enum.Enum.__hash__, its value string in C).
+_BITS = 24
+COUNT_MASK = (1 << _BITS) - 1  # one count of _n
+_STEP = {"frozen": 1, "waiting": 1 << 24, "in-progress": 1 << 48, "succeeded": 0, "failed": 1 << 72}
+IDLE = (1 << 48) - 1  # `_n & IDLE`: some pair is Frozen or Waiting
+UNFINISHED = (1 << 72) - 1  # `_n & UNFINISHED`: some pair is Frozen, Waiting or In-Progress
+assert {s._value_ for s in PairState} == set(_STEP)
+_by_priority = attrgetter("_priority")  # a sort key in C (with reverse=True: highest first, ties kept in order)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -62,9 +76,8 @@ class CheckList:
 
     __slots__ = (
         "_by_route",
-        "_n_failed",
-        "_n_idle",
-        "_n_in_progress",
+        "_events",
+        "_n",
         "controlling",
         "last_nominated",
         "max_pairs",
@@ -82,6 +95,7 @@ class CheckList:
         max_pairs: int = 100,
         on_state_change: StateListener | None = None,
         on_drop: DropListener | None = None,
+        events: list[Event] | None = None,
     ) -> None:
         self.controlling = controlling
         self.max_pairs = max_pairs
@@ -93,18 +107,10 @@ class CheckList:
         self.valid: list[CandidatePair] = []
         self.triggered: list[CandidatePair] = []  # FIFO; short, and a list is lighter than a deque
         self._by_route: dict[tuple[Candidate, Address], CandidatePair] = {}
-        # pairs on the list per state group, so the summaries below need no scan
-        self._n_idle = 0  # FROZEN or WAITING
-        self._n_in_progress = 0
-        self._n_failed = 0
-
-    def _count(self, state: PairState, delta: int) -> None:
-        if state is PairState.FROZEN or state is PairState.WAITING:
-            self._n_idle += delta
-        elif state is PairState.IN_PROGRESS:
-            self._n_in_progress += delta
-        elif state is PairState.FAILED:
-            self._n_failed += delta
+        #: pairs on the list per state (packed, see _STEP), so the summaries below need no scan
+        self._n = 0
+        #: where state changes go as PairStateChanged events, if given (the session's queue: no call per change)
+        self._events = events
 
     # ---- building ----
 
@@ -124,7 +130,7 @@ class CheckList:
                     fresh.append(CandidatePair(local=local, remote=remote, base=base))
         for pair in fresh:
             pair.compute_priority(self.controlling)
-        fresh.sort(key=lambda p: -p.priority)
+        fresh.sort(key=_by_priority, reverse=True)
         added = []
         for pair in fresh:
             if self._insert(pair, self._initial_state(pair)):
@@ -155,8 +161,8 @@ class CheckList:
             return False
         pair._state = state
         self.pairs.append(pair)
-        self._by_route[pair.route] = pair
-        self._count(state, 1)
+        self._by_route[pair._route] = pair
+        self._n += _STEP[state._value_]
         return True
 
     def _initial_state(self, pair: CandidatePair) -> PairState:
@@ -165,12 +171,14 @@ class CheckList:
         # the pair foundation is the two candidates' foundations (6.1.2.6): compared as such, without building
         # the joined string for every pair on the list (pairing 100 pairs did it 10 000 times)
         local, remote = pair.local.foundation, pair.remote.foundation
-        states = {p._state for p in self.pairs if p._local.foundation == local and p._remote.foundation == remote}
-        if PairState.SUCCEEDED in states:
-            return PairState.WAITING
-        if PairState.WAITING in states or PairState.IN_PROGRESS in states:
-            return PairState.FROZEN
-        return PairState.WAITING
+        busy = False  # a pair of the foundation is Waiting or In-Progress
+        for p in self.pairs:
+            if p._local.foundation == local and p._remote.foundation == remote:
+                state = p._state
+                if state is PairState.SUCCEEDED:
+                    return PairState.WAITING
+                busy = busy or state is PairState.WAITING or state is PairState.IN_PROGRESS
+        return PairState.FROZEN if busy else PairState.WAITING
 
     def _cap(self) -> None:
         """Keep at most `max_pairs` pairs, dropping the lowest-priority idle ones (RFC 8445 6.1.2.5)."""
@@ -183,7 +191,7 @@ class CheckList:
         """Take a pair off the check list and the triggered queue (it stays valid if it was)."""
         if pair in self.pairs:
             self.pairs.remove(pair)
-            self._count(pair.state, -1)
+            self._n -= _STEP[pair._state._value_]
         if self._by_route.get(pair.route) is pair:
             del self._by_route[pair.route]
         if pair in self.triggered:
@@ -200,8 +208,10 @@ class CheckList:
         self._sort()
 
     def _sort(self) -> None:
-        self.pairs.sort(key=lambda p: -p.priority)
-        self.valid.sort(key=lambda p: -p.priority)
+        if len(self.pairs) > 1:
+            self.pairs.sort(key=_by_priority, reverse=True)
+        if len(self.valid) > 1:
+            self.valid.sort(key=_by_priority, reverse=True)
 
     def set_role(self, controlling: bool) -> None:
         """Recompute every pair priority after a role change (RFC 8445 6.1.2.3, 7.3.1.1)."""
@@ -223,13 +233,14 @@ class CheckList:
 
     def set_state(self, pair: CandidatePair, new: PairState) -> None:
         """Move a pair to `new`, reporting the change (RFC 8445 6.1.2.6)."""
-        old = pair.state
+        old = pair._state
         if old is new:
             return
         pair._state = new
         if pair in self.pairs:  # on the list (a valid pair may not be); an identity scan of a short list
-            self._count(old, -1)
-            self._count(new, 1)
+            self._n += _STEP[new._value_] - _STEP[old._value_]
+        if self._events is not None:
+            self._events.append(PairStateChanged(pair, old, new))
         if self.on_state_change is not None:
             self.on_state_change(pair, old, new)
 
@@ -241,7 +252,8 @@ class CheckList:
             return False
         pair._valid = True
         self.valid.append(pair)
-        self._sort()
+        if len(self.valid) > 1:  # only the valid list changed (_sort)
+            self.valid.sort(key=_by_priority, reverse=True)
         if len(self.valid) > self.max_pairs:
             spare = [p for p in self.valid if p is not pair and p is not self.last_nominated]
             spare = [p for p in spare if not p.nominated] or spare
@@ -306,24 +318,35 @@ class CheckList:
     @property
     def active(self) -> bool:
         """Some pair may still be checked: one is Frozen, Waiting or In-Progress, or a check is queued."""
-        return bool(self.triggered) or self._n_idle + self._n_in_progress > 0
+        return bool(self.triggered) or self._n & UNFINISHED != 0
 
     @property
     def all_failed(self) -> bool:
         """Every pair Failed (or there are none) and nothing is valid (RFC 8445 8.1.2)."""
-        return not self.valid and self._n_failed == len(self.pairs)
+        return not self.valid and self._n >> 72 == len(self.pairs)
 
     @property
     def has_idle(self) -> bool:
         """Some pair on the list is FROZEN or WAITING."""
-        return self._n_idle > 0
+        return self._n & IDLE != 0
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """Pairs on the list that are Frozen, Waiting, In-Progress, Failed (kept, not counted)."""
+        n = self._n
+        return (n & COUNT_MASK, n >> 24 & COUNT_MASK, n >> 48 & COUNT_MASK, n >> 72)
+
+    @property
+    def busy(self) -> int:
+        """Pairs on the list that are Waiting or In-Progress: the checks still to be sent (RFC 8445 14.3)."""
+        n = self._n
+        return (n >> 24 & COUNT_MASK) + (n >> 48 & COUNT_MASK)
 
     @property
     def has_sendable(self) -> bool:
         """`next_waiting()` would return a pair: one is Waiting (and not queued as triggered), or a Frozen
         one's foundation has no Waiting or In-Progress pair, so it would be unfrozen (RFC 8445 6.1.4.2). A
         Frozen pair behind a busy foundation waits for that check, not for the next Ta."""
-        if self._n_idle == 0:
+        if not self._n & IDLE:
             return False
         busy = set()
         for pair in self.pairs:

@@ -6,18 +6,22 @@ import enum
 import struct
 from collections.abc import Sequence
 from socket import AF_INET, inet_pton
-from typing import Any
+from typing import Any, cast
 
 from ..stun.attributes import Attr
 from ..stun.message import MAGIC_COOKIE, Message, MessageClass, Method, encode_attributes, seal
 from .candidate import IceParameters
 
 __all__ = [
+    "CheckFields",
     "RoleConflict",
     "authenticate_request",
     "check_request",
     "error_response",
+    "read_check",
     "role_conflict",
+    "roles_conflict",
+    "screen_check",
     "screen_request",
     "success_response",
 ]
@@ -35,31 +39,41 @@ def check_request(
     tie_breaker: int,
     use_candidate: bool = False,
     nomination: int | None = None,
+    key: bytes | None = None,
 ) -> bytes:
     """A check: USERNAME rfrag:lfrag, PRIORITY, ICE-CONTROLLING/-CONTROLLED, optional USE-CANDIDATE,
     optional NOMINATION (renomination negotiated: draft-thatcher-ice-renomination 4), MESSAGE-INTEGRITY
-    with the remote password, FINGERPRINT (RFC 8445 7.2.2)."""
-    body = _check_body(f"{remote.ufrag}:{local.ufrag}", priority, controlling, tie_breaker, use_candidate)
-    if nomination is not None:
-        body += _PRIORITY_TLV.pack(_NOMINATION, 4, nomination)
-    return seal(
-        Method.BINDING, MessageClass.REQUEST, transaction_id, body, integrity_key=remote.pwd.encode(), fingerprint=True
-    )
+    with the remote password (`key`: its UTF-8 bytes, when the caller has them), FINGERPRINT (RFC 8445 7.2.2).
 
-
-def _check_body(username: str, priority: int, controlling: bool, tie_breaker: int, use_candidate: bool) -> bytes:
-    """The attributes of a check before integrity, packed directly: every agent sends its first checks
-    once, so this is a hot path that a generic encoder or a cache would only slow down (the generic
-    encoder gives the same bytes: tests/test_checks.py)."""
-    user = username.encode()
+    The attributes are packed directly: every agent sends its first checks once, so this is a hot path that a
+    generic encoder or a cache would only slow down (the generic encoder gives the same bytes:
+    tests/test_checks.py)."""
+    user = f"{remote.ufrag}:{local.ufrag}".encode()
     n = len(user)
     if n > 0xFFFF:  # as the generic encoder (ufrags are bounded long before: RFC 8445 5.3)
         raise ValueError(f"cannot encode USERNAME: attribute value is {n} bytes, more than 65535")
-    body = _TLV.pack(_USERNAME, n) + user + b"\x00" * (-n & 3) + _PRIORITY_TLV.pack(_PRIORITY, 4, priority)
-    body += _ROLE_TLV.pack(_CONTROLLING if controlling else _CONTROLLED, 8, tie_breaker)
-    return body + _USE_CANDIDATE if use_candidate else body
+    body = (
+        _TLV.pack(_USERNAME, n)
+        + user
+        + _PADDING[-n & 3]
+        + _PRIORITY_TLV.pack(_PRIORITY, 4, priority)
+        + _ROLE_TLV.pack(_CONTROLLING if controlling else _CONTROLLED, 8, tie_breaker)
+    )
+    if use_candidate:
+        body += _USE_CANDIDATE
+    if nomination is not None:
+        body += _PRIORITY_TLV.pack(_NOMINATION, 4, nomination)
+    return seal(
+        Method.BINDING,
+        MessageClass.REQUEST,
+        transaction_id,
+        body,
+        integrity_key=remote.pwd.encode() if key is None else key,
+        fingerprint=True,
+    )
 
 
+_PADDING = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
 _TLV = struct.Struct("!HH")
 _PRIORITY_TLV = struct.Struct("!HHI")
 _ROLE_TLV = struct.Struct("!HHQ")
@@ -70,22 +84,19 @@ _USE_CANDIDATE = _TLV.pack(Attr.USE_CANDIDATE, 0)
 _NOMINATION = int(Attr.NOMINATION)
 
 
-def success_response(request: Message, source: Address, local: IceParameters) -> bytes:
-    """Success with XOR-MAPPED-ADDRESS = the request's source, MESSAGE-INTEGRITY with the local password,
-    FINGERPRINT (RFC 8445 7.3.1.1 end, RFC 8489 6.3.1)."""
+def success_response(request: Message, source: Address, local: IceParameters, key: bytes | None = None) -> bytes:
+    """Success with XOR-MAPPED-ADDRESS = the request's source, MESSAGE-INTEGRITY with the local password
+    (`key`: its UTF-8 bytes, when the caller has them), FINGERPRINT (RFC 8445 7.3.1.1 end, RFC 8489 6.3.1)."""
     tid = request.transaction_id
-    if ":" in source[0]:  # IPv6: the transaction id is part of the XOR (RFC 8489 14.2)
-        body = encode_attributes([(Attr.XOR_MAPPED_ADDRESS, source)], tid)
-    else:
-        body = _xor_mapped_ipv4(source)
-    return seal(request.method, MessageClass.SUCCESS, tid, body, integrity_key=local.pwd.encode(), fingerprint=True)
-
-
-def _xor_mapped_ipv4(source: Address) -> bytes:
-    """XOR-MAPPED-ADDRESS of an IPv4 source (RFC 8489 14.2): XORed with the magic cookie only."""
     host, port = source
-    address = int.from_bytes(inet_pton(AF_INET, host), "big")
-    return _XOR_V4_TLV.pack(_XOR_MAPPED, 8, 0x01, port ^ (MAGIC_COOKIE >> 16), address ^ MAGIC_COOKIE)
+    if ":" in host:  # IPv6: the transaction id is part of the XOR (RFC 8489 14.2)
+        body = encode_attributes([(Attr.XOR_MAPPED_ADDRESS, source)], tid)
+    else:  # IPv4: XORed with the magic cookie only (RFC 8489 14.2)
+        address = int.from_bytes(inet_pton(AF_INET, host), "big")
+        body = _XOR_V4_TLV.pack(_XOR_MAPPED, 8, 0x01, port ^ (MAGIC_COOKIE >> 16), address ^ MAGIC_COOKIE)
+    if key is None:
+        key = local.pwd.encode()
+    return seal(request.method, MessageClass.SUCCESS, tid, body, integrity_key=key, fingerprint=True)
 
 
 _XOR_MAPPED = int(Attr.XOR_MAPPED_ADDRESS)
@@ -107,27 +118,69 @@ def error_response(
 def authenticate_request(request: Message, local: IceParameters) -> int | None:
     """Short-term credential check of a request (RFC 8445 7.3, RFC 8489 9.1.3): None if it passes, else the
     error code to answer with (400: no USERNAME/MESSAGE-INTEGRITY or not our ufrag, 401: bad integrity)."""
-    username = request.get(Attr.USERNAME)
-    if username is None or (Attr.MESSAGE_INTEGRITY not in request and Attr.MESSAGE_INTEGRITY_SHA256 not in request):
+    fields = read_check(request)
+    return _authenticate(request, fields[0], fields[6], local, local.pwd.encode())
+
+
+def _authenticate(
+    request: Message, username: str | None, integrity: bool, local: IceParameters, key: bytes
+) -> int | None:
+    if username is None or not integrity:
         return 400
     ours, colon, _theirs = username.partition(":")
     if not colon or ours != local.ufrag:
         return 400
-    if not request.verify_integrity(local.pwd.encode()):
+    if not request.verify_integrity(key):
         return 401
     return None
+
+
+CheckFields = tuple[str | None, int | None, int | None, int | None, bool, int | None, bool]
+"""What `read_check` finds: USERNAME, PRIORITY, ICE-CONTROLLING, ICE-CONTROLLED, whether USE-CANDIDATE is
+there, NOMINATION, whether MESSAGE-INTEGRITY(-SHA256) is there (None: absent)."""
+
+
+def read_check(request: Message) -> CheckFields:
+    """The attributes of a check that ICE acts on (RFC 8445 7.3), in one pass over its attribute list; of a
+    repeated type the first counts, as with `Message.get`."""
+    fields: list[Any] = [None, None, None, None, False, None, False]
+    slot_of = _CHECK_FIELDS.get
+    for t, v in reversed(request.attributes):  # backwards: the first of a type is stored last
+        i = slot_of(t)
+        if i is not None:
+            fields[i] = True if i == 4 or i == 6 else v  # USE-CANDIDATE and integrity: whether present
+    return cast(CheckFields, tuple(fields))
+
+
+#: the slot in CheckFields of each attribute type read_check looks for
+_CHECK_FIELDS = {
+    int(Attr.USERNAME): 0,
+    int(Attr.PRIORITY): 1,
+    int(Attr.ICE_CONTROLLING): 2,
+    int(Attr.ICE_CONTROLLED): 3,
+    int(Attr.USE_CANDIDATE): 4,
+    int(Attr.NOMINATION): 5,
+    int(Attr.MESSAGE_INTEGRITY): 6,
+    int(Attr.MESSAGE_INTEGRITY_SHA256): 6,
+}
 
 
 def screen_request(request: Message, local: IceParameters) -> bytes | None:
     """The error response a check gets before any state changes, or None if it may be processed: 400/401
     (credentials, RFC 8489 9.1.3), 420 (unknown comprehension-required attributes, RFC 8489 6.3.1), 400
     (no PRIORITY, RFC 8445 7.2.2)."""
-    code = authenticate_request(request, local)
+    return screen_check(request, read_check(request), local, local.pwd.encode())
+
+
+def screen_check(request: Message, fields: CheckFields, local: IceParameters, key: bytes) -> bytes | None:
+    """`screen_request` on the check's `read_check` fields, with `key` the local password's UTF-8 bytes."""
+    code = _authenticate(request, fields[0], fields[6], local, key)
     if code is not None:
         return error_response(request, code)
-    if request.unknown_required:
-        return error_response(request, 420, local=local, unknown=request.unknown_required)
-    if request.get(Attr.PRIORITY) is None:
+    unknown = request.unknown_required if request._unknown is None else request._unknown
+    if unknown:
+        return error_response(request, 420, local=local, unknown=unknown)
+    if fields[1] is None:
         return error_response(request, 400, local=local)
     return None
 
@@ -142,12 +195,15 @@ class RoleConflict(enum.Enum):
 
 def role_conflict(request: Message, *, controlling: bool, tie_breaker: int) -> RoleConflict:
     """Compare tie-breakers when both sides claim the same role (RFC 8445 7.3.1.1)."""
-    if controlling:
-        theirs = request.get(Attr.ICE_CONTROLLING)
-        if theirs is None:
-            return RoleConflict.NONE
-        return RoleConflict.REJECT if tie_breaker >= theirs else RoleConflict.SWITCH
-    theirs = request.get(Attr.ICE_CONTROLLED)
+    theirs = request.get(Attr.ICE_CONTROLLING if controlling else Attr.ICE_CONTROLLED)
+    return roles_conflict(controlling, tie_breaker, theirs)
+
+
+def roles_conflict(controlling: bool, tie_breaker: int, theirs: int | None) -> RoleConflict:
+    """`role_conflict` given the tie-breaker of the role attribute the peer claims that is ours (None: it
+    claims the other role, or none)."""
     if theirs is None:
         return RoleConflict.NONE
+    if controlling:
+        return RoleConflict.REJECT if tie_breaker >= theirs else RoleConflict.SWITCH
     return RoleConflict.SWITCH if tie_breaker >= theirs else RoleConflict.REJECT

@@ -11,15 +11,18 @@ then, and applies `next_event()`s. It never reads a clock or a socket.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 from ..config import IceConfig
 from ..stun.message import Message, MessageClass, Method, random_bytes
+from ._fields import ReadOnly
 from .candidate import Candidate, IceParameters
-from .events import Event, GatherTimedOut, PairNominated, Transmit
+from .checklist import IDLE
+from .events import Event, GatherTimedOut, PairNominated, PairStateChanged, Transmit
 from .lite import LiteSession
 from .nomination import NominationController, alternates
-from .pacing import CheckScheduler, Pacer, effective_ta
+from .pacing import CheckScheduler, Pacer
 from .pair import CandidatePair
 from .parameters import RENOMINATION
 from .session import IceSession
@@ -87,39 +90,46 @@ class IceGeneration:
         """No more local candidates for this generation (needed to declare the check list failed)."""
         self._gather_deadline = math.inf
         self.session.local_gathering_done()
-        self._pull()
+        if self.session._events:
+            self._pull()
 
     def set_remote_parameters(self, params: IceParameters) -> None:
         """The peer's ufrag/pwd (and pacing): checks may start."""
         self.session.set_remote_parameters(params)
-        self._pull()
+        if self.session._events:
+            self._pull()
 
     def add_local_candidate(self, candidate: Candidate, base: Candidate) -> None:
         """A gathered local candidate and its base (IceSession.add_local_candidate)."""
         self.session.add_local_candidate(candidate, base)
-        self._pull()
+        if self.session._events:
+            self._pull()
 
     def add_remote_candidate(self, candidate: Candidate | None) -> bool:
         """A signalled remote candidate, None = end-of-candidates; False when refused (over the cap)."""
         accepted = self.session.add_remote_candidate(candidate)
-        self._pull()
+        if self.session._events:
+            self._pull()
         return accepted
 
     def add_pending_remote(self) -> None:
         """A remote `.local` candidate is being resolved (no failure until it settles)."""
         self.session.add_pending_remote()
-        self._pull()
+        if self.session._events:
+            self._pull()
 
     def settle_pending_remote(self, resolved: Candidate | None) -> bool:
         """A `.local` resolution ended (IceSession.settle_pending_remote)."""
         accepted = self.session.settle_pending_remote(resolved)
-        self._pull()
+        if self.session._events:
+            self._pull()
         return accepted
 
     def route_failed(self, base: Candidate, remote: Address) -> list[CandidatePair]:
         """The connection under a route closed (ICE-TCP, RFC 6544 7.1): its pairs fail; returns them."""
         pairs = self.session.route_failed(base, remote)
-        self._pull()
+        if self.session._events:
+            self._pull()
         return pairs
 
     # ---- the aioquic-shaped interface ----
@@ -131,19 +141,29 @@ class IceGeneration:
         response = self.session.handle_stun(message, data, base=base, remote=addr, now=now)
         if response is not None:
             self._out.append(Transmit(response, base, addr, None))
-        self._pull()
+        if self.session._events:
+            self._pull()
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
         """What goes out now: answers, consent checks and keepalives queued by inputs, retransmissions made
         by `handle_timer`, and the next paced check if Ta and the process-wide pacer allow it."""
         self._now = now
+        scheduler = self.scheduler
         session = self.session
-        if self.scheduler.may_send(now, self._wants_check()):
-            t = session.next_check(now)
-            if t is not None:
-                self._out.append(t)
-                self.scheduler.sent(now, effective_ta(self._config.ta, session.remote_parameters))
-            self._pull()
+        # may_send says no without asking while Ta runs (no pacer slot reserved); ask it only otherwise
+        if scheduler._slot is not None or now >= scheduler._next:
+            checklist = session._checklist
+            # _wants_check is False without a call when nothing is triggered, Frozen, Waiting or repeated
+            wanted = (
+                bool(checklist.triggered or checklist._n & IDLE or session._requests._repeats) and self._wants_check()
+            )
+            if (wanted or scheduler._slot is not None) and scheduler.may_send(now, wanted):
+                t = session.next_check(now)
+                if t is not None:
+                    self._out.append(t)
+                    scheduler.sent(now, session._ta)  # effective_ta(config.ta, remote parameters)
+                if session._events:
+                    self._pull()
         out = self._out
         if out:
             self._out = []
@@ -152,16 +172,35 @@ class IceGeneration:
     def get_timer(self) -> float:
         """When to call `handle_timer` (or `datagrams_to_send` for a paced check); math.inf: only after
         input. -inf or a past time: at once."""
+        if self._out:
+            return -math.inf
+        at = self._gather_deadline
+        if self._alternates_at < at:
+            at = self._alternates_at
         session = self.session
-        timer = session.get_timer()
-        at = min(
-            self._gather_deadline,
-            self.nomination.deadline(session),
-            self.scheduler.deadline(self._wants_check()),
-            self._alternates_at,
-            math.inf if timer is None else timer,
-        )
-        return -math.inf if self._out else at
+        requests = session._requests
+        timer = requests._timer  # Requests.get_timer()'s cached answer (False: work it out)
+        if timer is False:
+            timer = requests.get_timer()
+        if timer is not None and timer < at:
+            at = timer
+        scheduler = self.scheduler
+        slot = scheduler._slot
+        if slot is not None:  # scheduler.deadline()
+            if slot < at:
+                at = slot
+        elif scheduler._next < at:
+            checklist = session._checklist
+            if (checklist.triggered or checklist._n & IDLE or requests._repeats) and self._wants_check():  # as above
+                at = scheduler._next
+        nomination = self.nomination
+        # the controller's deadline is math.inf unless it is awake, we control, and (a nomination concluded)
+        # renomination was negotiated: asked only then
+        if nomination.awake and session.controlling and (nomination.nominated is None or session._renomination):
+            nominate_at = nomination.deadline(session)
+            if nominate_at < at:
+                at = nominate_at
+        return at
 
     def handle_timer(self, now: float) -> None:
         """Everything due at `now`: the gather timeout, nomination (controlling side), retransmissions and
@@ -171,19 +210,34 @@ class IceGeneration:
         if now >= self._gather_deadline:
             self._gather_deadline = math.inf
             self._events.append(GatherTimedOut())
-        if self.nomination.deadline(session) <= now:
-            self.nomination.nominate(session)
+        nomination = self.nomination
+        if nomination.awake and session.controlling and (nomination.nominated is None or session._renomination):
+            if nomination.deadline(session) <= now:  # as in get_timer
+                nomination.nominate(session)
         if now >= self._alternates_at:
             self._refresh_alternates(now)
-        timer = session.get_timer()
+        requests = session._requests
+        timer = requests._timer
+        if timer is False:
+            timer = requests.get_timer()
         if timer is not None and timer <= now:
             self._out.extend(session.handle_timer(now))
-        self._pull()
+        if session._events:
+            self._pull()
 
     def next_event(self) -> Event | None:
         """The next event (ice.events), or None."""
         events = self._events
         return events.pop(0) if events else None
+
+    def take_events(self) -> Sequence[Event]:
+        """Every queued event, oldest first, at once; the queue is empty after. The same events as calling
+        `next_event()` until None, in one call (a caller applying them may queue more: take again until empty)."""
+        events = self._events
+        if not events:
+            return ()
+        self._events = []
+        return events
 
     # ---- what the supervisor asks for ----
 
@@ -206,7 +260,8 @@ class IceGeneration:
         priority becomes valid or it fails. False (nothing done) when controlled, not negotiated, or
         `pair` is not valid. PairNominated(pair, previous) comes when the peer answered."""
         done = self.nomination.renominate(self.session, pair)
-        self._pull()
+        if self.session._events:
+            self._pull()
         return done
 
     def _refresh_alternates(self, now: float) -> None:
@@ -221,29 +276,42 @@ class IceGeneration:
 
     # ---- queries ----
 
-    @property
-    def renomination(self) -> bool:
-        """Both sides announced renomination (draft-thatcher-ice-renomination): nomination is not final."""
-        return self.session.renomination
-
-    @property
-    def nominated(self) -> CandidatePair | None:
-        """The pair nomination concluded on (either role), or None."""
-        return self.nomination.nominated
+    renomination = ReadOnly[bool](
+        attrgetter("session._renomination"),
+        doc="Both sides announced renomination (draft-thatcher-ice-renomination): nomination is not final.",
+    )
+    nominated = ReadOnly["CandidatePair | None"](
+        attrgetter("nomination.nominated"), doc="The pair nomination concluded on (either role), or None."
+    )
 
     def _wants_check(self) -> bool:
-        """A new check could go out (checks wait for the remote parameters, RFC 8445 7.3.1.4 held back)."""
+        """A new check could go out (checks wait for the remote parameters, RFC 8445 7.3.1.4 held back):
+        `session.has_check_to_send`, inline."""
         session = self.session
-        return session.remote_parameters is not None and session.has_check_to_send
+        if session.remote_parameters is None or session.local_parameters.lite:  # lite: no checks (2.5)
+            return False
+        checklist = session._checklist
+        if checklist.triggered:
+            return True
+        if session._completed and not session._renomination:  # ordinary checks are over (8.1.2)
+            return False
+        return bool(session._requests._repeats) or (checklist._n & IDLE != 0 and checklist.has_sendable)
 
     def _pull(self) -> None:
         """Move the session's events to this generation's queue; the nomination controller sees each."""
         session = self.session
         observe = self.nomination.observe
         now = self._now
-        while (event := session.next_event()) is not None:
-            observe(event, now)
+        pending = session._events
+        events = self._events
+        nominated = self.nomination.nominated
+        for event in pending:  # the list only grows meanwhile (observe does not call the session)
+            # a state change matters to the controller only on the nominated pair: skip the call otherwise
+            if event.__class__ is not PairStateChanged or event.pair is nominated:
+                observe(event, now)
+                nominated = self.nomination.nominated
             if isinstance(event, PairNominated) and self._alternates_at == math.inf and session.renomination:
                 if not session.local_parameters.lite:  # a lite agent sends no checks (RFC 8445 2.5)
                     self._alternates_at = now + self._config.consent_interval
-            self._events.append(event)
+            events.append(event)
+        pending.clear()

@@ -18,10 +18,9 @@ import math
 from collections.abc import Callable
 
 from ..config import IceConfig
-from ..stun.attributes import Attr
 from ..stun.message import Message, random_bytes
 from .candidate import Candidate, IceParameters
-from .checks import RoleConflict
+from .checks import CheckFields, RoleConflict
 from .events import ChecklistFailed, PairValid, RemoteCandidateLearned, Transmit
 from .pair import CandidatePair, PairState
 from .session import IceSession
@@ -124,13 +123,14 @@ class LiteSession(IceSession):
 
     # ---- answering checks (RFC 8445 7.3, 7.3.2) ----
 
-    def _role_conflict(self, message: Message) -> RoleConflict:
+    def _role_conflict(self, theirs: int) -> RoleConflict:
         """RFC 8445 7.3.1.1 as it applies to a lite agent, which stays controlled (2.5, 6.1.1): a peer that
-        claims the controlled role too gets 487 whatever the tie-breakers, so that it takes the
-        controlling role (7.2.5.1); where a full agent would switch, the lite agent cannot."""
-        return RoleConflict.REJECT if Attr.ICE_CONTROLLED in message else RoleConflict.NONE
+        claims the controlled role too (ICE-CONTROLLED with tie-breaker `theirs`) gets 487 whatever the
+        tie-breakers, so that it takes the controlling role (7.2.5.1); where a full agent would switch, the
+        lite agent cannot."""
+        return RoleConflict.REJECT
 
-    def _check_received(self, message: Message, base: Candidate, remote: Address, priority: int) -> None:
+    def _check_received(self, fields: CheckFields, base: Candidate, remote: Address, priority: int) -> None:
         """An accepted check: learn its source (bounded), count it on its pair and stamp the pair's
         `last_consent`; with USE-CANDIDATE the pair is valid and nominated (7.3.2). No triggered check."""
         candidates = self._candidates
@@ -151,7 +151,7 @@ class LiteSession(IceSession):
         pair._requests_received += 1
         pair._responses_sent += 1
         pair._last_consent = self._now
-        value = self._nomination_in(message)
+        value = self._nomination_in(fields)
         if value is not None and self._accept_nomination(pair, value):
             self._nominated_by_peer(pair)
 

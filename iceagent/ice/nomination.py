@@ -34,7 +34,7 @@ _UNFINISHED = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
 class NominationController:
     """One per generation, fed the session's events; `deadline()` says when `nominate()` is due."""
 
-    __slots__ = ("_delay", "_explicit", "_nominating", "_review", "first_valid_at", "nominated")
+    __slots__ = ("_delay", "_explicit", "_nominating", "_review", "awake", "first_valid_at", "nominated")
 
     def __init__(self, delay: float) -> None:
         self._delay = delay
@@ -43,6 +43,14 @@ class NominationController:
         self._nominating = False  # a USE-CANDIDATE check is under way
         self._review = False  # renomination: something changed that may call for another nomination
         self._explicit = False  # the nomination under way was asked for by `renominate`
+        #: False when `deadline()` is math.inf whatever the session says (no pair valid yet, a nomination under
+        #: way, or one concluded with nothing to review): the generation then asks nothing (kept by _settle)
+        self.awake = False
+
+    def _settle(self) -> None:
+        self.awake = (
+            self.first_valid_at is not None and not self._nominating and (self.nominated is None or self._review)
+        )
 
     def observe(self, event: Event, now: float) -> None:
         """Follow the session: the first valid pair starts the clock; a nomination ends the job; a role
@@ -60,8 +68,14 @@ class NominationController:
         elif isinstance(event, (RoleChanged, NominationFailed)):
             self._nominating = self._explicit = False
             self._review = self.nominated is not None
-        elif isinstance(event, PairStateChanged) and event.pair is self.nominated and event.new is PairState.FAILED:
-            self._review = True
+        elif isinstance(event, PairStateChanged):
+            if event.pair is self.nominated and event.new is PairState.FAILED:
+                self._review = True
+            else:
+                return  # nothing changed (the commonest event)
+        self.awake = (  # as _settle()
+            self.first_valid_at is not None and not self._nominating and (self.nominated is None or self._review)
+        )
 
     def deadline(self, session: IceSession) -> float:
         """When to nominate: -inf (now) when no better pair is still being checked, the first valid pair's
@@ -73,6 +87,7 @@ class NominationController:
                 return math.inf
             if self._renomination_target(session) is None:
                 self._review = False  # nothing better: look again only after the next change
+                self._settle()
                 return math.inf
             return -math.inf
         valid = nominatable(session)
@@ -93,8 +108,10 @@ class NominationController:
             valid = nominatable(session)
             target = valid[0] if valid else None
         if target is None or not session.nominate(target):
+            self._settle()
             return None
         self._nominating = True
+        self._settle()
         return target
 
     def renominate(self, session: IceSession, pair: CandidatePair) -> bool:
@@ -104,6 +121,7 @@ class NominationController:
             return False
         if pair is not self.nominated:
             self._nominating = self._explicit = True
+            self._settle()
         return True
 
     def _renomination_target(self, session: IceSession) -> CandidatePair | None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import enum
+from operator import attrgetter
 
 import attrs
 
 from ..stun.transaction import RtoEstimator
+from ._fields import ReadOnly
 from .candidate import Candidate
 from .priority import pair_priority, prflx_priority
 
@@ -61,96 +63,46 @@ class CandidatePair:
     #: The pair's RTO estimator (RFC 8489 6.2.1, RFC 6298), made by its first check: kept on the pair, so it
     #: goes when the pair goes and no per-session table has to be pruned.
     _rto_estimator: RtoEstimator | None = attrs.field(default=None, repr=False)
+    #: (base, remote transport address), fixed for the pair's life: a remote candidate is only ever replaced
+    #: by one at the same address (RFC 8838 11.4), a redundant pair only by one on the same route (6.1.2.4)
+    _route: tuple[Candidate, Address] = attrs.field(init=False, repr=False)
+    _remote_address: Address = attrs.field(init=False, repr=False)
 
-    @property
-    def local(self) -> Candidate:
-        """The local candidate."""
-        return self._local
+    def __attrs_post_init__(self) -> None:
+        remote = self._remote
+        address = self._remote_address = (remote.address, remote.port)
+        self._route = (self._base, address)
 
-    @property
-    def remote(self) -> Candidate:
-        """The remote candidate."""
-        return self._remote
-
-    @property
-    def state(self) -> PairState:
-        """Where its checks are (RFC 8445 6.1.2.6)."""
-        return self._state
-
-    @property
-    def nominated(self) -> bool:
-        """Nomination concluded on it (RFC 8445 8.1.1, 7.3.1.5)."""
-        return self._nominated
-
-    @property
-    def rtt(self) -> float | None:
-        """The last round-trip time of a check or consent check not retransmitted (s), or None."""
-        return self._rtt
-
-    @property
-    def requests_sent(self) -> int:
-        """Binding requests sent on it (checks, retransmissions and consent checks)."""
-        return self._requests_sent
-
-    @property
-    def requests_received(self) -> int:
-        """Checks received on it."""
-        return self._requests_received
-
-    @property
-    def responses_sent(self) -> int:
-        """Answers to checks sent on it."""
-        return self._responses_sent
-
-    @property
-    def responses_received(self) -> int:
-        """Answers to its requests received."""
-        return self._responses_received
-
-    @property
-    def bytes_sent(self) -> int:
-        """Application data sent on it (bytes)."""
-        return self._bytes_sent
-
-    @property
-    def bytes_received(self) -> int:
-        """Application data received on it (bytes)."""
-        return self._bytes_received
-
-    @property
-    def last_consent(self) -> float | None:
-        """Trio time of the last successful check or consent response (RFC 7675)."""
-        return self._last_consent
-
-    @property
-    def base(self) -> Candidate:
-        """The local base it sends from (RFC 8445 7.2.5.3.2)."""
-        return self._base
-
-    @property
-    def priority(self) -> int:
-        """Pair priority for the current roles (RFC 8445 6.1.2.3)."""
-        return self._priority
-
-    @property
-    def valid(self) -> bool:
-        """In the valid list (RFC 8445 7.2.5.3.2)."""
-        return self._valid
-
-    @property
-    def retransmissions_sent(self) -> int:
-        """Retransmitted requests (RFC 8489 6.2.1), also counted in `requests_sent`."""
-        return self._retransmissions_sent
-
-    @property
-    def consent_requests_sent(self) -> int:
-        """Consent freshness requests (RFC 7675), also counted in `requests_sent`."""
-        return self._consent_requests_sent
-
-    @property
-    def rto_estimator(self) -> RtoEstimator | None:
-        """The pair's RTO estimator, once a check was sent on it."""
-        return self._rto_estimator
+    local = ReadOnly[Candidate](attrgetter("_local"), doc="The local candidate.")
+    remote = ReadOnly[Candidate](attrgetter("_remote"), doc="The remote candidate.")
+    state = ReadOnly[PairState](attrgetter("_state"), doc="Where its checks are (RFC 8445 6.1.2.6).")
+    nominated = ReadOnly[bool](attrgetter("_nominated"), doc="Nomination concluded on it (RFC 8445 8.1.1, 7.3.1.5).")
+    rtt = ReadOnly[float | None](
+        attrgetter("_rtt"), doc="The last round-trip time of a check or consent check not retransmitted (s), or None."
+    )
+    requests_sent = ReadOnly[int](
+        attrgetter("_requests_sent"), doc="Binding requests sent on it (checks, retransmissions and consent checks)."
+    )
+    requests_received = ReadOnly[int](attrgetter("_requests_received"), doc="Checks received on it.")
+    responses_sent = ReadOnly[int](attrgetter("_responses_sent"), doc="Answers to checks sent on it.")
+    responses_received = ReadOnly[int](attrgetter("_responses_received"), doc="Answers to its requests received.")
+    bytes_sent = ReadOnly[int](attrgetter("_bytes_sent"), doc="Application data sent on it (bytes).")
+    bytes_received = ReadOnly[int](attrgetter("_bytes_received"), doc="Application data received on it (bytes).")
+    last_consent = ReadOnly[float | None](
+        attrgetter("_last_consent"), doc="Trio time of the last successful check or consent response (RFC 7675)."
+    )
+    base = ReadOnly[Candidate](attrgetter("_base"), doc="The local base it sends from (RFC 8445 7.2.5.3.2).")
+    priority = ReadOnly[int](attrgetter("_priority"), doc="Pair priority for the current roles (RFC 8445 6.1.2.3).")
+    valid = ReadOnly[bool](attrgetter("_valid"), doc="In the valid list (RFC 8445 7.2.5.3.2).")
+    retransmissions_sent = ReadOnly[int](
+        attrgetter("_retransmissions_sent"), doc="Retransmitted requests (RFC 8489 6.2.1), in `requests_sent` too."
+    )
+    consent_requests_sent = ReadOnly[int](
+        attrgetter("_consent_requests_sent"), doc="Consent freshness requests (RFC 7675), in `requests_sent` too."
+    )
+    rto_estimator = ReadOnly[RtoEstimator | None](
+        attrgetter("_rto_estimator"), doc="The pair's RTO estimator, once a check was sent on it."
+    )
 
     def count_sent(self, size: int) -> None:
         """The agent sent `size` bytes of application data on the pair."""
@@ -163,19 +115,12 @@ class CandidatePair:
     @property
     def foundation(self) -> str:
         """The pair foundation: local and remote foundations joined (RFC 8445 6.1.2.6)."""
-        return f"{self.local.foundation}:{self.remote.foundation}"
+        return f"{self._local.foundation}:{self._remote.foundation}"
 
-    @property
-    def remote_address(self) -> Address:
-        """Where the pair's packets go."""
-        remote = self._remote
-        return (remote.address, remote.port)
-
-    @property
-    def route(self) -> tuple[Candidate, Address]:
-        """(base, remote transport address): the path packets of this pair take."""
-        remote = self._remote  # the fields, not the properties: looked up for every check and answer
-        return (self._base, (remote.address, remote.port))
+    route = ReadOnly[tuple[Candidate, Address]](
+        attrgetter("_route"), doc="(base, remote transport address): the path packets of this pair take."
+    )
+    remote_address = ReadOnly[Address](attrgetter("_remote_address"), doc="Where the pair's packets go.")
 
     def compute_priority(self, controlling: bool) -> int:
         """Recompute and store the pair priority for our role (RFC 8445 6.1.2.3)."""
@@ -184,9 +129,9 @@ class CandidatePair:
         return self._priority
 
     def __repr__(self) -> str:
-        lo, re_ = self.local, self.remote
+        lo, re_ = self._local, self._remote
         return (
             f"<CandidatePair {lo.type} {lo.transport} {lo.address}:{lo.port} -> "
-            f"{re_.type} {re_.address}:{re_.port} {self.state.value}"
+            f"{re_.type} {re_.address}:{re_.port} {self._state.value}"
             f"{' valid' if self.valid else ''}{' nominated' if self.nominated else ''}>"
         )

@@ -14,10 +14,20 @@ from __future__ import annotations
 
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
-from ._requests import Request, check_rto_floor, estimator_of
+from ._requests import Request, estimator_of
 from ._session_base import MAX_PENDING_TRIGGERED, REMOTE_CANDIDATES_PER_PAIR, SessionBase
 from .candidate import Candidate, IceParameters
-from .checks import RoleConflict, check_request, error_response, role_conflict, screen_request, success_response
+from .checklist import COUNT_MASK
+from .checks import (
+    CheckFields,
+    RoleConflict,
+    check_request,
+    error_response,
+    read_check,
+    roles_conflict,
+    screen_check,
+    success_response,
+)
 from .events import (
     ChecklistFailed,
     ConsentRefreshed,
@@ -32,8 +42,8 @@ from .events import (
     RoleChanged,
     Transmit,
 )
-from .pacing import effective_ta
 from .pair import CandidatePair, PairState, check_priority
+from .priority import MAX_PRIORITY, TYPE_PREFERENCES
 
 __all__ = [
     "MAX_PENDING_TRIGGERED",
@@ -54,6 +64,10 @@ __all__ = [
 ]
 
 Address = tuple[str, int]
+
+_PRFLX_TOP = TYPE_PREFERENCES["prflx"] << 24  # the type preference part of a check's PRIORITY (RFC 8445 7.1.1)
+_FINGERPRINT = Attr.FINGERPRINT
+_XOR_MAPPED, _MAPPED = Attr.XOR_MAPPED_ADDRESS, Attr.MAPPED_ADDRESS
 
 
 class IceSession(SessionBase):
@@ -78,14 +92,16 @@ class IceSession(SessionBase):
         (requests: success or error response; responses/indications: None)."""
         if message.method != Method.BINDING:
             return None
-        if message.message_class is MessageClass.REQUEST:
+        message_class = message.message_class
+        if message_class is MessageClass.REQUEST:
             response = self._handle_request(message, base, remote)
-        elif message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
+        elif message_class is MessageClass.SUCCESS or message_class is MessageClass.ERROR:
             self._handle_response(message, base, remote, now)
             response = None
         else:
             return None  # Binding indications are keepalives (RFC 8445 11)
-        self._update_failed()
+        if self._failed or not self._checklist.valid:  # else _update_failed has nothing to do
+            self._update_failed()
         return response
 
     def nominate(self, pair: CandidatePair) -> bool:
@@ -144,18 +160,21 @@ class IceSession(SessionBase):
         if self.remote_parameters is None:
             return None
         checklist = self._checklist
-        while (pair := checklist.pop_triggered()) is not None:
+        triggered = checklist.triggered
+        while triggered:
+            pair = triggered.pop(0)  # the oldest first (RFC 8445 6.1.4.2)
             target = self._use_candidate.pop(pair, None) if self.controlling else None
-            if pair.state is PairState.SUCCEEDED and target is None:
+            if pair._state is PairState.SUCCEEDED and target is None:
                 continue  # its cancelled check came back meanwhile (7.3.1.4)
             return self._send(pair, now, use_candidate=target is not None, nominating=target)
-        if self._checks_over:
+        if self._completed and not self._renomination:  # _checks_over: only triggered checks (8.1.2)
             return None
-        pair = checklist.next_waiting() or self._requests.pop_repeat()  # repeats: _requests' docstring
-        if pair is None:
-            self._update_failed()
+        ordinary = checklist.next_waiting() or self._requests.pop_repeat()  # repeats: _requests' docstring
+        if ordinary is None:
+            if self._failed or not checklist.valid:  # else _update_failed has nothing to do
+                self._update_failed()
             return None
-        return self._send(pair, now, use_candidate=False)
+        return self._send(ordinary, now, use_candidate=False)
 
     def get_timer(self) -> float | None:
         """When `handle_timer` must next be called (retransmission or transaction timeout), or None."""
@@ -169,11 +188,12 @@ class IceSession(SessionBase):
             pair = request.pair
             pair._requests_sent += 1
             pair._retransmissions_sent += 1
-            out.append(Transmit(data, pair.base, pair.remote_address, pair))
+            out.append(Transmit(data, pair._base, pair._remote_address, pair))
         for request in expired:
             if request.is_live_check:
                 self._check_failed(request, lost=True)
-        self._update_failed()
+        if self._failed or not self._checklist.valid:  # else _update_failed has nothing to do
+            self._update_failed()
         return out
 
     # ---- incoming requests (RFC 8445 7.3) ----
@@ -182,24 +202,29 @@ class IceSession(SessionBase):
         if not message.verify_fingerprint():
             return None  # not an ICE check (RFC 8445 7.3, RFC 7983)
         local = self.local_parameters
-        rejection = screen_request(message, local)
+        fields = read_check(message)  # the attributes acted on, in one pass
+        key = local.pwd.encode()  # the short-term key of the check and of our answer (RFC 8445 7.2.2, 7.3)
+        rejection = screen_check(message, fields, local, key)
         if rejection is not None:
             return rejection  # and change no state
-        conflict = self._role_conflict(message)
-        if conflict is RoleConflict.REJECT:
-            return error_response(message, 487, local=local)
-        if conflict is RoleConflict.SWITCH:
-            self._set_role(not self.controlling)
-        priority = message.get(Attr.PRIORITY)
-        assert priority is not None  # screen_request checked it
-        self._check_received(message, base, remote, priority)
-        return success_response(message, remote, local)
+        theirs = fields[2] if self.controlling else fields[3]  # the peer claims our role (RFC 8445 7.3.1.1)
+        if theirs is not None:
+            conflict = self._role_conflict(theirs)
+            if conflict is RoleConflict.REJECT:
+                return error_response(message, 487, local=local)
+            if conflict is RoleConflict.SWITCH:
+                self._set_role(not self.controlling)
+        priority = fields[1]
+        assert priority is not None  # screen_check checked it
+        self._check_received(fields, base, remote, priority)
+        return success_response(message, remote, local, key)
 
-    def _role_conflict(self, message: Message) -> RoleConflict:
-        """What a role conflict in this check calls for (RFC 8445 7.3.1.1; a lite session overrides it)."""
-        return role_conflict(message, controlling=self.controlling, tie_breaker=self.tie_breaker)
+    def _role_conflict(self, theirs: int) -> RoleConflict:
+        """What a check claiming our role with tie-breaker `theirs` calls for (RFC 8445 7.3.1.1; a lite
+        session overrides it)."""
+        return roles_conflict(self.controlling, self.tie_breaker, theirs)
 
-    def _check_received(self, message: Message, base: Candidate, remote: Address, priority: int) -> None:
+    def _check_received(self, fields: CheckFields, base: Candidate, remote: Address, priority: int) -> None:
         """Learn a prflx remote (7.3.1.3), trigger a check (7.3.1.4), note USE-CANDIDATE (7.3.1.5)."""
         candidates = self._candidates
         candidate = candidates.remote_at(base.transport, remote)
@@ -227,7 +252,7 @@ class IceSession(SessionBase):
         pair._responses_sent += 1
         if self.controlling:
             return
-        value = self._nomination_in(message)
+        value = self._nomination_in(fields)
         if value is not None and self._accept_nomination(pair, value):
             valid = self._generated.get(pair)
             if pair.state is PairState.SUCCEEDED and valid is not None:
@@ -250,11 +275,16 @@ class IceSession(SessionBase):
         if remote is None:
             raise ValueError("the remote ICE parameters are not known yet")
         tid = self._random(12)
-        priority = check_priority(pair.local)
+        local_priority = pair._local.priority
+        if 0 <= local_priority <= MAX_PRIORITY and local_priority.__class__ is int:  # else check_priority raises
+            priority = _PRFLX_TOP | (local_priority & 0xFFFFFF)  # check_priority inline (RFC 8445 7.2.2)
+        else:
+            priority = check_priority(pair._local)
         nomination = None
         if use_candidate and self._renomination:  # every nominating check carries a higher value (draft 4)
             self._nomination_sent += 1
             nomination = self._nomination_sent
+        key = remote.pwd.encode()
         data = check_request(
             transaction_id=tid,
             local=self.local_parameters,
@@ -264,9 +294,13 @@ class IceSession(SessionBase):
             tie_breaker=self.tie_breaker,
             use_candidate=use_candidate,
             nomination=nomination,
+            key=key,
         )
-        # a check's RTO grows with the checks still to be sent (RFC 8445 14.3); consent has RFC 8489's own
-        paced = 0.0 if consent else check_rto_floor(effective_ta(self.config.ta, remote), self._checklist.pairs)
+        checklist = self._checklist
+        # a check's RTO grows with the checks still to be sent (RFC 8445 14.3: check_rto_floor, here on the
+        # check list's counts); consent has RFC 8489's own
+        n = checklist._n  # checklist.busy, inline: Waiting + In-Progress
+        paced = 0.0 if consent else self._ta * ((n >> 24 & COUNT_MASK) + (n >> 48 & COUNT_MASK))
         self._requests.start(
             data,
             tid,
@@ -274,7 +308,7 @@ class IceSession(SessionBase):
             self.config,
             Request(
                 pair=pair,
-                key=remote.pwd.encode(),
+                key=key,
                 priority=priority,
                 controlling=self.controlling,
                 use_candidate=use_candidate,
@@ -287,24 +321,28 @@ class IceSession(SessionBase):
         pair._requests_sent += 1
         if consent:
             pair._consent_requests_sent += 1
-        elif pair.state is not PairState.SUCCEEDED:
-            self._checklist.set_state(pair, PairState.IN_PROGRESS)
-        return Transmit(data, pair.base, pair.remote_address, pair)
+        elif pair._state is not PairState.SUCCEEDED:
+            checklist.set_state(pair, PairState.IN_PROGRESS)
+        return Transmit(data, pair._base, pair._remote_address, pair)
 
     # ---- responses (RFC 8445 7.2.5) ----
 
     def _handle_response(self, message: Message, base: Candidate, remote: Address, now: float) -> None:
-        request = self._requests.get(message.transaction_id)
+        tid = message.transaction_id
+        requests = self._requests
+        request = requests.get(tid)
         if request is None:
             return  # unknown or already answered
-        if Attr.FINGERPRINT in message and not message.verify_fingerprint():
+        # a FINGERPRINT that is there must be right (a decoded message knows where it is)
+        fingerprint = message._security[3] >= 0 if message._raw is not None else _FINGERPRINT in message
+        if fingerprint and not message.verify_fingerprint():
             return
         if not message.verify_integrity(request.key):
             if request.transaction.reliable:  # RFC 8489 9.1.4: a failure over TCP, ignored over UDP
-                self._requests.pop(message.transaction_id)
+                requests.pop(tid)
                 self._check_failed(request)
             return
-        self._requests.pop(message.transaction_id)
+        requests.pop(tid)
         rtt = request.transaction.handle_response(now)
         pair = request.pair
         pair._responses_received += 1
@@ -315,18 +353,28 @@ class IceSession(SessionBase):
             elif not request.consent:
                 self._check_failed(request)
             return
-        if (base, remote) != pair.route:
+        if (base, remote) != pair._route:
             if not request.consent:
                 self._check_failed(request)  # not symmetric (7.2.5.2.1)
             return
         if rtt is not None:
-            estimator_of(pair, self.config).update(rtt)
+            estimator = pair._rto_estimator
+            if estimator is None:  # made by the request's start; a test may have built the pair by hand
+                estimator = estimator_of(pair, self.config)
+            estimator.update(rtt)
             pair._rtt = rtt
         pair._last_consent = now
         if request.consent:
             self._events.append(ConsentRefreshed(pair, now))
             return
-        mapped = message.get(Attr.XOR_MAPPED_ADDRESS) or message.get(Attr.MAPPED_ADDRESS)
+        mapped = mapped_only = None  # XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS (the first of each)
+        for t, v in message.attributes:
+            if t == _XOR_MAPPED:
+                mapped = v
+                break
+            if t == _MAPPED and mapped_only is None:
+                mapped_only = v
+        mapped = mapped or mapped_only
         if mapped is None:
             self._check_failed(request)
             return
@@ -350,14 +398,14 @@ class IceSession(SessionBase):
         Succeeded and unfreeze its foundation (7.2.5.3.3), conclude nomination (7.2.5.3.4)."""
         pair = request.pair
         local = self._candidates.local_at(pair, mapped)
-        if local is None and pair.base.transport == "udp":
+        if local is None and pair._base.transport == "udp":
             local = self._candidates.learn_local(pair, mapped, request.priority)
             if local is not None:
                 self._events.append(LocalCandidateLearned(local, pair.base))
         if local is None:  # TCP: the mapped port is the connection's ephemeral one (RFC 6544 7.2)
-            local = pair.local
+            local = pair._local
         valid = pair
-        if local is not pair.local and local != pair.local:
+        if local is not pair._local and local != pair._local:
             found = [p for p in self._checklist.valid if p.route == pair.route and p.local == local]
             if found:
                 valid = found[0]
@@ -369,9 +417,10 @@ class IceSession(SessionBase):
             if valid.state is not PairState.SUCCEEDED:
                 self._checklist.set_state(valid, PairState.SUCCEEDED)
         self._generated[pair] = valid
-        self._checklist.set_state(pair, PairState.SUCCEEDED)
+        checklist = self._checklist
+        checklist.set_state(pair, PairState.SUCCEEDED)
         self._requests.settle(pair)
-        if self._checklist.add_valid(valid):
+        if not valid._valid and checklist.add_valid(valid):
             self._events.append(PairValid(valid))
         if request.use_candidate and self.controlling:
             # renomination: a nominating check answered after a later one concluded is stale
@@ -382,7 +431,8 @@ class IceSession(SessionBase):
             del self._peer_nominated[pair]
             if not self._renomination or pair is self._peer_target:  # not superseded meanwhile
                 self._set_nominated(valid)
-        self._checklist.unfreeze_foundation(pair.foundation)
+        if checklist._n & COUNT_MASK:  # a Frozen pair on the list (the lowest count)
+            checklist.unfreeze_foundation(pair.foundation)
 
     def _check_failed(self, request: Request, *, lost: bool = False) -> None:
         """A check failed: error response, timeout (`lost`) or asymmetric response (RFC 8445 7.2.5.2). A

@@ -7,6 +7,11 @@ every header and value, a comparison of the headers with the layout's, and the a
 directly. A message whose headers differ makes the decoder return None and takes the generic walk, so
 results never differ (tests/test_stun_fuzz.py, fuzz/targets.py).
 
+Two layouts may share a key: an ICE check from the controlling side and one from the controlled side have
+the same type and length, only ICE-CONTROLLING and ICE-CONTROLLED differ. When a key's second layout
+(with the same security offsets) is compiled, its decoder tries both, so neither side's checks keep taking
+the generic walk (and the key's shape no longer flips between the two at every recompile).
+
 Private to `iceagent.stun`; it never imports `message.py`, which owns the generic decoder and the cache's
 one caller.
 """
@@ -36,6 +41,9 @@ once on the hot path)."""
 
 SHAPES: dict[int, Shape] = {}
 """Compiled layouts by `message type << 16 | length`; cleared when full (bounded state, DESIGN.md)."""
+_SAMPLES: dict[int, bytes] = {}
+"""A message of the layout last compiled for each key of SHAPES (cleared with it): a second layout of the
+key is compiled together with it."""
 _SEEN: dict[int, int] = {}
 _SHAPE_AFTER = 16  # generic decodes of one key before its shape is compiled (then again at 32, 64, ...)
 _SHAPE_MAX_ATTRIBUTES = 24  # bigger layouts are rare and slow to compile: they stay on the generic path
@@ -59,19 +67,48 @@ def learn(
         _SEEN.clear()
     _SEEN[key] = seen
     if seen >= _SHAPE_AFTER and not seen & (seen - 1):
+        samples = [data]
+        known, sample = SHAPES.get(key), _SAMPLES.get(key)
+        if known is not None and sample is not None and known[1:3] == (security, unknown):
+            if layout(sample) != layout(data):  # another layout of the key: decode both (module docstring)
+                samples.append(sample)
         try:
-            decoder = compile_decoder(data, security)
+            decoder = _compile(samples, security)
         except Exception:  # a bug here must not break decoding: the generic path stays correct
             decoder = None
         if decoder is not None:
             if len(SHAPES) >= MAX_SHAPES:
                 SHAPES.clear()
+                _SAMPLES.clear()
             SHAPES[key] = (decoder, security, unknown, method, message_class)
+            _SAMPLES[key] = data
 
 
 def compile_decoder(data: bytes, security: tuple[int, int, int, int]) -> Decoder | None:
     """Generate the decoder of the layout of `data`, a message the generic decoder accepted with the
     security offsets `security` (None when the layout has too many attributes to be worth it)."""
+    return _compile([data], security)
+
+
+def _compile(samples: list[bytes], security: tuple[int, int, int, int]) -> Decoder | None:
+    """The decoder of the layouts of `samples` (messages of one key with the security offsets `security`),
+    tried in that order; None when one has too many attributes to be worth it."""
+    namespace: dict[str, Any] = {}
+    body = []
+    for k, data in enumerate(samples):
+        part = _layout_source(data, security, namespace, "" if k == 0 else str(k))
+        if part is None:
+            return None
+        body.append(part)
+    source = "def decode(data, tid):\n" + "".join(body) + "    return None\n"
+    exec(compile(source, "<stun message shape>", "exec"), namespace)
+    decoder: Decoder = namespace["decode"]
+    return decoder
+
+
+def _layout_source(data: bytes, security: tuple[int, int, int, int], namespace: dict[str, Any], tag: str) -> str | None:
+    """The lines of a decoder that return the attributes of a message of the layout of `data`, its names in
+    `namespace` suffixed with `tag` (the first layout's `unpack` and `expected` are unsuffixed)."""
     attrs = layout(data)
     if not attrs or len(attrs) > _SHAPE_MAX_ATTRIBUTES:
         return None
@@ -82,7 +119,6 @@ def compile_decoder(data: bytes, security: tuple[int, int, int, int]) -> Decoder
     headers: list[str] = []
     expected: list[int] = []
     items: list[str] = []
-    namespace: dict[str, Any] = {}
     pos = 20
     for i, (t, n) in enumerate(attrs):
         pad = -n & 3
@@ -96,35 +132,30 @@ def compile_decoder(data: bytes, security: tuple[int, int, int, int]) -> Decoder
             fmt.append(f"{n + pad}x")  # ignored after MESSAGE-INTEGRITY(-SHA256): header checked, value skipped
             continue
         entry = DECODE_TABLE.get(t)
-        namespace[f"A{i}"] = entry[0] if entry is not None else t
+        namespace[f"A{tag}_{i}"] = entry[0] if entry is not None else t
         kind = entry[1] if entry is not None else KIND_BYTES
         if t == _FP_TYPE or kind in (KIND_U32, KIND_U64):
             fmt.append("Q" if kind == KIND_U64 else "I")
             names.append(f"v{i}")
-            items.append(f"(A{i}, v{i})")
+            items.append(f"(A{tag}_{i}, v{i})")
         elif kind == KIND_NONE:
-            items.append(f"(A{i}, None)")
+            items.append(f"(A{tag}_{i}, None)")
         elif kind in (KIND_TEXT, KIND_BYTES, KIND_SECURITY):
             fmt.append(f"{n}s{pad}x")
             names.append(f"v{i}")
-            items.append(f"(A{i}, v{i}.decode())" if kind == KIND_TEXT else f"(A{i}, v{i})")
+            items.append(f"(A{tag}_{i}, v{i}.decode())" if kind == KIND_TEXT else f"(A{tag}_{i}, v{i})")
         else:
             assert entry is not None
             fmt.append(f"{n + pad}x")
-            namespace[f"D{i}"] = entry[2]
-            items.append(f"(A{i}, D{i}(data, {start}, {n}, tid))")
-    namespace["unpack"] = struct.Struct("".join(fmt)).unpack_from
-    namespace["expected"] = tuple(expected)
-    source = (
-        "def decode(data, tid):\n"
-        f"    ({', '.join(names)},) = unpack(data, 20)\n"
-        f"    if ({', '.join(headers)},) != expected:\n"
-        "        return None\n"
-        f"    return [{', '.join(items)}]\n"
+            namespace[f"D{tag}_{i}"] = entry[2]
+            items.append(f"(A{tag}_{i}, D{tag}_{i}(data, {start}, {n}, tid))")
+    namespace[f"unpack{tag}"] = struct.Struct("".join(fmt)).unpack_from
+    namespace[f"expected{tag}"] = tuple(expected)
+    return (
+        f"    ({', '.join(names)},) = unpack{tag}(data, 20)\n"
+        f"    if ({', '.join(headers)},) == expected{tag}:\n"
+        f"        return [{', '.join(items)}]\n"
     )
-    exec(compile(source, "<stun message shape>", "exec"), namespace)
-    decoder: Decoder = namespace["decode"]
-    return decoder
 
 
 def layout(data: bytes) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
 from ..errors import IceError
-from ._crypto import SHA1_PADS, compare_digest, hmac_sha1, hmac_sha256, sha1_pads
+from ._crypto import SHA1_PADS, compare_digest, hmac_sha256, sha1_pads
 from ._fastdecode import SHAPES, learn
 from ._random import POOL, random_bytes
 from .attributes import (
@@ -130,6 +130,7 @@ def _method_class_to_type(method: int, message_class: int) -> int:
 _TYPES: dict[int, tuple[Method | int, MessageClass]] = {
     _method_class_to_type(m, c): (m, c) for m in Method for c in MessageClass
 }
+_TYPE_OF: dict[tuple[int, int], int] = {(m, c): t for t, (m, c) in _TYPES.items()}
 
 
 def _as_key(key: BytesLike | str) -> bytes:
@@ -184,13 +185,20 @@ def seal(
         total += 24 if integrity == "sha1" else 36 if integrity == "sha256" else 60
     if total > _MAX_LENGTH:
         raise ValueError(f"message attributes are {total} bytes, more than {_MAX_LENGTH}")
-    mtype = _method_class_to_type(method, message_class)
+    mtype = _TYPE_OF.get((method, message_class))
+    if mtype is None:
+        mtype = _method_class_to_type(method, message_class)
     if integrity_key is not None:
         key = integrity_key if type(integrity_key) is bytes else _as_key(integrity_key)
         if integrity != "sha256":
             n += 24
-            mac = hmac_sha1(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
-            body += _MI_HDR + mac
+            # HMAC-SHA1 inline on the cached pads, as verify_integrity (every check and answer is sealed here)
+            inner, outer = _sha1_pads_for(key) or sha1_pads(key)
+            h = inner.copy()
+            h.update(_HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
+            o = outer.copy()
+            o.update(h.digest())
+            body += _MI_HDR + o.digest()
         if integrity != "sha1":
             n += 36
             mac = hmac_sha256(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)

@@ -72,6 +72,22 @@ class Transaction:
     bytes again each time a retransmission is due and marks the transaction TIMED_OUT at the end.
     """
 
+    __slots__ = (
+        "_at",
+        "finished",
+        "rc",
+        "reliable",
+        "reliable_timeout",
+        "request",
+        "retransmitting",
+        "rm",
+        "rto",
+        "started",
+        "state",
+        "transaction_id",
+        "transmissions",
+    )
+
     def __init__(
         self,
         request: bytes,
@@ -100,6 +116,8 @@ class Transaction:
         self.finished: float | None = None
         #: False once `stop_retransmitting` was called: only the final timeout remains.
         self.retransmitting = not reliable
+        #: `get_timer()`'s answer, kept up to date by every change (a session asks for it at every pump)
+        self._at: float | None = now + rto if rc > 1 and not reliable else self.timeout_at  # as _deadline()
 
     def _deadline(self) -> float:
         if self.retransmitting and self.transmissions < self.rc:
@@ -116,19 +134,20 @@ class Transaction:
 
     def get_timer(self) -> float | None:
         """When `handle_timer` must be called next, or None once the transaction is over."""
-        if self.state is not TransactionState.PENDING:
-            return None
-        return self._deadline()
+        return self._at
 
     def handle_timer(self, now: float) -> bytes | None:
         """Bytes to retransmit if one is due (RFC 8489 6.2.1); None otherwise, timing out at the end."""
-        if self.state is not TransactionState.PENDING or now < self._deadline():
+        at = self._at
+        if at is None or now < at:
             return None
         if self.retransmitting and self.transmissions < self.rc:
             self.transmissions += 1
+            self._at = self._deadline()
             return self.request
         self.state = TransactionState.TIMED_OUT
         self.finished = now
+        self._at = None
         return None
 
     def handle_response(self, now: float) -> float | None:
@@ -138,6 +157,7 @@ class Transaction:
             return None
         self.state = TransactionState.DONE
         self.finished = now
+        self._at = None
         if self.transmissions == 1:
             return now - self.started
         return None
@@ -145,12 +165,15 @@ class Transaction:
     def stop_retransmitting(self) -> None:
         """Send nothing more but still wait for a response until `timeout_at` (RFC 8445 7.3.1.4 "cancel")."""
         self.retransmitting = False
+        if self._at is not None:
+            self._at = self.timeout_at
 
     def cancel(self, now: float) -> None:
         """Stop retransmitting; the transaction is over (a late response is no longer matched)."""
         if self.state is TransactionState.PENDING:
             self.state = TransactionState.DONE
             self.finished = now
+            self._at = None
 
     @property
     def done(self) -> bool:
