@@ -74,7 +74,7 @@ class RemoteNames:
         self._bases = bases
         self._settled = settled  # called after each resolution ended (the session looks again)
         self._resolver: MdnsResolver | None = None
-        self._early: list[Candidate] = []
+        self._early: list[Candidate] | None = None  # signalled before the session started (rare)
         self.pending = 0
 
     @property
@@ -90,15 +90,17 @@ class RemoteNames:
         self.pending += 1
         self._gen.add_pending_remote()
         if nursery is None:
+            if self._early is None:
+                self._early = []
             self._early.append(candidate)
         else:
             nursery.start_soon(self._resolve, candidate, nursery, name=f"mdns-resolve-{self._name}")
 
     def start(self, nursery: trio.Nursery) -> None:
         """The session nursery opened: resolve what was signalled before it did."""
-        for candidate in self._early:
+        for candidate in self._early or ():
             nursery.start_soon(self._resolve, candidate, nursery, name=f"mdns-resolve-{self._name}")
-        self._early.clear()
+        self._early = None
 
     async def _resolve(self, candidate: Candidate, nursery: trio.Nursery) -> None:
         resolved: Candidate | None = None

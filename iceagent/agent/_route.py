@@ -54,11 +54,15 @@ class RouteState:
         #: Set while the agent is FAILED and will not restart by itself: what wait() raises.
         self.failure: str | None = None
         self.closed = False
-        self._waiters = Notifier()
+        #: made by the first wait, dropped by the change that wakes its waiters (an idle agent keeps none)
+        self._waiters: Notifier | None = None
 
     def changed(self) -> None:
         """The route, the failure or `closed` changed: wake the waiters (they look again)."""
-        self._waiters.notify()
+        waiters = self._waiters
+        if waiters is not None:
+            self._waiters = None
+            waiters.notify()
 
     def raise_if_unusable(self) -> None:
         """ClosedResourceError once closed, IceFailed while failed for good."""
@@ -78,6 +82,9 @@ class RouteState:
                 self.raise_if_unusable()
                 if self.route is not None:
                     return self.route  # the wait was the checkpoint
-                await self._waiters.wait()
+                waiters = self._waiters
+                if waiters is None:
+                    waiters = self._waiters = Notifier()
+                await waiters.wait()
         await trio.lowlevel.checkpoint()
         return route

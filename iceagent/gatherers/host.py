@@ -233,7 +233,11 @@ def _emit_host(ctx: GatherContext, sock: UdpSocket, local_pref: int) -> None:
         ctx.emit(cand, sock)
 
 
+#: The gatherer holds no state (what it opens lives in the session it runs for): one serves every agent.
+_HOST = HostGatherer()
+
+
 @hookimpl
 def iceagent_gatherers(options: GatherOptions) -> list[object]:
     """The host gatherer is always on: other gatherers build on its sockets."""
-    return [HostGatherer()]
+    return [_HOST]
