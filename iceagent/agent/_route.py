@@ -46,7 +46,7 @@ class RouteState:
     IceFailed when the agent FAILED (unless it restarts by itself) and ClosedResourceError once closed.
     """
 
-    __slots__ = ("_waiters", "closed", "failure", "name", "route")
+    __slots__ = ("closed", "failure", "name", "route", "waiters")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -55,13 +55,13 @@ class RouteState:
         self.failure: str | None = None
         self.closed = False
         #: made by the first wait, dropped by the change that wakes its waiters (an idle agent keeps none)
-        self._waiters: Notifier | None = None
+        self.waiters: Notifier | None = None
 
     def changed(self) -> None:
         """The route, the failure or `closed` changed: wake the waiters (they look again)."""
-        waiters = self._waiters
+        waiters = self.waiters
         if waiters is not None:
-            self._waiters = None
+            self.waiters = None
             waiters.notify()
 
     def raise_if_unusable(self) -> None:
@@ -79,12 +79,13 @@ class RouteState:
             while True:
                 if stream_closed is not None and stream_closed():
                     raise trio.ClosedResourceError("the IceStream is closed")
-                self.raise_if_unusable()
+                if self.closed or self.failure is not None:
+                    self.raise_if_unusable()
                 if self.route is not None:
                     return self.route  # the wait was the checkpoint
-                waiters = self._waiters
+                waiters = self.waiters
                 if waiters is None:
-                    waiters = self._waiters = Notifier()
+                    waiters = self.waiters = Notifier()
                 await waiters.wait()
         await trio.lowlevel.checkpoint()
         return route

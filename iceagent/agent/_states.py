@@ -132,7 +132,11 @@ class AgentStates:
         if runner.nominated is not None:
             return
         # the best valid pair whose last check did not fail (a broken TCP pair is valid but Failed)
-        best = next((p for p in runner.ice.valid_pairs if p.state is not PairState.FAILED), pair)
+        best = pair
+        for valid in runner.ice.valid_pairs:
+            if valid.state is not PairState.FAILED:
+                best = valid
+                break
         self._select(runner, best)
         if self._state in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
             self._set_state(IceState.CONNECTED)
@@ -169,8 +173,10 @@ class AgentStates:
 
     def heard(self) -> None:
         """STUN input arrived: the supervisor looks at the pair's counters at this pump, so the time it
-        notes for the latest receipt (its DISCONNECTED clock) is the input's, without polling on a tick."""
-        self._supervise = True
+        notes for the latest receipt (its DISCONNECTED clock) is the input's, without polling on a tick. With no
+        selected pair there are no counters to look at (a pair that becomes valid is `_notify`'s)."""
+        if self._routes.route is not None:
+            self._supervise = True
 
     def supervise(self, runner: SessionRunner, now: float) -> float:
         """Called by the current generation's pump: poll the supervisor when something changed or when it

@@ -449,7 +449,8 @@ class Agent(AgentStates):
     def _notify(self) -> None:
         """The route or the state changed: wake connect() waiters, and the supervisor (it runs in the
         current session's driver loop; a no-op while that loop is at work, it looks anyway)."""
-        self._routes.changed()
+        if self._routes.waiters is not None:
+            self._routes.changed()
         self._supervise = True
         current = self._current
         if current is not None:
