@@ -63,3 +63,36 @@ async def test_an_idle_connected_agent_keeps_a_bounded_number_of_objects_and_byt
     print(f"per agent: {per_agent_objects:.1f} objects, {per_agent_kib:.2f} KiB")
     assert per_agent_objects <= 134
     assert per_agent_kib <= 19.0
+
+
+def test_host_addresses_are_parsed_once_for_every_agent_that_names_them(monkeypatch: object) -> None:
+    """Agents opened with the same `host_addresses` share their parse (most of what the host gatherer
+    computed per agent): each address is parsed once, the answer is the same list every time (a copy the
+    caller may change), and a bad address is still a ValueError every time."""
+    import ipaddress
+
+    import pytest
+
+    from iceagent.gatherers import host
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    parsed: list[object] = []
+    real = ipaddress.ip_address
+
+    def counting(address: object) -> object:
+        parsed.append(address)
+        return real(address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ipaddress, "ip_address", counting)
+    forget = getattr(getattr(host, "_normalized", None), "cache_clear", lambda: None)
+    forget()
+    names = ("127.0.0.1", "::1", "127.0.0.1", "0:0::1")
+    for _ in range(50):
+        got = host.host_addresses_of(list(names))
+        assert got == ["127.0.0.1", "::1"]
+        got.append("changed by the caller")
+    assert len(parsed) == len(names)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="'not-an-ip' is not an IP address"):
+            host.host_addresses_of(["127.0.0.1", "not-an-ip"])
+    forget()
