@@ -96,3 +96,15 @@ def test_host_addresses_are_parsed_once_for_every_agent_that_names_them(monkeypa
         with pytest.raises(ValueError, match="'not-an-ip' is not an IP address"):
             host.host_addresses_of(["127.0.0.1", "not-an-ip"])
     forget()
+
+
+async def test_agents_opened_without_a_config_share_the_default_one() -> None:
+    """IceConfig is frozen, so agents opened without `config=` share one (240 bytes and 20 validator calls per
+    agent before); it is the default configuration, and the default Ta is still not signalled (RFC 8445 14.2)."""
+    with trio.fail_after(10):
+        async with (
+            open_agent(host_addresses=["127.0.0.1"]) as a,
+            open_agent(controlling=False, host_addresses=["127.0.0.1"]) as b,
+        ):
+            assert a.config == IceConfig() and a.config is b.config
+            assert a.local_parameters.pacing is None

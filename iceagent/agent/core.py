@@ -55,8 +55,11 @@ from .stream import IceStream, Inbox
 
 log = get_logger("iceagent.agent")
 
+#: The configuration of agents opened without one (frozen: one serves them all, and its Ta is the default one).
+_DEFAULT_CONFIG = IceConfig()
+
 #: What stats() shows for an agent that has not needed its RemoteGate or MdnsCounters yet (never changed).
-_NO_GATE = RemoteGate("", IceConfig())
+_NO_GATE = RemoteGate("", _DEFAULT_CONFIG)
 _NO_MDNS = MdnsCounters()
 
 class Agent(AgentStates):
@@ -372,7 +375,7 @@ class Agent(AgentStates):
         generation = 0 if first else self.generation.value + 1
         # a non-default Ta is signalled as a=ice-pacing, and both sides use the larger (RFC 8445 14.2)
         ta_ms = round(self.config.ta * 1000)
-        pacing = None if ta_ms == round(IceConfig().ta * 1000) else min(MAX_PACING, max(1, ta_ms))
+        pacing = None if ta_ms == round(_DEFAULT_CONFIG.ta * 1000) else min(MAX_PACING, max(1, ta_ms))
         runner = SessionRunner(self, generation, new_parameters(pacing, lite=self.options.lite), self.controlling)
         if self._mux is not None:  # the generation's ufrag is routed to it from now until it closes
             share = self._mux.open_generation(runner.ice.local_parameters.ufrag)
@@ -566,7 +569,7 @@ async def open_agent(
         host_addresses=None if host_addresses is None else tuple(host_addresses),
         mdns=mdns,
         tcp=tcp,
-        config=config or IceConfig(),
+        config=config or _DEFAULT_CONFIG,
         **address_options,
     )
     agent = Agent(
