@@ -26,6 +26,10 @@ __all__ = ["MdnsCounters", "RemoteNames"]
 
 log = get_logger("iceagent.agent")
 
+#: `RemoteNames._early` of every session until one gets a candidate before it started (always empty: it is
+#: only iterated and cleared; `resolve` gives the session a list of its own before appending)
+_NOTHING_EARLY: list[Candidate] = []
+
 
 class NameOwner(Protocol):
     """Who hears how each resolution ended (the agent)."""
@@ -74,7 +78,7 @@ class RemoteNames:
         self._bases = bases
         self._settled = settled  # called after each resolution ended (the session looks again)
         self._resolver: MdnsResolver | None = None
-        self._early: list[Candidate] | None = None  # signalled before the session started (rare)
+        self._early: list[Candidate] = _NOTHING_EARLY  # signalled before the session started (rare: a list then)
         self.pending = 0
 
     @property
@@ -90,7 +94,7 @@ class RemoteNames:
         self.pending += 1
         self._gen.add_pending_remote()
         if nursery is None:
-            if self._early is None:
+            if self._early is _NOTHING_EARLY:
                 self._early = []
             self._early.append(candidate)
         else:
@@ -98,9 +102,9 @@ class RemoteNames:
 
     def start(self, nursery: trio.Nursery) -> None:
         """The session nursery opened: resolve what was signalled before it did."""
-        for candidate in self._early or ():
+        for candidate in self._early:
             nursery.start_soon(self._resolve, candidate, nursery, name=f"mdns-resolve-{self._name}")
-        self._early = None
+        self._early.clear()
 
     async def _resolve(self, candidate: Candidate, nursery: trio.Nursery) -> None:
         resolved: Candidate | None = None
