@@ -56,22 +56,22 @@ class GatherHost(Protocol):
 class AgentGatherContext:
     """One gatherer's view of its session: a GatherContext (see iceagent.gatherers.base)."""
 
-    __slots__ = (
-        "_host",
-        "is_done",
-        "kind",
-        "network",
-        "options",
-        "plugin_manager",
-    )
+    __slots__ = ("_host", "is_done", "kind", "options")
 
     def __init__(self, host: GatherHost, kind: str) -> None:
         self._host = host
         self.kind = kind
         self.options: GatherOptions = host.options
-        self.network: Network = host.network
-        self.plugin_manager = host.plugin_manager  # the agent's own (TURN transports, ...)
         self.is_done = False
+
+    @property
+    def network(self) -> Network:
+        return self._host.network
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager:
+        """The agent's own (TURN transports, ...)."""
+        return self._host.plugin_manager
 
     async def bases(self) -> AsyncIterator[UdpSocket]:
         """The host sockets as they are opened; ends when the host gatherer is done."""

@@ -7,6 +7,8 @@ transport policy, hiding related addresses behind mDNS names, and dropping dupli
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -22,22 +24,40 @@ __all__ = ["MAX_GATHERER_ERRORS", "Gathering"]
 #: Errors kept per gatherer for stats() (the latest ones).
 MAX_GATHERER_ERRORS = 32
 
+#: `Gathering.errors` until the first error (read-only: most generations have none, and a dict costs 64 bytes)
+_NO_ERRORS: Mapping[str, deque[str]] = MappingProxyType({})
+
 
 class Gathering:
     """One generation's candidates as gathered so far, and how each gatherer is doing."""
 
-    __slots__ = ("candidates", "changed", "counts", "done", "errors", "options", "state")
+    __slots__ = ("_changed", "candidates", "done", "errors", "kinds", "options", "state")
 
     def __init__(self, options: GatherOptions) -> None:
         self.options = options
         self.candidates: list[Candidate] = []
-        #: notified on every new candidate and state change (agent.gather() waits on it)
-        self.changed = Notifier()
+        #: the kind of gatherer of each candidate (a tuple: a handful of candidates, and no dict per session)
+        self.kinds: tuple[str, ...] = ()
+        #: made by the first wait, dropped by the notification that wakes its waiters (see `changed`)
+        self._changed: Notifier | None = None
         self.state = GatheringState.NEW
         #: gatherer kind -> whether its initial gathering is over
         self.done: dict[str, bool] = {}
-        self.counts: dict[str, int] = {}
-        self.errors: dict[str, deque[str]] = {}
+        self.errors: Mapping[str, deque[str]] = _NO_ERRORS
+
+    @property
+    def changed(self) -> Notifier:
+        """Notified on every new candidate and state change (agent.gather() waits on it)."""
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = Notifier()
+        return changed
+
+    def _notify(self) -> None:
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.notify()
 
     def admit(self, candidate: Candidate) -> Candidate | None:
         """The candidate as it is signalled, or None when it is not: another type under the relay policy,
@@ -64,25 +84,27 @@ class Gathering:
     def add(self, candidate: Candidate, kind: str) -> None:
         """A candidate the session took."""
         self.candidates.append(candidate)
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        self.changed.notify()
+        self.kinds = (*self.kinds, kind)
+        self._notify()
 
     def started(self, kind: str) -> None:
         """A gatherer of `kind` runs."""
         self.done.setdefault(kind, False)
-        self.counts.setdefault(kind, 0)
 
     def error(self, kind: str, message: str) -> None:
         """Remember a gatherer's error for stats(): the last MAX_GATHERER_ERRORS of each gatherer (a TURN
         server failing every refresh for days must not grow the session)."""
-        errors = self.errors.get(kind)
+        table = self.errors
+        if not isinstance(table, dict):
+            table = self.errors = {}
+        errors = table.get(kind)
         if errors is None:
-            errors = self.errors[kind] = deque(maxlen=MAX_GATHERER_ERRORS)
+            errors = table[kind] = deque(maxlen=MAX_GATHERER_ERRORS)
         errors.append(message)
 
     def set_state(self, state: GatheringState) -> None:
         self.state = state
-        self.changed.notify()
+        self._notify()
 
     def failure_hint(self) -> str:
         """Why there was nothing to pair, when nothing was gathered: the gatherers' last errors (e.g. a port
@@ -97,7 +119,7 @@ class Gathering:
         return {
             kind: {
                 "state": "done" if done else "gathering",
-                "candidates": self.counts.get(kind, 0),
+                "candidates": self.kinds.count(kind),
                 "errors": list(self.errors.get(kind, ())),
             }
             for kind, done in self.done.items()

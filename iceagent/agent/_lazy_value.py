@@ -95,3 +95,13 @@ class LazyAsyncValue(AsyncValue[T]):  # type: ignore[misc]  # trio_util ships no
 
         await trio.lowlevel.wait_task_rescheduled(abort)
         return entry[2]  # type: ignore[return-value]
+
+
+def made_on_read(owner: Any, slot: str, value: T) -> LazyAsyncValue[T]:
+    """The LazyAsyncValue in `owner`'s `slot`, made there with `value` if the slot is still None: an object
+    whose AsyncValue attribute is rarely read keeps the plain value until it is (and then sets both)."""
+    made: LazyAsyncValue[T] | None = getattr(owner, slot)
+    if made is None:
+        made = LazyAsyncValue(value)
+        setattr(owner, slot, made)
+    return made

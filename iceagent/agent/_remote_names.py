@@ -26,6 +26,10 @@ __all__ = ["MdnsCounters", "RemoteNames"]
 
 log = get_logger("iceagent.agent")
 
+#: `RemoteNames._early` of every session until one gets a candidate before it started (always empty: it is
+#: only iterated and cleared; `resolve` gives the session a list of its own before appending)
+_NOTHING_EARLY: list[Candidate] = []
+
 
 class NameOwner(Protocol):
     """Who hears how each resolution ended (the agent)."""
@@ -74,7 +78,7 @@ class RemoteNames:
         self._bases = bases
         self._settled = settled  # called after each resolution ended (the session looks again)
         self._resolver: MdnsResolver | None = None
-        self._early: list[Candidate] = []
+        self._early: list[Candidate] = _NOTHING_EARLY  # signalled before the session started (rare: a list then)
         self.pending = 0
 
     @property
@@ -90,6 +94,8 @@ class RemoteNames:
         self.pending += 1
         self._gen.add_pending_remote()
         if nursery is None:
+            if self._early is _NOTHING_EARLY:
+                self._early = []
             self._early.append(candidate)
         else:
             nursery.start_soon(self._resolve, candidate, nursery, name=f"mdns-resolve-{self._name}")

@@ -46,7 +46,7 @@ class RouteState:
     IceFailed when the agent FAILED (unless it restarts by itself) and ClosedResourceError once closed.
     """
 
-    __slots__ = ("_waiters", "closed", "failure", "name", "route")
+    __slots__ = ("closed", "failure", "name", "route", "waiters")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -54,11 +54,15 @@ class RouteState:
         #: Set while the agent is FAILED and will not restart by itself: what wait() raises.
         self.failure: str | None = None
         self.closed = False
-        self._waiters = Notifier()
+        #: made by the first wait, dropped by the change that wakes its waiters (an idle agent keeps none)
+        self.waiters: Notifier | None = None
 
     def changed(self) -> None:
         """The route, the failure or `closed` changed: wake the waiters (they look again)."""
-        self._waiters.notify()
+        waiters = self.waiters
+        if waiters is not None:
+            self.waiters = None
+            waiters.notify()
 
     def raise_if_unusable(self) -> None:
         """ClosedResourceError once closed, IceFailed while failed for good."""
@@ -75,9 +79,13 @@ class RouteState:
             while True:
                 if stream_closed is not None and stream_closed():
                     raise trio.ClosedResourceError("the IceStream is closed")
-                self.raise_if_unusable()
+                if self.closed or self.failure is not None:
+                    self.raise_if_unusable()
                 if self.route is not None:
                     return self.route  # the wait was the checkpoint
-                await self._waiters.wait()
+                waiters = self.waiters
+                if waiters is None:
+                    waiters = self.waiters = Notifier()
+                await waiters.wait()
         await trio.lowlevel.checkpoint()
         return route

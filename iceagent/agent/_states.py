@@ -35,6 +35,7 @@ from ..ice.supervisor import (
 from ..logs import get_logger
 from ..net.base import InterfaceChange
 from ..states import IceState
+from ._lazy_value import LazyAsyncValue, made_on_read
 from ._observe import AgentObservers
 from ._route import Route, RouteState, make_route
 from ._runner import SessionRunner
@@ -48,12 +49,15 @@ class AgentStates:
     """Selection and states; `Agent` supplies the fields and the lifetime methods declared here."""
 
     #: the fields this part changes (the others are Agent's and only read here)
-    __slots__ = ("_failure_reason", "_route_runner", "_selected_at", "_supervise", "_supervise_at", "controlling")
+    __slots__ = ("_failure_reason", "_route_runner", "_selected_at", "_state", "_state_value", "_supervise",
+                 "_supervise_at", "controlling")
 
     name: str
     auto_restart: bool
     controlling: bool
-    state: AsyncValue[IceState]
+    #: the IceState; `state` (the AsyncValue of the contract) is made on first read and follows it
+    _state: IceState
+    _state_value: LazyAsyncValue[IceState] | None
     supervisor: Supervisor
     _routes: RouteState
     _route_runner: SessionRunner | None
@@ -64,6 +68,11 @@ class AgentStates:
     _supervise: bool
     _supervise_at: float
     _observers: AgentObservers | None
+
+    @property
+    def state(self) -> AsyncValue[IceState]:
+        """The agent's IceState (an AsyncValue: wait on it, or read `.value`)."""
+        return made_on_read(self, "_state_value", self._state)
 
     def _notify(self) -> None:
         raise NotImplementedError
@@ -107,7 +116,7 @@ class AgentStates:
             for other in list(self._runners):
                 if other is not runner:
                     self._retire_runner(other)
-            if self.state.value in (IceState.NEW, IceState.CHECKING):
+            if self._state in (IceState.NEW, IceState.CHECKING):
                 self._set_state(IceState.CONNECTED)  # valid and nominated at once (a lite agent, RFC 8445 7.3.2)
             self._set_state(IceState.COMPLETED)
         elif isinstance(event, RoleChanged):
@@ -123,9 +132,13 @@ class AgentStates:
         if runner.nominated is not None:
             return
         # the best valid pair whose last check did not fail (a broken TCP pair is valid but Failed)
-        best = next((p for p in runner.ice.valid_pairs if p.state is not PairState.FAILED), pair)
+        best = pair
+        for valid in runner.ice.valid_pairs:
+            if valid.state is not PairState.FAILED:
+                best = valid
+                break
         self._select(runner, best)
-        if self.state.value in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
+        if self._state in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
             self._set_state(IceState.CONNECTED)
 
     def _renominated(self, old: CandidatePair, new: CandidatePair) -> None:
@@ -160,8 +173,10 @@ class AgentStates:
 
     def heard(self) -> None:
         """STUN input arrived: the supervisor looks at the pair's counters at this pump, so the time it
-        notes for the latest receipt (its DISCONNECTED clock) is the input's, without polling on a tick."""
-        self._supervise = True
+        notes for the latest receipt (its DISCONNECTED clock) is the input's, without polling on a tick. With no
+        selected pair there are no counters to look at (a pair that becomes valid is `_notify`'s)."""
+        if self._routes.route is not None:
+            self._supervise = True
 
     def supervise(self, runner: SessionRunner, now: float) -> float:
         """Called by the current generation's pump: poll the supervisor when something changed or when it
@@ -175,7 +190,7 @@ class AgentStates:
         for _ in range(4):  # a RouteLost or Fail changes the state: look again (at most a few times)
             route = self._routes.route
             actions, at = self.supervisor.poll(
-                now, state=self.state.value, pair=None if route is None else route[2], selected_at=self._selected_at
+                now, state=self._state, pair=None if route is None else route[2], selected_at=self._selected_at
             )
             for action in actions:
                 self._apply(action, now)
@@ -215,7 +230,8 @@ class AgentStates:
             self._selected_at = trio.current_time()
             if log.isEnabledFor(logging.INFO):
                 log.info("%s: selected pair %s <-> %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp())
-            self._hook("iceagent_selected_pair_changed", pair=pair)
+            if self._observers is not None:
+                self._hook("iceagent_selected_pair_changed", pair=pair)
         self._notify()
 
     def _unselect(self) -> None:
@@ -226,7 +242,7 @@ class AgentStates:
             self._hook("iceagent_selected_pair_changed", pair=None)
 
     def _set_state(self, new: IceState) -> None:
-        old = self.state.value
+        old = self._state
         if old is new or old is IceState.CLOSED:
             return
         if log.isEnabledFor(logging.INFO):
@@ -234,8 +250,11 @@ class AgentStates:
         failed_for_good = new is IceState.FAILED and not self.auto_restart
         reason = self._failure_reason or "ICE failed: no candidate pair works"
         self._routes.failure = reason if failed_for_good else None
-        self.state.value = new
-        self._hook("iceagent_state_changed", old=old, new=new)
+        self._state = new
+        if self._state_value is not None:
+            self._state_value.value = new
+        if self._observers is not None:
+            self._hook("iceagent_state_changed", old=old, new=new)
         self._notify()
 
     def _route_lost(self, reason: str) -> None:
@@ -287,7 +306,7 @@ class AgentStates:
         return True
 
     def _fail(self, reason: str) -> None:
-        if self.state.value in (IceState.FAILED, IceState.CLOSED):
+        if self._state in (IceState.FAILED, IceState.CLOSED):
             return
         log.warning("%s: ICE failed: %s", self.name, reason)
         self._failure_reason = f"ICE failed: {reason}"
@@ -300,7 +319,7 @@ class AgentStates:
         """Addresses of the Network came or went (`Network.watch_interfaces()`): the observer hook, then
         the selected pair's local address gone is `_local_address_gone`, and new addresses are the
         agent's to gather on (`_addresses_added`)."""
-        if self.state.value is IceState.CLOSED:
+        if self._state is IceState.CLOSED:
             return
         self._hook("iceagent_network_changed", changes=tuple(changes))
         route = self._routes.route
@@ -334,7 +353,7 @@ class AgentStates:
                                                        current, removed):
                     current.gen.route_failed(pair.base, pair.remote_address)
         self._route_lost(reason)
-        if self.auto_restart and self.state.value is IceState.FAILED:
+        if self.auto_restart and self._state is IceState.FAILED:
             self._restart_after_address_loss()
 
 

@@ -44,7 +44,7 @@ from ..states import GatheringState, IceState
 from ..stun.message import random_bytes
 from ..uri import IceServer
 from ._continual import gather_late, may_gather
-from ._lazy_value import LazyAsyncValue
+from ._lazy_value import LazyAsyncValue, made_on_read
 from ._observe import AgentObservers
 from ._remote import RemoteGate
 from ._remote_names import MdnsCounters
@@ -54,6 +54,13 @@ from ._states import AgentStates
 from .stream import IceStream, Inbox
 
 log = get_logger("iceagent.agent")
+
+#: The configuration of agents opened without one (frozen: one serves them all, and its Ta is the default one).
+_DEFAULT_CONFIG = IceConfig()
+
+#: What stats() shows for an agent that has not needed its RemoteGate or MdnsCounters yet (never changed).
+_NO_GATE = RemoteGate("", _DEFAULT_CONFIG)
+_NO_MDNS = MdnsCounters()
 
 class Agent(AgentStates):
     """An ICE agent; created by `open_agent()`, valid inside its `async with` only."""
@@ -65,6 +72,9 @@ class Agent(AgentStates):
         "_dropped",
         "_foundations",
         "_gate",
+        "_gathering_state",
+        "_gathering_value",
+        "_generation_value",
         "_inbox",
         "_initial",
         "_mdns",
@@ -78,13 +88,10 @@ class Agent(AgentStates):
         "auto_restart",
         "config",
         "continual_gathering",
-        "gathering_state",
-        "generation",
         "name",
         "network",
         "options",
         "plugin_manager",
-        "state",
         "supervisor",
         "tie_breaker",
     )
@@ -109,9 +116,13 @@ class Agent(AgentStates):
         self.plugin_manager = plugin_manager
         #: the observer hooks some plugin implements (None: none, the usual case)
         self._observers = AgentObservers.create(self)
-        self.state: AsyncValue[IceState] = LazyAsyncValue(IceState.NEW)
-        self.gathering_state: AsyncValue[GatheringState] = LazyAsyncValue(GatheringState.NEW)
-        self.generation: AsyncValue[int] = LazyAsyncValue(0)
+        # state, gathering_state and generation are AsyncValues made on first read (most are never read): until
+        # then the agent keeps the plain value (see AgentStates.state)
+        self._state = IceState.NEW
+        self._state_value: LazyAsyncValue[IceState] | None = None
+        self._gathering_state = GatheringState.NEW
+        self._gathering_value: LazyAsyncValue[GatheringState] | None = None
+        self._generation_value: LazyAsyncValue[int] | None = None
         self._runners: list[SessionRunner] = []
         self._current: SessionRunner | None = None
         #: the route the stream sends on; connect() and IceStream.send() wait on it
@@ -123,15 +134,17 @@ class Agent(AgentStates):
         self.supervisor = Supervisor(self.config, auto_restart=auto_restart, lite=options.lite)
         self._supervise = True  # poll the supervisor at the next pump (see `supervise`)
         self._supervise_at = -math.inf  # when the supervisor asked to be polled again
-        self._foundations: dict[tuple[str, str, str, str | None], str] = {}
+        #: the keys of the foundations handed out so far; a key's foundation is its position + 1 (a tuple: an agent
+        #: has a handful, and a dict per agent costs more than the scan)
+        self._foundations: tuple[tuple[str, str, str, str | None], ...] = ()
         self._inbox = Inbox(self.config.receive_buffer)
         self._stream = IceStream(self._routes, self._inbox)
         self._dropped = 0
         self._closed = False
         self._failure_reason: str | None = None
         self._nursery: trio.Nursery | None = None
-        self._mdns = MdnsCounters()
-        self._gate = RemoteGate(name, self.config)
+        self._mdns: MdnsCounters | None = None  # made by the first remote `.local` candidate that settles
+        self._gate: RemoteGate | None = None  # made by the first ignored candidate or peer restart (`_remote_gate`)
         self._mux: AgentMux | None = None  # open_agent(mux=...): the agent's endpoint on the mux
         #: open_agent(continual_gathering=True): gather on addresses that appear later (DESIGN.md)
         self.continual_gathering = False
@@ -142,6 +155,16 @@ class Agent(AgentStates):
         self._awaiting_address = False  # the selected pair's address went and no other was left to gather on
 
     # ---- public API ----
+
+    @property
+    def gathering_state(self) -> AsyncValue[GatheringState]:
+        """The current generation's GatheringState (an AsyncValue: wait on it, or read `.value`)."""
+        return made_on_read(self, "_gathering_value", self._gathering_state)
+
+    @property
+    def generation(self) -> AsyncValue[int]:
+        """The ICE generation (an AsyncValue): bumps on every restart."""
+        return made_on_read(self, "_generation_value", 0)  # 0 until the first restart sets it
 
     @property
     def local_parameters(self) -> IceParameters:
@@ -170,14 +193,16 @@ class Agent(AgentStates):
     def set_remote_parameters(self, params: IceParameters) -> None:
         """The peer's ufrag/pwd (and optional pacing). A new ufrag after the first means the peer restarted:
         this agent restarts too, at most once per `IceConfig.peer_restart_interval` (see agent/remote.py)."""
-        self._check_open()
+        runner = self._open_runner()
         if not isinstance(params, IceParameters):
             raise TypeError(f"set_remote_parameters takes IceParameters, not {type(params).__name__}")
-        runner = self._runner()
         remote = runner.ice.remote_parameters
-        if self._gate.hold(params, remote, trio.current_time()):
-            if not self._gate.following:
-                self._gate.following = True
+        gate = self._gate
+        if gate is None and remote is not None and remote.ufrag != params.ufrag:
+            gate = self._remote_gate()  # a peer restart: the limiter starts counting
+        if gate is not None and gate.hold(params, remote, trio.current_time()):
+            if not gate.following:
+                gate.following = True
                 assert self._nursery is not None
                 self._nursery.start_soon(self._follow_peer_restart, name=f"follow-peer-restart-{self.name}")
             return
@@ -187,7 +212,7 @@ class Agent(AgentStates):
         elif remote is not None and remote == params:
             return
         runner.set_remote_parameters(params)
-        if self.state.value is IceState.NEW:
+        if self._state is IceState.NEW:
             self.supervisor.checking_started(trio.current_time())
             self._set_state(IceState.CHECKING)
 
@@ -197,33 +222,32 @@ class Agent(AgentStates):
         Raises CandidateParseError for a Candidate whose numbers are out of range (as `from_sdp` would).
         Candidates that can reach no peer (unspecified, multicast, broadcast address, port 0), of another
         generation, or over the cap are ignored and counted in `stats()["ignored_remote_candidates"]`."""
-        self._check_open()
-        runner = self._runner()
+        runner = self._open_runner()
         if candidate is not None:
             if not isinstance(candidate, Candidate):
                 raise TypeError(f"add_remote_candidate takes a Candidate or None, not {type(candidate).__name__}")
             check_candidate(candidate)
             reason = unusable_reason(candidate)
             if reason is not None:
-                self._gate.ignore(candidate, reason)
+                self._remote_gate().ignore(candidate, reason)
                 return
-        if self._gate.hold_candidate(candidate):
+        if self._gate is not None and self._gate.hold_candidate(candidate):
             return  # it belongs to the peer's restart that waits for peer_restart_interval
         if candidate is not None:
             remote = runner.ice.remote_parameters
             if candidate.ufrag is not None and remote is not None and candidate.ufrag != remote.ufrag:
-                self._gate.ignore(candidate, "other-generation")
+                self._remote_gate().ignore(candidate, "other-generation")
                 return
             if candidate.is_mdns:
                 if self.options.ice_transport_policy == "relay":
                     # resolving would pair it with a relay only, and the TURN server would learn the address
                     # (draft-ietf-mmusic-mdns-ice-candidates 3.2.1, 3.3.2)
-                    self._gate.ignore(candidate, "mdns-relay-policy")
+                    self._remote_gate().ignore(candidate, "mdns-relay-policy")
                     return
                 runner.resolve_remote(candidate)  # in the session nursery; blocks nothing (draft 3.2.2)
                 return
         if not runner.add_remote_candidate(candidate) and candidate is not None:
-            self._gate.ignore(candidate, "over-limit")
+            self._remote_gate().ignore(candidate, "over-limit")
 
     async def new_candidates(self) -> AsyncIterator[Candidate]:
         """Local candidates found after gathering completed (`continual_gathering=True`: those of an address
@@ -265,10 +289,11 @@ class Agent(AgentStates):
             pairs.extend(runner.stats_pairs())
         current = self._current
         gatherers: dict[str, Any] = {} if current is None else current.gatherer_stats()
+        gate = self._gate or _NO_GATE
         return {
-            "state": self.state.value.value,
-            "generation": self.generation.value,
-            "gathering_state": self.gathering_state.value.value,
+            "state": self._state.value,
+            "generation": 0 if self._generation_value is None else self._generation_value.value,
+            "gathering_state": self._gathering_state.value,
             "controlling": self.controlling,
             "selected_pair": None
             if pair is None
@@ -277,9 +302,9 @@ class Agent(AgentStates):
             "pairs": pairs,
             "gatherers": gatherers,
             "dropped_datagrams": self._dropped,
-            "ignored_remote_candidates": dict(self._gate.ignored),
-            "peer_restarts": self._gate.stats(),
-            "mdns": self._mdns.stats(pending=sum(r.ice.pending_remote for r in self._runners)),
+            "ignored_remote_candidates": dict(gate.ignored),
+            "peer_restarts": gate.stats(),
+            "mdns": (self._mdns or _NO_MDNS).stats(pending=sum(r.ice.pending_remote for r in self._runners)),
         }
 
     # ---- internals: lifetime ----
@@ -292,6 +317,13 @@ class Agent(AgentStates):
     def _check_open(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError(f"agent {self.name} is closed")
+
+    def _open_runner(self) -> SessionRunner:
+        """`_check_open()`, then `_runner()`: what each signaling call starts with, in one call."""
+        if self._closed:
+            self._check_open()
+        runner = self._current
+        return self._runner() if runner is None else runner
 
     def _start(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -323,7 +355,7 @@ class Agent(AgentStates):
         if self._closed or self._nursery is None:
             return
         if self.auto_restart and self._routes.route is None and (
-            self.state.value is IceState.FAILED or self._awaiting_address
+            self._state is IceState.FAILED or self._awaiting_address
         ):
             self._awaiting_address = False
             log.info("%s: new local address %s: restarting now", self.name, ", ".join(addresses))
@@ -343,7 +375,7 @@ class Agent(AgentStates):
         generation = 0 if first else self.generation.value + 1
         # a non-default Ta is signalled as a=ice-pacing, and both sides use the larger (RFC 8445 14.2)
         ta_ms = round(self.config.ta * 1000)
-        pacing = None if ta_ms == round(IceConfig().ta * 1000) else min(MAX_PACING, max(1, ta_ms))
+        pacing = None if ta_ms == round(_DEFAULT_CONFIG.ta * 1000) else min(MAX_PACING, max(1, ta_ms))
         runner = SessionRunner(self, generation, new_parameters(pacing, lite=self.options.lite), self.controlling)
         if self._mux is not None:  # the generation's ufrag is routed to it from now until it closes
             share = self._mux.open_generation(runner.ice.local_parameters.ufrag)
@@ -403,10 +435,12 @@ class Agent(AgentStates):
     def foundation(self, type: str, base_address: str, transport: str, server: str | None) -> str:
         """Equal (type, base IP, transport, server) give equal foundations (RFC 8445 5.1.1.3)."""
         key = (type, base_address, transport, server)
-        f = self._foundations.get(key)
-        if f is None:
-            f = self._foundations[key] = str(len(self._foundations) + 1)
-        return f
+        keys = self._foundations
+        for i, known in enumerate(keys):
+            if known == key:
+                return str(i + 1)
+        self._foundations = (*keys, key)
+        return str(len(keys) + 1)
 
     # ---- internals: data ----
 
@@ -418,7 +452,8 @@ class Agent(AgentStates):
     def _notify(self) -> None:
         """The route or the state changed: wake connect() waiters, and the supervisor (it runs in the
         current session's driver loop; a no-op while that loop is at work, it looks anyway)."""
-        self._routes.changed()
+        if self._routes.waiters is not None:
+            self._routes.changed()
         self._supervise = True
         current = self._current
         if current is not None:
@@ -427,21 +462,34 @@ class Agent(AgentStates):
     # ---- events from runners ----
 
     def _hook(self, name: str, **kwargs: Any) -> None:
-        """Call an observer hook, unless no plugin implemented it when the agent opened (the common case)."""
+        """Call an observer hook, unless no plugin implemented it when the agent opened (the common case;
+        hot callers test `_observers` themselves first)."""
         if self._observers is not None:
             self._observers.call(name, **kwargs)
 
+    def _remote_gate(self) -> RemoteGate:
+        """The RemoteGate, made when first needed (most agents ignore no candidate and see no peer restart)."""
+        gate = self._gate
+        if gate is None:
+            gate = self._gate = RemoteGate(self.name, self.config)
+        return gate
+
     def remote_ignored(self, candidate: Candidate, reason: str, source: str) -> None:
         """A remote candidate a session will not use (e.g. a `.local` name resolved to a multicast address)."""
-        self._gate.ignore(candidate, reason, source)
+        self._remote_gate().ignore(candidate, reason, source)
 
     def mdns_settled(self, candidate: Candidate, address: str | None, error: str | None) -> None:
         """A remote `.local` candidate resolved (or not): logged and counted in stats()["mdns"]."""
-        self._mdns.settled(self.name, candidate, address, error)
+        counters = self._mdns
+        if counters is None:
+            counters = self._mdns = MdnsCounters()
+        counters.settled(self.name, candidate, address, error)
 
     def gathering_changed(self, runner: SessionRunner) -> None:
         if runner is self._current:
-            self.gathering_state.value = runner.gathering.state
+            self._gathering_state = runner.gathering.state
+            if self._gathering_value is not None:
+                self._gathering_value.value = runner.gathering.state
             if runner.gathering.state is GatheringState.COMPLETE:
                 self._initial = len(runner.gathering.candidates)
 
@@ -452,7 +500,7 @@ class Agent(AgentStates):
 
     async def _follow_peer_restart(self) -> None:
         """At the end of peer_restart_interval, apply the peer's latest held parameters and their candidates."""
-        gate = self._gate
+        gate = self._remote_gate()
         try:
             await trio.sleep_until(gate.restart_at)
         finally:
@@ -521,7 +569,7 @@ async def open_agent(
         host_addresses=None if host_addresses is None else tuple(host_addresses),
         mdns=mdns,
         tcp=tcp,
-        config=config or IceConfig(),
+        config=config or _DEFAULT_CONFIG,
         **address_options,
     )
     agent = Agent(

@@ -140,13 +140,24 @@ def mux_addresses(generation: MuxGeneration, served: Sequence[str], restrict: Se
 
 def host_addresses_of(restrict: Sequence[str]) -> list[str]:
     """`host_addresses` as normalized IP literals, in order, without repeats (ValueError on a non-IP)."""
+    key = tuple(restrict)
+    try:
+        return list(_normalized(key))
+    except TypeError:  # an unhashable item (not an IP address either): judged without the cache
+        return list(_normalized.__wrapped__(key))
+
+
+@functools.lru_cache(maxsize=256)
+def _normalized(restrict: tuple[str, ...]) -> tuple[str, ...]:
+    """`host_addresses_of`, remembered: every agent of an application usually names the same addresses, and
+    parsing them is most of what the host gatherer computes per agent. Bounded; errors are not remembered."""
     out = []
     for a in restrict:
         try:
             out.append(str(ipaddress.ip_address(a)))
         except ValueError:
             raise ValueError(f"host_addresses: {a!r} is not an IP address") from None
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))
 
 
 def public_address(options: GatherOptions, address: str) -> str | None:
@@ -233,7 +244,11 @@ def _emit_host(ctx: GatherContext, sock: UdpSocket, local_pref: int) -> None:
         ctx.emit(cand, sock)
 
 
+#: The gatherer holds no state (what it opens lives in the session it runs for): one serves every agent.
+_HOST = HostGatherer()
+
+
 @hookimpl
 def iceagent_gatherers(options: GatherOptions) -> list[object]:
     """The host gatherer is always on: other gatherers build on its sockets."""
-    return [HostGatherer()]
+    return [_HOST]

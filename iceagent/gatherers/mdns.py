@@ -52,9 +52,13 @@ class MdnsGatherer:
             await trio.sleep_forever()  # keep answering for the names until the session ends
 
 
+#: The gatherer holds no state (what it opens lives in the session it runs for): one serves every agent.
+_MDNS = MdnsGatherer()
+
+
 @hookimpl
 def iceagent_gatherers(options: GatherOptions) -> list[object]:
     """An mDNS gatherer when `mdns=True` (not under the relay-only policy, which offers no host candidates)."""
     if not options.mdns or options.ice_transport_policy == "relay":
         return []
-    return [MdnsGatherer()]
+    return [_MDNS]

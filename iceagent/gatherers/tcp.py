@@ -135,9 +135,13 @@ class TcpGatherer:
         ctx.done()
 
 
+#: The gatherer holds no state (what it opens lives in the session it runs for): one serves every agent.
+_TCP = TcpGatherer()
+
+
 @hookimpl
 def iceagent_gatherers(options: GatherOptions) -> list[object]:
     """The TCP gatherer when `tcp=True` (not under the relay-only policy, which offers no host candidates)."""
     if not options.tcp or options.ice_transport_policy == "relay":
         return []
-    return [TcpGatherer()]
+    return [_TCP]
