@@ -21,24 +21,46 @@ aioice).
 Run: `.venv/bin/python bench/connect.py [--runs 30] [--warmup 2] [--ta MS] [--global-pacing]`; issue 15's
 nomination figure is `--ta 5 --global-pacing` (both agents signal a=ice-pacing:5; the pacer is idle when
 each run starts).
+
+`--processes 2`: the two agents in two processes (this one controlling, a child controlled), as two
+computers run them: each process has its own RFC 8445 14.2 pacer (`--global-pacing`), so nomination's
+three new transactions (the controlling check, the controlled side's triggered check, the USE-CANDIDATE
+check) are not spaced 5 ms apart by one shared pacer. Per run both open an agent and gather, then
+exchange parameters and candidates (SDP lines, one JSON line each way over a socketpair) before the
+clock starts; the parent sleeps 2 x 5 ms (both pacers idle), reads the clock and sends "go"; each side
+hands the other's parameters and candidates to its agent and reports when its `connect()` returned and
+when it reached COMPLETED. Both read `time.perf_counter()`, which on Linux is CLOCK_MONOTONIC: one clock
+for every process on the machine, so the child's times are comparable with the parent's t0 (the child
+starts late by the socketpair's latency, tens of microseconds, which the figure includes). aioice is not
+run in this mode.
+
+`--timer-lateness`: also print how late the paced checks went out against the time they waited for (a
+pacer slot or Ta), as the session task's timer woke them: Trio waits in epoll, whose timeout is in whole
+milliseconds, rounded up.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import socket
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import aioice
 import aioice.ice
 import trio
 
-from iceagent import Agent, Candidate, IceConfig, IceState, open_agent
-from iceagent.ice.pacing import GLOBAL_INTERVAL
+from iceagent import Agent, Candidate, IceConfig, IceParameters, IceState, open_agent
+from iceagent.ice.pacing import GLOBAL_INTERVAL, CheckScheduler
 
 LO = ["127.0.0.1"]
+SCRIPT = os.path.abspath(__file__)
 
 
 def _aioice_loopback_only(use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
@@ -110,6 +132,132 @@ async def iceagent_runs(n: int, warmup: int, config: IceConfig) -> tuple[list[fl
     return connected, completed
 
 
+# ---- iceagent, the two agents in two processes ----
+
+
+class Lines:
+    """JSON messages, one per line, over one end of the socketpair between the two processes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        self._buffer = b""
+
+    async def send(self, message: dict[str, object]) -> None:
+        await self._stream.send_all(json.dumps(message).encode() + b"\n")
+
+    async def receive(self) -> dict[str, object] | None:
+        """The next message; None once the other process closed its end."""
+        while b"\n" not in self._buffer:
+            chunk = await self._stream.receive_some(65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        result: dict[str, object] = json.loads(line)
+        return result
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def signal_and_run(agent: Agent, lines: Lines, parent: bool) -> tuple[float, float, float]:
+    """One run of one side: exchange parameters and candidates (untimed), then on "go" hand them over and wait
+    for `connect()` and COMPLETED; returns (t0, connected, completed), all `time.perf_counter()` readings."""
+    cands = [c.to_sdp() async for c in agent.gather()]
+    await lines.send({"params": agent.local_parameters.to_sdp(), "candidates": cands})
+    peer = await lines.receive()
+    if peer is None:
+        raise EOFError
+    params = IceParameters.from_sdp(peer["params"])  # type: ignore[arg-type]
+    remote = [Candidate.from_sdp(c) for c in peer["candidates"]]  # type: ignore[attr-defined]
+    if parent:
+        await trio.sleep(2 * GLOBAL_INTERVAL)  # both processes' pacers idle (each side's last check is older)
+        t0 = time.perf_counter()
+        await lines.send({"go": t0})
+    else:
+        go = await lines.receive()
+        if go is None:
+            raise EOFError
+        t0 = float(go["go"])  # type: ignore[arg-type]
+    agent.set_remote_parameters(params)
+    for c in remote:
+        agent.add_remote_candidate(c)
+    agent.add_remote_candidate(None)
+    await agent.connect()
+    connected = time.perf_counter()
+    await agent.state.wait_value(IceState.COMPLETED)
+    return t0, connected, time.perf_counter()
+
+
+async def child_main(fd: int, config: IceConfig) -> None:
+    """The controlled agent's process: one run per message exchange until the parent closes the socketpair."""
+    lines = Lines(socket.socket(fileno=fd))
+    try:
+        while True:
+            async with open_agent(controlling=False, host_addresses=LO, config=config) as agent:
+                try:
+                    with trio.fail_after(30):
+                        _, connected, completed = await signal_and_run(agent, lines, parent=False)
+                except (EOFError, trio.BrokenResourceError):
+                    return  # the parent is done
+                await lines.send({"connected": connected, "completed": completed})
+    finally:
+        await lines.aclose()
+
+
+async def two_process_runs(n: int, warmup: int, config: IceConfig, ta_ms: float) -> tuple[list[float], list[float]]:
+    """`iceagent_runs` with the controlled agent in a child process (see the module)."""
+    mine, theirs = socket.socketpair()
+    command = [sys.executable, SCRIPT, "--child-fd", str(theirs.fileno()), "--ta", str(ta_ms)]
+    if config.global_pacing:
+        command.append("--global-pacing")
+    child = await trio.lowlevel.open_process(command, pass_fds=[theirs.fileno()])
+    theirs.close()
+    lines = Lines(mine)
+    connected: list[float] = []
+    completed: list[float] = []
+    try:
+        for i in range(n + warmup):
+            async with open_agent(controlling=True, host_addresses=LO, config=config) as agent:
+                with trio.fail_after(30):
+                    t0, c1, c2 = await signal_and_run(agent, lines, parent=True)
+                    other = await lines.receive()
+                if other is None:
+                    raise RuntimeError("the child process ended early")
+                if i >= warmup:
+                    connected.append(max(c1, float(other["connected"])) - t0)  # type: ignore[arg-type]
+                    completed.append(max(c2, float(other["completed"])) - t0)  # type: ignore[arg-type]
+    finally:
+        await lines.aclose()  # the child sees the end and exits
+        with trio.fail_after(10):
+            await child.wait()
+    return connected, completed
+
+
+# ---- how late the session task's timer sends paced checks ----
+
+
+@contextmanager
+def timer_lateness() -> Iterator[list[float]]:
+    """Record, for each paced check, how long after the time it waited for (a pacer slot, or Ta) it was let
+    out (`CheckScheduler.may_send` said yes); a diagnostic of Trio's timer granularity, not of ICE."""
+    late: list[float] = []
+    original = CheckScheduler.may_send
+
+    def may_send(self: CheckScheduler, now: float, wanted: bool) -> bool:
+        waited_for = self.deadline(wanted)
+        ok = original(self, now, wanted)
+        if ok and 0 < waited_for < now:  # it had to wait (not the first check, not a triggered one at once)
+            late.append(now - waited_for)
+        return ok
+
+    CheckScheduler.may_send = may_send  # type: ignore[method-assign]
+    try:
+        yield late
+    finally:
+        CheckScheduler.may_send = original  # type: ignore[method-assign]
+
+
 # ---- aioice ----
 
 
@@ -151,10 +299,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--global-pacing", action="store_true",
                         help="keep the process-wide pacer on (RFC 8445 14.2; the agent's default, off here)")
     parser.add_argument("--no-aioice", action="store_true", help="time iceagent only")
+    parser.add_argument("--processes", type=int, choices=[1, 2], default=1,
+                        help="2: the agents in two processes, each with its own pacer (iceagent only)")
+    parser.add_argument("--timer-lateness", action="store_true",
+                        help="also print how late paced checks went out (one-process mode)")
+    parser.add_argument("--child-fd", type=int, help=argparse.SUPPRESS)  # the controlled side of --processes 2
     args = parser.parse_args(argv)
 
     config = IceConfig(ta=args.ta / 1000, global_pacing=args.global_pacing)
-    ice_connected, ice_completed = trio.run(iceagent_runs, args.runs, args.warmup, config)
+    if args.child_fd is not None:
+        trio.run(child_main, args.child_fd, config)
+        return 0
+    late: list[float] = []
+    if args.processes == 2:
+        args.no_aioice = True
+        ice_connected, ice_completed = trio.run(two_process_runs, args.runs, args.warmup, config, args.ta)
+    else:
+        with timer_lateness() as late:
+            ice_connected, ice_completed = trio.run(iceagent_runs, args.runs, args.warmup, config)
     aio = [] if args.no_aioice else asyncio.run(aioice_runs(args.runs, args.warmup))
 
     rows = [
@@ -162,13 +324,18 @@ def main(argv: list[str] | None = None) -> int:
         ("iceagent: both COMPLETED", ice_completed),
         ("aioice: both connect() returned", aio),
     ][: 2 if args.no_aioice else 3]
-    print(f"connect time, 2 agents in one process on 127.0.0.1, host candidates, {args.runs} runs each, "
+    where = "in two processes (one pacer each)" if args.processes == 2 else "in one process"
+    print(f"connect time, 2 agents {where} on 127.0.0.1, host candidates, {args.runs} runs each, "
           f"iceagent with ta={args.ta:g} ms and global_pacing={args.global_pacing} "
           f"(python {sys.version.split()[0]}, trio {trio.__version__}, aioice {aioice.__version__})")
     print(f"{'':36} {'median':>9} {'p90':>9} {'min':>9}")
     for name, values in rows:
         print(f"{name:36} {statistics.median(values) * 1e3:7.2f}ms {percentile(values, 90) * 1e3:7.2f}ms "
               f"{min(values) * 1e3:7.2f}ms")
+    if args.timer_lateness and late:
+        print(f"paced checks let out after the slot or Ta they waited for ({len(late)} checks): median "
+              f"{statistics.median(late) * 1e3:.2f} ms, p90 {percentile(late, 90) * 1e3:.2f} ms, max "
+              f"{max(late) * 1e3:.2f} ms (Trio's epoll timeout is whole milliseconds, rounded up)")
     if args.no_aioice:
         return 0
     m_aio = statistics.median(aio)

@@ -10,13 +10,17 @@ parks. The turns are kept so that:
   (`stash`), so the session's work (answers, triggered checks, events, observer hooks) runs in the
   session's tasks, never in the application's, and data from a peer-reflexive source that its own check
   made known is filtered after that check (RFC 8445 12.2);
-- a receive task parked for a reader takes the socket back `TAP_PARK` seconds after the reader stopped
-  waiting on it, unless the reader waits on it again by then (the application stopped reading, or is
+- a receive task parked for a reader takes the socket back at most `TAP_PARK` seconds after the reader
+  stopped waiting on it, unless the reader waits on it again by then (the application stopped reading, or is
   busy): STUN waits at most that long, consent (RFC 7675) never depends on the application reading.
   While the reader waits on the socket it wakes for every datagram itself, so the receive task parks
-  without a deadline: an idle agent whose application waits in `receive()` wakes no task at all. The
-  reader moves the parked task's deadline (`reader_waits`, `reader_left`) instead of waking it, so the
-  turns cost no task step per batch either.
+  without a deadline: an idle agent whose application waits in `receive()` wakes no task at all. A
+  reader whose wait ends sets the parked task's deadline TAP_PARK ahead (`reader_left`) instead of
+  waking it, but only when no deadline is set or the one set is less than TAP_PARK / 2 away: moving a
+  Trio deadline costs a dozen Python calls, too many for every wait of a busy reader. So the receive
+  task takes the socket back between TAP_PARK / 2 and TAP_PARK after the reader's last wait ended (a park
+  that expires while the reader waits on the socket again parks again without a deadline), and the
+  turns cost no task step per batch.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Tap:
     """The turns of one socket between its receive task and the stream's reader (see the module)."""
 
     __slots__ = (
+        "_clock",
+        "_refresh_at",
         "closed",
         "interrupt",
         "kick",
@@ -78,8 +84,10 @@ class Tap:
         #: what a reader's drain left to the receive task: the first STUN message and all after it
         self.stash: list[tuple[bytes, Address]] = []
         self.kick = Wakeup()  # the parked receive task: a stash is waiting
-        #: the receive task's park while it parks: its deadline is inf while the reader waits on the socket
+        #: the receive task's park while it parks: no deadline while the reader waits on the socket
         self.park: trio.CancelScope | None = None
+        self._refresh_at = -math.inf  # `reader_left` moves the park's deadline from then on (see the module)
+        self._clock = trio.lowlevel.current_clock()  # one call per `reader_left`, not trio.current_time's three
 
     def reader_may_poll(self) -> bool:
         """Whether a reader that found nothing queued may drain and wait on the socket itself; if the
@@ -112,19 +120,21 @@ class Tap:
 
     def reader_waits(self) -> None:
         """The reader starts waiting on the socket: it will wake for any datagram and leave STUN to the
-        receive task (`leave`), so a parked receive task need not look again until kicked."""
+        receive task (`leave`); a parked receive task whose park expires meanwhile parks again without a
+        deadline (`task_turn`)."""
         self.reader = True
-        park = self.park
-        if park is not None:
-            park.deadline = math.inf
 
     def reader_left(self) -> None:
         """The reader's wait on the socket ended (data, a delivery from elsewhere, a close, a cancel): a parked
-        receive task takes the socket back TAP_PARK from now unless the reader waits on it again by then."""
+        receive task takes the socket back TAP_PARK from now (TAP_PARK / 2 at least, see the module) unless
+        the reader waits on it again by then."""
         self.reader = False
         park = self.park
         if park is not None:
-            park.deadline = trio.current_time() + TAP_PARK
+            now = self._clock.current_time()
+            if now >= self._refresh_at:
+                park.deadline = now + TAP_PARK
+                self._refresh_at = now + TAP_PARK / 2
 
     async def task_turn(self, delivered: bool) -> None:
         """The receive task's turn while it does not poll: process the stash, then park while a reader has the
@@ -137,6 +147,8 @@ class Tap:
         if self.reader or (self.want and delivered):
             self.want = False
             deadline = math.inf if self.reader else trio.current_time() + TAP_PARK
+            # a finite deadline is moved by `reader_left` from half-way on, an infinite one at once
+            self._refresh_at = deadline - TAP_PARK / 2 if deadline != math.inf else -math.inf
             with trio.CancelScope(deadline=deadline) as park:
                 self.park = park
                 try:

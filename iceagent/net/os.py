@@ -6,7 +6,7 @@ import ipaddress
 import os as _os
 import socket as _stdsocket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ifaddr
 import trio
@@ -82,6 +82,12 @@ class OSUdpSocket:
             pass  # lost, as UDP allows
         return True
 
+    @property
+    def sync_sendto(self) -> Callable[[bytes, Address], object]:
+        """The stdlib socket's own `sendto`, for IceStream's fast path (one Python call less per datagram than
+        `try_send`): it raises BlockingIOError when the buffer is full and OSError when the datagram is lost."""
+        return self._raw.sendto
+
     def send_nowait(self, data: bytes, remote: Address) -> None:
         """Send one datagram without waiting; dropped when the socket buffer is full (as UDP may)."""
         try:
@@ -112,20 +118,25 @@ class OSUdpSocket:
     def receive_now(self, limit: int = 64) -> list[tuple[bytes, Address]]:
         """The datagrams queued now (at most `limit`; none if none is), without waiting or a checkpoint."""
         recvfrom = self._raw.recvfrom
-        ipv6 = self._ipv6
         out: list[tuple[bytes, Address]] = []
-        left = limit
-        while left > 0:
+        append = out.append
+        if self._ipv6:  # (host, port, flowinfo, scope_id), normalized; IPv4's (host, port) is kept as it is
+            for _ in range(limit):
+                try:
+                    data, addr = recvfrom(65536)
+                except BlockingIOError:
+                    break
+                except ConnectionResetError:
+                    continue  # ICMP port unreachable reported on a later recv: not an error for UDP
+                append((data, _norm(addr)))
+            return out
+        for _ in range(limit):  # the data path's loop: one call per datagram besides recvfrom
             try:
-                item = recvfrom(65536)
+                append(recvfrom(65536))
             except BlockingIOError:
                 break
             except ConnectionResetError:
-                continue  # ICMP port unreachable reported on a later recv: not an error for UDP
-            if ipv6:  # (host, port, flowinfo, scope_id); IPv4's (host, port) tuple is kept as it is
-                item = (item[0], _norm(item[1]))
-            out.append(item)
-            left -= 1
+                continue
         return out
 
     async def wait_readable(self) -> None:
