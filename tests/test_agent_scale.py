@@ -11,11 +11,13 @@ import collections
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 import trio.testing
 from agent_helpers import signal
 
 from iceagent import Agent, IceConfig, IceState, open_agent
+from iceagent.agent._runner import SessionRunner
 
 LO = ["127.0.0.1"]
 CONFIG = IceConfig(global_pacing=False)
@@ -52,10 +54,27 @@ async def completed(config: IceConfig = CONFIG) -> AsyncIterator[tuple[Agent, Ag
         yield a, b
 
 
-async def test_session_task_keeps_one_cancel_scope_across_input_and_coalesces_wake_ups() -> None:
+def count_pumps(monkeypatch: pytest.MonkeyPatch, runner: SessionRunner) -> tuple[list[float], trio.Event]:
+    """Record the time of each pump of `runner`; the Event is set by the first."""
+    pumps: list[float] = []
+    first = trio.Event()
+    pump = SessionRunner.pump
+
+    def counted(self: SessionRunner, now: float) -> float:
+        if self is runner:
+            pumps.append(now)
+            first.set()
+        return pump(self, now)
+
+    monkeypatch.setattr(SessionRunner, "pump", counted)
+    return pumps, first
+
+
+async def test_session_task_keeps_one_cancel_scope_across_input_and_wake_ups(monkeypatch: pytest.MonkeyPatch) -> None:
     """The session task of a connected agent waits on its socket itself: a consent check arriving there is
-    answered in its step under the same cancel scope (no scope made, no Cancelled raised per input, only per timer
-    that fires); wake-ups from other tasks end that wait by a cancel, one per round however many came."""
+    answered in its step under the same cancel scope (no scope made, no Cancelled raised per input, only per
+    timer that fires); wake-ups from other tasks end that wait by an empty datagram to the socket, not a
+    cancel: 20 in a row make one pump, under the same scope."""
     with trio.fail_after(10):
         async with completed() as (a, b):
             runner = b._current
@@ -71,13 +90,37 @@ async def test_session_task_keeps_one_cancel_scope_across_input_and_coalesces_wa
                 await trio.testing.wait_all_tasks_blocked()
                 assert runner._sleep is scope and runner._polling
             assert pair.requests_received == received + 5
-            assert not scope.cancel_called
+            pumps, _ = count_pumps(monkeypatch, runner)
             for _ in range(20):
                 runner.wake()
             await trio.testing.wait_all_tasks_blocked()
-            assert scope.cancel_called
-            again = runner._sleep
-            assert again is not None and again is not scope and not again.cancel_called and runner._polling
+            assert len(pumps) == 1
+            assert runner._sleep is scope and not scope.cancel_called and runner._polling and runner._self_wake
+            assert b.stats()["dropped_datagrams"] == 0
+
+
+async def test_a_lost_wake_up_datagram_is_made_up_for_by_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the datagram a wake-up sends the session task's socket be lost (a firewall that drops it), the
+    wake-up still happens, SELF_WAKE_TIMEOUT later, and that runner wakes by cancelling from then on."""
+    from iceagent.net.os import OSUdpSocket
+
+    with trio.fail_after(10):
+        async with completed() as (_a, b):
+            runner = b._current
+            assert runner is not None and runner._polling
+            pumps, pumped = count_pumps(monkeypatch, runner)
+            send = OSUdpSocket.try_send
+            monkeypatch.setattr(OSUdpSocket, "try_send", lambda self, data, to: not data or send(self, data, to))
+            runner.wake()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not pumps and runner._woke_self  # nothing came
+            await pumped.wait()  # SELF_WAKE_TIMEOUT later
+            assert not runner._self_wake
+            await trio.testing.wait_all_tasks_blocked()
+            before = len(pumps)
+            runner.wake()  # by a cancel now
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(pumps) == before + 1 and runner._polling
 
 
 async def test_connect_takes_few_session_steps_per_agent_after_signaling() -> None:

@@ -327,7 +327,7 @@ class SessionRunner(SessionTask):
             caps = self._caps[key] = transport_capabilities(transport)
             if caps.connection is not None:
                 self._connections.add(caps.connection, self._connection_closed)
-            if not self._serve(transport, caps):
+            if not self._serve(transport):
                 assert self._tasks is not None
                 self._tasks.start_soon(self._receive_loop, transport, name=f"receive-{self.name}")
 

@@ -19,8 +19,15 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..gatherers.base import CandidateTransport
-from ..net.base import Address, TransportCapabilities
+from ..net.base import Address
 from ._receive import ReceivePath, tappable
+
+#: At most this many datagrams per batch the session task reads (as a receive task's `receive_batch`).
+RECEIVE_BATCH = 64
+
+#: Seconds after which a wake-up whose datagram to the session task's own socket did not arrive (a firewall
+#: that drops it) ends the wait by the scope's deadline instead; that runner then wakes by cancelling.
+SELF_WAKE_TIMEOUT = 0.5
 
 if TYPE_CHECKING:
     from ._notify import Wakeup
@@ -29,7 +36,7 @@ if TYPE_CHECKING:
 class SessionTask(ReceivePath):
     """The session task's loop and its wake-ups (SessionRunner sets these attributes)."""
 
-    __slots__ = ("_polling", "_sending", "_served", "_sleep")
+    __slots__ = ("_polling", "_self_wake", "_sending", "_served", "_sleep", "_woke_self")
 
     closed: bool
     _outbox: list[tuple[CandidateTransport, bytes, Address]]
@@ -39,19 +46,40 @@ class SessionTask(ReceivePath):
         self._sleep: trio.CancelScope | None = None  # the session task's wait, while it waits
         self._sending: trio.CancelScope | None = None  # the session task's sends of the outbox, while it sends
         self._served: CandidateTransport | None = None  # the OS UDP socket the session task waits on itself
-        self._polling = False  # the session task waits on that socket (a wake-up cancels `_sleep`)
+        self._polling = False  # the session task waits on that socket (a wake-up sends it a datagram)
+        self._self_wake = True  # wake it by a datagram to its socket (False: by cancelling `_sleep`)
+        self._woke_self = False  # such a datagram is on its way
 
     def pump(self, now: float) -> float:
         raise NotImplementedError
 
     def _alert(self) -> None:
-        """Have the session task pump soon: end its wait on the socket (a cancel, as a timer does), or set
-        its Wakeup (it is busy, or waits on the Wakeup)."""
-        if self._polling:
-            assert self._sleep is not None
-            self._sleep.cancel()
+        """Have the session task pump soon: set its Wakeup and, if it waits on its socket, end that wait (once,
+        however many wake-ups come before it runs) by an empty datagram to the socket itself (no Cancelled:
+        a Cancelled, a new scope and epoll's re-arming cost more than a datagram on the host's loopback),
+        within SELF_WAKE_TIMEOUT by the scope's deadline should that datagram be lost; else by a cancel."""
+        self._wakeup.set()
+        if not self._polling:
+            return
+        self._polling = False
+        sleep = self._sleep
+        assert sleep is not None
+        t: Any = self._served
+        if self._self_wake and t.try_send(b"", t.local_address):
+            self._woke_self = True
+            fallback = trio.current_time() + SELF_WAKE_TIMEOUT
+            if fallback < sleep.deadline:
+                sleep.deadline = fallback
         else:
-            self._wakeup.set()
+            sleep.cancel()
+
+    def _without_self_wake(self, items: list[tuple[bytes, Address]]) -> list[tuple[bytes, Address]]:
+        """The batch without the empty datagram(s) `_alert` sent to the socket itself."""
+        local = self._served.local_address  # type: ignore[union-attr]
+        kept = [item for item in items if item[0] or item[1] != local]
+        if len(kept) < len(items):
+            self._woke_self = False
+        return kept
 
     def _set_deadline(self, deadline: float) -> None:
         """A pump outside the session task's own loop found when the next one is due: move the session task's
@@ -62,14 +90,19 @@ class SessionTask(ReceivePath):
             return
         sleep = self._sleep
         if sleep is not None and deadline != sleep.deadline:
+            if self._woke_self:  # keep the wake-up's fallback: the session task pumps soon anyway
+                deadline = min(deadline, sleep.deadline)
             sleep.deadline = deadline
 
-    def _serve(self, transport: CandidateTransport, caps: TransportCapabilities) -> bool:
+    def _serve(self, transport: CandidateTransport) -> bool:
         """Take `transport` as the session task's own socket if it has none and `transport` is an OS UDP
-        socket (a batch receive that a cancel interrupts without losing a datagram, and a Tap's methods)."""
-        if self._served is not None or self.closed or caps.receive_batch is None or not tappable(transport):
+        socket (a descriptor to wait on, `receive_now`, and a Tap's methods)."""
+        if self._served is not None or self.closed or not hasattr(transport, "fileno") or not tappable(transport):
             return False
         self._served = transport
+        # a link-local IPv6 address needs a scope id to send to (its local_address has none): wake by a cancel
+        t: Any = transport
+        self._self_wake = not t.local_address[0].lower().startswith("fe80:")
         self._alert()
         return True
 
@@ -78,6 +111,7 @@ class SessionTask(ReceivePath):
         it looks again and waits for deliveries."""
         t: Any = self._served
         self._served = None
+        self._woke_self = False
         if t is not None and t.tap is not None:
             tap = t.tap
             tap.closed = True
@@ -122,25 +156,34 @@ class SessionTask(ReceivePath):
                             continue
                         if wakeup.consume():  # woken while busy: pump first
                             continue
+                        # One batch per step, read after epoll said the socket is readable: what is still
+                        # queued wakes the task again through epoll, after the other tasks' turn (no extra
+                        # checkpoint per batch, no recvfrom that finds nothing)
                         self._polling = True
                         if tap is not None:
                             tap.polling = True
                         try:
-                            items = await sock.receive_batch()
-                        except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+                            await trio.lowlevel.wait_readable(sock)
+                            items = sock.receive_now(RECEIVE_BATCH)
+                        except (trio.ClosedResourceError, OSError):
                             self._stop_serving()
                             continue
                         finally:
                             self._polling = False
                             if tap is not None:
                                 tap.polling = False
-                        delivered = self._on_datagrams(sock, items)
+                        if self._woke_self:
+                            items = self._without_self_wake(items)
+                        if items:
+                            delivered = self._on_datagrams(sock, items)
+                            if delivered and tap is None:
+                                self._open_tap(sock, wakeup)
                         del items  # not kept alive while waiting for the next batch (an idle agent's memory)
-                        if delivered and tap is None:
-                            self._open_tap(sock, wakeup)
                         due = False  # a batch with STUN pumped (`_poke`); data alone changes no timer
                 finally:
                     self._sleep = None
+            if self._woke_self and sleep.cancelled_caught:  # the wake-up datagram did not come: cancel instead
+                self._woke_self = self._self_wake = False
             if outbox and not self.closed:
                 with trio.CancelScope() as sending:
                     self._sending = sending  # close() cancels a send that waits (TCP, TURN)

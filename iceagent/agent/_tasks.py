@@ -58,6 +58,8 @@ class GenerationTasks:
                     await async_fn(*args)
                 finally:
                     scopes.discard(scope)
+                    if not scopes:
+                        self._scopes = None  # an idle generation (its gatherers done) keeps no empty set
         finally:
             self.leave()
 
