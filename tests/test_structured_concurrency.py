@@ -369,3 +369,35 @@ async def test_the_sessions_exception_ends_the_async_with_as_itself(monkeypatch:
                     await signal(a, b)
                     await trio.sleep_forever()  # b checks a: a's handling raises
             assert info.value is bug
+
+
+async def test_a_generations_sockets_close_after_its_last_task_ended() -> None:
+    """GenerationTasks (agent/_tasks.py) ends a generation like a nursery would: `cancel()` cancels every
+    task, starts no more, and `done` (closing the generation's sockets) runs once, after the last task,
+    here one whose cleanup still needs a moment, has ended."""
+    from iceagent.agent._tasks import GenerationTasks
+
+    events: list[str] = []
+
+    async def task(name: str, cleanup: bool) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            if cleanup:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(0.01)  # a cleanup that uses the sockets (a TURN or port-mapping delete)
+            events.append(f"{name} ended")
+
+    async with trio.open_nursery() as nursery:
+        tasks = GenerationTasks(nursery, lambda: events.append("done"))
+        tasks.enter()  # the session task
+        tasks.start_soon(task, "quick", False, name="quick")
+        tasks.start_soon(task, "slow", True, name="slow")
+        await trio.testing.wait_all_tasks_blocked()
+        tasks.cancel()
+        tasks.start_soon(task, "late", False, name="late")  # after cancel: not started
+        tasks.leave()  # the session task ends first
+        assert events == []
+    assert events == ["quick ended", "slow ended", "done"]
+    tasks.cancel()
+    assert events == ["quick ended", "slow ended", "done"]
