@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import tracemalloc
+from typing import Any
 
 from iceagent.agent._stun_requests import StunRequests
 from iceagent.config import IceConfig
@@ -129,8 +130,8 @@ def test_unusable_address_parses_each_address_once(monkeypatch: object) -> None:
 
 
 async def test_an_idle_receive_task_holds_no_batch() -> None:
-    """A receive task waiting for the next batch does not keep the last one (its datagrams, addresses and
-    list) alive: every idle agent would carry it."""
+    """The task serving a socket (the session task, for the first one) waiting for the next batch does not
+    keep the last one (its datagrams, addresses and list) alive: every idle agent would carry it."""
     import trio
     import trio.testing
     from agent_helpers import connect_both
@@ -151,11 +152,16 @@ async def test_an_idle_receive_task_holds_no_batch() -> None:
             stack = [trio.lowlevel.current_root_task()]
             while stack:
                 task = stack.pop()
-                if task.name.startswith("receive-hold-"):
+                if task.name.startswith("session-hold-"):
                     receivers.append(task)
                 for nursery in task.child_nurseries:
                     stack.extend(nursery.child_tasks)
             assert receivers
             for task in receivers:
-                frame = task.coro.cr_frame
-                assert frame is not None and "items" not in frame.f_locals
+                coro: Any = task.coro
+                frames = []
+                while coro is not None and getattr(coro, "cr_frame", None) is not None:
+                    frames.append(coro.cr_frame)
+                    coro = coro.cr_await
+                assert any(frame.f_code.co_name == "_drive" for frame in frames)
+                assert all("items" not in frame.f_locals for frame in frames)

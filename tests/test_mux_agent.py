@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -19,9 +18,6 @@ from iceagent.agent._runner import SessionRunner
 from iceagent.net.mux import Mux, open_mux
 from iceagent.stun import Attr, Message, MessageClass, Method
 from iceagent.stun.server import serve_stun
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
 
 SERVER = "198.51.100.10"
 PUBLIC = "203.0.113.5"
@@ -201,7 +197,7 @@ async def test_a_bug_in_one_agent_ends_that_agent_only(autojump_clock: object, m
     with trio.fail_after(60):
         async with open_mux([SERVER], 3478, network=net.server.network) as mux, pairs(net, mux, 1) as first:
             ((_, _, a0, b0),) = first
-            with pytest.raises(BaseExceptionGroup) as info:  # the agent's session nursery's error
+            with pytest.raises(RuntimeError, match="agent bug"):  # as itself, out of the agent's nursery
                 async with pairs(net, mux, 2) as both:
                     (s1, _, _, b1) = both[1]
                     runner = s1._runners[-1]
@@ -215,7 +211,6 @@ async def test_a_bug_in_one_agent_ends_that_agent_only(autojump_clock: object, m
                     monkeypatch.setattr(SessionRunner, "_on_datagrams", broken)
                     await b1.send(b"boom")
                     await trio.sleep_forever()
-            assert info.group_contains(RuntimeError, match="agent bug", depth=None)
             assert mux.stats()["agents"] == 1
             await b0.send(b"S0 lives")
             assert await a0.receive() == b"S0 lives"

@@ -2,7 +2,8 @@
 
 While the application reads, the reader waits on the socket and the socket's receive task sleeps; STUN
 and what follows it go to the receive task in order; the receive task takes the socket back when the
-reader stops, so checks are answered whether or not the application reads.
+reader stops, so checks are answered whether or not the application reads. The first UDP socket's
+"receive task" is the session task itself (agent/_session_task.py).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ async def test_a_reading_application_drains_the_socket_without_waking_the_receiv
     rounds = 200
     with trio.fail_after(30):
         async with connected() as (_, b, sa, sb):
-            steps = TaskSteps(f"receive-{b.name}")
+            steps = TaskSteps(f"session-{b.name}")  # it serves its first socket
             trio.lowlevel.add_instrument(steps)
             try:
                 for r in range(rounds):
@@ -126,8 +127,8 @@ async def test_a_check_in_the_middle_of_a_drain_goes_to_the_receive_task_before_
                 answer = Message.decode(other.recv(2048))
             assert answer.message_class is MessageClass.SUCCESS
             assert answer.transaction_id == b"t" * 12
-            assert f"receive-{b.name}" in tasks
-            assert all(name.startswith("receive-") for name in tasks)  # never the application's task
+            assert f"session-{b.name}-0" in tasks  # the session task serves the socket (agent/_session_task.py)
+            assert all(name.startswith("session-") for name in tasks)  # never the application's task
 
 
 async def test_the_receive_task_answers_checks_when_the_application_stops_reading() -> None:
@@ -363,7 +364,7 @@ async def test_an_idle_agent_whose_application_waits_in_receive_wakes_no_task() 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(keep_reading, sb, got)
                 tap = await reader_takes_the_socket(sa, sb, got)
-                steps = TaskSteps(f"receive-{b.name}")
+                steps = TaskSteps(f"session-{b.name}")  # it serves its first socket
                 trio.lowlevel.add_instrument(steps)
                 try:
                     await trio.sleep(0.3)  # the interval whose steps are counted, not a synchronization

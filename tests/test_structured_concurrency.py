@@ -1,9 +1,9 @@
 """Nothing of an agent runs outside its own nursery (DESIGN.md "Concurrency: the nursery tree").
 
-Each socket an agent owns has a receive task in the session nursery and the session task keeps the
-timers, so observer hooks and session code run in the agent's tasks: Ctrl-C reaches a hung hook,
-contextvars set around `open_agent` are seen there, a bug ends only that agent's `async with`, and
-nothing of a closed agent is left (task, socket or timer).
+The session task keeps the timers and serves the first UDP socket, each further socket has a receive
+task, all in the agent's nursery, so observer hooks and session code run in the agent's tasks: Ctrl-C
+reaches a hung hook, contextvars set around `open_agent` are seen there, a bug ends only that agent's
+`async with`, and nothing of a closed agent is left (task, socket or timer).
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ class RecordsContext:
 
 
 async def test_a_contextvar_set_around_open_agent_is_seen_by_hooks_on_receive_and_on_timers() -> None:
-    """A response arriving (in a receive task: SUCCEEDED) and a check timing out (a retransmission timer:
-    FAILED) both call the hook with the contextvar the application set around `open_agent`."""
+    """A response arriving (in the session task, which serves the socket: SUCCEEDED) and a check timing out
+    (a retransmission timer: FAILED) both call the hook with the contextvar the application set around `open_agent`."""
     rec = RecordsContext()
     config = IceConfig(global_pacing=False, rto=0.02, rc=2, rm=2)
     with trio.fail_after(10):
@@ -186,7 +186,7 @@ async def test_a_contextvar_set_around_open_agent_is_seen_by_hooks_on_receive_an
                 finally:
                     request_id.reset(token)
     succeeded = [call for call in rec.calls if call[1] is PairState.SUCCEEDED]
-    assert succeeded and succeeded[0][0].startswith("receive-"), rec.calls
+    assert succeeded and succeeded[0][0].startswith("session-"), rec.calls
     assert any(call[1] is PairState.FAILED for call in rec.calls), rec.calls
     assert {value for _task, _new, value in rec.calls} == {"req-42"}, rec.calls
 
@@ -198,7 +198,8 @@ async def test_a_bug_in_the_sessions_receive_path_ends_only_that_agents_async_wi
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A session method raising on a received check ends the agent that received it with that very
-    exception, from its receive task; the other agent is untouched."""
+    exception, from the task that read it (the session task, serving its socket); the other agent is
+    untouched."""
     from iceagent.ice.session import IceSession
 
     real = IceSession.handle_stun
@@ -217,7 +218,7 @@ async def test_a_bug_in_the_sessions_receive_path_ends_only_that_agents_async_wi
                     await signal(a, b)
                     await trio.sleep_forever()  # b checks a: a's handling raises
             assert _leaves(info.value) == [bug]
-            assert any(frame.name == "_receive_loop" for frame in _traceback(bug))
+            assert any(frame.name == "_drive" for frame in _traceback(bug))
             assert b.state.value is not IceState.CLOSED  # the other agent is untouched
 
 
@@ -270,7 +271,7 @@ async def test_after_the_async_with_no_task_socket_or_timer_of_the_agent_remains
                 await connect_both(a, b)
                 await a.state.wait_value(lambda s: s is IceState.COMPLETED)
                 name = a.name
-                assert {t.name for t in _tasks()} >= {f"receive-{name}", f"session-{name}-0"}
+                assert f"session-{name}-0" in {t.name for t in _tasks()}
                 assert _sessions() == 2
             del a
             await trio.testing.wait_all_tasks_blocked()
@@ -286,3 +287,117 @@ def _sessions() -> int:
 
     gc.collect()
     return sum(isinstance(obj, SessionRunner) for obj in gc.get_objects())
+
+
+# ---- the task tree of an agent ----
+
+
+def _agent_tree(*agents: Any) -> list[tuple[list[str], int]]:
+    """For each agent, the nursery of its `async with`: the names of its tasks, sorted, and how many
+    nurseries those tasks opened in turn. (The interface watcher's reader, one task per run shared by
+    every agent, lives in one of them: not counted.)"""
+    out = []
+    for agent in agents:
+        tasks = [t for t in agent._nursery.child_tasks if t.name != "iceagent-interface-watcher"]
+        out.append((sorted(t.name for t in tasks), sum(len(t.child_nurseries) for t in tasks)))
+    return out
+
+
+async def test_an_idle_agent_is_one_task_in_the_nursery_of_its_async_with() -> None:
+    """A connected, idle agent in the default set-up (one host UDP socket) is one task, its session task,
+    in the nursery `open_agent` opened; a generation opens no nursery of its own (before: a session
+    nursery and a receive task more per agent). A further socket brings a receive task of its own."""
+    with trio.fail_after(10):
+        async with open_agent(host_addresses=LO, config=FAST, name="one") as a, open_agent(
+            controlling=False, host_addresses=[*LO, "127.0.0.2"], config=FAST, name="two"
+        ) as b:
+            sa, sb = await connect_both(a, b)
+            await a.state.wait_value(IceState.COMPLETED)
+            await b.state.wait_value(IceState.COMPLETED)
+            await sa.send(b"data")
+            assert await sb.receive() == b"data"
+            await trio.testing.wait_all_tasks_blocked()
+            assert _agent_tree(a, b) == [(["session-one-0"], 0), (["receive-two", "session-two-0"], 0)]
+
+
+async def test_a_restart_leaves_one_task_and_the_new_socket() -> None:
+    """After an ICE restart (RFC 8445 9) whose old generation closes at the new nomination, each agent is
+    again one task, the new generation's session task, and the old generation's socket is closed."""
+    config = IceConfig(global_pacing=False, restart_linger=0)
+    with trio.fail_after(10):
+        async with open_agent(host_addresses=LO, config=config, name="one") as a, open_agent(
+            controlling=False, host_addresses=LO, config=config, name="two"
+        ) as b:
+            await connect_both(a, b)
+            await a.state.wait_value(IceState.COMPLETED)
+            await b.state.wait_value(IceState.COMPLETED)
+            fds = open_fds()
+            await a.restart()
+            await signal(a, b)
+            await signal(b, a)
+            await a.generation.wait_value(1)
+            for agent in (a, b):
+                while len(agent._runners) > 1 or agent._current.nominated is None:  # noqa: ASYNC110 - no event
+                    await trio.sleep(0.005)  # until the new generation nominated (and so closed the old one)
+            await trio.testing.wait_all_tasks_blocked()
+            assert _agent_tree(a, b) == [(["session-one-1"], 0), (["session-two-1"], 0)]
+            assert len(open_fds()) == len(fds)
+            stream = await a.connect()
+            await stream.send(b"on the new pair")
+            assert await (await b.connect()).receive() == b"on the new pair"
+
+
+async def test_the_sessions_exception_ends_the_async_with_as_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the session's code raises out of `async with open_agent()` as itself, not wrapped in an
+    exception group (the generation's nursery wrapped it once more, past what `open_agent` unwraps)."""
+    from iceagent.ice.session import IceSession
+
+    bug = ZeroDivisionError("bug in the session")
+
+    real = IceSession.handle_stun
+
+    def broken(self: IceSession, *args: object, **kwargs: object) -> object:
+        if self.controlling:
+            raise bug
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    with trio.fail_after(10):
+        async with open_agent(controlling=False, host_addresses=LO, config=FAST) as b:
+            with pytest.raises(ZeroDivisionError) as info:
+                async with open_agent(controlling=True, host_addresses=LO, config=FAST) as a:
+                    monkeypatch.setattr(IceSession, "handle_stun", broken)
+                    await signal(a, b)
+                    await trio.sleep_forever()  # b checks a: a's handling raises
+            assert info.value is bug
+
+
+async def test_a_generations_sockets_close_after_its_last_task_ended() -> None:
+    """GenerationTasks (agent/_tasks.py) ends a generation like a nursery would: `cancel()` cancels every
+    task, starts no more, and `done` (closing the generation's sockets) runs once, after the last task,
+    here one whose cleanup still needs a moment, has ended."""
+    from iceagent.agent._tasks import GenerationTasks
+
+    events: list[str] = []
+
+    async def task(name: str, cleanup: bool) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            if cleanup:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(0.01)  # a cleanup that uses the sockets (a TURN or port-mapping delete)
+            events.append(f"{name} ended")
+
+    async with trio.open_nursery() as nursery:
+        tasks = GenerationTasks(nursery, lambda: events.append("done"))
+        tasks.enter()  # the session task
+        tasks.start_soon(task, "quick", False, name="quick")
+        tasks.start_soon(task, "slow", True, name="slow")
+        await trio.testing.wait_all_tasks_blocked()
+        tasks.cancel()
+        tasks.start_soon(task, "late", False, name="late")  # after cancel: not started
+        tasks.leave()  # the session task ends first
+        assert events == []
+    assert events == ["quick ended", "slow ended", "done"]
+    tasks.cancel()
+    assert events == ["quick ended", "slow ended", "done"]

@@ -57,6 +57,12 @@ class Wakeup:
     def is_set(self) -> bool:
         return self._flag
 
+    def consume(self) -> bool:
+        """Whether the flag was set, clearing it (no checkpoint: for the waiting task, between its waits)."""
+        flag = self._flag
+        self._flag = False
+        return flag
+
     def set(self) -> None:
         """Set the flag, waking the waiting task if there is one."""
         self._flag = True

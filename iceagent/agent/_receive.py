@@ -1,9 +1,10 @@
-"""The receive path of a SessionRunner: one receive task per transport and the demultiplexer (DESIGN.md).
+"""The receive path of a SessionRunner: receive tasks and the demultiplexer (DESIGN.md).
 
-Each receive task drains a batch per wake-up and hands it to `_on_datagrams`: STUN to a gatherer's
-transaction or to the generation, application data to the stream when it comes from a known remote
-candidate (RFC 8445 12.2). On an OS UDP socket the stream's reader may drain the socket itself while it
-reads (agent/_tap.py); the receive task then takes turns with it.
+The session task serves the first OS UDP socket itself (agent/_session_task.py); every other transport
+has a receive task. Each drains a batch per wake-up and hands it to `_on_datagrams`: STUN to a
+gatherer's transaction or to the generation, application data to the stream when it comes from a known
+remote candidate (RFC 8445 12.2). On an OS UDP socket the stream's reader may drain the socket itself
+while it reads (agent/_tap.py); the task serving the socket then takes turns with it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ..ice.candidate import Candidate
     from ..ice.generation import IceGeneration
     from ..ice.session import IceSession
+    from ._notify import Wakeup
     from ._stun_requests import StunRequests
 
 #: Source addresses whose data pair lookup is cached (a hostile host sending from many addresses cannot
@@ -33,6 +35,15 @@ MAX_DATA_SOURCES = 4096
 #: A received (data, source) item's parts, for C-level loops over a batch.
 _DATA = itemgetter(0)
 _SOURCE = itemgetter(1)
+
+
+#: What a transport has when the stream's reader may drain it itself (an OS UDP socket: agent/_tap.py).
+_TAP_METHODS = ("receive_now", "wait_readable", "interrupt", "tap")
+
+
+def tappable(transport: CandidateTransport) -> bool:
+    """Whether `transport` has a Tap's methods (and slot): `receive_now`, `wait_readable`, `interrupt`, `tap`."""
+    return all(hasattr(transport, name) for name in _TAP_METHODS)
 
 
 class DataSink(Protocol):
@@ -62,11 +73,11 @@ class ReceivePath:
         """The receive task of one transport: drain a batch per wake-up (`receive_batch` where the transport
         has it, else one datagram) and feed it to the generation. On a socket the stream's reader can drain
         itself, it takes turns with the reader (agent/_tap.py), from the first application data on (an
-        agent that moves no data keeps no Tap). An exception is this session's bug: it ends the session
-        nursery, and so the agent's `async with`, like any task's."""
+        agent that moves no data keeps no Tap). An exception is this session's bug: it ends the agent's
+        nursery, and so its `async with`, like any task's."""
         batch = self._caps[id(transport)].receive_batch
         receive = transport.receive
-        tappable = all(hasattr(transport, name) for name in ("receive_now", "wait_readable", "interrupt", "tap"))
+        can_tap = tappable(transport)
         tap: Tap | None = None
         delivered = False  # the last batch woke the reader (a delivery): it comes if it asked for the socket
         try:
@@ -85,7 +96,7 @@ class ReceivePath:
                     if tap is not None:
                         tap.polling = False
                 delivered = self._on_datagrams(transport, items)
-                if delivered and tappable and tap is None:
+                if delivered and can_tap and tap is None:
                     tap = self._open_tap(transport)
                 del items  # not kept alive while waiting for the next batch (an idle agent's memory)
         finally:
@@ -94,11 +105,14 @@ class ReceivePath:
                 transport.tap = None  # type: ignore[attr-defined]
                 tap.interrupt()  # a reader waiting on the socket looks again
 
-    def _open_tap(self, transport: CandidateTransport) -> Tap:
+    def _open_tap(self, transport: CandidateTransport, kick: Wakeup | None = None) -> Tap:
         """A Tap on `transport`, which the stream's reader can drain itself (an OS UDP socket: `receive_now`,
-        `wait_readable`, `interrupt` and a `tap` slot)."""
+        `wait_readable`, `interrupt` and a `tap` slot). `kick`: the Wakeup the task serving the socket waits
+        on (the session task's own), instead of one of the Tap's."""
         t: Any = transport
         tap = Tap(t.receive_now, t.wait_readable, t.interrupt, partial(self._on_datagrams, transport))
+        if kick is not None:
+            tap.kick = kick
         t.tap = tap
         return tap
 

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
-import trio
 
 from ..config import IceConfig
 from ..ice.candidate import Candidate, unusable_reason
@@ -21,6 +20,7 @@ from ..logs import get_logger
 from ..mdns.resolver import MAX_PENDING, MdnsResolveError, MdnsResolver
 from ..net.base import Network, UdpSocket
 from ._notify import Notifier
+from ._tasks import TaskStarter
 
 __all__ = ["MdnsCounters", "RemoteNames"]
 
@@ -54,7 +54,7 @@ class Bases(Protocol):
 
 
 class RemoteNames:
-    """The resolutions of one generation; their tasks run in its session nursery."""
+    """The resolutions of one generation; their tasks are the generation's (agent/_tasks.py)."""
 
     __slots__ = ("_bases", "_config", "_early", "_gen", "_name", "_network", "_owner", "_resolver", "_settled",
                  "pending")
@@ -86,7 +86,7 @@ class RemoteNames:
         """The session's resolver, made by the first resolution."""
         return self._resolver
 
-    def resolve(self, candidate: Candidate, nursery: trio.Nursery | None) -> None:
+    def resolve(self, candidate: Candidate, nursery: TaskStarter | None) -> None:
         """Start resolving `candidate` (in `nursery`; None: the session has not started, `start` runs it)."""
         if self.pending >= MAX_PENDING:
             self._owner.mdns_settled(candidate, None, f"too many mDNS candidates pending (at most {MAX_PENDING})")
@@ -100,13 +100,13 @@ class RemoteNames:
         else:
             nursery.start_soon(self._resolve, candidate, nursery, name=f"mdns-resolve-{self._name}")
 
-    def start(self, nursery: trio.Nursery) -> None:
-        """The session nursery opened: resolve what was signalled before it did."""
+    def start(self, nursery: TaskStarter) -> None:
+        """The session task started: resolve what was signalled before it did."""
         for candidate in self._early:
             nursery.start_soon(self._resolve, candidate, nursery, name=f"mdns-resolve-{self._name}")
         self._early.clear()
 
-    async def _resolve(self, candidate: Candidate, nursery: trio.Nursery) -> None:
+    async def _resolve(self, candidate: Candidate, nursery: TaskStarter) -> None:
         resolved: Candidate | None = None
         owner = self._owner
         try:

@@ -1,11 +1,12 @@
 """SessionRunner: the Trio side of one ICE generation (DESIGN.md "Concurrency: the nursery tree").
 
-It owns the session nursery: gatherer tasks, one receive task per transport (each drains a batch per
-wake-up, feeds the generation and wakes the session task) and the session task itself, which sleeps
-until woken or until `generation.get_timer()` (`trio.move_on_at`) and then runs `pump(now)`:
-`handle_timer(now)`, sends `datagrams_to_send(now)`, applies `next_event()`s, and lets the agent's
-supervisor look; then it sends what must wait (TCP, TURN). Every callback, observer hooks included,
-runs in one of these tasks, so KeyboardInterrupt, contextvars and exceptions behave as in any Trio code.
+Its tasks run in the agent's nursery, each under a cancel scope the runner cancels (agent/_tasks.py):
+the session task, which serves the first OS UDP socket itself and sleeps until woken, until input or
+until `generation.get_timer()` (agent/_session_task.py), then runs `pump(now)`: `handle_timer(now)`,
+sends `datagrams_to_send(now)`, applies `next_event()`s, and lets the agent's supervisor look, then
+sends what must wait (TCP, TURN); gatherer tasks; and one receive task per further transport (each
+drains a batch per wake-up and feeds the generation). Every callback, observer hooks included, runs in
+one of these tasks, so KeyboardInterrupt, contextvars and exceptions behave as in any Trio code.
 The sans-IO IceGeneration (iceagent.ice.generation) holds the protocol and its timing policy; this
 module only moves bytes, keeps time and reports events to its owner (the Agent, as a SessionOwner).
 """
@@ -46,10 +47,11 @@ from ._notify import Notifier, Wakeup
 from ._observe import CheckObserver
 from ._pacer import global_pacer
 from ._receive import MAX_DATA_SOURCES as MAX_DATA_SOURCES
-from ._receive import ReceivePath
 from ._remote_names import RemoteNames
+from ._session_task import SessionTask
 from ._stats import pair_stats
 from ._stun_requests import StunRequests
+from ._tasks import GenerationTasks
 
 log = get_logger("iceagent.agent")
 
@@ -100,7 +102,7 @@ class SessionOwner(Protocol):
     def remote_ignored(self, candidate: Candidate, reason: str, source: str) -> None: ...
 
 
-class SessionRunner(ReceivePath):
+class SessionRunner(SessionTask):
     """One generation: an IceGeneration plus the tasks and sockets that serve it."""
 
     __slots__ = (
@@ -112,11 +114,10 @@ class SessionRunner(ReceivePath):
         "_contexts",
         "_data_pairs",
         "_names",
-        "_nursery",
         "_outbox",
         "_owned",
         "_pumping",
-        "_sleep",
+        "_tasks",
         "_wakeup",
         "bases",
         "bases_changed",
@@ -138,6 +139,7 @@ class SessionRunner(ReceivePath):
     )
 
     def __init__(self, owner: SessionOwner, generation: int, local: IceParameters, controlling: bool) -> None:
+        super().__init__()
         self.owner: SessionOwner = owner
         self.name = owner.name
         self.generation = generation
@@ -171,12 +173,11 @@ class SessionRunner(ReceivePath):
         self._wakeup = Wakeup()
         self._pumping = False
         self._again = False  # wake() was called while pumping: pump again
-        self._sleep: trio.CancelScope | None = None  # the session task's wait, while it waits
         #: packets for transports that cannot send without waiting (TCP, TURN, plugins): the session task sends them
         self._outbox: list[tuple[CandidateTransport, bytes, Address]] = []
         self.failed = False
         self.closed = False
-        self._nursery: trio.Nursery | None = None
+        self._tasks: GenerationTasks | None = None  # this generation's tasks, from `start`
         self._names = RemoteNames(
             name=self.name,
             network=self.network,
@@ -196,38 +197,49 @@ class SessionRunner(ReceivePath):
 
     # ---- lifetime ----
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the session until cancelled: gatherers and receive tasks in its nursery, the driver loop
-        in this task (one task less per agent than a driver task of its own)."""
+    def start(self, nursery: trio.Nursery) -> None:
+        """Start the session task in the agent's `nursery`; this generation's other tasks follow it there."""
+        tasks = self._tasks = GenerationTasks(nursery, self._close_sockets)
+        tasks.enter()
+        nursery.start_soon(self.run, tasks, name=f"session-{self.name}-{self.generation}")
+
+    async def run(self, tasks: GenerationTasks) -> None:
+        """The session task: start gathering (a task per gatherer), then drive the session until `close()`
+        or the agent's nursery ends; then this generation's other tasks are cancelled."""
         try:
             if self.closed:  # closed before it started
                 return
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery  # close() cancels it
-                self.gen.start_gathering(trio.current_time())
-                self._set_gathering(GatheringState.GATHERING)
-                gatherers = self.owner.create_gatherers()
-                for gatherer in gatherers:
-                    ctx = AgentGatherContext(self, gatherer.kind)
-                    self._contexts.append(ctx)
-                    self.gathering.started(gatherer.kind)
-                    nursery.start_soon(self._run_gatherer, gatherer, ctx, name=f"gather-{gatherer.kind}")
-                if not gatherers:
-                    self._gathering_complete()
-                self._names.start(nursery)
-                task_status.started()
-                await self._drive()
+            self.gen.start_gathering(trio.current_time())
+            self._set_gathering(GatheringState.GATHERING)
+            gatherers = self.owner.create_gatherers()
+            for gatherer in gatherers:
+                ctx = AgentGatherContext(self, gatherer.kind)
+                self._contexts.append(ctx)
+                self.gathering.started(gatherer.kind)
+                tasks.start_soon(self._run_gatherer, gatherer, ctx, name=f"gather-{gatherer.kind}")
+            if not gatherers:
+                self._gathering_complete()
+            self._names.start(tasks)
+            await self._drive()
         finally:
             self.closed = True
-            for sock in self._owned:
-                sock.close()
+            self._stop_serving()
+            tasks.cancel()
+            tasks.leave()  # the sockets close when the last task of this generation has ended
             self.gathering.changed.notify()
 
     def close(self) -> None:
-        """End this session: cancel its nursery (its sockets close as the tasks unwind)."""
+        """End this generation: cancel its tasks (its sockets close when the last one has ended)."""
         self.closed = True
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        if self._tasks is not None:
+            self._tasks.cancel()
+        for scope in (self._sleep, self._sending):
+            if scope is not None:
+                scope.cancel()
+
+    def _close_sockets(self) -> None:
+        for sock in self._owned:
+            sock.close()
 
     # ---- inputs from the agent (signaling) ----
 
@@ -311,12 +323,13 @@ class SessionRunner(ReceivePath):
             self.transport_of.pop(old, None)
         self._base_of[key] = base
         self.transport_of[base] = transport  # keeps the transport (and so its id) alive
-        if old is None:  # a new transport: start receiving on it
+        if old is None:  # a new transport: the session task's own socket, or a receive task of its own
             caps = self._caps[key] = transport_capabilities(transport)
             if caps.connection is not None:
                 self._connections.add(caps.connection, self._connection_closed)
-            assert self._nursery is not None
-            self._nursery.start_soon(self._receive_loop, transport, name=f"receive-{self.name}")
+            if not self._serve(transport):
+                assert self._tasks is not None
+                self._tasks.start_soon(self._receive_loop, transport, name=f"receive-{self.name}")
 
     def emit(self, candidate: Candidate, transport: CandidateTransport, *, kind: str) -> None:
         """A gatherer found a candidate: apply the policy, find its base, hand it to the session and the app.
@@ -353,9 +366,9 @@ class SessionRunner(ReceivePath):
     # ---- remote `.local` candidates (draft-ietf-mmusic-mdns-ice-candidates 3.2) ----
 
     def resolve_remote(self, candidate: Candidate) -> None:
-        """Resolve a remote `.local` candidate in the session nursery (see RemoteNames)."""
+        """Resolve a remote `.local` candidate in a task of this generation (see RemoteNames)."""
         if not self.closed:
-            self._names.resolve(candidate, self._nursery)
+            self._names.resolve(candidate, self._tasks)
 
     def remote_name_settled(self) -> None:
         self.wake()
@@ -370,7 +383,7 @@ class SessionRunner(ReceivePath):
         if try_send is not None and not self._outbox and try_send(data, remote):
             return
         self._outbox.append((transport, data, remote))
-        self._wakeup.set()
+        self._alert()
 
     def _transmit(self, t: Transmit) -> None:
         transport = self.transport_of.get(t.base)
@@ -396,7 +409,7 @@ class SessionRunner(ReceivePath):
             send_nowait(t.data, t.remote)
         else:
             self._outbox.append((transport, t.data, t.remote))
-            self._wakeup.set()
+            self._alert()
         nominated = self.nominated
         if connection is not None and nominated is not None and nominated.route != (t.base, t.remote):
             connection.close_connection(t.remote)  # a pair checked after nomination concluded has lost
@@ -416,57 +429,16 @@ class SessionRunner(ReceivePath):
         if self._pumping:
             self._again = True
         elif not self.closed:
-            self._wakeup.set()
+            self._alert()
 
     def _poke(self, now: float) -> None:
-        """STUN input arrived (in a receive task): do now what it made due (its answer, a triggered check,
-        nomination, the agent's reaction), without a round through the session task; move the session
-        task's deadline earlier if the next one now is."""
+        """STUN input arrived (in a receive task, or the session task from its socket): do now what it made due
+        (its answer, a triggered check, nomination, the agent's reaction), without another round of the
+        session task; move the session task's deadline to the next one."""
         if self.closed:
             return
         self.owner.heard()
         self._set_deadline(self.pump(now))
-
-    def _set_deadline(self, deadline: float) -> None:
-        """A pump outside the session task found when the next one is due: move the session task's timer
-        there, earlier or later (a timer that no longer has anything to do, such as a retransmission whose
-        answer just came, would cost a Cancelled for nothing), or, for "at once", wake it (a wake-up is
-        cheaper than a cancelled scope)."""
-        if deadline == -math.inf:
-            self._wakeup.set()
-            return
-        sleep = self._sleep
-        if sleep is not None and deadline != sleep.deadline:
-            sleep.deadline = deadline
-
-    async def _drive(self) -> None:
-        """The session task after setup: pump, send what must wait (the outbox: TCP, TURN, plugin
-        transports), then sleep until woken or until the next deadline.
-
-        One cancel scope serves every wait until its deadline fires (a timer: a retransmission, nomination,
-        consent); in between, pumps only move its deadline. So a wake-up makes no scope and raises no
-        Cancelled; a new scope is made per timer that fires. The outbox is sent outside the scope, so a
-        deadline never interrupts a send."""
-        wakeup = self._wakeup
-        outbox = self._outbox
-        while True:
-            with trio.CancelScope() as sleep:
-                self._sleep = sleep
-                try:
-                    while True:
-                        deadline = self.pump(trio.current_time())
-                        if outbox:
-                            break
-                        if deadline == -math.inf:  # still changing after pump's rounds: again, after the others ran
-                            await trio.lowlevel.checkpoint()
-                            continue
-                        sleep.deadline = deadline
-                        await wakeup.wait()
-                finally:
-                    self._sleep = None
-            while outbox:
-                transport, data, remote = outbox.pop(0)
-                await transport.send(data, remote)
 
     def pump(self, now: float) -> float:
         """Everything due at `now` that needs no waiting: the generation's timers (gather timeout,

@@ -383,7 +383,7 @@ class Agent(AgentStates):
         self._runners.append(runner)
         self._current = runner
         self._initial = -1
-        self._nursery.start_soon(runner.run, name=f"session-{self.name}-{generation}")
+        runner.start(self._nursery)  # its tasks run in the agent's nursery (agent/_tasks.py)
         if old is not None:
             if self._route_runner is not old:
                 self._close_runner(old)

@@ -50,6 +50,10 @@ class OSUdpSocket:
     def local_address(self) -> Address:
         return self._local
 
+    def fileno(self) -> int:
+        """The socket's descriptor (-1 once closed), for `trio.lowlevel.wait_readable(sock)`."""
+        return self._raw.fileno()
+
     @property
     def raw(self) -> trio.socket.SocketType:
         """The underlying trio socket (for socket options)."""

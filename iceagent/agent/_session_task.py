@@ -1,0 +1,197 @@
+"""The session task of a SessionRunner: timers, wake-ups and its first OS UDP socket in one task.
+
+An idle agent in the default set-up (one host UDP socket) costs its Trio run one task: the session task
+pumps the generation (SessionRunner.pump), sleeps until the next timer (the deadline of one cancel scope,
+`_sleep`) and meanwhile waits on its first OS UDP socket itself, handling each batch as a receive task
+would (ReceivePath._on_datagrams: a check is answered in the step that read it). Other transports
+(further sockets, TURN, ICE-TCP, a mux, plugins) keep a receive task each. A wake-up from another task
+(signalling, a gatherer, another transport's input) ends the wait on the socket by an empty datagram the
+socket sends itself (`_alert`; cancelling the wait measured 20% more CPU for 1000 pairs connecting); one
+while the task is busy or waits on its Wakeup only sets the Wakeup. While the stream's reader holds the
+socket (agent/_tap.py) the task waits on its Wakeup, which is also the Tap's kick, under the Tap's park
+deadline, inside its timer's scope.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..gatherers.base import CandidateTransport
+from ..net.base import Address
+from ._receive import ReceivePath, tappable
+
+#: At most this many datagrams per batch the session task reads (as a receive task's `receive_batch`).
+RECEIVE_BATCH = 64
+
+#: Seconds after which a wake-up whose datagram to the session task's own socket did not arrive (a firewall
+#: that drops it) ends the wait by the scope's deadline instead; that runner then wakes by cancelling.
+SELF_WAKE_TIMEOUT = 0.5
+
+if TYPE_CHECKING:
+    from ._notify import Wakeup
+
+
+class SessionTask(ReceivePath):
+    """The session task's loop and its wake-ups (SessionRunner sets these attributes)."""
+
+    __slots__ = ("_polling", "_self_wake", "_sending", "_served", "_sleep", "_woke_self")
+
+    closed: bool
+    _outbox: list[tuple[CandidateTransport, bytes, Address]]
+    _wakeup: Wakeup
+
+    def __init__(self) -> None:
+        self._sleep: trio.CancelScope | None = None  # the session task's wait, while it waits
+        self._sending: trio.CancelScope | None = None  # the session task's sends of the outbox, while it sends
+        self._served: CandidateTransport | None = None  # the OS UDP socket the session task waits on itself
+        self._polling = False  # the session task waits on that socket (a wake-up sends it a datagram)
+        self._self_wake = True  # wake it by a datagram to its socket (False: by cancelling `_sleep`)
+        self._woke_self = False  # such a datagram is on its way
+
+    def pump(self, now: float) -> float:
+        raise NotImplementedError
+
+    def _alert(self) -> None:
+        """Have the session task pump soon: set its Wakeup and, if it waits on its socket, end that wait (once,
+        however many wake-ups come before it runs) by an empty datagram to the socket itself (no Cancelled:
+        a Cancelled, a new scope and epoll's re-arming cost more than a datagram on the host's loopback),
+        within SELF_WAKE_TIMEOUT by the scope's deadline should that datagram be lost; else by a cancel."""
+        self._wakeup.set()
+        if not self._polling:
+            return
+        self._polling = False
+        sleep = self._sleep
+        assert sleep is not None
+        t: Any = self._served
+        if self._self_wake and t.try_send(b"", t.local_address):
+            self._woke_self = True
+            fallback = trio.current_time() + SELF_WAKE_TIMEOUT
+            if fallback < sleep.deadline:
+                sleep.deadline = fallback
+        else:
+            sleep.cancel()
+
+    def _without_self_wake(self, items: list[tuple[bytes, Address]]) -> list[tuple[bytes, Address]]:
+        """The batch without the empty datagram(s) `_alert` sent to the socket itself."""
+        t: Any = self._served
+        local = t.local_address
+        kept = [item for item in items if item[0] or item[1] != local]
+        if len(kept) < len(items):
+            self._woke_self = False
+        return kept
+
+    def _set_deadline(self, deadline: float) -> None:
+        """A pump outside the session task's own loop found when the next one is due: move the session task's
+        timer there, earlier or later (a timer that no longer has anything to do, such as a retransmission
+        whose answer just came, would cost a Cancelled for nothing), or, for "at once", alert it."""
+        if deadline == -math.inf:
+            self._alert()
+            return
+        sleep = self._sleep
+        if sleep is not None and deadline != sleep.deadline:
+            if self._woke_self:  # keep the wake-up's fallback: the session task pumps soon anyway
+                deadline = min(deadline, sleep.deadline)
+            sleep.deadline = deadline
+
+    def _serve(self, transport: CandidateTransport) -> bool:
+        """Take `transport` as the session task's own socket if it has none and `transport` is an OS UDP
+        socket (a descriptor to wait on, `receive_now`, and a Tap's methods)."""
+        if self._served is not None or self.closed or not hasattr(transport, "fileno") or not tappable(transport):
+            return False
+        self._served = transport
+        # a link-local IPv6 address needs a scope id to send to (its local_address has none): wake by a cancel
+        t: Any = transport
+        self._self_wake = not t.local_address[0].lower().startswith("fe80:")
+        self._alert()
+        return True
+
+    def _stop_serving(self) -> None:
+        """The session task no longer serves its socket (it failed, or the session ends): a reader waiting on
+        it looks again and waits for deliveries."""
+        t: Any = self._served
+        self._served = None
+        self._woke_self = False
+        if t is not None and t.tap is not None:
+            tap = t.tap
+            tap.closed = True
+            t.tap = None
+            tap.interrupt()
+
+    async def _drive(self) -> None:
+        """The session task after setup: pump, send what must wait (the outbox: TCP, TURN, plugin transports),
+        then wait until woken, until the next deadline or, with a socket of its own, for its next batch.
+
+        One cancel scope (`_sleep`) serves every wait until its deadline fires (a timer: a retransmission,
+        nomination, consent) or a wake-up from another task ends a wait on the socket; in between, pumps
+        only move its deadline, and input read here is handled in place (a pump only when it held STUN).
+        The outbox is sent outside that scope, so a deadline never interrupts a send."""
+        wakeup = self._wakeup
+        outbox = self._outbox
+        delivered = False  # the socket's last batch woke the stream's reader (agent/_tap.py)
+        while not self.closed:
+            with trio.CancelScope() as sleep:
+                self._sleep = sleep
+                try:
+                    due = True  # pump before the next wait
+                    while True:
+                        if due:
+                            wakeup.consume()  # this pump answers every wake-up so far
+                            deadline = self.pump(trio.current_time())
+                            if outbox or self.closed:
+                                break
+                            if deadline == -math.inf:  # still changing after pump's rounds: again, after the others
+                                await trio.lowlevel.checkpoint()
+                                continue
+                            sleep.deadline = deadline
+                        due = True
+                        sock: Any = self._served
+                        if sock is None:
+                            await wakeup.wait()
+                            continue
+                        tap = sock.tap
+                        if tap is not None and (tap.stash or tap.reader or (tap.want and delivered)):
+                            await tap.task_turn(delivered)  # the reader left it work, or has (or takes) the socket
+                            delivered = False
+                            continue
+                        if wakeup.consume():  # woken while busy: pump first
+                            continue
+                        # One batch per step, read after epoll said the socket is readable: what is still
+                        # queued wakes the task again through epoll, after the other tasks' turn (no extra
+                        # checkpoint per batch, no recvfrom that finds nothing)
+                        self._polling = True
+                        if tap is not None:
+                            tap.polling = True
+                        try:
+                            await trio.lowlevel.wait_readable(sock)
+                            items = sock.receive_now(RECEIVE_BATCH)
+                        except (trio.ClosedResourceError, OSError):
+                            self._stop_serving()
+                            continue
+                        finally:
+                            self._polling = False
+                            if tap is not None:
+                                tap.polling = False
+                        if self._woke_self:
+                            items = self._without_self_wake(items)
+                        if items:
+                            delivered = self._on_datagrams(sock, items)
+                            if delivered and tap is None:
+                                self._open_tap(sock, wakeup)
+                        del items  # not kept alive while waiting for the next batch (an idle agent's memory)
+                        due = False  # a batch with STUN pumped (`_poke`); data alone changes no timer
+                finally:
+                    self._sleep = None
+            if self._woke_self and sleep.cancelled_caught:  # the wake-up datagram did not come: cancel instead
+                self._woke_self = self._self_wake = False
+            if outbox and not self.closed:
+                with trio.CancelScope() as sending:
+                    self._sending = sending  # close() cancels a send that waits (TCP, TURN)
+                    try:
+                        while outbox:
+                            transport, data, remote = outbox.pop(0)
+                            await transport.send(data, remote)
+                    finally:
+                        self._sending = None
