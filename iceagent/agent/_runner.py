@@ -474,22 +474,23 @@ class SessionRunner(SessionTask):
         """The runner's part of each event (connections, the data-source cache, gathering), then the owner's."""
         owner = self.owner
         gen = self.gen
-        while (event := gen.next_event()) is not None:
-            if isinstance(event, PairStateChanged):
-                if event.new is PairState.FAILED and event.pair.base.transport == "tcp":
-                    self._close_connection(event.pair)
-            elif isinstance(event, (PairValid, PairRemoved, RemoteCandidateLearned, LocalCandidateLearned)):
-                self._data_pairs.clear()  # a data source may have become known, or unknown
-                if isinstance(event, PairValid):  # a response from the remote passed MESSAGE-INTEGRITY
-                    self._confirm(self.transport_of.get(event.pair.base), event.pair.remote_address)
-            elif isinstance(event, ChecklistFailed):
-                self.failed = True
-            elif isinstance(event, GatherTimedOut):
-                self._gather_timed_out()
-                continue
-            owner.session_event(self, event)
-            if isinstance(event, PairNominated):
-                self._prune_connections(event.pair)
+        while events := gen.take_events():  # what applying them queues comes after them, in order
+            for event in events:
+                if isinstance(event, PairStateChanged):
+                    if event.new is PairState.FAILED and event.pair.base.transport == "tcp":
+                        self._close_connection(event.pair)
+                elif isinstance(event, (PairValid, PairRemoved, RemoteCandidateLearned, LocalCandidateLearned)):
+                    self._data_pairs.clear()  # a data source may have become known, or unknown
+                    if isinstance(event, PairValid):  # a response from the remote passed MESSAGE-INTEGRITY
+                        self._confirm(self.transport_of.get(event.pair.base), event.pair.remote_address)
+                elif isinstance(event, ChecklistFailed):
+                    self.failed = True
+                elif isinstance(event, GatherTimedOut):
+                    self._gather_timed_out()
+                    continue
+                owner.session_event(self, event)
+                if isinstance(event, PairNominated):
+                    self._prune_connections(event.pair)
 
     # ---- what the agent's supervisor asks for (on the selected pair's generation) ----
 
