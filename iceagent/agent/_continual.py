@@ -17,12 +17,12 @@ from ..gatherers.base import GatherOptions
 from ..gatherers.host import host_addresses
 from ..logs import get_logger
 from ..net.base import UdpSocket
-from ..states import GatheringState, IceState
+from ..states import GatheringState
 from ._context import AgentGatherContext
 from ._notify import Notifier
 from ._runner import SessionRunner
 
-__all__ = ["LATE_KINDS", "addresses_added", "gather_late", "may_gather", "restart_after_address_loss"]
+__all__ = ["LATE_KINDS", "gather_late", "may_gather"]
 
 log = get_logger("iceagent.agent")
 
@@ -113,41 +113,3 @@ async def gather_late(runner: SessionRunner, gatherers: Sequence[Any], address: 
         for gatherer in gatherers:
             if gatherer.kind in LATE_KINDS:
                 nursery.start_soon(run, gatherer)
-
-
-def restart_after_address_loss(agent: Any) -> None:
-    """Restart now when there is an address to gather on (a mux agent's are the mux's), else at the
-    next address that appears (`_addresses_added`): a generation with no candidate would only fail."""
-    opts = agent.options
-    try:
-        usable = agent._mux is not None or bool(host_addresses(
-            agent.network, opts.host_addresses, interface_filter=opts.interface_filter, ip_filter=opts.ip_filter))
-    except ValueError:
-        usable = True  # the restart's host gatherer reports it
-    if usable:
-        agent._restart_now()
-    else:
-        agent._awaiting_address = True
-
-
-def addresses_added(agent: Any, addresses: list[str]) -> None:
-    """New local addresses (after `network_changed` looked at the selected pair): an agent that restarts
-    by itself and has no pair restarts now if it is FAILED or lost its pair's address with nothing left
-    to gather on (the new generation gathers on them); else, with continual_gathering, the current
-    generation gathers on those its options allow."""
-    if agent._closed or agent._nursery is None:
-        return
-    if agent.auto_restart and agent._routes.route is None and (
-        agent._state is IceState.FAILED or agent._awaiting_address
-    ):
-        agent._awaiting_address = False
-        log.info("%s: new local address %s: restarting now", agent.name, ", ".join(addresses))
-        agent._restart_now()
-        return
-    runner = agent._current
-    if not agent.continual_gathering or runner is None:
-        return
-    gatherers = agent.create_gatherers()
-    for address in addresses:
-        if agent._mux is None and may_gather(runner.options, agent.network, address):
-            agent._nursery.start_soon(gather_late, runner, gatherers, address, name=f"gather-late-{agent.name}")
