@@ -18,6 +18,8 @@ from typing import Any
 import trio
 from trio_util import AsyncValue
 
+from ..gatherers.base import GatherOptions
+from ..gatherers.host import host_addresses
 from ..ice.events import ChecklistFailed, Event, PairNominated, PairStateChanged, PairValid, RoleChanged
 from ..ice.nomination import alternates
 from ..ice.pair import CandidatePair, PairState
@@ -33,8 +35,10 @@ from ..ice.supervisor import (
     SupervisorAction,
 )
 from ..logs import get_logger
-from ..net.base import InterfaceChange
+from ..net.base import InterfaceChange, Network
+from ..net.mux import AgentMux
 from ..states import IceState
+from ._continual import gather_late, may_gather
 from ._lazy_value import LazyAsyncValue, made_on_read
 from ._observe import AgentObservers
 from ._route import Route, RouteState, make_route
@@ -49,8 +53,8 @@ class AgentStates:
     """Selection and states; `Agent` supplies the fields and the lifetime methods declared here."""
 
     #: the fields this part changes (the others are Agent's and only read here)
-    __slots__ = ("_failure_reason", "_route_runner", "_selected_at", "_state", "_state_value", "_supervise",
-                 "_supervise_at", "controlling")
+    __slots__ = ("_awaiting_address", "_failure_reason", "_route_runner", "_selected_at", "_state", "_state_value",
+                 "_supervise", "_supervise_at", "controlling")
 
     name: str
     auto_restart: bool
@@ -68,6 +72,12 @@ class AgentStates:
     _supervise: bool
     _supervise_at: float
     _observers: AgentObservers | None
+    options: GatherOptions
+    network: Network
+    continual_gathering: bool
+    _mux: AgentMux | None
+    _closed: bool
+    _nursery: trio.Nursery | None
 
     @property
     def state(self) -> AsyncValue[IceState]:
@@ -89,11 +99,44 @@ class AgentStates:
     def _close_runner(self, runner: SessionRunner) -> None:
         raise NotImplementedError
 
-    def _addresses_added(self, addresses: list[str]) -> None:
+    def create_gatherers(self) -> list[Any]:
         raise NotImplementedError
 
     def _restart_after_address_loss(self) -> None:
-        raise NotImplementedError
+        """Restart now when there is an address to gather on (a mux agent's are the mux's), else at the
+        next address that appears (`_addresses_added`): a generation with no candidate would only fail."""
+        opts = self.options
+        try:
+            usable = self._mux is not None or bool(host_addresses(
+                self.network, opts.host_addresses, interface_filter=opts.interface_filter, ip_filter=opts.ip_filter))
+        except ValueError:
+            usable = True  # the restart's host gatherer reports it
+        if usable:
+            self._restart_now()
+        else:
+            self._awaiting_address = True
+
+    def _addresses_added(self, addresses: list[str]) -> None:
+        """New local addresses (after `network_changed` looked at the selected pair): an agent that restarts
+        by itself and has no pair restarts now if it is FAILED or lost its pair's address with nothing left
+        to gather on (the new generation gathers on them); else, with continual_gathering, the current
+        generation gathers on those its options allow."""
+        if self._closed or self._nursery is None:
+            return
+        if self.auto_restart and self._routes.route is None and (
+            self._state is IceState.FAILED or self._awaiting_address
+        ):
+            self._awaiting_address = False
+            log.info("%s: new local address %s: restarting now", self.name, ", ".join(addresses))
+            self._restart_now()
+            return
+        runner = self._current
+        if not self.continual_gathering or runner is None:
+            return
+        gatherers = self.create_gatherers()
+        for address in addresses:
+            if self._mux is None and may_gather(runner.options, self.network, address):
+                self._nursery.start_soon(gather_late, runner, gatherers, address, name=f"gather-late-{self.name}")
 
     # ---- events of the generations ----
 

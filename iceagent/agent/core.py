@@ -27,7 +27,6 @@ from .._agent_options import check_agent_options, check_servers
 from ..config import IceConfig
 from ..errors import IceError
 from ..gatherers.base import GatherOptions
-from ..gatherers.host import host_addresses
 from ..ice.candidate import MAX_PACING, Candidate, IceParameters, check_candidate, unusable_reason
 from ..ice.credentials import new_parameters
 from ..ice.pair import CandidatePair, PairState
@@ -43,7 +42,6 @@ from ..plugins import get_plugin_manager
 from ..states import GatheringState, IceState
 from ..stun.message import random_bytes
 from ..uri import IceServer
-from ._continual import gather_late, may_gather
 from ._lazy_value import LazyAsyncValue, made_on_read
 from ._observe import AgentObservers
 from ._remote import RemoteGate
@@ -66,7 +64,6 @@ class Agent(AgentStates):
     """An ICE agent; created by `open_agent()`, valid inside its `async with` only."""
 
     __slots__ = (
-        "_awaiting_address",
         "_closed",
         "_current",
         "_dropped",
@@ -332,42 +329,6 @@ class Agent(AgentStates):
         if watch is not None:
             self._watch = watch()
             self._watch.follow(self.network_changed, nursery)
-
-    def _restart_after_address_loss(self) -> None:
-        """Restart now when there is an address to gather on (a mux agent's are the mux's), else at the
-        next address that appears (`_addresses_added`): a generation with no candidate would only fail."""
-        opts = self.options
-        try:
-            usable = self._mux is not None or bool(host_addresses(
-                self.network, opts.host_addresses, interface_filter=opts.interface_filter, ip_filter=opts.ip_filter))
-        except ValueError:
-            usable = True  # the restart's host gatherer reports it
-        if usable:
-            self._restart_now()
-        else:
-            self._awaiting_address = True
-
-    def _addresses_added(self, addresses: list[str]) -> None:
-        """New local addresses (after `network_changed` looked at the selected pair): an agent that restarts
-        by itself and has no pair restarts now if it is FAILED or lost its pair's address with nothing left
-        to gather on (the new generation gathers on them); else, with continual_gathering, the current
-        generation gathers on those its options allow."""
-        if self._closed or self._nursery is None:
-            return
-        if self.auto_restart and self._routes.route is None and (
-            self._state is IceState.FAILED or self._awaiting_address
-        ):
-            self._awaiting_address = False
-            log.info("%s: new local address %s: restarting now", self.name, ", ".join(addresses))
-            self._restart_now()
-            return
-        runner = self._current
-        if not self.continual_gathering or runner is None:
-            return
-        gatherers = self.create_gatherers()
-        for address in addresses:
-            if self._mux is None and may_gather(runner.options, self.network, address):
-                self._nursery.start_soon(gather_late, runner, gatherers, address, name=f"gather-late-{self.name}")
 
     def _restart_now(self, first: bool = False) -> SessionRunner:
         assert self._nursery is not None
