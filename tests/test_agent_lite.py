@@ -19,6 +19,7 @@ from nat_matrix_tools import NAT_TYPES
 from test_ice_tcp import UdpBlocked
 
 from iceagent import Agent, IceConfig, IceFailed, IceState, open_agent
+from iceagent.net.base import NetworkWrapper, UdpSocket
 
 CONFIG = IceConfig(global_pacing=False)
 
@@ -121,6 +122,45 @@ async def test_lite_declares_the_peer_gone_after_consent_timeout(autojump_clock:
                 await lite.state.wait_value(IceState.FAILED)
             assert IceState.DISCONNECTED not in states
             with pytest.raises(IceFailed, match="consent_timeout=30"):
+                await lite.connect()
+
+
+class _Deaf(NetworkWrapper):
+    """A full agent that hears nothing: its checks reach the lite peer, the answers never come back."""
+
+    async def bind_udp(self, address: str, port: int = 0, *, reuse: bool = False) -> UdpSocket:
+        sock = await super().bind_udp(address, port, reuse=reuse)
+
+        async def deaf(*args: object) -> object:
+            await trio.sleep_forever()
+
+        for name in ("receive", "receive_batch"):
+            if hasattr(sock, name):
+                setattr(sock, name, deaf)
+        return sock
+
+
+async def test_lite_waits_failed_timeout_from_the_peers_last_check(autojump_clock: object) -> None:
+    """A lite agent cannot check; it waits for the full peer's nomination. While the peer's checks keep
+    arriving (here its retransmissions, whose answers it never hears) the lite agent does not fail at
+    failed_timeout after CHECKING began, but failed_timeout after the last check, and says so."""
+    scenario = vnet("none", "none", rtt=0.05, seed=6)
+    config = attrs.evolve(CONFIG, failed_timeout=10.0)
+    with trio.fail_after(200):
+        async with (
+            open_agent(controlling=False, lite=True, network=scenario.network_b, config=config) as lite,
+            open_agent(network=_Deaf(scenario.network_a), config=CONFIG) as full,
+        ):
+            await signal(full, lite)
+            await signal(lite, full)
+            start = trio.current_time()
+            await trio.sleep(15)
+            assert lite.state.value is IceState.CHECKING  # checks still came within the last 10 s
+            heard = sum(p["requests_received"] for p in lite.stats()["pairs"])
+            assert heard >= 3
+            await lite.state.wait_value(IceState.FAILED)
+            assert trio.current_time() - start > 20  # well after failed_timeout from the start
+            with pytest.raises(IceFailed, match="no nomination from the peer within failed_timeout=10 s"):
                 await lite.connect()
 
 

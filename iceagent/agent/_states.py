@@ -233,7 +233,11 @@ class AgentStates:
         for _ in range(4):  # a RouteLost or Fail changes the state: look again (at most a few times)
             route = self._routes.route
             actions, at = self.supervisor.poll(
-                now, state=self._state, pair=None if route is None else route[2], selected_at=self._selected_at
+                now,
+                state=self._state,
+                pair=None if route is None else route[2],
+                selected_at=self._selected_at,
+                checked_at=None if route is not None else getattr(runner.ice, "last_check_at", None),
             )
             for action in actions:
                 self._apply(action, now)

@@ -65,7 +65,7 @@ class LiteSession(IceSession):
     nomination) the highest-priority pair is the selected one (8.1.1); with renomination negotiated, the
     one with the highest NOMINATION value."""
 
-    __slots__ = ("_now", "_peer_lite")
+    __slots__ = ("_now", "_peer_lite", "last_check_at")
 
     def __init__(
         self,
@@ -82,6 +82,8 @@ class LiteSession(IceSession):
         )
         self._now = 0.0
         self._peer_lite = False
+        #: when the last authenticated check arrived (None: none yet): the full peer is still at it
+        self.last_check_at: float | None = None
 
     # ---- inputs ----
 
@@ -150,7 +152,7 @@ class LiteSession(IceSession):
                 return  # the check list is full of higher-priority pairs
         pair._requests_received += 1
         pair._responses_sent += 1
-        pair._last_consent = self._now
+        pair._last_consent = self.last_check_at = self._now
         value = self._nomination_in(fields)
         if value is not None and self._accept_nomination(pair, value):
             self._nominated_by_peer(pair)

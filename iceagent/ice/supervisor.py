@@ -130,11 +130,19 @@ class Supervisor:
         self._checking_since = now
 
     def poll(
-        self, now: float, *, state: IceState, pair: CandidatePair | None, selected_at: float
+        self,
+        now: float,
+        *,
+        state: IceState,
+        pair: CandidatePair | None,
+        selected_at: float,
+        checked_at: float | None = None,
     ) -> tuple[list[SupervisorAction], float]:
         """What is due at `now` given the agent's state and selected pair (selected at `selected_at`);
         returns the actions and when to poll again (math.inf: only after a change). After a RouteLost,
-        Fail or Restart action nothing else is returned: apply it and poll again."""
+        Fail or Restart action nothing else is returned: apply it and poll again. `checked_at` (a lite
+        agent): when the full peer's last authenticated check arrived; failed_timeout counts from then,
+        since a peer still checking may yet nominate (RFC 8445 2.5: the lite agent waits for it)."""
         cfg = self._config
         if state is IceState.FAILED:
             return self._restart(now)
@@ -144,10 +152,17 @@ class Supervisor:
                 return [], math.inf
             if self._checking_since is None:
                 self._checking_since = now
-            give_up = self._checking_since + cfg.failed_timeout
+            since = self._checking_since
+            if self._lite and checked_at is not None and checked_at > since:
+                since = checked_at
+            give_up = since + cfg.failed_timeout
             if now < give_up:
                 return [], give_up
-            return [Fail(f"no candidate pair succeeded within failed_timeout={cfg.failed_timeout:g} s")], math.inf
+            if self._lite:
+                reason = f"no nomination from the peer within failed_timeout={cfg.failed_timeout:g} s of its last check"
+            else:
+                reason = f"no candidate pair succeeded within failed_timeout={cfg.failed_timeout:g} s"
+            return [Fail(reason)], math.inf
         self._backoff = cfg.restart_backoff
         if pair is not self._consent_pair:
             self._follow(pair, now)
