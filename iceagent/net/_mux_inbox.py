@@ -28,6 +28,8 @@ class InboxTransport:
         self._bytes = 0
         self._lot = trio.lowlevel.ParkingLot()
         self._closed = False
+        #: the checks waiting in the inbox, as (datagram, source): made at the first check
+        self._checks: set[tuple[bytes, Address]] | None = None
 
     @property
     def local_address(self) -> Address:
@@ -56,6 +58,10 @@ class InboxTransport:
             parked = True
         out = [items.popleft() for _ in range(min(limit, len(items)))]
         self._bytes -= sum(len(d) for d, _ in out)
+        checks = self._checks
+        if checks:
+            for item in out:
+                checks.discard(item)
         if not parked:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return out
@@ -82,8 +88,24 @@ class InboxTransport:
             self._lot.unpark_all()
         return True
 
+    def _deliver_check(self, data: bytes, remote: Address, limits: MuxLimits) -> str:
+        """Queue a check (a Binding request) as `_deliver` does, unless the same datagram from the same source
+        is still waiting: a retransmission (RFC 8489 6.2.1) of a check the agent has not read yet, which it
+        will answer by the waiting copy. "" when queued, else why it was dropped."""
+        checks = self._checks
+        if checks is None:
+            checks = self._checks = set()
+        key = (data, remote)
+        if key in checks:
+            return "duplicate_check"
+        if not self._deliver(data, remote, limits):
+            return "inbox_full"
+        checks.add(key)
+        return ""
+
     def _close(self) -> None:
         self._closed = True
+        self._checks = None
         self._items.clear()
         self._bytes = 0
         self._lot.unpark_all()

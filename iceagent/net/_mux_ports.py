@@ -42,6 +42,8 @@ class Port(Protocol):
 
     async def receive_batch(self) -> list[Triple]: ...
 
+    def receive_now(self, limit: int) -> list[Triple]: ...
+
     async def send(self, data: bytes, remote: Address, local: Address) -> None: ...
 
     def try_send(self, data: bytes, remote: Address, local: Address) -> bool: ...
@@ -58,6 +60,7 @@ class SeamPort:
         self.bind_address = sock.local_address[0]
         self._try_send = getattr(sock, "try_send", None)
         self._batch = getattr(sock, "receive_batch", None)
+        self._now = getattr(sock, "receive_now", None)
         self.outbox: trio.MemorySendChannel[tuple[bytes, Address]] | None = None
         self.outbox_receive: trio.MemoryReceiveChannel[tuple[bytes, Address]] | None = None
         if self._try_send is None:  # no synchronous send: a sender task drains a bounded outbox
@@ -69,6 +72,13 @@ class SeamPort:
             return [(data, remote, local) for data, remote in await self._batch(RECEIVE_BATCH)]
         data, remote = await self.sock.receive()
         return [(data, remote, local)]
+
+    def receive_now(self, limit: int) -> list[Triple]:
+        """What the socket holds now (at most `limit`), without waiting; none where the socket cannot tell."""
+        if self._now is None:
+            return []
+        local = self.locals[0]
+        return [(data, remote, local) for data, remote in self._now(limit)]
 
     async def send(self, data: bytes, remote: Address, local: Address) -> None:
         await self.sock.send(data, remote)
@@ -114,22 +124,27 @@ class PktinfoPort:
 
     async def receive_batch(self) -> list[Triple]:
         await trio.lowlevel.checkpoint_if_cancelled()
-        raw, waited = self.raw, False
+        out = self.receive_now(RECEIVE_BATCH)
+        if out:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return out
+        while not out:
+            await trio.lowlevel.wait_readable(self.raw)
+            out = self.receive_now(RECEIVE_BATCH)
+        return out
+
+    def receive_now(self, limit: int) -> list[Triple]:
+        """The datagrams queued now (at most `limit`) with their destinations, without waiting."""
+        recvmsg, ancsize, port = self.raw.recvmsg, self._ancsize, self._port
         out: list[Triple] = []
-        while len(out) < RECEIVE_BATCH:
+        while len(out) < limit:
             try:
-                data, anc, _flags, addr = raw.recvmsg(65536, self._ancsize)
+                data, anc, _flags, addr = recvmsg(65536, ancsize)
             except BlockingIOError:
-                if out:
-                    break
-                await trio.lowlevel.wait_readable(raw)
-                waited = True
-                continue
+                break
             except ConnectionResetError:
                 continue
-            out.append((data, (str(addr[0]).split("%", 1)[0], addr[1]), (self._destination(anc), self._port)))
-        if not waited:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            out.append((data, (str(addr[0]).split("%", 1)[0], addr[1]), (self._destination(anc), port)))
         return out
 
     def _destination(self, anc: list[tuple[int, int, bytes]]) -> str:
