@@ -109,8 +109,12 @@ async def test_a_lost_wake_up_datagram_is_made_up_for_by_the_deadline(monkeypatc
             runner = b._current
             assert runner is not None and runner._polling
             pumps, pumped = count_pumps(monkeypatch, runner)
-            send = OSUdpSocket.try_send
-            monkeypatch.setattr(OSUdpSocket, "try_send", lambda self, data, to: not data or send(self, data, to))
+            sendto = OSUdpSocket.sync_sendto.fget  # type: ignore[attr-defined]
+
+            def lossy(self: OSUdpSocket) -> object:  # the wake-up datagram "sent" and lost, the rest as usual
+                return lambda data, to: None if not data else sendto(self)(data, to)
+
+            monkeypatch.setattr(OSUdpSocket, "sync_sendto", property(lossy))
             runner.wake()
             await trio.testing.wait_all_tasks_blocked()
             assert not pumps and runner._woke_self  # nothing came
@@ -201,3 +205,27 @@ async def test_an_idle_agent_on_real_sockets_wakes_no_task() -> None:
                 trio.lowlevel.remove_instrument(steps)
             assert a._current is not None and a._current._polling
     assert steps.steps["session"] == 0 and steps.steps["receive"] == 0, steps.steps
+
+
+async def test_a_timer_and_a_wake_up_in_one_batch_keep_the_self_wake() -> None:
+    """A timer that fires while another task wakes the runner in the same scheduling batch: the session
+    task wakes by its deadline, the wake-up sends no datagram, and waking by a datagram stays on (it was
+    switched off as if a datagram had been lost)."""
+    with trio.fail_after(20):
+        async with completed() as (_a, b):
+            runner = b._current
+            assert runner is not None
+            tried = 0
+            for _ in range(40):
+                await trio.testing.wait_all_tasks_blocked()
+                if not runner._polling:
+                    continue
+                assert runner._sleep is not None
+                runner._sleep.deadline = trio.current_time()  # a timer due now (a retransmission, consent)
+                await trio.sleep(0)  # the session task's Cancelled is scheduled, it has not run yet
+                if runner._polling:
+                    runner.wake()
+                    tried += 1
+                await trio.testing.wait_all_tasks_blocked()
+                assert runner._self_wake and not runner._woke_self
+            assert tried > 0

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 class SessionTask(ReceivePath):
     """The session task's loop and its wake-ups (SessionRunner sets these attributes)."""
 
-    __slots__ = ("_polling", "_self_wake", "_sending", "_served", "_sleep", "_woke_self")
+    __slots__ = ("_fallback_at", "_polling", "_self_wake", "_sending", "_served", "_sleep", "_woke_self")
 
     closed: bool
     _outbox: list[tuple[CandidateTransport, bytes, Address]]
@@ -50,6 +50,7 @@ class SessionTask(ReceivePath):
         self._polling = False  # the session task waits on that socket (a wake-up sends it a datagram)
         self._self_wake = True  # wake it by a datagram to its socket (False: by cancelling `_sleep`)
         self._woke_self = False  # such a datagram is on its way
+        self._fallback_at = math.inf  # the deadline that stands in for it, should it be lost
 
     def pump(self, now: float) -> float:
         raise NotImplementedError
@@ -65,14 +66,25 @@ class SessionTask(ReceivePath):
         self._polling = False
         sleep = self._sleep
         assert sleep is not None
-        t: Any = self._served
-        if self._self_wake and t.try_send(b"", t.local_address):
+        now = trio.current_time()
+        if sleep.cancel_called or now >= sleep.deadline:
+            return  # its timer fired already: it wakes anyway (no datagram to leave behind)
+        if self._self_wake and self._send_self():
             self._woke_self = True
-            fallback = trio.current_time() + SELF_WAKE_TIMEOUT
+            fallback = now + SELF_WAKE_TIMEOUT
             if fallback < sleep.deadline:
-                sleep.deadline = fallback
+                sleep.deadline = self._fallback_at = fallback
         else:
             sleep.cancel()
+
+    def _send_self(self) -> bool:
+        """The wake-up datagram, sent now; False when the socket did not take it (any error: cancel instead)."""
+        t: Any = self._served
+        try:
+            t.sync_sendto(b"", t.local_address)
+        except OSError:
+            return False
+        return True
 
     def _without_self_wake(self, items: list[tuple[bytes, Address]]) -> list[tuple[bytes, Address]]:
         """The batch without the empty datagram(s) `_alert` sent to the socket itself."""
@@ -104,7 +116,9 @@ class SessionTask(ReceivePath):
         self._served = transport
         # a link-local IPv6 address needs a scope id to send to (its local_address has none): wake by a cancel
         t: Any = transport
-        self._self_wake = not t.local_address[0].lower().startswith("fe80:")
+        # and on a wildcard socket the datagram would come from another address (127.0.0.1, ::1): cancel too
+        host = t.local_address[0].lower()
+        self._self_wake = not host.startswith("fe80:") and host not in ("0.0.0.0", "::")
         self._alert()
         return True
 
@@ -184,8 +198,8 @@ class SessionTask(ReceivePath):
                         due = False  # a batch with STUN pumped (`_poke`); data alone changes no timer
                 finally:
                     self._sleep = None
-            if self._woke_self and sleep.cancelled_caught:  # the wake-up datagram did not come: cancel instead
-                self._woke_self = self._self_wake = False
+            if self._woke_self and sleep.cancelled_caught and sleep.deadline == self._fallback_at:
+                self._woke_self = self._self_wake = False  # the wake-up datagram did not come: cancel instead
             if outbox and not self.closed:
                 with trio.CancelScope() as sending:
                     self._sending = sending  # close() cancels a send that waits (TCP, TURN)

@@ -42,8 +42,8 @@ class GenerationTasks:
         """Run `async_fn(*args)` as a task of this generation (nothing once it is cancelled)."""
         if self.closed:
             return
-        self._live += 1
         self._nursery.start_soon(self._run, async_fn, args, name=name)
+        self._live += 1  # after start_soon: a closed nursery raises and no task will end
 
     async def _run(self, async_fn: Callable[..., Awaitable[object]], args: tuple[Any, ...]) -> None:
         try:
