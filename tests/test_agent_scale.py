@@ -222,7 +222,7 @@ async def test_a_timer_and_a_wake_up_in_one_batch_keep_the_self_wake() -> None:
                     continue
                 assert runner._sleep is not None
                 runner._sleep.deadline = trio.current_time()  # a timer due now (a retransmission, consent)
-                await trio.sleep(0)  # the session task's Cancelled is scheduled, it has not run yet
+                await trio.lowlevel.checkpoint()  # the session task's Cancelled is scheduled, not run yet
                 if runner._polling:
                     runner.wake()
                     tried += 1
