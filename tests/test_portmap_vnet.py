@@ -242,3 +242,17 @@ async def test_a_mapping_whose_answer_never_arrived_is_deleted(autojump_clock: o
         assert router.port_mapping_requests["pcp-map"] == 1  # a mapping was made...
         assert router.port_mapping_requests["pcp-delete"] == 1  # ...and deleted, the agent still open
         assert router.forwards() == {}
+
+
+async def test_with_mdns_the_mapping_hides_its_base(autojump_clock: object) -> None:
+    """mdns=True hides the host address, so a port-mapped srflx says raddr 0.0.0.0 rport 9 as a STUN srflx
+    does (draft-ietf-mmusic-mdns-ice-candidates 3.1.1), not the private base address (both are built by
+    gatherers/srflx.py `emit_reflexive`)."""
+    scenario = _scenario("pcp")
+    async with open_agent(controlling=True, network=scenario.network_a, port_mapping=True, mdns=True) as agent:
+        await agent.gathering_state.wait_value(GatheringState.COMPLETE)
+        local = await _gathered(agent)
+    srflx = [c for c in local if c.type == "srflx"]
+    assert len(srflx) == 1 and srflx[0].address == scenario.nat_a.public_address  # type: ignore[union-attr]
+    assert (srflx[0].related_address, srflx[0].related_port) == ("0.0.0.0", 9)
+    assert not any("192.168." in c.to_sdp() for c in local)

@@ -17,14 +17,13 @@ from collections.abc import Callable
 import trio
 
 from ..hookspecs import hookimpl
-from ..ice.candidate import Candidate
-from ..ice.priority import candidate_priority
 from ..logs import get_logger
 from ..net.base import UdpSocket
 from ..portmap.client import Lease, Mapper, PcpMapper, UpnpMapper
 from ..portmap.errors import PortMapError
 from .base import GatherContext, GatherOptions
 from .host import base_preference
+from .srflx import emit_reflexive
 
 log = get_logger("iceagent.gather.portmap")
 
@@ -171,23 +170,11 @@ class PortMapGatherer:
             expires = trio.current_time() + lease.lifetime
 
     def _emit(self, ctx: GatherContext, gateway: str, sock: UdpSocket, lease: Lease) -> None:
-        base_host, base_port = sock.local_address
-        host, port = lease.external
-        if (host, port) == (base_host, base_port):
-            return  # no NAT: the host candidate says it all
-        candidate = Candidate(
-            foundation=ctx.foundation("srflx", base_host, "udp", f"{lease.protocol}:{gateway}"),
-            component=1,
-            transport="udp",
-            priority=candidate_priority("srflx", 1, local_pref=base_preference(ctx, base_host)),
-            address=host,
-            port=port,
-            type="srflx",
-            related_address=base_host,
-            related_port=base_port,
-        )
-        log.debug("%s mapping %s:%d -> %s:%d", lease.protocol, host, port, base_host, base_port)
-        ctx.emit(candidate, sock)
+        """The mapping as a srflx candidate on `sock` (the related address hidden with mdns=True, as a STUN
+        srflx's is)."""
+        base_host = sock.local_address[0]
+        if emit_reflexive(ctx, sock, lease.external, f"{lease.protocol}:{gateway}", base_preference(ctx, base_host)):
+            log.debug("%s mapping %s -> %s", lease.protocol, lease.external, sock.local_address)
 
 
 @hookimpl

@@ -135,18 +135,25 @@ async def first_answer(
 
 def _emit(ctx: GatherContext, sock: UdpSocket, server: Address, mapped: Address) -> None:
     """Emit the srflx candidate of `mapped` on base `sock`, unless it is the base itself (no NAT)."""
+    emit_reflexive(ctx, sock, mapped, server[0], stun_preference(ctx, sock.local_address[0]))
+
+
+def emit_reflexive(ctx: GatherContext, sock: UdpSocket, mapped: Address, source: str, local_pref: int) -> bool:
+    """Emit a server-reflexive candidate (RFC 8445 5.1.1.2) at `mapped` whose base is `sock`, its foundation
+    keyed by `source` (a STUN server, a port-mapping gateway); none when it is the base itself and the base
+    is not hidden (no NAT: the host candidate says it all). With mdns=True the related address is hidden:
+    raddr 0.0.0.0 (or ::), rport 9 (draft-ietf-mmusic-mdns-ice-candidates 3.1.1). True when emitted."""
     host, port = mapped
     base_host, base_port = sock.local_address
     mdns = ctx.options.mdns
     if (host, port) == (base_host, base_port) and not mdns:
-        return  # no NAT between us and the server: the host candidate says it all
-    # mdns=True hides the base: raddr 0.0.0.0 (or ::), rport 9 (draft-ietf-mmusic-mdns-ice-candidates 3.1.1)
+        return False
     related = ("::" if ":" in base_host else "0.0.0.0", 9) if mdns else (base_host, base_port)
     cand = Candidate(
-        foundation=ctx.foundation("srflx", base_host, "udp", server[0]),
+        foundation=ctx.foundation("srflx", base_host, "udp", source),
         component=1,
         transport="udp",
-        priority=candidate_priority("srflx", 1, local_pref=stun_preference(ctx, base_host)),
+        priority=candidate_priority("srflx", 1, local_pref=local_pref),
         address=host,
         port=port,
         type="srflx",
@@ -154,6 +161,7 @@ def _emit(ctx: GatherContext, sock: UdpSocket, server: Address, mapped: Address)
         related_port=related[1],
     )
     ctx.emit(cand, sock)
+    return True
 
 
 @hookimpl
