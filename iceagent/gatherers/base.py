@@ -58,7 +58,7 @@ class GatherOptions:
 
 
 class GatherContext(Protocol):
-    """The agent-side services a gatherer uses while it runs in the session nursery."""
+    """The agent-side services a gatherer uses while it runs (a task of its generation, in the agent's nursery)."""
 
     options: GatherOptions
     network: Network
@@ -96,7 +96,7 @@ class GatherContext(Protocol):
 
 @runtime_checkable
 class Gatherer(Protocol):
-    """A candidate gatherer: runs in the session nursery until the session ends."""
+    """A candidate gatherer: runs as a task of its ICE generation until that generation ends."""
 
     kind: str
 
