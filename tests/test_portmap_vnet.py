@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from contextlib import aclosing
 
 import pytest
 import trio
@@ -256,3 +257,26 @@ async def test_with_mdns_the_mapping_hides_its_base(autojump_clock: object) -> N
     assert len(srflx) == 1 and srflx[0].address == scenario.nat_a.public_address  # type: ignore[union-attr]
     assert (srflx[0].related_address, srflx[0].related_port) == ("0.0.0.0", 9)
     assert not any("192.168." in c.to_sdp() for c in local)
+
+
+async def test_a_renewal_on_a_new_public_address_is_offered_as_a_new_candidate(autojump_clock: object) -> None:
+    """RFC 6887 11.2.1: the router comes back from a reboot with another public IP; the renewal at half the
+    lifetime maps the socket there, and the agent offers that mapping through new_candidates() (to trickle)."""
+    scenario = _scenario("pcp")
+    router = scenario.nat_a
+    assert router is not None
+    async with open_agent(controlling=True, network=scenario.network_a, port_mapping=True) as agent:
+        first = [c for c in await _gathered(agent) if c.type == "srflx"]
+        assert [c.address for c in first] == [router.public_address]
+        router.reboot(new_public_address="203.0.113.99")
+        late: list[Candidate] = []
+        with trio.move_on_after(3600):
+            async with aclosing(agent.new_candidates()) as candidates:
+                async for candidate in candidates:
+                    late.append(candidate)
+                    break
+        assert [(c.type, c.address) for c in late] == [("srflx", "203.0.113.99")]
+        assert (late[0].related_address, late[0].related_port) == (first[0].related_address, first[0].related_port)
+        assert late[0].foundation == first[0].foundation  # same base, same gateway and protocol (RFC 8445 5.1.1.3)
+        errors = agent.stats()["gatherers"]["portmap"]["errors"]
+        assert not [e for e in errors if e.startswith("PCP")], errors  # renewed, not expired

@@ -132,7 +132,7 @@ class PortMapGatherer:
             if lease is None:
                 return
             self._emit(ctx, gateway, sock, lease)
-            await self._renew(ctx, name, mapper, lease)
+            await self._renew(ctx, name, gateway, sock, mapper, lease)
         finally:
             with trio.CancelScope(shield=True):
                 try:
@@ -145,9 +145,12 @@ class PortMapGatherer:
                 finally:
                     mapper.aclose()  # its socket is closed whatever delete() raised
 
-    async def _renew(self, ctx: GatherContext, name: str, mapper: Mapper, lease: Lease) -> None:
+    async def _renew(
+        self, ctx: GatherContext, name: str, gateway: str, sock: UdpSocket, mapper: Mapper, lease: Lease
+    ) -> None:
         """RFC 6887 11.2.1 / RFC 6886 3.3: renew at half the remaining lifetime, again at half of what is left
-        after a failed try, until the lease expires (then say so: the candidate is dead)."""
+        after a failed try, until the lease expires (then say so: the candidate is dead). A renewal granting
+        another external address is offered as a new candidate."""
         if not lease.lifetime:
             await trio.sleep_forever()  # a permanent UPnP lease: deleted on close
         expires = trio.current_time() + lease.lifetime
@@ -163,7 +166,10 @@ class PortMapGatherer:
                     return
                 continue
             if renewed.external != lease.external:
-                ctx.error(f"{name}: the renewed mapping is {renewed.external}, not {lease.external} as signalled")
+                # the gateway moved the forward (a reboot, a new public IP: RFC 6887 8.5, 11.2.1): offer the new
+                # address as a late candidate (Agent.new_candidates, for the application to trickle)
+                log.info("%s: the renewed mapping is %s, was %s", name, renewed.external, lease.external)
+                self._emit(ctx, gateway, sock, renewed)
             lease = renewed
             if not lease.lifetime:
                 await trio.sleep_forever()

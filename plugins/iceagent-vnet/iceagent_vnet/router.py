@@ -184,6 +184,8 @@ class Router:
             self.upstream._remove_address(self.wan, address)
         if self._table is not None:
             self._table.set_public(self.wan.addresses)
+        if self._portmap is not None and not is_ipv6(ip):
+            self._portmap.public_ip = ip  # its answers name the new address (RFC 6887 11.3, RFC 6886 3.2)
 
     # -- forwarding -----------------------------------------------------------------------------
 
