@@ -5,6 +5,7 @@ clock under fail_after."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Any
 
 import pytest
@@ -398,6 +399,21 @@ async def test_public_ips_are_normalized(autojump_clock: object) -> None:
             assert [c.address for c in await gathered(a)] == [address, "198.51.100.7"]
 
 
+def _free_loopback_port() -> int:
+    """A port on 127.0.0.1 free for UDP and TCP right now (a fixed one may be some other process's
+    ephemeral port on a busy machine)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+
+
 @pytest.mark.parametrize(("network", "tcp"), [("vnet", False), ("vnet", True), ("os", False), ("os", True)])
 async def test_restart_of_an_unconnected_agent_reuses_the_only_port(network: str, tcp: bool) -> None:
     """Without a selected pair the restart closes the previous generation at once (RFC 8445 9): its socket is
@@ -407,7 +423,8 @@ async def test_restart_of_an_unconnected_agent_reuses_the_only_port(network: str
         net: Any = vnet("none", "none", seed=13).network_a
         port_range, kwargs = (LOW, LOW), {"network": net}
     else:
-        port_range, kwargs = (47200, 47200), {"host_addresses": ["127.0.0.1"]}
+        port = _free_loopback_port()
+        port_range, kwargs = (port, port), {"host_addresses": ["127.0.0.1"]}
     with trio.fail_after(20):
         async with open_agent(port_range=port_range, tcp=tcp, **kwargs) as a:
             first = sorted((c.transport, c.port) for c in await gathered(a))
