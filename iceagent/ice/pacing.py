@@ -21,8 +21,9 @@ __all__ = [
 GLOBAL_INTERVAL = 0.005
 
 #: How late the event loop may let a check out and still have it count as sent on time: Trio waits in epoll,
-#: whose timeout CPython rounds up to whole milliseconds. A check let out at most this long after the time it
-#: waited for keeps that time in the schedule, so the next one is not pushed later by the loop's lateness.
+#: whose timeout CPython rounds up to whole milliseconds. A check that left at most this much after the time
+#: it waited for keeps that time in the schedule (a later one moves the schedule on from when it left), so
+#: the next is not pushed later by the loop's rounding, and no two leave more than this closer than Ta or 5 ms.
 TIMER_GRANULARITY = 0.001
 
 
@@ -82,10 +83,11 @@ class CheckScheduler:
     new check first takes a slot of it: when the slot is later than now, the check is built only when
     the slot comes, so its retransmission timer starts when it is really sent (RFC 8489 6.2.1).
 
-    Each check has a time in the schedule: the pacer slot it waited for, or the time Ta allowed it when the
-    loop let it out at most TIMER_GRANULARITY later, else when it really went (it was not waiting). The next
-    check waits Ta from that time, so the schedule keeps Ta (and the pacer's 5 ms) between checks without
-    the event loop's lateness adding up over a checklist.
+    Each check has a time in the schedule: the pacer slot or the time Ta allowed it, when it left at most
+    TIMER_GRANULARITY after that (else when it left: a busy loop, or it was not waiting). The next check
+    waits Ta from that time, so the schedule keeps Ta (and the pacer's 5 ms) between checks without the
+    event loop's timer lateness adding up over a check list, and two checks never leave more than
+    TIMER_GRANULARITY closer than Ta.
     """
 
     __slots__ = ("_at", "_next", "_pacer", "_slot")
@@ -104,12 +106,12 @@ class CheckScheduler:
             if now < slot:
                 return False
             self._slot = None
-            self._at = slot
+            self._at = slot if now - slot <= TIMER_GRANULARITY else now
             return wanted
         ready = self._next
         if not wanted or now < ready:
             return False
-        at = ready if now - ready <= TIMER_GRANULARITY else now  # waited for Ta, let out late by the loop
+        at = ready if now - ready <= TIMER_GRANULARITY else now  # waited for Ta, let out late by the timer
         if self._pacer is not None:
             at = self._pacer.reserve(at)
             if at > now:
