@@ -10,6 +10,7 @@ output says why.
 | --- | --- |
 | connect | `connect.py --runs R`: both `connect()` returned, median; aioice's `connect()` |
 | COMPLETED, Ta 5 ms + pacer | `connect.py --runs R --ta 5 --global-pacing --no-aioice`: both COMPLETED, median |
+| same, two processes | `connect.py --runs R --ta 5 --global-pacing --processes 2`: both COMPLETED, median |
 | 1000 pairs | `scale.py --n N`: time until all connected and KiB per agent, iceagent and aioice |
 | data path | `throughput.py --seconds S --repeat K`: % of the fair limit (wall clock and per CPU-second), aioice's % |
 | relay | `relay.py --seconds S --repeat K`: relay-only agents through coturn, % of the same agents direct |
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer runs and 100 pairs instead of 1000 (~1 min)")
     parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out",
-                        choices=["connect", "completed", "scale", "throughput", "relay"])
+                        choices=["connect", "completed", "completed2", "scale", "throughput", "relay"])
     args = parser.parse_args(argv)
     runs, pairs = ("10", 100) if args.quick else ("30", 1000)
     seconds, repeat = ("1", "3") if args.quick else ("2", "5")
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
          "ice", "<= 0.3 ms"),
         ("completed", "both COMPLETED, Ta 5 ms both sides + process-wide pacer (median)",
          lambda: connect(run("connect.py", "--runs", runs, "--ta", "5", "--global-pacing", "--no-aioice")),
+         "ice_completed", "<= 10 ms (one process: 10 ms + RTT at least, docs/agent.md \"Pacing\")"),
+        ("completed2", "the same in two processes, a pacer each (as two hosts; median)",
+         lambda: connect(run("connect.py", "--runs", runs, "--ta", "5", "--global-pacing", "--processes", "2")),
          "ice_completed", "<= 10 ms"),
         ("scale", f"{pairs} pairs in one process: time to all connected / RSS per agent",
          lambda: scale(run("scale.py", "--n", str(pairs)), pairs), "ice", "less than aioice, toward half its time"),

@@ -37,6 +37,12 @@ run in this mode.
 `--timer-lateness`: also print how late the paced checks went out against the time they waited for (a
 pacer slot or Ta), as the session task's timer woke them: Trio waits in epoll, whose timeout is in whole
 milliseconds, rounded up.
+
+`--timeline` (both modes): print one run's timeline (every check sent and received, through the
+`iceagent_check` hook; when each paced check was due, its pacer slot or Ta; every wake-up of the event
+loop from a timed wait and how late it was, a Trio instrument), and the medians over all runs of where
+COMPLETED's time goes: handing over until the first check, until the nominating check was due (the
+pacing floor: 10 ms in one process, Ta in two), how late it left, and until both were COMPLETED.
 """
 
 from __future__ import annotations
@@ -50,14 +56,17 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import aioice
 import aioice.ice
 import trio
 
 from iceagent import Agent, Candidate, IceConfig, IceParameters, IceState, open_agent
+from iceagent.hookspecs import hookimpl
 from iceagent.ice.pacing import GLOBAL_INTERVAL, CheckScheduler
+from iceagent.plugins import get_plugin_manager
+from iceagent.stun.attributes import Attr
 
 LO = ["127.0.0.1"]
 SCRIPT = os.path.abspath(__file__)
@@ -103,8 +112,10 @@ async def timed_connect(a: Agent, b: Agent) -> tuple[float, float]:
     async def complete(key: str, agent: Agent) -> None:
         await agent.state.wait_value(IceState.COMPLETED)
         done[key] = time.perf_counter()
+        TIMELINE.mark(done[key], "A" if agent.controlling else "B", "COMPLETED")
 
     t0 = time.perf_counter()
+    TIMELINE.mark(t0, "", "t0: parameters and candidates handed over")
     for agent, params, cands in ((a, params_b, cands_b), (b, params_a, cands_a)):
         agent.set_remote_parameters(params)
         for c in cands:
@@ -124,6 +135,7 @@ async def iceagent_runs(n: int, warmup: int, config: IceConfig) -> tuple[list[fl
     for i in range(n + warmup):
         if config.global_pacing:  # the previous run's last check holds the process-wide pacer for 5 ms
             await trio.sleep(2 * GLOBAL_INTERVAL)
+        TIMELINE.new_run(counted=i >= warmup)
         with trio.fail_after(30):
             c1, c2 = await iceagent_once(config)
         if i >= warmup:
@@ -179,6 +191,8 @@ async def signal_and_run(agent: Agent, lines: Lines, parent: bool) -> tuple[floa
         if go is None:
             raise EOFError
         t0 = float(go["go"])  # type: ignore[arg-type]
+    if parent:
+        TIMELINE.mark(t0, "", "t0: parameters and candidates handed over")
     agent.set_remote_parameters(params)
     for c in remote:
         agent.add_remote_candidate(c)
@@ -186,7 +200,9 @@ async def signal_and_run(agent: Agent, lines: Lines, parent: bool) -> tuple[floa
     await agent.connect()
     connected = time.perf_counter()
     await agent.state.wait_value(IceState.COMPLETED)
-    return t0, connected, time.perf_counter()
+    completed = time.perf_counter()
+    TIMELINE.mark(completed, "A" if agent.controlling else "B", "COMPLETED")
+    return t0, connected, completed
 
 
 async def child_main(fd: int, config: IceConfig) -> None:
@@ -200,17 +216,21 @@ async def child_main(fd: int, config: IceConfig) -> None:
                         _, connected, completed = await signal_and_run(agent, lines, parent=False)
                 except (EOFError, trio.BrokenResourceError):
                     return  # the parent is done
-                await lines.send({"connected": connected, "completed": completed})
+                await lines.send({"connected": connected, "completed": completed, "events": TIMELINE.take()})
     finally:
         await lines.aclose()
 
 
-async def two_process_runs(n: int, warmup: int, config: IceConfig, ta_ms: float) -> tuple[list[float], list[float]]:
+async def two_process_runs(
+    n: int, warmup: int, config: IceConfig, ta_ms: float, timeline: bool = False
+) -> tuple[list[float], list[float]]:
     """`iceagent_runs` with the controlled agent in a child process (see the module)."""
     mine, theirs = socket.socketpair()
     command = [sys.executable, SCRIPT, "--child-fd", str(theirs.fileno()), "--ta", str(ta_ms)]
     if config.global_pacing:
         command.append("--global-pacing")
+    if timeline:
+        command.append("--timeline")
     child = await trio.lowlevel.open_process(command, pass_fds=[theirs.fileno()])
     theirs.close()
     lines = Lines(mine)
@@ -218,12 +238,14 @@ async def two_process_runs(n: int, warmup: int, config: IceConfig, ta_ms: float)
     completed: list[float] = []
     try:
         for i in range(n + warmup):
+            TIMELINE.new_run(counted=i >= warmup)
             async with open_agent(controlling=True, host_addresses=LO, config=config) as agent:
                 with trio.fail_after(30):
                     t0, c1, c2 = await signal_and_run(agent, lines, parent=True)
                     other = await lines.receive()
                 if other is None:
                     raise RuntimeError("the child process ended early")
+                TIMELINE.merge(other.get("events"))
                 if i >= warmup:
                     connected.append(max(c1, float(other["connected"])) - t0)  # type: ignore[arg-type]
                     completed.append(max(c2, float(other["completed"])) - t0)  # type: ignore[arg-type]
@@ -256,6 +278,117 @@ def timer_lateness() -> Iterator[list[float]]:
         yield late
     finally:
         CheckScheduler.may_send = original  # type: ignore[method-assign]
+
+
+# ---- the timeline of a run ----
+
+
+class Timeline(trio.abc.Instrument):
+    """Events of each run as (time.perf_counter(), agent "A" controlling / "B" controlled / "", what): every check
+    sent or received (the `iceagent_check` hook), when each paced check was due (its pacer slot or Ta) and how
+    late it left, and every wake-up of the event loop from a timed wait (a Trio instrument)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.runs: list[list[tuple[float, str, str]]] = []
+        self.events: list[tuple[float, str, str]] = []
+        self._due: float | None = None  # when the check being built was due (perf_counter), set by may_send
+        self._wait: tuple[float, float] = (0.0, 0.0)
+
+    def new_run(self, counted: bool) -> None:
+        self.events = []
+        if counted and self.on:
+            self.runs.append(self.events)
+
+    def mark(self, at: float, side: str, what: str) -> None:
+        if self.on:
+            self.events.append((at, side, what))
+
+    def take(self) -> list[tuple[float, str, str]]:
+        events, self.events = self.events, []
+        return events
+
+    def merge(self, events: object) -> None:
+        if self.on and isinstance(events, list):
+            self.events.extend((float(t), str(side), str(what)) for t, side, what in events)
+
+    @hookimpl
+    def iceagent_check(self, agent: Agent, direction: str, kind: str, message: object, **_: object) -> None:
+        what = f"{direction} {kind}" + (" USE-CANDIDATE" if Attr.USE_CANDIDATE in message else "")  # type: ignore[operator]
+        now = time.perf_counter()
+        if direction == "send" and kind == "request" and self._due is not None:
+            what += f" ({(now - self._due) * 1e3:.3f} ms after it was due)"
+            self.events.append((self._due, "A" if agent.controlling else "B", "due: " + what.split(" (")[0]))
+        self._due = None
+        self.mark(now, "A" if agent.controlling else "B", what)
+
+    def before_io_wait(self, timeout: float) -> None:
+        self._wait = (time.perf_counter(), timeout)
+
+    def after_io_wait(self, timeout: float) -> None:
+        start, asked = self._wait
+        now = time.perf_counter()
+        if asked > 0 and now - start >= asked:  # woken by its timeout (not by a socket)
+            late = (now - start - asked) * 1e3
+            self.mark(now, "", f"loop woke {late:.3f} ms after the {asked * 1e3:.3f} ms it asked")
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        """Record (hook, paced checks' due times) while inside; the instrument is added by `instrument()`."""
+        original = CheckScheduler.may_send
+        pm = get_plugin_manager()
+
+        def may_send(scheduler: CheckScheduler, now: float, wanted: bool) -> bool:
+            due = scheduler.deadline(wanted)
+            ok = original(scheduler, now, wanted)
+            if ok and 0 < due <= now:
+                self._due = time.perf_counter() - (now - due)
+            return ok
+
+        self.on = True
+        pm.register(self)
+        CheckScheduler.may_send = may_send  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            CheckScheduler.may_send = original  # type: ignore[method-assign]
+            pm.unregister(self)
+
+    def report(self) -> None:
+        """One run's timeline (the run with the median COMPLETED), then medians of where the time went."""
+        def completed(run: list[tuple[float, str, str]]) -> float:
+            t0 = min(t for t, _, w in run if w.startswith("t0"))
+            return max(t for t, _, w in run if w == "COMPLETED") - t0
+
+        runs = [sorted(r) for r in self.runs if any(w == "COMPLETED" for _, _, w in r)]
+        if not runs:
+            return
+        runs.sort(key=completed)
+        median_run = runs[len(runs) // 2]
+        t0 = min(t for t, _, w in median_run if w.startswith("t0"))
+        print("timeline of the median run (ms from t0; A controlling, B controlled):")
+        for t, side, what in median_run:
+            if t >= t0:
+                print(f"  {(t - t0) * 1e3:8.3f}  {side:1}  {what}")
+        phases: dict[str, list[float]] = {k: [] for k in (
+            "t0 -> first check sent", "first check -> nominating check due", "nominating check: left late by",
+            "nominating check sent -> both COMPLETED", "total")}
+        for run in runs:
+            start = min(t for t, _, w in run if w.startswith("t0"))
+            first = min(t for t, _, w in run if w.startswith("send request"))
+            due = [t for t, _, w in run if w == "due: send request USE-CANDIDATE"]
+            nominate = min(t for t, _, w in run if w.startswith("send request USE-CANDIDATE"))
+            due_at = due[0] if due else nominate
+            end = max(t for t, _, w in run if w == "COMPLETED")
+            parts = (first - start, due_at - first, nominate - due_at, end - nominate, end - start)
+            for key, value in zip(phases, parts, strict=True):
+                phases[key].append(value)
+        print(f"where COMPLETED's time goes, medians of {len(runs)} runs (the parts need not add up to the total):")
+        for key, values in phases.items():
+            print(f"  {key:42} {statistics.median(values) * 1e3:7.3f} ms")
+
+
+TIMELINE = Timeline()
 
 
 # ---- aioice ----
@@ -303,20 +436,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="2: the agents in two processes, each with its own pacer (iceagent only)")
     parser.add_argument("--timer-lateness", action="store_true",
                         help="also print how late paced checks went out (one-process mode)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="also print one run's timeline and where COMPLETED's time goes (see the module)")
     parser.add_argument("--child-fd", type=int, help=argparse.SUPPRESS)  # the controlled side of --processes 2
     args = parser.parse_args(argv)
 
     config = IceConfig(ta=args.ta / 1000, global_pacing=args.global_pacing)
+    recording = TIMELINE.recording() if args.timeline else nullcontext()
+    instruments = [TIMELINE] if args.timeline else []
     if args.child_fd is not None:
-        trio.run(child_main, args.child_fd, config)
+        with recording:
+            trio.run(child_main, args.child_fd, config, instruments=instruments)
         return 0
     late: list[float] = []
     if args.processes == 2:
         args.no_aioice = True
-        ice_connected, ice_completed = trio.run(two_process_runs, args.runs, args.warmup, config, args.ta)
+        with recording:
+            ice_connected, ice_completed = trio.run(two_process_runs, args.runs, args.warmup, config, args.ta,
+                                                    args.timeline, instruments=instruments)
     else:
-        with timer_lateness() as late:
-            ice_connected, ice_completed = trio.run(iceagent_runs, args.runs, args.warmup, config)
+        with timer_lateness() as late, recording:
+            ice_connected, ice_completed = trio.run(iceagent_runs, args.runs, args.warmup, config,
+                                                    instruments=instruments)
     aio = [] if args.no_aioice else asyncio.run(aioice_runs(args.runs, args.warmup))
 
     rows = [
@@ -336,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paced checks let out after the slot or Ta they waited for ({len(late)} checks): median "
               f"{statistics.median(late) * 1e3:.2f} ms, p90 {percentile(late, 90) * 1e3:.2f} ms, max "
               f"{max(late) * 1e3:.2f} ms (Trio's epoll timeout is whole milliseconds, rounded up)")
+    if args.timeline:
+        TIMELINE.report()
     if args.no_aioice:
         return 0
     m_aio = statistics.median(aio)

@@ -33,3 +33,4 @@ async def wait_for_slot(pacer: GlobalPacer) -> None:
         await trio.lowlevel.checkpoint()
     else:
         await trio.sleep_until(at)
+        pacer.sent(trio.current_time())

@@ -37,7 +37,7 @@ from .errors import (
     TurnTimeout,
 )
 from .events import AllocationState
-from .transports import NowaitTurnConnection, TurnTransportFactory, turn_transports
+from .transports import NowaitTurnConnection, TurnTransportFactory, WaitableTurnConnection, turn_transports
 
 __all__ = ["Allocation", "open_allocation"]
 
@@ -255,6 +255,15 @@ class _DatagramAllocation(Allocation):
         out = [await self.receive()]
         if self._reader != _NOBODY:
             return out
+        self._drain(out, limit)
+        if len(out) > 1:
+            await trio.lowlevel.cancel_shielded_checkpoint()  # one yield per batch, as OSUdpSocket does
+        return out
+
+    def _drain(self, out: list[tuple[bytes, Address]], limit: int) -> None:
+        """Append the peer datagrams queued on the socket to `out` (up to `limit` in all), without waiting:
+        ChannelData and Data indications decoded (RFC 8656 12.6, 11.6), the server's own messages handed to
+        the TURN client (and the background task woken for them)."""
         nowait = self._nowait_conn.receive_nowait
         peer_of_channel = self._peer_of_channel
         while len(out) < limit:
@@ -276,9 +285,44 @@ class _DatagramAllocation(Allocation):
                 out.append(item)
             else:
                 self._kick()
-        if len(out) > 1:
-            await trio.lowlevel.cancel_shielded_checkpoint()  # one yield per batch, as OSUdpSocket does
+
+
+class _WaitableAllocation(_DatagramAllocation):
+    """An allocation over a `WaitableTurnConnection` (an operating system UDP socket) that the stream's reader
+    of a relayed pair can drain itself (agent/_tap.py: `receive_now`, `wait_readable`, `interrupt`, `tap`),
+    as it does a host socket: no task step of the agent's receive task per batch of relayed data."""
+
+    def __init__(self, conn: WaitableTurnConnection, client: TurnClient, *, uri: str, protocol: str) -> None:
+        super().__init__(conn, client, uri=uri, protocol=protocol)
+        self._waitable_conn = conn
+        self.tap: object = None  # the agent's Tap on this allocation, while its stream's reader may drain it
+
+    def receive_now(self, limit: int = 64) -> list[tuple[bytes, Address]]:
+        """The peer datagrams queued now (at most `limit`), without waiting or a checkpoint: what the background
+        task read first, then what the socket holds (`_drain`)."""
+        pending = self._pending
+        out = [pending.popleft() for _ in range(min(limit, len(pending)))]
+        self._drain(out, limit)
         return out
+
+    async def wait_readable(self) -> None:
+        """Wait until the TURN socket has a datagram, or `interrupt()`; at once when the background task left
+        peer data. trio.ClosedResourceError once the allocation is closed or lost."""
+        if self._pending:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._closed or self._lost is not None:
+            raise trio.ClosedResourceError("the TURN allocation is closed")
+        await self._waitable_conn.wait_readable()
+
+    def interrupt(self) -> None:
+        """Wake the task in `wait_readable`, if there is one."""
+        self._waitable_conn.interrupt()
+
+    async def _read_as_driver(self) -> None:
+        await super()._read_as_driver()
+        if self._pending and self.tap is not None:
+            self.interrupt()  # peer data the background task read: a reader waiting on the socket takes it
 
 
 def _as_uri(server: str | IceUri) -> IceUri:
@@ -397,11 +441,13 @@ async def _allocate(
             reliable_timeout=config.reliable_timeout,
             keepalive=config.keepalive_interval,
         )
-        allocation = (
-            _DatagramAllocation(conn, client, uri=name, protocol=uri.protocol)
-            if isinstance(conn, NowaitTurnConnection)  # once per allocation: the Protocol check's cost is fine
-            else Allocation(conn, client, uri=name, protocol=uri.protocol)
-        )
+        # once per allocation: the Protocol checks' cost is fine
+        if isinstance(conn, WaitableTurnConnection):
+            allocation: Allocation = _WaitableAllocation(conn, client, uri=name, protocol=uri.protocol)
+        elif isinstance(conn, NowaitTurnConnection):
+            allocation = _DatagramAllocation(conn, client, uri=name, protocol=uri.protocol)
+        else:
+            allocation = Allocation(conn, client, uri=name, protocol=uri.protocol)
         try:
             client.allocate(trio.current_time())
             await allocation._serve(allocation._allocating_done)

@@ -34,6 +34,7 @@ __all__ = [
     "TurnConnection",
     "TurnTransportFactory",
     "UdpTurnConnection",
+    "WaitableTurnConnection",
     "open_tcp",
     "open_tls",
     "open_udp",
@@ -125,6 +126,27 @@ class NowaitTurnConnection(TurnConnection, Protocol):
         ...
 
 
+@runtime_checkable
+class WaitableTurnConnection(NowaitTurnConnection, Protocol):
+    """A NowaitTurnConnection a reader can also wait on without reading (`OSUdpTurnConnection`): the stream's
+    reader of a relayed pair drains the TURN socket in its own task (agent/_tap.py), as it does a host socket."""
+
+    async def wait_readable(self) -> None:
+        """Wait until a datagram is queued, or until `interrupt()`; one task at a time."""
+
+    def interrupt(self) -> None:
+        """Wake the task in `wait_readable` (it returns), if there is one."""
+
+
+@runtime_checkable
+class _Interruptible(Protocol):
+    """A UdpSocket with `wait_readable` and `interrupt` (net/os.py's OSUdpSocket)."""
+
+    async def wait_readable(self) -> None: ...
+
+    def interrupt(self) -> None: ...
+
+
 class UdpTurnConnection:
     """TURN over UDP (RFC 8656 3.1): one datagram per message, only the server's datagrams are read.
 
@@ -163,7 +185,8 @@ class UdpTurnConnection:
 
 
 class OSUdpTurnConnection(UdpTurnConnection):
-    """TURN over an operating system UDP socket, with the synchronous data path (`NowaitTurnConnection`).
+    """TURN over an operating system UDP socket, with the synchronous data path (`NowaitTurnConnection`) and
+    a wait without reading (`WaitableTurnConnection`).
 
     `send` and `receive` first try a non-blocking system call on `fast` (a second descriptor of the
     socket, `_nonblocking_twin`) and only wait through Trio when the socket is not ready; they still check
@@ -175,6 +198,18 @@ class OSUdpTurnConnection(UdpTurnConnection):
         super().__init__(sock, server)
         self._fast = fast
         self._ops = 0
+        assert isinstance(sock, _Interruptible)
+        self._waitable: _Interruptible = sock
+
+    async def wait_readable(self) -> None:
+        """Wait until the socket has a datagram (the server's, or one to drop), or until `interrupt()`; one
+        task at a time (the socket's own `wait_readable`, on a duplicate of its descriptor: the background task
+        reading for a response is not disturbed). trio.ClosedResourceError once closed."""
+        await self._waitable.wait_readable()
+
+    def interrupt(self) -> None:
+        """Wake the task in `wait_readable` (it returns), if there is one."""
+        self._waitable.interrupt()
 
     async def send(self, frame: bytes) -> None:
         try:
@@ -303,7 +338,7 @@ async def open_udp(
             f"cannot open a UDP socket on {local_address or 'any address'} to reach {_where('TURN', server)}: "
             f"{exc.strerror or exc}"
         ) from exc
-    fast = _nonblocking_twin(sock)
+    fast = _nonblocking_twin(sock) if isinstance(sock, _Interruptible) else None
     return UdpTurnConnection(sock, server) if fast is None else OSUdpTurnConnection(sock, server, fast)
 
 
