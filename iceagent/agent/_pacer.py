@@ -26,11 +26,15 @@ def global_pacer() -> GlobalPacer:
 
 
 async def wait_for_slot(pacer: GlobalPacer) -> None:
-    """Wait for the pacer's next free slot; returns at once (after a checkpoint) when it is idle."""
+    """Wait for the pacer's next free slot (and until the transaction before it has been gone its interval);
+    returns at once (after a checkpoint) when it is idle. The caller sends right after."""
     now = trio.current_time()
     at = pacer.reserve(now)
     if at <= now:
         await trio.lowlevel.checkpoint()
     else:
-        await trio.sleep_until(at)
-        pacer.sent(trio.current_time())
+        while at > now:
+            await trio.sleep_until(at)
+            now = trio.current_time()
+            at = pacer.not_before(at)
+    pacer.sent(now)
