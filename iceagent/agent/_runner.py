@@ -178,15 +178,7 @@ class SessionRunner(SessionTask):
         self.failed = False
         self.closed = False
         self._tasks: GenerationTasks | None = None  # this generation's tasks, from `start`
-        self._names = RemoteNames(
-            name=self.name,
-            network=self.network,
-            config=self.config,
-            gen=self.gen,
-            owner=owner,
-            bases=self,
-            settled=self.remote_name_settled,
-        )
+        self._names: RemoteNames | None = None  # made by the first remote `.local` candidate (rare)
         #: the iceagent_check observer hook, only when some plugin implements it (it costs a decode per packet)
         self._check_hook = CheckObserver.create(owner)
 
@@ -219,7 +211,8 @@ class SessionRunner(SessionTask):
                 tasks.start_soon(self._run_gatherer, gatherer, ctx, name=f"gather-{gatherer.kind}")
             if not gatherers:
                 self._gathering_complete()
-            self._names.start(tasks)
+            if self._names is not None:
+                self._names.start(tasks)
             await self._drive()
         finally:
             self.closed = True
@@ -367,8 +360,20 @@ class SessionRunner(SessionTask):
 
     def resolve_remote(self, candidate: Candidate) -> None:
         """Resolve a remote `.local` candidate in a task of this generation (see RemoteNames)."""
-        if not self.closed:
-            self._names.resolve(candidate, self._tasks)
+        if self.closed:
+            return
+        names = self._names
+        if names is None:
+            names = self._names = RemoteNames(
+                name=self.name,
+                network=self.network,
+                config=self.config,
+                gen=self.gen,
+                owner=self.owner,
+                bases=self,
+                settled=self.remote_name_settled,
+            )
+        names.resolve(candidate, self._tasks)
 
     def remote_name_settled(self) -> None:
         self.wake()
