@@ -6,10 +6,15 @@ tests pin the pieces that used to be kept for nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import pytest
 import trio
 from agent_helpers import connect_both
 
 from iceagent import Candidate, IceConfig, open_agent
+from iceagent.ice.events import Event
+from iceagent.ice.generation import IceGeneration
 
 LO = ["127.0.0.1"]
 
@@ -50,3 +55,27 @@ async def test_a_connected_agent_made_no_remote_name_resolver() -> None:
             for agent in (a, b):
                 runner = agent._current
                 assert runner is not None and runner._names is None
+
+
+async def test_an_idle_pump_takes_no_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every datagram an agent reads ends in a pump (and most pumps find no events): a pump with none queued
+    does not call the generation to take none (it made two such calls per round)."""
+    config = IceConfig(global_pacing=False)
+    with trio.fail_after(20):
+        async with open_agent(host_addresses=LO, config=config) as a, open_agent(
+            controlling=False, host_addresses=LO, config=config
+        ) as b:
+            await connect_both(a, b)
+            runner = a._current
+            assert runner is not None
+            taken: list[IceGeneration] = []
+            take = IceGeneration.take_events
+
+            def counting_take(gen: IceGeneration) -> Sequence[Event]:
+                taken.append(gen)
+                return take(gen)
+
+            monkeypatch.setattr(IceGeneration, "take_events", counting_take)
+            for _ in range(10):
+                runner.pump(trio.current_time())
+            assert runner.gen not in taken

@@ -457,7 +457,8 @@ class SessionRunner(SessionTask):
             gen = self.gen
             for _ in range(PUMP_ROUNDS):
                 self._again = False
-                self._apply_events()  # inputs (remote candidates, end-of-candidates) may have queued events
+                if gen._events:  # inputs (remote candidates, end-of-candidates) may have queued events
+                    self._apply_events()
                 gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
                 self.flush(now)
                 deadline = self.owner.supervise(self, now) if not self.closed else math.inf
@@ -471,9 +472,11 @@ class SessionRunner(SessionTask):
 
     def flush(self, now: float) -> None:
         """Send what the generation has to send now, and apply the events that caused."""
-        for t in self.gen.datagrams_to_send(now):
+        gen = self.gen
+        for t in gen.datagrams_to_send(now):
             self._transmit(t)
-        self._apply_events()
+        if gen._events:  # most flushes queue none: no call to take none
+            self._apply_events()
 
     def _apply_events(self) -> None:
         """The runner's part of each event (connections, the data-source cache, gathering), then the owner's."""
