@@ -6,13 +6,14 @@ tests pin the pieces that used to be kept for nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
 from agent_helpers import connect_both
 
-from iceagent import Candidate, IceConfig, open_agent
+from iceagent import Agent, Candidate, IceConfig, open_agent
 from iceagent.ice.events import Event
 from iceagent.ice.generation import IceGeneration
 
@@ -43,39 +44,41 @@ async def test_open_agent_keeps_no_copy_of_its_options_while_the_agent_lives() -
         await manager.__aexit__(None, None, None)  # type: ignore[attr-defined]
 
 
-async def test_a_connected_agent_made_no_remote_name_resolver() -> None:
-    """The resolver of remote `.local` candidates (and its callback) is made by the first such candidate, not
-    by every agent: two agents connected over host candidates have none."""
+@asynccontextmanager
+async def _connected_pair() -> AsyncIterator[tuple[Agent, Agent]]:
+    """Two agents on 127.0.0.1, connected (under a 20 s limit)."""
     config = IceConfig(global_pacing=False)
     with trio.fail_after(20):
         async with open_agent(host_addresses=LO, config=config) as a, open_agent(
             controlling=False, host_addresses=LO, config=config
         ) as b:
             await connect_both(a, b)
-            for agent in (a, b):
-                runner = agent._current
-                assert runner is not None and runner._names is None
+            yield a, b
+
+
+async def test_a_connected_agent_made_no_remote_name_resolver() -> None:
+    """The resolver of remote `.local` candidates (and its callback) is made by the first such candidate, not
+    by every agent: two agents connected over host candidates have none."""
+    async with _connected_pair() as agents:
+        for agent in agents:
+            runner = agent._current
+            assert runner is not None and runner._names is None
 
 
 async def test_an_idle_pump_takes_no_events(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every datagram an agent reads ends in a pump (and most pumps find no events): a pump with none queued
     does not call the generation to take none (it made two such calls per round)."""
-    config = IceConfig(global_pacing=False)
-    with trio.fail_after(20):
-        async with open_agent(host_addresses=LO, config=config) as a, open_agent(
-            controlling=False, host_addresses=LO, config=config
-        ) as b:
-            await connect_both(a, b)
-            runner = a._current
-            assert runner is not None
-            taken: list[IceGeneration] = []
-            take = IceGeneration.take_events
+    async with _connected_pair() as (a, _b):
+        runner = a._current
+        assert runner is not None
+        taken: list[IceGeneration] = []
+        take = IceGeneration.take_events
 
-            def counting_take(gen: IceGeneration) -> Sequence[Event]:
-                taken.append(gen)
-                return take(gen)
+        def counting_take(gen: IceGeneration) -> Sequence[Event]:
+            taken.append(gen)
+            return take(gen)
 
-            monkeypatch.setattr(IceGeneration, "take_events", counting_take)
-            for _ in range(10):
-                runner.pump(trio.current_time())
-            assert runner.gen not in taken
+        monkeypatch.setattr(IceGeneration, "take_events", counting_take)
+        for _ in range(10):
+            runner.pump(trio.current_time())
+        assert runner.gen not in taken
