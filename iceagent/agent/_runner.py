@@ -457,7 +457,7 @@ class SessionRunner(SessionTask):
             gen = self.gen
             for _ in range(PUMP_ROUNDS):
                 self._again = False
-                if gen._events:  # inputs (remote candidates, end-of-candidates) may have queued events
+                if gen.events:  # inputs (remote candidates, end-of-candidates) may have queued events
                     self._apply_events()
                 gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
                 self.flush(now)
@@ -475,7 +475,7 @@ class SessionRunner(SessionTask):
         gen = self.gen
         for t in gen.datagrams_to_send(now):
             self._transmit(t)
-        if gen._events:  # most flushes queue none: no call to take none
+        if gen.events:  # most flushes queue none: no call to take none
             self._apply_events()
 
     def _apply_events(self) -> None:
