@@ -16,6 +16,8 @@ What it measures, for each N in `--n` (default 100 500 1000) and each implementa
   (`IceConfig(global_pacing=False)`) `connect()` returns once a pair is valid, so the time until all
   2N agents are COMPLETED (nomination concluded, which is what aioice's `connect()` waits for) is
   shown too.
+- the cyclic garbage collector: its CPU time within that span and how many collections ran (`gc.callbacks`;
+  every container object a connect allocates counts towards the next collection).
 - memory: peak resident set size of the process (VmHWM from /proc/self/status), and per agent: (peak -
   RSS before the first agent was created) / 2N.
 
@@ -63,6 +65,29 @@ def proc_status_kb(field: str) -> int:
     raise KeyError(field)
 
 
+class GcClock:
+    """Time the cyclic garbage collector spends, and its collections, while counting (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+            self.collections += 1
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def report(result: dict[str, Any]) -> None:
     print(json.dumps(result), flush=True)
 
@@ -102,17 +127,19 @@ async def iceagent_child(n: int, baseline_kb: int, *, mux: Any = None) -> dict[s
 
         gc.collect()
         await trio.sleep(SETTLE)
-        c0, t0 = time.process_time(), time.perf_counter()
-        hand_over(pairs, signal)
-        n_connected = await connect_all()
-        done, cpu = time.perf_counter(), time.process_time() - c0
+        with GcClock() as collector:
+            c0, t0 = time.process_time(), time.perf_counter()
+            hand_over(pairs, signal)
+            n_connected = await connect_all()
+            done, cpu = time.perf_counter(), time.process_time() - c0
         fds = len(os.listdir("/proc/self/fd"))
         for agent in agents:
             await agent.state.wait_value(IceState.COMPLETED)
         completed = time.perf_counter()
         result = {
             "impl": "iceagent" if mux is None else "mux", "n": n, "setup_s": setup, "connect_s": done - t0,
-            "cpu_s": cpu, "complete_s": completed - t0, "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb,
+            "cpu_s": cpu, "gc_s": collector.seconds, "gc_runs": collector.collections,
+            "complete_s": completed - t0, "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb,
             "connected": n_connected, "agents": len(agents), "fds": fds,
         }
         report(result)
@@ -153,17 +180,19 @@ async def aioice_child(n: int, baseline_kb: int) -> None:
 
         gc.collect()
         await asyncio.sleep(SETTLE)
-        c0, t0 = time.process_time(), time.perf_counter()
-        for a, b in pairs:
-            for x, y in ((a, b), (b, a)):
-                x.remote_username, x.remote_password, cands = signal[y]
-                for cand in cands:
-                    await x.add_remote_candidate(cand)
-                await x.add_remote_candidate(None)
-        await asyncio.gather(*(connect(c) for c in agents))
-        cpu = time.process_time() - c0
+        with GcClock() as collector:
+            c0, t0 = time.process_time(), time.perf_counter()
+            for a, b in pairs:
+                for x, y in ((a, b), (b, a)):
+                    x.remote_username, x.remote_password, cands = signal[y]
+                    for cand in cands:
+                        await x.add_remote_candidate(cand)
+                    await x.add_remote_candidate(None)
+            await asyncio.gather(*(connect(c) for c in agents))
+            cpu = time.process_time() - c0
         report({
             "impl": "aioice", "n": n, "setup_s": setup, "connect_s": max(done) - t0, "cpu_s": cpu,
+            "gc_s": collector.seconds, "gc_runs": collector.collections,
             "complete_s": None,
             "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb, "connected": len(done),
             "agents": len(agents),
@@ -222,8 +251,9 @@ def fmt_row(r: dict[str, Any]) -> str:
     per_agent = (r["hwm_kb"] - r["baseline_kb"]) / r["agents"]
     complete = "-" if r["complete_s"] is None else f"{r['complete_s']:9.3f}"
     note = f"   ({r['note']})" if "note" in r else ""
+    collector = f" {r['gc_s']:8.3f} {r['gc_runs']:7d}" if "gc_s" in r else ""  # last: bench/all.py reads the rest
     return (f"{name} {r['connect_s']:10.3f} {r['cpu_s']:7.3f} {complete:>10} {r['setup_s']:9.2f} "
-            f"{r['hwm_kb'] / 1024:9.1f} {per_agent:10.1f}{note}")
+            f"{r['hwm_kb'] / 1024:9.1f} {per_agent:10.1f}{collector}{note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(args.n)} sizes x {len(args.impl)} implementations, each in a fresh process on 127.0.0.1 "
           f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     print(f"{'impl':9} {'pairs':>6} {'connect s':>10} {'cpu s':>7} {'complete s':>10} {'setup s':>9} {'peak MiB':>9} "
-          f"{'KiB/agent':>10}")
+          f"{'KiB/agent':>10} {'gc cpu s':>8} {'gc runs':>7}")
     skip: set[str] = set()
     for n in args.n:
         for impl in args.impl:
@@ -253,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     print("connect: wall-clock time until all 2N connect() returned; cpu: process CPU time over the same span "
           "(steadier on a shared machine); complete: until all 2N iceagent agents are COMPLETED (aioice's "
           "connect() returns only then); setup: opening and gathering, not timed; KiB/agent: (peak RSS - RSS "
-          "before the first agent) / 2N")
+          "before the first agent) / 2N; gc cpu s, gc runs: the cyclic garbage collector's share of cpu s and its "
+          "collections (gc.callbacks)")
     return 0
 
 

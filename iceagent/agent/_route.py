@@ -32,7 +32,7 @@ def make_route(transport: CandidateTransport, caps: TransportCapabilities, pair:
     """The route for `pair` over `transport`, with the transport's optional synchronous sends."""
     return (
         transport,
-        (pair.remote.address, pair.remote.port),
+        pair.remote_address,  # the pair's own tuple, not a copy per route
         pair,
         caps.try_send,
         caps.send_nowait,

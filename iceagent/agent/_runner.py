@@ -178,15 +178,7 @@ class SessionRunner(SessionTask):
         self.failed = False
         self.closed = False
         self._tasks: GenerationTasks | None = None  # this generation's tasks, from `start`
-        self._names = RemoteNames(
-            name=self.name,
-            network=self.network,
-            config=self.config,
-            gen=self.gen,
-            owner=owner,
-            bases=self,
-            settled=self.remote_name_settled,
-        )
+        self._names: RemoteNames | None = None  # made by the first remote `.local` candidate (rare)
         #: the iceagent_check observer hook, only when some plugin implements it (it costs a decode per packet)
         self._check_hook = CheckObserver.create(owner)
 
@@ -219,7 +211,8 @@ class SessionRunner(SessionTask):
                 tasks.start_soon(self._run_gatherer, gatherer, ctx, name=f"gather-{gatherer.kind}")
             if not gatherers:
                 self._gathering_complete()
-            self._names.start(tasks)
+            if self._names is not None:
+                self._names.start(tasks)
             await self._drive()
         finally:
             self.closed = True
@@ -367,8 +360,20 @@ class SessionRunner(SessionTask):
 
     def resolve_remote(self, candidate: Candidate) -> None:
         """Resolve a remote `.local` candidate in a task of this generation (see RemoteNames)."""
-        if not self.closed:
-            self._names.resolve(candidate, self._tasks)
+        if self.closed:
+            return
+        names = self._names
+        if names is None:
+            names = self._names = RemoteNames(
+                name=self.name,
+                network=self.network,
+                config=self.config,
+                gen=self.gen,
+                owner=self.owner,
+                bases=self,
+                settled=self.remote_name_settled,
+            )
+        names.resolve(candidate, self._tasks)
 
     def remote_name_settled(self) -> None:
         self.wake()
@@ -452,7 +457,8 @@ class SessionRunner(SessionTask):
             gen = self.gen
             for _ in range(PUMP_ROUNDS):
                 self._again = False
-                self._apply_events()  # inputs (remote candidates, end-of-candidates) may have queued events
+                if gen.events:  # inputs (remote candidates, end-of-candidates) may have queued events
+                    self._apply_events()
                 gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
                 self.flush(now)
                 deadline = self.owner.supervise(self, now) if not self.closed else math.inf
@@ -466,9 +472,11 @@ class SessionRunner(SessionTask):
 
     def flush(self, now: float) -> None:
         """Send what the generation has to send now, and apply the events that caused."""
-        for t in self.gen.datagrams_to_send(now):
+        gen = self.gen
+        for t in gen.datagrams_to_send(now):
             self._transmit(t)
-        self._apply_events()
+        if gen.events:  # most flushes queue none: no call to take none
+            self._apply_events()
 
     def _apply_events(self) -> None:
         """The runner's part of each event (connections, the data-source cache, gathering), then the owner's."""

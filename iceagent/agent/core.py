@@ -533,6 +533,7 @@ async def open_agent(
         config=config or _DEFAULT_CONFIG,
         **address_options,
     )
+    del address_options  # this generator's frame lives as long as the agent: keep no copy of the options
     agent = Agent(
         controlling=controlling,
         options=options,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import sys
 from collections.abc import Iterable
 
 import attrs
@@ -101,7 +102,9 @@ def _to_extensions(value: Iterable[Iterable[str]]) -> tuple[tuple[str, str], ...
 
 
 def _lower(value: str) -> str:
-    return value.lower()
+    """Lower case, as one shared string per spelling: every candidate carries a transport and a type, and
+    `str.lower` makes a new string each time."""
+    return sys.intern(value.lower())
 
 
 def _number(what: str, token: str, low: int, high: int) -> int:

@@ -39,11 +39,11 @@ class IceGeneration:
     __slots__ = (
         "_alternates_at",
         "_config",
-        "_events",
         "_gather_deadline",
         "_now",
         "_out",
         "_random",
+        "events",
         "nomination",
         "scheduler",
         "session",
@@ -74,7 +74,9 @@ class IceGeneration:
         self.scheduler = CheckScheduler(pacer)
         self.nomination = NominationController(config.nomination_delay)
         self._out: list[Transmit] = []
-        self._events: list[Event] = []  # a handful at a time: a list is lighter than a deque (624 bytes)
+        #: the queued events, oldest first (`next_event`, `take_events`); a driver may test it before taking.
+        #: A handful at a time: a list is lighter than a deque (624 bytes)
+        self.events: list[Event] = []
         self._gather_deadline = math.inf
         self._now = -math.inf  # the latest `now` an input brought (events of untimed inputs use it)
         self._alternates_at = math.inf  # renomination: when the other valid pairs' consent is next refreshed
@@ -209,7 +211,7 @@ class IceGeneration:
         session = self.session
         if now >= self._gather_deadline:
             self._gather_deadline = math.inf
-            self._events.append(GatherTimedOut())
+            self.events.append(GatherTimedOut())
         nomination = self.nomination
         if nomination.awake and session.controlling and (nomination.nominated is None or session._renomination):
             if nomination.deadline(session) <= now:  # as in get_timer
@@ -227,16 +229,16 @@ class IceGeneration:
 
     def next_event(self) -> Event | None:
         """The next event (ice.events), or None."""
-        events = self._events
+        events = self.events
         return events.pop(0) if events else None
 
     def take_events(self) -> Sequence[Event]:
         """Every queued event, oldest first, at once; the queue is empty after. The same events as calling
         `next_event()` until None, in one call (a caller applying them may queue more: take again until empty)."""
-        events = self._events
+        events = self.events
         if not events:
             return ()
-        self._events = []
+        self.events = []
         return events
 
     # ---- what the supervisor asks for ----
@@ -303,7 +305,7 @@ class IceGeneration:
         observe = self.nomination.observe
         now = self._now
         pending = session._events
-        events = self._events
+        events = self.events
         nominated = self.nomination.nominated
         for event in pending:  # the list only grows meanwhile (observe does not call the session)
             # a state change matters to the controller only on the nominated pair: skip the call otherwise

@@ -94,8 +94,9 @@ class NominationController:
         if not valid:
             return math.inf
         best = valid[0].priority
-        if any(p.state in _UNFINISHED and p.priority > best for p in session.pairs):
-            return self.first_valid_at + self._delay
+        for p in session.pairs:  # a loop, not any(generator): called at every pump once a pair is valid
+            if p.priority > best and p.state in _UNFINISHED:
+                return self.first_valid_at + self._delay
         return -math.inf
 
     def nominate(self, session: IceSession) -> CandidatePair | None:
