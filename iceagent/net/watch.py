@@ -141,7 +141,7 @@ class InterfaceWatcher:
         self._snapshot = snapshot
         self._open_source = open_source
         self._source: ChangeSource | None = None
-        self._subscribers: list[InterfaceChanges] = []
+        self._subscribers: dict[InterfaceChanges, None] = {}  # an ordered set: O(1) unsubscribe
         self.current: Sequence[Interface] = ()
         self._reader: str | None = None  # None, "task" or "inline"
         self._task_scope: trio.CancelScope | None = None
@@ -164,12 +164,11 @@ class InterfaceWatcher:
             self._source = self._open_source()
             self.current = tuple(self._snapshot())
         sub = InterfaceChanges(self)
-        self._subscribers.append(sub)
+        self._subscribers[sub] = None
         return sub
 
     def _unsubscribe(self, sub: InterfaceChanges) -> None:
-        if sub in self._subscribers:
-            self._subscribers.remove(sub)
+        self._subscribers.pop(sub, None)
         if self._subscribers:
             return
         source, self._source = self._source, None
