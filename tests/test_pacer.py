@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from iceagent.agent._pacer import GLOBAL_INTERVAL, global_pacer, wait_for_slot
+from iceagent.agent._pacer import GLOBAL_INTERVAL, GlobalPacer, global_pacer, wait_for_slot
 
 
 async def test_slots_are_spaced_and_the_first_is_immediate(autojump_clock: trio.testing.MockClock) -> None:
@@ -67,6 +67,40 @@ async def _srflx_gather_reservations(monkeypatch: pytest.MonkeyPatch, *, global_
             finally:
                 silent.close()
     return calls
+
+
+async def _late_holder_and_newcomer(clock: trio.testing.MockClock) -> dict[str, float]:
+    """A takes the idle pacer at 0 and B the slot at 5 ms, but the loop is busy until 12 ms, when X asks
+    too: when B and X left, from A."""
+    pacer = GlobalPacer()
+    await wait_for_slot(pacer)
+    start = trio.current_time()
+    left: dict[str, float] = {}
+
+    async def take(name: str) -> None:
+        await wait_for_slot(pacer)
+        left[name] = trio.current_time() - start
+
+    async def busy_then_take() -> None:
+        await trio.sleep(0.004)
+        clock.jump(0.008)  # the loop was busy until 12 ms: B's timer fires late
+        await take("X")
+
+    async with trio.open_nursery() as n:
+        n.start_soon(take, "B")
+        n.start_soon(busy_then_take)
+    return left
+
+
+async def test_a_holder_let_out_late_and_a_newcomer_do_not_leave_together(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Whichever of B (its slot let out late) and X (asking at that moment) runs first, they leave 5 ms
+    apart (X used to take a slot between its reservation and its checkpoint, and leave with B)."""
+    for _ in range(8):  # both orders of B and X at 12 ms
+        left = await _late_holder_and_newcomer(autojump_clock)
+        assert abs(left["B"] - left["X"]) >= GLOBAL_INTERVAL - 1e-9, left
+        await trio.sleep(1)
 
 
 async def test_gathering_takes_no_pacer_slot_without_global_pacing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from iceagent_vnet import vnet
 from iceagent_vnet.scenario import Scenario
 
 from iceagent import Agent, Candidate, GatheringState, IceFailed, IceServer, open_agent
-from iceagent.gatherers.portmap import MAX_MAPPED_BASES, PORT_MAPPING_TIMEOUT
+from iceagent.gatherers.portmap import MAX_MAPPED_BASES, MAX_MOVES, PORT_MAPPING_TIMEOUT
 from iceagent.ice.priority import candidate_priority
 from iceagent.net.base import Address, NetworkWrapper, UdpSocket
 from iceagent.stun.server import serve_stun
@@ -280,3 +280,29 @@ async def test_a_renewal_on_a_new_public_address_is_offered_as_a_new_candidate(a
         assert late[0].foundation == first[0].foundation  # same base, same gateway and protocol (RFC 8445 5.1.1.3)
         errors = agent.stats()["gatherers"]["portmap"]["errors"]
         assert not [e for e in errors if e.startswith("PCP")], errors  # renewed, not expired
+
+
+async def test_a_mapping_that_keeps_moving_adds_at_most_max_moves_candidates(autojump_clock: object) -> None:
+    """Bounded state per gateway: the router comes back on a new public IP before each of 6 renewals; the
+    first MAX_MOVES new addresses are offered, the rest only reported in stats()."""
+    scenario = _scenario("pcp")
+    router = scenario.nat_a
+    assert router is not None
+    async with open_agent(controlling=True, network=scenario.network_a, port_mapping=True) as agent:
+        await _gathered(agent)
+        late: list[Candidate] = []
+
+        async def follow() -> None:
+            async with aclosing(agent.new_candidates()) as candidates:
+                async for candidate in candidates:
+                    late.append(candidate)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            for i in range(MAX_MOVES + 2):
+                router.reboot(new_public_address=f"203.0.113.{100 + i}")
+                await trio.sleep(1800)  # past the next renewal (at half of the 3600 s the router grants)
+            nursery.cancel_scope.cancel()
+        errors = agent.stats()["gatherers"]["portmap"]["errors"]
+    assert [c.address for c in late] == [f"203.0.113.{100 + i}" for i in range(MAX_MOVES)]
+    assert any(f"moved more than {MAX_MOVES} times" in e for e in errors), errors

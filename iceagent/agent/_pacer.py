@@ -26,15 +26,13 @@ def global_pacer() -> GlobalPacer:
 
 
 async def wait_for_slot(pacer: GlobalPacer) -> None:
-    """Wait for the pacer's next free slot (and until the transaction before it has been gone its interval);
-    returns at once (after a checkpoint) when it is idle. The caller sends right after."""
+    """Wait until the pacer lets a new transaction out (at once, after a checkpoint, when it is idle); the
+    caller sends right after, with no checkpoint in between (RFC 8445 14.2: the ticket is taken and used
+    in the same step, so no other holder can leave in the same instant)."""
+    await trio.lowlevel.checkpoint()
     now = trio.current_time()
-    at = pacer.reserve(now)
-    if at <= now:
-        await trio.lowlevel.checkpoint()
-    else:
-        while at > now:
-            await trio.sleep_until(at)
-            now = trio.current_time()
-            at = pacer.not_before(at)
-    pacer.sent(now)
+    ticket = pacer.reserve(now)
+    while (at := pacer.due(ticket)) > now:
+        await trio.sleep_until(at)
+        now = trio.current_time()
+    pacer.sent(ticket, now)

@@ -38,6 +38,9 @@ DELETE_TIMEOUT = 1.0
 MAX_MAPPED_BASES = 8
 #: Shortest wait before renewing a lease (a gateway granting a few seconds must not make us spin).
 MIN_RENEW = 1.0
+#: New external addresses offered per mapping at most, after its first (a gateway, or a spoofed NAT-PMP
+#: answer, that names another address at every renewal must not add a candidate per renewal).
+MAX_MOVES = 4
 
 PROTOCOLS = ("pcp", "upnp")
 
@@ -154,6 +157,7 @@ class PortMapGatherer:
         if not lease.lifetime:
             await trio.sleep_forever()  # a permanent UPnP lease: deleted on close
         expires = trio.current_time() + lease.lifetime
+        moves = 0
         while True:
             remaining = expires - trio.current_time()
             await trio.sleep(max(MIN_RENEW, remaining / 2))
@@ -169,7 +173,11 @@ class PortMapGatherer:
                 # the gateway moved the forward (a reboot, a new public IP: RFC 6887 8.5, 11.2.1): offer the new
                 # address as a late candidate (Agent.new_candidates, for the application to trickle)
                 log.info("%s: the renewed mapping is %s, was %s", name, renewed.external, lease.external)
-                self._emit(ctx, gateway, sock, renewed)
+                moves += 1
+                if moves <= MAX_MOVES:
+                    self._emit(ctx, gateway, sock, renewed)
+                elif moves == MAX_MOVES + 1:
+                    ctx.error(f"{name}: the mapping moved more than {MAX_MOVES} times: new addresses are not offered")
             lease = renewed
             if not lease.lifetime:
                 await trio.sleep_forever()

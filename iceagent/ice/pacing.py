@@ -23,45 +23,49 @@ class Pacer(Protocol):
     """A shared source of send slots (the process-wide pacer), injected into each scheduler."""
 
     def reserve(self, now: float) -> float:
-        """Take the next free slot from `now` on and return its time (`now` or later)."""
+        """Take the next free slot from `now` on and return its ticket (for `due` and `sent`)."""
         ...
 
-    def not_before(self, slot: float) -> float:
-        """When a transaction holding `slot` may really leave: the slot, or later when the one before it
-        left late."""
+    def due(self, ticket: float) -> float:
+        """When the transaction holding `ticket` may leave (`now` or earlier: at once)."""
         ...
 
-    def sent(self, now: float) -> None:
-        """A transaction that took a slot really left at `now` (which may be later than its slot)."""
+    def sent(self, ticket: float, now: float) -> None:
+        """The transaction holding `ticket` really left at `now`."""
         ...
 
 
 class GlobalPacer:
-    """Hands out send slots spaced `interval` apart, to every agent that shares it (RFC 8445 14.2), and keeps
-    the transactions themselves `interval` apart on the wire: a slot whose transaction left late pushes the
-    ones after it (`not_before`)."""
+    """One new transaction per `interval` for every agent that shares it (RFC 8445 14.2), on the wire.
 
-    __slots__ = ("_last", "_next", "interval")
+    Slots are tickets spaced `interval` apart, in the order they were taken. A transaction the event loop lets
+    out late (a busy loop) delays every ticket after it by as much, so they stay `interval` apart behind it
+    and in their order, each waking once (pushing them all to one time would wake them all together)."""
+
+    __slots__ = ("_delay", "_last", "_next", "interval")
 
     def __init__(self, interval: float = GLOBAL_INTERVAL) -> None:
         self.interval = interval
-        self._next = -math.inf  # the next free slot
+        self._next = -math.inf  # the next free ticket
+        self._delay = 0.0  # how late the schedule runs: the most any transaction left after its ticket
         self._last = -math.inf  # when the latest transaction really left
 
     def reserve(self, now: float) -> float:
-        """Take the next free slot from `now` on and return its time: `now` when the pacer is idle, else a
-        later time the caller must wait for (and then check `not_before`) before it sends."""
-        at = max(now, self._next, self._last + self.interval)
-        self._next = at + self.interval
-        return at
+        """Take the next free ticket: due at once when the pacer is idle, else `interval` after the last one
+        taken (see `due`)."""
+        ticket = max(now - self._delay, self._next)
+        self._next = ticket + self.interval
+        return ticket
 
-    def not_before(self, slot: float) -> float:
-        """When a transaction holding `slot` may leave: `interval` after the latest one really left, if that
-        left late (a busy event loop), so no two leave closer than `interval` (RFC 8445 14.2)."""
-        return max(slot, self._last + self.interval)
+    def due(self, ticket: float) -> float:
+        """When `ticket`'s transaction may leave: its place in the schedule, delayed as late as the schedule
+        runs, and never sooner than `interval` after the latest transaction really left."""
+        return max(ticket + self._delay, self._last + self.interval)
 
-    def sent(self, now: float) -> None:
-        """A transaction that took a slot left at `now`."""
+    def sent(self, ticket: float, now: float) -> None:
+        """`ticket`'s transaction left at `now`: if late, the tickets after it move by as much."""
+        if now - ticket > self._delay:
+            self._delay = now - ticket
         if now > self._last:
             self._last = now
 
@@ -83,48 +87,53 @@ class CheckScheduler:
 
     The first check goes at once; then one per Ta (RFC 8445 6.1.4.2), counted from when the previous one
     really left, so the event loop's late wake-ups (epoll rounds its timeout up to whole milliseconds) make
-    the gaps slightly longer, never shorter. With a process-wide pacer, each new check first takes a slot of
-    it: when the slot is later than now, the check is built only when the slot comes (and the transaction
-    before it has been gone `interval`), so its retransmission timer starts when it is really sent (RFC 8489
-    6.2.1).
+    the gaps slightly longer, never shorter. With a process-wide pacer, each new check first takes a ticket
+    of it: when that is not due yet, the check is built only when it is, so its retransmission timer starts
+    when it is really sent (RFC 8489 6.2.1).
     """
 
-    __slots__ = ("_next", "_pacer", "_slot")
+    __slots__ = ("_next", "_pacer", "_sending", "_slot")
 
     def __init__(self, pacer: Pacer | None = None) -> None:
         self._pacer = pacer
         self._next = -math.inf  # when Ta allows the next new check
-        self._slot: float | None = None  # a reserved slot of the process-wide pacer, not yet used
+        self._slot: float | None = None  # a ticket of the process-wide pacer, not due yet
+        self._sending: float | None = None  # the ticket of the check `may_send` just let out
 
     def may_send(self, now: float, wanted: bool) -> bool:
         """True when a new check may be sent at `now`; `wanted`: the session has one to send. A True
         answer is used: call `sent(now, ta)` (or nothing happens until the next Ta anyway)."""
-        slot = self._slot
-        if slot is not None:
-            assert self._pacer is not None
-            slot = self._pacer.not_before(slot)
-            if now < slot:
-                self._slot = slot
+        pacer = self._pacer
+        ticket = self._slot
+        if ticket is not None:
+            assert pacer is not None
+            if now < pacer.due(ticket):
                 return False
             self._slot = None
+            self._sending = ticket
             return wanted
         if not wanted or now < self._next:
             return False
-        if self._pacer is not None:
-            at = self._pacer.reserve(now)
-            if at > now:
-                self._slot = at
+        if pacer is not None:
+            ticket = pacer.reserve(now)
+            if pacer.due(ticket) > now:
+                self._slot = ticket
                 return False
+            self._sending = ticket
         return True
 
     def sent(self, now: float, ta: float) -> None:
         """A new check went out at `now`: the next one waits Ta."""
         self._next = now + ta
-        if self._pacer is not None:
-            self._pacer.sent(now)
+        ticket = self._sending
+        if ticket is not None:
+            self._sending = None
+            assert self._pacer is not None
+            self._pacer.sent(ticket, now)
 
     def deadline(self, wanted: bool) -> float:
         """When `may_send` may next say yes (a past time: now; math.inf: only once there is a check to send)."""
         if self._slot is not None:
-            return self._slot
+            assert self._pacer is not None
+            return self._pacer.due(self._slot)
         return self._next if wanted else math.inf

@@ -266,7 +266,7 @@ class _DatagramAllocation(Allocation):
         the TURN client (and the background task woken for them)."""
         nowait = self._nowait_conn.receive_nowait
         peer_of_channel = self._peer_of_channel
-        while len(out) < limit:
+        for _ in range(limit - len(out)):  # every frame read counts, kept or not: bounded work per call
             try:
                 frame = nowait()
             except trio.WouldBlock:

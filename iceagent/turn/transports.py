@@ -93,6 +93,11 @@ def _where(scheme: str, server: Address) -> str:
 _YIELD_EVERY = 16
 """The UDP fast path yields to other tasks once every this many sends or receives that did not block."""
 
+_STRAY_READS = 64
+"""Datagrams `receive_nowait` reads at most per call: anyone may send to the socket whose address a relay
+candidate names (its related address), and what is not from the server is dropped, so a flood of those ends
+a call with trio.WouldBlock (the caller waits, other tasks run) instead of looping."""
+
 
 def _nonblocking_twin(sock: UdpSocket) -> socket.socket | None:
     """A second handle on the OS socket under `sock` (a dup'd descriptor), for system calls that do not go
@@ -198,7 +203,10 @@ class OSUdpTurnConnection(UdpTurnConnection):
         super().__init__(sock, server)
         self._fast = fast
         self._ops = 0
-        assert isinstance(sock, _Interruptible)
+        #: datagrams from anyone but the server, dropped by `receive_nowait`
+        self.stray = 0
+        if not isinstance(sock, _Interruptible):
+            raise TypeError(f"OSUdpTurnConnection needs a socket with wait_readable/interrupt, got {sock!r}")
         self._waitable: _Interruptible = sock
 
     async def wait_readable(self) -> None:
@@ -257,10 +265,11 @@ class OSUdpTurnConnection(UdpTurnConnection):
             pass
 
     def receive_nowait(self) -> bytes:
-        """A message from the server already queued, or trio.WouldBlock."""
+        """A message from the server already queued, or trio.WouldBlock (also after `_STRAY_READS` datagrams
+        from elsewhere were dropped: bounded work per call, the caller waits and comes back)."""
         fast = self._fast
         server_host, server_port = self._server
-        while True:
+        for _ in range(_STRAY_READS):
             try:
                 data, addr = fast.recvfrom(65536)
             except (BlockingIOError, InterruptedError):
@@ -271,6 +280,8 @@ class OSUdpTurnConnection(UdpTurnConnection):
                 raise trio.ClosedResourceError("the TURN connection is closed") from exc
             if addr[1] == server_port and addr[0] == server_host:
                 return data
+            self.stray += 1
+        raise trio.WouldBlock
 
     async def aclose(self) -> None:
         self._fast.close()
