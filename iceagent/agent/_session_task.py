@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 class SessionTask(ReceivePath):
     """The session task's loop and its wake-ups (SessionRunner sets these attributes)."""
 
-    __slots__ = ("_fallback_at", "_polling", "_self_wake", "_sending", "_served", "_sleep", "_woke_self")
+    __slots__ = ("_fallback_at", "_inbox", "_polling", "_self_wake", "_sending", "_served", "_sleep", "_woke_self")
 
     closed: bool
     _outbox: list[tuple[CandidateTransport, bytes, Address]]
@@ -46,7 +46,8 @@ class SessionTask(ReceivePath):
     def __init__(self) -> None:
         self._sleep: trio.CancelScope | None = None  # the session task's wait, while it waits
         self._sending: trio.CancelScope | None = None  # the session task's sends of the outbox, while it sends
-        self._served: CandidateTransport | None = None  # the OS UDP socket the session task waits on itself
+        self._served: CandidateTransport | None = None  # the OS UDP socket (or mux inbox) the session task serves
+        self._inbox = False  # `_served` is a mux address's inbox (agent/net/_mux_agent.py), not a socket
         self._polling = False  # the session task waits on that socket (a wake-up sends it a datagram)
         self._self_wake = True  # wake it by a datagram to its socket (False: by cancelling `_sleep`)
         self._woke_self = False  # such a datagram is on its way
@@ -64,6 +65,10 @@ class SessionTask(ReceivePath):
         if not self._polling:
             return
         self._polling = False
+        if self._inbox:  # the mux's inbox: end the wait by rescheduling the task (no datagram, no Cancelled)
+            served: Any = self._served
+            served.wake_receiver()
+            return
         sleep = self._sleep
         assert sleep is not None
         now = trio.current_time()
@@ -109,16 +114,22 @@ class SessionTask(ReceivePath):
             sleep.deadline = deadline
 
     def _serve(self, transport: CandidateTransport) -> bool:
-        """Take `transport` as the session task's own socket if it has none and `transport` is an OS UDP
-        socket (a descriptor to wait on, `receive_now`, and a Tap's methods)."""
-        if self._served is not None or self.closed or not hasattr(transport, "fileno") or not tappable(transport):
+        """Take `transport` as the session task's own if it has none: an OS UDP socket (a descriptor to wait on,
+        `receive_now`, and a Tap's methods) or a mux address's inbox (`receive_now`, `wait_receivable`,
+        `wake_receiver`: the mux wakes the session task itself, net/_mux_inbox.py)."""
+        if self._served is not None or self.closed:
+            return False
+        if hasattr(transport, "wait_receivable"):
+            self._inbox = True
+        elif not hasattr(transport, "fileno") or not tappable(transport):
             return False
         self._served = transport
-        # a link-local IPv6 address needs a scope id to send to (its local_address has none): wake by a cancel
-        t: Any = transport
-        # and on a wildcard socket the datagram would come from another address (127.0.0.1, ::1): cancel too
-        host = t.local_address[0].lower()
-        self._self_wake = not host.startswith("fe80:") and host not in ("0.0.0.0", "::")
+        if not self._inbox:
+            # a link-local IPv6 address needs a scope id to send to (its local_address has none): wake by a cancel
+            t: Any = transport
+            # and on a wildcard socket the datagram would come from another address (127.0.0.1, ::1): cancel too
+            host = t.local_address[0].lower()
+            self._self_wake = not host.startswith("fe80:") and host not in ("0.0.0.0", "::")
         self._alert()
         return True
 
@@ -128,11 +139,34 @@ class SessionTask(ReceivePath):
         t: Any = self._served
         self._served = None
         self._woke_self = False
+        if self._inbox:
+            self._inbox = False
+            return
         if t is not None and t.tap is not None:
             tap = t.tap
             tap.closed = True
             t.tap = None
             tap.interrupt()
+
+    async def _serve_inbox(self, inbox: Any) -> bool:
+        """One turn of the session task on its mux address: handle what the mux routed to it, else wait until
+        the mux delivers (it reschedules this task) or a wake-up comes. True when it must pump first."""
+        if self._wakeup.consume():
+            return True
+        try:
+            items = inbox.receive_now(RECEIVE_BATCH)
+        except trio.ClosedResourceError:
+            self._stop_serving()
+            return False
+        if items:
+            self._on_datagrams(inbox, items)  # a batch with STUN pumped (`_poke`); data alone changes no timer
+            return False
+        self._polling = True
+        try:
+            await inbox.wait_receivable()
+        finally:
+            self._polling = False
+        return False
 
     async def _drive(self) -> None:
         """The session task after setup: pump, send what must wait (the outbox: TCP, TURN, plugin transports),
@@ -164,6 +198,9 @@ class SessionTask(ReceivePath):
                         sock: Any = self._served
                         if sock is None:
                             await wakeup.wait()
+                            continue
+                        if self._inbox:
+                            due = await self._serve_inbox(sock)
                             continue
                         tap = sock.tap
                         if tap is not None and (tap.stash or tap.reader or (tap.want and delivered)):

@@ -153,9 +153,9 @@ class MuxRoutes(Generic[Owner]):
             return
         for ufrag in state.ufrags:
             self._ufrags.pop(ufrag, None)
-        for tid in state.transactions:
+        for tid in state.transactions or ():
             self._transactions.pop(tid, None)
-        for key in state.bindings:
+        for key in state.bindings or ():
             self._bindings.pop(key, None)
 
     def add_ufrag(self, owner: Owner, ufrag: str) -> None:
@@ -171,14 +171,15 @@ class MuxRoutes(Generic[Owner]):
             raise MuxFull(f"an agent may register at most {self.limits.max_ufrags_per_agent} ufrags "
                           "(MuxLimits.max_ufrags_per_agent); remove the ufrags of closed generations")
         self._ufrags[key] = owner
-        state.ufrags.add(key)
+        if current is None:
+            state.ufrags.append(key)
 
     def remove_ufrag(self, owner: Owner, ufrag: str) -> None:
         """Stop routing checks for `ufrag` (its generation closed); unknown ufrags are ignored."""
         key = ufrag.encode()
         if self._ufrags.get(key) == owner:
             del self._ufrags[key]
-            self._owners[owner].ufrags.discard(key)
+            self._owners[owner].ufrags.remove(key)
 
     def add_transaction(self, owner: Owner, tid: bytes, now: float) -> None:
         """Route the response to request `tid` to `owner` until `now + transaction_ttl` (a retransmission
@@ -187,19 +188,21 @@ class MuxRoutes(Generic[Owner]):
         limits = self.limits
         self.expire(now)
         old = self._transactions.pop(tid, None)
-        if old is not None and old[0] != owner:
-            self._owners[old[0]].transactions.pop(tid, None)
-        state.transactions[tid] = None
-        state.transactions.move_to_end(tid)
+        if old is not None:
+            self._owners[old[0]].forget_transaction(tid)
+        mine = state.transactions
+        if mine is None:
+            mine = state.transactions = {}
+        mine[tid] = None  # the newest last
         self._transactions[tid] = (owner, now + limits.transaction_ttl)
-        if len(state.transactions) > limits.max_transactions_per_agent:
-            oldest = next(iter(state.transactions))
-            del state.transactions[oldest]
+        if len(mine) > limits.max_transactions_per_agent:
+            oldest = next(iter(mine))
+            del mine[oldest]
             self._transactions.pop(oldest, None)
             self.dropped["transaction_evicted"] += 1
         if len(self._transactions) > limits.max_transactions:
             oldest, (who, _) = self._transactions.popitem(last=False)
-            self._owners[who].transactions.pop(oldest, None)
+            self._owners[who].forget_transaction(oldest)
             self.dropped["transaction_evicted"] += 1
 
     def add_own_transaction(self, tid: bytes) -> None:
@@ -223,17 +226,20 @@ class MuxRoutes(Generic[Owner]):
         key = (local, remote)
         previous = self._bindings.pop(key, None)
         if previous is not None and previous != owner:
-            self._owners[previous].bindings.pop(key, None)
+            self._owners[previous].forget_binding(key)
         self._bindings[key] = owner
-        state.bindings[key] = None
-        state.bindings.move_to_end(key)
-        if len(state.bindings) > self.limits.max_bindings_per_agent:
-            oldest = next(iter(state.bindings))
-            del state.bindings[oldest]
+        mine = state.bindings
+        if mine is None:
+            mine = state.bindings = {}
+        mine.pop(key, None)
+        mine[key] = None  # the most recently confirmed last
+        if len(mine) > self.limits.max_bindings_per_agent:
+            oldest = next(iter(mine))
+            del mine[oldest]
             del self._bindings[oldest]
         if len(self._bindings) > self.limits.max_bindings:
             oldest_key, who = self._bindings.popitem(last=False)
-            self._owners[who].bindings.pop(oldest_key, None)
+            self._owners[who].forget_binding(oldest_key)
 
     def expire(self, now: float) -> None:
         """Forget transactions whose time passed (the table is in expiry order: the oldest first)."""
@@ -243,7 +249,7 @@ class MuxRoutes(Generic[Owner]):
             if deadline > now:
                 break
             del transactions[tid]
-            self._owners[who].transactions.pop(tid, None)
+            self._owners[who].forget_transaction(tid)
 
     # ---- routing (hostile input) ----
 
@@ -265,7 +271,7 @@ class MuxRoutes(Generic[Owner]):
                     return Own.MUX
                 entry = self._transactions.pop(tid, None)  # answered: forgotten (RFC 8489 6.3)
                 if entry is not None:
-                    self._owners[entry[0]].transactions.pop(tid, None)
+                    self._owners[entry[0]].forget_transaction(tid)
                     if entry[1] > now:
                         return entry[0]
                 self.dropped["unknown_transaction"] += 1
@@ -297,8 +303,8 @@ class MuxRoutes(Generic[Owner]):
         state = self._owners.get(owner)
         if state is None:
             return {"ufrags": 0, "transactions": 0, "bindings": 0}
-        return {"ufrags": len(state.ufrags), "transactions": len(state.transactions),
-                "bindings": len(state.bindings)}
+        return {"ufrags": len(state.ufrags), "transactions": len(state.transactions or ()),
+                "bindings": len(state.bindings or ())}
 
     def sizes(self) -> dict[str, int]:
         """The size of every table."""
@@ -321,11 +327,27 @@ class MuxRoutes(Generic[Owner]):
 
 
 class _OwnerState:
-    """What one owner holds, so removing it is proportional to its own entries."""
+    """What one owner holds, so removing it is proportional to its own entries. Its tables are plain dicts in
+    insertion order (the oldest first), made by the first entry and dropped once empty (an agent with none
+    keeps none)."""
 
     __slots__ = ("bindings", "transactions", "ufrags")
 
     def __init__(self) -> None:
-        self.ufrags: set[bytes] = set()
-        self.transactions: collections.OrderedDict[bytes, None] = collections.OrderedDict()
-        self.bindings: collections.OrderedDict[tuple[Address, Address], None] = collections.OrderedDict()
+        self.ufrags: list[bytes] = []  # at most MuxLimits.max_ufrags_per_agent
+        self.transactions: dict[bytes, None] | None = None
+        self.bindings: dict[tuple[Address, Address], None] | None = None
+
+    def forget_transaction(self, tid: bytes) -> None:
+        mine = self.transactions
+        if mine is not None:
+            mine.pop(tid, None)
+            if not mine:
+                self.transactions = None
+
+    def forget_binding(self, key: tuple[Address, Address]) -> None:
+        mine = self.bindings
+        if mine is not None:
+            mine.pop(key, None)
+            if not mine:
+                self.bindings = None

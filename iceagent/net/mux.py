@@ -33,7 +33,7 @@ from ..logs import get_logger
 from ..stun.message import looks_like_stun
 from ._mux_agent import AgentMux as AgentMux  # open_agent(mux=)'s side of the mux
 from ._mux_inbox import InboxTransport
-from ._mux_ports import RECEIVE_BATCH, Port, SeamPort, Triple, bind_port
+from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, SeamPort, Triple, bind_port
 from ._mux_routes import MuxError, MuxFull, MuxLimits, MuxRoutes, Own, request_transaction_id
 from ._mux_stun import MuxStun
 from ._mux_tcp import MuxTcpTransport, TcpAcceptor
@@ -45,12 +45,17 @@ log = get_logger("iceagent.mux")
 #: Seconds of the run between two drains of the mux's sockets from `_Drainer` (besides the receive task).
 DRAIN_INTERVAL = 0.002
 
+#: The ICE-TCP transports of an endpoint on a mux without `tcp=True` (shared: never changed).
+_NONE: list[MuxTcpTransport] = []
+
 __all__ = ["Mux", "MuxEndpoint", "MuxError", "MuxFull", "MuxLimits", "MuxTcpTransport", "MuxTransport", "open_mux"]
 
 
 class MuxTransport(InboxTransport):
     """One mux UDP address as one agent sees it: a socket-like transport (the `UdpSocket` shape plus
     `send_nowait`, `try_send`, `receive_batch`) and `confirm(remote)` to bind a verified source address."""
+
+    __slots__ = ("_port",)
 
     def __init__(self, endpoint: MuxEndpoint, port: Port, local: Address) -> None:
         super().__init__(endpoint, local)
@@ -88,24 +93,29 @@ class MuxEndpoint:
     """One agent's registration with a mux: its ufrags (one per ICE generation) and one transport per mux
     address. Closing it (or leaving `with`) unbinds everything of the agent at once."""
 
+    __slots__ = ("_mux", "closed", "name", "tcp_transports", "transports")
+
     def __init__(self, mux: Mux, name: str) -> None:
         self._mux = mux
         self.name = name
         self.closed = False
         self.transports = [MuxTransport(self, port, local) for port, local in mux._port_of_local]
         """One UDP transport per `mux.local_addresses`, in that order."""
-        self.tcp_transports = [MuxTcpTransport(self, local, mux.limits) for local in mux.tcp_addresses]
+        self.tcp_transports: list[MuxTcpTransport] = (
+            [MuxTcpTransport(self, local, mux.limits) for local in mux.tcp_addresses] if mux._acceptors else _NONE
+        )
         """One ICE-TCP passive transport per `mux.tcp_addresses` (none without `tcp=True`)."""
-        self._by_local = {t.local_address: t for t in self.transports}
-        self._tcp_by_local = {t.local_address: t for t in self.tcp_transports}
 
     def transport(self, local: Address) -> MuxTransport:
         """The UDP transport of mux address `local` (KeyError if the mux has no such address)."""
-        return self._by_local[local]
+        return self.transports[self._mux._local_index[local]]
 
     def tcp_transport(self, local: Address) -> MuxTcpTransport:
         """The ICE-TCP transport of mux address `local` (KeyError if the mux has no such listener)."""
-        return self._tcp_by_local[local]
+        for t in self.tcp_transports:
+            if t.local_address == local:
+                return t
+        raise KeyError(local)
 
     def add_ufrag(self, ufrag: str) -> None:
         """Route checks for `ufrag` (our local ufrag of one ICE generation) to this endpoint; `MuxError` if
@@ -128,7 +138,7 @@ class MuxEndpoint:
         past `MuxLimits.max_stun_bindings`, `trio.ClosedResourceError` once the endpoint or mux closed."""
         if self.closed:
             raise trio.ClosedResourceError(f"the mux endpoint {self.name!r} is closed")
-        if local not in self._by_local:
+        if local not in self._mux._local_index:
             raise ValueError(f"the mux has no UDP address {local[0]}:{local[1]}")
         return await self._mux._stun.mapped(self, local, server, rto=rto, rc=rc, rm=rm)
 
@@ -167,7 +177,9 @@ class Mux:
         self._routes: MuxRoutes[MuxEndpoint] = MuxRoutes(limits)
         self._ports: list[Port] = []
         self._port_of_local: list[tuple[Port, Address]] = []
-        self._local_set: set[Address] = set()
+        self._local_index: dict[Address, int] = {}  # a UDP address -> its index in an endpoint's `transports`
+        #: the addresses it serves because it was bound to a wildcard (not advertised as loopback: RFC 8445 5.1.1.1)
+        self._wildcard_hosts: frozenset[str] = frozenset()
         self._acceptors: list[TcpAcceptor] = []
         self._tcp_counts: collections.Counter[str] = collections.Counter()
         self._endpoints: set[MuxEndpoint] = set()
@@ -223,7 +235,9 @@ class Mux:
         self._ports.append(port)
         for local in port.locals:
             self._port_of_local.append((port, local))
-            self._local_set.add(local)
+            self._local_index[local] = len(self._port_of_local) - 1
+            if port.bind_address in WILDCARDS:
+                self._wildcard_hosts |= {local[0]}
 
     async def _receive_loop(self, port: Port) -> None:
         """Drain one socket in batches and route each datagram into one inbox; never calls agent code."""
@@ -261,9 +275,10 @@ class Mux:
 
     def _route(self, batch: list[Triple], now: float) -> None:
         """Route each datagram of `batch` into one inbox, or count why not; never calls agent code."""
-        routes, limits, local_set = self._routes, self.limits, self._local_set
+        routes, limits, local_index = self._routes, self.limits, self._local_index
         for data, remote, local in batch:
-            if local not in local_set:
+            index = local_index.get(local)
+            if index is None:
                 routes.drop("unknown_local")
                 continue
             owner = routes.route(data, local, remote, now)
@@ -273,7 +288,7 @@ class Mux:
                 if not self._stun.deliver(data, remote, local):
                     routes.drop("stun_stray")
                 continue
-            transport = owner._by_local[local]
+            transport = owner.transports[index]
             if data[:2] == b"\x00\x01" and looks_like_stun(data):  # routed as a check (by its ufrag)
                 reason = transport._deliver_check(data, remote, limits)
             else:
