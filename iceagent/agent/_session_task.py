@@ -30,6 +30,9 @@ RECEIVE_BATCH = 64
 #: that drops it) ends the wait by the scope's deadline instead; that runner then wakes by cancelling.
 SELF_WAKE_TIMEOUT = 0.5
 
+#: What the session task does after a turn on its mux inbox (`_serve_inbox`).
+_PUMP, _HANDLED, _WAIT = 0, 1, 2
+
 if TYPE_CHECKING:
     from ._notify import Wakeup
 
@@ -148,25 +151,26 @@ class SessionTask(ReceivePath):
             t.tap = None
             tap.interrupt()
 
-    async def _serve_inbox(self, inbox: Any) -> bool:
-        """One turn of the session task on its mux address: handle what the mux routed to it, else wait until
-        the mux delivers (it reschedules this task) or a wake-up comes. True when it must pump first."""
-        if self._wakeup.consume():
-            return True
+    def _serve_inbox(self, inbox: Any) -> int:
+        """One turn of the session task on its mux address: handle what the mux routed to it. PUMP when a
+        wake-up came (pump first), HANDLED when it handled a batch, else WAIT: wait until the mux delivers (it
+        reschedules this task) or a wake-up comes.
+
+        Before a pump for a wake-up the mux routes what its sockets hold (`route_waiting`), and that input is
+        handled first, as an own socket's input queued before the wake-up datagram is: a check that came
+        before the remote candidates' wake-up is answered, and its triggered check is the agent's first, not
+        a second one that cancels the check the pump would send (RFC 8445 7.3.1.4)."""
+        woken = self._wakeup.consume()
+        if woken:
+            inbox.route_waiting()
         try:
             items = inbox.receive_now(RECEIVE_BATCH)
         except trio.ClosedResourceError:
             self._stop_serving()
-            return False
+            return _PUMP if woken else _HANDLED
         if items:
             self._on_datagrams(inbox, items)  # a batch with STUN pumped (`_poke`); data alone changes no timer
-            return False
-        self._polling = True
-        try:
-            await inbox.wait_receivable()
-        finally:
-            self._polling = False
-        return False
+        return _PUMP if woken else _HANDLED if items else _WAIT
 
     async def _drive(self) -> None:
         """The session task after setup: pump, send what must wait (the outbox: TCP, TURN, plugin transports),
@@ -193,14 +197,22 @@ class SessionTask(ReceivePath):
                             if deadline == -math.inf:  # still changing after pump's rounds: again, after the others
                                 await trio.lowlevel.checkpoint()
                                 continue
-                            sleep.deadline = deadline
+                            if deadline != sleep.deadline:  # setting it re-registers the scope even if equal
+                                sleep.deadline = deadline
                         due = True
                         sock: Any = self._served
                         if sock is None:
                             await wakeup.wait()
                             continue
                         if self._inbox:
-                            due = await self._serve_inbox(sock)
+                            turn = self._serve_inbox(sock)
+                            if turn == _WAIT:  # (here, not in a helper: one coroutine frame less per idle agent)
+                                self._polling = True
+                                try:
+                                    await sock.wait_receivable()
+                                finally:
+                                    self._polling = False
+                            due = turn == _PUMP
                             continue
                         tap = sock.tap
                         if tap is not None and (tap.stash or tap.reader or (tap.want and delivered)):

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar, Union
 
 import trio
+from trio.lowlevel import wait_task_rescheduled
 
 from ..stun.message import looks_like_stun
 from ._mux_inbox import Item, Parking
@@ -29,9 +30,9 @@ from ._mux_routes import local_ufrag, request_transaction_id
 from .base import Address
 
 if TYPE_CHECKING:
-    from .mux import Mux, MuxTcpTransport, MuxTransport
+    from .mux import AgentMux, MuxTcpTransport, MuxTransport
 
-__all__ = ["AgentMux", "GenerationTcpTransport", "GenerationTransport", "MuxGeneration"]
+__all__ = ["Fanout", "GenerationTcpTransport", "GenerationTransport", "MuxGeneration", "watcher"]
 
 Shared = Union["MuxTransport", "MuxTcpTransport"]
 
@@ -46,7 +47,7 @@ _CLASS_MASK = 0x0110
 _REQUEST, _INDICATION = 0x0000, 0x0010
 
 
-class _Fanout:
+class Fanout:
     """One mux transport of the agent, shared by its live generations' views (oldest first). The tables that
     split traffic exist only while several generations are alive (a restart); one generation takes all."""
 
@@ -172,7 +173,7 @@ class GenerationTransport(Parking):
 
     __slots__ = ("_fanout", "_shared", "closed", "items", "ufrag")
 
-    def __init__(self, fanout: _Fanout, ufrag: bytes) -> None:
+    def __init__(self, fanout: Fanout, ufrag: bytes) -> None:
         super().__init__()  # its receiver, parked here while several generations are alive
         self._fanout = fanout
         self._shared = fanout.shared
@@ -218,16 +219,26 @@ class GenerationTransport(Parking):
         `trio.ClosedResourceError` once it (or the endpoint) closed."""
         return self._fanout.receive_now(self, limit)
 
+    def route_waiting(self) -> None:
+        """Have the mux route what its sockets hold now (the session task, before it pumps for a wake-up)."""
+        self._shared.endpoint._mux._drain()
+
     async def wait_receivable(self) -> None:
         """Park until something may wait for this generation (the mux delivered, it or the endpoint closed,
         or `wake_receiver()`); the caller looks with `receive_now`."""
-        if len(self._fanout.views) == 1 and not self.items:
-            await self._shared.wait_receivable()
+        shared = self._shared
+        if len(self._fanout.views) == 1 and not self.items:  # the endpoint's inbox is this generation's alone
+            if shared._items is not None or shared._closed:
+                await trio.lowlevel.checkpoint()
+                return
+            shared._enlist()  # (its wait_receivable inlined: one coroutine frame less per waiting agent)
+            await wait_task_rescheduled(shared._abort)
             return
-        if self.items or self.closed or self._shared.pending():
+        if self.items or self.closed or shared.pending():
             await trio.lowlevel.checkpoint()
             return
-        await self._park()
+        self._enlist()
+        await wait_task_rescheduled(self._abort)
 
     def wake_receiver(self) -> None:
         """End the wait of its receiver now (it looks again)."""
@@ -261,7 +272,7 @@ class GenerationTcpTransport(GenerationTransport):
 
     __slots__ = ("_on_closed",)
 
-    def __init__(self, fanout: _Fanout, ufrag: bytes) -> None:
+    def __init__(self, fanout: Fanout, ufrag: bytes) -> None:
         super().__init__(fanout, ufrag)
         self._on_closed: Callable[[Address], None] | None = None
 
@@ -321,34 +332,7 @@ class MuxGeneration:
             view.close()
 
 
-class AgentMux:
-    """The agent's registration with a mux: one endpoint for the agent's lifetime, split between generations."""
-
-    __slots__ = ("endpoint", "fanouts", "mux", "tcp_fanouts")
-
-    def __init__(self, mux: Mux, name: str) -> None:
-        self.mux = mux
-        self.endpoint = mux.register(name)
-        self.fanouts = tuple(_Fanout(t) for t in self.endpoint.transports)
-        self.tcp_fanouts = tuple(_Fanout(t) for t in self.endpoint.tcp_transports)
-        for t, fanout in zip(self.endpoint.tcp_transports, self.tcp_fanouts, strict=True):
-            t.watch(_watcher(fanout))
-
-    @property
-    def wildcard_addresses(self) -> frozenset[str]:
-        """The mux's addresses it serves because it was bound to a wildcard."""
-        return self.mux._wildcard_hosts
-
-    def open_generation(self, ufrag: str) -> MuxGeneration:
-        """A new ICE generation with local ufrag `ufrag`, routable at once."""
-        return MuxGeneration(self, ufrag).open()
-
-    def close(self) -> None:
-        """The agent closed: every ufrag, transaction, binding and connection of it goes at once."""
-        self.endpoint.close()
-
-
-def _watcher(fanout: _Fanout) -> Callable[[Address], None]:
+def watcher(fanout: Fanout) -> Callable[[Address], None]:
     def on_closed(remote: Address) -> None:
         for view in list(fanout.views):
             callback = getattr(view, "_on_closed", None)

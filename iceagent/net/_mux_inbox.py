@@ -24,25 +24,25 @@ Item = tuple[bytes, Address]
 
 
 class InboxListener(Protocol):
-    """Who else hears of a delivery (an agent's generations during a restart: `_mux_agent._Fanout`)."""
+    """Who else hears of a delivery (an agent's generations during a restart: `_mux_agent.Fanout`)."""
 
     def inbox_ready(self) -> None: ...
 
 
 class Parking:
-    """One task parked until woken (a receiver without a task of its own: `_park`, `_unpark`); a second
-    one raises `trio.BusyResourceError`, as two receivers on one socket do."""
+    """One task parked until woken (a receiver without a task of its own): `_enlist()`, then
+    `await wait_task_rescheduled(self._abort)` in the caller's own frame (a frame less per parked agent);
+    `_unpark()` wakes it. A second one raises `trio.BusyResourceError`, as two receivers on one socket do."""
 
     __slots__ = ("_waiter",)
 
     def __init__(self) -> None:
         self._waiter: Task | None = None
 
-    async def _park(self) -> None:
+    def _enlist(self) -> None:
         if self._waiter is not None:
             raise trio.BusyResourceError(f"another task already receives on {self!r}")
         self._waiter = current_task()
-        await wait_task_rescheduled(self._abort)
 
     def _abort(self, _: object) -> Abort:
         self._waiter = None
@@ -131,7 +131,8 @@ class InboxTransport(Parking):
         if self._items is not None or self._closed:
             await trio.lowlevel.checkpoint()
             return
-        await self._park()
+        self._enlist()
+        await wait_task_rescheduled(self._abort)
 
     def wake_receiver(self) -> None:
         """End the wait of the task in `wait_receivable` now (it finds nothing new and looks again)."""

@@ -155,7 +155,7 @@ class MuxRoutes(Generic[Owner]):
             self._ufrags.pop(ufrag, None)
         for tid in state.transactions or ():
             self._transactions.pop(tid, None)
-        for key in state.bindings or ():
+        for key in state.bindings:
             self._bindings.pop(key, None)
 
     def add_ufrag(self, owner: Owner, ufrag: str) -> None:
@@ -172,14 +172,15 @@ class MuxRoutes(Generic[Owner]):
                           "(MuxLimits.max_ufrags_per_agent); remove the ufrags of closed generations")
         self._ufrags[key] = owner
         if current is None:
-            state.ufrags.append(key)
+            state.ufrags += (key,)
 
     def remove_ufrag(self, owner: Owner, ufrag: str) -> None:
         """Stop routing checks for `ufrag` (its generation closed); unknown ufrags are ignored."""
         key = ufrag.encode()
         if self._ufrags.get(key) == owner:
             del self._ufrags[key]
-            self._owners[owner].ufrags.remove(key)
+            state = self._owners[owner]
+            state.ufrags = tuple(k for k in state.ufrags if k != key)
 
     def add_transaction(self, owner: Owner, tid: bytes, now: float) -> None:
         """Route the response to request `tid` to `owner` until `now + transaction_ttl` (a retransmission
@@ -229,14 +230,13 @@ class MuxRoutes(Generic[Owner]):
             self._owners[previous].forget_binding(key)
         self._bindings[key] = owner
         mine = state.bindings
-        if mine is None:
-            mine = state.bindings = {}
-        mine.pop(key, None)
-        mine[key] = None  # the most recently confirmed last
+        if key in mine:
+            mine = tuple(k for k in mine if k != key)
+        mine += (key,)  # the most recently confirmed last
         if len(mine) > self.limits.max_bindings_per_agent:
-            oldest = next(iter(mine))
-            del mine[oldest]
-            del self._bindings[oldest]
+            del self._bindings[mine[0]]
+            mine = mine[1:]
+        state.bindings = mine
         if len(self._bindings) > self.limits.max_bindings:
             oldest_key, who = self._bindings.popitem(last=False)
             self._owners[who].forget_binding(oldest_key)
@@ -304,7 +304,7 @@ class MuxRoutes(Generic[Owner]):
         if state is None:
             return {"ufrags": 0, "transactions": 0, "bindings": 0}
         return {"ufrags": len(state.ufrags), "transactions": len(state.transactions or ()),
-                "bindings": len(state.bindings or ())}
+                "bindings": len(state.bindings)}
 
     def sizes(self) -> dict[str, int]:
         """The size of every table."""
@@ -327,16 +327,16 @@ class MuxRoutes(Generic[Owner]):
 
 
 class _OwnerState:
-    """What one owner holds, so removing it is proportional to its own entries. Its tables are plain dicts in
-    insertion order (the oldest first), made by the first entry and dropped once empty (an agent with none
-    keeps none)."""
+    """What one owner holds, so removing it is proportional to its own entries, the oldest first. Its ufrags
+    and bindings (a few, bounded by MuxLimits) are tuples the collector need not track; its outstanding
+    transactions a dict made by the first and dropped once empty (an idle agent keeps none)."""
 
     __slots__ = ("bindings", "transactions", "ufrags")
 
     def __init__(self) -> None:
-        self.ufrags: list[bytes] = []  # at most MuxLimits.max_ufrags_per_agent
+        self.ufrags: tuple[bytes, ...] = ()  # at most MuxLimits.max_ufrags_per_agent
         self.transactions: dict[bytes, None] | None = None
-        self.bindings: dict[tuple[Address, Address], None] | None = None
+        self.bindings: tuple[tuple[Address, Address], ...] = ()  # at most MuxLimits.max_bindings_per_agent
 
     def forget_transaction(self, tid: bytes) -> None:
         mine = self.transactions
@@ -346,8 +346,5 @@ class _OwnerState:
                 self.transactions = None
 
     def forget_binding(self, key: tuple[Address, Address]) -> None:
-        mine = self.bindings
-        if mine is not None:
-            mine.pop(key, None)
-            if not mine:
-                self.bindings = None
+        if key in self.bindings:
+            self.bindings = tuple(k for k in self.bindings if k != key)

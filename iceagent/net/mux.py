@@ -25,13 +25,13 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from ..logs import get_logger
 from ..stun.message import looks_like_stun
-from ._mux_agent import AgentMux as AgentMux  # open_agent(mux=)'s side of the mux
+from ._mux_agent import Fanout, MuxGeneration, watcher
 from ._mux_inbox import InboxTransport
 from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, SeamPort, Triple, bind_port
 from ._mux_routes import MuxError, MuxFull, MuxLimits, MuxRoutes, Own, request_transaction_id
@@ -44,6 +44,8 @@ log = get_logger("iceagent.mux")
 
 #: Seconds of the run between two drains of the mux's sockets from `_Drainer` (besides the receive task).
 DRAIN_INTERVAL = 0.002
+
+EndpointT = TypeVar("EndpointT", bound="MuxEndpoint")
 
 #: The ICE-TCP transports of an endpoint on a mux without `tcp=True` (shared: never changed).
 _NONE: list[MuxTcpTransport] = []
@@ -169,6 +171,39 @@ class MuxEndpoint:
         return f"<MuxEndpoint {self.name!r}{' closed' if self.closed else ''}>"
 
 
+class AgentMux(MuxEndpoint):
+    """The agent's registration with a mux (its `MuxEndpoint`, for the agent's lifetime), split between its
+    generations: one `Fanout` per mux address."""
+
+    __slots__ = ("fanouts", "tcp_fanouts")
+
+    def __init__(self, mux: Mux, name: str) -> None:
+        super().__init__(mux, name)
+        mux._register(self)
+        self.fanouts = tuple(Fanout(t) for t in self.transports)
+        self.tcp_fanouts = tuple(Fanout(t) for t in self.tcp_transports)
+        for t, fanout in zip(self.tcp_transports, self.tcp_fanouts, strict=True):
+            t.watch(watcher(fanout))
+
+    @property
+    def mux(self) -> Mux:
+        return self._mux
+
+    @property
+    def endpoint(self) -> MuxEndpoint:
+        """Its registration with the mux: itself."""
+        return self
+
+    @property
+    def wildcard_addresses(self) -> frozenset[str]:
+        """The mux's addresses it serves because it was bound to a wildcard."""
+        return self._mux._wildcard_hosts
+
+    def open_generation(self, ufrag: str) -> MuxGeneration:
+        """A new ICE generation with local ufrag `ufrag`, routable at once."""
+        return MuxGeneration(self, ufrag).open()
+
+
 class Mux:
     """An open mux (made by `open_mux`): its addresses, stats, and `register` for agents."""
 
@@ -199,9 +234,12 @@ class Mux:
     def register(self, name: str = "") -> MuxEndpoint:
         """A new endpoint for one agent (use it as a context manager or call `close()`); `MuxFull` past
         `MuxLimits.max_agents`."""
+        return self._register(MuxEndpoint(self, name))
+
+    def _register(self, endpoint: EndpointT) -> EndpointT:
+        """Register `endpoint` (a MuxEndpoint, or an agent's `AgentMux`, which is one)."""
         if self.closed:
             raise trio.ClosedResourceError("the mux is closed")
-        endpoint = MuxEndpoint(self, name)
         self._routes.add_owner(endpoint)
         self._endpoints.add(endpoint)
         return endpoint
