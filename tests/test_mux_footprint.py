@@ -141,3 +141,32 @@ async def test_a_check_queued_before_the_wake_up_is_answered_first_one_check_per
             answered = [p["responses_sent"] for agent, _ in agents for p in agent.stats()["pairs"]]
             assert answered == [1] * len(agents)
             assert sent == [1] * len(agents)
+
+
+async def test_a_second_mux_address_is_served_by_a_receive_task() -> None:
+    """The session task serves the first mux address's inbox; a further one keeps a receive task on its view
+    (`receive_batch`): a peer that knows only the second address connects through it and data flows."""
+    with trio.fail_after(30):
+        async with open_mux(["127.0.0.1", "127.0.0.2"], 0) as mux, AsyncExitStack() as stack:
+            server = await stack.enter_async_context(open_agent(controlling=False, config=FAST, mux=mux))
+            peer = await stack.enter_async_context(open_agent(host_addresses=LO, config=FAST))
+            peer.set_remote_parameters(server.local_parameters)
+            async for c in server.gather():
+                if c.address == "127.0.0.2":
+                    peer.add_remote_candidate(c)
+            peer.add_remote_candidate(None)
+            server.set_remote_parameters(peer.local_parameters)
+            async for c in peer.gather():
+                server.add_remote_candidate(c)
+            server.add_remote_candidate(None)
+            assert server._nursery is not None
+            names = sorted(t.name for t in server._nursery.child_tasks if t.name != "iceagent-interface-watcher")
+            assert [n.split("-")[0] for n in names] == ["receive", "session"]
+            s, p = await server.connect(), await peer.connect()
+            await peer.state.wait_value(IceState.COMPLETED)
+            selected = peer.selected_pair
+            assert selected is not None and selected.remote_address[0] == "127.0.0.2"
+            await p.send(b"to the second address")
+            assert await s.receive() == b"to the second address"
+            await s.send(b"back")
+            assert await p.receive() == b"back"

@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, TypeVar, Union
 import trio
 from trio.lowlevel import wait_task_rescheduled
 
-from ..stun.message import looks_like_stun
 from ._mux_inbox import Item, Parking
-from ._mux_routes import local_ufrag, request_transaction_id
+from ._mux_routes import CHECK, RESPONSE, kind_of, local_ufrag, request_transaction_id
 from .base import Address
 
 if TYPE_CHECKING:
@@ -42,9 +41,6 @@ Shared = Union["MuxTransport", "MuxTcpTransport"]
 SPLIT_TABLE = 1024
 #: Datagrams waiting for one generation while another pulls (as the mux's inbox, MuxLimits.inbox_datagrams).
 VIEW_QUEUE = 256
-_BINDING_REQUEST = 0x0001
-_CLASS_MASK = 0x0110
-_REQUEST, _INDICATION = 0x0000, 0x0010
 
 
 class Fanout:
@@ -119,15 +115,12 @@ class Fanout:
         sources = self._sources if self._sources is not None else {}
         for data, remote in batch:
             target: GenerationTransport | None
-            if looks_like_stun(data):
-                mtype = data[0] << 8 | data[1]
-                if mtype == _BINDING_REQUEST:
-                    ufrag = local_ufrag(data)
-                    target = next((v for v in views if v.ufrag == ufrag), None)
-                elif mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):
-                    target = tids.pop(bytes(data[8:20]), None) or views[0]
-                else:
-                    target = sources.get(remote) or views[0]
+            kind = kind_of(data)
+            if kind == CHECK:
+                ufrag = local_ufrag(data)
+                target = next((v for v in views if v.ufrag == ufrag), None)
+            elif kind == RESPONSE:
+                target = tids.pop(bytes(data[8:20]), None) or views[0]
             else:
                 target = sources.get(remote) or views[0]
             if target is None:

@@ -116,6 +116,21 @@ def local_ufrag(data: bytes) -> bytes | None:
     return None
 
 
+#: What `kind_of` tells: a check (a STUN Binding request), a STUN success or error response, anything else.
+CHECK, RESPONSE, OTHER = 0, 1, 2
+
+
+def kind_of(data: bytes) -> int:
+    """How the mux routes `data`: CHECK by ufrag, RESPONSE by transaction id, OTHER by its source address."""
+    if looks_like_stun(data):
+        mtype = data[0] << 8 | data[1]
+        if mtype == _BINDING_REQUEST:
+            return CHECK
+        if mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):
+            return RESPONSE
+    return OTHER
+
+
 def request_transaction_id(data: bytes) -> bytes | None:
     """The transaction id of an outgoing STUN request (any method), or None for anything else."""
     if looks_like_stun(data) and (data[0] << 8 | data[1]) & _CLASS_MASK == _REQUEST:
@@ -258,24 +273,29 @@ class MuxRoutes(Generic[Owner]):
         the mux's own requests, or None (dropped and counted by reason in `dropped`). Bounded work: a header
         check, at most one walk of the attributes. The caller counts `routed` once the datagram is in an
         inbox."""
-        if looks_like_stun(data):
-            mtype = data[0] << 8 | data[1]
-            if mtype == _BINDING_REQUEST:
-                owner, reason = self.check_owner(data)
-                if owner is None:
-                    self.dropped[reason] += 1
-                return owner
-            if mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):  # a success or error response
-                tid = bytes(data[8:20])
-                if tid in self._own:
-                    return Own.MUX
-                entry = self._transactions.pop(tid, None)  # answered: forgotten (RFC 8489 6.3)
-                if entry is not None:
-                    self._owners[entry[0]].forget_transaction(tid)
-                    if entry[1] > now:
-                        return entry[0]
-                self.dropped["unknown_transaction"] += 1
-                return None
+        return self.route_kind(kind_of(data), data, local, remote, now)
+
+    def route_kind(
+        self, kind: int, data: bytes, local: Address, remote: Address, now: float
+    ) -> Owner | Literal[Own.MUX] | None:
+        """`route` for a datagram whose `kind_of` the caller knows (the mux, which also needs it)."""
+        if kind == CHECK:
+            ufrag = local_ufrag(data)
+            owner = None if ufrag is None else self._ufrags.get(ufrag)
+            if owner is None:
+                self.dropped["no_username" if ufrag is None else "unknown_ufrag"] += 1
+            return owner
+        if kind == RESPONSE:
+            tid = bytes(data[8:20])
+            if tid in self._own:
+                return Own.MUX
+            entry = self._transactions.pop(tid, None)  # answered: forgotten (RFC 8489 6.3)
+            if entry is not None:
+                self._owners[entry[0]].forget_transaction(tid)
+                if entry[1] > now:
+                    return entry[0]
+            self.dropped["unknown_transaction"] += 1
+            return None
         owner = self._bindings.get((local, remote))
         if owner is None:
             self.dropped["unbound_address"] += 1

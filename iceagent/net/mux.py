@@ -30,11 +30,10 @@ from typing import Any, TypeVar
 import trio
 
 from ..logs import get_logger
-from ..stun.message import looks_like_stun
 from ._mux_agent import Fanout, MuxGeneration, watcher
 from ._mux_inbox import InboxTransport
 from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, SeamPort, Triple, bind_port
-from ._mux_routes import MuxError, MuxFull, MuxLimits, MuxRoutes, Own, request_transaction_id
+from ._mux_routes import CHECK, MuxError, MuxFull, MuxLimits, MuxRoutes, Own, kind_of, request_transaction_id
 from ._mux_stun import MuxStun
 from ._mux_tcp import MuxTcpTransport, TcpAcceptor
 from .base import Address, Network
@@ -319,7 +318,8 @@ class Mux:
             if index is None:
                 routes.drop("unknown_local")
                 continue
-            owner = routes.route(data, local, remote, now)
+            kind = kind_of(data)
+            owner = routes.route_kind(kind, data, local, remote, now)
             if owner is None:
                 continue
             if owner is Own.MUX:
@@ -327,7 +327,7 @@ class Mux:
                     routes.drop("stun_stray")
                 continue
             transport = owner.transports[index]
-            if data[:2] == b"\x00\x01" and looks_like_stun(data):  # routed as a check (by its ufrag)
+            if kind == CHECK:  # routed by its ufrag: a retransmission still waiting is not queued twice
                 reason = transport._deliver_check(data, remote, limits)
             else:
                 reason = "" if transport._deliver(data, remote, limits) else "inbox_full"
