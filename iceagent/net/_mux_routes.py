@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from types import MappingProxyType
 from typing import Generic, Literal, TypeVar
 
 import attrs
@@ -168,7 +169,7 @@ class MuxRoutes(Generic[Owner]):
             return
         for ufrag in state.ufrags:
             self._ufrags.pop(ufrag, None)
-        for tid in state.transactions or ():
+        for tid in state.transactions:
             self._transactions.pop(tid, None)
         for key in state.bindings:
             self._bindings.pop(key, None)
@@ -206,9 +207,9 @@ class MuxRoutes(Generic[Owner]):
         old = self._transactions.pop(tid, None)
         if old is not None:
             self._owners[old[0]].forget_transaction(tid)
-        mine = state.transactions
+        mine = state.tids
         if mine is None:
-            mine = state.transactions = {}
+            mine = state.tids = {}
         mine[tid] = None  # the newest last
         self._transactions[tid] = (owner, now + limits.transaction_ttl)
         if len(mine) > limits.max_transactions_per_agent:
@@ -323,7 +324,7 @@ class MuxRoutes(Generic[Owner]):
         state = self._owners.get(owner)
         if state is None:
             return {"ufrags": 0, "transactions": 0, "bindings": 0}
-        return {"ufrags": len(state.ufrags), "transactions": len(state.transactions or ()),
+        return {"ufrags": len(state.ufrags), "transactions": len(state.transactions),
                 "bindings": len(state.bindings)}
 
     def sizes(self) -> dict[str, int]:
@@ -346,24 +347,32 @@ class MuxRoutes(Generic[Owner]):
             raise MuxError(f"{owner!r} is not registered with this mux (closed?)") from None
 
 
+_NONE: Mapping[bytes, None] = MappingProxyType({})
+
+
 class _OwnerState:
     """What one owner holds, so removing it is proportional to its own entries, the oldest first. Its ufrags
     and bindings (a few, bounded by MuxLimits) are tuples the collector need not track; its outstanding
     transactions a dict made by the first and dropped once empty (an idle agent keeps none)."""
 
-    __slots__ = ("bindings", "transactions", "ufrags")
+    __slots__ = ("bindings", "tids", "ufrags")
 
     def __init__(self) -> None:
         self.ufrags: tuple[bytes, ...] = ()  # at most MuxLimits.max_ufrags_per_agent
-        self.transactions: dict[bytes, None] | None = None
+        self.tids: dict[bytes, None] | None = None  # the outstanding transactions (None: none)
         self.bindings: tuple[tuple[Address, Address], ...] = ()  # at most MuxLimits.max_bindings_per_agent
 
+    @property
+    def transactions(self) -> Mapping[bytes, None]:
+        """The outstanding transactions, oldest first (read-only)."""
+        return _NONE if self.tids is None else self.tids
+
     def forget_transaction(self, tid: bytes) -> None:
-        mine = self.transactions
+        mine = self.tids
         if mine is not None:
             mine.pop(tid, None)
             if not mine:
-                self.transactions = None
+                self.tids = None
 
     def forget_binding(self, key: tuple[Address, Address]) -> None:
         if key in self.bindings:
