@@ -241,11 +241,14 @@ class MuxRoutes(Generic[Owner]):
         confirmed binding goes past the bounds."""
         state = self._state(owner)
         key = (local, remote)
+        mine = state.bindings
+        if mine and mine[-1] == key and self._bindings.get(key) == owner:  # again (a consent check, a response)
+            self._bindings.move_to_end(key)
+            return
         previous = self._bindings.pop(key, None)
         if previous is not None and previous != owner:
             self._owners[previous].forget_binding(key)
         self._bindings[key] = owner
-        mine = state.bindings
         if key in mine:
             mine = tuple(k for k in mine if k != key)
         mine += (key,)  # the most recently confirmed last
