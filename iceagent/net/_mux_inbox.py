@@ -150,8 +150,9 @@ class InboxTransport(Parking):
         if self._closed:
             raise trio.ClosedResourceError(f"the mux endpoint {self._endpoint.name!r} is closed")
 
-    def _deliver(self, data: bytes, remote: Address, limits: MuxLimits) -> bool:
-        """Queue a datagram (False when the inbox is full: the caller counts the drop) and wake the receiver."""
+    def _deliver(self, data: bytes, remote: Address, limits: MuxLimits, item: Item | None = None) -> bool:
+        """Queue a datagram (False when the inbox is full: the caller counts the drop) and wake the receiver;
+        `item`: the (data, remote) tuple, if the caller made one already."""
         items = self._items
         if items is None:
             if self._closed:
@@ -159,7 +160,7 @@ class InboxTransport(Parking):
             items = self._items = []
         elif len(items) >= limits.inbox_datagrams or self._bytes + len(data) > limits.inbox_bytes:
             return False
-        items.append((data, remote))
+        items.append((data, remote) if item is None else item)
         self._bytes += len(data)
         self._unpark()
         if self._listener is not None:
@@ -174,7 +175,7 @@ class InboxTransport(Parking):
         checks = self._checks
         if checks is not None and key in checks:
             return "duplicate_check"
-        if not self._deliver(data, remote, limits):
+        if not self._deliver(data, remote, limits, key):  # the same tuple in the inbox and the table
             return "inbox_full"
         if self._items is not None:
             if checks is None:
