@@ -171,3 +171,19 @@ async def test_a_second_mux_address_is_served_by_a_receive_task() -> None:
             assert await s.receive() == b"to the second address"
             await s.send(b"back")
             assert await p.receive() == b"back"
+
+
+async def test_a_routing_bug_outside_the_receive_task_ends_no_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent about to pump has the mux route what its socket holds; should that routing raise (the mux's
+    bug), it is logged and counted ("drain_failed"), the mux's receive task routes alone, and the agent,
+    which only asked, connects."""
+
+    def broken(self: Mux) -> None:
+        raise RuntimeError("a routing bug")
+
+    monkeypatch.setattr(Mux, "_drain", broken)
+    with trio.fail_after(30):
+        async with open_mux(LO, 0) as mux, AsyncExitStack() as stack:
+            agents: list[Agent] = []
+            await _open_pairs(stack, 2, mux, agents)
+            assert mux.stats()["dropped"] == {"drain_failed": 1}

@@ -214,7 +214,7 @@ class GenerationTransport(Parking):
 
     def route_waiting(self) -> None:
         """Have the mux route what its sockets hold now (the session task, before it pumps for a wake-up)."""
-        self._shared.endpoint._mux._drain()
+        self._shared.endpoint._mux._route_now()
 
     async def wait_receivable(self) -> None:
         """Park until something may wait for this generation (the mux delivered, it or the endpoint closed,

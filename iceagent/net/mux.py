@@ -218,6 +218,7 @@ class Mux:
         self._tcp_counts: collections.Counter[str] = collections.Counter()
         self._endpoints: set[MuxEndpoint] = set()
         self._stun = MuxStun(self._routes, limits, self._send_own)
+        self._drain_failed = False
         self.closed = False
 
     @property
@@ -310,6 +311,21 @@ class Mux:
             if batch:
                 self._route(batch, now)
 
+    def _route_now(self) -> bool:
+        """`_drain` outside the mux's own tasks (between task steps, or for an agent about to pump): an
+        exception there is the mux's bug, not the caller's, so it is logged and counted ("drain_failed") and
+        the receive tasks route alone from then on. False once that happened."""
+        if self._drain_failed:
+            return False
+        try:
+            self._drain()
+        except Exception:
+            self._drain_failed = True
+            self._routes.drop("drain_failed")  # shows in mux.stats()["dropped"]
+            log.exception("mux: routing outside its receive tasks failed; its receive tasks route alone from now")
+            return False
+        return True
+
     def _route(self, batch: list[Triple], now: float) -> None:
         """Route each datagram of `batch` into one inbox, or count why not; never calls agent code."""
         routes, limits, local_index = self._routes, self.limits, self._local_index
@@ -368,12 +384,8 @@ class _Drainer(trio.abc.Instrument):
         now = time.perf_counter()
         if now >= self._next:
             self._next = now + DRAIN_INTERVAL
-            try:
-                self._mux._drain()
-            except Exception:  # Trio would remove the instrument silently: count it, leave routing to the tasks
+            if not self._mux._route_now():  # (Trio would remove an instrument that raised, silently)
                 self._next = math.inf
-                self._mux._routes.drop("drain_failed")  # shows in mux.stats()["dropped"]
-                log.exception("mux: routing between task steps failed; its receive tasks route alone from now")
 
 
 async def _listen(mux: Mux, network: Network, port: Port) -> None:
