@@ -8,10 +8,11 @@ task waiting on it, so nothing an agent does can raise in (or end) the mux.
 
 An agent uses the mux through a `MuxEndpoint` (`mux.register(name)`): one `MuxTransport` per mux
 address, each looking like a UDP socket (`send`, `send_nowait`, `try_send`, `receive`, `receive_batch`,
-`local_address`, `close`) plus `confirm(remote)`; with `tcp=True` also one `MuxTcpTransport` per address
-(an ICE-TCP passive transport, RFC 6544). A wildcard address ("0.0.0.0", "::") is served on the OS
-network with IP_PKTINFO / IPV6_RECVPKTINFO (RFC 3542 6): each datagram's destination picks the
-transport, and replies leave from that address.
+`local_address`, `close`) plus `confirm(remote)`, and `receive_now` / `wait_receivable` to be served by
+a task that waits on other things too (an agent's session task: the mux reschedules it on a delivery);
+with `tcp=True` also one `MuxTcpTransport` per address (an ICE-TCP passive transport, RFC 6544). A
+wildcard address ("0.0.0.0", "::") is served on the OS network with IP_PKTINFO / IPV6_RECVPKTINFO
+(RFC 3542 6): each datagram's destination picks the transport, and replies leave from that address.
 
 Server-reflexive discovery through the mux is shared (`_mux_stun`): one Binding transaction per (mux address,
 STUN server) answers every agent (`MuxEndpoint.reflexive`), cached and refreshed while agents use it.
@@ -54,7 +55,8 @@ __all__ = ["Mux", "MuxEndpoint", "MuxError", "MuxFull", "MuxLimits", "MuxTcpTran
 
 class MuxTransport(InboxTransport):
     """One mux UDP address as one agent sees it: a socket-like transport (the `UdpSocket` shape plus
-    `send_nowait`, `try_send`, `receive_batch`) and `confirm(remote)` to bind a verified source address."""
+    `send_nowait`, `try_send`, `receive_batch`, `receive_now`, `wait_receivable`) and `confirm(remote)` to
+    bind a verified source address. One task receives at a time (another gets `trio.BusyResourceError`)."""
 
     __slots__ = ("_port",)
 
