@@ -168,9 +168,13 @@ class SessionTask(ReceivePath):
         except trio.ClosedResourceError:
             self._stop_serving()
             return _PUMP if woken else _HANDLED
-        if items:
-            self._on_datagrams(inbox, items)  # a batch with STUN pumped (`_poke`); data alone changes no timer
-        return _PUMP if woken else _HANDLED if items else _WAIT
+        if not items:
+            return _PUMP if woken else _WAIT
+        self._on_datagrams(inbox, items)  # a batch with STUN pumped (`_poke`); data alone changes no timer
+        if woken or self._wakeup.is_set:  # (the batch's handling may have woken it: pump before waiting)
+            return _PUMP
+        # a short batch emptied the inbox (and should the mux have routed more meanwhile, the wait returns at once)
+        return _WAIT if len(items) < RECEIVE_BATCH else _HANDLED
 
     async def _drive(self) -> None:
         """The session task after setup: pump, send what must wait (the outbox: TCP, TURN, plugin transports),

@@ -210,6 +210,8 @@ class GenerationTransport(Parking):
     def receive_now(self, limit: int = 64) -> list[Item]:
         """What the mux routed to this generation and waits now (at most `limit`), [] if nothing;
         `trio.ClosedResourceError` once it (or the endpoint) closed."""
+        if not self.items and not self.closed and len(self._fanout.views) == 1:
+            return self._shared.receive_now(limit)  # the endpoint's inbox is this generation's alone
         return self._fanout.receive_now(self, limit)
 
     def route_waiting(self) -> None:
