@@ -13,7 +13,8 @@ socket's SO_RCVBUF. Next to it, in the same run, bench/scale.py's children: aioi
 (its own sockets; default 1000) and iceagent without a mux at the same N.
 
 `routing`: the mux's routing alone (no agents): N endpoints registered on one port, N client sockets each
-sending K checks in a burst; time until all are routed or dropped, and what was dropped.
+sending K checks in a burst; time (and process CPU time, sending included) until all are routed or dropped,
+and what was dropped.
 
     .venv/bin/python bench/mux.py [pairs] [--n 1000 10000] [--aioice 1000] [--plain 1000] [--timeout 300]
                                   [--rcvbuf BYTES]   (a small mux buffer: the burst overflows, and converges)
@@ -80,7 +81,7 @@ async def run(agents: int, checks: int) -> None:
             for ep in endpoints:
                 nursery.start_soon(drain, ep)
             await trio.testing.wait_all_tasks_blocked()
-            start = time.perf_counter()
+            start, cpu0 = time.perf_counter(), time.process_time()
             for i, s in enumerate(clients):
                 for p in payloads[i]:
                     try:
@@ -92,10 +93,11 @@ async def run(agents: int, checks: int) -> None:
             with trio.move_on_after(10):  # drops after the last routed check are only seen here
                 await settled.wait()
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu0
             nursery.cancel_scope.cancel()
         stats = mux.stats()
         print(f"agents={agents} checks/agent={checks} sent={total} routed={stats['routed']} "
-              f"dropped={stats['dropped']} time={elapsed * 1000:.1f} ms "
+              f"dropped={stats['dropped']} time={elapsed * 1000:.1f} ms cpu={cpu * 1000:.1f} ms "
               f"rate={stats['routed'] / elapsed:,.0f}/s rcvbuf={rcvbuf} fds_open={fds}")
         for s in clients:
             s.close()

@@ -322,7 +322,7 @@ async def test_mux_agents_with_ice_tcp_on_loopback() -> None:
 async def test_two_generations_split_the_endpoints_traffic() -> None:
     """During a restart the agent's endpoint serves two generations: checks by ufrag, responses to the
     generation whose request it was, data by the generation that confirmed its source (else the oldest)."""
-    from iceagent.net._mux_agent import AgentMux
+    from iceagent.net.mux import AgentMux
 
     async def next_for(view: Any) -> tuple[bytes, tuple[str, int]]:
         with trio.fail_after(5):

@@ -30,6 +30,9 @@ RECEIVE_BATCH = 64
 #: that drops it) ends the wait by the scope's deadline instead; that runner then wakes by cancelling.
 SELF_WAKE_TIMEOUT = 0.5
 
+#: What the session task does after a turn on its mux inbox (`_serve_inbox`).
+_PUMP, _HANDLED, _WAIT = 0, 1, 2
+
 if TYPE_CHECKING:
     from ._notify import Wakeup
 
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 class SessionTask(ReceivePath):
     """The session task's loop and its wake-ups (SessionRunner sets these attributes)."""
 
-    __slots__ = ("_fallback_at", "_polling", "_self_wake", "_sending", "_served", "_sleep", "_woke_self")
+    __slots__ = ("_fallback_at", "_inbox", "_polling", "_self_wake", "_sending", "_served", "_sleep", "_woke_self")
 
     closed: bool
     _outbox: list[tuple[CandidateTransport, bytes, Address]]
@@ -46,7 +49,8 @@ class SessionTask(ReceivePath):
     def __init__(self) -> None:
         self._sleep: trio.CancelScope | None = None  # the session task's wait, while it waits
         self._sending: trio.CancelScope | None = None  # the session task's sends of the outbox, while it sends
-        self._served: CandidateTransport | None = None  # the OS UDP socket the session task waits on itself
+        self._served: CandidateTransport | None = None  # the OS UDP socket (or mux inbox) the session task serves
+        self._inbox = False  # `_served` is a mux address's inbox (agent/net/_mux_agent.py), not a socket
         self._polling = False  # the session task waits on that socket (a wake-up sends it a datagram)
         self._self_wake = True  # wake it by a datagram to its socket (False: by cancelling `_sleep`)
         self._woke_self = False  # such a datagram is on its way
@@ -64,6 +68,10 @@ class SessionTask(ReceivePath):
         if not self._polling:
             return
         self._polling = False
+        if self._inbox:  # the mux's inbox: end the wait by rescheduling the task (no datagram, no Cancelled)
+            served: Any = self._served
+            served.wake_receiver()
+            return
         sleep = self._sleep
         assert sleep is not None
         now = trio.current_time()
@@ -109,16 +117,22 @@ class SessionTask(ReceivePath):
             sleep.deadline = deadline
 
     def _serve(self, transport: CandidateTransport) -> bool:
-        """Take `transport` as the session task's own socket if it has none and `transport` is an OS UDP
-        socket (a descriptor to wait on, `receive_now`, and a Tap's methods)."""
-        if self._served is not None or self.closed or not hasattr(transport, "fileno") or not tappable(transport):
+        """Take `transport` as the session task's own if it has none: an OS UDP socket (a descriptor to wait on,
+        `receive_now`, and a Tap's methods) or a mux address's inbox (`receive_now`, `wait_receivable`,
+        `wake_receiver`: the mux wakes the session task itself, net/_mux_inbox.py)."""
+        if self._served is not None or self.closed:
+            return False
+        if hasattr(transport, "wait_receivable"):
+            self._inbox = True
+        elif not hasattr(transport, "fileno") or not tappable(transport):
             return False
         self._served = transport
-        # a link-local IPv6 address needs a scope id to send to (its local_address has none): wake by a cancel
-        t: Any = transport
-        # and on a wildcard socket the datagram would come from another address (127.0.0.1, ::1): cancel too
-        host = t.local_address[0].lower()
-        self._self_wake = not host.startswith("fe80:") and host not in ("0.0.0.0", "::")
+        if not self._inbox:
+            # a link-local IPv6 address needs a scope id to send to (its local_address has none): wake by a cancel
+            t: Any = transport
+            # and on a wildcard socket the datagram would come from another address (127.0.0.1, ::1): cancel too
+            host = t.local_address[0].lower()
+            self._self_wake = not host.startswith("fe80:") and host not in ("0.0.0.0", "::")
         self._alert()
         return True
 
@@ -128,11 +142,39 @@ class SessionTask(ReceivePath):
         t: Any = self._served
         self._served = None
         self._woke_self = False
+        if self._inbox:
+            self._inbox = False
+            return
         if t is not None and t.tap is not None:
             tap = t.tap
             tap.closed = True
             t.tap = None
             tap.interrupt()
+
+    def _serve_inbox(self, inbox: Any) -> int:
+        """One turn of the session task on its mux address: handle what the mux routed to it. PUMP when a
+        wake-up came (pump first), HANDLED when it handled a batch, else WAIT: wait until the mux delivers (it
+        reschedules this task) or a wake-up comes.
+
+        Before a pump for a wake-up the mux routes what its sockets hold (`route_waiting`), and that input is
+        handled first, as an own socket's input queued before the wake-up datagram is: a check that came
+        before the remote candidates' wake-up is answered, and its triggered check is the agent's first, not
+        a second one that cancels the check the pump would send (RFC 8445 7.3.1.4)."""
+        woken = self._wakeup.consume()
+        if woken:
+            inbox.route_waiting()
+        try:
+            items = inbox.receive_now(RECEIVE_BATCH)
+        except trio.ClosedResourceError:
+            self._stop_serving()
+            return _PUMP if woken else _HANDLED
+        if not items:
+            return _PUMP if woken else _WAIT
+        self._on_datagrams(inbox, items)  # a batch with STUN pumped (`_poke`); data alone changes no timer
+        if woken or self._wakeup.is_set:  # (the batch's handling may have woken it: pump before waiting)
+            return _PUMP
+        # a short batch emptied the inbox (and should the mux have routed more meanwhile, the wait returns at once)
+        return _WAIT if len(items) < RECEIVE_BATCH else _HANDLED
 
     async def _drive(self) -> None:
         """The session task after setup: pump, send what must wait (the outbox: TCP, TURN, plugin transports),
@@ -159,11 +201,22 @@ class SessionTask(ReceivePath):
                             if deadline == -math.inf:  # still changing after pump's rounds: again, after the others
                                 await trio.lowlevel.checkpoint()
                                 continue
-                            sleep.deadline = deadline
+                            if deadline != sleep.deadline:  # setting it re-registers the scope even if equal
+                                sleep.deadline = deadline
                         due = True
                         sock: Any = self._served
                         if sock is None:
                             await wakeup.wait()
+                            continue
+                        if self._inbox:
+                            turn = self._serve_inbox(sock)
+                            if turn == _WAIT:  # (here, not in a helper: one coroutine frame less per idle agent)
+                                self._polling = True
+                                try:
+                                    await sock.wait_receivable()
+                                finally:
+                                    self._polling = False
+                            due = turn == _PUMP
                             continue
                         tap = sock.tap
                         if tap is not None and (tap.stash or tap.reader or (tap.want and delivered)):

@@ -18,21 +18,20 @@ task of its own: the receiving generation that finds its queue empty pulls the n
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar, Union
 
 import trio
+from trio.lowlevel import wait_task_rescheduled
 
-from ..stun.message import looks_like_stun
-from ._mux_ports import WILDCARDS
-from ._mux_routes import local_ufrag, request_transaction_id
+from ._mux_inbox import Item, Parking
+from ._mux_routes import CHECK, RESPONSE, kind_of, local_ufrag, request_transaction_id
 from .base import Address
 
 if TYPE_CHECKING:
-    from .mux import Mux, MuxTcpTransport, MuxTransport
+    from .mux import AgentMux, MuxTcpTransport, MuxTransport
 
-__all__ = ["AgentMux", "GenerationTcpTransport", "GenerationTransport", "MuxGeneration"]
+__all__ = ["Fanout", "GenerationTcpTransport", "GenerationTransport", "MuxGeneration", "watcher"]
 
 Shared = Union["MuxTransport", "MuxTcpTransport"]
 
@@ -42,42 +41,42 @@ Shared = Union["MuxTransport", "MuxTcpTransport"]
 SPLIT_TABLE = 1024
 #: Datagrams waiting for one generation while another pulls (as the mux's inbox, MuxLimits.inbox_datagrams).
 VIEW_QUEUE = 256
-_BINDING_REQUEST = 0x0001
-_CLASS_MASK = 0x0110
-_REQUEST, _INDICATION = 0x0000, 0x0010
 
 
-class _Fanout:
+class Fanout:
     """One mux transport of the agent, shared by its live generations' views (oldest first). The tables that
     split traffic exist only while several generations are alive (a restart); one generation takes all."""
 
-    __slots__ = ("_pulling", "_sources", "_tids", "by_ufrag", "shared", "views")
+    __slots__ = ("_sources", "_tids", "shared", "views")
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self.views: list[GenerationTransport] = []
-        self.by_ufrag: dict[bytes, GenerationTransport] = {}
-        self._tids: collections.OrderedDict[bytes, GenerationTransport] | None = None
-        self._sources: collections.OrderedDict[Address, GenerationTransport] | None = None
-        self._pulling = False
+        self._tids: dict[bytes, GenerationTransport] | None = None
+        self._sources: dict[Address, GenerationTransport] | None = None
 
-    def attach(self, view: GenerationTransport, ufrag: str) -> None:
+    def attach(self, view: GenerationTransport) -> None:
         self.views.append(view)
-        self.by_ufrag[ufrag.encode()] = view
-        if len(self.views) > 1 and self._tids is None:
-            self._tids, self._sources = collections.OrderedDict(), collections.OrderedDict()
+        if len(self.views) == 2:  # a restart: split what arrives; the waiting view waits on its own from now
+            self._tids, self._sources = {}, {}
+            self.shared._listener = self
+            self.shared.wake_receiver()
 
     def detach(self, view: GenerationTransport) -> None:
         if view in self.views:
             self.views.remove(view)
-        for ufrag in [k for k, v in self.by_ufrag.items() if v is view]:
-            del self.by_ufrag[ufrag]
         if len(self.views) <= 1:
             self._tids = self._sources = None
+            self.shared._listener = None
         else:
             _forget(self._tids, view)
             _forget(self._sources, view)
-        self._wake_others(view)
+        self.inbox_ready()  # the others look again (one may now take the endpoint's inbox alone)
+
+    def inbox_ready(self) -> None:
+        """The mux delivered (or the endpoint closed) while several generations share the transport."""
+        for view in self.views:
+            view.wake_receiver()
 
     def sent(self, view: GenerationTransport, data: bytes) -> None:
         """Remember which generation sent a request while several share the transport."""
@@ -91,98 +90,89 @@ class _Fanout:
         if self._sources is not None:
             _remember(self._sources, remote, view)
 
-    async def receive_for(self, view: GenerationTransport, limit: int) -> list[tuple[bytes, Address]]:
-        """The next datagrams of `view`: its queue, else pull a batch for every view (one puller at a time)."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            items = view.items
-            if items:
-                out = [items.popleft() for _ in range(min(limit, len(items)))]
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return out
-            if view.closed:
-                raise trio.ClosedResourceError("this ICE generation's mux transport is closed")
-            if self._pulling:
-                if view.lot is None:
-                    view.lot = trio.lowlevel.ParkingLot()
-                await view.lot.park()
-                continue
-            self._pulling = True
-            try:
-                batch = await self.shared.receive_batch(limit)
-            finally:
-                self._pulling = False
-                self._wake_others(view)  # one of them pulls while this generation works on its batch
-            if len(self.views) == 1 and self.views[0] is view:
-                return batch
-            self._split(batch)
+    def receive_now(self, view: GenerationTransport, limit: int) -> list[Item]:
+        """What waits for `view` now: its queue, else what the endpoint's inbox holds (split between the
+        generations while several are alive); [] if nothing."""
+        items = view.items
+        if items:
+            return _take(view, items, limit)
+        if view.closed:
+            raise trio.ClosedResourceError("this ICE generation's mux transport is closed")
+        if len(self.views) == 1:
+            return self.shared.receive_now(limit)
+        self._split(self.shared.receive_now(VIEW_QUEUE))
+        items = view.items
+        return _take(view, items, limit) if items else []
 
-    def _split(self, batch: list[tuple[bytes, Address]]) -> None:
+    def _split(self, batch: list[Item]) -> None:
         """Checks by ufrag, responses by the generation that sent the request, the rest by the generation that
         confirmed the source; what is not known goes to the oldest (it carries data until the new one has
         nominated, RFC 8445 12.1; ids it sent alone were not recorded)."""
         views = self.views
-        if not views:
+        if not views or not batch:
             return
-        tids = self._tids if self._tids is not None else collections.OrderedDict()
-        sources = self._sources if self._sources is not None else collections.OrderedDict()
+        tids = self._tids if self._tids is not None else {}
+        sources = self._sources if self._sources is not None else {}
         for data, remote in batch:
             target: GenerationTransport | None
-            if looks_like_stun(data):
-                mtype = data[0] << 8 | data[1]
-                if mtype == _BINDING_REQUEST:
-                    ufrag = local_ufrag(data)
-                    target = None if ufrag is None else self.by_ufrag.get(ufrag)
-                elif mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):
-                    target = tids.pop(bytes(data[8:20]), None) or views[0]
-                else:
-                    target = sources.get(remote) or views[0]
+            kind = kind_of(data)
+            if kind == CHECK:
+                ufrag = local_ufrag(data)
+                target = next((v for v in views if v.ufrag == ufrag), None)
+            elif kind == RESPONSE:
+                target = tids.pop(bytes(data[8:20]), None) or views[0]
             else:
                 target = sources.get(remote) or views[0]
             if target is None:
                 continue
             if target.items is None:
-                target.items = collections.deque()
+                target.items = []
             if len(target.items) < VIEW_QUEUE:
                 target.items.append((data, remote))
         for v in views:
-            if v.items and v.lot:
-                v.lot.unpark_all()
+            if v.items:
+                v.wake_receiver()
 
-    def _wake_others(self, view: GenerationTransport) -> None:
-        for other in self.views:
-            if other is not view and other.lot:
-                other.lot.unpark_all()
+
+def _take(view: GenerationTransport, items: list[Item], limit: int) -> list[Item]:
+    if len(items) <= limit:
+        view.items = None
+        return items
+    out = items[:limit]
+    del items[:limit]
+    return out
 
 
 K = TypeVar("K")
 
 
-def _remember(table: collections.OrderedDict[K, GenerationTransport], key: K, view: GenerationTransport) -> None:
-    table[key] = view
-    table.move_to_end(key)
+def _remember(table: dict[K, GenerationTransport], key: K, view: GenerationTransport) -> None:
+    table.pop(key, None)
+    table[key] = view  # the newest last
     if len(table) > SPLIT_TABLE:
-        table.popitem(last=False)
+        del table[next(iter(table))]
 
 
-def _forget(table: collections.OrderedDict[K, GenerationTransport] | None, view: GenerationTransport) -> None:
+def _forget(table: dict[K, GenerationTransport] | None, view: GenerationTransport) -> None:
     if table is not None:
         for key in [k for k, v in table.items() if v is view]:
             del table[key]
 
 
-class GenerationTransport:
+class GenerationTransport(Parking):
     """One mux UDP address as one ICE generation sees it: a socket of its own (`send`, `try_send`,
-    `send_nowait`, `receive`, `receive_batch`, `local_address`, `confirm`); `close()` ends only this view."""
+    `send_nowait`, `receive`, `receive_batch`, `local_address`, `confirm`); `close()` ends only this view.
+    Its session task serves it without a task of its own: `receive_now`, `wait_receivable`, `wake_receiver`."""
 
-    __slots__ = ("_fanout", "_shared", "closed", "items", "lot")
+    __slots__ = ("_fanout", "_shared", "closed", "items", "ufrag")
 
-    def __init__(self, fanout: _Fanout) -> None:
+    def __init__(self, fanout: Fanout, ufrag: bytes) -> None:
+        super().__init__()  # its receiver, parked here while several generations are alive
         self._fanout = fanout
         self._shared = fanout.shared
+        self.ufrag = ufrag
         #: what another generation's pull left for this one (made when first needed: during a restart)
-        self.items: collections.deque[tuple[bytes, Address]] | None = None
-        self.lot: trio.lowlevel.ParkingLot | None = None
+        self.items: list[Item] | None = None
         self.closed = False
 
     @property
@@ -206,10 +196,49 @@ class GenerationTransport:
         self._shared.send_nowait(data, remote)
 
     async def receive(self) -> tuple[bytes, Address]:
-        return (await self._fanout.receive_for(self, 1))[0]
+        return (await self.receive_batch(1))[0]
 
-    async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
-        return await self._fanout.receive_for(self, limit)
+    async def receive_batch(self, limit: int = 64) -> list[Item]:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            out = self.receive_now(limit)
+            if out:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return out
+            await self.wait_receivable()
+
+    def receive_now(self, limit: int = 64) -> list[Item]:
+        """What the mux routed to this generation and waits now (at most `limit`), [] if nothing;
+        `trio.ClosedResourceError` once it (or the endpoint) closed."""
+        if not self.items and not self.closed and len(self._fanout.views) == 1:
+            return self._shared.receive_now(limit)  # the endpoint's inbox is this generation's alone
+        return self._fanout.receive_now(self, limit)
+
+    def route_waiting(self) -> None:
+        """Have the mux route what its sockets hold now (the session task, before it pumps for a wake-up)."""
+        self._shared.endpoint._mux._route_now()
+
+    async def wait_receivable(self) -> None:
+        """Park until something may wait for this generation (the mux delivered, it or the endpoint closed,
+        or `wake_receiver()`); the caller looks with `receive_now`."""
+        shared = self._shared
+        if len(self._fanout.views) == 1 and not self.items:  # the endpoint's inbox is this generation's alone
+            if shared._items is not None or shared._closed:
+                await trio.lowlevel.checkpoint()
+                return
+            shared._enlist()  # (its wait_receivable inlined: one coroutine frame less per waiting agent)
+            await wait_task_rescheduled(shared._abort)
+            return
+        if self.items or self.closed or shared.pending():
+            await trio.lowlevel.checkpoint()
+            return
+        self._enlist()
+        await wait_task_rescheduled(self._abort)
+
+    def wake_receiver(self) -> None:
+        """End the wait of its receiver now (it looks again)."""
+        if not self._unpark() and len(self._fanout.views) == 1:
+            self._shared.wake_receiver()
 
     def confirm(self, remote: Address) -> None:
         """Bind `remote` to this agent on the mux (after MESSAGE-INTEGRITY passed on a check from it or a
@@ -222,9 +251,8 @@ class GenerationTransport:
         if not self.closed:
             self.closed = True
             self.items = None
+            self.wake_receiver()  # while attached: its receiver may wait on the endpoint's inbox
             self._fanout.detach(self)
-            if self.lot is not None:
-                self.lot.unpark_all()
 
     def _check_open(self) -> None:
         if self.closed:
@@ -239,8 +267,8 @@ class GenerationTcpTransport(GenerationTransport):
 
     __slots__ = ("_on_closed",)
 
-    def __init__(self, fanout: _Fanout) -> None:
-        super().__init__(fanout)
+    def __init__(self, fanout: Fanout, ufrag: bytes) -> None:
+        super().__init__(fanout, ufrag)
         self._on_closed: Callable[[Address], None] | None = None
 
     @property
@@ -264,31 +292,30 @@ class MuxGeneration:
     """One ICE generation of an agent on a mux: its ufrag's registration and one view per mux address.
     The agent opens it when the generation starts and closes it when the generation closes."""
 
+    __slots__ = ("_open", "agent", "tcp_transports", "transports", "ufrag")
+
     def __init__(self, agent: AgentMux, ufrag: str) -> None:
         self.agent = agent
         self.ufrag = ufrag
-        self.transports: list[GenerationTransport] = []
-        self.tcp_transports: list[GenerationTcpTransport] = []
+        self.transports: tuple[GenerationTransport, ...] = ()
+        self.tcp_transports: tuple[GenerationTcpTransport, ...] = ()
         self._open = False
 
     def from_wildcard(self, address: str) -> bool:
         """Whether the mux serves `address` because it was bound to a wildcard (then loopback is not advertised
         unless asked for: RFC 8445 5.1.1.1)."""
-        return address in self.agent.wildcard_addresses
+        return address in self.agent.mux._wildcard_hosts
 
     def open(self) -> MuxGeneration:
         """Register the ufrag (MuxError/MuxFull from the mux) and open the views."""
-        endpoint = self.agent.endpoint
-        endpoint.add_ufrag(self.ufrag)
+        agent = self.agent
+        agent.endpoint.add_ufrag(self.ufrag)
         self._open = True
-        for fanout in self.agent.fanouts:
-            view = GenerationTransport(fanout)
-            fanout.attach(view, self.ufrag)
-            self.transports.append(view)
-        for fanout in self.agent.tcp_fanouts:
-            tcp_view = GenerationTcpTransport(fanout)
-            fanout.attach(tcp_view, self.ufrag)
-            self.tcp_transports.append(tcp_view)
+        key = self.ufrag.encode()
+        self.transports = tuple(GenerationTransport(fanout, key) for fanout in agent.fanouts)
+        self.tcp_transports = tuple(GenerationTcpTransport(fanout, key) for fanout in agent.tcp_fanouts)
+        for view in (*self.transports, *self.tcp_transports):
+            view._fanout.attach(view)
         return self
 
     def close(self) -> None:
@@ -300,30 +327,7 @@ class MuxGeneration:
             view.close()
 
 
-class AgentMux:
-    """The agent's registration with a mux: one endpoint for the agent's lifetime, split between generations."""
-
-    def __init__(self, mux: Mux, name: str) -> None:
-        self.mux = mux
-        self.endpoint = mux.register(name)
-        self.fanouts = [_Fanout(t) for t in self.endpoint.transports]
-        self.tcp_fanouts = [_Fanout(t) for t in self.endpoint.tcp_transports]
-        for t, fanout in zip(self.endpoint.tcp_transports, self.tcp_fanouts, strict=True):
-            t.watch(_watcher(fanout))
-        self.wildcard_addresses = frozenset(
-            local[0] for port, local in mux._port_of_local if port.bind_address in WILDCARDS
-        )
-
-    def open_generation(self, ufrag: str) -> MuxGeneration:
-        """A new ICE generation with local ufrag `ufrag`, routable at once."""
-        return MuxGeneration(self, ufrag).open()
-
-    def close(self) -> None:
-        """The agent closed: every ufrag, transaction, binding and connection of it goes at once."""
-        self.endpoint.close()
-
-
-def _watcher(fanout: _Fanout) -> Callable[[Address], None]:
+def watcher(fanout: Fanout) -> Callable[[Address], None]:
     def on_closed(remote: Address) -> None:
         for view in list(fanout.views):
             callback = getattr(view, "_on_closed", None)

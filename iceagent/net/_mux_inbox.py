@@ -1,15 +1,18 @@
 """The receiving half of a mux transport (UDP or ICE-TCP): a bounded inbox the mux fills and the agent drains.
 
-The mux side only appends and wakes (`_deliver`, never blocking, never calling agent code); the agent's
-receive task takes datagrams with `receive` / `receive_batch`, as from a socket.
+The mux side only appends and wakes (`_deliver`, never blocking, never calling agent code); the agent
+takes datagrams as from a socket: `receive` / `receive_batch`, or, without a task of its own, `receive_now`
+(what is waiting, never blocking) and `wait_receivable` (park until the mux delivers), which is how an
+agent's session task serves its mux address itself (agent/_session_task.py). An inbox holds no objects
+while it is empty: its list and its table of waiting checks are made by a delivery and dropped when drained.
 """
 
 from __future__ import annotations
 
-import collections
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from ._mux_routes import MuxLimits
 from .base import Address
@@ -17,19 +20,59 @@ from .base import Address
 if TYPE_CHECKING:
     from .mux import MuxEndpoint
 
+Item = tuple[bytes, Address]
 
-class InboxTransport:
+
+class InboxListener(Protocol):
+    """Who else hears of a delivery (an agent's generations during a restart: `_mux_agent.Fanout`)."""
+
+    def inbox_ready(self) -> None: ...
+
+
+class Parking:
+    """One task parked until woken (a receiver without a task of its own): `_enlist()`, then
+    `await wait_task_rescheduled(self._abort)` in the caller's own frame (a frame less per parked agent);
+    `_unpark()` wakes it. A second one raises `trio.BusyResourceError`, as two receivers on one socket do."""
+
+    __slots__ = ("_waiter",)
+
+    def __init__(self) -> None:
+        self._waiter: Task | None = None
+
+    def _enlist(self) -> None:
+        if self._waiter is not None:
+            raise trio.BusyResourceError(f"another task already receives on {self!r}")
+        self._waiter = current_task()
+
+    def _abort(self, _: object) -> Abort:
+        self._waiter = None
+        return Abort.SUCCEEDED
+
+    def _unpark(self) -> bool:
+        """Reschedule the parked task; False if none is parked."""
+        task = self._waiter
+        if task is None:
+            return False
+        self._waiter = None
+        reschedule(task)
+        return True
+
+
+class InboxTransport(Parking):
     """What every mux transport shares: its endpoint, its local address and its inbox."""
 
+    __slots__ = ("_bytes", "_checks", "_closed", "_endpoint", "_items", "_listener", "_local")
+
     def __init__(self, endpoint: MuxEndpoint, local: Address) -> None:
+        super().__init__()  # the task in `wait_receivable` (one at a time, as on a socket)
         self._endpoint = endpoint
         self._local = local
-        self._items: collections.deque[tuple[bytes, Address]] = collections.deque()
+        self._items: list[Item] | None = None  # what waits, oldest first (None while empty)
         self._bytes = 0
-        self._lot = trio.lowlevel.ParkingLot()
+        self._listener: InboxListener | None = None
         self._closed = False
-        #: the checks waiting in the inbox, as (datagram, source): made at the first check
-        self._checks: set[tuple[bytes, Address]] | None = None
+        #: the checks waiting in the inbox, as (datagram, source): made by a check, dropped once drained
+        self._checks: set[Item] | None = None
 
     @property
     def local_address(self) -> Address:
@@ -45,30 +88,59 @@ class InboxTransport:
         """The next datagram routed to this transport and its source address."""
         return (await self.receive_batch(1))[0]
 
-    async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
+    async def receive_batch(self, limit: int = 64) -> list[Item]:
         """Every datagram waiting (at most `limit`), waiting for the first if none is;
-        `trio.ClosedResourceError` once the endpoint or the mux closed."""
+        `trio.ClosedResourceError` once the endpoint or the mux closed, `trio.BusyResourceError` if another
+        task waits on this transport already."""
         await trio.lowlevel.checkpoint_if_cancelled()
+        out = self.receive_now(limit)
+        if out:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return out
+        while not out:
+            await self.wait_receivable()
+            out = self.receive_now(limit)
+        return out
+
+    def receive_now(self, limit: int = 64) -> list[Item]:
+        """The datagrams waiting now (at most `limit`, oldest first; [] if none), without waiting;
+        `trio.ClosedResourceError` once the endpoint or the mux closed."""
         items = self._items
-        parked = False
-        while not items:
+        if items is None:
             if self._closed:
                 raise trio.ClosedResourceError(f"the mux endpoint {self._endpoint.name!r} is closed")
-            await self._lot.park()
-            parked = True
-        out = [items.popleft() for _ in range(min(limit, len(items)))]
+            return []
+        if len(items) <= limit:
+            out = items
+            self._items = None
+            self._bytes = 0
+            self._checks = None
+            return out
+        out = items[:limit]
+        del items[:limit]
         self._bytes -= sum(len(d) for d, _ in out)
         checks = self._checks
         if checks:
             for item in out:
                 checks.discard(item)
-        if not parked:
-            await trio.lowlevel.cancel_shielded_checkpoint()
         return out
+
+    async def wait_receivable(self) -> None:
+        """Park until the mux delivers to this transport, it closes, or `wake_receiver()`; at once (after a
+        checkpoint) if something is waiting already."""
+        if self._items is not None or self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._enlist()
+        await wait_task_rescheduled(self._abort)
+
+    def wake_receiver(self) -> None:
+        """End the wait of the task in `wait_receivable` now (it finds nothing new and looks again)."""
+        self._unpark()
 
     def pending(self) -> int:
         """Datagrams waiting in the inbox."""
-        return len(self._items)
+        return 0 if self._items is None else len(self._items)
 
     def close(self) -> None:
         """Close the whole endpoint (every ufrag, transaction, binding and connection of the agent goes)."""
@@ -78,37 +150,47 @@ class InboxTransport:
         if self._closed:
             raise trio.ClosedResourceError(f"the mux endpoint {self._endpoint.name!r} is closed")
 
-    def _deliver(self, data: bytes, remote: Address, limits: MuxLimits) -> bool:
-        """Queue a datagram (False when the inbox is full: the caller counts the drop) and wake the receiver."""
-        if len(self._items) >= limits.inbox_datagrams or self._bytes + len(data) > limits.inbox_bytes:
+    def _deliver(self, data: bytes, remote: Address, limits: MuxLimits, item: Item | None = None) -> bool:
+        """Queue a datagram (False when the inbox is full: the caller counts the drop) and wake the receiver;
+        `item`: the (data, remote) tuple, if the caller made one already."""
+        items = self._items
+        if items is None:
+            if self._closed:
+                return False
+            items = self._items = []
+        elif len(items) >= limits.inbox_datagrams or self._bytes + len(data) > limits.inbox_bytes:
             return False
-        self._items.append((data, remote))
+        items.append((data, remote) if item is None else item)
         self._bytes += len(data)
-        if self._lot:
-            self._lot.unpark_all()
+        self._unpark()
+        if self._listener is not None:
+            self._listener.inbox_ready()
         return True
 
     def _deliver_check(self, data: bytes, remote: Address, limits: MuxLimits) -> str:
         """Queue a check (a Binding request) as `_deliver` does, unless the same datagram from the same source
         is still waiting: a retransmission (RFC 8489 6.2.1) of a check the agent has not read yet, which it
         will answer by the waiting copy. "" when queued, else why it was dropped."""
-        checks = self._checks
-        if checks is None:
-            checks = self._checks = set()
         key = (data, remote)
-        if key in checks:
+        checks = self._checks
+        if checks is not None and key in checks:
             return "duplicate_check"
-        if not self._deliver(data, remote, limits):
+        if not self._deliver(data, remote, limits, key):  # the same tuple in the inbox and the table
             return "inbox_full"
-        checks.add(key)
+        if self._items is not None:
+            if checks is None:
+                checks = self._checks = set()
+            checks.add(key)
         return ""
 
     def _close(self) -> None:
         self._closed = True
         self._checks = None
-        self._items.clear()
+        self._items = None
         self._bytes = 0
-        self._lot.unpark_all()
+        self.wake_receiver()
+        if self._listener is not None:
+            self._listener.inbox_ready()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._endpoint.name!r} {self._local[0]}:{self._local[1]}>"

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from types import MappingProxyType
 from typing import Generic, Literal, TypeVar
 
 import attrs
@@ -116,6 +117,21 @@ def local_ufrag(data: bytes) -> bytes | None:
     return None
 
 
+#: What `kind_of` tells: a check (a STUN Binding request), a STUN success or error response, anything else.
+CHECK, RESPONSE, OTHER = 0, 1, 2
+
+
+def kind_of(data: bytes) -> int:
+    """How the mux routes `data`: CHECK by ufrag, RESPONSE by transaction id, OTHER by its source address."""
+    if looks_like_stun(data):
+        mtype = data[0] << 8 | data[1]
+        if mtype == _BINDING_REQUEST:
+            return CHECK
+        if mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):
+            return RESPONSE
+    return OTHER
+
+
 def request_transaction_id(data: bytes) -> bytes | None:
     """The transaction id of an outgoing STUN request (any method), or None for anything else."""
     if looks_like_stun(data) and (data[0] << 8 | data[1]) & _CLASS_MASK == _REQUEST:
@@ -171,14 +187,16 @@ class MuxRoutes(Generic[Owner]):
             raise MuxFull(f"an agent may register at most {self.limits.max_ufrags_per_agent} ufrags "
                           "(MuxLimits.max_ufrags_per_agent); remove the ufrags of closed generations")
         self._ufrags[key] = owner
-        state.ufrags.add(key)
+        if current is None:
+            state.ufrags += (key,)
 
     def remove_ufrag(self, owner: Owner, ufrag: str) -> None:
         """Stop routing checks for `ufrag` (its generation closed); unknown ufrags are ignored."""
         key = ufrag.encode()
         if self._ufrags.get(key) == owner:
             del self._ufrags[key]
-            self._owners[owner].ufrags.discard(key)
+            state = self._owners[owner]
+            state.ufrags = tuple(k for k in state.ufrags if k != key)
 
     def add_transaction(self, owner: Owner, tid: bytes, now: float) -> None:
         """Route the response to request `tid` to `owner` until `now + transaction_ttl` (a retransmission
@@ -187,19 +205,21 @@ class MuxRoutes(Generic[Owner]):
         limits = self.limits
         self.expire(now)
         old = self._transactions.pop(tid, None)
-        if old is not None and old[0] != owner:
-            self._owners[old[0]].transactions.pop(tid, None)
-        state.transactions[tid] = None
-        state.transactions.move_to_end(tid)
+        if old is not None:
+            self._owners[old[0]].forget_transaction(tid)
+        mine = state.tids
+        if mine is None:
+            mine = state.tids = {}
+        mine[tid] = None  # the newest last
         self._transactions[tid] = (owner, now + limits.transaction_ttl)
-        if len(state.transactions) > limits.max_transactions_per_agent:
-            oldest = next(iter(state.transactions))
-            del state.transactions[oldest]
+        if len(mine) > limits.max_transactions_per_agent:
+            oldest = next(iter(mine))
+            del mine[oldest]
             self._transactions.pop(oldest, None)
             self.dropped["transaction_evicted"] += 1
         if len(self._transactions) > limits.max_transactions:
             oldest, (who, _) = self._transactions.popitem(last=False)
-            self._owners[who].transactions.pop(oldest, None)
+            self._owners[who].forget_transaction(oldest)
             self.dropped["transaction_evicted"] += 1
 
     def add_own_transaction(self, tid: bytes) -> None:
@@ -221,19 +241,24 @@ class MuxRoutes(Generic[Owner]):
         confirmed binding goes past the bounds."""
         state = self._state(owner)
         key = (local, remote)
+        mine = state.bindings
+        if mine and mine[-1] == key and self._bindings.get(key) == owner:  # again (a consent check, a response)
+            self._bindings.move_to_end(key)
+            return
         previous = self._bindings.pop(key, None)
         if previous is not None and previous != owner:
-            self._owners[previous].bindings.pop(key, None)
+            self._owners[previous].forget_binding(key)
         self._bindings[key] = owner
-        state.bindings[key] = None
-        state.bindings.move_to_end(key)
-        if len(state.bindings) > self.limits.max_bindings_per_agent:
-            oldest = next(iter(state.bindings))
-            del state.bindings[oldest]
-            del self._bindings[oldest]
+        if key in mine:
+            mine = tuple(k for k in mine if k != key)
+        mine += (key,)  # the most recently confirmed last
+        if len(mine) > self.limits.max_bindings_per_agent:
+            del self._bindings[mine[0]]
+            mine = mine[1:]
+        state.bindings = mine
         if len(self._bindings) > self.limits.max_bindings:
             oldest_key, who = self._bindings.popitem(last=False)
-            self._owners[who].bindings.pop(oldest_key, None)
+            self._owners[who].forget_binding(oldest_key)
 
     def expire(self, now: float) -> None:
         """Forget transactions whose time passed (the table is in expiry order: the oldest first)."""
@@ -243,7 +268,7 @@ class MuxRoutes(Generic[Owner]):
             if deadline > now:
                 break
             del transactions[tid]
-            self._owners[who].transactions.pop(tid, None)
+            self._owners[who].forget_transaction(tid)
 
     # ---- routing (hostile input) ----
 
@@ -252,24 +277,29 @@ class MuxRoutes(Generic[Owner]):
         the mux's own requests, or None (dropped and counted by reason in `dropped`). Bounded work: a header
         check, at most one walk of the attributes. The caller counts `routed` once the datagram is in an
         inbox."""
-        if looks_like_stun(data):
-            mtype = data[0] << 8 | data[1]
-            if mtype == _BINDING_REQUEST:
-                owner, reason = self.check_owner(data)
-                if owner is None:
-                    self.dropped[reason] += 1
-                return owner
-            if mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):  # a success or error response
-                tid = bytes(data[8:20])
-                if tid in self._own:
-                    return Own.MUX
-                entry = self._transactions.pop(tid, None)  # answered: forgotten (RFC 8489 6.3)
-                if entry is not None:
-                    self._owners[entry[0]].transactions.pop(tid, None)
-                    if entry[1] > now:
-                        return entry[0]
-                self.dropped["unknown_transaction"] += 1
-                return None
+        return self.route_kind(kind_of(data), data, local, remote, now)
+
+    def route_kind(
+        self, kind: int, data: bytes, local: Address, remote: Address, now: float
+    ) -> Owner | Literal[Own.MUX] | None:
+        """`route` for a datagram whose `kind_of` the caller knows (the mux, which also needs it)."""
+        if kind == CHECK:
+            ufrag = local_ufrag(data)
+            owner = None if ufrag is None else self._ufrags.get(ufrag)
+            if owner is None:
+                self.dropped["no_username" if ufrag is None else "unknown_ufrag"] += 1
+            return owner
+        if kind == RESPONSE:
+            tid = bytes(data[8:20])
+            if tid in self._own:
+                return Own.MUX
+            entry = self._transactions.pop(tid, None)  # answered: forgotten (RFC 8489 6.3)
+            if entry is not None:
+                self._owners[entry[0]].forget_transaction(tid)
+                if entry[1] > now:
+                    return entry[0]
+            self.dropped["unknown_transaction"] += 1
+            return None
         owner = self._bindings.get((local, remote))
         if owner is None:
             self.dropped["unbound_address"] += 1
@@ -320,12 +350,33 @@ class MuxRoutes(Generic[Owner]):
             raise MuxError(f"{owner!r} is not registered with this mux (closed?)") from None
 
 
-class _OwnerState:
-    """What one owner holds, so removing it is proportional to its own entries."""
+_NONE: Mapping[bytes, None] = MappingProxyType({})
 
-    __slots__ = ("bindings", "transactions", "ufrags")
+
+class _OwnerState:
+    """What one owner holds, so removing it is proportional to its own entries, the oldest first. Its ufrags
+    and bindings (a few, bounded by MuxLimits) are tuples the collector need not track; its outstanding
+    transactions a dict made by the first and dropped once empty (an idle agent keeps none)."""
+
+    __slots__ = ("bindings", "tids", "ufrags")
 
     def __init__(self) -> None:
-        self.ufrags: set[bytes] = set()
-        self.transactions: collections.OrderedDict[bytes, None] = collections.OrderedDict()
-        self.bindings: collections.OrderedDict[tuple[Address, Address], None] = collections.OrderedDict()
+        self.ufrags: tuple[bytes, ...] = ()  # at most MuxLimits.max_ufrags_per_agent
+        self.tids: dict[bytes, None] | None = None  # the outstanding transactions (None: none)
+        self.bindings: tuple[tuple[Address, Address], ...] = ()  # at most MuxLimits.max_bindings_per_agent
+
+    @property
+    def transactions(self) -> Mapping[bytes, None]:
+        """The outstanding transactions, oldest first (read-only)."""
+        return _NONE if self.tids is None else self.tids
+
+    def forget_transaction(self, tid: bytes) -> None:
+        mine = self.tids
+        if mine is not None:
+            mine.pop(tid, None)
+            if not mine:
+                self.tids = None
+
+    def forget_binding(self, key: tuple[Address, Address]) -> None:
+        if key in self.bindings:
+            self.bindings = tuple(k for k in self.bindings if k != key)

@@ -59,6 +59,8 @@ class _Conn:
 class MuxTcpTransport(InboxTransport):
     """One mux ICE-TCP address as one agent sees it: the connections claimed by its checks."""
 
+    __slots__ = ("_conns", "_limits", "_on_closed")
+
     def __init__(self, endpoint: MuxEndpoint, local: Address, limits: MuxLimits) -> None:
         super().__init__(endpoint, local)
         self._limits = limits

@@ -8,10 +8,11 @@ task waiting on it, so nothing an agent does can raise in (or end) the mux.
 
 An agent uses the mux through a `MuxEndpoint` (`mux.register(name)`): one `MuxTransport` per mux
 address, each looking like a UDP socket (`send`, `send_nowait`, `try_send`, `receive`, `receive_batch`,
-`local_address`, `close`) plus `confirm(remote)`; with `tcp=True` also one `MuxTcpTransport` per address
-(an ICE-TCP passive transport, RFC 6544). A wildcard address ("0.0.0.0", "::") is served on the OS
-network with IP_PKTINFO / IPV6_RECVPKTINFO (RFC 3542 6): each datagram's destination picks the
-transport, and replies leave from that address.
+`local_address`, `close`) plus `confirm(remote)`, and `receive_now` / `wait_receivable` to be served by
+a task that waits on other things too (an agent's session task: the mux reschedules it on a delivery);
+with `tcp=True` also one `MuxTcpTransport` per address (an ICE-TCP passive transport, RFC 6544). A
+wildcard address ("0.0.0.0", "::") is served on the OS network with IP_PKTINFO / IPV6_RECVPKTINFO
+(RFC 3542 6): each datagram's destination picks the transport, and replies leave from that address.
 
 Server-reflexive discovery through the mux is shared (`_mux_stun`): one Binding transaction per (mux address,
 STUN server) answers every agent (`MuxEndpoint.reflexive`), cached and refreshed while agents use it.
@@ -25,16 +26,15 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from ..logs import get_logger
-from ..stun.message import looks_like_stun
-from ._mux_agent import AgentMux as AgentMux  # open_agent(mux=)'s side of the mux
+from ._mux_agent import Fanout, MuxGeneration, watcher
 from ._mux_inbox import InboxTransport
-from ._mux_ports import RECEIVE_BATCH, Port, SeamPort, Triple, bind_port
-from ._mux_routes import MuxError, MuxFull, MuxLimits, MuxRoutes, Own, request_transaction_id
+from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, SeamPort, Triple, bind_port
+from ._mux_routes import CHECK, MuxError, MuxFull, MuxLimits, MuxRoutes, Own, kind_of, request_transaction_id
 from ._mux_stun import MuxStun
 from ._mux_tcp import MuxTcpTransport, TcpAcceptor
 from .base import Address, Network
@@ -45,12 +45,20 @@ log = get_logger("iceagent.mux")
 #: Seconds of the run between two drains of the mux's sockets from `_Drainer` (besides the receive task).
 DRAIN_INTERVAL = 0.002
 
+EndpointT = TypeVar("EndpointT", bound="MuxEndpoint")
+
+#: The ICE-TCP transports of an endpoint on a mux without `tcp=True` (shared: never changed).
+_NONE: list[MuxTcpTransport] = []
+
 __all__ = ["Mux", "MuxEndpoint", "MuxError", "MuxFull", "MuxLimits", "MuxTcpTransport", "MuxTransport", "open_mux"]
 
 
 class MuxTransport(InboxTransport):
     """One mux UDP address as one agent sees it: a socket-like transport (the `UdpSocket` shape plus
-    `send_nowait`, `try_send`, `receive_batch`) and `confirm(remote)` to bind a verified source address."""
+    `send_nowait`, `try_send`, `receive_batch`, `receive_now`, `wait_receivable`) and `confirm(remote)` to
+    bind a verified source address. One task receives at a time (another gets `trio.BusyResourceError`)."""
+
+    __slots__ = ("_port",)
 
     def __init__(self, endpoint: MuxEndpoint, port: Port, local: Address) -> None:
         super().__init__(endpoint, local)
@@ -88,24 +96,29 @@ class MuxEndpoint:
     """One agent's registration with a mux: its ufrags (one per ICE generation) and one transport per mux
     address. Closing it (or leaving `with`) unbinds everything of the agent at once."""
 
+    __slots__ = ("_mux", "closed", "name", "tcp_transports", "transports")
+
     def __init__(self, mux: Mux, name: str) -> None:
         self._mux = mux
         self.name = name
         self.closed = False
         self.transports = [MuxTransport(self, port, local) for port, local in mux._port_of_local]
         """One UDP transport per `mux.local_addresses`, in that order."""
-        self.tcp_transports = [MuxTcpTransport(self, local, mux.limits) for local in mux.tcp_addresses]
+        self.tcp_transports: list[MuxTcpTransport] = (
+            [MuxTcpTransport(self, local, mux.limits) for local in mux.tcp_addresses] if mux._acceptors else _NONE
+        )
         """One ICE-TCP passive transport per `mux.tcp_addresses` (none without `tcp=True`)."""
-        self._by_local = {t.local_address: t for t in self.transports}
-        self._tcp_by_local = {t.local_address: t for t in self.tcp_transports}
 
     def transport(self, local: Address) -> MuxTransport:
         """The UDP transport of mux address `local` (KeyError if the mux has no such address)."""
-        return self._by_local[local]
+        return self.transports[self._mux._local_index[local]]
 
     def tcp_transport(self, local: Address) -> MuxTcpTransport:
         """The ICE-TCP transport of mux address `local` (KeyError if the mux has no such listener)."""
-        return self._tcp_by_local[local]
+        for t in self.tcp_transports:
+            if t.local_address == local:
+                return t
+        raise KeyError(local)
 
     def add_ufrag(self, ufrag: str) -> None:
         """Route checks for `ufrag` (our local ufrag of one ICE generation) to this endpoint; `MuxError` if
@@ -128,7 +141,7 @@ class MuxEndpoint:
         past `MuxLimits.max_stun_bindings`, `trio.ClosedResourceError` once the endpoint or mux closed."""
         if self.closed:
             raise trio.ClosedResourceError(f"the mux endpoint {self.name!r} is closed")
-        if local not in self._by_local:
+        if local not in self._mux._local_index:
             raise ValueError(f"the mux has no UDP address {local[0]}:{local[1]}")
         return await self._mux._stun.mapped(self, local, server, rto=rto, rc=rc, rm=rm)
 
@@ -159,6 +172,39 @@ class MuxEndpoint:
         return f"<MuxEndpoint {self.name!r}{' closed' if self.closed else ''}>"
 
 
+class AgentMux(MuxEndpoint):
+    """The agent's registration with a mux (its `MuxEndpoint`, for the agent's lifetime), split between its
+    generations: one `Fanout` per mux address."""
+
+    __slots__ = ("fanouts", "tcp_fanouts")
+
+    def __init__(self, mux: Mux, name: str) -> None:
+        super().__init__(mux, name)
+        mux._register(self)
+        self.fanouts = tuple(Fanout(t) for t in self.transports)
+        self.tcp_fanouts = tuple(Fanout(t) for t in self.tcp_transports)
+        for t, fanout in zip(self.tcp_transports, self.tcp_fanouts, strict=True):
+            t.watch(watcher(fanout))
+
+    @property
+    def mux(self) -> Mux:
+        return self._mux
+
+    @property
+    def endpoint(self) -> MuxEndpoint:
+        """Its registration with the mux: itself."""
+        return self
+
+    @property
+    def wildcard_addresses(self) -> frozenset[str]:
+        """The mux's addresses it serves because it was bound to a wildcard."""
+        return self._mux._wildcard_hosts
+
+    def open_generation(self, ufrag: str) -> MuxGeneration:
+        """A new ICE generation with local ufrag `ufrag`, routable at once."""
+        return MuxGeneration(self, ufrag).open()
+
+
 class Mux:
     """An open mux (made by `open_mux`): its addresses, stats, and `register` for agents."""
 
@@ -167,11 +213,14 @@ class Mux:
         self._routes: MuxRoutes[MuxEndpoint] = MuxRoutes(limits)
         self._ports: list[Port] = []
         self._port_of_local: list[tuple[Port, Address]] = []
-        self._local_set: set[Address] = set()
+        self._local_index: dict[Address, int] = {}  # a UDP address -> its index in an endpoint's `transports`
+        #: the addresses it serves because it was bound to a wildcard (not advertised as loopback: RFC 8445 5.1.1.1)
+        self._wildcard_hosts: frozenset[str] = frozenset()
         self._acceptors: list[TcpAcceptor] = []
         self._tcp_counts: collections.Counter[str] = collections.Counter()
         self._endpoints: set[MuxEndpoint] = set()
         self._stun = MuxStun(self._routes, limits, self._send_own)
+        self._drain_failed = False
         self.closed = False
 
     @property
@@ -187,9 +236,12 @@ class Mux:
     def register(self, name: str = "") -> MuxEndpoint:
         """A new endpoint for one agent (use it as a context manager or call `close()`); `MuxFull` past
         `MuxLimits.max_agents`."""
+        return self._register(MuxEndpoint(self, name))
+
+    def _register(self, endpoint: EndpointT) -> EndpointT:
+        """Register `endpoint` (a MuxEndpoint, or an agent's `AgentMux`, which is one)."""
         if self.closed:
             raise trio.ClosedResourceError("the mux is closed")
-        endpoint = MuxEndpoint(self, name)
         self._routes.add_owner(endpoint)
         self._endpoints.add(endpoint)
         return endpoint
@@ -223,7 +275,9 @@ class Mux:
         self._ports.append(port)
         for local in port.locals:
             self._port_of_local.append((port, local))
-            self._local_set.add(local)
+            self._local_index[local] = len(self._port_of_local) - 1
+            if port.bind_address in WILDCARDS:
+                self._wildcard_hosts |= {local[0]}
 
     async def _receive_loop(self, port: Port) -> None:
         """Drain one socket in batches and route each datagram into one inbox; never calls agent code."""
@@ -259,22 +313,39 @@ class Mux:
             if batch:
                 self._route(batch, now)
 
+    def _route_now(self) -> bool:
+        """`_drain` outside the mux's own tasks (between task steps, or for an agent about to pump): an
+        exception there is the mux's bug, not the caller's, so it is logged and counted ("drain_failed") and
+        the receive tasks route alone from then on. False once that happened."""
+        if self._drain_failed:
+            return False
+        try:
+            self._drain()
+        except Exception:
+            self._drain_failed = True
+            self._routes.drop("drain_failed")  # shows in mux.stats()["dropped"]
+            log.exception("mux: routing outside its receive tasks failed; its receive tasks route alone from now")
+            return False
+        return True
+
     def _route(self, batch: list[Triple], now: float) -> None:
         """Route each datagram of `batch` into one inbox, or count why not; never calls agent code."""
-        routes, limits, local_set = self._routes, self.limits, self._local_set
+        routes, limits, local_index = self._routes, self.limits, self._local_index
         for data, remote, local in batch:
-            if local not in local_set:
+            index = local_index.get(local)
+            if index is None:
                 routes.drop("unknown_local")
                 continue
-            owner = routes.route(data, local, remote, now)
+            kind = kind_of(data)
+            owner = routes.route_kind(kind, data, local, remote, now)
             if owner is None:
                 continue
             if owner is Own.MUX:
                 if not self._stun.deliver(data, remote, local):
                     routes.drop("stun_stray")
                 continue
-            transport = owner._by_local[local]
-            if data[:2] == b"\x00\x01" and looks_like_stun(data):  # routed as a check (by its ufrag)
+            transport = owner.transports[index]
+            if kind == CHECK:  # routed by its ufrag: a retransmission still waiting is not queued twice
                 reason = transport._deliver_check(data, remote, limits)
             else:
                 reason = "" if transport._deliver(data, remote, limits) else "inbox_full"
@@ -315,12 +386,8 @@ class _Drainer(trio.abc.Instrument):
         now = time.perf_counter()
         if now >= self._next:
             self._next = now + DRAIN_INTERVAL
-            try:
-                self._mux._drain()
-            except Exception:  # Trio would remove the instrument silently: count it, leave routing to the tasks
+            if not self._mux._route_now():  # (Trio would remove an instrument that raised, silently)
                 self._next = math.inf
-                self._mux._routes.drop("drain_failed")  # shows in mux.stats()["dropped"]
-                log.exception("mux: routing between task steps failed; its receive tasks route alone from now")
 
 
 async def _listen(mux: Mux, network: Network, port: Port) -> None:
