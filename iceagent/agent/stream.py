@@ -9,9 +9,10 @@ import trio
 
 from ..errors import IceFailed
 from ..net.base import Address
+from ..stun.message import looks_like_stun
 from ._notify import Notifier
 from ._route import Route, RouteState
-from ._tap import Tap
+from ._tap import DRAIN_LIMIT, Tap
 
 
 class Inbox:
@@ -81,13 +82,14 @@ class Inbox:
             self._socket_wait = None
             tap.interrupt()
 
-    async def wait(self, tap: Tap | None) -> None:
-        """Wait until something may have been queued: drain `tap`'s socket and wait on it where the reader
-        may (agent/_tap.py), else wait for a receive task's delivery (or a close)."""
+    async def wait(self, tap: Tap | None, empty: bool = False) -> None:
+        """Wait until something may have been queued: drain `tap`'s socket (unless the reader just found it
+        `empty`) and wait on it where the reader may (agent/_tap.py), else wait for a receive task's delivery
+        (or a close)."""
         if tap is None or self._socket_wait is not None or not tap.reader_may_poll():
             await self._readers.wait()
             return
-        if tap.drain():
+        if not empty and tap.drain():
             return
         self._socket_wait = tap  # _wake interrupts the wait: a delivery from elsewhere, or a close
         tap.reader_waits()
@@ -149,7 +151,16 @@ class IceStream(trio.abc.Channel[bytes]):
     #: A successful send/receive that did not have to wait yields to the scheduler every this many calls.
     SCHEDULE_EVERY = 16
 
-    __slots__ = ("_closed", "_receive", "_receives_left", "_routes", "_sends_left", "_sendto", "_sendto_route")
+    __slots__ = (
+        "_closed",
+        "_receive",
+        "_receives_left",
+        "_routes",
+        "_sends_left",
+        "_sendto",
+        "_sendto_route",
+        "_tap",
+    )
 
     def __init__(self, routes: RouteState, inbox: Inbox) -> None:
         self._routes = routes
@@ -162,6 +173,8 @@ class IceStream(trio.abc.Channel[bytes]):
         #: OS UDP socket (net/os.py `sync_sendto`), called inline: one Python call less per datagram
         self._sendto_route: Route | None = None
         self._sendto: Callable[[bytes, Address], object] | None = None
+        #: the Tap of the selected pair's socket when `receive` last looked (agent/_tap.py): its direct read
+        self._tap: Tap | None = None
 
     async def send(self, data: bytes) -> None:
         """Send one datagram to the peer on the selected pair."""
@@ -237,16 +250,40 @@ class IceStream(trio.abc.Channel[bytes]):
         items = inbox._items  # None once the reader closed: get_nowait says why
         if items:
             return items.popleft()
-        routes = self._routes
+        tap = self._tap
+        empty = False  # the socket said EAGAIN: wait on it without draining it first
+        misses = 0  # datagrams read here and not returned: a full checkpoint after DRAIN_LIMIT of them
         while True:  # without trio.WouldBlock: an exception per empty queue costs as much as a datagram
+            if not empty and tap is not None:
+                source = tap.source
+                if source is not None:  # the direct read (agent/_tap.py): a datagram at a time, as the fair limit
+                    try:
+                        data, addr = tap.recvfrom(65536)
+                    except OSError:  # BlockingIOError: nothing queued; any other error: the waiting path says
+                        empty = True
+                    else:
+                        # a known source's application data (RFC 8445 12.2): not STUN (RFC 7983, first byte 0-3)
+                        if addr == source and ((data and data[0] >= 0x40) or not looks_like_stun(data)):
+                            tap.count(len(data))
+                            return data
+                        tap.process([(data, addr)], tap)  # queued, left to the receive task, or dropped
+                        misses += 1
+                        if misses >= DRAIN_LIMIT:  # a flood from unknown sources: let others run
+                            misses = 0
+                            await trio.lowlevel.checkpoint()
+                        empty = False
             items = inbox._items
             if items:
                 return items.popleft()
             if inbox._closed or inbox._reader_closed:
                 return inbox.get_nowait()  # raises EndOfChannel or ClosedResourceError
-            route = routes.route
-            # the selected pair's socket, which this task may drain and wait on itself (agent/_tap.py)
-            await inbox.wait(None if route is None else getattr(route[0], "tap", None))
+            route = self._routes.route
+            # the selected pair's socket, which this task may read and wait on itself (agent/_tap.py)
+            tap = self._tap = None if route is None else getattr(route[0], "tap", None)
+            if not empty and tap is not None and tap.source is not None:
+                continue  # read it directly
+            await inbox.wait(tap, empty)
+            empty = False
 
     def _is_closed(self) -> bool:
         return self._closed
