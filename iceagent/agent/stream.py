@@ -132,6 +132,11 @@ class Inbox:
                 continue
 
 
+def _no_sendto(data: bytes, remote: Address) -> None:
+    """No plain OS UDP socket's route yet: never called (`_sendto_route` is None)."""
+    raise AssertionError("no route")
+
+
 class IceStream(trio.abc.Channel[bytes]):
     """One datagram per message, in both directions, over whatever pair the agent has selected.
 
@@ -169,45 +174,48 @@ class IceStream(trio.abc.Channel[bytes]):
         # countdowns to the next full scheduling round: they stay small ints, which Python does not allocate
         self._sends_left = self.SCHEDULE_EVERY
         self._receives_left = self.SCHEDULE_EVERY
-        #: the route `_sendto` was looked up for, and the stdlib `sendto` of its transport when that is a plain
-        #: OS UDP socket (net/os.py `sync_sendto`), called inline: one Python call less per datagram
+        #: the last route whose transport is a plain OS UDP socket, and that socket's stdlib `sendto` (net/os.py
+        #: `sync_sendto`), which `send` calls itself while the route stays selected; None once closed
         self._sendto_route: Route | None = None
-        self._sendto: Callable[[bytes, Address], object] | None = None
+        self._sendto: Callable[[bytes, Address], object] = _no_sendto
         #: the Tap of the selected pair's socket when `receive` last looked (agent/_tap.py): its direct read
         self._tap: Tap | None = None
 
     async def send(self, data: bytes) -> None:
         """Send one datagram to the peer on the selected pair."""
+        left = self._sends_left - 1
+        route = self._sendto_route
+        if left and route is not None and self._routes.route is route:
+            # still the selected pair's route (consent holds, RFC 7675: a route goes when it expires) over a plain
+            # OS UDP socket, and no scheduling round due: its own sendto, at once
+            self._sends_left = left
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                self._sendto(data, route[1])
+            except BlockingIOError:
+                await route[0].send(data, route[1])  # the socket buffer is full: wait for it
+            except OSError:
+                pass  # lost, as UDP allows (transport.send and try_send do the same)
+            route[2].count_sent(len(data))
+            return
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
         route = self._routes.route
-        if route is None or route is not self._sendto_route:
-            if route is None:
-                route = await self._routes.wait(self._is_closed)
-            self._sendto_route = route
-            self._sendto = getattr(route[0], "sync_sendto", None)
+        if route is None:
+            route = await self._routes.wait(self._is_closed)
+        sendto = getattr(route[0], "sync_sendto", None)
+        if sendto is not None:  # this send and the next take the path above
+            self._sendto_route, self._sendto = route, sendto
+            if left:
+                return await self.send(data)
         transport, remote, pair, try_send, _ = route
-        left = self._sends_left - 1
-        if left > 0:
-            sendto = self._sendto
-            if sendto is not None:
-                self._sends_left = left
-                await trio.lowlevel.checkpoint_if_cancelled()
-                try:
-                    sendto(data, remote)
-                except BlockingIOError:
-                    await transport.send(data, remote)  # the socket buffer is full: wait for it
-                except OSError:
-                    pass  # lost, as UDP allows (transport.send and try_send do the same)
-                pair.count_sent(len(data))
-                return
-            if try_send is not None:
-                self._sends_left = left
-                await trio.lowlevel.checkpoint_if_cancelled()
-                if not try_send(data, remote):
-                    await transport.send(data, remote)  # the socket buffer is full: wait for it
-                pair.count_sent(len(data))
-                return
+        if left > 0 and try_send is not None:
+            self._sends_left = left
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if not try_send(data, remote):
+                await transport.send(data, remote)  # the socket buffer is full: wait for it
+            pair.count_sent(len(data))
+            return
         self._sends_left = self.SCHEDULE_EVERY
         await transport.send(data, remote)
         pair.count_sent(len(data))
@@ -293,6 +301,7 @@ class IceStream(trio.abc.Channel[bytes]):
         task blocked in `receive`, or in `send` waiting for a pair, is woken with it (as a trio memory
         channel's is). A send blocked on a full socket buffer finishes that one datagram first."""
         self._closed = True
+        self._sendto_route = None  # `send` looks at `_closed` again
         self._receive.close_reader()
         self._routes.changed()
         await trio.lowlevel.checkpoint()
