@@ -245,8 +245,6 @@ class IceStream(trio.abc.Channel[bytes]):
     async def receive(self) -> bytes:
         """The next datagram from the peer; trio.EndOfChannel once the agent has closed,
         trio.ClosedResourceError once this stream is closed (also in a task blocked here)."""
-        if self._closed:
-            raise trio.ClosedResourceError("the IceStream is closed")
         left = self._receives_left - 1
         if left > 0:
             self._receives_left = left
@@ -254,32 +252,30 @@ class IceStream(trio.abc.Channel[bytes]):
         else:
             self._receives_left = self.SCHEDULE_EVERY
             await trio.lowlevel.checkpoint()
-        inbox = self._receive
-        items = inbox._items  # None once the reader closed: get_nowait says why
+        items = self._receive._items  # None once the reader closed (`_tap` too): `_receive_more` says why
         if items:
             return items.popleft()
         tap = self._tap
-        empty = False  # the socket said EAGAIN: wait on it without draining it first
+        if tap is not None:
+            source = tap.source
+            if source is not None:  # the direct read (agent/_tap.py): a datagram at a time, as the fair limit
+                try:
+                    data, addr = tap.recvfrom(65536)
+                except OSError:  # BlockingIOError: nothing queued; any other error: the waiting path finds out
+                    return await self._receive_more(True)
+                # a known source's application data (RFC 8445 12.2), not STUN (RFC 7983: first byte 0-3)
+                if addr == source and ((data and data[0] >= 0x40) or not looks_like_stun(data)):
+                    tap.count(len(data))
+                    return data
+                tap.process([(data, addr)], tap)  # queued, left to the receive task, or dropped
+        return await self._receive_more(False)
+
+    async def _receive_more(self, empty: bool) -> bytes:
+        """`receive` when nothing is queued and the direct read returned nothing: read on, or wait on the socket
+        (at once when it was `empty`: EAGAIN), or for a delivery."""
+        inbox = self._receive
         misses = 0  # datagrams read here and not returned: a full checkpoint after DRAIN_LIMIT of them
         while True:  # without trio.WouldBlock: an exception per empty queue costs as much as a datagram
-            if not empty and tap is not None:
-                source = tap.source
-                if source is not None:  # the direct read (agent/_tap.py): a datagram at a time, as the fair limit
-                    try:
-                        data, addr = tap.recvfrom(65536)
-                    except OSError:  # BlockingIOError: nothing queued; any other error: the waiting path says
-                        empty = True
-                    else:
-                        # a known source's application data (RFC 8445 12.2): not STUN (RFC 7983, first byte 0-3)
-                        if addr == source and ((data and data[0] >= 0x40) or not looks_like_stun(data)):
-                            tap.count(len(data))
-                            return data
-                        tap.process([(data, addr)], tap)  # queued, left to the receive task, or dropped
-                        misses += 1
-                        if misses >= DRAIN_LIMIT:  # a flood from unknown sources: let others run
-                            misses = 0
-                            await trio.lowlevel.checkpoint()
-                        empty = False
             items = inbox._items
             if items:
                 return items.popleft()
@@ -287,11 +283,25 @@ class IceStream(trio.abc.Channel[bytes]):
                 return inbox.get_nowait()  # raises EndOfChannel or ClosedResourceError
             route = self._routes.route
             # the selected pair's socket, which this task may read and wait on itself (agent/_tap.py)
-            tap = self._tap = None if route is None else getattr(route[0], "tap", None)
-            if not empty and tap is not None and tap.source is not None:
-                continue  # read it directly
-            await inbox.wait(tap, empty)
-            empty = False
+            tap: Tap | None = None if route is None else getattr(route[0], "tap", None)
+            self._tap = tap
+            if tap is None or empty or (source := tap.source) is None:
+                await inbox.wait(tap, empty)
+                empty = False
+                continue
+            try:
+                data, addr = tap.recvfrom(65536)
+            except OSError:
+                empty = True
+                continue
+            if addr == source and ((data and data[0] >= 0x40) or not looks_like_stun(data)):
+                tap.count(len(data))
+                return data
+            tap.process([(data, addr)], tap)
+            misses += 1
+            if misses >= DRAIN_LIMIT:  # a flood from unknown sources: let others run
+                misses = 0
+                await trio.lowlevel.checkpoint()
 
     def _is_closed(self) -> bool:
         return self._closed
@@ -302,6 +312,7 @@ class IceStream(trio.abc.Channel[bytes]):
         channel's is). A send blocked on a full socket buffer finishes that one datagram first."""
         self._closed = True
         self._sendto_route = None  # `send` looks at `_closed` again
+        self._tap = None  # `receive` finds no queue and no direct read: `_receive_more` raises
         self._receive.close_reader()
         self._routes.changed()
         await trio.lowlevel.checkpoint()
