@@ -22,7 +22,7 @@ class Inbox:
     nothing more is queued. Lighter than a trio memory channel, which matters with thousands of agents
     (bench/scale.py)."""
 
-    __slots__ = ("_closed", "_items", "_limit", "_reader_closed", "_readers", "_socket_wait")
+    __slots__ = ("_closed", "_items", "_limit", "_reader_closed", "_readers", "_socket_wait", "tap")
 
     def __init__(self, limit: int) -> None:
         self._items: deque[bytes] | None = None  # made by the first datagram
@@ -31,6 +31,9 @@ class Inbox:
         self._reader_closed = False
         self._readers = Notifier()
         self._socket_wait: Tap | None = None  # the tap whose socket a reader waits on
+        #: the Tap of the selected pair's socket when the reader last looked (agent/_tap.py): its direct read;
+        #: None once either end is closed (what is queued, then EndOfChannel: nothing read after the close)
+        self.tap: Tap | None = None
 
     def put(self, data: bytes) -> bool:
         """Queue one datagram; False when it was dropped (full). Ignored once either end is closed."""
@@ -66,12 +69,14 @@ class Inbox:
 
     def close(self) -> None:
         self._closed = True
+        self.tap = None
         self._wake()
 
     def close_reader(self) -> None:
         """The reading end is closed: drop what is queued and wake every waiting reader."""
         self._reader_closed = True
         self._items = None
+        self.tap = None
         self._wake()
 
     def _wake(self) -> None:
@@ -164,7 +169,6 @@ class IceStream(trio.abc.Channel[bytes]):
         "_sends_left",
         "_sendto",
         "_sendto_route",
-        "_tap",
     )
 
     def __init__(self, routes: RouteState, inbox: Inbox) -> None:
@@ -178,8 +182,6 @@ class IceStream(trio.abc.Channel[bytes]):
         #: `sync_sendto`), which `send` calls itself while the route stays selected; None once closed
         self._sendto_route: Route | None = None
         self._sendto: Callable[[bytes, Address], object] = _no_sendto
-        #: the Tap of the selected pair's socket when `receive` last looked (agent/_tap.py): its direct read
-        self._tap: Tap | None = None
 
     async def send(self, data: bytes) -> None:
         """Send one datagram to the peer on the selected pair."""
@@ -252,10 +254,11 @@ class IceStream(trio.abc.Channel[bytes]):
         else:
             self._receives_left = self.SCHEDULE_EVERY
             await trio.lowlevel.checkpoint()
-        items = self._receive._items  # None once the reader closed (`_tap` too): `_receive_more` says why
+        inbox = self._receive
+        items = inbox._items  # None once the reader closed (and `tap`): `_receive_more` says why
         if items:
             return items.popleft()
-        tap = self._tap
+        tap = inbox.tap
         if tap is not None:
             source = tap.source
             if source is not None:  # the direct read (agent/_tap.py): a datagram at a time, as the fair limit
@@ -284,7 +287,7 @@ class IceStream(trio.abc.Channel[bytes]):
             route = self._routes.route
             # the selected pair's socket, which this task may read and wait on itself (agent/_tap.py)
             tap: Tap | None = None if route is None else getattr(route[0], "tap", None)
-            self._tap = tap
+            inbox.tap = tap
             if tap is None or empty or (source := tap.source) is None:
                 await inbox.wait(tap, empty)
                 empty = False
@@ -312,7 +315,6 @@ class IceStream(trio.abc.Channel[bytes]):
         channel's is). A send blocked on a full socket buffer finishes that one datagram first."""
         self._closed = True
         self._sendto_route = None  # `send` looks at `_closed` again
-        self._tap = None  # `receive` finds no queue and no direct read: `_receive_more` raises
         self._receive.close_reader()
         self._routes.changed()
         await trio.lowlevel.checkpoint()
