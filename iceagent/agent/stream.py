@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 import trio
 
@@ -137,8 +138,15 @@ class Inbox:
                 continue
 
 
+#: No route: never the selected one (`send` compares routes by identity).
+_NO_ROUTE = cast("Route", ())
+
+#: One lookup instead of three per call (trio.lowlevel's own function: the same check).
+checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+
+
 def _no_sendto(data: bytes, remote: Address) -> None:
-    """No plain OS UDP socket's route yet: never called (`_sendto_route` is None)."""
+    """No plain OS UDP socket's route yet: never called (`_sendto_route` is _NO_ROUTE)."""
     raise AssertionError("no route")
 
 
@@ -179,19 +187,19 @@ class IceStream(trio.abc.Channel[bytes]):
         self._sends_left = self.SCHEDULE_EVERY
         self._receives_left = self.SCHEDULE_EVERY
         #: the last route whose transport is a plain OS UDP socket, and that socket's stdlib `sendto` (net/os.py
-        #: `sync_sendto`), which `send` calls itself while the route stays selected; None once closed
-        self._sendto_route: Route | None = None
+        #: `sync_sendto`), which `send` calls itself while the route stays selected; _NO_ROUTE before and once closed
+        self._sendto_route: Route = _NO_ROUTE
         self._sendto: Callable[[bytes, Address], object] = _no_sendto
 
     async def send(self, data: bytes) -> None:
         """Send one datagram to the peer on the selected pair."""
         left = self._sends_left - 1
         route = self._sendto_route
-        if left and route is not None and self._routes.route is route:
+        if left and self._routes.route is route:
             # still the selected pair's route (consent holds, RFC 7675: a route goes when it expires) over a plain
             # OS UDP socket, and no scheduling round due: its own sendto, at once
             self._sends_left = left
-            await trio.lowlevel.checkpoint_if_cancelled()
+            await checkpoint_if_cancelled()
             try:
                 self._sendto(data, route[1])
             except BlockingIOError:
@@ -202,9 +210,8 @@ class IceStream(trio.abc.Channel[bytes]):
             return
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
-        route = self._routes.route
-        if route is None:
-            route = await self._routes.wait(self._is_closed)
+        selected = self._routes.route
+        route = await self._routes.wait(self._is_closed) if selected is None else selected
         sendto = getattr(route[0], "sync_sendto", None)
         if sendto is not None:  # this send and the next take the path above
             self._sendto_route, self._sendto = route, sendto
@@ -250,7 +257,7 @@ class IceStream(trio.abc.Channel[bytes]):
         left = self._receives_left - 1
         if left > 0:
             self._receives_left = left
-            await trio.lowlevel.checkpoint_if_cancelled()
+            await checkpoint_if_cancelled()
         else:
             self._receives_left = self.SCHEDULE_EVERY
             await trio.lowlevel.checkpoint()
@@ -266,8 +273,9 @@ class IceStream(trio.abc.Channel[bytes]):
                     data, addr = tap.recvfrom(65536)
                 except OSError:  # BlockingIOError: nothing queued; any other error: the waiting path finds out
                     return await self._receive_more(True)
-                # a known source's application data (RFC 8445 12.2), not STUN (RFC 7983: first byte 0-3)
-                if addr == source and ((data and data[0] >= 0x40) or not looks_like_stun(data)):
+                # a known source's application data (RFC 8445 12.2), not STUN (RFC 7983: first byte 0-3;
+                # `data >= b"@"` is "not empty and the first byte at least 0x40", in one comparison)
+                if addr == source and (data >= b"@" or not looks_like_stun(data)):
                     tap.count(len(data))
                     return data
                 tap.process([(data, addr)], tap)  # queued, left to the receive task, or dropped
@@ -297,7 +305,7 @@ class IceStream(trio.abc.Channel[bytes]):
             except OSError:
                 empty = True
                 continue
-            if addr == source and ((data and data[0] >= 0x40) or not looks_like_stun(data)):
+            if addr == source and (data >= b"@" or not looks_like_stun(data)):
                 tap.count(len(data))
                 return data
             tap.process([(data, addr)], tap)
@@ -314,7 +322,7 @@ class IceStream(trio.abc.Channel[bytes]):
         task blocked in `receive`, or in `send` waiting for a pair, is woken with it (as a trio memory
         channel's is). A send blocked on a full socket buffer finishes that one datagram first."""
         self._closed = True
-        self._sendto_route = None  # `send` looks at `_closed` again
+        self._sendto_route = _NO_ROUTE  # `send` looks at `_closed` again
         self._receive.close_reader()
         self._routes.changed()
         await trio.lowlevel.checkpoint()
