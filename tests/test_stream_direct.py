@@ -289,3 +289,31 @@ async def test_nothing_is_read_off_the_socket_after_the_agent_closed_the_queue()
         with pytest.raises(trio.EndOfChannel):
             await stream.receive()
         assert b.recvfrom(100)[0] == b"late"
+
+
+async def test_a_flood_from_an_unknown_source_lets_other_tasks_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 datagrams from a stranger before the known source's: the reader reads and drops them all, but
+    yields to the scheduler every 64 (DRAIN_LIMIT) instead of reading them all in one task step."""
+    with trio.fail_after(10):
+        async with reading(monkeypatch) as (_a, b, sa, sb, counting, _batches):
+            reads_seen: list[int] = []
+            done = False
+
+            async def ticker() -> None:
+                while not done:
+                    reads_seen.append(counting.calls - calls0)
+                    await trio.lowlevel.checkpoint()
+
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+                stranger.bind(("127.0.0.1", 0))
+                for i in range(100):
+                    stranger.sendto(b"junk %d" % i, b_address(b))
+                await sa.send(b"known")
+                calls0 = counting.calls
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(ticker)
+                    await trio.lowlevel.checkpoint()
+                    assert await sb.receive() == b"known"
+                    done = True
+            assert counting.calls - calls0 >= 101
+            assert any(0 < n < 100 for n in reads_seen)  # the ticker ran while the junk was being read

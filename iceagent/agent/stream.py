@@ -88,15 +88,15 @@ class Inbox:
             self._socket_wait = None
             tap.interrupt()
 
-    async def wait(self, tap: Tap | None, empty: bool = False) -> None:
+    async def wait(self, tap: Tap | None, empty: bool = False) -> bool:
         """Wait until something may have been queued: drain `tap`'s socket (unless the reader just found it
         `empty`) and wait on it where the reader may (agent/_tap.py), else wait for a receive task's delivery
-        (or a close)."""
+        (or a close). True when it drained the socket instead, without a checkpoint."""
         if tap is None or self._socket_wait is not None or not tap.reader_may_poll():
             await self._readers.wait()
-            return
+            return False
         if not empty and tap.drain():
-            return
+            return True
         self._socket_wait = tap  # _wake interrupts the wait: a delivery from elsewhere, or a close
         tap.reader_waits()
         try:
@@ -107,6 +107,7 @@ class Inbox:
             tap.reader_left()
             if self._socket_wait is tap:
                 self._socket_wait = None
+        return False
 
     def get_nowait(self) -> bytes:
         """The oldest datagram; trio.WouldBlock if none, trio.EndOfChannel if none and closed,
@@ -285,7 +286,10 @@ class IceStream(trio.abc.Channel[bytes]):
         """`receive` when nothing is queued and the direct read returned nothing: read on, or wait on the socket
         (at once when it was `empty`: EAGAIN), or for a delivery."""
         inbox = self._receive
-        misses = 0  # datagrams read here and not returned: a full checkpoint after DRAIN_LIMIT of them
+        # datagrams read here and not returned (a drain that queued nothing counts as DRAIN_LIMIT): a full
+        # checkpoint after DRAIN_LIMIT of them, so that a flood from unknown sources cannot keep this task
+        # from yielding
+        misses = 0
         while True:  # without trio.WouldBlock: an exception per empty queue costs as much as a datagram
             items = inbox._items
             if items:
@@ -297,19 +301,20 @@ class IceStream(trio.abc.Channel[bytes]):
             tap: Tap | None = None if route is None else getattr(route[0], "tap", None)
             inbox.tap = tap
             if tap is None or empty or (source := tap.source) is None:
-                await inbox.wait(tap, empty)
+                if await inbox.wait(tap, empty) and not inbox._items:
+                    misses = DRAIN_LIMIT  # drained, nothing queued: the check below
                 empty = False
-                continue
-            try:
-                data, addr = tap.recvfrom(65536)
-            except OSError:
-                empty = True
-                continue
-            if addr == source and (data >= b"@" or not looks_like_stun(data)):
-                tap.count(len(data))
-                return data
-            tap.process([(data, addr)], tap)
-            misses += 1
+            else:
+                try:
+                    data, addr = tap.recvfrom(65536)
+                except OSError:
+                    empty = True
+                    continue
+                if addr == source and (data >= b"@" or not looks_like_stun(data)):
+                    tap.count(len(data))
+                    return data
+                tap.process([(data, addr)], tap)
+                misses += 1
             if misses >= DRAIN_LIMIT:  # a flood from unknown sources: let others run
                 misses = 0
                 await trio.lowlevel.checkpoint()
