@@ -25,11 +25,12 @@ parks. The turns are kept so that:
 The reader's direct read (issue 15, "do what the fair limit does"): between turns, a reader that finds
 the stream's queue empty takes one datagram at a time off the socket (`recvfrom`) and returns it at once
 when it comes from `source`, a known source of application data on this socket (RFC 8445 12.2) that the
-demultiplexer learned, and cannot be STUN (first byte 0x40 or above, RFC 7983); anything else goes through
-the demultiplexer (`process`). `source` is None, and so the direct read off, whenever the reader must not
-read the socket or may not trust it: while the receive task polls, while a stash waits, once the Tap is
-closed, and whenever the session forgets its data sources (a pair became valid or was removed, a
-candidate was learned: ReceivePath.forget_data_sources). Checking it costs one comparison per datagram.
+demultiplexer learned, and is not STUN (RFC 7983: a first byte of 0x40 or above, else `looks_like_stun`);
+anything else goes through the demultiplexer (`process`). `source` is None, and so the direct read off,
+whenever the reader must not read the socket or may not trust it: while the receive task polls, while a
+stash waits, once the Tap is closed, and whenever the session forgets its data sources (a pair became
+valid or was removed, a candidate was learned: ReceivePath.forget_data_sources). Checking it costs one
+comparison per datagram.
 """
 
 from __future__ import annotations

@@ -163,8 +163,9 @@ class IceStream(trio.abc.Channel[bytes]):
     Scheduling: `send` and `receive` check for cancellation on every call, but when they can complete
     at once (socket writable, datagram queued) they let other tasks run only every
     `SCHEDULE_EVERY` calls: a scheduling round per datagram would cost a third of the throughput.
-    A `receive` that finds nothing queued drains the selected pair's socket itself and waits on it,
-    instead of being woken by that socket's receive task (agent/_tap.py).
+    A `receive` that finds nothing queued reads the selected pair's socket itself, a datagram at a time
+    (a known source's data is returned at once), and waits on it, instead of being woken by that socket's
+    receive task (agent/_tap.py).
     """
 
     #: A successful send/receive that did not have to wait yields to the scheduler every this many calls.
