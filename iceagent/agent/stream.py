@@ -219,6 +219,8 @@ class IceStream(trio.abc.Channel[bytes]):
             self._sendto_route, self._sendto = route, sendto
             if left:
                 return await self.send(data)
+        else:  # not a plain OS socket (TURN, TCP, a plugin's): the path below, every time
+            self._sendto_route, self._sendto = _NO_ROUTE, _no_sendto
         transport, remote, pair, try_send, _ = route
         if left > 0 and try_send is not None:
             self._sends_left = left
