@@ -291,29 +291,52 @@ async def test_nothing_is_read_off_the_socket_after_the_agent_closed_the_queue()
         assert b.recvfrom(100)[0] == b"late"
 
 
+class StepsOf(trio.abc.Instrument):
+    """Counts the task steps of one task."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
 async def test_a_flood_from_an_unknown_source_lets_other_tasks_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """100 datagrams from a stranger before the known source's: the reader reads and drops them all, but
-    yields to the scheduler every 64 (DRAIN_LIMIT) instead of reading them all in one task step."""
+    yields to the scheduler after 64 (DRAIN_LIMIT) instead of reading them all in one task step."""
     with trio.fail_after(10):
         async with reading(monkeypatch) as (_a, b, sa, sb, counting, _batches):
-            reads_seen: list[int] = []
-            done = False
-
-            async def ticker() -> None:
-                while not done:
-                    reads_seen.append(counting.calls - calls0)
-                    await trio.lowlevel.checkpoint()
-
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
                 stranger.bind(("127.0.0.1", 0))
                 for i in range(100):
                     stranger.sendto(b"junk %d" % i, b_address(b))
                 await sa.send(b"known")
+                sb._receives_left = IceStream.SCHEDULE_EVERY  # type: ignore[attr-defined]  # no full round at once
                 calls0 = counting.calls
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(ticker)
-                    await trio.lowlevel.checkpoint()
+                steps = StepsOf(trio.lowlevel.current_task())
+                trio.lowlevel.add_instrument(steps)
+                try:
                     assert await sb.receive() == b"known"
-                    done = True
-            assert counting.calls - calls0 >= 101
-            assert any(0 < n < 100 for n in reads_seen)  # the ticker ran while the junk was being read
+                finally:
+                    trio.lowlevel.remove_instrument(steps)
+            assert counting.calls - calls0 == 101
+            assert steps.steps == 1  # one yield: after 64 (before: none, all 101 read in the one step)
+
+
+async def test_receive_nowait_takes_a_known_sources_datagram_off_the_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`receive_nowait` reads the socket as `receive` does (a known source's datagram, no checkpoint): with
+    the direct read, nothing waits in the queue, and a tight `receive_nowait` loop would find only
+    WouldBlock; a stranger's datagram in between is dropped, and an empty socket is WouldBlock."""
+    with trio.fail_after(10):
+        async with reading(monkeypatch) as (_a, b, sa, sb, _counting, batches):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+                stranger.bind(("127.0.0.1", 0))
+                await sa.send(b"one")
+                stranger.sendto(b"not yours", b_address(b))
+                await sa.send(b"two")
+                assert [sb.receive_nowait(), sb.receive_nowait()] == [b"one", b"two"]
+                with pytest.raises(trio.WouldBlock):
+                    sb.receive_nowait()
+                assert batches == [1]

@@ -250,10 +250,31 @@ class IceStream(trio.abc.Channel[bytes]):
         pair.count_sent(len(data))
 
     def receive_nowait(self) -> bytes:
-        """The next queued datagram without a checkpoint; trio.WouldBlock if none is queued."""
+        """The next datagram without a checkpoint: what is queued, else, while this stream reads the selected
+        pair's socket itself (agent/_tap.py), a known source's datagram off that socket; trio.WouldBlock if
+        there is none."""
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
-        return self._receive.get_nowait()
+        inbox = self._receive
+        items = inbox._items
+        if items:
+            return items.popleft()
+        tap = inbox.tap
+        if tap is not None:
+            for _ in range(DRAIN_LIMIT):  # what it reads and does not return: bounded, it does not yield
+                source = tap.source
+                if source is None:
+                    break
+                try:
+                    data = self._read_socket(tap, source)
+                except OSError:  # BlockingIOError: nothing there
+                    break
+                if data is not None:
+                    return data
+                items = inbox._items
+                if items:
+                    return items.popleft()
+        return inbox.get_nowait()  # raises WouldBlock, EndOfChannel or ClosedResourceError
 
     async def receive(self) -> bytes:
         """The next datagram from the peer; trio.EndOfChannel once the agent has closed,
@@ -309,18 +330,27 @@ class IceStream(trio.abc.Channel[bytes]):
                 empty = False
             else:
                 try:
-                    data, addr = tap.recvfrom(65536)
+                    data = self._read_socket(tap, source)
                 except OSError:
                     empty = True
                     continue
-                if addr == source and (data >= b"@" or not looks_like_stun(data)):
-                    tap.count(len(data))
+                if data is not None:
                     return data
-                tap.process([(data, addr)], tap)
                 misses += 1
             if misses >= DRAIN_LIMIT:  # a flood from unknown sources: let others run
                 misses = 0
                 await trio.lowlevel.checkpoint()
+
+    @staticmethod
+    def _read_socket(tap: Tap, source: Address) -> bytes | None:
+        """One datagram off `tap`'s socket: a known source's data is counted and returned (as in `receive`),
+        anything else goes through the demultiplexer (None). BlockingIOError when there is none."""
+        data, addr = tap.recvfrom(65536)
+        if addr == source and (data >= b"@" or not looks_like_stun(data)):
+            tap.count(len(data))
+            return data
+        tap.process([(data, addr)], tap)
+        return None
 
     def _is_closed(self) -> bool:
         return self._closed
