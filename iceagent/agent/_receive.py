@@ -61,6 +61,7 @@ class ReceivePath:
     _caps: dict[int, TransportCapabilities]
     _check_hook: Any
     _data_pairs: dict[tuple[int, Address], CandidatePair | None]
+    transport_of: dict[Candidate, CandidateTransport]
     gen: IceGeneration
     ice: IceSession
     owner: DataSink
@@ -110,7 +111,13 @@ class ReceivePath:
         `wait_readable`, `interrupt` and a `tap` slot). `kick`: the Wakeup the task serving the socket waits
         on (the session task's own), instead of one of the Tap's."""
         t: Any = transport
-        tap = Tap(t.receive_now, t.wait_readable, t.interrupt, partial(self._on_datagrams, transport))
+        tap = Tap(
+            t.receive_now,
+            t.wait_readable,
+            t.interrupt,
+            partial(self._on_datagrams, transport),
+            getattr(t, "sync_recvfrom", None),
+        )
         if kick is not None:
             tap.kick = kick
         t.tap = tap
@@ -140,6 +147,8 @@ class ReceivePath:
                     pair = self._lookup_data_pair(key, addr)
                 if pair is None:
                     return False  # not from a known remote candidate (RFC 8445 12.2)
+                if tap is not None:
+                    tap.learn(addr, pair)  # the reader's direct read takes this source's data at once
                 self._deliver_app(list(map(_DATA, items)), pair, 0)
                 return True
         now = None
@@ -171,6 +180,7 @@ class ReceivePath:
                             now = trio.current_time()
                         self.gen.receive(msg, data, addr, base, now)
                         data_pairs.pop((key, addr), None)  # its check may have made it a known source (7.3.1.3)
+                        self._forget_tap_source(transport, addr)
                         if self._check_hook is not None:
                             self._check_hook("receive", msg, base, addr, self.ice.find_pair(base, addr))
                     continue
@@ -184,6 +194,8 @@ class ReceivePath:
                 if counted is not None:
                     counted.count_received(sum(map(len, app[first:])))
                 counted, first = pair, len(app)
+                if tap is not None:
+                    tap.learn(addr, pair)
             app.append(data)
         if app:
             self._deliver_app(app, counted, first)
@@ -198,6 +210,21 @@ class ReceivePath:
         if counted is not None:
             counted.count_received(sum(map(len, app[first:] if first else app)))
         self.owner.deliver_many(app)
+
+    def forget_data_sources(self) -> None:
+        """Which remote candidates are known sources of data may have changed (a pair became valid or was
+        removed, a candidate was learned): drop the cached answers, the Taps' direct-read sources too."""
+        self._data_pairs.clear()
+        for transport in self.transport_of.values():
+            tap = getattr(transport, "tap", None)
+            if tap is not None:
+                tap.source = None
+
+    @staticmethod
+    def _forget_tap_source(transport: CandidateTransport, addr: Address) -> None:
+        tap = getattr(transport, "tap", None)
+        if tap is not None and tap.source == addr:
+            tap.source = None
 
     def _lookup_data_pair(self, key: int, addr: Address) -> CandidatePair | None:
         base = self._base_of.get(key)

@@ -488,7 +488,7 @@ class SessionRunner(SessionTask):
                     if event.new is PairState.FAILED and event.pair.base.transport == "tcp":
                         self._close_connection(event.pair)
                 elif isinstance(event, (PairValid, PairRemoved, RemoteCandidateLearned, LocalCandidateLearned)):
-                    self._data_pairs.clear()  # a data source may have become known, or unknown
+                    self.forget_data_sources()  # a data source may have become known, or unknown
                     if isinstance(event, PairValid):  # a response from the remote passed MESSAGE-INTEGRITY
                         self._confirm(self.transport_of.get(event.pair.base), event.pair.remote_address)
                 elif isinstance(event, ChecklistFailed):

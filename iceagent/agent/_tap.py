@@ -21,6 +21,16 @@ parks. The turns are kept so that:
   task takes the socket back between TAP_PARK / 2 and TAP_PARK after the reader's last wait ended (a park
   that expires while the reader waits on the socket again parks again without a deadline), and the
   turns cost no task step per batch.
+
+The reader's direct read (issue 15, "do what the fair limit does"): between turns, a reader that finds
+the stream's queue empty takes one datagram at a time off the socket (`recvfrom`) and returns it at once
+when it comes from `source`, a known source of application data on this socket (RFC 8445 12.2) that the
+demultiplexer learned, and is not STUN (RFC 7983: a first byte of 0x40 or above, else `looks_like_stun`);
+anything else goes through the demultiplexer (`process`). `source` is None, and so the direct read off,
+whenever the reader must not read the socket or may not trust it: while the receive task polls, while a
+stash waits, once the Tap is closed, and whenever the session forgets its data sources (a pair became
+valid or was removed, a candidate was learned: ReceivePath.forget_data_sources). Checking it costs one
+comparison per datagram.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from ..ice.pair import CandidatePair
 from ..net.base import Address
 from ._notify import Wakeup
 
@@ -42,20 +53,32 @@ TAP_PARK = 0.005
 DRAIN_LIMIT = 64
 
 
+def _no_recvfrom(size: int) -> tuple[bytes, Address]:
+    """A socket without a direct read: never called (`Tap.learn` sets no source for it)."""
+    raise BlockingIOError
+
+
+def _no_count(size: int) -> None:
+    """No source known yet."""
+
+
 class Tap:
     """The turns of one socket between its receive task and the stream's reader (see the module)."""
 
     __slots__ = (
         "_clock",
+        "_closed",
+        "_polling",
         "_refresh_at",
-        "closed",
+        "count",
         "interrupt",
         "kick",
         "park",
-        "polling",
         "process",
         "reader",
         "receive_now",
+        "recvfrom",
+        "source",
         "stash",
         "wait_readable",
         "want",
@@ -67,7 +90,10 @@ class Tap:
         wait_readable: Callable[[], Awaitable[None]],
         interrupt: Callable[[], None],
         process: Callable[[list[tuple[bytes, Address]], Tap | None], bool],
+        recvfrom: Callable[[int], tuple[bytes, Address]] | None = None,
     ) -> None:
+        #: the socket's own `recvfrom` when its addresses need no normalizing (IPv4), for the direct read
+        self.recvfrom = _no_recvfrom if recvfrom is None else recvfrom
         #: the socket's `receive_now(limit)`, `wait_readable()` and `interrupt()` (which ends that wait)
         self.receive_now = receive_now
         self.wait_readable = wait_readable
@@ -75,12 +101,17 @@ class Tap:
         #: the session's demultiplexer for a batch of this socket (SessionRunner._on_datagrams): True when it
         #: delivered application data (which wakes the reader)
         self.process = process
-        self.polling = False  # the receive task waits on the socket (or is about to)
+        #: a known source of application data on this socket, as `recvfrom` gives it; None while the reader may
+        #: not read directly (see the module)
+        self.source: Address | None = None
+        #: `count_received` of the source's pair (RFC 7675 and `stats()` count its bytes)
+        self.count: Callable[[int], None] = _no_count
+        self._polling = False
+        self._closed = False
         self.reader = False  # a reader waits on the socket
         #: a reader found the receive task polling (or a stash pending) and waits for a delivery: the receive
         #: task hands the socket over after a batch that delivers (and so wakes that reader)
         self.want = False
-        self.closed = False  # the receive task ended: readers wait for deliveries again
         #: what a reader's drain left to the receive task: the first STUN message and all after it
         self.stash: list[tuple[bytes, Address]] = []
         self.kick = Wakeup()  # the parked receive task: a stash is waiting
@@ -89,13 +120,41 @@ class Tap:
         self._refresh_at = -math.inf  # `reader_left` moves the park's deadline from then on (see the module)
         self._clock = trio.lowlevel.current_clock()  # one call per `reader_left`, not trio.current_time's three
 
+    @property
+    def polling(self) -> bool:
+        """The receive task waits on the socket (or is about to): the reader does not read it meanwhile."""
+        return self._polling
+
+    @polling.setter
+    def polling(self, value: bool) -> None:
+        self._polling = value
+        if value:
+            self.source = None
+
+    @property
+    def closed(self) -> bool:
+        """The receive task ended: readers wait for deliveries again."""
+        return self._closed
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self._closed = value
+        if value:
+            self.source = None
+
+    def learn(self, source: Address, pair: CandidatePair) -> None:
+        """The reader's drain delivered application data from `source` on `pair` (a known remote candidate,
+        RFC 8445 12.2): the direct read may return that source's datagrams at once (see the module)."""
+        if self.recvfrom is not _no_recvfrom and not (self._polling or self._closed or self.stash):
+            self.source, self.count = source, pair.count_received
+
     def reader_may_poll(self) -> bool:
         """Whether a reader that found nothing queued may drain and wait on the socket itself; if the
         receive task polls or has a stash to process, it is asked to hand the socket over after its next
         batch that wakes the reader."""
-        if self.closed or self.reader:
+        if self._closed or self.reader:
             return False
-        if self.polling or self.stash:
+        if self._polling or self.stash:
             self.want = True
             return False
         return True
@@ -115,6 +174,7 @@ class Tap:
 
     def leave(self, items: list[tuple[bytes, Address]]) -> None:
         """What the receive task is to process, in order, before anything else (it is woken for it)."""
+        self.source = None  # the reader reads nothing more until the receive task has processed these
         self.stash.extend(items)
         self.kick.set()
 

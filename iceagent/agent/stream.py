@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 import trio
 
 from ..errors import IceFailed
 from ..net.base import Address
+from ..stun.message import looks_like_stun
 from ._notify import Notifier
 from ._route import Route, RouteState
-from ._tap import Tap
+from ._tap import DRAIN_LIMIT, Tap
 
 
 class Inbox:
@@ -21,7 +23,7 @@ class Inbox:
     nothing more is queued. Lighter than a trio memory channel, which matters with thousands of agents
     (bench/scale.py)."""
 
-    __slots__ = ("_closed", "_items", "_limit", "_reader_closed", "_readers", "_socket_wait")
+    __slots__ = ("_closed", "_items", "_limit", "_reader_closed", "_readers", "_socket_wait", "tap")
 
     def __init__(self, limit: int) -> None:
         self._items: deque[bytes] | None = None  # made by the first datagram
@@ -30,6 +32,9 @@ class Inbox:
         self._reader_closed = False
         self._readers = Notifier()
         self._socket_wait: Tap | None = None  # the tap whose socket a reader waits on
+        #: the Tap of the selected pair's socket when the reader last looked (agent/_tap.py): its direct read;
+        #: None once either end is closed (what is queued, then EndOfChannel: nothing read after the close)
+        self.tap: Tap | None = None
 
     def put(self, data: bytes) -> bool:
         """Queue one datagram; False when it was dropped (full). Ignored once either end is closed."""
@@ -65,12 +70,14 @@ class Inbox:
 
     def close(self) -> None:
         self._closed = True
+        self.tap = None
         self._wake()
 
     def close_reader(self) -> None:
         """The reading end is closed: drop what is queued and wake every waiting reader."""
         self._reader_closed = True
         self._items = None
+        self.tap = None
         self._wake()
 
     def _wake(self) -> None:
@@ -81,14 +88,15 @@ class Inbox:
             self._socket_wait = None
             tap.interrupt()
 
-    async def wait(self, tap: Tap | None) -> None:
-        """Wait until something may have been queued: drain `tap`'s socket and wait on it where the reader
-        may (agent/_tap.py), else wait for a receive task's delivery (or a close)."""
+    async def wait(self, tap: Tap | None, empty: bool = False) -> bool:
+        """Wait until something may have been queued: drain `tap`'s socket (unless the reader just found it
+        `empty`) and wait on it where the reader may (agent/_tap.py), else wait for a receive task's delivery
+        (or a close). True when it drained the socket instead, without a checkpoint."""
         if tap is None or self._socket_wait is not None or not tap.reader_may_poll():
             await self._readers.wait()
-            return
-        if tap.drain():
-            return
+            return False
+        if not empty and tap.drain():
+            return True
         self._socket_wait = tap  # _wake interrupts the wait: a delivery from elsewhere, or a close
         tap.reader_waits()
         try:
@@ -99,6 +107,7 @@ class Inbox:
             tap.reader_left()
             if self._socket_wait is tap:
                 self._socket_wait = None
+        return False
 
     def get_nowait(self) -> bytes:
         """The oldest datagram; trio.WouldBlock if none, trio.EndOfChannel if none and closed,
@@ -130,6 +139,18 @@ class Inbox:
                 continue
 
 
+#: No route: never the selected one (`send` compares routes by identity).
+_NO_ROUTE = cast("Route", ())
+
+#: One lookup instead of three per call (trio.lowlevel's own function: the same check).
+checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+
+
+def _no_sendto(data: bytes, remote: Address) -> None:
+    """No plain OS UDP socket's route yet: never called (`_sendto_route` is _NO_ROUTE)."""
+    raise AssertionError("no route")
+
+
 class IceStream(trio.abc.Channel[bytes]):
     """One datagram per message, in both directions, over whatever pair the agent has selected.
 
@@ -142,14 +163,23 @@ class IceStream(trio.abc.Channel[bytes]):
     Scheduling: `send` and `receive` check for cancellation on every call, but when they can complete
     at once (socket writable, datagram queued) they let other tasks run only every
     `SCHEDULE_EVERY` calls: a scheduling round per datagram would cost a third of the throughput.
-    A `receive` that finds nothing queued drains the selected pair's socket itself and waits on it,
-    instead of being woken by that socket's receive task (agent/_tap.py).
+    A `receive` that finds nothing queued reads the selected pair's socket itself, a datagram at a time
+    (a known source's data is returned at once), and waits on it, instead of being woken by that socket's
+    receive task (agent/_tap.py).
     """
 
     #: A successful send/receive that did not have to wait yields to the scheduler every this many calls.
     SCHEDULE_EVERY = 16
 
-    __slots__ = ("_closed", "_receive", "_receives_left", "_routes", "_sends_left", "_sendto", "_sendto_route")
+    __slots__ = (
+        "_closed",
+        "_receive",
+        "_receives_left",
+        "_routes",
+        "_sends_left",
+        "_sendto",
+        "_sendto_route",
+    )
 
     def __init__(self, routes: RouteState, inbox: Inbox) -> None:
         self._routes = routes
@@ -158,43 +188,47 @@ class IceStream(trio.abc.Channel[bytes]):
         # countdowns to the next full scheduling round: they stay small ints, which Python does not allocate
         self._sends_left = self.SCHEDULE_EVERY
         self._receives_left = self.SCHEDULE_EVERY
-        #: the route `_sendto` was looked up for, and the stdlib `sendto` of its transport when that is a plain
-        #: OS UDP socket (net/os.py `sync_sendto`), called inline: one Python call less per datagram
-        self._sendto_route: Route | None = None
-        self._sendto: Callable[[bytes, Address], object] | None = None
+        #: the last route whose transport is a plain OS UDP socket, and that socket's stdlib `sendto` (net/os.py
+        #: `sync_sendto`), which `send` calls itself while the route stays selected; _NO_ROUTE before and once closed
+        self._sendto_route: Route = _NO_ROUTE
+        self._sendto: Callable[[bytes, Address], object] = _no_sendto
 
     async def send(self, data: bytes) -> None:
         """Send one datagram to the peer on the selected pair."""
+        left = self._sends_left - 1
+        route = self._sendto_route
+        if left and self._routes.route is route:
+            # still the selected pair's route (consent holds, RFC 7675: a route goes when it expires) over a plain
+            # OS UDP socket, and no scheduling round due: its own sendto, at once
+            self._sends_left = left
+            await checkpoint_if_cancelled()
+            try:
+                self._sendto(data, route[1])
+            except BlockingIOError:
+                await route[0].send(data, route[1])  # the socket buffer is full: wait for it
+            except OSError:
+                pass  # lost, as UDP allows (transport.send and try_send do the same)
+            route[2].count_sent(len(data))
+            return
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
-        route = self._routes.route
-        if route is None or route is not self._sendto_route:
-            if route is None:
-                route = await self._routes.wait(self._is_closed)
-            self._sendto_route = route
-            self._sendto = getattr(route[0], "sync_sendto", None)
+        selected = self._routes.route
+        route = await self._routes.wait(self._is_closed) if selected is None else selected
+        sendto = getattr(route[0], "sync_sendto", None)
+        if sendto is not None:  # this send and the next take the path above
+            self._sendto_route, self._sendto = route, sendto
+            if left:
+                return await self.send(data)
+        else:  # not a plain OS socket (TURN, TCP, a plugin's): the path below, every time
+            self._sendto_route, self._sendto = _NO_ROUTE, _no_sendto
         transport, remote, pair, try_send, _ = route
-        left = self._sends_left - 1
-        if left > 0:
-            sendto = self._sendto
-            if sendto is not None:
-                self._sends_left = left
-                await trio.lowlevel.checkpoint_if_cancelled()
-                try:
-                    sendto(data, remote)
-                except BlockingIOError:
-                    await transport.send(data, remote)  # the socket buffer is full: wait for it
-                except OSError:
-                    pass  # lost, as UDP allows (transport.send and try_send do the same)
-                pair.count_sent(len(data))
-                return
-            if try_send is not None:
-                self._sends_left = left
-                await trio.lowlevel.checkpoint_if_cancelled()
-                if not try_send(data, remote):
-                    await transport.send(data, remote)  # the socket buffer is full: wait for it
-                pair.count_sent(len(data))
-                return
+        if left > 0 and try_send is not None:
+            self._sends_left = left
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if not try_send(data, remote):
+                await transport.send(data, remote)  # the socket buffer is full: wait for it
+            pair.count_sent(len(data))
+            return
         self._sends_left = self.SCHEDULE_EVERY
         await transport.send(data, remote)
         pair.count_sent(len(data))
@@ -216,37 +250,107 @@ class IceStream(trio.abc.Channel[bytes]):
         pair.count_sent(len(data))
 
     def receive_nowait(self) -> bytes:
-        """The next queued datagram without a checkpoint; trio.WouldBlock if none is queued."""
+        """The next datagram without a checkpoint: what is queued, else, while this stream reads the selected
+        pair's socket itself (agent/_tap.py), a known source's datagram off that socket; trio.WouldBlock if
+        there is none."""
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
-        return self._receive.get_nowait()
+        inbox = self._receive
+        items = inbox._items
+        if items:
+            return items.popleft()
+        tap = inbox.tap
+        if tap is not None:
+            for _ in range(DRAIN_LIMIT):  # what it reads and does not return: bounded, it does not yield
+                source = tap.source
+                if source is None:
+                    break
+                try:
+                    data = self._read_socket(tap, source)
+                except OSError:  # BlockingIOError: nothing there
+                    break
+                if data is not None:
+                    return data
+                items = inbox._items
+                if items:
+                    return items.popleft()
+        return inbox.get_nowait()  # raises WouldBlock, EndOfChannel or ClosedResourceError
 
     async def receive(self) -> bytes:
         """The next datagram from the peer; trio.EndOfChannel once the agent has closed,
         trio.ClosedResourceError once this stream is closed (also in a task blocked here)."""
-        if self._closed:
-            raise trio.ClosedResourceError("the IceStream is closed")
         left = self._receives_left - 1
         if left > 0:
             self._receives_left = left
-            await trio.lowlevel.checkpoint_if_cancelled()
+            await checkpoint_if_cancelled()
         else:
             self._receives_left = self.SCHEDULE_EVERY
             await trio.lowlevel.checkpoint()
         inbox = self._receive
-        items = inbox._items  # None once the reader closed: get_nowait says why
+        items = inbox._items  # None once the reader closed (and `tap`): `_receive_more` says why
         if items:
             return items.popleft()
-        routes = self._routes
+        tap = inbox.tap
+        if tap is not None:
+            source = tap.source
+            if source is not None:  # the direct read (agent/_tap.py): a datagram at a time, as the fair limit
+                try:
+                    data, addr = tap.recvfrom(65536)
+                except OSError:  # BlockingIOError: nothing queued; any other error: the waiting path finds out
+                    return await self._receive_more(True)
+                # a known source's application data (RFC 8445 12.2), not STUN (RFC 7983: first byte 0-3;
+                # `data >= b"@"` is "not empty and the first byte at least 0x40", in one comparison)
+                if addr == source and (data >= b"@" or not looks_like_stun(data)):
+                    tap.count(len(data))
+                    return data
+                tap.process([(data, addr)], tap)  # queued, left to the receive task, or dropped
+        return await self._receive_more(False)
+
+    async def _receive_more(self, empty: bool) -> bytes:
+        """`receive` when nothing is queued and the direct read returned nothing: read on, or wait on the socket
+        (at once when it was `empty`: EAGAIN), or for a delivery."""
+        inbox = self._receive
+        # datagrams read here and not returned (a drain that queued nothing counts as DRAIN_LIMIT): a full
+        # checkpoint after DRAIN_LIMIT of them, so that a flood from unknown sources cannot keep this task
+        # from yielding
+        misses = 0
         while True:  # without trio.WouldBlock: an exception per empty queue costs as much as a datagram
             items = inbox._items
             if items:
                 return items.popleft()
             if inbox._closed or inbox._reader_closed:
                 return inbox.get_nowait()  # raises EndOfChannel or ClosedResourceError
-            route = routes.route
-            # the selected pair's socket, which this task may drain and wait on itself (agent/_tap.py)
-            await inbox.wait(None if route is None else getattr(route[0], "tap", None))
+            route = self._routes.route
+            # the selected pair's socket, which this task may read and wait on itself (agent/_tap.py)
+            tap: Tap | None = None if route is None else getattr(route[0], "tap", None)
+            inbox.tap = tap
+            if tap is None or empty or (source := tap.source) is None:
+                if await inbox.wait(tap, empty) and not inbox._items:
+                    misses = DRAIN_LIMIT  # drained, nothing queued: the check below
+                empty = False
+            else:
+                try:
+                    data = self._read_socket(tap, source)
+                except OSError:
+                    empty = True
+                    continue
+                if data is not None:
+                    return data
+                misses += 1
+            if misses >= DRAIN_LIMIT:  # a flood from unknown sources: let others run
+                misses = 0
+                await trio.lowlevel.checkpoint()
+
+    @staticmethod
+    def _read_socket(tap: Tap, source: Address) -> bytes | None:
+        """One datagram off `tap`'s socket: a known source's data is counted and returned (as in `receive`),
+        anything else goes through the demultiplexer (None). BlockingIOError when there is none."""
+        data, addr = tap.recvfrom(65536)
+        if addr == source and (data >= b"@" or not looks_like_stun(data)):
+            tap.count(len(data))
+            return data
+        tap.process([(data, addr)], tap)
+        return None
 
     def _is_closed(self) -> bool:
         return self._closed
@@ -256,6 +360,7 @@ class IceStream(trio.abc.Channel[bytes]):
         task blocked in `receive`, or in `send` waiting for a pair, is woken with it (as a trio memory
         channel's is). A send blocked on a full socket buffer finishes that one datagram first."""
         self._closed = True
+        self._sendto_route = _NO_ROUTE  # `send` looks at `_closed` again
         self._receive.close_reader()
         self._routes.changed()
         await trio.lowlevel.checkpoint()

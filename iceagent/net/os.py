@@ -92,6 +92,12 @@ class OSUdpSocket:
         `try_send`): it raises BlockingIOError when the buffer is full and OSError when the datagram is lost."""
         return self._raw.sendto
 
+    @property
+    def sync_recvfrom(self) -> Callable[[int], tuple[bytes, Address]] | None:
+        """The stdlib socket's own `recvfrom`, for the stream reader's direct read (agent/_tap.py); None on IPv6,
+        whose source addresses `receive_now` normalizes. It raises BlockingIOError when nothing is queued."""
+        return None if self._ipv6 else self._raw.recvfrom
+
     def send_nowait(self, data: bytes, remote: Address) -> None:
         """Send one datagram without waiting; dropped when the socket buffer is full (as UDP may)."""
         try:
