@@ -5,7 +5,8 @@ quarter of the throughput of stdlib sockets in Trio. So while the application re
 on the socket of the selected pair itself and drains it synchronously, and the socket's receive task
 parks. The turns are kept so that:
 
-- only one task at a time waits on the socket (Trio allows one waiter per direction);
+- only one task at a time waits on the socket (Trio allows one waiter per direction; a TURN allocation's
+  background task waits for responses on a duplicate of its descriptor, turn/transports.py);
 - every STUN message, and everything after it in the same drain, goes to the receive task in order
   (`stash`), so the session's work (answers, triggered checks, events, observer hooks) runs in the
   session's tasks, never in the application's, and data from a peer-reflexive source that its own check

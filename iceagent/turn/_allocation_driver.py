@@ -6,8 +6,9 @@ Whoever waits on the connection reads it: the task in `Allocation.receive()` whe
 fast path, no hand-off between tasks), or over an OS UDP socket the stream's reader draining it with
 `receive_now` (turn/allocation.py `_WaitableAllocation`, agent/_tap.py), else the background task when it
 waits for a response; data that the background task reads is kept for the next read, and the server's
-messages a reader drains go to the TURN client, the background task woken for them. `Allocation` (iceagent.turn.allocation)
-inherits `_AllocationDriver` and adds the public transport: data, permissions and channels on demand.
+messages a reader drains go to the TURN client, the background task woken for them. `Allocation`
+(iceagent.turn.allocation) inherits `_AllocationDriver` and adds the public transport: data, permissions
+and channels on demand.
 """
 
 from __future__ import annotations
