@@ -161,8 +161,9 @@ async def test_a_second_mux_address_is_served_by_a_receive_task() -> None:
                 server.add_remote_candidate(c)
             server.add_remote_candidate(None)
             assert server._nursery is not None
-            names = sorted(t.name for t in server._nursery.child_tasks if t.name != "iceagent-interface-watcher")
-            assert [n.split("-")[0] for n in names] == ["receive", "session"]
+            # (a gatherer that said done may not have returned yet: only the receiving tasks count here)
+            kinds = sorted(t.name.split("-")[0] for t in server._nursery.child_tasks)
+            assert [k for k in kinds if k in ("receive", "session")] == ["receive", "session"]
             s, p = await server.connect(), await peer.connect()
             await peer.state.wait_value(IceState.COMPLETED)
             selected = peer.selected_pair
@@ -182,6 +183,8 @@ async def test_a_routing_bug_outside_the_receive_task_ends_no_agent(monkeypatch:
         raise RuntimeError("a routing bug")
 
     monkeypatch.setattr(Mux, "_drain", broken)
+    # the drainer instrument never drains: the failure counted can only come from the agent's own call
+    monkeypatch.setattr(mux_module, "DRAIN_INTERVAL", math.inf)
     with trio.fail_after(30):
         async with open_mux(LO, 0) as mux, AsyncExitStack() as stack:
             agents: list[Agent] = []

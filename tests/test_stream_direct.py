@@ -5,6 +5,7 @@ known remote candidate (RFC 8445 12.2), STUN to the agent's tasks (RFC 7983)."""
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,12 +13,14 @@ from typing import Any
 
 import pytest
 import trio
-from agent_helpers import connect_both
+import trio.testing
+from agent_helpers import connect_both, signal
 from test_stream_tap import QUIET, b_address, check_request
 
 import iceagent.agent._tap as tap_module
-from iceagent import Agent, IceStream, open_agent
+from iceagent import Agent, IceConfig, IceStream, open_agent
 from iceagent.agent._route import RouteState
+from iceagent.agent._runner import SessionRunner
 from iceagent.agent._tap import Tap
 from iceagent.agent.stream import IceStream as Stream
 from iceagent.agent.stream import Inbox
@@ -223,7 +226,7 @@ async def test_the_reader_does_not_read_the_socket_while_the_receive_task_polls(
     stash waits, once closed, and is learned only for a socket with a direct read (not IPv6's)."""
     tap = bare_tap(lambda n: (b"", ("", 0)))
     pair: Any = type("P", (), {"count_received": lambda self, n: None})()
-    for clear in ("polling", "stash", "closed", "learn_while_polling"):
+    for clear in ("polling", "stash", "learn_while_polling", "closed"):  # a closed Tap stays closed: last
         tap.source = None
         tap.learn(("127.0.0.1", 9), pair)
         assert tap.source == ("127.0.0.1", 9)
@@ -242,7 +245,6 @@ async def test_the_reader_does_not_read_the_socket_while_the_receive_task_polls(
             assert tap.source is None
             tap.learn(("127.0.0.1", 9), pair)
             assert tap.source is None
-            tap.closed = False
         else:
             tap.polling = True
             tap.learn(("127.0.0.1", 9), pair)
@@ -329,3 +331,35 @@ async def test_a_flood_from_an_unknown_source_lets_other_tasks_run(monkeypatch: 
             assert counting.calls - calls0 == 101
             assert steps.steps == 1  # one yield: after 64 (before: none, all 101 read in the one step)
 
+
+
+async def test_a_closed_generation_is_not_kept_alive_by_a_reader_that_stopped_reading() -> None:
+    """B's reader looked at its socket's Tap, then the application stops reading; a restart replaces the
+    generation: once it has closed, nothing of it stays alive through the stream (the Tap the stream's queue
+    still names dropped its demultiplexer, which held the session)."""
+    config = IceConfig(global_pacing=False, restart_linger=0.05)
+    with trio.fail_after(20):
+        async with (
+            open_agent(host_addresses=LO, config=config, name="A") as a,
+            open_agent(controlling=False, host_addresses=LO, config=config, name="B") as b,
+        ):
+            to_b, at_b = await connect_both(a, b)
+            for i in range(3):  # the reader waits on the socket (nothing queued), then reads what comes
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(at_b.receive)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await to_b.send(b"%d" % i)
+            assert at_b._receive.tap is not None and at_b._receive.tap.source is not None
+            old_runner = b._runners[0]
+            old_id = id(old_runner)
+            del old_runner
+            await b.restart()
+            await signal(b, a)
+            await signal(a, b)
+            await b.generation.wait_value(1)
+            # the old generation closes restart_linger after the new nomination (no event says so: poll)
+            while any(id(r) == old_id for r in b._runners):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()  # its tasks have ended, not only been cancelled
+            gc.collect()
+            assert not [o for o in gc.get_objects() if id(o) == old_id and isinstance(o, SessionRunner)]

@@ -224,6 +224,7 @@ class SessionRunner(SessionTask):
     def close(self) -> None:
         """End this generation: cancel its tasks (its sockets close when the last one has ended)."""
         self.closed = True
+        self.forget_data_sources()  # the reader reads none of its sockets directly from now on
         if self._tasks is not None:
             self._tasks.cancel()
         for scope in (self._sleep, self._sending):

@@ -122,7 +122,7 @@ class SessionTask(ReceivePath):
         `wake_receiver`: the mux wakes the session task itself, net/_mux_inbox.py)."""
         if self._served is not None or self.closed:
             return False
-        if hasattr(transport, "wait_receivable"):
+        if hasattr(transport, "wait_receivable") and hasattr(transport, "route_waiting"):  # a mux address's view
             self._inbox = True
         elif not hasattr(transport, "fileno") or not tappable(transport):
             return False

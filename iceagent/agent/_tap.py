@@ -63,6 +63,11 @@ def _no_count(size: int) -> None:
     """No source known yet."""
 
 
+def _no_process(batch: list[tuple[bytes, Address]], tap: Tap | None) -> bool:
+    """A closed Tap's demultiplexer: never called (a reader does not drain a closed Tap's socket)."""
+    return False
+
+
 class Tap:
     """The turns of one socket between its receive task and the stream's reader (see the module)."""
 
@@ -141,7 +146,9 @@ class Tap:
     def closed(self, value: bool) -> None:
         self._closed = value
         if value:
-            self.source = None
+            # a stream's queue may keep this Tap until its reader runs again: it keeps no session alive
+            self.source, self.count, self.process = None, _no_count, _no_process
+            self.recvfrom = _no_recvfrom
 
     def learn(self, source: Address, pair: CandidatePair) -> None:
         """The reader's drain delivered application data from `source` on `pair` (a known remote candidate,

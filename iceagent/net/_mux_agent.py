@@ -229,7 +229,7 @@ class GenerationTransport(Parking):
             shared._enlist()  # (its wait_receivable inlined: one coroutine frame less per waiting agent)
             await wait_task_rescheduled(shared._abort)
             return
-        if self.items or self.closed or shared.pending():
+        if self.items or self.closed or shared._closed or shared.pending():
             await trio.lowlevel.checkpoint()
             return
         self._enlist()
