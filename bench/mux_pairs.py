@@ -178,7 +178,8 @@ def fmt_mux_row(r: dict[str, Any]) -> str:
     drops = {**r["mux_dropped"], "kernel": r["kernel_dropped"]}
     extra = (f" {r['fds']:>6} {r['gc_s']:6.1f} {r['open_cpu_s'] + r['gather_cpu_s']:9.1f} {r['failed']:>6}  "
              f"{ {k: v for k, v in drops.items() if v} or 'none'}, {r['rcvbuf']}")
-    return fmt_row({k: v for k, v in r.items() if k != "note"}) + extra + (f"   ({r['note']})" if "note" in r else "")
+    note = f"   ({r['note']})" if "note" in r else ""
+    return fmt_row({k: v for k, v in r.items() if k not in ("note", "gc_s")}) + extra + note
 
 
 def main(argv: list[str]) -> int:
@@ -203,7 +204,7 @@ def main(argv: list[str]) -> int:
     for n in args.plain:
         rows.append(run_child("iceagent", n, args.timeout))
     for r in rows:
-        print(fmt_row(r), flush=True)
+        print(fmt_row({k: v for k, v in r.items() if k not in ("gc_s", "gc_runs")}), flush=True)  # (mux columns)
     for n in args.n:
         print(fmt_mux_row(run_mux_child(n, args.timeout, args.rcvbuf, args.progress)), flush=True)
     print("connect: wall-clock time until all 2N connect() returned; cpu: process CPU time over it; complete: "
