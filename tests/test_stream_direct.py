@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 from agent_helpers import connect_both, signal
-from test_stream_tap import QUIET, b_address, check_request
+from test_stream_tap import QUIET, b_address, check_request, spy_receiving_tasks
 
 import iceagent.agent._tap as tap_module
 from iceagent import Agent, IceConfig, IceStream, open_agent
@@ -24,7 +24,6 @@ from iceagent.agent._runner import SessionRunner
 from iceagent.agent._tap import Tap
 from iceagent.agent.stream import IceStream as Stream
 from iceagent.agent.stream import Inbox
-from iceagent.ice.generation import IceGeneration
 from iceagent.ice.session import IceSession
 from iceagent.net.os import OSNetwork, OSUdpSocket
 
@@ -200,16 +199,9 @@ async def test_stun_from_the_known_source_goes_to_the_session_task_in_order(
 ) -> None:
     """A check from the peer's own address between its data is not returned as data (RFC 7983): the
     reader hands it over, the session task processes it, and the data after it comes after it, in order."""
-    tasks: list[str] = []
-    receive = IceGeneration.receive
-
-    def spy(self: IceGeneration, *args: Any) -> None:
-        tasks.append(trio.lowlevel.current_task().name)
-        receive(self, *args)
-
     with trio.fail_after(10):
         async with reading(monkeypatch) as (a, b, sa, sb, _counting, batches):
-            monkeypatch.setattr(IceGeneration, "receive", spy)
+            tasks = spy_receiving_tasks(monkeypatch)
             transport: Any = sa._routes.route[0]  # type: ignore[attr-defined, index]
             await sa.send(b"before")
             transport._raw.sendto(check_request(b, a, b"direct-read1"), b_address(b))

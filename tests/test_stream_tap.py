@@ -97,11 +97,8 @@ async def test_a_reading_application_drains_the_socket_without_waking_the_receiv
             assert b.stats()["dropped_datagrams"] == 0
 
 
-async def test_a_check_in_the_middle_of_a_drain_goes_to_the_receive_task_before_the_data_after_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """RFC 8445 12.2 in order: data from a new source, right after the check that makes it a peer-reflexive
-    candidate, is delivered; the check is processed in the receive task, not in the application's."""
+def spy_receiving_tasks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the name of the task in which each datagram reaches the ICE core (IceGeneration.receive)."""
     tasks: list[str] = []
     receive = IceGeneration.receive
 
@@ -109,9 +106,18 @@ async def test_a_check_in_the_middle_of_a_drain_goes_to_the_receive_task_before_
         tasks.append(trio.lowlevel.current_task().name)
         receive(self, *args)
 
+    monkeypatch.setattr(IceGeneration, "receive", spy)
+    return tasks
+
+
+async def test_a_check_in_the_middle_of_a_drain_goes_to_the_receive_task_before_the_data_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RFC 8445 12.2 in order: data from a new source, right after the check that makes it a peer-reflexive
+    candidate, is delivered; the check is processed in the receive task, not in the application's."""
     with trio.fail_after(10):
         async with connected() as (a, b, sa, sb):
-            monkeypatch.setattr(IceGeneration, "receive", spy)
+            tasks = spy_receiving_tasks(monkeypatch)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
                 other.bind(("127.0.0.1", 0))
                 other.setblocking(False)
