@@ -109,8 +109,9 @@ class CheckScheduler:
             assert pacer is not None
             if now < pacer.due(ticket):
                 return False
-            self._slot = None
-            self._sending = ticket
+            self._slot = None  # used, or given up when nothing is to be sent any more
+            if wanted:
+                self._sending = ticket
             return wanted
         if not wanted or now < self._next:
             return False
