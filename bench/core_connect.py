@@ -26,8 +26,8 @@ Run: `.venv/bin/python bench/core_connect.py [--n 1000] [--runs 5]`.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import collections
+import cProfile
 import gc
 import pstats
 import statistics
