@@ -19,10 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import attrs
-
 from ..config import IceConfig
-from ..stun.transaction import RtoEstimator, Transaction
+from ..stun.transaction import RtoEstimator, Transaction, TransactionState
 from .pair import CandidatePair, PairState
 
 __all__ = ["REPEATS_PER_PAIR", "Request", "Requests", "check_rto_floor", "estimator_of", "max_in_flight"]
@@ -36,21 +34,57 @@ FIRST_REPEAT_AT = 3
 
 Address = tuple[str, int]
 
+_TIMED_OUT = TransactionState.TIMED_OUT
+_start_transaction = Transaction.__init__  # a Request starts its transaction when it is sent (Requests.start)
 
-@attrs.define(eq=False)
-class Request:
-    """An outstanding Binding request of a check or consent transaction (RFC 8445 7.2.2, RFC 7675 5.1)."""
 
-    pair: CandidatePair
-    key: bytes  # the remote password it was protected with
-    priority: int  # the PRIORITY it carried (a learned local prflx candidate gets it, 7.2.5.3.1)
-    controlling: bool  # the role attribute it carried (7.2.5.1)
-    use_candidate: bool
-    consent: bool
-    nominating: CandidatePair | None = None  # the valid pair a USE-CANDIDATE check nominates
-    nomination: int | None = None  # the NOMINATION value it carried (renomination negotiated)
-    cancelled: bool = False  # 7.3.1.4: no more retransmissions, no failure on timeout
-    transaction: Transaction = attrs.field(init=False)  # set by Requests.start
+class Request(Transaction):
+    """An outstanding Binding request of a check or consent transaction (RFC 8445 7.2.2, RFC 7675 5.1), and
+    its STUN client transaction (RFC 8489 6.2.1; started by `Requests.start`): one object per check, as a
+    check is only ever one transaction."""
+
+    __slots__ = (
+        "cancelled",
+        "consent",
+        "controlling",
+        "key",
+        "nominating",
+        "nomination",
+        "pair",
+        "priority",
+        "use_candidate",
+    )
+
+    def __init__(
+        self,
+        *,
+        pair: CandidatePair,
+        key: bytes,
+        priority: int,
+        controlling: bool,
+        use_candidate: bool,
+        consent: bool,
+        nominating: CandidatePair | None = None,
+        nomination: int | None = None,
+    ) -> None:
+        self.pair = pair
+        self.key = key  # the remote password it was protected with
+        self.priority = priority  # the PRIORITY it carried (a learned local prflx candidate gets it, 7.2.5.3.1)
+        self.controlling = controlling  # the role attribute it carried (7.2.5.1)
+        self.use_candidate = use_candidate
+        self.consent = consent
+        self.nominating = nominating  # the valid pair a USE-CANDIDATE check nominates
+        self.nomination = nomination  # the NOMINATION value it carried (renomination negotiated)
+        self.cancelled = False  # 7.3.1.4: no more retransmissions, no failure on timeout
+
+    @property
+    def transaction(self) -> Transaction:
+        """Its STUN client transaction: the request itself, once `Requests.start` started it."""
+        return self
+
+    def __repr__(self) -> str:
+        kind = "consent" if self.consent else "nominating check" if self.use_candidate else "check"
+        return f"<Request {kind} on {self.pair!r}{' cancelled' if self.cancelled else ''}>"
 
     @property
     def is_live_check(self) -> bool:
@@ -92,7 +126,8 @@ class Requests:
             pair._rto_estimator = RtoEstimator(initial=config.rto)  # its `rto` is config.rto until a sample
         elif estimator.srtt is not None:
             rto = max(rto, estimator.rto)
-        transaction = request.transaction = Transaction(
+        _start_transaction(
+            request,
             data,
             transaction_id,
             now,
@@ -110,7 +145,7 @@ class Requests:
         by_id[transaction_id] = request
         timer = self._timer
         if timer is not False:  # the earliest timer stays known: the new one may only be earlier
-            at = transaction._at
+            at = request._at
             if timer is None or (at is not None and at < timer):
                 self._timer = at
 
@@ -131,7 +166,7 @@ class Requests:
         if not self._by_id:
             self._by_id = {}  # an emptied dict keeps its grown table (224 bytes per idle agent); a new one is 64
             self._timer = None
-        elif request is not None and request.transaction._at == self._timer:
+        elif request is not None and request._at == self._timer:
             self._timer = False  # it was the earliest: work it out again (a later one leaves the earliest alone)
         return request
 
@@ -141,7 +176,7 @@ class Requests:
         if timer is False:
             timer = None
             for r in self._by_id.values():
-                t = r.transaction._at
+                t = r._at
                 if t is not None and (timer is None or t < timer):
                     timer = t
             self._timer = timer
@@ -154,13 +189,12 @@ class Requests:
         expired: list[Request] = []
         self._timer = False
         for tid, request in list(self._by_id.items()):
-            transaction = request.transaction
-            data = transaction.handle_timer(now)
+            data = request.handle_timer(now)
             if data is not None:
                 again.append((request, data))
-                if request.is_plain_check and request.transaction.transmissions >= FIRST_REPEAT_AT:
+                if request.is_plain_check and request.transmissions >= FIRST_REPEAT_AT:
                     self._maybe_repeat(request)
-            elif transaction.timed_out:
+            elif request.state is _TIMED_OUT:
                 del self._by_id[tid]
                 expired.append(request)
         return again, expired
@@ -212,7 +246,7 @@ class Requests:
         for request in self._by_id.values():
             if request.pair is pair and not request.consent:
                 request.cancelled = True
-                request.transaction.stop_retransmitting()
+                request.stop_retransmitting()
 
     def settle(self, pair: CandidatePair) -> None:
         """The pair succeeded or failed: its other ordinary checks (repeats, see the module docstring) stop
@@ -221,7 +255,7 @@ class Requests:
         for request in self._by_id.values():
             if request.pair is pair and request.is_plain_check:
                 request.cancelled = True
-                request.transaction.stop_retransmitting()
+                request.stop_retransmitting()
                 self._timer = False
 
     def drop_pair(self, pair: CandidatePair) -> None:

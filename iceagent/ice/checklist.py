@@ -33,11 +33,14 @@ _by_priority = attrgetter("_priority")  # a sort key in C (with reverse=True: hi
 
 
 @functools.lru_cache(maxsize=4096)
-def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _ip_kind(address: str) -> tuple[int, bool] | None:
+    """(IP version, link-local) of an address, None for a host name: what pairing compares (one cached tuple,
+    no ipaddress property calls per pair)."""
     try:
-        return ipaddress.ip_address(address.split("%", 1)[0])
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return None
+    return (ip.version, ip.version == 6 and ip.is_link_local)
 
 
 def pairing_candidate(candidate: Candidate, base: Candidate) -> Candidate | None:
@@ -53,13 +56,11 @@ def can_pair(local: Candidate, base: Candidate, remote: Candidate) -> bool:
     """Same component, transport and IP family; TCP types that connect (RFC 8445 6.1.2.2, RFC 6544 6.2)."""
     if local.component != remote.component or local.transport != remote.transport:
         return False
-    if remote.is_mdns:
-        return False  # mDNS names are resolved by the agent before they are added
-    local_ip, remote_ip = _ip(base.address), _ip(remote.address)
-    if local_ip is None or remote_ip is None or local_ip.version != remote_ip.version:
+    # a host name (an mDNS `.local` one: the agent resolves them before they are added) is no IP: not paired.
+    # Same version, and a link-local address only reaches link-local peers (RFC 8445 6.1.2.2)
+    local_kind = _ip_kind(base.address)
+    if local_kind is None or local_kind != _ip_kind(remote.address):
         return False
-    if local_ip.version == 6 and local_ip.is_link_local != remote_ip.is_link_local:
-        return False  # a link-local address only reaches link-local peers (RFC 8445 6.1.2.2)
     if local.transport == "tcp":
         return (local.tcptype, remote.tcptype) in _TCP_PAIRS
     return True
@@ -121,21 +122,25 @@ class CheckList:
         list; new pairs get their initial state (RFC 8445 6.1.2.2-6.1.2.6). Returns the pairs added."""
         fresh: list[CandidatePair] = []
         remotes = list(remotes)
+        controlling = self.controlling
         for candidate, base in locals_:
             local = pairing_candidate(candidate, base)
             if local is None:
                 continue
             for remote in remotes:
                 if can_pair(local, base, remote):
-                    fresh.append(CandidatePair(local=local, remote=remote, base=base))
-        for pair in fresh:
-            pair.compute_priority(self.controlling)
-        fresh.sort(key=_by_priority, reverse=True)
+                    pair = CandidatePair(local=local, remote=remote, base=base)
+                    pair.compute_priority(controlling)
+                    fresh.append(pair)
+        if len(fresh) > 1:
+            fresh.sort(key=_by_priority, reverse=True)
         added = []
         for pair in fresh:
             if self._insert(pair, self._initial_state(pair)):
                 added.append(pair)
         self._sort()
+        if len(self.pairs) <= self.max_pairs:
+            return added  # nothing capped
         self._cap()
         return [p for p in added if p in self]
 

@@ -302,18 +302,19 @@ class IceGeneration:
     def _pull(self) -> None:
         """Move the session's events to this generation's queue; the nomination controller sees each."""
         session = self.session
-        observe = self.nomination.observe
+        nomination = self.nomination
         now = self._now
         pending = session._events
-        events = self.events
-        nominated = self.nomination.nominated
+        nominated = nomination.nominated
         for event in pending:  # the list only grows meanwhile (observe does not call the session)
-            # a state change matters to the controller only on the nominated pair: skip the call otherwise
-            if event.__class__ is not PairStateChanged or event.pair is nominated:
-                observe(event, now)
-                nominated = self.nomination.nominated
-            if isinstance(event, PairNominated) and self._alternates_at == math.inf and session.renomination:
+            cls = event.__class__
+            if cls is PairStateChanged:  # the commonest: it matters to the controller only on the nominated pair
+                if event.pair is not nominated:  # type: ignore[union-attr]
+                    continue
+            elif cls is PairNominated and self._alternates_at == math.inf and session._renomination:
                 if not session.local_parameters.lite:  # a lite agent sends no checks (RFC 8445 2.5)
                     self._alternates_at = now + self._config.consent_interval
-            events.append(event)
+            nomination.observe(event, now)
+            nominated = nomination.nominated
+        self.events += pending
         pending.clear()

@@ -56,23 +56,26 @@ class NominationController:
         """Follow the session: the first valid pair starts the clock; a nomination ends the job; a role
         switch or a failed nominating check lets the next best pair be nominated. After nomination, a new
         valid pair, a failed nomination or the nominated pair failing is worth a look (renomination)."""
-        if isinstance(event, PairValid):
-            if self.first_valid_at is None:
-                self.first_valid_at = now
-            self._review = self.nominated is not None
-        elif isinstance(event, PairNominated):
-            self.nominated = event.pair
-            self._nominating = False
-            self._review = not self._explicit  # a better pair may have become valid meanwhile
-            self._explicit = False
-        elif isinstance(event, (RoleChanged, NominationFailed)):
-            self._nominating = self._explicit = False
-            self._review = self.nominated is not None
-        elif isinstance(event, PairStateChanged):
-            if event.pair is self.nominated and event.new is PairState.FAILED:
+        cls = event.__class__  # the event classes are final: compared, not isinstance()'d (a call each)
+        if cls is PairStateChanged:
+            if event.pair is self.nominated and event.new is PairState.FAILED:  # type: ignore[union-attr]
                 self._review = True
             else:
                 return  # nothing changed (the commonest event)
+        elif cls is PairValid:
+            if self.first_valid_at is None:
+                self.first_valid_at = now
+            self._review = self.nominated is not None
+        elif cls is PairNominated:
+            self.nominated = event.pair  # type: ignore[union-attr]
+            self._nominating = False
+            self._review = not self._explicit  # a better pair may have become valid meanwhile
+            self._explicit = False
+        elif cls is RoleChanged or cls is NominationFailed:
+            self._nominating = self._explicit = False
+            self._review = self.nominated is not None
+        else:
+            return
         self.awake = (  # as _settle()
             self.first_valid_at is not None and not self._nominating and (self.nominated is None or self._review)
         )

@@ -235,7 +235,11 @@ def pair_priority(controlling_prio: int, controlled_prio: int) -> int:
     2^32 * MIN(G, D) + 2 * MAX(G, D) + (1 if G > D else 0).  Both agents compute the same value for a
     pair, so they order their check lists alike.
     """
-    _check_range("controlling priority", controlling_prio, 0, MAX_PRIORITY)
-    _check_range("controlled priority", controlled_prio, 0, MAX_PRIORITY)
     g, d = controlling_prio, controlled_prio
-    return (min(g, d) << 32) + 2 * max(g, d) + (1 if g > d else 0)
+    # the range checks cost a call each: made only when the plain test fails (every pair is prioritized)
+    if g.__class__ is not int or d.__class__ is not int or not (0 <= g <= MAX_PRIORITY and 0 <= d <= MAX_PRIORITY):
+        _check_range("controlling priority", g, 0, MAX_PRIORITY)
+        _check_range("controlled priority", d, 0, MAX_PRIORITY)
+    if g > d:
+        return (d << 32) + 2 * g + 1
+    return (g << 32) + 2 * d

@@ -235,19 +235,20 @@ class IceSession(SessionBase):
         local = candidates.local_for_base(base)
         if candidate is None or local is None:
             return
-        pair = self._checklist.find(base, remote)
-        held_back = self.remote_parameters is None and len(self._checklist.triggered) >= MAX_PENDING_TRIGGERED
+        checklist = self._checklist
+        pair = checklist._by_route.get((base, remote))  # checklist.find
+        held_back = self.remote_parameters is None and len(checklist.triggered) >= MAX_PENDING_TRIGGERED
         if pair is None:
-            pair = self._checklist.add(CandidatePair(local=local, remote=candidate, base=base), PairState.WAITING)
+            pair = checklist.add(CandidatePair(local=local, remote=candidate, base=base), PairState.WAITING)
             if pair is None:
                 return  # the check list is full of busier pairs
             if not held_back:
-                self._checklist.enqueue_triggered(pair)
-        elif pair.state is not PairState.SUCCEEDED and not held_back:
-            if pair.state is PairState.IN_PROGRESS:
+                checklist.enqueue_triggered(pair)
+        elif pair._state is not PairState.SUCCEEDED and not held_back:
+            if pair._state is PairState.IN_PROGRESS:
                 self._requests.cancel_checks(pair)
-            self._checklist.set_state(pair, PairState.WAITING)
-            self._checklist.enqueue_triggered(pair)
+            checklist.set_state(pair, PairState.WAITING)
+            checklist.enqueue_triggered(pair)
         pair._requests_received += 1
         pair._responses_sent += 1
         if self.controlling:
@@ -330,7 +331,7 @@ class IceSession(SessionBase):
     def _handle_response(self, message: Message, base: Candidate, remote: Address, now: float) -> None:
         tid = message.transaction_id
         requests = self._requests
-        request = requests.get(tid)
+        request = requests._by_id.get(tid)  # requests.get
         if request is None:
             return  # unknown or already answered
         # a FINGERPRINT that is there must be right (a decoded message knows where it is)
@@ -338,12 +339,12 @@ class IceSession(SessionBase):
         if fingerprint and not message.verify_fingerprint():
             return
         if not message.verify_integrity(request.key):
-            if request.transaction.reliable:  # RFC 8489 9.1.4: a failure over TCP, ignored over UDP
+            if request.reliable:  # RFC 8489 9.1.4: a failure over TCP, ignored over UDP
                 requests.pop(tid)
                 self._check_failed(request)
             return
         requests.pop(tid)
-        rtt = request.transaction.handle_response(now)
+        rtt = request.handle_response(now)
         pair = request.pair
         pair._responses_received += 1
         if message.message_class is MessageClass.ERROR:
