@@ -57,7 +57,6 @@ class Request(Transaction):
 
     def __init__(
         self,
-        *,
         pair: CandidatePair,
         key: bytes,
         priority: int,
@@ -100,14 +99,12 @@ class Request(Transaction):
 class Requests:
     """The session's requests in flight."""
 
-    __slots__ = ("_by_id", "_cap", "_config", "_repeats", "_timer")
+    __slots__ = ("_by_id", "_repeats", "_timer")
 
     def __init__(self) -> None:
         self._by_id: dict[bytes, Request] = {}
         self._timer: float | bool | None = False  # get_timer()'s answer; False: work it out again
         self._repeats: list[CandidatePair] | None = None  # pairs due another check (see the module docstring)
-        self._config: IceConfig | None = None  # the config of the last start, and max_in_flight(it):
-        self._cap = 0
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -126,21 +123,19 @@ class Requests:
             pair._rto_estimator = RtoEstimator(initial=config.rto)  # its `rto` is config.rto until a sample
         elif estimator.srtt is not None:
             rto = max(rto, estimator.rto)
-        _start_transaction(
+        _start_transaction(  # positional: a call with keywords costs more, once per check
             request,
             data,
             transaction_id,
             now,
-            rto=rto,
-            rc=config.rc,
-            rm=config.rm,
-            reliable=pair._base.transport == "tcp",
-            reliable_timeout=config.reliable_timeout,
+            rto,
+            config.rc,
+            config.rm,
+            pair._base.transport == "tcp",
+            config.reliable_timeout,
         )
         by_id = self._by_id
-        if config is not self._config:
-            self._config, self._cap = config, max_in_flight(config)
-        if len(by_id) >= self._cap:
+        if len(by_id) >= _cap_for(config):
             self._evict_cancelled()
         by_id[transaction_id] = request
         timer = self._timer
@@ -278,6 +273,20 @@ def max_in_flight(config: IceConfig) -> int:
     a transaction at the initial RTO (RFC 8489 6.2.1: 39.5 s, so 790 at Ta = 50 ms)."""
     lifetime = config.rto * ((1 << (config.rc - 1)) - 1 + config.rm)
     return math.ceil(lifetime / config.ta) + 1
+
+
+#: (config, max_in_flight(config)) of the last config asked about: the agents of one process share one config
+_last_cap: tuple[IceConfig | None, int] = (None, 0)
+
+
+def _cap_for(config: IceConfig) -> int:
+    """max_in_flight(config), worked out once per config (not once per session)."""
+    global _last_cap
+    known, cap = _last_cap
+    if config is not known:
+        cap = max_in_flight(config)
+        _last_cap = (config, cap)
+    return cap
 
 
 def check_rto_floor(ta: float, pairs: Iterable[CandidatePair]) -> float:

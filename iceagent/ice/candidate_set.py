@@ -219,7 +219,8 @@ class CandidateSet:
 
     def remote_at(self, transport: str, address: Address) -> Candidate | None:
         """The remote candidate with this transport address, if any."""
-        for candidate in self.remotes:
-            if (candidate.address, candidate.port) == address and candidate.transport == transport:
+        host, port = address
+        for candidate in self.remotes:  # no (address, port) tuple built per candidate
+            if candidate.port == port and candidate.address == host and candidate.transport == transport:
                 return candidate
         return None

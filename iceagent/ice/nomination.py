@@ -93,12 +93,15 @@ class NominationController:
                 self._settle()
                 return math.inf
             return -math.inf
-        valid = nominatable(session)
-        if not valid:
+        checklist = session._checklist  # read in place: asked at every pump until nomination
+        for p in checklist.valid:  # the best of nominatable(session)
+            if p._state is not PairState.FAILED:
+                best = p._priority
+                break
+        else:
             return math.inf
-        best = valid[0].priority
-        for p in session.pairs:  # a loop, not any(generator): called at every pump once a pair is valid
-            if p.priority > best and p.state in _UNFINISHED:
+        for p in checklist.pairs:  # a loop, not any(generator)
+            if p._priority > best and p._state in _UNFINISHED:
                 return self.first_valid_at + self._delay
         return -math.inf
 

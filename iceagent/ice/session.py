@@ -307,16 +307,7 @@ class IceSession(SessionBase):
             tid,
             now,
             self.config,
-            Request(
-                pair=pair,
-                key=key,
-                priority=priority,
-                controlling=self.controlling,
-                use_candidate=use_candidate,
-                consent=consent,
-                nominating=nominating,
-                nomination=nomination,
-            ),
+            Request(pair, key, priority, self.controlling, use_candidate, consent, nominating, nomination),
             paced=paced,
         )
         pair._requests_sent += 1

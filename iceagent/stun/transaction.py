@@ -93,7 +93,6 @@ class Transaction:
         request: bytes,
         transaction_id: bytes,
         now: float,
-        *,
         rto: float = 0.5,
         rc: int = 7,
         rm: int = 16,
