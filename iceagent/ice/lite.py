@@ -94,12 +94,10 @@ class LiteSession(IceSession):
         self._peer_lite = params.lite
         self._update_failed()
 
-    def handle_stun(
-        self, message: Message, raw: bytes, *, base: Candidate, remote: Address, now: float
-    ) -> bytes | None:
+    def handle_stun(self, message: Message, raw: bytes, base: Candidate, remote: Address, now: float) -> bytes | None:
         """As IceSession.handle_stun; the time of an accepted check is its pair's `last_consent`."""
         self._now = now
-        return super().handle_stun(message, raw, base=base, remote=remote, now=now)
+        return super().handle_stun(message, raw, base, remote, now)
 
     # ---- a lite agent sends nothing of its own ----
 

@@ -85,9 +85,7 @@ class IceSession(SessionBase):
         if params.lite and not self.controlling:
             self._set_role(True)
 
-    def handle_stun(
-        self, message: Message, raw: bytes, *, base: Candidate, remote: Address, now: float
-    ) -> bytes | None:
+    def handle_stun(self, message: Message, raw: bytes, base: Candidate, remote: Address, now: float) -> bytes | None:
         """An incoming STUN message received on `base` from `remote`; returns the response to send back
         (requests: success or error response; responses/indications: None)."""
         if message.method != Method.BINDING:
@@ -147,7 +145,7 @@ class IceSession(SessionBase):
 
     def consent_check(self, pair: CandidatePair, now: float) -> Transmit:
         """A consent freshness Binding request on `pair` (RFC 7675 5.1), tracked like a check."""
-        return self._send(pair, now, use_candidate=False, consent=True)
+        return self._send(pair, now, False, True)
 
     # -- outputs --
 
@@ -166,7 +164,7 @@ class IceSession(SessionBase):
             target = self._use_candidate.pop(pair, None) if self.controlling else None
             if pair._state is PairState.SUCCEEDED and target is None:
                 continue  # its cancelled check came back meanwhile (7.3.1.4)
-            return self._send(pair, now, use_candidate=target is not None, nominating=target)
+            return self._send(pair, now, target is not None, False, target)  # positional: no keyword matching
         if self._completed and not self._renomination:  # _checks_over: only triggered checks (8.1.2)
             return None
         ordinary = checklist.next_waiting() or self._requests.pop_repeat()  # repeats: _requests' docstring
@@ -174,7 +172,7 @@ class IceSession(SessionBase):
             if self._failed or not checklist.valid:  # else _update_failed has nothing to do
                 self._update_failed()
             return None
-        return self._send(ordinary, now, use_candidate=False)
+        return self._send(ordinary, now, False)
 
     def get_timer(self) -> float | None:
         """When `handle_timer` must next be called (retransmission or transaction timeout), or None."""
@@ -267,7 +265,6 @@ class IceSession(SessionBase):
         self,
         pair: CandidatePair,
         now: float,
-        *,
         use_candidate: bool,
         consent: bool = False,
         nominating: CandidatePair | None = None,
