@@ -5,7 +5,8 @@ each, `IceConfig(global_pacing=False)`) get each other's parameters, candidate a
 connect and nominate (RFC 8445 regular nomination) by handing each other the datagrams that
 `datagrams_to_send(now)` returns, driven the way the agent drives a generation (`get_timer()`,
 `handle_timer(now)`, `datagrams_to_send(now)`, `take_events()`, `receive(...)`), with simulated time
-jumping to the next timer when nothing moves. Each pair sends 3 checks and 3 answers and emits 8 events.
+jumping to the next timer when nothing moves. Each pair sends 3 checks and 3 answers and emits 8 events (4
+with `--no-pair-state-events`, which leaves out the PairStateChanged events nobody would read).
 Decoding each datagram (`Message.decode`, the receive task's job in the agent) is part of the timed work.
 
 Printed, per agent (2N agents):
@@ -43,8 +44,13 @@ Agent = tuple[IceGeneration, IceParameters, Candidate]
 
 
 def host(port: int) -> Candidate:
-    return Candidate(foundation="h1", component=1, transport="udp", priority=2130706431, address="127.0.0.1",
-                     port=port, type="host")
+    return Candidate(
+        foundation="h1", component=1, transport="udp", priority=2130706431, address="127.0.0.1", port=port, type="host"
+    )
+
+
+#: `--no-pair-state-events`: the generations report only pair state changes to FAILED (IceGeneration)
+PAIR_STATE_EVENTS = True
 
 
 def make_pairs(n: int) -> list[tuple[Agent, Agent]]:
@@ -54,8 +60,10 @@ def make_pairs(n: int) -> list[tuple[Agent, Agent]]:
     for i in range(n):
         pa = IceParameters(ufrag=f"a{i:05d}", pwd="aPassword0123456789abcd")
         pb = IceParameters(ufrag=f"b{i:05d}", pwd="bPassword0123456789abcd")
-        a = IceGeneration(local=pa, controlling=True, tie_breaker=1, config=config)
-        b = IceGeneration(local=pb, controlling=False, tie_breaker=2, config=config)
+        a = IceGeneration(local=pa, controlling=True, tie_breaker=1, config=config, pair_state_events=PAIR_STATE_EVENTS)
+        b = IceGeneration(
+            local=pb, controlling=False, tie_breaker=2, config=config, pair_state_events=PAIR_STATE_EVENTS
+        )
         ca, cb = host(10000 + i), host(30000 + i)
         a.add_local_candidate(ca, ca)
         b.add_local_candidate(cb, cb)
@@ -168,17 +176,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="agent pairs (default 1000)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs, the median counts (default 5)")
+    parser.add_argument(
+        "--no-pair-state-events",
+        action="store_true",
+        help="IceGeneration(pair_state_events=False): only pair state changes to FAILED are events",
+    )
     args = parser.parse_args()
+    global PAIR_STATE_EVENTS
+    PAIR_STATE_EVENTS = not args.no_pair_state_events
     agents = 2 * args.n
     cpus = [cpu_run(args.n) for _ in range(args.runs)]
     calls = calls_run(args.n)
     net, young, survivors = gc_run(args.n)
     print(f"{args.n} pairs ({agents} agents), per agent:")
-    print(f"  CPU        {statistics.median(cpus) / agents * 1e6:6.1f} us (median of {args.runs}; "
-          f"min {min(cpus) / agents * 1e6:.1f})")
+    print(
+        f"  CPU        {statistics.median(cpus) / agents * 1e6:6.1f} us (median of {args.runs}; "
+        f"min {min(cpus) / agents * 1e6:.1f})"
+    )
     total = sum(calls.values())
-    print(f"  calls      {total / agents:6.1f}  (" + ", ".join(
-        f"{k} {calls[k] / agents:.1f}" for k in ("core", "codec", "builtins", "other")) + ")")
+    print(
+        f"  calls      {total / agents:6.1f}  ("
+        + ", ".join(f"{k} {calls[k] / agents:.1f}" for k in ("core", "codec", "builtins", "other"))
+        + ")"
+    )
     print(f"  gc net     {net / agents:6.1f}  GC-tracked objects allocated minus freed; {young} young collections")
     print("  survivors  " + ", ".join(f"{k} {v / agents:.2f}" for k, v in survivors.most_common(8)))
 

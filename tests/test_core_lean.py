@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import gc
 
-from test_session import A_PARAMS, A_TB, B_PARAMS, B_TB, cand, tids
+from test_session import A_PARAMS, A_TB, B_PARAMS, B_TB, HOST, cand, tids
 
 from iceagent.config import IceConfig
 from iceagent.ice._requests import Request, Requests, max_in_flight
+from iceagent.ice.events import Event, PairStateChanged
 from iceagent.ice.generation import IceGeneration
-from iceagent.ice.pair import CandidatePair
+from iceagent.ice.pair import CandidatePair, PairState
 from iceagent.stun.message import Message
 from iceagent.stun.transaction import Transaction, TransactionState
 
@@ -92,3 +93,76 @@ def test_the_in_flight_bound_follows_each_sessions_config() -> None:
             table.cancel_checks(pair)  # 7.3.1.4: each only waits for a late answer now
     assert len(tight) == 2 and tight.get(bytes([3]) * 12) is not None and tight.get(bytes([0]) * 12) is None
     assert len(roomy) == 4
+
+
+def _connect(a: IceGeneration, b: IceGeneration, now: float = 0.0) -> tuple[list[Event], float]:
+    """Hand datagrams between A (10.0.0.1:1000) and B (10.0.0.2:2000) until both nominated (datagrams to any
+    other address are lost); returns A's events and the time."""
+    bases = {("10.0.0.1", 1000): (a, cand("10.0.0.1", 1000)), ("10.0.0.2", 2000): (b, cand("10.0.0.2", 2000))}
+    events: list[Event] = []
+    for _ in range(200):
+        moved = False
+        for gen in (a, b):
+            if gen.get_timer() <= now:
+                gen.handle_timer(now)
+            for t in gen.datagrams_to_send(now):
+                if t.remote in bases:
+                    moved = True
+                    other, base = bases[t.remote]
+                    other.receive(Message.decode(t.data), t.data, t.base.addr, base, now)
+        events.extend(a.take_events())
+        b.take_events()
+        if not moved:
+            if a.nominated is not None and b.nominated is not None:
+                break
+            now = max(now, min(a.get_timer(), b.get_timer()))
+    return events, now
+
+
+def test_pair_state_events_off_leaves_only_the_failures() -> None:
+    """IceGeneration(pair_state_events=False): the connect makes the same events but PairStateChanged,
+    except a pair's change to FAILED (its check timed out, RFC 8489 6.2.1); switched back on, every change
+    is an event again."""
+    a, b = _checking()
+    loud, _ = _connect(a, b)
+    assert {type(e).__name__ for e in loud} >= {"PairStateChanged", "PairValid", "PairNominated"}
+
+    a, b = _checking()
+    a = IceGeneration(
+        local=A_PARAMS,
+        controlling=True,
+        tie_breaker=A_TB,
+        config=CONFIG,
+        random_bytes=tids(0xA0),
+        pair_state_events=False,
+    )
+    assert not a.pair_state_events
+    ca, cb = cand("10.0.0.1", 1000), cand("10.0.0.2", 2000)
+    a.add_local_candidate(ca, ca)
+    a.set_remote_parameters(B_PARAMS)
+    a.add_remote_candidate(cb)
+    a.add_remote_candidate(cand("10.0.0.9", 9000, foundation="lost", priority=HOST + 1))  # checked first; no answer
+    quiet, now = _connect(a, b)
+    assert [type(e).__name__ for e in quiet if not isinstance(e, PairStateChanged)] == [
+        type(e).__name__ for e in loud if not isinstance(e, PairStateChanged)
+    ]
+    assert not [e for e in quiet if isinstance(e, PairStateChanged)]
+    lost = next(p for p in a.session.pairs if p.remote.port == 9000)
+    assert lost.requests_sent >= 1  # checked first (the best pair) and unanswered
+    for _ in range(20):  # its retransmissions, then its transaction times out (39.5 s, RFC 8489 6.2.1)
+        if lost.state is PairState.FAILED:
+            break
+        now = a.get_timer()
+        a.handle_timer(now)
+        a.datagrams_to_send(now)
+    assert lost.state is PairState.FAILED
+    failed = [e for e in a.take_events() if isinstance(e, PairStateChanged)]
+    assert [(e.pair, e.new) for e in failed] == [(lost, PairState.FAILED)]
+
+    a, b = _checking()
+    a.pair_state_events = False
+    a.pair_state_events = True  # switched back on before the checks
+    again, _ = _connect(a, b)
+    assert [(e.old, e.new) for e in again if isinstance(e, PairStateChanged)] == [
+        (e.old, e.new) for e in loud if isinstance(e, PairStateChanged)
+    ]

@@ -79,6 +79,7 @@ class CheckList:
         "_by_route",
         "_events",
         "_n",
+        "failures_only",
         "controlling",
         "last_nominated",
         "max_pairs",
@@ -112,6 +113,9 @@ class CheckList:
         self._n = 0
         #: where state changes go as PairStateChanged events, if given (the session's queue: no call per change)
         self._events = events
+        #: report only the changes to FAILED as events (IceGeneration.pair_state_events False: nobody watches
+        #: the others; a failed pair still matters to the nomination controller and to ICE-TCP connections)
+        self.failures_only = False
 
     # ---- building ----
 
@@ -244,7 +248,7 @@ class CheckList:
         pair._state = new
         if pair in self.pairs:  # on the list (a valid pair may not be); an identity scan of a short list
             self._n += _STEP[new._value_] - _STEP[old._value_]
-        if self._events is not None:
+        if self._events is not None and (new is PairState.FAILED or not self.failures_only):
             self._events.append(PairStateChanged(pair, old, new))
         if self.on_state_change is not None:
             self.on_state_change(pair, old, new)

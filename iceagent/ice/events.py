@@ -11,6 +11,9 @@ Events, in the order one input produces them:
   it carried USE-CANDIDATE, then ChecklistFailed if that was the last hope;
 - consent response: ConsentRefreshed;
 - a pair gone from both the check list and the valid list (the `max_pairs` caps): PairRemoved.
+
+PairStateChanged comes for every change unless the driver turned them off
+(`IceGeneration(pair_state_events=False)`): then only the changes to FAILED are events.
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ class IceGeneration:
         config: IceConfig,
         pacer: Pacer | None = None,
         random_bytes: Callable[[int], bytes] = random_bytes,
+        pair_state_events: bool = True,
     ) -> None:
         self._config = config
         self._random = random_bytes
@@ -71,6 +72,7 @@ class IceGeneration:
                 local=local, controlling=controlling, tie_breaker=tie_breaker, config=config, random_bytes=random_bytes
             )
         )
+        self.session._checklist.failures_only = not pair_state_events
         self.scheduler = CheckScheduler(pacer)
         self.nomination = NominationController(config.nomination_delay)
         self._out: list[Transmit] = []
@@ -277,6 +279,17 @@ class IceGeneration:
         self._alternates_at = now + config.consent_interval * (0.8 + 0.4 * jitter)
 
     # ---- queries ----
+
+    @property
+    def pair_state_events(self) -> bool:
+        """Whether every pair state change is an event (PairStateChanged, the default). False: only the changes
+        to FAILED are, the others (two or more per pair checked) are not made at all; for a driver that has
+        nobody to tell about them (no observer, no debug log). May be switched at any time."""
+        return not self.session._checklist.failures_only
+
+    @pair_state_events.setter
+    def pair_state_events(self, value: bool) -> None:
+        self.session._checklist.failures_only = not value
 
     renomination = ReadOnly[bool](
         attrgetter("session._renomination"),
