@@ -135,7 +135,10 @@ class Requests:
             config.reliable_timeout,
         )
         by_id = self._by_id
-        if len(by_id) >= _cap_for(config):
+        known, cap = _last_cap  # _cap_for(config), inline: once per check
+        if config is not known:
+            cap = _cap_for(config)
+        if len(by_id) >= cap:
             self._evict_cancelled()
         by_id[transaction_id] = request
         timer = self._timer

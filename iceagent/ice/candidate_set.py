@@ -94,8 +94,9 @@ class CandidateSet:
 
     def local_at(self, pair: CandidatePair, address: Address) -> Candidate | None:
         """The local candidate at the XOR-MAPPED-ADDRESS of a response to a check on `pair` (7.2.5.3.1)."""
-        if (pair.base.address, pair.base.port) == address:
-            return pair.local  # no NAT on the way: the base itself, or the mDNS name hiding it
+        base = pair._base
+        if base.port == address[1] and base.address == address[0]:
+            return pair._local  # no NAT on the way: the base itself, or the mDNS name hiding it
         for candidate, _base in self.locals:
             if (candidate.address, candidate.port) == address and candidate.transport == pair.base.transport:
                 return candidate
