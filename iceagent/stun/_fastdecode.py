@@ -20,9 +20,21 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
+from socket import AF_INET, inet_ntop
+from typing import Any, NoReturn
 
-from .attributes import DECODE_TABLE, KIND_BYTES, KIND_NONE, KIND_SECURITY, KIND_TEXT, KIND_U32, KIND_U64, Attr
+from .attributes import (
+    DECODE_TABLE,
+    KIND_BYTES,
+    KIND_NONE,
+    KIND_SECURITY,
+    KIND_TEXT,
+    KIND_U32,
+    KIND_U64,
+    KIND_XOR_ADDRESS,
+    MAGIC_COOKIE,
+    Attr,
+)
 
 __all__ = ["MAX_SHAPES", "SHAPES", "Decoder", "Shape", "compile_decoder", "layout", "learn"]
 
@@ -51,6 +63,21 @@ MAX_SHAPES = 256
 _MAX_SEEN = 4096
 _ATTR_HDR = struct.Struct("!HH")
 _FP_TYPE = int(Attr.FINGERPRINT)
+
+
+def _not_ipv4(family: int) -> NoReturn:
+    """An 8-byte address value whose family is not IPv4: the generic decoder says what is wrong."""
+    raise ValueError(f"bad address (length 8, family {family})")
+
+
+_GLOBALS = {  # what the compiled XOR-address decoding uses (RFC 8489 14.2)
+    "_ntop": inet_ntop,
+    "_AF4": AF_INET,
+    "_pack32": struct.Struct("!I").pack,
+    "_COOKIE": MAGIC_COOKIE,
+    "_C16": MAGIC_COOKIE >> 16,
+    "_not_ipv4": _not_ipv4,
+}
 
 
 def learn(
@@ -93,7 +120,7 @@ def compile_decoder(data: bytes, security: tuple[int, int, int, int]) -> Decoder
 def _compile(samples: list[bytes], security: tuple[int, int, int, int]) -> Decoder | None:
     """The decoder of the layouts of `samples` (messages of one key with the security offsets `security`),
     tried in that order; None when one has too many attributes to be worth it."""
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = dict(_GLOBALS)
     body = []
     for k, data in enumerate(samples):
         part = _layout_source(data, security, namespace, "" if k == 0 else str(k))
@@ -140,6 +167,12 @@ def _layout_source(data: bytes, security: tuple[int, int, int, int], namespace: 
             items.append(f"(A{tag}_{i}, v{i})")
         elif kind == KIND_NONE:
             items.append(f"(A{tag}_{i}, None)")
+        elif kind == KIND_XOR_ADDRESS and n == 8:  # IPv4 inline: family, port and address XOR cookie (14.2)
+            fmt.append("xBHI")
+            names.extend((f"f{i}", f"p{i}", f"v{i}"))
+            items.append(
+                f"(A{tag}_{i}, (_ntop(_AF4, _pack32(v{i} ^ _COOKIE)), p{i} ^ _C16) if f{i} == 1 else _not_ipv4(f{i}))"
+            )
         elif kind in (KIND_TEXT, KIND_BYTES, KIND_SECURITY):
             fmt.append(f"{n}s{pad}x")
             names.append(f"v{i}")

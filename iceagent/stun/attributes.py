@@ -515,7 +515,9 @@ KIND_U64 = 3
 KIND_NONE = 4
 KIND_BYTES = 5
 KIND_SECURITY = 6
+KIND_XOR_ADDRESS = 7  # decoded through the call by the generic loop; inline for IPv4 by compiled layouts
 _KINDS: dict[Decoder, int] = {
+    _dec_xor_address: KIND_XOR_ADDRESS,
     _dec_text: KIND_TEXT,
     _dec_u32: KIND_U32,
     _dec_u64: KIND_U64,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
 from ..errors import IceError
-from ._crypto import SHA1_PADS, compare_digest, hmac_sha256, sha1_pads
+from ._crypto import SHA1_PADS, compare_digest, hmac_sha1, hmac_sha256, seal_short_term, sha1_pads
 from ._fastdecode import SHAPES, learn
 from ._random import POOL, random_bytes
 from .attributes import (
@@ -55,6 +55,7 @@ __all__ = [
     "looks_like_stun",
     "random_bytes",
     "seal",
+    "seal_short_term",
     "userhash",
 ]
 
@@ -176,6 +177,12 @@ def seal(
     that sends the same attributes often): header, then MESSAGE-INTEGRITY ("sha1"),
     MESSAGE-INTEGRITY-SHA256 ("sha256") or both with `integrity_key`, then FINGERPRINT if asked
     (RFC 8489 5, 14.5-14.7). Raises ValueError for more than 65535 bytes of attributes."""
+    mtype = _TYPE_OF.get((method, message_class))
+    if mtype is None:
+        mtype = _method_class_to_type(method, message_class)
+    if integrity_key is not None and integrity == "sha1" and fingerprint:  # short-term: every ICE check
+        key = integrity_key if type(integrity_key) is bytes else _as_key(integrity_key)
+        return seal_short_term(mtype, transaction_id, body, key)
     tid = transaction_id
     n = len(body)
     total = n + (8 if fingerprint else 0)
@@ -185,20 +192,11 @@ def seal(
         total += 24 if integrity == "sha1" else 36 if integrity == "sha256" else 60
     if total > _MAX_LENGTH:
         raise ValueError(f"message attributes are {total} bytes, more than {_MAX_LENGTH}")
-    mtype = _TYPE_OF.get((method, message_class))
-    if mtype is None:
-        mtype = _method_class_to_type(method, message_class)
     if integrity_key is not None:
         key = integrity_key if type(integrity_key) is bytes else _as_key(integrity_key)
         if integrity != "sha256":
             n += 24
-            # HMAC-SHA1 inline on the cached pads, as verify_integrity (every check and answer is sealed here)
-            inner, outer = _sha1_pads_for(key) or sha1_pads(key)
-            h = inner.copy()
-            h.update(_HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
-            o = outer.copy()
-            o.update(h.digest())
-            body += _MI_HDR + o.digest()
+            body += _MI_HDR + hmac_sha1(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
         if integrity != "sha1":
             n += 36
             mac = hmac_sha256(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
