@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from socket import AF_INET, inet_pton
 from typing import Any, cast
 
-from ..stun.attributes import Attr
+from ..stun.attributes import CHECK_FIELD_SLOTS, CHECK_FIELDS_EMPTY, Attr
 from ..stun.message import MAGIC_COOKIE, Message, MessageClass, Method, encode_attributes, seal, seal_short_term
 from .candidate import IceParameters
 
@@ -19,6 +19,7 @@ __all__ = [
     "check_request",
     "error_response",
     "read_check",
+    "read_fields",
     "role_conflict",
     "roles_conflict",
     "screen_check",
@@ -137,28 +138,23 @@ there, NOMINATION, whether MESSAGE-INTEGRITY(-SHA256) is there (None: absent).""
 
 
 def read_check(request: Message) -> CheckFields:
-    """The attributes of a check that ICE acts on (RFC 8445 7.3), in one pass over its attribute list; of a
-    repeated type the first counts, as with `Message.get`."""
-    fields: list[Any] = [None, None, None, None, False, None, False]
-    slot_of = _CHECK_FIELDS.get
-    for t, v in reversed(request.attributes):  # backwards: the first of a type is stored last
+    """The attributes of a check that ICE acts on (RFC 8445 7.3), as decoded; of a repeated type the first
+    counts, as with `Message.get`. A Binding request decoded by a compiled layout has them already."""
+    fields = request._fields
+    if fields is not None:
+        return cast(CheckFields, fields)
+    return read_fields(request.attributes)
+
+
+def read_fields(attributes: list[tuple[Attr | int, Any]]) -> CheckFields:
+    """`read_check` of an attribute list, in one pass over it."""
+    fields: list[Any] = list(CHECK_FIELDS_EMPTY)
+    slot_of = CHECK_FIELD_SLOTS.get
+    for t, v in reversed(attributes):  # backwards: the first of a type is stored last
         i = slot_of(t)
         if i is not None:
             fields[i] = True if i == 4 or i == 6 else v  # USE-CANDIDATE and integrity: whether present
     return cast(CheckFields, tuple(fields))
-
-
-#: the slot in CheckFields of each attribute type read_check looks for
-_CHECK_FIELDS = {
-    int(Attr.USERNAME): 0,
-    int(Attr.PRIORITY): 1,
-    int(Attr.ICE_CONTROLLING): 2,
-    int(Attr.ICE_CONTROLLED): 3,
-    int(Attr.USE_CANDIDATE): 4,
-    int(Attr.NOMINATION): 5,
-    int(Attr.MESSAGE_INTEGRITY): 6,
-    int(Attr.MESSAGE_INTEGRITY_SHA256): 6,
-}
 
 
 def screen_request(request: Message, local: IceParameters) -> bytes | None:

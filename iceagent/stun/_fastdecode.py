@@ -24,6 +24,8 @@ from socket import AF_INET, inet_ntop
 from typing import Any, NoReturn
 
 from .attributes import (
+    CHECK_FIELD_SLOTS,
+    CHECK_FIELDS_EMPTY,
     DECODE_TABLE,
     KIND_BYTES,
     KIND_NONE,
@@ -38,8 +40,10 @@ from .attributes import (
 
 __all__ = ["MAX_SHAPES", "SHAPES", "Decoder", "Shape", "compile_decoder", "layout", "learn"]
 
-Decoder = Callable[[bytes, bytes], "list[tuple[Attr | int, Any]] | None"]
-"""`(data, transaction_id) -> attributes`, or None when `data`'s headers are not the compiled layout's."""
+Decoder = Callable[[bytes, bytes, Any], "list[tuple[Attr | int, Any]] | None"]
+"""`(data, transaction_id, message) -> attributes`, or None when `data`'s headers are not the compiled layout's.
+A Binding request's decoder also sets `message._fields`: what an ICE agent reads in a check, in the slots of
+`CHECK_FIELD_SLOTS` (RFC 8445 7.3), so that `read_check` need not walk the attributes again."""
 
 Shape = tuple[
     Decoder,
@@ -63,6 +67,7 @@ MAX_SHAPES = 256
 _MAX_SEEN = 4096
 _ATTR_HDR = struct.Struct("!HH")
 _FP_TYPE = int(Attr.FINGERPRINT)
+_BINDING_REQUEST = b"\x00\x01"  # the message type of a Binding request (RFC 8489 5)
 
 
 def _not_ipv4(family: int) -> NoReturn:
@@ -127,7 +132,7 @@ def _compile(samples: list[bytes], security: tuple[int, int, int, int]) -> Decod
         if part is None:
             return None
         body.append(part)
-    source = "def decode(data, tid):\n" + "".join(body) + "    return None\n"
+    source = "def decode(data, tid, msg):\n" + "".join(body) + "    return None\n"
     exec(compile(source, "<stun message shape>", "exec"), namespace)
     decoder: Decoder = namespace["decode"]
     return decoder
@@ -146,6 +151,11 @@ def _layout_source(data: bytes, security: tuple[int, int, int, int], namespace: 
     headers: list[str] = []
     expected: list[int] = []
     items: list[str] = []
+    lines: list[str] = []  # before the list is built
+    fields: list[str] | None = None
+    if data[:2] == _BINDING_REQUEST:  # fill read_check's fields: the first of a repeated type counts
+        fields = [repr(v) for v in CHECK_FIELDS_EMPTY]
+        filled: set[int] = set()
     pos = 20
     for i, (t, n) in enumerate(attrs):
         pad = -n & 3
@@ -161,6 +171,10 @@ def _layout_source(data: bytes, security: tuple[int, int, int, int], namespace: 
         entry = DECODE_TABLE.get(t)
         namespace[f"A{tag}_{i}"] = entry[0] if entry is not None else t
         kind = entry[1] if entry is not None else KIND_BYTES
+        slot = CHECK_FIELD_SLOTS.get(t)
+        if fields is not None and slot is not None and slot not in filled:
+            filled.add(slot)
+            fields[slot] = "True" if slot in (4, 6) else f"v{i}"
         if t == _FP_TYPE or kind in (KIND_U32, KIND_U64):
             fmt.append("Q" if kind == KIND_U64 else "I")
             names.append(f"v{i}")
@@ -176,7 +190,9 @@ def _layout_source(data: bytes, security: tuple[int, int, int, int], namespace: 
         elif kind in (KIND_TEXT, KIND_BYTES, KIND_SECURITY):
             fmt.append(f"{n}s{pad}x")
             names.append(f"v{i}")
-            items.append(f"(A{tag}_{i}, v{i}.decode())" if kind == KIND_TEXT else f"(A{tag}_{i}, v{i})")
+            if kind == KIND_TEXT:
+                lines.append(f"v{i} = v{i}.decode()")
+            items.append(f"(A{tag}_{i}, v{i})")
         else:
             assert entry is not None
             fmt.append(f"{n + pad}x")
@@ -184,10 +200,14 @@ def _layout_source(data: bytes, security: tuple[int, int, int, int], namespace: 
             items.append(f"(A{tag}_{i}, D{tag}_{i}(data, {start}, {n}, tid))")
     namespace[f"unpack{tag}"] = struct.Struct("".join(fmt)).unpack_from
     namespace[f"expected{tag}"] = tuple(expected)
+    lines.append(f"attributes = [{', '.join(items)}]")
+    if fields is not None:
+        lines.append(f"msg._fields = ({', '.join(fields)})")
     return (
         f"    ({', '.join(names)},) = unpack{tag}(data, 20)\n"
         f"    if ({', '.join(headers)},) == expected{tag}:\n"
-        f"        return [{', '.join(items)}]\n"
+        + "".join(f"        {line}\n" for line in lines)
+        + "        return attributes\n"
     )
 
 

@@ -216,6 +216,7 @@ class Message:
     """
 
     __slots__ = (
+        "_fields",
         "_raw",
         "_security",
         "_unknown",
@@ -260,6 +261,7 @@ class Message:
         # Offsets of MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256, its length, FINGERPRINT (-1: absent).
         self._security = _NO_SECURITY
         self._unknown: tuple[int, ...] | None = None
+        self._fields: tuple[Any, ...] | None = None  # what ICE reads in a check, filled by compiled decoders
 
     # ---- reading attributes ----
 
@@ -401,17 +403,18 @@ class Message:
         key = mtype << 16 | length
         shape = _shape_for(key)
         attributes = None
+        msg = object.__new__(cls)
+        msg._fields = None
         if shape is not None:
             decode_layout, security, unknown, method, message_class = shape
             try:
-                attributes = decode_layout(data, tid)
+                attributes = decode_layout(data, tid, msg)
             except (ValueError, IndexError, KeyError, OverflowError, OSError, struct.error):
                 pass  # a bad value: the generic decoder below says precisely what is wrong
         if attributes is None:
             attributes, security, unknown = _decode_attributes(data, tid)
             method, message_class = _TYPES.get(mtype) or _type_to_method_class(mtype)
             learn(key, data, security, unknown, method, message_class)
-        msg = object.__new__(cls)
         msg.method = method
         msg.message_class = message_class
         msg.transaction_id = tid
