@@ -38,16 +38,21 @@ from .attributes import (
     Attr,
 )
 
-__all__ = ["MAX_SHAPES", "SHAPES", "Decoder", "Shape", "compile_decoder", "layout", "learn"]
+__all__ = ["MAX_SHAPES", "SHAPES", "Decoder", "Security", "Shape", "compile_decoder", "layout", "learn"]
 
 Decoder = Callable[[bytes, bytes, Any], "list[tuple[Attr | int, Any]] | None"]
 """`(data, transaction_id, message) -> attributes`, or None when `data`'s headers are not the compiled layout's.
 A Binding request's decoder also sets `message._fields`: what an ICE agent reads in a check, in the slots of
 `CHECK_FIELD_SLOTS` (RFC 8445 7.3), so that `read_check` need not walk the attributes again."""
 
+Security = tuple[int, int, int, int, bytes]
+"""Where a message's security attributes are: the offsets of MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256, its
+length, FINGERPRINT (-1: absent), and the first 4 bytes MESSAGE-INTEGRITY's HMAC covers (the type and the
+length field counting up to its end, RFC 8489 14.5; empty without it). The same for every message of a layout."""
+
 Shape = tuple[
     Decoder,
-    tuple[int, int, int, int],  # the layout's security offsets (MI, MI-SHA256, its length, FP; -1: absent)
+    Security,  # where the layout's security attributes are
     tuple[int, ...],  # its unknown comprehension-required types
     Any,  # the method (Method | int) and class (MessageClass) of the key's message type, as message.py
     Any,  # gave them: kept here so the fast path does not split the type again
@@ -88,7 +93,7 @@ _GLOBALS = {  # what the compiled XOR-address decoding uses (RFC 8489 14.2)
 def learn(
     key: int,
     data: bytes,
-    security: tuple[int, int, int, int],
+    security: Security,
     unknown: tuple[int, ...],
     method: Any,
     message_class: Any,
@@ -116,13 +121,13 @@ def learn(
             _SAMPLES[key] = data
 
 
-def compile_decoder(data: bytes, security: tuple[int, int, int, int]) -> Decoder | None:
+def compile_decoder(data: bytes, security: Security) -> Decoder | None:
     """Generate the decoder of the layout of `data`, a message the generic decoder accepted with the
     security offsets `security` (None when the layout has too many attributes to be worth it)."""
     return _compile([data], security)
 
 
-def _compile(samples: list[bytes], security: tuple[int, int, int, int]) -> Decoder | None:
+def _compile(samples: list[bytes], security: Security) -> Decoder | None:
     """The decoder of the layouts of `samples` (messages of one key with the security offsets `security`),
     tried in that order; None when one has too many attributes to be worth it."""
     namespace: dict[str, Any] = dict(_GLOBALS)
@@ -138,13 +143,13 @@ def _compile(samples: list[bytes], security: tuple[int, int, int, int]) -> Decod
     return decoder
 
 
-def _layout_source(data: bytes, security: tuple[int, int, int, int], namespace: dict[str, Any], tag: str) -> str | None:
+def _layout_source(data: bytes, security: Security, namespace: dict[str, Any], tag: str) -> str | None:
     """The lines of a decoder that return the attributes of a message of the layout of `data`, its names in
     `namespace` suffixed with `tag` (the first layout's `unpack` and `expected` are unsuffixed)."""
     attrs = layout(data)
     if not attrs or len(attrs) > _SHAPE_MAX_ATTRIBUTES:
         return None
-    mi, mi256, _, fp = security
+    mi, mi256, _, fp, _ = security
     first_security = min((p for p in (mi, mi256, fp) if p >= 0), default=len(data))
     fmt = ["!"]
     names: list[str] = []

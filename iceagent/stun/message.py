@@ -17,7 +17,7 @@ from typing import Any, Literal, overload
 
 from ..errors import IceError
 from ._crypto import SHA1_PADS, compare_digest, hmac_sha1, hmac_sha256, seal_short_term, sha1_pads
-from ._fastdecode import SHAPES, learn
+from ._fastdecode import SHAPES, Security, learn
 from ._random import POOL, random_bytes
 from .attributes import (
     ATTR_BY_INT,
@@ -102,7 +102,7 @@ _FP_TYPE = int(Attr.FINGERPRINT)
 _ATTR_MI = Attr.MESSAGE_INTEGRITY
 _ATTR_MI256 = Attr.MESSAGE_INTEGRITY_SHA256
 _ATTR_FP = Attr.FINGERPRINT
-_NO_SECURITY = (-1, -1, -1, -1)
+_NO_SECURITY: Security = (-1, -1, -1, -1, b"")
 
 # The private modules' caches, read on the hot paths through bound methods: a method call on an imported
 # name compiles without LOAD_METHOD on CPython 3.11 (a bound method made per call, ~40 ns).
@@ -258,8 +258,7 @@ class Message:
         self.transaction_id = transaction_id
         self.attributes = list(attributes)
         self._raw: bytes | None = None
-        # Offsets of MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256, its length, FINGERPRINT (-1: absent).
-        self._security = _NO_SECURITY
+        self._security = _NO_SECURITY  # where the security attributes are (_fastdecode.Security)
         self._unknown: tuple[int, ...] | None = None
         self._fields: tuple[Any, ...] | None = None  # what ICE reads in a check, filled by compiled decoders
 
@@ -337,7 +336,7 @@ class Message:
             return False
         if type(key) is not bytes:
             key = _as_key(key)
-        mi, pos, n, _ = self._security
+        mi, pos, n, _, head = self._security
         if pos >= 0:
             # The length field counts up to the end of MESSAGE-INTEGRITY-SHA256 (RFC 8489 14.6).
             mac = hmac_sha256(key, raw[:2] + _LEN.pack(pos + n - 16) + raw[4:pos])
@@ -348,7 +347,7 @@ class Message:
         # decode); its length field counts up to the end of MESSAGE-INTEGRITY (RFC 8489 14.5).
         inner, outer = _sha1_pads_for(key) or sha1_pads(key)
         h = inner.copy()
-        h.update(raw[:2] + _LEN.pack(mi + 4) + raw[4:mi])
+        h.update(head + raw[4:mi])
         o = outer.copy()
         o.update(h.digest())
         return compare_digest(o.digest(), raw[mi + 4 : mi + 24])
@@ -449,7 +448,7 @@ class Message:
 
 def _decode_attributes(
     data: bytes, tid: bytes
-) -> tuple[list[tuple[Attr | int, Any]], tuple[int, int, int, int], tuple[int, ...]]:
+) -> tuple[list[tuple[Attr | int, Any]], Security, tuple[int, ...]]:
     """Walk and decode the attributes of a message whose header is already checked (RFC 8489 14): returns
     the attributes, the offsets of the security attributes and the unknown comprehension-required types."""
     attributes: list[tuple[Attr | int, Any]] = []
@@ -509,9 +508,9 @@ def _decode_attributes(
 
 def _decode_security(
     data: bytes, pos: int, append: Callable[[tuple[Attr | int, Any]], None]
-) -> tuple[int, int, int, int]:
+) -> Security:
     """Decode the tail that starts at the first MESSAGE-INTEGRITY(-SHA256) or FINGERPRINT at `pos`
-    (RFC 8489 14.5-14.7); returns their offsets (MI, MI-SHA256, its length, FP; -1 when absent)."""
+    (RFC 8489 14.5-14.7); returns where they are (`_fastdecode.Security`)."""
     mi = mi256 = mi256_len = fp = -1
     end = len(data)
     while pos < end:
@@ -542,7 +541,8 @@ def _decode_security(
             mi = pos
             append((_ATTR_MI, data[start : start + n]))
         pos = nxt
-    return mi, mi256, mi256_len, fp
+    # the first 4 bytes MESSAGE-INTEGRITY's HMAC covers: the type, the length up to its end (RFC 8489 14.5)
+    return mi, mi256, mi256_len, fp, data[:2] + _LEN.pack(mi + 4) if mi >= 0 else b""
 
 
 def _header_error(mtype: int, length: int, cookie: int, end: int) -> str:
