@@ -260,7 +260,7 @@ class Message:
         self._raw: bytes | None = None
         self._security = _NO_SECURITY  # where the security attributes are (_fastdecode.Security)
         self._unknown: tuple[int, ...] | None = None
-        self._fields: tuple[Any, ...] | None = None  # what ICE reads in a check, filled by compiled decoders
+        self._fields: Any = None  # what ICE reads in a check (ice.checks.CheckFields), filled by compiled decoders
 
     # ---- reading attributes ----
 
