@@ -12,6 +12,10 @@ the same type and length, only ICE-CONTROLLING and ICE-CONTROLLED differ. When a
 (with the same security offsets) is compiled, its decoder tries both, so neither side's checks keep taking
 the generic walk (and the key's shape no longer flips between the two at every recompile).
 
+A compiled layout also does part of its reader's work: it decodes an IPv4 XOR-*-ADDRESS inline (RFC 8489
+14.2), and one of a Binding request fills the fields an ICE agent reads in a check (`CHECK_FIELD_SLOTS`,
+RFC 8445 7.3) as it decodes, so `iceagent.ice.checks.read_check` makes no second pass over the attributes.
+
 Private to `iceagent.stun`; it never imports `message.py`, which owns the generic decoder and the cache's
 one caller.
 """
