@@ -21,6 +21,7 @@ import attrs
 from iceagent.cli.signal_blob import BlobError, SignalBlob
 from iceagent.errors import CandidateParseError, IceServerError
 from iceagent.ice.candidate import Candidate
+from iceagent.ice.checks import read_check, read_fields
 from iceagent.ice.tcp_framing import MAX_FRAME, Deframer, FramingError, encode_frame
 from iceagent.mdns import wire
 from iceagent.stun import Attr, Message, StunDecodeError, _fastdecode, looks_like_stun
@@ -98,10 +99,13 @@ def _check_shape(data: bytes, msg: Message) -> None:
     tid = msg.transaction_id
     generic, security, _ = stun_message._decode_attributes(data, tid)
     expect(generic == msg.attributes, "the generic decoder and Message.decode disagree")
+    expect(read_check(msg) == read_fields(generic), "read_check disagrees with a walk of the attributes")
     decode_layout = _fastdecode.compile_decoder(data, security)
     if decode_layout is None:
         return
-    expect(decode_layout(data, tid) == generic, "the compiled decoder disagrees with the generic one")
+    holder = _Fields()
+    expect(decode_layout(data, tid, holder) == generic, "the compiled decoder disagrees with the generic one")
+    _check_fields(holder, data, generic)
     variant = bytearray(data)
     pos = 20
     for _, n in _fastdecode.layout(data):
@@ -109,8 +113,9 @@ def _check_shape(data: bytes, msg: Message) -> None:
             variant[i] ^= 0x5A
         pos += 4 + n + (-n & 3)
     other = bytes(variant)
+    holder = _Fields()
     try:
-        fast = decode_layout(other, tid)
+        fast = decode_layout(other, tid, holder)
     except _VALUE_ERRORS:
         fast = None
     try:
@@ -119,6 +124,22 @@ def _check_shape(data: bytes, msg: Message) -> None:
         slow = None
     if fast is not None:
         expect(fast == slow, f"on {other.hex()} the compiled decoder gives {fast!r}, the generic one {slow!r}")
+        _check_fields(holder, other, fast)
+
+
+class _Fields:
+    """Where a compiled decoder puts a Binding request's check fields (`Message._fields`)."""
+
+    _fields: tuple[Any, ...] | None = None
+
+
+def _check_fields(holder: _Fields, data: bytes, attributes: list[Any]) -> None:
+    """A compiled Binding-request decoder fills the fields `read_fields` finds in its attributes (RFC 8445
+    7.3); other decoders fill none."""
+    if data[:2] != b"\x00\x01":
+        expect(holder._fields is None, "a compiled decoder filled check fields of a message that is no check")
+        return
+    expect(holder._fields == read_fields(attributes), f"compiled check fields {holder._fields!r} on {data.hex()}")
 
 
 def _check_reencode(msg: Message) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from iceagent.ice.checks import read_fields
 from iceagent.stun import (
     MAGIC_COOKIE,
     Attr,
@@ -266,7 +267,9 @@ def test_compiled_layout_decoder_agrees_with_the_generic_one(wire: bytes, data: 
     decode_layout = _fastdecode.compile_decoder(wire, security)
     if decode_layout is None:  # more attributes than compiling is worth
         return
-    assert decode_layout(wire, wire[8:20]) == attributes
+    holder = Fields()
+    assert decode_layout(wire, wire[8:20], holder) == attributes
+    assert_check_fields(holder, wire, attributes)
     # The same layout with other values (and sometimes other headers): either the shape declines (None),
     # or it gives exactly what the generic walk gives, or both find the message malformed.
     other = bytearray(wire)
@@ -278,8 +281,9 @@ def test_compiled_layout_decoder_agrees_with_the_generic_one(wire: bytes, data: 
         generic: Any = message_module._decode_attributes(other_bytes, other_bytes[8:20])
     except StunDecodeError:
         generic = None
+    holder = Fields()
     try:
-        fast = decode_layout(other_bytes, other_bytes[8:20])
+        fast = decode_layout(other_bytes, other_bytes[8:20], holder)
     except (ValueError, IndexError, KeyError, OverflowError, OSError, struct.error):
         assert generic is None
         return
@@ -287,6 +291,21 @@ def test_compiled_layout_decoder_agrees_with_the_generic_one(wire: bytes, data: 
         assert generic is not None
         assert fast == generic[0]
         assert (security, unknown) == generic[1:]  # what the shape cache keeps for the layout
+        assert_check_fields(holder, other_bytes, fast)
+
+
+class Fields:
+    """Stands in for the Message a compiled decoder fills a Binding request's check fields in."""
+
+    _fields: tuple[Any, ...] | None = None
+
+
+def assert_check_fields(holder: Fields, wire: bytes, attributes: list[Any]) -> None:
+    """A compiled Binding-request decoder fills what `read_fields` finds in its attributes; others nothing."""
+    if wire[:2] == b"\x00\x01":
+        assert holder._fields == read_fields(attributes)
+    else:
+        assert holder._fields is None
 
 
 def test_shape_cache_is_used_and_bounded() -> None:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from socket import AF_INET, inet_pton
 from typing import Any, cast
 
-from ..stun.attributes import Attr
-from ..stun.message import MAGIC_COOKIE, Message, MessageClass, Method, encode_attributes, seal
+from ..stun.attributes import CHECK_FIELD_SLOTS, CHECK_FIELDS_EMPTY, Attr
+from ..stun.message import MAGIC_COOKIE, Message, MessageClass, Method, encode_attributes, seal, seal_short_term
 from .candidate import IceParameters
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "check_request",
     "error_response",
     "read_check",
+    "read_fields",
     "role_conflict",
     "roles_conflict",
     "screen_check",
@@ -52,36 +53,29 @@ def check_request(
     n = len(user)
     if n > 0xFFFF:  # as the generic encoder (ufrags are bounded long before: RFC 8445 5.3)
         raise ValueError(f"cannot encode USERNAME: attribute value is {n} bytes, more than 65535")
-    body = (
-        _TLV.pack(_USERNAME, n)
-        + user
-        + _PADDING[-n & 3]
-        + _PRIORITY_TLV.pack(_PRIORITY, 4, priority)
-        + _ROLE_TLV.pack(_CONTROLLING if controlling else _CONTROLLED, 8, tie_breaker)
-    )
+    role = _CONTROLLING if controlling else _CONTROLLED
     if use_candidate:
-        body += _USE_CANDIDATE
+        tail = _TAIL_USE.pack(_PRIORITY, 4, priority, role, 8, tie_breaker, _USE, 0)
+    else:
+        tail = _TAIL.pack(_PRIORITY, 4, priority, role, 8, tie_breaker)
     if nomination is not None:
-        body += _PRIORITY_TLV.pack(_NOMINATION, 4, nomination)
-    return seal(
-        Method.BINDING,
-        MessageClass.REQUEST,
-        transaction_id,
-        body,
-        integrity_key=remote.pwd.encode() if key is None else key,
-        fingerprint=True,
-    )
+        tail += _PRIORITY_TLV.pack(_NOMINATION, 4, nomination)
+    body = _TLV.pack(_USERNAME, n) + user + _PADDING[-n & 3] + tail
+    return seal_short_term(_BINDING_REQUEST, transaction_id, body, remote.pwd.encode() if key is None else key)
 
 
 _PADDING = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
 _TLV = struct.Struct("!HH")
 _PRIORITY_TLV = struct.Struct("!HHI")
-_ROLE_TLV = struct.Struct("!HHQ")
+_TAIL = struct.Struct("!HHIHHQ")  # PRIORITY, ICE-CONTROLLING/-CONTROLLED in one pack
+_TAIL_USE = struct.Struct("!HHIHHQHH")  # ... and USE-CANDIDATE
 _XOR_V4_TLV = struct.Struct("!HHxBHI")
 _USERNAME, _PRIORITY = int(Attr.USERNAME), int(Attr.PRIORITY)
 _CONTROLLING, _CONTROLLED = int(Attr.ICE_CONTROLLING), int(Attr.ICE_CONTROLLED)
-_USE_CANDIDATE = _TLV.pack(Attr.USE_CANDIDATE, 0)
+_USE = int(Attr.USE_CANDIDATE)
 _NOMINATION = int(Attr.NOMINATION)
+_BINDING_REQUEST = 0x0001  # Binding request, Binding success: the interleaved message types (RFC 8489 5)
+_BINDING_SUCCESS = 0x0101
 
 
 def success_response(request: Message, source: Address, local: IceParameters, key: bytes | None = None) -> bytes:
@@ -89,17 +83,20 @@ def success_response(request: Message, source: Address, local: IceParameters, ke
     (`key`: its UTF-8 bytes, when the caller has them), FINGERPRINT (RFC 8445 7.3.1.1 end, RFC 8489 6.3.1)."""
     tid = request.transaction_id
     host, port = source
+    if key is None:
+        key = local.pwd.encode()
     if ":" in host:  # IPv6: the transaction id is part of the XOR (RFC 8489 14.2)
         body = encode_attributes([(Attr.XOR_MAPPED_ADDRESS, source)], tid)
     else:  # IPv4: XORed with the magic cookie only (RFC 8489 14.2)
         address = int.from_bytes(inet_pton(AF_INET, host), "big")
         body = _XOR_V4_TLV.pack(_XOR_MAPPED, 8, 0x01, port ^ (MAGIC_COOKIE >> 16), address ^ MAGIC_COOKIE)
-    if key is None:
-        key = local.pwd.encode()
+    if request.method == _BINDING:
+        return seal_short_term(_BINDING_SUCCESS, tid, body, key)
     return seal(request.method, MessageClass.SUCCESS, tid, body, integrity_key=key, fingerprint=True)
 
 
 _XOR_MAPPED = int(Attr.XOR_MAPPED_ADDRESS)
+_BINDING = int(Method.BINDING)
 
 
 def error_response(
@@ -141,28 +138,23 @@ there, NOMINATION, whether MESSAGE-INTEGRITY(-SHA256) is there (None: absent).""
 
 
 def read_check(request: Message) -> CheckFields:
-    """The attributes of a check that ICE acts on (RFC 8445 7.3), in one pass over its attribute list; of a
-    repeated type the first counts, as with `Message.get`."""
-    fields: list[Any] = [None, None, None, None, False, None, False]
-    slot_of = _CHECK_FIELDS.get
-    for t, v in reversed(request.attributes):  # backwards: the first of a type is stored last
+    """The attributes of a check that ICE acts on (RFC 8445 7.3), as decoded; of a repeated type the first
+    counts, as with `Message.get`. A Binding request decoded by a compiled layout has them already."""
+    fields: CheckFields | None = request._fields  # no cast(): a call on every check
+    if fields is not None:
+        return fields
+    return read_fields(request.attributes)
+
+
+def read_fields(attributes: list[tuple[Attr | int, Any]]) -> CheckFields:
+    """`read_check` of an attribute list, in one pass over it."""
+    fields: list[Any] = list(CHECK_FIELDS_EMPTY)
+    slot_of = CHECK_FIELD_SLOTS.get
+    for t, v in reversed(attributes):  # backwards: the first of a type is stored last
         i = slot_of(t)
         if i is not None:
             fields[i] = True if i == 4 or i == 6 else v  # USE-CANDIDATE and integrity: whether present
     return cast(CheckFields, tuple(fields))
-
-
-#: the slot in CheckFields of each attribute type read_check looks for
-_CHECK_FIELDS = {
-    int(Attr.USERNAME): 0,
-    int(Attr.PRIORITY): 1,
-    int(Attr.ICE_CONTROLLING): 2,
-    int(Attr.ICE_CONTROLLED): 3,
-    int(Attr.USE_CANDIDATE): 4,
-    int(Attr.NOMINATION): 5,
-    int(Attr.MESSAGE_INTEGRITY): 6,
-    int(Attr.MESSAGE_INTEGRITY_SHA256): 6,
-}
 
 
 def screen_request(request: Message, local: IceParameters) -> bytes | None:

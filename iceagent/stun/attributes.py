@@ -128,6 +128,22 @@ ERROR_REASONS: dict[int, str] = {
 }
 """Default reason phrases of ERROR-CODE (RFC 8489 14.8, RFC 8656 19, RFC 8445 7.3.1.1)."""
 
+CHECK_FIELD_SLOTS: dict[int, int] = {
+    Attr.USERNAME: 0,
+    Attr.PRIORITY: 1,
+    Attr.ICE_CONTROLLING: 2,
+    Attr.ICE_CONTROLLED: 3,
+    Attr.USE_CANDIDATE: 4,
+    Attr.NOMINATION: 5,
+    Attr.MESSAGE_INTEGRITY: 6,
+    Attr.MESSAGE_INTEGRITY_SHA256: 6,
+}
+"""The attributes an ICE agent reads in a check (RFC 8445 7.3) and their slot in the fields tuple that
+`iceagent.ice.checks.read_check` returns; slots 4 and 6 say whether USE-CANDIDATE and a MESSAGE-INTEGRITY(-SHA256)
+are there. Compiled Binding-request layouts fill the tuple as they decode (`_fastdecode`)."""
+CHECK_FIELDS_EMPTY = (None, None, None, None, False, None, False)
+"""The fields tuple of a message with none of the CHECK_FIELD_SLOTS attributes."""
+
 # Attributes the codec computes itself: never taken from `Message.attributes` on encode (RFC 8489 14.5-14.7).
 SECURITY_ATTRS = frozenset({Attr.MESSAGE_INTEGRITY, Attr.MESSAGE_INTEGRITY_SHA256, Attr.FINGERPRINT})
 
@@ -515,7 +531,9 @@ KIND_U64 = 3
 KIND_NONE = 4
 KIND_BYTES = 5
 KIND_SECURITY = 6
+KIND_XOR_ADDRESS = 7  # decoded through the call by the generic loop; inline for IPv4 by compiled layouts
 _KINDS: dict[Decoder, int] = {
+    _dec_xor_address: KIND_XOR_ADDRESS,
     _dec_text: KIND_TEXT,
     _dec_u32: KIND_U32,
     _dec_u64: KIND_U64,

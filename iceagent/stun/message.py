@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
 from ..errors import IceError
-from ._crypto import SHA1_PADS, compare_digest, hmac_sha256, sha1_pads
-from ._fastdecode import SHAPES, learn
+from ._crypto import SHA1_PADS, compare_digest, hmac_sha1, hmac_sha256, seal_short_term, sha1_pads
+from ._fastdecode import SHAPES, Security, learn
 from ._random import POOL, random_bytes
 from .attributes import (
     ATTR_BY_INT,
@@ -55,6 +55,7 @@ __all__ = [
     "looks_like_stun",
     "random_bytes",
     "seal",
+    "seal_short_term",
     "userhash",
 ]
 
@@ -101,7 +102,7 @@ _FP_TYPE = int(Attr.FINGERPRINT)
 _ATTR_MI = Attr.MESSAGE_INTEGRITY
 _ATTR_MI256 = Attr.MESSAGE_INTEGRITY_SHA256
 _ATTR_FP = Attr.FINGERPRINT
-_NO_SECURITY = (-1, -1, -1, -1)
+_NO_SECURITY: Security = (-1, -1, -1, -1, b"")
 
 # The private modules' caches, read on the hot paths through bound methods: a method call on an imported
 # name compiles without LOAD_METHOD on CPython 3.11 (a bound method made per call, ~40 ns).
@@ -176,6 +177,12 @@ def seal(
     that sends the same attributes often): header, then MESSAGE-INTEGRITY ("sha1"),
     MESSAGE-INTEGRITY-SHA256 ("sha256") or both with `integrity_key`, then FINGERPRINT if asked
     (RFC 8489 5, 14.5-14.7). Raises ValueError for more than 65535 bytes of attributes."""
+    mtype = _TYPE_OF.get((method, message_class))
+    if mtype is None:
+        mtype = _method_class_to_type(method, message_class)
+    if integrity_key is not None and integrity == "sha1" and fingerprint:  # short-term: every ICE check
+        key = integrity_key if type(integrity_key) is bytes else _as_key(integrity_key)
+        return seal_short_term(mtype, transaction_id, body, key)
     tid = transaction_id
     n = len(body)
     total = n + (8 if fingerprint else 0)
@@ -185,20 +192,11 @@ def seal(
         total += 24 if integrity == "sha1" else 36 if integrity == "sha256" else 60
     if total > _MAX_LENGTH:
         raise ValueError(f"message attributes are {total} bytes, more than {_MAX_LENGTH}")
-    mtype = _TYPE_OF.get((method, message_class))
-    if mtype is None:
-        mtype = _method_class_to_type(method, message_class)
     if integrity_key is not None:
         key = integrity_key if type(integrity_key) is bytes else _as_key(integrity_key)
         if integrity != "sha256":
             n += 24
-            # HMAC-SHA1 inline on the cached pads, as verify_integrity (every check and answer is sealed here)
-            inner, outer = _sha1_pads_for(key) or sha1_pads(key)
-            h = inner.copy()
-            h.update(_HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
-            o = outer.copy()
-            o.update(h.digest())
-            body += _MI_HDR + o.digest()
+            body += _MI_HDR + hmac_sha1(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
         if integrity != "sha1":
             n += 36
             mac = hmac_sha256(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, tid) + body)
@@ -218,6 +216,7 @@ class Message:
     """
 
     __slots__ = (
+        "_fields",
         "_raw",
         "_security",
         "_unknown",
@@ -259,9 +258,9 @@ class Message:
         self.transaction_id = transaction_id
         self.attributes = list(attributes)
         self._raw: bytes | None = None
-        # Offsets of MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256, its length, FINGERPRINT (-1: absent).
-        self._security = _NO_SECURITY
+        self._security = _NO_SECURITY  # where the security attributes are (_fastdecode.Security)
         self._unknown: tuple[int, ...] | None = None
+        self._fields: Any = None  # what ICE reads in a check (ice.checks.CheckFields), filled by compiled decoders
 
     # ---- reading attributes ----
 
@@ -337,7 +336,7 @@ class Message:
             return False
         if type(key) is not bytes:
             key = _as_key(key)
-        mi, pos, n, _ = self._security
+        mi, pos, n, _, head = self._security
         if pos >= 0:
             # The length field counts up to the end of MESSAGE-INTEGRITY-SHA256 (RFC 8489 14.6).
             mac = hmac_sha256(key, raw[:2] + _LEN.pack(pos + n - 16) + raw[4:pos])
@@ -348,7 +347,7 @@ class Message:
         # decode); its length field counts up to the end of MESSAGE-INTEGRITY (RFC 8489 14.5).
         inner, outer = _sha1_pads_for(key) or sha1_pads(key)
         h = inner.copy()
-        h.update(raw[:2] + _LEN.pack(mi + 4) + raw[4:mi])
+        h.update(head + raw[4:mi])
         o = outer.copy()
         o.update(h.digest())
         return compare_digest(o.digest(), raw[mi + 4 : mi + 24])
@@ -403,17 +402,18 @@ class Message:
         key = mtype << 16 | length
         shape = _shape_for(key)
         attributes = None
+        msg = object.__new__(cls)
+        msg._fields = None
         if shape is not None:
             decode_layout, security, unknown, method, message_class = shape
             try:
-                attributes = decode_layout(data, tid)
+                attributes = decode_layout(data, tid, msg)
             except (ValueError, IndexError, KeyError, OverflowError, OSError, struct.error):
                 pass  # a bad value: the generic decoder below says precisely what is wrong
         if attributes is None:
             attributes, security, unknown = _decode_attributes(data, tid)
             method, message_class = _TYPES.get(mtype) or _type_to_method_class(mtype)
             learn(key, data, security, unknown, method, message_class)
-        msg = object.__new__(cls)
         msg.method = method
         msg.message_class = message_class
         msg.transaction_id = tid
@@ -448,7 +448,7 @@ class Message:
 
 def _decode_attributes(
     data: bytes, tid: bytes
-) -> tuple[list[tuple[Attr | int, Any]], tuple[int, int, int, int], tuple[int, ...]]:
+) -> tuple[list[tuple[Attr | int, Any]], Security, tuple[int, ...]]:
     """Walk and decode the attributes of a message whose header is already checked (RFC 8489 14): returns
     the attributes, the offsets of the security attributes and the unknown comprehension-required types."""
     attributes: list[tuple[Attr | int, Any]] = []
@@ -508,9 +508,9 @@ def _decode_attributes(
 
 def _decode_security(
     data: bytes, pos: int, append: Callable[[tuple[Attr | int, Any]], None]
-) -> tuple[int, int, int, int]:
+) -> Security:
     """Decode the tail that starts at the first MESSAGE-INTEGRITY(-SHA256) or FINGERPRINT at `pos`
-    (RFC 8489 14.5-14.7); returns their offsets (MI, MI-SHA256, its length, FP; -1 when absent)."""
+    (RFC 8489 14.5-14.7); returns where they are (`_fastdecode.Security`)."""
     mi = mi256 = mi256_len = fp = -1
     end = len(data)
     while pos < end:
@@ -541,7 +541,8 @@ def _decode_security(
             mi = pos
             append((_ATTR_MI, data[start : start + n]))
         pos = nxt
-    return mi, mi256, mi256_len, fp
+    # the first 4 bytes MESSAGE-INTEGRITY's HMAC covers: the type, the length up to its end (RFC 8489 14.5)
+    return mi, mi256, mi256_len, fp, data[:2] + _LEN.pack(mi + 4) if mi >= 0 else b""
 
 
 def _header_error(mtype: int, length: int, cookie: int, end: int) -> str:
