@@ -139,6 +139,7 @@ class RelayGatherer:
                         transports=transports,
                         deadline=deadline,
                         family=family,
+                        pace=ctx.pace,
                     ) as allocation:
                         allocation.on_lost = lambda error: ctx.error(str(error))
                         ctx.emit(self._candidate(ctx, allocation, uri, index), allocation)
