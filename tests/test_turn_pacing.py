@@ -274,27 +274,46 @@ async def test_retransmissions_do_not_wait_for_the_pacer(autojump_clock: trio.te
 
 
 async def test_a_refresh_does_not_wait_past_its_bound(autojump_clock: trio.testing.MockClock) -> None:
-    """A pacer that never gives a slot (it returns only at `latest`): the allocation still refreshes in time
-    and stays alive for several lifetimes (RFC 8656 8)."""
+    """A pacer that gives no slot after the two Allocates (it returns only at `latest`): the allocation still
+    refreshes in time and stays alive for several lifetimes (RFC 8656 8)."""
     scenario = vnet("none", "none", rtt=0.02, seed=7)
     turn = scenario.turn_address
-    latest_seen: list[tuple[float, float]] = []
+    asked: list[tuple[float, float]] = []
 
-    async def never(latest: float) -> None:
-        assert latest > trio.current_time() or latest == math.inf or latest == trio.current_time()
-        latest_seen.append((trio.current_time(), latest))
-        if latest == math.inf:
-            return  # Allocate: let it out (a real pacer would, eventually)
-        await trio.sleep_until(latest)
+    async def stingy(latest: float) -> None:
+        asked.append((trio.current_time(), latest))
+        if len(asked) > 2:  # the Allocates go; nothing else gets a slot
+            await trio.sleep_until(latest)
 
     uri = f"turn:{turn[0]}:{turn[1]}?transport=udp"
     with trio.fail_after(4000):
         async with (
             open_turn_server(scenario.server_network, [f"{turn[0]}:{turn[1]}"], users={USER: PASSWORD}, realm=REALM),
-            open_allocation(uri, USER, PASSWORD, network=scenario.network_a, pace=never, lifetime=600) as allocation,
+            open_allocation(uri, USER, PASSWORD, network=scenario.network_a, pace=stingy, lifetime=600) as allocation,
         ):
             await trio.sleep(2000)
             assert allocation.error is None
             assert allocation.requests_sent["Refresh"] >= 3
-    bounded = [(now, latest) for now, latest in latest_seen if latest != math.inf]
-    assert bounded and all(latest - now <= MAX_PACED_WAIT + 1e-9 for now, latest in bounded)
+    refreshes = asked[2:]
+    assert refreshes and all(0 < latest - now <= MAX_PACED_WAIT + 1e-9 for now, latest in refreshes)
+
+
+async def test_relay_gathering_over_os_sockets_takes_one_slot_per_new_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On loopback with the embedded TURN server (the OS socket path of the allocation): the relay candidate
+    is gathered, and the two Allocates and the releasing Refresh took a pacer slot each."""
+    from iceagent.net.os import OSNetwork
+
+    reservations = Reservations(monkeypatch)
+    network = OSNetwork()
+    with trio.fail_after(20):
+        async with open_turn_server(network, ["127.0.0.1:0"], users={USER: PASSWORD}) as server:
+            port = server.address[1]
+            servers = [IceServer(urls=[f"turn:127.0.0.1:{port}?transport=udp"], username=USER, credential=PASSWORD)]
+            async with open_agent(host_addresses=["127.0.0.1"], ice_servers=servers, ice_transport_policy="relay",
+                                  network=network) as agent:
+                gathered = [c async for c in agent.gather()]
+                assert [c.type for c in gathered] == ["relay"]
+                assert reservations.count == 2  # Allocate, Allocate with credentials
+    assert reservations.count == 3  # and the release
