@@ -196,7 +196,8 @@ class TurnClient(_Exchanges):
         """With `paced=True`: when the most urgent held request must leave, pacer slot or not (`math.inf`: it
         waits for its slot however long; a refresh or the release waits at most MAX_PACED_WAIT); None when no
         request is held. The driver waits for a slot but no later than this, then calls `start_paced`."""
-        return min((h.latest for h in self._held), default=None)
+        held = self._held
+        return min(h.latest for h in held) if held else None
 
     def start_paced(self, now: float) -> bool:
         """Send the most urgent held request now (into `datagrams_to_send()`): it is built, signed with the
