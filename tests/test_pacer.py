@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from pacing_helpers import Reservations
 
 from iceagent.agent._pacer import GLOBAL_INTERVAL, GlobalPacer, global_pacer, wait_for_slot
 
@@ -33,19 +34,10 @@ async def _srflx_gather_reservations(monkeypatch: pytest.MonkeyPatch, *, global_
     """Pacer slots taken while one agent gathers a srflx candidate from a STUN server on 127.0.0.1 that
     answers or stays silent (then the request is retransmitted rc times)."""
     from iceagent import IceConfig, IceServer, open_agent
-    from iceagent.agent._pacer import GlobalPacer
     from iceagent.net.os import OSNetwork
     from iceagent.stun.server import open_stun_server
 
-    calls = 0
-    reserve = GlobalPacer.reserve
-
-    def counting(self: GlobalPacer, now: float) -> float:
-        nonlocal calls
-        calls += 1
-        return reserve(self, now)
-
-    monkeypatch.setattr(GlobalPacer, "reserve", counting)
+    reservations = Reservations(monkeypatch)
     config = IceConfig(global_pacing=global_pacing, rto=0.01, rc=3, rm=2, gather_timeout=2.0)
     network = OSNetwork()
     with trio.fail_after(10):
@@ -66,7 +58,7 @@ async def _srflx_gather_reservations(monkeypatch: pytest.MonkeyPatch, *, global_
                     assert agent.stats()["gatherers"]["srflx"]["errors"]  # no answer after rc attempts
             finally:
                 silent.close()
-    return calls
+    return reservations.count
 
 
 async def _late_holder_and_newcomer(clock: trio.testing.MockClock) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import pluggy
@@ -15,7 +15,7 @@ from ..net.base import Address, Network, UdpSocket
 from ..stun.message import Message
 from ..stun.transaction import Transaction
 from ._notify import Notifier
-from ._pacer import global_pacer, wait_for_slot
+from ._pacer import global_pacer, pace_new_transaction, wait_for_slot
 from ._stun_requests import StunRequests
 
 if TYPE_CHECKING:
@@ -56,13 +56,19 @@ class GatherHost(Protocol):
 class AgentGatherContext:
     """One gatherer's view of its session: a GatherContext (see iceagent.gatherers.base)."""
 
-    __slots__ = ("_host", "is_done", "kind", "options")
+    __slots__ = ("_host", "is_done", "kind", "options", "pace")
 
     def __init__(self, host: GatherHost, kind: str) -> None:
         self._host = host
         self.kind = kind
         self.options: GatherOptions = host.options
         self.is_done = False
+        #: `await pace(latest)` before a new transaction a gatherer starts itself (TURN requests through
+        #: open_allocation(pace=...)): a slot of the process-wide pacer, or None with global_pacing off
+        #: (RFC 8445 14.2); `stun_request` takes its slot itself.
+        self.pace: Callable[[float], Awaitable[None]] | None = (
+            pace_new_transaction if host.options.config.global_pacing else None
+        )
 
     @property
     def network(self) -> Network:

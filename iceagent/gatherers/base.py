@@ -6,7 +6,7 @@ carries their data, report errors, and say when their initial gathering is done 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
@@ -64,6 +64,10 @@ class GatherContext(Protocol):
     network: Network
     #: The agent's pluggy PluginManager (for hooks such as iceagent_turn_transports).
     plugin_manager: pluggy.PluginManager
+    #: `await pace(latest)` before each new STUN or TURN transaction the gatherer sends itself: a slot of the
+    #: process-wide pacer, returning by `latest` at the latest (RFC 8445 14.2); None when the agent does not
+    #: pace (`IceConfig(global_pacing=False)`). `stun_request` paces itself.
+    pace: Callable[[float], Awaitable[None]] | None
 
     def bases(self) -> AsyncIterator[UdpSocket]:
         """The host sockets as the host gatherer opens them; ends when the host gatherer is done."""

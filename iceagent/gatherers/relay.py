@@ -11,6 +11,24 @@ When no `stun:` server is configured, a TURN server over UDP also serves as the 
 one, RFC 8656 2): a Binding request from each host socket yields a server-reflexive candidate based on
 that socket, as other agents do. (The Allocate response's mapped address is that of the allocation's
 own socket, which is not a base the agent receives checks on, so it is used only as related address.)
+
+Pacing (RFC 8445 14.2: all agents of a process together start at most one new transaction per 5 ms). With
+`IceConfig.global_pacing` (the default) each new STUN or TURN transaction this gatherer starts waits for a
+slot of the process-wide pacer: the Binding requests (`ctx.stun_request`) and, through
+`open_allocation(pace=ctx.pace)`, every new TURN request of the allocation:
+
+- the Allocate, and its retry with credentials after 401 or with the new nonce after 438: RFC 8445
+  5.1.1.2 counts a retry after a recoverable error such as an authentication failure as a new
+  transaction of its own, paced like the first; so is a new Allocate after 300, 437 or 440;
+- CreatePermission and ChannelBind, sent when checks go through the relay: 14.1 paces the STUN and TURN
+  transactions of connectivity checks as well as of gathering;
+- Refresh, the refreshes of permissions and channels, and the releasing Refresh: 14.2's cap is on all
+  transactions of all agents, not only those of gathering and checks. Each of these waits at most
+  MAX_PACED_WAIT (0.5 s) and half the time left before what it refreshes expires, then leaves with or
+  without a slot, so that it reaches the server in time (RFC 8656 7, 8, 9, 12).
+
+Retransmissions are the same transaction, timed by RFC 8489 6.2.1: they never wait for a slot. With
+`global_pacing=False` `ctx.pace` is None and nothing waits.
 """
 
 from __future__ import annotations
@@ -139,6 +157,7 @@ class RelayGatherer:
                         transports=transports,
                         deadline=deadline,
                         family=family,
+                        pace=ctx.pace,
                     ) as allocation:
                         allocation.on_lost = lambda error: ctx.error(str(error))
                         ctx.emit(self._candidate(ctx, allocation, uri, index), allocation)

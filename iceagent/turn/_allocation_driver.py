@@ -9,16 +9,24 @@ waits for a response; data that the background task reads is kept for the next r
 messages a reader drains go to the TURN client, the background task woken for them. `Allocation`
 (iceagent.turn.allocation) inherits `_AllocationDriver` and adds the public transport: data, permissions
 and channels on demand.
+
+Pacing (RFC 8445 14.2): an allocation opened with a `pace` hook (the relay gatherer passes the agent's,
+`GatherContext.pace`, when `IceConfig.global_pacing` is on) has a `TurnClient(paced=True)`: each new request
+(Allocate and its retries after 401/438, CreatePermission, ChannelBind, Refresh, each refresh of a
+permission or channel, the releasing Refresh) waits in a small task of `_serve` for `await pace(latest)`,
+then leaves; retransmissions go out from the serve loop on their RFC 8489 6.2.1 schedule, never waiting
+for a slot. Without a hook nothing waits (the client used outside an agent).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
+from .._groups import sole_exception
 from ..logs import get_logger
 from ..net.base import Address
 from .client import TurnClient
@@ -43,13 +51,21 @@ _NOBODY, _CONSUMER, _DRIVER = 0, 1, 2
 #: Peer datagrams the background task read and keeps for `receive()`; more are dropped.
 _MAX_PENDING = 256
 
+#: `await pace(latest)`: wait for a slot of a pacer before a new transaction leaves (RFC 8445 14.2), returning
+#: by `latest` (trio time) at the latest; the request is sent right after, with no checkpoint in between.
+Pace = Callable[[float], Awaitable[None]]
+
 
 class _AllocationDriver:
     """The state of one allocation's connection and its background task (see the module docstring)."""
 
-    def __init__(self, conn: TurnConnection, client: TurnClient, *, uri: str, protocol: str) -> None:
+    def __init__(
+        self, conn: TurnConnection, client: TurnClient, *, uri: str, protocol: str, pace: Pace | None = None
+    ) -> None:
         self._conn = conn
         self._client = client
+        self._pace = pace
+        self._paced_wakeup = trio.Event()  # set when held requests wait for the pacing task
         #: The server URI this allocation is on, as given (for messages and stats).
         self.uri = uri
         #: How the server is reached: "udp", "tcp" or "tls" (or a plugin's name).
@@ -150,16 +166,52 @@ class _AllocationDriver:
     # ---- internals: the background task ----
 
     async def _serve(self, until: Callable[[], bool] | None = None) -> None:
-        """Send, read, time and dispatch until `until()` is true (forever when None) or the allocation ends."""
+        """Send, read, time and dispatch until `until()` is true (forever when None) or the allocation ends;
+        with a `pace` hook, a task beside the loop lets the held new requests out (`_pace_held`)."""
+        pace = self._pace
+        if pace is None:
+            await self._serve_loop(until)
+            return
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pace_held, pace)
+                await self._serve_loop(until)
+                nursery.cancel_scope.cancel()
+        except BaseException as error:
+            sole = sole_exception(error)  # as without the pacing task: not in a group
+            if sole is None:
+                raise
+            raise sole from None
+
+    async def _pace_held(self, pace: Pace) -> None:
+        """Let the client's held new requests out one at a time, each when `pace` gives it a slot (or by its
+        latest time: a refresh must not wait past it, RFC 8656 8), and wake the loop for its timers."""
         client = self._client
         while True:
-            frames = client.datagrams_to_send()
-            for frame in frames:
-                try:
-                    await self._conn.send(frame)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    self._connection_lost(exc)
-                    break
+            latest = client.pace_deadline()
+            if latest is None:
+                await self._paced_wakeup.wait()
+                self._paced_wakeup = trio.Event()
+                continue
+            await pace(latest)
+            if client.start_paced(trio.current_time()):
+                await self._send_frames(client.datagrams_to_send())
+                self._kick()
+
+    async def _send_frames(self, frames: Sequence[bytes]) -> None:
+        for frame in frames:
+            try:
+                await self._conn.send(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._connection_lost(exc)
+                return
+
+    async def _serve_loop(self, until: Callable[[], bool] | None) -> None:
+        client = self._client
+        while True:
+            await self._send_frames(client.datagrams_to_send())
+            if self._pace is not None and client.pace_deadline() is not None:
+                self._paced_wakeup.set()
             self._dispatch()
             if until is not None and until():
                 return

@@ -8,6 +8,7 @@ server; the methods here build and sign each request, match the responses and mo
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -61,14 +62,29 @@ _NAMES = {
 
 
 @attrs.define(eq=False)
-class _Request:
+class _Ask:
+    """What a request asks for: enough to build it again (a retry) or later (a held one)."""
+
     kind: _Kind
     attributes: list[tuple[Attr | int, Any]]
+    subject: Any  # the peer IP (permission), peer address (channel), requested lifetime (refresh)
+    retries: int
+
+
+@attrs.define(eq=False)
+class _Request(_Ask):
+    """A request sent: its transaction and the credential it was signed with."""
+
     transaction: Transaction
     authenticated: bool
     nonce: str | None
-    subject: Any = None  # the peer IP (permission), peer address (channel), requested lifetime (refresh)
-    retries: int = 0
+
+
+@attrs.define(eq=False)
+class _Held(_Ask):
+    """A new request waiting for its pacer slot (RFC 8445 14.2): built and signed only when it leaves."""
+
+    latest: float  # it leaves by then even without a slot (see `_Exchanges._pace_latest`)
 
 
 class _PermState(enum.Enum):
@@ -100,6 +116,10 @@ class _Channel:
 
 
 _MAX_AUTH_RETRIES = 3
+#: The longest a paced request that keeps something alive (Refresh, a permission's or channel's refresh, the
+#: deallocating Refresh) waits for its pacer slot; it also leaves with half the time left before what it
+#: refreshes expires (RFC 8656 7, 8, 9, 12: a refresh must reach the server in time).
+MAX_PACED_WAIT = 0.5
 _FAILED_PERMISSION_RETRY = 5.0  # seconds before data to a peer whose permission failed asks again
 _FAILED_CHANNEL_RETRY = 30.0
 
@@ -154,6 +174,8 @@ class _Exchanges:
     peer_of_channel: dict[int, Address]
     dropped: int
     requests_sent: dict[str, int]
+    paced: bool
+    _held: list[_Held]
 
     if TYPE_CHECKING:  # TurnClient's public calls, used when a permission is installed
 
@@ -162,7 +184,7 @@ class _Exchanges:
         def send_indication(self, data: bytes, peer: Address) -> bytes: ...
 
     def _pending(self, kind: _Kind) -> bool:
-        return any(r.kind is kind for r in self._requests.values())
+        return any(r.kind is kind for r in self._requests.values()) or any(h.kind is kind for h in self._held)
 
     def _request(
         self,
@@ -172,6 +194,36 @@ class _Exchanges:
         *,
         subject: Any = None,
         retries: int = 0,
+    ) -> None:
+        """Start a new transaction now, or (paced) hold it until the driver has a pacer slot for it."""
+        if self.paced:
+            self._held.append(_Held(kind, attributes, subject, retries, self._pace_latest(kind, subject, now)))
+        else:
+            self._send_request(kind, attributes, now, subject, retries)
+
+    def _pace_latest(self, kind: _Kind, subject: Any, now: float) -> float:
+        """When a held request leaves at the latest: Allocate (and its retries), a first CreatePermission or
+        ChannelBind wait for their slot however long the pacer says; a request that keeps the allocation, a
+        permission or a channel alive, or releases the allocation, waits at most MAX_PACED_WAIT."""
+        expiry = math.inf
+        if kind is _Kind.REFRESH:
+            if self.state is AllocationState.ALLOCATED:
+                expiry = self.expires_at
+        elif kind is _Kind.PERMISSION:
+            perm = self._permissions.get(subject)
+            if perm is None or perm.state is not _PermState.ACTIVE:
+                return math.inf
+            expiry = perm.expires_at
+        elif kind is _Kind.CHANNEL:
+            ch = self._channels.get(subject)
+            if ch is None or not ch.bound:
+                return math.inf
+        else:
+            return math.inf
+        return now + min(MAX_PACED_WAIT, max(0.0, (expiry - now) / 2))
+
+    def _send_request(
+        self, kind: _Kind, attributes: list[tuple[Attr | int, Any]], now: float, subject: Any, retries: int
     ) -> None:
         cred = self.credential
         msg = Message(kind.value, MessageClass.REQUEST, attributes=[*attributes, *cred.attributes()])
@@ -189,7 +241,7 @@ class _Exchanges:
             reliable=self.reliable,
             reliable_timeout=self.reliable_timeout,
         )
-        self._requests[msg.transaction_id] = _Request(kind, attributes, tx, cred.ready, cred.nonce, subject, retries)
+        self._requests[msg.transaction_id] = _Request(kind, attributes, subject, retries, tx, cred.ready, cred.nonce)
         name = _NAMES[kind]
         self.requests_sent[name] = self.requests_sent.get(name, 0) + 1
         if self._keepalive_at is not None and self.keepalive is not None:
@@ -391,6 +443,7 @@ class _Exchanges:
         self.state = AllocationState.FAILED
         self.error = error
         self._requests.clear()
+        self._held.clear()
         self._events.append(AllocateFailed(error))
 
     def _lose(self, error: TurnError, now: float) -> None:
@@ -403,6 +456,7 @@ class _Exchanges:
     def _release(self, error: TurnError | None) -> None:
         self.state = AllocationState.RELEASED
         self._requests.clear()
+        self._held.clear()
         self.channel_of.clear()
         self._events.append(Released(error))
 
@@ -416,4 +470,5 @@ class _Exchanges:
         for req in self._requests.values():
             req.transaction.cancel(now)
         self._requests.clear()
+        self._held.clear()
         self._outgoing.clear()

@@ -27,7 +27,7 @@ from ..config import IceConfig
 from ..logs import get_logger
 from ..net.base import Address, Network
 from ..uri import IceUri, format_host_port, parse_uri
-from ._allocation_driver import _CONSUMER, _NOBODY, _AllocationDriver
+from ._allocation_driver import _CONSUMER, _NOBODY, Pace, _AllocationDriver
 from .client import TurnClient
 from .errors import (
     TurnAllocationMismatch,
@@ -234,8 +234,10 @@ class _DatagramAllocation(Allocation):
     """An allocation over a `NowaitTurnConnection` (an operating system UDP socket): it also sends
     synchronously (`SupportsSendNowait`) and drains what is queued in one `receive_batch`."""
 
-    def __init__(self, conn: NowaitTurnConnection, client: TurnClient, *, uri: str, protocol: str) -> None:
-        super().__init__(conn, client, uri=uri, protocol=protocol)
+    def __init__(
+        self, conn: NowaitTurnConnection, client: TurnClient, *, uri: str, protocol: str, pace: Pace | None = None
+    ) -> None:
+        super().__init__(conn, client, uri=uri, protocol=protocol, pace=pace)
         self._nowait_conn = conn
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
@@ -292,8 +294,10 @@ class _WaitableAllocation(_DatagramAllocation):
     of a relayed pair can drain itself (agent/_tap.py: `receive_now`, `wait_readable`, `interrupt`, `tap`),
     as it does a host socket: no task step of the agent's receive task per batch of relayed data."""
 
-    def __init__(self, conn: WaitableTurnConnection, client: TurnClient, *, uri: str, protocol: str) -> None:
-        super().__init__(conn, client, uri=uri, protocol=protocol)
+    def __init__(
+        self, conn: WaitableTurnConnection, client: TurnClient, *, uri: str, protocol: str, pace: Pace | None = None
+    ) -> None:
+        super().__init__(conn, client, uri=uri, protocol=protocol, pace=pace)
         self._waitable_conn = conn
         self.tap: object = None  # the agent's Tap on this allocation, while its stream's reader may drain it
 
@@ -347,6 +351,7 @@ async def open_allocation(
     transports: Mapping[str, TurnTransportFactory] | None = None,
     max_redirects: int = 2,
     deadline: float = math.inf,
+    pace: Pace | None = None,
 ) -> AsyncIterator[Allocation]:
     """Allocate a relayed address on a TURN server and keep it until the `async with` ends (RFC 8656).
 
@@ -355,6 +360,10 @@ async def open_allocation(
     `channel_refresh`). The Allocate phase (connecting, credentials, redirections) ends by `deadline`
     (in `trio.current_time()`). Raises a TurnError subclass (TurnAuthenticationError, TurnTimeout,
     TurnConnectionError, TurnQuotaReached, ...) when no allocation can be made.
+
+    `pace` (None: nothing waits) is awaited as `pace(latest)` before each new request goes out, retries
+    after 401/438, refreshes and the release included, never before a retransmission: an agent passes its
+    process-wide pacer this way (RFC 8445 14.2, `GatherContext.pace`); it must return by `latest`.
     """
     from ..net.os import OSNetwork
 
@@ -379,7 +388,7 @@ async def open_allocation(
     with trio.move_on_at(deadline):
         allocation = await _allocate(
             uri, addresses[0], factory, network, username, password, ssl_context, local_address, family,
-            lifetime, config, max_redirects,
+            lifetime, config, max_redirects, pace,
         )  # fmt: skip
     if allocation is None:
         raise TurnTimeout(
@@ -415,6 +424,7 @@ async def _allocate(
     lifetime: int | None,
     config: IceConfig,
     max_redirects: int,
+    pace: Pace | None,
 ) -> Allocation:
     """Connect and run Allocate, following 300 redirections and retrying a 437 once from a new port."""
     server_name = uri.host
@@ -440,14 +450,15 @@ async def _allocate(
             rm=config.rm,
             reliable_timeout=config.reliable_timeout,
             keepalive=config.keepalive_interval,
+            paced=pace is not None,
         )
         # once per allocation: the Protocol checks' cost is fine
         if isinstance(conn, WaitableTurnConnection):
-            allocation: Allocation = _WaitableAllocation(conn, client, uri=name, protocol=uri.protocol)
+            allocation: Allocation = _WaitableAllocation(conn, client, uri=name, protocol=uri.protocol, pace=pace)
         elif isinstance(conn, NowaitTurnConnection):
-            allocation = _DatagramAllocation(conn, client, uri=name, protocol=uri.protocol)
+            allocation = _DatagramAllocation(conn, client, uri=name, protocol=uri.protocol, pace=pace)
         else:
-            allocation = Allocation(conn, client, uri=name, protocol=uri.protocol)
+            allocation = Allocation(conn, client, uri=name, protocol=uri.protocol, pace=pace)
         try:
             client.allocate(trio.current_time())
             await allocation._serve(allocation._allocating_done)

@@ -15,6 +15,9 @@ message from the server to `receive(frame, now)` and reads `next_event()` for wh
 - `send(data, peer, now)`: a Send indication until the peer's channel is bound, ChannelData after
   (RFC 8656 11.1, 12.5); data for a peer whose permission is still being created is held and sent as
   soon as it is installed. `receive` returns the peer's data from Data indications and ChannelData.
+
+With `paced=True` every new request (a new transaction, retries after 401/438 included; retransmissions
+never) is held until the driver has a slot of its pacer for it (RFC 8445 14.2, see `start_paced`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ..net.base import Address
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method, StunDecodeError
 from ..stun.transaction import TransactionState
-from ._client_requests import _Channel, _Exchanges, _Kind, _Permission, _PermState, _Request
+from ._client_requests import _Channel, _Exchanges, _Held, _Kind, _Permission, _PermState, _Request
 from .auth import LongTermCredential
 from .errors import TurnAllocationLost, TurnError, TurnUnsupported
 from .events import AllocationState, Released, TurnEvent
@@ -54,7 +57,8 @@ class TurnClient(_Exchanges):
     address (REQUESTED-ADDRESS-FAMILY, RFC 8656 7.1). `lifetime` is asked in Allocate and Refresh
     (None: the server's default, 600 s). `auto_channel=True` binds a channel to each peer when data
     is first sent to it. `keepalive` (seconds, UDP only) sends a Binding indication to the server when
-    no request went out for that long, to keep NAT mappings on the way alive.
+    no request went out for that long, to keep NAT mappings on the way alive. `paced=True` holds each new
+    request until the driver calls `start_paced(now)` (the driver waits for a pacer slot first).
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class TurnClient(_Exchanges):
         auto_channel: bool = True,
         max_queued: int = 64,
         keepalive: float | None = None,
+        paced: bool = False,
     ) -> None:
         if family not in ("ipv4", "ipv6"):
             raise ValueError(f"family must be 'ipv4' or 'ipv6', not {family!r}")
@@ -96,6 +101,9 @@ class TurnClient(_Exchanges):
         #: NAT on the way keeps the mapping the allocation is bound to (RFC 8656 3.1, RFC 8489 6.3.2).
         self.keepalive = keepalive if keepalive and not reliable else None
         self._keepalive_at: float | None = None
+        #: New requests wait in `_held` for `start_paced` instead of going out at once (RFC 8445 14.2).
+        self.paced = paced
+        self._held: list[_Held] = []
 
         self.state = AllocationState.NEW
         self.relayed_address: Address | None = None
@@ -179,8 +187,28 @@ class TurnClient(_Exchanges):
 
     @property
     def has_outgoing(self) -> bool:
-        """Messages wait in `datagrams_to_send()`."""
-        return bool(self._outgoing)
+        """Messages wait in `datagrams_to_send()`, or (paced) new requests wait for `start_paced`."""
+        return bool(self._outgoing or self._held)
+
+    # ---- pacing new transactions (RFC 8445 14.2) ----
+
+    def pace_deadline(self) -> float | None:
+        """With `paced=True`: when the most urgent held request must leave, pacer slot or not (`math.inf`: it
+        waits for its slot however long; a refresh or the release waits at most MAX_PACED_WAIT); None when no
+        request is held. The driver waits for a slot but no later than this, then calls `start_paced`."""
+        held = self._held
+        return min(h.latest for h in held) if held else None
+
+    def start_paced(self, now: float) -> bool:
+        """Send the most urgent held request now (into `datagrams_to_send()`): it is built, signed with the
+        credential as it is now, and its retransmission schedule starts at `now` (RFC 8489 6.2.1). False when
+        none is held (cancelled while the driver waited for the slot)."""
+        if not self._held:
+            return False
+        held = min(self._held, key=lambda h: h.latest)  # the first of the earliest: FIFO otherwise
+        self._held.remove(held)
+        self._send_request(held.kind, held.attributes, now, held.subject, held.retries)
+        return True
 
     @property
     def expects_response(self) -> bool:
@@ -342,7 +370,8 @@ class TurnClient(_Exchanges):
     # ---- the driver's loop ----
 
     def datagrams_to_send(self) -> list[bytes]:
-        """Messages to send to the server now (requests, retransmissions, held data); empties the queue."""
+        """Messages to send to the server now (requests, retransmissions, held data); empties the queue. With
+        `paced=True` a new request is here only once `start_paced` let it out."""
         out = self._outgoing
         self._outgoing = []
         return out
