@@ -40,7 +40,17 @@ if TYPE_CHECKING:
 class SessionTask(ReceivePath):
     """The session task's loop and its wake-ups (SessionRunner sets these attributes)."""
 
-    __slots__ = ("_fallback_at", "_inbox", "_polling", "_self_wake", "_sending", "_served", "_sleep", "_woke_self")
+    __slots__ = (
+        "_fallback_at",
+        "_inbox",
+        "_own_batch",
+        "_polling",
+        "_self_wake",
+        "_sending",
+        "_served",
+        "_sleep",
+        "_woke_self",
+    )
 
     closed: bool
     _outbox: list[tuple[CandidateTransport, bytes, Address]]
@@ -55,6 +65,8 @@ class SessionTask(ReceivePath):
         self._self_wake = True  # wake it by a datagram to its socket (False: by cancelling `_sleep`)
         self._woke_self = False  # such a datagram is on its way
         self._fallback_at = math.inf  # the deadline that stands in for it, should it be lost
+        #: the session task handles a batch of its own socket: a pump for its STUN answers every wake-up so far
+        self._own_batch = False
 
     def pump(self, now: float) -> float:
         raise NotImplementedError
@@ -182,8 +194,10 @@ class SessionTask(ReceivePath):
 
         One cancel scope (`_sleep`) serves every wait until its deadline fires (a timer: a retransmission,
         nomination, consent) or a wake-up from another task ends a wait on the socket; in between, pumps
-        only move its deadline, and input read here is handled in place (a pump only when it held STUN).
-        The outbox is sent outside that scope, so a deadline never interrupts a send."""
+        only move its deadline, and input read here is handled in place (a pump only when it held STUN, and
+        that pump answers every wake-up so far: `_poke` consumes the Wakeup first, so the step pumps once;
+        the outbox and a Tap's stash are looked at by their state, not by the Wakeup). The outbox is sent
+        outside that scope, so a deadline never interrupts a send."""
         wakeup = self._wakeup
         outbox = self._outbox
         delivered = False  # the socket's last batch woke the stream's reader (agent/_tap.py)
@@ -244,11 +258,16 @@ class SessionTask(ReceivePath):
                         if self._woke_self:
                             items = self._without_self_wake(items)
                         if items:
+                            # a batch with STUN pumps (`_poke`), and that pump answers every wake-up so far
+                            self._own_batch = True
                             delivered = self._on_datagrams(sock, items)
+                            self._own_batch = False
                             if delivered and tap is None:
                                 self._open_tap(sock, wakeup)
                         del items  # not kept alive while waiting for the next batch (an idle agent's memory)
-                        due = False  # a batch with STUN pumped (`_poke`); data alone changes no timer
+                        if outbox:  # that pump's packets that must wait (its wake-up was consumed with the others)
+                            break
+                        due = False  # a batch with STUN pumped; data alone changes no timer
                 finally:
                     self._sleep = None
             if self._woke_self and sleep.cancelled_caught and sleep.deadline == self._fallback_at:
