@@ -335,3 +335,54 @@ async def test_a_wake_up_during_a_pump_still_takes_another_round(monkeypatch: py
                 runner.pump(trio.current_time())
                 assert calls == ["supervise", "supervise"], kind
             monkeypatch.undo()
+
+
+async def test_a_wake_up_whose_datagram_is_queued_sets_no_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wake-up datagram is on the socket when sendto returns (loopback): epoll will end the wait, so no
+    fallback deadline is set (moving a Trio deadline leaves a heap entry until it passes); the task wakes by
+    the datagram and pumps once. Were it not queued yet, the fallback stands in (as when it is lost)."""
+    from iceagent.agent._session_task import SELF_WAKE_TIMEOUT
+
+    with trio.fail_after(10):
+        async with completed() as (_a, b):
+            runner = b._current
+            assert runner is not None and runner._polling and runner._sleep is not None
+            scope = runner._sleep
+            deadline = scope.deadline
+            assert deadline > trio.current_time() + SELF_WAKE_TIMEOUT  # consent's (RFC 7675): a fallback would move it
+            pumps, _ = count_pumps(monkeypatch, runner)
+            runner.wake()
+            assert runner._woke_self and scope.deadline == deadline
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(pumps) == 1 and runner._polling and not runner._woke_self and runner._sleep is scope
+
+            monkeypatch.setattr(type(runner._served), "queued", lambda self: False)  # not there yet
+            now = trio.current_time()
+            runner.wake()
+            assert runner._woke_self and scope.deadline == runner._fallback_at >= now + SELF_WAKE_TIMEOUT
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(pumps) == 2 and runner._polling and not runner._woke_self
+
+
+async def test_os_udp_socket_queued_peeks_without_taking() -> None:
+    """OSUdpSocket.queued(): whether a datagram waits on the socket, without taking it off (MSG_PEEK); an
+    empty datagram counts; a closed socket has none."""
+    import socket
+
+    from iceagent.net.os import OSUdpSocket
+
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.setblocking(False)
+    raw.bind(("127.0.0.1", 0))
+    sock = OSUdpSocket(raw)
+    try:
+        assert not sock.queued()
+        raw.sendto(b"", sock.local_address)
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(raw)
+        assert sock.queued() and sock.queued()
+        assert sock.receive_now() == [(b"", sock.local_address)]
+        assert not sock.queued()
+    finally:
+        sock.close()
+    assert not sock.queued()
