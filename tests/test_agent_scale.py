@@ -54,6 +54,29 @@ async def completed(config: IceConfig = CONFIG) -> AsyncIterator[tuple[Agent, Ag
         yield a, b
 
 
+@asynccontextmanager
+async def gathered() -> AsyncIterator[tuple[Agent, Agent]]:
+    """Two agents on loopback that have gathered, not signalled yet, all their tasks blocked."""
+    async with open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a, open_agent(
+        controlling=False, host_addresses=LO, config=CONFIG
+    ) as b:
+        async for _ in a.gather():
+            pass
+        async for _ in b.gather():
+            pass
+        await trio.testing.wait_all_tasks_blocked()
+        yield a, b
+
+
+async def connect_both(a: Agent, b: Agent) -> None:
+    """Signal `a` and `b` to each other and wait until both are COMPLETED and all tasks are blocked."""
+    await signal(a, b)
+    await signal(b, a)
+    await a.state.wait_value(IceState.COMPLETED)
+    await b.state.wait_value(IceState.COMPLETED)
+    await trio.testing.wait_all_tasks_blocked()
+
+
 def count_pumps(monkeypatch: pytest.MonkeyPatch, runner: SessionRunner) -> tuple[list[float], trio.Event]:
     """Record the time of each pump of `runner`; the Event is set by the first."""
     pumps: list[float] = []
@@ -136,22 +159,11 @@ async def test_connect_takes_few_session_steps_per_agent_after_signaling() -> No
     off to another round. (Before, a receive task per socket took the input's steps: 4 + 5 in all.)"""
     steps = TaskSteps()
     with trio.fail_after(10):
-        async with open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a, open_agent(
-            controlling=False, host_addresses=LO, config=CONFIG
-        ) as b:
-            async for _ in a.gather():
-                pass
-            async for _ in b.gather():
-                pass
-            await trio.testing.wait_all_tasks_blocked()
+        async with gathered() as (a, b):
             trio.lowlevel.add_instrument(steps)
             try:
                 steps.on = True
-                await signal(a, b)
-                await signal(b, a)
-                await a.state.wait_value(IceState.COMPLETED)
-                await b.state.wait_value(IceState.COMPLETED)
-                await trio.testing.wait_all_tasks_blocked()
+                await connect_both(a, b)
                 steps.on = False
             finally:
                 trio.lowlevel.remove_instrument(steps)
@@ -229,3 +241,148 @@ async def test_a_timer_and_a_wake_up_in_one_batch_keep_the_self_wake() -> None:
                 await trio.testing.wait_all_tasks_blocked()
                 assert runner._self_wake and not runner._woke_self
             assert tried > 0
+
+
+async def test_a_batch_with_stun_and_a_pending_wake_up_makes_one_pump(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check on the session task's own socket and a wake-up from another task, read in one batch: the
+    pump that answers the check (in the step that read it) answers the wake-up too, so the step pumps once,
+    not a second time for the Wakeup the first pump already served."""
+    with trio.fail_after(10):
+        async with completed() as (a, b):
+            runner, sender, pair = b._current, a._current, a.selected_pair
+            assert runner is not None and sender is not None and pair is not None and runner._polling
+            received = b.selected_pair.requests_received if b.selected_pair is not None else -1
+            pumps, _ = count_pumps(monkeypatch, runner)
+            sender.send_consent(pair, trio.current_time())  # a check queued on b's socket (RFC 7675)
+            runner.wake()  # and a wake-up, by the datagram queued behind it
+            await trio.testing.wait_all_tasks_blocked()
+            assert b.selected_pair is not None and b.selected_pair.requests_received == received + 1
+            assert len(pumps) == 1, pumps
+            assert runner._polling and not runner._wakeup.is_set
+
+
+async def test_an_outbox_waiting_before_a_batch_with_stun_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packet queued for a transport that must be awaited (TCP, TURN, plugins) wakes the session task; when
+    that step's batch holds STUN, its pump answers the wake-up, and the packet is still sent at once (not at
+    the next timer)."""
+    sent: list[bytes] = []
+
+    class Awaited:  # a transport with no synchronous send
+        local_address = ("127.0.0.1", 9)
+
+        async def send(self, data: bytes, remote: object) -> None:
+            sent.append(data)
+
+    with trio.fail_after(10):
+        async with completed() as (a, b):
+            runner, sender, pair = b._current, a._current, a.selected_pair
+            assert runner is not None and sender is not None and pair is not None and runner._polling
+            pumps, _ = count_pumps(monkeypatch, runner)
+            sender.send_consent(pair, trio.current_time())  # a check queued on b's socket
+            runner.send_soon(Awaited(), b"queued", ("127.0.0.1", 9))  # type: ignore[arg-type]
+            await trio.testing.wait_all_tasks_blocked()
+            assert sent == [b"queued"] and not runner._outbox
+            assert runner._polling and len(pumps) >= 1
+
+
+async def test_a_state_change_in_a_pump_takes_no_second_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While two agents connect, every pump of either runs one round (events, timers, sends, supervisor):
+    a valid pair, the selected pair and the states it changes are looked at by that round's supervisor
+    call, which comes after them, so the notification (Agent._notify) asks for no round more."""
+    rounds: collections.Counter[str] = collections.Counter()
+    pump, supervise = SessionRunner.pump, Agent.supervise
+
+    def counted_pump(self: SessionRunner, now: float) -> float:
+        rounds["pumps"] += 1
+        return pump(self, now)
+
+    def counted_supervise(self: Agent, runner: SessionRunner, now: float) -> float:
+        rounds["rounds"] += 1
+        return supervise(self, runner, now)
+
+    with trio.fail_after(10):
+        async with gathered() as (a, b):
+            monkeypatch.setattr(SessionRunner, "pump", counted_pump)
+            monkeypatch.setattr(Agent, "supervise", counted_supervise)
+            await connect_both(a, b)
+    assert rounds["pumps"] >= 4 and rounds["rounds"] == rounds["pumps"], rounds
+
+
+async def test_a_wake_up_during_a_pump_still_takes_another_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the notification's shortcut leaves alone: a change of the generation during a pump (`wake()`,
+    e.g. gathering completed, a renomination) and a change made by the supervisor's own actions (a SetState
+    or RouteLost calls Agent._notify) still make the pump look again, in the same call."""
+    supervise = Agent.supervise
+    calls: list[str] = []
+    change: list[str] = []
+
+    def changing(self: Agent, runner: SessionRunner, now: float) -> float:
+        calls.append("supervise")
+        if len(calls) == 1:
+            if change == ["wake"]:
+                runner.wake()  # as gen.gathering_done() or a renomination would
+            else:
+                self._notify()  # as a SetState or RouteLost the supervisor applies would
+        return supervise(self, runner, now)
+
+    with trio.fail_after(10):
+        async with completed() as (a, _b):
+            runner = a._current
+            assert runner is not None
+            monkeypatch.setattr(Agent, "supervise", changing)
+            for kind in ("wake", "notify"):
+                change[:], calls[:] = [kind], []
+                runner.pump(trio.current_time())
+                assert calls == ["supervise", "supervise"], kind
+            monkeypatch.undo()
+
+
+async def test_a_wake_up_whose_datagram_is_queued_sets_no_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wake-up datagram is on the socket when sendto returns (loopback): epoll will end the wait, so no
+    fallback deadline is set (moving a Trio deadline leaves a heap entry until it passes); the task wakes by
+    the datagram and pumps once. Were it not queued yet, the fallback stands in (as when it is lost)."""
+    from iceagent.agent._session_task import SELF_WAKE_TIMEOUT
+
+    with trio.fail_after(10):
+        async with completed() as (_a, b):
+            runner = b._current
+            assert runner is not None and runner._polling and runner._sleep is not None
+            scope = runner._sleep
+            deadline = scope.deadline
+            assert deadline > trio.current_time() + SELF_WAKE_TIMEOUT  # consent's (RFC 7675): a fallback would move it
+            pumps, _ = count_pumps(monkeypatch, runner)
+            runner.wake()
+            assert runner._woke_self and scope.deadline == deadline
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(pumps) == 1 and runner._polling and not runner._woke_self and runner._sleep is scope
+
+            monkeypatch.setattr(type(runner._served), "queued", lambda self: False)  # not there yet
+            now = trio.current_time()
+            runner.wake()
+            assert runner._woke_self and scope.deadline == runner._fallback_at >= now + SELF_WAKE_TIMEOUT
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(pumps) == 2 and runner._polling and not runner._woke_self
+
+
+async def test_os_udp_socket_queued_peeks_without_taking() -> None:
+    """OSUdpSocket.queued(): whether a datagram waits on the socket, without taking it off (MSG_PEEK); an
+    empty datagram counts; a closed socket has none."""
+    import socket
+
+    from iceagent.net.os import OSUdpSocket
+
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.setblocking(False)
+    raw.bind(("127.0.0.1", 0))
+    sock = OSUdpSocket(raw)
+    try:
+        assert not sock.queued()
+        raw.sendto(b"", sock.local_address)
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(raw)
+        assert sock.queued() and sock.queued()
+        assert sock.receive_now() == [(b"", sock.local_address)]
+        assert not sock.queued()
+    finally:
+        sock.close()
+    assert not sock.queued()

@@ -117,6 +117,7 @@ class SessionRunner(SessionTask):
         "_outbox",
         "_owned",
         "_pumping",
+        "_supervising",
         "_tasks",
         "_wakeup",
         "bases",
@@ -173,6 +174,7 @@ class SessionRunner(SessionTask):
         self._wakeup = Wakeup()
         self._pumping = False
         self._again = False  # wake() was called while pumping: pump again
+        self._supervising = False  # this pump's round has called the agent's supervisor (see `look`)
         #: packets for transports that cannot send without waiting (TCP, TURN, plugins): the session task sends them
         self._outbox: list[tuple[CandidateTransport, bytes, Address]] = []
         self.failed = False
@@ -437,12 +439,21 @@ class SessionRunner(SessionTask):
         elif not self.closed:
             self._alert()
 
+    def look(self) -> None:
+        """The agent's state or selected pair changed (Agent._notify): its supervisor must look. A pump of this
+        session whose round has yet to call the supervisor looks anyway (it is called after the round's
+        events), so that needs no round more; otherwise as `wake()`."""
+        if not self._pumping or self._supervising:
+            self.wake()
+
     def _poke(self, now: float) -> None:
         """STUN input arrived (in a receive task, or the session task from its socket): do now what it made due
         (its answer, a triggered check, nomination, the agent's reaction), without another round of the
         session task; move the session task's deadline to the next one."""
         if self.closed:
             return
+        if self._own_batch:  # in the session task: this pump answers every wake-up so far (see _drive)
+            self._wakeup.consume()
         self.owner.heard()
         self._set_deadline(self.pump(now))
 
@@ -457,11 +468,12 @@ class SessionRunner(SessionTask):
         try:
             gen = self.gen
             for _ in range(PUMP_ROUNDS):
-                self._again = False
+                self._again = self._supervising = False
                 if gen.events:  # inputs (remote candidates, end-of-candidates) may have queued events
                     self._apply_events()
                 gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
                 self.flush(now)
+                self._supervising = True  # from here on a change of the agent's state needs another round
                 deadline = self.owner.supervise(self, now) if not self.closed else math.inf
                 if self.closed:
                     return math.inf
@@ -469,7 +481,7 @@ class SessionRunner(SessionTask):
                     return min(deadline, gen.get_timer())
             return -math.inf  # it keeps changing: the session task looks again after the others ran
         finally:
-            self._pumping = False
+            self._pumping = self._supervising = False
 
     def flush(self, now: float) -> None:
         """Send what the generation has to send now, and apply the events that caused."""

@@ -6,10 +6,11 @@ pumps the generation (SessionRunner.pump), sleeps until the next timer (the dead
 would (ReceivePath._on_datagrams: a check is answered in the step that read it). Other transports
 (further sockets, TURN, ICE-TCP, a mux, plugins) keep a receive task each. A wake-up from another task
 (signalling, a gatherer, another transport's input) ends the wait on the socket by an empty datagram the
-socket sends itself (`_alert`; cancelling the wait measured 20% more CPU for 1000 pairs connecting); one
-while the task is busy or waits on its Wakeup only sets the Wakeup. While the stream's reader holds the
-socket (agent/_tap.py) the task waits on its Wakeup, which is also the Tap's kick, under the Tap's park
-deadline, inside its timer's scope.
+socket sends itself (`_alert`; cancelling the wait measured 20% more CPU for 1000 pairs connecting), with a
+fallback deadline only when that datagram is not queued on the socket yet (`_queued`); one while the task
+is busy or waits on its Wakeup only sets the Wakeup. While the stream's reader holds the socket
+(agent/_tap.py) the task waits on its Wakeup, which is also the Tap's kick, under the Tap's park deadline,
+inside its timer's scope.
 """
 
 from __future__ import annotations
@@ -40,7 +41,17 @@ if TYPE_CHECKING:
 class SessionTask(ReceivePath):
     """The session task's loop and its wake-ups (SessionRunner sets these attributes)."""
 
-    __slots__ = ("_fallback_at", "_inbox", "_polling", "_self_wake", "_sending", "_served", "_sleep", "_woke_self")
+    __slots__ = (
+        "_fallback_at",
+        "_inbox",
+        "_own_batch",
+        "_polling",
+        "_self_wake",
+        "_sending",
+        "_served",
+        "_sleep",
+        "_woke_self",
+    )
 
     closed: bool
     _outbox: list[tuple[CandidateTransport, bytes, Address]]
@@ -55,6 +66,8 @@ class SessionTask(ReceivePath):
         self._self_wake = True  # wake it by a datagram to its socket (False: by cancelling `_sleep`)
         self._woke_self = False  # such a datagram is on its way
         self._fallback_at = math.inf  # the deadline that stands in for it, should it be lost
+        #: the session task handles a batch of its own socket: a pump for its STUN answers every wake-up so far
+        self._own_batch = False
 
     def pump(self, now: float) -> float:
         raise NotImplementedError
@@ -63,7 +76,10 @@ class SessionTask(ReceivePath):
         """Have the session task pump soon: set its Wakeup and, if it waits on its socket, end that wait (once,
         however many wake-ups come before it runs) by an empty datagram to the socket itself (no Cancelled:
         a Cancelled, a new scope and epoll's re-arming cost more than a datagram on the host's loopback),
-        within SELF_WAKE_TIMEOUT by the scope's deadline should that datagram be lost; else by a cancel."""
+        within SELF_WAKE_TIMEOUT by the scope's deadline should that datagram be lost (no such deadline once
+        the datagram is queued on the socket, as it is when sendto returns on loopback: nothing can lose it
+        then, and moving a Trio deadline costs a heap entry that lives until the deadline passes); else by
+        a cancel."""
         self._wakeup.set()
         if not self._polling:
             return
@@ -79,6 +95,9 @@ class SessionTask(ReceivePath):
             return  # its timer fired already: it wakes anyway (no datagram to leave behind)
         if self._self_wake and self._send_self():
             self._woke_self = True
+            if self._queued():  # on the socket already (on loopback, as sendto returns): the wait ends
+                self._fallback_at = math.nan  # no deadline stands in for it (a heap entry less in Trio)
+                return
             fallback = now + SELF_WAKE_TIMEOUT
             if fallback < sleep.deadline:
                 sleep.deadline = self._fallback_at = fallback
@@ -93,6 +112,12 @@ class SessionTask(ReceivePath):
         except OSError:
             return False
         return True
+
+    def _queued(self) -> bool:
+        """Whether a datagram (the wake-up's, or any other) is queued on the served socket now: epoll then
+        reports it readable and the session task's wait ends, so the wake-up needs no fallback deadline."""
+        queued = getattr(self._served, "queued", None)
+        return queued is not None and bool(queued())
 
     def _without_self_wake(self, items: list[tuple[bytes, Address]]) -> list[tuple[bytes, Address]]:
         """The batch without the empty datagram(s) `_alert` sent to the socket itself."""
@@ -182,8 +207,10 @@ class SessionTask(ReceivePath):
 
         One cancel scope (`_sleep`) serves every wait until its deadline fires (a timer: a retransmission,
         nomination, consent) or a wake-up from another task ends a wait on the socket; in between, pumps
-        only move its deadline, and input read here is handled in place (a pump only when it held STUN).
-        The outbox is sent outside that scope, so a deadline never interrupts a send."""
+        only move its deadline, and input read here is handled in place (a pump only when it held STUN, and
+        that pump answers every wake-up so far: `_poke` consumes the Wakeup first, so the step pumps once;
+        the outbox and a Tap's stash are looked at by their state, not by the Wakeup). The outbox is sent
+        outside that scope, so a deadline never interrupts a send."""
         wakeup = self._wakeup
         outbox = self._outbox
         delivered = False  # the socket's last batch woke the stream's reader (agent/_tap.py)
@@ -244,11 +271,16 @@ class SessionTask(ReceivePath):
                         if self._woke_self:
                             items = self._without_self_wake(items)
                         if items:
+                            # a batch with STUN pumps (`_poke`), and that pump answers every wake-up so far
+                            self._own_batch = True
                             delivered = self._on_datagrams(sock, items)
+                            self._own_batch = False
                             if delivered and tap is None:
                                 self._open_tap(sock, wakeup)
                         del items  # not kept alive while waiting for the next batch (an idle agent's memory)
-                        due = False  # a batch with STUN pumped (`_poke`); data alone changes no timer
+                        if outbox:  # that pump's packets that must wait (its wake-up was consumed with the others)
+                            break
+                        due = False  # a batch with STUN pumped; data alone changes no timer
                 finally:
                     self._sleep = None
             if self._woke_self and sleep.cancelled_caught and sleep.deadline == self._fallback_at:

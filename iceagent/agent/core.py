@@ -418,7 +418,7 @@ class Agent(AgentStates):
         self._supervise = True
         current = self._current
         if current is not None:
-            current.wake()
+            current.look()
 
     # ---- events from runners ----
 

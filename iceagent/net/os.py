@@ -98,6 +98,15 @@ class OSUdpSocket:
         whose source addresses `receive_now` normalizes. It raises BlockingIOError when nothing is queued."""
         return None if self._ipv6 else self._raw.recvfrom
 
+    def queued(self) -> bool:
+        """Whether a datagram is queued on the socket now (a peek: nothing is taken off it), so that a task
+        waiting for it to be readable wakes; False when none is (or on any error)."""
+        try:
+            self._raw.recv(1, _stdsocket.MSG_PEEK)
+        except OSError:
+            return False
+        return True
+
     def send_nowait(self, data: bytes, remote: Address) -> None:
         """Send one datagram without waiting; dropped when the socket buffer is full (as UDP may)."""
         try:
