@@ -94,6 +94,9 @@ class SessionOwner(Protocol):
     def session_event(self, runner: SessionRunner, event: Event) -> None:
         """An event of the runner's generation (ice.events), after the runner's own part of it."""
 
+    def wants_pair_states(self) -> bool:
+        """Whether a new generation should report every pair state change (else only those to FAILED)."""
+
     def pair_broken(self, runner: SessionRunner, pair: CandidatePair) -> None:
         """The TCP connection under `pair` closed by itself (RFC 6544 7.1)."""
 
@@ -154,6 +157,7 @@ class SessionRunner(SessionTask):
             tie_breaker=owner.tie_breaker,
             config=self.config,
             pacer=global_pacer() if self.config.global_pacing else None,  # RFC 8445 14.2, one per process
+            pair_state_events=owner.wants_pair_states(),  # else two events fewer per checked pair
         )
         #: the generation's IceSession, for queries (pairs, candidates, parameters); input goes to `gen`
         self.ice: IceSession = self.gen.session
