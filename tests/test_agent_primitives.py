@@ -277,11 +277,13 @@ class _CountingTransport:
 
 
 class _CountingPair:
+    """CandidatePair's sent-bytes counter: `count_sent`, or added to directly on the stream's fast paths."""
+
     def __init__(self) -> None:
-        self.sent = 0
+        self._bytes_sent = 0
 
     def count_sent(self, size: int) -> None:
-        self.sent += size
+        self._bytes_sent += size
 
 
 async def test_stream_schedules_a_full_round_every_schedule_every_sends_and_receives() -> None:
@@ -301,7 +303,7 @@ async def test_stream_schedules_a_full_round_every_schedule_every_sends_and_rece
         await stream.send(bytes([i]))
     assert (transport.sends, transport.try_sends) == (3, 3 * every - 3)
     assert transport.wire == [bytes([i]) for i in range(3 * every)]
-    assert pair.sent == 3 * every
+    assert pair._bytes_sent == 3 * every
     for i in range(3 * every):
         inbox.put(bytes([i]))
     got = [await stream.receive() for _ in range(3 * every)]

@@ -70,11 +70,13 @@ class _SyncSendtoTransport:
 
 
 class _Pair:
+    """The counter the stream's send path adds to (CandidatePair._bytes_sent)."""
+
     def __init__(self) -> None:
-        self.sent = 0
+        self._bytes_sent = 0
 
     def count_sent(self, size: int) -> None:
-        self.sent += size
+        self._bytes_sent += size
 
 
 async def test_the_inline_sendto_waits_on_a_full_buffer_and_counts_a_lost_datagram() -> None:
@@ -92,7 +94,7 @@ async def test_the_inline_sendto_waits_on_a_full_buffer_and_counts_a_lost_datagr
         "sendto", "sendto: full", "send", "sendto: lost", *["sendto"] * (IceStream.SCHEDULE_EVERY - 4), "send"
     ]
     assert transport.wire == [data for data in datas if data != b"lost"]
-    assert pair.sent == sum(map(len, datas))
+    assert pair._bytes_sent == sum(map(len, datas))
 
 
 class _Park:

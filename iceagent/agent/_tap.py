@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
@@ -59,10 +60,6 @@ def _no_recvfrom(size: int) -> tuple[bytes, Address]:
     raise BlockingIOError
 
 
-def _no_count(size: int) -> None:
-    """No source known yet."""
-
-
 def _no_process(batch: list[tuple[bytes, Address]], tap: Tap | None) -> bool:
     """A closed Tap's demultiplexer: never called (a reader does not drain a closed Tap's socket)."""
     return False
@@ -76,9 +73,9 @@ class Tap:
         "_closed",
         "_polling",
         "_refresh_at",
-        "count",
         "interrupt",
         "kick",
+        "pair",
         "park",
         "process",
         "reader",
@@ -110,8 +107,9 @@ class Tap:
         #: a known source of application data on this socket, as `recvfrom` gives it; None while the reader may
         #: not read directly (see the module)
         self.source: Address | None = None
-        #: `count_received` of the source's pair (RFC 7675 and `stats()` count its bytes)
-        self.count: Callable[[int], None] = _no_count
+        #: the source's pair, whose received bytes the direct read counts (RFC 7675 and `stats()` count them)
+        #: (Any: read only while `source` is set, and then a CandidatePair; the stream adds to `_bytes_received`)
+        self.pair: Any = None
         self._polling = False
         self._closed = False
         self.reader = False  # a reader waits on the socket
@@ -147,14 +145,14 @@ class Tap:
         self._closed = value
         if value:
             # a stream's queue may keep this Tap until its reader runs again: it keeps no session alive
-            self.source, self.count, self.process = None, _no_count, _no_process
+            self.source, self.pair, self.process = None, None, _no_process
             self.recvfrom = _no_recvfrom
 
     def learn(self, source: Address, pair: CandidatePair) -> None:
         """The reader's drain delivered application data from `source` on `pair` (a known remote candidate,
         RFC 8445 12.2): the direct read may return that source's datagrams at once (see the module)."""
         if self.recvfrom is not _no_recvfrom and not (self._polling or self._closed or self.stash):
-            self.source, self.count = source, pair.count_received
+            self.source, self.pair = source, pair
 
     def reader_may_poll(self) -> bool:
         """Whether a reader that found nothing queued may drain and wait on the socket itself; if the

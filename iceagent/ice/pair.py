@@ -38,8 +38,9 @@ class CandidatePair:
 
     Read-only for everyone but the IceSession that owns it: the session (iceagent.ice) changes its state
     and counters through the underscored fields, the agent counts application data with `count_sent` /
-    `count_received`. The constructor takes the public names (`CandidatePair(local=..., remote=...,
-    state=...)`). `base` is the local base the pair sends from (the local candidate itself for host and
+    `count_received` (its stream's per-datagram paths add to `_bytes_sent` / `_bytes_received` directly,
+    saving a call per datagram). The constructor takes the public names (`CandidatePair(local=...,
+    remote=..., state=...)`). `base` is the local base the pair sends from (the local candidate itself for host and
     relay candidates; a srflx/prflx local candidate of a valid pair sends from its base, 7.2.5.3.2).
     """
 
