@@ -91,6 +91,10 @@ class AgentObservers:
                 callers[name] = caller
         return cls(agent, callers) if callers else None
 
+    def listens(self, name: str) -> bool:
+        """Whether a plugin implements hook `name`."""
+        return name in self._callers
+
     def call(self, name: str, **kwargs: Any) -> None:
         """Call hook `name` if a plugin implements it; a plugin that raises is logged, never fatal."""
         caller = self._callers.get(name)

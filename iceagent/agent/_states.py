@@ -143,7 +143,10 @@ class AgentStates:
     def wants_pair_states(self) -> bool:
         """Pair state changes other than to FAILED are only told to observers (iceagent_pair_state_changed) and
         the debug log: a generation started while neither listens does not make them."""
-        return self._observers is not None or log.isEnabledFor(logging.DEBUG)
+        observers = self._observers
+        return (observers is not None and observers.listens("iceagent_pair_state_changed")) or log.isEnabledFor(
+            logging.DEBUG
+        )
 
     def session_event(self, runner: SessionRunner, event: Event) -> None:
         """What an event of a generation means for the agent: its state, the selected pair, its role."""
