@@ -85,11 +85,6 @@ class Fanout:
             if tid is not None:
                 _remember(self._tids, tid, view)
 
-    def confirmed(self, view: GenerationTransport, remote: Address) -> None:
-        self.shared.confirm(remote)
-        if self._sources is not None:
-            _remember(self._sources, remote, view)
-
     def receive_now(self, view: GenerationTransport, limit: int) -> list[Item]:
         """What waits for `view` now: its queue, else what the endpoint's inbox holds (split between the
         generations while several are alive); [] if nothing."""
@@ -186,14 +181,16 @@ class GenerationTransport(Parking):
         await self._shared.send(data, remote)
 
     def try_send(self, data: bytes, remote: Address) -> bool:
-        self._check_open()
-        self._fanout.sent(self, data)
+        if self.closed:
+            self._check_open()
+        fanout = self._fanout
+        if fanout._tids is not None:  # several generations share the transport (a restart)
+            fanout.sent(self, data)
         return self._shared.try_send(data, remote)
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
-        self._check_open()
-        self._fanout.sent(self, data)
-        self._shared.send_nowait(data, remote)
+        if not self.try_send(data, remote):  # (as the shared transport's send_nowait does)
+            self._shared._endpoint._mux._routes.drop("send_full")
 
     async def receive(self) -> tuple[bytes, Address]:
         return (await self.receive_batch(1))[0]
@@ -216,7 +213,7 @@ class GenerationTransport(Parking):
 
     def route_waiting(self) -> None:
         """Have the mux route what its sockets hold now (the session task, before it pumps for a wake-up)."""
-        self._shared.endpoint._mux._route_now()
+        self._shared._endpoint._mux._route_now()
 
     async def wait_receivable(self) -> None:
         """Park until something may wait for this generation (the mux delivered, it or the endpoint closed,
@@ -238,13 +235,16 @@ class GenerationTransport(Parking):
     def wake_receiver(self) -> None:
         """End the wait of its receiver now (it looks again)."""
         if not self._unpark() and len(self._fanout.views) == 1:
-            self._shared.wake_receiver()
+            self._shared._unpark()
 
     def confirm(self, remote: Address) -> None:
         """Bind `remote` to this agent on the mux (after MESSAGE-INTEGRITY passed on a check from it or a
         response from it) and steer its other traffic to this generation."""
         if not self.closed:
-            self._fanout.confirmed(self, remote)
+            self._shared.confirm(remote)
+            sources = self._fanout._sources
+            if sources is not None:  # several generations share the transport (a restart)
+                _remember(sources, remote, self)
 
     def close(self) -> None:
         """This generation stops using the address (the agent's endpoint stays)."""

@@ -34,7 +34,7 @@ from ..logs import get_logger
 from ._mux_agent import Fanout, MuxGeneration, watcher
 from ._mux_inbox import InboxTransport
 from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, SeamPort, Triple, bind_port
-from ._mux_routes import CHECK, MuxError, MuxFull, MuxLimits, MuxRoutes, Own, kind_of, request_transaction_id
+from ._mux_routes import CHECK, OTHER, MuxError, MuxFull, MuxLimits, MuxRoutes, Own, kind_of, request_transaction_id
 from ._mux_stun import MuxStun
 from ._mux_tcp import MuxTcpTransport, TcpAcceptor
 from .base import Address, Network
@@ -65,10 +65,15 @@ class MuxTransport(InboxTransport):
         self._port = port
 
     def _before_send(self, data: bytes) -> None:
-        self._check_open()
-        tid = request_transaction_id(data)
-        if tid is not None:  # its response comes back by transaction id (RFC 8489 6.3)
-            self._endpoint._mux._routes.add_transaction(self._endpoint, tid, trio.current_time())
+        """Raise once closed; record a STUN request's transaction id: its response comes back by it (RFC 8489
+        6.3). Only a datagram whose first byte a request can have (top bits and class bit C1 zero, RFC 8489 5)
+        is looked at further (the answers to checks are not)."""
+        if self._closed:
+            self._check_open()
+        if data and not data[0] & 0xC1:
+            tid = request_transaction_id(data)
+            if tid is not None:
+                self._endpoint._mux._routes.add_transaction(self._endpoint, tid, trio.current_time())
 
     async def send(self, data: bytes, remote: Address) -> None:
         """Send one datagram from this address; a STUN request's transaction id is recorded first."""
@@ -77,8 +82,13 @@ class MuxTransport(InboxTransport):
 
     def try_send(self, data: bytes, remote: Address) -> bool:
         """Send now if the socket can take it; False (nothing sent) when it cannot."""
-        self._before_send(data)
-        return self._port.try_send(data, remote, self._local)
+        if self._closed or (data and not data[0] & 0xC1):  # (`_before_send`'s tests: a call less per answer)
+            self._before_send(data)
+        port = self._port
+        direct = port.direct  # the socket's own try_send where the port needs no source address
+        if direct is not None:
+            return direct(data, remote)
+        return port.try_send(data, remote, self._local)
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
         """Send now, or drop the datagram (counted as "send_full") when the socket cannot take it."""
@@ -304,14 +314,13 @@ class Mux:
         """Route what the sockets hold now, without waiting (`_Drainer`, between other tasks' steps)."""
         if self.closed:
             return
-        now = trio.current_time()
         for port in self._ports:
             try:
                 batch = port.receive_now(RECEIVE_BATCH)
             except OSError:  # closed under us: its receive task ends
                 continue
             if batch:
-                self._route(batch, now)
+                self._route(batch, trio.current_time())
 
     def _route_now(self) -> bool:
         """`_drain` outside the mux's own tasks (between task steps, or for an agent about to pump): an
@@ -336,7 +345,7 @@ class Mux:
             if index is None:
                 routes.drop("unknown_local")
                 continue
-            kind = kind_of(data)
+            kind = OTHER if not data or data[0] >= 0x40 else kind_of(data)  # (STUN's first byte is below 0x40)
             owner = routes.route_kind(kind, data, local, remote, now)
             if owner is None:
                 continue
