@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar, Union
 
 import trio
-from trio.lowlevel import wait_task_rescheduled
+from trio.lowlevel import current_task, wait_task_rescheduled
 
 from ._mux_inbox import Item, Parking
 from ._mux_routes import CHECK, RESPONSE, kind_of, local_ufrag, request_transaction_id
@@ -51,20 +51,19 @@ class Fanout:
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        self.views: list[GenerationTransport] = []
+        self.views: tuple[GenerationTransport, ...] = ()  # (a tuple: smaller than a list for the usual one)
         self._tids: dict[bytes, GenerationTransport] | None = None
         self._sources: dict[Address, GenerationTransport] | None = None
 
     def attach(self, view: GenerationTransport) -> None:
-        self.views.append(view)
+        self.views += (view,)
         if len(self.views) == 2:  # a restart: split what arrives; the waiting view waits on its own from now
             self._tids, self._sources = {}, {}
             self.shared._listener = self
             self.shared.wake_receiver()
 
     def detach(self, view: GenerationTransport) -> None:
-        if view in self.views:
-            self.views.remove(view)
+        self.views = tuple(v for v in self.views if v is not view)
         if len(self.views) <= 1:
             self._tids = self._sources = None
             self.shared._listener = None
@@ -223,7 +222,10 @@ class GenerationTransport(Parking):
             if shared._items is not None or shared._closed:
                 await trio.lowlevel.checkpoint()
                 return
-            shared._enlist()  # (its wait_receivable inlined: one coroutine frame less per waiting agent)
+            # (its wait_receivable inlined: one coroutine frame less per waiting agent; and its `_enlist`)
+            if shared._waiter is not None:
+                raise trio.BusyResourceError(f"another task already receives on {shared!r}")
+            shared._waiter = current_task()
             await wait_task_rescheduled(shared._abort)
             return
         if self.items or self.closed or shared._closed or shared.pending():
@@ -234,8 +236,10 @@ class GenerationTransport(Parking):
 
     def wake_receiver(self) -> None:
         """End the wait of its receiver now (it looks again)."""
-        if not self._unpark() and len(self._fanout.views) == 1:
-            self._shared._unpark()
+        if self._waiter is None and len(self._fanout.views) == 1:
+            self._shared._unpark()  # it may wait on the endpoint's inbox (`wait_receivable`)
+        else:
+            self._unpark()
 
     def confirm(self, remote: Address) -> None:
         """Bind `remote` to this agent on the mux (after MESSAGE-INTEGRITY passed on a check from it or a

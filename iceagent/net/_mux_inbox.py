@@ -170,20 +170,19 @@ class InboxTransport(Parking):
             self._listener.inbox_ready()
         return True
 
-    def _deliver_check(self, data: bytes, remote: Address, limits: MuxLimits) -> str:
-        """Queue a check (a Binding request) as `_deliver` does, unless the same datagram from the same source
-        is still waiting: a retransmission (RFC 8489 6.2.1) of a check the agent has not read yet, which it
-        will answer by the waiting copy. "" when queued, else why it was dropped."""
-        key = (data, remote)
+    def _deliver_check(self, item: Item, limits: MuxLimits) -> str:
+        """Queue a check (a Binding request, `item` its (data, source)) as `_deliver` does, unless the same datagram
+        from the same source is still waiting: a retransmission (RFC 8489 6.2.1) of a check the agent has not
+        read yet, which it will answer by the waiting copy. "" when queued, else why it was dropped."""
         checks = self._checks
-        if checks is not None and key in checks:
+        if checks is not None and item in checks:
             return "duplicate_check"
-        if not self._deliver(data, remote, limits, key):  # the same tuple in the inbox and the table
+        if not self._deliver(item[0], item[1], limits, item):  # the same tuple in the inbox and the table
             return "inbox_full"
         if self._items is not None:
             if checks is None:
                 checks = self._checks = set()
-            checks.add(key)
+            checks.add(item)
         return ""
 
     def _close(self) -> None:

@@ -24,7 +24,7 @@ import collections
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ import trio
 from ..logs import get_logger
 from ._mux_agent import Fanout, MuxGeneration, watcher
 from ._mux_inbox import InboxTransport
-from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, SeamPort, Triple, bind_port
+from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, Row, SeamPort, bind_port
 from ._mux_routes import CHECK, OTHER, MuxError, MuxFull, MuxLimits, MuxRoutes, Own, kind_of, request_transaction_id
 from ._mux_stun import MuxStun
 from ._mux_tcp import MuxTcpTransport, TcpAcceptor
@@ -337,10 +337,13 @@ class Mux:
             return False
         return True
 
-    def _route(self, batch: list[Triple], now: float) -> None:
-        """Route each datagram of `batch` into one inbox, or count why not; never calls agent code."""
+    def _route(self, batch: Iterable[Row], now: float) -> None:
+        """Route each datagram of `batch` into one inbox, or count why not; never calls agent code. The socket's
+        (data, remote) tuple is what the inbox keeps."""
         routes, limits, local_index = self._routes, self.limits, self._local_index
-        for data, remote, local in batch:
+        routed = 0
+        for item, local in batch:
+            data, remote = item
             index = local_index.get(local)
             if index is None:
                 routes.drop("unknown_local")
@@ -355,13 +358,14 @@ class Mux:
                 continue
             transport = owner.transports[index]
             if kind == CHECK:  # routed by its ufrag: a retransmission still waiting is not queued twice
-                reason = transport._deliver_check(data, remote, limits)
+                reason = transport._deliver_check(item, limits)
             else:
-                reason = "" if transport._deliver(data, remote, limits) else "inbox_full"
+                reason = "" if transport._deliver(data, remote, limits, item) else "inbox_full"
             if reason:
                 routes.drop(reason)
             else:
-                routes.routed += 1
+                routed += 1
+        routes.routed += routed
 
     def _close(self) -> None:
         if self.closed:
