@@ -18,11 +18,11 @@ task of its own: the receiving generation that finds its queue empty pulls the n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar, Union
 
 import trio
-from trio.lowlevel import current_task, wait_task_rescheduled
+from trio.lowlevel import wait_task_rescheduled
 
 from ._mux_inbox import Item, Parking
 from ._mux_routes import CHECK, RESPONSE, kind_of, local_ufrag, request_transaction_id
@@ -214,25 +214,21 @@ class GenerationTransport(Parking):
         """Have the mux route what its sockets hold now (the session task, before it pumps for a wake-up)."""
         self._shared._endpoint._mux._route_now()
 
-    async def wait_receivable(self) -> None:
+    def wait_receivable(self) -> Awaitable[object]:
         """Park until something may wait for this generation (the mux delivered, it or the endpoint closed,
-        or `wake_receiver()`); the caller looks with `receive_now`."""
+        or `wake_receiver()`); the caller looks with `receive_now`. Await it at once: it is a plain function that
+        enlists the calling task and returns Trio's wait itself, so a parked agent keeps no coroutine frame of
+        this method (216 bytes per idle agent)."""
         shared = self._shared
+        parking: Parking
         if len(self._fanout.views) == 1 and not self.items:  # the endpoint's inbox is this generation's alone
-            if shared._items is not None or shared._closed:
-                await trio.lowlevel.checkpoint()
-                return
-            # (its wait_receivable inlined: one coroutine frame less per waiting agent; and its `_enlist`)
-            if shared._waiter is not None:
-                raise trio.BusyResourceError(f"another task already receives on {shared!r}")
-            shared._waiter = current_task()
-            await wait_task_rescheduled(shared._abort)
-            return
-        if self.items or self.closed or shared._closed or shared.pending():
-            await trio.lowlevel.checkpoint()
-            return
-        self._enlist()
-        await wait_task_rescheduled(self._abort)
+            parking, ready = shared, shared._items is not None or shared._closed
+        else:
+            parking, ready = self, bool(self.items or self.closed or shared._closed or shared.pending())
+        if ready:
+            return trio.lowlevel.checkpoint()  # noqa: ASYNC105 (the caller awaits it)
+        parking._enlist()
+        return wait_task_rescheduled(parking._abort)  # noqa: ASYNC105 (the caller awaits it)
 
     def wake_receiver(self) -> None:
         """End the wait of its receiver now (it looks again)."""
