@@ -81,22 +81,6 @@ async def test_a_mux_agent_keeps_no_more_objects_than_one_with_its_own_socket() 
     assert per_pair["mux"] <= per_pair["own"] + 2  # about +0.5 now (its GatherOptions copy): +44 before
 
 
-async def test_an_endpoint_drained_keeps_no_inbox_or_tables() -> None:
-    """Once its agent connected and read everything, the mux endpoint's inbox holds no container and the
-    routes keep no per-agent transaction table: an idle agent's endpoint is a few slotted objects."""
-    with trio.fail_after(30):
-        async with open_mux(LO, 0) as mux, AsyncExitStack() as stack:
-            agents: list[Agent] = []
-            await _open_pairs(stack, 2, mux, agents)
-            for agent in agents[1::2]:
-                assert agent._mux is not None
-                transport = agent._mux.endpoint.transports[0]
-                assert transport.pending() == 0
-                referents = [r for r in gc.get_referents(transport) if gc.is_tracked(r)]
-                assert [r for r in referents if isinstance(r, (list, set, dict))] == []
-                assert agent._mux.endpoint.stats()["transactions"] == 0
-
-
 def _awaiting(coro: object) -> list[str]:
     """The names of the coroutines (and generators) a task's coroutine awaits, outermost first."""
     names = []
@@ -109,16 +93,23 @@ def _awaiting(coro: object) -> list[str]:
     return names
 
 
-async def test_an_idle_mux_agent_parks_in_trio_without_a_frame_of_the_mux() -> None:
-    """An idle agent's session task waits in Trio's `wait_task_rescheduled` directly: the generation's
-    `wait_receivable` is a plain function that enlists the task and returns that wait, so no coroutine frame
-    of it is kept per idle agent (216 bytes each; it was an `async def` awaiting the wait)."""
+async def test_an_idle_mux_agent_keeps_no_inbox_tables_or_frame_of_its_wait() -> None:
+    """Once its agent connected and read everything, the mux endpoint's inbox holds no container and the
+    routes keep no per-agent transaction table: an idle agent's endpoint is a few slotted objects. Its session
+    task waits in Trio's `wait_task_rescheduled` directly: the generation's `wait_receivable` is a plain
+    function that enlists the task and returns that wait, so no coroutine frame of it is kept per idle agent
+    (216 bytes each; it was an `async def` awaiting the wait)."""
     with trio.fail_after(30):
         async with open_mux(LO, 0) as mux, AsyncExitStack() as stack:
             agents: list[Agent] = []
             await _open_pairs(stack, 2, mux, agents)
             for agent in agents[1::2]:
-                assert agent._nursery is not None
+                assert agent._mux is not None and agent._nursery is not None
+                transport = agent._mux.endpoint.transports[0]
+                assert transport.pending() == 0
+                referents = [r for r in gc.get_referents(transport) if gc.is_tracked(r)]
+                assert [r for r in referents if isinstance(r, (list, set, dict))] == []
+                assert agent._mux.endpoint.stats()["transactions"] == 0
                 session = next(t for t in agent._nursery.child_tasks if t.name.startswith("session-"))
                 names = _awaiting(session.coro)
                 assert "_drive" in names and "wait_task_rescheduled" in names, names
