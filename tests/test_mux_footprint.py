@@ -20,6 +20,7 @@ from agent_helpers import connect_both
 import iceagent.net.mux as mux_module
 from iceagent import Agent, Candidate, IceConfig, IceParameters, IceState, open_agent
 from iceagent.net.mux import Mux, open_mux
+from iceagent.net.os import OSUdpSocket
 from iceagent.stun import Attr, Message, MessageClass, Method
 
 LO = ["127.0.0.1"]
@@ -80,20 +81,68 @@ async def test_a_mux_agent_keeps_no_more_objects_than_one_with_its_own_socket() 
     assert per_pair["mux"] <= per_pair["own"] + 2  # about +0.5 now (its GatherOptions copy): +44 before
 
 
-async def test_an_endpoint_drained_keeps_no_inbox_or_tables() -> None:
+def _awaiting(coro: object) -> list[str]:
+    """The names of the coroutines (and generators) a task's coroutine awaits, outermost first."""
+    names = []
+    while coro is not None:
+        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+        if code is None:
+            break
+        names.append(code.co_name)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return names
+
+
+async def test_an_idle_mux_agent_keeps_no_inbox_tables_or_frame_of_its_wait() -> None:
     """Once its agent connected and read everything, the mux endpoint's inbox holds no container and the
-    routes keep no per-agent transaction table: an idle agent's endpoint is a few slotted objects."""
+    routes keep no per-agent transaction table: an idle agent's endpoint is a few slotted objects. Its session
+    task waits in Trio's `wait_task_rescheduled` directly: the generation's `wait_receivable` is a plain
+    function that enlists the task and returns that wait, so no coroutine frame of it is kept per idle agent
+    (216 bytes each; it was an `async def` awaiting the wait)."""
     with trio.fail_after(30):
         async with open_mux(LO, 0) as mux, AsyncExitStack() as stack:
             agents: list[Agent] = []
             await _open_pairs(stack, 2, mux, agents)
             for agent in agents[1::2]:
-                assert agent._mux is not None
+                assert agent._mux is not None and agent._nursery is not None
                 transport = agent._mux.endpoint.transports[0]
                 assert transport.pending() == 0
                 referents = [r for r in gc.get_referents(transport) if gc.is_tracked(r)]
                 assert [r for r in referents if isinstance(r, (list, set, dict))] == []
                 assert agent._mux.endpoint.stats()["transactions"] == 0
+                session = next(t for t in agent._nursery.child_tasks if t.name.startswith("session-"))
+                names = _awaiting(session.coro)
+                assert "_drive" in names and "wait_task_rescheduled" in names, names
+                assert "wait_receivable" not in names, names
+
+
+async def test_a_routed_datagram_is_queued_as_the_socket_gave_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routing makes no tuple per datagram for the inbox: the agent reads the very (data, source) tuple the OS
+    socket returned, a check and application data alike (they were unpacked into (data, source, mux address)
+    triples and packed again)."""
+    given: list[tuple[bytes, tuple[str, int]]] = []
+    receive_now = OSUdpSocket.receive_now
+
+    def recording(self: OSUdpSocket, limit: int = 64) -> list[tuple[bytes, tuple[str, int]]]:
+        items = receive_now(self, limit)
+        given.extend(items)
+        return items
+
+    monkeypatch.setattr(OSUdpSocket, "receive_now", recording)
+    with trio.fail_after(30):
+        async with open_mux(LO, 0) as mux:
+            with mux.register("a") as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                peer.bind(("127.0.0.1", 0))
+                inbox = a.transports[0]
+                a.add_ufrag("ufA")
+                inbox.confirm(peer.getsockname())
+                check = Message(Method.BINDING, MessageClass.REQUEST, attributes=[(Attr.USERNAME, "ufA:p")])
+                for data in (check.encode(integrity_key=b"p" * 22, fingerprint=True), b"application data"):
+                    peer.sendto(data, mux.local_addresses[0])
+                    item = await inbox.receive()
+                    assert item[0] == data
+                    assert any(item is g for g in given)
+                assert mux.stats()["routed"] == 2
 
 
 def _check_for(agent: Agent, peer_ufrag: str) -> bytes:

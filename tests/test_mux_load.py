@@ -14,6 +14,7 @@ from test_mux import LOOP, TIMEOUT, Peer, check, marker
 
 import iceagent.net._mux_ports
 import iceagent.net.mux
+from iceagent.net._mux_inbox import CHECK_SCAN
 from iceagent.net.mux import Mux, open_mux
 
 SENDERS = 64  # more datagrams than the smallest receive buffer holds (a few on loopback)
@@ -113,3 +114,36 @@ async def test_a_retransmitted_check_still_waiting_is_not_queued_twice(peer: Pee
                 await marker(mux, peer, sync)
                 assert [d for d, _ in await inbox.receive_batch()] == datagrams
                 assert mux.stats()["dropped"] == {"duplicate_check": 2}
+
+
+async def test_a_retransmission_is_found_in_a_long_inbox_too(peer: Peer) -> None:
+    """Past CHECK_SCAN waiting datagrams the inbox keeps a set of what waits (a short one is looked through,
+    with no set made per check): a retransmission of a waiting check is still dropped there, one already
+    read is queued again, and application data repeated is routed each time."""
+    with trio.fail_after(TIMEOUT):
+        async with open_mux([LOOP], 0) as mux:
+            port = mux.local_addresses[0]
+            with mux.register("a") as a, mux.register("sync") as sync:
+                a.add_ufrag("ufA")
+                inbox = a.transports[0]
+                inbox.confirm(peer.address)
+                checks = [check("ufA:p", i.to_bytes(12, "big")) for i in range(CHECK_SCAN + 4)]
+                for data in (checks[0], checks[1], checks[0]):
+                    await peer.send(data, port)
+                await marker(mux, peer, sync)
+                assert inbox.pending() == 2 and inbox._checks is None  # a short inbox: looked through, no set
+                assert [d for d, _ in inbox.receive_now(64)] == checks[:2]
+                assert mux.stats()["dropped"] == {"duplicate_check": 1}
+                sent = [b"data", b"data", *checks, checks[0], checks[-1], b"data"]
+                for data in sent:
+                    await peer.send(data, port)
+                await marker(mux, peer, sync)
+                assert mux.stats()["dropped"] == {"duplicate_check": 3}
+                assert inbox._checks is not None  # (past CHECK_SCAN: the set)
+                assert [d for d, _ in inbox.receive_now(3)] == [b"data", b"data", checks[0]]
+                await peer.send(checks[0], port)  # read already: its answer may have been lost
+                await peer.send(checks[1], port)  # still waiting
+                await marker(mux, peer, sync)
+                assert mux.stats()["dropped"] == {"duplicate_check": 4}
+                assert [d for d, _ in inbox.receive_now(64)] == [*checks[1:], b"data", checks[0]]
+                assert inbox._checks is None  # drained: nothing kept

@@ -18,7 +18,7 @@ task of its own: the receiving generation that finds its queue empty pulls the n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar, Union
 
 import trio
@@ -51,20 +51,19 @@ class Fanout:
 
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        self.views: list[GenerationTransport] = []
+        self.views: tuple[GenerationTransport, ...] = ()  # (a tuple: smaller than a list for the usual one)
         self._tids: dict[bytes, GenerationTransport] | None = None
         self._sources: dict[Address, GenerationTransport] | None = None
 
     def attach(self, view: GenerationTransport) -> None:
-        self.views.append(view)
+        self.views += (view,)
         if len(self.views) == 2:  # a restart: split what arrives; the waiting view waits on its own from now
             self._tids, self._sources = {}, {}
             self.shared._listener = self
             self.shared.wake_receiver()
 
     def detach(self, view: GenerationTransport) -> None:
-        if view in self.views:
-            self.views.remove(view)
+        self.views = tuple(v for v in self.views if v is not view)
         if len(self.views) <= 1:
             self._tids = self._sources = None
             self.shared._listener = None
@@ -84,11 +83,6 @@ class Fanout:
             tid = request_transaction_id(data)
             if tid is not None:
                 _remember(self._tids, tid, view)
-
-    def confirmed(self, view: GenerationTransport, remote: Address) -> None:
-        self.shared.confirm(remote)
-        if self._sources is not None:
-            _remember(self._sources, remote, view)
 
     def receive_now(self, view: GenerationTransport, limit: int) -> list[Item]:
         """What waits for `view` now: its queue, else what the endpoint's inbox holds (split between the
@@ -186,14 +180,16 @@ class GenerationTransport(Parking):
         await self._shared.send(data, remote)
 
     def try_send(self, data: bytes, remote: Address) -> bool:
-        self._check_open()
-        self._fanout.sent(self, data)
+        if self.closed:
+            self._check_open()
+        fanout = self._fanout
+        if fanout._tids is not None:  # several generations share the transport (a restart)
+            fanout.sent(self, data)
         return self._shared.try_send(data, remote)
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
-        self._check_open()
-        self._fanout.sent(self, data)
-        self._shared.send_nowait(data, remote)
+        if not self.try_send(data, remote):  # (as the shared transport's send_nowait does)
+            self._shared._endpoint._mux._routes.drop("send_full")
 
     async def receive(self) -> tuple[bytes, Address]:
         return (await self.receive_batch(1))[0]
@@ -216,35 +212,39 @@ class GenerationTransport(Parking):
 
     def route_waiting(self) -> None:
         """Have the mux route what its sockets hold now (the session task, before it pumps for a wake-up)."""
-        self._shared.endpoint._mux._route_now()
+        self._shared._endpoint._mux._route_now()
 
-    async def wait_receivable(self) -> None:
+    def wait_receivable(self) -> Awaitable[object]:
         """Park until something may wait for this generation (the mux delivered, it or the endpoint closed,
-        or `wake_receiver()`); the caller looks with `receive_now`."""
+        or `wake_receiver()`); the caller looks with `receive_now`. Await it at once: it is a plain function that
+        enlists the calling task and returns Trio's wait itself, so a parked agent keeps no coroutine frame of
+        this method (216 bytes per idle agent)."""
         shared = self._shared
+        parking: Parking
         if len(self._fanout.views) == 1 and not self.items:  # the endpoint's inbox is this generation's alone
-            if shared._items is not None or shared._closed:
-                await trio.lowlevel.checkpoint()
-                return
-            shared._enlist()  # (its wait_receivable inlined: one coroutine frame less per waiting agent)
-            await wait_task_rescheduled(shared._abort)
-            return
-        if self.items or self.closed or shared._closed or shared.pending():
-            await trio.lowlevel.checkpoint()
-            return
-        self._enlist()
-        await wait_task_rescheduled(self._abort)
+            parking, ready = shared, shared._items is not None or shared._closed
+        else:
+            parking, ready = self, bool(self.items or self.closed or shared._closed or shared.pending())
+        if ready:
+            return trio.lowlevel.checkpoint()  # noqa: ASYNC105 (the caller awaits it)
+        parking._enlist()
+        return wait_task_rescheduled(parking._abort)  # noqa: ASYNC105 (the caller awaits it)
 
     def wake_receiver(self) -> None:
         """End the wait of its receiver now (it looks again)."""
-        if not self._unpark() and len(self._fanout.views) == 1:
-            self._shared.wake_receiver()
+        if self._waiter is None and len(self._fanout.views) == 1:
+            self._shared._unpark()  # it may wait on the endpoint's inbox (`wait_receivable`)
+        else:
+            self._unpark()
 
     def confirm(self, remote: Address) -> None:
         """Bind `remote` to this agent on the mux (after MESSAGE-INTEGRITY passed on a check from it or a
         response from it) and steer its other traffic to this generation."""
         if not self.closed:
-            self._fanout.confirmed(self, remote)
+            self._shared.confirm(remote)
+            sources = self._fanout._sources
+            if sources is not None:  # several generations share the transport (a restart)
+                _remember(sources, remote, self)
 
     def close(self) -> None:
         """This generation stops using the address (the agent's endpoint stays)."""

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 Item = tuple[bytes, Address]
 
+#: Datagrams waiting in an inbox up to which a check's retransmission is looked for by scanning it (past it,
+#: in a set): the usual inbox holds one or two, and a set per check was an allocation per routed check.
+CHECK_SCAN = 8
+
 
 class InboxListener(Protocol):
     """Who else hears of a delivery (an agent's generations during a restart: `_mux_agent.Fanout`)."""
@@ -71,7 +75,8 @@ class InboxTransport(Parking):
         self._bytes = 0
         self._listener: InboxListener | None = None
         self._closed = False
-        #: the checks waiting in the inbox, as (datagram, source): made by a check, dropped once drained
+        #: what waits in the inbox, as (datagram, source), to find a check's retransmission: made by a check
+        #: once CHECK_SCAN datagrams wait (fewer are looked through), dropped once drained
         self._checks: set[Item] | None = None
 
     @property
@@ -162,25 +167,34 @@ class InboxTransport(Parking):
             return False
         items.append((data, remote) if item is None else item)
         self._bytes += len(data)
-        self._unpark()
+        task = self._waiter  # (`_unpark` inlined: a call less per delivery)
+        if task is not None:
+            self._waiter = None
+            reschedule(task)
         if self._listener is not None:
             self._listener.inbox_ready()
         return True
 
-    def _deliver_check(self, data: bytes, remote: Address, limits: MuxLimits) -> str:
-        """Queue a check (a Binding request) as `_deliver` does, unless the same datagram from the same source
-        is still waiting: a retransmission (RFC 8489 6.2.1) of a check the agent has not read yet, which it
-        will answer by the waiting copy. "" when queued, else why it was dropped."""
-        key = (data, remote)
-        checks = self._checks
-        if checks is not None and key in checks:
-            return "duplicate_check"
-        if not self._deliver(data, remote, limits, key):  # the same tuple in the inbox and the table
+    def _deliver_check(self, item: Item, limits: MuxLimits) -> str:
+        """Queue a check (a Binding request, `item` its (data, source)) as `_deliver` does, unless the same datagram
+        from the same source is still waiting: a retransmission (RFC 8489 6.2.1) of a check the agent has not
+        read yet, which it will answer by the waiting copy. "" when queued, else why it was dropped.
+
+        Up to CHECK_SCAN datagrams waiting it looks through the inbox (into an empty one, the usual case, it
+        makes nothing); past that a set of what waits is kept until the inbox is drained (bounded work per
+        check whatever `MuxLimits.inbox_datagrams` is). A datagram equal to a check is a check (its kind comes
+        from its bytes), so the set may hold every waiting datagram."""
+        items = self._items
+        if items is not None:
+            checks = self._checks
+            if checks is None and len(items) >= CHECK_SCAN:
+                checks = self._checks = set(items)
+            if item in (items if checks is None else checks):
+                return "duplicate_check"
+        if not self._deliver(item[0], item[1], limits, item):  # the same tuple in the inbox and the set
             return "inbox_full"
-        if self._items is not None:
-            if checks is None:
-                checks = self._checks = set()
-            checks.add(key)
+        if self._checks is not None:
+            self._checks.add(item)
         return ""
 
     def _close(self) -> None:

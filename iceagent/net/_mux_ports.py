@@ -7,6 +7,8 @@ import ipaddress
 import socket as _stdsocket
 import struct
 import sys
+from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Protocol
 
 import trio
@@ -31,7 +33,10 @@ _IPV6_RECVPKTINFO = getattr(_stdsocket, "IPV6_RECVPKTINFO", 49)
 _IPV6_PKTINFO = getattr(_stdsocket, "IPV6_PKTINFO", 50)
 WILDCARDS = ("0.0.0.0", "::")
 
-Triple = tuple[bytes, Address, Address]  # data, remote, local
+Item = tuple[bytes, Address]  # data, remote: as a socket gives it, and as an inbox keeps it
+#: One datagram as a port gives it: (data, remote) and the mux address it came to. A port's batch is an iterable
+#: of rows that is falsy when empty (`()`); a socket's (data, remote) tuples are kept, not copied.
+Row = tuple[Item, Address]
 
 
 class Port(Protocol):
@@ -39,10 +44,13 @@ class Port(Protocol):
 
     locals: list[Address]
     bind_address: str  # the address given to bind (a wildcard for a PktinfoPort)
+    #: `try_send(data, remote)` of the socket itself, for a port that sends from its one address with the
+    #: OS socket's own try_send (a call less per datagram than `try_send`); else None
+    direct: Callable[[bytes, Address], bool] | None
 
-    async def receive_batch(self) -> list[Triple]: ...
+    async def receive_batch(self) -> Iterable[Row]: ...
 
-    def receive_now(self, limit: int) -> list[Triple]: ...
+    def receive_now(self, limit: int) -> Iterable[Row]: ...
 
     async def send(self, data: bytes, remote: Address, local: Address) -> None: ...
 
@@ -65,20 +73,28 @@ class SeamPort:
         self.outbox_receive: trio.MemoryReceiveChannel[tuple[bytes, Address]] | None = None
         if self._try_send is None:  # no synchronous send: a sender task drains a bounded outbox
             self.outbox, self.outbox_receive = trio.open_memory_channel(OUTBOX)
+        self.direct: Callable[[bytes, Address], bool] | None = sock.try_send if isinstance(sock, OSUdpSocket) else None
 
-    async def receive_batch(self) -> list[Triple]:
-        local = self.locals[0]
+    async def receive_batch(self) -> Iterable[Row]:
         if self._batch is not None:
-            return [(data, remote, local) for data, remote in await self._batch(RECEIVE_BATCH)]
+            return self._rows(await self._batch(RECEIVE_BATCH))
         data, remote = await self.sock.receive()
-        return [(data, remote, local)]
+        return [((data, remote), self.locals[0])]
 
-    def receive_now(self, limit: int) -> list[Triple]:
-        """What the socket holds now (at most `limit`), without waiting; none where the socket cannot tell."""
+    def receive_now(self, limit: int) -> Iterable[Row]:
+        """What the socket holds now (at most `limit`), without waiting; `()` if nothing (or where the socket
+        cannot tell)."""
         if self._now is None:
-            return []
-        local = self.locals[0]
-        return [(data, remote, local) for data, remote in self._now(limit)]
+            return ()
+        items = self._now(limit)
+        return self._rows(items) if items else ()
+
+    def _rows(self, items: list[Item]) -> Iterable[Row]:
+        """`items` with this port's address; the OS socket's own (data, remote) tuples are kept (others are copied:
+        an inbox and the table of waiting checks need tuples)."""
+        if self.direct is not None:
+            return zip(items, repeat(self.locals[0]))
+        return [((data, remote), self.locals[0]) for data, remote in items]
 
     async def send(self, data: bytes, remote: Address, local: Address) -> None:
         await self.sock.send(data, remote)
@@ -121,8 +137,9 @@ class PktinfoPort:
         self.v6 = raw.family == _stdsocket.AF_INET6
         self._port = raw.getsockname()[1]
         self._ancsize = _stdsocket.CMSG_SPACE(20 if self.v6 else 12)
+        self.direct: Callable[[bytes, Address], bool] | None = None  # each datagram names its source (IP_PKTINFO)
 
-    async def receive_batch(self) -> list[Triple]:
+    async def receive_batch(self) -> Iterable[Row]:
         await trio.lowlevel.checkpoint_if_cancelled()
         out = self.receive_now(RECEIVE_BATCH)
         if out:
@@ -133,10 +150,10 @@ class PktinfoPort:
             out = self.receive_now(RECEIVE_BATCH)
         return out
 
-    def receive_now(self, limit: int) -> list[Triple]:
+    def receive_now(self, limit: int) -> list[Row]:
         """The datagrams queued now (at most `limit`) with their destinations, without waiting."""
         recvmsg, ancsize, port = self.raw.recvmsg, self._ancsize, self._port
-        out: list[Triple] = []
+        out: list[Row] = []
         while len(out) < limit:
             try:
                 data, anc, _flags, addr = recvmsg(65536, ancsize)
@@ -144,7 +161,7 @@ class PktinfoPort:
                 break
             except ConnectionResetError:
                 continue
-            out.append((data, (str(addr[0]).split("%", 1)[0], addr[1]), (self._destination(anc), port)))
+            out.append(((data, (str(addr[0]).split("%", 1)[0], addr[1])), (self._destination(anc), port)))
         return out
 
     def _destination(self, anc: list[tuple[int, int, bytes]]) -> str:

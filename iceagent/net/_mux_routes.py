@@ -201,10 +201,12 @@ class MuxRoutes(Generic[Owner]):
     def add_transaction(self, owner: Owner, tid: bytes, now: float) -> None:
         """Route the response to request `tid` to `owner` until `now + transaction_ttl` (a retransmission
         refreshes it). Past the bounds the oldest outstanding id is forgotten (its response is dropped)."""
-        state = self._state(owner)
+        state = self._owners.get(owner) or self._state(owner)
         limits = self.limits
-        self.expire(now)
-        old = self._transactions.pop(tid, None)
+        transactions = self._transactions
+        if transactions and next(iter(transactions.values()))[1] <= now:  # the oldest expired
+            self.expire(now)
+        old = transactions.pop(tid, None)
         if old is not None:
             self._owners[old[0]].forget_transaction(tid)
         mine = state.tids
@@ -239,7 +241,7 @@ class MuxRoutes(Generic[Owner]):
         """Bind datagrams from `remote` to `local` to `owner`: call only after verifying the integrity of a
         check from, or a response to, `remote` (DESIGN.md). The latest confirm wins; the least recently
         confirmed binding goes past the bounds."""
-        state = self._state(owner)
+        state = self._owners.get(owner) or self._state(owner)
         key = (local, remote)
         mine = state.bindings
         if mine and mine[-1] == key and self._bindings.get(key) == owner:  # again (a consent check, a response)

@@ -24,7 +24,7 @@ import collections
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -33,8 +33,8 @@ import trio
 from ..logs import get_logger
 from ._mux_agent import Fanout, MuxGeneration, watcher
 from ._mux_inbox import InboxTransport
-from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, SeamPort, Triple, bind_port
-from ._mux_routes import CHECK, MuxError, MuxFull, MuxLimits, MuxRoutes, Own, kind_of, request_transaction_id
+from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, Row, SeamPort, bind_port
+from ._mux_routes import CHECK, OTHER, MuxError, MuxFull, MuxLimits, MuxRoutes, Own, kind_of, request_transaction_id
 from ._mux_stun import MuxStun
 from ._mux_tcp import MuxTcpTransport, TcpAcceptor
 from .base import Address, Network
@@ -65,10 +65,15 @@ class MuxTransport(InboxTransport):
         self._port = port
 
     def _before_send(self, data: bytes) -> None:
-        self._check_open()
-        tid = request_transaction_id(data)
-        if tid is not None:  # its response comes back by transaction id (RFC 8489 6.3)
-            self._endpoint._mux._routes.add_transaction(self._endpoint, tid, trio.current_time())
+        """Raise once closed; record a STUN request's transaction id: its response comes back by it (RFC 8489
+        6.3). Only a datagram whose first byte a request can have (top bits and class bit C1 zero, RFC 8489 5)
+        is looked at further (the answers to checks are not)."""
+        if self._closed:
+            self._check_open()
+        if data and not data[0] & 0xC1:
+            tid = request_transaction_id(data)
+            if tid is not None:
+                self._endpoint._mux._routes.add_transaction(self._endpoint, tid, trio.current_time())
 
     async def send(self, data: bytes, remote: Address) -> None:
         """Send one datagram from this address; a STUN request's transaction id is recorded first."""
@@ -77,8 +82,13 @@ class MuxTransport(InboxTransport):
 
     def try_send(self, data: bytes, remote: Address) -> bool:
         """Send now if the socket can take it; False (nothing sent) when it cannot."""
-        self._before_send(data)
-        return self._port.try_send(data, remote, self._local)
+        if self._closed or (data and not data[0] & 0xC1):  # (`_before_send`'s tests: a call less per answer)
+            self._before_send(data)
+        port = self._port
+        direct = port.direct  # the socket's own try_send where the port needs no source address
+        if direct is not None:
+            return direct(data, remote)
+        return port.try_send(data, remote, self._local)
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
         """Send now, or drop the datagram (counted as "send_full") when the socket cannot take it."""
@@ -304,14 +314,13 @@ class Mux:
         """Route what the sockets hold now, without waiting (`_Drainer`, between other tasks' steps)."""
         if self.closed:
             return
-        now = trio.current_time()
         for port in self._ports:
             try:
                 batch = port.receive_now(RECEIVE_BATCH)
             except OSError:  # closed under us: its receive task ends
                 continue
             if batch:
-                self._route(batch, now)
+                self._route(batch, trio.current_time())
 
     def _route_now(self) -> bool:
         """`_drain` outside the mux's own tasks (between task steps, or for an agent about to pump): an
@@ -328,15 +337,18 @@ class Mux:
             return False
         return True
 
-    def _route(self, batch: list[Triple], now: float) -> None:
-        """Route each datagram of `batch` into one inbox, or count why not; never calls agent code."""
+    def _route(self, batch: Iterable[Row], now: float) -> None:
+        """Route each datagram of `batch` into one inbox, or count why not; never calls agent code. The socket's
+        (data, remote) tuple is what the inbox keeps."""
         routes, limits, local_index = self._routes, self.limits, self._local_index
-        for data, remote, local in batch:
+        routed = 0
+        for item, local in batch:
+            data, remote = item
             index = local_index.get(local)
             if index is None:
                 routes.drop("unknown_local")
                 continue
-            kind = kind_of(data)
+            kind = OTHER if not data or data[0] >= 0x40 else kind_of(data)  # (STUN's first byte is below 0x40)
             owner = routes.route_kind(kind, data, local, remote, now)
             if owner is None:
                 continue
@@ -346,13 +358,14 @@ class Mux:
                 continue
             transport = owner.transports[index]
             if kind == CHECK:  # routed by its ufrag: a retransmission still waiting is not queued twice
-                reason = transport._deliver_check(data, remote, limits)
+                reason = transport._deliver_check(item, limits)
             else:
-                reason = "" if transport._deliver(data, remote, limits) else "inbox_full"
+                reason = "" if transport._deliver(data, remote, limits, item) else "inbox_full"
             if reason:
                 routes.drop(reason)
             else:
-                routes.routed += 1
+                routed += 1
+        routes.routed += routed
 
     def _close(self) -> None:
         if self.closed:
