@@ -298,6 +298,75 @@ async def test_a_refresh_does_not_wait_past_its_bound(autojump_clock: trio.testi
     assert refreshes and all(0 < latest - now <= MAX_PACED_WAIT + 1e-9 for now, latest in refreshes)
 
 
+async def test_a_refresh_held_behind_an_unbounded_wait_still_leaves_by_its_bound(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The pacing task already waits (unbounded) for a first CreatePermission's slot when the Refresh is held:
+    the Refresh must not wait behind it past its own bound (RFC 8656 8), or the allocation expires."""
+    scenario = vnet("none", "none", rtt=0.02, seed=7)
+    turn = scenario.turn_address
+    asked: list[tuple[float, float]] = []
+
+    async def backlog(latest: float) -> None:
+        # a deep pacer backlog: an unbounded request waits 120 s for its slot; a bounded one gets it by `latest`
+        asked.append((trio.current_time(), latest))
+        if len(asked) <= 2:  # the two Allocates
+            return
+        await trio.sleep(120) if latest == math.inf else await trio.sleep_until(latest)
+
+    uri = f"turn:{turn[0]}:{turn[1]}?transport=udp"
+    with trio.fail_after(4000):
+        async with (
+            open_turn_server(scenario.server_network, [f"{turn[0]}:{turn[1]}"], users={USER: PASSWORD}, realm=REALM),
+            open_allocation(uri, USER, PASSWORD, network=scenario.network_a, pace=backlog, lifetime=600) as allocation,
+        ):
+            await trio.sleep(530)  # the Refresh is due at 540 (60 s early); the allocation expires at 600
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(allocation.create_permission, "203.0.113.9")  # held with no bound
+                await trio.sleep(100)
+                nursery.cancel_scope.cancel()
+            assert allocation.error is None
+            assert allocation.requests_sent["Refresh"] >= 1
+    bounded = [(now, latest) for now, latest in asked[2:] if latest != math.inf]
+    assert bounded and all(latest - now <= MAX_PACED_WAIT + 1e-9 for now, latest in bounded)
+
+
+async def test_sending_while_a_permission_is_held_wakes_the_driver_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A datagram to a peer whose CreatePermission waits for a pacer slot: the first send holds the request
+    and wakes the allocation's loop; later sends to that peer add nothing held and wake nothing."""
+    scenario = vnet("none", "none", rtt=0.02, seed=7)
+    turn = scenario.turn_address
+    calls = 0
+
+    async def never(latest: float) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 2:  # the Allocates go; the CreatePermission waits
+            await trio.sleep_forever()
+
+    uri = f"turn:{turn[0]}:{turn[1]}?transport=udp"
+    with trio.fail_after(60):
+        async with (
+            open_turn_server(scenario.server_network, [f"{turn[0]}:{turn[1]}"], users={USER: PASSWORD}, realm=REALM),
+            open_allocation(uri, USER, PASSWORD, network=scenario.network_a, pace=never) as allocation,
+        ):
+            kicks = 0
+            kick = allocation._kick
+
+            def counting_kick() -> None:
+                nonlocal kicks
+                kicks += 1
+                kick()
+
+            allocation._kick = counting_kick  # type: ignore[method-assign]
+            for _ in range(10):
+                await allocation.send(b"data", ("203.0.113.9", 4000))
+            assert allocation._client.held_count == 1
+            assert kicks == 1
+
+
 async def test_relay_gathering_over_os_sockets_takes_one_slot_per_new_transaction(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -66,6 +66,9 @@ class _AllocationDriver:
         self._client = client
         self._pace = pace
         self._paced_wakeup = trio.Event()  # set when held requests wait for the pacing task
+        #: the pacing task's wait for a slot and the latest time it waits until, while it waits: a more urgent
+        #: request held meanwhile (a refresh behind a first CreatePermission) cancels it to wait by its own bound
+        self._pace_wait: tuple[trio.CancelScope, float] | None = None
         #: The server URI this allocation is on, as given (for messages and stats).
         self.uri = uri
         #: How the server is reached: "udp", "tcp" or "tls" (or a plugin's name).
@@ -193,7 +196,14 @@ class _AllocationDriver:
                 await self._paced_wakeup.wait()
                 self._paced_wakeup = trio.Event()
                 continue
-            await pace(latest)
+            with trio.CancelScope() as waiting:
+                self._pace_wait = (waiting, latest)
+                try:
+                    await pace(latest)
+                finally:
+                    self._pace_wait = None
+            if waiting.cancelled_caught:
+                continue  # a request with an earlier bound was held: wait again by it (RFC 8656 8)
             if client.start_paced(trio.current_time()):
                 await self._send_frames(client.datagrams_to_send())
                 self._kick()
@@ -210,8 +220,11 @@ class _AllocationDriver:
         client = self._client
         while True:
             await self._send_frames(client.datagrams_to_send())
-            if self._pace is not None and client.pace_deadline() is not None:
+            if self._pace is not None and (held_until := client.pace_deadline()) is not None:
                 self._paced_wakeup.set()
+                waiting = self._pace_wait
+                if waiting is not None and held_until < waiting[1]:
+                    waiting[0].cancel()
             self._dispatch()
             if until is not None and until():
                 return

@@ -127,6 +127,7 @@ class Allocation(_AllocationDriver):
                 self._connection_lost(exc)
             return
         client = self._client
+        held = client.held_count
         frame_or_none = client.send(data, remote, trio.current_time())
         if frame_or_none is not None:
             try:
@@ -134,7 +135,7 @@ class Allocation(_AllocationDriver):
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self._connection_lost(exc)
                 return
-        if client.has_outgoing:
+        if client.new_outgoing(held):
             self._kick()  # a CreatePermission or ChannelBind to send, and its timers
         else:
             await trio.lowlevel.checkpoint()
@@ -247,8 +248,9 @@ class _DatagramAllocation(Allocation):
             frame: bytes | None = _HEADER.pack(channel, len(data)) + data
         else:
             client = self._client
+            held = client.held_count
             frame = client.send(data, remote, trio.current_time())
-            if client.has_outgoing:
+            if client.new_outgoing(held):
                 self._kick()
         if frame is not None:
             self._nowait_conn.send_nowait(frame)

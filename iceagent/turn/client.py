@@ -190,6 +190,16 @@ class TurnClient(_Exchanges):
         """Messages wait in `datagrams_to_send()`, or (paced) new requests wait for `start_paced`."""
         return bool(self._outgoing or self._held)
 
+    @property
+    def held_count(self) -> int:
+        """How many new requests (paced) wait for `start_paced`."""
+        return len(self._held)
+
+    def new_outgoing(self, held_before: int) -> bool:
+        """Messages wait in `datagrams_to_send()`, or a request was held since `held_count` was `held_before`:
+        what the driver must be told of (a request already held when a datagram is sent needs no new wake-up)."""
+        return bool(self._outgoing) or len(self._held) > held_before
+
     # ---- pacing new transactions (RFC 8445 14.2) ----
 
     def pace_deadline(self) -> float | None:
