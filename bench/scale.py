@@ -18,6 +18,10 @@ What it measures, for each N in `--n` (default 100 500 1000) and each implementa
   shown too.
 - the cyclic garbage collector: its CPU time within that span and how many collections ran (`gc.callbacks`;
   every container object a connect allocates counts towards the next collection).
+- the floor (`--impl floor`, on by default): the same exchange between 2N plain non-blocking UDP sockets in
+  Trio, a task per socket, 6 datagrams a pair as an ICE connect with regular nomination sends, with no STUN
+  and no ICE work. Not a competitor: what Trio's scheduling and the kernel cost for this pattern, so that the
+  rest of iceagent's time is the agent's own (the sans-IO core alone: bench/core_connect.py).
 - memory: peak resident set size of the process (VmHWM from /proc/self/status), and per agent: (peak -
   RSS before the first agent was created) / 2N.
 
@@ -26,7 +30,7 @@ alone; a run that does not finish within `--timeout` seconds (default 120) is ki
 timeout. The subprocess raises its RLIMIT_NOFILE soft limit to the hard limit first (each agent holds
 a UDP socket); an N needing more descriptors than that is reported as such.
 
-Run: `.venv/bin/python bench/scale.py [--n 100 500 1000] [--timeout 120] [--impl iceagent aioice]`.
+Run: `.venv/bin/python bench/scale.py [--n 100 500 1000] [--timeout 120] [--impl iceagent aioice floor]`.
 """
 
 from __future__ import annotations
@@ -146,6 +150,82 @@ async def iceagent_child(n: int, baseline_kb: int, *, mux: Any = None) -> dict[s
         return result
 
 
+# ---- child: the Trio floor ----
+
+
+async def floor_child(n: int, baseline_kb: int) -> None:
+    """What Trio and the kernel alone cost for this exchange: 2N plain non-blocking UDP sockets on 127.0.0.1, a
+    task per socket (wait_readable, recvfrom until EAGAIN), and the datagrams of one ICE connect with regular
+    nomination (A's check, B's answer and B's own check, A's answer and A's nominating check, B's answer: 6 a
+    pair, of ICE's sizes), but no STUN encoding, no integrity check, no ICE state; the timed part awaits each
+    pair's two "connected" as iceagent's does. A lower bound for any Trio agent, not a competitor."""
+    import socket
+
+    import trio
+
+    check, answer, nominate = b"c" * 100, b"a" * 64, b"n" * 104  # ICE's sizes: a check, its answer, USE-CANDIDATE
+    t_setup = time.perf_counter()
+    socks = []
+    for _ in range(2 * n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    go = trio.Event()
+
+    async def side(sock: socket.socket, peer: tuple[str, int], controlling: bool, connected: trio.Event) -> None:
+        await go.wait()
+        sock.sendto(check, peer)
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            while True:
+                try:
+                    data, addr = sock.recvfrom(65536)
+                except BlockingIOError:
+                    break
+                if data[0] in (0x63, 0x6E):  # a check or a nominating check: answer it
+                    sock.sendto(answer, addr)
+                elif controlling and not connected.is_set():  # the first answer: valid, nominate
+                    connected.set()
+                    sock.sendto(nominate, addr)
+                else:
+                    connected.set()
+
+    try:
+        async with trio.open_nursery() as everything:
+            events = []
+            for i in range(n):
+                a, b = socks[2 * i], socks[2 * i + 1]
+                ea, eb = trio.Event(), trio.Event()
+                events.append((ea, eb))
+                everything.start_soon(side, a, b.getsockname(), True, ea)
+                everything.start_soon(side, b, a.getsockname(), False, eb)
+            setup = time.perf_counter() - t_setup
+
+            async def connect_pair(ea: trio.Event, eb: trio.Event) -> None:
+                await ea.wait()
+                await eb.wait()
+
+            gc.collect()
+            await trio.sleep(SETTLE)
+            with GcClock() as collector:
+                c0, t0 = time.process_time(), time.perf_counter()
+                go.set()
+                async with trio.open_nursery() as nursery:
+                    for ea, eb in events:
+                        nursery.start_soon(connect_pair, ea, eb)
+                done, cpu = time.perf_counter(), time.process_time() - c0
+            report({
+                "impl": "floor", "n": n, "setup_s": setup, "connect_s": done - t0, "cpu_s": cpu,
+                "gc_s": collector.seconds, "gc_runs": collector.collections, "complete_s": None,
+                "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb, "connected": 2 * n, "agents": 2 * n,
+            })
+            everything.cancel_scope.cancel()
+    finally:
+        for s in socks:
+            s.close()
+
+
 # ---- child: aioice ----
 
 
@@ -214,6 +294,11 @@ def child(impl: str, n: int) -> int:
 
         baseline = proc_status_kb("VmRSS")
         trio.run(iceagent_child, n, baseline)  # type: ignore[arg-type]
+    elif impl == "floor":
+        import trio
+
+        baseline = proc_status_kb("VmRSS")
+        trio.run(floor_child, n, baseline)  # type: ignore[arg-type]
     else:
         import aioice  # noqa: F401
 
@@ -259,9 +344,10 @@ def fmt_row(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000], help="numbers of agent pairs")
-    parser.add_argument("--impl", nargs="+", choices=["iceagent", "aioice"], default=["iceagent", "aioice"])
+    parser.add_argument("--impl", nargs="+", choices=["iceagent", "aioice", "floor"],
+                        default=["iceagent", "aioice", "floor"])
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per (implementation, N) run")
-    parser.add_argument("--child", choices=["iceagent", "aioice"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["iceagent", "aioice", "floor"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.n[0])
@@ -284,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
           "(steadier on a shared machine); complete: until all 2N iceagent agents are COMPLETED (aioice's "
           "connect() returns only then); setup: opening and gathering, not timed; KiB/agent: (peak RSS - RSS "
           "before the first agent) / 2N; gc cpu s, gc runs: the cyclic garbage collector's share of cpu s and its "
-          "collections (gc.callbacks)")
+          "collections (gc.callbacks); floor: Trio and plain sockets exchanging the same 6 datagrams a pair with no "
+          "STUN or ICE work (a lower bound for any Trio agent, see floor_child)")
     return 0
 
 
