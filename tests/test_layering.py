@@ -106,14 +106,19 @@ def test_the_sans_io_core_imports_no_trio_and_nothing_above_it() -> None:
     assert offenders == {}
 
 
+#: The one documented exception: the stream's per-datagram paths add to a pair's byte counters directly (a call
+#: per datagram less; ice/pair.py's CandidatePair docstring names them as the agent's to add to).
+ALLOWED_FOREIGN = {"stream.py": {"_bytes_sent", "_bytes_received"}}
+
+
 def test_agent_modules_reach_into_no_other_module_private_names() -> None:
-    """`x._name` in an agent/ module is allowed only for names that module defines itself."""
+    """`x._name` in an agent/ module is allowed only for names that module defines itself (and ALLOWED_FOREIGN)."""
     offenders = {}
     for path in AGENT.glob("*.py"):
         text = path.read_text()
         own = set(re.findall(r"(?:def |self\.|\")(_[a-z]\w*)", text))
         used = set(re.findall(r"\b(?!self\b)[a-z_]\w*\.(_[a-z]\w*)", text))
-        foreign = sorted(used - own)
+        foreign = sorted(used - own - ALLOWED_FOREIGN.get(path.name, set()))
         if foreign:
             offenders[path.name] = foreign
     assert offenders == {}
