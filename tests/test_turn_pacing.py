@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import pytest
 import trio
@@ -102,6 +103,23 @@ def test_a_held_refresh_leaves_before_the_allocation_expires() -> None:
     assert short.start_paced(0.6)
     [release] = _decode(short.datagrams_to_send())
     assert release.method == Method.REFRESH and release.get(Attr.LIFETIME) == 0
+
+
+def test_slots_go_first_in_first_out_and_a_bound_lets_only_the_overdue_out() -> None:
+    """A slot sends the oldest held request, so an unbounded CreatePermission is not passed by every refresh
+    held after it (it would starve behind a pacer backlog); a bound reached sends only what is overdue."""
+    client = _allocated(0.0, lifetime=600)
+    client.create_permission("203.0.113.5", 530.0)  # held, no bound
+    client.handle_timer(540.0)  # the Refresh, held with a bound
+    assert client.held_count == 2
+    assert client.pace_deadline() == pytest.approx(540.0 + MAX_PACED_WAIT)
+    assert not client.start_overdue(540.2)  # nothing overdue yet: nothing leaves without a slot
+    assert client.start_paced(540.2)  # a slot: the oldest, the CreatePermission
+    [first] = _decode(client.datagrams_to_send())
+    assert first.method == Method.CREATE_PERMISSION
+    assert client.start_overdue(540.0 + MAX_PACED_WAIT)  # the Refresh's bound: it leaves without a slot
+    [second] = _decode(client.datagrams_to_send())
+    assert second.method == Method.REFRESH and client.held_count == 0
 
 
 def test_a_held_request_is_signed_with_the_nonce_it_leaves_with() -> None:
@@ -329,6 +347,92 @@ async def test_a_refresh_held_behind_an_unbounded_wait_still_leaves_by_its_bound
             assert allocation.requests_sent["Refresh"] >= 1
     bounded = [(now, latest) for now, latest in asked[2:] if latest != math.inf]
     assert bounded and all(latest - now <= MAX_PACED_WAIT + 1e-9 for now, latest in bounded)
+
+
+async def test_an_unbounded_request_keeps_its_place_while_refreshes_come_and_go(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A pacer with about 20 s of other agents' transactions queued, a first CreatePermission waiting for its
+    slot, and a refresh held every 12 s: each refresh leaves by its bound (RFC 8656 8) and the
+    CreatePermission leaves when its own slot comes, with one wait for it (it is not sent to the back)."""
+    from iceagent.turn._allocation_driver import _AllocationDriver
+
+    pacer = GlobalPacer()
+    waits: list[float] = []
+    sent: list[tuple[str, float]] = []
+
+    async def pace(latest: float) -> None:
+        waits.append(latest)
+        await wait_for_slot(pacer, latest)
+
+    class Held:  # the driver's view of TurnClient's held requests (FIFO slots, bounds by start_overdue)
+        channel_of: dict[Address, int] = {}
+        peer_of_channel: dict[int, Address] = {}
+        expects_response = False
+
+        def __init__(self) -> None:
+            self.held: list[tuple[str, float]] = []
+
+        def datagrams_to_send(self) -> list[bytes]:
+            return []
+
+        def pace_deadline(self) -> float | None:
+            return min(latest for _, latest in self.held) if self.held else None
+
+        def start_paced(self, now: float) -> bool:
+            if not self.held:
+                return False
+            sent.append((self.held.pop(0)[0], now))
+            return True
+
+        def start_overdue(self, now: float) -> bool:
+            due = [h for h in self.held if h[1] <= now]
+            for h in due:
+                self.held.remove(h)
+                sent.append((h[0], now))
+            return bool(due)
+
+        def next_event(self) -> None:
+            return None
+
+        def get_timer(self) -> None:
+            return None
+
+    class Conn:
+        reliable = False
+
+        async def send(self, frame: bytes) -> None:
+            await trio.lowlevel.checkpoint()
+
+    client = Held()
+    driver: Any = _AllocationDriver(Conn(), client, uri="turn:x", protocol="udp", pace=pace)  # type: ignore[arg-type]
+
+    async def other_agent() -> None:
+        while True:
+            await wait_for_slot(pacer)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4000):  # 4000 x 5 ms: a 20 s backlog
+            nursery.start_soon(other_agent)
+        await trio.sleep(0.001)
+        nursery.start_soon(driver._serve)
+        client.held.append(("permission", math.inf))
+        driver._kick()
+        refreshes = 0
+        while not any(name == "permission" for name, _ in sent) and refreshes < 20:
+            await trio.sleep(12)
+            refreshes += 1
+            client.held.append((f"refresh {refreshes}", trio.current_time() + MAX_PACED_WAIT))
+            driver._kick()
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    permission = [at for name, at in sent if name == "permission"]
+    assert permission and 20 <= permission[0] < 25  # its own slot, behind the 20 s backlog: not before, not never
+    assert waits.count(math.inf) == 1  # one wait, never restarted at the back of the pacer
+    for name, at in sent:
+        if name.startswith("refresh"):
+            held_at = 12 * int(name.split()[1]) + 0.001
+            assert at - held_at <= MAX_PACED_WAIT + 0.01  # each left by its bound
 
 
 async def test_sending_while_a_permission_is_held_wakes_the_driver_once(

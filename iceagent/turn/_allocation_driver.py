@@ -66,9 +66,6 @@ class _AllocationDriver:
         self._client = client
         self._pace = pace
         self._paced_wakeup = trio.Event()  # set when held requests wait for the pacing task
-        #: the pacing task's wait for a slot and the latest time it waits until, while it waits: a more urgent
-        #: request held meanwhile (a refresh behind a first CreatePermission) cancels it to wait by its own bound
-        self._pace_wait: tuple[trio.CancelScope, float] | None = None
         #: The server URI this allocation is on, as given (for messages and stats).
         self.uri = uri
         #: How the server is reached: "udp", "tcp" or "tls" (or a plugin's name).
@@ -196,15 +193,10 @@ class _AllocationDriver:
                 await self._paced_wakeup.wait()
                 self._paced_wakeup = trio.Event()
                 continue
-            with trio.CancelScope() as waiting:
-                self._pace_wait = (waiting, latest)
-                try:
-                    await pace(latest)
-                finally:
-                    self._pace_wait = None
-            if waiting.cancelled_caught:
-                continue  # a request with an earlier bound was held: wait again by it (RFC 8656 8)
-            if client.start_paced(trio.current_time()):
+            await pace(latest)  # keeps its place in the pacer: a request held later is sent by its bound
+            now = trio.current_time()  # by the serve loop (start_overdue), not by ending this wait
+            # a slot: the oldest held request; the bound reached first: only what is overdue (no slot to use)
+            if client.start_paced(now) if now < latest else client.start_overdue(now):
                 await self._send_frames(client.datagrams_to_send())
                 self._kick()
 
@@ -220,11 +212,9 @@ class _AllocationDriver:
         client = self._client
         while True:
             await self._send_frames(client.datagrams_to_send())
-            if self._pace is not None and (held_until := client.pace_deadline()) is not None:
+            held_until = None if self._pace is None else client.pace_deadline()
+            if held_until is not None:
                 self._paced_wakeup.set()
-                waiting = self._pace_wait
-                if waiting is not None and held_until < waiting[1]:
-                    waiting[0].cancel()
             self._dispatch()
             if until is not None and until():
                 return
@@ -234,10 +224,14 @@ class _AllocationDriver:
                 await trio.lowlevel.checkpoint()
                 return
             now = trio.current_time()
+            if held_until is not None and held_until <= now and client.start_overdue(now):
+                continue  # a held refresh or release whose bound came before its slot (RFC 8656 8)
             timer = client.get_timer()
             if timer is not None and timer <= now:
                 client.handle_timer(now)
                 continue
+            if held_until is not None and held_until != math.inf and (timer is None or held_until < timer):
+                timer = held_until
             wakeup = self._wakeup
             if wakeup.is_set():
                 self._wakeup = trio.Event()

@@ -205,20 +205,29 @@ class TurnClient(_Exchanges):
     def pace_deadline(self) -> float | None:
         """With `paced=True`: when the most urgent held request must leave, pacer slot or not (`math.inf`: it
         waits for its slot however long; a refresh or the release waits at most MAX_PACED_WAIT); None when no
-        request is held. The driver waits for a slot but no later than this, then calls `start_paced`."""
+        request is held. The driver waits for a slot (then `start_paced`) and, by this time, calls `start_overdue`."""
         held = self._held
         return min(h.latest for h in held) if held else None
 
     def start_paced(self, now: float) -> bool:
-        """Send the most urgent held request now (into `datagrams_to_send()`): it is built, signed with the
-        credential as it is now, and its retransmission schedule starts at `now` (RFC 8489 6.2.1). False when
-        none is held (cancelled while the driver waited for the slot)."""
+        """A pacer slot came: send the oldest held request now (into `datagrams_to_send()`), first in, first out,
+        so a request that waits for its slot however long is not passed by every refresh held after it (those
+        leave by their bound anyway, `start_overdue`). It is built, signed with the credential as it is now,
+        and its retransmission schedule starts at `now` (RFC 8489 6.2.1). False when none is held."""
         if not self._held:
             return False
-        held = min(self._held, key=lambda h: h.latest)  # the first of the earliest: FIFO otherwise
-        self._held.remove(held)
+        held = self._held.pop(0)
         self._send_request(held.kind, held.attributes, now, held.subject, held.retries)
         return True
+
+    def start_overdue(self, now: float) -> bool:
+        """Send every held request whose latest time has come, slot or not (a refresh must reach the server
+        before what it refreshes expires, RFC 8656 8); True when one was."""
+        due = [h for h in self._held if h.latest <= now]
+        for held in due:
+            self._held.remove(held)
+            self._send_request(held.kind, held.attributes, now, held.subject, held.retries)
+        return bool(due)
 
     @property
     def expects_response(self) -> bool:
