@@ -167,10 +167,7 @@ class InboxTransport(Parking):
             return False
         items.append((data, remote) if item is None else item)
         self._bytes += len(data)
-        task = self._waiter  # (`_unpark` inlined: a call less per delivery)
-        if task is not None:
-            self._waiter = None
-            reschedule(task)
+        self._unpark()
         if self._listener is not None:
             self._listener.inbox_ready()
         return True
