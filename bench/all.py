@@ -70,9 +70,10 @@ def scale(out: str, n: int) -> Figures:
 
     (ice_s, ice_cpu, ice_kib), (aio_s, aio_cpu, aio_kib) = row("iceagent"), row("aioice")
     floor_cpu = row("floor")[1]  # Trio and plain sockets, the same datagrams, no STUN or ICE work
+    afloor_cpu = row("afloor")[1]  # the same in asyncio (reader callbacks): what aioice's framework costs
     return {
         "ice": f"{ice_s} s ({ice_cpu} s CPU; Trio floor {floor_cpu} s CPU) / {ice_kib} KiB",
-        "aioice": f"{aio_s} s ({aio_cpu} s CPU) / {aio_kib} KiB",
+        "aioice": f"{aio_s} s ({aio_cpu} s CPU; asyncio floor {afloor_cpu} s CPU) / {aio_kib} KiB",
     }
 
 

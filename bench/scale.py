@@ -22,6 +22,10 @@ What it measures, for each N in `--n` (default 100 500 1000) and each implementa
   Trio, a task per socket, 6 datagrams a pair as an ICE connect with regular nomination sends, with no STUN
   and no ICE work. Not a competitor: what Trio's scheduling and the kernel cost for this pattern, so that the
   rest of iceagent's time is the agent's own (the sans-IO core alone: bench/core_connect.py).
+- the asyncio floor (`--impl afloor`, on by default): the same exchange in asyncio, as cheaply as asyncio
+  does it: a reader callback per socket (`loop.add_reader`, recvfrom until EAGAIN, no task, no transport
+  object) and a task per pair awaiting the pair's two futures. aioice's time minus this floor is aioice's own
+  work, as iceagent's minus the Trio floor is iceagent's: the two frameworks do not cost the same.
 - memory: peak resident set size of the process (VmHWM from /proc/self/status), and per agent: (peak -
   RSS before the first agent was created) / 2N.
 
@@ -30,7 +34,7 @@ alone; a run that does not finish within `--timeout` seconds (default 120) is ki
 timeout. The subprocess raises its RLIMIT_NOFILE soft limit to the hard limit first (each agent holds
 a UDP socket); an N needing more descriptors than that is reported as such.
 
-Run: `.venv/bin/python bench/scale.py [--n 100 500 1000] [--timeout 120] [--impl iceagent aioice floor]`.
+Run: `.venv/bin/python bench/scale.py [--n 100 500 1000] [--timeout 120] [--impl iceagent aioice floor afloor]`.
 """
 
 from __future__ import annotations
@@ -226,6 +230,72 @@ async def floor_child(n: int, baseline_kb: int) -> None:
             s.close()
 
 
+# ---- child: the asyncio floor ----
+
+
+async def afloor_child(n: int, baseline_kb: int) -> None:
+    """floor_child's exchange in asyncio, at its cheapest: a reader callback per socket instead of a task, a
+    future per agent for "connected", and a task per pair awaiting both (as the Trio floor's harness does)."""
+    import socket
+
+    loop = asyncio.get_running_loop()
+    check, answer, nominate = b"c" * 100, b"a" * 64, b"n" * 104
+    t_setup = time.perf_counter()
+    socks = []
+    for _ in range(2 * n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+
+    def readable(sock: socket.socket, controlling: bool, connected: asyncio.Future[None]) -> None:
+        while True:
+            try:
+                data, addr = sock.recvfrom(65536)
+            except BlockingIOError:
+                return
+            if data[0] in (0x63, 0x6E):  # a check or a nominating check: answer it
+                sock.sendto(answer, addr)
+            elif controlling and not connected.done():  # the first answer: valid, nominate
+                connected.set_result(None)
+                sock.sendto(nominate, addr)
+            elif not connected.done():
+                connected.set_result(None)
+
+    try:
+        pairs = []
+        for i in range(n):
+            a, b = socks[2 * i], socks[2 * i + 1]
+            fa, fb = loop.create_future(), loop.create_future()
+            pairs.append((a, b, fa, fb))
+            loop.add_reader(a.fileno(), readable, a, True, fa)
+            loop.add_reader(b.fileno(), readable, b, False, fb)
+        setup = time.perf_counter() - t_setup
+
+        async def connect_pair(fa: asyncio.Future[None], fb: asyncio.Future[None]) -> None:
+            await fa
+            await fb
+
+        gc.collect()
+        await asyncio.sleep(SETTLE)
+        with GcClock() as collector:
+            c0, t0 = time.process_time(), time.perf_counter()
+            for a, b, _, _ in pairs:  # both send their first check at once, as the Trio floor's `go`
+                a.sendto(check, b.getsockname())
+                b.sendto(check, a.getsockname())
+            await asyncio.gather(*(connect_pair(fa, fb) for _, _, fa, fb in pairs))
+            done, cpu = time.perf_counter(), time.process_time() - c0
+        report({
+            "impl": "afloor", "n": n, "setup_s": setup, "connect_s": done - t0, "cpu_s": cpu,
+            "gc_s": collector.seconds, "gc_runs": collector.collections, "complete_s": None,
+            "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb, "connected": 2 * n, "agents": 2 * n,
+        })
+    finally:
+        for s in socks:
+            loop.remove_reader(s.fileno())
+            s.close()
+
+
 # ---- child: aioice ----
 
 
@@ -299,6 +369,9 @@ def child(impl: str, n: int) -> int:
 
         baseline = proc_status_kb("VmRSS")
         trio.run(floor_child, n, baseline)  # type: ignore[arg-type]
+    elif impl == "afloor":
+        baseline = proc_status_kb("VmRSS")
+        asyncio.run(afloor_child(n, baseline))
     else:
         import aioice  # noqa: F401
 
@@ -344,10 +417,10 @@ def fmt_row(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000], help="numbers of agent pairs")
-    parser.add_argument("--impl", nargs="+", choices=["iceagent", "aioice", "floor"],
-                        default=["iceagent", "aioice", "floor"])
+    parser.add_argument("--impl", nargs="+", choices=["iceagent", "aioice", "floor", "afloor"],
+                        default=["iceagent", "aioice", "floor", "afloor"])
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per (implementation, N) run")
-    parser.add_argument("--child", choices=["iceagent", "aioice", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["iceagent", "aioice", "floor", "afloor"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.n[0])
