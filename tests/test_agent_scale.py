@@ -8,6 +8,7 @@ them share, and a round longer than the checks' RTO makes every check retransmit
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -200,18 +201,47 @@ async def test_an_idle_agent_wakes_for_consent_not_on_a_tick(autojump_clock: obj
     assert len(steps.session_wakes) <= 2 * sent + 4, (len(steps.session_wakes), sent)  # 180 for 25 with a 1 s tick
 
 
+#: The idle window whose task steps are counted, in seconds of the real clock.
+IDLE_WINDOW = 0.3
+#: Idle means no timer of either session task due within this many seconds: far past the window, so that
+#: however late a loaded machine runs the test after the window, no timer falls inside it.
+IDLE_HORIZON = 10.0
+#: The timers left over from connecting that `until_idle` waits out, at most (each a real-clock wait).
+IDLE_ROUNDS = 10
+
+
+async def until_idle(*agents: Agent) -> None:
+    """Wait until every session task of `agents` waits on its socket with no timer due within IDLE_HORIZON,
+    letting timers left over from connecting fire first: a check's retransmission or a triggered check
+    paced by Ta that is still queued after COMPLETED (RFC 8445 7.3.1.4: the answer to the check it
+    cancelled made the pair Succeeded meanwhile; its Ta wake-up then sends nothing). Fails when they stay
+    busy for IDLE_ROUNDS timers: a tick would."""
+    runners = [agent._current for agent in agents]
+    soonest = math.inf
+    for _ in range(IDLE_ROUNDS):
+        await trio.testing.wait_all_tasks_blocked()
+        soonest = min(r._sleep.deadline if r is not None and r._polling and r._sleep else -math.inf for r in runners)
+        if soonest > trio.current_time() + IDLE_HORIZON:
+            return
+        await trio.sleep_until(max(soonest, trio.current_time()) + 0.001)  # the timer's own time, not a guess
+    raise AssertionError(f"still a timer within {IDLE_HORIZON} s after {IDLE_ROUNDS} rounds (next at {soonest})")
+
+
 async def test_an_idle_agent_on_real_sockets_wakes_no_task() -> None:
     """Two connected agents on loopback, idle between consent checks (RFC 7675 5.1, here every 600 s):
     over the interval no task of theirs takes a step. The session task waits on its socket and on its
-    next timer in one wait, with no tick and no second task to wake."""
-    quiet = IceConfig(global_pacing=False, consent_interval=600.0)
+    next timer in one wait, with no tick and no second task to wake. The interval starts once no timer
+    left over from connecting is due (`until_idle`); the supervisor's own timers are far off (silence
+    after 60 s, keepalive 15 s)."""
+    quiet = IceConfig(global_pacing=False, consent_interval=600.0, disconnected_timeout=60.0)
     steps = TaskSteps()
-    with trio.fail_after(10):
-        async with completed(quiet) as (a, _b):
+    with trio.fail_after(10 + IDLE_ROUNDS * 2):
+        async with completed(quiet) as (a, b):
+            await until_idle(a, b)
             trio.lowlevel.add_instrument(steps)
             try:
                 steps.on = True
-                await trio.sleep(0.3)  # the interval whose steps are counted, not a synchronization
+                await trio.sleep(IDLE_WINDOW)  # the interval whose steps are counted, not a synchronization
                 steps.on = False
             finally:
                 trio.lowlevel.remove_instrument(steps)

@@ -106,3 +106,29 @@ async def test_retransmissions_take_no_pacer_slot(monkeypatch: pytest.MonkeyPatc
     from iceagent.gatherers.srflx import PARALLEL_BINDINGS
 
     assert await _srflx_gather_reservations(monkeypatch, global_pacing=True, answer=False) == PARALLEL_BINDINGS
+
+
+async def test_a_cancelled_wait_gives_its_slot_back(autojump_clock: trio.testing.MockClock) -> None:
+    """B waits for the 5 ms slot and is cancelled at 1 ms (its gatherer ended): C, asking at 2 ms, leaves
+    at 5 ms in B's slot, not at 10 ms behind an empty one."""
+    pacer = GlobalPacer()
+    await wait_for_slot(pacer)  # A, at once
+    start = trio.current_time()
+    with trio.move_on_after(0.001):
+        await wait_for_slot(pacer)  # B
+    await trio.sleep(0.001)
+    await wait_for_slot(pacer)  # C
+    assert trio.current_time() - start == pytest.approx(GLOBAL_INTERVAL)
+
+
+async def test_a_wait_ended_by_its_bound_gives_its_slot_back(autojump_clock: trio.testing.MockClock) -> None:
+    """B's bound (2 ms) comes before its slot (5 ms): it returns then and sends outside the schedule (a TURN
+    refresh, RFC 8656 8). C, asking at 3 ms, gets B's slot and leaves 5 ms after B, at 7 ms (not at 10 ms)."""
+    pacer = GlobalPacer()
+    await wait_for_slot(pacer)  # A, at once
+    start = trio.current_time()
+    await wait_for_slot(pacer, latest=start + 0.002)  # B
+    assert trio.current_time() - start == pytest.approx(0.002)
+    await trio.sleep(0.001)
+    await wait_for_slot(pacer)  # C
+    assert trio.current_time() - start == pytest.approx(0.002 + GLOBAL_INTERVAL)

@@ -13,7 +13,7 @@ from itertools import pairwise
 
 import pytest
 
-from iceagent.ice.pacing import GLOBAL_INTERVAL, CheckScheduler, GlobalPacer
+from iceagent.ice.pacing import GLOBAL_INTERVAL, MAX_RELEASED, CheckScheduler, GlobalPacer
 
 TA = 0.005
 CHECKS = 20
@@ -116,3 +116,66 @@ def test_many_agents_behind_a_late_slot_wake_once_each() -> None:
     assert len(sent) == len(schedulers)
     assert wasted == 0
     assert min(gaps(sent)) >= GLOBAL_INTERVAL - 1e-12
+
+
+def _taken(pacer: GlobalPacer, n: int, now: float = 0.0) -> list[float]:
+    """`n` tickets reserved at `now`; the first (due at once) leaves then."""
+    tickets = [pacer.reserve(now) for _ in range(n)]
+    pacer.sent(tickets[0], now)
+    return tickets
+
+
+def test_the_last_ticket_given_back_is_the_next_one_reserved() -> None:
+    """A ticket its holder gives back (cancelled) while it is the last one taken rewinds the schedule: the
+    next transaction gets its slot instead of the one after it (which stayed empty)."""
+    pacer = GlobalPacer()
+    _, b, c = _taken(pacer, 3)
+    assert (b, c) == pytest.approx((GLOBAL_INTERVAL, 2 * GLOBAL_INTERVAL))
+    pacer.release(c)
+    pacer.release(b)  # then the one before it: the schedule rewinds past both
+    assert pacer.reserve(0.001) == b
+    assert pacer.reserve(0.001) == c
+    assert pacer.reserve(0.001) == pytest.approx(3 * GLOBAL_INTERVAL)
+
+
+def test_a_ticket_given_back_between_others_is_reserved_next() -> None:
+    """A ticket given back while later ones are held is the next one reserved (the earliest first); the
+    holders after it keep theirs, and a new ticket comes after the last one taken."""
+    pacer = GlobalPacer()
+    _, b, c, d = _taken(pacer, 4)
+    pacer.release(c)
+    pacer.release(b)
+    assert [pacer.reserve(0.001) for _ in range(3)] == [b, c, pytest.approx(d + GLOBAL_INTERVAL)]
+
+
+def test_a_ticket_given_back_after_its_time_is_not_reserved_again() -> None:
+    """A ticket given back once its slot has passed is not handed out again: a newcomer would leave before
+    holders already due (the pacer's order), so it gets the next free ticket as before."""
+    pacer = GlobalPacer()
+    _, b, c = _taken(pacer, 3)
+    pacer.release(b)
+    assert pacer.reserve(b + 0.001) == pytest.approx(c + GLOBAL_INTERVAL)
+
+
+def test_a_transaction_sent_at_its_bound_gives_its_slot_back_and_keeps_the_spacing() -> None:
+    """B's transaction left at 2 ms, before its 5 ms slot (a TURN refresh at its bound, RFC 8656 8): its slot
+    goes to the next newcomer, who still leaves 5 ms after B on the wire (RFC 8445 14.2); C keeps 10 ms."""
+    pacer = GlobalPacer()
+    _, b, c = _taken(pacer, 3)
+    pacer.release(b, sent_at=0.002)
+    d = pacer.reserve(0.003)
+    assert d == b
+    assert pacer.due(d) == pytest.approx(0.002 + GLOBAL_INTERVAL)
+    assert pacer.due(c) == pytest.approx(2 * GLOBAL_INTERVAL)
+
+
+def test_tickets_given_back_are_kept_up_to_a_bound() -> None:
+    """The pacer keeps at most MAX_RELEASED tickets given back (the earliest): memory stays bounded however
+    many holders give theirs back while later ones are held."""
+    pacer = GlobalPacer()
+    tickets = _taken(pacer, MAX_RELEASED + 12)
+    for ticket in tickets[1:-1]:  # all but the first (sent) and the last (held)
+        pacer.release(ticket)
+    again = [pacer.reserve(0.0) for _ in range(MAX_RELEASED + 1)]
+    assert again[:MAX_RELEASED] == tickets[1 : MAX_RELEASED + 1]
+    assert again[MAX_RELEASED] == pytest.approx(tickets[-1] + GLOBAL_INTERVAL)

@@ -24,12 +24,31 @@ NET = OSNetwork()
 ALT = "127.0.0.2"
 
 
+# The tools bind their own UDP ports with no option to choose them: turnutils_stunclient -f binds
+# a second socket to (its first, kernel-chosen port) + 1 for the RESPONSE-PORT run (RFC 5780 7.5),
+# and turnutils_natdiscovery closes its socket and binds the same port again between tests. On a
+# busy host another process may hold that port: the tool prints this line and exits 255 before
+# it sends anything. Only that failure of the tool's own bind is retried, a bounded number of times.
+_TOOL_BIND_IN_USE = re.compile(r"Trying to bind fd \d+ to <127\.0\.0\.1:\d+>: errno=98\b")
+TOOL_ATTEMPTS = 10
+
+
 async def _run(*argv: str) -> str:
-    """Run a coturn tool to completion (bound in time) and return its stdout; it must exit 0."""
-    with trio.fail_after(30):
-        proc = await trio.run_process(list(argv), capture_stdout=True, capture_stderr=True, check=False)
-    out = proc.stdout.decode(errors="replace")
-    assert proc.returncode == 0, f"{argv} exited {proc.returncode}:\n{out}\n{proc.stderr.decode(errors='replace')}"
+    """Run a coturn tool to completion (bound in time) and return its stdout; it must exit 0.
+
+    A run that failed only because the tool's own bind found its port taken (EADDRINUSE) is
+    started again, at most TOOL_ATTEMPTS times in all; any other failure fails at once.
+    """
+    attempts = 0
+    while True:
+        attempts += 1
+        with trio.fail_after(30):
+            proc = await trio.run_process(list(argv), capture_stdout=True, capture_stderr=True, check=False)
+        out = proc.stdout.decode(errors="replace")
+        err = proc.stderr.decode(errors="replace")
+        if proc.returncode == 0 or attempts == TOOL_ATTEMPTS or not _TOOL_BIND_IN_USE.search(out):
+            break
+    assert proc.returncode == 0, f"{argv} exited {proc.returncode} (attempt {attempts}):\n{out}\n{err}"
     return out
 
 

@@ -109,10 +109,12 @@ class AgentGatherContext:
     def foundation(self, type: str, base_address: str, transport: str, server: str | None = None) -> str:
         return self._host.foundation(type, base_address, transport, server)
 
-    async def stun_request(self, sock: UdpSocket, server: Address, message: Message) -> Message:
+    async def stun_request(
+        self, sock: UdpSocket, server: Address, message: Message, *, rto: float | None = None
+    ) -> Message:
         """Send `message` from `sock` to `server` and await the answer, retransmitting on the schedule of
-        RFC 8489 6.2.1 (stun.transaction.Transaction); a new transaction takes a slot of the
-        process-wide pacer first when global_pacing is on (RFC 8445 14.2; retransmissions do not)."""
+        RFC 8489 6.2.1 (stun.transaction.Transaction) from `rto` (None: config.rto); a new transaction takes
+        a slot of the process-wide pacer first when global_pacing is on (RFC 8445 14.2; retransmissions do not)."""
         cfg = self.options.config
         requests = self._host.stun_requests
         data = message.encode(fingerprint=True)
@@ -121,7 +123,8 @@ class AgentGatherContext:
         try:
             if cfg.global_pacing:
                 await wait_for_slot(global_pacer())
-            transaction = Transaction(data, tid, trio.current_time(), rto=cfg.rto, rc=cfg.rc, rm=cfg.rm)
+            rto = cfg.rto if rto is None else rto
+            transaction = Transaction(data, tid, trio.current_time(), rto=rto, rc=cfg.rc, rm=cfg.rm)
             await sock.send(data, server)
             while (deadline := transaction.get_timer()) is not None:
                 with trio.move_on_at(deadline):

@@ -89,11 +89,14 @@ class GatherContext(Protocol):
         """The foundation for a candidate (RFC 8445 5.1.1.3): equal inputs give equal foundations."""
         ...
 
-    async def stun_request(self, sock: UdpSocket, server: Address, message: Message) -> Message:
+    async def stun_request(
+        self, sock: UdpSocket, server: Address, message: Message, *, rto: float | None = None
+    ) -> Message:
         """Send a STUN request from a base socket and wait for its response (RFC 8489 retransmissions).
 
-        The agent's receive loop owns the socket, so responses are routed here by transaction id.
-        Raises StunTimeout when no response arrives.
+        The agent's receive loop owns the socket, so responses are routed here by transaction id. `rto`: the
+        transaction's initial RTO (None: `IceConfig.rto`); gatherers pass RFC 8445 14.3's gathering RTO
+        (gatherers/_rto.py `gathering_rto`). Raises StunTimeout when no response arrives.
         """
         ...
 

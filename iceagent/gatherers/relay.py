@@ -51,6 +51,7 @@ from ..turn.allocation import Allocation, open_allocation
 from ..turn.errors import TurnError, TurnUnsupportedFamily
 from ..turn.transports import TurnTransportFactory, turn_transports
 from ..uri import IceServer, IceUri
+from ._rto import gathering_rto
 from .base import GatherContext, GatherOptions
 from .host import base_preference
 
@@ -106,13 +107,14 @@ class RelayGatherer:
         # Each step ends a little before gathering times out, so that its reason is the one reported.
         timeout = ctx.options.config.gather_timeout
         deadline = trio.current_time() + max(timeout * 0.9, timeout - 1.0)
+        rto = gathering_rto(ctx)  # RFC 8445 14.3
         async with trio.open_nursery() as nursery:
             for index, (server, uri) in enumerate(self.servers):
                 nursery.start_soon(
-                    self._relay, ctx, server, uri, index, transports, deadline, countdown, name=f"relay-{uri}"
+                    self._relay, ctx, server, uri, index, transports, deadline, countdown, rto, name=f"relay-{uri}"
                 )
             if srflx:
-                nursery.start_soon(self._reflexive, ctx, deadline, countdown)
+                nursery.start_soon(self._reflexive, ctx, deadline, countdown, rto)
 
     async def _relay(
         self,
@@ -123,6 +125,7 @@ class RelayGatherer:
         transports: dict[str, TurnTransportFactory],
         deadline: float,
         countdown: _Countdown,
+        rto: float,
     ) -> None:
         opts = ctx.options
         finished = False
@@ -158,6 +161,7 @@ class RelayGatherer:
                         deadline=deadline,
                         family=family,
                         pace=ctx.pace,
+                        allocate_rto=rto,
                     ) as allocation:
                         allocation.on_lost = lambda error: ctx.error(str(error))
                         ctx.emit(self._candidate(ctx, allocation, uri, index), allocation)
@@ -194,7 +198,7 @@ class RelayGatherer:
             related_port=None if related is None else related[1],
         )
 
-    async def _reflexive(self, ctx: GatherContext, deadline: float, countdown: _Countdown) -> None:
+    async def _reflexive(self, ctx: GatherContext, deadline: float, countdown: _Countdown, rto: float) -> None:
         """Server-reflexive candidates from Binding requests to the TURN servers (RFC 8445 5.1.1.2)."""
         resolved: list[Address] = []
         for uri in self.reflexive_from:
@@ -206,20 +210,21 @@ class RelayGatherer:
                 log.debug("cannot resolve %s for a server-reflexive candidate: %s", uri, exc)
         try:
             with trio.move_on_at(deadline):
-                await self._bindings(ctx, resolved)
+                await self._bindings(ctx, resolved, rto)
         finally:
             countdown.finish()
 
-    async def _bindings(self, ctx: GatherContext, resolved: list[Address]) -> None:
+    async def _bindings(self, ctx: GatherContext, resolved: list[Address], rto: float) -> None:
         async with trio.open_nursery() as nursery:
             async for sock in ctx.bases():
                 for server in resolved:
                     if _family(server[0]) == _family(sock.local_address[0]):
-                        nursery.start_soon(self._binding, ctx, sock, server)
+                        nursery.start_soon(self._binding, ctx, sock, server, rto)
 
-    async def _binding(self, ctx: GatherContext, sock: UdpSocket, server: Address) -> None:
+    async def _binding(self, ctx: GatherContext, sock: UdpSocket, server: Address, rto: float) -> None:
         try:
-            response = await ctx.stun_request(sock, server, Message(Method.BINDING, MessageClass.REQUEST))
+            message = Message(Method.BINDING, MessageClass.REQUEST)
+            response = await ctx.stun_request(sock, server, message, rto=rto)
         except StunTimeout as exc:
             log.debug("no server-reflexive candidate from the TURN server: %s", exc)
             return

@@ -29,6 +29,7 @@ from ..net.base import Address, UdpSocket
 from ..stun.attributes import Attr
 from ..stun.client import StunErrorResponse
 from ..stun.message import Message, MessageClass, Method
+from ._rto import gathering_rto
 from .base import GatherContext, GatherOptions
 from .host import base_preference
 
@@ -67,21 +68,22 @@ class SrflxGatherer:
                 continue
             resolved.extend(a for a in addrs if a not in resolved)
         query = self._query if ctx.options.mux is None else self._query_mux
+        rto = gathering_rto(ctx)  # RFC 8445 14.3
         async with trio.open_nursery() as nursery:
             async for sock in ctx.bases():
                 base_family = _family(sock.local_address[0])
                 for server in resolved:
                     if _family(server[0]) == base_family:
-                        nursery.start_soon(query, ctx, sock, server)
+                        nursery.start_soon(query, ctx, sock, server, rto)
         ctx.done()
 
-    async def _query_mux(self, ctx: GatherContext, sock: UdpSocket, server: Address) -> None:
+    async def _query_mux(self, ctx: GatherContext, sock: UdpSocket, server: Address, rto: float) -> None:
         """Ask the mux for its shared binding to `server` (no request of this agent's own)."""
         assert ctx.options.mux is not None
         cfg = ctx.options.config
         try:
             mapped = await ctx.options.mux.agent.endpoint.reflexive(
-                sock.local_address, server, rto=cfg.rto, rc=cfg.rc, rm=cfg.rm)
+                sock.local_address, server, rto=rto, rc=cfg.rc, rm=cfg.rm)
         except (StunTimeout, StunErrorResponse, MuxError) as exc:
             ctx.error(str(exc))
             return
@@ -89,9 +91,9 @@ class SrflxGatherer:
             return  # the agent or the mux is closing
         _emit(ctx, sock, server, mapped)
 
-    async def _query(self, ctx: GatherContext, sock: UdpSocket, server: Address) -> None:
+    async def _query(self, ctx: GatherContext, sock: UdpSocket, server: Address, rto: float) -> None:
         try:
-            response = await first_answer(ctx, sock, server)
+            response = await first_answer(ctx, sock, server, rto=rto)
         except StunTimeout as exc:
             ctx.error(str(exc))
             return
@@ -107,26 +109,30 @@ class SrflxGatherer:
 
 
 async def first_answer(
-    ctx: GatherContext, sock: UdpSocket, server: Address, parallel: int = PARALLEL_BINDINGS
+    ctx: GatherContext, sock: UdpSocket, server: Address, parallel: int = PARALLEL_BINDINGS, *, rto: float | None = None
 ) -> Message:
     """The first response to one of up to `parallel` Binding transactions from `sock` to `server`, started
     one RTO apart while none has been answered; the others are then cancelled (a late answer is dropped as
-    unknown). When the first transaction times out (RFC 8489 6.2.1: 39.5 s) the server is given up, the later
-    ones too, and its StunTimeout raised."""
+    unknown). When the first transaction times out (RFC 8489 6.2.1: 39.5 s at an RTO of 500 ms) the server is
+    given up, the later ones too, and its StunTimeout raised. `rto`: each transaction's initial RTO (None:
+    IceConfig.rto; the gatherer passes RFC 8445 14.3's gathering RTO)."""
+    if rto is None:
+        rto = ctx.options.config.rto
     answers: list[Message] = []
     timeouts: list[StunTimeout] = []
     async with trio.open_nursery() as nursery:
 
         async def one() -> None:
             try:
-                answers.append(await ctx.stun_request(sock, server, Message(Method.BINDING, MessageClass.REQUEST)))
+                message = Message(Method.BINDING, MessageClass.REQUEST)
+                answers.append(await ctx.stun_request(sock, server, message, rto=rto))
             except StunTimeout as exc:
                 timeouts.append(exc)
             nursery.cancel_scope.cancel()
 
         for i in range(parallel):
             if i:
-                await trio.sleep(ctx.options.config.rto)
+                await trio.sleep(rto)
             nursery.start_soon(one)
     if answers:
         return answers[0]

@@ -8,12 +8,13 @@ they take `now` and say when, the Trio layer sleeps.
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Protocol
 
 from .candidate import IceParameters
 
-__all__ = ["DEFAULT_TA", "GLOBAL_INTERVAL", "CheckScheduler", "GlobalPacer", "Pacer", "effective_ta"]
+__all__ = ["DEFAULT_TA", "GLOBAL_INTERVAL", "MAX_RELEASED", "CheckScheduler", "GlobalPacer", "Pacer", "effective_ta"]
 
 #: RFC 8445 14.2: "...no more than one new transaction every 5 ms" for all agents of one host together.
 GLOBAL_INTERVAL = 0.005
@@ -35,25 +36,38 @@ class Pacer(Protocol):
         ...
 
 
+#: At most this many tickets given back and not reserved again that a GlobalPacer keeps (`release`); past it
+#: the latest is forgotten: its slot goes unused, the schedule stays right.
+MAX_RELEASED = 256
+
+
 class GlobalPacer:
     """One new transaction per `interval` for every agent that shares it (RFC 8445 14.2), on the wire.
 
     Slots are tickets spaced `interval` apart, in the order they were taken. A transaction the event loop lets
     out late (a busy loop) delays every ticket after it by as much, so they stay `interval` apart behind it
-    and in their order, each waking once (pushing them all to one time would wake them all together)."""
+    and in their order, each waking once (pushing them all to one time would wake them all together). A
+    ticket its holder does not use goes back (`release`), so its slot is not lost to the others."""
 
-    __slots__ = ("_delay", "_last", "_next", "interval")
+    __slots__ = ("_delay", "_last", "_next", "_released", "interval")
 
     def __init__(self, interval: float = GLOBAL_INTERVAL) -> None:
         self.interval = interval
         self._next = -math.inf  # the next free ticket
         self._delay = 0.0  # how late the schedule runs: the most any transaction left after its ticket
         self._last = -math.inf  # when the latest transaction really left
+        self._released: list[float] = []  # tickets given back before `_next`, ascending (`release`)
 
     def reserve(self, now: float) -> float:
-        """Take the next free ticket: due at once when the pacer is idle, else `interval` after the last one
-        taken (see `due`)."""
-        ticket = max(now - self._delay, self._next)
+        """Take the next free ticket: the earliest one given back that is not past yet, else due at once when
+        the pacer is idle, else `interval` after the last one taken (see `due`)."""
+        floor = now - self._delay
+        released = self._released
+        while released:
+            ticket = released.pop(0)
+            if ticket >= floor:  # a past one would jump ahead of holders already due: forgotten
+                return ticket
+        ticket = max(floor, self._next)
         self._next = ticket + self.interval
         return ticket
 
@@ -68,6 +82,24 @@ class GlobalPacer:
             self._delay = now - ticket
         if now > self._last:
             self._last = now
+
+    def release(self, ticket: float, sent_at: float | None = None) -> None:
+        """`ticket` will not be used (its holder was cancelled, or left before its slot): the slot goes back.
+        The last ticket taken rewinds the schedule (with the tickets given back just before it); another one
+        is kept for the next `reserve` (at most MAX_RELEASED). `sent_at`: the holder's transaction left
+        anyway then, outside the schedule (a TURN refresh at its bound, RFC 8656 8): the next one still
+        leaves `interval` after it on the wire."""
+        if sent_at is not None and sent_at > self._last:
+            self._last = sent_at
+        released = self._released
+        if ticket + self.interval == self._next:
+            self._next = ticket
+            while released and released[-1] + self.interval == self._next:
+                self._next = released.pop()
+        elif ticket < self._next and ticket not in released:
+            bisect.insort(released, ticket)
+            if len(released) > MAX_RELEASED:
+                released.pop()
 
 
 #: The Ta a peer that signals no a=ice-pacing uses (RFC 8445 14.2 default; RFC 8839 4.4).

@@ -151,6 +151,7 @@ class _Exchanges:
     channel_refresh: float
     permission_lifetime: float
     rto: float
+    allocate_rto: float
     rc: int
     rm: int
     reliable_timeout: float
@@ -235,7 +236,7 @@ class _Exchanges:
             data,
             msg.transaction_id,
             now,
-            rto=self.rto,
+            rto=self.allocate_rto if kind is _Kind.ALLOCATE else self.rto,
             rc=self.rc,
             rm=self.rm,
             reliable=self.reliable,

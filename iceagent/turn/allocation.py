@@ -354,6 +354,7 @@ async def open_allocation(
     max_redirects: int = 2,
     deadline: float = math.inf,
     pace: Pace | None = None,
+    allocate_rto: float | None = None,
 ) -> AsyncIterator[Allocation]:
     """Allocate a relayed address on a TURN server and keep it until the `async with` ends (RFC 8656).
 
@@ -366,6 +367,8 @@ async def open_allocation(
     `pace` (None: nothing waits) is awaited as `pace(latest)` before each new request goes out, retries
     after 401/438, refreshes and the release included, never before a retransmission: an agent passes its
     process-wide pacer this way (RFC 8445 14.2, `GatherContext.pace`); it must return by `latest`.
+    `allocate_rto` (None: `config.rto`): the initial RTO of the Allocate requests, part of gathering (RFC 8445
+    14.3: the relay gatherer passes max(rto, Ta x Num-Of-Cands)); later requests start from `config.rto`.
     """
     from ..net.os import OSNetwork
 
@@ -390,7 +393,7 @@ async def open_allocation(
     with trio.move_on_at(deadline):
         allocation = await _allocate(
             uri, addresses[0], factory, network, username, password, ssl_context, local_address, family,
-            lifetime, config, max_redirects, pace,
+            lifetime, config, max_redirects, pace, allocate_rto,
         )  # fmt: skip
     if allocation is None:
         raise TurnTimeout(
@@ -427,6 +430,7 @@ async def _allocate(
     config: IceConfig,
     max_redirects: int,
     pace: Pace | None,
+    allocate_rto: float | None = None,
 ) -> Allocation:
     """Connect and run Allocate, following 300 redirections and retrying a 437 once from a new port."""
     server_name = uri.host
@@ -453,6 +457,7 @@ async def _allocate(
             reliable_timeout=config.reliable_timeout,
             keepalive=config.keepalive_interval,
             paced=pace is not None,
+            allocate_rto=allocate_rto,
         )
         # once per allocation: the Protocol checks' cost is fine
         if isinstance(conn, WaitableTurnConnection):

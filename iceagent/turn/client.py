@@ -57,7 +57,9 @@ class TurnClient(_Exchanges):
     address (REQUESTED-ADDRESS-FAMILY, RFC 8656 7.1). `lifetime` is asked in Allocate and Refresh
     (None: the server's default, 600 s). `auto_channel=True` binds a channel to each peer when data
     is first sent to it. `keepalive` (seconds, UDP only) sends a Binding indication to the server when
-    no request went out for that long, to keep NAT mappings on the way alive. `paced=True` holds each new
+    no request went out for that long, to keep NAT mappings on the way alive. `allocate_rto` (None: `rto`) is
+    the initial RTO of the Allocate transactions, which are part of gathering (RFC 8445 14.3: the agent passes
+    max(rto, Ta x Num-Of-Cands)); the later requests start from `rto`. `paced=True` holds each new
     request until the driver calls `start_paced(now)` (the driver waits for a pacer slot first).
     """
 
@@ -82,6 +84,7 @@ class TurnClient(_Exchanges):
         max_queued: int = 64,
         keepalive: float | None = None,
         paced: bool = False,
+        allocate_rto: float | None = None,
     ) -> None:
         if family not in ("ipv4", "ipv6"):
             raise ValueError(f"family must be 'ipv4' or 'ipv6', not {family!r}")
@@ -95,6 +98,7 @@ class TurnClient(_Exchanges):
         self.channel_refresh = channel_refresh
         self.permission_lifetime = permission_lifetime
         self.rto, self.rc, self.rm, self.reliable_timeout = rto, rc, rm, reliable_timeout
+        self.allocate_rto = rto if allocate_rto is None else allocate_rto
         self.auto_channel = auto_channel
         self.max_queued = max_queued
         #: Over UDP, a Binding indication goes to the server when nothing else did for this long, so that a
