@@ -101,7 +101,8 @@ async def test_a_response_asks_the_gatherers_transactions_only_while_one_waits(
 async def test_a_datagram_with_the_cookie_that_is_not_stun_is_application_data() -> None:
     """Demultiplexing (DESIGN.md, RFC 7983): a datagram from the peer whose first byte is below 0x40 and that
     carries the magic cookie, but whose length field does not match, is not STUN: the stream gets it as
-    application data, in order with the data around it, and the agent stays COMPLETED."""
+    application data, in order with the data around it, and the agent stays COMPLETED; the same bytes, or
+    any, from an address that is no remote candidate are dropped (RFC 8445 12.2)."""
     with trio.fail_after(10):
         async with completed() as (a, b):
             stream = await b.connect()
@@ -111,9 +112,16 @@ async def test_a_datagram_with_the_cookie_that_is_not_stun_is_application_data()
             sender = a._current
             assert sender is not None
             transport = sender.transport_of[pair.base]
-            for data in (b"before", fake, b"after"):
-                transport.send_nowait(data, pair.remote_address)  # type: ignore[attr-defined]
-            got = [await stream.receive() for _ in range(3)]
+            stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                transport.send_nowait(b"before", pair.remote_address)  # type: ignore[attr-defined]
+                stranger.sendto(b"stranger", pair.remote_address)  # no remote candidate of b's: dropped (12.2)
+                stranger.sendto(fake, pair.remote_address)
+                for data in (fake, b"after"):
+                    transport.send_nowait(data, pair.remote_address)  # type: ignore[attr-defined]
+                got = [await stream.receive() for _ in range(3)]
+            finally:
+                stranger.close()
             assert got == [b"before", fake, b"after"]
             assert b.state.value is IceState.COMPLETED
 
