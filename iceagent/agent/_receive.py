@@ -18,6 +18,7 @@ import trio
 from ..gatherers.base import CandidateTransport
 from ..ice.pair import CandidatePair
 from ..net.base import Address, TransportCapabilities
+from ..stun.attributes import COOKIE_BYTES
 from ..stun.message import Message, MessageClass, StunDecodeError, looks_like_stun
 from ._tap import Tap
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 #: Source addresses whose data pair lookup is cached (a hostile host sending from many addresses cannot
 #: grow the cache further; beyond it a lookup is simply not cached).
 MAX_DATA_SOURCES = 4096
+
+#: The classes of a STUN response, which may be a gatherer's transaction's (StunRequests).
+_RESPONSES = (MessageClass.SUCCESS, MessageClass.ERROR)
 
 #: A received (data, source) item's parts, for C-level loops over a batch.
 _DATA = itemgetter(0)
@@ -156,33 +160,44 @@ class ReceivePath:
         counted: CandidatePair | None = None  # the pair of app[first:]
         first = 0
         delivered = False
-        for data, addr in items:
-            # STUN's first byte is below 0x40 (RFC 8489 5, RFC 7983): most data is ruled out without a call
-            if data and data[0] < 0x40 and looks_like_stun(data):
+        base = self._base_of.get(key)
+        requests = self.stun_requests
+        hook = self._check_hook
+        for index, (data, addr) in enumerate(items):
+            # STUN's first byte is below 0x40 and it carries the magic cookie (RFC 8489 5, RFC 7983): most data
+            # is ruled out by these two tests, without a call; Message.decode checks the rest of the header
+            if data and data[0] < 0x40 and data[4:8] == COOKIE_BYTES:
                 if tap is not None:
-                    tap.leave(items[next(i for i, item in enumerate(items) if item[0] is data) :])
-                    break
-                try:
-                    msg = Message.decode(data)
-                except StunDecodeError:
+                    if looks_like_stun(data):
+                        tap.leave(items[index:])
+                        break
                     msg = None
+                else:
+                    try:
+                        msg = Message.decode(data)
+                    except StunDecodeError:
+                        msg = None
                 if msg is not None:
                     if app:
                         self._deliver_app(app, counted, first)
                         app, counted, first, delivered = [], None, 0, True
-                    if msg.message_class in (MessageClass.SUCCESS, MessageClass.ERROR) and (
-                        self.stun_requests.deliver(msg, addr)
+                    if (
+                        requests.waiting is not None
+                        and msg.message_class in _RESPONSES
+                        and requests.deliver(msg, addr)
                     ):
                         continue  # a gatherer's transaction
-                    base = self._base_of.get(key)
                     if base is not None:
                         if now is None:
                             now = trio.current_time()
                         self.gen.receive(msg, data, addr, base, now)
-                        data_pairs.pop((key, addr), None)  # its check may have made it a known source (7.3.1.3)
-                        self._forget_tap_source(transport, addr)
-                        if self._check_hook is not None:
-                            self._check_hook("receive", msg, base, addr, self.ice.find_pair(base, addr))
+                        if data_pairs:  # its check may have made it a known source (7.3.1.3)
+                            data_pairs.pop((key, addr), None)
+                        reader: Tap | None = getattr(transport, "tap", None)
+                        if reader is not None and reader.source == addr:
+                            reader.source = None
+                        if hook is not None:
+                            hook("receive", msg, base, addr, self.ice.find_pair(base, addr))
                     continue
             try:
                 pair = data_pairs[(key, addr)]
@@ -219,12 +234,6 @@ class ReceivePath:
             tap = getattr(transport, "tap", None)
             if tap is not None:
                 tap.source = None
-
-    @staticmethod
-    def _forget_tap_source(transport: CandidateTransport, addr: Address) -> None:
-        tap = getattr(transport, "tap", None)
-        if tap is not None and tap.source == addr:
-            tap.source = None
 
     def _lookup_data_pair(self, key: int, addr: Address) -> CandidatePair | None:
         base = self._base_of.get(key)

@@ -90,16 +90,16 @@ class SessionTask(ReceivePath):
             return
         sleep = self._sleep
         assert sleep is not None
-        now = trio.current_time()
-        if sleep.cancel_called or now >= sleep.deadline:
+        deadline = sleep.deadline
+        if sleep.cancel_called or (deadline != math.inf and trio.current_time() >= deadline):
             return  # its timer fired already: it wakes anyway (no datagram to leave behind)
         if self._self_wake and self._send_self():
             self._woke_self = True
             if self._queued():  # on the socket already (on loopback, as sendto returns): the wait ends
                 self._fallback_at = math.nan  # no deadline stands in for it (a heap entry less in Trio)
                 return
-            fallback = now + SELF_WAKE_TIMEOUT
-            if fallback < sleep.deadline:
+            fallback = trio.current_time() + SELF_WAKE_TIMEOUT
+            if fallback < deadline:
                 sleep.deadline = self._fallback_at = fallback
         else:
             sleep.cancel()
@@ -120,13 +120,15 @@ class SessionTask(ReceivePath):
         return queued is not None and bool(queued())
 
     def _without_self_wake(self, items: list[tuple[bytes, Address]]) -> list[tuple[bytes, Address]]:
-        """The batch without the empty datagram(s) `_alert` sent to the socket itself."""
+        """The batch without the empty datagram(s) `_alert` sent to the socket itself (found and taken out by
+        the list's own methods, in C)."""
         t: Any = self._served
-        local = t.local_address
-        kept = [item for item in items if item[0] or item[1] != local]
-        if len(kept) < len(items):
+        wake = (b"", t.local_address)
+        if wake in items:
             self._woke_self = False
-        return kept
+            while wake in items:
+                items.remove(wake)
+        return items
 
     def _set_deadline(self, deadline: float) -> None:
         """A pump outside the session task's own loop found when the next one is due: move the session task's

@@ -19,27 +19,28 @@ __all__ = ["StunRequests"]
 class StunRequests:
     """The waiting transactions of one session's gatherers."""
 
-    __slots__ = ("_strays", "_waiting")
+    __slots__ = ("_strays", "waiting")
 
     def __init__(self) -> None:
-        # None while empty: most sessions have no gatherer transaction after gathering (one per agent counts)
-        self._waiting: dict[bytes, tuple[Address, trio.MemorySendChannel[Message]]] | None = None
+        #: None while empty: most sessions have no gatherer transaction after gathering (one per agent counts),
+        #: so the demultiplexer tests it before it asks `deliver` about a response
+        self.waiting: dict[bytes, tuple[Address, trio.MemorySendChannel[Message]]] | None = None
         self._strays: dict[bytes, Address] | None = None
 
     def open(self, transaction_id: bytes, server: Address) -> trio.MemoryReceiveChannel[Message]:
         """Wait for the answer to `transaction_id` from `server`; `close` it when done."""
         send, receive = trio.open_memory_channel[Message](1)
-        if self._waiting is None:
-            self._waiting = {}
-        self._waiting[transaction_id] = (server, send)
+        if self.waiting is None:
+            self.waiting = {}
+        self.waiting[transaction_id] = (server, send)
         return receive
 
     def close(self, transaction_id: bytes) -> None:
         """The transaction is over (answered, timed out or cancelled)."""
-        if self._waiting is not None:
-            self._waiting.pop(transaction_id, None)
-            if not self._waiting:
-                self._waiting = None
+        if self.waiting is not None:
+            self.waiting.pop(transaction_id, None)
+            if not self.waiting:
+                self.waiting = None
         if self._strays is not None:
             self._strays.pop(transaction_id, None)
             if not self._strays:
@@ -48,9 +49,9 @@ class StunRequests:
     def deliver(self, message: Message, source: Address) -> bool:
         """A STUN response arrived from `source`: True when it belongs to a waiting transaction (handed
         over if it came from that transaction's server, else noted as a stray)."""
-        if self._waiting is None:
+        if self.waiting is None:
             return False
-        waiter = self._waiting.get(message.transaction_id)
+        waiter = self.waiting.get(message.transaction_id)
         if waiter is None:
             return False
         if waiter[0] == source:
@@ -69,4 +70,4 @@ class StunRequests:
         return None if self._strays is None else self._strays.get(transaction_id)
 
     def __len__(self) -> int:
-        return len(self._waiting or ()) + len(self._strays or ())
+        return len(self.waiting or ()) + len(self._strays or ())

@@ -34,10 +34,15 @@ class OSUdpSocket:
     they are still Trio checkpoints: cancellation is checked and the scheduler runs once per call.
     """
 
-    __slots__ = ("_ipv6", "_local", "_raw", "_sock", "_wake_fd", "tap")
+    __slots__ = ("_ipv6", "_local", "_raw", "_sock", "_wake_fd", "fileno", "tap")
+
+    #: The socket's descriptor (-1 once closed), for `trio.lowlevel.wait_readable(sock)`: the stdlib socket's
+    #: own method, so that Trio's call of it per wait is no Python call of ours.
+    fileno: Callable[[], int]
 
     def __init__(self, raw: _stdsocket.socket) -> None:
         self._raw = raw
+        self.fileno = raw.fileno
         self._ipv6 = raw.family == _stdsocket.AF_INET6  # its addresses are 4-tuples, normalized on receipt
         self._sock: trio.socket.SocketType | None = None  # made when first needed (memory per agent)
         self._local = _norm(raw.getsockname())
@@ -49,10 +54,6 @@ class OSUdpSocket:
     @property
     def local_address(self) -> Address:
         return self._local
-
-    def fileno(self) -> int:
-        """The socket's descriptor (-1 once closed), for `trio.lowlevel.wait_readable(sock)`."""
-        return self._raw.fileno()
 
     @property
     def raw(self) -> trio.socket.SocketType:
