@@ -62,6 +62,19 @@ _BINDING_SUCCESS = b"\x01\x01"
 #: leaves the rest to the session task's next round.
 PUMP_ROUNDS = 4
 
+#: The runner's own part of an event, by the event's class (`_apply_events`); other events are only the owner's.
+_STATE, _SOURCES, _VALID, _CHECKLIST_FAILED, _GATHER_TIMED_OUT, _NOMINATED = range(1, 7)
+_RUNNER_PART: dict[type, int] = {
+    PairStateChanged: _STATE,
+    PairRemoved: _SOURCES,
+    RemoteCandidateLearned: _SOURCES,
+    LocalCandidateLearned: _SOURCES,
+    PairValid: _VALID,
+    ChecklistFailed: _CHECKLIST_FAILED,
+    GatherTimedOut: _GATHER_TIMED_OUT,
+    PairNominated: _NOMINATED,
+}
+
 
 class SessionOwner(Protocol):
     """What a SessionRunner needs from the agent that owns it, and the events it reports to it."""
@@ -398,13 +411,19 @@ class SessionRunner(SessionTask):
         self._alert()
 
     def _transmit(self, t: Transmit) -> None:
+        """Send one of the generation's packets: a check as `send_soon` (inline: one per check), an answer at
+        once where the transport can, and the ICE-TCP bookkeeping only where there are connections."""
         transport = self.transport_of.get(t.base)
         if transport is None:
             return
+        caps = self._caps.get(id(transport))
         if t.pair is not None:
             if self._check_hook is not None:
                 self._check_hook("send", t.data, t.base, t.remote, t.pair)
-            self.send_soon(transport, t.data, t.remote)
+            try_send = None if caps is None else caps.try_send
+            if try_send is None or self._outbox or not try_send(t.data, t.remote):
+                self._outbox.append((transport, t.data, t.remote))
+                self._alert()
             return
         # an answer to a check: at once, synchronously where the transport can (UDP, TCP, TURN; dropped if
         # it cannot take it now, as UDP may: the request is retransmitted), else from the session task
@@ -414,15 +433,16 @@ class SessionRunner(SessionTask):
             # a check from t.remote passed MESSAGE-INTEGRITY: an ICE-TCP connection is no longer timed out
             # (RFC 6544 7.2), a mux binds t.remote to this agent (DESIGN.md "open_mux")
             self._confirm(transport, t.remote)
-        connection = self._connections.get(transport)
-        caps = self._caps.get(id(transport))
         send_nowait = None if caps is None else caps.send_nowait
         if send_nowait is not None:
             send_nowait(t.data, t.remote)
         else:
             self._outbox.append((transport, t.data, t.remote))
             self._alert()
-        nominated = self.nominated
+        if self._connections.by_id is None:
+            return  # no ICE-TCP connection (the usual case)
+        connection = self._connections.get(transport)
+        nominated = self.gen.nominated
         if connection is not None and nominated is not None and nominated.route != (t.base, t.remote):
             connection.close_connection(t.remote)  # a pair checked after nomination concluded has lost
 
@@ -471,18 +491,24 @@ class SessionRunner(SessionTask):
         self._pumping = True
         try:
             gen = self.gen
+            owner = self.owner
+            transmit = self._transmit
             for _ in range(PUMP_ROUNDS):
                 self._again = self._supervising = False
                 if gen.events:  # inputs (remote candidates, end-of-candidates) may have queued events
                     self._apply_events()
                 gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
-                self.flush(now)
+                for t in gen.datagrams_to_send(now):  # (`flush`, inline: a call less per pump)
+                    transmit(t)
+                if gen.events:
+                    self._apply_events()
                 self._supervising = True  # from here on a change of the agent's state needs another round
-                deadline = self.owner.supervise(self, now) if not self.closed else math.inf
+                deadline = owner.supervise(self, now) if not self.closed else math.inf
                 if self.closed:
                     return math.inf
                 if not self._again:
-                    return min(deadline, gen.get_timer())
+                    timer = gen.get_timer()
+                    return deadline if deadline < timer else timer
             return -math.inf  # it keeps changing: the session task looks again after the others ran
         finally:
             self._pumping = self._supervising = False
@@ -496,26 +522,33 @@ class SessionRunner(SessionTask):
             self._apply_events()
 
     def _apply_events(self) -> None:
-        """The runner's part of each event (connections, the data-source cache, gathering), then the owner's."""
+        """The runner's part of each event (connections, the data-source cache, gathering), then the owner's.
+        Dispatched by the event's class (ice.events has no subclasses): one dict lookup, not a chain of
+        isinstance calls."""
         owner = self.owner
         gen = self.gen
+        event: Any  # one of ice.events, told apart by `part`
         while events := gen.take_events():  # what applying them queues comes after them, in order
             for event in events:
-                if isinstance(event, PairStateChanged):
+                part = _RUNNER_PART.get(type(event), 0)
+                if part == _NOMINATED:
+                    owner.session_event(self, event)
+                    self._prune_connections(event.pair)
+                    continue
+                if part == _SOURCES:
+                    self.forget_data_sources()  # a data source may have become known, or unknown
+                elif part == _VALID:  # also a data source: a response from the remote passed MESSAGE-INTEGRITY
+                    self.forget_data_sources()
+                    self._confirm(self.transport_of.get(event.pair.base), event.pair.remote_address)
+                elif part == _STATE:
                     if event.new is PairState.FAILED and event.pair.base.transport == "tcp":
                         self._close_connection(event.pair)
-                elif isinstance(event, (PairValid, PairRemoved, RemoteCandidateLearned, LocalCandidateLearned)):
-                    self.forget_data_sources()  # a data source may have become known, or unknown
-                    if isinstance(event, PairValid):  # a response from the remote passed MESSAGE-INTEGRITY
-                        self._confirm(self.transport_of.get(event.pair.base), event.pair.remote_address)
-                elif isinstance(event, ChecklistFailed):
+                elif part == _CHECKLIST_FAILED:
                     self.failed = True
-                elif isinstance(event, GatherTimedOut):
+                elif part == _GATHER_TIMED_OUT:
                     self._gather_timed_out()
                     continue
                 owner.session_event(self, event)
-                if isinstance(event, PairNominated):
-                    self._prune_connections(event.pair)
 
     # ---- what the agent's supervisor asks for (on the selected pair's generation) ----
 
@@ -555,6 +588,8 @@ class SessionRunner(SessionTask):
         """Nomination concluded: close every TCP connection but the nominated pair's; their pairs lost
         (RFC 6544 7.1, RFC 8445 8.1.2). The routes closed here are failed in the session (their events
         are applied by the caller's loop)."""
+        if self._connections.by_id is None:
+            return  # no ICE-TCP connection (the usual case)
         keep = self.transport_of.get(nominated.base)
         for key, transport in self._connections.items():
             base = self._base_of.get(key)

@@ -48,6 +48,17 @@ __all__ = ["AgentStates"]
 
 log = get_logger("iceagent.agent")
 
+#: What an event of a generation is to the agent, by its class (`session_event`; ice.events has no subclasses):
+#: one dict lookup instead of a chain of isinstance calls per event. Other events are nothing to it.
+_PAIR_STATE, _PAIR_VALID, _NOMINATED, _ROLE, _CHECKLIST_FAILED = range(1, 6)
+_EVENT_KIND: dict[type, int] = {
+    PairStateChanged: _PAIR_STATE,
+    PairValid: _PAIR_VALID,
+    PairNominated: _NOMINATED,
+    RoleChanged: _ROLE,
+    ChecklistFailed: _CHECKLIST_FAILED,
+}
+
 
 class AgentStates:
     """Selection and states; `Agent` supplies the fields and the lifetime methods declared here."""
@@ -150,32 +161,35 @@ class AgentStates:
 
     def session_event(self, runner: SessionRunner, event: Event) -> None:
         """What an event of a generation means for the agent: its state, the selected pair, its role."""
-        if isinstance(event, PairStateChanged):
-            pair = event.pair
+        kind = _EVENT_KIND.get(type(event), 0)
+        e: Any = event  # its class is the one `kind` names
+        if kind == _PAIR_STATE:
+            pair = e.pair
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), event.new)
+                log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), e.new)
             if self._observers is not None:
-                self._hook("iceagent_pair_state_changed", pair=pair, old=event.old, new=event.new)
-        elif runner is not self._current:
+                self._hook("iceagent_pair_state_changed", pair=pair, old=e.old, new=e.new)
+        elif kind == 0 or runner is not self._current:
             return  # an older generation only carries data until the new one has nominated (12.1)
-        elif isinstance(event, PairValid):
-            self._pair_valid(runner, event.pair)
-        elif isinstance(event, PairNominated):
-            self._select(runner, event.pair)
-            if event.previous is not None:
-                self._renominated(event.previous, event.pair)
-            for other in list(self._runners):
-                if other is not runner:
-                    self._retire_runner(other)
+        elif kind == _PAIR_VALID:
+            self._pair_valid(runner, e.pair)
+        elif kind == _NOMINATED:
+            self._select(runner, e.pair)
+            if e.previous is not None:
+                self._renominated(e.previous, e.pair)
+            if len(self._runners) > 1:
+                for other in list(self._runners):
+                    if other is not runner:
+                        self._retire_runner(other)
             if self._state in (IceState.NEW, IceState.CHECKING):
                 self._set_state(IceState.CONNECTED)  # valid and nominated at once (a lite agent, RFC 8445 7.3.2)
             self._set_state(IceState.COMPLETED)
-        elif isinstance(event, RoleChanged):
-            role = "controlling" if event.controlling else "controlled"
+        elif kind == _ROLE:
+            role = "controlling" if e.controlling else "controlled"
             log.info("%s: role conflict resolved: now %s", self.name, role)
-            self.controlling = event.controlling
-        elif isinstance(event, ChecklistFailed) and self._routes.route is None:
-            self._fail(event.reason + runner.gathering.failure_hint())
+            self.controlling = e.controlling
+        elif self._routes.route is None:  # ChecklistFailed
+            self._fail(e.reason + runner.gathering.failure_hint())
 
     def _pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
         if self._route_runner is not None and self._route_runner is not runner:
@@ -279,6 +293,8 @@ class AgentStates:
             log.warning("%s: no transport for the valid pair %s", self.name, pair.local.to_sdp())
             return
         old = self._routes.route
+        if old is not None and old[2] is pair and old[0] is found[0] and self._route_runner is runner:
+            return  # selected already (as when the valid pair is nominated): nothing changed to tell anyone
         self._routes.route = make_route(*found, pair)
         self._route_runner = runner
         if old is None or old[2] is not pair:
