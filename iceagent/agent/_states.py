@@ -251,19 +251,21 @@ class AgentStates:
         if not self._supervise and now < self._supervise_at:
             return self._supervise_at
         self._supervise = False  # a change the actions make below asks for another look
+        poll = self.supervisor.poll
         at = math.inf
         for _ in range(4):  # a RouteLost or Fail changes the state: look again (at most a few times)
             route = self._routes.route
-            actions, at = self.supervisor.poll(
-                now,
-                state=self._state,
-                pair=None if route is None else route[2],
-                selected_at=self._selected_at,
-                checked_at=None if route is not None else getattr(runner.ice, "last_check_at", None),
-            )
+            if route is not None:
+                actions, at = poll(now, state=self._state, pair=route[2], selected_at=self._selected_at)
+            else:  # only a lite session has `last_check_at` (and only a lite supervisor reads it)
+                checked_at = getattr(runner.ice, "last_check_at", None) if self.options.lite else None
+                actions, at = poll(now, state=self._state, pair=None, selected_at=self._selected_at,
+                                   checked_at=checked_at)
+            if not actions:
+                break
             for action in actions:
                 self._apply(action, now)
-            if not actions or not isinstance(actions[-1], TERMINAL) or self._current is not runner:
+            if not isinstance(actions[-1], TERMINAL) or self._current is not runner:
                 break
         self._supervise_at = at
         return at

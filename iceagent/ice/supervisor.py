@@ -82,6 +82,9 @@ SupervisorAction = SendConsent | SendKeepalive | SetState | RouteLost | Fail | R
 #: Actions after which the agent's state or route has changed: apply them, then poll again.
 TERMINAL = (RouteLost, Fail, Restart)
 
+#: The states in which silence on the selected pair makes the agent DISCONNECTED.
+_LIVE = (IceState.CONNECTED, IceState.COMPLETED)
+
 
 class Supervisor:
     """One per agent; lives across ICE generations (its restart back-off does too)."""
@@ -167,7 +170,9 @@ class Supervisor:
         if pair is not self._consent_pair:
             self._follow(pair, now)
         # consent freshness (RFC 7675 5.1): lost after consent_timeout without a successful check
-        last_ok = max(pair.last_consent or 0.0, selected_at)
+        last_ok = pair.last_consent or 0.0
+        if selected_at > last_ok:
+            last_ok = selected_at
         if now - last_ok > cfg.consent_timeout:
             reason = (
                 f"the peer is gone: no check from it for consent_timeout={cfg.consent_timeout:g} s (a lite "
@@ -186,7 +191,7 @@ class Supervisor:
             self._last_rx, self._last_rx_at = rx, now
             if state is IceState.DISCONNECTED:
                 actions.append(SetState(IceState.COMPLETED if pair.nominated else IceState.CONNECTED))
-        elif now - self._last_rx_at > cfg.disconnected_timeout and state in (IceState.CONNECTED, IceState.COMPLETED):
+        elif now - self._last_rx_at > cfg.disconnected_timeout and state in _LIVE:
             actions.append(SetState(IceState.DISCONNECTED))
         # An idle pair hears only consent traffic, and the randomized gaps (0.8-1.2 x consent_interval on
         # each side) can add up to more than disconnected_timeout. After half of it in silence, our next
@@ -203,11 +208,16 @@ class Supervisor:
         # then the last receipt's), and the supervisor wakes only when the silence or consent would run
         # out, not on a periodic tick (with thousands of agents per process a 1 s tick was most of their
         # idle work: bench/mux.py).
-        silent_at = math.inf
-        if state in (IceState.CONNECTED, IceState.COMPLETED) and now - self._last_rx_at <= cfg.disconnected_timeout:
+        at = math.nextafter(last_ok + cfg.consent_timeout, math.inf)  # consent lost
+        if due < at:
+            at = due
+        if keepalive_at < at:
+            at = keepalive_at
+        if state in _LIVE and now - self._last_rx_at <= cfg.disconnected_timeout:
             silent_at = math.nextafter(self._last_rx_at + cfg.disconnected_timeout, math.inf)
-        consent_lost_at = math.nextafter(last_ok + cfg.consent_timeout, math.inf)
-        return actions, min(silent_at, consent_lost_at, due, keepalive_at)
+            if silent_at < at:
+                at = silent_at
+        return actions, at
 
     def _consent_due(self) -> float:
         """When the next consent check goes: its randomized time, or early in its window after half of
