@@ -41,7 +41,7 @@ from ..states import IceState
 from ._continual import gather_late, may_gather
 from ._lazy_value import LazyAsyncValue, made_on_read
 from ._observe import AgentObservers
-from ._route import Route, RouteState, make_route
+from ._route import Route, RouteState
 from ._runner import SessionRunner
 
 __all__ = ["AgentStates"]
@@ -194,7 +194,7 @@ class AgentStates:
     def _pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
         if self._route_runner is not None and self._route_runner is not runner:
             return  # restart in progress: the old pair carries data until the new one is nominated (12.1)
-        if runner.nominated is not None:
+        if runner.gen.nominated is not None:
             return
         # the best valid pair whose last check did not fail (a broken TCP pair is valid but Failed)
         best = pair
@@ -290,14 +290,14 @@ class AgentStates:
     # ---- the selected pair and the state ----
 
     def _select(self, runner: SessionRunner, pair: CandidatePair) -> None:
-        found = runner.transport_for(pair)
-        if found is None:
+        route = runner.route_for(pair)
+        if route is None:
             log.warning("%s: no transport for the valid pair %s", self.name, pair.local.to_sdp())
             return
         old = self._routes.route
-        if old is not None and old[2] is pair and old[0] is found[0] and self._route_runner is runner:
+        if old is not None and old[2] is pair and old[0] is route[0] and self._route_runner is runner:
             return  # selected already (as when the valid pair is nominated): nothing changed to tell anyone
-        self._routes.route = make_route(*found, pair)
+        self._routes.route = route
         self._route_runner = runner
         if old is None or old[2] is not pair:
             self._selected_at = trio.current_time()
