@@ -202,9 +202,11 @@ class AgentStates:
             if valid.state is not PairState.FAILED:
                 best = valid
                 break
-        self._select(runner, best)
         if self._state in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
+            self._select(runner, best, notify=False)  # the state change tells everyone, once
             self._set_state(IceState.CONNECTED)
+        else:
+            self._select(runner, best)
 
     def _renominated(self, old: CandidatePair, new: CandidatePair) -> None:
         """Nomination moved without a restart (renomination): the stream sends on `new` from now on (it was
@@ -252,7 +254,6 @@ class AgentStates:
             return self._supervise_at
         self._supervise = False  # a change the actions make below asks for another look
         poll = self.supervisor.poll
-        at = math.inf
         for _ in range(4):  # a RouteLost or Fail changes the state: look again (at most a few times)
             route = self._routes.route
             if route is not None:
@@ -289,7 +290,9 @@ class AgentStates:
 
     # ---- the selected pair and the state ----
 
-    def _select(self, runner: SessionRunner, pair: CandidatePair) -> None:
+    def _select(self, runner: SessionRunner, pair: CandidatePair, *, notify: bool = True) -> None:
+        """The stream sends on `pair` from now on. `notify=False`: the caller changes the state next, and that
+        `_notify()`s (connect() waiters, the supervisor) once for both."""
         route = runner.route_for(pair)
         if route is None:
             log.warning("%s: no transport for the valid pair %s", self.name, pair.local.to_sdp())
@@ -305,7 +308,8 @@ class AgentStates:
                 log.info("%s: selected pair %s <-> %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp())
             if self._observers is not None:
                 self._hook("iceagent_selected_pair_changed", pair=pair)
-        self._notify()
+        if notify:
+            self._notify()
 
     def _unselect(self) -> None:
         """No pair is selected any more (the stream waits)."""
@@ -320,9 +324,10 @@ class AgentStates:
             return
         if log.isEnabledFor(logging.INFO):
             log.info("%s: %s -> %s", self.name, old.value, new.value)
-        failed_for_good = new is IceState.FAILED and not self.auto_restart
-        reason = self._failure_reason or "ICE failed: no candidate pair works"
-        self._routes.failure = reason if failed_for_good else None
+        if new is IceState.FAILED and not self.auto_restart:  # failed for good: what connect() and send() raise
+            self._routes.failure = self._failure_reason or "ICE failed: no candidate pair works"
+        else:
+            self._routes.failure = None
         self._state = new
         if self._state_value is not None:
             self._state_value.value = new
