@@ -128,6 +128,7 @@ class SessionRunner(SessionTask):
         "_base_of",
         "_caps",
         "_check_hook",
+        "_confirming",
         "_connections",
         "_contexts",
         "_data_pairs",
@@ -199,6 +200,7 @@ class SessionRunner(SessionTask):
         self._outbox: list[tuple[CandidateTransport, bytes, Address]] = []
         #: the stdlib `sendto` of the OS UDP socket the session task serves (`_transmit` sends on it directly)
         self._own_sendto: Callable[[bytes, Address], object] | None = None
+        self._confirming = False  # some transport of this generation has `confirm` (ICE-TCP, a mux): see `_confirm`
         self.failed = False
         self.closed = False
         self._tasks: GenerationTasks | None = None  # this generation's tasks, from `start`
@@ -342,6 +344,8 @@ class SessionRunner(SessionTask):
         self._base_of[key] = base
         self.transport_of[base] = transport  # keeps the transport (and so its id) alive
         if old is None:  # a new transport: the session task's own socket, or a receive task of its own
+            if hasattr(transport, "confirm"):
+                self._confirming = True
             caps = self._caps[key] = transport_capabilities(transport)
             if caps.connection is not None:
                 self._connections.add(caps.connection, self._connection_closed)
@@ -448,7 +452,7 @@ class SessionRunner(SessionTask):
         # it cannot take it now, as UDP may: the request is retransmitted), else from the session task
         if self._check_hook is not None:
             self._check_hook("send", t.data, t.base, t.remote, self.ice.find_pair(t.base, t.remote))
-        if t.data[:2] == _BINDING_SUCCESS:
+        if self._confirming and t.data[:2] == _BINDING_SUCCESS:
             # a check from t.remote passed MESSAGE-INTEGRITY: an ICE-TCP connection is no longer timed out
             # (RFC 6544 7.2), a mux binds t.remote to this agent (DESIGN.md "open_mux")
             self._confirm(transport, t.remote)
@@ -474,7 +478,8 @@ class SessionRunner(SessionTask):
 
     @staticmethod
     def _confirm(transport: CandidateTransport | None, remote: Address) -> None:
-        """Tell a transport that has `confirm` (ICE-TCP, mux) that `remote` proved to know the credentials."""
+        """Tell a transport that has `confirm` (ICE-TCP, mux) that `remote` proved to know the credentials
+        (called only when one of the generation's transports has it: `_confirming`)."""
         confirm = getattr(transport, "confirm", None)
         if confirm is not None:
             confirm(remote)
@@ -559,13 +564,15 @@ class SessionRunner(SessionTask):
                 part = _RUNNER_PART.get(type(event), 0)
                 if part == _NOMINATED:
                     owner.session_event(self, event)
-                    self._prune_connections(event.pair)
+                    if self._connections.by_id is not None:  # (ICE-TCP only)
+                        self._prune_connections(event.pair)
                     continue
                 if part == _SOURCES:
                     self.forget_data_sources()  # a data source may have become known, or unknown
                 elif part == _VALID:  # also a data source: a response from the remote passed MESSAGE-INTEGRITY
                     self.forget_data_sources()
-                    self._confirm(self.transport_of.get(event.pair.base), event.pair.remote_address)
+                    if self._confirming:
+                        self._confirm(self.transport_of.get(event.pair.base), event.pair.remote_address)
                 elif part == _STATE:
                     if event.new is PairState.FAILED and event.pair.base.transport == "tcp":
                         self._close_connection(event.pair)
@@ -614,8 +621,6 @@ class SessionRunner(SessionTask):
         """Nomination concluded: close every TCP connection but the nominated pair's; their pairs lost
         (RFC 6544 7.1, RFC 8445 8.1.2). The routes closed here are failed in the session (their events
         are applied by the caller's loop)."""
-        if self._connections.by_id is None:
-            return  # no ICE-TCP connection (the usual case)
         keep = self.transport_of.get(nominated.base)
         for key, transport in self._connections.items():
             base = self._base_of.get(key)
@@ -626,11 +631,14 @@ class SessionRunner(SessionTask):
                 if base is not None:
                     self.gen.route_failed(base, remote)
 
-    def route_for(self, pair: CandidatePair) -> Route | None:
-        """The route that sends for `pair`: the transport of its base (RFC 8445 7.2.5.3.2) with its fast paths."""
+    def route_for(self, pair: CandidatePair, current: Route | None = None) -> Route | None:
+        """The route that sends for `pair`: the transport of its base (RFC 8445 7.2.5.3.2) with its fast paths;
+        `current` itself when that is it already (none is made)."""
         transport = self.transport_of.get(pair.base)
         if transport is None:
             return None
+        if current is not None and current[2] is pair and current[0] is transport:
+            return current
         return make_route(transport, self._caps[id(transport)], pair)
 
     # ---- stats ----

@@ -293,12 +293,12 @@ class AgentStates:
     def _select(self, runner: SessionRunner, pair: CandidatePair, *, notify: bool = True) -> None:
         """The stream sends on `pair` from now on. `notify=False`: the caller changes the state next, and that
         `_notify()`s (connect() waiters, the supervisor) once for both."""
-        route = runner.route_for(pair)
+        old = self._routes.route
+        route = runner.route_for(pair, old)
         if route is None:
             log.warning("%s: no transport for the valid pair %s", self.name, pair.local.to_sdp())
             return
-        old = self._routes.route
-        if old is not None and old[2] is pair and old[0] is route[0] and self._route_runner is runner:
+        if route is old and self._route_runner is runner:
             return  # selected already (as when the valid pair is nominated): nothing changed to tell anyone
         self._routes.route = route
         self._route_runner = runner
