@@ -16,15 +16,10 @@ from typing import Any
 
 import pytest
 import trio
-import trio.testing
-from agent_helpers import signal
+from test_agent_scale import connect_both, gathered
 
-from iceagent import Agent, IceConfig, IceState, open_agent
-from iceagent.agent.core import Agent as AgentClass
+from iceagent import Agent
 from iceagent.net.os import OSUdpSocket
-
-LO = ["127.0.0.1"]
-CONFIG = IceConfig(global_pacing=False)
 
 #: The functions of the pump and of the agent's reaction to it (agent/_runner.py, agent/_states.py,
 #: ice/supervisor.py, agent/_route.py) whose calls per connect are counted.
@@ -37,25 +32,10 @@ PUMP_FILES = ("agent/_runner.py", "agent/_states.py", "ice/supervisor.py", "agen
 
 
 async def connected_pair(run: Callable[[Agent, Agent], Any]) -> None:
-    """Two agents on loopback: gathered, then `run(a, b)` while they are signalled to each other and connect."""
+    """Two agents on loopback, gathered: `run(a, b)` while they are signalled to each other and connect."""
     with trio.fail_after(10):
-        async with open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a, open_agent(
-            controlling=False, host_addresses=LO, config=CONFIG
-        ) as b:
-            async for _ in a.gather():
-                pass
-            async for _ in b.gather():
-                pass
-            await trio.testing.wait_all_tasks_blocked()
+        async with gathered() as (a, b):
             await run(a, b)
-
-
-async def connect_both(a: Agent, b: Agent) -> None:
-    await signal(a, b)
-    await signal(b, a)
-    await a.state.wait_value(IceState.COMPLETED)
-    await b.state.wait_value(IceState.COMPLETED)
-    await trio.testing.wait_all_tasks_blocked()
 
 
 async def test_each_change_of_a_connect_notifies_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,14 +44,14 @@ async def test_each_change_of_a_connect_notifies_once(monkeypatch: pytest.Monkey
     the supervisor); selecting the pair is told with the state change, and the nomination of the pair
     already selected changes no route (before: 5 per agent, the selection and its nomination twice)."""
     counts: collections.Counter[str] = collections.Counter()
-    notify = AgentClass._notify
+    notify = Agent._notify
 
     def counting(self: Agent) -> None:
         counts[self.name] += 1
         notify(self)
 
     async def run(a: Agent, b: Agent) -> None:
-        monkeypatch.setattr(AgentClass, "_notify", counting)
+        monkeypatch.setattr(Agent, "_notify", counting)
         await connect_both(a, b)
         assert counts == {a.name: 3, b.name: 3}
         assert a.selected_pair is not None and a.selected_pair.nominated
