@@ -134,6 +134,7 @@ class SessionRunner(SessionTask):
         "_data_pairs",
         "_names",
         "_outbox",
+        "_own_base",
         "_own_sendto",
         "_owned",
         "_pumping",
@@ -198,8 +199,10 @@ class SessionRunner(SessionTask):
         self._supervising = False  # this pump's round has called the agent's supervisor (see `look`)
         #: packets for transports that cannot send without waiting (TCP, TURN, plugins): the session task sends them
         self._outbox: list[tuple[CandidateTransport, bytes, Address]] = []
-        #: the stdlib `sendto` of the OS UDP socket the session task serves (`_transmit` sends on it directly)
+        #: the stdlib `sendto` of the OS UDP socket the session task serves, and the base candidate registered for
+        #: it: `_transmit` sends that base's packets on it directly
         self._own_sendto: Callable[[bytes, Address], object] | None = None
+        self._own_base: Candidate | None = None
         self._confirming = False  # some transport of this generation has `confirm` (ICE-TCP, a mux): see `_confirm`
         self.failed = False
         self.closed = False
@@ -352,8 +355,12 @@ class SessionRunner(SessionTask):
             if not self._serve(transport):
                 assert self._tasks is not None
                 self._tasks.start_soon(self._receive_loop, transport, name=f"receive-{self.name}")
-            elif not self._inbox:
+            elif not self._inbox and not hasattr(transport, "confirm"):
                 self._own_sendto = getattr(transport, "sync_sendto", None)
+        if transport is self._served and self._own_sendto is not None:
+            self._own_base = base
+        elif base == self._own_base:  # (another transport under an equal base: the lookup decides)
+            self._own_base = None
 
     def emit(self, candidate: Candidate, transport: CandidateTransport, *, kind: str) -> None:
         """A gatherer found a candidate: apply the policy, find its base, hand it to the session and the app.
@@ -423,30 +430,39 @@ class SessionRunner(SessionTask):
 
     def _transmit(self, t: Transmit) -> None:
         """Send one of the generation's packets: a check as `send_soon` would (inline: one per check), an
-        answer at once where the transport can; on the session task's own OS UDP socket by its `sendto`
-        itself (a Python call less per packet). The ICE-TCP bookkeeping only where there are connections."""
+        answer at once where the transport can. From the base of the session task's own OS UDP socket, by the
+        socket's `sendto` itself (no lookup, a Python call less per packet; an OS socket has nothing to
+        confirm and no connections). The ICE-TCP bookkeeping only where there are connections."""
+        if t.base is self._own_base and self._served is not None and self._check_hook is None:
+            sendto: Any = self._own_sendto
+            if t.pair is None:  # an answer: dropped if the buffer is full, as UDP may (the check is retransmitted)
+                try:
+                    sendto(t.data, t.remote)
+                except OSError:
+                    pass
+                return
+            if not self._outbox:  # (else after what waits there, in order)
+                try:
+                    sendto(t.data, t.remote)
+                    return
+                except BlockingIOError:
+                    pass  # its buffer is full: the session task sends it when it can
+                except OSError:
+                    return  # lost, as UDP allows (the check is retransmitted)
+            self._outbox.append((self._served, t.data, t.remote))
+            self._alert()
+            return
         transport = self.transport_of.get(t.base)
         if transport is None:
             return
+        caps = self._caps.get(id(transport))
         if t.pair is not None:
             if self._check_hook is not None:
                 self._check_hook("send", t.data, t.base, t.remote, t.pair)
-            if not self._outbox:  # (else after what waits there, in order)
-                if transport is self._served and self._own_sendto is not None:
-                    try:
-                        self._own_sendto(t.data, t.remote)
-                        return
-                    except BlockingIOError:
-                        pass  # its buffer is full: the session task sends it when it can
-                    except OSError:
-                        return  # lost, as UDP allows (the check is retransmitted)
-                else:
-                    caps = self._caps.get(id(transport))
-                    try_send = None if caps is None else caps.try_send
-                    if try_send is not None and try_send(t.data, t.remote):
-                        return
-            self._outbox.append((transport, t.data, t.remote))
-            self._alert()
+            try_send = None if caps is None else caps.try_send
+            if try_send is None or self._outbox or not try_send(t.data, t.remote):
+                self._outbox.append((transport, t.data, t.remote))
+                self._alert()
             return
         # an answer to a check: at once, synchronously where the transport can (UDP, TCP, TURN; dropped if
         # it cannot take it now, as UDP may: the request is retransmitted), else from the session task
@@ -456,19 +472,12 @@ class SessionRunner(SessionTask):
             # a check from t.remote passed MESSAGE-INTEGRITY: an ICE-TCP connection is no longer timed out
             # (RFC 6544 7.2), a mux binds t.remote to this agent (DESIGN.md "open_mux")
             self._confirm(transport, t.remote)
-        if transport is self._served and self._own_sendto is not None:
-            try:
-                self._own_sendto(t.data, t.remote)
-            except OSError:
-                pass  # a full buffer or a lost datagram, as UDP allows: the request is retransmitted
+        send_nowait = None if caps is None else caps.send_nowait
+        if send_nowait is not None:
+            send_nowait(t.data, t.remote)
         else:
-            caps = self._caps.get(id(transport))
-            send_nowait = None if caps is None else caps.send_nowait
-            if send_nowait is not None:
-                send_nowait(t.data, t.remote)
-            else:
-                self._outbox.append((transport, t.data, t.remote))
-                self._alert()
+            self._outbox.append((transport, t.data, t.remote))
+            self._alert()
         if self._connections.by_id is None:
             return  # no ICE-TCP connection (the usual case)
         connection = self._connections.get(transport)
@@ -559,7 +568,8 @@ class SessionRunner(SessionTask):
         owner = self.owner
         gen = self.gen
         event: Any  # one of ice.events, told apart by `part`
-        while events := gen.take_events():  # what applying them queues comes after them, in order
+        events = gen.take_events()
+        while events:  # what applying them queues comes after them, in order
             for event in events:
                 part = _RUNNER_PART.get(type(event), 0)
                 if part == _NOMINATED:
@@ -582,6 +592,7 @@ class SessionRunner(SessionTask):
                     self._gather_timed_out()
                     continue
                 owner.session_event(self, event)
+            events = gen.take_events() if gen.events else ()  # (no call to take none)
 
     # ---- what the agent's supervisor asks for (on the selected pair's generation) ----
 
