@@ -174,7 +174,9 @@ class AgentStates:
         elif kind == _PAIR_VALID:
             self._pair_valid(runner, e.pair)
         elif kind == _NOMINATED:
-            self._select(runner, e.pair)
+            route = self._routes.route
+            if route is None or route[2] is not e.pair or self._route_runner is not runner:
+                self._select(runner, e.pair)  # (usually the pair is the one selected already: nothing to do)
             if e.previous is not None:
                 self._renominated(e.previous, e.pair)
             if len(self._runners) > 1:
