@@ -18,27 +18,28 @@ __all__ = ["Connections"]
 class Connections:
     """The generation's connection transports, by id of the transport."""
 
-    __slots__ = ("_by_id",)
+    __slots__ = ("by_id",)
 
     def __init__(self) -> None:
-        self._by_id: dict[int, ConnectionTransport] | None = None  # made by the first (ICE-TCP only)
+        #: the connection transports by id, made by the first (ICE-TCP only): None tells a hot path there are none
+        self.by_id: dict[int, ConnectionTransport] | None = None
 
     def add(self, transport: ConnectionTransport, on_closed: Callable[[CandidateTransport, Address], None]) -> None:
         """Follow `transport`: `on_closed(transport, remote)` when one of its connections ends by itself
         (RFC 6544 7.1)."""
-        if self._by_id is None:
-            self._by_id = {}
-        self._by_id[id(transport)] = transport
+        if self.by_id is None:
+            self.by_id = {}
+        self.by_id[id(transport)] = transport
         transport.watch(lambda remote: on_closed(transport, remote))
 
     def __iter__(self) -> Iterator[ConnectionTransport]:
-        return iter(list(self._by_id.values()) if self._by_id else ())
+        return iter(list(self.by_id.values()) if self.by_id else ())
 
     def get(self, transport: CandidateTransport | None) -> ConnectionTransport | None:
-        return None if self._by_id is None else self._by_id.get(id(transport))
+        return None if self.by_id is None else self.by_id.get(id(transport))
 
     def items(self) -> Iterator[tuple[int, ConnectionTransport]]:
-        return iter(list(self._by_id.items()) if self._by_id else ())
+        return iter(list(self.by_id.items()) if self.by_id else ())
 
     def close(self, transport: CandidateTransport | None, remote: Address) -> None:
         """Close the connection to `remote` on `transport`, if that is a connection transport."""

@@ -14,6 +14,7 @@ module only moves bytes, keeps time and reports events to its owner (the Agent, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import pluggy
@@ -48,6 +49,7 @@ from ._observe import CheckObserver
 from ._pacer import global_pacer
 from ._receive import MAX_DATA_SOURCES as MAX_DATA_SOURCES
 from ._remote_names import RemoteNames
+from ._route import Route, make_route
 from ._session_task import SessionTask
 from ._stats import pair_stats
 from ._stun_requests import StunRequests
@@ -61,6 +63,19 @@ _BINDING_SUCCESS = b"\x01\x01"
 #: Times one `pump` looks again when what it did changed something (a state, the selected pair), before it
 #: leaves the rest to the session task's next round.
 PUMP_ROUNDS = 4
+
+#: The runner's own part of an event, by the event's class (`_apply_events`); other events are only the owner's.
+_STATE, _SOURCES, _VALID, _CHECKLIST_FAILED, _GATHER_TIMED_OUT, _NOMINATED = range(1, 7)
+_RUNNER_PART: dict[type, int] = {
+    PairStateChanged: _STATE,
+    PairRemoved: _SOURCES,
+    RemoteCandidateLearned: _SOURCES,
+    LocalCandidateLearned: _SOURCES,
+    PairValid: _VALID,
+    ChecklistFailed: _CHECKLIST_FAILED,
+    GatherTimedOut: _GATHER_TIMED_OUT,
+    PairNominated: _NOMINATED,
+}
 
 
 class SessionOwner(Protocol):
@@ -113,11 +128,14 @@ class SessionRunner(SessionTask):
         "_base_of",
         "_caps",
         "_check_hook",
+        "_confirming",
         "_connections",
         "_contexts",
         "_data_pairs",
         "_names",
         "_outbox",
+        "_own_base",
+        "_own_sendto",
         "_owned",
         "_pumping",
         "_supervising",
@@ -181,6 +199,11 @@ class SessionRunner(SessionTask):
         self._supervising = False  # this pump's round has called the agent's supervisor (see `look`)
         #: packets for transports that cannot send without waiting (TCP, TURN, plugins): the session task sends them
         self._outbox: list[tuple[CandidateTransport, bytes, Address]] = []
+        #: the stdlib `sendto` of the OS UDP socket the session task serves, and the base candidate registered for
+        #: it: `_transmit` sends that base's packets on it directly
+        self._own_sendto: Callable[[bytes, Address], object] | None = None
+        self._own_base: Candidate | None = None
+        self._confirming = False  # some transport of this generation has `confirm` (ICE-TCP, a mux): see `_confirm`
         self.failed = False
         self.closed = False
         self._tasks: GenerationTasks | None = None  # this generation's tasks, from `start`
@@ -324,12 +347,20 @@ class SessionRunner(SessionTask):
         self._base_of[key] = base
         self.transport_of[base] = transport  # keeps the transport (and so its id) alive
         if old is None:  # a new transport: the session task's own socket, or a receive task of its own
+            if hasattr(transport, "confirm"):
+                self._confirming = True
             caps = self._caps[key] = transport_capabilities(transport)
             if caps.connection is not None:
                 self._connections.add(caps.connection, self._connection_closed)
             if not self._serve(transport):
                 assert self._tasks is not None
                 self._tasks.start_soon(self._receive_loop, transport, name=f"receive-{self.name}")
+            elif not self._inbox and not hasattr(transport, "confirm"):
+                self._own_sendto = getattr(transport, "sync_sendto", None)
+        if transport is self._served and self._own_sendto is not None:
+            self._own_base = base
+        elif base == self._own_base:  # (another transport under an equal base: the lookup decides)
+            self._own_base = None
 
     def emit(self, candidate: Candidate, transport: CandidateTransport, *, kind: str) -> None:
         """A gatherer found a candidate: apply the policy, find its base, hand it to the session and the app.
@@ -398,37 +429,66 @@ class SessionRunner(SessionTask):
         self._alert()
 
     def _transmit(self, t: Transmit) -> None:
+        """Send one of the generation's packets: a check as `send_soon` would (inline: one per check), an
+        answer at once where the transport can. From the base of the session task's own OS UDP socket, by the
+        socket's `sendto` itself (no lookup, a Python call less per packet; an OS socket has nothing to
+        confirm and no connections). The ICE-TCP bookkeeping only where there are connections."""
+        if t.base is self._own_base and self._served is not None and self._check_hook is None:
+            sendto: Any = self._own_sendto
+            if t.pair is None:  # an answer: dropped if the buffer is full, as UDP may (the check is retransmitted)
+                try:
+                    sendto(t.data, t.remote)
+                except OSError:
+                    pass
+                return
+            if not self._outbox:  # (else after what waits there, in order)
+                try:
+                    sendto(t.data, t.remote)
+                    return
+                except BlockingIOError:
+                    pass  # its buffer is full: the session task sends it when it can
+                except OSError:
+                    return  # lost, as UDP allows (the check is retransmitted)
+            self._outbox.append((self._served, t.data, t.remote))
+            self._alert()
+            return
         transport = self.transport_of.get(t.base)
         if transport is None:
             return
+        caps = self._caps.get(id(transport))
         if t.pair is not None:
             if self._check_hook is not None:
                 self._check_hook("send", t.data, t.base, t.remote, t.pair)
-            self.send_soon(transport, t.data, t.remote)
+            try_send = None if caps is None else caps.try_send
+            if try_send is None or self._outbox or not try_send(t.data, t.remote):
+                self._outbox.append((transport, t.data, t.remote))
+                self._alert()
             return
         # an answer to a check: at once, synchronously where the transport can (UDP, TCP, TURN; dropped if
         # it cannot take it now, as UDP may: the request is retransmitted), else from the session task
         if self._check_hook is not None:
             self._check_hook("send", t.data, t.base, t.remote, self.ice.find_pair(t.base, t.remote))
-        if t.data[:2] == _BINDING_SUCCESS:
+        if self._confirming and t.data[:2] == _BINDING_SUCCESS:
             # a check from t.remote passed MESSAGE-INTEGRITY: an ICE-TCP connection is no longer timed out
             # (RFC 6544 7.2), a mux binds t.remote to this agent (DESIGN.md "open_mux")
             self._confirm(transport, t.remote)
-        connection = self._connections.get(transport)
-        caps = self._caps.get(id(transport))
         send_nowait = None if caps is None else caps.send_nowait
         if send_nowait is not None:
             send_nowait(t.data, t.remote)
         else:
             self._outbox.append((transport, t.data, t.remote))
             self._alert()
-        nominated = self.nominated
+        if self._connections.by_id is None:
+            return  # no ICE-TCP connection (the usual case)
+        connection = self._connections.get(transport)
+        nominated = self.gen.nominated
         if connection is not None and nominated is not None and nominated.route != (t.base, t.remote):
             connection.close_connection(t.remote)  # a pair checked after nomination concluded has lost
 
     @staticmethod
     def _confirm(transport: CandidateTransport | None, remote: Address) -> None:
-        """Tell a transport that has `confirm` (ICE-TCP, mux) that `remote` proved to know the credentials."""
+        """Tell a transport that has `confirm` (ICE-TCP, mux) that `remote` proved to know the credentials
+        (called only when one of the generation's transports has it: `_confirming`)."""
         confirm = getattr(transport, "confirm", None)
         if confirm is not None:
             confirm(remote)
@@ -471,18 +531,24 @@ class SessionRunner(SessionTask):
         self._pumping = True
         try:
             gen = self.gen
+            owner = self.owner
+            transmit = self._transmit
             for _ in range(PUMP_ROUNDS):
                 self._again = self._supervising = False
                 if gen.events:  # inputs (remote candidates, end-of-candidates) may have queued events
                     self._apply_events()
                 gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
-                self.flush(now)
+                for t in gen.datagrams_to_send(now):  # (`flush`, inline: a call less per pump)
+                    transmit(t)
+                if gen.events:
+                    self._apply_events()
                 self._supervising = True  # from here on a change of the agent's state needs another round
-                deadline = self.owner.supervise(self, now) if not self.closed else math.inf
+                deadline = owner.supervise(self, now) if not self.closed else math.inf
                 if self.closed:
                     return math.inf
                 if not self._again:
-                    return min(deadline, gen.get_timer())
+                    timer = gen.get_timer()
+                    return deadline if deadline < timer else timer
             return -math.inf  # it keeps changing: the session task looks again after the others ran
         finally:
             self._pumping = self._supervising = False
@@ -496,26 +562,37 @@ class SessionRunner(SessionTask):
             self._apply_events()
 
     def _apply_events(self) -> None:
-        """The runner's part of each event (connections, the data-source cache, gathering), then the owner's."""
+        """The runner's part of each event (connections, the data-source cache, gathering), then the owner's.
+        Dispatched by the event's class (ice.events has no subclasses): one dict lookup, not a chain of
+        isinstance calls."""
         owner = self.owner
         gen = self.gen
-        while events := gen.take_events():  # what applying them queues comes after them, in order
+        event: Any  # one of ice.events, told apart by `part`
+        events = gen.take_events()
+        while events:  # what applying them queues comes after them, in order
             for event in events:
-                if isinstance(event, PairStateChanged):
+                part = _RUNNER_PART.get(type(event), 0)
+                if part == _NOMINATED:
+                    owner.session_event(self, event)
+                    if self._connections.by_id is not None:  # (ICE-TCP only)
+                        self._prune_connections(event.pair)
+                    continue
+                if part == _SOURCES:
+                    self.forget_data_sources()  # a data source may have become known, or unknown
+                elif part == _VALID:  # also a data source: a response from the remote passed MESSAGE-INTEGRITY
+                    self.forget_data_sources()
+                    if self._confirming:
+                        self._confirm(self.transport_of.get(event.pair.base), event.pair.remote_address)
+                elif part == _STATE:
                     if event.new is PairState.FAILED and event.pair.base.transport == "tcp":
                         self._close_connection(event.pair)
-                elif isinstance(event, (PairValid, PairRemoved, RemoteCandidateLearned, LocalCandidateLearned)):
-                    self.forget_data_sources()  # a data source may have become known, or unknown
-                    if isinstance(event, PairValid):  # a response from the remote passed MESSAGE-INTEGRITY
-                        self._confirm(self.transport_of.get(event.pair.base), event.pair.remote_address)
-                elif isinstance(event, ChecklistFailed):
+                elif part == _CHECKLIST_FAILED:
                     self.failed = True
-                elif isinstance(event, GatherTimedOut):
+                elif part == _GATHER_TIMED_OUT:
                     self._gather_timed_out()
                     continue
                 owner.session_event(self, event)
-                if isinstance(event, PairNominated):
-                    self._prune_connections(event.pair)
+            events = gen.take_events() if gen.events else ()  # (no call to take none)
 
     # ---- what the agent's supervisor asks for (on the selected pair's generation) ----
 
@@ -565,12 +642,15 @@ class SessionRunner(SessionTask):
                 if base is not None:
                     self.gen.route_failed(base, remote)
 
-    def transport_for(self, pair: CandidatePair) -> tuple[CandidateTransport, TransportCapabilities] | None:
-        """The transport that sends for `pair` (the one of its base, RFC 8445 7.2.5.3.2) and its fast paths."""
+    def route_for(self, pair: CandidatePair, current: Route | None = None) -> Route | None:
+        """The route that sends for `pair`: the transport of its base (RFC 8445 7.2.5.3.2) with its fast paths;
+        `current` itself when that is it already (none is made)."""
         transport = self.transport_of.get(pair.base)
         if transport is None:
             return None
-        return transport, self._caps[id(transport)]
+        if current is not None and current[2] is pair and current[0] is transport:
+            return current
+        return make_route(transport, self._caps[id(transport)], pair)
 
     # ---- stats ----
 

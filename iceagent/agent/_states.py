@@ -41,12 +41,23 @@ from ..states import IceState
 from ._continual import gather_late, may_gather
 from ._lazy_value import LazyAsyncValue, made_on_read
 from ._observe import AgentObservers
-from ._route import Route, RouteState, make_route
+from ._route import Route, RouteState
 from ._runner import SessionRunner
 
 __all__ = ["AgentStates"]
 
 log = get_logger("iceagent.agent")
+
+#: What an event of a generation is to the agent, by its class (`session_event`; ice.events has no subclasses):
+#: one dict lookup instead of a chain of isinstance calls per event. Other events are nothing to it.
+_PAIR_STATE, _PAIR_VALID, _NOMINATED, _ROLE, _CHECKLIST_FAILED = range(1, 6)
+_EVENT_KIND: dict[type, int] = {
+    PairStateChanged: _PAIR_STATE,
+    PairValid: _PAIR_VALID,
+    PairNominated: _NOMINATED,
+    RoleChanged: _ROLE,
+    ChecklistFailed: _CHECKLIST_FAILED,
+}
 
 
 class AgentStates:
@@ -150,37 +161,42 @@ class AgentStates:
 
     def session_event(self, runner: SessionRunner, event: Event) -> None:
         """What an event of a generation means for the agent: its state, the selected pair, its role."""
-        if isinstance(event, PairStateChanged):
-            pair = event.pair
+        kind = _EVENT_KIND.get(type(event), 0)
+        e: Any = event  # its class is the one `kind` names
+        if kind == _PAIR_STATE:
+            pair = e.pair
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), event.new)
+                log.debug("%s: pair %s -> %s: %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp(), e.new)
             if self._observers is not None:
-                self._hook("iceagent_pair_state_changed", pair=pair, old=event.old, new=event.new)
-        elif runner is not self._current:
+                self._hook("iceagent_pair_state_changed", pair=pair, old=e.old, new=e.new)
+        elif kind == 0 or runner is not self._current:
             return  # an older generation only carries data until the new one has nominated (12.1)
-        elif isinstance(event, PairValid):
-            self._pair_valid(runner, event.pair)
-        elif isinstance(event, PairNominated):
-            self._select(runner, event.pair)
-            if event.previous is not None:
-                self._renominated(event.previous, event.pair)
-            for other in list(self._runners):
-                if other is not runner:
-                    self._retire_runner(other)
+        elif kind == _PAIR_VALID:
+            self._pair_valid(runner, e.pair)
+        elif kind == _NOMINATED:
+            route = self._routes.route
+            if route is None or route[2] is not e.pair or self._route_runner is not runner:
+                self._select(runner, e.pair)  # (usually the pair is the one selected already: nothing to do)
+            if e.previous is not None:
+                self._renominated(e.previous, e.pair)
+            if len(self._runners) > 1:
+                for other in list(self._runners):
+                    if other is not runner:
+                        self._retire_runner(other)
             if self._state in (IceState.NEW, IceState.CHECKING):
                 self._set_state(IceState.CONNECTED)  # valid and nominated at once (a lite agent, RFC 8445 7.3.2)
             self._set_state(IceState.COMPLETED)
-        elif isinstance(event, RoleChanged):
-            role = "controlling" if event.controlling else "controlled"
+        elif kind == _ROLE:
+            role = "controlling" if e.controlling else "controlled"
             log.info("%s: role conflict resolved: now %s", self.name, role)
-            self.controlling = event.controlling
-        elif isinstance(event, ChecklistFailed) and self._routes.route is None:
-            self._fail(event.reason + runner.gathering.failure_hint())
+            self.controlling = e.controlling
+        elif self._routes.route is None:  # ChecklistFailed
+            self._fail(e.reason + runner.gathering.failure_hint())
 
     def _pair_valid(self, runner: SessionRunner, pair: CandidatePair) -> None:
         if self._route_runner is not None and self._route_runner is not runner:
             return  # restart in progress: the old pair carries data until the new one is nominated (12.1)
-        if runner.nominated is not None:
+        if runner.gen.nominated is not None:
             return
         # the best valid pair whose last check did not fail (a broken TCP pair is valid but Failed)
         best = pair
@@ -188,9 +204,11 @@ class AgentStates:
             if valid.state is not PairState.FAILED:
                 best = valid
                 break
-        self._select(runner, best)
         if self._state in (IceState.NEW, IceState.CHECKING, IceState.FAILED, IceState.DISCONNECTED):
+            self._select(runner, best, notify=False)  # the state change tells everyone, once
             self._set_state(IceState.CONNECTED)
+        else:
+            self._select(runner, best)
 
     def _renominated(self, old: CandidatePair, new: CandidatePair) -> None:
         """Nomination moved without a restart (renomination): the stream sends on `new` from now on (it was
@@ -237,19 +255,20 @@ class AgentStates:
         if not self._supervise and now < self._supervise_at:
             return self._supervise_at
         self._supervise = False  # a change the actions make below asks for another look
-        at = math.inf
+        poll = self.supervisor.poll
         for _ in range(4):  # a RouteLost or Fail changes the state: look again (at most a few times)
             route = self._routes.route
-            actions, at = self.supervisor.poll(
-                now,
-                state=self._state,
-                pair=None if route is None else route[2],
-                selected_at=self._selected_at,
-                checked_at=None if route is not None else getattr(runner.ice, "last_check_at", None),
-            )
+            if route is not None:
+                actions, at = poll(now, state=self._state, pair=route[2], selected_at=self._selected_at)
+            else:  # only a lite session has `last_check_at` (and only a lite supervisor reads it)
+                checked_at = getattr(runner.ice, "last_check_at", None) if self.options.lite else None
+                actions, at = poll(now, state=self._state, pair=None, selected_at=self._selected_at,
+                                   checked_at=checked_at)
+            if not actions:
+                break
             for action in actions:
                 self._apply(action, now)
-            if not actions or not isinstance(actions[-1], TERMINAL) or self._current is not runner:
+            if not isinstance(actions[-1], TERMINAL) or self._current is not runner:
                 break
         self._supervise_at = at
         return at
@@ -273,13 +292,17 @@ class AgentStates:
 
     # ---- the selected pair and the state ----
 
-    def _select(self, runner: SessionRunner, pair: CandidatePair) -> None:
-        found = runner.transport_for(pair)
-        if found is None:
+    def _select(self, runner: SessionRunner, pair: CandidatePair, *, notify: bool = True) -> None:
+        """The stream sends on `pair` from now on. `notify=False`: the caller changes the state next, and that
+        `_notify()`s (connect() waiters, the supervisor) once for both."""
+        old = self._routes.route
+        route = runner.route_for(pair, old)
+        if route is None:
             log.warning("%s: no transport for the valid pair %s", self.name, pair.local.to_sdp())
             return
-        old = self._routes.route
-        self._routes.route = make_route(*found, pair)
+        if route is old and self._route_runner is runner:
+            return  # selected already (as when the valid pair is nominated): nothing changed to tell anyone
+        self._routes.route = route
         self._route_runner = runner
         if old is None or old[2] is not pair:
             self._selected_at = trio.current_time()
@@ -287,7 +310,8 @@ class AgentStates:
                 log.info("%s: selected pair %s <-> %s", self.name, pair.local.to_sdp(), pair.remote.to_sdp())
             if self._observers is not None:
                 self._hook("iceagent_selected_pair_changed", pair=pair)
-        self._notify()
+        if notify:
+            self._notify()
 
     def _unselect(self) -> None:
         """No pair is selected any more (the stream waits)."""
@@ -302,9 +326,10 @@ class AgentStates:
             return
         if log.isEnabledFor(logging.INFO):
             log.info("%s: %s -> %s", self.name, old.value, new.value)
-        failed_for_good = new is IceState.FAILED and not self.auto_restart
-        reason = self._failure_reason or "ICE failed: no candidate pair works"
-        self._routes.failure = reason if failed_for_good else None
+        if new is IceState.FAILED and not self.auto_restart:  # failed for good: what connect() and send() raise
+            self._routes.failure = self._failure_reason or "ICE failed: no candidate pair works"
+        else:
+            self._routes.failure = None
         self._state = new
         if self._state_value is not None:
             self._state_value.value = new

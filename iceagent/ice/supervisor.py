@@ -82,6 +82,9 @@ SupervisorAction = SendConsent | SendKeepalive | SetState | RouteLost | Fail | R
 #: Actions after which the agent's state or route has changed: apply them, then poll again.
 TERMINAL = (RouteLost, Fail, Restart)
 
+#: The states in which silence on the selected pair makes the agent DISCONNECTED.
+_LIVE = (IceState.CONNECTED, IceState.COMPLETED)
+
 
 class Supervisor:
     """One per agent; lives across ICE generations (its restart back-off does too)."""
@@ -167,7 +170,9 @@ class Supervisor:
         if pair is not self._consent_pair:
             self._follow(pair, now)
         # consent freshness (RFC 7675 5.1): lost after consent_timeout without a successful check
-        last_ok = max(pair.last_consent or 0.0, selected_at)
+        last_ok = pair.last_consent or 0.0
+        if selected_at > last_ok:
+            last_ok = selected_at
         if now - last_ok > cfg.consent_timeout:
             reason = (
                 f"the peer is gone: no check from it for consent_timeout={cfg.consent_timeout:g} s (a lite "
@@ -177,55 +182,56 @@ class Supervisor:
             )
             return [RouteLost(reason)], math.inf
         actions: list[SupervisorAction] = []
-        if self._lite:
-            keepalive_at = self._keepalive(pair, now, actions)
-            # no DISCONNECTED timer to tick: poll when the peer's silence exceeds consent_timeout, or a keepalive is due
-            return actions, min(math.nextafter(last_ok + cfg.consent_timeout, math.inf), keepalive_at)
-        rx = pair.bytes_received + pair.responses_received + pair.requests_received
-        if rx != self._last_rx:
-            self._last_rx, self._last_rx_at = rx, now
-            if state is IceState.DISCONNECTED:
-                actions.append(SetState(IceState.COMPLETED if pair.nominated else IceState.CONNECTED))
-        elif now - self._last_rx_at > cfg.disconnected_timeout and state in (IceState.CONNECTED, IceState.COMPLETED):
-            actions.append(SetState(IceState.DISCONNECTED))
-        # An idle pair hears only consent traffic, and the randomized gaps (0.8-1.2 x consent_interval on
-        # each side) can add up to more than disconnected_timeout. After half of it in silence, our next
-        # consent check goes out early in its randomization window (RFC 7675 5.1: 0.8-0.9 x instead of
-        # 0.8-1.2 x), so only a dead path stays silent that long.
-        due = self._consent_due()
-        if now >= due:
-            actions.append(SendConsent(pair))
-            self._next_consent = now + cfg.consent_interval * self._random.uniform(0.8, 1.2)
-            self._early_consent = now + cfg.consent_interval * self._random.uniform(0.8, 0.9)
-            due = self._consent_due()
-        keepalive_at = self._keepalive(pair, now, actions)
         # Traffic is counted on the pair, not signalled: the agent polls at every STUN input (its time is
         # then the last receipt's), and the supervisor wakes only when the silence or consent would run
         # out, not on a periodic tick (with thousands of agents per process a 1 s tick was most of their
         # idle work: bench/mux.py).
-        silent_at = math.inf
-        if state in (IceState.CONNECTED, IceState.COMPLETED) and now - self._last_rx_at <= cfg.disconnected_timeout:
-            silent_at = math.nextafter(self._last_rx_at + cfg.disconnected_timeout, math.inf)
-        consent_lost_at = math.nextafter(last_ok + cfg.consent_timeout, math.inf)
-        return actions, min(silent_at, consent_lost_at, due, keepalive_at)
+        at = math.nextafter(last_ok + cfg.consent_timeout, math.inf)  # consent lost
+        if not self._lite:  # a lite agent has no DISCONNECTED timer and sends no consent checks (RFC 8445 2.5)
+            rx = pair.bytes_received + pair.responses_received + pair.requests_received
+            if rx != self._last_rx:
+                self._last_rx, self._last_rx_at = rx, now
+                if state is IceState.DISCONNECTED:
+                    actions.append(SetState(IceState.COMPLETED if pair.nominated else IceState.CONNECTED))
+            elif now - self._last_rx_at > cfg.disconnected_timeout and state in _LIVE:
+                actions.append(SetState(IceState.DISCONNECTED))
+            # An idle pair hears only consent traffic, and the randomized gaps (0.8-1.2 x consent_interval on
+            # each side) can add up to more than disconnected_timeout. After half of it in silence, our next
+            # consent check goes out early in its randomization window (RFC 7675 5.1: 0.8-0.9 x instead of
+            # 0.8-1.2 x), so only a dead path stays silent that long.
+            due = self._last_rx_at + cfg.disconnected_timeout / 2  # (`_consent_due`, inline: once per poll)
+            if due < self._early_consent:
+                due = self._early_consent
+            if self._next_consent < due:
+                due = self._next_consent
+            if now >= due:
+                actions.append(SendConsent(pair))
+                self._next_consent = now + cfg.consent_interval * self._random.uniform(0.8, 1.2)
+                self._early_consent = now + cfg.consent_interval * self._random.uniform(0.8, 0.9)
+                due = self._consent_due()
+            if due < at:
+                at = due
+            if state in _LIVE and now - self._last_rx_at <= cfg.disconnected_timeout:
+                silent_at = math.nextafter(self._last_rx_at + cfg.disconnected_timeout, math.inf)
+                if silent_at < at:
+                    at = silent_at
+        # Keepalive (RFC 8445 11, every endpoint, lite ones too): a Binding indication when nothing at all was
+        # sent on the pair for keepalive_interval (only happens when consent checks, or for a lite agent the
+        # answers to the peer's, are further apart than that).
+        tx = pair.requests_sent + pair.responses_sent + pair.bytes_sent
+        if tx != self._last_tx:
+            self._last_tx, self._last_tx_at = tx, now
+        elif now >= self._last_tx_at + cfg.keepalive_interval:
+            self._last_tx_at = now
+            actions.append(SendKeepalive(pair))
+        keepalive_at = self._last_tx_at + cfg.keepalive_interval
+        return actions, keepalive_at if keepalive_at < at else at
 
     def _consent_due(self) -> float:
         """When the next consent check goes: its randomized time, or early in its window after half of
         disconnected_timeout in silence."""
         early = max(self._last_rx_at + self._config.disconnected_timeout / 2, self._early_consent)
         return min(self._next_consent, early)
-
-    def _keepalive(self, pair: CandidatePair, now: float, actions: list[SupervisorAction]) -> float:
-        """Keepalive (RFC 8445 11, every endpoint, lite ones too): a Binding indication when nothing at all
-        was sent on the pair for keepalive_interval (only happens when consent checks, or for a lite agent
-        the answers to the peer's, are further apart than that). Returns when it is next due."""
-        tx = pair.requests_sent + pair.responses_sent + pair.bytes_sent
-        if tx != self._last_tx:
-            self._last_tx, self._last_tx_at = tx, now
-        elif now >= self._last_tx_at + self._config.keepalive_interval:
-            self._last_tx_at = now
-            actions.append(SendKeepalive(pair))
-        return self._last_tx_at + self._config.keepalive_interval
 
     def _restart(self, now: float) -> tuple[list[SupervisorAction], float]:
         """FAILED: with auto_restart, restart after a back-off that doubles up to 16x restart_backoff
