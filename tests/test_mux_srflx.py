@@ -4,6 +4,7 @@ Counted at the server: the embedded STUN server's answers, or a server that neve
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -286,3 +287,40 @@ async def test_fifty_agents_on_loopback_one_request_at_the_embedded_server() -> 
 def _os_network() -> Network:
     from iceagent.net.os import OSNetwork
     return OSNetwork()
+
+
+async def answer_first_only(network: Network, address: Address, times: list[tuple[float, bytes]], *,
+                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """A STUN server that answers the first Binding request only; records (time, transaction id) of each."""
+    sock = await network.bind_udp(*address)
+    try:
+        task_status.started()
+        while True:
+            data, remote = await sock.receive()
+            request = Message.decode(data)
+            times.append((trio.current_time(), request.transaction_id))
+            if len(times) == 1:
+                answer = Message(Method.BINDING, MessageClass.SUCCESS, transaction_id=request.transaction_id,
+                                 attributes=[(Attr.XOR_MAPPED_ADDRESS, remote)])
+                await sock.send(answer.encode(fingerprint=True), remote)
+    finally:
+        sock.close()
+
+
+async def test_a_refresh_starts_from_the_refresh_rto_not_the_gathering_one(autojump_clock: object) -> None:
+    """RFC 8445 14.3's larger RTO is for gathering: the binding's first transaction starts from `rto`, its
+    refreshes (keepalives of a cached mapping) from `refresh_rto` (the agent's IceConfig.rto)."""
+    net = Net()
+    times: list[tuple[float, bytes]] = []
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(answer_first_only, net.stun.network, (STUN, 3478), times)
+            async with open_mux([net.server.address], 5000, network=net.server.network) as mux:
+                local = mux.local_addresses[0]
+                with mux.register("holder") as holder:
+                    await holder.reflexive(local, (STUN, 3478), rto=0.6, refresh_rto=0.5)
+                    await trio.sleep(MuxLimits().stun_refresh + 10)  # the refresh goes unanswered
+            nursery.cancel_scope.cancel()
+    refresh = [t for t, tid in times[1:] if tid == times[1][1]]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(refresh)]
+    assert gaps[:3] == [0.5, 1.0, 2.0], gaps

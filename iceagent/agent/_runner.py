@@ -355,8 +355,9 @@ class SessionRunner(SessionTask):
             if not self._serve(transport):
                 assert self._tasks is not None
                 self._tasks.start_soon(self._receive_loop, transport, name=f"receive-{self.name}")
-            elif not self._inbox and not hasattr(transport, "confirm"):
-                self._own_sendto = getattr(transport, "sync_sendto", None)
+            else:  # served by the session task: its sends skip the lookup only on a plain OS socket
+                plain = not self._inbox and not hasattr(transport, "confirm")
+                self._own_sendto = getattr(transport, "sync_sendto", None) if plain else None
         if transport is self._served and self._own_sendto is not None:
             self._own_base = base
         elif base == self._own_base:  # (another transport under an equal base: the lookup decides)

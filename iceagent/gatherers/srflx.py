@@ -83,7 +83,7 @@ class SrflxGatherer:
         cfg = ctx.options.config
         try:
             mapped = await ctx.options.mux.agent.endpoint.reflexive(
-                sock.local_address, server, rto=rto, rc=cfg.rc, rm=cfg.rm)
+                sock.local_address, server, rto=rto, rc=cfg.rc, rm=cfg.rm, refresh_rto=cfg.rto)
         except (StunTimeout, StunErrorResponse, MuxError) as exc:
             ctx.error(str(exc))
             return

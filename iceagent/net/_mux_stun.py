@@ -64,12 +64,15 @@ class _Attempt:
 class _Binding:
     """One (mux address, STUN server): the cached mapping, its users, the transaction in flight."""
 
-    __slots__ = ("answer", "attempt", "local", "mapped", "rc", "rm", "rto", "scope", "server", "tid", "users",
-                 "wanted")
+    __slots__ = ("answer", "attempt", "local", "mapped", "rc", "refresh_rto", "rm", "rto", "scope", "server", "tid",
+                 "users", "wanted")
 
-    def __init__(self, local: Address, server: Address, rto: float, rc: int, rm: int) -> None:
+    def __init__(self, local: Address, server: Address, rto: float, rc: int, rm: int,
+                 refresh_rto: float | None = None) -> None:
         self.local, self.server = local, server
         self.rto, self.rc, self.rm = rto, rc, rm
+        #: the RTO of a refresh of a cached mapping: a keepalive, not gathering (RFC 8445 14.3 is for gathering)
+        self.refresh_rto = rto if refresh_rto is None else refresh_rto
         self.mapped: Address | None = None
         self.users: set[Hashable] = set()  # owners given the mapped address: they keep it refreshed
         self.attempt: _Attempt | None = None
@@ -111,10 +114,11 @@ class MuxStun:
         return {key: b.mapped for key, b in self._bindings.items() if b.mapped is not None}
 
     async def mapped(self, owner: Hashable, local: Address, server: Address, *,
-                     rto: float = 0.5, rc: int = 7, rm: int = 16) -> Address:
+                     rto: float = 0.5, rc: int = 7, rm: int = 16, refresh_rto: float | None = None) -> Address:
         """The address `server` sees for mux address `local` (XOR-MAPPED-ADDRESS, RFC 8489 14.2), from the
         cache or from the one transaction in flight; StunTimeout / StunErrorResponse when it failed,
-        `MuxFull` past `max_stun_bindings`, `trio.ClosedResourceError` once the mux closed."""
+        `MuxFull` past `max_stun_bindings`, `trio.ClosedResourceError` once the mux closed. `rto` starts a
+        transaction that gathers (no mapping cached), `refresh_rto` (default `rto`) a refresh."""
         if self.closed or self.nursery is None:
             raise trio.ClosedResourceError("the mux is closed")
         binding = self._bindings.get((local, server))
@@ -122,7 +126,7 @@ class MuxStun:
             if len(self._bindings) >= self._limits.max_stun_bindings:
                 raise MuxFull(f"the mux already keeps {self._limits.max_stun_bindings} STUN bindings "
                               "(MuxLimits.max_stun_bindings): one per mux address and STUN server")
-            binding = self._bindings[(local, server)] = _Binding(local, server, rto, rc, rm)
+            binding = self._bindings[(local, server)] = _Binding(local, server, rto, rc, rm, refresh_rto)
             self.nursery.start_soon(self._run, binding, name=f"iceagent.mux stun {server[0]}:{server[1]}")
         if binding.mapped is not None:
             binding.users.add(owner)
@@ -224,7 +228,8 @@ class MuxStun:
         server, local = binding.server, binding.local
         try:
             now = trio.current_time()
-            transaction = Transaction(data, tid, now, rto=binding.rto, rc=binding.rc, rm=binding.rm)
+            rto = binding.rto if binding.mapped is None else binding.refresh_rto  # gathering, or a refresh
+            transaction = Transaction(data, tid, now, rto=rto, rc=binding.rc, rm=binding.rm)
             await self._send_lossy(data, server, local)
             while (deadline := transaction.get_timer()) is not None:
                 with trio.move_on_at(deadline):

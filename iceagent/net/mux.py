@@ -143,17 +143,18 @@ class MuxEndpoint:
             self._mux._routes.remove_ufrag(self, ufrag)
 
     async def reflexive(self, local: Address, server: Address, *, rto: float = 0.5, rc: int = 7,
-                        rm: int = 16) -> Address:
+                        rm: int = 16, refresh_rto: float | None = None) -> Address:
         """The address STUN server `server` sees for mux address `local` (a server-reflexive candidate's
         address, RFC 8445 5.1.1.2), shared with every agent on the mux: from the mux's cache, or from the one
-        Binding transaction in flight (RFC 8489 6.2.1 with `rto`, `rc`, `rm` when this call starts it).
+        Binding transaction in flight (RFC 8489 6.2.1 with `rto`, `rc`, `rm` when this call starts it; its
+        refreshes start from `refresh_rto`, by default `rto`).
         Raises StunTimeout or StunErrorResponse (every waiter of a failed transaction gets one), `MuxFull`
         past `MuxLimits.max_stun_bindings`, `trio.ClosedResourceError` once the endpoint or mux closed."""
         if self.closed:
             raise trio.ClosedResourceError(f"the mux endpoint {self.name!r} is closed")
         if local not in self._mux._local_index:
             raise ValueError(f"the mux has no UDP address {local[0]}:{local[1]}")
-        return await self._mux._stun.mapped(self, local, server, rto=rto, rc=rc, rm=rm)
+        return await self._mux._stun.mapped(self, local, server, rto=rto, rc=rc, rm=rm, refresh_rto=refresh_rto)
 
     def stats(self) -> dict[str, int]:
         """How many ufrags, outstanding transactions, bound addresses and ICE-TCP connections it holds."""
