@@ -409,6 +409,11 @@ class IceSession(SessionBase):
         checklist = self._checklist
         checklist.set_state(pair, PairState.SUCCEEDED)
         self._requests.settle(pair)
+        triggered = checklist.triggered
+        if triggered and pair in triggered and pair not in self._use_candidate:
+            # a check answered after all (its cancelled one, 7.3.1.4): the queued one is moot, as next_check
+            # would find; taken off now, it sets no Ta timer that would wake the agent for nothing
+            triggered.remove(pair)
         if not valid._valid and checklist.add_valid(valid):
             self._events.append(PairValid(valid))
         if request.use_candidate and self.controlling:
