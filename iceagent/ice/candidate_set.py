@@ -29,6 +29,9 @@ class RemoteAdded(enum.Enum):
     FULL = "full"  # over the cap (`max_remote`)
 
 
+_NEW, _REPLACED, _IGNORED, _FULL = RemoteAdded.NEW, RemoteAdded.REPLACED, RemoteAdded.IGNORED, RemoteAdded.FULL
+
+
 class CandidateSet:
     """Local (candidate, base) pairs and remote candidates, with bounded peer-reflexive learning."""
 
@@ -145,21 +148,21 @@ class CandidateSet:
         (RFC 8838 11.4; draft-ietf-mmusic-mdns-ice-candidates 3.2.1 for a resolved name). mDNS names are
         ignored: the agent resolves them first and passes the result with `mdns=True`."""
         if candidate.is_mdns:
-            return RemoteAdded.IGNORED, None
+            return _IGNORED, None
         known = self.remote_at(candidate.transport, (candidate.address, candidate.port))
         if known is not None:
             if known.type != "prflx" or candidate.type == "prflx":
-                return RemoteAdded.IGNORED, None
+                return _IGNORED, None
             self.remotes[self.remotes.index(known)] = candidate
             if mdns:
                 self._note_mdns(candidate)
-            return RemoteAdded.REPLACED, known
+            return _REPLACED, known
         if len(self.remotes) >= self.max_remote:
-            return RemoteAdded.FULL, None
+            return _FULL, None
         self.remotes.append(candidate)
         if mdns:
             self._note_mdns(candidate)
-        return RemoteAdded.NEW, None
+        return _NEW, None
 
     def _note_mdns(self, candidate: Candidate) -> None:
         if self._from_mdns is None:
