@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from operator import attrgetter
 
 from .candidate import Candidate
-from .events import Event, PairStateChanged
+from .events import Event, PairStateChanged, record
 from .pair import Address, CandidatePair, PairState
 
 __all__ = ["CheckList", "can_pair", "pairing_candidate"]
@@ -252,7 +252,7 @@ class CheckList:
         if pair in self.pairs:  # on the list (a valid pair may not be); an identity scan of a short list
             self._n += _STEP[new._value_] - _STEP[old._value_]
         if self._events is not None and (new is _FAILED or not self.failures_only):
-            self._events.append(PairStateChanged(pair, old, new))
+            self._events.append(record(PairStateChanged, (pair, old, new)))
         if self.on_state_change is not None:
             self.on_state_change(pair, old, new)
 

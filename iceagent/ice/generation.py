@@ -19,7 +19,7 @@ from ..stun.message import Message, MessageClass, Method, random_bytes
 from ._fields import ReadOnly
 from .candidate import Candidate, IceParameters
 from .checklist import IDLE
-from .events import Event, GatherTimedOut, PairNominated, PairStateChanged, Transmit
+from .events import Event, GatherTimedOut, PairNominated, PairStateChanged, Transmit, record
 from .lite import LiteSession
 from .nomination import NominationController, alternates
 from .pacing import CheckScheduler, Pacer
@@ -144,7 +144,7 @@ class IceGeneration:
         self._now = now
         response = self.session.handle_stun(message, data, base, addr, now)  # positional: once per input
         if response is not None:
-            self._out.append(Transmit(response, base, addr, None))
+            self._out.append(record(Transmit, (response, base, addr, None)))
         if self.session._events:
             self._pull()
 

@@ -41,6 +41,7 @@ from .events import (
     RemoteCandidateLearned,
     RoleChanged,
     Transmit,
+    record,
 )
 from .pair import CandidatePair, PairState, check_priority
 from .priority import MAX_PRIORITY, TYPE_PREFERENCES
@@ -192,7 +193,7 @@ class IceSession(SessionBase):
             pair = request.pair
             pair._requests_sent += 1
             pair._retransmissions_sent += 1
-            out.append(Transmit(data, pair._base, pair._remote_address, pair))
+            out.append(record(Transmit, (data, pair._base, pair._remote_address, pair)))
         for request in expired:
             if request.is_live_check:
                 self._check_failed(request, lost=True)
@@ -318,7 +319,7 @@ class IceSession(SessionBase):
             pair._consent_requests_sent += 1
         elif pair._state is not _SUCCEEDED:
             checklist.set_state(pair, _IN_PROGRESS)
-        return Transmit(data, pair._base, pair._remote_address, pair)
+        return record(Transmit, (data, pair._base, pair._remote_address, pair))
 
     # ---- responses (RFC 8445 7.2.5) ----
 
@@ -360,7 +361,7 @@ class IceSession(SessionBase):
             pair._rtt = rtt
         pair._last_consent = now
         if request.consent:
-            self._events.append(ConsentRefreshed(pair, now))
+            self._events.append(record(ConsentRefreshed, (pair, now)))
             return
         mapped = mapped_only = None  # XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS (the first of each)
         for t, v in message.attributes:
@@ -416,7 +417,7 @@ class IceSession(SessionBase):
         checklist.set_state(pair, _SUCCEEDED)
         self._requests.settle(pair)
         if not valid._valid and checklist.add_valid(valid):
-            self._events.append(PairValid(valid))
+            self._events.append(record(PairValid, (valid,)))
         if request.use_candidate and self.controlling:
             # renomination: a nominating check answered after a later one concluded is stale
             if request.nomination is None or request.nomination > self._nomination_concluded:
@@ -459,7 +460,7 @@ class IceSession(SessionBase):
         pair._nominated = True
         self._checklist.last_nominated = pair
         self._completed = True
-        self._events.append(PairNominated(pair, replaced))
+        self._events.append(record(PairNominated, (pair, replaced)))
 
     def _set_role(self, controlling: bool) -> None:
         """Switch role: recompute pair priorities (RFC 8445 7.3.1.1, 6.1.2.3)."""
