@@ -110,7 +110,7 @@ class Requests:
         return len(self._by_id)
 
     def start(
-        self, data: bytes, transaction_id: bytes, now: float, config: IceConfig, request: Request, *, paced: float = 0.0
+        self, data: bytes, transaction_id: bytes, now: float, config: IceConfig, request: Request, paced: float = 0.0
     ) -> None:
         """`request` (its bytes `data`) goes out now: its transaction starts over UDP with an RTO of at least
         `config.rto` (500 ms: RFC 8445 14.3 "MUST NOT use an RTO value smaller than 500 ms"), `paced` (a check's

@@ -153,19 +153,27 @@ class IceGeneration:
         by `handle_timer`, and the next paced check if Ta and the process-wide pacer allow it."""
         self._now = now
         scheduler = self.scheduler
-        session = self.session
         # may_send says no without asking while Ta runs (no pacer slot reserved); ask it only otherwise
         if scheduler._slot is not None or now >= scheduler._next:
+            session = self.session
             checklist = session._checklist
             # _wants_check is False without a call when nothing is triggered, Frozen, Waiting or repeated
             wanted = (
                 bool(checklist.triggered or checklist._n & IDLE or session._requests._repeats) and self._wants_check()
             )
-            if (wanted or scheduler._slot is not None) and scheduler.may_send(now, wanted):
+            if scheduler._pacer is None:  # no process-wide pacer: may_send and sent, inline (Ta alone)
+                if wanted:
+                    t = session.next_check(now)
+                    if t is not None:
+                        self._out.append(t)
+                        scheduler._next = now + session._ta  # effective_ta(config.ta, remote parameters)
+                    if session._events:
+                        self._pull()
+            elif (wanted or scheduler._slot is not None) and scheduler.may_send(now, wanted):
                 t = session.next_check(now)
                 if t is not None:
                     self._out.append(t)
-                    scheduler.sent(now, session._ta)  # effective_ta(config.ta, remote parameters)
+                    scheduler.sent(now, session._ta)
                 if session._events:
                     self._pull()
         out = self._out

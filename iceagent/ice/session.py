@@ -290,16 +290,11 @@ class IceSession(SessionBase):
             self._nomination_sent += 1
             nomination = self._nomination_sent
         key = remote.pwd.encode()
+        controlling = self.controlling
+        # positional (no keyword matching, once per check): transaction id, local, remote, PRIORITY, role,
+        # tie-breaker, USE-CANDIDATE, NOMINATION, key
         data = check_request(
-            transaction_id=tid,
-            local=self.local_parameters,
-            remote=remote,
-            priority=priority,
-            controlling=self.controlling,
-            tie_breaker=self.tie_breaker,
-            use_candidate=use_candidate,
-            nomination=nomination,
-            key=key,
+            tid, self.local_parameters, remote, priority, controlling, self.tie_breaker, use_candidate, nomination, key
         )
         checklist = self._checklist
         # a check's RTO grows with the checks still to be sent (RFC 8445 14.3: check_rto_floor, here on the
@@ -311,8 +306,8 @@ class IceSession(SessionBase):
             tid,
             now,
             self.config,
-            Request(pair, key, priority, self.controlling, use_candidate, consent, nominating, nomination),
-            paced=paced,
+            Request(pair, key, priority, controlling, use_candidate, consent, nominating, nomination),
+            paced,
         )
         pair._requests_sent += 1
         if consent:
