@@ -343,12 +343,12 @@ class SessionBase:
         A no-op while a pair is valid and ChecklistFailed is not out (in every session class): the hot
         paths skip the call then."""
         checklist = self._checklist
-        hopeless = (
-            self._local_done
+        hopeless = (  # the term false most often first: a pair not Failed (while checks run)
+            checklist._n >> 72 == len(checklist.pairs)  # all_failed
+            and not checklist.valid
+            and self._local_done
             and self._remote_done
             and not self._pending_remote
-            and not checklist.valid
-            and checklist._n >> 72 == len(checklist.pairs)  # all_failed
             and not checklist.active
             and not self._requests.checks_in_flight()
             and not self._candidates.awaiting_tcp()
