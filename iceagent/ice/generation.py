@@ -142,10 +142,11 @@ class IceGeneration:
         """A STUN message (decoded from `data`) that arrived on `base` from `addr`; its response, if any, is
         the next of `datagrams_to_send`."""
         self._now = now
-        response = self.session.handle_stun(message, data, base, addr, now)  # positional: once per input
+        session = self.session
+        response = session.handle_stun(message, data, base, addr, now)  # positional: once per input
         if response is not None:
             self._out.append(record(Transmit, (response, base, addr, None)))
-        if self.session._events:
+        if session._events:
             self._pull()
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:

@@ -390,8 +390,11 @@ class IceSession(SessionBase):
         """Learn a local prflx candidate (7.2.5.3.1), build the valid pair (7.2.5.3.2), set the pair
         Succeeded and unfreeze its foundation (7.2.5.3.3), conclude nomination (7.2.5.3.4)."""
         pair = request.pair
-        local = self._candidates.local_at(pair, mapped)
-        if local is None and pair._base.transport == "udp":
+        base = pair._base
+        local: Candidate | None = pair._local  # no NAT on the way (local_at's first case, inline)
+        if base.port != mapped[1] or base.address != mapped[0]:
+            local = self._candidates.local_at(pair, mapped)
+        if local is None and base.transport == "udp":
             local = self._candidates.learn_local(pair, mapped, request.priority)
             if local is not None:
                 self._events.append(LocalCandidateLearned(local, pair.base))
@@ -412,7 +415,8 @@ class IceSession(SessionBase):
         self._generated[pair] = valid
         checklist = self._checklist
         checklist.set_state(pair, _SUCCEEDED)
-        self._requests.settle(pair)
+        if self._requests._by_id:  # settle: its other checks stop (none in flight: nothing to do)
+            self._requests.settle(pair)
         if not valid._valid and checklist.add_valid(valid):
             self._events.append(record(PairValid, (valid,)))
         if request.use_candidate and self.controlling:
