@@ -165,15 +165,14 @@ class CheckList:
 
     def _insert(self, pair: CandidatePair, state: PairState) -> bool:
         """Insert unless redundant: a route already on the list keeps the higher-priority pair (6.1.2.4)."""
-        existing = self._by_route.get(pair.route)
-        if existing is not None:
+        existing = self._by_route.setdefault(pair._route, pair)  # one lookup (the route's hash is a Python call)
+        if existing is not pair:
             if pair.priority > existing.priority:
                 existing._local, existing._remote = pair.local, pair.remote
                 existing.compute_priority(self.controlling)
             return False
         pair._state = state
         self.pairs.append(pair)
-        self._by_route[pair._route] = pair
         self._n += _STEP[state._value_]
         return True
 

@@ -333,7 +333,7 @@ class IceGeneration:
             if cls is PairStateChanged:  # the commonest: it matters to the controller only on the nominated pair
                 if event.pair is not nominated:  # type: ignore[union-attr]
                     continue
-            elif cls is PairNominated and self._alternates_at == math.inf and session._renomination:
+            elif cls is PairNominated and session._renomination and self._alternates_at == math.inf:
                 if not session.local_parameters.lite:  # a lite agent sends no checks (RFC 8445 2.5)
                     self._alternates_at = now + self._config.consent_interval
             nomination.observe(event, now)
