@@ -119,7 +119,8 @@ class CandidateSet:
     def locals_for(self, remote: Candidate) -> list[tuple[Candidate, Candidate]]:
         """The local (candidate, base) pairs `remote` may be paired with: not relay ones for a candidate
         resolved from an mDNS name (the TURN server would learn its address, draft 3.3.2)."""
-        if self.from_mdns(remote):
+        from_mdns = self._from_mdns  # self.from_mdns(remote), inline: once per remote candidate
+        if from_mdns is not None and remote in from_mdns:
             return [(c, b) for c, b in self.locals if c.type != "relay"]
         return list(self.locals)
 

@@ -145,7 +145,8 @@ class CheckList:
         for pair in fresh:
             if self._insert(pair, self._initial_state(pair)):
                 added.append(pair)
-        self._sort()
+        if len(self.pairs) > 1:  # only the check list changed (_sort)
+            self.pairs.sort(key=_by_priority, reverse=True)
         if len(self.pairs) <= self.max_pairs:
             return added  # nothing capped
         self._cap()
