@@ -145,8 +145,7 @@ class CheckList:
         for pair in fresh:
             if self._insert(pair, self._initial_state(pair)):
                 added.append(pair)
-        if len(self.pairs) > 1:  # only the check list changed (_sort)
-            self.pairs.sort(key=_by_priority, reverse=True)
+        self._sort()  # the valid list too: a redundant pair may have raised a valid pair's priority (_insert)
         if len(self.pairs) <= self.max_pairs:
             return added  # nothing capped
         self._cap()
