@@ -110,7 +110,7 @@ class Requests:
         return len(self._by_id)
 
     def start(
-        self, data: bytes, transaction_id: bytes, now: float, config: IceConfig, request: Request, *, paced: float = 0.0
+        self, data: bytes, transaction_id: bytes, now: float, config: IceConfig, request: Request, paced: float = 0.0
     ) -> None:
         """`request` (its bytes `data`) goes out now: its transaction starts over UDP with an RTO of at least
         `config.rto` (500 ms: RFC 8445 14.3 "MUST NOT use an RTO value smaller than 500 ms"), `paced` (a check's
@@ -120,7 +120,7 @@ class Requests:
         rto = config.rto if paced < config.rto else paced
         estimator = pair._rto_estimator
         if estimator is None:
-            pair._rto_estimator = RtoEstimator(initial=config.rto)  # its `rto` is config.rto until a sample
+            pair._rto_estimator = RtoEstimator(config.rto)  # initial: its `rto` until a sample (positional)
         elif estimator.srtt is not None:
             rto = max(rto, estimator.rto)
         _start_transaction(  # positional: a call with keywords costs more, once per check
@@ -308,5 +308,5 @@ def estimator_of(pair: CandidatePair, config: IceConfig) -> RtoEstimator:
     """The pair's RTO estimator (RFC 8489 6.2.1), made on first use; it lives on the pair."""
     estimator = pair.rto_estimator
     if estimator is None:
-        estimator = pair._rto_estimator = RtoEstimator(initial=config.rto)
+        estimator = pair._rto_estimator = RtoEstimator(config.rto)  # initial (positional: no keyword matching)
     return estimator

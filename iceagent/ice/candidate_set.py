@@ -29,6 +29,9 @@ class RemoteAdded(enum.Enum):
     FULL = "full"  # over the cap (`max_remote`)
 
 
+_NEW, _REPLACED, _IGNORED, _FULL = RemoteAdded.NEW, RemoteAdded.REPLACED, RemoteAdded.IGNORED, RemoteAdded.FULL
+
+
 class CandidateSet:
     """Local (candidate, base) pairs and remote candidates, with bounded peer-reflexive learning."""
 
@@ -116,7 +119,8 @@ class CandidateSet:
     def locals_for(self, remote: Candidate) -> list[tuple[Candidate, Candidate]]:
         """The local (candidate, base) pairs `remote` may be paired with: not relay ones for a candidate
         resolved from an mDNS name (the TURN server would learn its address, draft 3.3.2)."""
-        if self.from_mdns(remote):
+        from_mdns = self._from_mdns  # self.from_mdns(remote), inline: once per remote candidate
+        if from_mdns is not None and remote in from_mdns:
             return [(c, b) for c, b in self.locals if c.type != "relay"]
         return list(self.locals)
 
@@ -145,21 +149,21 @@ class CandidateSet:
         (RFC 8838 11.4; draft-ietf-mmusic-mdns-ice-candidates 3.2.1 for a resolved name). mDNS names are
         ignored: the agent resolves them first and passes the result with `mdns=True`."""
         if candidate.is_mdns:
-            return RemoteAdded.IGNORED, None
+            return _IGNORED, None
         known = self.remote_at(candidate.transport, (candidate.address, candidate.port))
         if known is not None:
             if known.type != "prflx" or candidate.type == "prflx":
-                return RemoteAdded.IGNORED, None
+                return _IGNORED, None
             self.remotes[self.remotes.index(known)] = candidate
             if mdns:
                 self._note_mdns(candidate)
-            return RemoteAdded.REPLACED, known
+            return _REPLACED, known
         if len(self.remotes) >= self.max_remote:
-            return RemoteAdded.FULL, None
+            return _FULL, None
         self.remotes.append(candidate)
         if mdns:
             self._note_mdns(candidate)
-        return RemoteAdded.NEW, None
+        return _NEW, None
 
     def _note_mdns(self, candidate: Candidate) -> None:
         if self._from_mdns is None:

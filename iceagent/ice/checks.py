@@ -30,8 +30,7 @@ __all__ = [
 Address = tuple[str, int]
 
 
-def check_request(
-    *,
+def check_request(  # positional too: the session calls it once per check without keyword matching
     transaction_id: bytes,
     local: IceParameters,
     remote: IceParameters,

@@ -19,7 +19,7 @@ from ..stun.message import Message, MessageClass, Method, random_bytes
 from ._fields import ReadOnly
 from .candidate import Candidate, IceParameters
 from .checklist import IDLE
-from .events import Event, GatherTimedOut, PairNominated, PairStateChanged, Transmit
+from .events import Event, GatherTimedOut, PairNominated, PairStateChanged, Transmit, record
 from .lite import LiteSession
 from .nomination import NominationController, alternates
 from .pacing import CheckScheduler, Pacer
@@ -142,10 +142,11 @@ class IceGeneration:
         """A STUN message (decoded from `data`) that arrived on `base` from `addr`; its response, if any, is
         the next of `datagrams_to_send`."""
         self._now = now
-        response = self.session.handle_stun(message, data, base, addr, now)  # positional: once per input
+        session = self.session
+        response = session.handle_stun(message, data, base, addr, now)  # positional: once per input
         if response is not None:
-            self._out.append(Transmit(response, base, addr, None))
-        if self.session._events:
+            self._out.append(record(Transmit, (response, base, addr, None)))
+        if session._events:
             self._pull()
 
     def datagrams_to_send(self, now: float) -> list[Transmit]:
@@ -153,19 +154,27 @@ class IceGeneration:
         by `handle_timer`, and the next paced check if Ta and the process-wide pacer allow it."""
         self._now = now
         scheduler = self.scheduler
-        session = self.session
         # may_send says no without asking while Ta runs (no pacer slot reserved); ask it only otherwise
         if scheduler._slot is not None or now >= scheduler._next:
+            session = self.session
             checklist = session._checklist
             # _wants_check is False without a call when nothing is triggered, Frozen, Waiting or repeated
             wanted = (
                 bool(checklist.triggered or checklist._n & IDLE or session._requests._repeats) and self._wants_check()
             )
-            if (wanted or scheduler._slot is not None) and scheduler.may_send(now, wanted):
+            if scheduler._pacer is None:  # no process-wide pacer: may_send and sent, inline (Ta alone)
+                if wanted:
+                    t = session.next_check(now)
+                    if t is not None:
+                        self._out.append(t)
+                        scheduler._next = now + session._ta  # effective_ta(config.ta, remote parameters)
+                    if session._events:
+                        self._pull()
+            elif (wanted or scheduler._slot is not None) and scheduler.may_send(now, wanted):
                 t = session.next_check(now)
                 if t is not None:
                     self._out.append(t)
-                    scheduler.sent(now, session._ta)  # effective_ta(config.ta, remote parameters)
+                    scheduler.sent(now, session._ta)
                 if session._events:
                     self._pull()
         out = self._out
@@ -324,7 +333,7 @@ class IceGeneration:
             if cls is PairStateChanged:  # the commonest: it matters to the controller only on the nominated pair
                 if event.pair is not nominated:  # type: ignore[union-attr]
                     continue
-            elif cls is PairNominated and self._alternates_at == math.inf and session._renomination:
+            elif cls is PairNominated and session._renomination and self._alternates_at == math.inf:
                 if not session.local_parameters.lite:  # a lite agent sends no checks (RFC 8445 2.5)
                     self._alternates_at = now + self._config.consent_interval
             nomination.observe(event, now)

@@ -29,6 +29,7 @@ __all__ = ["MAX_ALTERNATES", "NominationController", "alternates"]
 MAX_ALTERNATES = 2
 
 _UNFINISHED = (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+_FAILED = PairState.FAILED  # a global: `PairState.FAILED` costs ~70 ns on CPython 3.11
 
 
 class NominationController:
@@ -58,7 +59,7 @@ class NominationController:
         valid pair, a failed nomination or the nominated pair failing is worth a look (renomination)."""
         cls = event.__class__  # the event classes are final: compared, not isinstance()'d (a call each)
         if cls is PairStateChanged:
-            if event.pair is self.nominated and event.new is PairState.FAILED:  # type: ignore[union-attr]
+            if event.pair is self.nominated and event.new is _FAILED:  # type: ignore[union-attr]
                 self._review = True
             else:
                 return  # nothing changed (the commonest event)
@@ -95,7 +96,7 @@ class NominationController:
             return -math.inf
         checklist = session._checklist  # read in place: asked at every pump until nomination
         for p in checklist.valid:  # the best of nominatable(session)
-            if p._state is not PairState.FAILED:
+            if p._state is not _FAILED:
                 best = p._priority
                 break
         else:
@@ -138,7 +139,7 @@ class NominationController:
         valid = nominatable(session)
         if current is None or not valid or valid[0] is current:
             return None
-        if current.state is PairState.FAILED or not current.valid or valid[0].priority > current.priority:
+        if current.state is _FAILED or not current.valid or valid[0].priority > current.priority:
             return valid[0]
         return None
 
@@ -146,7 +147,7 @@ class NominationController:
 def nominatable(session: IceSession) -> list[CandidatePair]:
     """Valid pairs whose last check did not fail (a failed USE-CANDIDATE check or a closed TCP connection
     leaves a pair valid but FAILED)."""
-    return [p for p in session.valid_pairs if p.state is not PairState.FAILED]
+    return [p for p in session.valid_pairs if p.state is not _FAILED]
 
 
 def alternates(

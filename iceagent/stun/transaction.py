@@ -24,6 +24,10 @@ class TransactionState(enum.Enum):
     TIMED_OUT = "timed-out"
 
 
+# enum members as module constants: `Enum.X` costs ~70 ns on CPython 3.11, a global ~7 ns (hot paths)
+_PENDING, _DONE, _TIMED_OUT = TransactionState.PENDING, TransactionState.DONE, TransactionState.TIMED_OUT
+
+
 @attrs.define
 class RtoEstimator:
     """Retransmission timeout from measured round-trip times (RFC 6298 2, as allowed by RFC 8489 6.2.1).
@@ -109,7 +113,7 @@ class Transaction:
         self.rm = rm
         self.reliable = reliable
         self.reliable_timeout = reliable_timeout
-        self.state = TransactionState.PENDING
+        self.state = _PENDING
         #: How many times the request has been sent so far (the first one at `started`).
         self.transmissions = 1
         self.finished: float | None = None
@@ -144,7 +148,7 @@ class Transaction:
             self.transmissions += 1
             self._at = self._deadline()
             return self.request
-        self.state = TransactionState.TIMED_OUT
+        self.state = _TIMED_OUT
         self.finished = now
         self._at = None
         return None
@@ -152,9 +156,9 @@ class Transaction:
     def handle_response(self, now: float) -> float | None:
         """A response arrived: the transaction is DONE. Returns the RTT if the request was sent only once
         (Karn's algorithm, RFC 6298 3), else None."""
-        if self.state is not TransactionState.PENDING:
+        if self.state is not _PENDING:
             return None
-        self.state = TransactionState.DONE
+        self.state = _DONE
         self.finished = now
         self._at = None
         if self.transmissions == 1:
@@ -169,17 +173,17 @@ class Transaction:
 
     def cancel(self, now: float) -> None:
         """Stop retransmitting; the transaction is over (a late response is no longer matched)."""
-        if self.state is TransactionState.PENDING:
-            self.state = TransactionState.DONE
+        if self.state is _PENDING:
+            self.state = _DONE
             self.finished = now
             self._at = None
 
     @property
     def done(self) -> bool:
         """A response arrived (or the transaction was cancelled)."""
-        return self.state is TransactionState.DONE
+        return self.state is _DONE
 
     @property
     def timed_out(self) -> bool:
         """No response within the schedule (RFC 8489 6.2.1)."""
-        return self.state is TransactionState.TIMED_OUT
+        return self.state is _TIMED_OUT
