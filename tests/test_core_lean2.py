@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from test_session import A_PARAMS, A_TB, B_PARAMS, B_TB, cand, tids
@@ -168,6 +169,8 @@ def test_hot_events_compare_as_before() -> None:
     valid: object = PairValid(pair)
     assert valid != PairRemoved(pair) and valid != NominationFailed(pair)
     assert PairValid(pair) != (pair,) and (pair,) != PairValid(pair)
+    assert not PairValid(pair) == (pair,) and not (pair,) == PairValid(pair)
+    assert PairValid(pair) == ANY and [PairValid(pair)] == [ANY] and not PairValid(pair) != ANY
     assert PairNominated(pair) == PairNominated(pair, None) != PairNominated(pair, pair)
     assert PairStateChanged(pair, PairState.WAITING, PairState.IN_PROGRESS) != PairStateChanged(
         pair, PairState.WAITING, PairState.SUCCEEDED

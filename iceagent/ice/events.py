@@ -60,10 +60,15 @@ def _own_class_equality(cls: type[_C]) -> type[_C]:
     or another event with the same fields (PairValid(p) != PairRemoved(p)); hashed as the tuple."""
 
     def __eq__(self: tuple[object, ...], other: object) -> bool:
-        return other.__class__ is self.__class__ and _tuple_eq(self, other)
+        if other.__class__ is self.__class__:
+            return _tuple_eq(self, other)
+        # another tuple (or event) is never equal; anything else decides itself (mock.ANY, matchers), as attrs
+        return False if isinstance(other, tuple) else NotImplemented
 
     def __ne__(self: tuple[object, ...], other: object) -> bool:
-        return not (other.__class__ is self.__class__ and _tuple_eq(self, other))
+        if other.__class__ is self.__class__:
+            return not _tuple_eq(self, other)
+        return True if isinstance(other, tuple) else NotImplemented
 
     cls.__eq__ = __eq__  # type: ignore[method-assign,assignment]
     cls.__ne__ = __ne__  # type: ignore[method-assign,assignment]

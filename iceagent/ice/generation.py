@@ -175,6 +175,8 @@ class IceGeneration:
                 if t is not None:
                     self._out.append(t)
                     scheduler.sent(now, session._ta)
+                else:
+                    scheduler.unused()
                 if session._events:
                     self._pull()
         out = self._out

@@ -476,4 +476,7 @@ class IceSession(SessionBase):
             self._peer_nominated.clear()
         else:
             self._use_candidate.clear()
+            triggered = self._checklist.triggered
+            if triggered:  # a Succeeded pair queued only to nominate it: moot now (next_check would skip it)
+                triggered[:] = [p for p in triggered if p._state is not _SUCCEEDED]
         self._events.append(RoleChanged(controlling))
