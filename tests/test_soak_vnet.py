@@ -88,8 +88,12 @@ OBJECT_TOLERANCE = {
     "builtins.tuple": TOLERANCE["turn.responses"],
     "iceagent.turn.server.types.FiveTuple": TOLERANCE["turn.responses"],
     # A session task holds the cancel scope of its timed sleep (move_on_at its next deadline) only while it
-    # sleeps; one sending through its outbox (TURN) then does not: at most one per agent fewer.
-    "trio.CancelScope": 2,
+    # sleeps; one sending through its outbox (TURN) then does not: at most one per agent fewer. And scopes
+    # that are not active (no CancelStatus: not entered yet, or exited) can be held for a moment by work in
+    # flight at a checkpoint: with some hash seeds one checkpoint saw 4 more (45 -> 49, CancelStatus 38
+    # throughout) and the next one the base count again. A scope leaked per restart would add 6 or more
+    # between two checkpoints.
+    "trio.CancelScope": 5,
     # A `_data_pairs` dict holding an entry ("A.data_pairs" above) is tracked by the collector, an empty one
     # is not: one more dict per agent.
     "builtins.dict": 2,
