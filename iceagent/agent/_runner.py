@@ -14,7 +14,6 @@ module only moves bytes, keeps time and reports events to its owner (the Agent, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import pluggy
@@ -33,7 +32,6 @@ from ..ice.events import (
     PairStateChanged,
     PairValid,
     RemoteCandidateLearned,
-    Transmit,
 )
 from ..ice.generation import IceGeneration
 from ..ice.pair import CandidatePair, PairState
@@ -50,15 +48,12 @@ from ._pacer import global_pacer
 from ._receive import MAX_DATA_SOURCES as MAX_DATA_SOURCES
 from ._remote_names import RemoteNames
 from ._route import Route, make_route
-from ._session_task import SessionTask
+from ._send_path import SendPath
 from ._stats import pair_stats
 from ._stun_requests import StunRequests
 from ._tasks import GenerationTasks
 
 log = get_logger("iceagent.agent")
-
-#: The first two bytes of a Binding success response (RFC 8489 5): a check was accepted.
-_BINDING_SUCCESS = b"\x01\x01"
 
 #: Times one `pump` looks again when what it did changed something (a state, the selected pair), before it
 #: leaves the rest to the session task's next round.
@@ -120,7 +115,7 @@ class SessionOwner(Protocol):
     def remote_ignored(self, candidate: Candidate, reason: str, source: str) -> None: ...
 
 
-class SessionRunner(SessionTask):
+class SessionRunner(SendPath):
     """One generation: an IceGeneration plus the tasks and sockets that serve it."""
 
     __slots__ = (
@@ -128,14 +123,11 @@ class SessionRunner(SessionTask):
         "_base_of",
         "_caps",
         "_check_hook",
-        "_confirming",
         "_connections",
         "_contexts",
         "_data_pairs",
         "_names",
         "_outbox",
-        "_own_base",
-        "_own_sendto",
         "_owned",
         "_pumping",
         "_supervising",
@@ -199,11 +191,6 @@ class SessionRunner(SessionTask):
         self._supervising = False  # this pump's round has called the agent's supervisor (see `look`)
         #: packets for transports that cannot send without waiting (TCP, TURN, plugins): the session task sends them
         self._outbox: list[tuple[CandidateTransport, bytes, Address]] = []
-        #: the stdlib `sendto` of the OS UDP socket the session task serves, and the base candidate registered for
-        #: it: `_transmit` sends that base's packets on it directly
-        self._own_sendto: Callable[[bytes, Address], object] | None = None
-        self._own_base: Candidate | None = None
-        self._confirming = False  # some transport of this generation has `confirm` (ICE-TCP, a mux): see `_confirm`
         self.failed = False
         self.closed = False
         self._tasks: GenerationTasks | None = None  # this generation's tasks, from `start`
@@ -417,83 +404,6 @@ class SessionRunner(SessionTask):
     def remote_name_settled(self) -> None:
         self.wake()
 
-    # ---- sending ----
-
-    def send_soon(self, transport: CandidateTransport, data: bytes, remote: Address) -> None:
-        """Send at once where the transport can without waiting (a UDP socket with room in its buffer),
-        else from the session task, in order."""
-        caps = self._caps.get(id(transport))
-        try_send = None if caps is None else caps.try_send
-        if try_send is not None and not self._outbox and try_send(data, remote):
-            return
-        self._outbox.append((transport, data, remote))
-        self._alert()
-
-    def _transmit(self, t: Transmit) -> None:
-        """Send one of the generation's packets: a check as `send_soon` would (inline: one per check), an
-        answer at once where the transport can. From the base of the session task's own OS UDP socket, by the
-        socket's `sendto` itself (no lookup, a Python call less per packet; an OS socket has nothing to
-        confirm and no connections). The ICE-TCP bookkeeping only where there are connections."""
-        if t.base is self._own_base and self._served is not None and self._check_hook is None:
-            sendto: Any = self._own_sendto
-            if t.pair is None:  # an answer: dropped if the buffer is full, as UDP may (the check is retransmitted)
-                try:
-                    sendto(t.data, t.remote)
-                except OSError:
-                    pass
-                return
-            if not self._outbox:  # (else after what waits there, in order)
-                try:
-                    sendto(t.data, t.remote)
-                    return
-                except BlockingIOError:
-                    pass  # its buffer is full: the session task sends it when it can
-                except OSError:
-                    return  # lost, as UDP allows (the check is retransmitted)
-            self._outbox.append((self._served, t.data, t.remote))
-            self._alert()
-            return
-        transport = self.transport_of.get(t.base)
-        if transport is None:
-            return
-        caps = self._caps.get(id(transport))
-        if t.pair is not None:
-            if self._check_hook is not None:
-                self._check_hook("send", t.data, t.base, t.remote, t.pair)
-            try_send = None if caps is None else caps.try_send
-            if try_send is None or self._outbox or not try_send(t.data, t.remote):
-                self._outbox.append((transport, t.data, t.remote))
-                self._alert()
-            return
-        # an answer to a check: at once, synchronously where the transport can (UDP, TCP, TURN; dropped if
-        # it cannot take it now, as UDP may: the request is retransmitted), else from the session task
-        if self._check_hook is not None:
-            self._check_hook("send", t.data, t.base, t.remote, self.ice.find_pair(t.base, t.remote))
-        if self._confirming and t.data[:2] == _BINDING_SUCCESS:
-            # a check from t.remote passed MESSAGE-INTEGRITY: an ICE-TCP connection is no longer timed out
-            # (RFC 6544 7.2), a mux binds t.remote to this agent (DESIGN.md "open_mux")
-            self._confirm(transport, t.remote)
-        send_nowait = None if caps is None else caps.send_nowait
-        if send_nowait is not None:
-            send_nowait(t.data, t.remote)
-        else:
-            self._outbox.append((transport, t.data, t.remote))
-            self._alert()
-        if self._connections.by_id is None:
-            return  # no ICE-TCP connection (the usual case)
-        connection = self._connections.get(transport)
-        nominated = self.gen.nominated
-        if connection is not None and nominated is not None and nominated.route != (t.base, t.remote):
-            connection.close_connection(t.remote)  # a pair checked after nomination concluded has lost
-
-    @staticmethod
-    def _confirm(transport: CandidateTransport | None, remote: Address) -> None:
-        """Tell a transport that has `confirm` (ICE-TCP, mux) that `remote` proved to know the credentials
-        (called only when one of the generation's transports has it: `_confirming`)."""
-        confirm = getattr(transport, "confirm", None)
-        if confirm is not None:
-            confirm(remote)
-
     # ---- the session task ----
 
     def wake(self) -> None:
@@ -628,20 +538,6 @@ class SessionRunner(SessionTask):
         if self.owner.selected_pair is pair:
             return
         self._connections.close(self.transport_of.get(pair.base), pair.remote_address)
-
-    def _prune_connections(self, nominated: CandidatePair) -> None:
-        """Nomination concluded: close every TCP connection but the nominated pair's; their pairs lost
-        (RFC 6544 7.1, RFC 8445 8.1.2). The routes closed here are failed in the session (their events
-        are applied by the caller's loop)."""
-        keep = self.transport_of.get(nominated.base)
-        for key, transport in self._connections.items():
-            base = self._base_of.get(key)
-            for remote in transport.connections:
-                if transport is keep and remote == nominated.remote_address:
-                    continue
-                transport.close_connection(remote)
-                if base is not None:
-                    self.gen.route_failed(base, remote)
 
     def route_for(self, pair: CandidatePair, current: Route | None = None) -> Route | None:
         """The route that sends for `pair`: the transport of its base (RFC 8445 7.2.5.3.2) with its fast paths;
