@@ -24,7 +24,7 @@ What it measures, for each N in `--n` (default 100 500 1000) and each implementa
   rest of iceagent's time is the agent's own (the sans-IO core alone: bench/core_connect.py).
 - the asyncio floor (`--impl afloor`, on by default): the same exchange in asyncio, as cheaply as asyncio
   does it: a reader callback per socket (`loop.add_reader`, recvfrom until EAGAIN, no task, no transport
-  object) and a task per pair awaiting the pair's two futures. aioice's time minus this floor is aioice's own
+  object) and a task per pair awaiting the pair's two events. aioice's time minus this floor is aioice's own
   work, as iceagent's minus the Trio floor is iceagent's: the two frameworks do not cost the same.
 - memory: peak resident set size of the process (VmHWM from /proc/self/status), and per agent: (peak -
   RSS before the first agent was created) / 2N.
@@ -154,6 +154,42 @@ async def iceagent_child(n: int, baseline_kb: int, *, mux: Any = None) -> dict[s
         return result
 
 
+# ---- the floors' exchange (Trio and asyncio run the same one) ----
+
+FLOOR_CHECK, FLOOR_ANSWER, FLOOR_NOMINATE = b"c" * 100, b"a" * 64, b"n" * 104  # ICE's sizes: check, answer, nomination
+
+
+def floor_sockets(n: int) -> list[Any]:
+    """2N plain non-blocking UDP sockets on 127.0.0.1, an agent each."""
+    import socket
+
+    socks = []
+    for _ in range(2 * n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    return socks
+
+
+def floor_drain(sock: Any, controlling: bool, connected: Any) -> None:
+    """Read what is queued on `sock` and answer as an ICE connect does: a check (or a nominating check) gets an
+    answer; the controlling side's first answer makes it connected and nominates; the other's makes it
+    connected. `connected` is an event with `is_set()` and `set()` (trio.Event or asyncio.Event)."""
+    while True:
+        try:
+            data, addr = sock.recvfrom(65536)
+        except BlockingIOError:
+            return
+        if data[0] in (0x63, 0x6E):  # a check or a nominating check: answer it
+            sock.sendto(FLOOR_ANSWER, addr)
+        elif controlling and not connected.is_set():  # the first answer: valid, nominate
+            connected.set()
+            sock.sendto(FLOOR_NOMINATE, addr)
+        else:
+            connected.set()
+
+
 # ---- child: the Trio floor ----
 
 
@@ -163,37 +199,18 @@ async def floor_child(n: int, baseline_kb: int) -> None:
     nomination (A's check, B's answer and B's own check, A's answer and A's nominating check, B's answer: 6 a
     pair, of ICE's sizes), but no STUN encoding, no integrity check, no ICE state; the timed part awaits each
     pair's two "connected" as iceagent's does. A lower bound for any Trio agent, not a competitor."""
-    import socket
-
     import trio
 
-    check, answer, nominate = b"c" * 100, b"a" * 64, b"n" * 104  # ICE's sizes: a check, its answer, USE-CANDIDATE
     t_setup = time.perf_counter()
-    socks = []
-    for _ in range(2 * n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setblocking(False)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
+    socks = floor_sockets(n)
     go = trio.Event()
 
-    async def side(sock: socket.socket, peer: tuple[str, int], controlling: bool, connected: trio.Event) -> None:
+    async def side(sock: Any, peer: tuple[str, int], controlling: bool, connected: trio.Event) -> None:
         await go.wait()
-        sock.sendto(check, peer)
+        sock.sendto(FLOOR_CHECK, peer)
         while True:
             await trio.lowlevel.wait_readable(sock)
-            while True:
-                try:
-                    data, addr = sock.recvfrom(65536)
-                except BlockingIOError:
-                    break
-                if data[0] in (0x63, 0x6E):  # a check or a nominating check: answer it
-                    sock.sendto(answer, addr)
-                elif controlling and not connected.is_set():  # the first answer: valid, nominate
-                    connected.set()
-                    sock.sendto(nominate, addr)
-                else:
-                    connected.set()
+            floor_drain(sock, controlling, connected)
 
     try:
         async with trio.open_nursery() as everything:
@@ -234,56 +251,33 @@ async def floor_child(n: int, baseline_kb: int) -> None:
 
 
 async def afloor_child(n: int, baseline_kb: int) -> None:
-    """floor_child's exchange in asyncio, at its cheapest: a reader callback per socket instead of a task, a
-    future per agent for "connected", and a task per pair awaiting both (as the Trio floor's harness does)."""
-    import socket
-
+    """floor_child's exchange in asyncio, at its cheapest: a reader callback per socket instead of a task, an
+    event per agent for "connected", and a task per pair awaiting both (as the Trio floor's harness does)."""
     loop = asyncio.get_running_loop()
-    check, answer, nominate = b"c" * 100, b"a" * 64, b"n" * 104
     t_setup = time.perf_counter()
-    socks = []
-    for _ in range(2 * n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setblocking(False)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-
-    def readable(sock: socket.socket, controlling: bool, connected: asyncio.Future[None]) -> None:
-        while True:
-            try:
-                data, addr = sock.recvfrom(65536)
-            except BlockingIOError:
-                return
-            if data[0] in (0x63, 0x6E):  # a check or a nominating check: answer it
-                sock.sendto(answer, addr)
-            elif controlling and not connected.done():  # the first answer: valid, nominate
-                connected.set_result(None)
-                sock.sendto(nominate, addr)
-            elif not connected.done():
-                connected.set_result(None)
-
+    socks = floor_sockets(n)
     try:
         pairs = []
         for i in range(n):
             a, b = socks[2 * i], socks[2 * i + 1]
-            fa, fb = loop.create_future(), loop.create_future()
-            pairs.append((a, b, fa, fb))
-            loop.add_reader(a.fileno(), readable, a, True, fa)
-            loop.add_reader(b.fileno(), readable, b, False, fb)
+            ea, eb = asyncio.Event(), asyncio.Event()
+            pairs.append((a, b, ea, eb))
+            loop.add_reader(a.fileno(), floor_drain, a, True, ea)
+            loop.add_reader(b.fileno(), floor_drain, b, False, eb)
         setup = time.perf_counter() - t_setup
 
-        async def connect_pair(fa: asyncio.Future[None], fb: asyncio.Future[None]) -> None:
-            await fa
-            await fb
+        async def connect_pair(ea: asyncio.Event, eb: asyncio.Event) -> None:
+            await ea.wait()
+            await eb.wait()
 
         gc.collect()
         await asyncio.sleep(SETTLE)
         with GcClock() as collector:
             c0, t0 = time.process_time(), time.perf_counter()
             for a, b, _, _ in pairs:  # both send their first check at once, as the Trio floor's `go`
-                a.sendto(check, b.getsockname())
-                b.sendto(check, a.getsockname())
-            await asyncio.gather(*(connect_pair(fa, fb) for _, _, fa, fb in pairs))
+                a.sendto(FLOOR_CHECK, b.getsockname())
+                b.sendto(FLOOR_CHECK, a.getsockname())
+            await asyncio.gather(*(connect_pair(ea, eb) for _, _, ea, eb in pairs))
             done, cpu = time.perf_counter(), time.process_time() - c0
         report({
             "impl": "afloor", "n": n, "setup_s": setup, "connect_s": done - t0, "cpu_s": cpu,
