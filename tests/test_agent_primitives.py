@@ -97,6 +97,59 @@ async def test_notifier_wait_is_cancellable() -> None:
     n.notify()  # the cancelled waiter is gone: nothing to reschedule
 
 
+class _Scheduled(trio.abc.Instrument):
+    """The tasks Trio schedules, in order (the order they are woken in; Trio may run a batch in either order)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def task_scheduled(self, task: trio.lowlevel.Task) -> None:
+        self.names.append(task.name)
+
+
+async def test_notifier_one_waiter_takes_no_table_and_waiters_wake_in_order() -> None:
+    """A Notifier's first waiter waits in a slot of its own (no dict, no partial while it waits: fewer
+    objects for the collector); the others are woken after it, in the order they came, also when the first
+    was cancelled before them."""
+    n = Notifier()
+
+    async def wait() -> None:
+        await n.wait()
+
+    async def woken(names: list[str]) -> list[str]:
+        seen = _Scheduled()
+        trio.lowlevel.add_instrument(seen)
+        n.notify()
+        trio.lowlevel.remove_instrument(seen)
+        return [name for name in seen.names if name in names]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait, name="w0")
+        await trio.testing.wait_all_tasks_blocked()
+        assert n._waiters is None  # one waiter: no table
+        for name in ("w1", "w2"):
+            nursery.start_soon(wait, name=name)
+            await trio.testing.wait_all_tasks_blocked()
+        assert await woken(["w0", "w1", "w2"]) == ["w0", "w1", "w2"]
+
+    async with trio.open_nursery() as nursery:
+        first = trio.CancelScope()
+
+        async def cancelled() -> None:
+            with first:
+                await n.wait()
+
+        nursery.start_soon(cancelled, name="c0")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(wait, name="w1")
+        await trio.testing.wait_all_tasks_blocked()
+        first.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(wait, name="w2")  # after the cancelled first: behind the one already waiting
+        await trio.testing.wait_all_tasks_blocked()
+        assert await woken(["c0", "w1", "w2"]) == ["w1", "w2"]
+
+
 async def test_wakeup_set_before_wait_returns_at_once_and_clears() -> None:
     w = Wakeup()
     w.set()

@@ -394,6 +394,58 @@ async def test_a_wake_up_whose_datagram_is_queued_sets_no_deadline(monkeypatch: 
             assert len(pumps) == 2 and runner._polling and not runner._woke_self
 
 
+async def test_a_wake_up_of_a_session_task_with_a_timer_reads_the_clock_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wake-up of a session task that waits under a deadline (consent's, RFC 7675) compares that deadline
+    with the clock once: whether its timer fired already is read from the deadline (and `closed`), not from
+    the scope's `cancel_called`, which reads the clock again."""
+    with trio.fail_after(10):
+        async with completed() as (_a, b):
+            runner = b._current
+            assert runner is not None and runner._polling and runner._sleep is not None
+            assert runner._sleep.deadline != math.inf
+            clock = type(trio.lowlevel.current_clock())
+            reads: list[float] = []
+            read = clock.current_time
+
+            def counted(self: object) -> float:
+                reads.append(0.0)
+                return read(self)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(clock, "current_time", counted)
+            runner.wake()
+            monkeypatch.undo()
+            assert len(reads) == 1 and runner._woke_self
+            await trio.testing.wait_all_tasks_blocked()
+            assert runner._polling and not runner._woke_self
+
+
+async def test_a_wake_up_under_a_nearer_timer_sets_no_deadline_and_peeks_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the session task's own deadline comes before SELF_WAKE_TIMEOUT would, a wake-up sets no fallback
+    deadline and so needs not look whether its datagram is queued (no MSG_PEEK syscall); the task wakes by
+    the datagram as always."""
+    from iceagent.agent._session_task import SELF_WAKE_TIMEOUT
+
+    with trio.fail_after(10):
+        async with completed() as (_a, b):
+            runner = b._current
+            assert runner is not None and runner._polling and runner._sleep is not None
+            scope = runner._sleep
+            near = scope.deadline = trio.current_time() + SELF_WAKE_TIMEOUT / 2  # as a retransmission's
+            peeks: list[object] = []
+            queued = type(runner._served).queued  # type: ignore[attr-defined]
+
+            def counted(self: object) -> bool:
+                peeks.append(self)
+                return queued(self)  # type: ignore[no-any-return]
+
+            monkeypatch.setattr(type(runner._served), "queued", counted)
+            pumps, _ = count_pumps(monkeypatch, runner)
+            runner.wake()
+            assert runner._woke_self and scope.deadline == near and peeks == []
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(pumps) == 1 and runner._polling and not runner._woke_self
+
+
 async def test_os_udp_socket_queued_peeks_without_taking() -> None:
     """OSUdpSocket.queued(): whether a datagram waits on the socket, without taking it off (MSG_PEEK); an
     empty datagram counts; a closed socket has none."""

@@ -12,29 +12,48 @@ from trio.lowlevel import Abort, Task, checkpoint, current_task, reschedule, wai
 
 
 class Notifier:
-    """Wake every waiting task; a notify with nobody waiting is a no-op (waiters re-check state)."""
+    """Wake every waiting task; a notify with nobody waiting is a no-op (waiters re-check state).
 
-    __slots__ = ("_waiters",)
+    The first waiter is kept in a slot of its own (most waits have one waiter: an agent's `connect()`, its
+    stream's reader): its wait allocates a bound method only, no dict and no partial, fewer objects that
+    live while it waits (the collector traverses them, bench/scale.py)."""
+
+    __slots__ = ("_first", "_waiters")
 
     def __init__(self) -> None:
-        self._waiters: dict[Task, None] | None = None  # insertion-ordered: waiters wake in FIFO order
+        self._first: Task | None = None  # the earliest waiter, while no other waits before it
+        self._waiters: dict[Task, None] | None = None  # the others, insertion-ordered: they wake in FIFO order
 
     async def wait(self) -> None:
         """Wait for the next `notify()`."""
         task = current_task()
         waiters = self._waiters
+        if self._first is None and not waiters:
+            self._first = task
+            await wait_task_rescheduled(self._forget_first)
+            return
         if waiters is None:
             waiters = self._waiters = {}
         waiters[task] = None
         await wait_task_rescheduled(partial(_forget, waiters, task))
 
     def notify(self) -> None:
-        """Wake every task waiting now."""
+        """Wake every task waiting now, in the order they came."""
+        first = self._first
+        if first is not None:
+            self._first = None
+            reschedule(first)
         waiters = self._waiters
         if waiters:
             self._waiters = None
             for task in waiters:
                 reschedule(task)
+
+    def _forget_first(self, _: object) -> Abort:
+        """The first waiter was cancelled (only a task still waiting can be: `notify` cleared the slot of one
+        it woke)."""
+        self._first = None
+        return Abort.SUCCEEDED
 
 
 def _forget(waiters: dict[Task, None], task: Task, _: object) -> Abort:
@@ -51,25 +70,27 @@ class Wakeup:
     per round. A single task may wait at a time (the loop that owns it).
     """
 
-    __slots__ = ("_flag", "_task")
+    __slots__ = ("_task", "flag")
 
     def __init__(self) -> None:
-        self._flag = False
+        #: the flag itself: the owning task reads and clears it between its waits (no call: its hot loop does
+        #: this several times per step); others call `set()`, which also wakes it
+        self.flag = False
         self._task: Task | None = None
 
     @property
     def is_set(self) -> bool:
-        return self._flag
+        return self.flag
 
     def consume(self) -> bool:
         """Whether the flag was set, clearing it (no checkpoint: for the waiting task, between its waits)."""
-        flag = self._flag
-        self._flag = False
+        flag = self.flag
+        self.flag = False
         return flag
 
     def set(self) -> None:
         """Set the flag, waking the waiting task if there is one."""
-        self._flag = True
+        self.flag = True
         task = self._task
         if task is not None:
             self._task = None
@@ -79,13 +100,13 @@ class Wakeup:
         """Wait until the flag is set (at once, after a scheduling round, if it already is), then clear it."""
         if self._task is not None:
             raise RuntimeError("another task is already waiting on this Wakeup")
-        if self._flag:
-            self._flag = False
+        if self.flag:
+            self.flag = False
             await checkpoint()
             return
         self._task = current_task()
         await wait_task_rescheduled(self._abort)
-        self._flag = False
+        self.flag = False
 
     def _abort(self, _: object) -> Abort:
         self._task = None  # only the waiting task can be cancelled out of wait()

@@ -76,10 +76,10 @@ class SessionTask(ReceivePath):
         """Have the session task pump soon: set its Wakeup and, if it waits on its socket, end that wait (once,
         however many wake-ups come before it runs) by an empty datagram to the socket itself (no Cancelled:
         a Cancelled, a new scope and epoll's re-arming cost more than a datagram on the host's loopback),
-        within SELF_WAKE_TIMEOUT by the scope's deadline should that datagram be lost (no such deadline once
-        the datagram is queued on the socket, as it is when sendto returns on loopback: nothing can lose it
-        then, and moving a Trio deadline costs a heap entry that lives until the deadline passes); else by
-        a cancel."""
+        within SELF_WAKE_TIMEOUT by the scope's deadline should that datagram be lost (no such deadline when
+        the scope's own comes first, nor once the datagram is queued on the socket, as it is when sendto
+        returns on loopback: nothing can lose it then, and moving a Trio deadline costs a heap entry that
+        lives until the deadline passes); else by a cancel."""
         self._wakeup.set()
         if not self._polling:
             return
@@ -91,16 +91,21 @@ class SessionTask(ReceivePath):
         sleep = self._sleep
         assert sleep is not None
         deadline = sleep.deadline
-        if sleep.cancel_called or (deadline != math.inf and trio.current_time() >= deadline):
-            return  # its timer fired already: it wakes anyway (no datagram to leave behind)
+        # (its timer fired already, or close() cancelled it: it wakes anyway, and no datagram is left behind;
+        # read here from the deadline and `closed`, not `cancel_called`, which reads the clock again)
+        if self.closed:
+            return
+        now = None if deadline == math.inf else trio.current_time()
+        if now is not None and now >= deadline:
+            return
         if self._self_wake and self._send_self():
             self._woke_self = True
-            if self._queued():  # on the socket already (on loopback, as sendto returns): the wait ends
-                self._fallback_at = math.nan  # no deadline stands in for it (a heap entry less in Trio)
+            # no deadline stands in for it when its own timer is due first (no peek needed then either), or
+            # when it is on the socket already (on loopback, as sendto returns): the wait ends (no heap entry)
+            if (now is not None and now + SELF_WAKE_TIMEOUT >= deadline) or self._queued():
+                self._fallback_at = math.nan
                 return
-            fallback = trio.current_time() + SELF_WAKE_TIMEOUT
-            if fallback < deadline:
-                sleep.deadline = self._fallback_at = fallback
+            sleep.deadline = self._fallback_at = (trio.current_time() if now is None else now) + SELF_WAKE_TIMEOUT
         else:
             sleep.cancel()
 
@@ -223,7 +228,7 @@ class SessionTask(ReceivePath):
                     due = True  # pump before the next wait
                     while True:
                         if due:
-                            wakeup.consume()  # this pump answers every wake-up so far
+                            wakeup.flag = False  # this pump answers every wake-up so far
                             deadline = self.pump(trio.current_time())
                             if outbox or self.closed:
                                 break
@@ -252,7 +257,7 @@ class SessionTask(ReceivePath):
                             await tap.task_turn(delivered)  # the reader left it work, or has (or takes) the socket
                             delivered = False
                             continue
-                        if wakeup.consume():  # woken while busy: pump first
+                        if wakeup.flag:  # woken while busy: pump first
                             continue
                         # One batch per step, read after epoll said the socket is readable: what is still
                         # queued wakes the task again through epoll, after the other tasks' turn (no extra
