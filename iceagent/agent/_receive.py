@@ -51,9 +51,12 @@ def tappable(transport: CandidateTransport) -> bool:
 
 
 class DataSink(Protocol):
-    """Where application data goes (the Agent, through its stream's queue)."""
+    """Where application data goes (the Agent, through its stream's queue), and who hears of STUN input."""
 
     def deliver_many(self, datas: list[bytes]) -> None: ...
+
+    def heard(self) -> None:
+        """STUN input arrived (the supervisor looks at the pair's counters at the next pump)."""
 
 
 class ReceivePath:

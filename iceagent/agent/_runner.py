@@ -412,25 +412,23 @@ class SessionRunner(SendPath):
         if self._pumping:
             self._again = True
         elif not self.closed:
-            self._alert()
+            if self._polling:
+                self._alert()
+            else:  # (what `_alert` does then, without its call: busy, or waiting on its Wakeup)
+                self._wakeup.set()
 
     def look(self) -> None:
         """The agent's state or selected pair changed (Agent._notify): its supervisor must look. A pump of this
         session whose round has yet to call the supervisor looks anyway (it is called after the round's
         events), so that needs no round more; otherwise as `wake()`."""
-        if not self._pumping or self._supervising:
-            self.wake()
-
-    def _poke(self, now: float) -> None:
-        """STUN input arrived (in a receive task, or the session task from its socket): do now what it made due
-        (its answer, a triggered check, nomination, the agent's reaction), without another round of the
-        session task; move the session task's deadline to the next one."""
-        if self.closed:
-            return
-        if self._own_batch:  # in the session task: this pump answers every wake-up so far (see _drive)
-            self._wakeup.consume()
-        self.owner.heard()
-        self._set_deadline(self.pump(now))
+        if self._pumping:
+            if self._supervising:
+                self._again = True  # (as `wake()` does then)
+        elif not self.closed:  # (as `wake()` does then, without its call)
+            if self._polling:
+                self._alert()
+            else:
+                self._wakeup.set()
 
     def pump(self, now: float) -> float:
         """Everything due at `now` that needs no waiting: the generation's timers (gather timeout,

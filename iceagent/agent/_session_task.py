@@ -135,10 +135,18 @@ class SessionTask(ReceivePath):
                 items.remove(wake)
         return items
 
-    def _set_deadline(self, deadline: float) -> None:
-        """A pump outside the session task's own loop found when the next one is due: move the session task's
-        timer there, earlier or later (a timer that no longer has anything to do, such as a retransmission
-        whose answer just came, would cost a Cancelled for nothing), or, for "at once", alert it."""
+    def _poke(self, now: float) -> None:
+        """STUN input arrived (in a receive task, or the session task from its socket): do now what it made due
+        (its answer, a triggered check, nomination, the agent's reaction), without another round of the
+        session task. Then move the session task's timer to when the next pump is due, earlier or later (a
+        timer that no longer has anything to do, such as a retransmission whose answer just came, would
+        cost a Cancelled for nothing), or, for "at once", alert it."""
+        if self.closed:
+            return
+        if self._own_batch:  # in the session task: this pump answers every wake-up so far (see _drive)
+            self._wakeup.flag = False
+        self.owner.heard()
+        deadline = self.pump(now)
         if deadline == -math.inf:
             self._alert()
             return
