@@ -412,7 +412,9 @@ class SessionRunner(SendPath):
         if self._pumping:
             self._again = True
         elif not self.closed:
-            if self._polling:
+            if self._holding:
+                self._held = True  # `release` does the session task's turn (see _session_task.py)
+            elif self._polling:
                 self._alert()
             else:  # (what `_alert` does then, without its call: busy, or waiting on its Wakeup)
                 self._wakeup.set()
@@ -425,7 +427,9 @@ class SessionRunner(SendPath):
             if self._supervising:
                 self._again = True  # (as `wake()` does then)
         elif not self.closed:  # (as `wake()` does then, without its call)
-            if self._polling:
+            if self._holding:
+                self._held = True
+            elif self._polling:
                 self._alert()
             else:
                 self._wakeup.set()

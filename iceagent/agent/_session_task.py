@@ -5,12 +5,16 @@ pumps the generation (SessionRunner.pump), sleeps until the next timer (the dead
 `_sleep`) and meanwhile waits on its first OS UDP socket itself, handling each batch as a receive task
 would (ReceivePath._on_datagrams: a check is answered in the step that read it). Other transports
 (further sockets, TURN, ICE-TCP, a mux, plugins) keep a receive task each. A wake-up from another task
-(signalling, a gatherer, another transport's input) ends the wait on the socket by an empty datagram the
-socket sends itself (`_alert`; cancelling the wait measured 20% more CPU for 1000 pairs connecting), with a
-fallback deadline only when that datagram is not queued on the socket yet (`_queued`); one while the task
-is busy or waits on its Wakeup only sets the Wakeup. While the stream's reader holds the socket
-(agent/_tap.py) the task waits on its Wakeup, which is also the Tap's kick, under the Tap's park deadline,
-inside its timer's scope.
+(a gatherer, another transport's input, the agent's state) ends the wait on the socket by an empty datagram
+the socket sends itself (`_alert`; cancelling the wait measured 20% more CPU for 1000 pairs connecting), with
+a fallback deadline only when that datagram is not queued on the socket yet (`_queued`); one while the task
+is busy or waits on its Wakeup only sets the Wakeup. Signalling (Agent.set_remote_parameters,
+add_remote_candidate) sends no such datagram while the task waits on its socket or mux inbox: the
+application's task does the session task's turn itself at the end of the call (`hold`/`release`: read what
+the socket holds and handle it, pump, move the timer), so the first check leaves in that call and the
+session task takes no step for it (1000 pairs connecting: 1.5 steps fewer per agent, 6% less CPU). While
+the stream's reader holds the socket (agent/_tap.py) the task waits on its Wakeup, which is also the Tap's
+kick, under the Tap's park deadline, inside its timer's scope.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class SessionTask(ReceivePath):
 
     __slots__ = (
         "_fallback_at",
+        "_held",
+        "_holding",
         "_inbox",
         "_own_batch",
         "_polling",
@@ -68,6 +74,8 @@ class SessionTask(ReceivePath):
         self._fallback_at = math.inf  # the deadline that stands in for it, should it be lost
         #: the session task handles a batch of its own socket: a pump for its STUN answers every wake-up so far
         self._own_batch = False
+        self._holding = False  # a signalling call runs: its wake-ups wait for `release` (they set `_held`)
+        self._held = False
 
     def pump(self, now: float) -> float:
         raise NotImplementedError
@@ -108,6 +116,47 @@ class SessionTask(ReceivePath):
             sleep.deadline = self._fallback_at = (trio.current_time() if now is None else now) + SELF_WAKE_TIMEOUT
         else:
             sleep.cancel()
+
+    def hold(self) -> None:
+        """A signalling call from the application starts: its wake-ups wait for `release` (no datagram each)."""
+        self._holding = True
+
+    def release(self) -> None:
+        """The signalling call ends: if it woke the session, do the session task's turn here, in the caller's
+        task, when that task waits on its own OS socket or mux inbox: first what the socket holds (a check that
+        came before the signalling is answered before this agent's own first check, so the check it
+        triggers is the agent's first, RFC 8445 7.3.1.4, as when the session task reads it first), then a pump
+        (the checks the new candidates made due leave now), then its timer moves. Otherwise (busy, a Tap,
+        another transport) the wake-up goes to the session task as usual."""
+        if not self._held:
+            self._holding = False
+            return
+        self._held = False
+        sock: Any = self._served
+        if self.closed or not self._polling or (not self._inbox and sock.tap is not None):
+            self._holding = False
+            self.wake()  # type: ignore[attr-defined]
+            return
+        try:
+            if self._inbox:
+                sock.route_waiting()
+            items = sock.receive_now(RECEIVE_BATCH)
+        except (trio.ClosedResourceError, OSError):
+            self._holding = False
+            self._alert()  # the session task finds out itself
+            return
+        self._wakeup.flag = False  # (this turn answers every wake-up so far; still holding: none are sent)
+        if items and self._woke_self:
+            items = self._without_self_wake(items)
+        if items:
+            self._on_datagrams(sock, items)  # STUN in it pumps (`_poke`)
+        deadline = self.pump(trio.current_time())
+        self._holding = False
+        if self._held or deadline == -math.inf:  # (handling the batch woke it outside a pump, or it keeps changing)
+            self._held = False
+            self._alert()
+            return
+        self._move_timer(deadline)
 
     def _send_self(self) -> bool:
         """The wake-up datagram, sent now; False when the socket did not take it (any error: cancel instead)."""
@@ -150,6 +199,10 @@ class SessionTask(ReceivePath):
         if deadline == -math.inf:
             self._alert()
             return
+        self._move_timer(deadline)
+
+    def _move_timer(self, deadline: float) -> None:
+        """The next pump is due at `deadline`: move the session task's timer there."""
         sleep = self._sleep
         if sleep is not None and deadline != sleep.deadline:
             if self._woke_self:  # keep the wake-up's fallback: the session task pumps soon anyway

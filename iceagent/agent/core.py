@@ -193,6 +193,13 @@ class Agent(AgentStates):
         runner = self._open_runner()
         if not isinstance(params, IceParameters):
             raise TypeError(f"set_remote_parameters takes IceParameters, not {type(params).__name__}")
+        runner.hold()  # what this call makes due is done at its end, in this task (SessionTask.release)
+        try:
+            self._set_remote_parameters(runner, params)
+        finally:
+            runner.release()
+
+    def _set_remote_parameters(self, runner: SessionRunner, params: IceParameters) -> None:
         remote = runner.ice.remote_parameters
         gate = self._gate
         if gate is None and remote is not None and remote.ufrag != params.ufrag:
@@ -224,6 +231,14 @@ class Agent(AgentStates):
             if not isinstance(candidate, Candidate):
                 raise TypeError(f"add_remote_candidate takes a Candidate or None, not {type(candidate).__name__}")
             check_candidate(candidate)
+        runner.hold()
+        try:
+            self._add_remote_candidate(runner, candidate)
+        finally:
+            runner.release()
+
+    def _add_remote_candidate(self, runner: SessionRunner, candidate: Candidate | None) -> None:
+        if candidate is not None:
             reason = unusable_reason(candidate)
             if reason is not None:
                 self._remote_gate().ignore(candidate, reason)
