@@ -1,9 +1,14 @@
 """Benchmark: datagrams per second relayed through coturn over UDP, iceagent next to aioice's TURN client.
 
-What it measures: one coturn (started here on 127.0.0.1, as the tests start it) relays 1000-byte
-datagrams between two TURN allocations of the same process, for
+What it measures: one coturn (started here on 127.0.0.1, as the tests start it, with `--coturn-arg` flags
+added) relays 1000-byte datagrams between two TURN allocations of the same process, for
 
-- direct: two trio.socket UDP sockets on 127.0.0.1, no relay: the ceiling for reference;
+- direct UDP: two trio.socket UDP sockets on 127.0.0.1, no relay (a scheduling round per datagram);
+- coturn floor: two allocations made by iceagent, channels bound both ways, then the data moved by
+  `ChannelEnd`s: bench/throughput.py's fair-limit discipline (`FairEnd`) on each allocation's own
+  non-blocking socket, ChannelData framed and unframed inline, `recv`, no TURN client, no ICE, no source
+  check: the fastest this process can move the datagrams through this coturn, whatever the client, and so
+  the ceiling of the relayed rows;
 - iceagent TURN: two `iceagent.turn.allocation.open_allocation` allocations, A sends to B's relayed
   address with `Allocation.send`, B reads with `Allocation.receive` (ChannelData once bound);
 - iceagent agents: two agents with `ice_transport_policy="relay"` connected through the same coturn,
@@ -12,12 +17,27 @@ datagrams between two TURN allocations of the same process, for
   they connect host to host: the rate relayed agents are held to (issue 15 item 5: at least 90 % of it);
 - aioice TURN: two `aioice.turn.create_turn_endpoint` endpoints, `sendto` and `datagram_received`.
 
-Every row runs the same windowed protocol as bench/throughput.py, so datagrams lost in a full
-buffer are not counted: at most `--window` datagrams unacknowledged, an ack (through the relay too)
-every window/2, an ack timeout writes the window off as lost. Each row runs `--repeat` times
-interleaved; the best run is shown with all runs. Target: iceagent TURN at least 1.5x aioice TURN.
+Every row runs the same windowed protocol as bench/throughput.py, with the same window, payload and ack
+timeout, so datagrams lost in a full buffer are not counted: at most `--window` datagrams unacknowledged,
+an ack (through the relay too) every window/2, an ack timeout writes the window off as lost (the "lost"
+column). Each row runs `--repeat` times interleaved; the best run is shown with all runs. "CPU%" is this
+process's CPU time (user + system) over the run, "coturn%" coturn's (all its threads, /proc/PID/stat), and
+"coturn us/dg" coturn's CPU microseconds per delivered datagram. Targets: iceagent TURN at least 1.5x
+aioice TURN; relay-only agents at least 90 % of the agents direct.
 
-Run: `.venv/bin/python bench/relay.py [--seconds 2] [--repeat 3] [--window 32] [--size 1000]`.
+What limits the relayed rows (measured 2026-12-07 on this 2-core VM, bench/README.md "Relay"): the client
+process is CPU-bound in every relayed row (CPU% 92-97 when the machine is otherwise idle), not waiting on
+coturn's latency; coturn uses 5.5-6.5 CPU µs per relayed datagram (50-75 % of a core). Through coturn the
+client pays more CPU per datagram than between two of its own sockets even with no TURN or ICE code at all
+(the floor: 7-8 µs against 5.4 for the agents direct): waking coturn's threads on every send that finds them
+idle, and datagrams that arrive one at a time while the receiver waits (a Trio wait every ~14 datagrams,
+none direct). So the coturn floor reaches 65-70 % of the agents direct, and no client reaches the 90 % here.
+The window cannot grow to hide this: coturn's relay sockets take 128 KiB (its compile-time
+UR_CLIENT_SOCK_BUF_SIZE, 64 KiB, doubled by the kernel), about 56 of these datagrams, so a window of 64 or
+more loses datagrams in coturn. One relay thread (`--coturn-arg=-m0`) or two (`-m1`, `-m2`, the default on
+2 CPUs) made no difference outside the noise.
+
+Run: `.venv/bin/python bench/relay.py [--seconds 2] [--repeat 3] [--window 32] [--size 1000] [--coturn-arg=-m0]`.
 """
 
 from __future__ import annotations
