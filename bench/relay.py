@@ -27,11 +27,12 @@ aioice TURN; relay-only agents at least 90 % of the agents direct.
 
 What limits the relayed rows (measured 2026-12-07 on this 2-core VM, bench/README.md "Relay"): the client
 process is CPU-bound in every relayed row (CPU% 92-97 when the machine is otherwise idle), not waiting on
-coturn's latency; coturn uses 5.5-6.5 CPU µs per relayed datagram (50-75 % of a core). Through coturn the
+coturn's latency; coturn uses 5.5-7 CPU µs per relayed datagram (50-75 % of a core). Through coturn the
 client pays more CPU per datagram than between two of its own sockets even with no TURN or ICE code at all
 (the floor: 7-8 µs against 5.4 for the agents direct): waking coturn's threads on every send that finds them
 idle, and datagrams that arrive one at a time while the receiver waits (a Trio wait every ~14 datagrams,
-none direct). So the coturn floor reaches 65-70 % of the agents direct, and no client reaches the 90 % here.
+none direct). So the coturn floor reaches 58-70 % of the agents direct, and no client reaches the 90 % here
+(the relay-only agents reach 80-94 % of the floor).
 The window cannot grow to hide this: coturn's relay sockets take 128 KiB (its compile-time
 UR_CLIENT_SOCK_BUF_SIZE, 64 KiB, doubled by the kernel), about 56 of these datagrams, so a window of 64 or
 more loses datagrams in coturn. One relay thread (`--coturn-arg=-m0`) or two (`-m1`, `-m2`, the default on
