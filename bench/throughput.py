@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import statistics
 import sys
@@ -64,8 +65,13 @@ aioice.ice.get_host_addresses = _aioice_loopback_only
 
 
 class Result:
-    def __init__(self, delivered: int, lost: int, elapsed: float, cpu: float, size: int) -> None:
+    def __init__(
+        self, delivered: int, lost: int, elapsed: float, cpu: float, size: int, peer_cpu: float = 0.0, span: float = 0.0
+    ) -> None:
         self.delivered, self.lost, self.elapsed, self.cpu, self.size = delivered, lost, elapsed, cpu, size
+        #: CPU seconds of another process (`peer_pid`: bench/relay.py's coturn) and the wall-clock seconds over
+        #: which both CPU times were taken (the run, its tail included)
+        self.peer_cpu, self.span = peer_cpu, span
 
     @property
     def rate(self) -> float:
@@ -76,6 +82,15 @@ class Result:
     def cpu_rate(self) -> float:
         """Delivered datagrams per second of this process's CPU time (user + system)."""
         return self.delivered / self.cpu if self.cpu > 0 else 0.0
+
+
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system, all threads) process `pid` has used so far, from /proc (Linux); 0.0 for None."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- the windowed protocol, on Trio ----
@@ -91,6 +106,7 @@ async def trio_windowed(
     window: int,
     size: int,
     ack_timeout: float,
+    peer_pid: int | None = None,
 ) -> Result:
     payload = b"\xab" * size
     half = max(1, window // 2)
@@ -112,6 +128,7 @@ async def trio_windowed(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(receiver)
         await trio.lowlevel.checkpoint()
+        p0 = process_cpu(peer_pid)
         c0 = time.process_time()
         t0 = time.perf_counter()
         end = t0 + seconds
@@ -129,8 +146,10 @@ async def trio_windowed(
         await trio.sleep(min(0.05, ack_timeout))  # let the last datagrams in flight arrive
         nursery.cancel_scope.cancel()
         cpu = time.process_time() - c0
+        span = time.perf_counter() - t0
+        peer_cpu = process_cpu(peer_pid) - p0
     lost = max(lost, sent - received)
-    return Result(received, lost, last_rx - t0, cpu, size)
+    return Result(received, lost, last_rx - t0, cpu, size, peer_cpu, span)
 
 
 async def run_raw(args: argparse.Namespace) -> Result:
@@ -283,6 +302,7 @@ async def asyncio_windowed(
     window: int,
     size: int,
     ack_timeout: float,
+    peer_pid: int | None = None,
 ) -> Result:
     """`trio_windowed`'s protocol on asyncio (aioice's side of the comparison)."""
     payload = b"\xab" * size
@@ -304,6 +324,7 @@ async def asyncio_windowed(
 
     task = asyncio.create_task(receiver())
     await asyncio.sleep(0)
+    p0 = process_cpu(peer_pid)
     c0 = time.process_time()
     t0 = time.perf_counter()
     end = t0 + seconds
@@ -320,13 +341,15 @@ async def asyncio_windowed(
             credited = sent
     await asyncio.sleep(min(0.05, ack_timeout))  # let the last datagrams in flight arrive
     cpu = time.process_time() - c0
+    span = time.perf_counter() - t0
+    peer_cpu = process_cpu(peer_pid) - p0
     task.cancel()
     try:
         await task
     except asyncio.CancelledError:
         pass
     lost = max(lost, sent - received)
-    return Result(received, lost, last_rx - t0, cpu, size)
+    return Result(received, lost, last_rx - t0, cpu, size, peer_cpu, span)
 
 
 async def run_aioice(args: argparse.Namespace) -> Result:

@@ -6,7 +6,7 @@ alice:secret in realm example.org, loopback peers allowed), waits until it answe
 request over UDP and accepts TCP and TLS connections, and returns a `Coturn`; `stop()` ends the
 process by its PID. The pytest fixtures `coturn_server` (one server per test module) and
 `coturn_factory` (servers with extra flags, per test) wrap it; test modules import them:
-`from coturn import coturn_server  # noqa: F401`.
+`from coturn import coturn_server  # noqa: F401`. `relay_only_agents` opens two relay-only agents.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import trustme
+
+from iceagent import Agent, IceConfig, IceServer, open_agent
 
 HOST = "127.0.0.1"
 USER, PASSWORD, REALM = "alice", "secret", "example.org"
@@ -82,7 +85,12 @@ class Coturn:
     """A running coturn: its ports, its CA (for `turns:`), its log; `stop()` ends it by PID."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], port: int, tls_port: int, ca: trustme.CA, directory: Path,
+        self,
+        proc: subprocess.Popen[bytes],
+        port: int,
+        tls_port: int,
+        ca: trustme.CA,
+        directory: Path,
         host: str = HOST,
     ) -> None:
         self.proc = proc
@@ -200,6 +208,21 @@ def start_coturn(
             server.stop()
             raise RuntimeError(f"turnserver did not answer within {ready_timeout} s:\n{server.log()[-3000:]}")
         time.sleep(0.05)
+
+
+@asynccontextmanager
+async def relay_only_agents(
+    servers: list[IceServer], host: str = HOST, **options: object
+) -> AsyncIterator[tuple[Agent, Agent]]:
+    """Two agents on `host` (controlling, controlled) with the relay-only policy through `servers`, global pacing
+    off, not yet signalled."""
+    config = IceConfig(global_pacing=False)
+    common: dict[str, object] = {"host_addresses": [host], "ice_servers": servers, "config": config, **options}
+    async with (
+        open_agent(controlling=True, ice_transport_policy="relay", **common) as a,  # type: ignore[arg-type]
+        open_agent(controlling=False, ice_transport_policy="relay", **common) as b,  # type: ignore[arg-type]
+    ):
+        yield a, b
 
 
 def _require_coturn() -> None:

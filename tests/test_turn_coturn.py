@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 import trio
 from agent_helpers import connect_both, signal
-from coturn import PASSWORD, REALM, USER, Coturn, coturn_factory, coturn_server  # noqa: F401
+from coturn import PASSWORD, REALM, USER, Coturn, coturn_factory, coturn_server, relay_only_agents  # noqa: F401
 from ipv6 import needs_ipv6
 
 from iceagent import IceConfig, IceFailed, IceServer, IceState, IceStream, open_agent
@@ -242,16 +242,8 @@ async def exchange(sa: IceStream, sb: IceStream, count: int = 10_000, window: in
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_relay_only_agents_exchange_10000(coturn_server: Coturn, protocol: str) -> None:  # noqa: F811
     servers = [turn_server(coturn_server, protocol)]
-    config = IceConfig(global_pacing=False)
     with trio.fail_after(60):
-        async with (
-            open_agent(
-                controlling=True, host_addresses=LO, ice_servers=servers, ice_transport_policy="relay", config=config
-            ) as a,
-            open_agent(
-                controlling=False, host_addresses=LO, ice_servers=servers, ice_transport_policy="relay", config=config
-            ) as b,
-        ):
+        async with relay_only_agents(servers) as (a, b):
             sa, sb = await connect_both(a, b)
             for agent in (a, b):
                 local = [c async for c in agent.gather()]
@@ -263,7 +255,6 @@ async def test_relay_only_agents_exchange_10000(coturn_server: Coturn, protocol:
     assert received == set(range(10_000))
 
 
-
 @needs_ipv6
 @pytest.mark.parametrize("protocol", ["udp", "tcp"])
 async def test_ipv6_relay_only_agents(coturn_factory: Callable[..., Coturn], protocol: str) -> None:  # noqa: F811
@@ -271,18 +262,8 @@ async def test_ipv6_relay_only_agents(coturn_factory: Callable[..., Coturn], pro
     agents with only ::1 to gather on connect through it and carry data both ways."""
     server = coturn_factory(host="::1")
     servers = [turn_server(server, protocol)]
-    config = IceConfig(global_pacing=False)
     with trio.fail_after(30):
-        async with (
-            open_agent(
-                controlling=True, host_addresses=["::1"], ice_servers=servers, ice_transport_policy="relay",
-                config=config,
-            ) as a,
-            open_agent(
-                controlling=False, host_addresses=["::1"], ice_servers=servers, ice_transport_policy="relay",
-                config=config,
-            ) as b,
-        ):
+        async with relay_only_agents(servers, host="::1") as (a, b):
             sa, sb = await connect_both(a, b)
             for agent in (a, b):
                 pair = agent.selected_pair

@@ -37,7 +37,14 @@ from .errors import (
     TurnTimeout,
 )
 from .events import AllocationState
-from .transports import NowaitTurnConnection, TurnTransportFactory, WaitableTurnConnection, turn_transports
+from .transports import (
+    _STRAY_READS,
+    NowaitTurnConnection,
+    OSUdpTurnConnection,
+    TurnTransportFactory,
+    WaitableTurnConnection,
+    turn_transports,
+)
 
 __all__ = ["Allocation", "open_allocation"]
 
@@ -244,16 +251,20 @@ class _DatagramAllocation(Allocation):
     def send_nowait(self, data: bytes, remote: Address) -> None:
         """Relay one datagram at once, without a checkpoint; dropped when it cannot go now (as UDP may)."""
         channel = self._channel_of.get(remote)
-        if channel is not None:
-            frame: bytes | None = _HEADER.pack(channel, len(data)) + data
-        else:
-            client = self._client
-            held = client.held_count
-            frame = client.send(data, remote, trio.current_time())
-            if client.new_outgoing(held):
-                self._kick()
+        frame = self._unbound_frame(data, remote) if channel is None else _HEADER.pack(channel, len(data)) + data
         if frame is not None:
             self._nowait_conn.send_nowait(frame)
+
+    def _unbound_frame(self, data: bytes, remote: Address) -> bytes | None:
+        """What carries `data` to `remote` while no channel is bound to it: `TurnClient.send`'s Send indication, or
+        None while the permission is pending (held) or when dropped (RFC 8656 10, 11.1); the background task is
+        woken for a CreatePermission or ChannelBind it queued."""
+        client = self._client
+        held = client.held_count
+        frame = client.send(data, remote, trio.current_time())
+        if client.new_outgoing(held):
+            self._kick()
+        return frame
 
     async def receive_batch(self, limit: int = 64) -> list[tuple[bytes, Address]]:
         out = [await self.receive()]
@@ -264,12 +275,28 @@ class _DatagramAllocation(Allocation):
             await trio.lowlevel.cancel_shielded_checkpoint()  # one yield per batch, as OSUdpSocket does
         return out
 
+    def _peer_datagram(self, frame: bytes) -> tuple[bytes, Address] | None:
+        """(data, peer) of a message from the server that carries a peer's datagram: ChannelData on a channel of
+        the allocation (RFC 8656 12.6: an unknown channel or a truncated message is discarded) or a Data
+        indication (11.6); None for anything else, the server's own messages handed to the TURN client (and the
+        background task woken for them)."""
+        if frame and 0x40 <= frame[0] <= 0x4F:
+            if len(frame) >= 4:
+                channel, n = _HEADER.unpack_from(frame)
+                peer = self._peer_of_channel.get(channel)
+                if peer is not None and len(frame) >= 4 + n:
+                    return frame[4 : 4 + n], peer
+            return None
+        item = self._client.receive(frame, trio.current_time())
+        if item is None:
+            self._kick()
+        return item
+
     def _drain(self, out: list[tuple[bytes, Address]], limit: int) -> None:
-        """Append the peer datagrams queued on the socket to `out` (up to `limit` in all), without waiting:
-        ChannelData and Data indications decoded (RFC 8656 12.6, 11.6), the server's own messages handed to
-        the TURN client (and the background task woken for them)."""
+        """Append the peer datagrams queued on the socket to `out` (up to `limit` in all), without waiting
+        (`_peer_datagram`)."""
         nowait = self._nowait_conn.receive_nowait
-        peer_of_channel = self._peer_of_channel
+        peer_datagram = self._peer_datagram
         for _ in range(limit - len(out)):  # every frame read counts, kept or not: bounded work per call
             try:
                 frame = nowait()
@@ -277,18 +304,9 @@ class _DatagramAllocation(Allocation):
                 break
             except trio.ClosedResourceError:
                 break  # the next receive() says why
-            if frame and 0x40 <= frame[0] <= 0x4F:
-                if len(frame) >= 4:
-                    channel, n = _HEADER.unpack_from(frame)
-                    peer = peer_of_channel.get(channel)
-                    if peer is not None and len(frame) >= 4 + n:
-                        out.append((frame[4 : 4 + n], peer))
-                continue
-            item = self._client.receive(frame, trio.current_time())
+            item = peer_datagram(frame)
             if item is not None:
                 out.append(item)
-            else:
-                self._kick()
 
 
 class _WaitableAllocation(_DatagramAllocation):
@@ -329,6 +347,55 @@ class _WaitableAllocation(_DatagramAllocation):
         await super()._read_as_driver()
         if self._pending and self.tap is not None:
             self.interrupt()  # peer data the background task read: a reader waiting on the socket takes it
+
+
+class _OSUdpAllocation(_WaitableAllocation):
+    """An allocation over an operating system UDP socket (`OSUdpTurnConnection`) that also has the synchronous
+    calls IceStream makes on a host pair's socket (net/os.py `sync_sendto`, `sync_recvfrom`): one system call
+    on the socket's non-blocking twin each, the ChannelData framing inline (RFC 8656 12.4, 12.6), so that a
+    relayed pair costs the stream no more Python calls per datagram than a host pair."""
+
+    def __init__(
+        self, conn: OSUdpTurnConnection, client: TurnClient, *, uri: str, protocol: str, pace: Pace | None = None
+    ) -> None:
+        super().__init__(conn, client, uri=uri, protocol=protocol, pace=pace)
+        self._os_conn = conn
+        self._sendto = conn.twin.sendto
+        self._recvfrom = conn.twin.recvfrom
+        self._server_address = conn.server
+
+    def sync_sendto(self, data: bytes, remote: Address) -> None:
+        """Relay one datagram now: ChannelData on a bound channel, else what `TurnClient.send` makes of it (a Send
+        indication, or nothing while the permission is pending, RFC 8656 11.1). Raises BlockingIOError when the
+        socket buffer is full (nothing was sent: the caller waits with `send`), another OSError when it is lost."""
+        channel = self._channel_of.get(remote)
+        if channel is not None:
+            self._sendto(_HEADER.pack(channel, len(data)) + data, self._server_address)
+            return
+        frame = self._unbound_frame(data, remote)
+        if frame is not None:
+            self._sendto(frame, self._server_address)
+
+    def sync_recvfrom(self, size: int = 65536) -> tuple[bytes, Address]:
+        """The next peer datagram and its peer, for the stream reader's direct read (agent/_tap.py): what the
+        background task read first, then the socket's, decoded as `receive_now` does (the server's own messages
+        go to the TURN client). BlockingIOError when none is queued, also after `_STRAY_READS` datagrams that
+        carried none (bounded work per call: the reader waits, and the socket is readable); OSError once closed."""
+        pending = self._pending
+        if pending:
+            return pending.popleft()
+        recvfrom = self._recvfrom
+        server_host, server_port = self._server_address
+        peer_datagram = self._peer_datagram
+        for _ in range(_STRAY_READS):
+            frame, addr = recvfrom(65536)
+            if addr[1] != server_port or addr[0] != server_host:
+                self._os_conn.stray += 1
+                continue
+            item = peer_datagram(frame)
+            if item is not None:
+                return item
+        raise BlockingIOError("no peer datagram among the datagrams queued on the TURN socket")
 
 
 def _as_uri(server: str | IceUri) -> IceUri:
@@ -460,8 +527,10 @@ async def _allocate(
             allocate_rto=allocate_rto,
         )
         # once per allocation: the Protocol checks' cost is fine
-        if isinstance(conn, WaitableTurnConnection):
-            allocation: Allocation = _WaitableAllocation(conn, client, uri=name, protocol=uri.protocol, pace=pace)
+        if isinstance(conn, OSUdpTurnConnection):
+            allocation: Allocation = _OSUdpAllocation(conn, client, uri=name, protocol=uri.protocol, pace=pace)
+        elif isinstance(conn, WaitableTurnConnection):
+            allocation = _WaitableAllocation(conn, client, uri=name, protocol=uri.protocol, pace=pace)
         elif isinstance(conn, NowaitTurnConnection):
             allocation = _DatagramAllocation(conn, client, uri=name, protocol=uri.protocol, pace=pace)
         else:

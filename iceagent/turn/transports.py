@@ -209,6 +209,12 @@ class OSUdpTurnConnection(UdpTurnConnection):
             raise TypeError(f"OSUdpTurnConnection needs a socket with wait_readable/interrupt, got {sock!r}")
         self._waitable: _Interruptible = sock
 
+    @property
+    def twin(self) -> socket.socket:
+        """The socket's non-blocking twin (a second descriptor): an allocation's synchronous data path calls its
+        `sendto` and `recvfrom` itself (turn/allocation.py `_OSUdpAllocation`)."""
+        return self._fast
+
     async def wait_readable(self) -> None:
         """Wait until the socket has a datagram (the server's, or one to drop), or until `interrupt()`; one
         task at a time (the socket's own `wait_readable`, on a duplicate of its descriptor: the background task
