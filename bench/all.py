@@ -64,16 +64,17 @@ def connect(out: str) -> Figures:
 
 
 def scale(out: str, n: int) -> Figures:
-    def row(impl: str) -> tuple[str, str, str]:
-        m = re.search(rf"^{impl}\s+{n}\s+([\d.]+)\s+([\d.]+)\s+\S+\s+[\d.]+\s+[\d.]+\s+([\d.]+)", out, re.MULTILINE)
-        return (m.group(1), m.group(2), m.group(3)) if m else ("-", "-", "-")
+    def row(impl: str) -> tuple[str, str, str, str]:
+        m = re.search(rf"^{impl}\s+{n}\s+([\d.]+)\s+([\d.]+)\s+\S+\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+(\S+)", out,
+                      re.MULTILINE)
+        return (m.group(1), m.group(2), m.group(3), m.group(4)) if m else ("-", "-", "-", "-")
 
-    (ice_s, ice_cpu, ice_kib), (aio_s, aio_cpu, aio_kib) = row("iceagent"), row("aioice")
+    (ice_s, ice_cpu, ice_kib, ice_warm), (aio_s, aio_cpu, aio_kib, aio_warm) = row("iceagent"), row("aioice")
     floor_cpu = row("floor")[1]  # Trio and plain sockets, the same datagrams, no STUN or ICE work
     afloor_cpu = row("afloor")[1]  # the same in asyncio (reader callbacks): what aioice's framework costs
-    return {
-        "ice": f"{ice_s} s ({ice_cpu} s CPU; Trio floor {floor_cpu} s CPU) / {ice_kib} KiB",
-        "aioice": f"{aio_s} s ({aio_cpu} s CPU; asyncio floor {afloor_cpu} s CPU) / {aio_kib} KiB",
+    return {  # KiB: per agent from before the first agent, and after a warm-up pair (scale.py's "warm KiB")
+        "ice": f"{ice_s} s ({ice_cpu} s CPU; Trio floor {floor_cpu} s CPU) / {ice_kib} KiB ({ice_warm} warm)",
+        "aioice": f"{aio_s} s ({aio_cpu} s CPU; asyncio floor {afloor_cpu} s CPU) / {aio_kib} KiB ({aio_warm} warm)",
     }
 
 

@@ -21,7 +21,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from scale import SETTLE, fmt_row, proc_status_kb, raise_nofile, report, run_child
+from scale import SETTLE, fmt_row, iceagent_warm_up, proc_status_kb, raise_nofile, report, run_child
 
 LO = ["127.0.0.1"]
 
@@ -70,6 +70,7 @@ async def mux_child(n: int, baseline_kb: int, progress: bool) -> None:
     config = IceConfig(global_pacing=False)
     gc_clock = GcClock()
     async with open_mux(LO, 0) as mux, AsyncExitStack() as stack:
+        warm_kb = await iceagent_warm_up(config, mux)  # (bench/scale.py: "warm KiB")
         port = mux.local_addresses[0][1]
         t_setup, c_setup = time.perf_counter(), time.process_time()
         pairs = await open_pairs(stack, n, config, mux=mux)
@@ -77,7 +78,7 @@ async def mux_child(n: int, baseline_kb: int, progress: bool) -> None:
         agents = [x for p in pairs for x in p]
         signal = await gather_signals(agents)
         result: dict[str, Any] = {
-            "impl": "mux", "n": n, "agents": len(agents), "baseline_kb": baseline_kb,
+            "impl": "mux", "n": n, "agents": len(agents), "baseline_kb": baseline_kb, "warm_kb": warm_kb,
             "setup_s": time.perf_counter() - t_setup, "open_cpu_s": opened - c_setup,
             "gather_cpu_s": time.process_time() - opened, "complete_s": None,
             "rcvbuf": mux._ports[0].sock.raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),  # type: ignore[attr-defined]
@@ -197,7 +198,7 @@ def main(argv: list[str]) -> int:
         return child(args.child, args.rcvbuf, args.progress)
     print(f"each row a fresh process on 127.0.0.1 (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     print(f"{'impl':9} {'pairs':>6} {'connect s':>10} {'cpu s':>7} {'complete s':>10} {'setup s':>9} {'peak MiB':>9} "
-          f"{'KiB/agent':>10} {'fds':>6} {'gc s':>6} {'setup cpu':>9} {'failed':>6}  drops, SO_RCVBUF")
+          f"{'KiB/agent':>10} {'warm KiB':>8} {'fds':>6} {'gc s':>6} {'setup cpu':>9} {'failed':>6}  drops, SO_RCVBUF")
     rows: list[dict[str, Any]] = []
     for n in args.aioice:
         rows.append(run_child("aioice", n, args.timeout))
@@ -209,7 +210,8 @@ def main(argv: list[str]) -> int:
         print(fmt_mux_row(run_mux_child(n, args.timeout, args.rcvbuf, args.progress)), flush=True)
     print("connect: wall-clock time until all 2N connect() returned; cpu: process CPU time over it; complete: "
           "until all 2N iceagent agents are COMPLETED (aioice's connect() returns only then); KiB/agent: "
-          "(peak RSS - RSS before the first agent) / 2N; fds: descriptors open once all connected; mux: the N "
+          "(peak RSS - RSS before the first agent) / 2N; warm KiB: the same from after a pair connected and closed "
+          "first (bench/scale.py); fds: descriptors open once all connected; mux: the N "
           "server agents on one mux port, clients on their own sockets; gc: seconds in the garbage collector "
           "until all connected; setup cpu: opening and gathering the 2N agents (not timed); failed: agents "
           "FAILED then; drops: the mux's by reason, and what the kernel dropped at the mux socket (its buffer full)")

@@ -27,7 +27,11 @@ What it measures, for each N in `--n` (default 100 500 1000) and each implementa
   object) and a task per pair awaiting the pair's two events. aioice's time minus this floor is aioice's own
   work, as iceagent's minus the Trio floor is iceagent's: the two frameworks do not cost the same.
 - memory: peak resident set size of the process (VmHWM from /proc/self/status), and per agent: (peak -
-  RSS before the first agent was created) / 2N.
+  RSS before the first agent was created) / 2N, and "warm": (peak - RSS after one pair of the same
+  implementation was gathered, connected and closed first) / 2N. The first agent of a process loads what
+  the process keeps once, whatever the number of agents (iceagent: plugin discovery through
+  importlib.metadata, the gatherers' and TURN's modules, the installed plugins: about 5 MB, 2.4 KiB per
+  agent at 1000 pairs); the warm figure leaves that out for both implementations alike.
 
 Every (implementation, N) runs in a fresh subprocess (`--child`), so the peak RSS belongs to that N
 alone; a run that does not finish within `--timeout` seconds (default 120) is killed and shown as a
@@ -103,6 +107,21 @@ def report(result: dict[str, Any]) -> None:
 # ---- child: iceagent ----
 
 
+async def iceagent_warm_up(config: Any, mux: Any = None) -> int:
+    """One pair opened, connected and closed before the measured ones, then a full collection: VmRSS (KiB)
+    after it. What the first agent of a process loads once (plugin discovery, the gatherers' and TURN's
+    modules: about 5 MB) is then in the baseline of "KiB/agent warm", not spread over the 2N agents."""
+    from _agents import gather_signals, hand_over, open_pairs
+
+    async with AsyncExitStack() as stack:
+        pairs = await open_pairs(stack, 1, config, mux=mux)
+        hand_over(pairs, await gather_signals(list(pairs[0])))
+        for agent in pairs[0]:
+            await agent.connect()
+    gc.collect()
+    return proc_status_kb("VmRSS")
+
+
 async def iceagent_child(n: int, baseline_kb: int, *, mux: Any = None) -> dict[str, Any]:
     """The iceagent run; with `mux` (bench/mux.py) the controlled agents are opened on it. Returns the report."""
     import trio
@@ -111,6 +130,7 @@ async def iceagent_child(n: int, baseline_kb: int, *, mux: Any = None) -> dict[s
     from iceagent import IceConfig, IceState
 
     config = IceConfig(global_pacing=False)
+    warm_kb = await iceagent_warm_up(config, mux)
     t_setup = time.perf_counter()
     async with AsyncExitStack() as stack:
         pairs = await open_pairs(stack, n, config, mux=mux)
@@ -148,7 +168,7 @@ async def iceagent_child(n: int, baseline_kb: int, *, mux: Any = None) -> dict[s
             "impl": "iceagent" if mux is None else "mux", "n": n, "setup_s": setup, "connect_s": done - t0,
             "cpu_s": cpu, "gc_s": collector.seconds, "gc_runs": collector.collections,
             "complete_s": completed - t0, "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb,
-            "connected": n_connected, "agents": len(agents), "fds": fds,
+            "warm_kb": warm_kb, "connected": n_connected, "agents": len(agents), "fds": fds,
         }
         report(result)
         return result
@@ -302,6 +322,22 @@ async def aioice_child(n: int, baseline_kb: int) -> None:
 
     aioice.ice.get_host_addresses = loopback_only  # aioice would otherwise take every interface
 
+    # the warm-up, as iceagent's (iceagent_warm_up): one pair gathered, connected and closed first
+    warm = (aioice.Connection(ice_controlling=True, stun_server=None, use_ipv6=False),
+            aioice.Connection(ice_controlling=False, stun_server=None, use_ipv6=False))
+    try:
+        await asyncio.gather(*(c.gather_candidates() for c in warm))
+        for x, y in (warm, warm[::-1]):
+            x.remote_username, x.remote_password = y.local_username, y.local_password
+            for cand in y.local_candidates:
+                await x.add_remote_candidate(aioice.Candidate.from_sdp(cand.to_sdp()))
+            await x.add_remote_candidate(None)
+        await asyncio.gather(*(c.connect() for c in warm))
+    finally:
+        await asyncio.gather(*(c.close() for c in warm), return_exceptions=True)
+    gc.collect()
+    warm_kb = proc_status_kb("VmRSS")
+
     t_setup = time.perf_counter()
     pairs = [
         (aioice.Connection(ice_controlling=True, stun_server=None, use_ipv6=False),
@@ -338,8 +374,8 @@ async def aioice_child(n: int, baseline_kb: int) -> None:
             "impl": "aioice", "n": n, "setup_s": setup, "connect_s": max(done) - t0, "cpu_s": cpu,
             "gc_s": collector.seconds, "gc_runs": collector.collections,
             "complete_s": None,
-            "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb, "connected": len(done),
-            "agents": len(agents),
+            "hwm_kb": proc_status_kb("VmHWM"), "baseline_kb": baseline_kb, "warm_kb": warm_kb,
+            "connected": len(done), "agents": len(agents),
         })
     finally:
         await asyncio.gather(*(c.close() for c in agents), return_exceptions=True)
@@ -403,9 +439,10 @@ def fmt_row(r: dict[str, Any]) -> str:
     per_agent = (r["hwm_kb"] - r["baseline_kb"]) / r["agents"]
     complete = "-" if r["complete_s"] is None else f"{r['complete_s']:9.3f}"
     note = f"   ({r['note']})" if "note" in r else ""
-    collector = f" {r['gc_s']:8.3f} {r['gc_runs']:7d}" if "gc_s" in r else ""  # last: bench/all.py reads the rest
+    collector = f" {r['gc_s']:8.3f} {r['gc_runs']:7d}" if "gc_s" in r else ""
+    warm = f" {(r['hwm_kb'] - r['warm_kb']) / r['agents']:8.1f}" if "warm_kb" in r else f" {'-':>8}"
     return (f"{name} {r['connect_s']:10.3f} {r['cpu_s']:7.3f} {complete:>10} {r['setup_s']:9.2f} "
-            f"{r['hwm_kb'] / 1024:9.1f} {per_agent:10.1f}{collector}{note}")
+            f"{r['hwm_kb'] / 1024:9.1f} {per_agent:10.1f}{warm}{collector}{note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(args.n)} sizes x {len(args.impl)} implementations, each in a fresh process on 127.0.0.1 "
           f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     print(f"{'impl':9} {'pairs':>6} {'connect s':>10} {'cpu s':>7} {'complete s':>10} {'setup s':>9} {'peak MiB':>9} "
-          f"{'KiB/agent':>10} {'gc cpu s':>8} {'gc runs':>7}")
+          f"{'KiB/agent':>10} {'warm KiB':>8} {'gc cpu s':>8} {'gc runs':>7}")
     skip: set[str] = set()
     for n in args.n:
         for impl in args.impl:
@@ -436,8 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     print("connect: wall-clock time until all 2N connect() returned; cpu: process CPU time over the same span "
           "(steadier on a shared machine); complete: until all 2N iceagent agents are COMPLETED (aioice's "
           "connect() returns only then); setup: opening and gathering, not timed; KiB/agent: (peak RSS - RSS "
-          "before the first agent) / 2N; gc cpu s, gc runs: the cyclic garbage collector's share of cpu s and its "
-          "collections (gc.callbacks); floor: Trio and plain sockets exchanging the same 6 datagrams a pair with no "
+          "before the first agent) / 2N; warm KiB: (peak RSS - RSS after one pair was connected and closed first, "
+          "in the same process) / 2N: what each agent costs without what the first agent of a process loads once "
+          "(modules, plugin discovery; aioice warms up the same way, with a pair of its own); gc cpu s, gc runs: "
+          "the cyclic garbage collector's share of cpu s and its collections (gc.callbacks); floor: Trio and "
+          "plain sockets exchanging the same 6 datagrams a pair with no "
           "STUN or ICE work (a lower bound for any Trio agent, see floor_child)")
     return 0
 
