@@ -51,6 +51,7 @@ class SessionTask(ReceivePath):
         "_holding",
         "_inbox",
         "_own_batch",
+        "_poked",
         "_polling",
         "_self_wake",
         "_sending",
@@ -76,6 +77,7 @@ class SessionTask(ReceivePath):
         self._own_batch = False
         self._holding = False  # a signalling call runs: its wake-ups wait for `release` (they set `_held`)
         self._held = False
+        self._poked = False  # `_poke` pumped (since `release` cleared it)
 
     def pump(self, now: float) -> float:
         raise NotImplementedError
@@ -149,7 +151,11 @@ class SessionTask(ReceivePath):
         if items and self._woke_self:
             items = self._without_self_wake(items)
         if items:
-            self._on_datagrams(sock, items)  # STUN in it pumps (`_poke`)
+            self._poked = False
+            self._on_datagrams(sock, items)  # STUN in it pumps (`_poke`), after this call's changes
+            if self._poked and not self._held:  # that pump was this turn's (and it moved the timer)
+                self._holding = False
+                return
         deadline = self.pump(trio.current_time())
         self._holding = False
         if self._held or deadline == -math.inf:  # (handling the batch woke it outside a pump, or it keeps changing)
@@ -192,6 +198,7 @@ class SessionTask(ReceivePath):
         cost a Cancelled for nothing), or, for "at once", alert it."""
         if self.closed:
             return
+        self._poked = True  # (for `release`)
         if self._own_batch:  # in the session task: this pump answers every wake-up so far (see _drive)
             self._wakeup.flag = False
         self.owner.heard()
