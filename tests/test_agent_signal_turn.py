@@ -8,19 +8,28 @@ triggers is then the agent's only one). No empty wake-up datagram is sent for si
 
 from __future__ import annotations
 
+import contextvars
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pluggy
 import pytest
 import trio
 import trio.testing
 
 from iceagent import Agent, Candidate, IceConfig, IceState, open_agent
 from iceagent.agent._session_task import SessionTask
+from iceagent.hookspecs import hookimpl
+from iceagent.ice.pair import PairState
 from iceagent.net.mux import open_mux
+from iceagent.plugins import create_plugin_manager
 from iceagent.stun.message import Message, MessageClass
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 LO = ["127.0.0.1"]
 CONFIG = IceConfig(global_pacing=False)
@@ -138,3 +147,108 @@ async def test_a_server_agent_on_a_mux_answers_in_its_signalling_call() -> None:
             hand_over(b, a, cand_a)
             msgs = queued(raw_socket(a))
             assert [m.message_class for m in msgs] == [MessageClass.SUCCESS, MessageClass.REQUEST]
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+# ---- a bug in the session's receive path ----
+
+
+async def test_a_bug_handling_a_check_that_came_first_ends_the_agent_not_the_signalling_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """b's check waits on a's socket when a's signalling makes a's checks due. A bug in a's handling of that
+    check is the session's: it ends a's `async with` (DESIGN.md: "a bug ends only that agent's async with"),
+    as when the session task reads the check; it is not raised into the application's signalling call (which
+    may be another task's: a signalling handler), and it leaves no wake-up held."""
+    from iceagent.ice.session import IceSession
+
+    real = IceSession.handle_stun
+    bug = ZeroDivisionError("bug in the session")
+
+    def broken(self: IceSession, *args: object, **kwargs: object) -> object:
+        if self.controlling:
+            raise bug
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    raised: list[BaseException] = []
+    held: list[bool] = []
+    ended: list[BaseException] = []
+    with trio.fail_after(10):
+        async with open_agent(controlling=False, host_addresses=LO, config=CONFIG) as b:
+            try:
+                async with open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a:
+                    cand_a, cand_b = await candidates(a), await candidates(b)
+                    await trio.testing.wait_all_tasks_blocked()
+                    monkeypatch.setattr(IceSession, "handle_stun", broken)
+                    hand_over(b, a, cand_a)  # b's check is now on a's socket
+                    try:
+                        hand_over(a, b, cand_b)  # the application's signalling call
+                    except ZeroDivisionError as exc:
+                        raised.append(exc)
+                        runner: Any = a._current
+                        held.append(runner._holding)
+                    await trio.sleep_forever()  # until the session task meets the bug and ends the agent
+            except BaseException as exc:  # (which one: checked below)
+                ended.append(exc)
+    assert raised == [], f"the session's bug was raised into the signalling call (and _holding={held})"
+    assert ended and _leaves(ended[0]) == [bug]
+
+
+# ---- observer hooks run in the agent's tasks, with the opener's contextvars ----
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
+class Records:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str | None]] = []
+
+    @hookimpl
+    def iceagent_pair_state_changed(self, agent: Any, pair: Any, old: Any, new: PairState) -> None:
+        self.calls.append(("pair", trio.lowlevel.current_task().name, request_id.get(None)))
+
+    @hookimpl
+    def iceagent_check(self, agent: Any, pair: Any, direction: str, kind: str, **_: Any) -> None:
+        self.calls.append((f"check-{direction}-{kind}", trio.lowlevel.current_task().name, request_id.get(None)))
+
+
+def _plugin_manager(plugin: object) -> pluggy.PluginManager:
+    pm = create_plugin_manager(load_entrypoints=False)
+    pm.register(plugin)
+    return pm
+
+
+async def test_hooks_run_in_the_agents_tasks_when_another_task_signals() -> None:
+    """docs/agent.md: observer hooks run in the agent's tasks, "so they see the contextvars of the code that
+    opened the agent"; docs/guide-plugins.md: "inside the agent's tasks". The application's signalling handler
+    (a task of its own, with its own contextvars) signals the agent: the pair state changes and checks that
+    signalling causes are reported from the agent's tasks, with the opener's contextvar, not the handler's."""
+    rec = Records()
+    with trio.fail_after(10):
+        async with open_agent(controlling=False, host_addresses=LO, config=CONFIG) as b:
+            token = request_id.set("opener")
+            try:
+                async with open_agent(
+                    controlling=True, host_addresses=LO, config=CONFIG, plugin_manager=_plugin_manager(rec)
+                ) as a:
+                    cand_a, cand_b = await candidates(a), await candidates(b)
+                    await trio.testing.wait_all_tasks_blocked()
+
+                    async def signalling_handler() -> None:
+                        request_id.set("handler")
+                        hand_over(a, b, cand_b)
+
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(signalling_handler, name="signalling-handler")
+                    hand_over(b, a, cand_a)
+                    await a.connect()
+            finally:
+                request_id.reset(token)
+    assert rec.calls
+    wrong = [call for call in rec.calls if call[1] == "signalling-handler" or call[2] != "opener"]
+    assert wrong == [], wrong
