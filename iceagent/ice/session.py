@@ -67,7 +67,6 @@ __all__ = [
 Address = tuple[str, int]
 
 _PRFLX_TOP = TYPE_PREFERENCES["prflx"] << 24  # the type preference part of a check's PRIORITY (RFC 8445 7.1.1)
-_FINGERPRINT = Attr.FINGERPRINT
 _XOR_MAPPED, _MAPPED = Attr.XOR_MAPPED_ADDRESS, Attr.MAPPED_ADDRESS
 # Enum members as module constants: `PairState.X` costs ~70 ns on CPython 3.11 (a class attribute lookup through
 # EnumType), a global ~7 ns; the hot paths read these a few dozen times per agent
@@ -204,14 +203,16 @@ class IceSession(SessionBase):
     # ---- incoming requests (RFC 8445 7.3) ----
 
     def _handle_request(self, message: Message, base: Candidate, remote: Address) -> bytes | None:
-        if not message.verify_fingerprint():
-            return None  # not an ICE check (RFC 8445 7.3, RFC 7983)
         local = self.local_parameters
+        key = local.pwd.encode()  # the short-term key of the check and of our answer (RFC 8445 7.2.2, 7.3)
+        # FINGERPRINT, then MESSAGE-INTEGRITY (whose result screen_check uses after the USERNAME checks)
+        verified = message.verify_short_term(key, True)
+        if verified is None:
+            return None  # not an ICE check (RFC 8445 7.3, RFC 7983)
         fields = message._fields  # read_check(message), inline: a compiled layout filled them as it decoded
         if fields is None:
             fields = read_fields(message.attributes)  # the attributes acted on, in one pass
-        key = local.pwd.encode()  # the short-term key of the check and of our answer (RFC 8445 7.2.2, 7.3)
-        rejection = screen_check(message, fields, local, key)
+        rejection = screen_check(message, fields, local, verified)
         if rejection is not None:
             return rejection  # and change no state
         theirs = fields[2] if self.controlling else fields[3]  # the peer claims our role (RFC 8445 7.3.1.1)
@@ -252,15 +253,21 @@ class IceSession(SessionBase):
             if not held_back:
                 checklist.enqueue_triggered(pair)
         elif pair._state is not _SUCCEEDED and not held_back:
-            if pair._state is _IN_PROGRESS:
-                self._requests.cancel_checks(pair)
-            checklist.set_state(pair, _WAITING)
-            checklist.enqueue_triggered(pair)
+            state = pair._state
+            if state is not _WAITING:  # (a Waiting pair stays as it is: no call)
+                if state is _IN_PROGRESS:
+                    self._requests.cancel_checks(pair)
+                checklist.set_state(pair, _WAITING)
+            triggered = checklist.triggered
+            if pair not in triggered:  # checklist.enqueue_triggered(pair), inline
+                triggered.append(pair)
         pair._requests_received += 1
         pair._responses_sent += 1
         if self.controlling:
             return
-        value = self._nomination_in(fields)
+        value = fields[5] if self._renomination else None  # self._nomination_in(fields), inline
+        if value is None and fields[4]:
+            value = 0
         if value is not None and self._accept_nomination(pair, value):
             valid = self._generated.get(pair)
             if pair.state is _SUCCEEDED and valid is not None:
@@ -326,11 +333,11 @@ class IceSession(SessionBase):
         request = requests._by_id.get(tid)  # requests.get
         if request is None:
             return  # unknown or already answered
-        # a FINGERPRINT that is there must be right (a decoded message knows where it is)
-        fingerprint = message._security[3] >= 0 if message._raw is not None else _FINGERPRINT in message
-        if fingerprint and not message.verify_fingerprint():
+        # a FINGERPRINT that is there must be right; then the integrity with the key the request carried
+        verified = message.verify_short_term(request.key, False)
+        if verified is None:
             return
-        if not message.verify_integrity(request.key):
+        if not verified:
             if request.reliable:  # RFC 8489 9.1.4: a failure over TCP, ignored over UDP
                 requests.pop(tid)
                 self._check_failed(request)

@@ -9,14 +9,22 @@ compiled per attribute layout in `_fastdecode.py`, the pooled random bytes in `_
 from __future__ import annotations
 
 import enum
-import hashlib
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
 from ..errors import IceError
-from ._crypto import SHA1_PADS, compare_digest, hmac_sha1, hmac_sha256, seal_short_term, sha1_pads
+from ._crypto import (
+    SHA1_PADS,
+    compare_digest,
+    hmac_sha1,
+    hmac_sha256,
+    long_term_key,
+    seal_short_term,
+    sha1_pads,
+    userhash,
+)
 from ._fastdecode import SHAPES, Security, learn
 from ._random import POOL, random_bytes
 from .attributes import (
@@ -331,12 +339,33 @@ class Message:
     def verify_integrity(self, key: BytesLike | str) -> bool:
         """Check MESSAGE-INTEGRITY-SHA256 if present, else MESSAGE-INTEGRITY, against `key` (RFC 8489 9.1.3,
         9.2.4); False when neither is present or the message was not decoded from bytes."""
+        return self.verify_short_term(key if type(key) is bytes else _as_key(key), None) is True
+
+    def verify_fingerprint(self) -> bool:
+        """Check FINGERPRINT: CRC-32 of all before it XOR 0x5354554e (RFC 8489 14.7); False if absent."""
         raw = self._raw
-        if raw is None:
+        pos = self._security[3]
+        if raw is None or pos < 0:
             return False
-        if type(key) is not bytes:
-            key = _as_key(key)
-        mi, pos, n, _, head = self._security
+        # FINGERPRINT is last (decode enforces it), so the length field already counts it.
+        value: int = _U32.unpack_from(raw, pos + 4)[0]
+        return (zlib.crc32(raw[:pos]) ^ FINGERPRINT_XOR) == value
+
+    def verify_short_term(self, key: bytes, fingerprint_required: bool | None) -> bool | None:
+        """`verify_fingerprint` and then `verify_integrity(key)` in one call, as ICE checks every check and
+        answer (RFC 8445 7.3, 7.2.5; RFC 8489 14.5-14.7): None when FINGERPRINT is wrong, or absent while
+        `fingerprint_required` (drop the message), else whether the integrity holds. `key` is bytes;
+        `fingerprint_required` None: FINGERPRINT is not looked at (`verify_integrity`)."""
+        raw = self._raw
+        if raw is None:  # built in code: nothing on the wire to check
+            return None if fingerprint_required or (fingerprint_required is not None and _ATTR_FP in self) else False
+        mi, pos, n, fp, head = self._security
+        if fingerprint_required is not None:
+            if fp >= 0:
+                if (zlib.crc32(raw[:fp]) ^ FINGERPRINT_XOR) != _U32.unpack_from(raw, fp + 4)[0]:
+                    return None
+            elif fingerprint_required:
+                return None
         if pos >= 0:
             # The length field counts up to the end of MESSAGE-INTEGRITY-SHA256 (RFC 8489 14.6).
             mac = hmac_sha256(key, raw[:2] + _LEN.pack(pos + n - 16) + raw[4:pos])
@@ -351,16 +380,6 @@ class Message:
         o = outer.copy()
         o.update(h.digest())
         return compare_digest(o.digest(), raw[mi + 4 : mi + 24])
-
-    def verify_fingerprint(self) -> bool:
-        """Check FINGERPRINT: CRC-32 of all before it XOR 0x5354554e (RFC 8489 14.7); False if absent."""
-        raw = self._raw
-        pos = self._security[3]
-        if raw is None or pos < 0:
-            return False
-        # FINGERPRINT is last (decode enforces it), so the length field already counts it.
-        value: int = _U32.unpack_from(raw, pos + 4)[0]
-        return (zlib.crc32(raw[:pos]) ^ FINGERPRINT_XOR) == value
 
     # ---- the wire ----
 
@@ -574,21 +593,3 @@ def looks_like_stun(data: BytesLike) -> bool:
         and not data[3] & 3
         and (data[2] << 8 | data[3]) == len(data) - 20
     )
-
-
-def long_term_key(username: str, realm: str, password: str, algorithm: str | int = "md5") -> bytes:
-    """The long-term credential key (RFC 8489 9.2.2): MD5(username ":" realm ":" password), or SHA-256 of the
-    same with `algorithm="sha256"` (PASSWORD-ALGORITHM SHA-256, RFC 8489 18.5.1). Strings are used as UTF-8,
-    already SASLprep/OpaqueString-processed by the caller."""
-    if algorithm in ("md5", PasswordAlgorithm.MD5):
-        name = "md5"
-    elif algorithm in ("sha256", PasswordAlgorithm.SHA256):
-        name = "sha256"
-    else:
-        raise ValueError(f"unknown password algorithm {algorithm!r}")
-    return hashlib.new(name, f"{username}:{realm}:{password}".encode()).digest()
-
-
-def userhash(username: str, realm: str) -> bytes:
-    """The USERHASH value: SHA-256(username ":" realm) (RFC 8489 14.4)."""
-    return hashlib.sha256(f"{username}:{realm}".encode()).digest()
