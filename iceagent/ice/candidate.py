@@ -357,6 +357,22 @@ def check_candidate(candidate: Candidate) -> None:
     """Raise CandidateParseError unless every field of a Candidate built by hand is in the range
     `from_sdp` accepts (RFC 8839 5.1): component 1-256, priority below 2**32, generation below 2**63,
     ports 0-65535, a known transport and type. Remote candidates go through it before they reach a socket."""
+    c = candidate  # the common case first, without a call: plain ints in range, no related port or generation
+    if (
+        c.component.__class__ is int
+        and 1 <= c.component <= 256
+        and c.priority.__class__ is int
+        and 0 <= c.priority <= _MAX_PRIORITY
+        and c.port.__class__ is int
+        and 0 <= c.port <= 65535
+        and c.related_port is None
+        and c.generation is None
+        and c.address.__class__ is str
+        and c.address
+        and c.transport in TRANSPORTS
+        and c.type in CANDIDATE_TYPES
+    ):
+        return
     if not isinstance(candidate.address, str) or not candidate.address:
         raise CandidateParseError(f"connection-address {candidate.address!r} is not a string")
     numbers = (
