@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
+from ..stun.transaction import TransactionState
 from ._requests import Request, estimator_of
 from ._session_base import MAX_PENDING_TRIGGERED, REMOTE_CANDIDATES_PER_PAIR, SessionBase
 from .candidate import Candidate, IceParameters
@@ -74,6 +75,8 @@ _WAITING, _IN_PROGRESS = PairState.WAITING, PairState.IN_PROGRESS
 _SUCCEEDED, _FAILED = PairState.SUCCEEDED, PairState.FAILED
 _REQUEST, _SUCCESS, _ERROR = MessageClass.REQUEST, MessageClass.SUCCESS, MessageClass.ERROR
 _BINDING = Method.BINDING
+_HOST_OR_RELAY = ("host", "relay")  # the local candidates of a triggered check (7.3.1.4)
+_PENDING, _DONE = TransactionState.PENDING, TransactionState.DONE
 
 
 class IceSession(SessionBase):
@@ -235,13 +238,22 @@ class IceSession(SessionBase):
     def _check_received(self, fields: CheckFields, base: Candidate, remote: Address, priority: int) -> None:
         """Learn a prflx remote (7.3.1.3), trigger a check (7.3.1.4), note USE-CANDIDATE (7.3.1.5)."""
         candidates = self._candidates
-        candidate = candidates.remote_at(base.transport, remote)
-        if candidate is None:
+        host, port = remote
+        transport = base.transport
+        candidate: Candidate | None
+        for candidate in candidates.remotes:  # candidates.remote_at(base.transport, remote), inline
+            if candidate.port == port and candidate.address == host and candidate.transport == transport:
+                break
+        else:
             candidate = candidates.learn_remote(base, remote, priority)
             if candidate is not None:
                 self._events.append(RemoteCandidateLearned(candidate))
-        local = candidates.local_for_base(base)
-        if candidate is None or local is None:
+        for local, cbase in candidates.locals:  # candidates.local_for_base(base), inline
+            if (cbase is base or cbase == base) and local.type in _HOST_OR_RELAY:
+                break
+        else:
+            return  # no host or relay candidate on this base
+        if candidate is None:
             return
         checklist = self._checklist
         pair = checklist._by_route.get((base, remote))  # checklist.find
@@ -342,8 +354,20 @@ class IceSession(SessionBase):
                 requests.pop(tid)
                 self._check_failed(request)
             return
-        requests.pop(tid)
-        rtt = request.handle_response(now)
+        by_id = requests._by_id  # requests.pop(tid), inline (once per answer)
+        del by_id[tid]
+        if not by_id:
+            requests._by_id = {}  # (Requests.pop: an emptied dict keeps its grown table)
+            requests._timer = None
+        elif request._at == requests._timer:
+            requests._timer = False  # it was the earliest: work it out again
+        rtt = None  # request.handle_response(now), inline: DONE, and the RTT if sent once (Karn, RFC 6298 3)
+        if request.state is _PENDING:
+            request.state = _DONE
+            request.finished = now
+            request._at = None
+            if request.transmissions == 1:
+                rtt = now - request.started
         pair = request.pair
         pair._responses_received += 1
         if message.message_class is _ERROR:
@@ -361,7 +385,10 @@ class IceSession(SessionBase):
             estimator = pair._rto_estimator
             if estimator is None:  # made by the request's start; a test may have built the pair by hand
                 estimator = estimator_of(pair, self.config)
-            estimator.update(rtt)
+            if estimator.srtt is None and rtt >= 0:  # the first sample (estimator.update, inline: RFC 6298 2.2)
+                estimator.srtt, estimator.rttvar = rtt, rtt / 2
+            else:
+                estimator.update(rtt)
             pair._rtt = rtt
         pair._last_consent = now
         if request.consent:
