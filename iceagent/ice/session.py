@@ -436,9 +436,10 @@ class IceSession(SessionBase):
             local = pair._local
         valid = pair
         if local is not pair._local and local != pair._local:
-            found = [p for p in self._checklist.valid if p.route == pair.route and p.local == local]
-            if found:
-                valid = found[0]
+            for found in self._checklist.valid:  # a loop, not a comprehension: no closure cells on every call
+                if found.route == pair.route and found.local == local:
+                    valid = found
+                    break
             else:
                 valid = CandidatePair(local=local, remote=pair.remote, base=pair.base, state=_SUCCEEDED)
                 valid.compute_priority(self.controlling)
