@@ -165,7 +165,7 @@ def screen_request(request: Message, local: IceParameters) -> bytes | None:
 
 def screen_check(request: Message, fields: CheckFields, local: IceParameters, verified: bool) -> bytes | None:
     """`screen_request` on the check's `read_check` fields, `verified` telling whether its integrity holds
-    for the local password (`Message.verify_short_term`)."""
+    for the local password (`Message._verify_short_term`)."""
     code = _authenticate(fields[0], fields[6], local, verified)
     if code is not None:
         return error_response(request, code)

@@ -209,7 +209,7 @@ class IceSession(SessionBase):
         local = self.local_parameters
         key = local.pwd.encode()  # the short-term key of the check and of our answer (RFC 8445 7.2.2, 7.3)
         # FINGERPRINT, then MESSAGE-INTEGRITY (whose result screen_check uses after the USERNAME checks)
-        verified = message.verify_short_term(key, True)
+        verified = message._verify_short_term(key, True)
         if verified is None:
             return None  # not an ICE check (RFC 8445 7.3, RFC 7983)
         fields = message._fields  # read_check(message), inline: a compiled layout filled them as it decoded
@@ -346,7 +346,7 @@ class IceSession(SessionBase):
         if request is None:
             return  # unknown or already answered
         # a FINGERPRINT that is there must be right; then the integrity with the key the request carried
-        verified = message.verify_short_term(request.key, False)
+        verified = message._verify_short_term(request.key, False)
         if verified is None:
             return
         if not verified:

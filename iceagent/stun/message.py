@@ -339,7 +339,7 @@ class Message:
     def verify_integrity(self, key: BytesLike | str) -> bool:
         """Check MESSAGE-INTEGRITY-SHA256 if present, else MESSAGE-INTEGRITY, against `key` (RFC 8489 9.1.3,
         9.2.4); False when neither is present or the message was not decoded from bytes."""
-        return self.verify_short_term(key if type(key) is bytes else _as_key(key), None) is True
+        return self._verify_short_term(key if type(key) is bytes else _as_key(key), None) is True
 
     def verify_fingerprint(self) -> bool:
         """Check FINGERPRINT: CRC-32 of all before it XOR 0x5354554e (RFC 8489 14.7); False if absent."""
@@ -351,7 +351,7 @@ class Message:
         value: int = _U32.unpack_from(raw, pos + 4)[0]
         return (zlib.crc32(raw[:pos]) ^ FINGERPRINT_XOR) == value
 
-    def verify_short_term(self, key: bytes, fingerprint_required: bool | None) -> bool | None:
+    def _verify_short_term(self, key: bytes, fingerprint_required: bool | None) -> bool | None:
         """`verify_fingerprint` and then `verify_integrity(key)` in one call, as ICE checks every check and
         answer (RFC 8445 7.3, 7.2.5; RFC 8489 14.5-14.7): None when FINGERPRINT is wrong, or absent while
         `fingerprint_required` (drop the message), else whether the integrity holds. `key` is bytes;
