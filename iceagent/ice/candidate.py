@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 #: Candidate types (RFC 8445 5.1.1, RFC 8839 5.1 `candidate-types`).
+_MDNS_ENDINGS = ("l", "L", ".")  # how a `.local` name (with trailing dots, any case) can end: `is_mdns`
 CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
 #: Transports this agent can use (RFC 8839 5.1 `transport`, RFC 6544).
 TRANSPORTS = frozenset({"udp", "tcp"})
@@ -194,7 +195,10 @@ class Candidate:
     @property
     def is_mdns(self) -> bool:
         """True for an mDNS host name such as `<uuid>.local` (draft-ietf-mmusic-mdns-ice-candidates)."""
-        return self.address.rstrip(".").lower().endswith(".local")
+        address = self.address
+        if not address.endswith(_MDNS_ENDINGS):  # an IP address: one call (every remote candidate asks)
+            return False
+        return address.rstrip(".").lower().endswith(".local")
 
     @property
     def type_preference(self) -> int:
@@ -404,8 +408,12 @@ def unusable_reason(candidate: Candidate) -> str | None:
     could aim the agent's checks at a LAN's multicast groups). IPv6 addresses that embed an IPv4 one are
     judged by it too; host names (`.local`) are judged once resolved. An active ICE-TCP candidate
     keeps its port: it receives no connections (RFC 6544 4.5 signals 9, some stacks 0)."""
-    port = None if candidate.transport == "tcp" and candidate.tcptype == "active" else candidate.port
-    return unusable_address(candidate.address, port)
+    reason = _unusable_ip(candidate.address)  # unusable_address(address, port), inline (every remote candidate)
+    if reason is not None:
+        return reason
+    if candidate.port == 0 and (candidate.transport != "tcp" or candidate.tcptype != "active"):
+        return "port-0"
+    return None
 
 
 def unusable_address(address: str, port: int | None) -> str | None:
