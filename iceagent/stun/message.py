@@ -25,7 +25,7 @@ from ._crypto import (
     sha1_pads,
     userhash,
 )
-from ._fastdecode import SHAPES, Security, learn
+from ._fastdecode import SHAPES, Security, header_error, learn
 from ._random import POOL, random_bytes
 from .attributes import (
     ATTR_BY_INT,
@@ -339,7 +339,24 @@ class Message:
     def verify_integrity(self, key: BytesLike | str) -> bool:
         """Check MESSAGE-INTEGRITY-SHA256 if present, else MESSAGE-INTEGRITY, against `key` (RFC 8489 9.1.3,
         9.2.4); False when neither is present or the message was not decoded from bytes."""
-        return self._verify_short_term(key if type(key) is bytes else _as_key(key), None) is True
+        raw = self._raw
+        if raw is None:
+            return False
+        if type(key) is not bytes:
+            key = _as_key(key)
+        mi, pos, n, _, head = self._security
+        if pos >= 0:
+            # The length field counts up to the end of MESSAGE-INTEGRITY-SHA256 (RFC 8489 14.6).
+            mac = hmac_sha256(key, raw[:2] + _LEN.pack(pos + n - 16) + raw[4:pos])
+            return compare_digest(mac[:n], raw[pos + 4 : pos + 4 + n])
+        if mi < 0:
+            return False
+        # HMAC-SHA1 inline, on _crypto's cached pads (the hot path of every check: a call costs ~2% of a
+        # decode); its length field counts up to the end of MESSAGE-INTEGRITY (RFC 8489 14.5).
+        inner, outer = _sha1_pads_for(key) or sha1_pads(key)
+        (h := inner.copy()).update(head + raw[4:mi])
+        (o := outer.copy()).update(h.digest())
+        return compare_digest(o.digest(), raw[mi + 4 : mi + 24])
 
     def verify_fingerprint(self) -> bool:
         """Check FINGERPRINT: CRC-32 of all before it XOR 0x5354554e (RFC 8489 14.7); False if absent."""
@@ -351,34 +368,24 @@ class Message:
         value: int = _U32.unpack_from(raw, pos + 4)[0]
         return (zlib.crc32(raw[:pos]) ^ FINGERPRINT_XOR) == value
 
-    def _verify_short_term(self, key: bytes, fingerprint_required: bool | None) -> bool | None:
+    def _verify_short_term(self, key: bytes, fingerprint_required: bool) -> bool | None:
         """`verify_fingerprint` and then `verify_integrity(key)` in one call, as ICE checks every check and
         answer (RFC 8445 7.3, 7.2.5; RFC 8489 14.5-14.7): None when FINGERPRINT is wrong, or absent while
-        `fingerprint_required` (drop the message), else whether the integrity holds. `key` is bytes;
-        `fingerprint_required` None: FINGERPRINT is not looked at (`verify_integrity`)."""
+        `fingerprint_required` (drop the message), else whether the integrity holds. `key` is bytes."""
         raw = self._raw
         if raw is None:  # built in code: nothing on the wire to check
-            return None if fingerprint_required or (fingerprint_required is not None and _ATTR_FP in self) else False
-        mi, pos, n, fp, head = self._security
-        if fingerprint_required is not None:
-            if fp >= 0:
-                if (zlib.crc32(raw[:fp]) ^ FINGERPRINT_XOR) != _U32.unpack_from(raw, fp + 4)[0]:
-                    return None
-            elif fingerprint_required:
+            return None if fingerprint_required or _ATTR_FP in self else False
+        mi, pos, _, fp, head = self._security
+        if fp >= 0:
+            if (zlib.crc32(raw[:fp]) ^ FINGERPRINT_XOR) != _U32.unpack_from(raw, fp + 4)[0]:
                 return None
-        if pos >= 0:
-            # The length field counts up to the end of MESSAGE-INTEGRITY-SHA256 (RFC 8489 14.6).
-            mac = hmac_sha256(key, raw[:2] + _LEN.pack(pos + n - 16) + raw[4:pos])
-            return compare_digest(mac[:n], raw[pos + 4 : pos + 4 + n])
-        if mi < 0:
-            return False
-        # HMAC-SHA1 inline, on _crypto's cached pads (the hot path of every check: a call costs ~2% of a
-        # decode); its length field counts up to the end of MESSAGE-INTEGRITY (RFC 8489 14.5).
-        inner, outer = _sha1_pads_for(key) or sha1_pads(key)
-        h = inner.copy()
-        h.update(head + raw[4:mi])
-        o = outer.copy()
-        o.update(h.digest())
+        elif fingerprint_required:
+            return None
+        if pos >= 0 or mi < 0:  # MESSAGE-INTEGRITY-SHA256, or no integrity at all: not ICE's short-term case
+            return self.verify_integrity(key)
+        inner, outer = _sha1_pads_for(key) or sha1_pads(key)  # verify_integrity's HMAC-SHA1, inline
+        (h := inner.copy()).update(head + raw[4:mi])
+        (o := outer.copy()).update(h.digest())
         return compare_digest(o.digest(), raw[mi + 4 : mi + 24])
 
     # ---- the wire ----
@@ -417,7 +424,7 @@ class Message:
             raise StunDecodeError(f"{end} bytes is shorter than the 20-byte header")
         mtype, length, cookie, tid = _HEADER_TID.unpack_from(data)
         if mtype & 0xC000 or cookie != MAGIC_COOKIE or length & 3 or length + 20 != end:
-            raise StunDecodeError(_header_error(mtype, length, cookie, end))
+            raise StunDecodeError(header_error(mtype, length, cookie, end))
         key = mtype << 16 | length
         shape = _shape_for(key)
         attributes = None
@@ -562,17 +569,6 @@ def _decode_security(
         pos = nxt
     # the first 4 bytes MESSAGE-INTEGRITY's HMAC covers: the type, the length up to its end (RFC 8489 14.5)
     return mi, mi256, mi256_len, fp, data[:2] + _LEN.pack(mi + 4) if mi >= 0 else b""
-
-
-def _header_error(mtype: int, length: int, cookie: int, end: int) -> str:
-    """What is wrong with a header that failed the checks of RFC 8489 5."""
-    if mtype & 0xC000:
-        return "the first two bits are not zero"
-    if cookie != MAGIC_COOKIE:
-        return f"magic cookie is {cookie:#010x}, not 0x2112a442 (RFC 3489 is unsupported)"
-    if length & 3:
-        return f"length field {length} is not a multiple of 4"
-    return f"length field {length} does not match the {end - 20} bytes after the header"
 
 
 def _attr_name(t: object) -> str:
