@@ -91,7 +91,7 @@ class Scenario:
             if lite:
                 controlling = False
             params = IceParameters(
-                ufrag=f"u{i}{rng.randrange(10**6):06d}", pwd=f"p{i}" + "x" * rng.choice([20, 22, 30])
+                ufrag=f"u{i}{rng.randrange(10**6):06d}", pwd=f"p{i}" + "x" * rng.choice([20, 22, 30]), lite=lite
             )
             r = random.Random(rng.random())
             gen = IceGeneration(
@@ -262,7 +262,7 @@ class Scenario:
             gen.add_remote_candidate(None)
         elif kind == "consent":
             pair = gen.nominated
-            if pair is not None:
+            if pair is not None and not gen.session.local_parameters.lite:  # consent is the full peer's (RFC 7675)
                 gen.consent_check(pair, self.now)
         elif kind == "keepalive":
             pair = gen.nominated
