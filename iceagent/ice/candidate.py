@@ -57,7 +57,8 @@ __all__ = [
 ]
 
 #: Candidate types (RFC 8445 5.1.1, RFC 8839 5.1 `candidate-types`).
-_MDNS_ENDINGS = ("l", "L", ".")  # how a `.local` name (with trailing dots, any case) can end: `is_mdns`
+MDNS_ENDINGS = ("l", "L", ".")
+"""How a `.local` name (trailing dots and any case allowed) can end: what `is_mdns` looks at first."""
 CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
 #: Transports this agent can use (RFC 8839 5.1 `transport`, RFC 6544).
 TRANSPORTS = frozenset({"udp", "tcp"})
@@ -196,7 +197,7 @@ class Candidate:
     def is_mdns(self) -> bool:
         """True for an mDNS host name such as `<uuid>.local` (draft-ietf-mmusic-mdns-ice-candidates)."""
         address = self.address
-        if not address.endswith(_MDNS_ENDINGS):  # an IP address: one call (every remote candidate asks)
+        if not address.endswith(MDNS_ENDINGS):  # an IP address: one call (every remote candidate asks)
             return False
         return address.rstrip(".").lower().endswith(".local")
 

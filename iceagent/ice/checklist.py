@@ -145,7 +145,8 @@ class CheckList:
         for pair in fresh:
             if self._insert(pair, self._initial_state(pair)):
                 added.append(pair)
-        self._sort()  # the valid list too: a redundant pair may have raised a valid pair's priority (_insert)
+        if len(self.pairs) > 1 or len(self.valid) > 1:  # (nothing to sort: no call)
+            self._sort()  # the valid list too: a redundant pair may have raised a valid pair's priority (_insert)
         if len(self.pairs) <= self.max_pairs:
             return added  # nothing capped
         self._cap()
