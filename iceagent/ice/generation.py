@@ -29,10 +29,6 @@ from .session import IceSession
 
 __all__ = ["IceGeneration"]
 
-_BINDING = Method.BINDING
-_REQUEST, _INDICATION = MessageClass.REQUEST, MessageClass.INDICATION
-_SUCCESS, _ERROR = MessageClass.SUCCESS, MessageClass.ERROR
-
 Address = tuple[str, int]
 
 
@@ -147,21 +143,9 @@ class IceGeneration:
         the next of `datagrams_to_send`."""
         self._now = now
         session = self.session
-        if session.__class__ is not IceSession:  # a LiteSession: its handle_stun does more
-            response = session.handle_stun(message, data, base, addr, now)  # positional: once per input
-            if response is not None:
-                self._out.append(record(Transmit, (response, base, addr, None)))
-        elif message.method == _BINDING:  # IceSession.handle_stun, inline (once per input)
-            message_class = message.message_class
-            if message_class is _REQUEST:
-                response = session._handle_request(message, base, addr)
-                if response is not None:
-                    self._out.append(record(Transmit, (response, base, addr, None)))
-            elif message_class is _SUCCESS or message_class is _ERROR:
-                session._handle_response(message, base, addr, now)
-            # Binding indications are keepalives (RFC 8445 11); else _update_failed has nothing to do when valid
-            if message_class is not _INDICATION and (session._failed or not session._checklist.valid):
-                session._update_failed()
+        response = session.handle_stun(message, data, base, addr, now)  # positional: once per input
+        if response is not None:
+            self._out.append(record(Transmit, (response, base, addr, None)))
         if session._events:
             self._pull()
 
