@@ -10,6 +10,7 @@ from operator import attrgetter
 from .candidate import Candidate
 from .events import Event, PairStateChanged, record
 from .pair import Address, CandidatePair, PairState
+from .priority import pair_priority
 
 __all__ = ["CheckList", "can_pair", "pairing_candidate"]
 
@@ -131,13 +132,15 @@ class CheckList:
         remotes = list(remotes)
         controlling = self.controlling
         for candidate, base in locals_:
-            local = pairing_candidate(candidate, base)
+            kind = candidate.type  # pairing_candidate(candidate, base), inline: srflx pairs as its base (6.1.2.4)
+            local = base if kind == "srflx" else candidate if kind != "prflx" else None
             if local is None:
                 continue
             for remote in remotes:
                 if can_pair(local, base, remote):
                     pair = CandidatePair(local=local, remote=remote, base=base)
-                    pair.compute_priority(controlling)
+                    g, d = (local.priority, remote.priority) if controlling else (remote.priority, local.priority)
+                    pair._priority = pair_priority(g, d)  # pair.compute_priority(controlling), inline (6.1.2.3)
                     fresh.append(pair)
         if len(fresh) > 1:
             fresh.sort(key=_by_priority, reverse=True)
