@@ -34,8 +34,7 @@ FIRST_REPEAT_AT = 3
 
 Address = tuple[str, int]
 
-_TIMED_OUT = TransactionState.TIMED_OUT
-_start_transaction = Transaction.__init__  # a Request starts its transaction when it is sent (Requests.start)
+_PENDING, _TIMED_OUT = TransactionState.PENDING, TransactionState.TIMED_OUT
 
 
 class Request(Transaction):
@@ -123,17 +122,21 @@ class Requests:
             pair._rto_estimator = RtoEstimator(config.rto)  # initial: its `rto` until a sample (positional)
         elif estimator.srtt is not None:
             rto = max(rto, estimator.rto)
-        _start_transaction(  # positional: a call with keywords costs more, once per check
-            request,
-            data,
-            transaction_id,
-            now,
-            rto,
-            config.rc,
-            config.rm,
-            pair._base.transport == "tcp",
-            config.reliable_timeout,
-        )
+        # Transaction.__init__(request, data, transaction_id, now, rto, config.rc, config.rm, reliable,
+        # config.reliable_timeout), inline (once per check; the config's values are validated positive)
+        request.request = data
+        request.transaction_id = transaction_id
+        request.started = now
+        request.rto = rto
+        request.rc = rc = config.rc
+        request.rm = config.rm
+        request.reliable = reliable = pair._base.transport == "tcp"
+        request.reliable_timeout = config.reliable_timeout
+        request.state = _PENDING
+        request.transmissions = 1
+        request.finished = None
+        request.retransmitting = not reliable
+        request._at = now + rto if rc > 1 and not reliable else request.timeout_at
         by_id = self._by_id
         known, cap = _last_cap  # _cap_for(config), inline: once per check
         if config is not known:

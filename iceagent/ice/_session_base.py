@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
+from typing import ClassVar
 
 from ..config import IceConfig
 from ..stun._random import POOL
@@ -81,6 +82,9 @@ class SessionBase:
         "remote_parameters",
         "tie_breaker",
     )
+
+    #: the subclass has its own `_update_failed` (LiteSession): call it after every input, whatever the pairs
+    _own_failure: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -185,7 +189,11 @@ class SessionBase:
             self._remote_done = True
         else:
             accepted = self._add_remote(candidate, mdns=False)
-        self._update_failed()
+        checklist = self._checklist
+        # _update_failed has nothing to do while a pair on the list has not failed and ChecklistFailed is not out
+        # (the first term of its test): no call then, unless a subclass judges failure otherwise (lite)
+        if self._failed or checklist._n >> 72 == len(checklist.pairs) or self._own_failure:
+            self._update_failed()
         return accepted
 
     def add_pending_remote(self) -> None:

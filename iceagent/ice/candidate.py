@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 #: Candidate types (RFC 8445 5.1.1, RFC 8839 5.1 `candidate-types`).
+MDNS_ENDINGS = ("l", "L", ".")
+"""How a `.local` name (trailing dots and any case allowed) can end: what `is_mdns` looks at first."""
 CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
 #: Transports this agent can use (RFC 8839 5.1 `transport`, RFC 6544).
 TRANSPORTS = frozenset({"udp", "tcp"})
@@ -194,7 +196,10 @@ class Candidate:
     @property
     def is_mdns(self) -> bool:
         """True for an mDNS host name such as `<uuid>.local` (draft-ietf-mmusic-mdns-ice-candidates)."""
-        return self.address.rstrip(".").lower().endswith(".local")
+        address = self.address
+        if not address.endswith(MDNS_ENDINGS):  # an IP address: one call (every remote candidate asks)
+            return False
+        return address.rstrip(".").lower().endswith(".local")
 
     @property
     def type_preference(self) -> int:
@@ -357,6 +362,22 @@ def check_candidate(candidate: Candidate) -> None:
     """Raise CandidateParseError unless every field of a Candidate built by hand is in the range
     `from_sdp` accepts (RFC 8839 5.1): component 1-256, priority below 2**32, generation below 2**63,
     ports 0-65535, a known transport and type. Remote candidates go through it before they reach a socket."""
+    c = candidate  # the common case first, without a call: plain ints in range, no related port or generation
+    if (
+        c.component.__class__ is int
+        and 1 <= c.component <= 256
+        and c.priority.__class__ is int
+        and 0 <= c.priority <= _MAX_PRIORITY
+        and c.port.__class__ is int
+        and 0 <= c.port <= 65535
+        and c.related_port is None
+        and c.generation is None
+        and c.address.__class__ is str
+        and c.address
+        and c.transport in TRANSPORTS
+        and c.type in CANDIDATE_TYPES
+    ):
+        return
     if not isinstance(candidate.address, str) or not candidate.address:
         raise CandidateParseError(f"connection-address {candidate.address!r} is not a string")
     numbers = (
@@ -388,8 +409,12 @@ def unusable_reason(candidate: Candidate) -> str | None:
     could aim the agent's checks at a LAN's multicast groups). IPv6 addresses that embed an IPv4 one are
     judged by it too; host names (`.local`) are judged once resolved. An active ICE-TCP candidate
     keeps its port: it receives no connections (RFC 6544 4.5 signals 9, some stacks 0)."""
-    port = None if candidate.transport == "tcp" and candidate.tcptype == "active" else candidate.port
-    return unusable_address(candidate.address, port)
+    reason = _unusable_ip(candidate.address)  # unusable_address(address, port), inline (every remote candidate)
+    if reason is not None:
+        return reason
+    if candidate.port == 0 and (candidate.transport != "tcp" or candidate.tcptype != "active"):
+        return "port-0"
+    return None
 
 
 def unusable_address(address: str, port: int | None) -> str | None:

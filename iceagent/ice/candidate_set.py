@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from .candidate import Candidate, unusable_address
+from .candidate import MDNS_ENDINGS, Candidate, unusable_address
 from .pair import Address, CandidatePair
 from .priority import foundation
 
@@ -148,7 +148,7 @@ class CandidateSet:
         """Add a signalled remote candidate; a learned prflx one at its address is replaced, and returned
         (RFC 8838 11.4; draft-ietf-mmusic-mdns-ice-candidates 3.2.1 for a resolved name). mDNS names are
         ignored: the agent resolves them first and passes the result with `mdns=True`."""
-        if candidate.is_mdns:
+        if candidate.address.endswith(MDNS_ENDINGS) and candidate.is_mdns:  # (an IP address: no call)
             return _IGNORED, None
         known = self.remote_at(candidate.transport, (candidate.address, candidate.port))
         if known is not None:

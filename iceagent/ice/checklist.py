@@ -10,6 +10,7 @@ from operator import attrgetter
 from .candidate import Candidate
 from .events import Event, PairStateChanged, record
 from .pair import Address, CandidatePair, PairState
+from .priority import pair_priority
 
 __all__ = ["CheckList", "can_pair", "pairing_candidate"]
 
@@ -131,13 +132,15 @@ class CheckList:
         remotes = list(remotes)
         controlling = self.controlling
         for candidate, base in locals_:
-            local = pairing_candidate(candidate, base)
+            kind = candidate.type  # pairing_candidate(candidate, base), inline: srflx pairs as its base (6.1.2.4)
+            local = base if kind == "srflx" else candidate if kind != "prflx" else None
             if local is None:
                 continue
             for remote in remotes:
                 if can_pair(local, base, remote):
                     pair = CandidatePair(local=local, remote=remote, base=base)
-                    pair.compute_priority(controlling)
+                    g, d = (local.priority, remote.priority) if controlling else (remote.priority, local.priority)
+                    pair._priority = pair_priority(g, d)  # pair.compute_priority(controlling), inline (6.1.2.3)
                     fresh.append(pair)
         if len(fresh) > 1:
             fresh.sort(key=_by_priority, reverse=True)
@@ -145,11 +148,16 @@ class CheckList:
         for pair in fresh:
             if self._insert(pair, self._initial_state(pair)):
                 added.append(pair)
-        self._sort()  # the valid list too: a redundant pair may have raised a valid pair's priority (_insert)
+        if len(self.pairs) > 1 or len(self.valid) > 1:  # (nothing to sort: no call)
+            self._sort()  # the valid list too: a redundant pair may have raised a valid pair's priority (_insert)
         if len(self.pairs) <= self.max_pairs:
             return added  # nothing capped
         self._cap()
-        return [p for p in added if p in self]
+        return self._still_listed(added)
+
+    def _still_listed(self, pairs: list[CandidatePair]) -> list[CandidatePair]:
+        """Those of `pairs` on the list (after `_cap`); a method, so that pair_up has no closure cell."""
+        return [p for p in pairs if p in self]
 
     def add(self, pair: CandidatePair, state: PairState) -> CandidatePair | None:
         """Add one pair outside the pairing rules (a triggered check's pair, RFC 8445 7.3.1.4); returns the
@@ -266,17 +274,22 @@ class CheckList:
         if len(self.valid) > 1:  # only the valid list changed (_sort)
             self.valid.sort(key=_by_priority, reverse=True)
         if len(self.valid) > self.max_pairs:
-            spare = [p for p in self.valid if p is not pair and p is not self.last_nominated]
-            spare = [p for p in spare if not p.nominated] or spare
-            if spare:
-                victim = spare[-1]
-                self.valid.remove(victim)
-                victim._valid = False
-                if victim not in self and victim in self.triggered:
-                    self.triggered.remove(victim)
-                if victim not in self and self.on_drop is not None:
-                    self.on_drop(victim)
+            self._drop_spare_valid(pair)
         return True
+
+    def _drop_spare_valid(self, pair: CandidatePair) -> None:
+        """`add_valid` over `max_pairs`: the lowest-priority valid pair leaves the valid list, one not nominated
+        if there is one, never `pair` or the last nominated (a method: add_valid keeps no closure cells)."""
+        spare = [p for p in self.valid if p is not pair and p is not self.last_nominated]
+        spare = [p for p in spare if not p.nominated] or spare
+        if spare:
+            victim = spare[-1]
+            self.valid.remove(victim)
+            victim._valid = False
+            if victim not in self and victim in self.triggered:
+                self.triggered.remove(victim)
+            if victim not in self and self.on_drop is not None:
+                self.on_drop(victim)
 
     def sizes(self) -> dict[str, int]:
         """The sizes of its tables (docs/security.md "Agent-side bounds")."""
@@ -368,4 +381,7 @@ class CheckList:
                 busy.add(pair.foundation)
             elif state is _IN_PROGRESS:
                 busy.add(pair.foundation)
-        return any(p.state is _FROZEN and p.foundation not in busy for p in self.pairs)
+        for pair in self.pairs:  # a loop, not any(generator): no closure cell for `busy` on every call
+            if pair.state is _FROZEN and pair.foundation not in busy:
+                return True
+        return False

@@ -115,18 +115,18 @@ def authenticate_request(request: Message, local: IceParameters) -> int | None:
     """Short-term credential check of a request (RFC 8445 7.3, RFC 8489 9.1.3): None if it passes, else the
     error code to answer with (400: no USERNAME/MESSAGE-INTEGRITY or not our ufrag, 401: bad integrity)."""
     fields = read_check(request)
-    return _authenticate(request, fields[0], fields[6], local, local.pwd.encode())
+    return _authenticate(fields[0], fields[6], local, request.verify_integrity(local.pwd.encode()))
 
 
-def _authenticate(
-    request: Message, username: str | None, integrity: bool, local: IceParameters, key: bytes
-) -> int | None:
+def _authenticate(username: str | None, integrity: bool, local: IceParameters, verified: bool) -> int | None:
+    """The error code for a check's USERNAME and MESSAGE-INTEGRITY (`integrity`: present; `verified`: it holds
+    for the local password), or None when they pass (RFC 8489 9.1.3: 400 before 401)."""
     if username is None or not integrity:
         return 400
     ours, colon, _theirs = username.partition(":")
     if not colon or ours != local.ufrag:
         return 400
-    if not request.verify_integrity(key):
+    if not verified:
         return 401
     return None
 
@@ -160,12 +160,13 @@ def screen_request(request: Message, local: IceParameters) -> bytes | None:
     """The error response a check gets before any state changes, or None if it may be processed: 400/401
     (credentials, RFC 8489 9.1.3), 420 (unknown comprehension-required attributes, RFC 8489 6.3.1), 400
     (no PRIORITY, RFC 8445 7.2.2)."""
-    return screen_check(request, read_check(request), local, local.pwd.encode())
+    return screen_check(request, read_check(request), local, request.verify_integrity(local.pwd.encode()))
 
 
-def screen_check(request: Message, fields: CheckFields, local: IceParameters, key: bytes) -> bytes | None:
-    """`screen_request` on the check's `read_check` fields, with `key` the local password's UTF-8 bytes."""
-    code = _authenticate(request, fields[0], fields[6], local, key)
+def screen_check(request: Message, fields: CheckFields, local: IceParameters, verified: bool) -> bytes | None:
+    """`screen_request` on the check's `read_check` fields, `verified` telling whether its integrity holds
+    for the local password (`Message._verify_short_term`)."""
+    code = _authenticate(fields[0], fields[6], local, verified)
     if code is not None:
         return error_response(request, code)
     unknown = request.unknown_required if request._unknown is None else request._unknown

@@ -66,6 +66,7 @@ class LiteSession(IceSession):
     one with the highest NOMINATION value."""
 
     __slots__ = ("_now", "_peer_lite", "last_check_at")
+    _own_failure = True  # its _update_failed judges a lite pair of agents (RFC 8445 8.2), not the check list
 
     def __init__(
         self,

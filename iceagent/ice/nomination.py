@@ -113,8 +113,11 @@ class NominationController:
             self._review = False
             target = self._renomination_target(session) if session.renomination else None
         else:
-            valid = nominatable(session)
-            target = valid[0] if valid else None
+            target = None
+            for pair in session._checklist.valid:  # nominatable(session)[0], without its two copies
+                if pair._state is not _FAILED:
+                    target = pair
+                    break
         if target is None or not session.nominate(target):
             self._settle()
             return None

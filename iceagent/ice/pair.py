@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from operator import attrgetter
+from typing import cast
 
 import attrs
 
@@ -56,7 +57,8 @@ class CandidatePair:
     _bytes_sent: int = 0
     _bytes_received: int = 0
     _last_consent: float | None = None
-    _base: Candidate = attrs.field(default=attrs.Factory(lambda self: self._local, takes_self=True))
+    #: None given: the local candidate (set by __attrs_post_init__, without a Factory's extra call per pair)
+    _base: Candidate = attrs.field(default=cast(Candidate, None))
     _priority: int = 0
     _valid: bool = False
     _retransmissions_sent: int = 0
@@ -70,6 +72,8 @@ class CandidatePair:
     _remote_address: Address = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        if self._base is None:
+            self._base = self._local
         remote = self._remote
         address = self._remote_address = (remote.address, remote.port)
         self._route = (self._base, address)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
+from ..stun.transaction import TransactionState
 from ._requests import Request, estimator_of
 from ._session_base import MAX_PENDING_TRIGGERED, REMOTE_CANDIDATES_PER_PAIR, SessionBase
 from .candidate import Candidate, IceParameters
@@ -67,7 +68,6 @@ __all__ = [
 Address = tuple[str, int]
 
 _PRFLX_TOP = TYPE_PREFERENCES["prflx"] << 24  # the type preference part of a check's PRIORITY (RFC 8445 7.1.1)
-_FINGERPRINT = Attr.FINGERPRINT
 _XOR_MAPPED, _MAPPED = Attr.XOR_MAPPED_ADDRESS, Attr.MAPPED_ADDRESS
 # Enum members as module constants: `PairState.X` costs ~70 ns on CPython 3.11 (a class attribute lookup through
 # EnumType), a global ~7 ns; the hot paths read these a few dozen times per agent
@@ -75,6 +75,8 @@ _WAITING, _IN_PROGRESS = PairState.WAITING, PairState.IN_PROGRESS
 _SUCCEEDED, _FAILED = PairState.SUCCEEDED, PairState.FAILED
 _REQUEST, _SUCCESS, _ERROR = MessageClass.REQUEST, MessageClass.SUCCESS, MessageClass.ERROR
 _BINDING = Method.BINDING
+_HOST_OR_RELAY = ("host", "relay")  # the local candidates of a triggered check (7.3.1.4)
+_PENDING, _DONE = TransactionState.PENDING, TransactionState.DONE
 
 
 class IceSession(SessionBase):
@@ -204,14 +206,16 @@ class IceSession(SessionBase):
     # ---- incoming requests (RFC 8445 7.3) ----
 
     def _handle_request(self, message: Message, base: Candidate, remote: Address) -> bytes | None:
-        if not message.verify_fingerprint():
-            return None  # not an ICE check (RFC 8445 7.3, RFC 7983)
         local = self.local_parameters
+        key = local.pwd.encode()  # the short-term key of the check and of our answer (RFC 8445 7.2.2, 7.3)
+        # FINGERPRINT, then MESSAGE-INTEGRITY (whose result screen_check uses after the USERNAME checks)
+        verified = message._verify_short_term(key, True)
+        if verified is None:
+            return None  # not an ICE check (RFC 8445 7.3, RFC 7983)
         fields = message._fields  # read_check(message), inline: a compiled layout filled them as it decoded
         if fields is None:
             fields = read_fields(message.attributes)  # the attributes acted on, in one pass
-        key = local.pwd.encode()  # the short-term key of the check and of our answer (RFC 8445 7.2.2, 7.3)
-        rejection = screen_check(message, fields, local, key)
+        rejection = screen_check(message, fields, local, verified)
         if rejection is not None:
             return rejection  # and change no state
         theirs = fields[2] if self.controlling else fields[3]  # the peer claims our role (RFC 8445 7.3.1.1)
@@ -234,13 +238,22 @@ class IceSession(SessionBase):
     def _check_received(self, fields: CheckFields, base: Candidate, remote: Address, priority: int) -> None:
         """Learn a prflx remote (7.3.1.3), trigger a check (7.3.1.4), note USE-CANDIDATE (7.3.1.5)."""
         candidates = self._candidates
-        candidate = candidates.remote_at(base.transport, remote)
-        if candidate is None:
+        host, port = remote
+        transport = base.transport
+        candidate: Candidate | None
+        for candidate in candidates.remotes:  # candidates.remote_at(base.transport, remote), inline
+            if candidate.port == port and candidate.address == host and candidate.transport == transport:
+                break
+        else:
             candidate = candidates.learn_remote(base, remote, priority)
             if candidate is not None:
                 self._events.append(RemoteCandidateLearned(candidate))
-        local = candidates.local_for_base(base)
-        if candidate is None or local is None:
+        for local, cbase in candidates.locals:  # candidates.local_for_base(base), inline
+            if (cbase is base or cbase == base) and local.type in _HOST_OR_RELAY:
+                break
+        else:
+            return  # no host or relay candidate on this base
+        if candidate is None:
             return
         checklist = self._checklist
         pair = checklist._by_route.get((base, remote))  # checklist.find
@@ -252,15 +265,21 @@ class IceSession(SessionBase):
             if not held_back:
                 checklist.enqueue_triggered(pair)
         elif pair._state is not _SUCCEEDED and not held_back:
-            if pair._state is _IN_PROGRESS:
-                self._requests.cancel_checks(pair)
-            checklist.set_state(pair, _WAITING)
-            checklist.enqueue_triggered(pair)
+            state = pair._state
+            if state is not _WAITING:  # (a Waiting pair stays as it is: no call)
+                if state is _IN_PROGRESS:
+                    self._requests.cancel_checks(pair)
+                checklist.set_state(pair, _WAITING)
+            triggered = checklist.triggered
+            if pair not in triggered:  # checklist.enqueue_triggered(pair), inline
+                triggered.append(pair)
         pair._requests_received += 1
         pair._responses_sent += 1
         if self.controlling:
             return
-        value = self._nomination_in(fields)
+        value = fields[5] if self._renomination else None  # self._nomination_in(fields), inline
+        if value is None and fields[4]:
+            value = 0
         if value is not None and self._accept_nomination(pair, value):
             valid = self._generated.get(pair)
             if pair.state is _SUCCEEDED and valid is not None:
@@ -326,17 +345,29 @@ class IceSession(SessionBase):
         request = requests._by_id.get(tid)  # requests.get
         if request is None:
             return  # unknown or already answered
-        # a FINGERPRINT that is there must be right (a decoded message knows where it is)
-        fingerprint = message._security[3] >= 0 if message._raw is not None else _FINGERPRINT in message
-        if fingerprint and not message.verify_fingerprint():
+        # a FINGERPRINT that is there must be right; then the integrity with the key the request carried
+        verified = message._verify_short_term(request.key, False)
+        if verified is None:
             return
-        if not message.verify_integrity(request.key):
+        if not verified:
             if request.reliable:  # RFC 8489 9.1.4: a failure over TCP, ignored over UDP
                 requests.pop(tid)
                 self._check_failed(request)
             return
-        requests.pop(tid)
-        rtt = request.handle_response(now)
+        by_id = requests._by_id  # requests.pop(tid), inline (once per answer)
+        del by_id[tid]
+        if not by_id:
+            requests._by_id = {}  # (Requests.pop: an emptied dict keeps its grown table)
+            requests._timer = None
+        elif request._at == requests._timer:
+            requests._timer = False  # it was the earliest: work it out again
+        rtt = None  # request.handle_response(now), inline: DONE, and the RTT if sent once (Karn, RFC 6298 3)
+        if request.state is _PENDING:
+            request.state = _DONE
+            request.finished = now
+            request._at = None
+            if request.transmissions == 1:
+                rtt = now - request.started
         pair = request.pair
         pair._responses_received += 1
         if message.message_class is _ERROR:
@@ -354,7 +385,10 @@ class IceSession(SessionBase):
             estimator = pair._rto_estimator
             if estimator is None:  # made by the request's start; a test may have built the pair by hand
                 estimator = estimator_of(pair, self.config)
-            estimator.update(rtt)
+            if estimator.srtt is None and rtt >= 0:  # the first sample (estimator.update, inline: RFC 6298 2.2)
+                estimator.srtt, estimator.rttvar = rtt, rtt / 2
+            else:
+                estimator.update(rtt)
             pair._rtt = rtt
         pair._last_consent = now
         if request.consent:
@@ -402,9 +436,10 @@ class IceSession(SessionBase):
             local = pair._local
         valid = pair
         if local is not pair._local and local != pair._local:
-            found = [p for p in self._checklist.valid if p.route == pair.route and p.local == local]
-            if found:
-                valid = found[0]
+            for found in self._checklist.valid:  # a loop, not a comprehension: no closure cells on every call
+                if found.route == pair.route and found.local == local:
+                    valid = found
+                    break
             else:
                 valid = CandidatePair(local=local, remote=pair.remote, base=pair.base, state=_SUCCEEDED)
                 valid.compute_priority(self.controlling)

@@ -84,6 +84,8 @@ TERMINAL = (RouteLost, Fail, Restart)
 
 #: The states in which silence on the selected pair makes the agent DISCONNECTED.
 _LIVE = (IceState.CONNECTED, IceState.COMPLETED)
+# enum members as module constants: `IceState.X` costs ~70 ns on CPython 3.11, a global ~7 ns (every poll)
+_FAILED, _CHECKING, _DISCONNECTED = IceState.FAILED, IceState.CHECKING, IceState.DISCONNECTED
 
 
 class Supervisor:
@@ -147,11 +149,11 @@ class Supervisor:
         agent): when the full peer's last authenticated check arrived; failed_timeout counts from then,
         since a peer still checking may yet nominate (RFC 8445 2.5: the lite agent waits for it)."""
         cfg = self._config
-        if state is IceState.FAILED:
+        if state is _FAILED:
             return self._restart(now)
         self._restart_at = None
         if pair is None:
-            if state is not IceState.CHECKING:
+            if state is not _CHECKING:
                 return [], math.inf
             if self._checking_since is None:
                 self._checking_since = now
@@ -170,7 +172,7 @@ class Supervisor:
         if pair is not self._consent_pair:
             self._follow(pair, now)
         # consent freshness (RFC 7675 5.1): lost after consent_timeout without a successful check
-        last_ok = pair.last_consent or 0.0
+        last_ok = pair._last_consent or 0.0  # the pair's fields read directly: polled at every STUN input
         if selected_at > last_ok:
             last_ok = selected_at
         if now - last_ok > cfg.consent_timeout:
@@ -188,13 +190,13 @@ class Supervisor:
         # idle work: bench/mux.py).
         at = math.nextafter(last_ok + cfg.consent_timeout, math.inf)  # consent lost
         if not self._lite:  # a lite agent has no DISCONNECTED timer and sends no consent checks (RFC 8445 2.5)
-            rx = pair.bytes_received + pair.responses_received + pair.requests_received
+            rx = pair._bytes_received + pair._responses_received + pair._requests_received
             if rx != self._last_rx:
                 self._last_rx, self._last_rx_at = rx, now
-                if state is IceState.DISCONNECTED:
-                    actions.append(SetState(IceState.COMPLETED if pair.nominated else IceState.CONNECTED))
+                if state is _DISCONNECTED:
+                    actions.append(SetState(IceState.COMPLETED if pair._nominated else IceState.CONNECTED))
             elif now - self._last_rx_at > cfg.disconnected_timeout and state in _LIVE:
-                actions.append(SetState(IceState.DISCONNECTED))
+                actions.append(SetState(_DISCONNECTED))
             # An idle pair hears only consent traffic, and the randomized gaps (0.8-1.2 x consent_interval on
             # each side) can add up to more than disconnected_timeout. After half of it in silence, our next
             # consent check goes out early in its randomization window (RFC 7675 5.1: 0.8-0.9 x instead of
@@ -218,7 +220,7 @@ class Supervisor:
         # Keepalive (RFC 8445 11, every endpoint, lite ones too): a Binding indication when nothing at all was
         # sent on the pair for keepalive_interval (only happens when consent checks, or for a lite agent the
         # answers to the peer's, are further apart than that).
-        tx = pair.requests_sent + pair.responses_sent + pair.bytes_sent
+        tx = pair._requests_sent + pair._responses_sent + pair._bytes_sent
         if tx != self._last_tx:
             self._last_tx, self._last_tx_at = tx, now
         elif now >= self._last_tx_at + cfg.keepalive_interval:

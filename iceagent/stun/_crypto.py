@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from .attributes import FINGERPRINT_XOR, MAGIC_COOKIE, Attr
+from .attributes import FINGERPRINT_XOR, MAGIC_COOKIE, Attr, PasswordAlgorithm
 
 __all__ = [
     "HMAC_CACHE_SIZE",
@@ -23,8 +23,10 @@ __all__ = [
     "compare_digest",
     "hmac_sha1",
     "hmac_sha256",
+    "long_term_key",
     "seal_short_term",
     "sha1_pads",
+    "userhash",
 ]
 
 compare_digest = hmac.compare_digest
@@ -91,6 +93,28 @@ def seal_short_term(mtype: int, transaction_id: bytes, body: bytes, key: bytes) 
     n = len(body) + 24
     if n > _MAX_LENGTH - 8:
         raise ValueError(f"message attributes are {n + 8} bytes, more than {_MAX_LENGTH}")
-    mac = hmac_sha1(key, _HEADER_TID.pack(mtype, n, MAGIC_COOKIE, transaction_id) + body)
-    data = _HEADER_TID.pack(mtype, n + 8, MAGIC_COOKIE, transaction_id) + body + _MI_HDR + mac
+    inner, outer = SHA1_PADS.get(key) or sha1_pads(key)  # hmac_sha1(key, ...), inline: once per check and answer
+    h = inner.copy()
+    h.update(_HEADER_TID.pack(mtype, n, MAGIC_COOKIE, transaction_id) + body)
+    o = outer.copy()
+    o.update(h.digest())
+    data: bytes = _HEADER_TID.pack(mtype, n + 8, MAGIC_COOKIE, transaction_id) + body + _MI_HDR + o.digest()
     return data + _FP_TLV.pack(_FP_TYPE, 4, zlib.crc32(data) ^ FINGERPRINT_XOR)
+
+
+def long_term_key(username: str, realm: str, password: str, algorithm: str | int = "md5") -> bytes:
+    """The long-term credential key (RFC 8489 9.2.2): MD5(username ":" realm ":" password), or SHA-256 of the
+    same with `algorithm="sha256"` (PASSWORD-ALGORITHM SHA-256, RFC 8489 18.5.1). Strings are used as UTF-8,
+    already SASLprep/OpaqueString-processed by the caller."""
+    if algorithm in ("md5", PasswordAlgorithm.MD5):
+        name = "md5"
+    elif algorithm in ("sha256", PasswordAlgorithm.SHA256):
+        name = "sha256"
+    else:
+        raise ValueError(f"unknown password algorithm {algorithm!r}")
+    return hashlib.new(name, f"{username}:{realm}:{password}".encode()).digest()
+
+
+def userhash(username: str, realm: str) -> bytes:
+    """The USERHASH value: SHA-256(username ":" realm) (RFC 8489 14.4)."""
+    return hashlib.sha256(f"{username}:{realm}".encode()).digest()

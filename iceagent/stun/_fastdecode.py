@@ -42,7 +42,7 @@ from .attributes import (
     Attr,
 )
 
-__all__ = ["MAX_SHAPES", "SHAPES", "Decoder", "Security", "Shape", "compile_decoder", "layout", "learn"]
+__all__ = ["MAX_SHAPES", "SHAPES", "Decoder", "Security", "Shape", "compile_decoder", "header_error", "layout", "learn"]
 
 Decoder = Callable[[bytes, bytes, Any], "list[tuple[Attr | int, Any]] | None"]
 """`(data, transaction_id, message) -> attributes`, or None when `data`'s headers are not the compiled layout's.
@@ -229,3 +229,14 @@ def layout(data: bytes) -> list[tuple[int, int]]:
         out.append((t, n))
         pos += 4 + n + (-n & 3)
     return out
+
+
+def header_error(mtype: int, length: int, cookie: int, end: int) -> str:
+    """What is wrong with a header that failed the checks of RFC 8489 5."""
+    if mtype & 0xC000:
+        return "the first two bits are not zero"
+    if cookie != MAGIC_COOKIE:
+        return f"magic cookie is {cookie:#010x}, not 0x2112a442 (RFC 3489 is unsupported)"
+    if length & 3:
+        return f"length field {length} is not a multiple of 4"
+    return f"length field {length} does not match the {end - 20} bytes after the header"

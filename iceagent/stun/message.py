@@ -9,15 +9,23 @@ compiled per attribute layout in `_fastdecode.py`, the pooled random bytes in `_
 from __future__ import annotations
 
 import enum
-import hashlib
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, overload
 
 from ..errors import IceError
-from ._crypto import SHA1_PADS, compare_digest, hmac_sha1, hmac_sha256, seal_short_term, sha1_pads
-from ._fastdecode import SHAPES, Security, learn
+from ._crypto import (
+    SHA1_PADS,
+    compare_digest,
+    hmac_sha1,
+    hmac_sha256,
+    long_term_key,
+    seal_short_term,
+    sha1_pads,
+    userhash,
+)
+from ._fastdecode import SHAPES, Security, header_error, learn
 from ._random import POOL, random_bytes
 from .attributes import (
     ATTR_BY_INT,
@@ -346,10 +354,8 @@ class Message:
         # HMAC-SHA1 inline, on _crypto's cached pads (the hot path of every check: a call costs ~2% of a
         # decode); its length field counts up to the end of MESSAGE-INTEGRITY (RFC 8489 14.5).
         inner, outer = _sha1_pads_for(key) or sha1_pads(key)
-        h = inner.copy()
-        h.update(head + raw[4:mi])
-        o = outer.copy()
-        o.update(h.digest())
+        (h := inner.copy()).update(head + raw[4:mi])
+        (o := outer.copy()).update(h.digest())
         return compare_digest(o.digest(), raw[mi + 4 : mi + 24])
 
     def verify_fingerprint(self) -> bool:
@@ -361,6 +367,26 @@ class Message:
         # FINGERPRINT is last (decode enforces it), so the length field already counts it.
         value: int = _U32.unpack_from(raw, pos + 4)[0]
         return (zlib.crc32(raw[:pos]) ^ FINGERPRINT_XOR) == value
+
+    def _verify_short_term(self, key: bytes, fingerprint_required: bool) -> bool | None:
+        """`verify_fingerprint` and then `verify_integrity(key)` in one call, as ICE checks every check and
+        answer (RFC 8445 7.3, 7.2.5; RFC 8489 14.5-14.7): None when FINGERPRINT is wrong, or absent while
+        `fingerprint_required` (drop the message), else whether the integrity holds. `key` is bytes."""
+        raw = self._raw
+        if raw is None:  # built in code: nothing on the wire to check
+            return None if fingerprint_required or _ATTR_FP in self else False
+        mi, pos, _, fp, head = self._security
+        if fp >= 0:
+            if (zlib.crc32(raw[:fp]) ^ FINGERPRINT_XOR) != _U32.unpack_from(raw, fp + 4)[0]:
+                return None
+        elif fingerprint_required:
+            return None
+        if pos >= 0 or mi < 0:  # MESSAGE-INTEGRITY-SHA256, or no integrity at all: not ICE's short-term case
+            return self.verify_integrity(key)
+        inner, outer = _sha1_pads_for(key) or sha1_pads(key)  # verify_integrity's HMAC-SHA1, inline
+        (h := inner.copy()).update(head + raw[4:mi])
+        (o := outer.copy()).update(h.digest())
+        return compare_digest(o.digest(), raw[mi + 4 : mi + 24])
 
     # ---- the wire ----
 
@@ -398,7 +424,7 @@ class Message:
             raise StunDecodeError(f"{end} bytes is shorter than the 20-byte header")
         mtype, length, cookie, tid = _HEADER_TID.unpack_from(data)
         if mtype & 0xC000 or cookie != MAGIC_COOKIE or length & 3 or length + 20 != end:
-            raise StunDecodeError(_header_error(mtype, length, cookie, end))
+            raise StunDecodeError(header_error(mtype, length, cookie, end))
         key = mtype << 16 | length
         shape = _shape_for(key)
         attributes = None
@@ -545,17 +571,6 @@ def _decode_security(
     return mi, mi256, mi256_len, fp, data[:2] + _LEN.pack(mi + 4) if mi >= 0 else b""
 
 
-def _header_error(mtype: int, length: int, cookie: int, end: int) -> str:
-    """What is wrong with a header that failed the checks of RFC 8489 5."""
-    if mtype & 0xC000:
-        return "the first two bits are not zero"
-    if cookie != MAGIC_COOKIE:
-        return f"magic cookie is {cookie:#010x}, not 0x2112a442 (RFC 3489 is unsupported)"
-    if length & 3:
-        return f"length field {length} is not a multiple of 4"
-    return f"length field {length} does not match the {end - 20} bytes after the header"
-
-
 def _attr_name(t: object) -> str:
     """An attribute type as the RFCs write it, for error messages and repr."""
     if not isinstance(t, int):
@@ -574,21 +589,3 @@ def looks_like_stun(data: BytesLike) -> bool:
         and not data[3] & 3
         and (data[2] << 8 | data[3]) == len(data) - 20
     )
-
-
-def long_term_key(username: str, realm: str, password: str, algorithm: str | int = "md5") -> bytes:
-    """The long-term credential key (RFC 8489 9.2.2): MD5(username ":" realm ":" password), or SHA-256 of the
-    same with `algorithm="sha256"` (PASSWORD-ALGORITHM SHA-256, RFC 8489 18.5.1). Strings are used as UTF-8,
-    already SASLprep/OpaqueString-processed by the caller."""
-    if algorithm in ("md5", PasswordAlgorithm.MD5):
-        name = "md5"
-    elif algorithm in ("sha256", PasswordAlgorithm.SHA256):
-        name = "sha256"
-    else:
-        raise ValueError(f"unknown password algorithm {algorithm!r}")
-    return hashlib.new(name, f"{username}:{realm}:{password}".encode()).digest()
-
-
-def userhash(username: str, realm: str) -> bytes:
-    """The USERHASH value: SHA-256(username ":" realm) (RFC 8489 14.4)."""
-    return hashlib.sha256(f"{username}:{realm}".encode()).digest()
