@@ -58,6 +58,9 @@ class DataSink(Protocol):
     def heard(self) -> None:
         """STUN input arrived (the supervisor looks at the pair's counters at the next pump)."""
 
+    def observed(self) -> bool:
+        """Whether an observer hook is registered (hooks run in the agent's own tasks)."""
+
 
 class ReceivePath:
     """The receive tasks and the demultiplexer of SessionRunner (which sets these attributes)."""

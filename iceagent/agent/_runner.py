@@ -107,6 +107,9 @@ class SessionOwner(Protocol):
     def wants_pair_states(self) -> bool:
         """Whether a new generation should report every pair state change (else only those to FAILED)."""
 
+    def observed(self) -> bool:
+        """Whether an observer hook is registered (hooks run in the agent's own tasks)."""
+
     def pair_broken(self, runner: SessionRunner, pair: CandidatePair) -> None:
         """The TCP connection under `pair` closed by itself (RFC 6544 7.1)."""
 

@@ -140,7 +140,7 @@ class SessionTask(ReceivePath):
         sock: Any = self._served
         # observer hooks run in the agent's own tasks, with the contextvars of the code that opened it
         # (docs/agent.md): with an observer the turn stays the session task's
-        observed = self._check_hook is not None or self.owner._observers is not None  # type: ignore[attr-defined]
+        observed = self._check_hook is not None or self.owner.observed()
         if self.closed or not self._polling or observed or (not self._inbox and sock.tap is not None):
             self._holding = False
             self.wake()  # type: ignore[attr-defined]

@@ -151,6 +151,11 @@ class AgentStates:
 
     # ---- events of the generations ----
 
+    def observed(self) -> bool:
+        """Whether a plugin observes this agent (its hooks run in the agent's tasks: the session task keeps the
+        turn a signalling call would otherwise do itself, SessionTask.release)."""
+        return self._observers is not None
+
     def wants_pair_states(self) -> bool:
         """Pair state changes other than to FAILED are only told to observers (iceagent_pair_state_changed) and
         the debug log: a generation started while neither listens does not make them."""
