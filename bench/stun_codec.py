@@ -114,7 +114,9 @@ def ice_cases() -> list[tuple[str, Callable[[int], None]]]:
     fields = [read_check(m) for m in decoded]
     responses = [success_response(m, SOURCE, REMOTE, rkey) for m in decoded]
     answers = [Message.decode(d) for d in responses * 2][64:]
-    assert all(screen_check(m, f, REMOTE, rkey) is None for m, f in zip(decoded, fields, strict=True))
+    assert all(
+        screen_check(m, f, REMOTE, m.verify_integrity(rkey)) is None for m, f in zip(decoded, fields, strict=True)
+    )
     assert all(a.verify_integrity(rkey) and a.verify_fingerprint() for a in answers)
     assert lkey != rkey
 
@@ -130,7 +132,8 @@ def ice_cases() -> list[tuple[str, Callable[[int], None]]]:
         ("check: decode", loop(lambda i: Message.decode(requests[i]))),
         ("check: verify FP", loop(lambda i: decoded[i].verify_fingerprint())),
         ("check: read_check", loop(lambda i: read_check(decoded[i]))),
-        ("check: screen (MI)", loop(lambda i: screen_check(decoded[i], fields[i], REMOTE, rkey))),
+        ("check: screen (MI)", loop(lambda i: screen_check(decoded[i], fields[i], REMOTE,
+                                                            decoded[i].verify_integrity(rkey)))),
         ("response: encode", loop(lambda i: success_response(decoded[i], SOURCE, REMOTE, rkey))),
         ("response: decode", loop(lambda i: Message.decode(responses[i]))),
         ("response: verify FP", loop(lambda i: answers[i].verify_fingerprint())),

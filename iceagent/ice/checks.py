@@ -126,7 +126,7 @@ def _authenticate(username: str | None, integrity: bool, local: IceParameters, v
     ours, colon, _theirs = username.partition(":")
     if not colon or ours != local.ufrag:
         return 400
-    if not verified:
+    if verified is not True:  # the verdict only: a stale caller passing the key fails closed
         return 401
     return None
 
