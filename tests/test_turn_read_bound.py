@@ -11,6 +11,7 @@ datagrams between two checkpoints, not 64 (a reviewer's reproduction).
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from typing import Any
 
@@ -30,11 +31,12 @@ ROUNDS, STRAYS = 4, 60
 
 
 def _queued(port: int) -> int:
-    """Bytes queued on the IPv4 UDP socket bound to `port` (its rx_queue in /proc/net/udp), 0 if none."""
+    """Bytes queued on the UDP socket bound to 127.0.0.1:`port` (its rx_queue in /proc/net/udp), 0 if none."""
+    local = f"{struct.unpack('=I', socket.inet_aton('127.0.0.1'))[0]:08X}:{port:04X}"  # as the kernel prints it
     with open("/proc/net/udp") as table:
         for line in table:
             fields = line.split()
-            if fields[1].endswith(f":{port:04X}"):
+            if fields[1] == local:
                 return int(fields[4].split(":")[1], 16)
     return 0
 
