@@ -7,8 +7,10 @@ added) relays 1000-byte datagrams between two TURN allocations of the same proce
 - coturn floor: two allocations made by iceagent, channels bound both ways, then the data moved by
   `ChannelEnd`s: bench/throughput.py's fair-limit discipline (`FairEnd`) on each allocation's own
   non-blocking socket, ChannelData framed and unframed inline, `recv`, no TURN client, no ICE, no source
-  check: the fastest this process can move the datagrams through this coturn, whatever the client, and so
-  the ceiling of the relayed rows;
+  check: a reference, the rate this process's plain loop moves the datagrams through this coturn at (per
+  client CPU-second it is clearly ahead of the other relayed rows), not a ceiling of any client: in a
+  review's runs the bare TURN client reached 100-108 % of it and its process was not CPU-bound (in the runs
+  of 2026-12-07 00:49-00:51 UTC, load 0.7-1.4, it was, at 93-95 % CPU, and the bare client reached 74-86 %);
 - iceagent TURN: two `iceagent.turn.allocation.open_allocation` allocations, A sends to B's relayed
   address with `Allocation.send`, B reads with `Allocation.receive` (ChannelData once bound);
 - iceagent agents: two agents with `ice_transport_policy="relay"` connected through the same coturn,
@@ -31,8 +33,8 @@ coturn's latency; coturn uses 5.5-7 CPU µs per relayed datagram (50-75 % of a c
 client pays more CPU per datagram than between two of its own sockets even with no TURN or ICE code at all
 (the floor: 7-8 µs against 5.4 for the agents direct): waking coturn's threads on every send that finds them
 idle, and datagrams that arrive one at a time while the receiver waits (a Trio wait every ~14 datagrams,
-none direct). So the coturn floor reaches 58-70 % of the agents direct, and no client reaches the 90 % here
-(the relay-only agents reach 80-94 % of the floor).
+none direct). In those runs the coturn floor reached 58-70 % of the agents direct and the relay-only agents
+80-94 % of the floor; the floor is a reference, not a bound on any client (see the coturn floor row above).
 The window cannot grow to hide this: coturn's relay sockets take 128 KiB (its compile-time
 UR_CLIENT_SOCK_BUF_SIZE, 64 KiB, doubled by the kernel), about 56 of these datagrams, so a window of 64 or
 more loses datagrams in coturn. One relay thread (`--coturn-arg=-m0`) or two (`-m1`, `-m2`, the default on
@@ -203,8 +205,8 @@ class ChannelEnd:
 
 
 async def run_floor(args: argparse.Namespace, server: Coturn) -> Result:
-    """The windowed protocol over two `ChannelEnd`s: the fastest this process can move the datagrams through
-    this coturn, whatever the client (the ceiling of the relayed rows)."""
+    """The windowed protocol over two `ChannelEnd`s: this process's plain loop through this coturn, with no TURN
+    client or ICE on the data path (a reference for the relayed rows, not a ceiling: see the module)."""
     async with _allocations(server) as (a, b):
         end_a, end_b = ChannelEnd(a, b.relayed_address), ChannelEnd(b, a.relayed_address)
         return await trio_windowed(end_a.send, end_b.receive, end_b.send, lambda: _ack(end_a.receive),
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         relayed, same = best(results["iceagent agents"]).rate, best(results["agents direct"]).rate
         print(f"relay-only agents: {100 * relayed / same:.1f}% of the same agents connected directly "
               f"(target >= 90%: {'met' if relayed >= 0.9 * same else 'NOT met'}); {100 * relayed / floor:.1f}% of the "
-              f"coturn floor, which is {100 * floor / same:.1f}% of the agents direct (the ceiling of any client here)")
+              f"coturn floor, which is {100 * floor / same:.1f}% of the agents direct (a reference, not a ceiling)")
     print("CPU%: this process's CPU time over the run (user + system); coturn%: coturn's (all its threads), with its "
           "CPU microseconds per delivered datagram; coturn floor: FairEnd's discipline with ChannelData inline, no "
           "TURN client or ICE on the data path")

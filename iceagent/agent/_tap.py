@@ -23,15 +23,18 @@ parks. The turns are kept so that:
   that expires while the reader waits on the socket again parks again without a deadline), and the
   turns cost no task step per batch.
 
-The reader's direct read (issue 15, "do what the fair limit does"): between turns, a reader that finds
-the stream's queue empty takes one datagram at a time off the socket (`recvfrom`) and returns it at once
-when it comes from `source`, a known source of application data on this socket (RFC 8445 12.2) that the
+The reader's direct read (issue 15, "do what the fair limit does"): between turns, a reader that finds the
+stream's queue empty takes one datagram at a time off the socket (`recvfrom`) and returns it at once when
+it comes from `source`, a known source of application data on this socket (RFC 8445 12.2) that the
 demultiplexer learned, and is not STUN (RFC 7983: a first byte of 0x40 or above, else `looks_like_stun`);
-anything else goes through the demultiplexer (`process`). `source` is None, and so the direct read off,
-whenever the reader must not read the socket or may not trust it: while the receive task polls, while a
-stash waits, once the Tap is closed, and whenever the session forgets its data sources (a pair became
-valid or was removed, a candidate was learned: ReceivePath.forget_data_sources). Checking it costs one
-comparison per datagram.
+anything else goes through the demultiplexer (`process`). A relayed pair's `recvfrom` (a TURN allocation's
+`sync_recvfrom`, turn/allocation.py) returns an address of None for a datagram it read that carried no peer
+data (a stray, the server's own message): nothing for the demultiplexer, but one datagram read, which the
+reader counts against DRAIN_LIMIT as any other it does not return (docs/security.md). `source` is None, and
+so the direct read off, whenever the reader must not read the socket or may not trust it: while the receive
+task polls, while a stash waits, once the Tap is closed, and whenever the session forgets its data sources
+(a pair became valid or was removed, a candidate was learned: ReceivePath.forget_data_sources). Checking it
+costs one comparison per datagram.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ TAP_PARK = 0.005
 DRAIN_LIMIT = 64
 
 
-def _no_recvfrom(size: int) -> tuple[bytes, Address]:
+def _no_recvfrom(size: int) -> tuple[bytes, Address | None]:
     """A socket without a direct read: never called (`Tap.learn` sets no source for it)."""
     raise BlockingIOError
 
@@ -93,9 +96,10 @@ class Tap:
         wait_readable: Callable[[], Awaitable[None]],
         interrupt: Callable[[], None],
         process: Callable[[list[tuple[bytes, Address]], Tap | None], bool],
-        recvfrom: Callable[[int], tuple[bytes, Address]] | None = None,
+        recvfrom: Callable[[int], tuple[bytes, Address | None]] | None = None,
     ) -> None:
-        #: the socket's own `recvfrom` when its addresses need no normalizing (IPv4), for the direct read
+        #: the socket's own `recvfrom` when its addresses need no normalizing (IPv4), for the direct read; one
+        #: datagram per call, whose address is None when it carried nothing to deliver (see the module)
         self.recvfrom = _no_recvfrom if recvfrom is None else recvfrom
         #: the socket's `receive_now(limit)`, `wait_readable()` and `interrupt()` (which ends that wait)
         self.receive_now = receive_now

@@ -303,17 +303,18 @@ class IceStream(trio.abc.Channel[bytes]):
                 if addr == source and (data >= b"@" or not looks_like_stun(data)):
                     tap.pair._bytes_received += len(data)  # count_received, without a call
                     return data
-                tap.process([(data, addr)], tap)  # queued, left to the receive task, or dropped
+                if addr is not None:  # None: a datagram read with nothing in it for the demultiplexer (_tap.py)
+                    tap.process([(data, addr)], tap)  # queued, left to the receive task, or dropped
+                return await self._receive_more(False, 1)
         return await self._receive_more(False)
 
-    async def _receive_more(self, empty: bool) -> bytes:
+    async def _receive_more(self, empty: bool, misses: int = 0) -> bytes:
         """`receive` when nothing is queued and the direct read returned nothing: read on, or wait on the socket
-        (at once when it was `empty`: EAGAIN), or for a delivery."""
+        (at once when it was `empty`: EAGAIN), or for a delivery. `misses`: datagrams `receive` read already."""
         inbox = self._receive
-        # datagrams read here and not returned (a drain that queued nothing counts as DRAIN_LIMIT): a full
+        # datagrams read and not returned (`misses`; a drain that queued nothing counts as DRAIN_LIMIT): a full
         # checkpoint after DRAIN_LIMIT of them, so that a flood from unknown sources cannot keep this task
         # from yielding
-        misses = 0
         while True:  # without trio.WouldBlock: an exception per empty queue costs as much as a datagram
             items = inbox._items
             if items:
@@ -349,7 +350,8 @@ class IceStream(trio.abc.Channel[bytes]):
         if addr == source and (data >= b"@" or not looks_like_stun(data)):
             tap.pair._bytes_received += len(data)  # count_received, without a call
             return data
-        tap.process([(data, addr)], tap)
+        if addr is not None:  # None: nothing in it for the demultiplexer (agent/_tap.py)
+            tap.process([(data, addr)], tap)
         return None
 
     def _is_closed(self) -> bool:

@@ -38,6 +38,7 @@ from .events import (
     TurnEvent,
 )
 from .framing import (
+    CHANNEL_DATA_MAX,
     CHANNEL_MAX,
     CHANNEL_MIN,
     ChannelDataError,
@@ -48,6 +49,7 @@ from .framing import (
 )
 
 __all__ = [
+    "CHANNEL_DATA_MAX",
     "CHANNEL_MAX",
     "CHANNEL_MIN",
     "AllocateFailed",

@@ -13,6 +13,7 @@ server is consumed inside (who reads the connection, and the background task: `_
 
 from __future__ import annotations
 
+import errno
 import math
 import ssl
 import struct
@@ -28,7 +29,7 @@ from ..logs import get_logger
 from ..net.base import Address, Network
 from ..uri import IceUri, format_host_port, parse_uri
 from ._allocation_driver import _CONSUMER, _NOBODY, Pace, _AllocationDriver
-from .client import TurnClient
+from .client import SEND_DATA_MAX, TurnClient
 from .errors import (
     TurnAllocationMismatch,
     TurnConnectionError,
@@ -37,8 +38,8 @@ from .errors import (
     TurnTimeout,
 )
 from .events import AllocationState
+from .framing import CHANNEL_DATA_MAX
 from .transports import (
-    _STRAY_READS,
     NowaitTurnConnection,
     OSUdpTurnConnection,
     TurnTransportFactory,
@@ -53,6 +54,9 @@ log = get_logger("iceagent.turn")
 _HEADER = struct.Struct("!HH")
 _PAD = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
 
+#: What `sync_recvfrom` returns for a datagram it read that carried no peer data (agent/_tap.py: no source).
+_NO_PEER_DATA: tuple[bytes, Address | None] = (b"", None)
+
 
 class Allocation(_AllocationDriver):
     """A TURN allocation kept alive on a server; the transport of a relay candidate (RFC 8656).
@@ -60,7 +64,8 @@ class Allocation(_AllocationDriver):
     Created by `open_allocation`. `send` never waits for the server: data to a peer without a
     permission yet is held until CreatePermission succeeds (RFC 8656 10), and goes in Send indications
     until the peer's channel is bound, in ChannelData after (RFC 8656 11, 12). Datagrams that cannot be
-    relayed (allocation lost, permission refused) are dropped, as UDP would, and counted in `dropped`.
+    relayed (allocation lost, permission refused, more data than a ChannelData message or a Send indication
+    holds: RFC 8656 11.1, 12.4) are dropped, as UDP would, and counted in `dropped`.
     `receive` raises trio.BrokenResourceError once the allocation is lost and trio.ClosedResourceError
     once it is closed. Its attributes `uri`, `protocol` and `on_lost` are set up in `_AllocationDriver`.
     """
@@ -124,6 +129,10 @@ class Allocation(_AllocationDriver):
         channel = self._channel_of.get(remote)
         if channel is not None:
             n = len(data)
+            if n > CHANNEL_DATA_MAX:  # no ChannelData message holds it (RFC 8656 12.4): lost, as UDP loses it
+                self._client.dropped += 1
+                await trio.lowlevel.checkpoint()
+                return
             if self._pad and n & 3:
                 frame = _HEADER.pack(channel, n) + data + _PAD[n & 3]
             else:
@@ -148,7 +157,7 @@ class Allocation(_AllocationDriver):
             await trio.lowlevel.checkpoint()
 
     async def receive(self) -> tuple[bytes, Address]:
-        """The next datagram from a peer and its address (RFC 8656 11.6, 12.6)."""
+        """The next datagram from a peer and its address (RFC 8656 11.4, 12.6)."""
         pending = self._pending
         while True:
             if pending:
@@ -249,9 +258,16 @@ class _DatagramAllocation(Allocation):
         self._nowait_conn = conn
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
-        """Relay one datagram at once, without a checkpoint; dropped when it cannot go now (as UDP may)."""
+        """Relay one datagram at once, without a checkpoint; dropped when it cannot go now (as UDP may), or cannot
+        go at all (too large: counted in `dropped`)."""
         channel = self._channel_of.get(remote)
-        frame = self._unbound_frame(data, remote) if channel is None else _HEADER.pack(channel, len(data)) + data
+        if channel is None:
+            frame = self._unbound_frame(data, remote)
+        elif len(data) > CHANNEL_DATA_MAX:  # RFC 8656 12.4
+            self._client.dropped += 1
+            return
+        else:
+            frame = _HEADER.pack(channel, len(data)) + data
         if frame is not None:
             self._nowait_conn.send_nowait(frame)
 
@@ -278,7 +294,7 @@ class _DatagramAllocation(Allocation):
     def _peer_datagram(self, frame: bytes) -> tuple[bytes, Address] | None:
         """(data, peer) of a message from the server that carries a peer's datagram: ChannelData on a channel of
         the allocation (RFC 8656 12.6: an unknown channel or a truncated message is discarded) or a Data
-        indication (11.6); None for anything else, the server's own messages handed to the TURN client (and the
+        indication (11.4); None for anything else, the server's own messages handed to the TURN client (and the
         background task woken for them)."""
         if frame and 0x40 <= frame[0] <= 0x4F:
             if len(frame) >= 4:
@@ -367,35 +383,62 @@ class _OSUdpAllocation(_WaitableAllocation):
     def sync_sendto(self, data: bytes, remote: Address) -> None:
         """Relay one datagram now: ChannelData on a bound channel, else what `TurnClient.send` makes of it (a Send
         indication, or nothing while the permission is pending, RFC 8656 11.1). Raises BlockingIOError when the
-        socket buffer is full (nothing was sent: the caller waits with `send`), another OSError when it is lost."""
+        socket buffer is full (nothing was sent: the caller waits with `send`), another OSError when it is lost:
+        EMSGSIZE, as a UDP socket's, for more data than the message holds (RFC 8656 11.1, 12.4; counted in
+        `dropped`)."""
         channel = self._channel_of.get(remote)
         if channel is not None:
-            self._sendto(_HEADER.pack(channel, len(data)) + data, self._server_address)
+            n = len(data)
+            if n > CHANNEL_DATA_MAX:
+                raise self._too_large(n)
+            self._sendto(_HEADER.pack(channel, n) + data, self._server_address)
             return
+        if len(data) > SEND_DATA_MAX[6 if ":" in remote[0] else 4]:
+            raise self._too_large(len(data))
         frame = self._unbound_frame(data, remote)
         if frame is not None:
             self._sendto(frame, self._server_address)
 
-    def sync_recvfrom(self, size: int = 65536) -> tuple[bytes, Address]:
+    def _too_large(self, n: int) -> OSError:
+        """The error for `n` bytes of data that no ChannelData message or Send indication holds (counted)."""
+        self._client.dropped += 1
+        return OSError(errno.EMSGSIZE, f"{n} bytes of data do not fit a TURN message to {self.uri} (RFC 8656 12.4)")
+
+    def sync_recvfrom(self, size: int = 65536) -> tuple[bytes, Address | None]:
         """The next peer datagram and its peer, for the stream reader's direct read (agent/_tap.py): what the
-        background task read first, then the socket's, decoded as `receive_now` does (the server's own messages
-        go to the TURN client). BlockingIOError when none is queued, also after `_STRAY_READS` datagrams that
-        carried none (bounded work per call: the reader waits, and the socket is readable); OSError once closed."""
+        background task read first, else one datagram off the socket, decoded as `receive_now` does (the server's
+        own messages go to the TURN client). A datagram that carries no peer data (anyone's but the server's,
+        counted in `stray`; the server's own message; ChannelData on an unknown channel, RFC 8656 12.6) gives
+        `(b"", None)`: the reader counts it as read, so that its bound on datagrams read per task step holds
+        (docs/security.md). BlockingIOError when none is queued; another OSError once closed."""
         pending = self._pending
         if pending:
             return pending.popleft()
-        recvfrom = self._recvfrom
-        server_host, server_port = self._server_address
-        peer_datagram = self._peer_datagram
-        for _ in range(_STRAY_READS):
-            frame, addr = recvfrom(65536)
-            if addr[1] != server_port or addr[0] != server_host:
-                self._os_conn.stray += 1
-                continue
-            item = peer_datagram(frame)
+        frame, addr = self._recvfrom(65536)
+        server = self._server_address
+        if addr[1] == server[1] and addr[0] == server[0]:
+            item = self._peer_datagram(frame)
             if item is not None:
                 return item
-        raise BlockingIOError("no peer datagram among the datagrams queued on the TURN socket")
+        else:
+            self._os_conn.stray += 1
+        return _NO_PEER_DATA
+
+    def _drain(self, out: list[tuple[bytes, Address]], limit: int) -> None:
+        """Append the peer datagrams queued to `out`, reading at most `limit - len(out)` datagrams in all, those
+        that carry no peer data included (`sync_recvfrom`): bounded work per call, whoever sends to the socket."""
+        read = self.sync_recvfrom
+        for _ in range(limit - len(out)):
+            try:
+                data, peer = read()
+            except BlockingIOError:
+                break
+            except ConnectionError:
+                continue  # an ICMP error reported on this read: not an error for UDP
+            except OSError:
+                break  # closed: the next receive() says why
+            if peer is not None:
+                out.append((data, peer))
 
 
 def _as_uri(server: str | IceUri) -> IceUri:

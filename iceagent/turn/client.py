@@ -35,7 +35,7 @@ from ._client_requests import _Channel, _Exchanges, _Held, _Kind, _Permission, _
 from .auth import LongTermCredential
 from .errors import TurnAllocationLost, TurnError, TurnUnsupported
 from .events import AllocationState, Released, TurnEvent
-from .framing import CHANNEL_MAX, CHANNEL_MIN
+from .framing import CHANNEL_DATA_MAX, CHANNEL_MAX, CHANNEL_MIN, ChannelDataError
 
 __all__ = ["TurnClient"]
 
@@ -46,6 +46,12 @@ _PAD = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
 
 def _family_of(host: str) -> int:
     return 6 if ":" in host else 4
+
+
+#: The most bytes of data one Send indication carries, by the peer's family: a STUN message holds at most 65532
+#: bytes of attributes (a 16-bit length, a multiple of 4: RFC 8489 5), less XOR-PEER-ADDRESS (12 bytes, 24 for
+#: IPv6) and DATA's own 4-byte header (RFC 8656 11.1).
+SEND_DATA_MAX = {4: 65532 - 12 - 4, 6: 65532 - 24 - 4}
 
 
 class TurnClient(_Exchanges):
@@ -130,7 +136,8 @@ class TurnClient(_Exchanges):
         #: channel number -> peer address, for every channel asked for (ChannelData may arrive on them).
         self.peer_of_channel: dict[int, Address] = {}
         self._next_channel = CHANNEL_MIN
-        #: Datagrams dropped: peer of the wrong family, permission failed, queue full, not allocated.
+        #: Datagrams dropped: peer of the wrong family, permission failed, queue full, not allocated, too large for
+        #: a ChannelData message or a Send indication.
         self.dropped = 0
         #: Requests sent by name ("Allocate", "Refresh", "CreatePermission", "ChannelBind"), retries
         #: included, retransmissions not.
@@ -301,11 +308,19 @@ class TurnClient(_Exchanges):
     def send(self, data: bytes, peer: Address, now: float) -> bytes | None:
         """The message that carries `data` to `peer` now: ChannelData once its channel is bound, else a Send
         indication (RFC 8656 11.1, 12.5). None when it cannot go yet: held until the permission for the
-        peer's IP is installed (asked for here if needed), or dropped (counted in `dropped`)."""
+        peer's IP is installed (asked for here if needed), or dropped (counted in `dropped`), also when `data`
+        does not fit the message (`CHANNEL_DATA_MAX`, `SEND_DATA_MAX`)."""
         ch = self.channel_of.get(peer)
         if ch is not None:
+            if len(data) > CHANNEL_DATA_MAX:  # it does not fit (RFC 8656 12.4): lost, as UDP loses it
+                self.dropped += 1
+                return None
             return self.channel_data(ch, data)
-        if self.state is not AllocationState.ALLOCATED or not self._family_ok(peer):
+        if (
+            self.state is not AllocationState.ALLOCATED
+            or not self._family_ok(peer)
+            or len(data) > SEND_DATA_MAX[_family_of(peer[0])]  # no Send indication holds it (RFC 8656 11.1)
+        ):
             self.dropped += 1
             return None
         perm = self._permissions.get(peer[0])
@@ -325,8 +340,11 @@ class TurnClient(_Exchanges):
         return None
 
     def channel_data(self, channel: int, data: bytes) -> bytes:
-        """A ChannelData message (RFC 8656 12.4), padded to 4 bytes over TCP/TLS (12.5)."""
+        """A ChannelData message (RFC 8656 12.4), padded to 4 bytes over TCP/TLS (12.5). ChannelDataError (a
+        ValueError) for more data than its 16-bit Length field counts (`CHANNEL_DATA_MAX`)."""
         n = len(data)
+        if n > CHANNEL_DATA_MAX:
+            raise ChannelDataError(f"ChannelData carries at most {CHANNEL_DATA_MAX} bytes, not {n} (RFC 8656 12.4)")
         head = _TLV.pack(channel, n)
         if self.reliable and n & 3:
             return head + data + _PAD[n & 3]
@@ -340,7 +358,7 @@ class TurnClient(_Exchanges):
 
     def receive(self, frame: bytes, now: float) -> tuple[bytes, Address] | None:
         """Process one message from the server: returns (data, peer) for a Data indication or ChannelData
-        (RFC 8656 11.6, 12.6), None for anything else (responses update the state and queue events)."""
+        (RFC 8656 11.4, 12.6), None for anything else (responses update the state and queue events)."""
         if not frame:
             return None
         first = frame[0]
@@ -370,7 +388,7 @@ class TurnClient(_Exchanges):
             data = msg.get(Attr.DATA)
             if peer is None or data is None:
                 return None
-            # Only from peers we asked a permission for (RFC 8656 11.6).
+            # Only from peers we asked a permission for (RFC 8656 11.4).
             perm = self._permissions.get(peer[0])
             if perm is None or perm.state is _PermState.FAILED:
                 return None

@@ -13,6 +13,7 @@ import struct
 from ..errors import IceError
 
 __all__ = [
+    "CHANNEL_DATA_MAX",
     "CHANNEL_MAX",
     "CHANNEL_MIN",
     "ChannelDataError",
@@ -26,6 +27,9 @@ CHANNEL_MIN = 0x4000
 """Lowest channel number a client may bind (RFC 8656 12)."""
 CHANNEL_MAX = 0x4FFF
 """Highest channel number a client may bind (RFC 8656 12)."""
+CHANNEL_DATA_MAX = 0xFFFF
+"""The most bytes of application data one ChannelData message carries: its Length field has 16 bits (RFC 8656
+12.4). Over UDP the datagram's own limit is lower (65507 bytes of payload over IPv4): the socket refuses more."""
 
 _HEADER = struct.Struct("!HH")
 _PAD = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
@@ -46,8 +50,8 @@ def encode_channel_data(channel: int, data: bytes, *, pad: bool = False) -> byte
     if not CHANNEL_MIN <= channel <= CHANNEL_MAX:
         raise ChannelDataError(f"channel number {channel:#06x} is outside 0x4000-0x4FFF (RFC 8656 12)")
     n = len(data)
-    if n > 0xFFFF:
-        raise ChannelDataError(f"ChannelData carries at most 65535 bytes, not {n}")
+    if n > CHANNEL_DATA_MAX:
+        raise ChannelDataError(f"ChannelData carries at most {CHANNEL_DATA_MAX} bytes, not {n} (RFC 8656 12.4)")
     if pad:
         return _HEADER.pack(channel, n) + data + _PAD[n & 3]
     return _HEADER.pack(channel, n) + data
