@@ -1,4 +1,4 @@
-"""The synchronous data path of an allocation over an OS UDP socket (turn/allocation.py `_OSUdpAllocation`):
+"""The synchronous data path of an allocation over an OS UDP socket (turn/_os_allocation.py `OSUdpAllocation`):
 `sync_sendto` and `sync_recvfrom`, which IceStream calls on a relayed pair as it calls a host socket's own
 `sendto` / `recvfrom` (net/os.py), through coturn over UDP (RFC 8656 11, 12)."""
 

@@ -212,7 +212,7 @@ class OSUdpTurnConnection(UdpTurnConnection):
     @property
     def twin(self) -> socket.socket:
         """The socket's non-blocking twin (a second descriptor): an allocation's synchronous data path calls its
-        `sendto` and `recvfrom` itself (turn/allocation.py `_OSUdpAllocation`)."""
+        `sendto` and `recvfrom` itself (turn/_os_allocation.py `OSUdpAllocation`)."""
         return self._fast
 
     async def wait_readable(self) -> None:
