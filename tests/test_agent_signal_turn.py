@@ -10,26 +10,21 @@ from __future__ import annotations
 
 import contextvars
 import socket
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pluggy
 import pytest
 import trio
 import trio.testing
+from agent_helpers import break_controlling_receive, leaves, plugin_manager_with
 
 from iceagent import Agent, Candidate, IceConfig, IceState, open_agent
 from iceagent.agent._session_task import SessionTask
 from iceagent.hookspecs import hookimpl
 from iceagent.ice.pair import PairState
 from iceagent.net.mux import open_mux
-from iceagent.plugins import create_plugin_manager
 from iceagent.stun.message import Message, MessageClass
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
 
 LO = ["127.0.0.1"]
 CONFIG = IceConfig(global_pacing=False)
@@ -149,12 +144,6 @@ async def test_a_server_agent_on_a_mux_answers_in_its_signalling_call() -> None:
             assert [m.message_class for m in msgs] == [MessageClass.SUCCESS, MessageClass.REQUEST]
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
 # ---- a bug in the session's receive path ----
 
 
@@ -165,16 +154,6 @@ async def test_a_bug_handling_a_check_that_came_first_ends_the_agent_not_the_sig
     check is the session's: it ends a's `async with` (DESIGN.md: "a bug ends only that agent's async with"),
     as when the session task reads the check; it is not raised into the application's signalling call (which
     may be another task's: a signalling handler), and it leaves no wake-up held."""
-    from iceagent.ice.session import IceSession
-
-    real = IceSession.handle_stun
-    bug = ZeroDivisionError("bug in the session")
-
-    def broken(self: IceSession, *args: object, **kwargs: object) -> object:
-        if self.controlling:
-            raise bug
-        return real(self, *args, **kwargs)  # type: ignore[arg-type]
-
     raised: list[BaseException] = []
     held: list[bool] = []
     ended: list[BaseException] = []
@@ -184,7 +163,7 @@ async def test_a_bug_handling_a_check_that_came_first_ends_the_agent_not_the_sig
                 async with open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a:
                     cand_a, cand_b = await candidates(a), await candidates(b)
                     await trio.testing.wait_all_tasks_blocked()
-                    monkeypatch.setattr(IceSession, "handle_stun", broken)
+                    bug = break_controlling_receive(monkeypatch)
                     hand_over(b, a, cand_a)  # b's check is now on a's socket
                     try:
                         hand_over(a, b, cand_b)  # the application's signalling call
@@ -196,7 +175,7 @@ async def test_a_bug_handling_a_check_that_came_first_ends_the_agent_not_the_sig
             except BaseException as exc:  # (which one: checked below)
                 ended.append(exc)
     assert raised == [], f"the session's bug was raised into the signalling call (and _holding={held})"
-    assert ended and _leaves(ended[0]) == [bug]
+    assert ended and leaves(ended[0]) == [bug]
 
 
 # ---- observer hooks run in the agent's tasks, with the opener's contextvars ----
@@ -217,12 +196,6 @@ class Records:
         self.calls.append((f"check-{direction}-{kind}", trio.lowlevel.current_task().name, request_id.get(None)))
 
 
-def _plugin_manager(plugin: object) -> pluggy.PluginManager:
-    pm = create_plugin_manager(load_entrypoints=False)
-    pm.register(plugin)
-    return pm
-
-
 async def test_hooks_run_in_the_agents_tasks_when_another_task_signals() -> None:
     """docs/agent.md: observer hooks run in the agent's tasks, "so they see the contextvars of the code that
     opened the agent"; docs/guide-plugins.md: "inside the agent's tasks". The application's signalling handler
@@ -234,7 +207,7 @@ async def test_hooks_run_in_the_agents_tasks_when_another_task_signals() -> None
             token = request_id.set("opener")
             try:
                 async with open_agent(
-                    controlling=True, host_addresses=LO, config=CONFIG, plugin_manager=_plugin_manager(rec)
+                    controlling=True, host_addresses=LO, config=CONFIG, plugin_manager=plugin_manager_with(rec)
                 ) as a:
                     cand_a, cand_b = await candidates(a), await candidates(b)
                     await trio.testing.wait_all_tasks_blocked()

@@ -15,35 +15,18 @@ import subprocess
 import sys
 from typing import Any
 
-import pluggy
 import pytest
 import trio
 import trio.testing
-from agent_helpers import connect_both, signal
+from agent_helpers import break_controlling_receive, connect_both, leaves, plugin_manager_with, signal
 from leakcheck import open_fds
 
 from iceagent import Candidate, IceConfig, IceState, open_agent
 from iceagent.hookspecs import hookimpl
 from iceagent.ice.pair import PairState
-from iceagent.plugins import create_plugin_manager
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
 
 LO = ["127.0.0.1"]
 FAST = IceConfig(global_pacing=False)
-
-
-def _plugin_manager(plugin: object) -> pluggy.PluginManager:
-    pm = create_plugin_manager(load_entrypoints=False)
-    pm.register(plugin)
-    return pm
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
 
 
 def _tasks() -> list[trio.lowlevel.Task]:
@@ -171,7 +154,7 @@ async def test_a_contextvar_set_around_open_agent_is_seen_by_hooks_on_receive_an
                 token = request_id.set("req-42")
                 try:
                     async with open_agent(
-                        controlling=True, host_addresses=LO, config=config, plugin_manager=_plugin_manager(rec)
+                        controlling=True, host_addresses=LO, config=config, plugin_manager=plugin_manager_with(rec)
                     ) as a:
                         # first a check that times out (FAILED on a retransmission timer) ...
                         a.set_remote_parameters(b.local_parameters)
@@ -200,24 +183,14 @@ async def test_a_bug_in_the_sessions_receive_path_ends_only_that_agents_async_wi
     """A session method raising on a received check ends the agent that received it with that very
     exception, from the task that read it (the session task, serving its socket); the other agent is
     untouched."""
-    from iceagent.ice.session import IceSession
-
-    real = IceSession.handle_stun
-    bug = ZeroDivisionError("bug in the session")
-
-    def broken(self: IceSession, *args: object, **kwargs: object) -> object:
-        if self.controlling:
-            raise bug
-        return real(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(IceSession, "handle_stun", broken)
+    bug = break_controlling_receive(monkeypatch)
     with trio.fail_after(10):
         async with open_agent(controlling=False, host_addresses=LO, config=FAST) as b:
             with pytest.raises(BaseException) as info:  # which one: checked below
                 async with open_agent(controlling=True, host_addresses=LO, config=FAST) as a:
                     await signal(a, b)
                     await trio.sleep_forever()  # b checks a: a's handling raises
-            assert _leaves(info.value) == [bug]
+            assert leaves(info.value) == [bug]
             assert any(frame.name == "_drive" for frame in _traceback(bug))
             assert b.state.value is not IceState.CLOSED  # the other agent is untouched
 
@@ -247,11 +220,12 @@ async def test_an_exception_escaping_a_hooks_guard_ends_only_that_agent() -> Non
         async with open_agent(controlling=False, host_addresses=LO, config=FAST) as b:
             with pytest.raises(BaseException) as info:
                 async with open_agent(
-                    controlling=True, host_addresses=LO, config=FAST, plugin_manager=_plugin_manager(RaisesOnSuccess())
+                    controlling=True, host_addresses=LO, config=FAST,
+                    plugin_manager=plugin_manager_with(RaisesOnSuccess()),
                 ) as a:
                     await connect_both(a, b)
                     await trio.sleep_forever()
-            assert [type(e) for e in _leaves(info.value)] == [HookBug]
+            assert [type(e) for e in leaves(info.value)] == [HookBug]
             assert b.state.value is not IceState.CLOSED
             assert any(task.name.startswith(f"session-{b.name}") for task in _tasks())  # b still runs
 
