@@ -170,7 +170,7 @@ class SessionTask(ReceivePath):
             self._alert()
             return
         self._holding = False
-        if self._held or deadline == -math.inf:  # (handling the batch woke it outside a pump, or it keeps changing)
+        if self._held:  # (handling the batch woke it outside a pump)
             self._held = False
             self._alert()
             return
@@ -214,14 +214,13 @@ class SessionTask(ReceivePath):
         if self._own_batch:  # in the session task: this pump answers every wake-up so far (see _drive)
             self._wakeup.flag = False
         self.owner.heard()
-        deadline = self.pump(now)
+        self._move_timer(self.pump(now))
+
+    def _move_timer(self, deadline: float) -> None:
+        """The next pump is due at `deadline`: move the session task's timer there (-inf, "at once": alert it)."""
         if deadline == -math.inf:
             self._alert()
             return
-        self._move_timer(deadline)
-
-    def _move_timer(self, deadline: float) -> None:
-        """The next pump is due at `deadline`: move the session task's timer there."""
         sleep = self._sleep
         if sleep is not None and deadline != sleep.deadline:
             if self._woke_self:  # keep the wake-up's fallback: the session task pumps soon anyway
