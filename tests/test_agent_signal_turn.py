@@ -131,6 +131,25 @@ async def test_a_check_that_came_first_is_answered_before_the_agents_own_first_c
             assert [m.message_class for m in msgs] == [MessageClass.SUCCESS, MessageClass.REQUEST]
 
 
+async def test_a_signalling_call_with_nothing_to_send_leaves_the_socket_to_the_session_task() -> None:
+    """a's parameters without candidates make nothing due: that call does not read a's socket (no read that
+    would find nothing, in the common case), so b's check stays queued there, unanswered; the call that makes
+    a's check due (a candidate) then reads it first and answers it before a's own first check."""
+    with trio.fail_after(10):
+        async with two() as (a, b):
+            cand_a, cand_b = await candidates(a), await candidates(b)
+            await trio.testing.wait_all_tasks_blocked()
+            hand_over(b, a, cand_a)  # b's check is now on a's socket
+            a.set_remote_parameters(b.local_parameters)
+            msg = queued_peek(raw_socket(a))
+            assert msg is not None and msg.message_class == MessageClass.REQUEST
+            assert queued_peek(raw_socket(b)) is None
+            for c in cand_b:
+                a.add_remote_candidate(c)
+            msgs = queued(raw_socket(b))
+            assert [m.message_class for m in msgs] == [MessageClass.SUCCESS, MessageClass.REQUEST]
+
+
 async def test_a_server_agent_on_a_mux_answers_in_its_signalling_call() -> None:
     """The same for an agent on a mux (its inbox): the client's check waiting on the mux socket is routed and
     answered, and the server's own check sent, within the server's signalling call."""

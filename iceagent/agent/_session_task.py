@@ -40,6 +40,7 @@ SELF_WAKE_TIMEOUT = 0.5
 _PUMP, _HANDLED, _WAIT = 0, 1, 2
 
 if TYPE_CHECKING:
+    from ..ice.generation import IceGeneration
     from ._notify import Wakeup
 
 
@@ -63,6 +64,7 @@ class SessionTask(ReceivePath):
     )
 
     closed: bool
+    gen: IceGeneration
     _outbox: list[tuple[CandidateTransport, bytes, Address]]
     _wakeup: Wakeup
 
@@ -128,9 +130,10 @@ class SessionTask(ReceivePath):
 
     def release(self) -> None:
         """The signalling call ends: if it woke the session, do the session task's turn here, in the caller's
-        task, when that task waits on its own OS socket or mux inbox: first what the socket holds (a check that
-        came before the signalling is answered before this agent's own first check, so the check it
-        triggers is the agent's first, RFC 8445 7.3.1.4, as when the session task reads it first), then a pump
+        task, when that task waits on its own OS socket or mux inbox: first, if the session has something to
+        send now, what the socket holds (a check that came before the signalling is answered before this
+        agent's own first check, so the check it triggers is the agent's first, RFC 8445 7.3.1.4, as when the
+        session task reads it first), then a pump
         (the checks the new candidates made due leave now), then its timer moves. Otherwise (busy, a Tap,
         another transport) the wake-up goes to the session task as usual."""
         if not self._held:
@@ -145,14 +148,19 @@ class SessionTask(ReceivePath):
             self._holding = False
             self.wake()  # type: ignore[attr-defined]
             return
-        try:
-            if self._inbox:
-                sock.route_waiting()
-            items = sock.receive_now(RECEIVE_BATCH)
-        except (trio.ClosedResourceError, OSError):
-            self._holding = False
-            self._alert()  # the session task finds out itself
-            return
+        gen = self.gen
+        items: list[tuple[bytes, Address]] = []
+        # with nothing for this generation to send now (parameters without candidates, end-of-candidates) what
+        # the socket holds need not come first: it stays for the session task (no read that finds nothing)
+        if gen.events or gen.get_timer() <= trio.current_time():
+            try:
+                if self._inbox:
+                    sock.route_waiting()
+                items = sock.receive_now(RECEIVE_BATCH)
+            except (trio.ClosedResourceError, OSError):
+                self._holding = False
+                self._alert()  # the session task finds out itself
+                return
         self._wakeup.flag = False  # (this turn answers every wake-up so far; still holding: none are sent)
         try:
             if items and self._woke_self:
