@@ -196,7 +196,10 @@ class OSUdpTurnConnection(UdpTurnConnection):
     `send` and `receive` first try a non-blocking system call on `fast` (a second descriptor of the
     socket, `_nonblocking_twin`) and only wait through Trio when the socket is not ready; they still check
     for cancellation every time and yield to other tasks every 16 calls (a yield per datagram would halve
-    the relayed rate).
+    the relayed rate). They check before the system call, never after it: a cancelled call has sent nothing
+    and taken nothing off the socket (a response read and then dropped would cost a retransmission, RFC 8489
+    6.2.1; a peer's datagram would be lost), and a cancellation that lands while `receive` yields ends it
+    before its next read.
     """
 
     def __init__(self, sock: UdpSocket, server: Address, fast: socket.socket) -> None:
@@ -226,6 +229,7 @@ class OSUdpTurnConnection(UdpTurnConnection):
         self._waitable.interrupt()
 
     async def send(self, frame: bytes) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()  # before sending: a cancelled send sent nothing
         try:
             self._fast.sendto(frame, self._server)
         except BlockingIOError:
@@ -233,7 +237,6 @@ class OSUdpTurnConnection(UdpTurnConnection):
             return
         except OSError:
             pass  # UDP: an unreachable destination is a lost datagram
-        await trio.lowlevel.checkpoint_if_cancelled()
         self._ops += 1
         if self._ops >= _YIELD_EVERY:
             self._ops = 0
@@ -243,11 +246,14 @@ class OSUdpTurnConnection(UdpTurnConnection):
         server_host, server_port = self._server
         fast = self._fast
         while True:
+            # Before the read, never after it: what was read is returned or, not from the server, dropped. The
+            # task was last suspended (a cancellation can only have landed) at the yield below or in Trio's wait.
+            await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 data, addr = fast.recvfrom(65536)
             except BlockingIOError:
                 self._ops = 0
-                data, addr = await self._sock.receive()
+                data, addr = await self._sock.receive()  # Trio's recvfrom: a cancelled wait reads nothing
             except (ConnectionError, InterruptedError):
                 continue  # ICMP errors reported on a later recv: not an error for UDP
             except OSError as exc:
@@ -255,7 +261,6 @@ class OSUdpTurnConnection(UdpTurnConnection):
                     raise trio.ClosedResourceError("the TURN connection is closed") from exc
                 raise
             else:
-                await trio.lowlevel.checkpoint_if_cancelled()
                 self._ops += 1
                 if self._ops >= _YIELD_EVERY:
                     self._ops = 0
