@@ -5,7 +5,8 @@ The connection reads with a non-blocking system call on a second descriptor of i
 tasks once every `_YIELD_EVERY` reads. A cancellation that became due while the task was away (a kick of the
 allocation's background task, the timer of its `move_on_at`, a caller's deadline) must end the call before it
 reads, not after: a server response read and then dropped costs a retransmission (RFC 8489 6.2.1), a peer's
-datagram is lost for good. A cancelled send sends nothing.
+datagram is lost for good. A cancelled send sends nothing, and what the background task took from the TURN
+client's queue and could not send goes back to it.
 
 The moment a cancellation lands inside a task's yield is chosen by an Instrument (`_AfterStep`): it acts after
 the step of the task that ends in that yield, so no test depends on the scheduler's order within a batch.
@@ -24,6 +25,8 @@ import trio.testing
 from iceagent.config import IceConfig
 from iceagent.net.os import OSNetwork
 from iceagent.stun import Attr, Message, MessageClass, Method, long_term_key
+from iceagent.turn import TurnClient
+from iceagent.turn._allocation_driver import _AllocationDriver
 from iceagent.turn.allocation import Allocation, open_allocation
 from iceagent.turn.transports import _YIELD_EVERY, OSUdpTurnConnection, open_udp
 
@@ -241,3 +244,61 @@ def _all_tasks() -> list[trio.lowlevel.Task]:
         for nursery in task.child_nurseries:
             todo.extend(nursery.child_tasks)
     return out
+
+
+async def test_frames_a_cancellation_leaves_unsent_go_back_to_the_clients_queue() -> None:
+    """The background task sends what it took from the TURN client's queue; a cancellation that lands while it
+    yields after the first frame leaves the rest unsent, and they go back to the queue, in order, for the next
+    loop (the old code sent the second, then raised, and the third was lost)."""
+    with trio.fail_after(10):
+        async with _connection() as (conn, server, _):
+            server.setblocking(False)
+            client = TurnClient(USER, PASSWORD, server_name="turn:test")
+            driver = _AllocationDriver(conn, client, uri="turn:test", protocol="udp")
+            for _ in range(_YIELD_EVERY - 1):  # sends that did not block, counted towards the yield
+                await conn.send(b"earlier")
+            box: list[trio.lowlevel.Task] = []
+            scope = trio.CancelScope()
+
+            async def sender() -> None:
+                box.append(trio.lowlevel.current_task())
+                with scope:
+                    await driver._send_frames([b"A", b"B", b"C"])
+
+            instrument = _AfterStep(lambda: box[0] if box else None, lambda: conn._ops == 0, scope.cancel)
+            trio.lowlevel.add_instrument(instrument)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(sender)
+            finally:
+                trio.lowlevel.remove_instrument(instrument)
+            assert instrument.done and scope.cancelled_caught
+            got = []
+            while True:
+                try:
+                    got.append(server.recv(100))
+                except BlockingIOError:
+                    break
+            assert got == [b"earlier"] * (_YIELD_EVERY - 1) + [b"A"]
+            assert client.datagrams_to_send() == [b"B", b"C"]
+
+
+async def test_a_cancelled_send_to_a_peer_still_wakes_the_background_task_for_its_channel_bind() -> None:
+    """`Allocation.send` to a peer whose permission is installed sends a Send indication and asks for the peer's
+    channel (RFC 8656 11.1, 12.1); cancelled, it sends no indication, but the ChannelBind it queued still goes out
+    (the background task was woken only after the send, so a cancelled one left it asleep until its next timer)."""
+    with trio.fail_after(10):
+        async with _scripted_allocation() as (allocation, server, requests):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(allocation.create_permission, PEER_IP)
+                request, client = await requests.receive()
+                server.sendto(request.success_response().encode(integrity_key=KEY, fingerprint=True), client)
+            assert allocation.permissions() == {PEER_IP: "active"}
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await allocation.send(b"data", (PEER_IP, 7000))
+            assert scope.cancelled_caught
+            await trio.testing.wait_all_tasks_blocked()
+            request, _ = requests.receive_nowait()
+            assert request.method == Method.CHANNEL_BIND

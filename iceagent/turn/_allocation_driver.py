@@ -201,12 +201,18 @@ class _AllocationDriver:
                 self._kick()
 
     async def _send_frames(self, frames: Sequence[bytes]) -> None:
-        for frame in frames:
-            try:
+        """Send what was taken from the client's queue, in order; what a cancellation leaves unsent goes back to
+        the front of the queue (a cancelled send sent nothing), for the next loop of `_serve`."""
+        sent = 0
+        try:
+            for frame in frames:
                 await self._conn.send(frame)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._connection_lost(exc)
-                return
+                sent += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._connection_lost(exc)
+        except BaseException:
+            self._client.unsent(frames[sent:])
+            raise
 
     async def _serve_loop(self, until: Callable[[], bool] | None) -> None:
         client = self._client

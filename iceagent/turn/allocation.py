@@ -141,16 +141,15 @@ class Allocation(_AllocationDriver):
         client = self._client
         held = client.held_count
         frame_or_none = client.send(data, remote, trio.current_time())
-        if frame_or_none is not None:
-            try:
-                await self._conn.send(frame_or_none)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._connection_lost(exc)
-                return
         if client.new_outgoing(held):
-            self._kick()  # a CreatePermission or ChannelBind to send, and its timers
-        else:
+            self._kick()  # a CreatePermission or ChannelBind to send, and its timers: even if this send is cancelled
+        if frame_or_none is None:
             await trio.lowlevel.checkpoint()
+            return
+        try:
+            await self._conn.send(frame_or_none)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._connection_lost(exc)
 
     async def receive(self) -> tuple[bytes, Address]:
         """The next datagram from a peer and its address (RFC 8656 11.4, 12.6)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from ..net.base import Address
@@ -416,6 +416,11 @@ class TurnClient(_Exchanges):
         out = self._outgoing
         self._outgoing = []
         return out
+
+    def unsent(self, frames: Sequence[bytes]) -> None:
+        """Put back, first in line and in order, what the driver took from `datagrams_to_send()` and did not send
+        (a cancellation came first): the next call returns them again."""
+        self._outgoing[:0] = frames
 
     def next_event(self) -> TurnEvent | None:
         """The next thing that happened, or None."""
