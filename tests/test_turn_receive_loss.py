@@ -15,7 +15,7 @@ the step of the task that ends in that yield, so no test depends on the schedule
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -70,6 +70,30 @@ async def _connection() -> AsyncIterator[tuple[OSUdpTurnConnection, socket.socke
             await conn.aclose()
 
 
+async def _cancelled_in_its_yield(conn: OSUdpTurnConnection, call: Callable[[], Awaitable[object]]) -> None:
+    """`await call()` in a task of its own, in a cancel scope cancelled while the task yields for the first time
+    after `_YIELD_EVERY` operations on `conn` (its counter back to 0); asserts that the cancellation ended the
+    call."""
+    box: list[trio.lowlevel.Task] = []
+    scope = trio.CancelScope()
+    result: list[object] = []
+
+    async def run() -> None:
+        box.append(trio.lowlevel.current_task())
+        with scope:
+            result.append(await call())
+
+    instrument = _AfterStep(lambda: box[0] if box else None, lambda: conn._ops == 0, scope.cancel)
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+    finally:
+        trio.lowlevel.remove_instrument(instrument)
+    assert instrument.done
+    assert scope.cancelled_caught, f"the call returned {result!r} although cancelled while it yielded"
+
+
 def _queued(conn: OSUdpTurnConnection) -> list[bytes]:
     """The server's messages still queued on the connection's socket, taken off it."""
     out = []
@@ -108,23 +132,7 @@ async def test_a_cancel_during_the_periodic_yield_keeps_the_servers_message_afte
             stranger.sendto(b"stray", local)  # the read that yields
             server.sendto(b"response", local)
             await conn.wait_readable()
-            box: list[trio.lowlevel.Task] = []
-            scope = trio.CancelScope()
-
-            async def reader() -> None:
-                box.append(trio.lowlevel.current_task())
-                with scope:
-                    await conn.receive()
-                    raise AssertionError("receive returned: it was cancelled during its yield")
-
-            instrument = _AfterStep(lambda: box[0] if box else None, lambda: conn._ops == 0, scope.cancel)
-            trio.lowlevel.add_instrument(instrument)
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(reader)
-            finally:
-                trio.lowlevel.remove_instrument(instrument)
-            assert instrument.done and scope.cancelled_caught
+            await _cancelled_in_its_yield(conn, conn.receive)
             assert _queued(conn) == [b"response"]
 
 
@@ -257,22 +265,7 @@ async def test_frames_a_cancellation_leaves_unsent_go_back_to_the_clients_queue(
             driver = _AllocationDriver(conn, client, uri="turn:test", protocol="udp")
             for _ in range(_YIELD_EVERY - 1):  # sends that did not block, counted towards the yield
                 await conn.send(b"earlier")
-            box: list[trio.lowlevel.Task] = []
-            scope = trio.CancelScope()
-
-            async def sender() -> None:
-                box.append(trio.lowlevel.current_task())
-                with scope:
-                    await driver._send_frames([b"A", b"B", b"C"])
-
-            instrument = _AfterStep(lambda: box[0] if box else None, lambda: conn._ops == 0, scope.cancel)
-            trio.lowlevel.add_instrument(instrument)
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(sender)
-            finally:
-                trio.lowlevel.remove_instrument(instrument)
-            assert instrument.done and scope.cancelled_caught
+            await _cancelled_in_its_yield(conn, lambda: driver._send_frames([b"A", b"B", b"C"]))
             got = []
             while True:
                 try:
