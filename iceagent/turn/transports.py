@@ -44,7 +44,10 @@ __all__ = [
 
 @runtime_checkable
 class TurnConnection(Protocol):
-    """A message pipe to one TURN server: whole STUN / ChannelData messages in and out (RFC 8656 3.1)."""
+    """A message pipe to one TURN server: whole STUN / ChannelData messages in and out (RFC 8656 3.1).
+
+    A cancelled `send` sends nothing and a cancelled `receive` takes nothing off the connection (check for
+    cancellation before the system call, as Trio's sockets do): a message read and then dropped is lost."""
 
     #: True over TCP/TLS: no retransmissions (RFC 8489 6.2.2), ChannelData padded (RFC 8656 12.5).
     reliable: bool
