@@ -276,10 +276,12 @@ async def test_frames_a_cancellation_leaves_unsent_go_back_to_the_clients_queue(
             assert client.datagrams_to_send() == [b"B", b"C"]
 
 
-async def test_a_cancelled_send_to_a_peer_still_wakes_the_background_task_for_its_channel_bind() -> None:
+async def test_a_send_to_a_peer_wakes_the_background_task_for_its_channel_bind_and_a_cancelled_one_has_no_effect(
+) -> None:
     """`Allocation.send` to a peer whose permission is installed sends a Send indication and asks for the peer's
-    channel (RFC 8656 11.1, 12.1); cancelled, it sends no indication, but the ChannelBind it queued still goes out
-    (the background task was woken only after the send, so a cancelled one left it asleep until its next timer)."""
+    channel (RFC 8656 11.1, 12.1). Cancelled, it has no effect at all: no indication, no ChannelBind queued
+    (before, a cancelled send queued the ChannelBind and left the background task asleep until its next timer).
+    Not cancelled, the ChannelBind it queued goes out at once."""
     with trio.fail_after(10):
         async with _scripted_allocation() as (allocation, server, requests):
             async with trio.open_nursery() as nursery:
@@ -293,5 +295,55 @@ async def test_a_cancelled_send_to_a_peer_still_wakes_the_background_task_for_it
                 await allocation.send(b"data", (PEER_IP, 7000))
             assert scope.cancelled_caught
             await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.WouldBlock):
+                requests.receive_nowait()
+            await allocation.send(b"data", (PEER_IP, 7000))
+            await trio.testing.wait_all_tasks_blocked()
             request, _ = requests.receive_nowait()
             assert request.method == Method.CHANNEL_BIND
+
+
+async def test_a_cancelled_send_to_a_peer_without_permission_holds_nothing() -> None:
+    """Data for a peer with no permission yet is held by the TURN client until its CreatePermission succeeds
+    (RFC 8656 9). A cancelled `Allocation.send` holds nothing and queues no CreatePermission, so no Send
+    indication goes out later for a call that raised Cancelled; one not cancelled is taken (no Cancelled)."""
+    with trio.fail_after(10):
+        async with _scripted_allocation() as (allocation, _server, requests):
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await allocation.send(b"data", (PEER_IP, 7000))
+            assert scope.cancelled_caught
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.WouldBlock):
+                requests.receive_nowait()
+            assert allocation.permissions() == {}
+            await allocation.send(b"data", (PEER_IP, 7000))
+            request, _ = await requests.receive()
+            assert request.method == Method.CREATE_PERMISSION
+
+
+async def test_a_stream_connection_writes_nothing_when_cancelled_and_breaks_when_a_write_is_cut() -> None:
+    """TURN over TCP/TLS frames messages on a stream (RFC 8656 3.1). A cancelled send writes nothing and leaves
+    the connection usable; a write cancelled once it started (here, blocked until the peer reads) may have left
+    part of a frame on the stream, after which the server cannot find where frames start: every later send
+    raises BrokenResourceError (so the frame put back in the client's queue is not written after a fragment)."""
+    from iceagent.turn.transports import StreamTurnConnection
+
+    with trio.fail_after(10):
+        left, right = trio.testing.lockstep_stream_pair()
+        conn = StreamTurnConnection(left, ("192.0.2.1", 3478), ("192.0.2.2", 5000), what="TCP")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await conn.send(b"never")
+        assert scope.cancelled_caught
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.send, b"first")
+            assert await right.receive_some(100) == b"first"
+        async with trio.open_nursery() as nursery:  # nobody reads: the write blocks, and is cut
+            nursery.start_soon(conn.send, b"second")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        with pytest.raises(trio.BrokenResourceError):
+            await conn.send(b"third")
+        await left.aclose()
+        await right.aclose()

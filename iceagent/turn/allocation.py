@@ -138,13 +138,16 @@ class Allocation(_AllocationDriver):
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self._connection_lost(exc)
             return
+        # a cancelled send has no effect: nothing held, no CreatePermission or ChannelBind queued (checked here,
+        # before the client takes the data: no checkpoint comes between this and the send below)
+        await trio.lowlevel.checkpoint_if_cancelled()
         client = self._client
         held = client.held_count
         frame_or_none = client.send(data, remote, trio.current_time())
         if client.new_outgoing(held):
             self._kick()  # a CreatePermission or ChannelBind to send, and its timers: even if this send is cancelled
-        if frame_or_none is None:
-            await trio.lowlevel.checkpoint()
+        if frame_or_none is None:  # held for a pending permission: taken, as a send that went out
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return
         try:
             await self._conn.send(frame_or_none)

@@ -47,7 +47,8 @@ class TurnConnection(Protocol):
     """A message pipe to one TURN server: whole STUN / ChannelData messages in and out (RFC 8656 3.1).
 
     A cancelled `send` sends nothing and a cancelled `receive` takes nothing off the connection (check for
-    cancellation before the system call, as Trio's sockets do): a message read and then dropped is lost."""
+    cancellation before the system call, as Trio's sockets do): a message read and then dropped is lost. A
+    stream whose write was cancelled part way raises trio.BrokenResourceError from then on."""
 
     #: True over TCP/TLS: no retransmissions (RFC 8489 6.2.2), ChannelData padded (RFC 8656 12.5).
     reliable: bool
@@ -314,6 +315,7 @@ class StreamTurnConnection:
         self._what = what
         self._deframer = StreamDeframer()
         self._send_lock = trio.StrictFIFOLock()
+        self._broken = False  # a write was cancelled part way (see `send`)
 
     @property
     def local_address(self) -> Address:
@@ -329,8 +331,18 @@ class StreamTurnConnection:
         return self._deframer.discarded
 
     async def send(self, frame: bytes) -> None:
+        """Write one frame. A cancelled send writes nothing; a write cancelled once it started may have left part
+        of the frame on the stream, so the connection is broken from then on (every later send raises
+        trio.BrokenResourceError: the server could no longer find where the next frame starts)."""
         async with self._send_lock:
-            await self._stream.send_all(frame)
+            if self._broken:
+                raise trio.BrokenResourceError("a cancelled write left part of a frame on the TURN stream")
+            await trio.lowlevel.checkpoint_if_cancelled()  # (the lock's acquire does not raise Cancelled)
+            try:
+                await self._stream.send_all(frame)
+            except trio.Cancelled:
+                self._broken = True
+                raise
 
     async def receive(self) -> bytes:
         deframer = self._deframer
