@@ -6,7 +6,8 @@ supervisor must see (end-of-candidates after the checks went out) takes no pump;
 state (the parameters: CHECKING) pumps for the supervisor without asking the generation for timers and
 packets it cannot have. These tests count those calls on real loopback sockets and check that the skipped
 work was not needed: the supervisor still times the check list out (RFC 8445 8.1.2, failed_timeout), and a
-timer made earlier by the call still moves the session task's.
+timer made earlier by the call still moves the session task's. A task waiting in connect() keeps only
+connect's own frame (no RouteState or Notifier frame, no Notifier made for the wait).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -21,6 +23,7 @@ import trio.testing
 from test_agent_signal_turn import candidates, queued, raw_socket
 
 from iceagent import Agent, Candidate, IceConfig, IceState, open_agent
+from iceagent.agent._notify import Notifier
 from iceagent.agent._runner import SessionRunner
 from iceagent.ice.generation import IceGeneration
 from iceagent.stun.message import MessageClass
@@ -174,3 +177,40 @@ async def test_a_candidate_whose_check_waits_for_ta_moves_the_timer_earlier(monk
                 assert slot < retransmit_at and slot == runner.gen.get_timer()
                 data, _ = await second.recvfrom(2048)  # the paced check, sent when the task's timer fired
                 assert data[:2] == b"\x00\x01"
+
+
+def awaiting(coro: Any) -> list[str]:
+    """The qualified names of the coroutines and generators a task's coroutine awaits, outermost first."""
+    names = []
+    while coro is not None:
+        names.append(coro.__qualname__)
+        coro = getattr(coro, "cr_await", None) if hasattr(coro, "cr_await") else getattr(coro, "gi_yieldfrom", None)
+    return names
+
+
+async def test_a_task_waiting_in_connect_keeps_only_connects_frame() -> None:
+    """A task parked in connect() (one per agent while thousands connect, bench/scale.py) keeps connect's own
+    coroutine and Trio's wait, no frame of RouteState or Notifier, and no Notifier is made for it (the
+    RouteState is its own): three objects fewer per waiting agent for the collector. It still wakes when
+    a pair becomes valid and returns the stream."""
+    async with gathered(IceConfig(global_pacing=False)) as (a, b, cand_a, cand_b):
+        streams = []
+
+        async def connect() -> None:
+            streams.append(await a.connect())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connect)
+            await trio.testing.wait_all_tasks_blocked()
+            (task,) = nursery.child_tasks
+            chain = awaiting(task.coro)
+            assert chain[1] == "Agent.connect"
+            assert not [n for n in chain if n.startswith(("RouteState.", "Notifier."))], chain
+            assert isinstance(a._routes, Notifier)
+            a.set_remote_parameters(b.local_parameters)
+            for c in cand_b:
+                a.add_remote_candidate(c)
+            b.set_remote_parameters(a.local_parameters)
+            for c in cand_a:
+                b.add_remote_candidate(c)
+        assert streams and a.state.value in (IceState.CONNECTED, IceState.COMPLETED)
