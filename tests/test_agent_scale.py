@@ -84,11 +84,11 @@ def count_pumps(monkeypatch: pytest.MonkeyPatch, runner: SessionRunner) -> tuple
     first = trio.Event()
     pump = SessionRunner.pump
 
-    def counted(self: SessionRunner, now: float) -> float:
+    def counted(self: SessionRunner, now: float, due: bool = True) -> float:
         if self is runner:
             pumps.append(now)
             first.set()
-        return pump(self, now)
+        return pump(self, now, due)
 
     monkeypatch.setattr(SessionRunner, "pump", counted)
     return pumps, first
@@ -322,9 +322,9 @@ async def test_a_state_change_in_a_pump_takes_no_second_round(monkeypatch: pytes
     rounds: collections.Counter[str] = collections.Counter()
     pump, supervise = SessionRunner.pump, Agent.supervise
 
-    def counted_pump(self: SessionRunner, now: float) -> float:
+    def counted_pump(self: SessionRunner, now: float, due: bool = True) -> float:
         rounds["pumps"] += 1
-        return pump(self, now)
+        return pump(self, now, due)
 
     def counted_supervise(self: Agent, runner: SessionRunner, now: float) -> float:
         rounds["rounds"] += 1

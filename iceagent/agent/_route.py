@@ -39,30 +39,28 @@ def make_route(transport: CandidateTransport, caps: TransportCapabilities, pair:
     )
 
 
-class RouteState:
+class RouteState(Notifier):
     """The current route (None while there is none), why the agent failed, and whether it is closed.
 
-    `wait()` is what connect() and IceStream.send() block in: it returns once there is a route, raises
-    IceFailed when the agent FAILED (unless it restarts by itself) and ClosedResourceError once closed.
+    `wait_route()` is what IceStream.send() blocks in (and connect(), by `ready` and `park`): it returns once
+    there is a route, raises IceFailed when the agent FAILED (unless it restarts by itself) and
+    ClosedResourceError once closed. It is its own Notifier (`changed()` wakes the waiters, who look
+    again): a wait makes no Notifier, and connect() parks on it directly, with no coroutine frame of this
+    class while it waits.
     """
 
-    __slots__ = ("closed", "failure", "name", "route", "waiters")
+    __slots__ = ("closed", "failure", "name", "route")
 
     def __init__(self, name: str) -> None:
+        super().__init__()
         self.name = name
         self.route: Route | None = None
         #: Set while the agent is FAILED and will not restart by itself: what wait() raises.
         self.failure: str | None = None
         self.closed = False
-        #: made by the first wait, dropped by the change that wakes its waiters (an idle agent keeps none)
-        self.waiters: Notifier | None = None
 
-    def changed(self) -> None:
-        """The route, the failure or `closed` changed: wake the waiters (they look again)."""
-        waiters = self.waiters
-        if waiters is not None:
-            self.waiters = None
-            waiters.notify()
+    #: The route, the failure or `closed` changed: wake the waiters (they look again).
+    changed = Notifier.notify
 
     def raise_if_unusable(self) -> None:
         """ClosedResourceError once closed, IceFailed while failed for good."""
@@ -71,21 +69,24 @@ class RouteState:
         if self.failure is not None:
             raise IceFailed(self.failure)
 
-    async def wait(self, stream_closed: Callable[[], bool] | None = None) -> Route:
+    def ready(self, stream_closed: Callable[[], bool] | None = None) -> Route | None:
+        """The route if there is one now, else None (wait: `await self.park()`, then ask again); raises as
+        `wait_route()` does: ClosedResourceError once closed or `stream_closed()`, IceFailed while failed for good."""
+        if stream_closed is not None and stream_closed():
+            raise trio.ClosedResourceError("the IceStream is closed")
+        if self.closed or self.failure is not None:
+            self.raise_if_unusable()
+        return self.route
+
+    async def wait_route(self, stream_closed: Callable[[], bool] | None = None) -> Route:
         """The route, once there is one (always a checkpoint); ClosedResourceError as soon as
         `stream_closed()` is true (a stream closed while one of its tasks waits here)."""
         route = self.route
         if route is None or self.closed:
             while True:
-                if stream_closed is not None and stream_closed():
-                    raise trio.ClosedResourceError("the IceStream is closed")
-                if self.closed or self.failure is not None:
-                    self.raise_if_unusable()
-                if self.route is not None:
-                    return self.route  # the wait was the checkpoint
-                waiters = self.waiters
-                if waiters is None:
-                    waiters = self.waiters = Notifier()
-                await waiters.wait()
+                route = self.ready(stream_closed)
+                if route is not None:
+                    return route  # the wait was the checkpoint
+                await self.park()
         await trio.lowlevel.checkpoint()
         return route

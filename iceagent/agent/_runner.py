@@ -200,6 +200,7 @@ class SessionRunner(SendPath):
         self._names: RemoteNames | None = None  # made by the first remote `.local` candidate (rare)
         #: the iceagent_check observer hook, only when some plugin implements it (it costs a decode per packet)
         self._check_hook = CheckObserver.create(owner)
+        self._observed = self._check_hook is not None or owner.observed()  # (for SessionTask.release)
 
     @property
     def nominated(self) -> CandidatePair | None:
@@ -431,17 +432,18 @@ class SessionRunner(SendPath):
                 self._again = True  # (as `wake()` does then)
         elif not self.closed:  # (as `wake()` does then, without its call)
             if self._holding:
-                self._held = True
+                self._held = self._looked = True  # (`release` pumps for it even when nothing else is due)
             elif self._polling:
                 self._alert()
             else:
                 self._wakeup.set()
 
-    def pump(self, now: float) -> float:
+    def pump(self, now: float, due: bool = True) -> float:
         """Everything due at `now` that needs no waiting: the generation's timers (gather timeout,
         nomination, retransmissions), what it has to send (answers, the next paced check), its events,
         and the agent's supervisor; again while that changed something (at most PUMP_ROUNDS times).
-        Returns when to pump again (math.inf: only after a change; -inf: at once)."""
+        Returns when to pump again (math.inf: only after a change; -inf: at once). `due=False`: the caller
+        found the generation's timer not passed and no events, so the first round asks only the supervisor."""
         if self.closed:
             return math.inf
         self._pumping = True
@@ -453,11 +455,13 @@ class SessionRunner(SendPath):
                 self._again = self._supervising = False
                 if gen.events:  # inputs (remote candidates, end-of-candidates) may have queued events
                     self._apply_events()
-                gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
-                for t in gen.datagrams_to_send(now):  # (`flush`, inline: a call less per pump)
-                    transmit(t)
-                if gen.events:
-                    self._apply_events()
+                if due:
+                    gen.handle_timer(now)  # does only what is due (as cheap as asking get_timer() first)
+                    for t in gen.datagrams_to_send(now):  # (`flush`, inline: a call less per pump)
+                        transmit(t)
+                    if gen.events:
+                        self._apply_events()
+                due = True
                 self._supervising = True  # from here on a change of the agent's state needs another round
                 deadline = owner.supervise(self, now) if not self.closed else math.inf
                 if self.closed:

@@ -53,6 +53,8 @@ class SessionTask(ReceivePath):
         "_held",
         "_holding",
         "_inbox",
+        "_looked",
+        "_observed",
         "_own_batch",
         "_poked",
         "_polling",
@@ -81,10 +83,13 @@ class SessionTask(ReceivePath):
         self._own_batch = False
         self._holding = False  # a signalling call runs: its wake-ups wait for `release` (they set `_held`)
         self._held = False
+        self._looked = False  # one of those wake-ups was `look` (the agent's supervisor must see a change)
+        #: an observer hook is registered (hooks run in the agent's own tasks: no turn in `release`); set by the runner
+        self._observed = False
         self._poked = False  # `_poke` pumped (since `release` cleared it)
         self._crash: Exception | None = None  # a bug met in `release`'s turn: the session task raises it
 
-    def pump(self, now: float) -> float:
+    def pump(self, now: float, due: bool = True) -> float:
         raise NotImplementedError
 
     def _alert(self) -> None:
@@ -135,24 +140,42 @@ class SessionTask(ReceivePath):
         agent's own first check, so the check it triggers is the agent's first, RFC 8445 7.3.1.4, as when the
         session task reads it first), then a pump
         (the checks the new candidates made due leave now), then its timer moves. Otherwise (busy, a Tap,
-        another transport) the wake-up goes to the session task as usual."""
+        another transport) the wake-up goes to the session task as usual.
+
+        With nothing due now (no events, the generation's timer not passed) a call the agent's supervisor
+        need not see (no `look`: end-of-candidates, a candidate that pairs with nothing yet) takes no pump at
+        all, only an earlier timer; one it must see (the state going to CHECKING) pumps without asking the
+        generation for timers and packets (`pump(now, due=False)`)."""
         if not self._held:
             self._holding = False
             return
         self._held = False
+        looked = self._looked
+        self._looked = False
         sock: Any = self._served
         # observer hooks run in the agent's own tasks, with the contextvars of the code that opened it
         # (docs/agent.md): with an observer the turn stays the session task's
-        observed = self._check_hook is not None or self.owner.observed()
-        if self.closed or not self._polling or observed or (not self._inbox and sock.tap is not None):
+        if self.closed or not self._polling or self._observed or (not self._inbox and sock.tap is not None):
             self._holding = False
             self.wake()  # type: ignore[attr-defined]
             return
         gen = self.gen
+        now = trio.current_time()
+        timer = gen.get_timer()
+        due = bool(gen.events) or timer <= now
+        if not due and not looked:
+            # what the call changed is the generation's alone and nothing of it is due: no pump, no read (what
+            # the socket holds stays for the session task); an earlier timer moves the task's (a later one
+            # can wait: the task then wakes early, pumps and finds nothing due)
+            self._holding = False
+            sleep = self._sleep
+            if sleep is not None and timer < sleep.deadline:
+                self._move_timer(timer)
+            return
         items: list[tuple[bytes, Address]] = []
-        # with nothing for this generation to send now (parameters without candidates, end-of-candidates) what
-        # the socket holds need not come first: it stays for the session task (no read that finds nothing)
-        if gen.events or gen.get_timer() <= trio.current_time():
+        # with nothing for this generation to send now (parameters without candidates) what the socket holds
+        # need not come first: it stays for the session task (no read that finds nothing)
+        if due:
             try:
                 if self._inbox:
                     sock.route_waiting()
@@ -171,7 +194,8 @@ class SessionTask(ReceivePath):
                 if self._poked and not self._held:  # that pump was this turn's (and it moved the timer)
                     self._holding = False
                     return
-            deadline = self.pump(trio.current_time())
+                now = trio.current_time()
+            deadline = self.pump(now, due)
         except Exception as exc:  # a bug: it ends the agent from its session task, as it would have there
             self._holding = self._held = False
             self._crash = exc
@@ -179,7 +203,7 @@ class SessionTask(ReceivePath):
             return
         self._holding = False
         if self._held:  # (handling the batch woke it outside a pump)
-            self._held = False
+            self._held = self._looked = False
             self._alert()
             return
         self._move_timer(deadline)

@@ -284,7 +284,13 @@ class Agent(AgentStates):
 
     async def connect(self) -> IceStream:
         """Wait until a pair is valid and return the IceStream; raises IceFailed if the agent FAILED."""
-        await self._routes.wait()
+        routes = self._routes
+        if routes.route is None or routes.closed:
+            # RouteState.wait_route's loop, here: the waiting task keeps only this frame (agent/_route.py)
+            while routes.ready() is None:
+                await routes.park()
+        else:
+            await trio.lowlevel.checkpoint()
         return self._stream
 
     async def restart(self) -> None:
@@ -428,8 +434,7 @@ class Agent(AgentStates):
     def _notify(self) -> None:
         """The route or the state changed: wake connect() waiters, and the supervisor (it runs in the
         current session's driver loop; a no-op while that loop is at work, it looks anyway)."""
-        if self._routes.waiters is not None:
-            self._routes.changed()
+        self._routes.changed()
         self._supervise = True
         current = self._current
         if current is not None:

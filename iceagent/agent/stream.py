@@ -213,7 +213,7 @@ class IceStream(trio.abc.Channel[bytes]):
         if self._closed:
             raise trio.ClosedResourceError("the IceStream is closed")
         selected = self._routes.route
-        route = await self._routes.wait(self._is_closed) if selected is None else selected
+        route = await self._routes.wait_route(self._is_closed) if selected is None else selected
         sendto = getattr(route[0], "sync_sendto", None)
         if sendto is not None:  # this send and the next take the path above
             self._sendto_route, self._sendto = route, sendto
