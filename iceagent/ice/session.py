@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
 from ..stun.transaction import TransactionState
-from ._requests import Request, estimator_of
+from ._requests import Request, rtt_sample
 from ._session_base import MAX_PENDING_TRIGGERED, REMOTE_CANDIDATES_PER_PAIR, SessionBase
 from .candidate import Candidate, IceParameters
 from .checklist import COUNT_MASK
@@ -382,14 +382,11 @@ class IceSession(SessionBase):
                 self._check_failed(request)  # not symmetric (7.2.5.2.1)
             return
         if rtt is not None:
-            estimator = pair._rto_estimator
-            if estimator is None:  # made by the request's start; a test may have built the pair by hand
-                estimator = estimator_of(pair, self.config)
-            if estimator.srtt is None and rtt >= 0:  # the first sample (estimator.update, inline: RFC 6298 2.2)
-                estimator.srtt, estimator.rttvar = rtt, rtt / 2
+            if pair._srtt is None and rtt >= 0 and pair._rto_initial is not None:
+                pair._srtt, pair._rttvar = rtt, rtt / 2  # the first sample (rtt_sample, inline: RFC 6298 2.2)
+                pair._rtt = rtt
             else:
-                estimator.update(rtt)
-            pair._rtt = rtt
+                rtt_sample(pair, rtt, self.config)
         pair._last_consent = now
         if request.consent:
             self._events.append(record(ConsentRefreshed, (pair, now)))

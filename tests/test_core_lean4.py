@@ -1,0 +1,76 @@
+"""What the sans-IO core keeps per pair and per check on the connect path (issue 15 item 3, issue 14 item 5,
+session 11): the objects the cyclic collector must walk. A pair's RTO state (RFC 8489 6.2.1, RFC 6298) is
+plain floats on the pair, no object of its own; the estimator a caller reads is a copy with the same
+numbers. Counted, never timed."""
+
+from __future__ import annotations
+
+import gc
+
+from test_session import B_PARAMS, cand, feed, response_to, session
+
+from iceagent.config import IceConfig
+from iceagent.ice.session import IceSession
+from iceagent.stun.transaction import RtoEstimator
+
+LOCAL = cand("10.0.0.1", 1000)
+
+
+def _checking() -> IceSession:
+    s = session(controlling=True)
+    s.add_local_candidate(LOCAL, LOCAL)
+    s.set_remote_parameters(B_PARAMS)
+    s.add_remote_candidate(cand("10.0.0.2", 2000))
+    return s
+
+
+def _estimators() -> int:
+    return sum(1 for o in gc.get_objects() if type(o) is RtoEstimator)
+
+
+def test_a_checked_and_answered_pair_makes_no_estimator_object() -> None:
+    """The first check and its answer leave no RtoEstimator behind (one GC-tracked object per pair before)."""
+    s = _checking()
+    before = _estimators()
+    t = s.next_check(0.0)
+    assert t is not None and t.pair is not None
+    feed(s, response_to(t, ("10.0.0.1", 1000)), base=LOCAL, remote=t.remote, now=0.02)
+    assert t.pair.valid and t.pair.rtt == 0.02
+    assert _estimators() == before
+
+
+def test_the_estimator_read_from_a_pair_is_a_copy_with_its_state() -> None:
+    s = _checking()
+    pair = s.pairs[0]
+    assert pair.rto_estimator is None  # no check sent on it yet
+    t = s.next_check(0.0)
+    assert t is not None
+    fresh = pair.rto_estimator
+    assert fresh is not None and (fresh.initial, fresh.srtt, fresh.rttvar) == (IceConfig().rto, None, None)
+    feed(s, response_to(t, ("10.0.0.1", 1000)), base=LOCAL, remote=t.remote, now=0.02)
+    copy = pair.rto_estimator
+    assert copy is not None and (copy.srtt, copy.rttvar) == (0.02, 0.01)
+    copy.update(5.0)  # changing the copy changes nothing on the pair
+    assert pair.rto_estimator == RtoEstimator(IceConfig().rto, srtt=0.02, rttvar=0.01)
+
+
+def test_later_samples_and_the_rto_follow_rfc_6298_as_the_estimator_does() -> None:
+    """Consent checks answered after 0.3 s, 2.5 s: SRTT and RTTVAR as RtoEstimator.update makes them
+    (RFC 6298 2.3), and the next request's RTO is the estimator's (RFC 8489 6.2.1) once above the floor."""
+    s = _checking()
+    t = s.next_check(0.0)
+    assert t is not None and t.pair is not None
+    pair = t.pair
+    feed(s, response_to(t, ("10.0.0.1", 1000)), base=LOCAL, remote=t.remote, now=0.02)
+    reference = RtoEstimator(IceConfig().rto)
+    reference.update(0.02)
+    now = 1.0
+    for rtt in (0.3, 2.5):
+        c = s.consent_check(pair, now)
+        feed(s, response_to(c, ("10.0.0.1", 1000)), base=LOCAL, remote=c.remote, now=now + rtt)
+        reference.update(now + rtt - now)  # the sample as the session measures it
+        now += 10.0
+    assert pair.rto_estimator == reference
+    c = s.consent_check(pair, now)
+    request = s._requests.get(c.data[8:20])
+    assert request is not None and request.rto == reference.rto > IceConfig().rto
