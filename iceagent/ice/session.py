@@ -215,9 +215,18 @@ class IceSession(SessionBase):
         fields = message._fields  # read_check(message), inline: a compiled layout filled them as it decoded
         if fields is None:
             fields = read_fields(message.attributes)  # the attributes acted on, in one pass
-        rejection = screen_check(message, fields, local, verified)
-        if rejection is not None:
-            return rejection  # and change no state
+        # screen_check's verdict when the check passes all its tests (USERNAME ours, MESSAGE-INTEGRITY there and
+        # right, no unknown comprehension-required attribute, PRIORITY there), inline; else it says which fails
+        username, unknown = fields[0], message._unknown
+        if verified is True and fields[6] and fields[1] is not None and username is not None and unknown == ():
+            ours, colon, _ = username.partition(":")
+            passed = colon != "" and ours == local.ufrag
+        else:
+            passed = False
+        if not passed:
+            rejection = screen_check(message, fields, local, verified)
+            if rejection is not None:
+                return rejection  # and change no state
         theirs = fields[2] if self.controlling else fields[3]  # the peer claims our role (RFC 8445 7.3.1.1)
         if theirs is not None:
             conflict = self._role_conflict(theirs)
