@@ -6,11 +6,17 @@ numbers. Counted, never timed."""
 from __future__ import annotations
 
 import gc
+from typing import Any
 
-from test_session import B_PARAMS, cand, feed, response_to, session
+import pytest
+from test_session import B_PARAMS, cand, decode, feed, request, response_to, session
 
 from iceagent.config import IceConfig
+from iceagent.ice import session as session_module
+from iceagent.ice.checks import screen_check
 from iceagent.ice.session import IceSession
+from iceagent.stun.attributes import Attr
+from iceagent.stun.message import MessageClass
 from iceagent.stun.transaction import RtoEstimator
 
 LOCAL = cand("10.0.0.1", 1000)
@@ -74,3 +80,47 @@ def test_later_samples_and_the_rto_follow_rfc_6298_as_the_estimator_does() -> No
     c = s.consent_check(pair, now)
     request = s._requests.get(c.data[8:20])
     assert request is not None and request.rto == reference.rto > IceConfig().rto
+
+
+def _screened(monkeypatch: pytest.MonkeyPatch) -> list[bytes | None]:
+    """The verdicts `screen_check` gave, recorded as the session calls it."""
+    verdicts: list[bytes | None] = []
+
+    def recording(*args: Any) -> bytes | None:
+        verdict = screen_check(*args)
+        verdicts.append(verdict)
+        return verdict
+
+    monkeypatch.setattr(session_module, "screen_check", recording)
+    return verdicts
+
+
+def test_a_check_that_passes_every_screen_is_answered_without_screen_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """USERNAME ours, integrity right, nothing unknown, PRIORITY there: told inline (no call), answered."""
+    verdicts = _screened(monkeypatch)
+    s = _checking()
+    answer = feed(s, request(), base=LOCAL, remote=("10.0.0.2", 2000), now=0.0)
+    assert answer is not None and decode(answer).message_class is MessageClass.SUCCESS
+    assert verdicts == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"username": "zzzz:bUfr"}, 400),  # not our ufrag
+        ({"key": b"not the password"}, 401),  # integrity wrong (after the USERNAME test: 400 before 401)
+        ({"username": "zzzz:bUfr", "key": b"not the password"}, 400),
+        ({"priority": None}, 400),  # no PRIORITY (RFC 8445 7.2.2)
+        ({"extra": [(0x7FAA, b"x")]}, 420),  # an unknown comprehension-required attribute (RFC 8489 6.3.1)
+    ],
+)
+def test_a_check_that_fails_a_screen_is_judged_by_screen_check(
+    monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, Any], code: int
+) -> None:
+    """Any test failing: screen_check decides, once, and its error response is the answer; no state changes."""
+    verdicts = _screened(monkeypatch)
+    s = _checking()
+    answer = feed(s, request(**kwargs), base=LOCAL, remote=("10.0.0.2", 2000), now=0.0)
+    assert answer is not None and verdicts == [answer]
+    assert decode(answer).get(Attr.ERROR_CODE)[0] == code
+    assert s.pairs[0].requests_received == 0 and not s._checklist.triggered
