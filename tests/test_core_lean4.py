@@ -6,6 +6,7 @@ numbers. Counted, never timed."""
 from __future__ import annotations
 
 import gc
+import hmac
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from iceagent.config import IceConfig
 from iceagent.ice import session as session_module
 from iceagent.ice.checks import screen_check
 from iceagent.ice.session import IceSession
+from iceagent.stun import _crypto
 from iceagent.stun.attributes import Attr
 from iceagent.stun.message import MessageClass
 from iceagent.stun.transaction import RtoEstimator
@@ -124,3 +126,29 @@ def test_a_check_that_fails_a_screen_is_judged_by_screen_check(
     assert answer is not None and verdicts == [answer]
     assert decode(answer).get(Attr.ERROR_CODE)[0] == code
     assert s.pairs[0].requests_received == 0 and not s._checklist.triggered
+
+
+def test_a_keys_hmac_pad_states_are_kept_without_a_gc_tracked_object() -> None:
+    """The HMAC-SHA1 pads of each key (an agent's password) are kept as two hash states, which the cyclic
+    collector does not track, not as an (inner, outer) tuple it counts and walks; MACs stay RFC 2104's."""
+    key = b"a password only this test uses"
+    data = bytes(range(40))
+    assert _crypto.hmac_sha1(key, data) == hmac.digest(key, data, "sha1")  # the miss, then the hit
+    assert _crypto.hmac_sha1(key, data) == hmac.digest(key, data, "sha1")
+    caches = [v for name, v in vars(_crypto).items() if name.startswith("SHA1") and isinstance(v, dict)]
+    cached = [v for cache in caches for v in cache.values()]
+    assert cached and not any(gc.is_tracked(v) for v in cached)
+
+
+def test_the_pad_cache_is_bounded_and_emptied_as_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over HMAC_CACHE_SIZE keys both tables are emptied together (docs/security.md bounded state); a key
+    sealed with after that gets fresh pads and the right MAC."""
+    monkeypatch.setattr(_crypto, "HMAC_CACHE_SIZE", 4)
+    monkeypatch.setattr(_crypto, "SHA1_INNER", {})
+    monkeypatch.setattr(_crypto, "SHA1_OUTER", {})
+    monkeypatch.setattr(_crypto, "_sha1_inner_for", _crypto.SHA1_INNER.get)
+    monkeypatch.setattr(_crypto, "_sha1_outer_for", _crypto.SHA1_OUTER.get)
+    for i in range(9):
+        key = f"key {i}".encode()
+        assert _crypto.hmac_sha1(key, b"x") == hmac.digest(key, b"x", "sha1")
+        assert 1 <= len(_crypto.SHA1_INNER) == len(_crypto.SHA1_OUTER) <= 4
