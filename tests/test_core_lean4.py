@@ -14,6 +14,8 @@ from test_session import B_PARAMS, cand, decode, feed, request, response_to, ses
 
 from iceagent.config import IceConfig
 from iceagent.ice import session as session_module
+from iceagent.ice.candidate import Candidate
+from iceagent.ice.checklist import CheckList
 from iceagent.ice.checks import screen_check
 from iceagent.ice.session import IceSession
 from iceagent.stun import _crypto
@@ -152,3 +154,48 @@ def test_the_pad_cache_is_bounded_and_emptied_as_one(monkeypatch: pytest.MonkeyP
         key = f"key {i}".encode()
         assert _crypto.hmac_sha1(key, b"x") == hmac.digest(key, b"x", "sha1")
         assert 1 <= len(_crypto.SHA1_INNER) == len(_crypto.SHA1_OUTER) <= 4
+
+
+def test_a_pair_keeps_no_route_tuple() -> None:
+    """A pair holds its remote address tuple and no (base, address) tuple besides (one GC-tracked object
+    less per pair); `route` is made when read, equal to what it was."""
+    s = _checking()
+    pair = s.pairs[0]
+    assert [o for o in gc.get_referents(pair) if type(o) is tuple] == [pair.remote_address]
+    assert pair.route == (LOCAL, ("10.0.0.2", 2000)) == (pair.base, pair.remote_address)
+
+
+def test_the_connect_path_hashes_no_candidate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pairing, a check received, a check sent and its answer find pairs by route without hashing a
+    Candidate (a Python-level __hash__ call each, on every check and answer before)."""
+    hashed: list[Candidate] = []
+    original = Candidate.__hash__
+
+    def counting(self: Candidate) -> int:
+        hashed.append(self)
+        return original(self)
+
+    monkeypatch.setattr(Candidate, "__hash__", counting)
+    s = _checking()
+    assert feed(s, request(), base=LOCAL, remote=("10.0.0.2", 2000), now=0.0) is not None
+    t = s.next_check(0.0)
+    assert t is not None and t.pair is s.pairs[0]
+    feed(s, response_to(t, ("10.0.0.1", 1000)), base=LOCAL, remote=t.remote, now=0.02)
+    assert s.pairs[0].valid and hashed == []
+
+
+def test_pairs_from_several_bases_to_one_address_each_have_their_route() -> None:
+    """Two local bases checking one remote address: two routes, each found for its base, and one left
+    when the other pair goes (RFC 8445 6.1.2.4 prunes by route, not by address)."""
+    other = cand("10.0.0.9", 1009)
+    checklist = CheckList(controlling=True)
+    remote = cand("10.0.0.2", 2000)
+    first, second = sorted(checklist.pair_up([(LOCAL, LOCAL), (other, other)], [remote]), key=lambda p: p.base.port)
+    assert checklist.find(LOCAL, ("10.0.0.2", 2000)) is first and checklist.find(other, ("10.0.0.2", 2000)) is second
+    assert checklist.sizes()["routes"] == 2 and first in checklist and second in checklist
+    assert checklist.pair_up([(other, other)], [remote]) == []  # the route is taken: redundant (6.1.2.4)
+    checklist.remove(first)
+    assert checklist.find(LOCAL, ("10.0.0.2", 2000)) is None and first not in checklist
+    assert checklist.find(other, ("10.0.0.2", 2000)) is second and checklist.sizes()["routes"] == 1
+    checklist.remove(second)
+    assert checklist.sizes()["routes"] == 0 and checklist.find(other, ("10.0.0.2", 2000)) is None

@@ -69,17 +69,15 @@ class CandidatePair:
     _rto_initial: float | None = attrs.field(default=None, init=False, repr=False)
     _srtt: float | None = attrs.field(default=None, init=False, repr=False)
     _rttvar: float | None = attrs.field(default=None, init=False, repr=False)
-    #: (base, remote transport address), fixed for the pair's life: a remote candidate is only ever replaced
-    #: by one at the same address (RFC 8838 11.4), a redundant pair only by one on the same route (6.1.2.4)
-    _route: tuple[Candidate, Address] = attrs.field(init=False, repr=False)
+    #: the remote transport address, fixed for the pair's life: a remote candidate is only ever replaced by
+    #: one at the same address (RFC 8838 11.4), a redundant pair only by one on the same route (6.1.2.4)
     _remote_address: Address = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self._base is None:
             self._base = self._local
         remote = self._remote
-        address = self._remote_address = (remote.address, remote.port)
-        self._route = (self._base, address)
+        self._remote_address = (remote.address, remote.port)
 
     local = ReadOnly[Candidate](attrgetter("_local"), doc="The local candidate.")
     remote = ReadOnly[Candidate](attrgetter("_remote"), doc="The remote candidate.")
@@ -130,9 +128,12 @@ class CandidatePair:
         """The pair foundation: local and remote foundations joined (RFC 8445 6.1.2.6)."""
         return f"{self._local.foundation}:{self._remote.foundation}"
 
-    route = ReadOnly[tuple[Candidate, Address]](
-        attrgetter("_route"), doc="(base, remote transport address): the path packets of this pair take."
-    )
+    @property
+    def route(self) -> tuple[Candidate, Address]:
+        """(base, remote transport address): the path packets of this pair take. Made on each read (the
+        session's hot paths compare `_base` and `_remote_address`): no tuple kept per pair."""
+        return (self._base, self._remote_address)
+
     remote_address = ReadOnly[Address](attrgetter("_remote_address"), doc="Where the pair's packets go.")
 
     def compute_priority(self, controlling: bool) -> int:

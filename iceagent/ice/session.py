@@ -265,7 +265,11 @@ class IceSession(SessionBase):
         if candidate is None:
             return
         checklist = self._checklist
-        pair = checklist._by_route.get((base, remote))  # checklist.find
+        entry = checklist._by_address.get(remote)  # checklist.find(base, remote): its commonest case inline
+        if entry.__class__ is CandidatePair and (entry._base is base or entry._base == base):
+            pair: CandidatePair | None = entry
+        else:
+            pair = None if entry is None else checklist.find(base, remote)
         held_back = self.remote_parameters is None and len(checklist.triggered) >= MAX_PENDING_TRIGGERED
         if pair is None:
             pair = checklist.add(CandidatePair(local=local, remote=candidate, base=base), _WAITING)
@@ -386,7 +390,8 @@ class IceSession(SessionBase):
             elif not request.consent:
                 self._check_failed(request)
             return
-        if (base, remote) != pair._route:
+        known = pair._base  # (base, remote) != pair.route, without making the tuple (once per answer)
+        if (known is not base and known != base) or remote != pair._remote_address:
             if not request.consent:
                 self._check_failed(request)  # not symmetric (7.2.5.2.1)
             return
