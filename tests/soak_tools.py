@@ -81,7 +81,7 @@ def agent_counts(agent: Agent) -> dict[str, int]:
             ("pairs", len(checklist.pairs)),
             ("valid", len(checklist.valid)),
             ("triggered", len(checklist.triggered)),
-            ("by_route", len(checklist._by_route)),
+            ("by_route", checklist.sizes()["routes"]),
             ("transactions", len(ice._requests)),
             ("rto", sum(pair.rto_estimator is not None for pair in pairs)),
             ("generated", len(ice._generated)),

@@ -23,7 +23,7 @@ from ..config import IceConfig
 from ..stun.transaction import RtoEstimator, Transaction, TransactionState
 from .pair import CandidatePair, PairState
 
-__all__ = ["REPEATS_PER_PAIR", "Request", "Requests", "check_rto_floor", "estimator_of", "max_in_flight"]
+__all__ = ["REPEATS_PER_PAIR", "Request", "Requests", "check_rto_floor", "max_in_flight", "rtt_sample"]
 
 #: Live check transactions on one pair at most (RFC 8489 6.2: ten outstanding transactions to one server).
 REPEATS_PER_PAIR = 3
@@ -117,11 +117,12 @@ class Requests:
         39.5 s timeout over TCP (RFC 8489 6.2.2)."""
         pair = request.pair
         rto = config.rto if paced < config.rto else paced
-        estimator = pair._rto_estimator
-        if estimator is None:
-            pair._rto_estimator = RtoEstimator(config.rto)  # initial: its `rto` until a sample (positional)
-        elif estimator.srtt is not None:
-            rto = max(rto, estimator.rto)
+        srtt = pair._srtt
+        if srtt is not None:  # the pair's measured RTO (RtoEstimator.rto of its state, inline)
+            rttvar: float = pair._rttvar  # type: ignore[assignment]  # set with the SRTT
+            rto = max(rto, min(_MAX_RTO, max(_MIN_RTO, srtt + max(_GRANULARITY, _K * rttvar))))
+        elif pair._rto_initial is None:
+            pair._rto_initial = config.rto  # its first check: the pair's RTO state starts (`rto_estimator`)
         # Transaction.__init__(request, data, transaction_id, now, rto, config.rc, config.rm, reliable,
         # config.reliable_timeout), inline (once per check; the config's values are validated positive)
         request.request = data
@@ -307,9 +308,22 @@ def check_rto_floor(ta: float, pairs: Iterable[CandidatePair]) -> float:
     return ta * busy
 
 
-def estimator_of(pair: CandidatePair, config: IceConfig) -> RtoEstimator:
-    """The pair's RTO estimator (RFC 8489 6.2.1), made on first use; it lives on the pair."""
-    estimator = pair.rto_estimator
-    if estimator is None:
-        estimator = pair._rto_estimator = RtoEstimator(config.rto)  # initial (positional: no keyword matching)
-    return estimator
+# RtoEstimator's defaults and RFC 6298 2.3 constants, for the pair's RTO state kept as floats (CandidatePair)
+_DEFAULTS = RtoEstimator()
+_MIN_RTO, _MAX_RTO, _GRANULARITY = _DEFAULTS.min_rto, _DEFAULTS.max_rto, _DEFAULTS.granularity
+_ALPHA, _BETA, _K = RtoEstimator.ALPHA, RtoEstimator.BETA, RtoEstimator.K
+
+
+def rtt_sample(pair: CandidatePair, rtt: float, config: IceConfig) -> None:
+    """One RTT sample of a request on `pair` that was not retransmitted (Karn, RFC 6298 3): the pair's SRTT and
+    RTTVAR as `RtoEstimator.update` makes them (RFC 6298 2.2, 2.3), and its `rtt`."""
+    if pair._rto_initial is None:  # a test may have built the pair and its request by hand
+        pair._rto_initial = config.rto
+    if rtt >= 0:
+        srtt, rttvar = pair._srtt, pair._rttvar
+        if srtt is None or rttvar is None:
+            pair._srtt, pair._rttvar = rtt, rtt / 2
+        else:
+            pair._rttvar = (1 - _BETA) * rttvar + _BETA * abs(srtt - rtt)
+            pair._srtt = (1 - _ALPHA) * srtt + _ALPHA * rtt
+    pair._rtt = rtt

@@ -6,6 +6,7 @@ import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from operator import attrgetter
+from typing import cast
 
 from .candidate import Candidate
 from .events import Event, PairStateChanged, record
@@ -80,7 +81,7 @@ class CheckList:
     everything it keeps about it."""
 
     __slots__ = (
-        "_by_route",
+        "_by_address",
         "_events",
         "_n",
         "controlling",
@@ -112,7 +113,10 @@ class CheckList:
         self.pairs: list[CandidatePair] = []
         self.valid: list[CandidatePair] = []
         self.triggered: list[CandidatePair] = []  # FIFO; short, and a list is lighter than a deque
-        self._by_route: dict[tuple[Candidate, Address], CandidatePair] = {}
+        #: the pairs on the list by route (base, remote address), kept by the remote address: the pair, or a
+        #: list of the pairs whose bases differ (several local bases to one peer address). Keyed by the pair's
+        #: own address tuple, no (base, address) tuple is made per pair, and a lookup hashes no Candidate
+        self._by_address: dict[Address, CandidatePair | list[CandidatePair]] = {}
         #: pairs on the list per state (packed, see _STEP), so the summaries below need no scan
         self._n = 0
         #: where state changes go as PairStateChanged events, if given (the session's queue: no call per change)
@@ -162,18 +166,18 @@ class CheckList:
     def add(self, pair: CandidatePair, state: PairState) -> CandidatePair | None:
         """Add one pair outside the pairing rules (a triggered check's pair, RFC 8445 7.3.1.4); returns the
         pair now on the list for its route (an existing one if the route is taken), None if capped out."""
-        existing = self._by_route.get(pair.route)
+        existing = self.find(pair._base, pair._remote_address)
         if existing is not None:
             return existing
         pair.compute_priority(self.controlling)
         self._insert(pair, state)
         self._sort()
         self._cap()
-        return pair if self._by_route.get(pair.route) is pair else None
+        return pair if self.find(pair._base, pair._remote_address) is pair else None
 
     def _insert(self, pair: CandidatePair, state: PairState) -> bool:
         """Insert unless redundant: a route already on the list keeps the higher-priority pair (6.1.2.4)."""
-        existing = self._by_route.setdefault(pair._route, pair)  # one lookup (the route's hash is a Python call)
+        existing = self._claim_route(pair)
         if existing is not pair:
             if pair.priority > existing.priority:
                 existing._local, existing._remote = pair.local, pair.remote
@@ -183,6 +187,41 @@ class CheckList:
         self.pairs.append(pair)
         self._n += _STEP[state._value_]
         return True
+
+    def _claim_route(self, pair: CandidatePair) -> CandidatePair:
+        """The pair on the list for `pair`'s route, registering `pair` for it if there is none (as
+        dict.setdefault on (base, remote address))."""
+        by_address = self._by_address
+        address = pair._remote_address
+        entry = by_address.setdefault(address, pair)
+        if entry is pair:
+            return pair
+        base = pair._base
+        if entry.__class__ is CandidatePair:  # one pair at the address so far
+            other = entry
+            if other._base is base or other._base == base:
+                return other
+            by_address[address] = [other, pair]
+            return pair
+        entries = cast("list[CandidatePair]", entry)
+        for other in entries:
+            if other._base is base or other._base == base:
+                return other
+        entries.append(pair)
+        return pair
+
+    def _release_route(self, pair: CandidatePair) -> None:
+        """Forget `pair` as its route's pair (if it is)."""
+        address = pair._remote_address
+        entry = self._by_address.get(address)
+        if entry is pair:
+            del self._by_address[address]
+        elif entry.__class__ is list:
+            entries = entry
+            if pair in entries:
+                entries.remove(pair)
+                if len(entries) == 1:
+                    self._by_address[address] = entries[0]
 
     def _initial_state(self, pair: CandidatePair) -> PairState:
         """Waiting for the best pair of a foundation, Frozen for the others (RFC 8445 6.1.2.6, RFC 8838 10);
@@ -211,8 +250,7 @@ class CheckList:
         if pair in self.pairs:
             self.pairs.remove(pair)
             self._n -= _STEP[pair._state._value_]
-        if self._by_route.get(pair.route) is pair:
-            del self._by_route[pair.route]
+        self._release_route(pair)
         if pair in self.triggered:
             self.triggered.remove(pair)
         if not pair.valid and self.on_drop is not None:
@@ -243,10 +281,19 @@ class CheckList:
 
     def find(self, base: Candidate, remote: Address) -> CandidatePair | None:
         """The check-list pair sending from `base` to `remote`, if any."""
-        return self._by_route.get((base, remote))
+        entry = self._by_address.get(remote)
+        if entry is None:
+            return None
+        if entry.__class__ is CandidatePair:
+            pair = entry
+            return pair if pair._base is base or pair._base == base else None
+        for pair in cast("list[CandidatePair]", entry):
+            if pair._base is base or pair._base == base:
+                return pair
+        return None
 
     def __contains__(self, pair: object) -> bool:
-        return isinstance(pair, CandidatePair) and self._by_route.get(pair.route) is pair
+        return isinstance(pair, CandidatePair) and self.find(pair._base, pair._remote_address) is pair
 
     # ---- states ----
 
@@ -295,10 +342,15 @@ class CheckList:
         """The sizes of its tables (docs/security.md "Agent-side bounds")."""
         return {
             "pairs": len(self.pairs),
-            "routes": len(self._by_route),
+            "routes": self._routes(),
             "valid": len(self.valid),
             "triggered": len(self.triggered),
         }
+
+    def _routes(self) -> int:
+        """How many routes have a pair on the list (one per pair)."""
+        entries = self._by_address.values()
+        return sum(1 if e.__class__ is CandidatePair else len(cast("list[CandidatePair]", e)) for e in entries)
 
     def unfreeze_foundation(self, foundation: str) -> None:
         """A check succeeded: Frozen pairs with the same foundation become Waiting (RFC 8445 7.2.5.3.3)."""

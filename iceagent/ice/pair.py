@@ -63,20 +63,21 @@ class CandidatePair:
     _valid: bool = False
     _retransmissions_sent: int = 0
     _consent_requests_sent: int = 0
-    #: The pair's RTO estimator (RFC 8489 6.2.1, RFC 6298), made by its first check: kept on the pair, so it
-    #: goes when the pair goes and no per-session table has to be pruned.
-    _rto_estimator: RtoEstimator | None = attrs.field(default=None, repr=False)
-    #: (base, remote transport address), fixed for the pair's life: a remote candidate is only ever replaced
-    #: by one at the same address (RFC 8838 11.4), a redundant pair only by one on the same route (6.1.2.4)
-    _route: tuple[Candidate, Address] = attrs.field(init=False, repr=False)
+    #: The pair's RTO state (RFC 8489 6.2.1, RFC 6298 2): the initial RTO, set by its first check (None: none
+    #: sent), and SRTT and RTTVAR from its first RTT sample on. Floats on the pair rather than an RtoEstimator
+    #: object: one GC-tracked object less per pair for the cyclic collector, and it goes when the pair goes.
+    _rto_initial: float | None = attrs.field(default=None, init=False, repr=False)
+    _srtt: float | None = attrs.field(default=None, init=False, repr=False)
+    _rttvar: float | None = attrs.field(default=None, init=False, repr=False)
+    #: the remote transport address, fixed for the pair's life: a remote candidate is only ever replaced by
+    #: one at the same address (RFC 8838 11.4), a redundant pair only by one on the same route (6.1.2.4)
     _remote_address: Address = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self._base is None:
             self._base = self._local
         remote = self._remote
-        address = self._remote_address = (remote.address, remote.port)
-        self._route = (self._base, address)
+        self._remote_address = (remote.address, remote.port)
 
     local = ReadOnly[Candidate](attrgetter("_local"), doc="The local candidate.")
     remote = ReadOnly[Candidate](attrgetter("_remote"), doc="The remote candidate.")
@@ -105,9 +106,14 @@ class CandidatePair:
     consent_requests_sent = ReadOnly[int](
         attrgetter("_consent_requests_sent"), doc="Consent freshness requests (RFC 7675), in `requests_sent` too."
     )
-    rto_estimator = ReadOnly[RtoEstimator | None](
-        attrgetter("_rto_estimator"), doc="The pair's RTO estimator, once a check was sent on it."
-    )
+    @property
+    def rto_estimator(self) -> RtoEstimator | None:
+        """The pair's RTO estimator as it stands (RFC 8489 6.2.1, RFC 6298), once a check was sent on it, else
+        None: a copy made on each read (the pair keeps the state itself; changing the copy changes nothing)."""
+        initial = self._rto_initial
+        if initial is None:
+            return None
+        return RtoEstimator(initial, srtt=self._srtt, rttvar=self._rttvar)
 
     def count_sent(self, size: int) -> None:
         """The agent sent `size` bytes of application data on the pair."""
@@ -122,9 +128,12 @@ class CandidatePair:
         """The pair foundation: local and remote foundations joined (RFC 8445 6.1.2.6)."""
         return f"{self._local.foundation}:{self._remote.foundation}"
 
-    route = ReadOnly[tuple[Candidate, Address]](
-        attrgetter("_route"), doc="(base, remote transport address): the path packets of this pair take."
-    )
+    @property
+    def route(self) -> tuple[Candidate, Address]:
+        """(base, remote transport address): the path packets of this pair take. Made on each read (the
+        session's hot paths compare `_base` and `_remote_address`): no tuple kept per pair."""
+        return (self._base, self._remote_address)
+
     remote_address = ReadOnly[Address](attrgetter("_remote_address"), doc="Where the pair's packets go.")
 
     def compute_priority(self, controlling: bool) -> int:

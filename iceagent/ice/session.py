@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
 from ..stun.transaction import TransactionState
-from ._requests import Request, estimator_of
+from ._requests import Request, rtt_sample
 from ._session_base import MAX_PENDING_TRIGGERED, REMOTE_CANDIDATES_PER_PAIR, SessionBase
 from .candidate import Candidate, IceParameters
 from .checklist import COUNT_MASK
@@ -215,9 +215,18 @@ class IceSession(SessionBase):
         fields = message._fields  # read_check(message), inline: a compiled layout filled them as it decoded
         if fields is None:
             fields = read_fields(message.attributes)  # the attributes acted on, in one pass
-        rejection = screen_check(message, fields, local, verified)
-        if rejection is not None:
-            return rejection  # and change no state
+        # screen_check's verdict when the check passes all its tests (USERNAME ours, MESSAGE-INTEGRITY there and
+        # right, no unknown comprehension-required attribute, PRIORITY there), inline; else it says which fails
+        username, unknown = fields[0], message._unknown
+        if verified is True and fields[6] and fields[1] is not None and username is not None and unknown == ():
+            ours, colon, _ = username.partition(":")
+            passed = colon != "" and ours == local.ufrag
+        else:
+            passed = False
+        if not passed:
+            rejection = screen_check(message, fields, local, verified)
+            if rejection is not None:
+                return rejection  # and change no state
         theirs = fields[2] if self.controlling else fields[3]  # the peer claims our role (RFC 8445 7.3.1.1)
         if theirs is not None:
             conflict = self._role_conflict(theirs)
@@ -256,7 +265,11 @@ class IceSession(SessionBase):
         if candidate is None:
             return
         checklist = self._checklist
-        pair = checklist._by_route.get((base, remote))  # checklist.find
+        entry = checklist._by_address.get(remote)  # checklist.find(base, remote): its commonest case inline
+        if entry.__class__ is CandidatePair and (entry._base is base or entry._base == base):
+            pair: CandidatePair | None = entry
+        else:
+            pair = None if entry is None else checklist.find(base, remote)
         held_back = self.remote_parameters is None and len(checklist.triggered) >= MAX_PENDING_TRIGGERED
         if pair is None:
             pair = checklist.add(CandidatePair(local=local, remote=candidate, base=base), _WAITING)
@@ -377,19 +390,17 @@ class IceSession(SessionBase):
             elif not request.consent:
                 self._check_failed(request)
             return
-        if (base, remote) != pair._route:
+        known = pair._base  # (base, remote) != pair.route, without making the tuple (once per answer)
+        if (known is not base and known != base) or remote != pair._remote_address:
             if not request.consent:
                 self._check_failed(request)  # not symmetric (7.2.5.2.1)
             return
         if rtt is not None:
-            estimator = pair._rto_estimator
-            if estimator is None:  # made by the request's start; a test may have built the pair by hand
-                estimator = estimator_of(pair, self.config)
-            if estimator.srtt is None and rtt >= 0:  # the first sample (estimator.update, inline: RFC 6298 2.2)
-                estimator.srtt, estimator.rttvar = rtt, rtt / 2
+            if pair._srtt is None and rtt >= 0 and pair._rto_initial is not None:
+                pair._srtt, pair._rttvar = rtt, rtt / 2  # the first sample (rtt_sample, inline: RFC 6298 2.2)
+                pair._rtt = rtt
             else:
-                estimator.update(rtt)
-            pair._rtt = rtt
+                rtt_sample(pair, rtt, self.config)
         pair._last_consent = now
         if request.consent:
             self._events.append(record(ConsentRefreshed, (pair, now)))

@@ -12,14 +12,14 @@ import hashlib
 import hmac
 import struct
 import zlib
-from collections.abc import Callable
 from typing import Any
 
 from .attributes import FINGERPRINT_XOR, MAGIC_COOKIE, Attr, PasswordAlgorithm
 
 __all__ = [
     "HMAC_CACHE_SIZE",
-    "SHA1_PADS",
+    "SHA1_INNER",
+    "SHA1_OUTER",
     "compare_digest",
     "hmac_sha1",
     "hmac_sha256",
@@ -36,17 +36,25 @@ HMAC_CACHE_SIZE = 8192
 """Keys whose HMAC pads are kept: an agent's two passwords each, for thousands of agents per process."""
 _HashFactory = Any  # hashlib.sha1 / hashlib.sha256 constructors
 _Pads = tuple[Any, Any]  # the inner and outer hash states
-SHA1_PADS: dict[bytes, _Pads] = {}
-"""HMAC-SHA1 pad states by key: `Message.verify_integrity` reads it inline (the hot path of every check),
-`sha1_pads` fills it on a miss."""
+SHA1_INNER: dict[bytes, Any] = {}
+"""HMAC-SHA1 inner pad states by key, and `SHA1_OUTER` the outer ones: `Message.verify_integrity` and
+`seal_short_term` read them inline (the hot path of every check), `sha1_pads` fills both on a miss. Two dicts
+of hash states (objects the cyclic collector does not track), not one of (inner, outer) tuples: no GC-tracked
+object per key (an agent's password each) for the collector to count and walk."""
+SHA1_OUTER: dict[bytes, Any] = {}
 _SHA256_PADS: dict[bytes, _Pads] = {}
 
 
-def _pads(key: bytes, cache: dict[bytes, _Pads], factory: _HashFactory) -> _Pads:
-    """The inner and outer hash states of HMAC for `key` (RFC 2104 2), made once and cached."""
+def _pad_states(key: bytes, factory: _HashFactory) -> _Pads:
+    """The inner and outer hash states of HMAC for `key` (RFC 2104 2)."""
     block = key if len(key) <= 64 else factory(key).digest()
     block = block.ljust(64, b"\x00")
-    pads = (factory(block.translate(_IPAD)), factory(block.translate(_OPAD)))
+    return factory(block.translate(_IPAD)), factory(block.translate(_OPAD))
+
+
+def _pads(key: bytes, cache: dict[bytes, _Pads], factory: _HashFactory) -> _Pads:
+    """The HMAC pad states of `key`, made once and cached in `cache`."""
+    pads = _pad_states(key, factory)
     if len(cache) >= HMAC_CACHE_SIZE:
         cache.clear()
     cache[key] = pads
@@ -54,29 +62,40 @@ def _pads(key: bytes, cache: dict[bytes, _Pads], factory: _HashFactory) -> _Pads
 
 
 def sha1_pads(key: bytes) -> _Pads:
-    """The HMAC-SHA1 pad states of `key`, made and cached on a miss of `SHA1_PADS`."""
-    return _pads(key, SHA1_PADS, hashlib.sha1)
+    """The HMAC-SHA1 pad states of `key`, made and cached on a miss of `SHA1_INNER` / `SHA1_OUTER`."""
+    inner, outer = pads = _pad_states(key, hashlib.sha1)
+    if len(SHA1_INNER) >= HMAC_CACHE_SIZE:
+        SHA1_INNER.clear()
+        SHA1_OUTER.clear()
+    SHA1_INNER[key] = inner
+    SHA1_OUTER[key] = outer
+    return pads
 
 
-def _cached_hmac(cache: dict[bytes, _Pads], factory: _HashFactory) -> Callable[[bytes, bytes], bytes]:
-    """HMAC(key, data) over `factory`, from the key's pad states kept in `cache`: H(opad-state, H(ipad-state,
-    data)) (RFC 2104 2). A closure, not a shared helper, so that a MAC costs one Python call."""
-
-    def mac(key: bytes, data: bytes) -> bytes:
-        inner, outer = cache.get(key) or _pads(key, cache, factory)
-        h = inner.copy()
-        h.update(data)
-        o = outer.copy()
-        o.update(h.digest())
-        return o.digest()  # type: ignore[no-any-return]
-
-    return mac
+_sha1_inner_for, _sha1_outer_for = SHA1_INNER.get, SHA1_OUTER.get
 
 
-hmac_sha1 = _cached_hmac(SHA1_PADS, hashlib.sha1)
-"""HMAC-SHA1 (RFC 2104), as MESSAGE-INTEGRITY uses it (RFC 8489 14.5)."""
-hmac_sha256 = _cached_hmac(_SHA256_PADS, hashlib.sha256)
-"""HMAC-SHA256 (RFC 2104), as MESSAGE-INTEGRITY-SHA256 uses it (RFC 8489 14.6)."""
+def hmac_sha1(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA1 (RFC 2104), as MESSAGE-INTEGRITY uses it (RFC 8489 14.5), on the cached pad states."""
+    inner, outer = _sha1_inner_for(key), _sha1_outer_for(key)
+    if inner is None or outer is None:
+        inner, outer = sha1_pads(key)
+    return _finish(inner, outer, data)
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 (RFC 2104), as MESSAGE-INTEGRITY-SHA256 uses it (RFC 8489 14.6), on the cached pad states."""
+    inner, outer = _SHA256_PADS.get(key) or _pads(key, _SHA256_PADS, hashlib.sha256)
+    return _finish(inner, outer, data)
+
+
+def _finish(inner: Any, outer: Any, data: bytes) -> bytes:
+    """H(outer, H(inner, data)) from the key's pad states (RFC 2104 2)."""
+    h = inner.copy()
+    h.update(data)
+    o = outer.copy()
+    o.update(h.digest())
+    return o.digest()  # type: ignore[no-any-return]
 
 _HEADER_TID = struct.Struct("!HHI12s")
 _MI_HDR = struct.pack("!HH", Attr.MESSAGE_INTEGRITY, 20)
@@ -93,7 +112,9 @@ def seal_short_term(mtype: int, transaction_id: bytes, body: bytes, key: bytes) 
     n = len(body) + 24
     if n > _MAX_LENGTH - 8:
         raise ValueError(f"message attributes are {n + 8} bytes, more than {_MAX_LENGTH}")
-    inner, outer = SHA1_PADS.get(key) or sha1_pads(key)  # hmac_sha1(key, ...), inline: once per check and answer
+    inner, outer = _sha1_inner_for(key), _sha1_outer_for(key)  # hmac_sha1(key, ...), inline: once per check
+    if inner is None or outer is None:  # and answer
+        inner, outer = sha1_pads(key)
     h = inner.copy()
     h.update(_HEADER_TID.pack(mtype, n, MAGIC_COOKIE, transaction_id) + body)
     o = outer.copy()

@@ -16,7 +16,8 @@ from typing import Any, Literal, overload
 
 from ..errors import IceError
 from ._crypto import (
-    SHA1_PADS,
+    SHA1_INNER,
+    SHA1_OUTER,
     compare_digest,
     hmac_sha1,
     hmac_sha256,
@@ -115,7 +116,7 @@ _NO_SECURITY: Security = (-1, -1, -1, -1, b"")
 # The private modules' caches, read on the hot paths through bound methods: a method call on an imported
 # name compiles without LOAD_METHOD on CPython 3.11 (a bound method made per call, ~40 ns).
 _shape_for = SHAPES.get
-_sha1_pads_for = SHA1_PADS.get
+_sha1_inner_for, _sha1_outer_for = SHA1_INNER.get, SHA1_OUTER.get
 _random_take = POOL.take
 
 _METHOD_BY_INT: dict[int, Method] = {int(m): m for m in Method}
@@ -353,7 +354,9 @@ class Message:
             return False
         # HMAC-SHA1 inline, on _crypto's cached pads (the hot path of every check: a call costs ~2% of a
         # decode); its length field counts up to the end of MESSAGE-INTEGRITY (RFC 8489 14.5).
-        inner, outer = _sha1_pads_for(key) or sha1_pads(key)
+        inner, outer = _sha1_inner_for(key), _sha1_outer_for(key)
+        if inner is None or outer is None:
+            inner, outer = sha1_pads(key)
         (h := inner.copy()).update(head + raw[4:mi])
         (o := outer.copy()).update(h.digest())
         return compare_digest(o.digest(), raw[mi + 4 : mi + 24])
@@ -383,7 +386,9 @@ class Message:
             return None
         if pos >= 0 or mi < 0:  # MESSAGE-INTEGRITY-SHA256, or no integrity at all: not ICE's short-term case
             return self.verify_integrity(key)
-        inner, outer = _sha1_pads_for(key) or sha1_pads(key)  # verify_integrity's HMAC-SHA1, inline
+        inner, outer = _sha1_inner_for(key), _sha1_outer_for(key)  # verify_integrity's HMAC-SHA1, inline
+        if inner is None or outer is None:
+            inner, outer = sha1_pads(key)
         (h := inner.copy()).update(head + raw[4:mi])
         (o := outer.copy()).update(h.digest())
         return compare_digest(o.digest(), raw[mi + 4 : mi + 24])
