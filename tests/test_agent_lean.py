@@ -214,3 +214,29 @@ async def test_a_task_waiting_in_connect_keeps_only_connects_frame() -> None:
             for c in cand_a:
                 b.add_remote_candidate(c)
         assert streams and a.state.value in (IceState.CONNECTED, IceState.COMPLETED)
+
+
+async def test_a_late_candidate_with_nothing_due_keeps_the_earlier_consent_timer() -> None:
+    """Once COMPLETED the session task's timer is the supervisor's (consent, RFC 7675 5.1), earlier than the
+    generation's. A trickled candidate after that makes no check due (RFC 8445 8.1.2) and takes no pump: the
+    task's timer must not move later to the generation's, or consent would lapse."""
+    config = IceConfig(global_pacing=False)
+    with trio.fail_after(10):
+        async with two(config) as (a, b):
+            ca, cb = await candidates(a), await candidates(b)
+            a.set_remote_parameters(b.local_parameters)
+            b.set_remote_parameters(a.local_parameters)
+            for c in cb:
+                a.add_remote_candidate(c)
+            for c in ca:
+                b.add_remote_candidate(c)
+            await a.state.wait_value(IceState.COMPLETED)
+            await b.state.wait_value(IceState.COMPLETED)
+            await trio.testing.wait_all_tasks_blocked()
+            runner: Any = a._current
+            before = runner._sleep.deadline
+            assert before < math.inf
+            a.add_remote_candidate(None)
+            a.add_remote_candidate(Candidate(foundation="9", component=1, transport="udp", priority=1,
+                                             address="127.0.0.1", port=9, type="host"))
+            assert runner._sleep.deadline <= before

@@ -159,33 +159,35 @@ class SessionTask(ReceivePath):
             self._holding = False
             self.wake()  # type: ignore[attr-defined]
             return
-        gen = self.gen
-        now = trio.current_time()
-        timer = gen.get_timer()
-        due = bool(gen.events) or timer <= now
-        if not due and not looked:
-            # what the call changed is the generation's alone and nothing of it is due: no pump, no read (what
-            # the socket holds stays for the session task); an earlier timer moves the task's (a later one
-            # can wait: the task then wakes early, pumps and finds nothing due)
-            self._holding = False
-            sleep = self._sleep
-            if sleep is not None and timer < sleep.deadline:
-                self._move_timer(timer)
-            return
-        items: list[tuple[bytes, Address]] = []
-        # with nothing for this generation to send now (parameters without candidates) what the socket holds
-        # need not come first: it stays for the session task (no read that finds nothing)
-        if due:
-            try:
-                if self._inbox:
-                    sock.route_waiting()
-                items = sock.receive_now(RECEIVE_BATCH)
-            except (trio.ClosedResourceError, OSError):
-                self._holding = False
-                self._alert()  # the session task finds out itself
-                return
-        self._wakeup.flag = False  # (this turn answers every wake-up so far; still holding: none are sent)
+        # a bug met anywhere in this turn is the session's: it ends the agent from its session task, as it would
+        # have there, and is not raised into the application's signalling call
         try:
+            gen = self.gen
+            now = trio.current_time()
+            timer = gen.get_timer()
+            due = bool(gen.events) or timer <= now
+            if not due and not looked:
+                # what the call changed is the generation's alone and nothing of it is due: no pump, no read
+                # (what the socket holds stays for the session task); an earlier timer moves the task's (a later
+                # one can wait: the task then wakes early, pumps and finds nothing due)
+                self._holding = False
+                sleep = self._sleep
+                if sleep is not None and timer < sleep.deadline:
+                    self._move_timer(timer)
+                return
+            items: list[tuple[bytes, Address]] = []
+            # with nothing for this generation to send now (parameters without candidates) what the socket
+            # holds need not come first: it stays for the session task (no read that finds nothing)
+            if due:
+                try:
+                    if self._inbox:
+                        sock.route_waiting()
+                    items = sock.receive_now(RECEIVE_BATCH)
+                except (trio.ClosedResourceError, OSError):
+                    self._holding = False
+                    self._alert()  # the session task finds out itself
+                    return
+            self._wakeup.flag = False  # (this turn answers every wake-up so far; still holding: none are sent)
             if items and self._woke_self:
                 items = self._without_self_wake(items)
             if items:
@@ -196,8 +198,8 @@ class SessionTask(ReceivePath):
                     return
                 now = trio.current_time()
             deadline = self.pump(now, due)
-        except Exception as exc:  # a bug: it ends the agent from its session task, as it would have there
-            self._holding = self._held = False
+        except Exception as exc:
+            self._holding = self._held = self._looked = False
             self._crash = exc
             self._alert()
             return
