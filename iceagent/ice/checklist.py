@@ -6,7 +6,6 @@ import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from operator import attrgetter
-from typing import cast
 
 from .candidate import Candidate
 from .events import Event, PairStateChanged, record
@@ -197,13 +196,13 @@ class CheckList:
         if entry is pair:
             return pair
         base = pair._base
-        if entry.__class__ is CandidatePair:  # one pair at the address so far
+        if not isinstance(entry, list):  # one pair at the address so far (a CandidatePair or a subclass)
             other = entry
             if other._base is base or other._base == base:
                 return other
             by_address[address] = [other, pair]
             return pair
-        entries = cast("list[CandidatePair]", entry)
+        entries = entry
         for other in entries:
             if other._base is base or other._base == base:
                 return other
@@ -284,10 +283,10 @@ class CheckList:
         entry = self._by_address.get(remote)
         if entry is None:
             return None
-        if entry.__class__ is CandidatePair:
+        if not isinstance(entry, list):
             pair = entry
             return pair if pair._base is base or pair._base == base else None
-        for pair in cast("list[CandidatePair]", entry):
+        for pair in entry:
             if pair._base is base or pair._base == base:
                 return pair
         return None
@@ -350,7 +349,7 @@ class CheckList:
     def _routes(self) -> int:
         """How many routes have a pair on the list (one per pair)."""
         entries = self._by_address.values()
-        return sum(1 if e.__class__ is CandidatePair else len(cast("list[CandidatePair]", e)) for e in entries)
+        return sum(len(e) if isinstance(e, list) else 1 for e in entries)
 
     def unfreeze_foundation(self, foundation: str) -> None:
         """A check succeeded: Frozen pairs with the same foundation become Waiting (RFC 8445 7.2.5.3.3)."""

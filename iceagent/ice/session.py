@@ -266,7 +266,7 @@ class IceSession(SessionBase):
             return
         checklist = self._checklist
         entry = checklist._by_address.get(remote)  # checklist.find(base, remote): its commonest case inline
-        if entry.__class__ is CandidatePair and (entry._base is base or entry._base == base):
+        if entry is not None and not isinstance(entry, list) and (entry._base is base or entry._base == base):
             pair: CandidatePair | None = entry
         else:
             pair = None if entry is None else checklist.find(base, remote)
