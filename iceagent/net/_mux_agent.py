@@ -211,8 +211,23 @@ class GenerationTransport(Parking):
         return self._fanout.receive_now(self, limit)
 
     def route_waiting(self) -> None:
-        """Have the mux route what its sockets hold now (the session task, before it pumps for a wake-up)."""
-        self._shared._endpoint._mux._route_now()
+        """Have the mux route what its sockets hold now: the session task before it pumps for a wake-up, or a
+        signalling call doing its turn (agent/_session_task.py `release`). Either takes this generation's share
+        with `receive_now` right after, so a delivery here does not wake the session task parked on the
+        endpoint's inbox (it would step and find nothing); should more than one batch be left, `receive_now`
+        wakes it."""
+        shared = self._shared
+        waiter = shared._waiter
+        if waiter is None or len(self._fanout.views) != 1:
+            shared._endpoint._mux._route_now()
+            return
+        shared._waiter = None  # (routing reschedules only a parked task)
+        try:
+            shared._endpoint._mux._route_now()
+        finally:
+            shared._waiter = waiter
+            if shared._closed:
+                shared._unpark()  # closed meanwhile: it finds out
 
     def wait_receivable(self) -> Awaitable[object]:
         """Park until something may wait for this generation (the mux delivered, it or the endpoint closed,

@@ -128,6 +128,7 @@ class InboxTransport(Parking):
         if checks:
             for item in out:
                 checks.discard(item)
+        self._unpark()  # a receiver parked meanwhile takes the rest (`GenerationTransport.route_waiting`)
         return out
 
     async def wait_receivable(self) -> None:
