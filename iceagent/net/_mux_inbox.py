@@ -168,7 +168,10 @@ class InboxTransport(Parking):
             return False
         items.append((data, remote) if item is None else item)
         self._bytes += len(data)
-        self._unpark()
+        task = self._waiter  # (`_unpark`, inline: a call less per datagram)
+        if task is not None:
+            self._waiter = None
+            reschedule(task)
         if self._listener is not None:
             self._listener.inbox_ready()
         return True
