@@ -94,7 +94,7 @@ class MuxTransport(InboxTransport):
             self._check_open()
         # (`request_transaction_id`, inline)
         if data and not data[0] & 0xC1 and looks_like_stun(data) and (data[0] << 8 | data[1]) & CLASS_MASK == REQUEST:
-            self._endpoint._mux._routes.add_transaction(self._endpoint, data[8:20], trio.current_time())
+            self._endpoint._mux._routes.add_transaction(self._endpoint, bytes(data[8:20]), trio.current_time())
 
     async def send(self, data: bytes, remote: Address) -> None:
         """Send one datagram from this address; a STUN request's transaction id is recorded first."""
@@ -426,7 +426,7 @@ class _Drainer(trio.abc.Instrument):
     """Once per Trio scheduling round (after its I/O wait, before its tasks run) decides whether this round's
     task steps drain the mux's sockets (`_StepDrainer`): yes while the mux serves at least `Mux._pressure` agents
     or took at least as many datagrams from its sockets since the last round began, DRAIN_SHARE of what its
-    smallest receive buffer holds (about 2 500 agents or datagrams with 4 MiB); from the start, until a round
+    smallest receive buffer holds (about 2 000 agents or datagrams with 4 MiB); from the start, until a round
     says no.
 
     The receive task runs once per round, and with thousands of agents a round lasts seconds: a socket buffer
