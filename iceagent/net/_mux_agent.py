@@ -158,12 +158,14 @@ class GenerationTransport(Parking):
     `send_nowait`, `receive`, `receive_batch`, `local_address`, `confirm`); `close()` ends only this view.
     Its session task serves it without a task of its own: `receive_now`, `wait_receivable`, `wake_receiver`."""
 
-    __slots__ = ("_fanout", "_shared", "closed", "items", "ufrag")
+    __slots__ = ("_bind", "_fanout", "_shared", "closed", "items", "ufrag")
 
     def __init__(self, fanout: Fanout, ufrag: bytes) -> None:
         super().__init__()  # its receiver, parked here while several generations are alive
         self._fanout = fanout
         self._shared = fanout.shared
+        #: the shared transport's confirm (a UDP one's without its own test that it is open: a call less)
+        self._bind: Callable[[Address], None] = getattr(fanout.shared, "bind", fanout.shared.confirm)
         self.ufrag = ufrag
         #: what another generation's pull left for this one (made when first needed: during a restart)
         self.items: list[Item] | None = None
@@ -175,21 +177,24 @@ class GenerationTransport(Parking):
         return self._shared.local_address
 
     async def send(self, data: bytes, remote: Address) -> None:
-        self._check_open()
-        self._fanout.sent(self, data)
+        self._before_send(data)
         await self._shared.send(data, remote)
 
     def try_send(self, data: bytes, remote: Address) -> bool:
-        if self.closed:
-            self._check_open()
-        fanout = self._fanout
-        if fanout._tids is not None:  # several generations share the transport (a restart)
-            fanout.sent(self, data)
+        if self.closed or self._fanout._tids is not None:
+            self._before_send(data)
         return self._shared.try_send(data, remote)
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
-        if not self.try_send(data, remote):  # (as the shared transport's send_nowait does)
-            self._shared._endpoint._mux._routes.drop("send_full")
+        if self.closed or self._fanout._tids is not None:
+            self._before_send(data)
+        self._shared.send_nowait(data, remote)  # (not through `try_send`: a call less per answer)
+
+    def _before_send(self, data: bytes) -> None:
+        """Raise once closed; while several generations share the transport (a restart), remember which one
+        sent a request."""
+        self._check_open()
+        self._fanout.sent(self, data)
 
     async def receive(self) -> tuple[bytes, Address]:
         return (await self.receive_batch(1))[0]
@@ -211,8 +216,23 @@ class GenerationTransport(Parking):
         return self._fanout.receive_now(self, limit)
 
     def route_waiting(self) -> None:
-        """Have the mux route what its sockets hold now (the session task, before it pumps for a wake-up)."""
-        self._shared._endpoint._mux._route_now()
+        """Have the mux route what its sockets hold now: the session task before it pumps for a wake-up, or a
+        signalling call doing its turn (agent/_session_task.py `release`). Either takes this generation's share
+        with `receive_now` right after, so a delivery here does not wake the session task parked on the
+        endpoint's inbox (it would step and find nothing); should more than one batch be left, `receive_now`
+        wakes it."""
+        shared = self._shared
+        waiter = shared._waiter
+        if waiter is None or len(self._fanout.views) != 1:
+            shared._endpoint._mux._route_now()
+            return
+        shared._waiter = None  # (routing reschedules only a parked task)
+        try:
+            shared._endpoint._mux._route_now()
+        finally:
+            shared._waiter = waiter
+            if shared._closed:
+                shared._unpark()  # closed meanwhile: it finds out
 
     def wait_receivable(self) -> Awaitable[object]:
         """Park until something may wait for this generation (the mux delivered, it or the endpoint closed,
@@ -240,8 +260,8 @@ class GenerationTransport(Parking):
     def confirm(self, remote: Address) -> None:
         """Bind `remote` to this agent on the mux (after MESSAGE-INTEGRITY passed on a check from it or a
         response from it) and steer its other traffic to this generation."""
-        if not self.closed:
-            self._shared.confirm(remote)
+        if not self.closed and not self._shared._closed:
+            self._bind(remote)
             sources = self._fanout._sources
             if sources is not None:  # several generations share the transport (a restart)
                 _remember(sources, remote, self)

@@ -128,6 +128,7 @@ class InboxTransport(Parking):
         if checks:
             for item in out:
                 checks.discard(item)
+        self._unpark()  # a receiver parked meanwhile takes the rest (`GenerationTransport.route_waiting`)
         return out
 
     async def wait_receivable(self) -> None:
@@ -167,7 +168,10 @@ class InboxTransport(Parking):
             return False
         items.append((data, remote) if item is None else item)
         self._bytes += len(data)
-        self._unpark()
+        task = self._waiter  # (`_unpark`, inline: a call less per datagram)
+        if task is not None:
+            self._waiter = None
+            reschedule(task)
         if self._listener is not None:
             self._listener.inbox_ready()
         return True

@@ -28,6 +28,9 @@ SOCKET_BUFFER = 4 << 20
 RECEIVE_BATCH = 16384
 #: Datagrams waiting for a network without synchronous sends (e.g. the vnet) per mux socket.
 OUTBOX = 4096
+#: Bytes a small datagram takes of a socket's receive buffer in the kernel, about (its sk_buff and memory: 832
+#: on Linux 6 for up to a few hundred bytes of STUN): what a port's `capacity` is counted in.
+DATAGRAM_TRUESIZE = 1024
 _IP_PKTINFO = getattr(_stdsocket, "IP_PKTINFO", 8)  # Linux's value; the stdlib names it from 3.13
 _IPV6_RECVPKTINFO = getattr(_stdsocket, "IPV6_RECVPKTINFO", 49)
 _IPV6_PKTINFO = getattr(_stdsocket, "IPV6_PKTINFO", 50)
@@ -44,9 +47,11 @@ class Port(Protocol):
 
     locals: list[Address]
     bind_address: str  # the address given to bind (a wildcard for a PktinfoPort)
-    #: `try_send(data, remote)` of the socket itself, for a port that sends from its one address with the
-    #: OS socket's own try_send (a call less per datagram than `try_send`); else None
-    direct: Callable[[bytes, Address], bool] | None
+    capacity: int  # small datagrams its receive buffer holds, about (`receive_capacity`)
+    #: the stdlib socket's own `sendto(data, remote)` for a port that sends from its one address on an OS socket
+    #: (no Python call between a transport and the socket); else None. It raises BlockingIOError when the
+    #: buffer is full and OSError when the datagram is lost.
+    direct: Callable[[bytes, Address], object] | None
 
     async def receive_batch(self) -> Iterable[Row]: ...
 
@@ -73,7 +78,9 @@ class SeamPort:
         self.outbox_receive: trio.MemoryReceiveChannel[tuple[bytes, Address]] | None = None
         if self._try_send is None:  # no synchronous send: a sender task drains a bounded outbox
             self.outbox, self.outbox_receive = trio.open_memory_channel(OUTBOX)
-        self.direct: Callable[[bytes, Address], bool] | None = sock.try_send if isinstance(sock, OSUdpSocket) else None
+        self.direct: Callable[[bytes, Address], object] | None = (
+            sock.sync_sendto if isinstance(sock, OSUdpSocket) else None)
+        self.capacity = receive_capacity(sock.raw if isinstance(sock, OSUdpSocket) else None)
 
     async def receive_batch(self) -> Iterable[Row]:
         if self._batch is not None:
@@ -87,7 +94,11 @@ class SeamPort:
         if self._now is None:
             return ()
         items = self._now(limit)
-        return self._rows(items) if items else ()
+        if not items:
+            return ()
+        if self.direct is not None:  # (`_rows`, inline)
+            return zip(items, repeat(self.locals[0]))
+        return self._rows(items)
 
     def _rows(self, items: list[Item]) -> Iterable[Row]:
         """`items` with this port's address; the OS socket's own (data, remote) tuples are kept (others are copied:
@@ -137,7 +148,8 @@ class PktinfoPort:
         self.v6 = raw.family == _stdsocket.AF_INET6
         self._port = raw.getsockname()[1]
         self._ancsize = _stdsocket.CMSG_SPACE(20 if self.v6 else 12)
-        self.direct: Callable[[bytes, Address], bool] | None = None  # each datagram names its source (IP_PKTINFO)
+        self.direct: Callable[[bytes, Address], object] | None = None  # each datagram names its source (IP_PKTINFO)
+        self.capacity = receive_capacity(raw)
 
     async def receive_batch(self) -> Iterable[Row]:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -221,6 +233,19 @@ def _interface_addresses(network: Network, wildcard: str) -> list[str]:
             if (ip.version == 6) == v6 and not (v6 and ip.is_link_local) and str(ip) not in out:
                 out.append(str(ip))
     return out
+
+
+def receive_capacity(sock: _stdsocket.socket | trio.socket.SocketType | None) -> int:
+    """Small datagrams `sock`'s receive buffer holds, about: SO_RCVBUF as the kernel reports it (twice what was
+    granted: its bookkeeping included, socket(7)) over DATAGRAM_TRUESIZE; a socket that is not the OS's (the
+    vnet's) counts as the SOCKET_BUFFER asked for."""
+    rcvbuf = 2 * SOCKET_BUFFER
+    if sock is not None:
+        try:
+            rcvbuf = sock.getsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_RCVBUF)
+        except OSError:
+            pass
+    return max(1, rcvbuf // DATAGRAM_TRUESIZE)
 
 
 def _grow_buffers(sock: _stdsocket.socket | trio.socket.SocketType) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import math
 from collections.abc import Hashable, Mapping
 from types import MappingProxyType
 from typing import Generic, Literal, TypeVar
@@ -35,9 +36,11 @@ Owner = TypeVar("Owner", bound=Hashable)
 
 _USERNAME = 0x0006
 _STOP_ATTRS = frozenset((0x0008, 0x001C, 0x8028))  # MESSAGE-INTEGRITY(-SHA256), FINGERPRINT: nothing after counts
-_BINDING_REQUEST = 0x0001
-_CLASS_MASK = 0x0110  # RFC 8489 5: C1 C0 bits of the message type
-_REQUEST, _INDICATION = 0x0000, 0x0010
+BINDING_REQUEST = 0x0001
+CLASS_MASK = 0x0110  # RFC 8489 5: C1 C0 bits of the message type
+REQUEST, _INDICATION = 0x0000, 0x0010
+#: The classes of a message a peer sends unasked (request, indication): not routed as responses.
+SENT_CLASSES = (REQUEST, _INDICATION)
 
 
 class Own(enum.Enum):
@@ -112,7 +115,9 @@ def local_ufrag(data: bytes) -> bytes | None:
         if t in _STOP_ATTRS or pos + 4 + n > end:
             return None
         if t == _USERNAME:
-            return bytes(data[pos + 4 : pos + 4 + n]).split(b":", 1)[0]
+            start, stop = pos + 4, pos + 4 + n
+            colon = data.find(b":", start, stop)
+            return bytes(data[start : stop if colon < 0 else colon])
         pos += 4 + ((n + 3) & ~3)
     return None
 
@@ -125,16 +130,16 @@ def kind_of(data: bytes) -> int:
     """How the mux routes `data`: CHECK by ufrag, RESPONSE by transaction id, OTHER by its source address."""
     if looks_like_stun(data):
         mtype = data[0] << 8 | data[1]
-        if mtype == _BINDING_REQUEST:
+        if mtype == BINDING_REQUEST:
             return CHECK
-        if mtype & _CLASS_MASK not in (_REQUEST, _INDICATION):
+        if mtype & CLASS_MASK not in SENT_CLASSES:
             return RESPONSE
     return OTHER
 
 
 def request_transaction_id(data: bytes) -> bytes | None:
     """The transaction id of an outgoing STUN request (any method), or None for anything else."""
-    if looks_like_stun(data) and (data[0] << 8 | data[1]) & _CLASS_MASK == _REQUEST:
+    if looks_like_stun(data) and (data[0] << 8 | data[1]) & CLASS_MASK == REQUEST:
         return bytes(data[8:20])
     return None
 
@@ -149,6 +154,8 @@ class MuxRoutes(Generic[Owner]):
         self._bindings: collections.OrderedDict[tuple[Address, Address], Owner] = collections.OrderedDict()
         self._owners: dict[Owner, _OwnerState] = {}
         self._own: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        #: no transaction expires before this (the oldest's deadline when last looked at; inf: none)
+        self._next_expiry = math.inf
         self.routed = 0
         self.dropped: collections.Counter[str] = collections.Counter()
 
@@ -204,7 +211,7 @@ class MuxRoutes(Generic[Owner]):
         state = self._owners.get(owner) or self._state(owner)
         limits = self.limits
         transactions = self._transactions
-        if transactions and next(iter(transactions.values()))[1] <= now:  # the oldest expired
+        if now >= self._next_expiry:  # the oldest may have expired
             self.expire(now)
         old = transactions.pop(tid, None)
         if old is not None:
@@ -213,7 +220,10 @@ class MuxRoutes(Generic[Owner]):
         if mine is None:
             mine = state.tids = {}
         mine[tid] = None  # the newest last
-        self._transactions[tid] = (owner, now + limits.transaction_ttl)
+        deadline = now + limits.transaction_ttl
+        self._transactions[tid] = (owner, deadline)
+        if deadline < self._next_expiry:  # (the table was empty)
+            self._next_expiry = deadline
         if len(mine) > limits.max_transactions_per_agent:
             oldest = next(iter(mine))
             del mine[oldest]
@@ -265,9 +275,11 @@ class MuxRoutes(Generic[Owner]):
     def expire(self, now: float) -> None:
         """Forget transactions whose time passed (the table is in expiry order: the oldest first)."""
         transactions = self._transactions
+        self._next_expiry = math.inf
         while transactions:
             tid, (who, deadline) = next(iter(transactions.items()))
             if deadline > now:
+                self._next_expiry = deadline
                 break
             del transactions[tid]
             self._owners[who].forget_transaction(tid)
@@ -310,7 +322,7 @@ class MuxRoutes(Generic[Owner]):
     def check_owner(self, data: bytes) -> tuple[Owner | None, str]:
         """The owner of a check (a STUN Binding request) by its local ufrag, or None and why not
         ("not_a_check", "no_username", "unknown_ufrag"). Counts nothing."""
-        if not looks_like_stun(data) or (data[0] << 8 | data[1]) != _BINDING_REQUEST:
+        if not looks_like_stun(data) or (data[0] << 8 | data[1]) != BINDING_REQUEST:
             return None, "not_a_check"
         ufrag = local_ufrag(data)
         if ufrag is None:

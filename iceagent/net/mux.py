@@ -24,17 +24,32 @@ import collections
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import trio
 
 from ..logs import get_logger
+from ..stun.message import looks_like_stun
 from ._mux_agent import Fanout, MuxGeneration, watcher
 from ._mux_inbox import InboxTransport
 from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, Row, SeamPort, bind_port
-from ._mux_routes import CHECK, OTHER, MuxError, MuxFull, MuxLimits, MuxRoutes, Own, kind_of, request_transaction_id
+from ._mux_routes import (
+    BINDING_REQUEST,
+    CHECK,
+    CLASS_MASK,
+    OTHER,
+    REQUEST,
+    RESPONSE,
+    SENT_CLASSES,
+    MuxError,
+    MuxFull,
+    MuxLimits,
+    MuxRoutes,
+    Own,
+)
 from ._mux_stun import MuxStun
 from ._mux_tcp import MuxTcpTransport, TcpAcceptor
 from .base import Address, Network
@@ -42,8 +57,12 @@ from .os import OSNetwork
 
 log = get_logger("iceagent.mux")
 
-#: Seconds of the run between two drains of the mux's sockets from `_Drainer` (besides the receive task).
+#: Seconds of the run between two drains of the mux's sockets from `_StepDrainer` (besides the receive task).
 DRAIN_INTERVAL = 0.002
+#: The share of its sockets' receive buffers (`Port.capacity`) from which the mux drains between task steps:
+#: while it serves that many agents, or took that many datagrams from its sockets in the last scheduling round
+#: (`_Drainer`), a round could fill the buffers.
+DRAIN_SHARE = 0.25
 
 EndpointT = TypeVar("EndpointT", bound="MuxEndpoint")
 
@@ -58,11 +77,14 @@ class MuxTransport(InboxTransport):
     `send_nowait`, `try_send`, `receive_batch`, `receive_now`, `wait_receivable`) and `confirm(remote)` to
     bind a verified source address. One task receives at a time (another gets `trio.BusyResourceError`)."""
 
-    __slots__ = ("_port",)
+    __slots__ = ("_port", "bind")
 
     def __init__(self, endpoint: MuxEndpoint, port: Port, local: Address) -> None:
         super().__init__(endpoint, local)
         self._port = port
+        #: `confirm` without its test that the endpoint is open: the routing table's own, for a generation's view
+        #: (`_mux_agent.GenerationTransport.confirm`, which tests it)
+        self.bind: Callable[[Address], None] = partial(endpoint._mux._routes.confirm, endpoint, local)
 
     def _before_send(self, data: bytes) -> None:
         """Raise once closed; record a STUN request's transaction id: its response comes back by it (RFC 8489
@@ -70,10 +92,9 @@ class MuxTransport(InboxTransport):
         is looked at further (the answers to checks are not)."""
         if self._closed:
             self._check_open()
-        if data and not data[0] & 0xC1:
-            tid = request_transaction_id(data)
-            if tid is not None:
-                self._endpoint._mux._routes.add_transaction(self._endpoint, tid, trio.current_time())
+        # (`request_transaction_id`, inline)
+        if data and not data[0] & 0xC1 and looks_like_stun(data) and (data[0] << 8 | data[1]) & CLASS_MASK == REQUEST:
+            self._endpoint._mux._routes.add_transaction(self._endpoint, bytes(data[8:20]), trio.current_time())
 
     async def send(self, data: bytes, remote: Address) -> None:
         """Send one datagram from this address; a STUN request's transaction id is recorded first."""
@@ -85,10 +106,16 @@ class MuxTransport(InboxTransport):
         if self._closed or (data and not data[0] & 0xC1):  # (`_before_send`'s tests: a call less per answer)
             self._before_send(data)
         port = self._port
-        direct = port.direct  # the socket's own try_send where the port needs no source address
-        if direct is not None:
-            return direct(data, remote)
-        return port.try_send(data, remote, self._local)
+        sendto = port.direct  # the socket's own sendto where the port needs no source address
+        if sendto is None:
+            return port.try_send(data, remote, self._local)
+        try:
+            sendto(data, remote)
+        except BlockingIOError:
+            return False
+        except OSError:
+            pass  # lost, as UDP allows
+        return True
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
         """Send now, or drop the datagram (counted as "send_full") when the socket cannot take it."""
@@ -99,7 +126,7 @@ class MuxTransport(InboxTransport):
         """Bind `remote` on this address to this endpoint: call it only after verifying the integrity of a
         check from, or a response to, `remote` (DESIGN.md). The latest confirm of any endpoint wins."""
         if not self._closed:
-            self._endpoint._mux._routes.confirm(self._endpoint, self._local, remote)
+            self.bind(remote)
 
 
 class MuxEndpoint:
@@ -232,6 +259,9 @@ class Mux:
         self._endpoints: set[MuxEndpoint] = set()
         self._stun = MuxStun(self._routes, limits, self._send_own)
         self._drain_failed = False
+        self._taken = 0  # datagrams taken from the sockets since the last scheduling round began (`_Drainer`)
+        #: agents, or datagrams taken in one round, from which it drains between task steps (`_Drainer`)
+        self._pressure = math.inf
         self.closed = False
 
     @property
@@ -284,6 +314,7 @@ class Mux:
 
     def _add_port(self, port: Port) -> None:
         self._ports.append(port)
+        self._pressure = min(self._pressure, max(1, int(port.capacity * DRAIN_SHARE)))
         for local in port.locals:
             self._port_of_local.append((port, local))
             self._local_index[local] = len(self._port_of_local) - 1
@@ -342,14 +373,20 @@ class Mux:
         """Route each datagram of `batch` into one inbox, or count why not; never calls agent code. The socket's
         (data, remote) tuple is what the inbox keeps."""
         routes, limits, local_index = self._routes, self.limits, self._local_index
-        routed = 0
+        routed = taken = 0
         for item, local in batch:
+            taken += 1
             data, remote = item
             index = local_index.get(local)
             if index is None:
                 routes.drop("unknown_local")
                 continue
-            kind = OTHER if not data or data[0] >= 0x40 else kind_of(data)  # (STUN's first byte is below 0x40)
+            # (`kind_of`, inline: STUN's first byte is below 0x40, RFC 8489 5)
+            if data and data[0] < 0x40 and looks_like_stun(data):
+                mtype = data[0] << 8 | data[1]
+                kind = CHECK if mtype == BINDING_REQUEST else OTHER if mtype & CLASS_MASK in SENT_CLASSES else RESPONSE
+            else:
+                kind = OTHER
             owner = routes.route_kind(kind, data, local, remote, now)
             if owner is None:
                 continue
@@ -367,6 +404,7 @@ class Mux:
             else:
                 routed += 1
         routes.routed += routed
+        self._taken += taken
 
     def _close(self) -> None:
         if self.closed:
@@ -385,16 +423,52 @@ class Mux:
 
 
 class _Drainer(trio.abc.Instrument):
-    """Drains the mux's sockets every DRAIN_INTERVAL of the run, between any tasks' steps.
+    """Once per Trio scheduling round (after its I/O wait, before its tasks run) decides whether this round's
+    task steps drain the mux's sockets (`_StepDrainer`): yes while the mux serves at least `Mux._pressure` agents
+    or took at least as many datagrams from its sockets since the last round began, DRAIN_SHARE of what its
+    smallest receive buffer holds (about 2 000 agents or datagrams with 4 MiB); from the start, until a round
+    says no.
 
-    The receive task runs once per Trio scheduling round, and with thousands of agents a round lasts
-    seconds: a socket buffer (about 10 000 small datagrams in 4 MiB) overflowed in one, and the kernel
-    dropped checks, responses and consent checks alike (bench/mux.py at 10 000 pairs). Routing only appends
-    to inboxes and wakes their tasks, so it may run from this hook."""
+    The receive task runs once per round, and with thousands of agents a round lasts seconds: a socket buffer
+    (about 10 000 small datagrams in 4 MiB) overflowed in one, and the kernel dropped checks, responses and
+    consent checks alike (bench/mux.py at 10 000 pairs). A round short of that pressure takes no drain, and
+    its steps no call into the mux (a Trio instrument hook costs about half a microsecond per step)."""
+
+    def __init__(self, mux: Mux) -> None:
+        self._mux = mux
+        self.steps = _StepDrainer(mux)
+        self.stepping = True  # (`open_mux` adds both)
+
+    def after_io_wait(self, timeout: float) -> None:
+        mux = self._mux
+        busy = mux._taken >= mux._pressure or len(mux._endpoints) >= mux._pressure
+        mux._taken = 0
+        if busy is not self.stepping:
+            self.stepping = busy
+            if busy:
+                trio.lowlevel.add_instrument(self.steps)
+            else:
+                self.steps.remove()
+
+    def remove(self) -> None:
+        """Leave the run (with the mux), with the step hook if it is in."""
+        self.steps.remove()
+        with contextlib.suppress(KeyError):  # Trio removed it if it ever raised
+            trio.lowlevel.remove_instrument(self)
+
+
+class _StepDrainer(trio.abc.Instrument):
+    """Drains the mux's sockets every DRAIN_INTERVAL of the run, between any tasks' steps, in the rounds that
+    `_Drainer` says may fill them. Routing only appends to inboxes and wakes their tasks, so it may run from
+    this hook."""
 
     def __init__(self, mux: Mux) -> None:
         self._mux = mux
         self._next = 0.0
+
+    def remove(self) -> None:
+        with contextlib.suppress(KeyError):  # not in (or Trio removed it after it raised)
+            trio.lowlevel.remove_instrument(self)
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         now = time.perf_counter()
@@ -437,6 +511,7 @@ async def open_mux(
     mux = Mux(limits or MuxLimits())
     drainer = _Drainer(mux)
     trio.lowlevel.add_instrument(drainer)
+    trio.lowlevel.add_instrument(drainer.steps)
     try:
         for address in dict.fromkeys(host_addresses):
             mux._add_port(await bind_port(net, address, port))
@@ -457,5 +532,4 @@ async def open_mux(
                 nursery.cancel_scope.cancel()
     finally:
         mux._close()
-        with contextlib.suppress(KeyError):  # Trio removed it if it ever raised
-            trio.lowlevel.remove_instrument(drainer)
+        drainer.remove()

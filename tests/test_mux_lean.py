@@ -1,0 +1,184 @@
+"""The mux's work per datagram and per scheduling round (issue 14 item 5): counted, never timed.
+
+A signalling call that routes what the mux socket holds (its turn, agent/_session_task.py `release`) takes
+its agent's share itself, so the delivery does not also wake the agent's session task; and the mux drains
+its sockets between task steps only in rounds that could fill them, so a quiet mux costs its run no call per
+task step.
+"""
+
+from __future__ import annotations
+
+import socket
+from contextlib import AsyncExitStack
+
+import pytest
+import trio
+import trio.testing
+from test_mux import LOOP, TIMEOUT, check
+
+import iceagent.net.mux as mux_module
+from iceagent import Candidate, IceConfig, IceParameters, open_agent
+from iceagent.net._mux_inbox import Item
+from iceagent.net.mux import AgentMux, Mux, open_mux
+from iceagent.stun import Attr, Message, MessageClass, Method
+
+FAST = IceConfig(global_pacing=False)
+
+
+def _check_to(ufrag: str, pwd: str, peer_ufrag: str) -> bytes:
+    """A check to the agent with local credentials (`ufrag`, `pwd`) from a controlling peer `peer_ufrag`."""
+    msg = Message(Method.BINDING, MessageClass.REQUEST, attributes=[
+        (Attr.USERNAME, f"{ufrag}:{peer_ufrag}"), (Attr.PRIORITY, 0x6E0001FF), (Attr.ICE_CONTROLLING, 1)])
+    return msg.encode(integrity_key=pwd.encode(), fingerprint=True)
+
+
+async def test_a_signalling_turn_that_routes_a_check_does_not_wake_the_session_task() -> None:
+    """The peer's check waits on the mux socket when the agent learns the peer's candidate: the signalling
+    call has the mux route it and answers it in its own turn. The session task stays parked on the inbox
+    (the delivery used to reschedule it, for a step that found nothing); the answer and the triggered check
+    left in the call."""
+    with trio.fail_after(TIMEOUT):
+        async with open_mux([LOOP], 0) as mux, AsyncExitStack() as stack:
+            agent = await stack.enter_async_context(
+                open_agent(controlling=False, host_addresses=[LOOP], config=FAST, mux=mux))
+            _ = [c async for c in agent.gather()]
+            peer = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            peer.bind((LOOP, 0))
+            peer.setblocking(False)
+            await trio.testing.wait_all_tasks_blocked()
+            endpoint = agent._mux
+            assert isinstance(endpoint, AgentMux)
+            inbox = endpoint.transports[0]
+            session_task = inbox._waiter
+            assert session_task is not None  # parked on the endpoint's inbox
+            params = agent.local_parameters
+            peer.sendto(_check_to(params.ufrag, params.pwd, "peer"), mux.local_addresses[0])
+            host, port = peer.getsockname()
+            agent.set_remote_parameters(IceParameters(ufrag="peer", pwd="p" * 22))
+            agent.add_remote_candidate(Candidate(foundation="1", component=1, transport="udp",
+                                                 priority=0x6E0001FF, address=host, port=port, type="host"))
+            agent.add_remote_candidate(None)
+            # (no checkpoint since the check was sent: only the signalling calls can have routed it)
+            assert mux.stats()["routed"] == 1
+            assert inbox._waiter is session_task  # still parked: not rescheduled by the delivery
+            got = [Message.decode(peer.recv(2048)) for _ in range(2)]
+            assert sorted((m.method.name, m.message_class.name) for m in got) == [
+                ("BINDING", "REQUEST"), ("BINDING", "SUCCESS")]  # answered, and its triggered check sent
+
+
+async def test_a_partial_take_wakes_the_receiver_that_routing_left_parked() -> None:
+    """`route_waiting` routes without waking the session task parked on the inbox (its caller takes the share
+    at once); should the caller take less than what waits, the parked task is woken for the rest."""
+    with trio.fail_after(TIMEOUT):
+        async with open_mux([LOOP], 0) as mux:
+            endpoint = AgentMux(mux, "a")
+            with endpoint:
+                generation = endpoint.open_generation("ufA")
+                view = generation.transports[0]
+                peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                woken: list[bool] = []
+
+                async def receiver() -> None:
+                    await view.wait_receivable()
+                    woken.append(True)
+
+                try:
+                    peer.bind((LOOP, 0))
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(receiver)
+                        await trio.testing.wait_all_tasks_blocked()
+                        for i in range(3):
+                            peer.sendto(check("ufA:p", bytes([i]) * 12), mux.local_addresses[0])
+                        view.route_waiting()
+                        assert mux.stats()["routed"] == 3
+                        await trio.testing.wait_all_tasks_blocked()
+                        assert woken == []  # routed for the caller, who takes it now:
+                        first: list[Item] = view.receive_now(1)  # but it leaves two
+                        assert len(first) == 1 and view._shared.pending() == 2
+                        await trio.testing.wait_all_tasks_blocked()
+                        assert woken == [True]
+                        assert len(view.receive_now(64)) == 2
+                finally:
+                    peer.close()
+                generation.close()
+
+
+class _Steps(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+
+
+async def _rounds(n: int) -> None:
+    """Let `n` scheduling rounds pass (each checkpoint of this task is one)."""
+    for _ in range(n):
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_quiet_mux_drains_between_task_steps_only_while_a_round_could_fill_its_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From the first round that took fewer datagrams than its pressure mark (DRAIN_SHARE of what the socket
+    holds) while it serves fewer agents than that, no task step calls into the mux; a round that took a
+    burst of that many turns the drains between steps on for the next, and a quiet one off again."""
+    drains: list[Mux] = []
+    drain = Mux._drain
+
+    def counted(self: Mux) -> None:
+        drains.append(self)
+        drain(self)
+
+    monkeypatch.setattr(Mux, "_drain", counted)
+    monkeypatch.setattr(mux_module, "DRAIN_INTERVAL", 0.0)  # each step drains, while steps drain at all
+    monkeypatch.setattr(mux_module, "DRAIN_SHARE", 8 / 8192, raising=False)  # 8 datagrams with a 4 MiB buffer
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.bind((LOOP, 0))
+        with trio.fail_after(TIMEOUT):
+            async with open_mux([LOOP], 0) as mux:
+                await _rounds(3)
+                drains.clear()
+                steps = _Steps()
+                trio.lowlevel.add_instrument(steps)
+                await _rounds(20)
+                assert steps.count >= 20 and drains == []  # quiet: no step drained
+                pressure = mux._pressure
+                assert 1 <= pressure <= 16  # (the kernel may grant less than 4 MiB)
+                for i in range(pressure):  # a burst no agent is bound for: taken (and dropped) all the same
+                    peer.sendto(b"data %d" % i, mux.local_addresses[0])
+                while mux.stats()["dropped"].get("unbound_address", 0) < pressure:
+                    await trio.lowlevel.checkpoint()
+                await _rounds(3)
+                assert drains  # the round that took the burst turned them on
+                await _rounds(3)
+                drains.clear()
+                await _rounds(20)
+                assert drains == []  # and quiet rounds off again
+                trio.lowlevel.remove_instrument(steps)
+    finally:
+        peer.close()
+
+
+async def test_a_mux_serving_many_agents_drains_between_every_rounds_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serving its pressure mark of agents, the mux drains between task steps in every round, traffic or not:
+    a round in which they all step could fill the socket with their answers."""
+    drains: list[Mux] = []
+    monkeypatch.setattr(Mux, "_drain", lambda self: drains.append(self))
+    monkeypatch.setattr(mux_module, "DRAIN_INTERVAL", 0.0)
+    monkeypatch.setattr(mux_module, "DRAIN_SHARE", 4 / 8192)
+    with trio.fail_after(TIMEOUT):
+        async with open_mux([LOOP], 0) as mux:
+            endpoints = [mux.register(f"a{i}") for i in range(mux._pressure)]
+            await _rounds(3)
+            drains.clear()
+            await _rounds(20)
+            assert len(drains) >= 20
+            endpoints.pop().close()  # one fewer: quiet rounds take no drain
+            await _rounds(3)
+            drains.clear()
+            await _rounds(20)
+            assert drains == []
+            for ep in endpoints:
+                ep.close()
