@@ -38,7 +38,9 @@ alone; a run that does not finish within `--timeout` seconds (default 120) is ki
 timeout. The subprocess raises its RLIMIT_NOFILE soft limit to the hard limit first (each agent holds
 a UDP socket); an N needing more descriptors than that is reported as such.
 
-Run: `.venv/bin/python bench/scale.py [--n 100 500 1000] [--timeout 120] [--impl iceagent aioice floor afloor]`.
+Run: `.venv/bin/python bench/scale.py [--n 100 500 1000] [--timeout 120] [--impl iceagent aioice floor afloor]
+[--rounds R]` (`--rounds`: R alternating runs of every implementation per N, then medians and how many rounds
+iceagent won: one run on a shared machine varies by about 10%).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import gc
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -445,12 +448,34 @@ def fmt_row(r: dict[str, Any]) -> str:
             f"{r['hwm_kb'] / 1024:9.1f} {per_agent:10.1f}{warm}{collector}{note}")
 
 
+def print_rounds(n: int, runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Per implementation: the median (and range) of its runs at `n`; and in how many rounds iceagent took less
+    time than aioice (the two ran back to back in each round)."""
+    for impl, rs in runs.items():
+        if not rs:
+            continue
+        connect = sorted(r["connect_s"] for r in rs)
+        cpu = sorted(r["cpu_s"] for r in rs)
+        print(f"  {impl:9} {n:>6}: {len(rs)} runs, connect s median {statistics.median(connect):.3f} "
+              f"({connect[0]:.3f}-{connect[-1]:.3f}), cpu s median {statistics.median(cpu):.3f} "
+              f"({cpu[0]:.3f}-{cpu[-1]:.3f})")
+    ours, theirs = runs.get("iceagent", []), runs.get("aioice", [])
+    if ours and len(ours) == len(theirs):
+        faster = sum(a["connect_s"] < b["connect_s"] for a, b in zip(ours, theirs, strict=True))
+        ratios = sorted(a["connect_s"] / b["connect_s"] for a, b in zip(ours, theirs, strict=True))
+        print(f"  iceagent took less time than aioice in {faster} of {len(ours)} rounds; "
+              f"iceagent/aioice time, median {statistics.median(ratios):.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000], help="numbers of agent pairs")
     parser.add_argument("--impl", nargs="+", choices=["iceagent", "aioice", "floor", "afloor"],
                         default=["iceagent", "aioice", "floor", "afloor"])
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per (implementation, N) run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every implementation this many times per N, alternating (a round runs each once), "
+                             "then print each one's median and range: single runs on a shared machine vary by 10%%")
     parser.add_argument("--child", choices=["iceagent", "aioice", "floor", "afloor"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -462,14 +487,20 @@ def main(argv: list[str] | None = None) -> int:
           f"{'KiB/agent':>10} {'warm KiB':>8} {'gc cpu s':>8} {'gc runs':>7}")
     skip: set[str] = set()
     for n in args.n:
-        for impl in args.impl:
-            if impl in skip:
-                print(f"{impl:9} {n:>6}   skipped (a smaller N already failed)")
-                continue
-            r = run_child(impl, n, args.timeout)
-            if "error" in r:
-                skip.add(impl)
-            print(fmt_row(r), flush=True)
+        runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in args.impl}
+        for _ in range(max(1, args.rounds)):
+            for impl in args.impl:
+                if impl in skip:
+                    print(f"{impl:9} {n:>6}   skipped (a smaller N already failed)")
+                    continue
+                r = run_child(impl, n, args.timeout)
+                if "error" in r:
+                    skip.add(impl)
+                else:
+                    runs[impl].append(r)
+                print(fmt_row(r), flush=True)
+        if args.rounds > 1:
+            print_rounds(n, runs)
     print("connect: wall-clock time until all 2N connect() returned; cpu: process CPU time over the same span "
           "(steadier on a shared machine); complete: until all 2N iceagent agents are COMPLETED (aioice's "
           "connect() returns only then); setup: opening and gathering, not timed; KiB/agent: (peak RSS - RSS "
