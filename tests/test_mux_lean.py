@@ -9,6 +9,7 @@ task step.
 from __future__ import annotations
 
 import socket
+import time
 from contextlib import AsyncExitStack
 
 import pytest
@@ -182,3 +183,61 @@ async def test_a_mux_serving_many_agents_drains_between_every_rounds_steps(monke
             assert drains == []
             for ep in endpoints:
                 ep.close()
+
+
+async def test_a_long_round_drains_between_the_next_rounds_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round whose task steps took DRAIN_ROUND or longer (the process busy with other work, a mux below its
+    pressure mark) turns the drains between steps on for the next round: what waits on the socket would
+    otherwise wait that long (past a check's RTO); quiet short rounds turn them off again."""
+    drains: list[Mux] = []
+    monkeypatch.setattr(Mux, "_drain", lambda self: drains.append(self))
+    monkeypatch.setattr(mux_module, "DRAIN_INTERVAL", 0.0)
+    monkeypatch.setattr(mux_module, "DRAIN_ROUND", 0.2)  # (short rounds stay far below it on a loaded machine)
+    with trio.fail_after(TIMEOUT):
+        async with open_mux([LOOP], 0):
+            await _rounds(3)
+            drains.clear()
+            await _rounds(20)
+            assert drains == []  # short quiet rounds: no drain between steps
+            busy_until = time.perf_counter() + 0.3
+            while time.perf_counter() < busy_until:  # one task step of 0.3 s (CPU-bound work in the process)
+                pass
+            await _rounds(3)
+            assert drains
+            drains.clear()
+            await _rounds(20)
+            assert drains == []
+
+
+async def test_routing_for_a_closed_generation_still_wakes_the_live_one() -> None:
+    """After a restart the old generation's view is closed and the new one's task parks on the shared inbox.
+    `route_waiting` through the closed view (nothing takes for it) must route as usual, waking the parked
+    task for the check it delivers; leaving it parked would strand the check."""
+    woke: list[list[Item]] = []
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.bind((LOOP, 0))
+        with trio.fail_after(TIMEOUT):
+            async with open_mux([LOOP], 0) as mux:
+                agent = AgentMux(mux, "a")
+                old = agent.open_generation("old")
+                new = agent.open_generation("new")
+                v_old, v_new = old.transports[0], new.transports[0]
+                old.close()
+
+                async def park() -> None:
+                    await v_new.wait_receivable()
+                    woke.append(v_new.receive_now(64))
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(park)
+                    await trio.testing.wait_all_tasks_blocked()
+                    peer.sendto(check("new"), mux.local_addresses[0])  # (on loopback: queued as sendto returns)
+                    v_old.route_waiting()
+                while not woke:
+                    await trio.lowlevel.checkpoint()
+                assert len(woke[0]) == 1
+                new.close()
+                agent.close()
+    finally:
+        peer.close()

@@ -223,7 +223,7 @@ class GenerationTransport(Parking):
         wakes it."""
         shared = self._shared
         waiter = shared._waiter
-        if waiter is None or len(self._fanout.views) != 1:
+        if waiter is None or self.closed or self._fanout.views != (self,):  # (only this view takes what it routes)
             shared._endpoint._mux._route_now()
             return
         shared._waiter = None  # (routing reschedules only a parked task)

@@ -63,6 +63,9 @@ DRAIN_INTERVAL = 0.002
 #: while it serves that many agents, or took that many datagrams from its sockets in the last scheduling round
 #: (`_Drainer`), a round could fill the buffers.
 DRAIN_SHARE = 0.25
+#: Seconds of tasks' steps in one scheduling round from which the next round drains between steps too: a
+#: response queued on the socket would otherwise wait that long (past a check's RTO), whatever the load.
+DRAIN_ROUND = 0.05
 
 EndpointT = TypeVar("EndpointT", bound="MuxEndpoint")
 
@@ -426,8 +429,9 @@ class _Drainer(trio.abc.Instrument):
     """Once per Trio scheduling round (after its I/O wait, before its tasks run) decides whether this round's
     task steps drain the mux's sockets (`_StepDrainer`): yes while the mux serves at least `Mux._pressure` agents
     or took at least as many datagrams from its sockets since the last round began, DRAIN_SHARE of what its
-    smallest receive buffer holds (about 2 000 agents or datagrams with 4 MiB); from the start, until a round
-    says no.
+    smallest receive buffer holds (about 2 000 agents or datagrams with 4 MiB), or when the last round's task
+    steps took DRAIN_ROUND or longer (what waits on the socket would wait that long: the process may be busy
+    with other work than this mux's agents); from the start, until a round says no.
 
     The receive task runs once per round, and with thousands of agents a round lasts seconds: a socket buffer
     (about 10 000 small datagrams in 4 MiB) overflowed in one, and the kernel dropped checks, responses and
@@ -438,11 +442,18 @@ class _Drainer(trio.abc.Instrument):
         self._mux = mux
         self.steps = _StepDrainer(mux)
         self.stepping = True  # (`open_mux` adds both)
+        self._round_began = 0.0  # (perf_counter) when this round's task steps began
+        self._round_took = 0.0  # seconds the last round's task steps took
+
+    def before_io_wait(self, timeout: float) -> None:
+        self._round_took = time.perf_counter() - self._round_began
 
     def after_io_wait(self, timeout: float) -> None:
         mux = self._mux
-        busy = mux._taken >= mux._pressure or len(mux._endpoints) >= mux._pressure
+        busy = (mux._taken >= mux._pressure or len(mux._endpoints) >= mux._pressure
+                or self._round_took >= DRAIN_ROUND)
         mux._taken = 0
+        self._round_began = time.perf_counter()
         if busy is not self.stepping:
             self.stepping = busy
             if busy:
