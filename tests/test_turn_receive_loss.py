@@ -276,6 +276,20 @@ async def test_frames_a_cancellation_leaves_unsent_go_back_to_the_clients_queue(
             assert client.datagrams_to_send() == [b"B", b"C"]
 
 
+async def _a_cancelled_send_has_no_effect(
+    allocation: Allocation, requests: trio.MemoryReceiveChannel[tuple[Message, tuple[str, int]]]
+) -> None:
+    """`allocation.send` in a cancelled scope raises Cancelled and, once every task waits, no request reached
+    the scripted server (no CreatePermission or ChannelBind was queued for it)."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await allocation.send(b"data", (PEER_IP, 7000))
+    assert scope.cancelled_caught
+    await trio.testing.wait_all_tasks_blocked()
+    with pytest.raises(trio.WouldBlock):
+        requests.receive_nowait()
+
+
 async def test_a_send_to_a_peer_wakes_the_background_task_for_its_channel_bind_and_a_cancelled_one_has_no_effect(
 ) -> None:
     """`Allocation.send` to a peer whose permission is installed sends a Send indication and asks for the peer's
@@ -290,13 +304,7 @@ async def test_a_send_to_a_peer_wakes_the_background_task_for_its_channel_bind_a
                 server.sendto(request.success_response().encode(integrity_key=KEY, fingerprint=True), client)
             assert allocation.permissions() == {PEER_IP: "active"}
             await trio.testing.wait_all_tasks_blocked()
-            with trio.CancelScope() as scope:
-                scope.cancel()
-                await allocation.send(b"data", (PEER_IP, 7000))
-            assert scope.cancelled_caught
-            await trio.testing.wait_all_tasks_blocked()
-            with pytest.raises(trio.WouldBlock):
-                requests.receive_nowait()
+            await _a_cancelled_send_has_no_effect(allocation, requests)
             await allocation.send(b"data", (PEER_IP, 7000))
             await trio.testing.wait_all_tasks_blocked()
             request, _ = requests.receive_nowait()
@@ -309,13 +317,7 @@ async def test_a_cancelled_send_to_a_peer_without_permission_holds_nothing() -> 
     indication goes out later for a call that raised Cancelled; one not cancelled is taken (no Cancelled)."""
     with trio.fail_after(10):
         async with _scripted_allocation() as (allocation, _server, requests):
-            with trio.CancelScope() as scope:
-                scope.cancel()
-                await allocation.send(b"data", (PEER_IP, 7000))
-            assert scope.cancelled_caught
-            await trio.testing.wait_all_tasks_blocked()
-            with pytest.raises(trio.WouldBlock):
-                requests.receive_nowait()
+            await _a_cancelled_send_has_no_effect(allocation, requests)
             assert allocation.permissions() == {}
             await allocation.send(b"data", (PEER_IP, 7000))
             request, _ = await requests.receive()
