@@ -28,15 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 import trio
 
 from iceagent import Agent, Candidate, IceConfig, IceFailed, IceParameters, IceServer, IceState, IceStream, open_agent
 
+#: when this process started (time.monotonic()): each event's "t" counts from it
+STARTED = time.monotonic()
+
 
 def emit(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
+    """One event line; "t" is the seconds since the process started (a failing lab test prints it)."""
+    print(json.dumps({"event": event, "t": round(time.monotonic() - STARTED, 3), **fields}), flush=True)
 
 
 def describe_pair(pair: Any) -> dict[str, Any] | None:

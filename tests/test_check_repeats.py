@@ -3,9 +3,9 @@ transactions outstanding to one server, new ones paced by RFC 8445 14.2's Ta), s
 
 from __future__ import annotations
 
-from test_session import A_HOST, B_ADDR, a_with_b, decode, drain, feed, response_to
+from test_session import A_HOST, B_ADDR, a_with_b, decode, drain, feed, request, response_to
 
-from iceagent.ice._requests import REPEATS_PER_PAIR
+from iceagent.ice._requests import REPEATS_HEARD, REPEATS_PER_PAIR
 from iceagent.ice.pair import PairState
 from iceagent.ice.session import ChecklistFailed, IceSession, PairValid, Transmit
 
@@ -41,6 +41,32 @@ def test_an_unanswered_check_gets_company_at_each_retransmission_of_the_first() 
     # the Rc = 7 transmissions of each (the last ones at 31.5, 33 and 35 s), nothing after the failure
     assert sent == pair.requests_sent == 3 * 7
     assert a.next_check(40.0) is None
+
+
+def test_a_pair_the_peer_checked_keeps_up_to_repeats_heard_checks_live() -> None:
+    """Once one of the peer's checks arrived on the pair (its path carries traffic: losses, not a dead address),
+    the second retransmission of the pair's newest live check queues one more, up to REPEATS_HEARD live ones
+    (RFC 8489 6.2's ten): a new transaction every 1.5 s, 28 transmissions in the first 10 s where a pair not
+    heard from makes 14 (and 3 transactions in all)."""
+    a = a_with_b()
+    a.local_gathering_done()
+    a.add_remote_candidate(None)
+    log: list[tuple[float, bytes]] = []
+    sent = len(started(a, 0.0, log))
+    # B's check arrives at 0.1 s: A's first check is cancelled (7.3.1.4) and a triggered one starts
+    assert feed(a, request(), base=A_HOST, remote=B_ADDR, now=0.1) is not None
+    sent += len(started(a, 0.1, log))
+    while (timer := a.get_timer()) is not None and timer <= 10.0:
+        sent += len(started(a, timer, log))
+    assert [t for t, _ in log] == [0.0, 0.1, 1.6, 3.1, 4.6, 6.1, 7.6, 9.1]
+    (pair,) = a.pairs
+    assert sent == pair.requests_sent == 28
+    live_most = 0
+    while (timer := a.get_timer()) is not None and timer <= 30.0:
+        started(a, timer, log)
+        live_most = max(live_most, sum(r.is_plain_check for r in a._requests._by_id.values()))
+    assert [t for t, _ in log][8:] == [10.6, 12.1, 13.6]  # then REPEATS_HEARD are live: no more
+    assert live_most == REPEATS_HEARD == 10  # the cancelled first one no longer counts
 
 
 def test_an_answer_to_any_of_them_succeeds_the_pair_and_stops_the_others() -> None:

@@ -69,7 +69,7 @@ async def test_at_most_parallel_bindings_transactions_to_a_silent_server(autojum
     assert types == ["host"]
     assert took == 10.0
     transactions = tap.transactions()
-    assert len(transactions) == PARALLEL_BINDINGS == 3
+    assert len(transactions) == PARALLEL_BINDINGS == 5
     assert [t for t, tid in tap.sent if tid in transactions and t == min(u for u, x in tap.sent if x == tid)] == [
-        0.0, 0.5, 1.0]  # fmt: skip
-    assert len(tap.sent) == 3 * 7
+        0.0, 0.5, 1.0, 1.5, 2.0]  # fmt: skip
+    assert len(tap.sent) == 5 * 7

@@ -10,8 +10,12 @@ to one server, ten at most, new ones paced by ICE's Ta, RFC 8445 14.2): each ret
 oldest live check from its second on queues one more check on it (a new transaction), up to
 `REPEATS_PER_PAIR` live ones. The new transactions thus start as RFC 8489's backoff spaces the
 retransmissions (after 1.5 and 3.5 s), so a lossy path gets three times the transmissions of one
-transaction (21 instead of 7 over 39.5 s), and a path that answers within 1.5 s gets none. When the pair
-succeeds or fails the others stop (`settle`).
+transaction (21 instead of 7 over 39.5 s), and a path that answers within 1.5 s gets none. A pair the peer's
+checks have reached is known to carry traffic: its silence is loss, not a dead address, so there the
+second retransmission of its newest live check queues one, up to `REPEATS_HEARD` (RFC 8489's ten): a new
+transaction every 1.5 s, and about three transmissions a second, where one transaction backs off to one in
+16 s. The growth stays linear so that a peer that is only slow (an overloaded server) gets few more. When
+the pair succeeds or fails the others stop (`settle`).
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from ..config import IceConfig
 from ..stun.transaction import RtoEstimator, Transaction, TransactionState
 from .pair import CandidatePair, PairState
 
-__all__ = ["REPEATS_PER_PAIR", "Request", "Requests", "check_rto_floor", "max_in_flight", "rtt_sample"]
+__all__ = ["REPEATS_HEARD", "REPEATS_PER_PAIR", "Request", "Requests", "check_rto_floor", "max_in_flight", "rtt_sample"]
 
 #: Live check transactions on one pair at most (RFC 8489 6.2: ten outstanding transactions to one server).
 REPEATS_PER_PAIR = 3
+#: The same on a pair the peer's checks have reached (RFC 8489 6.2's ten): a lossy path, not a dead address.
+REPEATS_HEARD = 10
 #: Repeats begin at this transmission of the pair's oldest check, its second retransmission (1.5 s at the
 #: initial RTO): a burst of checks that a receive buffer dropped converges by the first retransmission alone
 #: (bench/mux.py with a small SO_RCVBUF: starting at the first one cost 40 % more CPU there).
@@ -202,11 +208,15 @@ class Requests:
         return again, expired
 
     def _maybe_repeat(self, request: Request) -> None:
-        """`request` was just retransmitted (a second time or more): if it is its pair's oldest live check and
-        the pair has fewer than REPEATS_PER_PAIR live ones, queue the pair for one more check (once)."""
+        """`request` was just retransmitted (a second time or more): queue its pair for one more check (once) if
+        it is the pair's oldest live check and the pair has fewer than REPEATS_PER_PAIR live ones, or, on a
+        pair the peer's checks reached, its newest and the pair has fewer than REPEATS_HEARD."""
         pair = request.pair
         live = [r for r in self._by_id.values() if r.pair is pair and r.is_plain_check]
-        if live[0] is not request or len(live) >= REPEATS_PER_PAIR:
+        if pair._requests_received:
+            if live[-1] is not request or len(live) >= REPEATS_HEARD:
+                return
+        elif live[0] is not request or len(live) >= REPEATS_PER_PAIR:
             return
         repeats = self._repeats
         if repeats is None:
