@@ -11,7 +11,9 @@ controlled agents on one `open_mux` port, as bench/mux.py) and `aioice` (own soc
 
 Found this way (2026-12-07): on a mux, consent costs about 62 us of CPU per agent per second at 2000 pairs
 but 2-3 times that per agent at 6000 pairs, where the process no longer keeps up and closing the agents
-afterwards took up to 40 s of CPU (bench/README.md, last section).
+afterwards took up to 40 s of CPU (bench/README.md, last section). Explained there: CPython's garbage collector
+(Trio's per-wait objects of each idle agent die in the oldest generation; full collections cost in proportion
+to the whole heap), with the agents' consent checks in step; `--settle` measures after the first waves.
 
 Run: `.venv/bin/python bench/consent.py [--n 1000 2000] [--idle 12] [--impl iceagent mux aioice]`.
 """
