@@ -11,7 +11,9 @@ controlled agents on one `open_mux` port, as bench/mux.py) and `aioice` (own soc
 
 Found this way (2026-12-07): on a mux, consent costs about 62 us of CPU per agent per second at 2000 pairs
 but 2-3 times that per agent at 6000 pairs, where the process no longer keeps up and closing the agents
-afterwards took up to 40 s of CPU (bench/README.md, last section).
+afterwards took up to 40 s of CPU (bench/README.md, last section). Explained there: CPython's garbage collector
+(Trio's per-wait objects of each idle agent die in the oldest generation; full collections cost in proportion
+to the whole heap), with the agents' consent checks in step; `--settle` measures after the first waves.
 
 Run: `.venv/bin/python bench/consent.py [--n 1000 2000] [--idle 12] [--impl iceagent mux aioice]`.
 """
@@ -32,7 +34,7 @@ from typing import Any
 from scale import raise_nofile
 
 
-async def iceagent_child(n: int, idle: float, on_mux: bool) -> dict[str, Any]:
+async def iceagent_child(n: int, idle: float, on_mux: bool, settle: float = 0.0) -> dict[str, Any]:
     import trio
     from _agents import gather_signals, hand_over, open_pairs
 
@@ -50,6 +52,7 @@ async def iceagent_child(n: int, idle: float, on_mux: bool) -> dict[str, Any]:
         async with trio.open_nursery() as nursery:
             for a, b in pairs:
                 nursery.start_soon(_until_completed, a, b, IceState.COMPLETED)
+        await trio.sleep(settle)
         fewest = len(agents)
         c0, t0 = time.process_time(), time.perf_counter()
         while time.perf_counter() - t0 < idle:
@@ -69,7 +72,7 @@ async def _until_completed(a: Any, b: Any, completed: Any) -> None:
     await b.state.wait_value(completed)
 
 
-async def aioice_child(n: int, idle: float) -> dict[str, Any]:
+async def aioice_child(n: int, idle: float, settle: float = 0.0) -> dict[str, Any]:
     import aioice
     import aioice.ice
 
@@ -85,6 +88,7 @@ async def aioice_child(n: int, idle: float) -> dict[str, Any]:
                 await x.add_remote_candidate(aioice.Candidate.from_sdp(cand.to_sdp()))
             await x.add_remote_candidate(None)
     await asyncio.gather(*(c.connect() for c in agents))
+    await asyncio.sleep(settle)
     c0, t0 = time.process_time(), time.perf_counter()
     await asyncio.sleep(idle)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
@@ -94,14 +98,14 @@ async def aioice_child(n: int, idle: float) -> dict[str, Any]:
             "fewest_completed": None, "agents": len(agents), "close_cpu": time.process_time() - c1}
 
 
-def child(impl: str, n: int, idle: float) -> None:
+def child(impl: str, n: int, idle: float, settle: float) -> None:
     raise_nofile()
     if impl == "aioice":
-        result = asyncio.run(aioice_child(n, idle))
+        result = asyncio.run(aioice_child(n, idle, settle))
     else:
         import trio
 
-        result = trio.run(iceagent_child, n, idle, impl == "mux")
+        result = trio.run(iceagent_child, n, idle, impl == "mux", settle)
     print(json.dumps({"impl": impl, "n": n, **result}), flush=True)
 
 
@@ -111,19 +115,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=12.0, help="seconds of idle (consent) time measured")
     parser.add_argument("--impl", nargs="+", choices=["iceagent", "mux", "aioice"],
                         default=["iceagent", "mux", "aioice"])
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds of idle time before the measured part (0: measure right after connecting, when "
+                        "the agents' consent checks still come in the waves of the burst that connected them)")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--child", choices=["iceagent", "mux", "aioice"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child, args.n[0], args.idle)
+        child(args.child, args.n[0], args.idle, args.settle)
         return 0
-    print(f"consent over {args.idle:g} s of idle time, each row a fresh process on 127.0.0.1 "
+    print(f"consent over {args.idle:g} s of idle time (after {args.settle:g} s), each row a fresh process on 127.0.0.1 "
           f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     print(f"{'impl':9} {'pairs':>6} {'CPU s/s':>8} {'us/agent/s':>10} {'fewest COMPLETED':>17} {'close CPU s':>11}")
     for n in args.n:
         for impl in args.impl:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child", impl, "--n", str(n),
-                   "--idle", str(args.idle)]
+                   "--idle", str(args.idle), "--settle", str(args.settle)]
             try:
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout).stdout
                 r = json.loads(out.strip().splitlines()[-1])

@@ -369,7 +369,7 @@ def test_a_silent_pair_gets_its_consent_checks_early_in_the_window() -> None:
         if any(isinstance(a, SendConsent) for a in actions):
             sent.append(at)
         at = next_at
-    assert sent[0] == pytest.approx(4.0)  # 0.8 x 5 s
+    assert 4.0 - 1e-9 <= sent[0] <= 4.5 + 1e-9  # 0.8-0.9 x 5 s (randomized too)
     gaps = [b - a for a, b in itertools.pairwise(sent)]
     assert all(4.0 - 1e-9 <= g <= 4.5 + 1e-9 for g in gaps), gaps
 

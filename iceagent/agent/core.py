@@ -437,7 +437,7 @@ class Agent(AgentStates):
         self._routes.changed()
         self._supervise = True
         current = self._current
-        if current is not None:
+        if current is not None and not self._closed:  # closing: the session task is cancelled, nothing to look at
             current.look()
 
     # ---- events from runners ----
