@@ -101,7 +101,6 @@ class Supervisor:
         "_config",
         "_consent_pair",
         "_early_consent",
-        "_last_req",
         "_last_rx",
         "_last_rx_at",
         "_last_tx",
@@ -110,7 +109,6 @@ class Supervisor:
         "_next_consent",
         "_random",
         "_restart_at",
-        "_window_at",
     )
 
     def __init__(
@@ -131,8 +129,6 @@ class Supervisor:
         self._early_consent = 0.0
         self._last_rx = -1
         self._last_rx_at = 0.0
-        self._last_req = -1  # the pair's requests_received at the last poll (a new peer's check: `_window_at`)
-        self._window_at = 0.0  # from then on our next consent check may go (0.8 x consent_interval after the last)
         self._last_tx = -1
         self._last_tx_at = 0.0
 
@@ -197,8 +193,7 @@ class Supervisor:
         # idle work: bench/mux.py).
         at = math.nextafter(last_ok + cfg.consent_timeout, math.inf)  # consent lost
         if not self._lite:  # a lite agent has no DISCONNECTED timer and sends no consent checks (RFC 8445 2.5)
-            requests = pair._requests_received
-            rx = pair._bytes_received + pair._responses_received + requests
+            rx = pair._bytes_received + pair._responses_received + pair._requests_received
             if rx != self._last_rx:
                 self._last_rx, self._last_rx_at = rx, now
                 if state is _DISCONNECTED:
@@ -217,16 +212,8 @@ class Supervisor:
                     early = self._early_consent
                 if early < due:
                     due = early
-            # The peer's consent check just came and our own may go (0.8 x the interval since our last, RFC 7675
-            # 5.1): ours goes with the answer to it, in the same turn of the agent, instead of on a timer of
-            # its own later: one wake-up and one datagram event less per pair and interval (bench/consent.py)
-            if requests != self._last_req:
-                self._last_req = requests
-                if now >= self._window_at:
-                    due = now
             if now >= due:
                 actions.append(SendConsent(pair))
-                self._window_at = now + cfg.consent_interval * 0.8
                 self._next_consent = now + cfg.consent_interval * self._random.uniform(0.8, 1.2)
                 self._early_consent = now + cfg.consent_interval * self._random.uniform(0.8, 0.9)
                 due = self._consent_due()
@@ -276,7 +263,6 @@ class Supervisor:
         self._consent_pair = pair
         self._next_consent = now + cfg.consent_interval * self._random.uniform(0.8, 1.2)
         self._last_rx, self._last_rx_at = -1, now
-        self._last_req, self._window_at = pair._requests_received, now + cfg.consent_interval * 0.8
         self._last_tx, self._last_tx_at = -1, now
         # randomized like every later check (RFC 7675 5.1): agents whose pairs were selected in one burst
         # (a server's many peers connecting at once) would otherwise send their first checks, and so all
