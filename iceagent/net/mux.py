@@ -63,9 +63,11 @@ DRAIN_INTERVAL = 0.002
 #: while it serves that many agents, or took that many datagrams from its sockets in the last scheduling round
 #: (`_Drainer`), a round could fill the buffers.
 DRAIN_SHARE = 0.25
-#: Seconds of tasks' steps in one scheduling round from which the next round drains between steps too: a
-#: response queued on the socket would otherwise wait that long (past a check's RTO), whatever the load.
-DRAIN_ROUND = 0.05
+#: Seconds of tasks' steps in one scheduling round from which the next round drains between steps too, whatever
+#: the load: a datagram queued on the socket waits for the rest of its round and the next, and two rounds of a
+#: quarter of RFC 8445 14.3's 500 ms RTO floor keep a check's answer well inside its sender's RTO (longer
+#: rounds, as at 2000 pairs, made checks retransmitted). Shorter rounds (1000 pairs connecting) take no drain.
+DRAIN_ROUND = 0.125
 
 EndpointT = TypeVar("EndpointT", bound="MuxEndpoint")
 
