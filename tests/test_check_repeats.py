@@ -3,9 +3,9 @@ transactions outstanding to one server, new ones paced by RFC 8445 14.2's Ta), s
 
 from __future__ import annotations
 
-from test_session import A_HOST, B_ADDR, a_with_b, decode, drain, feed, request, response_to
+from test_session import A_HOST, B_ADDR, B_PARAMS, a_with_b, cand, decode, drain, feed, request, response_to, session
 
-from iceagent.ice._requests import REPEATS_HEARD, REPEATS_PER_PAIR
+from iceagent.ice._requests import REPEATS_HEARD, REPEATS_PER_PAIR, max_in_flight
 from iceagent.ice.pair import PairState
 from iceagent.ice.session import ChecklistFailed, IceSession, PairValid, Transmit
 
@@ -46,8 +46,8 @@ def test_an_unanswered_check_gets_company_at_each_retransmission_of_the_first() 
 def test_a_pair_the_peer_checked_keeps_up_to_repeats_heard_checks_live() -> None:
     """Once one of the peer's checks arrived on the pair (its path carries traffic: losses, not a dead address),
     the second retransmission of the pair's newest live check queues one more, up to REPEATS_HEARD live ones
-    (RFC 8489 6.2's ten): a new transaction every 1.5 s, 28 transmissions in the first 10 s where a pair not
-    heard from makes 14 (and 3 transactions in all)."""
+    (RFC 8489 6.2's ten): a new transaction every 1.5 s, 28 transmissions in the first 10 s (one of them the
+    cancelled first check) where a pair not heard from makes 14 (and 3 transactions in all)."""
     a = a_with_b()
     a.local_gathering_done()
     a.add_remote_candidate(None)
@@ -67,6 +67,30 @@ def test_a_pair_the_peer_checked_keeps_up_to_repeats_heard_checks_live() -> None
         live_most = max(live_most, sum(r.is_plain_check for r in a._requests._by_id.values()))
     assert [t for t, _ in log][8:] == [10.6, 12.1, 13.6]  # then REPEATS_HEARD are live: no more
     assert live_most == REPEATS_HEARD == 10  # the cancelled first one no longer counts
+
+
+def test_repeats_on_heard_pairs_stop_at_the_sessions_bound_on_requests_in_flight() -> None:
+    """100 pairs, each reached by one authenticated check of the peer, which then goes silent: RFC 8445 14.3
+    stretches each transaction's life (RTO = Ta x busy pairs) and repeats are live (never evicted), so ten per
+    pair would hold 1000; the session stays within `max_in_flight` (791 at Ta = 50 ms, docs/security.md)."""
+    a = session()
+    a.add_local_candidate(A_HOST, A_HOST)
+    a.set_remote_parameters(B_PARAMS)
+    addresses = [(f"10.0.{i // 200}.{i % 200 + 1}", 2000) for i in range(100)]
+    for host, port in addresses:
+        a.add_remote_candidate(cand(host, port))
+    a.local_gathering_done()
+    a.add_remote_candidate(None)
+    for i, address in enumerate(addresses):  # the peer's one check from each of its addresses
+        feed(a, request(tid=b"req-%08d" % i), base=A_HOST, remote=address, now=0.0)
+    most = 0
+    for step in range(4000):  # 200 s, a step per Ta
+        now = step * 0.05
+        if (timer := a.get_timer()) is not None and timer <= now:
+            a.handle_timer(now)
+        a.next_check(now)
+        most = max(most, len(a._requests._by_id))
+    assert most == max_in_flight(a.config) == 791
 
 
 def test_an_answer_to_any_of_them_succeeds_the_pair_and_stops_the_others() -> None:

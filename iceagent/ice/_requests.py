@@ -12,10 +12,11 @@ oldest live check from its second on queues one more check on it (a new transact
 retransmissions (after 1.5 and 3.5 s), so a lossy path gets three times the transmissions of one
 transaction (21 instead of 7 over 39.5 s), and a path that answers within 1.5 s gets none. A pair the peer's
 checks have reached is known to carry traffic: its silence is loss, not a dead address, so there the
-second retransmission of its newest live check queues one, up to `REPEATS_HEARD` (RFC 8489's ten): a new
-transaction every 1.5 s, and about three transmissions a second, where one transaction backs off to one in
-16 s. The growth stays linear so that a peer that is only slow (an overloaded server) gets few more. When
-the pair succeeds or fails the others stop (`settle`).
+second retransmission of its newest live check queues one, up to `REPEATS_HEARD` (RFC 8489's ten) and while
+the session is within `max_in_flight`: a new transaction every 1.5 s, two to three transmissions a second
+for the first 15 s, where one transaction backs off to one in 16 s; the pair still fails when its first
+transaction times out. The growth stays linear so that a peer that is only slow (an overloaded server) gets
+few more. When the pair succeeds or fails the others stop (`settle`).
 """
 
 from __future__ import annotations
@@ -104,10 +105,11 @@ class Request(Transaction):
 class Requests:
     """The session's requests in flight."""
 
-    __slots__ = ("_by_id", "_repeats", "_timer")
+    __slots__ = ("_by_id", "_cap", "_repeats", "_timer")
 
     def __init__(self) -> None:
         self._by_id: dict[bytes, Request] = {}
+        self._cap = 0  # max_in_flight of the config of the latest `start` (a heard pair's repeats stop there)
         self._timer: float | bool | None = False  # get_timer()'s answer; False: work it out again
         self._repeats: list[CandidatePair] | None = None  # pairs due another check (see the module docstring)
 
@@ -148,6 +150,7 @@ class Requests:
         known, cap = _last_cap  # _cap_for(config), inline: once per check
         if config is not known:
             cap = _cap_for(config)
+        self._cap = cap
         if len(by_id) >= cap:
             self._evict_cancelled()
         by_id[transaction_id] = request
@@ -210,11 +213,14 @@ class Requests:
     def _maybe_repeat(self, request: Request) -> None:
         """`request` was just retransmitted (a second time or more): queue its pair for one more check (once) if
         it is the pair's oldest live check and the pair has fewer than REPEATS_PER_PAIR live ones, or, on a
-        pair the peer's checks reached, its newest and the pair has fewer than REPEATS_HEARD."""
+        pair the peer's checks reached, its newest and the pair has fewer than REPEATS_HEARD, while the session
+        holds fewer than `max_in_flight` requests (RFC 8445 14.3 stretches a transaction's life past 39.5 s with
+        many pairs, and a repeat is live, never evicted: without this, ten per pair could pass that bound)."""
         pair = request.pair
-        live = [r for r in self._by_id.values() if r.pair is pair and r.is_plain_check]
+        by_id = self._by_id
+        live = [r for r in by_id.values() if r.pair is pair and r.is_plain_check]
         if pair._requests_received:
-            if live[-1] is not request or len(live) >= REPEATS_HEARD:
+            if live[-1] is not request or len(live) >= REPEATS_HEARD or len(by_id) >= self._cap:
                 return
         elif live[0] is not request or len(live) >= REPEATS_PER_PAIR:
             return
