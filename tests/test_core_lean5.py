@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+import pytest
 from test_core_lean2 import _connect, _pair
 from test_session import A_PARAMS, B_PARAMS, B_TB, cand, decode, feed, request, response_to, session
 
@@ -117,10 +118,13 @@ def test_new_remote_parameters_get_their_own_username_and_key() -> None:
         assert not decode(t).verify_integrity(B_PARAMS.pwd)
 
 
-def test_a_generation_hands_checks_and_answers_to_its_session_without_handle_stun() -> None:
+def test_a_generation_hands_checks_and_answers_to_its_session_without_handle_stun(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Eight pairs connect without one IceSession.handle_stun call (two per check before: the check and its
     answer), with the same nominations; a lite session's own handle_stun still runs (it notes the time of a
-    check, RFC 8445 2.5), and a Binding indication (a keepalive, RFC 8445 11) asks nothing of the session."""
+    check, RFC 8445 2.5), a Binding indication (a keepalive, RFC 8445 11) asks nothing of the session, and a
+    handle_stun put in IceSession's place (a test injecting a bug) is the one called."""
     pairs = [_pair(i) for i in range(10)]
     _connect(*pairs[0])  # warm the compiled STUN layouts
     with _calls() as counted:
@@ -150,6 +154,11 @@ def test_a_generation_hands_checks_and_answers_to_its_session_without_handle_stu
         a.receive(Message.decode(keepalive), keepalive, REMOTE, LOCAL, 4.0)
     assert counted["_handle_request"] + counted["_handle_response"] + counted["_update_failed"] == 0
     assert a.datagrams_to_send(4.0) == [] and not a.events
+
+    seen: list[Message] = []
+    monkeypatch.setattr(IceSession, "handle_stun", lambda self, message, *args: seen.append(message))
+    a.receive(Message.decode(data), data, REMOTE, LOCAL, 5.0)
+    assert [m.transaction_id for m in seen] == [b"request-0001"] and a.datagrams_to_send(5.0) == []
 
 
 def test_sealing_packs_no_separate_header_and_gives_the_encoders_bytes() -> None:
