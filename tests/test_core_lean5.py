@@ -1,7 +1,6 @@
 """What the sans-IO core does again per check and per answer (issue 14 item 5, issue 15 item 3, session 12):
 a session keeps the USERNAME attribute of its checks and both short-term keys (RFC 8445 7.2.2, 7.3) instead
-of encoding them for every check, consent check (RFC 7675) and answer; a generation hands an IceSession's
-Binding requests and answers to it without the `handle_stun` call; `seal_short_term` packs what
+of encoding them for every check, consent check (RFC 7675) and answer; `seal_short_term` packs what
 MESSAGE-INTEGRITY covers and the message up to FINGERPRINT in one pack each (RFC 8489 14.5, 14.7). The bytes
 on the wire are the same. Counted with sys.setprofile, never timed; no sockets, no clock."""
 
@@ -13,15 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-import pytest
-from test_core_lean2 import _connect, _pair
-from test_session import A_PARAMS, B_PARAMS, B_TB, cand, decode, feed, request, response_to, session
+from test_session import A_PARAMS, B_PARAMS, cand, decode, feed, request, response_to, session
 
-from iceagent.config import IceConfig
 from iceagent.ice.candidate import IceParameters
 from iceagent.ice.checks import check_request
-from iceagent.ice.generation import IceGeneration
-from iceagent.ice.lite import LiteSession
 from iceagent.ice.session import IceSession
 from iceagent.stun import _crypto
 from iceagent.stun.attributes import Attr
@@ -116,49 +110,6 @@ def test_new_remote_parameters_get_their_own_username_and_key() -> None:
     for t in (first, again):
         _same_as_check_request(t.data, A_PARAMS, other)
         assert not decode(t).verify_integrity(B_PARAMS.pwd)
-
-
-def test_a_generation_hands_checks_and_answers_to_its_session_without_handle_stun(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Eight pairs connect without one IceSession.handle_stun call (two per check before: the check and its
-    answer), with the same nominations; a lite session's own handle_stun still runs (it notes the time of a
-    check, RFC 8445 2.5), a Binding indication (a keepalive, RFC 8445 11) asks nothing of the session, and a
-    handle_stun put in IceSession's place (a test injecting a bug) is the one called."""
-    pairs = [_pair(i) for i in range(10)]
-    _connect(*pairs[0])  # warm the compiled STUN layouts
-    with _calls() as counted:
-        for a, b, ca, cb in pairs[2:]:
-            _connect(a, b, ca, cb)
-    assert counted["handle_stun"] == 0 and counted["_handle_request"] == counted["_handle_response"] == 24
-    assert all(a.nominated is not None and b.nominated is not None for a, b, _, _ in pairs[2:])
-
-    lite = IceGeneration(
-        local=IceParameters(ufrag="aUfr", pwd=A_PARAMS.pwd, lite=True),
-        controlling=False,
-        tie_breaker=1,
-        config=IceConfig(),
-    )
-    assert isinstance(lite.session, LiteSession)
-    lite.add_local_candidate(LOCAL, LOCAL)
-    lite.set_remote_parameters(B_PARAMS)
-    data = request(controlling=B_TB, controlled=None)
-    with _calls() as counted:
-        lite.receive(Message.decode(data), data, REMOTE, LOCAL, 3.0)
-    assert counted["handle_stun"] == 2 and lite.session.last_check_at == 3.0  # its own, then IceSession's
-    assert [t.remote for t in lite.datagrams_to_send(3.0)] == [REMOTE]
-
-    a = pairs[1][0]
-    keepalive = Message(Method.BINDING, MessageClass.INDICATION, b"indication01").encode(fingerprint=True)
-    with _calls() as counted:
-        a.receive(Message.decode(keepalive), keepalive, REMOTE, LOCAL, 4.0)
-    assert counted["_handle_request"] + counted["_handle_response"] + counted["_update_failed"] == 0
-    assert a.datagrams_to_send(4.0) == [] and not a.events
-
-    seen: list[Message] = []
-    monkeypatch.setattr(IceSession, "handle_stun", lambda self, message, *args: seen.append(message))
-    a.receive(Message.decode(data), data, REMOTE, LOCAL, 5.0)
-    assert [m.transaction_id for m in seen] == [b"request-0001"] and a.datagrams_to_send(5.0) == []
 
 
 def test_sealing_packs_no_separate_header_and_gives_the_encoders_bytes() -> None:
