@@ -58,12 +58,16 @@ class SessionBase:
 
     __slots__ = (
         "_candidates",
+        "_check_for",
+        "_check_head",
+        "_check_key",
         "_checklist",
         "_completed",
         "_events",
         "_failed",
         "_generated",
         "_local_done",
+        "_local_key",
         "_nomination_concluded",
         "_nomination_sent",
         "_peer_nominated",
@@ -97,6 +101,11 @@ class SessionBase:
     ) -> None:
         self.local_parameters = local
         self.remote_parameters: IceParameters | None = None
+        self._local_key = local.pwd.encode()  # the short-term key of the checks we answer (RFC 8445 7.3)
+        #: the remote parameters `_check_head` (our checks' USERNAME attribute) and `_check_key` (their key, the
+        #: remote password's bytes) were made for: made again when the remote parameters are another object
+        self._check_for: IceParameters | None = None
+        self._check_head = self._check_key = b""
         self._ta = effective_ta(config.ta, None)  # Ta as both sides use it (RFC 8445 14.2): set with the remote's
         self.controlling = controlling
         self.tie_breaker = tie_breaker

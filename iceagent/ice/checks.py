@@ -24,7 +24,9 @@ __all__ = [
     "roles_conflict",
     "screen_check",
     "screen_request",
+    "seal_check",
     "success_response",
+    "username_attribute",
 ]
 
 Address = tuple[str, int]
@@ -45,13 +47,43 @@ def check_request(  # positional too: the session calls it once per check withou
     optional NOMINATION (renomination negotiated: draft-thatcher-ice-renomination 4), MESSAGE-INTEGRITY
     with the remote password (`key`: its UTF-8 bytes, when the caller has them), FINGERPRINT (RFC 8445 7.2.2).
 
-    The attributes are packed directly: every agent sends its first checks once, so this is a hot path that a
-    generic encoder or a cache would only slow down (the generic encoder gives the same bytes:
-    tests/test_checks.py)."""
+    The attributes are packed directly (the generic encoder gives the same bytes: tests/test_checks.py); a
+    session keeps its USERNAME attribute and key and calls `seal_check`."""
+    return seal_check(
+        transaction_id,
+        username_attribute(local, remote),
+        priority,
+        controlling,
+        tie_breaker,
+        use_candidate,
+        nomination,
+        remote.pwd.encode() if key is None else key,
+    )
+
+
+def username_attribute(local: IceParameters, remote: IceParameters) -> bytes:
+    """The USERNAME attribute of our checks, "rfrag:lfrag" (RFC 8445 7.2.2), padded: the same for every check
+    of a session to one peer, so the session makes it once (`seal_check`).
+    Raises ValueError for a USERNAME over 65535 bytes."""
     user = f"{remote.ufrag}:{local.ufrag}".encode()
     n = len(user)
     if n > 0xFFFF:  # as the generic encoder (ufrags are bounded long before: RFC 8445 5.3)
         raise ValueError(f"cannot encode USERNAME: attribute value is {n} bytes, more than 65535")
+    return _TLV.pack(_USERNAME, n) + user + _PADDING[-n & 3]
+
+
+def seal_check(  # positional: the session calls it once per check without keyword matching
+    transaction_id: bytes,
+    username: bytes,
+    priority: int,
+    controlling: bool,
+    tie_breaker: int,
+    use_candidate: bool,
+    nomination: int | None,
+    key: bytes,
+) -> bytes:
+    """`check_request` with its USERNAME attribute already encoded (`username_attribute`) and the remote
+    password's UTF-8 bytes `key`: the attributes after it, MESSAGE-INTEGRITY and FINGERPRINT (RFC 8445 7.2.2)."""
     role = _CONTROLLING if controlling else _CONTROLLED
     if use_candidate:
         tail = _TAIL_USE.pack(_PRIORITY, 4, priority, role, 8, tie_breaker, _USE, 0)
@@ -59,8 +91,7 @@ def check_request(  # positional too: the session calls it once per check withou
         tail = _TAIL.pack(_PRIORITY, 4, priority, role, 8, tie_breaker)
     if nomination is not None:
         tail += _PRIORITY_TLV.pack(_NOMINATION, 4, nomination)
-    body = _TLV.pack(_USERNAME, n) + user + _PADDING[-n & 3] + tail
-    return seal_short_term(_BINDING_REQUEST, transaction_id, body, remote.pwd.encode() if key is None else key)
+    return seal_short_term(_BINDING_REQUEST, transaction_id, username + tail, key)
 
 
 _PADDING = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")

@@ -22,12 +22,13 @@ from .checklist import COUNT_MASK
 from .checks import (
     CheckFields,
     RoleConflict,
-    check_request,
     error_response,
     read_fields,
     roles_conflict,
     screen_check,
+    seal_check,
     success_response,
+    username_attribute,
 )
 from .events import (
     ChecklistFailed,
@@ -207,7 +208,7 @@ class IceSession(SessionBase):
 
     def _handle_request(self, message: Message, base: Candidate, remote: Address) -> bytes | None:
         local = self.local_parameters
-        key = local.pwd.encode()  # the short-term key of the check and of our answer (RFC 8445 7.2.2, 7.3)
+        key = self._local_key  # the short-term key of the check and of our answer (RFC 8445 7.2.2, 7.3)
         # FINGERPRINT, then MESSAGE-INTEGRITY (whose result screen_check uses after the USERNAME checks)
         verified = message._verify_short_term(key, True)
         if verified is None:
@@ -323,13 +324,16 @@ class IceSession(SessionBase):
         if use_candidate and self._renomination:  # every nominating check carries a higher value (draft 4)
             self._nomination_sent += 1
             nomination = self._nomination_sent
-        key = remote.pwd.encode()
+        if remote is not self._check_for:  # the USERNAME and key of checks to these remote parameters, once
+            self._check_head = username_attribute(self.local_parameters, remote)
+            self._check_key = remote.pwd.encode()
+            self._check_for = remote
+        key = self._check_key
         controlling = self.controlling
-        # positional (no keyword matching, once per check): transaction id, local, remote, PRIORITY, role,
-        # tie-breaker, USE-CANDIDATE, NOMINATION, key
-        data = check_request(
-            tid, self.local_parameters, remote, priority, controlling, self.tie_breaker, use_candidate, nomination, key
-        )
+        # check_request with the session's USERNAME attribute; positional (no keyword matching, once per check):
+        # transaction id, USERNAME, PRIORITY, role, tie-breaker, USE-CANDIDATE, NOMINATION, key
+        head = self._check_head
+        data = seal_check(tid, head, priority, controlling, self.tie_breaker, use_candidate, nomination, key)
         checklist = self._checklist
         # a check's RTO grows with the checks still to be sent (RFC 8445 14.3: check_rto_floor, here on the
         # check list's counts); consent has RFC 8489's own

@@ -98,9 +98,9 @@ def _finish(inner: Any, outer: Any, data: bytes) -> bytes:
     return o.digest()  # type: ignore[no-any-return]
 
 _HEADER_TID = struct.Struct("!HHI12s")
-_MI_HDR = struct.pack("!HH", Attr.MESSAGE_INTEGRITY, 20)
 _FP_TLV = struct.Struct("!HHI")
 _FP_TYPE = int(Attr.FINGERPRINT)
+_MI_TYPE = int(Attr.MESSAGE_INTEGRITY)
 _MAX_LENGTH = 0xFFFC  # the largest multiple of 4 the 16-bit length field can hold
 
 
@@ -115,12 +115,32 @@ def seal_short_term(mtype: int, transaction_id: bytes, body: bytes, key: bytes) 
     inner, outer = _sha1_inner_for(key), _sha1_outer_for(key)  # hmac_sha1(key, ...), inline: once per check
     if inner is None or outer is None:  # and answer
         inner, outer = sha1_pads(key)
+    layouts = _sealed_layout(n) or _sealed_layouts(n)
     h = inner.copy()
-    h.update(_HEADER_TID.pack(mtype, n, MAGIC_COOKIE, transaction_id) + body)
+    h.update(layouts[0](mtype, n, MAGIC_COOKIE, transaction_id, body))
     o = outer.copy()
     o.update(h.digest())
-    data: bytes = _HEADER_TID.pack(mtype, n + 8, MAGIC_COOKIE, transaction_id) + body + _MI_HDR + o.digest()
+    data: bytes = layouts[1](mtype, n + 8, MAGIC_COOKIE, transaction_id, body, _MI_TYPE, 20, o.digest())
     return data + _FP_TLV.pack(_FP_TYPE, 4, zlib.crc32(data) ^ FINGERPRINT_XOR)
+
+
+_Packer = Any  # struct.Struct.pack
+_SEALED: dict[int, tuple[_Packer, _Packer]] = {}
+"""By `seal_short_term`'s `n` (the body's length + 24): packers of the header and body that MESSAGE-INTEGRITY
+covers, and of the message up to FINGERPRINT. One pack each instead of a header pack and three concatenations;
+ICE's checks and answers have a few lengths, so a few entries (emptied when `_SEALED_MAX` are held)."""
+_SEALED_MAX = 64
+_sealed_layout = _SEALED.get
+
+
+def _sealed_layouts(n: int) -> tuple[_Packer, _Packer]:
+    """`_SEALED[n]`, made on a miss."""
+    size = n - 24
+    packers = (struct.Struct(f"!HHI12s{size}s").pack, struct.Struct(f"!HHI12s{size}sHH20s").pack)
+    if len(_SEALED) >= _SEALED_MAX:
+        _SEALED.clear()
+    _SEALED[n] = packers
+    return packers
 
 
 def long_term_key(username: str, realm: str, password: str, algorithm: str | int = "md5") -> bytes:

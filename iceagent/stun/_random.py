@@ -22,13 +22,15 @@ class _RandomPool(threading.local):
         self.pos = 0
 
     def take(self, n: int) -> bytes:
-        pos = self.pos
-        if pos + n > len(self.buf):
+        # each attribute of a threading.local is looked up in the thread's dict: read once each, written once
+        buf, pos = self.buf, self.pos
+        if pos + n > len(buf):
             if n > 1024:
                 return os.urandom(n)
-            self.buf, pos = os.urandom(4096), 0
+            self.buf = buf = os.urandom(4096)
+            pos = 0
         self.pos = pos + n
-        return self.buf[pos : pos + n]
+        return buf[pos : pos + n]
 
 
 POOL = _RandomPool()
