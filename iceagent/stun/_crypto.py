@@ -32,8 +32,11 @@ __all__ = [
 compare_digest = hmac.compare_digest
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
-HMAC_CACHE_SIZE = 8192
-"""Keys whose HMAC pads are kept: an agent's two passwords each, for thousands of agents per process."""
+HMAC_CACHE_SIZE = 32768
+"""Keys whose HMAC pads are kept: an agent's two passwords each, so 16 000 agents per process before the cache
+empties and every key's pads are made again (about 500 bytes of OpenSSL hash state per key: 16 MiB at most).
+At 8192, 6000 pairs in one process (12 000 agents, 24 000 keys) remade pads on most checks (7 % of the CPU of
+their consent, bench/consent.py)."""
 _HashFactory = Any  # hashlib.sha1 / hashlib.sha256 constructors
 _Pads = tuple[Any, Any]  # the inner and outer hash states
 SHA1_INNER: dict[bytes, Any] = {}
