@@ -6,12 +6,17 @@ on the wire are the same. Counted with sys.setprofile, never timed; no sockets, 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import struct
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+import pytest
 from test_session import A_PARAMS, B_PARAMS, cand, decode, feed, request, response_to, session
 
 from iceagent.ice.candidate import IceParameters
@@ -112,6 +117,16 @@ def test_new_remote_parameters_get_their_own_username_and_key() -> None:
         assert not decode(t).verify_integrity(B_PARAMS.pwd)
 
 
+def _sealed_by_the_rfc(mtype: int, tid: bytes, body: bytes, key: bytes) -> bytes:
+    """An independent encoding: MESSAGE-INTEGRITY over the header (its length counting the 24-byte integrity
+    attribute) and the body (RFC 8489 14.5), then FINGERPRINT, CRC-32 XOR 0x5354554E over everything before it
+    with the length counting it too (14.7)."""
+    covered = struct.pack("!HHI12s", mtype, len(body) + 24, 0x2112A442, tid) + body
+    with_mi = covered + struct.pack("!HH", 0x0008, 20) + hmac.new(key, covered, hashlib.sha1).digest()
+    data = struct.pack("!HHI12s", mtype, len(body) + 32, 0x2112A442, tid) + with_mi[20:]
+    return data + struct.pack("!HHI", 0x8028, 4, zlib.crc32(data) ^ 0x5354554E)
+
+
 def test_sealing_packs_no_separate_header_and_gives_the_encoders_bytes() -> None:
     """`seal_short_term` makes no header pack of its own (two per message before, each then joined to the
     body); for bodies of 0 to 400 bytes its bytes are Message.encode's with MESSAGE-INTEGRITY and
@@ -123,6 +138,17 @@ def test_sealing_packs_no_separate_header_and_gives_the_encoders_bytes() -> None
     for size in range(0, 404, 4):
         attributes = [(Attr.SOFTWARE, "s" * (size - 4))] if size else []  # attributes of `size` bytes
         message = Message(Method.BINDING, MessageClass.REQUEST, b"t" * 12, attributes)
-        sealed = _crypto.seal_short_term(0x0001, b"t" * 12, message.encode()[20:], key)
-        assert sealed == message.encode(integrity_key=key, fingerprint=True)
+        body = message.encode()[20:]
+        sealed = _crypto.seal_short_term(0x0001, b"t" * 12, memoryview(body) if size == 8 else body, key)
+        assert sealed == _sealed_by_the_rfc(0x0001, b"t" * 12, body, key)
         assert 1 <= len(_crypto._SEALED) <= _crypto._SEALED_MAX
+
+
+def test_a_sessions_local_parameters_cannot_be_replaced() -> None:
+    """The session keeps its own password's bytes (the key of the checks it answers) and its checks' USERNAME:
+    replacing `local_parameters` would leave them stale, so it is read-only (a new ufrag/pwd is an ICE restart,
+    a new session: RFC 8445 9)."""
+    s = session()
+    with pytest.raises(AttributeError):
+        s.local_parameters = IceParameters(ufrag="other", pwd="otherPassword0123456789")  # type: ignore[misc]
+    assert s.local_parameters is A_PARAMS

@@ -68,6 +68,7 @@ class SessionBase:
         "_generated",
         "_local_done",
         "_local_key",
+        "_local_parameters",
         "_nomination_concluded",
         "_nomination_sent",
         "_peer_nominated",
@@ -82,10 +83,15 @@ class SessionBase:
         "_use_candidate",
         "config",
         "controlling",
-        "local_parameters",
         "remote_parameters",
         "tie_breaker",
     )
+
+    @property
+    def local_parameters(self) -> IceParameters:
+        """This generation's own ufrag and password (read-only: the session keeps their key's bytes, and a new
+        ufrag/pwd is a new generation, an ICE restart, RFC 8445 9)."""
+        return self._local_parameters
 
     #: the subclass has its own `_update_failed` (LiteSession): call it after every input, whatever the pairs
     _own_failure: ClassVar[bool] = False
@@ -99,7 +105,7 @@ class SessionBase:
         config: IceConfig,
         random_bytes: Callable[[int], bytes] = default_random_bytes,
     ) -> None:
-        self.local_parameters = local
+        self._local_parameters = local
         self.remote_parameters: IceParameters | None = None
         self._local_key = local.pwd.encode()  # the short-term key of the checks we answer (RFC 8445 7.3)
         #: the remote parameters `_check_head` (our checks' USERNAME attribute) and `_check_key` (their key, the

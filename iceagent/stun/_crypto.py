@@ -111,7 +111,9 @@ def seal_short_term(mtype: int, transaction_id: bytes, body: bytes, key: bytes) 
     """`seal` with MESSAGE-INTEGRITY (HMAC-SHA1 with `key`) and FINGERPRINT, the two every ICE check and
     answer carries (RFC 8445 7.2.2, 7.3.1.1; RFC 8489 14.5, 14.7), for a message type `mtype` already
     interleaved (RFC 8489 5). The hot path of every check: no option checks.
-    Raises ValueError for more than 65535 bytes of attributes."""
+    Raises ValueError for more than 65535 bytes of attributes. `body` may be any bytes-like object."""
+    if type(body) is not bytes:  # (the packers below take bytes; a memoryview or bytearray is copied)
+        body = bytes(body)
     n = len(body) + 24
     if n > _MAX_LENGTH - 8:
         raise ValueError(f"message attributes are {n + 8} bytes, more than {_MAX_LENGTH}")
