@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import pytest
 import trio
 from agent_helpers import connect_both
 from test_session import A_HOST, B_HOST
@@ -59,22 +58,6 @@ def test_agents_selected_together_send_their_first_consent_checks_spread_out() -
         firsts.append(first)
     assert all(4.0 - 1e-9 <= f <= 6.0 + 1e-9 for f in firsts), firsts
     assert len({round(f, 6) for f in firsts}) >= 15, firsts
-
-
-def test_a_pair_that_heard_its_peer_sends_its_consent_check_at_its_randomized_time() -> None:
-    """The early check (0.8-0.9 x) is for a pair that would otherwise stay silent for most of
-    disconnected_timeout: one that heard its peer's check meanwhile waits for its randomized time (one check
-    per interval, not more); one that heard nothing since its last answer still goes early."""
-    sup = Supervisor(IDLE, auto_restart=False, rng=Highest())
-    pair = valid_pair()
-    _, at = sup.poll(0.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)  # next check at 6.0 (1.2 x 5 s)
-    pair._requests_received += 1  # the peer's consent check, at 3.0
-    _, at = sup.poll(3.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)
-    assert next_consent(sup, pair, at, 10.0) == pytest.approx(6.0)
-    pair._responses_received += 1  # its answer, at once
-    _, at = sup.poll(6.0, state=IceState.COMPLETED, pair=pair, selected_at=0.0)
-    # silent since: the next check (due at 12.0) would leave 6 s of silence; it goes at 6.0 + 0.9 x 5 s
-    assert next_consent(sup, pair, at, 20.0) == pytest.approx(10.5)
 
 
 async def test_closing_a_connected_agent_sends_no_wake_up_to_its_own_socket(monkeypatch: Any) -> None:
