@@ -499,3 +499,56 @@ def test_a_lost_renomination_of_a_dead_pair_is_not_repeated_forever() -> None:
     assert gen.nominated is relay
     direct = next(p for p in gen.session.valid_pairs if p.remote_address == B_ADDR)
     assert direct.state is PairState.FAILED
+
+
+def _consent_checks_across_a_move(switch_at: float, seed: int) -> dict[tuple[str, int], list[float]]:
+    """A controlling generation with the direct pair nominated and the relay pair kept fresh as an alternate,
+    driven with a Supervisor for 60 s, the peer answering every check 50 ms later; at `switch_at` the relay pair
+    is renominated. Per remote address: the times of its checks, a nominating check as a negative time."""
+    import random
+
+    from iceagent.ice.supervisor import SendConsent, Supervisor
+    from iceagent.states import IceState
+
+    gen = generation(consent_interval=5.0)
+    relay = both_valid_direct_nominated(gen)
+    sup = Supervisor(IceConfig(consent_interval=5.0), auto_restart=False, rng=random.Random(seed))
+    pending: list[tuple[float, Transmit]] = []
+    sent: dict[tuple[str, int], list[float]] = {B_ADDR: [], B_RELAY_ADDR: []}
+    now, selected, selected_at, switched, poll_at = 0.2, gen.nominated, 0.2, False, 0.2
+    while now < 60:
+        for at, t in sorted([p for p in pending if p[0] <= now], key=lambda p: p[0]):
+            receive(gen, response_to(t, A_ADDR), t.remote, at)
+            pending.remove((at, t))
+        while gen.next_event() is not None:
+            pass
+        if gen.nominated is not selected:
+            selected, selected_at = gen.nominated, now
+        if not switched and now >= switch_at:
+            switched = True
+            assert gen.renominate(relay)
+        actions, poll_at = sup.poll(now, state=IceState.COMPLETED, pair=selected, selected_at=selected_at)
+        for action in actions:
+            if isinstance(action, SendConsent):
+                gen.consent_check(action.pair, now)
+        for t in run_until(gen, now):
+            message = decode(t)
+            if message.message_class.name == "REQUEST" and all(abs(x) != now for x in sent[t.remote]):
+                sent[t.remote].append(-now if Attr.USE_CANDIDATE in message else now)
+                pending.append((now + 0.05, t))
+        timers = [gen.get_timer(), poll_at, *(at for at, _ in pending)] + ([] if switched else [switch_at])
+        now = max(now + 1e-6, min(t for t in timers if t is not None))
+    return sent
+
+
+def test_consent_checks_stay_0_8_to_1_2_intervals_apart_across_a_renomination() -> None:
+    """RFC 7675 5.1: each pair's consent checks 4-6 s apart (0.8-1.2 x 5 s), also when renomination moves the
+    selected pair: the deselected pair is not checked again at the alternates' next refresh (that came 3.85 s
+    after its last check before), and the newly selected one goes on from its last answer (an interval from the
+    move itself made gaps of up to 8.1 s). A nominating check counts as a check (it refreshes consent too)."""
+    for seed in range(8):
+        for switch_at in (20.0, 21.3, 22.7, 24.1):
+            for remote, times in _consent_checks_across_a_move(switch_at, seed).items():
+                gaps = [b - a for a, b in itertools.pairwise(times) if a > 0 and b > 0]
+                assert len(gaps) >= 8, (seed, switch_at, remote, times)
+                assert all(4.0 - 1e-6 <= g <= 6.0 + 1e-6 for g in gaps), (seed, switch_at, remote, times)

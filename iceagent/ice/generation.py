@@ -39,6 +39,7 @@ class IceGeneration:
     __slots__ = (
         "_alternates_at",
         "_config",
+        "_consent_due",
         "_gather_deadline",
         "_now",
         "_out",
@@ -82,6 +83,9 @@ class IceGeneration:
         self._gather_deadline = math.inf
         self._now = -math.inf  # the latest `now` an input brought (events of untimed inputs use it)
         self._alternates_at = math.inf  # renomination: when the other valid pairs' consent is next refreshed
+        #: renomination: when each alternate's next consent check is due, and the nominated pair's had it been one
+        #: (from the first refresh of the alternates on): every pair's checks stay 0.8-1.2 x apart across moves
+        self._consent_due: dict[CandidatePair, float] | None = None
 
     # ---- inputs: signaling and gathering ----
 
@@ -260,6 +264,8 @@ class IceGeneration:
         """Queue a consent freshness check on `pair` (RFC 7675 5.1); its retransmissions are this generation's."""
         self._now = now
         self._out.append(self.session.consent_check(pair, now))
+        if self._consent_due is not None:
+            self._consent_due[pair] = now + self._consent_gap()
 
     def keepalive(self, pair: CandidatePair) -> None:
         """Queue a keepalive on `pair`: a Binding indication with a fresh transaction id and FINGERPRINT, no
@@ -281,13 +287,27 @@ class IceGeneration:
 
     def _refresh_alternates(self, now: float) -> None:
         """Renomination negotiated and a pair nominated: a consent check on each other valid pair kept
-        available (nomination.alternates), so that a later move goes to a pair that works; again after a
-        randomized consent interval (0.8-1.2 x, RFC 7675 5.1)."""
-        config = self._config
-        for pair in alternates(self.session, self.nomination.nominated, now, config.consent_timeout):
-            self._out.append(self.session.consent_check(pair, now))
+        available (nomination.alternates), so that a later move goes to a pair that works, each again after its
+        own randomized consent interval (0.8-1.2 x, RFC 7675 5.1) since its last check, the ones it had while
+        selected included: a deselected pair is not checked again too soon, nor one that was just selected
+        (the supervisor starts from its last answer) too late."""
+        due = self._consent_due
+        if due is None:
+            due = self._consent_due = {}
+        checked = alternates(self.session, self.nomination.nominated, now, self._config.consent_timeout)
+        for pair in checked:
+            if due.get(pair, now) <= now:
+                self._out.append(self.session.consent_check(pair, now))
+                due[pair] = now + self._consent_gap()
+        nominated = self.nomination.nominated
+        for pair in [p for p in due if p is not nominated and p not in checked]:
+            del due[pair]  # (bounded: the alternates and the nominated pair)
+        self._alternates_at = min((due[p] for p in checked), default=now + self._consent_gap())
+
+    def _consent_gap(self) -> float:
+        """A randomized consent interval, 0.8-1.2 x (RFC 7675 5.1)."""
         jitter = int.from_bytes(self._random(12)[-2:], "big") / 0xFFFF  # the source transaction ids come from
-        self._alternates_at = now + config.consent_interval * (0.8 + 0.4 * jitter)
+        return self._config.consent_interval * (0.8 + 0.4 * jitter)
 
     # ---- queries ----
 
@@ -335,9 +355,15 @@ class IceGeneration:
             if cls is PairStateChanged:  # the commonest: it matters to the controller only on the nominated pair
                 if event.pair is not nominated:  # type: ignore[union-attr]
                     continue
-            elif cls is PairNominated and session._renomination and self._alternates_at == math.inf:
-                if not session.local_parameters.lite:  # a lite agent sends no checks (RFC 8445 2.5)
-                    self._alternates_at = now + self._config.consent_interval
+            elif cls is PairNominated and session._renomination:
+                if self._alternates_at == math.inf:
+                    if not session.local_parameters.lite:  # a lite agent sends no checks (RFC 8445 2.5)
+                        self._alternates_at = now + self._config.consent_interval
+                elif self._consent_due is not None:  # a move: the deselected pair's next check keeps its time
+                    previous = event.previous  # type: ignore[union-attr]
+                    at = self._consent_due.get(previous, math.inf) if previous is not None else math.inf
+                    if at < self._alternates_at:
+                        self._alternates_at = at
             nomination.observe(event, now)
             nominated = nomination.nominated
         self.events += pending

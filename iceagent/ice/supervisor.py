@@ -251,13 +251,20 @@ class Supervisor:
         return [Restart()], math.inf
 
     def _follow(self, pair: CandidatePair, now: float) -> None:
-        """A new selected pair: its consent and silence clocks start now."""
+        """A new selected pair: its silence clock starts now, its consent clock at its last consent answer when
+        that is recent (a pair kept fresh as an alternate, renomination: its checks stay 0.8-1.2 x apart across
+        the move, RFC 7675 5.1), else now."""
         cfg = self._config
         self._consent_pair = pair
-        self._next_consent = now + cfg.consent_interval * self._random.uniform(0.8, 1.2)
+        last = pair._last_consent
+        if last is not None and now - cfg.consent_interval < last < now:
+            now_for_consent = last
+        else:
+            now_for_consent = now
+        self._next_consent = now_for_consent + cfg.consent_interval * self._random.uniform(0.8, 1.2)
         self._last_rx, self._last_rx_at = -1, now
         self._last_tx, self._last_tx_at = -1, now
         # randomized like every later check (RFC 7675 5.1): agents whose pairs were selected in one burst
         # (a server's many peers connecting at once) would otherwise send their first checks, and so all
         # their later ones, in step
-        self._early_consent = now + cfg.consent_interval * self._random.uniform(0.8, 0.9)
+        self._early_consent = now_for_consent + cfg.consent_interval * self._random.uniform(0.8, 0.9)
