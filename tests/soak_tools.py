@@ -70,8 +70,9 @@ def agent_counts(agent: Agent) -> dict[str, int]:
     out: dict[str, int] = collections.Counter()
     out[f"{name}.runners"] = len(agent._runners)
     out[f"{name}.foundations"] = len(agent._foundations)
-    out[f"{name}.ignored_reasons"] = len(agent._gate.ignored)
-    out[f"{name}.held_parameters"] = int(agent._gate.held is not None)
+    gate = agent._gate  # made by the first ignored candidate or peer restart: none before
+    out[f"{name}.ignored_reasons"] = 0 if gate is None else len(gate.ignored)
+    out[f"{name}.held_parameters"] = int(gate is not None and gate.held is not None)
     for runner in agent._runners:
         ice = runner.ice
         checklist = ice._checklist
