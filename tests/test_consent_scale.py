@@ -12,10 +12,10 @@ from typing import Any
 
 import trio
 from agent_helpers import connect_both
+from test_agent_signal_turn import count_self_wakes
 from test_session import A_HOST, B_HOST
 
 from iceagent import IceConfig, IceState, open_agent
-from iceagent.agent._session_task import SessionTask
 from iceagent.ice.pair import CandidatePair, PairState
 from iceagent.ice.supervisor import SendConsent, Supervisor
 
@@ -63,14 +63,7 @@ def test_agents_selected_together_send_their_first_consent_checks_spread_out() -
 async def test_closing_a_connected_agent_sends_no_wake_up_to_its_own_socket(monkeypatch: Any) -> None:
     """Closing an idle agent whose session task waits on its own socket cancels that task: no wake-up
     datagram to the socket on the way (each costs a send and a round of the scheduler per agent closed)."""
-    woken: list[object] = []
-    send_self = SessionTask._send_self
-
-    def counting(self: SessionTask) -> bool:
-        woken.append(self)
-        return send_self(self)
-
-    monkeypatch.setattr(SessionTask, "_send_self", counting)
+    woken = count_self_wakes(monkeypatch)
     config = IceConfig(global_pacing=False)
     with trio.fail_after(10):
         async with open_agent(host_addresses=["127.0.0.1"], config=config) as a:

@@ -294,12 +294,12 @@ class IceGeneration:
         due = self._consent_due
         if due is None:
             due = self._consent_due = {}
-        checked = alternates(self.session, self.nomination.nominated, now, self._config.consent_timeout)
+        nominated = self.nomination.nominated
+        checked = alternates(self.session, nominated, now, self._config.consent_timeout)
         for pair in checked:
             if due.get(pair, now) <= now:
                 self._out.append(self.session.consent_check(pair, now))
                 due[pair] = now + self._consent_gap()
-        nominated = self.nomination.nominated
         for pair in [p for p in due if p is not nominated and p not in checked]:
             del due[pair]  # (bounded: the alternates and the nominated pair)
         self._alternates_at = min((due[p] for p in checked), default=now + self._consent_gap())
@@ -360,8 +360,7 @@ class IceGeneration:
                     if not session.local_parameters.lite:  # a lite agent sends no checks (RFC 8445 2.5)
                         self._alternates_at = now + self._config.consent_interval
                 elif self._consent_due is not None:  # a move: the deselected pair's next check keeps its time
-                    previous = event.previous  # type: ignore[union-attr]
-                    at = self._consent_due.get(previous, math.inf) if previous is not None else math.inf
+                    at = self._consent_due.get(event.previous, math.inf)  # type: ignore[union-attr,arg-type]
                     if at < self._alternates_at:
                         self._alternates_at = at
             nomination.observe(event, now)
