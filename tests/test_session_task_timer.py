@@ -79,3 +79,32 @@ async def test_a_closed_socket_ends_the_session_tasks_wait_and_its_service_only(
             await trio.testing.wait_all_tasks_blocked()
             assert runner._served is None and not runner._polling and not runner.closed
             assert a.state.value is IceState.NEW
+
+
+async def test_connect_on_a_connected_agent_takes_no_scheduling_round() -> None:
+    """`connect()` on an agent connected already returns without letting other tasks run (a task awaiting its
+    agents in turn takes no step more for one that connected meanwhile), and is still a cancel point."""
+    with trio.fail_after(10):
+        async with (
+            open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a,
+            open_agent(controlling=False, host_addresses=LO, config=CONFIG) as b,
+        ):
+            cand_a, cand_b = await candidates(a), await candidates(b)
+            hand_over(a, b, cand_b)
+            hand_over(b, a, cand_a)
+            stream = await a.connect()
+            await b.connect()
+            ran: list[bool] = []
+
+            async def other() -> None:
+                ran.append(True)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(other)  # runnable from here on
+                assert await a.connect() is stream
+                assert ran == []
+                with trio.CancelScope() as scope:
+                    scope.cancel()
+                    await a.connect()
+                    ran.append(False)  # (not reached: connect() raised Cancelled)
+                assert scope.cancelled_caught
