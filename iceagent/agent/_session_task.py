@@ -330,89 +330,119 @@ class SessionTask(ReceivePath):
         only move its deadline, and input read here is handled in place (a pump only when it held STUN, and
         that pump answers every wake-up so far: `_poke` consumes the Wakeup first, so the step pumps once;
         the outbox and a Tap's stash are looked at by their state, not by the Wakeup). The outbox is sent
-        outside that scope, so a deadline never interrupts a send."""
+        outside that scope, so a deadline never interrupts a send.
+
+        A timer's wake-up is that scope's Cancelled, raised through every handler between the wait and the
+        scope, each one an exception normalisation and a Python-level `__subclasscheck__` (Trio's exception
+        classes have a metaclass): so no try block lies between them. What a wait sets (`_polling`, the Tap's)
+        is reset after it returns, after the scope, or by the handlers around the scope and the loop. Each
+        scope starts with the deadline of the pump before it (no deadline move for it)."""
         wakeup = self._wakeup
         outbox = self._outbox
         delivered = False  # the socket's last batch woke the stream's reader (agent/_tap.py)
-        while not self.closed:
-            with trio.CancelScope() as sleep:
-                self._sleep = sleep
-                try:
-                    due = True  # pump before the next wait
-                    while True:
-                        if due:
-                            if self._crash is not None:  # (met in a signalling call's turn, `release`)
-                                raise self._crash
-                            wakeup.flag = False  # this pump answers every wake-up so far
-                            deadline = self.pump(trio.current_time())
-                            if outbox or self.closed:
-                                break
-                            if deadline == -math.inf:  # still changing after pump's rounds: again, after the others
-                                await trio.lowlevel.checkpoint()
-                                continue
-                            if deadline != sleep.deadline:  # setting it re-registers the scope even if equal
-                                sleep.deadline = deadline
-                        due = True
-                        sock: Any = self._served
-                        if sock is None:
-                            await wakeup.wait()
-                            continue
-                        if self._inbox:
-                            turn = self._serve_inbox(sock)
-                            if turn == _WAIT:  # (here, not in a helper: one coroutine frame less per idle agent)
-                                self._polling = True
-                                try:
-                                    await sock.wait_receivable()
-                                finally:
-                                    self._polling = False
-                            due = turn == _PUMP
-                            continue
-                        tap = sock.tap
-                        if tap is not None and (tap.stash or tap.reader or (tap.want and delivered)):
-                            await tap.task_turn(delivered)  # the reader left it work, or has (or takes) the socket
-                            delivered = False
-                            continue
-                        if wakeup.flag:  # woken while busy: pump first
-                            continue
-                        # One batch per step, read after epoll said the socket is readable: what is still
-                        # queued wakes the task again through epoll, after the other tasks' turn (no extra
-                        # checkpoint per batch, no recvfrom that finds nothing)
-                        self._polling = True
-                        if tap is not None:
-                            tap.polling = True
-                        try:
-                            await trio.lowlevel.wait_readable(sock)
-                            items = sock.receive_now(RECEIVE_BATCH)
-                        except (trio.ClosedResourceError, OSError):
-                            self._stop_serving()
-                            continue
-                        finally:
-                            self._polling = False
-                            if tap is not None:
-                                tap.polling = False
-                        if self._woke_self:
-                            items = self._without_self_wake(items)
-                        if items:
-                            # a batch with STUN pumps (`_poke`), and that pump answers every wake-up so far
-                            self._own_batch = True
-                            delivered = self._on_datagrams(sock, items)
-                            self._own_batch = False
-                            if delivered and tap is None:
-                                self._open_tap(sock, wakeup)
-                        del items  # not kept alive while waiting for the next batch (an idle agent's memory)
-                        if outbox:  # that pump's packets that must wait (its wake-up was consumed with the others)
-                            break
-                        due = False  # a batch with STUN pumped; data alone changes no timer
-                finally:
-                    self._sleep = None
-            if self._woke_self and sleep.cancelled_caught and sleep.deadline == self._fallback_at:
-                self._woke_self = self._self_wake = False  # the wake-up datagram did not come: cancel instead
-            if outbox and not self.closed:
-                with trio.CancelScope() as sending:
-                    self._sending = sending  # close() cancels a send that waits (TCP, TURN)
+        try:
+            while not self.closed:
+                if self._crash is not None:  # (met in a signalling call's turn, `release`)
+                    raise self._crash
+                wakeup.flag = False  # this pump answers every wake-up so far
+                deadline = self.pump(trio.current_time())
+                if not outbox and not self.closed:
+                    if deadline == -math.inf:  # still changing after pump's rounds: again, after the others
+                        await trio.lowlevel.checkpoint()
+                        continue
                     try:
-                        while outbox:
-                            transport, data, remote = outbox.pop(0)
-                            await transport.send(data, remote)
-                    finally:
-                        self._sending = None
+                        with trio.CancelScope(deadline=deadline) as sleep:
+                            self._sleep = sleep
+                            due = False  # (pumped above)
+                            while True:
+                                if due:
+                                    if self._crash is not None:
+                                        raise self._crash
+                                    wakeup.flag = False
+                                    deadline = self.pump(trio.current_time())
+                                    if outbox or self.closed:
+                                        break
+                                    if deadline == -math.inf:
+                                        await trio.lowlevel.checkpoint()
+                                        continue
+                                    if deadline != sleep.deadline:  # setting it re-registers the scope even if equal
+                                        sleep.deadline = deadline
+                                due = True
+                                sock: Any = self._served
+                                if sock is None:
+                                    await wakeup.wait()
+                                    continue
+                                if self._inbox:
+                                    turn = self._serve_inbox(sock)
+                                    if turn == _WAIT:  # (not in a helper: a coroutine frame less per idle agent)
+                                        self._polling = True
+                                        await sock.wait_receivable()
+                                        self._polling = False
+                                    due = turn == _PUMP
+                                    continue
+                                tap = sock.tap
+                                if tap is not None and (tap.stash or tap.reader or (tap.want and delivered)):
+                                    await tap.task_turn(delivered)  # the reader left it work, or has the socket
+                                    delivered = False
+                                    continue
+                                if wakeup.flag:  # woken while busy: pump first
+                                    continue
+                                # One batch per step, read after epoll said the socket is readable: what is still
+                                # queued wakes the task again through epoll, after the other tasks' turn (no extra
+                                # checkpoint per batch, no recvfrom that finds nothing). The wait's errors are
+                                # handled around the scope (no try block here: see above).
+                                self._polling = True
+                                if tap is not None:
+                                    tap.polling = True
+                                await trio.lowlevel.wait_readable(sock)
+                                self._polling = False
+                                if tap is not None:
+                                    tap.polling = False
+                                try:
+                                    items = sock.receive_now(RECEIVE_BATCH)
+                                except (trio.ClosedResourceError, OSError):
+                                    self._stop_serving()
+                                    continue
+                                if self._woke_self:
+                                    items = self._without_self_wake(items)
+                                if items:
+                                    # a batch with STUN pumps (`_poke`), and that pump answers every wake-up so far
+                                    self._own_batch = True
+                                    delivered = self._on_datagrams(sock, items)
+                                    self._own_batch = False
+                                    if delivered and tap is None:
+                                        self._open_tap(sock, wakeup)
+                                del items  # not kept alive while waiting for the next batch (an idle agent's memory)
+                                if outbox:  # that pump's packets that must wait (its wake-up was consumed)
+                                    break
+                                due = False  # a batch with STUN pumped; data alone changes no timer
+                    except (trio.ClosedResourceError, OSError):
+                        if not self._polling or self._inbox:  # not the wait on its own socket: not handled here
+                            raise
+                        self._end_poll()
+                        self._stop_serving()
+                    self._sleep = None
+                    if self._polling:  # the scope's deadline (or close()) ended the wait
+                        self._end_poll()
+                    if self._woke_self and sleep.cancelled_caught and sleep.deadline == self._fallback_at:
+                        self._woke_self = self._self_wake = False  # the wake-up datagram did not come: cancel instead
+                if outbox and not self.closed:
+                    with trio.CancelScope() as sending:
+                        self._sending = sending  # close() cancels a send that waits (TCP, TURN)
+                        try:
+                            while outbox:
+                                transport, data, remote = outbox.pop(0)
+                                await transport.send(data, remote)
+                        finally:
+                            self._sending = None
+        finally:
+            self._sleep = None
+            if self._polling:
+                self._end_poll()
+
+    def _end_poll(self) -> None:
+        """The session task no longer waits on its socket (or mux inbox): wake-ups set its Wakeup again."""
+        self._polling = False
+        sock: Any = self._served
+        if sock is not None and not self._inbox and sock.tap is not None:
+            sock.tap.polling = False

@@ -283,14 +283,17 @@ class Agent(AgentStates):
             await gathering.changed.wait()
 
     async def connect(self) -> IceStream:
-        """Wait until a pair is valid and return the IceStream; raises IceFailed if the agent FAILED."""
+        """Wait until a pair is valid and return the IceStream; raises IceFailed if the agent FAILED. On an agent
+        connected already it returns at once: a cancel point, without a scheduling round (as `IceStream.send`
+        takes none on most calls), so a task awaiting its agents' `connect()` in turn takes no step more for
+        the ones that connected while it waited for another."""
         routes = self._routes
         if routes.route is None or routes.closed:
             # RouteState.wait_route's loop, here: the waiting task keeps only this frame (agent/_route.py)
             while routes.ready() is None:
                 await routes.park()
         else:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()
         return self._stream
 
     async def restart(self) -> None:
