@@ -62,7 +62,8 @@ def _check(username: str) -> bytes:
 
 
 def _answer(tid: bytes) -> bytes:
-    msg = Message(Method.BINDING, MessageClass.SUCCESS, transaction_id=tid, attributes=[(Attr.XOR_MAPPED_ADDRESS, PEER)])
+    msg = Message(Method.BINDING, MessageClass.SUCCESS, transaction_id=tid,
+                  attributes=[(Attr.XOR_MAPPED_ADDRESS, PEER)])
     return msg.encode(integrity_key=b"k" * 22, fingerprint=True)
 
 

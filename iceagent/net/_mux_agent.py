@@ -283,7 +283,11 @@ class GenerationTransport(Parking):
             # the endpoint's inbox is this generation's alone
             shared = self._shared
             items = shared._items
-            if items is not None and len(items) <= limit:  # all of it (`InboxTransport.receive_now`, inline)
+            if items is None:  # nothing waits (`InboxTransport.receive_now`, inline, as below)
+                if shared._closed:
+                    shared._check_open()
+                return []
+            if len(items) <= limit:  # all of it
                 shared._items = shared._checks = None
                 shared._bytes = 0
                 return items
