@@ -67,16 +67,23 @@ DRAIN_INTERVAL = 0.002
 #: (`_Drainer`), a round could fill the buffers.
 DRAIN_SHARE = 0.25
 #: Seconds of tasks' steps in one scheduling round from which the next round drains between steps too, whatever
-#: the load: a check queued on the socket waits for the rest of its round, the round whose receive task routes
-#: it and the one in which its agent answers; three rounds under 125 ms keep the answer within RFC 8445 14.3's
-#: 500 ms RTO floor (measured worst at 1000 pairs on a loaded machine: 0.47 s, against 0.36 s at 50 ms).
-#: Longer rounds (2000 pairs connecting) drain; the decision follows the previous round, so the first long
-#: round of a burst (one task signalling thousands of agents at once) is never drained, at any value.
+#: the load: a long round may be the process busy with other work, and a round as long again could fill the
+#: sockets. (The answer's delay is DRAIN_TAIL's: a check waits for the rest of its round and for its agent's
+#: turn in the next. Before the round's end was drained, it also waited for the receive task's turn in the next
+#: round, three rounds, which 125 ms kept inside RFC 8445 14.3's 500 ms RTO floor.) The decision follows the
+#: previous round, so the first long round of a burst (one task signalling thousands of agents at once) is never
+#: drained between its steps.
 DRAIN_ROUND = 0.125
 
 #: A STUN header's message type, length and magic cookie (RFC 8489 5).
 _HEADER = struct.Struct("!HHI")
 MAGIC_COOKIE = 0x2112A442
+
+#: Seconds of tasks' steps in one scheduling round from which the mux routes what its sockets hold at the round's
+#: end, when tasks are ready to run (`_Drainer.before_io_wait`): what arrived after its receive task's turn is then
+#: handled by its agents in the next round, as on sockets of their own (epoll reports those at the round's end),
+#: not a round later. A drain that finds nothing costs a few microseconds: shorter rounds take none.
+DRAIN_TAIL = 0.001
 
 EndpointT = TypeVar("EndpointT", bound="MuxEndpoint")
 
@@ -386,6 +393,24 @@ class Mux:
             return False
         return True
 
+    def _route_tail(self) -> None:
+        """Route what the sockets hold at the end of a scheduling round (`_Drainer`, DRAIN_TAIL): as `_route_now`,
+        each datagram's agent then runs in the next round."""
+        if self.closed:
+            return
+        try:
+            for port in self._ports:
+                try:
+                    batch = port.receive_now(RECEIVE_BATCH)
+                except OSError:  # closed under us: its receive task ends
+                    continue
+                if batch:
+                    self._route(batch, trio.current_time())
+        except Exception:
+            self._drain_failed = True
+            self._routes.drop("drain_failed")
+            log.exception("mux: routing at a round's end failed; its receive tasks route alone from now")
+
     def _route(self, batch: Iterable[Row], now: float) -> None:
         """Route each datagram of `batch` into one inbox, or count why not; never calls agent code. The socket's
         (data, remote) tuple is what the inbox keeps.
@@ -487,7 +512,9 @@ class Mux:
 
 
 class _Drainer(trio.abc.Instrument):
-    """Once per Trio scheduling round (after its I/O wait, before its tasks run) decides whether this round's
+    """Once per Trio scheduling round: at its end, before Trio's I/O wait, routes what the mux's sockets hold when
+    tasks are ready to run and the round took DRAIN_TAIL or longer (its agents handle it in the next round, as
+    on sockets of their own; Trio does not sleep in that wait); after the wait, decides whether this round's
     task steps drain the mux's sockets (`_StepDrainer`): yes while the mux serves at least `Mux._pressure` agents
     or took at least as many datagrams from its sockets since the last round began, DRAIN_SHARE of what its
     smallest receive buffer holds (about 2 000 agents or datagrams with 4 MiB), or when the last round's task
@@ -507,7 +534,10 @@ class _Drainer(trio.abc.Instrument):
         self._round_took = 0.0  # seconds the last round's task steps took
 
     def before_io_wait(self, timeout: float) -> None:
-        self._round_took = time.perf_counter() - self._round_began
+        took = self._round_took = time.perf_counter() - self._round_began
+        if timeout == 0 and took >= DRAIN_TAIL and not self._mux._drain_failed:
+            # tasks are ready (Trio does not sleep): route what came during the round (DRAIN_TAIL)
+            self._mux._route_tail()
 
     def after_io_wait(self, timeout: float) -> None:
         mux = self._mux
