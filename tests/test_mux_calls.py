@@ -83,14 +83,14 @@ def test_a_check_or_data_for_an_empty_inbox_is_routed_without_a_call() -> None:
     a.add_ufrag("ufA")
     b.transports[0].confirm(PEER)
     rows = [((_check("ufA:p"), PEER), L), ((b"application data", PEER), L)]
-    assert _python_calls(lambda: mux._route(rows, 0.0)) == ["_route"]
+    assert _python_calls(lambda: mux._route(rows, 0.0)) == ["route"]
     assert a.transports[0].pending() == 1 and b.transports[0].pending() == 1
     a.transports[0].receive_now()
     tid = b"\x02" * 12
     mux._routes.add_transaction(a, tid, 0.0)
     answer = [((_answer(tid), PEER), L)]
     calls = _python_calls(lambda: mux._route(answer, 0.0))
-    assert calls == ["_route", "response_owner", "forget_transaction"]
+    assert calls == ["route", "response_owner", "forget_transaction"]
     assert mux.stats() == {"agents": 2, "routed": 3, "dropped": {}}
 
 

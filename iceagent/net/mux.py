@@ -23,35 +23,26 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-import struct
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import trio
-from trio.lowlevel import reschedule
 
 from ..logs import get_logger
 from ._mux_agent import Fanout, MuxGeneration, watcher
 from ._mux_inbox import InboxTransport
-from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, Row, SeamPort, bind_port
+from ._mux_loop import HEADER, MAGIC_COOKIE, route
+from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, SeamPort, bind_port
 from ._mux_routes import (
-    BINDING_REQUEST,
-    CHECK,
     CLASS_MASK,
-    OTHER,
     REQUEST,
-    RESPONSE,
-    SENT_CLASSES,
-    USERNAME,
     MuxError,
     MuxFull,
     MuxLimits,
     MuxRoutes,
-    Own,
-    local_ufrag,
 )
 from ._mux_stun import MuxStun
 from ._mux_tcp import MuxTcpTransport, TcpAcceptor
@@ -74,10 +65,6 @@ DRAIN_SHARE = 0.25
 #: previous round, so the first long round of a burst (one task signalling thousands of agents at once) is never
 #: drained between its steps.
 DRAIN_ROUND = 0.125
-
-#: A STUN header's message type, length and magic cookie (RFC 8489 5).
-_HEADER = struct.Struct("!HHI")
-MAGIC_COOKIE = 0x2112A442
 
 #: Seconds of tasks' steps in one scheduling round from which the mux routes what its sockets hold at the round's
 #: end, when tasks are ready to run (`_Drainer.before_io_wait`): what arrived after its receive task's turn is then
@@ -116,7 +103,7 @@ class MuxTransport(InboxTransport):
         # (`request_transaction_id` and `looks_like_stun`, inline)
         size = len(data)
         if size >= 20 and not data[0] & 0xC1:
-            mtype, length, cookie = _HEADER.unpack_from(data)
+            mtype, length, cookie = HEADER.unpack_from(data)
             if cookie == MAGIC_COOKIE and length == size - 20 and not length & 3 and mtype & CLASS_MASK == REQUEST:
                 self._endpoint._mux._routes.add_transaction(self._endpoint, bytes(data[8:20]), trio.current_time())
 
@@ -411,89 +398,8 @@ class Mux:
             self._routes.drop("drain_failed")
             log.exception("mux: routing at a round's end failed; its receive tasks route alone from now")
 
-    def _route(self, batch: Iterable[Row], now: float) -> None:
-        """Route each datagram of `batch` into one inbox, or count why not; never calls agent code. The socket's
-        (data, remote) tuple is what the inbox keeps.
-
-        The decisions are `MuxRoutes.route`'s (tests/test_mux_route_diff.py holds them equal), taken here
-        without a call per datagram (a fifth of the mux's cost per connected pair was calls): the STUN header
-        read once (`looks_like_stun` and `kind_of`), a check's ufrag read in place when USERNAME is its first
-        attribute (as ICE agents send it; else `local_ufrag` walks them), the ufrag and address tables looked
-        up here, and a datagram for an empty inbox (the usual case) queued here (`InboxTransport._deliver`).
-        A response goes through `MuxRoutes.response_owner`, a full inbox through `_deliver`/`_deliver_check`."""
-        routes, limits, local_index = self._routes, self.limits, self._local_index
-        by_ufrag, by_address, dropped = routes.by_ufrag, routes.by_address, routes.dropped
-        header = _HEADER.unpack_from
-        routed = taken = 0
-        last: Address | None = None
-        index: int | None = None
-        owner: MuxEndpoint | Literal[Own.MUX] | None
-        for item, local in batch:
-            taken += 1
-            if local is not last:  # (the rows of one port's batch share its address)
-                last, index = local, local_index.get(local)
-            if index is None:
-                dropped["unknown_local"] += 1
-                continue
-            data, remote = item
-            size = len(data)
-            kind = OTHER
-            # (`looks_like_stun` and `kind_of`, inline: RFC 8489 5's header, the top two bits zero)
-            if size >= 20 and data[0] < 0x40:
-                mtype, length, cookie = header(data)
-                if cookie == MAGIC_COOKIE and length == size - 20 and not length & 3:
-                    kind = (CHECK if mtype == BINDING_REQUEST else OTHER if mtype & CLASS_MASK in SENT_CLASSES
-                            else RESPONSE)
-            if kind == CHECK:
-                # (`local_ufrag`, inline for USERNAME first: RFC 8445 7.3's local ufrag, up to the colon)
-                if size >= 24 and data[20] == 0 and data[21] == USERNAME:
-                    end = 24 + (data[22] << 8 | data[23])
-                    if end <= size:
-                        colon = data.find(b":", 24, end)
-                        ufrag: bytes | None = data[24 : end if colon < 0 else colon]
-                    else:
-                        ufrag = None
-                else:
-                    ufrag = local_ufrag(data)
-                owner = None if ufrag is None else by_ufrag.get(ufrag)
-                if owner is None:
-                    dropped["no_username" if ufrag is None else "unknown_ufrag"] += 1
-                    continue
-            elif kind == OTHER:
-                owner = by_address.get((local, remote))
-                if owner is None:
-                    dropped["unbound_address"] += 1
-                    continue
-            else:
-                owner = routes.response_owner(data[8:20], now)
-                if owner is None:
-                    continue
-                if owner is Own.MUX:
-                    if not self._stun.deliver(data, remote, local):
-                        dropped["stun_stray"] += 1
-                    continue
-            transport = owner.transports[index]
-            if transport._items is None and not transport._closed:  # (`_deliver` into an empty inbox, inline)
-                transport._items = [item]
-                transport._bytes = size
-                task = transport._waiter
-                if task is not None:
-                    transport._waiter = None
-                    reschedule(task)
-                if transport._listener is not None:
-                    transport._listener.inbox_ready()
-                routed += 1
-                continue
-            if kind == CHECK:  # routed by its ufrag: a retransmission still waiting is not queued twice
-                reason = transport._deliver_check(item, limits)
-            else:
-                reason = "" if transport._deliver(data, remote, limits, item) else "inbox_full"
-            if reason:
-                dropped[reason] += 1
-            else:
-                routed += 1
-        routes.routed += routed
-        self._taken += taken
+    #: Route each datagram of a batch into one inbox, or count why not (`_mux_loop.route`).
+    _route = route
 
     def _close(self) -> None:
         if self.closed:
