@@ -19,10 +19,11 @@ task of its own: the receiving generation that finds its queue empty pulls the n
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar, Union
 
 import trio
-from trio.lowlevel import wait_task_rescheduled
+from trio.lowlevel import current_task, wait_task_rescheduled
 
 from ._mux_inbox import Item, Parking
 from ._mux_routes import CHECK, RESPONSE, kind_of, local_ufrag, request_transaction_id
@@ -61,16 +62,30 @@ class Fanout:
             self._tids, self._sources = {}, {}
             self.shared._listener = self
             self.shared.wake_receiver()
+        self._set_confirms()
 
     def detach(self, view: GenerationTransport) -> None:
         self.views = tuple(v for v in self.views if v is not view)
+        view.confirm = _ignore
         if len(self.views) <= 1:
             self._tids = self._sources = None
             self.shared._listener = None
         else:
             _forget(self._tids, view)
             _forget(self._sources, view)
+        self._set_confirms()
         self.inbox_ready()  # the others look again (one may now take the endpoint's inbox alone)
+
+    def _set_confirms(self) -> None:
+        """Give each live view its `confirm`: the shared transport's own (the routing table's `bind` for UDP) while
+        one generation is alive, so an agent's confirm is one call; during a restart one that also steers the
+        source's other traffic to the view's generation (`_confirm_split`)."""
+        views = self.views
+        if len(views) == 1:
+            views[0].confirm = views[0]._bind
+        else:
+            for view in views:
+                view.confirm = partial(_confirm_split, view)
 
     def inbox_ready(self) -> None:
         """The mux delivered (or the endpoint closed) while several generations share the transport."""
@@ -128,6 +143,20 @@ class Fanout:
                 v.wake_receiver()
 
 
+def _ignore(remote: Address) -> None:
+    """A closed view's `confirm`: it binds nothing."""
+
+
+def _confirm_split(view: GenerationTransport, remote: Address) -> None:
+    """`confirm` of a view while several generations share the transport (a restart): bind `remote` to the
+    agent and steer its other traffic to this view's generation."""
+    if not view.closed and not view._shared._closed:
+        view._bind(remote)
+        sources = view._fanout._sources
+        if sources is not None:
+            _remember(sources, remote, view)
+
+
 def _take(view: GenerationTransport, items: list[Item], limit: int) -> list[Item]:
     if len(items) <= limit:
         view.items = None
@@ -158,14 +187,24 @@ class GenerationTransport(Parking):
     `send_nowait`, `receive`, `receive_batch`, `local_address`, `confirm`); `close()` ends only this view.
     Its session task serves it without a task of its own: `receive_now`, `wait_receivable`, `wake_receiver`."""
 
-    __slots__ = ("_bind", "_fanout", "_shared", "closed", "items", "ufrag")
+    __slots__ = ("_bind", "_fanout", "_sendto", "_shared", "closed", "confirm", "items", "ufrag")
 
     def __init__(self, fanout: Fanout, ufrag: bytes) -> None:
         super().__init__()  # its receiver, parked here while several generations are alive
         self._fanout = fanout
-        self._shared = fanout.shared
-        #: the shared transport's confirm (a UDP one's without its own test that it is open: a call less)
-        self._bind: Callable[[Address], None] = getattr(fanout.shared, "bind", fanout.shared.confirm)
+        shared = self._shared = fanout.shared
+        #: the shared transport's confirm (a UDP one's: the routing table's own call, which binds nothing once the
+        #: endpoint left)
+        self._bind: Callable[[Address], None] = getattr(shared, "bind", shared.confirm)
+        #: `confirm(remote)`: bind `remote` to this agent on the mux, after MESSAGE-INTEGRITY passed on a check
+        #: from it or a response from it (DESIGN.md). `Fanout` sets it: `_bind` while this is the agent's only
+        #: generation (an agent's confirm is then one call into the table), during a restart `_confirm_split`
+        #: (its traffic is steered to this generation too), and nothing once closed or detached.
+        self.confirm: Callable[[Address], None] = _ignore
+        #: the stdlib socket's `sendto` under a UDP transport whose port has one (`Port.direct`), else None: sends
+        #: that need no transaction recorded go straight to it (as `MuxTransport.try_send` does)
+        port = getattr(shared, "_port", None)
+        self._sendto: Callable[[bytes, Address], object] | None = None if port is None else port.direct
         self.ufrag = ufrag
         #: what another generation's pull left for this one (made when first needed: during a restart)
         self.items: list[Item] | None = None
@@ -181,14 +220,43 @@ class GenerationTransport(Parking):
         await self._shared.send(data, remote)
 
     def try_send(self, data: bytes, remote: Address) -> bool:
+        """Send now if the socket can take it; False when it cannot. (`MuxTransport.try_send`, inline where the
+        port sends by its socket's own `sendto`: no call between the agent and the socket for an answer.)"""
         if self.closed or self._fanout._tids is not None:
             self._before_send(data)
-        return self._shared.try_send(data, remote)
+        shared = self._shared
+        sendto = self._sendto
+        if sendto is None:
+            return shared.try_send(data, remote)
+        if shared._closed or (data and not data[0] & 0xC1):  # (its `_before_send`'s tests)
+            # raises once closed; records a request's transaction id (a UDP transport: the one with a `sendto`)
+            shared._before_send(data)  # type: ignore[union-attr]
+        try:
+            sendto(data, remote)
+        except BlockingIOError:
+            return False
+        except OSError:
+            pass  # lost, as UDP allows
+        return True
 
     def send_nowait(self, data: bytes, remote: Address) -> None:
+        """Send now, or drop the datagram (counted as "send_full") when the socket cannot take it (`try_send`
+        written out again: a call less per answer)."""
         if self.closed or self._fanout._tids is not None:
             self._before_send(data)
-        self._shared.send_nowait(data, remote)  # (not through `try_send`: a call less per answer)
+        shared = self._shared
+        sendto = self._sendto
+        if sendto is None:
+            shared.send_nowait(data, remote)
+            return
+        if shared._closed or (data and not data[0] & 0xC1):
+            shared._before_send(data)  # type: ignore[union-attr]
+        try:
+            sendto(data, remote)
+        except BlockingIOError:
+            shared._endpoint._mux._routes.drop("send_full")
+        except OSError:
+            pass
 
     def _before_send(self, data: bytes) -> None:
         """Raise once closed; while several generations share the transport (a restart), remember which one
@@ -212,7 +280,18 @@ class GenerationTransport(Parking):
         """What the mux routed to this generation and waits now (at most `limit`), [] if nothing;
         `trio.ClosedResourceError` once it (or the endpoint) closed."""
         if not self.items and not self.closed and len(self._fanout.views) == 1:
-            return self._shared.receive_now(limit)  # the endpoint's inbox is this generation's alone
+            # the endpoint's inbox is this generation's alone
+            shared = self._shared
+            items = shared._items
+            if items is None:  # nothing waits (`InboxTransport.receive_now`, inline, as below)
+                if shared._closed:
+                    shared._check_open()
+                return []
+            if len(items) <= limit:  # all of it
+                shared._items = shared._checks = None
+                shared._bytes = 0
+                return items
+            return shared.receive_now(limit)
         return self._fanout.receive_now(self, limit)
 
     def route_waiting(self) -> None:
@@ -247,7 +326,9 @@ class GenerationTransport(Parking):
             parking, ready = self, bool(self.items or self.closed or shared._closed or shared.pending())
         if ready:
             return trio.lowlevel.checkpoint()  # noqa: ASYNC105 (the caller awaits it)
-        parking._enlist()
+        if parking._waiter is not None:  # (`Parking._enlist`, inline)
+            raise trio.BusyResourceError(f"another task already receives on {parking!r}")
+        parking._waiter = current_task()
         return wait_task_rescheduled(parking._abort)  # noqa: ASYNC105 (the caller awaits it)
 
     def wake_receiver(self) -> None:
@@ -256,15 +337,6 @@ class GenerationTransport(Parking):
             self._shared._unpark()  # it may wait on the endpoint's inbox (`wait_receivable`)
         else:
             self._unpark()
-
-    def confirm(self, remote: Address) -> None:
-        """Bind `remote` to this agent on the mux (after MESSAGE-INTEGRITY passed on a check from it or a
-        response from it) and steer its other traffic to this generation."""
-        if not self.closed and not self._shared._closed:
-            self._bind(remote)
-            sources = self._fanout._sources
-            if sources is not None:  # several generations share the transport (a restart)
-                _remember(sources, remote, self)
 
     def close(self) -> None:
         """This generation stops using the address (the agent's endpoint stays)."""

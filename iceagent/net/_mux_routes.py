@@ -34,7 +34,7 @@ from ..stun.message import looks_like_stun
 Address = tuple[str, int]
 Owner = TypeVar("Owner", bound=Hashable)
 
-_USERNAME = 0x0006
+USERNAME = 0x0006
 _STOP_ATTRS = frozenset((0x0008, 0x001C, 0x8028))  # MESSAGE-INTEGRITY(-SHA256), FINGERPRINT: nothing after counts
 BINDING_REQUEST = 0x0001
 CLASS_MASK = 0x0110  # RFC 8489 5: C1 C0 bits of the message type
@@ -114,7 +114,7 @@ def local_ufrag(data: bytes) -> bytes | None:
         n = data[pos + 2] << 8 | data[pos + 3]
         if t in _STOP_ATTRS or pos + 4 + n > end:
             return None
-        if t == _USERNAME:
+        if t == USERNAME:
             start, stop = pos + 4, pos + 4 + n
             colon = data.find(b":", start, stop)
             return bytes(data[start : stop if colon < 0 else colon])
@@ -154,6 +154,10 @@ class MuxRoutes(Generic[Owner]):
         self._bindings: collections.OrderedDict[tuple[Address, Address], Owner] = collections.OrderedDict()
         self._owners: dict[Owner, _OwnerState] = {}
         self._own: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        #: the ufrag and address tables, to read only: the mux's routing loop (`Mux._route`) looks a check's ufrag
+        #: and a datagram's (local, source) up in them itself, as `route` does
+        self.by_ufrag: Mapping[bytes, Owner] = self._ufrags
+        self.by_address: Mapping[tuple[Address, Address], Owner] = self._bindings
         #: no transaction expires before this (the oldest's deadline when last looked at; inf: none)
         self._next_expiry = math.inf
         self.routed = 0
@@ -250,8 +254,17 @@ class MuxRoutes(Generic[Owner]):
     def confirm(self, owner: Owner, local: Address, remote: Address) -> None:
         """Bind datagrams from `remote` to `local` to `owner`: call only after verifying the integrity of a
         check from, or a response to, `remote` (DESIGN.md). The latest confirm wins; the least recently
-        confirmed binding goes past the bounds."""
-        state = self._owners.get(owner) or self._state(owner)
+        confirmed binding goes past the bounds. `MuxError` if `owner` is not registered."""
+        if owner not in self._owners:
+            self._state(owner)  # (raises)
+        self.bind(owner, local, remote)
+
+    def bind(self, owner: Owner, local: Address, remote: Address) -> None:
+        """`confirm` for a transport of `owner`, which may have left meanwhile (its endpoint closed): then
+        nothing is bound. A mux transport's view calls it directly (one call per confirm, not three)."""
+        state = self._owners.get(owner)
+        if state is None:
+            return
         key = (local, remote)
         mine = state.bindings
         if mine and mine[-1] == key and self._bindings.get(key) == owner:  # again (a consent check, a response)
@@ -304,20 +317,24 @@ class MuxRoutes(Generic[Owner]):
                 self.dropped["no_username" if ufrag is None else "unknown_ufrag"] += 1
             return owner
         if kind == RESPONSE:
-            tid = bytes(data[8:20])
-            if tid in self._own:
-                return Own.MUX
-            entry = self._transactions.pop(tid, None)  # answered: forgotten (RFC 8489 6.3)
-            if entry is not None:
-                self._owners[entry[0]].forget_transaction(tid)
-                if entry[1] > now:
-                    return entry[0]
-            self.dropped["unknown_transaction"] += 1
-            return None
+            return self.response_owner(bytes(data[8:20]), now)
         owner = self._bindings.get((local, remote))
         if owner is None:
             self.dropped["unbound_address"] += 1
         return owner
+
+    def response_owner(self, tid: bytes, now: float) -> Owner | Literal[Own.MUX] | None:
+        """The owner of a STUN response with transaction id `tid` (RFC 8489 6.3), forgetting the transaction
+        (answered), or `Own.MUX`, or None (counted "unknown_transaction")."""
+        if tid in self._own:
+            return Own.MUX
+        entry = self._transactions.pop(tid, None)  # answered: forgotten (RFC 8489 6.3)
+        if entry is not None:
+            self._owners[entry[0]].forget_transaction(tid)
+            if entry[1] > now:
+                return entry[0]
+        self.dropped["unknown_transaction"] += 1
+        return None
 
     def check_owner(self, data: bytes) -> tuple[Owner | None, str]:
         """The owner of a check (a STUN Binding request) by its local ufrag, or None and why not

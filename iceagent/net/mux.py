@@ -24,7 +24,7 @@ import collections
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, TypeVar
@@ -32,23 +32,17 @@ from typing import Any, TypeVar
 import trio
 
 from ..logs import get_logger
-from ..stun.message import looks_like_stun
 from ._mux_agent import Fanout, MuxGeneration, watcher
 from ._mux_inbox import InboxTransport
-from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, Row, SeamPort, bind_port
+from ._mux_loop import HEADER, MAGIC_COOKIE, route
+from ._mux_ports import RECEIVE_BATCH, WILDCARDS, Port, SeamPort, bind_port
 from ._mux_routes import (
-    BINDING_REQUEST,
-    CHECK,
     CLASS_MASK,
-    OTHER,
     REQUEST,
-    RESPONSE,
-    SENT_CLASSES,
     MuxError,
     MuxFull,
     MuxLimits,
     MuxRoutes,
-    Own,
 )
 from ._mux_stun import MuxStun
 from ._mux_tcp import MuxTcpTransport, TcpAcceptor
@@ -64,12 +58,19 @@ DRAIN_INTERVAL = 0.002
 #: (`_Drainer`), a round could fill the buffers.
 DRAIN_SHARE = 0.25
 #: Seconds of tasks' steps in one scheduling round from which the next round drains between steps too, whatever
-#: the load: a check queued on the socket waits for the rest of its round, the round whose receive task routes
-#: it and the one in which its agent answers; three rounds under 125 ms keep the answer within RFC 8445 14.3's
-#: 500 ms RTO floor (measured worst at 1000 pairs on a loaded machine: 0.47 s, against 0.36 s at 50 ms).
-#: Longer rounds (2000 pairs connecting) drain; the decision follows the previous round, so the first long
-#: round of a burst (one task signalling thousands of agents at once) is never drained, at any value.
+#: the load: a long round may be the process busy with other work, and a round as long again could fill the
+#: sockets. (The answer's delay is DRAIN_TAIL's: a check waits for the rest of its round and for its agent's
+#: turn in the next. Before the round's end was drained, it also waited for the receive task's turn in the next
+#: round, three rounds, which 125 ms kept inside RFC 8445 14.3's 500 ms RTO floor.) The decision follows the
+#: previous round, so the first long round of a burst (one task signalling thousands of agents at once) is never
+#: drained between its steps.
 DRAIN_ROUND = 0.125
+
+#: Seconds of tasks' steps in one scheduling round from which the mux routes what its sockets hold at the round's
+#: end, when tasks are ready to run (`_Drainer.before_io_wait`): what arrived after its receive task's turn is then
+#: handled by its agents in the next round, as on sockets of their own (epoll reports those at the round's end),
+#: not a round later. A drain that finds nothing costs a few microseconds: shorter rounds take none.
+DRAIN_TAIL = 0.001
 
 EndpointT = TypeVar("EndpointT", bound="MuxEndpoint")
 
@@ -89,9 +90,9 @@ class MuxTransport(InboxTransport):
     def __init__(self, endpoint: MuxEndpoint, port: Port, local: Address) -> None:
         super().__init__(endpoint, local)
         self._port = port
-        #: `confirm` without its test that the endpoint is open: the routing table's own, for a generation's view
-        #: (`_mux_agent.GenerationTransport.confirm`, which tests it)
-        self.bind: Callable[[Address], None] = partial(endpoint._mux._routes.confirm, endpoint, local)
+        #: `confirm` as the routing table's own call (`MuxRoutes.bind`, which binds nothing once the endpoint
+        #: left): what a generation's view confirms with (`_mux_agent.GenerationTransport.confirm`)
+        self.bind: Callable[[Address], None] = partial(endpoint._mux._routes.bind, endpoint, local)
 
     def _before_send(self, data: bytes) -> None:
         """Raise once closed; record a STUN request's transaction id: its response comes back by it (RFC 8489
@@ -99,9 +100,12 @@ class MuxTransport(InboxTransport):
         is looked at further (the answers to checks are not)."""
         if self._closed:
             self._check_open()
-        # (`request_transaction_id`, inline)
-        if data and not data[0] & 0xC1 and looks_like_stun(data) and (data[0] << 8 | data[1]) & CLASS_MASK == REQUEST:
-            self._endpoint._mux._routes.add_transaction(self._endpoint, bytes(data[8:20]), trio.current_time())
+        # (`request_transaction_id` and `looks_like_stun`, inline)
+        size = len(data)
+        if size >= 20 and not data[0] & 0xC1:
+            mtype, length, cookie = HEADER.unpack_from(data)
+            if cookie == MAGIC_COOKIE and length == size - 20 and not length & 3 and mtype & CLASS_MASK == REQUEST:
+                self._endpoint._mux._routes.add_transaction(self._endpoint, bytes(data[8:20]), trio.current_time())
 
     async def send(self, data: bytes, remote: Address) -> None:
         """Send one datagram from this address; a STUN request's transaction id is recorded first."""
@@ -376,42 +380,26 @@ class Mux:
             return False
         return True
 
-    def _route(self, batch: Iterable[Row], now: float) -> None:
-        """Route each datagram of `batch` into one inbox, or count why not; never calls agent code. The socket's
-        (data, remote) tuple is what the inbox keeps."""
-        routes, limits, local_index = self._routes, self.limits, self._local_index
-        routed = taken = 0
-        for item, local in batch:
-            taken += 1
-            data, remote = item
-            index = local_index.get(local)
-            if index is None:
-                routes.drop("unknown_local")
-                continue
-            # (`kind_of`, inline: STUN's first byte is below 0x40, RFC 8489 5)
-            if data and data[0] < 0x40 and looks_like_stun(data):
-                mtype = data[0] << 8 | data[1]
-                kind = CHECK if mtype == BINDING_REQUEST else OTHER if mtype & CLASS_MASK in SENT_CLASSES else RESPONSE
-            else:
-                kind = OTHER
-            owner = routes.route_kind(kind, data, local, remote, now)
-            if owner is None:
-                continue
-            if owner is Own.MUX:
-                if not self._stun.deliver(data, remote, local):
-                    routes.drop("stun_stray")
-                continue
-            transport = owner.transports[index]
-            if kind == CHECK:  # routed by its ufrag: a retransmission still waiting is not queued twice
-                reason = transport._deliver_check(item, limits)
-            else:
-                reason = "" if transport._deliver(data, remote, limits, item) else "inbox_full"
-            if reason:
-                routes.drop(reason)
-            else:
-                routed += 1
-        routes.routed += routed
-        self._taken += taken
+    def _route_tail(self) -> None:
+        """Route what the sockets hold at the end of a scheduling round (`_Drainer`, DRAIN_TAIL): as `_route_now`,
+        each datagram's agent then runs in the next round."""
+        if self.closed:
+            return
+        try:
+            for port in self._ports:
+                try:
+                    batch = port.receive_now(RECEIVE_BATCH)
+                except OSError:  # closed under us: its receive task ends
+                    continue
+                if batch:
+                    self._route(batch, trio.current_time())
+        except Exception:
+            self._drain_failed = True
+            self._routes.drop("drain_failed")
+            log.exception("mux: routing at a round's end failed; its receive tasks route alone from now")
+
+    #: Route each datagram of a batch into one inbox, or count why not (`_mux_loop.route`).
+    _route = route
 
     def _close(self) -> None:
         if self.closed:
@@ -430,7 +418,9 @@ class Mux:
 
 
 class _Drainer(trio.abc.Instrument):
-    """Once per Trio scheduling round (after its I/O wait, before its tasks run) decides whether this round's
+    """Once per Trio scheduling round: at its end, before Trio's I/O wait, routes what the mux's sockets hold when
+    tasks are ready to run and the round took DRAIN_TAIL or longer (its agents handle it in the next round, as
+    on sockets of their own; Trio does not sleep in that wait); after the wait, decides whether this round's
     task steps drain the mux's sockets (`_StepDrainer`): yes while the mux serves at least `Mux._pressure` agents
     or took at least as many datagrams from its sockets since the last round began, DRAIN_SHARE of what its
     smallest receive buffer holds (about 2 000 agents or datagrams with 4 MiB), or when the last round's task
@@ -450,7 +440,10 @@ class _Drainer(trio.abc.Instrument):
         self._round_took = 0.0  # seconds the last round's task steps took
 
     def before_io_wait(self, timeout: float) -> None:
-        self._round_took = time.perf_counter() - self._round_began
+        took = self._round_took = time.perf_counter() - self._round_began
+        if timeout == 0 and took >= DRAIN_TAIL and not self._mux._drain_failed:
+            # tasks are ready (Trio does not sleep): route what came during the round (DRAIN_TAIL)
+            self._mux._route_tail()
 
     def after_io_wait(self, timeout: float) -> None:
         mux = self._mux
