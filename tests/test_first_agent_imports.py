@@ -1,9 +1,10 @@
 """What the first agent of a process loads: only what its options use.
 
 Opening a default pair (no TURN server, `port_mapping=False`, tracing off) must not import the TURN client,
-the UPnP client (http.client, urllib.request, xml) or the installed plugins' packages beyond their entry
-points: bench/mux.py counts that memory against every agent. Asserted on module sets in a fresh interpreter,
-not on sizes.
+the UPnP client (http.client, urllib.request, xml), the installed plugins' packages beyond their entry
+points, nor importlib.metadata (email, csv, zipfile) where sys.path holds plain directories (this venv):
+bench/mux.py counts that memory against every agent. Asserted on module sets in a fresh interpreter, not
+on sizes.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ _NOT_LOADED = (
     "iceagent_vnet.network",
     "iceagent_trace.tracer",
     "iceagent_trace.render",
+    "importlib.metadata",
+    "email",
 )
 
 
@@ -74,9 +77,11 @@ def test_a_default_pair_loads_neither_turn_nor_upnp_nor_plugin_packages(mode: st
     modules = _modules_after_a_pair(mode)
     loaded = {name: _loaded(modules, name) for name in _NOT_LOADED}
     assert not any(loaded.values()), {k: v for k, v in loaded.items() if v}
-    # the built-in plugins are still registered: the gatherers' and TURN transports' hook modules
+    # the built-in plugins are still registered (the gatherers' and TURN transports' hook modules), and the
+    # installed ones found through their entry points
     assert "iceagent.gatherers.relay" in modules
     assert "iceagent.turn.transports" in modules
+    assert "iceagent_vnet.plugin" in modules and "iceagent_trace.plugin" in modules
 
 
 def test_importing_the_turn_package_loads_no_client() -> None:
