@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..hookspecs import hookimpl
 from ..logs import get_logger
 from ..net.base import UdpSocket
-from ..portmap.client import Lease, Mapper, PcpMapper, UpnpMapper
 from ..portmap.errors import PortMapError
 from .base import GatherContext, GatherOptions
 from .host import base_preference
 from .srflx import emit_reflexive
+
+if TYPE_CHECKING:  # the port-mapping clients load when a mapping is asked for (_mapper), not with the plugins
+    from ..portmap.client import Lease, Mapper
 
 log = get_logger("iceagent.gather.portmap")
 
@@ -74,6 +77,8 @@ class PortMapGatherer:
         self.protocols = protocols
 
     def _mapper(self, ctx: GatherContext, protocol: str, gateway: str, sock: UdpSocket) -> Mapper:
+        from ..portmap.client import PcpMapper, UpnpMapper
+
         address, port = sock.local_address
         if protocol == "pcp":
             return PcpMapper(ctx.network, gateway, address, port, timeout=self.timeout)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import trio
 
@@ -47,13 +47,15 @@ from ..logs import get_logger
 from ..net.base import Address, UdpSocket
 from ..stun.attributes import Attr
 from ..stun.message import Message, MessageClass, Method
-from ..turn.allocation import Allocation, open_allocation
 from ..turn.errors import TurnError, TurnUnsupportedFamily
 from ..turn.transports import TurnTransportFactory, turn_transports
 from ..uri import IceServer, IceUri
 from ._rto import gathering_rto
 from .base import GatherContext, GatherOptions
 from .host import base_preference
+
+if TYPE_CHECKING:  # the TURN client and driver load when a relay gatherer runs (_relay), not with the plugins
+    from ..turn.allocation import Allocation
 
 log = get_logger("iceagent.gather.relay")
 
@@ -127,6 +129,8 @@ class RelayGatherer:
         countdown: _Countdown,
         rto: float,
     ) -> None:
+        from ..turn.allocation import open_allocation
+
         opts = ctx.options
         finished = False
 

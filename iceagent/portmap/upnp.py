@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 from urllib.parse import urlsplit
-from xml.sax.saxutils import escape
 
 import attrs
 
@@ -152,9 +151,15 @@ def find_service(document: bytes, gateway: str, base: tuple[str, int]) -> Servic
     raise PortMapDecodeError("the gateway's UPnP description has no WANIPConnection or WANPPPConnection service")
 
 
+def _escape(text: str) -> str:
+    """`text` as XML character data (XML 1.0 2.4: `&` and `<` escaped, `>` too as xml.sax.saxutils does;
+    not imported from there: xml.sax.saxutils loads urllib.request and http.client with it)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def encode_soap(service: Service, action: str, arguments: dict[str, str | int]) -> bytes:
     """The HTTP/1.1 POST of one SOAP action (UDA 1.1 3.1.1), `Connection: close`."""
-    args = "".join(f"<{name}>{escape(str(value))}</{name}>" for name, value in arguments.items())
+    args = "".join(f"<{name}>{_escape(str(value))}</{name}>" for name, value in arguments.items())
     body = (
         '<?xml version="1.0"?>\r\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
         's:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>'

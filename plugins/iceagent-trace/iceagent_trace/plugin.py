@@ -3,15 +3,17 @@
 With ICEAGENT_TRACE unset (or empty) the entry point is an object with no hooks, so installing the
 package changes nothing. With ICEAGENT_TRACE=path every agent of the process is traced to `path`
 (appended to, so several processes may share one file; `{pid}` in the path is replaced by the
-process id). The variable is read when a PluginManager loads the entry points.
+process id). The variable is read when a PluginManager loads the entry points. Off, the entry point
+loads nothing beyond this module (the tracer is imported when a path is set).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .tracer import Tracer
+if TYPE_CHECKING:  # the tracer (and json, html) load only when tracing is on
+    from .tracer import Tracer
 
 __all__ = ["ENV_VAR", "Disabled", "from_env"]
 
@@ -36,6 +38,8 @@ def from_env() -> Tracer | Disabled:
     path = path.replace("{pid}", str(os.getpid()))
     tracer = _tracers.get(path)
     if tracer is None:
+        from .tracer import Tracer
+
         tracer = _tracers[path] = Tracer(path, append=True)
     return tracer
 

@@ -3,30 +3,71 @@
 Build a topology from `Internet`, `Lan`, `Router` and `Host` (each host's `.network` is an
 iceagent `Network`), or take the ready-made `vnet()` scenario (also found through the
 `iceagent_networks` plugin hook as "vnet").
+
+The names load their modules on first use (PEP 562): the entry point (`iceagent_vnet.plugin`) is
+loaded by every process that opens an agent, and must not bring the whole virtual network with it.
 """
 
-from .addresses import Address
-from .host import Host
-from .link import Link
-from .nat import (
-    ADF,
-    ADM,
-    APDF,
-    APDM,
-    EIF,
-    EIM,
-    PRESETS,
-    Dependency,
-    Mapping,
-    NatBehavior,
-    nat_preset,
-)
-from .network import VirtualNetwork
-from .router import Router
-from .scenario import Scenario, collect_drops, vnet
-from .segment import Attachment, Internet, Lan, Segment
-from .tcp import VirtualTcpListener, VirtualTcpStream
-from .udp import VirtualUdpSocket
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .addresses import Address
+    from .host import Host
+    from .link import Link
+    from .nat import (
+        ADF,
+        ADM,
+        APDF,
+        APDM,
+        EIF,
+        EIM,
+        PRESETS,
+        Dependency,
+        Mapping,
+        NatBehavior,
+        nat_preset,
+    )
+    from .network import VirtualNetwork
+    from .router import Router
+    from .scenario import Scenario, collect_drops, vnet
+    from .segment import Attachment, Internet, Lan, Segment
+    from .tcp import VirtualTcpListener, VirtualTcpStream
+    from .udp import VirtualUdpSocket
+
+#: Each public name and the submodule that defines it, imported on first access (PEP 562).
+_LAZY = {
+    "Address": "addresses",
+    "Host": "host",
+    "Link": "link",
+    "ADF": "nat",
+    "ADM": "nat",
+    "APDF": "nat",
+    "APDM": "nat",
+    "EIF": "nat",
+    "EIM": "nat",
+    "PRESETS": "nat",
+    "Dependency": "nat",
+    "Mapping": "nat",
+    "NatBehavior": "nat",
+    "nat_preset": "nat",
+    "VirtualNetwork": "network",
+    "Router": "router",
+    "Scenario": "scenario",
+    "collect_drops": "scenario",
+    "vnet": "scenario",
+    "Attachment": "segment",
+    "Internet": "segment",
+    "Lan": "segment",
+    "Segment": "segment",
+    "VirtualTcpListener": "tcp",
+    "VirtualTcpStream": "tcp",
+    "VirtualUdpSocket": "udp",
+}
+#: The submodules the package imported when it loaded everything at once: still reachable as attributes.
+_SUBMODULES = ("addresses", "host", "link", "nat", "network", "router", "scenario", "segment", "tcp", "udp")
 
 __all__ = [
     "ADF",
@@ -56,3 +97,21 @@ __all__ = [
     "nat_preset",
     "vnet",
 ]
+
+if not TYPE_CHECKING:  # mypy sees the imports above, so a misspelt name stays an error for it
+
+    def __getattr__(name: str) -> Any:
+        """Import the submodule defining `name` on first access and keep the name here (PEP 562)."""
+        if name in _SUBMODULES:
+            return importlib.import_module(f".{name}", __name__)
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    """The module's own names, the lazy public ones and the submodules (PEP 562)."""
+    return sorted({*globals(), *__all__, *_SUBMODULES})

@@ -1,4 +1,8 @@
-"""The iceagent plugin: registers the "vnet" network factory (`iceagent_networks` hook)."""
+"""The iceagent plugin: registers the "vnet" network factory (`iceagent_networks` hook).
+
+This module is the entry point, loaded by every process that opens an agent: it imports the virtual
+network only when the hook is called (`iceagent demo`, `iceagent_networks()`), not when it is loaded.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,10 @@ from typing import Any
 
 from iceagent.hookspecs import hookimpl
 
-from .scenario import vnet
-
 
 @hookimpl
 def iceagent_networks() -> dict[str, Any]:
     """{"vnet": vnet}: two hosts behind RFC 4787 NATs and a STUN/TURN server host on a virtual internet."""
+    from .scenario import vnet
+
     return {"vnet": vnet}
