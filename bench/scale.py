@@ -30,9 +30,9 @@ What it measures, for each N in `--n` (default 100 500 1000) and each implementa
   RSS before the first agent was created) / 2N, and "warm": (peak - RSS after one pair of the same
   implementation was gathered, connected and closed first) / 2N. The first agent of a process loads what
   the process keeps once, whatever the number of agents (iceagent: the built-in plugins' hook modules, the
-  installed plugins' entry points, the plugin manager: about 0.3 MB, 0.2 KiB per agent at 1000 pairs; about
-  5 MB before 2026-12-07, when it also loaded importlib.metadata, the TURN and UPnP clients and the plugins'
-  whole packages); the warm figure leaves that out for both implementations alike.
+  installed plugins' entry points through importlib.metadata, the plugin manager: about 1.1 MB, 0.55 KiB per
+  agent at 1000 pairs; about 4.5 MB before 2026-12-07, when it also loaded the TURN and UPnP clients and the
+  plugins' whole packages); the warm figure leaves that out for both implementations alike.
 
 Every (implementation, N) runs in a fresh subprocess (`--child`), so the peak RSS belongs to that N
 alone; a run that does not finish within `--timeout` seconds (default 120) is killed and shown as a
@@ -114,7 +114,7 @@ def report(result: dict[str, Any]) -> None:
 async def iceagent_warm_up(config: Any, mux: Any = None) -> int:
     """One pair opened, connected and closed before the measured ones, then a full collection: VmRSS (KiB)
     after it. What the first agent of a process loads once (the built-in plugins' hook modules, the installed
-    plugins' entry points: about 0.3 MB) is then in the baseline of "KiB/agent warm", not spread over the 2N
+    plugins' entry points: about 1.1 MB) is then in the baseline of "KiB/agent warm", not spread over the 2N
     agents."""
     from _agents import gather_signals, hand_over, open_pairs
 

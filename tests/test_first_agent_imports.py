@@ -1,10 +1,9 @@
 """What the first agent of a process loads: only what its options use.
 
 Opening a default pair (no TURN server, `port_mapping=False`, tracing off) must not import the TURN client,
-the UPnP client (http.client, urllib.request, xml), the installed plugins' packages beyond their entry
-points, nor importlib.metadata (email, csv, zipfile) where sys.path holds plain directories (this venv):
-bench/mux.py counts that memory against every agent. Asserted on module sets in a fresh interpreter, not
-on sizes.
+the UPnP client (http.client, urllib.request, xml) or the installed plugins' packages beyond their entry
+points: bench/mux.py counts that memory against every agent. Asserted on module sets in a fresh interpreter,
+not on sizes.
 """
 
 from __future__ import annotations
@@ -53,8 +52,6 @@ _NOT_LOADED = (
     "iceagent_vnet.network",
     "iceagent_trace.tracer",
     "iceagent_trace.render",
-    "importlib.metadata",
-    "email",
 )
 
 
