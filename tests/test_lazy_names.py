@@ -55,6 +55,26 @@ def test_names_used_across_the_repo_import() -> None:
     assert callable(load_trace) and callable(render_html)
 
 
+def test_the_vnet_submodules_imported_before_stay_attributes() -> None:
+    """`import iceagent_vnet` used to load these (some indirectly): `iceagent_vnet.scheduler` etc. still work."""
+    import iceagent_vnet
+
+    for sub in ("packet", "portmap", "scheduler", "network", "scenario"):
+        assert isinstance(getattr(iceagent_vnet, sub), types.ModuleType)
+
+
+def test_a_vnet_package_that_cannot_import_gives_no_network_instead_of_breaking_the_hook(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As when the entry point itself failed to load (logged, skipped): the hook call goes on for the others."""
+    from iceagent_vnet import plugin
+
+    monkeypatch.setitem(sys.modules, "iceagent_vnet.scenario", None)  # a broken or version-skewed install
+    with caplog.at_level("ERROR", logger="iceagent.plugins"):
+        assert plugin.iceagent_networks() == {}
+    assert "cannot load its virtual network" in caplog.text
+
+
 def test_the_vnet_entry_point_gives_the_packages_vnet() -> None:
     import iceagent_vnet
     from iceagent_vnet import plugin

@@ -67,7 +67,21 @@ _LAZY = {
     "VirtualUdpSocket": "udp",
 }
 #: The submodules the package imported when it loaded everything at once: still reachable as attributes.
-_SUBMODULES = ("addresses", "host", "link", "nat", "network", "router", "scenario", "segment", "tcp", "udp")
+_SUBMODULES = (
+    "addresses",
+    "host",
+    "link",
+    "nat",
+    "network",
+    "packet",
+    "portmap",
+    "router",
+    "scenario",
+    "scheduler",
+    "segment",
+    "tcp",
+    "udp",
+)
 
 __all__ = [
     "ADF",
