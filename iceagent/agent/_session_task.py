@@ -340,6 +340,7 @@ class SessionTask(ReceivePath):
         wakeup = self._wakeup
         outbox = self._outbox
         delivered = False  # the socket's last batch woke the stream's reader (agent/_tap.py)
+        waiting = False  # in the wait on its own socket (`_alert` clears `_polling` meanwhile, never this)
         try:
             while not self.closed:
                 if self._crash is not None:  # (met in a signalling call's turn, `release`)
@@ -394,7 +395,9 @@ class SessionTask(ReceivePath):
                                 self._polling = True
                                 if tap is not None:
                                     tap.polling = True
+                                waiting = True
                                 await trio.lowlevel.wait_readable(sock)
+                                waiting = False
                                 self._polling = False
                                 if tap is not None:
                                     tap.polling = False
@@ -417,12 +420,14 @@ class SessionTask(ReceivePath):
                                     break
                                 due = False  # a batch with STUN pumped; data alone changes no timer
                     except (trio.ClosedResourceError, OSError):
-                        if not self._polling or self._inbox:  # not the wait on its own socket: not handled here
+                        if not waiting:  # not the wait on its own socket: not handled here
                             raise
+                        waiting = False
                         self._end_poll()
                         self._stop_serving()
                     self._sleep = None
-                    if self._polling:  # the scope's deadline (or close()) ended the wait
+                    if waiting or self._polling:  # the scope's deadline (a wake-up's cancel, close()) ended the wait
+                        waiting = False
                         self._end_poll()
                     if self._woke_self and sleep.cancelled_caught and sleep.deadline == self._fallback_at:
                         self._woke_self = self._self_wake = False  # the wake-up datagram did not come: cancel instead
@@ -437,7 +442,7 @@ class SessionTask(ReceivePath):
                             self._sending = None
         finally:
             self._sleep = None
-            if self._polling:
+            if waiting or self._polling:
                 self._end_poll()
 
     def _end_poll(self) -> None:
