@@ -280,3 +280,52 @@ async def test_what_comes_after_the_receive_tasks_turn_is_routed_at_the_rounds_e
                     assert a.transports[0].pending() == 1
     finally:
         peer.close()
+
+
+async def test_the_round_end_drain_never_overtakes_what_the_receive_task_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Datagrams from one source reach the agent in the order the socket held them: d1 arrives just after the
+    receive task found the socket empty, d2 after that task's step in the same round. The task used to read d1
+    in its wait and hold it across a checkpoint while the round's end (DRAIN_TAIL) routed d2 first. (Review of
+    b39c762: [d0, d2, d1] there.)"""
+    monkeypatch.setattr(mux_module, "DRAIN_TAIL", 0.0)
+    monkeypatch.setattr(mux_module, "DRAIN_ROUND", math.inf)
+    state = {"armed": False, "fired": False, "sent2": False}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer, trio.fail_after(TIMEOUT):
+        peer.bind((LOOP, 0))
+        async with open_mux([LOOP], 0) as mux:
+            target = mux.local_addresses[0]
+            with mux.register("a") as a:
+                inbox = a.transports[0]
+                inbox.confirm(peer.getsockname())
+                port = mux._ports[0]
+                real = port.receive_now
+
+                def receive_now(limit: int) -> object:  # the receive task's look: d1 comes just after it found none
+                    out = real(limit)
+                    if state["armed"] and not state["fired"] and not out:
+                        state["fired"] = True
+                        peer.sendto(b"d1", target)  # (loopback: queued when sendto returns)
+                    return out
+
+                monkeypatch.setattr(port, "receive_now", receive_now)
+
+                class After(trio.abc.Instrument):
+                    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+                        if state["fired"] and not state["sent2"] and task.name.startswith("iceagent.mux receive"):
+                            state["sent2"] = True
+                            peer.sendto(b"d2", target)  # after the receive task's step, in the same round
+
+                after = After()
+                trio.lowlevel.add_instrument(after)
+                try:
+                    await trio.testing.wait_all_tasks_blocked()
+                    state["armed"] = True
+                    peer.sendto(b"d0", target)
+                    # a real socket, polled until all three are routed (fail_after bounds it); this task must not be
+                    # ready at the rounds' ends, or the round-end drain takes d0 and d1 first
+                    while inbox.pending() < 3:  # noqa: ASYNC110
+                        await trio.sleep(0.001)
+                finally:
+                    trio.lowlevel.remove_instrument(after)
+                assert state["sent2"]
+                assert [data for data, _ in inbox.receive_now()] == [b"d0", b"d1", b"d2"]

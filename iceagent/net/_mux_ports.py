@@ -7,7 +7,8 @@ import ipaddress
 import socket as _stdsocket
 import struct
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from itertools import repeat
 from typing import Protocol
 
@@ -52,6 +53,9 @@ class Port(Protocol):
     #: (no Python call between a transport and the socket); else None. It raises BlockingIOError when the
     #: buffer is full and OSError when the datagram is lost.
     direct: Callable[[bytes, Address], object] | None
+    #: wait until the socket has a datagram, reading nothing, for a port whose `receive_now` reads the socket (an
+    #: OS socket); None where only `receive_batch` can wait (the vnet's sockets)
+    wait_readable: Callable[[], Awaitable[None]] | None
 
     async def receive_batch(self) -> Iterable[Row]: ...
 
@@ -81,6 +85,9 @@ class SeamPort:
         self.direct: Callable[[bytes, Address], object] | None = (
             sock.sync_sendto if isinstance(sock, OSUdpSocket) else None)
         self.capacity = receive_capacity(sock.raw if isinstance(sock, OSUdpSocket) else None)
+        self.wait_readable: Callable[[], Awaitable[None]] | None = (
+            partial(trio.lowlevel.wait_readable, sock.raw) if isinstance(sock, OSUdpSocket) and self._now else None
+        )
 
     async def receive_batch(self) -> Iterable[Row]:
         if self._batch is not None:
@@ -150,6 +157,7 @@ class PktinfoPort:
         self._ancsize = _stdsocket.CMSG_SPACE(20 if self.v6 else 12)
         self.direct: Callable[[bytes, Address], object] | None = None  # each datagram names its source (IP_PKTINFO)
         self.capacity = receive_capacity(raw)
+        self.wait_readable: Callable[[], Awaitable[None]] | None = partial(trio.lowlevel.wait_readable, raw)
 
     async def receive_batch(self) -> Iterable[Row]:
         await trio.lowlevel.checkpoint_if_cancelled()

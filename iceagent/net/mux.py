@@ -334,9 +334,11 @@ class Mux:
 
     async def _receive_loop(self, port: Port) -> None:
         """Drain one socket in batches and route each datagram into one inbox; never calls agent code."""
+        wait = port.wait_readable
         while True:
-            # What is queued now is routed before this task yields: a batch held across a checkpoint would be
-            # routed after what the drainer (`_Drainer`) read meanwhile, out of order.
+            # What is read is routed before this task yields: a batch held across a checkpoint would be routed
+            # after what the drainer (`_Drainer`, at a round's end too) read meanwhile, out of order. So it waits
+            # for the socket without reading (an OS socket), then reads in the step it routes in.
             try:
                 batch = port.receive_now(RECEIVE_BATCH)
             except OSError:
@@ -348,10 +350,19 @@ class Mux:
                 await trio.lowlevel.checkpoint()
                 continue
             try:
-                batch = await port.receive_batch()
+                if wait is None:  # (a socket the drainer cannot read, the vnet's: its batch cannot be overtaken)
+                    batch = await port.receive_batch()
+                else:
+                    await wait()
+                    batch = port.receive_now(RECEIVE_BATCH)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 return
-            self._route(batch, trio.current_time())
+            except OSError:
+                if self.closed:
+                    return
+                raise
+            if batch:
+                self._route(batch, trio.current_time())
 
     def _drain(self) -> None:
         """Route what the sockets hold now, without waiting (`_Drainer`, between other tasks' steps)."""
