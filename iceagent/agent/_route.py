@@ -16,7 +16,24 @@ from ..ice.pair import CandidatePair
 from ..net.base import Address, TransportCapabilities
 from ._notify import Notifier
 
-__all__ = ["Route", "RouteState", "make_route"]
+__all__ = ["CONNECTED_SCHEDULE_EVERY", "Route", "RouteState", "connected_checkpoint", "make_route"]
+
+#: `connect()` on a connected agent lets other tasks run once per this many such calls (process-wide), as
+#: `IceStream` does per SCHEDULE_EVERY datagrams: a loop whose only await is `connect()` cannot starve the run.
+CONNECTED_SCHEDULE_EVERY = 16
+_connected_calls = 0
+
+
+async def connected_checkpoint() -> None:
+    """`connect()` on a connected agent: a cancel point, and a scheduling round once per CONNECTED_SCHEDULE_EVERY
+    such calls (a task awaiting its agents in turn takes no step more for one connected meanwhile)."""
+    global _connected_calls
+    _connected_calls += 1
+    if _connected_calls < CONNECTED_SCHEDULE_EVERY:
+        await trio.lowlevel.checkpoint_if_cancelled()
+    else:
+        _connected_calls = 0
+        await trio.lowlevel.checkpoint()
 
 #: (transport, remote address, pair, try_send or None, send_nowait or None)
 Route = tuple[

@@ -46,7 +46,7 @@ from ._lazy_value import LazyAsyncValue, made_on_read
 from ._observe import AgentObservers
 from ._remote import RemoteGate
 from ._remote_names import MdnsCounters
-from ._route import RouteState
+from ._route import RouteState, connected_checkpoint
 from ._runner import SessionRunner
 from ._states import AgentStates
 from .stream import IceStream, Inbox
@@ -55,11 +55,6 @@ log = get_logger("iceagent.agent")
 
 #: The configuration of agents opened without one (frozen: one serves them all, and its Ta is the default one).
 _DEFAULT_CONFIG = IceConfig()
-
-#: `connect()` on a connected agent lets other tasks run once per this many such calls (process-wide), as
-#: `IceStream` does per SCHEDULE_EVERY datagrams: a loop whose only await is `connect()` cannot starve the run.
-CONNECTED_SCHEDULE_EVERY = 16
-_connected_calls = 0
 
 #: What stats() shows for an agent that has not needed its RemoteGate or MdnsCounters yet (never changed).
 _NO_GATE = RemoteGate("", _DEFAULT_CONFIG)
@@ -291,22 +286,15 @@ class Agent(AgentStates):
     async def connect(self) -> IceStream:
         """Wait until a pair is valid and return the IceStream; raises IceFailed if the agent FAILED. On an agent
         connected already it returns at once: a cancel point, and a scheduling round only once per
-        CONNECTED_SCHEDULE_EVERY such calls (as `IceStream.send` takes none on most calls), so a task awaiting
-        its agents' `connect()` in turn takes no step more for the ones that connected while it waited for
-        another."""
-        global _connected_calls
+        CONNECTED_SCHEDULE_EVERY such calls (agent/_route.py `connected_checkpoint`), so a task awaiting its
+        agents' `connect()` in turn takes no step more for the ones that connected while it waited for another."""
         routes = self._routes
         if routes.route is None or routes.closed:
             # RouteState.wait_route's loop, here: the waiting task keeps only this frame (agent/_route.py)
             while routes.ready() is None:
                 await routes.park()
         else:
-            _connected_calls += 1
-            if _connected_calls < CONNECTED_SCHEDULE_EVERY:
-                await trio.lowlevel.checkpoint_if_cancelled()
-            else:
-                _connected_calls = 0
-                await trio.lowlevel.checkpoint()
+            await connected_checkpoint()
         return self._stream
 
     async def restart(self) -> None:
@@ -331,12 +319,8 @@ class Agent(AgentStates):
             "controlling": self.controlling,
             "selected_pair": None
             if pair is None
-            else {
-                "local": pair.local.to_sdp(),
-                "remote": pair.remote.to_sdp(),
-                "rtt": pair.rtt,
-                "nominated": pair.nominated,
-            },
+            else {"local": pair.local.to_sdp(), "remote": pair.remote.to_sdp(), "rtt": pair.rtt,
+                  "nominated": pair.nominated},
             "pairs": pairs,
             "gatherers": gatherers,
             "dropped_datagrams": self._dropped,
