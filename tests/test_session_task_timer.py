@@ -6,28 +6,48 @@ under the real clock (`trio.fail_after`), as the session task waits on an OS soc
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from test_agent_signal_turn import candidates, hand_over
 
-from iceagent import Agent, Candidate, IceConfig, IceState, open_agent
-from iceagent.agent import core as agent_core
+from iceagent import Agent, IceConfig, IceState, open_agent
+from iceagent.agent import _route as agent_route
 
 LO = ["127.0.0.1"]
 CONFIG = IceConfig(global_pacing=False)
 
 
-async def candidates(agent: Agent) -> list[Candidate]:
-    return [Candidate.from_sdp(c.to_sdp()) async for c in agent.gather()]
+@asynccontextmanager
+async def handed_over() -> AsyncIterator[tuple[Agent, Agent]]:
+    """A controlling and a controlled agent on 127.0.0.1, each given the other's parameters and candidates."""
+    async with (
+        open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a,
+        open_agent(controlling=False, host_addresses=LO, config=CONFIG) as b,
+    ):
+        cand_a, cand_b = await candidates(a), await candidates(b)
+        hand_over(a, b, cand_b)
+        hand_over(b, a, cand_a)
+        yield a, b
 
 
-def hand_over(dst: Agent, src: Agent, cands: list[Candidate]) -> None:
-    dst.set_remote_parameters(src.local_parameters)
-    for c in cands:
-        dst.add_remote_candidate(c)
-    dst.add_remote_candidate(None)
+async def tapped(a: Agent, b: Agent) -> tuple[Any, Any]:
+    """Both connected, `a` COMPLETED, and b's data delivered by a's session task, which opens a Tap on its
+    socket: (a's runner, the Tap), the task polling its socket and the stream's reader asking for it."""
+    await a.connect()
+    sb = await b.connect()
+    await a.state.wait_value(IceState.COMPLETED)
+    runner: Any = a._current
+    await sb.send(b"data")
+    await trio.testing.wait_all_tasks_blocked()
+    tap = runner._served.tap
+    assert tap is not None and tap.polling and runner._polling
+    assert not tap.reader_may_poll()  # a reader now: the task polls, so it asks for the socket (want)
+    return runner, tap
 
 
 def count_drive_moves(monkeypatch: pytest.MonkeyPatch) -> list[float]:
@@ -51,13 +71,7 @@ async def test_the_nomination_timer_wakes_the_session_task_without_a_deadline_mo
     8445 8.1.1, 14.2) and leaves from its timer's wake-up: its session task then opens its next scope with its
     deadline, and moves none itself (the answer's pump moves it, from the receive path)."""
     with trio.fail_after(10):
-        async with (
-            open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a,
-            open_agent(controlling=False, host_addresses=LO, config=CONFIG) as b,
-        ):
-            cand_a, cand_b = await candidates(a), await candidates(b)
-            hand_over(a, b, cand_b)
-            hand_over(b, a, cand_a)
+        async with handed_over() as (a, b):
             await a.connect()
             await b.connect()
             assert a.state.value is not IceState.COMPLETED  # the nomination waits for Ta (50 ms)
@@ -85,15 +99,9 @@ async def test_a_closed_socket_ends_the_session_tasks_wait_and_its_service_only(
 async def test_connect_on_a_connected_agent_takes_no_scheduling_round(monkeypatch: pytest.MonkeyPatch) -> None:
     """`connect()` on an agent connected already returns without letting other tasks run (a task awaiting its
     agents in turn takes no step more for one that connected meanwhile), and is still a cancel point."""
-    monkeypatch.setattr(agent_core, "_connected_calls", 0)  # (a round once per CONNECTED_SCHEDULE_EVERY calls)
+    monkeypatch.setattr(agent_route, "_connected_calls", 0)  # (a round once per CONNECTED_SCHEDULE_EVERY calls)
     with trio.fail_after(10):
-        async with (
-            open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a,
-            open_agent(controlling=False, host_addresses=LO, config=CONFIG) as b,
-        ):
-            cand_a, cand_b = await candidates(a), await candidates(b)
-            hand_over(a, b, cand_b)
-            hand_over(b, a, cand_a)
+        async with handed_over() as (a, b):
             stream = await a.connect()
             await b.connect()
             ran: list[bool] = []
@@ -151,22 +159,8 @@ async def test_a_wake_by_cancel_leaves_no_tap_polling_behind() -> None:
     wake-up datagram was lost) and serves a Tap: after the wake-up ends its wait, the Tap must not say the
     task polls (`tap.polling`), or the stream's reader is refused the socket while no task waits on it."""
     with trio.fail_after(10):
-        async with (
-            open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a,
-            open_agent(controlling=False, host_addresses=LO, config=CONFIG) as b,
-        ):
-            cand_a, cand_b = await candidates(a), await candidates(b)
-            hand_over(a, b, cand_b)
-            hand_over(b, a, cand_a)
-            await a.connect()
-            sb = await b.connect()
-            await a.state.wait_value(IceState.COMPLETED)
-            runner: Any = a._current
-            await sb.send(b"data")  # a's session task delivers it and opens a Tap on its socket
-            await trio.testing.wait_all_tasks_blocked()
-            tap = runner._served.tap
-            assert tap is not None and tap.polling and runner._polling
-            assert not tap.reader_may_poll()  # a reader now: the task polls, so it asks for the socket (want)
+        async with handed_over() as (a, b):
+            runner, tap = await tapped(a, b)
             assert tap.want
             runner._self_wake = False
             runner.wake()  # another task's wake-up: by a cancel
@@ -182,13 +176,7 @@ async def test_a_loop_on_connect_lets_other_tasks_run() -> None:
     sets): under Trio's checkpoint convention the other task runs. Bounded here so the new code fails instead
     of hanging (under it not even trio.fail_after fires: the run loop never gets control)."""
     with trio.fail_after(10):
-        async with (
-            open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a,
-            open_agent(controlling=False, host_addresses=LO, config=CONFIG) as b,
-        ):
-            cand_a, cand_b = await candidates(a), await candidates(b)
-            hand_over(a, b, cand_b)
-            hand_over(b, a, cand_a)
+        async with handed_over() as (a, b):
             await a.connect()
             await b.connect()
             done = False
@@ -211,22 +199,9 @@ async def test_a_wake_as_the_timer_fires_leaves_no_tap_polling_behind() -> None:
     timer is due already sends nothing (`_alert`: the timer wakes it) but clears `_polling`; the timer's
     Cancelled must still reset the Tap's `polling`."""
     with trio.fail_after(10):
-        async with (
-            open_agent(controlling=True, host_addresses=LO, config=CONFIG) as a,
-            open_agent(controlling=False, host_addresses=LO, config=CONFIG) as b,
-        ):
-            cand_a, cand_b = await candidates(a), await candidates(b)
-            hand_over(a, b, cand_b)
-            hand_over(b, a, cand_a)
-            await a.connect()
-            sb = await b.connect()
-            await a.state.wait_value(IceState.COMPLETED)
-            runner: Any = a._current
-            await sb.send(b"data")
-            await trio.testing.wait_all_tasks_blocked()
-            tap = runner._served.tap
-            assert tap is not None and tap.polling and runner._polling and runner._self_wake
-            assert not tap.reader_may_poll()
+        async with handed_over() as (a, b):
+            runner, tap = await tapped(a, b)
+            assert runner._self_wake
             runner._sleep.deadline = trio.current_time()  # its timer is due (a retransmission, consent, Ta)
             runner.wake()  # and a wake-up in the same tick
             await trio.testing.wait_all_tasks_blocked()

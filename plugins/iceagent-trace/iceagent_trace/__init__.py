@@ -11,8 +11,9 @@ loaded by every process that opens an agent, tracing on or off.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from iceagent._lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from .render import TraceError, load_trace, render_html, render_svg
@@ -35,19 +36,4 @@ _SUBMODULES = ("render", "tracer")
 __all__ = ["TraceError", "Tracer", "__version__", "load_trace", "pair_label", "render_html", "render_svg"]
 
 if not TYPE_CHECKING:  # mypy sees the imports above, so a misspelt name stays an error for it
-
-    def __getattr__(name: str) -> Any:
-        """Import the submodule defining `name` on first access and keep the name here (PEP 562)."""
-        if name in _SUBMODULES:
-            return importlib.import_module(f".{name}", __name__)
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value
-        return value
-
-
-def __dir__() -> list[str]:
-    """The module's own names, the lazy public ones and the submodules (PEP 562)."""
-    return sorted({*globals(), *__all__, *_SUBMODULES})
+    __getattr__, __dir__ = lazy_names(globals(), _LAZY, _SUBMODULES)
