@@ -288,6 +288,18 @@ MUX_PROGRAMS = {
                                  1, 0, *b"", 2, 4, 0, 0, 1, 5, 0, 0, 0, 2, 0, 1, 1, 0, 0, 0, 0, 6, 1, 0, 2, 5]),
 }
 
+# Mux routing loop inputs (fuzz/mux_loop.py): each step is time, local (< 16: unknown), source, then the datagram:
+# raw (1, length, bytes) or STUN (0, type, tid from the table?, USERNAME first?, its name, honest length?, ...).
+_TO_A = [0, 32, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1]  # a check with USERNAME ufA:p first
+_TO_B = [0, 32, 1, 0, 0, 1, 1, 1, 1, 0, 1, 1]  # ufB (no colon)
+_ANSWER_B = [0, 32, 1, 0, 1, 1, 0, 0, 1, 1]  # a success response with b's transaction id
+MUX_LOOP_INPUTS = {
+    "checks-and-answer": bytes([*_TO_A, *_TO_B, *_ANSWER_B, *_ANSWER_B]),
+    "data-from-confirmed-and-not": bytes([0, 32, 0, 1, 4, *b"data", 0, 32, 1, 1, 4, *b"more"]),
+    "username-past-the-end": bytes([0, 32, 1, 0, 0, 1, 1, 0, 0, 1, 44, 0, 1, 1, *_TO_A]),
+    "unknown-local-and-bad-cookie": bytes([0, 0, 1, 1, 3, *b"abc", 0, 32, 2, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0]),
+}
+
 
 def write(target: str, seeds: dict[str, bytes]) -> None:
     folder = CORPUS / target
@@ -310,6 +322,7 @@ def main() -> int:
     write("uri", {name: text.encode() for name, text in URIS.items()})
     write("turn_server", TURN_PROGRAMS)
     write("mux_routes", MUX_PROGRAMS)
+    write("mux_loop", MUX_LOOP_INPUTS)
     return 0
 
 

@@ -36,6 +36,7 @@ from iceagent.turn.framing import (
 from iceagent.turn.server.types import split_stream
 from iceagent.uri import IceServer, format_host_port, parse_host_port, parse_uri
 
+from .mux_loop import mux_loop
 from .mux_routes import mux_routes
 from .support import Budget, Finding, expect, timed
 from .turn_server import turn_server
@@ -396,6 +397,7 @@ TARGETS: dict[str, Target] = {
     "uri": uri,
     "turn_server": turn_server,
     "mux_routes": mux_routes,
+    "mux_loop": mux_loop,
 }
 
 #: CPU budget of one step, in ms, timed without the fuzzer's instrumentation (fuzz.timing). A
@@ -414,4 +416,5 @@ MAX_LEN: dict[str, int] = {
     "uri": 6000,
     "turn_server": 4096,
     "mux_routes": 4096,
+    "mux_loop": 4096,
 }
